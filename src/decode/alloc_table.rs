@@ -1,0 +1,208 @@
+//! The allocation-table walk: allocations, free runs and the firmware's `gc_info`.
+//!
+//! Two readings of the same two-bit states are kept side by side on purpose:
+//! allocations and free runs as the reference splits them (HEAD or MARK starts an
+//! allocation, TAIL extends one, FREE ends it; a TAIL after FREE — logged mid-sweep
+//! — belongs to nothing), and the counters exactly as py/gc.c `gc_info()` computes
+//! them, so the `snapshots` table can be held against `micropython.mem_info()`.
+
+pub const AT_FREE: u8 = 0;
+pub const AT_HEAD: u8 = 1;
+pub const AT_TAIL: u8 = 2;
+pub const AT_MARK: u8 = 3;
+
+/// One allocation: `blocks` blocks from `start_block`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Allocation {
+    pub start_block: u64,
+    pub blocks: u64,
+    /// The head was in the MARK state (snapshot taken during a collection).
+    pub marked: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FreeRun {
+    pub start_block: u64,
+    pub blocks: u64,
+}
+
+/// `gc_info_t` as py/gc.c fills it: bytes for total/used/free, blocks for
+/// max_free/max_block, counts for num_1block/num_2block.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GcInfo {
+    pub total: u64,
+    pub used: u64,
+    pub free: u64,
+    pub max_free: u64,
+    pub num_1block: u64,
+    pub num_2block: u64,
+    pub max_block: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TableWalk {
+    pub allocations: Vec<Allocation>,
+    pub free_runs: Vec<FreeRun>,
+    pub gc_info: GcInfo,
+    pub marked_blocks: u64,
+    pub orphan_tail_blocks: u64,
+}
+
+#[inline]
+fn kind(atb: &[u8], block: u64) -> u8 {
+    atb.get((block / 4) as usize).map_or(AT_FREE, |b| (b >> (2 * (block % 4))) & 3)
+}
+
+/// Walks the first `atb.len() * 4` blocks. `bytes_per_block` scales gc_info's byte
+/// figures; `pool_bytes` is gc_info's `total`.
+pub fn walk(atb: &[u8], bytes_per_block: u64, pool_bytes: u64, want_rows: bool) -> TableWalk {
+    let n = atb.len() as u64 * 4;
+    let mut w = TableWalk::default();
+    let mut current: Option<Allocation> = None;
+    let mut free_start: Option<u64> = None;
+    for block in 0..n {
+        let k = kind(atb, block);
+        if k != AT_FREE {
+            if let Some(start) = free_start.take() {
+                if want_rows {
+                    w.free_runs.push(FreeRun { start_block: start, blocks: block - start });
+                }
+            }
+        }
+        if k != AT_TAIL {
+            if let Some(a) = current.take() {
+                if want_rows {
+                    w.allocations.push(a);
+                }
+            }
+        }
+        match k {
+            AT_FREE => {
+                free_start.get_or_insert(block);
+            }
+            AT_HEAD | AT_MARK => {
+                if k == AT_MARK {
+                    w.marked_blocks += 1;
+                }
+                current = Some(Allocation { start_block: block, blocks: 1, marked: k == AT_MARK });
+            }
+            _ => match current.as_mut() {
+                Some(a) => a.blocks += 1,
+                None => w.orphan_tail_blocks += 1,
+            },
+        }
+    }
+    if let Some(start) = free_start {
+        if want_rows {
+            w.free_runs.push(FreeRun { start_block: start, blocks: n - start });
+        }
+    }
+    if let Some(a) = current {
+        if want_rows {
+            w.allocations.push(a);
+        }
+    }
+    w.gc_info = gc_info(atb, bytes_per_block, pool_bytes);
+    w
+}
+
+/// py/gc.c `gc_info()` (CircuitPython 3.0 / MicroPython 1.9), step for step,
+/// including its treatment of MARK (counted nowhere) and of a TAIL after FREE (a
+/// free run is only closed by a HEAD or the end).
+pub fn gc_info(atb: &[u8], bytes_per_block: u64, pool_bytes: u64) -> GcInfo {
+    let n = atb.len() as u64 * 4;
+    let mut info = GcInfo { total: pool_bytes, ..GcInfo::default() };
+    let (mut len, mut len_free) = (0u64, 0u64);
+    let mut block = 0u64;
+    while block < n {
+        match kind(atb, block) {
+            AT_FREE => {
+                info.free += 1;
+                len_free += 1;
+                len = 0;
+            }
+            AT_HEAD => {
+                info.used += 1;
+                len = 1;
+            }
+            AT_TAIL => {
+                info.used += 1;
+                len += 1;
+            }
+            _ => {}
+        }
+        block += 1;
+        let finish = block == n;
+        let next = if finish { AT_FREE } else { kind(atb, block) };
+        if finish || next == AT_FREE || next == AT_HEAD {
+            match len {
+                1 => info.num_1block += 1,
+                2 => info.num_2block += 1,
+                _ => {}
+            }
+            info.max_block = info.max_block.max(len);
+            if finish || next == AT_HEAD {
+                info.max_free = info.max_free.max(len_free);
+                len_free = 0;
+            }
+        }
+    }
+    info.used *= bytes_per_block;
+    info.free *= bytes_per_block;
+    info
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Packs block states four to a byte, first block in the low bits.
+    fn atb(states: &[u8]) -> Vec<u8> {
+        states.chunks(4).map(|c| c.iter().enumerate().fold(0u8, |b, (i, s)| b | (s << (2 * i)))).collect()
+    }
+
+    #[test]
+    fn walk_by_hand() {
+        // H T F F | H H T T | F F F F | M T T F
+        let t = atb(&[1, 2, 0, 0, 1, 1, 2, 2, 0, 0, 0, 0, 3, 2, 2, 0]);
+        let w = walk(&t, 16, 256, true);
+        let allocs: Vec<_> = w.allocations.iter().map(|a| (a.start_block, a.blocks, a.marked)).collect();
+        assert_eq!(allocs, vec![(0, 2, false), (4, 1, false), (5, 3, false), (12, 3, true)]);
+        let runs: Vec<_> = w.free_runs.iter().map(|r| (r.start_block, r.blocks)).collect();
+        assert_eq!(runs, vec![(2, 2), (8, 4), (15, 1)]);
+        assert_eq!(w.marked_blocks, 1);
+        // gc_info: MARK counts nowhere; used = 2+1+3 + 2 tails after the mark = 8 blocks.
+        let g = w.gc_info;
+        assert_eq!((g.used, g.free), (8 * 16, 7 * 16));
+        assert_eq!(g.num_1block, 1);
+        // H T before F, and the two tails after the mark (len restarts at 0 on FREE).
+        assert_eq!(g.num_2block, 2);
+        assert_eq!(g.max_block, 3);
+        // Free runs closed by a HEAD: 2 (before H at 4), 4 (before M? no: M is not HEAD,
+        // so the run of 4 stays open through M T T F and ends at the finish as 5).
+        assert_eq!(g.max_free, 5);
+    }
+
+    #[test]
+    fn orphan_tails_after_free_belong_to_nothing() {
+        let t = atb(&[1, 0, 2, 2]);
+        let w = walk(&t, 16, 64, true);
+        assert_eq!(w.allocations.len(), 1);
+        assert_eq!(w.orphan_tail_blocks, 2);
+        assert_eq!(w.free_runs, vec![FreeRun { start_block: 1, blocks: 1 }]);
+        // gc_info counts the orphan tails as used, and the free run is not closed by them.
+        assert_eq!(w.gc_info.used, 3 * 16);
+        assert_eq!(w.gc_info.max_free, 1);
+    }
+
+    #[test]
+    fn empty_and_full_tables() {
+        let w = walk(&[0, 0], 16, 128, true);
+        assert_eq!(w.free_runs, vec![FreeRun { start_block: 0, blocks: 8 }]);
+        assert_eq!(w.gc_info.max_free, 8);
+        assert_eq!(w.gc_info.free, 128);
+        let w = walk(&atb(&[1, 2, 2, 2]), 16, 64, true);
+        assert_eq!(w.gc_info.max_block, 4);
+        assert_eq!(w.gc_info.max_free, 0);
+    }
+}

@@ -1,0 +1,100 @@
+//! Heap geometry: where the allocation table, the finaliser table and the pool sit.
+//!
+//! Computed the way the firmware's `gc_init(start, end)` does (py/gc.c): the end is
+//! rounded down to a block boundary first, then the table lengths follow from the
+//! remaining size. The reference used the unaligned size (see README, "Differences").
+
+use crate::error::DecodeError;
+use crate::profile::HeapLayout;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeapGeometry {
+    pub heap_start: u64,
+    pub heap_bytes: u64,
+    pub alloc_table_start: u64,
+    pub alloc_table_bytes: u64,
+    pub finaliser_table_start: Option<u64>,
+    pub finaliser_table_bytes: u64,
+    pub pool_start: u64,
+    pub pool_end: u64,
+    pub bytes_per_block: u64,
+}
+
+impl HeapGeometry {
+    /// What `gc_init(heap_start, heap_start + heap_bytes)` sets up.
+    pub fn from_gc_init(heap_start: u64, heap_bytes: u64, layout: &HeapLayout) -> Result<Self, DecodeError> {
+        let bpb = layout.bytes_per_block as u64;
+        let per_atb = layout.blocks_per_atb as u64;
+        let end = heap_start.saturating_add(heap_bytes) & !(bpb - 1);
+        let total = end.saturating_sub(heap_start);
+        let (atb, ftb) = if layout.blocks_per_ftb > 0 {
+            let per_ftb = layout.blocks_per_ftb as u64;
+            let atb = total * 8 / (8 + 8 * per_atb / per_ftb + 8 * per_atb * bpb);
+            (atb, (atb * per_atb).div_ceil(per_ftb))
+        } else {
+            (total / (1 + 8 / 2 * bpb), 0)
+        };
+        if atb == 0 {
+            return Err(DecodeError::HeapTooSmall { bytes: heap_bytes });
+        }
+        let pool_bytes = atb * per_atb * bpb;
+        Ok(HeapGeometry {
+            heap_start,
+            heap_bytes,
+            alloc_table_start: heap_start,
+            alloc_table_bytes: atb,
+            finaliser_table_start: (layout.blocks_per_ftb > 0).then_some(heap_start + atb),
+            finaliser_table_bytes: ftb,
+            pool_start: end - pool_bytes,
+            pool_end: end,
+            bytes_per_block: bpb,
+        })
+    }
+
+    pub fn pool_blocks(&self) -> u64 {
+        (self.pool_end - self.pool_start) / self.bytes_per_block
+    }
+
+    pub fn block_address(&self, block: u64) -> u64 {
+        self.pool_start + block * self.bytes_per_block
+    }
+
+    /// The block holding `address`, if it lies in the pool.
+    pub fn block_of(&self, address: u64) -> Option<u64> {
+        (address >= self.pool_start && address < self.pool_end).then(|| (address - self.pool_start) / self.bytes_per_block)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samd21_heap_matches_gc_init_by_hand() {
+        // 20480-byte heap at 0x20000a40: 20480*8/524 = 312 ATB bytes, 1248 blocks,
+        // FTB (1248+7)/8 = 156 bytes, pool 19968 bytes ending at the heap end.
+        let g = HeapGeometry::from_gc_init(0x2000_0a40, 20480, &HeapLayout::default()).unwrap();
+        assert_eq!(g.alloc_table_bytes, 312);
+        assert_eq!(g.finaliser_table_bytes, 156);
+        assert_eq!(g.finaliser_table_start, Some(0x2000_0a40 + 312));
+        assert_eq!(g.pool_blocks(), 1248);
+        assert_eq!(g.pool_end, 0x2000_0a40 + 20480);
+        assert_eq!(g.pool_start, 0x2000_0a40 + 20480 - 19968);
+    }
+
+    #[test]
+    fn unaligned_end_is_rounded_down_first() {
+        // 131072 bytes at ...8: the firmware sees 131064 bytes, so 2000 ATB bytes
+        // (the reference computes 2001 from the unaligned size).
+        let g = HeapGeometry::from_gc_init(0x2000_1008, 131072, &HeapLayout::default()).unwrap();
+        assert_eq!(g.pool_end, 0x2002_1000);
+        assert_eq!(g.alloc_table_bytes, 2000);
+        assert_eq!(g.pool_start, 0x2002_1000 - 2000 * 64);
+    }
+
+    #[test]
+    fn tiny_heaps_are_an_error_not_a_panic() {
+        assert!(HeapGeometry::from_gc_init(0x2000_0000, 10, &HeapLayout::default()).is_err());
+        assert!(HeapGeometry::from_gc_init(u64::MAX - 4, 100, &HeapLayout::default()).is_err());
+    }
+}

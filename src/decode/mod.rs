@@ -1,0 +1,580 @@
+//! Decoding one snapshot of RAM into rows: blocks with their kinds, pointer edges
+//! and root edges, qstrs, strings, free runs and the firmware's `gc_info` figures.
+//!
+//! [`Decoder::decode`] is a pure function of (firmware, profile, snapshot bytes): it
+//! reads only through bounds-checked [`Memory`], allocates in proportion to the heap
+//! it finds, and returns rows for the single writer to store.
+
+pub mod alloc_table;
+pub mod bytecode;
+pub mod geometry;
+pub mod qstr;
+
+use std::collections::HashMap;
+
+use crate::error::DecodeError;
+use crate::firmware::Firmware;
+use crate::memory::{Memory, Region};
+use crate::profile::{Immediate, Profile};
+pub use alloc_table::{Allocation, FreeRun, GcInfo};
+pub use bytecode::Prelude;
+pub use geometry::HeapGeometry;
+
+/// What a block holds, with the reference's categories (and its colours).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    QstrPool,
+    Function,
+    Dict,
+    Property,
+    Map,
+    Type,
+    Tuple,
+    Str,
+    Bytearray,
+    Instance,
+    MapTable,
+    StringData,
+    Bytecode,
+    QstrChunk,
+    Unknown,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 15] = [
+        Kind::QstrPool,
+        Kind::Function,
+        Kind::Dict,
+        Kind::Property,
+        Kind::Map,
+        Kind::Type,
+        Kind::Tuple,
+        Kind::Str,
+        Kind::Bytearray,
+        Kind::Instance,
+        Kind::MapTable,
+        Kind::StringData,
+        Kind::Bytecode,
+        Kind::QstrChunk,
+        Kind::Unknown,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::QstrPool => "qstr_pool",
+            Kind::Function => "function",
+            Kind::Dict => "dict",
+            Kind::Property => "property",
+            Kind::Map => "map",
+            Kind::Type => "type",
+            Kind::Tuple => "tuple",
+            Kind::Str => "str",
+            Kind::Bytearray => "bytearray",
+            Kind::Instance => "instance",
+            Kind::MapTable => "map_table",
+            Kind::StringData => "string_data",
+            Kind::Bytecode => "bytecode",
+            Kind::QstrChunk => "qstr_chunk",
+            Kind::Unknown => "unknown",
+        }
+    }
+
+    /// The reference's Graphviz colour name for this kind.
+    pub fn reference_colour(self) -> &'static str {
+        match self {
+            Kind::QstrPool => "tomato",
+            Kind::Function => "green",
+            Kind::Dict => "red",
+            Kind::Property => "yellow",
+            Kind::Map => "blue",
+            Kind::Type => "orange",
+            Kind::Tuple => "skyblue",
+            Kind::Str => "pink",
+            Kind::Bytearray => "purple",
+            Kind::Instance => "plum",
+            Kind::MapTable => "gold",
+            Kind::StringData => "hotpink",
+            Kind::Bytecode => "lightseagreen",
+            Kind::QstrChunk => "lightsalmon",
+            Kind::Unknown => "gray",
+        }
+    }
+
+    /// Roles given by who points at a block override what its first word says, in
+    /// the order the reference applies them (map table last, so it wins).
+    fn role_rank(self) -> u8 {
+        match self {
+            Kind::MapTable => 4,
+            Kind::QstrChunk => 3,
+            Kind::Bytecode => 2,
+            Kind::StringData => 1,
+            _ => 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct BlockRow {
+    pub address: u64,
+    pub start_block: u64,
+    pub blocks: u64,
+    pub kind: Kind,
+    /// The first word when it points into flash (a built-in type object).
+    pub type_address: Option<u64>,
+    /// Python-level name: a class's name, an instance's class, a function's name.
+    pub name: Option<String>,
+    pub has_finaliser: bool,
+    pub marked: bool,
+    pub prelude: Option<Prelude>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EdgeRow {
+    /// Block holding the pointer, and the word index inside it; `None` for roots.
+    pub from_block: Option<u64>,
+    pub from_word: Option<u32>,
+    /// Where a root pointer sits outside the heap, and its name.
+    pub root_address: Option<u64>,
+    pub root_name: Option<String>,
+    pub to_address: u64,
+    /// Start of the allocated block the target lies in, if any.
+    pub to_block: Option<u64>,
+    /// The target is the head of an allocated block (what the GC follows).
+    pub to_is_head: bool,
+    /// For a value slot of a map table: its key, formatted like the reference.
+    pub map_key: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct QstrRow {
+    pub pool: u64,
+    pub chunk: Option<u64>,
+    pub id: u64,
+    pub address: u64,
+    pub hash: u64,
+    pub length: u64,
+    pub text: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StringRow {
+    pub block: u64,
+    /// The `str` object pointing at the data, when there is one.
+    pub owner: Option<u64>,
+    pub source: &'static str,
+    pub length: u64,
+    pub text: String,
+}
+
+/// Everything decoded from one snapshot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SnapshotReport {
+    pub index: u64,
+    pub geometry: HeapGeometry,
+    pub gc_info: GcInfo,
+    pub marked_blocks: u64,
+    pub orphan_tail_blocks: u64,
+    pub finaliser_blocks: u64,
+    pub allocations: u64,
+    pub blocks: Vec<BlockRow>,
+    pub edges: Vec<EdgeRow>,
+    pub qstrs: Vec<QstrRow>,
+    pub strings: Vec<StringRow>,
+    pub free_runs: Vec<FreeRun>,
+    /// Things a user may want to know that are not errors (a pointer to a block
+    /// that is not allocated, a pool that is not a block).
+    pub notes: Vec<String>,
+}
+
+/// What to decode; the metrics-only path skips everything past the allocation table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeOptions {
+    pub metrics_only: bool,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions { metrics_only: false }
+    }
+}
+
+pub struct Decoder<'f> {
+    pub firmware: &'f Firmware,
+    pub profile: &'f Profile,
+    pub geometry: Result<HeapGeometry, DecodeError>,
+    pub options: DecodeOptions,
+}
+
+const NO_ALLOC: u32 = u32::MAX;
+
+/// Per-snapshot lookup from block number to the allocation covering it.
+struct Heap<'a> {
+    g: HeapGeometry,
+    allocs: &'a [Allocation],
+    owner: Vec<u32>,
+}
+
+impl Heap<'_> {
+    /// Index of the allocation whose head is exactly `address`.
+    fn head(&self, address: u64) -> Option<usize> {
+        let b = self.g.block_of(address)?;
+        if address != self.g.block_address(b) {
+            return None;
+        }
+        let i = *self.owner.get(b as usize)?;
+        (i != NO_ALLOC && self.allocs.get(i as usize)?.start_block == b).then_some(i as usize)
+    }
+
+    /// Index of the allocation covering `address` at any offset.
+    fn containing(&self, address: u64) -> Option<usize> {
+        let b = self.g.block_of(address)?;
+        let i = *self.owner.get(b as usize)?;
+        (i != NO_ALLOC).then_some(i as usize)
+    }
+}
+
+impl<'f> Decoder<'f> {
+    pub fn new(firmware: &'f Firmware, profile: &'f Profile, options: DecodeOptions) -> Self {
+        let geometry = HeapGeometry::from_gc_init(firmware.heap_start, firmware.heap_bytes, &profile.heap);
+        Decoder { firmware, profile, geometry, options }
+    }
+
+    fn memory<'a>(&'a self, ram: &'a [u8]) -> Memory<'a> {
+        Memory {
+            ram: Region::new(self.firmware.ram_start, ram),
+            flash: Region::new(self.firmware.flash_base, &self.firmware.flash),
+            word_bytes: self.profile.heap.word_bytes,
+        }
+    }
+
+    /// Decodes snapshot `index`, whose bytes are `ram` (RAM from `ram_start`).
+    pub fn decode(&self, index: u64, ram: &[u8]) -> Result<SnapshotReport, DecodeError> {
+        let g = self.geometry.clone()?;
+        let fw = self.firmware;
+        let mem = self.memory(ram);
+        let word = self.profile.heap.word_bytes as u64;
+        let bpb = g.bytes_per_block;
+        if g.heap_start < fw.ram_start || g.pool_end > mem.ram.end() {
+            return Err(DecodeError::HeapOutsideRam {
+                start: g.heap_start,
+                end: g.pool_end,
+                ram_start: fw.ram_start,
+                ram_end: mem.ram.end(),
+            });
+        }
+        let atb = mem.bytes(g.alloc_table_start, g.alloc_table_bytes, "allocation table")?;
+        let walk = alloc_table::walk(atb, bpb, g.pool_end - g.pool_start, !self.options.metrics_only);
+        let mut report = SnapshotReport {
+            index,
+            geometry: g,
+            gc_info: walk.gc_info,
+            marked_blocks: walk.marked_blocks,
+            orphan_tail_blocks: walk.orphan_tail_blocks,
+            finaliser_blocks: 0,
+            allocations: walk.allocations.len() as u64,
+            blocks: Vec::new(),
+            edges: Vec::new(),
+            qstrs: Vec::new(),
+            strings: Vec::new(),
+            free_runs: walk.free_runs,
+            notes: Vec::new(),
+        };
+        if self.options.metrics_only {
+            return Ok(report);
+        }
+        let ftb = match g.finaliser_table_start {
+            Some(start) => Some(mem.bytes(start, g.finaliser_table_bytes, "finaliser table")?),
+            None => None,
+        };
+
+        let allocs = &walk.allocations;
+        let mut owner = vec![NO_ALLOC; g.pool_blocks() as usize];
+        for (i, a) in allocs.iter().enumerate() {
+            for b in a.start_block..a.start_block + a.blocks {
+                if let Some(slot) = owner.get_mut(b as usize) {
+                    *slot = i as u32;
+                }
+            }
+        }
+        let heap = Heap { g, allocs, owner };
+        let addr_of = |i: usize| g.block_address(allocs[i].start_block);
+        let bytes_of = |i: usize| -> &[u8] {
+            let a = allocs[i];
+            mem.ram.slice(g.block_address(a.start_block), a.blocks * bpb).unwrap_or(&[])
+        };
+        let word_at = |data: &[u8], k: u64| -> Option<u64> {
+            data.get((k * word) as usize..((k + 1) * word) as usize).map(crate::memory::le_word)
+        };
+        let in_ram = |w: u64| w > fw.ram_start && w < fw.ram_end;
+
+        // Qstr pools: the chain from vm.last_pool while it stays in RAM.
+        let state = fw.state_address;
+        let last_pool = mem.word(state + self.profile.state.last_pool, "vm.last_pool")?;
+        let mut qstrs = qstr::QstrReader::new(mem, self.profile, last_pool);
+        let ram_pools: Vec<qstr::PoolHeader> = qstrs.chain.iter().take_while(|h| in_ram(h.address)).copied().collect();
+
+        // Base kind from the first word.
+        let t = &fw.types;
+        let is = |opt: Option<u64>, w: u64| opt == Some(w);
+        let mut kinds = vec![Kind::Unknown; allocs.len()];
+        let mut type_addrs = vec![None; allocs.len()];
+        for (i, kind) in kinds.iter_mut().enumerate() {
+            let address = addr_of(i);
+            let w0 = word_at(bytes_of(i), 0).unwrap_or(0);
+            if ram_pools.iter().any(|p| p.address == address) {
+                *kind = Kind::QstrPool;
+            } else if w0 != 0 && mem.in_flash(w0) {
+                type_addrs[i] = Some(w0);
+                *kind = if t.functions.contains(&w0) {
+                    Kind::Function
+                } else if is(t.dict, w0) {
+                    Kind::Dict
+                } else if is(t.property, w0) {
+                    Kind::Property
+                } else if is(t.map, w0) {
+                    Kind::Map
+                } else if is(t.type_type, w0) {
+                    Kind::Type
+                } else if is(t.tuple, w0) {
+                    Kind::Tuple
+                } else if is(t.str, w0) {
+                    Kind::Str
+                } else if is(t.bytearray, w0) {
+                    Kind::Bytearray
+                } else {
+                    Kind::Unknown
+                };
+            } else if let Some(ti) = heap.head(w0) {
+                // An instance of a class defined at run time: its type is a heap
+                // object whose own type is `type`.
+                if word_at(bytes_of(ti), 0).is_some_and(|tw| is(t.type_type, tw)) {
+                    *kind = Kind::Instance;
+                }
+            }
+        }
+
+        // Roles given by pointers from other objects.
+        let mut roles = vec![Kind::Unknown; allocs.len()];
+        let give = |roles: &mut Vec<Kind>, i: usize, k: Kind| {
+            if k.role_rank() > roles[i].role_rank() {
+                roles[i] = k;
+            }
+        };
+        let objects = &self.profile.objects;
+        let mut strings = Vec::new();
+        let mut bytecodes: Vec<(usize, usize)> = Vec::new(); // (function, bytecode)
+        for i in 0..allocs.len() {
+            let data = bytes_of(i);
+            let w = |k: u32| word_at(data, k as u64);
+            match kinds[i] {
+                Kind::Dict => {
+                    if let Some(tb) = w(objects.dict_table_word).and_then(|p| heap.head(p)) {
+                        give(&mut roles, tb, Kind::MapTable);
+                    }
+                }
+                Kind::Instance => {
+                    if let Some(tb) = w(objects.instance_table_word).and_then(|p| heap.head(p)) {
+                        give(&mut roles, tb, Kind::MapTable);
+                    }
+                }
+                Kind::Str => {
+                    if let Some(sb) = w(objects.str_data_word).and_then(|p| heap.head(p)) {
+                        give(&mut roles, sb, Kind::StringData);
+                        let len = w(objects.str_len_word).unwrap_or(0);
+                        let bytes = bytes_of(sb);
+                        let text = bytes.get(..len.min(bytes.len() as u64) as usize).unwrap_or(&[]);
+                        strings.push(StringRow {
+                            block: addr_of(sb),
+                            owner: Some(addr_of(i)),
+                            source: "str",
+                            length: len,
+                            text: String::from_utf8_lossy(text).into_owned(),
+                        });
+                    }
+                }
+                Kind::Function => {
+                    if let Some(bb) = w(objects.fun_bc_bytecode_word).and_then(|p| heap.head(p)) {
+                        give(&mut roles, bb, Kind::Bytecode);
+                        bytecodes.push((i, bb));
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (offset, what) in [
+            (self.profile.state.dict_main_table, "vm.dict_main.map.table"),
+            (self.profile.state.loaded_modules_table, "vm.mp_loaded_modules_dict.map.table"),
+        ] {
+            let p = mem.word(state + offset, what)?;
+            if let Some(tb) = heap.head(p) {
+                give(&mut roles, tb, Kind::MapTable);
+            } else if p != 0 && in_ram(p) {
+                report.notes.push(format!("{what} points at 0x{p:08x}, which is not an allocated block"));
+            }
+        }
+        if let Some(base) = self.profile.state.readline_hist {
+            for k in 0..self.profile.state.readline_hist_len as u64 {
+                let p = mem.word(state + base + k * word, "vm.readline_hist")?;
+                if let Some(sb) = heap.head(p) {
+                    give(&mut roles, sb, Kind::StringData);
+                    let bytes = bytes_of(sb);
+                    let text = bytes.split(|b| *b == 0).next().unwrap_or(&[]);
+                    strings.push(StringRow {
+                        block: addr_of(sb),
+                        owner: None,
+                        source: "readline_hist",
+                        length: text.len() as u64,
+                        text: String::from_utf8_lossy(text).into_owned(),
+                    });
+                }
+            }
+        }
+
+        // Qstrs in RAM pools, and the chunks holding their data.
+        for h in &ram_pools {
+            let Some(pi) = heap.head(h.address) else {
+                report.notes.push(format!("qstr pool 0x{:08x} is not an allocated block", h.address));
+                continue;
+            };
+            let capacity = (bytes_of(pi).len() as u64 / word).saturating_sub(objects.qstr_pool_header_words as u64);
+            for (id, ptr) in qstrs.entries(h, capacity) {
+                let chunk = heap.containing(ptr);
+                if let Some(ci) = chunk {
+                    give(&mut roles, ci, Kind::QstrChunk);
+                }
+                if let Some(d) = qstrs.data_at(ptr) {
+                    report.qstrs.push(QstrRow {
+                        pool: h.address,
+                        chunk: chunk.map(addr_of),
+                        id,
+                        address: ptr,
+                        hash: d.hash,
+                        length: d.text.len() as u64,
+                        text: String::from_utf8_lossy(&d.text).into_owned(),
+                    });
+                }
+            }
+        }
+
+        // Names: classes by their name qstr, instances by their class, functions by
+        // the simple name in their bytecode.
+        let mut names: Vec<Option<String>> = vec![None; allocs.len()];
+        let mut preludes: Vec<Option<Prelude>> = vec![None; allocs.len()];
+        for i in 0..allocs.len() {
+            if kinds[i] == Kind::Type {
+                names[i] = word_at(bytes_of(i), objects.type_name_word as u64).and_then(|q| qstrs.text(q));
+            }
+        }
+        for i in 0..allocs.len() {
+            if kinds[i] == Kind::Instance {
+                let ti = word_at(bytes_of(i), 0).and_then(|p| heap.head(p));
+                names[i] = ti.and_then(|ti| names[ti].clone());
+            }
+        }
+        for (fi, bi) in bytecodes {
+            let p = bytecode::parse_prelude(bytes_of(bi), objects.bytecode_qstr_bytes);
+            preludes[bi] = p;
+            let name = p.and_then(|p| p.simple_name).and_then(|q| qstrs.text(q));
+            names[fi] = name.clone();
+            names[bi] = name;
+        }
+
+        // Pointer edges: every word whose value is a block-aligned RAM address.
+        let map_tables: Vec<bool> = roles.iter().map(|r| *r == Kind::MapTable).collect();
+        let mut key_text: HashMap<u64, String> = HashMap::new();
+        for i in 0..allocs.len() {
+            let address = addr_of(i);
+            let data = bytes_of(i);
+            let n_words = data.len() as u64 / word;
+            for k in 0..n_words {
+                let Some(w) = word_at(data, k) else { break };
+                if !(in_ram(w) && w % bpb == 0) {
+                    continue;
+                }
+                let to = heap.containing(w);
+                let mut map_key = None;
+                if map_tables[i] && k % 2 == 1 {
+                    let key = word_at(data, k - 1).unwrap_or(0);
+                    // MP_OBJ_NULL and MP_OBJ_SENTINEL mark empty and deleted slots.
+                    if key != 0 && key != 4 {
+                        let text = match key_text.get(&key) {
+                            Some(t) => t.clone(),
+                            None => {
+                                let t = self.format_object(key, &mut qstrs);
+                                key_text.insert(key, t.clone());
+                                t
+                            }
+                        };
+                        map_key = Some(text);
+                    }
+                }
+                report.edges.push(EdgeRow {
+                    from_block: Some(address),
+                    from_word: Some(k as u32),
+                    root_address: None,
+                    root_name: None,
+                    to_address: w,
+                    to_block: to.map(addr_of),
+                    to_is_head: heap.head(w).is_some(),
+                    map_key,
+                });
+            }
+        }
+
+        // Root edges: aligned words of RAM outside the heap that hold a block's address.
+        let mut a = fw.ram_start.div_ceil(word) * word;
+        while a + word <= mem.ram.end() {
+            if a >= g.heap_start && a < g.pool_end {
+                a = g.pool_end.div_ceil(word) * word;
+                continue;
+            }
+            if let Some(w) = mem.ram.word(a, word as u32) {
+                if let Some(ti) = heap.head(w) {
+                    report.edges.push(EdgeRow {
+                        from_block: None,
+                        from_word: None,
+                        root_address: Some(a),
+                        root_name: Some(fw.root_name(a)),
+                        to_address: w,
+                        to_block: Some(addr_of(ti)),
+                        to_is_head: true,
+                        map_key: None,
+                    });
+                }
+            }
+            a += word;
+        }
+
+        let finaliser = |b: u64| -> bool {
+            ftb.and_then(|t| t.get((b / 8) as usize)).is_some_and(|byte| (byte >> (b % 8)) & 1 == 1)
+        };
+        for (i, a) in allocs.iter().enumerate() {
+            let kind = if roles[i] != Kind::Unknown { roles[i] } else { kinds[i] };
+            let has_finaliser = finaliser(a.start_block);
+            report.finaliser_blocks += has_finaliser as u64;
+            report.blocks.push(BlockRow {
+                address: addr_of(i),
+                start_block: a.start_block,
+                blocks: a.blocks,
+                kind,
+                type_address: type_addrs[i],
+                name: names[i].take(),
+                has_finaliser,
+                marked: a.marked,
+                prelude: preludes[i],
+            });
+        }
+        report.strings = strings;
+        Ok(report)
+    }
+
+    /// An `mp_obj_t` as the reference prints a dict key: small ints in decimal,
+    /// qstrs as their text, anything else as a hex address.
+    pub fn format_object(&self, obj: u64, qstrs: &mut qstr::QstrReader) -> String {
+        match self.profile.object_repr.decode(obj, self.profile.heap.word_bytes) {
+            Immediate::SmallInt(v) => v.to_string(),
+            Immediate::Qstr(q) => qstrs.text(q).unwrap_or_else(|| format!("<qstr {q}>")),
+            Immediate::Object(p) => format!("0x{p:08x}"),
+        }
+    }
+}

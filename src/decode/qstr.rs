@@ -1,0 +1,107 @@
+//! Qstr pools (py/qstr.c): the chain from `vm.last_pool` through `prev`, the RAM
+//! pools' entries, and id → text lookups across RAM and flash pools.
+//!
+//! The chain and every length in it come from the dump, so walks are bounded by a
+//! step count and a visited set, and entry counts by the bytes actually there.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::memory::{le_word, Memory};
+use crate::profile::Profile;
+
+/// Upper bound on pools followed through `prev` (MicroPython doubles each pool, so a
+/// real chain is a few dozen long at most).
+const MAX_POOLS: usize = 4096;
+
+/// One qstr pool's header (`qstr_pool_t`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolHeader {
+    pub address: u64,
+    pub prev: u64,
+    pub total_prev_len: u64,
+    pub alloc: u64,
+    pub len: u64,
+}
+
+/// A qstr's stored form: hash, length and the bytes, at `address`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QstrData {
+    pub address: u64,
+    pub hash: u64,
+    pub text: Vec<u8>,
+}
+
+pub struct QstrReader<'m> {
+    mem: Memory<'m>,
+    word: u64,
+    header_words: u64,
+    hash_bytes: u64,
+    len_bytes: u64,
+    /// Every pool reachable from `last_pool`, newest first (RAM and flash).
+    pub chain: Vec<PoolHeader>,
+    cache: HashMap<u64, Option<String>>,
+}
+
+impl<'m> QstrReader<'m> {
+    pub fn new(mem: Memory<'m>, profile: &Profile, last_pool: u64) -> Self {
+        let mut r = QstrReader {
+            mem,
+            word: profile.heap.word_bytes as u64,
+            header_words: profile.objects.qstr_pool_header_words as u64,
+            hash_bytes: profile.qstr.hash_bytes as u64,
+            len_bytes: profile.qstr.len_bytes as u64,
+            chain: Vec::new(),
+            cache: HashMap::new(),
+        };
+        let mut seen = HashSet::new();
+        let mut pool = last_pool;
+        while pool != 0 && r.chain.len() < MAX_POOLS && seen.insert(pool) {
+            let Some(h) = r.header(pool) else { break };
+            r.chain.push(h);
+            pool = h.prev;
+        }
+        r
+    }
+
+    fn header(&self, address: u64) -> Option<PoolHeader> {
+        let w = |i: u64| self.mem.word(address + i * self.word, "qstr pool header").ok();
+        Some(PoolHeader { address, prev: w(0)?, total_prev_len: w(1)?, alloc: w(2)?, len: w(3)? })
+    }
+
+    /// Address of entry `i` of the pool at `pool`.
+    fn entry(&self, pool: u64, i: u64) -> Option<u64> {
+        let at = pool.checked_add((self.header_words + i).checked_mul(self.word)?)?;
+        self.mem.word(at, "qstr pool entry").ok()
+    }
+
+    /// Entries `0..n` of one pool, `n` capped by `len`, `alloc` and `max_entries`.
+    pub fn entries(&self, h: &PoolHeader, max_entries: u64) -> Vec<(u64, u64)> {
+        let n = h.len.min(h.alloc).min(max_entries);
+        (0..n).filter_map(|i| Some((h.total_prev_len.checked_add(i)?, self.entry(h.address, i)?))).collect()
+    }
+
+    /// Hash, length prefix and bytes of the qstr stored at `address`.
+    pub fn data_at(&self, address: u64) -> Option<QstrData> {
+        let prefix = self.mem.bytes(address, self.hash_bytes + self.len_bytes, "qstr data").ok()?;
+        let hash = le_word(prefix.get(..self.hash_bytes as usize)?);
+        let len = le_word(prefix.get(self.hash_bytes as usize..)?);
+        let text = self.mem.bytes(address + self.hash_bytes + self.len_bytes, len, "qstr data").ok()?;
+        Some(QstrData { address, hash, text: text.to_vec() })
+    }
+
+    /// Text of qstr `id`, found in the pool whose range holds it.
+    pub fn text(&mut self, id: u64) -> Option<String> {
+        if let Some(hit) = self.cache.get(&id) {
+            return hit.clone();
+        }
+        let found = self
+            .chain
+            .iter()
+            .find(|h| id >= h.total_prev_len && id - h.total_prev_len < h.len.min(h.alloc))
+            .and_then(|h| self.entry(h.address, id - h.total_prev_len))
+            .and_then(|ptr| self.data_at(ptr))
+            .map(|d| String::from_utf8_lossy(&d.text).into_owned());
+        self.cache.insert(id, found.clone());
+        found
+    }
+}

@@ -1,0 +1,173 @@
+//! The RAM dump: a file of fixed-size snapshots, memory-mapped and split.
+//!
+//! This is the crate's one `unsafe` block (the mmap). Snapshots are handed out as
+//! borrowed slices of the mapping, so decoding never copies a dump.
+
+use std::fs::File;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use memmap2::{Advice, Mmap};
+
+use crate::error::{Error, Result};
+
+/// A memory-mapped dump split into `count` snapshots of `snapshot_bytes` each.
+pub struct Dump {
+    path: PathBuf,
+    map: Mmap,
+    snapshot_bytes: u64,
+    count: u64,
+}
+
+impl Dump {
+    /// Maps `path`; fails when it holds less than one snapshot.
+    pub fn open(path: &Path, snapshot_bytes: u64) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        if snapshot_bytes == 0 || len < snapshot_bytes {
+            return Err(Error::DumpTooShort { path: path.into(), bytes: len, snapshot_bytes });
+        }
+        // SAFETY: the mapping is read-only and private to this process. A dump being
+        // appended to by gdb only grows past the snapshots counted here; truncating
+        // the file while we run is outside what this tool supports (as for any
+        // mmap-based reader such as ripgrep) and would raise SIGBUS, not corrupt output.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        // Advice is a hint; a kernel that ignores it changes nothing we rely on.
+        let _ = map.advise(Advice::Sequential);
+        Ok(Dump { path: path.into(), map, snapshot_bytes, count: len / snapshot_bytes })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn len_bytes(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    pub fn snapshot_bytes(&self) -> u64 {
+        self.snapshot_bytes
+    }
+
+    /// Whole snapshots in the dump.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Bytes after the last whole snapshot (a capture cut short); they are ignored.
+    pub fn trailing_bytes(&self) -> u64 {
+        self.len_bytes() - self.count * self.snapshot_bytes
+    }
+
+    pub fn offset_of(&self, index: u64) -> u64 {
+        index * self.snapshot_bytes
+    }
+
+    /// Snapshot `index`, or `None` past the last whole one.
+    pub fn snapshot(&self, index: u64) -> Option<&[u8]> {
+        if index >= self.count {
+            return None;
+        }
+        let start = (index * self.snapshot_bytes) as usize;
+        self.map.get(start..start + self.snapshot_bytes as usize)
+    }
+
+    /// Tells the kernel the pages of snapshots before `index` will not be read again,
+    /// so a long run's page cache stays bounded (no-op where unsupported).
+    pub fn release_before(&self, index: u64) {
+        let end = (index.min(self.count) * self.snapshot_bytes) as usize;
+        let page = 1 << 21;
+        let end = end / page * page;
+        if end > 0 {
+            // SAFETY: DONTNEED on a private read-only file mapping only drops cached
+            // pages; later reads fault them back in from the file unchanged.
+            let _ = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, end) };
+        }
+    }
+}
+
+/// Which snapshots to analyse: `all`, `last`, `N`, or a half-open range `A..B`
+/// (`A..` to the end, `..B` from the start, `A..=B` inclusive).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selection {
+    All,
+    Last,
+    One(u64),
+    Range { start: u64, end: Option<u64> },
+}
+
+impl FromStr for Selection {
+    type Err = Error;
+
+    fn from_str(spec: &str) -> Result<Self> {
+        let bad = |reason: &str| Error::BadSelection { spec: spec.to_string(), reason: reason.to_string() };
+        let num = |s: &str| s.trim().parse::<u64>().map_err(|_| bad("expected all, last, N, A..B, A.. or ..B"));
+        let s = spec.trim();
+        match s {
+            "all" => return Ok(Selection::All),
+            "last" => return Ok(Selection::Last),
+            _ => {}
+        }
+        if let Some((a, b)) = s.split_once("..") {
+            let start = if a.is_empty() { 0 } else { num(a)? };
+            let end = if let Some(b) = b.strip_prefix('=') {
+                Some(num(b)?.checked_add(1).ok_or_else(|| bad("end too large"))?)
+            } else if b.is_empty() {
+                None
+            } else {
+                Some(num(b)?)
+            };
+            if end.is_some_and(|e| e <= start) {
+                return Err(bad("the range is empty"));
+            }
+            return Ok(Selection::Range { start, end });
+        }
+        Ok(Selection::One(num(s)?))
+    }
+}
+
+impl Selection {
+    /// The snapshot indices this selects in a dump of `count` snapshots.
+    pub fn resolve(&self, count: u64) -> Result<Range<u64>> {
+        let out_of = |what: String| Error::BadSelection {
+            spec: what,
+            reason: format!("the dump has {count} snapshot(s), numbered 0..{count}"),
+        };
+        match *self {
+            Selection::All => Ok(0..count),
+            Selection::Last => Ok(count.saturating_sub(1)..count),
+            Selection::One(n) if n < count => Ok(n..n + 1),
+            Selection::One(n) => Err(out_of(n.to_string())),
+            Selection::Range { start, end } => {
+                let end = end.unwrap_or(count);
+                if start >= count || end > count {
+                    Err(out_of(format!("{start}..{end}")))
+                } else {
+                    Ok(start..end)
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selections_parse_and_resolve() {
+        let r = |s: &str, n| s.parse::<Selection>().and_then(|sel| sel.resolve(n));
+        assert_eq!(r("all", 5).unwrap(), 0..5);
+        assert_eq!(r("last", 5).unwrap(), 4..5);
+        assert_eq!(r("2", 5).unwrap(), 2..3);
+        assert_eq!(r("1..3", 5).unwrap(), 1..3);
+        assert_eq!(r("1..=3", 5).unwrap(), 1..4);
+        assert_eq!(r("3..", 5).unwrap(), 3..5);
+        assert_eq!(r("..2", 5).unwrap(), 0..2);
+        assert!(r("5", 5).is_err());
+        assert!(r("3..3", 5).is_err());
+        assert!(r("2..9", 5).is_err());
+        assert!(r("x", 5).is_err());
+    }
+}

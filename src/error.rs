@@ -1,0 +1,87 @@
+//! Typed errors.
+//!
+//! [`Error`] is fatal for a run (bad inputs, unwritable output) and its messages name
+//! the file, what was expected and what was found. [`DecodeError`] is per snapshot:
+//! the pipeline records it in `snapshots.status` and goes on with the next snapshot.
+
+use std::path::PathBuf;
+
+/// A read of target memory that fell outside every region we hold.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("cannot read {len} byte(s) of {what} at 0x{address:08x}: outside RAM and flash")]
+pub struct ReadError {
+    pub what: &'static str,
+    pub address: u64,
+    pub len: u64,
+}
+
+/// Why one snapshot could not be decoded. The run goes on without it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("heap 0x{start:08x}..0x{end:08x} is not inside the snapshot's RAM 0x{ram_start:08x}..0x{ram_end:08x}")]
+    HeapOutsideRam { start: u64, end: u64, ram_start: u64, ram_end: u64 },
+    #[error("heap of {bytes} bytes is too small for one allocation-table byte and its blocks")]
+    HeapTooSmall { bytes: u64 },
+}
+
+/// A fatal error: the run cannot start or cannot finish writing.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+
+    #[error("{path}: not found (expected {expected})")]
+    MissingInput { path: PathBuf, expected: &'static str },
+
+    #[error("{dir}: expected exactly one {what} in the directory, found {found}")]
+    AmbiguousInput { dir: PathBuf, what: &'static str, found: String },
+
+    #[error("{map}: no symbol `{symbol}` in the map; it is needed for {purpose}")]
+    MissingSymbol { map: PathBuf, symbol: String, purpose: &'static str },
+
+    #[error("{map}: symbol `{symbol}` has no address in the map; it is needed for {purpose}")]
+    SymbolWithoutAddress { map: PathBuf, symbol: String, purpose: &'static str },
+
+    #[error("{map}: RAM bounds are empty or reversed: `{start_symbol}` = 0x{start:08x}, `{end_symbol}` = 0x{end:08x}")]
+    BadRamBounds { map: PathBuf, start_symbol: String, start: u64, end_symbol: String, end: u64 },
+
+    #[error("{map}: heap `{symbol}` at 0x{start:08x}..0x{end:08x} lies outside RAM 0x{ram_start:08x}..0x{ram_end:08x}; check the map matches the dump")]
+    HeapOutsideRam { map: PathBuf, symbol: String, start: u64, end: u64, ram_start: u64, ram_end: u64 },
+
+    #[error("{map}: `{symbol}` at 0x{address:08x} (+{size} bytes) lies outside RAM 0x{ram_start:08x}..0x{ram_end:08x}")]
+    StateOutsideRam { map: PathBuf, symbol: String, address: u64, size: u64, ram_start: u64, ram_end: u64 },
+
+    #[error("{path}: dump of {bytes} bytes is shorter than one snapshot ({snapshot_bytes} bytes = `_estack` - `_srelocate` from the map); is this the right dump for this map?")]
+    DumpTooShort { path: PathBuf, bytes: u64, snapshot_bytes: u64 },
+
+    #[error("snapshot selection `{spec}`: {reason}")]
+    BadSelection { spec: String, reason: String },
+
+    #[error("{path}: invalid profile: {message}")]
+    BadProfile { path: PathBuf, message: String },
+
+    #[error("{path}: cannot write Parquet: {source}")]
+    Parquet { path: PathBuf, source: parquet::errors::ParquetError },
+
+    #[error("building table `{table}`: {source}")]
+    Arrow { table: &'static str, source: arrow::error::ArrowError },
+
+    #[error("snapshot {snapshot} cannot be decoded: {source}")]
+    Snapshot { snapshot: u64, source: DecodeError },
+
+    #[error("synthetic dump: {0}")]
+    Synth(String),
+
+    #[error("output writer thread failed")]
+    WriterPanicked,
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

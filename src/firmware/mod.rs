@@ -1,0 +1,262 @@
+//! Firmware inputs: the link map's symbols, the flash image, and the addresses the
+//! decoder needs resolved once per run through the [`Profile`].
+
+pub mod map;
+pub mod symbols;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::profile::Profile;
+pub use symbols::{AddressNames, Symbol, SymbolTable};
+
+/// The three files of a capture.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputPaths {
+    pub ram: PathBuf,
+    pub flash: PathBuf,
+    pub map: PathBuf,
+}
+
+impl InputPaths {
+    /// `RAM BIN MAP` in the reference's order, or one directory holding them
+    /// (`ram.bin`, `firmware.bin`, `firmware.map`, or the only `*.map` and the other `*.bin`).
+    pub fn resolve(args: &[PathBuf]) -> Result<Self> {
+        match args {
+            [dir] if dir.is_dir() => Self::from_dir(dir),
+            [ram, flash, map] => {
+                for (p, what) in [(ram, "a RAM dump"), (flash, "a flash image"), (map, "a GNU ld map")] {
+                    if !p.is_file() {
+                        return Err(Error::MissingInput { path: p.clone(), expected: what });
+                    }
+                }
+                Ok(InputPaths { ram: ram.clone(), flash: flash.clone(), map: map.clone() })
+            }
+            [one] => Err(Error::MissingInput {
+                path: one.clone(),
+                expected: "a directory holding ram.bin, firmware.bin and firmware.map",
+            }),
+            _ => Err(Error::MissingInput {
+                path: args.first().cloned().unwrap_or_default(),
+                expected: "RAM_DUMP FIRMWARE_BIN FIRMWARE_MAP, or one directory holding them",
+            }),
+        }
+    }
+
+    fn from_dir(dir: &Path) -> Result<Self> {
+        let named = |n: &str| Some(dir.join(n)).filter(|p| p.is_file());
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        let with_ext = |ext: &str| -> Vec<PathBuf> {
+            files.iter().filter(|p| p.extension().is_some_and(|e| e == ext)).cloned().collect()
+        };
+        let one = |mut found: Vec<PathBuf>, what: &'static str| -> Result<PathBuf> {
+            match found.len() {
+                1 => Ok(found.remove(0)),
+                0 => Err(Error::MissingInput { path: dir.to_path_buf(), expected: what }),
+                _ => Err(Error::AmbiguousInput {
+                    dir: dir.to_path_buf(),
+                    what,
+                    found: found.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+                }),
+            }
+        };
+        let map = match named("firmware.map") {
+            Some(p) => p,
+            None => one(with_ext("map"), "firmware.map (a GNU ld map)")?,
+        };
+        let flash = match named("firmware.bin") {
+            Some(p) => p,
+            None => {
+                return Err(Error::MissingInput { path: dir.join("firmware.bin"), expected: "the flash image" })
+            }
+        };
+        let ram = match named("ram.bin") {
+            Some(p) => p,
+            None => one(
+                with_ext("bin").into_iter().filter(|p| *p != flash).collect(),
+                "ram.bin (the RAM dump)",
+            )?,
+        };
+        Ok(InputPaths { ram, flash, map })
+    }
+}
+
+/// Addresses of the built-in types the decoder gives kinds to (absent ones are `None`).
+#[derive(Clone, Debug, Default)]
+pub struct TypeAddresses {
+    pub str: Option<u64>,
+    pub dict: Option<u64>,
+    pub map: Option<u64>,
+    pub type_type: Option<u64>,
+    pub tuple: Option<u64>,
+    pub property: Option<u64>,
+    pub bytearray: Option<u64>,
+    pub fun_bc: Option<u64>,
+    pub functions: Vec<u64>,
+}
+
+/// A firmware build as the decoder sees it: everything resolved, nothing left to fail.
+#[derive(Clone, Debug)]
+pub struct Firmware {
+    pub symbols: SymbolTable,
+    pub flash_base: u64,
+    pub flash: Vec<u8>,
+    pub ram_start: u64,
+    pub ram_end: u64,
+    pub heap_start: u64,
+    pub heap_bytes: u64,
+    pub state_address: u64,
+    pub state_bytes: Option<u64>,
+    pub types: TypeAddresses,
+    /// Names for addresses in RAM (`symbol+offset`), then the profile's names for
+    /// fields of `mp_state_ctx` (`mp_state_ctx.vm.last_pool`, ...).
+    pub ram_names: AddressNames,
+    pub state_names: HashMap<String, String>,
+    /// Flash address → symbol starting there (type objects and other constants).
+    pub flash_names: HashMap<u64, String>,
+    /// Type symbols the profile names but the map lacks (their kinds cannot be told).
+    pub missing_types: Vec<String>,
+}
+
+impl Firmware {
+    pub fn load(flash_path: &Path, map_path: &Path, profile: &Profile) -> Result<Self> {
+        let map_text = std::fs::read(map_path).map_err(|e| Error::io(map_path, e))?;
+        let symbols = map::parse_map(&String::from_utf8_lossy(&map_text));
+        let flash = std::fs::read(flash_path).map_err(|e| Error::io(flash_path, e))?;
+        Self::from_parts(symbols, flash, map_path, profile)
+    }
+
+    pub fn from_parts(symbols: SymbolTable, flash: Vec<u8>, map_path: &Path, profile: &Profile) -> Result<Self> {
+        let names = &profile.symbols;
+        let need = |symbol: &str, purpose: &'static str| -> Result<&Symbol> {
+            symbols.get(symbol).ok_or_else(|| Error::MissingSymbol {
+                map: map_path.to_path_buf(),
+                symbol: symbol.to_string(),
+                purpose,
+            })
+        };
+        let address = |symbol: &str, purpose: &'static str| -> Result<u64> {
+            need(symbol, purpose)?.address.ok_or_else(|| Error::SymbolWithoutAddress {
+                map: map_path.to_path_buf(),
+                symbol: symbol.to_string(),
+                purpose,
+            })
+        };
+        let ram_start = address(&names.ram_start, "the start of RAM, where each snapshot begins")?;
+        let ram_end = address(&names.ram_end, "the end of RAM, which fixes the snapshot size")?;
+        if ram_end <= ram_start {
+            return Err(Error::BadRamBounds {
+                map: map_path.to_path_buf(),
+                start_symbol: names.ram_start.clone(),
+                start: ram_start,
+                end_symbol: names.ram_end.clone(),
+                end: ram_end,
+            });
+        }
+        let flash_base = address(&names.flash_start, "the address where the flash image starts")?;
+        let heap_start = address(&names.heap, "the GC heap's start")?;
+        let heap_bytes = need(&names.heap, "the GC heap's size")?.size.ok_or_else(|| Error::SymbolWithoutAddress {
+            map: map_path.to_path_buf(),
+            symbol: format!("{} (size)", names.heap),
+            purpose: "the GC heap's size",
+        })?;
+        let heap_end = heap_start.saturating_add(heap_bytes);
+        if heap_start < ram_start || heap_end > ram_end {
+            return Err(Error::HeapOutsideRam {
+                map: map_path.to_path_buf(),
+                symbol: names.heap.clone(),
+                start: heap_start,
+                end: heap_end,
+                ram_start,
+                ram_end,
+            });
+        }
+        let state = need(&names.state, "the interpreter state (qstr pools, root pointers)")?;
+        let state_address = address(&names.state, "the interpreter state (qstr pools, root pointers)")?;
+        let state_bytes = state.size;
+        let state_end = state_address.saturating_add(state_bytes.unwrap_or(0));
+        if state_address < ram_start || state_end > ram_end {
+            return Err(Error::StateOutsideRam {
+                map: map_path.to_path_buf(),
+                symbol: names.state.clone(),
+                address: state_address,
+                size: state_bytes.unwrap_or(0),
+                ram_start,
+                ram_end,
+            });
+        }
+
+        let t = &profile.types;
+        let mut missing_types = Vec::new();
+        let mut ty = |name: &str| {
+            let a = symbols.address_of(name);
+            if a.is_none() {
+                missing_types.push(name.to_string());
+            }
+            a
+        };
+        let types = TypeAddresses {
+            str: ty(&t.str),
+            dict: ty(&t.dict),
+            map: ty(&t.map),
+            type_type: ty(&t.type_type),
+            tuple: ty(&t.tuple),
+            property: ty(&t.property),
+            bytearray: ty(&t.bytearray),
+            fun_bc: ty(&t.fun_bc),
+            functions: t.functions.iter().filter_map(|n| ty(n)).collect(),
+        };
+        let ram_names = symbols.address_names(ram_start, ram_end);
+        let state_names = profile
+            .state_root_names()
+            .into_iter()
+            .map(|(offset, name)| (format!("{}+{}", names.state, offset), name))
+            .collect();
+        let flash_end = flash_base.saturating_add(flash.len() as u64);
+        let flash_names = symbols
+            .names_by_address()
+            .into_iter()
+            .filter(|(a, _)| *a >= flash_base && *a < flash_end)
+            .collect();
+        Ok(Firmware {
+            symbols,
+            flash_base,
+            flash,
+            ram_start,
+            ram_end,
+            heap_start,
+            heap_bytes,
+            state_address,
+            state_bytes,
+            types,
+            ram_names,
+            state_names,
+            flash_names,
+            missing_types,
+        })
+    }
+
+    /// Bytes in one snapshot of the dump (`_estack - _srelocate`).
+    pub fn snapshot_bytes(&self) -> u64 {
+        self.ram_end - self.ram_start
+    }
+
+    /// How the reference names a RAM address: `symbol+offset`, then the profile's
+    /// field name when that is a known field of the state (`mp_state_ctx+20` →
+    /// `mp_state_ctx.vm.last_pool`), else the address in hex.
+    pub fn root_name(&self, address: u64) -> String {
+        match self.ram_names.lookup(address) {
+            Some((i, off)) => {
+                let plain = format!("{}+{}", self.symbols.name_of(i), off);
+                self.state_names.get(&plain).cloned().unwrap_or(plain)
+            }
+            None => format!("0x{address:08x}"),
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! heapvis: decode multi-snapshot RAM dumps of CircuitPython/MicroPython boards.
+//!
+//! The crate is laid out as the data flows:
+//! - [`firmware`] reads the link map and flash image (untrusted) into symbols;
+//! - [`profile`] holds the firmware layout as data;
+//! - [`dump`] memory-maps the RAM dump and splits it into snapshots;
+//! - [`decode`] turns one snapshot into rows (pure, runs in parallel);
+//! - [`tables`] turns rows into Arrow batches and writes Parquet (one writer);
+//! - [`pipeline`] ties them together: parallel decode, ordered write, progress;
+//! - [`inspect`] prints one snapshot the way the reference did;
+//! - [`synth`] simulates CircuitPython's allocator to make realistic test dumps.
+//!
+//! The library never prints and never exits; the `heapvis` binary does both.
+
+pub mod decode;
+pub mod dump;
+pub mod error;
+pub mod firmware;
+
+pub mod memory;
+
+pub mod profile;
+
+
+
+pub use error::{DecodeError, Error, Result};

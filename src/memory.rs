@@ -1,0 +1,119 @@
+//! Bounds-checked views of target memory.
+//!
+//! Every byte of a dump or a flash image is untrusted, so the decoder never indexes
+//! into them directly: it asks a [`Region`] (one contiguous range of the target's
+//! address space) or a [`Memory`] (RAM plus flash) for a word or a slice at a target
+//! address, and gets `None`/an error instead of a panic when the range is not there.
+
+use crate::error::ReadError;
+
+/// One contiguous range of the target's address space backed by bytes we hold.
+#[derive(Clone, Copy, Debug)]
+pub struct Region<'a> {
+    pub base: u64,
+    pub bytes: &'a [u8],
+}
+
+impl<'a> Region<'a> {
+    pub fn new(base: u64, bytes: &'a [u8]) -> Self {
+        Region { base, bytes }
+    }
+
+    /// First address past the region.
+    pub fn end(&self) -> u64 {
+        self.base.saturating_add(self.bytes.len() as u64)
+    }
+
+    pub fn contains(&self, address: u64) -> bool {
+        address >= self.base && address < self.end()
+    }
+
+    /// `len` bytes at `address`, or `None` if any of them lies outside the region.
+    pub fn slice(&self, address: u64, len: u64) -> Option<&'a [u8]> {
+        let start = address.checked_sub(self.base)?;
+        let end = start.checked_add(len)?;
+        if end > self.bytes.len() as u64 {
+            return None;
+        }
+        self.bytes.get(start as usize..end as usize)
+    }
+
+    /// Little-endian word of `word_bytes` (4 or 8) bytes at `address`.
+    pub fn word(&self, address: u64, word_bytes: u32) -> Option<u64> {
+        let b = self.slice(address, word_bytes as u64)?;
+        Some(le_word(b))
+    }
+
+    pub fn u8(&self, address: u64) -> Option<u8> {
+        self.slice(address, 1).and_then(|b| b.first().copied())
+    }
+}
+
+/// Little-endian unsigned integer from up to 8 bytes (shorter slices are zero-extended).
+pub fn le_word(bytes: &[u8]) -> u64 {
+    let mut v = 0u64;
+    for (i, b) in bytes.iter().take(8).enumerate() {
+        v |= (*b as u64) << (8 * i);
+    }
+    v
+}
+
+/// What the decoder can read of the target: one RAM snapshot and the flash image.
+#[derive(Clone, Copy, Debug)]
+pub struct Memory<'a> {
+    pub ram: Region<'a>,
+    pub flash: Region<'a>,
+    pub word_bytes: u32,
+}
+
+impl<'a> Memory<'a> {
+    /// The region that holds `address`, RAM first.
+    fn region_of(&self, address: u64) -> Option<&Region<'a>> {
+        if self.ram.contains(address) {
+            Some(&self.ram)
+        } else if self.flash.contains(address) {
+            Some(&self.flash)
+        } else {
+            None
+        }
+    }
+
+    pub fn bytes(&self, address: u64, len: u64, what: &'static str) -> Result<&'a [u8], ReadError> {
+        self.region_of(address)
+            .and_then(|r| r.slice(address, len))
+            .ok_or(ReadError { what, address, len })
+    }
+
+    pub fn word(&self, address: u64, what: &'static str) -> Result<u64, ReadError> {
+        self.bytes(address, self.word_bytes as u64, what).map(le_word)
+    }
+
+    pub fn u8(&self, address: u64, what: &'static str) -> Result<u8, ReadError> {
+        self.bytes(address, 1, what).map(|b| b.first().copied().unwrap_or(0))
+    }
+
+    pub fn in_ram(&self, address: u64) -> bool {
+        self.ram.contains(address)
+    }
+
+    pub fn in_flash(&self, address: u64) -> bool {
+        self.flash.contains(address)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_stop_at_region_edges() {
+        let bytes = [1u8, 2, 3, 4, 5, 6, 7, 8];
+        let r = Region::new(0x2000_0000, &bytes);
+        assert_eq!(r.word(0x2000_0000, 4), Some(0x0403_0201));
+        assert_eq!(r.word(0x2000_0004, 4), Some(0x0807_0605));
+        assert_eq!(r.word(0x2000_0005, 4), None, "word crossing the end");
+        assert_eq!(r.word(0x1fff_ffff, 4), None, "word before the start");
+        assert_eq!(r.slice(u64::MAX - 1, 4), None, "no overflow near u64::MAX");
+        assert_eq!(r.word(0x2000_0000, 8), Some(0x0807_0605_0403_0201));
+    }
+}

@@ -1,0 +1,360 @@
+//! The firmware layout as data.
+//!
+//! Everything that belongs to one firmware build — block size, table densities, object
+//! representation, qstr format, struct offsets inside `mp_state_ctx` and the objects
+//! the decoder looks into, the symbol names it resolves — lives in [`Profile`]. The
+//! decoder reads these numbers and never hard-codes a firmware constant of its own.
+//!
+//! [`Profile::circuitpython_3_samd`] is the reference's target (CircuitPython 3.0 on
+//! SAMD21/SAMD51, commit 619b0ec164). A TOML file can override any field; missing
+//! fields keep the default, so a profile file only says what differs.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How `mp_obj_t` encodes immediates (MicroPython's `MICROPY_OBJ_REPR_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ObjectRepr {
+    /// small int `(v<<1)|1`, qstr `(i<<2)|2`.
+    A,
+    /// small int `(v<<2)|1`, qstr `(i<<2)|3`.
+    B,
+    /// small int `(v<<1)|1`, qstr `(i<<3)|6` (30-bit floats in the other slots).
+    C,
+}
+
+/// An immediate `mp_obj_t` as the profile's representation decodes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Immediate {
+    SmallInt(i64),
+    Qstr(u64),
+    Object(u64),
+}
+
+impl ObjectRepr {
+    pub fn decode(self, word: u64, word_bytes: u32) -> Immediate {
+        let bits = word_bytes * 8;
+        let sign_extend = |v: u64, width: u32| -> i64 {
+            let shift = 64 - width;
+            ((v << shift) as i64) >> shift
+        };
+        match self {
+            ObjectRepr::A if word & 1 == 1 => Immediate::SmallInt(sign_extend(word, bits) >> 1),
+            ObjectRepr::A if word & 3 == 2 => Immediate::Qstr(word >> 2),
+            ObjectRepr::B if word & 3 == 1 => Immediate::SmallInt(sign_extend(word, bits) >> 2),
+            ObjectRepr::B if word & 3 == 3 => Immediate::Qstr(word >> 2),
+            ObjectRepr::C if word & 1 == 1 => Immediate::SmallInt(sign_extend(word, bits) >> 1),
+            // MP_OBJ_IS_QSTR in repr C: the top 9 bits clear rule out the float encoding.
+            ObjectRepr::C if word & 0xff80_0007 == 6 && word >> 32 == 0 => Immediate::Qstr(word >> 3),
+            _ => Immediate::Object(word),
+        }
+    }
+}
+
+/// Geometry of the GC heap (py/gc.c).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HeapLayout {
+    /// Bytes in a machine word and in a pointer (4 or 8).
+    pub word_bytes: u32,
+    /// `MICROPY_BYTES_PER_GC_BLOCK`.
+    pub bytes_per_block: u32,
+    /// Blocks described by one allocation-table byte (2 bits each).
+    pub blocks_per_atb: u32,
+    /// Blocks described by one finaliser-table byte; 0 when the build has no finalisers.
+    pub blocks_per_ftb: u32,
+}
+
+/// Linker symbols the decoder resolves in the map.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SymbolNames {
+    /// First RAM address in each snapshot (gdb's `&_srelocate`).
+    pub ram_start: String,
+    /// End of RAM in each snapshot (gdb's `&_estack`).
+    pub ram_end: String,
+    /// Address at which `firmware.bin` starts.
+    pub flash_start: String,
+    /// The array handed to `gc_init` (start and size).
+    pub heap: String,
+    /// The interpreter state, `mp_state_ctx`.
+    pub state: String,
+}
+
+/// Byte offsets of fields inside `mp_state_ctx` (py/mpstate.h of the build).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StateOffsets {
+    pub last_pool: u64,
+    pub loaded_modules_table: u64,
+    pub dict_main_table: u64,
+    pub sys_path_items: u64,
+    pub sys_argv_items: u64,
+    /// `vm.readline_hist[0]` (a port root pointer); `None` when the port has none.
+    pub readline_hist: Option<u64>,
+    pub readline_hist_len: u32,
+}
+
+/// Word indices of fields inside heap objects (py/obj*.h of the build).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ObjectLayout {
+    /// `mp_obj_type_t.name` (a qstr).
+    pub type_name_word: u32,
+    /// `mp_obj_str_t.len`.
+    pub str_len_word: u32,
+    /// `mp_obj_str_t.data`.
+    pub str_data_word: u32,
+    /// `mp_obj_dict_t.map.table`.
+    pub dict_table_word: u32,
+    /// `mp_obj_instance_t.members.table`.
+    pub instance_table_word: u32,
+    /// `mp_obj_fun_bc_t.bytecode`.
+    pub fun_bc_bytecode_word: u32,
+    /// Header words of `qstr_pool_t` before `qstrs[]` (prev, total_prev_len, alloc, len).
+    pub qstr_pool_header_words: u32,
+    /// Bytes of a qstr stored inside bytecode (2 with `MICROPY_PERSISTENT_CODE`).
+    pub bytecode_qstr_bytes: u32,
+}
+
+/// Sizes of the qstr data prefix (`MICROPY_QSTR_BYTES_IN_HASH/LEN`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QstrLayout {
+    pub hash_bytes: u32,
+    pub len_bytes: u32,
+}
+
+/// Symbols of the built-in types the decoder gives a kind to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TypeSymbols {
+    pub str: String,
+    pub dict: String,
+    pub map: String,
+    pub type_type: String,
+    pub tuple: String,
+    pub property: String,
+    pub bytearray: String,
+    /// The bytecode function type (its objects point at bytecode).
+    pub fun_bc: String,
+    /// Every function type (bytecode and built-in).
+    pub functions: Vec<String>,
+}
+
+/// One firmware build's layout.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Profile {
+    pub name: String,
+    pub object_repr: ObjectRepr,
+    pub heap: HeapLayout,
+    pub qstr: QstrLayout,
+    pub symbols: SymbolNames,
+    pub state: StateOffsets,
+    pub objects: ObjectLayout,
+    pub types: TypeSymbols,
+}
+
+impl Default for HeapLayout {
+    fn default() -> Self {
+        HeapLayout { word_bytes: 4, bytes_per_block: 16, blocks_per_atb: 4, blocks_per_ftb: 8 }
+    }
+}
+
+impl Default for SymbolNames {
+    fn default() -> Self {
+        SymbolNames {
+            ram_start: "_srelocate".into(),
+            ram_end: "_estack".into(),
+            flash_start: "_sfixed".into(),
+            heap: "heap".into(),
+            state: "mp_state_ctx".into(),
+        }
+    }
+}
+
+impl Default for StateOffsets {
+    fn default() -> Self {
+        // mp_state_ctx_t = { thread (20 bytes with MICROPY_STACK_CHECK), vm, mem } on
+        // atmel-samd at 619b0ec164; the reference's "(gdb) p &mp_state_ctx.vm..." figures.
+        StateOffsets {
+            last_pool: 20,
+            loaded_modules_table: 68,
+            dict_main_table: 88,
+            sys_path_items: 104,
+            sys_argv_items: 120,
+            readline_hist: Some(128),
+            readline_hist_len: 8,
+        }
+    }
+}
+
+impl Default for ObjectLayout {
+    fn default() -> Self {
+        ObjectLayout {
+            type_name_word: 1,
+            str_len_word: 2,
+            str_data_word: 3,
+            dict_table_word: 3,
+            instance_table_word: 3,
+            fun_bc_bytecode_word: 2,
+            qstr_pool_header_words: 4,
+            bytecode_qstr_bytes: 2,
+        }
+    }
+}
+
+impl Default for QstrLayout {
+    fn default() -> Self {
+        QstrLayout { hash_bytes: 1, len_bytes: 1 }
+    }
+}
+
+impl Default for TypeSymbols {
+    fn default() -> Self {
+        TypeSymbols {
+            str: "mp_type_str".into(),
+            dict: "mp_type_dict".into(),
+            map: "mp_type_map".into(),
+            type_type: "mp_type_type".into(),
+            tuple: "mp_type_tuple".into(),
+            property: "mp_type_property".into(),
+            bytearray: "mp_type_bytearray".into(),
+            fun_bc: "mp_type_fun_bc".into(),
+            functions: ["bc", "builtin_0", "builtin_1", "builtin_2", "builtin_3", "builtin_var"]
+                .iter()
+                .map(|s| format!("mp_type_fun_{s}"))
+                .collect(),
+        }
+    }
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Profile::circuitpython_3_samd()
+    }
+}
+
+impl Profile {
+    /// CircuitPython 3.0 on atmel-samd (SAMD21 and SAMD51), the reference's target.
+    pub fn circuitpython_3_samd() -> Self {
+        Profile {
+            name: "circuitpython-3.0-atmel-samd".into(),
+            object_repr: ObjectRepr::C,
+            heap: HeapLayout::default(),
+            qstr: QstrLayout::default(),
+            symbols: SymbolNames::default(),
+            state: StateOffsets::default(),
+            objects: ObjectLayout::default(),
+            types: TypeSymbols::default(),
+        }
+    }
+
+    /// Reads a TOML profile; fields it does not mention keep the default.
+    pub fn from_toml_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_toml_str(&text).map_err(|message| Error::BadProfile { path: path.into(), message })
+    }
+
+    pub fn from_toml_str(text: &str) -> std::result::Result<Self, String> {
+        let profile: Profile = toml::from_str(text).map_err(|e| e.to_string())?;
+        profile.validate()?;
+        Ok(profile)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Rejects layouts the decoder cannot work with, so a typo in a profile is one
+    /// clear error instead of a division by zero deep in a decode.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let h = &self.heap;
+        if h.word_bytes != 4 && h.word_bytes != 8 {
+            return Err(format!("heap.word_bytes must be 4 or 8, found {}", h.word_bytes));
+        }
+        if h.bytes_per_block == 0 || !h.bytes_per_block.is_power_of_two() || h.bytes_per_block % h.word_bytes != 0 {
+            return Err(format!(
+                "heap.bytes_per_block must be a power of two and a multiple of the word size, found {}",
+                h.bytes_per_block
+            ));
+        }
+        if h.blocks_per_atb != 4 {
+            return Err(format!("heap.blocks_per_atb must be 4 (2 bits per block), found {}", h.blocks_per_atb));
+        }
+        if h.blocks_per_ftb != 0 && h.blocks_per_ftb != 8 {
+            return Err(format!("heap.blocks_per_ftb must be 8 (1 bit per block) or 0, found {}", h.blocks_per_ftb));
+        }
+        if !(1..=2).contains(&self.qstr.hash_bytes) || !(1..=2).contains(&self.qstr.len_bytes) {
+            return Err("qstr.hash_bytes and qstr.len_bytes must be 1 or 2".into());
+        }
+        if self.state.readline_hist_len > 64 {
+            return Err("state.readline_hist_len must be at most 64".into());
+        }
+        Ok(())
+    }
+
+    /// Names the reference gives to root pointers inside `mp_state_ctx`, keyed by
+    /// the byte offset of the pointer.
+    pub fn state_root_names(&self) -> Vec<(u64, String)> {
+        let s = &self.state;
+        let mut names = vec![
+            (s.last_pool, "mp_state_ctx.vm.last_pool".to_string()),
+            (s.dict_main_table, "mp_state_ctx.vm.dict_main.map.table".to_string()),
+            (s.loaded_modules_table, "mp_state_ctx.vm.mp_loaded_modules_dict.map.table".to_string()),
+            (s.sys_path_items, "mp_state_ctx.vm.mp_sys_path_obj.items".to_string()),
+            (s.sys_argv_items, "mp_state_ctx.vm.mp_sys_argv_obj.items".to_string()),
+        ];
+        if let Some(base) = s.readline_hist {
+            for i in 0..s.readline_hist_len as u64 {
+                names.push((base + i * self.heap.word_bytes as u64, format!("mp_state_ctx.vm.readline_hist[{i}]")));
+            }
+        }
+        names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_round_trip_keeps_every_field() {
+        let p = Profile::circuitpython_3_samd();
+        let back = Profile::from_toml_str(&p.to_toml()).unwrap();
+        assert_eq!(p, back);
+    }
+
+    #[test]
+    fn partial_toml_overrides_only_what_it_names() {
+        let p = Profile::from_toml_str("[state]\nlast_pool = 24\n").unwrap();
+        assert_eq!(p.state.last_pool, 24);
+        assert_eq!(p.state.dict_main_table, 88);
+        assert_eq!(p.heap.bytes_per_block, 16);
+    }
+
+    #[test]
+    fn bad_profiles_are_rejected_with_the_field_named() {
+        let e = Profile::from_toml_str("[heap]\nbytes_per_block = 0\n").unwrap_err();
+        assert!(e.contains("bytes_per_block"), "{e}");
+        let e = Profile::from_toml_str("[heap]\nbogus = 1\n").unwrap_err();
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn repr_c_immediates_match_micropython() {
+        let r = ObjectRepr::C;
+        assert_eq!(r.decode((5 << 1) | 1, 4), Immediate::SmallInt(5));
+        assert_eq!(r.decode(0xffff_ffff, 4), Immediate::SmallInt(-1));
+        assert_eq!(r.decode((300 << 3) | 6, 4), Immediate::Qstr(300));
+        assert_eq!(r.decode(0x2000_0010, 4), Immediate::Object(0x2000_0010));
+        // Above the qstr range in repr C (top bits set): a boxed float, not a qstr.
+        assert_eq!(r.decode(0xff80_0006, 4), Immediate::Object(0xff80_0006));
+        assert_eq!(ObjectRepr::A.decode((7 << 2) | 2, 4), Immediate::Qstr(7));
+        assert_eq!(ObjectRepr::B.decode((7 << 2) | 3, 4), Immediate::Qstr(7));
+    }
+}
