@@ -16,11 +16,13 @@ pub mod decode;
 pub mod dump;
 pub mod error;
 pub mod firmware;
+pub mod inspect;
 
 pub mod memory;
+pub mod pipeline;
 
 pub mod profile;
-
-
+pub mod synth;
+pub mod tables;
 
 pub use error::{DecodeError, Error, Result};

@@ -85,11 +85,13 @@ impl<'a> Memory<'a> {
     }
 
     pub fn word(&self, address: u64, what: &'static str) -> Result<u64, ReadError> {
-        self.bytes(address, self.word_bytes as u64, what).map(le_word)
+        self.bytes(address, self.word_bytes as u64, what)
+            .map(le_word)
     }
 
     pub fn u8(&self, address: u64, what: &'static str) -> Result<u8, ReadError> {
-        self.bytes(address, 1, what).map(|b| b.first().copied().unwrap_or(0))
+        self.bytes(address, 1, what)
+            .map(|b| b.first().copied().unwrap_or(0))
     }
 
     pub fn in_ram(&self, address: u64) -> bool {

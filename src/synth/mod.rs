@@ -1,0 +1,202 @@
+//! Synthetic dumps: a simulated CircuitPython 3.0 board running a program, with gdb
+//! appending RAM to `ram.bin` at every heap change, plus the build's `firmware.bin`
+//! and `firmware.map`. Realistic enough for the reference analyser to run on, and
+//! the source of the tests' independent expectations (the simulator's own registry
+//! of live objects).
+
+pub mod gc;
+pub mod image;
+pub mod program;
+pub mod rng;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use crate::decode::HeapGeometry;
+use crate::error::{Error, Result};
+use crate::profile::HeapLayout;
+pub use gc::TruthBlock;
+pub use image::{Board, Layout};
+use program::{Halt, Program};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SynthConfig {
+    pub board: Board,
+    pub snapshots: u64,
+    pub seed: u64,
+    /// Bytes the heap array sits past a 16-byte boundary (0, 4, 8 or 12).
+    pub heap_misalign: u64,
+}
+
+impl SynthConfig {
+    pub fn new(board: Board, snapshots: u64, seed: u64) -> Self {
+        SynthConfig {
+            board,
+            snapshots,
+            seed,
+            heap_misalign: 4 * (seed % 2),
+        }
+    }
+}
+
+/// What a run of the simulator produced besides the files.
+#[derive(Clone, Debug, Default)]
+pub struct SynthSummary {
+    pub snapshots: u64,
+    pub snapshot_bytes: u64,
+    pub collections: u64,
+    pub out_of_memory: u64,
+}
+
+/// Snapshots kept in memory with the simulator's registry at each (for tests).
+#[derive(Default)]
+pub struct MemorySink {
+    pub ram: Vec<u8>,
+    pub truth: Vec<Vec<TruthBlock>>,
+}
+
+impl gc::SnapshotSink for MemorySink {
+    fn snapshot(&mut self, ram: &[u8], live: &BTreeMap<u64, TruthBlock>) {
+        self.ram.extend_from_slice(ram);
+        self.truth.push(live.values().copied().collect());
+    }
+    fn full(&self) -> bool {
+        false
+    }
+}
+
+struct FileSink {
+    out: BufWriter<File>,
+    error: Option<std::io::Error>,
+}
+
+impl gc::SnapshotSink for FileSink {
+    fn snapshot(&mut self, ram: &[u8], _live: &BTreeMap<u64, TruthBlock>) {
+        if self.error.is_none() {
+            if let Err(e) = self.out.write_all(ram) {
+                self.error = Some(e);
+            }
+        }
+    }
+    fn full(&self) -> bool {
+        self.error.is_some()
+    }
+}
+
+/// Counts snapshots for any sink.
+struct Counted<'a> {
+    inner: &'a mut dyn gc::SnapshotSink,
+    limit: u64,
+    count: u64,
+}
+
+impl gc::SnapshotSink for Counted<'_> {
+    fn snapshot(&mut self, ram: &[u8], live: &BTreeMap<u64, TruthBlock>) {
+        if self.count < self.limit {
+            self.inner.snapshot(ram, live);
+            self.count += 1;
+        }
+    }
+    fn full(&self) -> bool {
+        self.count >= self.limit || self.inner.full()
+    }
+}
+
+/// Runs the simulation, handing every snapshot to `sink`.
+pub fn simulate(
+    config: &SynthConfig,
+    layout: &Layout,
+    sink: &mut dyn gc::SnapshotSink,
+) -> Result<SynthSummary> {
+    let g =
+        HeapGeometry::from_gc_init(layout.heap_start, layout.heap_bytes, &HeapLayout::default())
+            .map_err(|e| Error::Synth(e.to_string()))?;
+    // Power-on RAM is not zero: fill it with a seed-dependent pattern of small bytes.
+    let mut r = rng::Rng::new(config.seed ^ 0x5eed);
+    let ram: Vec<u8> = (0..layout.ram_end - layout.ram_start)
+        .map(|_| (r.below(4) * 0x11) as u8)
+        .collect();
+    let mut ram = ram;
+    // .bss is zeroed by the startup code; the stack is not.
+    let bss_start = (layout.heap_start - layout.ram_start) as usize & !0xff;
+    let stack_start = (layout.stack_top - layout.stack_bytes - layout.ram_start) as usize;
+    ram[bss_start.min(stack_start)..stack_start].fill(0);
+    let mut counted = Counted {
+        inner: sink,
+        limit: config.snapshots,
+        count: 0,
+    };
+    let sim = gc::GcSim::new(ram, layout.ram_start, g, &mut counted);
+    let mut program = Program::new(sim, layout, config.seed);
+    let mut summary = SynthSummary {
+        snapshot_bytes: layout.ram_end - layout.ram_start,
+        ..Default::default()
+    };
+    match program.boot() {
+        Ok(()) | Err(Halt::Done) => {}
+        Err(Halt::OutOfMemory) => {
+            return Err(Error::Synth(
+                "the program does not fit in the heap at boot".into(),
+            ))
+        }
+    }
+    let mut failures_in_a_row = 0;
+    // Every iteration allocates, so it logs; the cap only guards against a bug.
+    for _ in 0..config.snapshots.saturating_mul(4) + 1000 {
+        if program.gc.done() {
+            break;
+        }
+        match program.iterate() {
+            Ok(()) => failures_in_a_row = 0,
+            Err(Halt::Done) => break,
+            Err(Halt::OutOfMemory) => {
+                summary.out_of_memory += 1;
+                failures_in_a_row += 1;
+                if failures_in_a_row > 3 {
+                    break;
+                }
+                program.recover();
+            }
+        }
+    }
+    summary.collections = program.gc.collections;
+    drop(program);
+    summary.snapshots = counted.count;
+    Ok(summary)
+}
+
+/// Simulates in memory, keeping the registry of live objects at every snapshot.
+pub fn simulate_in_memory(
+    config: &SynthConfig,
+) -> Result<(Layout, Vec<u8>, Vec<Vec<TruthBlock>>, SynthSummary)> {
+    let layout = Layout::new(config.board, config.heap_misalign, config.seed);
+    let mut sink = MemorySink::default();
+    let summary = simulate(config, &layout, &mut sink)?;
+    Ok((layout, sink.ram, sink.truth, summary))
+}
+
+/// Writes `ram.bin`, `firmware.bin` and `firmware.map` into `dir`.
+pub fn write_dir(config: &SynthConfig, dir: &Path) -> Result<SynthSummary> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let layout = Layout::new(config.board, config.heap_misalign, config.seed);
+    let write = |name: &str, bytes: &[u8]| -> Result<()> {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).map_err(|e| Error::io(&p, e))
+    };
+    write("firmware.bin", &layout.flash)?;
+    write("firmware.map", layout.map.as_bytes())?;
+    let ram_path = dir.join("ram.bin");
+    let file = File::create(&ram_path).map_err(|e| Error::io(&ram_path, e))?;
+    let mut sink = FileSink {
+        out: BufWriter::with_capacity(1 << 20, file),
+        error: None,
+    };
+    let summary = simulate(config, &layout, &mut sink)?;
+    if let Some(e) = sink.error.take() {
+        return Err(Error::io(&ram_path, e));
+    }
+    sink.out.flush().map_err(|e| Error::io(&ram_path, e))?;
+    Ok(summary)
+}

@@ -1,0 +1,82 @@
+//! `heapvis analyze`: the main job.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use heapvis::dump::Selection;
+use heapvis::firmware::InputPaths;
+use heapvis::pipeline::{AnalyzeOptions, Session};
+use heapvis::tables::TableSet;
+
+use super::{load_profile, progress::Bar, InputArgs, Outcome};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Output directory for the Parquet tables (created if missing).
+    #[arg(short, long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Snapshots to analyse: all, last, N, A..B (half-open), A..=B, A.. or ..B.
+    #[arg(long, default_value = "all", value_name = "SEL")]
+    pub snapshots: String,
+    /// Write only the `snapshots` table (gc_info figures per snapshot): reads only
+    /// each snapshot's allocation table.
+    #[arg(long)]
+    pub metrics_only: bool,
+    /// Worker threads (default: one per core).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// No progress bar or warnings on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+pub fn run(a: Args) -> anyhow::Result<Outcome> {
+    let inputs = InputPaths::resolve(&a.input.inputs)?;
+    let profile = load_profile(&a.input.profile)?;
+    let selection: Selection = a.snapshots.parse()?;
+    let session = Session::open(&inputs, profile)?;
+    let bar = Bar::new(a.quiet);
+    if session.dump.trailing_bytes() > 0 && !a.quiet {
+        eprintln!(
+            "warning: {}: the last {} byte(s) are not a whole snapshot of {} bytes and are ignored",
+            inputs.ram.display(),
+            session.dump.trailing_bytes(),
+            session.dump.snapshot_bytes()
+        );
+    }
+    if !session.firmware.missing_types.is_empty() && !a.quiet {
+        eprintln!(
+            "warning: {}: no symbol for {}; blocks of those types get kind `unknown`",
+            inputs.map.display(),
+            session.firmware.missing_types.join(", ")
+        );
+    }
+    let options = AnalyzeOptions {
+        selection,
+        tables: if a.metrics_only {
+            TableSet::METRICS
+        } else {
+            TableSet::ALL
+        },
+        threads: a.threads,
+        ..AnalyzeOptions::default()
+    };
+    let summary = session
+        .analyze(&a.out, &options, &bar)
+        .with_context(|| format!("analysing {}", inputs.ram.display()))?;
+    if !a.quiet {
+        eprintln!(
+            "{} snapshot(s), {} failed; tables in {}",
+            summary.snapshots,
+            summary.failed,
+            a.out.display()
+        );
+    }
+    Ok(if summary.failed > 0 {
+        Outcome::SomeSnapshotsFailed
+    } else {
+        Outcome::Ok
+    })
+}

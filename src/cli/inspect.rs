@@ -1,0 +1,45 @@
+//! `heapvis inspect`: one snapshot as text, in the reference's format.
+
+use std::io::Write;
+
+use heapvis::decode::DecodeOptions;
+use heapvis::dump::Selection;
+use heapvis::firmware::InputPaths;
+use heapvis::pipeline::Session;
+
+use super::{load_profile, InputArgs, Outcome};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Which snapshot: N or last.
+    #[arg(long, default_value = "last", value_name = "N")]
+    pub snapshot: String,
+}
+
+pub fn run(a: Args) -> anyhow::Result<Outcome> {
+    let inputs = InputPaths::resolve(&a.input.inputs)?;
+    let profile = load_profile(&a.input.profile)?;
+    let session = Session::open(&inputs, profile)?;
+    let selection: Selection = a.snapshot.parse()?;
+    let range = selection.resolve(session.dump.count())?;
+    let decoder = session.decoder(DecodeOptions::default());
+    let mut stdout = std::io::stdout().lock();
+    for index in range {
+        let ram = session.dump.snapshot(index).unwrap_or(&[]);
+        let report = decoder
+            .decode(index, ram)
+            .map_err(|source| heapvis::Error::Snapshot {
+                snapshot: index,
+                source,
+            })?;
+        let text = heapvis::inspect::block_state_report(
+            &report,
+            &session.firmware,
+            &session.profile.symbols.state,
+        );
+        stdout.write_all(text.as_bytes())?;
+    }
+    Ok(Outcome::Ok)
+}

@@ -1,0 +1,81 @@
+//! Command-line interface: clap definitions and one module per command. This is the
+//! only place that prints; everything it calls returns values or typed errors.
+
+mod analyze;
+mod inspect;
+mod profile;
+pub mod progress;
+mod synth;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "heapvis",
+    version,
+    about = "Turn multi-snapshot RAM dumps of CircuitPython/MicroPython boards into Parquet tables"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the capture is and which firmware layout to read it with.
+#[derive(clap::Args, Debug, Clone)]
+pub struct InputArgs {
+    /// RAM_DUMP FIRMWARE_BIN FIRMWARE_MAP (the reference's order), or one directory
+    /// holding ram.bin, firmware.bin and firmware.map.
+    #[arg(required = true, num_args = 1..=3, value_name = "INPUTS")]
+    pub inputs: Vec<PathBuf>,
+    /// TOML file overriding any field of the default layout profile (CircuitPython
+    /// 3.0 on atmel-samd); see `heapvis profile`.
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Decode every selected snapshot and write Parquet tables.
+    Analyze(analyze::Args),
+    /// Print one snapshot's heap the way the reference analyser did.
+    Inspect(inspect::Args),
+    /// Write a synthetic capture (ram.bin, firmware.bin, firmware.map).
+    Synth(synth::Args),
+    /// Print the layout profile as TOML (the format `--profile` reads).
+    Profile(profile::Args),
+}
+
+/// Process exit status: 0 all good, 1 some snapshots could not be decoded, 2 fatal.
+pub enum Outcome {
+    Ok,
+    SomeSnapshotsFailed,
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    match cli.command {
+        Command::Analyze(a) => analyze::run(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Synth(a) => synth::run(a),
+        Command::Profile(a) => profile::run(a),
+    }
+}
+
+pub fn load_profile(path: &Option<PathBuf>) -> anyhow::Result<heapvis::profile::Profile> {
+    Ok(match path {
+        Some(p) => heapvis::profile::Profile::from_toml_file(p)?,
+        None => heapvis::profile::Profile::default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

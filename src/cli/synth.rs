@@ -1,0 +1,50 @@
+//! `heapvis synth`: a synthetic capture for tests, benches and first-time users.
+
+use std::path::PathBuf;
+
+use heapvis::synth::{self, Board, SynthConfig};
+
+use super::Outcome;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Directory to write ram.bin, firmware.bin and firmware.map into.
+    pub out: PathBuf,
+    /// Board to simulate: samd21 (32 KiB RAM, 20 KiB heap) or samd51 (192 KiB, 128 KiB).
+    #[arg(long, default_value = "samd21", value_parser = parse_board)]
+    pub board: Board,
+    /// Snapshots to write (one per heap change).
+    #[arg(long, default_value_t = 100)]
+    pub snapshots: u64,
+    /// Seed of the simulated program.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Bytes the heap array sits past a 16-byte boundary (0, 4, 8, 12; default by seed).
+    #[arg(long)]
+    pub heap_misalign: Option<u64>,
+}
+
+fn parse_board(s: &str) -> Result<Board, String> {
+    s.parse()
+}
+
+pub fn run(a: Args) -> anyhow::Result<Outcome> {
+    let mut config = SynthConfig::new(a.board, a.snapshots, a.seed);
+    if let Some(m) = a.heap_misalign {
+        anyhow::ensure!(
+            m % 4 == 0 && m < 16,
+            "--heap-misalign must be 0, 4, 8 or 12, found {m}"
+        );
+        config.heap_misalign = m;
+    }
+    let s = synth::write_dir(&config, &a.out)?;
+    eprintln!(
+        "{}: {} snapshot(s) of {} bytes, {} collection(s), {} MemoryError(s)",
+        a.out.display(),
+        s.snapshots,
+        s.snapshot_bytes,
+        s.collections,
+        s.out_of_memory
+    );
+    Ok(Outcome::Ok)
+}

@@ -1,0 +1,698 @@
+//! The synthetic firmware build: memory layout of a board, the flash image
+//! (`firmware.bin`, from `_sfixed`) with type objects and the ROM qstr pool, and a
+//! GNU ld map describing both, in the shapes real CircuitPython 3.0 maps have
+//! (one-line and wrapped input sections, COMMON symbols, linker assignments,
+//! discarded sections, debug sections).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::rng::Rng;
+
+/// A board the simulator can build for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Board {
+    Samd21,
+    Samd51,
+}
+
+impl std::str::FromStr for Board {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "samd21" => Ok(Board::Samd21),
+            "samd51" => Ok(Board::Samd51),
+            _ => Err(format!("unknown board `{s}` (expected samd21 or samd51)")),
+        }
+    }
+}
+
+impl Board {
+    pub fn name(self) -> &'static str {
+        match self {
+            Board::Samd21 => "samd21",
+            Board::Samd51 => "samd51",
+        }
+    }
+    pub fn ram_bytes(self) -> u64 {
+        match self {
+            Board::Samd21 => 32 * 1024,
+            Board::Samd51 => 192 * 1024,
+        }
+    }
+    /// `PORT_HEAP_SIZE` in ports/atmel-samd/mpconfigport.h at 619b0ec164.
+    pub fn heap_bytes(self) -> u64 {
+        match self {
+            Board::Samd21 => 16384 + 4096,
+            Board::Samd51 => 0x20000,
+        }
+    }
+    /// Flash after the UF2 bootloader.
+    pub fn flash_start(self) -> u64 {
+        match self {
+            Board::Samd21 => 0x2000,
+            Board::Samd51 => 0x4000,
+        }
+    }
+}
+
+pub const RAM_START: u64 = 0x2000_0000;
+
+/// Offsets inside `mp_state_ctx` that the simulator writes (py/mpstate.h at
+/// 619b0ec164, atmel-samd configuration; the same numbers as the default profile).
+pub mod state {
+    pub const LAST_POOL: u64 = 20;
+    pub const LOADED_MODULES: u64 = 56; // mp_obj_dict_t: base, map{bits, alloc, table}
+    pub const DICT_MAIN: u64 = 76;
+    pub const SYS_PATH: u64 = 92; // mp_obj_list_t: base, alloc, len, items
+    pub const SYS_ARGV: u64 = 108;
+    pub const READLINE_HIST: u64 = 128;
+    pub const READLINE_HIST_LEN: u64 = 8;
+    /// End of the root-pointer section (`vm.qstr_last_chunk`): the GC scans up to here.
+    pub const QSTR_LAST_CHUNK: u64 = 160;
+    pub const QSTR_LAST_ALLOC: u64 = 164;
+    pub const QSTR_LAST_USED: u64 = 168;
+    /// `mp_state_mem_t` follows the VM state.
+    pub const MEM: u64 = 176;
+    pub const GC_ALLOC_TABLE_START: u64 = MEM;
+    pub const GC_ALLOC_TABLE_BYTE_LEN: u64 = MEM + 4;
+    pub const GC_FINALISER_TABLE_START: u64 = MEM + 8;
+    pub const GC_POOL_START: u64 = MEM + 12;
+    pub const GC_POOL_END: u64 = MEM + 16;
+    pub const GC_LOWEST_LONG_LIVED: u64 = MEM + 20;
+    pub const SIZE: u64 = MEM + 300;
+}
+
+/// Types the simulated firmware has in flash, by symbol name.
+pub const TYPE_NAMES: &[&str] = &[
+    "mp_type_type",
+    "mp_type_object",
+    "mp_type_str",
+    "mp_type_bytes",
+    "mp_type_bytearray",
+    "mp_type_dict",
+    "mp_type_map",
+    "mp_type_list",
+    "mp_type_tuple",
+    "mp_type_int",
+    "mp_type_float",
+    "mp_type_property",
+    "mp_type_fun_bc",
+    "mp_type_fun_builtin_0",
+    "mp_type_fun_builtin_1",
+    "mp_type_fun_builtin_2",
+    "mp_type_fun_builtin_3",
+    "mp_type_fun_builtin_var",
+    "mp_type_bound_meth",
+    "mp_type_closure",
+    "mp_type_gen_instance",
+    "mp_type_module",
+    "busio_i2c_type",
+    "digitalio_digitalinout_type",
+    "pulseio_pwmout_type",
+];
+
+/// Qstrs compiled into the firmware (`mp_qstr_const_pool`), after the two fixed ones.
+pub const ROM_QSTRS: &[&str] = &[
+    "__init__",
+    "__main__",
+    "__name__",
+    "__class__",
+    "__dict__",
+    "__del__",
+    "self",
+    "print",
+    "len",
+    "range",
+    "append",
+    "pop",
+    "get",
+    "keys",
+    "values",
+    "items",
+    "update",
+    "read",
+    "write",
+    "value",
+    "time",
+    "sleep",
+    "board",
+    "busio",
+    "digitalio",
+    "pulseio",
+    "I2C",
+    "SPI",
+    "UART",
+    "D13",
+    "A0",
+    "direction",
+    "pull",
+    "frequency",
+    "duty_cycle",
+    "monotonic",
+    "gc",
+    "collect",
+    "mem_free",
+    "sys",
+    "path",
+    "argv",
+    "os",
+    "listdir",
+    "format",
+    "join",
+    "split",
+    "strip",
+    "encode",
+    "decode",
+    "int",
+    "str",
+    "dict",
+    "list",
+    "tuple",
+    "bytearray",
+    "object",
+    "type",
+    "property",
+    "main.py",
+    "code.py",
+    "<stdin>",
+    "<module>",
+    "lib",
+];
+
+/// Qstr hash as py/qstr.c computes it (djb2, masked, never zero).
+pub fn qstr_hash(bytes: &[u8], hash_bytes: u32) -> u64 {
+    let mut h: u64 = 5381;
+    for b in bytes {
+        h = (h.wrapping_shl(5).wrapping_add(h)) ^ (*b as u64);
+    }
+    let mask = if hash_bytes == 1 { 0xff } else { 0xffff };
+    let h = h & mask;
+    if h == 0 {
+        1
+    } else {
+        h
+    }
+}
+
+/// Where everything sits in RAM and flash for one synthetic build.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub board: Board,
+    pub ram_start: u64,
+    pub ram_end: u64,
+    pub flash_start: u64,
+    pub state: u64,
+    pub heap_start: u64,
+    pub heap_bytes: u64,
+    /// Top of the stack (`_estack`) and how deep the simulated stack may go.
+    pub stack_top: u64,
+    pub stack_bytes: u64,
+    pub types: BTreeMap<&'static str, u64>,
+    pub rom_pool: u64,
+    /// ROM qstr texts by id (0 and 1 are the empty qstrs).
+    pub rom_qstrs: Vec<String>,
+    /// Flash contents from `flash_start`.
+    pub flash: Vec<u8>,
+    /// The map text.
+    pub map: String,
+}
+
+struct Section {
+    kind: &'static str,
+    name: String,
+    address: u64,
+    size: u64,
+    file: String,
+    symbols: Vec<(u64, String)>,
+}
+
+impl Layout {
+    /// Lays out a build for `board`; `heap_misalign` shifts the heap array off a
+    /// 16-byte boundary by that many bytes (0, 4, 8 or 12), as `static char heap[]`
+    /// may be in a real link.
+    pub fn new(board: Board, heap_misalign: u64, seed: u64) -> Self {
+        let mut rng = Rng::new(seed ^ 0x1a7e_5eed);
+        let flash_start = board.flash_start();
+        let mut flash: Vec<u8> = Vec::new();
+        let mut sections: Vec<Section> = Vec::new();
+        let push = |flash: &mut Vec<u8>, bytes: &[u8]| {
+            let at = flash_start + flash.len() as u64;
+            flash.extend_from_slice(bytes);
+            at
+        };
+        let align = |flash: &mut Vec<u8>, a: usize| {
+            while flash.len() % a != 0 {
+                flash.push(0);
+            }
+        };
+
+        // Vector table, then some code.
+        let vectors: Vec<u8> = (0..45u32)
+            .flat_map(|i| (0x2000_0000u32 + i * 0x11).to_le_bytes())
+            .collect();
+        let at = push(&mut flash, &vectors);
+        sections.push(Section {
+            kind: ".vectors",
+            name: ".vectors".into(),
+            address: at,
+            size: vectors.len() as u64,
+            file: "build-board/asf4/samd/gcc/gcc/startup_samd.o".into(),
+            symbols: vec![(at, "exception_table".into())],
+        });
+        for f in [
+            "gc_alloc",
+            "gc_free",
+            "gc_realloc",
+            "gc_collect",
+            "gc_info",
+            "qstr_from_strn",
+            "mp_execute_bytecode",
+            "mp_obj_new_str",
+            "mp_obj_new_dict",
+            "mp_map_lookup",
+            "mp_call_function_n_kw",
+            "readline_process_char",
+            "common_hal_busio_i2c_construct",
+            "main",
+        ] {
+            align(&mut flash, 4);
+            let n = rng.range(40, 400) as usize & !1;
+            let code: Vec<u8> = (0..n).map(|_| rng.below(256) as u8).collect();
+            let at = push(&mut flash, &code);
+            let file = format!("build-board/py/{}.o", f.split('_').next().unwrap_or("main"));
+            sections.push(Section {
+                kind: ".text",
+                name: format!(".text.{f}"),
+                address: at,
+                size: n as u64,
+                file,
+                symbols: vec![(at, f.to_string())],
+            });
+        }
+
+        // ROM qstr data: hash, len, bytes, NUL.
+        let mut rom_qstrs: Vec<String> = vec![String::new(), String::new()];
+        rom_qstrs.extend(ROM_QSTRS.iter().map(|s| s.to_string()));
+        rom_qstrs.extend(TYPE_NAMES.iter().map(|s| type_python_name(s).to_string()));
+        rom_qstrs.dedup();
+        let mut seen = std::collections::HashSet::new();
+        rom_qstrs.retain(|q| q.is_empty() || seen.insert(q.clone()));
+        align(&mut flash, 4);
+        let str_start = flash_start + flash.len() as u64;
+        let mut qstr_addrs = Vec::new();
+        for q in &rom_qstrs {
+            let mut b = vec![qstr_hash(q.as_bytes(), 1) as u8, q.len() as u8];
+            b.extend_from_slice(q.as_bytes());
+            b.push(0);
+            qstr_addrs.push(push(&mut flash, &b));
+        }
+        sections.push(Section {
+            kind: ".rodata",
+            name: ".rodata.str1.1".into(),
+            address: str_start,
+            size: flash_start + flash.len() as u64 - str_start,
+            file: "build-board/py/qstr.o".into(),
+            symbols: vec![],
+        });
+
+        // Type objects: base.type, name qstr, then slots pointing into code.
+        align(&mut flash, 4);
+        let first_type = flash_start + flash.len() as u64;
+        let type_bytes = 0x38u64;
+        let mut types = BTreeMap::new();
+        for (i, name) in TYPE_NAMES.iter().enumerate() {
+            types.insert(*name, first_type + i as u64 * type_bytes);
+        }
+        for name in TYPE_NAMES {
+            let mut b = Vec::new();
+            b.extend_from_slice(&(types["mp_type_type"] as u32).to_le_bytes());
+            let qid = rom_qstrs
+                .iter()
+                .position(|q| q == type_python_name(name))
+                .unwrap_or(0) as u32;
+            b.extend_from_slice(&qid.to_le_bytes());
+            while (b.len() as u64) < type_bytes {
+                let slot = if rng.chance(50) {
+                    0
+                } else {
+                    (flash_start + 0x100 + rng.below(0x400)) as u32 | 1
+                };
+                b.extend_from_slice(&slot.to_le_bytes());
+            }
+            let at = push(&mut flash, &b);
+            let (section_name, file) = (
+                format!(".rodata.{name}"),
+                format!("build-board/py/obj{}.o", type_python_name(name)),
+            );
+            sections.push(Section {
+                kind: ".rodata",
+                name: section_name,
+                address: at,
+                size: type_bytes,
+                file,
+                symbols: vec![(at, name.to_string())],
+            });
+        }
+
+        // The ROM qstr pool: prev NULL, total_prev_len 0, alloc 10 (so the first RAM
+        // pool holds 20), len, then pointers to the data above.
+        align(&mut flash, 4);
+        let mut b = Vec::new();
+        for w in [0u32, 0, 10, rom_qstrs.len() as u32] {
+            b.extend_from_slice(&w.to_le_bytes());
+        }
+        for a in &qstr_addrs {
+            b.extend_from_slice(&(*a as u32).to_le_bytes());
+        }
+        let rom_pool = push(&mut flash, &b);
+        sections.push(Section {
+            kind: ".rodata",
+            name: ".rodata.mp_qstr_const_pool".into(),
+            address: rom_pool,
+            size: b.len() as u64,
+            file: "build-board/py/qstr.o".into(),
+            symbols: vec![(rom_pool, "mp_qstr_const_pool".into())],
+        });
+        align(&mut flash, 4);
+        let etext = flash_start + flash.len() as u64;
+
+        // RAM: .data, then .bss (state in COMMON, the heap, buffers), then the stack.
+        let ram_start = RAM_START;
+        let ram_end = ram_start + board.ram_bytes();
+        let mut ram_sections = Vec::new();
+        let data_vars = [
+            ("SystemCoreClock", 4u64),
+            ("autoreload_delay_ms", 4),
+            ("usb_serial_connected", 4),
+        ];
+        let mut cursor = ram_start;
+        for (name, size) in data_vars {
+            ram_sections.push(Section {
+                kind: ".data",
+                name: format!(".data.{name}"),
+                address: cursor,
+                size,
+                file: "build-board/supervisor/shared/serial.o".into(),
+                symbols: vec![],
+            });
+            cursor += size;
+        }
+        let data_end = cursor;
+        // .bss
+        cursor = (cursor + 15) & !15;
+        let bss_start = cursor;
+        ram_sections.push(Section {
+            kind: ".bss",
+            name: ".bss.usb_rx_buf".into(),
+            address: cursor,
+            size: 0x40,
+            file: "build-board/supervisor/shared/usb.o".into(),
+            symbols: vec![(cursor, "usb_rx_buf".into())],
+        });
+        cursor += 0x40;
+        // The heap array: aligned as the linker may place a char array.
+        let heap_start = ((cursor + 15) & !15) + (heap_misalign & 12);
+        let heap_bytes = board.heap_bytes();
+        ram_sections.push(Section {
+            kind: ".bss",
+            name: ".bss.heap.lto_priv.0".into(),
+            address: heap_start,
+            size: heap_bytes,
+            file: "/tmp/ccAbCdEf.ltrans0.ltrans.o".into(),
+            symbols: vec![],
+        });
+        cursor = heap_start + heap_bytes;
+        cursor = (cursor + 3) & !3;
+        let state = cursor;
+        cursor += state::SIZE;
+        ram_sections.push(Section {
+            kind: "COMMON",
+            name: "COMMON".into(),
+            address: state,
+            size: state::SIZE,
+            file: "build-board/py/mpstate.o".into(),
+            symbols: vec![(state, "mp_state_ctx".into())],
+        });
+        ram_sections.push(Section {
+            kind: ".bss",
+            name: ".bss.filesystem_flash".into(),
+            address: cursor,
+            size: 0x80,
+            file: "build-board/supervisor/internal_flash.o".into(),
+            symbols: vec![],
+        });
+        cursor += 0x80;
+        let bss_end = cursor;
+        let stack_bytes = 0x800u64.min(ram_end - bss_end);
+        let stack_top = ram_end;
+
+        // .data's initial values live in flash after the text (_sidata).
+        let data_image: Vec<u8> = (0..(data_end - ram_start))
+            .map(|_| rng.below(8) as u8)
+            .collect();
+        flash.extend_from_slice(&data_image);
+
+        let map = write_map(MapParts {
+            board,
+            flash_start,
+            etext,
+            sections: &sections,
+            ram_start,
+            ram_end,
+            data_end,
+            bss_start,
+            bss_end,
+            ram_sections: &ram_sections,
+            flash_len: flash.len() as u64,
+        });
+        Layout {
+            board,
+            ram_start,
+            ram_end,
+            flash_start,
+            state,
+            heap_start,
+            heap_bytes,
+            stack_top,
+            stack_bytes,
+            types,
+            rom_pool,
+            rom_qstrs,
+            flash,
+            map,
+        }
+    }
+
+    pub fn type_address(&self, name: &str) -> u64 {
+        self.types.get(name).copied().unwrap_or(0)
+    }
+}
+
+/// The Python-visible name of a type symbol (`mp_type_dict` → `dict`).
+pub fn type_python_name(symbol: &str) -> &str {
+    symbol
+        .strip_prefix("mp_type_")
+        .or_else(|| symbol.strip_suffix("_type"))
+        .unwrap_or(symbol)
+}
+
+struct MapParts<'a> {
+    board: Board,
+    flash_start: u64,
+    etext: u64,
+    sections: &'a [Section],
+    ram_start: u64,
+    ram_end: u64,
+    data_end: u64,
+    bss_start: u64,
+    bss_end: u64,
+    ram_sections: &'a [Section],
+    flash_len: u64,
+}
+
+/// One input section line as ld prints it: on one line when the name is short,
+/// wrapped onto a second line when it is 15 characters or longer.
+fn section_lines(out: &mut String, s: &Section) {
+    if s.name.len() >= 15 {
+        let _ = writeln!(out, " {}", s.name);
+        let _ = writeln!(
+            out,
+            "                0x{:016x}     0x{:x} {}",
+            s.address, s.size, s.file
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            " {:<14} 0x{:016x}     0x{:x} {}",
+            s.name, s.address, s.size, s.file
+        );
+    }
+    for (a, n) in &s.symbols {
+        let _ = writeln!(out, "                0x{:016x}                {}", a, n);
+    }
+}
+
+fn write_map(p: MapParts) -> String {
+    let mut m = String::new();
+    let board = p.board.name();
+    let _ = writeln!(
+        m,
+        "Archive member included to satisfy reference by file (symbol)\n"
+    );
+    let _ = writeln!(
+        m,
+        "/usr/lib/gcc/arm-none-eabi/7.3.1/thumb/v6-m/libgcc.a(_udivsi3.o)"
+    );
+    let _ = writeln!(
+        m,
+        "                              build-{board}/py/gc.o (__aeabi_uidiv)\n"
+    );
+    let _ = writeln!(m, "Allocating common symbols");
+    let _ = writeln!(m, "Common symbol       size              file\n");
+    let _ = writeln!(
+        m,
+        "mp_state_ctx        0x{:x}             build-{board}/py/mpstate.o",
+        state::SIZE
+    );
+    let _ = writeln!(m, "usb_cdc_line_coding_with_a_long_name");
+    let _ = writeln!(
+        m,
+        "                    0x8               build-{board}/supervisor/usb.o\n"
+    );
+    let _ = writeln!(m, "Discarded input sections\n");
+    let _ = writeln!(
+        m,
+        " .text          0x0000000000000000        0x0 build-{board}/main.o"
+    );
+    let _ = writeln!(
+        m,
+        " .data          0x0000000000000000        0x0 build-{board}/main.o"
+    );
+    let _ = writeln!(m, " .text.unused_helper");
+    let _ = writeln!(
+        m,
+        "                0x0000000000000000       0x2c build-{board}/lib/utils/pyexec.o\n"
+    );
+    let _ = writeln!(m, "Memory Configuration\n");
+    let _ = writeln!(
+        m,
+        "Name             Origin             Length             Attributes"
+    );
+    let _ = writeln!(
+        m,
+        "FLASH            0x{:016x} 0x{:016x} xr",
+        p.flash_start,
+        0x40000 - p.flash_start
+    );
+    let _ = writeln!(
+        m,
+        "RAM              0x{:016x} 0x{:016x} xrw",
+        p.ram_start,
+        p.ram_end - p.ram_start
+    );
+    let _ = writeln!(
+        m,
+        "*default*        0x0000000000000000 0xffffffffffffffff\n"
+    );
+    let _ = writeln!(m, "Linker script and memory map\n");
+    let _ = writeln!(m, "LOAD build-{board}/main.o");
+    let _ = writeln!(
+        m,
+        "                0x{:016x}                _sfixed = .",
+        p.flash_start
+    );
+    let _ = writeln!(
+        m,
+        "\n.text           0x{:016x}     0x{:x}",
+        p.flash_start,
+        p.etext - p.flash_start
+    );
+    let _ = writeln!(m, " *(.vectors .vectors.*)");
+    for s in p.sections {
+        section_lines(&mut m, s);
+    }
+    let _ = writeln!(
+        m,
+        "                0x{:016x}                _etext = .",
+        p.etext
+    );
+    let _ = writeln!(
+        m,
+        "                0x{:016x}                _sidata = _etext",
+        p.etext
+    );
+    let _ = writeln!(
+        m,
+        "\n.relocate       0x{:016x}     0x{:x} load address 0x{:016x}",
+        p.ram_start,
+        p.data_end - p.ram_start,
+        p.etext
+    );
+    let _ = writeln!(
+        m,
+        "                0x{:016x}                . = ALIGN (0x4)",
+        p.ram_start
+    );
+    let _ = writeln!(
+        m,
+        "                0x{:016x}                _srelocate = .",
+        p.ram_start
+    );
+    let _ = writeln!(m, " *(.ramfunc .ramfunc.*)");
+    for s in p.ram_sections.iter().filter(|s| s.kind == ".data") {
+        section_lines(&mut m, s);
+    }
+    let _ = writeln!(
+        m,
+        "                0x{:016x}                _erelocate = .",
+        p.data_end
+    );
+    let _ = writeln!(
+        m,
+        "\n.bss            0x{:016x}     0x{:x}",
+        p.bss_start,
+        p.bss_end - p.bss_start
+    );
+    let _ = writeln!(
+        m,
+        "                0x{:016x}                _sbss = .",
+        p.bss_start
+    );
+    for s in p.ram_sections.iter().filter(|s| s.kind != ".data") {
+        section_lines(&mut m, s);
+    }
+    let _ = writeln!(
+        m,
+        "                0x{:016x}                _ebss = .",
+        p.bss_end
+    );
+    let _ = writeln!(
+        m,
+        "                0x{:016x}                _estack = (ORIGIN (RAM) + LENGTH (RAM))",
+        p.ram_end
+    );
+    let _ = writeln!(m, "OUTPUT(build-{board}/firmware.elf elf32-littlearm)");
+    let _ = writeln!(m, "\n.ARM.attributes 0x0000000000000000       0x28");
+    let _ = writeln!(m, "\n.comment        0x0000000000000000       0x6e");
+    let _ = writeln!(
+        m,
+        " .comment       0x0000000000000000       0x6e build-{board}/main.o"
+    );
+    let _ = writeln!(m, "\n.debug_info     0x0000000000000000    0x1f2e3");
+    let _ = writeln!(
+        m,
+        " .debug_info    0x0000000000000000      0x4d1 build-{board}/main.o"
+    );
+    let _ = writeln!(m, "\n.debug_str      0x0000000000000000     0x8a1c");
+    let _ = writeln!(
+        m,
+        " .debug_str     0x0000000000000000     0x1a3f build-{board}/main.o"
+    );
+    let _ = writeln!(
+        m,
+        "                                       0x1b2a (size before relaxing)"
+    );
+    let _ = p.flash_len;
+    m
+}

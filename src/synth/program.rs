@@ -1,0 +1,733 @@
+//! A CircuitPython program, simulated at the level of the objects it allocates:
+//! boot (`mp_init`: `dict_main`, `sys.modules`, `sys.path`), module-level classes
+//! and functions (long-lived: type objects, their dicts, bytecode functions, new
+//! qstrs in pools and chunks), then a main loop that makes short-lived strings,
+//! tuples, bytearrays and instances, keeps some of them (a growing log list, a
+//! cache dict — the slow leak that fragments the heap), types REPL lines into the
+//! readline history, and calls `gc.collect()` now and then.
+//!
+//! Objects are laid out as py/obj*.h at 619b0ec164 has them (32-bit, repr C), and
+//! every intermediate pointer is kept on the simulated stack while the next
+//! allocation runs, as the C code keeps it in a register or local.
+
+use std::collections::HashMap;
+
+use super::gc::GcSim;
+use super::image::{qstr_hash, state, Layout};
+use super::rng::Rng;
+use crate::decode::Kind;
+
+/// Why the program stopped an operation.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Halt {
+    /// `MemoryError`: no room even after a collection.
+    OutOfMemory,
+    /// The dump has all the snapshots asked for.
+    Done,
+}
+
+type Step<T> = Result<T, Halt>;
+
+/// Map slot markers (py/obj.h): empty and deleted.
+const MP_OBJ_NULL: u64 = 0;
+const MP_OBJ_SENTINEL: u64 = 4;
+/// `get_hash_alloc_greater_or_equal_to` in py/map.c.
+const HASH_ALLOCS: [u64; 16] = [0, 2, 4, 6, 8, 10, 12, 17, 23, 29, 37, 47, 59, 73, 97, 127];
+
+pub fn small_int(v: i64) -> u64 {
+    ((v << 1) | 1) as u32 as u64
+}
+
+pub fn qstr_obj(id: u64) -> u64 {
+    (id << 3) | 6
+}
+
+struct Class {
+    address: u64,
+    methods: Vec<u64>,
+}
+
+pub struct Program<'a, 's> {
+    pub gc: GcSim<'s>,
+    l: &'a Layout,
+    rng: Rng,
+    sp: u64,
+    stack_bottom: u64,
+    qstrs: Vec<String>,
+    qstr_ids: HashMap<String, u64>,
+    last_pool: u64,
+    pool_alloc: u64,
+    pool_len: u64,
+    chunk: Option<(u64, u64, u64)>, // address, alloc, used
+    classes: Vec<Class>,
+    log_list: u64,
+    cache: u64,
+    iteration: u64,
+}
+
+impl<'a, 's> Program<'a, 's> {
+    pub fn new(gc: GcSim<'s>, l: &'a Layout, seed: u64) -> Self {
+        let qstrs = l.rom_qstrs.clone();
+        let qstr_ids = qstrs
+            .iter()
+            .enumerate()
+            .map(|(i, q)| (q.clone(), i as u64))
+            .collect();
+        let mut p = Program {
+            gc,
+            l,
+            rng: Rng::new(seed),
+            sp: l.stack_top,
+            stack_bottom: l.stack_top - l.stack_bytes,
+            qstrs,
+            qstr_ids,
+            last_pool: l.rom_pool,
+            pool_alloc: 10,
+            pool_len: 0,
+            chunk: None,
+            classes: Vec::new(),
+            log_list: 0,
+            cache: 0,
+            iteration: 0,
+        };
+        p.set_roots();
+        p
+    }
+
+    fn set_roots(&mut self) {
+        let s = self.l.state;
+        self.gc.roots = vec![(s, s + state::QSTR_LAST_CHUNK), (self.sp, self.l.stack_top)];
+    }
+
+    /// Keeps `v` alive across the next allocations (a C local on the stack).
+    fn push(&mut self, v: u64) {
+        if self.sp - 4 >= self.stack_bottom {
+            self.sp -= 4;
+            self.gc.set_word(self.sp, v);
+            self.set_roots();
+        }
+    }
+
+    fn depth(&self) -> u64 {
+        self.sp
+    }
+
+    /// Returns from a frame: the words below stay in RAM as stale data.
+    fn pop_to(&mut self, sp: u64) {
+        self.sp = sp;
+        self.set_roots();
+    }
+
+    fn alloc(&mut self, n: u64, finaliser: bool, long_lived: bool, kind: Kind) -> Step<u64> {
+        if self.gc.done() {
+            return Err(Halt::Done);
+        }
+        let r = self
+            .gc
+            .alloc(n, finaliser, long_lived, kind)
+            .ok_or(Halt::OutOfMemory);
+        if self.gc.done() {
+            return Err(Halt::Done);
+        }
+        r
+    }
+
+    fn ty(&self, name: &str) -> u64 {
+        self.l.type_address(name)
+    }
+
+    fn w(&mut self, address: u64, words: &[u64]) {
+        for (i, v) in words.iter().enumerate() {
+            self.gc.set_word(address + 4 * i as u64, *v);
+        }
+    }
+
+    // --- qstrs (py/qstr.c) -------------------------------------------------------
+
+    /// `qstr_from_str`: finds or interns `text`, allocating chunks and pools.
+    pub fn intern(&mut self, text: &str) -> Step<u64> {
+        if let Some(id) = self.qstr_ids.get(text) {
+            return Ok(*id);
+        }
+        let n = text.len() as u64 + 3;
+        let frame = self.depth();
+        if let Some((_, alloc, used)) = self.chunk {
+            if used + n > alloc {
+                // A full chunk is left as it is; its qstrs stay reachable from the pools.
+                self.chunk = None;
+            }
+        }
+        if self.chunk.is_none() {
+            let al = n.max(128);
+            let c = self.alloc(al, false, true, Kind::QstrChunk)?;
+            let zeros = vec![0u8; al as usize];
+            self.gc.set_bytes(c, &zeros);
+            self.chunk = Some((c, al, 0));
+            let s = self.l.state;
+            self.w(s + state::QSTR_LAST_CHUNK, &[c, al, 0]);
+        }
+        let (c, al, used) = self.chunk.unwrap_or_default();
+        let at = c + used;
+        let mut bytes = vec![qstr_hash(text.as_bytes(), 1) as u8, text.len() as u8];
+        bytes.extend_from_slice(text.as_bytes());
+        bytes.push(0);
+        self.gc.set_bytes(at, &bytes);
+        self.chunk = Some((c, al, used + n));
+        self.gc
+            .set_word(self.l.state + state::QSTR_LAST_USED, used + n);
+        self.push(at);
+        // qstr_add: a new pool of twice the size when the last one is full.
+        if self.pool_len >= self.pool_alloc || self.last_pool == self.l.rom_pool {
+            // Every qstr so far lives in an older pool.
+            let total_prev = self.qstrs.len() as u64;
+            let alloc = self.pool_alloc * 2;
+            let pool = self.alloc(16 + 4 * alloc, false, true, Kind::QstrPool)?;
+            let zeros = vec![0u8; (16 + 4 * alloc) as usize];
+            self.gc.set_bytes(pool, &zeros);
+            self.w(pool, &[self.last_pool, total_prev, alloc, 0]);
+            self.last_pool = pool;
+            self.pool_alloc = alloc;
+            self.pool_len = 0;
+            self.gc.set_word(self.l.state + state::LAST_POOL, pool);
+        }
+        self.gc
+            .set_word(self.last_pool + 16 + 4 * self.pool_len, at);
+        self.pool_len += 1;
+        self.gc.set_word(self.last_pool + 12, self.pool_len);
+        self.pop_to(frame);
+        let id = self.qstrs.len() as u64;
+        self.qstrs.push(text.to_string());
+        self.qstr_ids.insert(text.to_string(), id);
+        Ok(id)
+    }
+
+    // --- maps and dicts (py/map.c, py/objdict.c) ---------------------------------
+
+    fn key_hash(&self, key: u64) -> u64 {
+        if key & 7 == 6 {
+            let id = key >> 3;
+            self.qstrs
+                .get(id as usize)
+                .map_or(id, |q| qstr_hash(q.as_bytes(), 1))
+        } else {
+            key >> 1
+        }
+    }
+
+    /// `mp_map_lookup(..., MP_MAP_LOOKUP_ADD_IF_NOT_FOUND)` then store the value.
+    /// `map_at` is the address of the `mp_map_t` (bits, alloc, table).
+    pub fn map_store(&mut self, map_at: u64, key: u64, value: u64, long_lived: bool) -> Step<()> {
+        let bits = self.gc.word(map_at);
+        let used = bits >> 3;
+        let alloc = self.gc.word(map_at + 4);
+        let table = self.gc.word(map_at + 8);
+        if let Some(slot) = self.find_slot(table, alloc, key, true) {
+            if self.gc.word(slot) == key {
+                self.gc.set_word(slot + 4, value);
+                return Ok(());
+            }
+        }
+        if used + 1 >= alloc {
+            let new_alloc = HASH_ALLOCS
+                .iter()
+                .copied()
+                .find(|a| *a > alloc + 1)
+                .unwrap_or(alloc * 2 + 1);
+            let frame = self.depth();
+            self.push(key);
+            self.push(value);
+            let new_table = self.alloc(new_alloc * 8, false, long_lived, Kind::MapTable)?;
+            let zeros = vec![0u8; (new_alloc * 8) as usize];
+            self.gc.set_bytes(new_table, &zeros);
+            let old: Vec<(u64, u64)> = (0..alloc)
+                .map(|i| (self.gc.word(table + 8 * i), self.gc.word(table + 8 * i + 4)))
+                .filter(|(k, _)| *k != MP_OBJ_NULL && *k != MP_OBJ_SENTINEL)
+                .collect();
+            self.w(map_at + 4, &[new_alloc, new_table]);
+            for (k, v) in &old {
+                if let Some(slot) = self.find_slot(new_table, new_alloc, *k, false) {
+                    self.w(slot, &[*k, *v]);
+                }
+            }
+            self.gc
+                .set_word(map_at, (bits & 7) | ((old.len() as u64) << 3));
+            if table != 0 {
+                self.gc.free(table);
+            }
+            self.pop_to(frame);
+            return self.map_store(map_at, key, value, long_lived);
+        }
+        if let Some(slot) = self.find_slot(table, alloc, key, false) {
+            self.w(slot, &[key, value]);
+            self.gc.set_word(map_at, (bits & 7) | ((used + 1) << 3));
+        }
+        Ok(())
+    }
+
+    /// Linear probing from the key's hash: the slot holding `key`, or (when
+    /// `existing_only` is false) the first empty or deleted slot.
+    fn find_slot(&self, table: u64, alloc: u64, key: u64, existing_only: bool) -> Option<u64> {
+        if alloc == 0 || table == 0 {
+            return None;
+        }
+        let start = self.key_hash(key) % alloc;
+        let mut free = None;
+        for i in 0..alloc {
+            let slot = table + 8 * ((start + i) % alloc);
+            let k = self.gc.word(slot);
+            if k == key {
+                return Some(slot);
+            }
+            if (k == MP_OBJ_NULL || k == MP_OBJ_SENTINEL) && free.is_none() {
+                free = Some(slot);
+            }
+            if k == MP_OBJ_NULL {
+                break;
+            }
+        }
+        if existing_only {
+            None
+        } else {
+            free
+        }
+    }
+
+    /// `mp_map_lookup(..., MP_MAP_LOOKUP_REMOVE_IF_FOUND)`: the key becomes the
+    /// deleted marker; the value stays in the slot until it is reused.
+    pub fn map_delete(&mut self, map_at: u64, key: u64) {
+        let alloc = self.gc.word(map_at + 4);
+        let table = self.gc.word(map_at + 8);
+        if let Some(slot) = self.find_slot(table, alloc, key, true) {
+            self.gc.set_word(slot, MP_OBJ_SENTINEL);
+            let bits = self.gc.word(map_at);
+            self.gc
+                .set_word(map_at, (bits & 7) | (((bits >> 3).saturating_sub(1)) << 3));
+        }
+    }
+
+    pub fn new_dict(&mut self, n: u64, long_lived: bool) -> Step<u64> {
+        let d = self.alloc(16, false, long_lived, Kind::Dict)?;
+        let frame = self.depth();
+        self.push(d);
+        self.w(d, &[self.ty("mp_type_dict"), 1, 0, 0]);
+        if n > 0 {
+            let t = self.alloc(n * 8, false, long_lived, Kind::MapTable)?;
+            let zeros = vec![0u8; (n * 8) as usize];
+            self.gc.set_bytes(t, &zeros);
+            self.w(d + 8, &[n, t]);
+        }
+        self.pop_to(frame);
+        Ok(d)
+    }
+
+    // --- objects -----------------------------------------------------------------
+
+    pub fn new_str(&mut self, text: &str) -> Step<u64> {
+        let len = text.len() as u64;
+        let data = self.alloc(len + 1, false, false, Kind::StringData)?;
+        let mut bytes = text.as_bytes().to_vec();
+        bytes.push(0);
+        self.gc.set_bytes(data, &bytes);
+        let frame = self.depth();
+        self.push(data);
+        let s = self.alloc(16, false, false, Kind::Str)?;
+        self.w(
+            s,
+            &[
+                self.ty("mp_type_str"),
+                qstr_hash(text.as_bytes(), 2),
+                len,
+                data,
+            ],
+        );
+        self.pop_to(frame);
+        Ok(s)
+    }
+
+    pub fn new_tuple(&mut self, items: &[u64]) -> Step<u64> {
+        let t = self.alloc(8 + 4 * items.len() as u64, false, false, Kind::Tuple)?;
+        self.w(t, &[self.ty("mp_type_tuple"), items.len() as u64]);
+        self.w(t + 8, items);
+        Ok(t)
+    }
+
+    pub fn new_bytearray(&mut self, n: u64) -> Step<u64> {
+        let data = self.alloc(n, false, false, Kind::Unknown)?;
+        let bytes: Vec<u8> = (0..n).map(|_| 0x20 + self.rng.below(0x5f) as u8).collect();
+        self.gc.set_bytes(data, &bytes);
+        let frame = self.depth();
+        self.push(data);
+        let b = self.alloc(16, false, false, Kind::Bytearray)?;
+        self.w(b, &[self.ty("mp_type_bytearray"), b'B' as u64, n, data]);
+        self.pop_to(frame);
+        Ok(b)
+    }
+
+    pub fn new_list(&mut self, alloc: u64, long_lived: bool) -> Step<u64> {
+        let l = self.alloc(16, false, long_lived, Kind::Unknown)?;
+        self.w(l, &[self.ty("mp_type_list"), 0, 0, 0]);
+        let frame = self.depth();
+        self.push(l);
+        let items = self.alloc(4 * alloc, false, long_lived, Kind::Unknown)?;
+        let zeros = vec![0u8; (4 * alloc) as usize];
+        self.gc.set_bytes(items, &zeros);
+        self.w(l + 4, &[alloc, 0, items]);
+        self.pop_to(frame);
+        Ok(l)
+    }
+
+    pub fn list_append(&mut self, list: u64, v: u64) -> Step<()> {
+        let (alloc, len, items) = (
+            self.gc.word(list + 4),
+            self.gc.word(list + 8),
+            self.gc.word(list + 12),
+        );
+        let items = if len >= alloc {
+            let frame = self.depth();
+            self.push(v);
+            let new = self
+                .gc
+                .realloc(items, 4 * alloc * 2)
+                .ok_or(Halt::OutOfMemory)?;
+            self.pop_to(frame);
+            if self.gc.done() {
+                return Err(Halt::Done);
+            }
+            for i in alloc..alloc * 2 {
+                self.gc.set_word(new + 4 * i, 0);
+            }
+            self.w(list + 4, &[alloc * 2, len, new]);
+            new
+        } else {
+            items
+        };
+        self.gc.set_word(items + 4 * len, v);
+        self.gc.set_word(list + 8, len + 1);
+        Ok(())
+    }
+
+    /// `list.clear()`: back to four slots (`mp_obj_list_clear` → m_renew).
+    pub fn list_clear(&mut self, list: u64) {
+        let items = self.gc.word(list + 12);
+        if let Some(new) = self.gc.realloc(items, 16) {
+            for i in 0..4 {
+                self.gc.set_word(new + 4 * i, 0);
+            }
+            self.w(list + 4, &[4, 0, new]);
+        }
+    }
+
+    /// A bytecode function: `mp_obj_fun_bc_t` and its bytecode (prelude, code info
+    /// with the simple name, opcodes).
+    pub fn new_function(&mut self, name: &str) -> Step<u64> {
+        let name_q = self.intern(name)?;
+        let src_q = self.qstr_ids.get("code.py").copied().unwrap_or(0);
+        let n_pos = self.rng.range(0, 3);
+        let mut code = vec![self.rng.range(2, 12) as u8, 0, 0, n_pos as u8, 0, 0];
+        let line_info: Vec<u8> = (0..self.rng.range(1, 6))
+            .map(|_| self.rng.range(1, 0x7f) as u8)
+            .collect();
+        let code_info_size = 1 + 2 + 2 + line_info.len() as u64 + 1;
+        code.push(code_info_size as u8);
+        code.extend_from_slice(&(name_q as u16).to_le_bytes());
+        code.extend_from_slice(&(src_q as u16).to_le_bytes());
+        code.extend_from_slice(&line_info);
+        code.push(0);
+        code.push(0xff); // closure/local list terminator
+        let ops = self.rng.range(8, 120);
+        code.extend((0..ops).map(|_| self.rng.range(0x10, 0x7f) as u8));
+        code.push(0x5b); // RETURN_VALUE
+        let bc = self.alloc(code.len() as u64, false, true, Kind::Bytecode)?;
+        self.gc.set_bytes(bc, &code);
+        let frame = self.depth();
+        self.push(bc);
+        let f = self.alloc(16, false, true, Kind::Function)?;
+        self.w(
+            f,
+            &[
+                self.ty("mp_type_fun_bc"),
+                self.l.state + state::DICT_MAIN,
+                bc,
+                0,
+            ],
+        );
+        self.pop_to(frame);
+        Ok(f)
+    }
+
+    /// A class defined at module level: its locals dict, its methods, and the
+    /// `mp_obj_type_t` (15 words) pointing at them.
+    pub fn new_class(&mut self, name: &str, methods: &[&str]) -> Step<u64> {
+        let frame = self.depth();
+        let name_q = self.intern(name)?;
+        let locals = self.new_dict(0, true)?;
+        self.push(locals);
+        let mut funs = Vec::new();
+        for m in methods {
+            let f = self.new_function(m)?;
+            self.push(f);
+            let q = self.intern(m)?;
+            self.map_store(locals + 4, qstr_obj(q), f, true)?;
+            funs.push(f);
+        }
+        let t = self.alloc(60, false, true, Kind::Type)?;
+        let print = self.l.flash_start + 0x101;
+        let mut words = vec![self.ty("mp_type_type"), name_q, print, print + 0x40];
+        words.resize(14, 0);
+        words.push(locals);
+        self.w(t, &words);
+        self.pop_to(frame);
+        self.classes.push(Class {
+            address: t,
+            methods: funs,
+        });
+        Ok(t)
+    }
+
+    pub fn new_instance(&mut self, class: u64) -> Step<u64> {
+        let o = self.alloc(16, false, false, Kind::Instance)?;
+        self.w(o, &[class, 0, 0, 0]);
+        Ok(o)
+    }
+
+    /// A native peripheral object with a finaliser (`busio.I2C(...)` and friends).
+    pub fn new_native(&mut self, type_name: &str) -> Step<u64> {
+        let n = self.alloc(24, true, false, Kind::Unknown)?;
+        let pins = small_int(self.rng.range(0, 40) as i64);
+        let address = self.rng.range(0, 255);
+        self.w(n, &[self.ty(type_name), pins, address, 0, 0, 0]);
+        Ok(n)
+    }
+
+    /// A line typed at the REPL, pushed into the readline history.
+    pub fn readline(&mut self, line: &str) -> Step<()> {
+        let s = self.alloc(line.len() as u64 + 1, false, false, Kind::StringData)?;
+        let mut b = line.as_bytes().to_vec();
+        b.push(0);
+        self.gc.set_bytes(s, &b);
+        let base = self.l.state + state::READLINE_HIST;
+        for i in (1..state::READLINE_HIST_LEN).rev() {
+            let prev = self.gc.word(base + 4 * (i - 1));
+            self.gc.set_word(base + 4 * i, prev);
+        }
+        self.gc.set_word(base, s);
+        Ok(())
+    }
+
+    // --- the program ---------------------------------------------------------------
+
+    /// `mp_init` and the module's top level.
+    pub fn boot(&mut self) -> Step<()> {
+        let s = self.l.state;
+        self.w(s + state::LAST_POOL, &[self.l.rom_pool]);
+        self.w(
+            s + state::LOADED_MODULES,
+            &[self.ty("mp_type_dict"), 1, 0, 0],
+        );
+        self.w(s + state::DICT_MAIN, &[self.ty("mp_type_dict"), 1, 0, 0]);
+        self.w(s + state::SYS_PATH, &[self.ty("mp_type_list"), 0, 0, 0]);
+        self.w(s + state::SYS_ARGV, &[self.ty("mp_type_list"), 0, 0, 0]);
+        let g = self.gc.g;
+        let fin = g.finaliser_table_start.unwrap_or(0);
+        self.w(
+            s + state::MEM,
+            &[
+                g.alloc_table_start,
+                g.alloc_table_bytes,
+                fin,
+                g.pool_start,
+                g.pool_end,
+                g.pool_end,
+            ],
+        );
+
+        // mp_obj_dict_init(&dict_main, 1); mp_obj_dict_init(&mp_loaded_modules_dict, 3)
+        for (at, n) in [(state::DICT_MAIN, 1u64), (state::LOADED_MODULES, 3)] {
+            let t = self.alloc(n * 8, false, false, Kind::MapTable)?;
+            let zeros = vec![0u8; (n * 8) as usize];
+            self.gc.set_bytes(t, &zeros);
+            self.w(s + at + 8, &[n, t]);
+        }
+        let name_q = self.qstr_ids.get("__name__").copied().unwrap_or(0);
+        let main_q = self.qstr_ids.get("__main__").copied().unwrap_or(0);
+        self.map_store(
+            s + state::DICT_MAIN + 4,
+            qstr_obj(name_q),
+            qstr_obj(main_q),
+            false,
+        )?;
+        // sys.path = ['', '/', 'lib'] as qstrs; sys.argv = []
+        for (at, items) in [
+            (state::SYS_PATH, vec![1u64, 65, 66]),
+            (state::SYS_ARGV, vec![]),
+        ] {
+            let a = self.alloc(16, false, false, Kind::Unknown)?;
+            let words: Vec<u64> = (0..4)
+                .map(|i| items.get(i).map_or(0, |q| qstr_obj(*q)))
+                .collect();
+            self.w(a, &words);
+            self.w(s + at + 4, &[4, items.len() as u64, a]);
+        }
+        // import board, busio, digitalio: module objects in sys.modules
+        for m in ["board", "busio", "digitalio", "time"] {
+            let q = self.intern(m)?;
+            let module = self.alloc(8, false, true, Kind::Unknown)?;
+            self.w(module, &[self.ty("mp_type_module"), 0]);
+            let frame = self.depth();
+            self.push(module);
+            self.map_store(s + state::LOADED_MODULES + 4, qstr_obj(q), module, true)?;
+            self.map_store(s + state::DICT_MAIN + 4, qstr_obj(q), module, true)?;
+            self.pop_to(frame);
+        }
+        let classes: [(&str, &[&str]); 5] = [
+            ("Sensor", &["__init__", "read", "calibrate"]),
+            ("Button", &["__init__", "pressed", "debounce"]),
+            ("Logger", &["__init__", "log", "flush", "rotate"]),
+            ("Display", &["__init__", "show", "clear"]),
+            ("Scheduler", &["__init__", "tick", "add_task"]),
+        ];
+        for (name, methods) in classes {
+            let c = self.new_class(name, methods)?;
+            let frame = self.depth();
+            self.push(c);
+            let q = self.intern(name)?;
+            self.map_store(s + state::DICT_MAIN + 4, qstr_obj(q), c, true)?;
+            self.pop_to(frame);
+        }
+        for f in ["setup", "loop_once", "format_reading", "log_value"] {
+            let fun = self.new_function(f)?;
+            let frame = self.depth();
+            self.push(fun);
+            let q = self.intern(f)?;
+            self.map_store(s + state::DICT_MAIN + 4, qstr_obj(q), fun, true)?;
+            self.pop_to(frame);
+        }
+        for (g, t) in [
+            ("i2c", "busio_i2c_type"),
+            ("led", "digitalio_digitalinout_type"),
+            ("pwm", "pulseio_pwmout_type"),
+        ] {
+            let n = self.new_native(t)?;
+            let frame = self.depth();
+            self.push(n);
+            let q = self.intern(g)?;
+            self.map_store(s + state::DICT_MAIN + 4, qstr_obj(q), n, false)?;
+            self.pop_to(frame);
+        }
+        self.log_list = self.new_list(4, false)?;
+        let frame = self.depth();
+        self.push(self.log_list);
+        let q = self.intern("history")?;
+        self.map_store(s + state::DICT_MAIN + 4, qstr_obj(q), self.log_list, false)?;
+        self.cache = self.new_dict(0, false)?;
+        self.push(self.cache);
+        let q = self.intern("cache")?;
+        self.map_store(s + state::DICT_MAIN + 4, qstr_obj(q), self.cache, false)?;
+        self.pop_to(frame);
+        Ok(())
+    }
+
+    /// One pass of the main loop.
+    pub fn iterate(&mut self) -> Step<()> {
+        self.iteration += 1;
+        let i = self.iteration;
+        let frame = self.depth();
+        let r = self.iterate_inner(i);
+        self.pop_to(frame);
+        r
+    }
+
+    fn iterate_inner(&mut self, i: u64) -> Step<()> {
+        let ci = self.rng.below(self.classes.len().max(1) as u64) as usize;
+        let class = self.classes.get(ci).map_or(0, |c| c.address);
+        let inst = self.new_instance(class)?;
+        self.push(inst);
+        for _ in 0..self.rng.range(1, 3) {
+            let attr = *self
+                .rng
+                .pick(&["value", "direction", "frequency", "duty_cycle", "pull"]);
+            let q = self.intern(attr)?;
+            let v = if self.rng.chance(60) {
+                small_int(self.rng.range(0, 5000) as i64)
+            } else {
+                let v = self.rng.range(0, 99999);
+                let s = self.new_str(&format!("{attr}={v}"))?;
+                self.push(s);
+                s
+            };
+            self.map_store(inst + 4, qstr_obj(q), v, false)?;
+        }
+        let reading = format!("reading {i}: {} mV", self.rng.range(0, 3300));
+        let s = self.new_str(&reading)?;
+        self.push(s);
+        let level = small_int(self.rng.range(0, 255) as i64);
+        let t = self.new_tuple(&[small_int(i as i64), s, level])?;
+        self.push(t);
+        if self.rng.chance(15) {
+            // A bound method (`sensor.read`), short-lived.
+            let methods = self
+                .classes
+                .get(ci)
+                .map(|c| c.methods.clone())
+                .unwrap_or_default();
+            if !methods.is_empty() {
+                let m = *self.rng.pick(&methods);
+                let bm = self.alloc(12, false, false, Kind::Unknown)?;
+                self.w(bm, &[self.ty("mp_type_bound_meth"), m, inst]);
+                self.push(bm);
+            }
+        }
+        if self.rng.chance(40) {
+            let n = self.rng.range(8, 96);
+            let b = self.new_bytearray(n)?;
+            self.push(b);
+        }
+        if self.rng.chance(35) {
+            // The slow leak: every reading kept in a global list.
+            self.list_append(self.log_list, s)?;
+        }
+        if self.rng.chance(30) {
+            let key = small_int((i % 40) as i64);
+            self.map_store(self.cache + 4, key, inst, false)?;
+        }
+        if self.rng.chance(10) {
+            let key = small_int(self.rng.below(40) as i64);
+            self.map_delete(self.cache + 4, key);
+        }
+        if self.rng.chance(6) {
+            let name = format!("attr_{}", self.rng.below(400));
+            let q = self.intern(&name)?;
+            self.map_store(inst + 4, qstr_obj(q), small_int(1), false)?;
+        }
+        if self.rng.chance(4) {
+            let lines = [
+                "import gc",
+                "gc.collect()",
+                "print(gc.mem_free())",
+                "sensor.read()",
+                "len(history)",
+                "cache.keys()",
+            ];
+            let line = self.rng.pick(&lines).to_string();
+            self.readline(&line)?;
+        }
+        if self.rng.chance(2) {
+            self.list_clear(self.log_list);
+        }
+        if i % 25 == 0 {
+            self.gc.collect();
+        }
+        Ok(())
+    }
+
+    /// After a MemoryError the program drops its caches, as a careful script would.
+    pub fn recover(&mut self) {
+        self.list_clear(self.log_list);
+        let alloc = self.gc.word(self.cache + 8);
+        let table = self.gc.word(self.cache + 12);
+        for k in 0..alloc {
+            self.w(table + 8 * k, &[0, 0]);
+        }
+        self.gc.set_word(self.cache + 4, 1);
+    }
+}
