@@ -84,9 +84,11 @@ impl<'m> QstrReader<'m> {
         self.mem.word(at, "qstr pool entry").ok()
     }
 
-    /// Entries `0..n` of one pool, `n` capped by `len`, `alloc` and `max_entries`.
+    /// Entries `0..n` of one pool, `n` = `len` capped by `max_entries` (what the
+    /// pool's block can hold). `alloc` is no bound: the ROM pool's is set small on
+    /// purpose so the first RAM pool gets a sensible size.
     pub fn entries(&self, h: &PoolHeader, max_entries: u64) -> Vec<(u64, u64)> {
-        let n = h.len.min(h.alloc).min(max_entries);
+        let n = h.len.min(max_entries);
         (0..n)
             .filter_map(|i| Some((h.total_prev_len.checked_add(i)?, self.entry(h.address, i)?)))
             .collect()
@@ -119,7 +121,7 @@ impl<'m> QstrReader<'m> {
         let found = self
             .chain
             .iter()
-            .find(|h| id >= h.total_prev_len && id - h.total_prev_len < h.len.min(h.alloc))
+            .find(|h| id >= h.total_prev_len && id - h.total_prev_len < h.len)
             .and_then(|h| self.entry(h.address, id - h.total_prev_len))
             .and_then(|ptr| self.data_at(ptr))
             .map(|d| String::from_utf8_lossy(&d.text).into_owned());

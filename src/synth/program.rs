@@ -678,7 +678,9 @@ impl<'a, 's> Program<'a, 's> {
             }
         }
         if self.rng.chance(40) {
-            let n = self.rng.range(8, 96);
+            // Buffers scale with the board: a SAMD51 program reads bigger blocks.
+            let scale = (self.l.heap_bytes / 20480).max(1);
+            let n = self.rng.range(8, 96 * scale);
             let b = self.new_bytearray(n)?;
             self.push(b);
         }
@@ -714,7 +716,7 @@ impl<'a, 's> Program<'a, 's> {
         if self.rng.chance(2) {
             self.list_clear(self.log_list);
         }
-        if i % 25 == 0 {
+        if i % 12 == 0 {
             self.gc.collect();
         }
         Ok(())

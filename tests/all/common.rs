@@ -1,0 +1,80 @@
+//! Shared helpers: synthetic captures in temporary directories, the oracle run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use heapvis::decode::{DecodeOptions, SnapshotReport};
+use heapvis::firmware::InputPaths;
+use heapvis::pipeline::Session;
+use heapvis::profile::Profile;
+use heapvis::synth::{self, Board, SynthConfig};
+
+pub struct Capture {
+    pub dir: tempfile::TempDir,
+    pub inputs: InputPaths,
+    pub config: SynthConfig,
+}
+
+pub fn capture(board: Board, snapshots: u64, seed: u64, heap_misalign: u64) -> Capture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = SynthConfig::new(board, snapshots, seed);
+    config.heap_misalign = heap_misalign;
+    synth::write_dir(&config, dir.path()).expect("synth");
+    let inputs = InputPaths::resolve(&[dir.path().to_path_buf()]).expect("inputs");
+    Capture {
+        dir,
+        inputs,
+        config,
+    }
+}
+
+pub fn session(inputs: &InputPaths) -> Session {
+    Session::open(inputs, Profile::default()).expect("session")
+}
+
+pub fn decode_all(s: &Session) -> Vec<SnapshotReport> {
+    let d = s.decoder(DecodeOptions::default());
+    (0..s.dump.count())
+        .map(|i| d.decode(i, s.dump.snapshot(i).unwrap()).expect("decode"))
+        .collect()
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn python() -> String {
+    std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
+/// Runs the reference (with the ownership graph) and returns its facts, one JSON
+/// value per snapshot, ordered by snapshot number.
+pub fn oracle_facts(inputs: &InputPaths, work: &Path) -> Vec<serde_json::Value> {
+    let oracle = repo().join("../shared/oracle/run_oracle.py");
+    let out = work.join("oracle");
+    let status = Command::new(python())
+        .arg(&oracle)
+        .args([&inputs.ram, &inputs.flash, &inputs.map])
+        .arg(&out)
+        .arg("--ownership")
+        .status()
+        .expect("python3 runs the oracle (pip install click)");
+    assert!(status.success(), "oracle failed: {status}");
+    let facts = Command::new(python())
+        .arg(repo().join("tests/support/oracle_facts.py"))
+        .arg(out.join("oracle.json"))
+        .output()
+        .expect("oracle_facts.py");
+    assert!(
+        facts.status.success(),
+        "oracle_facts.py: {}",
+        String::from_utf8_lossy(&facts.stderr)
+    );
+    let _ = std::fs::remove_file(out.join("oracle.json"));
+    let mut v: Vec<serde_json::Value> = String::from_utf8_lossy(&facts.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("facts line"))
+        .collect();
+    v.sort_by_key(|s| s["snapshot"].as_u64());
+    v
+}

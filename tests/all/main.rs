@@ -1,0 +1,10 @@
+//! heapvis integration tests: one binary, one module per area.
+
+mod bad_input;
+mod cli;
+mod common;
+mod map_parser;
+mod oracle_parity;
+mod random_input;
+mod synth_truth;
+mod tables;
