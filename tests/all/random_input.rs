@@ -1,1 +1,95 @@
-//! placeholder
+//! No input panics: random bytes as a snapshot, as a map, as a flash image, and
+//! corrupted real snapshots, all decode to rows or errors.
+
+use heapvis::decode::{DecodeOptions, Decoder};
+use heapvis::firmware::{map::parse_map, Firmware};
+use heapvis::profile::Profile;
+use heapvis::synth::{Board, Layout};
+use proptest::prelude::*;
+
+fn firmware(layout: &Layout, flash: Vec<u8>) -> Firmware {
+    Firmware::from_parts(parse_map(&layout.map), flash, "firmware.map".as_ref(), &Profile::default()).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_bytes_as_a_snapshot_never_panic(seed in any::<u64>(), fill in any::<u8>(), density in 0u32..=100) {
+        let layout = Layout::new(Board::Samd21, 0, 1);
+        let fw = firmware(&layout, layout.flash.clone());
+        let profile = Profile::default();
+        let d = Decoder::new(&fw, &profile, DecodeOptions::default());
+        // Mix of a fill byte, random bytes and pointers into RAM, so links and
+        // tables point somewhere plausible as often as nowhere.
+        let mut rng = heapvis::synth::rng::Rng::new(seed);
+        let ram: Vec<u8> = (0..(layout.ram_end - layout.ram_start) / 4)
+            .flat_map(|_| {
+                let w = if rng.below(100) < density as u64 {
+                    (layout.ram_start + rng.below(layout.ram_end - layout.ram_start)) as u32 & !3
+                } else if rng.chance(50) {
+                    rng.next_u64() as u32
+                } else {
+                    u32::from_le_bytes([fill; 4])
+                };
+                w.to_le_bytes()
+            })
+            .collect();
+        let _ = d.decode(0, &ram);
+        let _ = d.decode(0, &ram[..ram.len() / 2]);
+        let _ = d.decode(0, &[]);
+    }
+
+    #[test]
+    fn random_text_as_a_map_never_panics(lines in proptest::collection::vec("[ -~]{0,80}", 0..60)) {
+        let text = lines.join("\n");
+        let t = parse_map(&text);
+        let _ = t.address_names(0, 1 << 20);
+        let _ = Firmware::from_parts(t, vec![0; 64], "m.map".as_ref(), &Profile::default());
+    }
+
+    #[test]
+    fn random_flash_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..4096), seed in 0u64..4) {
+        let layout = Layout::new(Board::Samd21, 0, seed);
+        let fw = firmware(&layout, bytes);
+        let profile = Profile::default();
+        let d = Decoder::new(&fw, &profile, DecodeOptions::default());
+        let (_, ram, _, _) = heapvis::synth::simulate_in_memory(&heapvis::synth::SynthConfig::new(Board::Samd21, 120, seed)).unwrap();
+        let size = (layout.ram_end - layout.ram_start) as usize;
+        let _ = d.decode(0, &ram[ram.len() - size..]);
+    }
+}
+
+/// Real snapshots with bytes flipped: qstr pool chains that loop, tables that point
+/// anywhere, lengths far too large.
+#[test]
+fn corrupted_real_snapshots_decode_without_panicking() {
+    let config = heapvis::synth::SynthConfig::new(Board::Samd21, 200, 9);
+    let (layout, ram, _, _) = heapvis::synth::simulate_in_memory(&config).unwrap();
+    let fw = firmware(&layout, layout.flash.clone());
+    let profile = Profile::default();
+    let d = Decoder::new(&fw, &profile, DecodeOptions::default());
+    let size = (layout.ram_end - layout.ram_start) as usize;
+    let mut rng = heapvis::synth::rng::Rng::new(3);
+    for round in 0..200 {
+        let mut snap = ram[ram.len() - size..].to_vec();
+        for _ in 0..(1 + round % 50) {
+            let at = rng.below(size as u64 - 4) as usize & !3;
+            let w = match rng.below(4) {
+                0 => 0xffff_ffffu32,
+                1 => (layout.ram_start + rng.below(size as u64)) as u32,
+                2 => fw.state_address as u32 + 20, // make pools point into the state
+                _ => rng.next_u64() as u32,
+            };
+            snap[at..at + 4].copy_from_slice(&w.to_le_bytes());
+        }
+        // A qstr pool chain that points at itself.
+        let last_pool = fw.state_address as usize - layout.ram_start as usize + 20;
+        let pool = u32::from_le_bytes(snap[last_pool..last_pool + 4].try_into().unwrap());
+        if pool as u64 > layout.ram_start && (pool as u64) < layout.ram_end {
+            let p = (pool as u64 - layout.ram_start) as usize;
+            snap[p..p + 4].copy_from_slice(&pool.to_le_bytes());
+        }
+        let _ = d.decode(round, &snap);
+    }
+}

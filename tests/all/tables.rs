@@ -1,1 +1,140 @@
-//! placeholder
+//! The tables as users read them: DuckDB and Polars (real ones, through python3)
+//! open every file, answer questions, and agree with the decoder; the bytes do not
+//! depend on the thread count.
+
+use std::process::Command;
+
+use heapvis::pipeline::{AnalyzeOptions, Silent};
+use heapvis::synth::Board;
+use heapvis::tables::TableSet;
+
+use crate::common::{capture, decode_all, python, session};
+
+const TABLES: [&str; 7] = ["snapshots", "blocks", "edges", "qstrs", "strings", "free_runs", "symbols"];
+
+fn py(script: &str, dir: &std::path::Path) -> String {
+    let out = Command::new(python()).arg("-c").arg(script).arg(dir).output().expect("python3");
+    assert!(out.status.success(), "python failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn duckdb_and_polars_read_every_table_and_agree_with_the_decoder() {
+    let c = capture(Board::Samd21, 150, 4, 0);
+    let s = session(&c.inputs);
+    let out = c.dir.path().join("out");
+    let summary = s.analyze(&out, &AnalyzeOptions::default(), &Silent).unwrap();
+    assert_eq!(summary.snapshots, 150);
+    let reports = decode_all(&s);
+
+    // DuckDB: one row per snapshot, gc_info figures, joins across tables.
+    let duck = py(
+        r#"
+import sys, duckdb
+d = sys.argv[1]
+con = duckdb.connect()
+for t in ["snapshots","blocks","edges","qstrs","strings","free_runs","symbols"]:
+    con.execute(f"create view {t} as select * from '{d}/{t}.parquet'")
+print(con.execute("select count(*), count(distinct snapshot), sum(free) from snapshots where status = 'ok'").fetchone())
+print(con.execute("select count(*) from blocks").fetchone()[0])
+print(con.execute("select count(*) from edges").fetchone()[0])
+print(con.execute("select count(*) from qstrs").fetchone()[0])
+print(con.execute("select count(*) from strings").fetchone()[0])
+print(con.execute("select count(*) from free_runs").fetchone()[0])
+# free space per snapshot equals the sum of its free runs
+print(con.execute("select count(*) from snapshots s join (select snapshot, sum(bytes) b from free_runs group by 1) f using (snapshot) where s.free <> f.b").fetchone()[0])
+# every root edge's address resolves through the symbol table when it is named
+print(con.execute("select count(*) from edges e join symbols y on e.root_address between y.address and y.address + coalesce(y.size, 4) - 1 where e.root_name like y.name || '+%'").fetchone()[0] > 0)
+# strings join to their str objects in blocks
+print(con.execute("select count(*) from strings s join blocks b on b.snapshot = s.snapshot and b.address = s.owner where b.kind = 'str'").fetchone()[0] > 0)
+"#,
+        &out,
+    );
+    let lines: Vec<&str> = duck.lines().collect();
+    let free: u64 = reports.iter().map(|r| r.gc_info.free).sum();
+    assert_eq!(lines[0], format!("(150, 150, {free})"));
+    assert_eq!(lines[1], reports.iter().map(|r| r.blocks.len()).sum::<usize>().to_string());
+    assert_eq!(lines[2], reports.iter().map(|r| r.edges.len()).sum::<usize>().to_string());
+    assert_eq!(lines[3], reports.iter().map(|r| r.qstrs.len()).sum::<usize>().to_string());
+    assert_eq!(lines[4], reports.iter().map(|r| r.strings.len()).sum::<usize>().to_string());
+    assert_eq!(lines[5], reports.iter().map(|r| r.free_runs.len()).sum::<usize>().to_string());
+    assert_eq!(lines[6], "0");
+    assert_eq!(lines[7], "True");
+    assert_eq!(lines[8], "True");
+
+    // Polars: free and largest free over time, kinds by bytes in the last snapshot.
+    let pl = py(
+        r#"
+import sys, polars as pl
+d = sys.argv[1]
+s = pl.read_parquet(f"{d}/snapshots.parquet").sort("snapshot")
+print(s.height, s["max_free"].to_list()[-1], s["used"].to_list()[-1])
+b = pl.read_parquet(f"{d}/blocks.parquet")
+last = b.filter(pl.col("snapshot") == s["snapshot"].max())
+k = last.group_by(pl.col("kind").cast(pl.Utf8)).agg(pl.col("bytes").sum()).sort("kind")
+print(";".join(f"{r[0]}={r[1]}" for r in k.iter_rows()))
+"#,
+        &out,
+    );
+    let last = reports.last().unwrap();
+    let mut lines = pl.lines();
+    assert_eq!(lines.next().unwrap(), format!("150 {} {}", last.gc_info.max_free, last.gc_info.used));
+    let mut by_kind = std::collections::BTreeMap::new();
+    for b in &last.blocks {
+        *by_kind.entry(b.kind.name()).or_insert(0u64) += b.blocks * 16;
+    }
+    let expected: Vec<String> = by_kind.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    assert_eq!(lines.next().unwrap(), expected.join(";"));
+}
+
+#[test]
+fn output_is_byte_identical_whatever_the_thread_count() {
+    let c = capture(Board::Samd21, 120, 8, 4);
+    let s = session(&c.inputs);
+    let mut outputs = Vec::new();
+    for (threads, window) in [(1, 64), (2, 7), (4, 1)] {
+        let out = c.dir.path().join(format!("out{threads}"));
+        let options = AnalyzeOptions { threads: Some(threads), window, ..AnalyzeOptions::default() };
+        s.analyze(&out, &options, &Silent).unwrap();
+        outputs.push(out);
+    }
+    for t in TABLES {
+        let a = std::fs::read(outputs[0].join(format!("{t}.parquet"))).unwrap();
+        for o in &outputs[1..] {
+            assert!(a == std::fs::read(o.join(format!("{t}.parquet"))).unwrap(), "{t} differs between thread counts");
+        }
+    }
+}
+
+#[test]
+fn metrics_only_writes_the_same_snapshots_table() {
+    let c = capture(Board::Samd21, 80, 2, 0);
+    let s = session(&c.inputs);
+    let full = c.dir.path().join("full");
+    let fast = c.dir.path().join("fast");
+    s.analyze(&full, &AnalyzeOptions::default(), &Silent).unwrap();
+    let options = AnalyzeOptions { tables: TableSet::METRICS, ..AnalyzeOptions::default() };
+    let summary = s.analyze(&fast, &options, &Silent).unwrap();
+    assert_eq!(summary.files.len(), 1);
+    let q = "select * exclude (free_runs, longest_free_run, allocations) from '{}/snapshots.parquet' order by snapshot";
+    let script = format!(
+        "import sys, duckdb\nd = sys.argv[1]\na = duckdb.sql(\"{}\").fetchall()\nb = duckdb.sql(\"{}\").fetchall()\nprint(a == b, len(a))",
+        q.replace("{}", &full.display().to_string()),
+        q.replace("{}", &fast.display().to_string())
+    );
+    assert_eq!(py(&script, c.dir.path()), "True 80");
+}
+
+#[test]
+fn selections_write_only_the_selected_snapshots() {
+    let c = capture(Board::Samd21, 30, 2, 0);
+    let s = session(&c.inputs);
+    let out = c.dir.path().join("o");
+    let options = AnalyzeOptions { selection: "10..15".parse().unwrap(), ..AnalyzeOptions::default() };
+    s.analyze(&out, &options, &Silent).unwrap();
+    let got = py(
+        "import sys, duckdb\nprint(duckdb.sql(f\"select min(snapshot), max(snapshot), count(*), min(dump_offset) from '{sys.argv[1]}/snapshots.parquet'\").fetchall()[0])",
+        &out,
+    );
+    assert_eq!(got, format!("(10, 14, 5, {})", 10 * 32768));
+}
