@@ -12,7 +12,6 @@ use heapvis::synth::{self, Board, SynthConfig};
 pub struct Capture {
     pub dir: tempfile::TempDir,
     pub inputs: InputPaths,
-    pub config: SynthConfig,
 }
 
 pub fn capture(board: Board, snapshots: u64, seed: u64, heap_misalign: u64) -> Capture {
@@ -21,11 +20,7 @@ pub fn capture(board: Board, snapshots: u64, seed: u64, heap_misalign: u64) -> C
     config.heap_misalign = heap_misalign;
     synth::write_dir(&config, dir.path()).expect("synth");
     let inputs = InputPaths::resolve(&[dir.path().to_path_buf()]).expect("inputs");
-    Capture {
-        dir,
-        inputs,
-        config,
-    }
+    Capture { dir, inputs }
 }
 
 pub fn session(inputs: &InputPaths) -> Session {

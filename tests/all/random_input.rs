@@ -8,7 +8,13 @@ use heapvis::synth::{Board, Layout};
 use proptest::prelude::*;
 
 fn firmware(layout: &Layout, flash: Vec<u8>) -> Firmware {
-    Firmware::from_parts(parse_map(&layout.map), flash, "firmware.map".as_ref(), &Profile::default()).unwrap()
+    Firmware::from_parts(
+        parse_map(&layout.map),
+        flash,
+        "firmware.map".as_ref(),
+        &Profile::default(),
+    )
+    .unwrap()
 }
 
 proptest! {

@@ -1,0 +1,43 @@
+# heapvis — common tasks. `make test` is what CI runs (.ci/run).
+SHELL := bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3
+SAMPLE := data/sample
+
+.PHONY: all build test test-deps bench sample run-sample fmt lint clean
+
+all: build
+
+build:
+	cargo build --release
+
+# Installs what the tests need (Python packages for the reference analyser and the
+# DuckDB/Polars round trips), then runs every test.
+# The last line totals every test binary's results ("N passed, N failed").
+test: test-deps
+	cargo test --release --all-targets 2>&1 | tee target/test.log
+	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "heapvis tests: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0) }' target/test.log
+
+test-deps:
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
+
+# Criterion benches (decoding throughput per board).
+bench:
+	cargo bench --bench decode
+
+# Regenerates the committed sample capture (deterministic: same bytes every time).
+sample:
+	cargo run --release -- synth $(SAMPLE) --board samd21 --snapshots 240 --seed 42
+
+run-sample:
+	cargo run --release -- analyze $(SAMPLE) -o out
+
+fmt:
+	cargo fmt
+
+lint:
+	cargo clippy --all-targets -- -D warnings
+
+clean:
+	cargo clean
+	rm -rf out

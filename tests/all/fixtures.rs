@@ -1,0 +1,131 @@
+//! A hand-built heap, every figure computed by hand: a dict and its table in a
+//! 2 KiB heap, a ROM qstr pool, flash placed above 0x40000 (where the reference's
+//! `word < 0x40000` test would miss the dict's type).
+
+use heapvis::decode::{DecodeOptions, Decoder, Kind};
+use heapvis::firmware::{Firmware, SymbolTable};
+use heapvis::profile::Profile;
+
+const RAM: u64 = 0x2000_0000;
+const FLASH: u64 = 0x8_0000;
+
+fn put(ram: &mut [u8], address: u64, words: &[u32]) {
+    for (i, w) in words.iter().enumerate() {
+        let o = (address - RAM) as usize + 4 * i;
+        ram[o..o + 4].copy_from_slice(&w.to_le_bytes());
+    }
+}
+
+#[test]
+fn hand_built_heap_decodes_to_hand_computed_rows() {
+    let mut symbols = SymbolTable::new();
+    symbols.add("_sfixed", Some(FLASH), None);
+    symbols.add("_srelocate", Some(RAM), None);
+    symbols.add("_estack", Some(RAM + 0x1000), None);
+    symbols.add("mp_state_ctx", Some(RAM), Some(0xa0));
+    symbols.add("heap", Some(RAM + 0x100), Some(0x800));
+    symbols.add("mp_type_dict", Some(FLASH + 0x10), Some(0x38));
+    // Flash: the dict type at +0x10, a ROM qstr pool at +0x100 with 3 entries, the
+    // third ("foo") stored at +0x200 as hash, length, bytes, NUL.
+    let mut flash = vec![0u8; 0x300];
+    let pool: [u32; 7] = [0, 0, 10, 3, 0, 0, (FLASH + 0x200) as u32];
+    for (i, w) in pool.iter().enumerate() {
+        flash[0x100 + 4 * i..0x104 + 4 * i].copy_from_slice(&w.to_le_bytes());
+    }
+    flash[0x200..0x206].copy_from_slice(&[0x5a, 3, b'f', b'o', b'o', 0]);
+    let profile = Profile::default();
+    let fw = Firmware::from_parts(symbols, flash, "fixture.map".as_ref(), &profile).unwrap();
+
+    // gc_init(0x20000100, 0x20000900): 2048 bytes → 2048*8/524 = 31 ATB bytes,
+    // 124 blocks, FTB (124+7)/8 = 16 bytes, pool 1984 bytes from 0x20000900-0x7c0.
+    let decoder = Decoder::new(&fw, &profile, DecodeOptions::default());
+    let g = decoder.geometry.clone().unwrap();
+    assert_eq!(
+        (
+            g.alloc_table_bytes,
+            g.finaliser_table_bytes,
+            g.pool_blocks()
+        ),
+        (31, 16, 124)
+    );
+    assert_eq!(g.pool_start, 0x2000_0140);
+
+    let mut ram = vec![0u8; 0x1000];
+    // Allocation table: block 0 HEAD (the dict), block 1 HEAD + block 2 TAIL (its table).
+    ram[0x100] = 0b10_01_01;
+    // Finaliser bit on block 0.
+    ram[0x100 + 31] = 1;
+    // The dict: type, map bits (used 1), alloc 2, table.
+    put(
+        &mut ram,
+        0x2000_0140,
+        &[(FLASH + 0x10) as u32, 1 << 3, 2, 0x2000_0150],
+    );
+    // The table: key qstr 2 ("foo") → the dict itself; second slot empty.
+    put(&mut ram, 0x2000_0150, &[(2 << 3) | 6, 0x2000_0140, 0, 0]);
+    // mp_state_ctx: vm.last_pool (+20) is the ROM pool; dict_main's table (+88) is ours.
+    put(&mut ram, RAM + 20, &[(FLASH + 0x100) as u32]);
+    put(&mut ram, RAM + 88, &[0x2000_0150]);
+
+    let r = decoder.decode(0, &ram).unwrap();
+    let blocks: Vec<(u64, u64, Kind, bool)> = r
+        .blocks
+        .iter()
+        .map(|b| (b.address, b.blocks, b.kind, b.has_finaliser))
+        .collect();
+    assert_eq!(
+        blocks,
+        vec![
+            (0x2000_0140, 1, Kind::Dict, true),
+            (0x2000_0150, 2, Kind::MapTable, false)
+        ]
+    );
+    assert_eq!(r.blocks[0].type_address, Some(FLASH + 0x10));
+    assert_eq!(
+        fw.flash_names.get(&(FLASH + 0x10)).map(String::as_str),
+        Some("mp_type_dict")
+    );
+    // One free run: blocks 3..124.
+    assert_eq!(r.free_runs.len(), 1);
+    assert_eq!(
+        (r.free_runs[0].start_block, r.free_runs[0].blocks),
+        (3, 121)
+    );
+    let i = r.gc_info;
+    assert_eq!((i.total, i.used, i.free), (1984, 48, 121 * 16));
+    assert_eq!(
+        (i.max_free, i.num_1block, i.num_2block, i.max_block),
+        (121, 1, 1, 2)
+    );
+    // Edges: dict word 3 → table; table word 1 → dict, under key "foo".
+    let edges: Vec<(Option<u64>, Option<u32>, u64, Option<&str>)> = r
+        .edges
+        .iter()
+        .filter(|e| e.from_block.is_some())
+        .map(|e| {
+            (
+                e.from_block,
+                e.from_word,
+                e.to_address,
+                e.map_key.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        edges,
+        vec![
+            (Some(0x2000_0140), Some(3), 0x2000_0150, None),
+            (Some(0x2000_0150), Some(1), 0x2000_0140, Some("foo"))
+        ]
+    );
+    // Root: the state's dict_main table pointer, by the reference's name.
+    let roots: Vec<(&str, u64)> = r
+        .edges
+        .iter()
+        .filter_map(|e| Some((e.root_name.as_deref()?, e.to_address)))
+        .collect();
+    assert_eq!(
+        roots,
+        vec![("mp_state_ctx.vm.dict_main.map.table", 0x2000_0150)]
+    );
+}
