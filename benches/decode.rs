@@ -10,7 +10,8 @@ use heapvis::synth::{simulate_in_memory, Board, SynthConfig};
 
 fn bench_board(c: &mut Criterion, board: Board, snapshots: u64) {
     let config = SynthConfig::new(board, snapshots, 11);
-    let (layout, ram, _, _) = simulate_in_memory(&config).expect("synthetic capture");
+    let heapvis::synth::InMemoryCapture { layout, ram, .. } =
+        simulate_in_memory(&config).expect("synthetic capture");
     let profile = Profile::default();
     let fw = Firmware::from_parts(
         parse_map(&layout.map),

@@ -187,17 +187,9 @@ pub struct SnapshotReport {
 }
 
 /// What to decode; the metrics-only path skips everything past the allocation table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DecodeOptions {
     pub metrics_only: bool,
-}
-
-impl Default for DecodeOptions {
-    fn default() -> Self {
-        DecodeOptions {
-            metrics_only: false,
-        }
-    }
 }
 
 pub struct Decoder<'f> {
@@ -384,10 +376,10 @@ impl<'f> Decoder<'f> {
         let objects = &self.profile.objects;
         let mut strings = Vec::new();
         let mut bytecodes: Vec<(usize, usize)> = Vec::new(); // (function, bytecode)
-        for i in 0..allocs.len() {
+        for (i, kind) in kinds.iter().enumerate() {
             let data = bytes_of(i);
             let w = |k: u32| word_at(data, k as u64);
-            match kinds[i] {
+            match kind {
                 Kind::Dict => {
                     if let Some(tb) = w(objects.dict_table_word).and_then(|p| heap.head(p)) {
                         give(&mut roles, tb, Kind::MapTable);
@@ -515,7 +507,7 @@ impl<'f> Decoder<'f> {
         // Pointer edges: every word whose value is a block-aligned RAM address.
         let map_tables: Vec<bool> = roles.iter().map(|r| *r == Kind::MapTable).collect();
         let mut key_text: HashMap<u64, String> = HashMap::new();
-        for i in 0..allocs.len() {
+        for (i, is_map_table) in map_tables.iter().copied().enumerate() {
             let address = addr_of(i);
             let data = bytes_of(i);
             let n_words = data.len() as u64 / word;
@@ -526,7 +518,7 @@ impl<'f> Decoder<'f> {
                 }
                 let to = heap.containing(w);
                 let mut map_key = None;
-                if map_tables[i] && k % 2 == 1 {
+                if is_map_table && k % 2 == 1 {
                     let key = word_at(data, k - 1).unwrap_or(0);
                     // MP_OBJ_NULL and MP_OBJ_SENTINEL mark empty and deleted slots.
                     if key != 0 && key != 4 {

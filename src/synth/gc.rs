@@ -278,9 +278,7 @@ impl<'s> GcSim<'s> {
 
     /// py/gc.c `gc_realloc` (grow in place when the next blocks are free, else move).
     pub fn realloc(&mut self, ptr: u64, n_bytes: u64) -> Option<u64> {
-        let Some(block) = self.head_block(ptr) else {
-            return None;
-        };
+        let block = self.head_block(ptr)?;
         let bpb = self.g.bytes_per_block;
         let have = self.blocks_of(ptr);
         let want = n_bytes.div_ceil(bpb).max(1);
@@ -372,11 +370,7 @@ impl<'s> GcSim<'s> {
                     self.live.remove(&ptr);
                     self.log();
                 }
-                AT_TAIL => {
-                    if free_tail {
-                        self.set_kind(block, AT_FREE);
-                    }
-                }
+                AT_TAIL if free_tail => self.set_kind(block, AT_FREE),
                 AT_MARK => {
                     self.set_kind(block, AT_HEAD);
                     free_tail = false;

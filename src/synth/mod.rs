@@ -168,13 +168,26 @@ pub fn simulate(
 }
 
 /// Simulates in memory, keeping the registry of live objects at every snapshot.
-pub fn simulate_in_memory(
-    config: &SynthConfig,
-) -> Result<(Layout, Vec<u8>, Vec<Vec<TruthBlock>>, SynthSummary)> {
+pub fn simulate_in_memory(config: &SynthConfig) -> Result<InMemoryCapture> {
     let layout = Layout::new(config.board, config.heap_misalign, config.seed);
     let mut sink = MemorySink::default();
     let summary = simulate(config, &layout, &mut sink)?;
-    Ok((layout, sink.ram, sink.truth, summary))
+    Ok(InMemoryCapture {
+        layout,
+        ram: sink.ram,
+        truth: sink.truth,
+        summary,
+    })
+}
+
+/// A capture held in memory, with the simulator's registry at every snapshot.
+pub struct InMemoryCapture {
+    pub layout: Layout,
+    /// All snapshots, back to back, as `ram.bin` would hold them.
+    pub ram: Vec<u8>,
+    /// Live allocations at each snapshot, by address.
+    pub truth: Vec<Vec<TruthBlock>>,
+    pub summary: SynthSummary,
 }
 
 /// Writes `ram.bin`, `firmware.bin` and `firmware.map` into `dir`.

@@ -98,7 +98,8 @@ fn hand_built_heap_decodes_to_hand_computed_rows() {
         (121, 1, 1, 2)
     );
     // Edges: dict word 3 → table; table word 1 → dict, under key "foo".
-    let edges: Vec<(Option<u64>, Option<u32>, u64, Option<&str>)> = r
+    type Edge<'a> = (Option<u64>, Option<u32>, u64, Option<&'a str>);
+    let edges: Vec<Edge> = r
         .edges
         .iter()
         .filter(|e| e.from_block.is_some())

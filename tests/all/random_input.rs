@@ -60,7 +60,7 @@ proptest! {
         let fw = firmware(&layout, bytes);
         let profile = Profile::default();
         let d = Decoder::new(&fw, &profile, DecodeOptions::default());
-        let (_, ram, _, _) = heapvis::synth::simulate_in_memory(&heapvis::synth::SynthConfig::new(Board::Samd21, 120, seed)).unwrap();
+        let heapvis::synth::InMemoryCapture { ram, .. } = heapvis::synth::simulate_in_memory(&heapvis::synth::SynthConfig::new(Board::Samd21, 120, seed)).unwrap();
         let size = (layout.ram_end - layout.ram_start) as usize;
         let _ = d.decode(0, &ram[ram.len() - size..]);
     }
@@ -71,7 +71,8 @@ proptest! {
 #[test]
 fn corrupted_real_snapshots_decode_without_panicking() {
     let config = heapvis::synth::SynthConfig::new(Board::Samd21, 200, 9);
-    let (layout, ram, _, _) = heapvis::synth::simulate_in_memory(&config).unwrap();
+    let heapvis::synth::InMemoryCapture { layout, ram, .. } =
+        heapvis::synth::simulate_in_memory(&config).unwrap();
     let fw = firmware(&layout, layout.flash.clone());
     let profile = Profile::default();
     let d = Decoder::new(&fw, &profile, DecodeOptions::default());

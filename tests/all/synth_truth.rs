@@ -10,7 +10,12 @@ use heapvis::synth::{simulate_in_memory, Board, SynthConfig};
 fn check(board: Board, snapshots: u64, seed: u64, misalign: u64) {
     let mut config = SynthConfig::new(board, snapshots, seed);
     config.heap_misalign = misalign;
-    let (layout, ram, truth, summary) = simulate_in_memory(&config).unwrap();
+    let heapvis::synth::InMemoryCapture {
+        layout,
+        ram,
+        truth,
+        summary,
+    } = simulate_in_memory(&config).unwrap();
     assert_eq!(summary.snapshots, snapshots);
     assert!(summary.collections > 0, "the case runs a collection");
     let profile = Profile::default();
