@@ -4,7 +4,6 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use heapvis::decode::{DecodeOptions, Decoder};
-use heapvis::firmware::{map::parse_map, Firmware};
 use heapvis::profile::Profile;
 use heapvis::synth::{simulate_in_memory, Board, SynthConfig};
 
@@ -13,13 +12,7 @@ fn bench_board(c: &mut Criterion, board: Board, snapshots: u64) {
     let heapvis::synth::InMemoryCapture { layout, ram, .. } =
         simulate_in_memory(&config).expect("synthetic capture");
     let profile = Profile::default();
-    let fw = Firmware::from_parts(
-        parse_map(&layout.map),
-        layout.flash.clone(),
-        "firmware.map".as_ref(),
-        &profile,
-    )
-    .expect("firmware");
+    let fw = layout.firmware(&profile).expect("firmware");
     let size = (layout.ram_end - layout.ram_start) as usize;
     let snapshot = &ram[ram.len() - size..];
     let mut group = c.benchmark_group(format!("decode/{}", board.name()));

@@ -484,6 +484,21 @@ impl Layout {
         }
     }
 
+    /// The build as heapvis reads it: the map parsed and resolved with `profile`,
+    /// as if `firmware.map` and `firmware.bin` had been written and read back.
+    pub fn firmware(
+        &self,
+        profile: &crate::profile::Profile,
+    ) -> crate::error::Result<crate::firmware::Firmware> {
+        let symbols = crate::firmware::map::parse_map(&self.map);
+        crate::firmware::Firmware::from_parts(
+            symbols,
+            self.flash.clone(),
+            "firmware.map".as_ref(),
+            profile,
+        )
+    }
+
     pub fn type_address(&self, name: &str) -> u64 {
         self.types.get(name).copied().unwrap_or(0)
     }

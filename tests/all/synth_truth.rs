@@ -3,7 +3,6 @@
 //! gc_info figures recomputed from the registry.
 
 use heapvis::decode::{DecodeOptions, Decoder, Kind};
-use heapvis::firmware::{map::parse_map, Firmware};
 use heapvis::profile::Profile;
 use heapvis::synth::{simulate_in_memory, Board, SynthConfig};
 
@@ -19,13 +18,7 @@ fn check(board: Board, snapshots: u64, seed: u64, misalign: u64) {
     assert_eq!(summary.snapshots, snapshots);
     assert!(summary.collections > 0, "the case runs a collection");
     let profile = Profile::default();
-    let fw = Firmware::from_parts(
-        parse_map(&layout.map),
-        layout.flash.clone(),
-        "firmware.map".as_ref(),
-        &profile,
-    )
-    .unwrap();
+    let fw = layout.firmware(&profile).unwrap();
     let decoder = Decoder::new(&fw, &profile, DecodeOptions::default());
     let size = (layout.ram_end - layout.ram_start) as usize;
     let mut checked_gc_info = 0;
