@@ -124,6 +124,9 @@ pub enum Error {
     #[error("snapshot {snapshot} cannot be decoded: {source}")]
     Snapshot { snapshot: u64, source: DecodeError },
 
+    #[error("{path}: {message}")]
+    Movie { path: PathBuf, message: String },
+
     #[error("synthetic dump: {0}")]
     Synth(String),
 

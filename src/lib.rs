@@ -22,6 +22,7 @@ pub mod memory;
 pub mod pipeline;
 
 pub mod profile;
+pub mod render;
 pub mod synth;
 pub mod tables;
 

@@ -6,6 +6,7 @@
 //! the input: workers return rows, never write, and the writer sees snapshots in
 //! order whatever the thread count.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
 
@@ -16,6 +17,7 @@ use crate::dump::{Dump, Selection};
 use crate::error::{Error, Result};
 use crate::firmware::{Firmware, InputPaths};
 use crate::profile::Profile;
+use crate::render::{self, Canvas, ChartPoint, FrameLayout, MovieSpec};
 use crate::tables::{SnapshotOutcome, TableSet, TableSink};
 
 /// Reports progress and warnings; the CLI draws them, tests ignore them.
@@ -39,6 +41,8 @@ pub struct AnalyzeOptions {
     pub threads: Option<usize>,
     /// Snapshots decoded per parallel window.
     pub window: usize,
+    /// Heap-layout frames and the movie, rendered in the same pass as the decode.
+    pub render: Option<RenderOptions>,
 }
 
 impl Default for AnalyzeOptions {
@@ -48,8 +52,42 @@ impl Default for AnalyzeOptions {
             tables: TableSet::ALL,
             threads: None,
             window: 64,
+            render: None,
         }
     }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RenderOptions {
+    /// Write `heap_layoutNNNNNN.png` files here.
+    pub frames_dir: Option<PathBuf>,
+    /// Write a movie here (.gif, .png for APNG, .mp4, .webm).
+    pub movie: Option<PathBuf>,
+    /// Pixels per block (height; the width is twice that).
+    pub scale: u32,
+    /// Render every `step`-th selected snapshot.
+    pub step: u64,
+    pub fps: u32,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions {
+            frames_dir: None,
+            movie: None,
+            scale: 8,
+            step: 1,
+            fps: 10,
+        }
+    }
+}
+
+/// One snapshot's work as it leaves a worker: its rows, and its frame (pixels, and
+/// the PNG bytes when frame files are wanted).
+struct Decoded {
+    index: u64,
+    outcome: SnapshotOutcome,
+    frame: Option<(Canvas, Option<Result<Vec<u8>>>)>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -63,6 +101,8 @@ pub struct RunSummary {
 }
 
 /// Everything a run needs, loaded and checked before any output is written.
+///
+/// (Frames: see [`Session::prepare_frames`].)
 pub struct Session {
     pub firmware: Firmware,
     pub profile: Profile,
@@ -84,7 +124,8 @@ impl Session {
         Decoder::new(&self.firmware, &self.profile, options)
     }
 
-    /// Decodes the selected snapshots and writes the tables into `out_dir`.
+    /// Decodes the selected snapshots and writes the tables (and frames, and the
+    /// movie) into `out_dir`.
     pub fn analyze(
         &self,
         out_dir: &Path,
@@ -92,9 +133,10 @@ impl Session {
         progress: &dyn Progress,
     ) -> Result<RunSummary> {
         let range = options.selection.resolve(self.dump.count())?;
-        let decoder = self.decoder(DecodeOptions {
-            metrics_only: !options.tables.needs_objects() && !options.tables.free_runs,
-        });
+        let metrics_only = !options.tables.needs_objects()
+            && !options.tables.free_runs
+            && options.render.is_none();
+        let decoder = self.decoder(DecodeOptions { metrics_only });
         let mut builder = rayon::ThreadPoolBuilder::new();
         if let Some(n) = options.threads {
             builder = builder.num_threads(n.max(1));
@@ -103,6 +145,33 @@ impl Session {
             threads: options.threads.unwrap_or(0),
             message: e.to_string(),
         })?;
+        let dump = &self.dump;
+
+        // Frames need the whole run's free-space curve for their strip chart: a
+        // metrics-only pre-pass reads just the allocation tables for it.
+        let render = options.render.as_ref();
+        let layout = match render {
+            Some(r) => Some(self.prepare_frames(r, range.clone(), &pool)?),
+            None => None,
+        };
+        let frames_dir = render.and_then(|r| r.frames_dir.clone());
+        if let Some(dir) = &frames_dir {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let mut movie = match (render, &layout) {
+            (Some(r), Some(l)) => match &r.movie {
+                Some(path) => Some(render::open_movie(&MovieSpec {
+                    path: path.clone(),
+                    width: l.width,
+                    height: l.height,
+                    fps: r.fps,
+                    frames: (range.end - range.start).div_ceil(r.step.max(1)),
+                })?),
+                None => None,
+            },
+            _ => None,
+        };
+
         let sink = TableSink::create(out_dir, options.tables, &self.firmware)?;
         let snapshot_bytes = self.dump.snapshot_bytes();
         progress.start(
@@ -111,35 +180,68 @@ impl Session {
         );
 
         let window = options.window.max(1) as u64;
-        let (tx, rx) = sync_channel::<Vec<(u64, SnapshotOutcome)>>(1);
-        let dump = &self.dump;
+        let (tx, rx) = sync_channel::<Vec<Decoded>>(1);
+        let movie_slot = &mut movie;
         let result: Result<TableSink> = std::thread::scope(|scope| {
             let writer = scope.spawn(move || -> Result<TableSink> {
                 let mut sink = sink;
                 for batch in rx {
                     let n = batch.len() as u64;
                     let mut last = 0;
-                    for (index, outcome) in &batch {
-                        if let Err(e) = outcome {
-                            progress.warn(&format!("snapshot {index}: {e}"));
+                    for d in &batch {
+                        if let Err(e) = &d.outcome {
+                            progress.warn(&format!("snapshot {}: {e}", d.index));
                         }
-                        sink.write(*index, dump.offset_of(*index), outcome)?;
-                        last = *index;
+                        sink.write(d.index, dump.offset_of(d.index), &d.outcome)?;
+                        if let Some((canvas, png)) = &d.frame {
+                            if let (Some(dir), Some(png)) = (&frames_dir, png) {
+                                let path = dir.join(format!("heap_layout{:06}.png", d.index));
+                                let png = png.as_ref().map_err(|e| Error::Movie {
+                                    path: path.clone(),
+                                    message: e.to_string(),
+                                })?;
+                                std::fs::write(&path, png).map_err(|e| Error::io(&path, e))?;
+                            }
+                            if let Some(m) = movie_slot.as_mut() {
+                                m.push(canvas)?;
+                            }
+                        }
+                        last = d.index;
                     }
                     dump.release_before(last);
                     progress.advance(n, n * snapshot_bytes);
                 }
                 Ok(sink)
             });
+            let run_label = format!("of {}..={}", range.start, range.end.saturating_sub(1));
             let mut start = range.start;
             while start < range.end {
                 let end = (start + window).min(range.end);
-                let batch: Vec<(u64, SnapshotOutcome)> = pool.install(|| {
+                let batch: Vec<Decoded> = pool.install(|| {
                     (start..end)
                         .into_par_iter()
                         .map(|i| {
                             let ram = dump.snapshot(i).unwrap_or(&[]);
-                            (i, decoder.decode(i, ram))
+                            let outcome = decoder.decode(i, ram);
+                            let frame = match (&layout, render) {
+                                (Some(l), Some(r)) if (i - range.start) % r.step.max(1) == 0 => {
+                                    let canvas = match &outcome {
+                                        Ok(report) => l.render(report, &run_label),
+                                        Err(e) => l.render_error(i, &e.to_string()),
+                                    };
+                                    let png = match r.frames_dir {
+                                        Some(_) => Some(render::png_bytes(&canvas)),
+                                        None => None,
+                                    };
+                                    Some((canvas, png))
+                                }
+                                _ => None,
+                            };
+                            Decoded {
+                                index: i,
+                                outcome,
+                                frame,
+                            }
                         })
                         .collect()
                 });
@@ -153,7 +255,11 @@ impl Session {
         });
         let sink = result?;
         let (written, failed) = (sink.written, sink.failed);
-        let files = sink.finish()?;
+        let mut files = sink.finish()?;
+        if let Some(m) = movie.take() {
+            m.finish()?;
+            files.extend(render.and_then(|r| r.movie.clone()));
+        }
         progress.finish();
         Ok(RunSummary {
             snapshots: written,
@@ -162,5 +268,38 @@ impl Session {
             trailing_bytes: self.dump.trailing_bytes(),
             files,
         })
+    }
+
+    /// The frame layout for a run: the geometry, and the free / largest-free curve
+    /// of every selected snapshot for the strip chart (allocation tables only).
+    fn prepare_frames(
+        &self,
+        r: &RenderOptions,
+        range: Range<u64>,
+        pool: &rayon::ThreadPool,
+    ) -> Result<FrameLayout> {
+        if let Some(m) = &r.movie {
+            render::MovieFormat::from_path(m)?.check_available(m)?;
+        }
+        let metrics = self.decoder(DecodeOptions { metrics_only: true });
+        let geometry = metrics.geometry.clone().map_err(|source| Error::Snapshot {
+            snapshot: range.start,
+            source,
+        })?;
+        let dump = &self.dump;
+        let points: Vec<ChartPoint> = pool.install(|| {
+            range
+                .into_par_iter()
+                .filter_map(|i| {
+                    let rep = metrics.decode(i, dump.snapshot(i)?).ok()?;
+                    Some(ChartPoint {
+                        snapshot: i,
+                        free: rep.gc_info.free,
+                        largest_free: rep.gc_info.max_free * rep.geometry.bytes_per_block,
+                    })
+                })
+                .collect()
+        });
+        Ok(FrameLayout::new(&geometry, r.scale, &points))
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use heapvis::dump::Selection;
 use heapvis::firmware::InputPaths;
-use heapvis::pipeline::{AnalyzeOptions, Session};
+use heapvis::pipeline::{AnalyzeOptions, RenderOptions, Session};
 use heapvis::tables::TableSet;
 
 use super::{load_profile, progress::Bar, InputArgs, Outcome};
@@ -24,6 +24,21 @@ pub struct Args {
     /// each snapshot's allocation table.
     #[arg(long)]
     pub metrics_only: bool,
+    /// Write a heap-layout PNG per rendered snapshot to OUT/frames/heap_layoutNNNNNN.png.
+    #[arg(long)]
+    pub frames: bool,
+    /// Write a movie of the heap: .gif and .png (APNG) natively, .mp4 and .webm through ffmpeg.
+    #[arg(long, value_name = "FILE")]
+    pub movie: Option<PathBuf>,
+    /// Pixels per block in frames (a block is twice as wide as it is tall).
+    #[arg(long, default_value_t = 8, value_name = "PX")]
+    pub scale: u32,
+    /// Render every K-th selected snapshot.
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    pub frame_step: u64,
+    /// Movie frames per second.
+    #[arg(long, default_value_t = 10)]
+    pub fps: u32,
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -61,6 +76,13 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
             TableSet::ALL
         },
         threads: a.threads,
+        render: (a.frames || a.movie.is_some()).then(|| RenderOptions {
+            frames_dir: a.frames.then(|| a.out.join("frames")),
+            movie: a.movie.clone(),
+            scale: a.scale,
+            step: a.frame_step.max(1),
+            fps: a.fps.max(1),
+        }),
         ..AnalyzeOptions::default()
     };
     let summary = session

@@ -23,7 +23,7 @@ impl Bar {
         }
         bar.set_style(
             ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:32} {pos}/{len} snapshots ({per_sec}, {msg}) ETA {eta}",
+                "{spinner} [{elapsed_precise}] {bar:32} {pos}/{len} snapshots ({msg}) ETA {eta}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
