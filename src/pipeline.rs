@@ -158,6 +158,7 @@ impl Session {
         if let Some(dir) = &frames_dir {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
+        let sink = TableSink::create(out_dir, options.tables, &self.firmware)?;
         let mut movie = match (render, &layout) {
             (Some(r), Some(l)) => match &r.movie {
                 Some(path) => Some(render::open_movie(&MovieSpec {
@@ -172,7 +173,6 @@ impl Session {
             _ => None,
         };
 
-        let sink = TableSink::create(out_dir, options.tables, &self.firmware)?;
         let snapshot_bytes = self.dump.snapshot_bytes();
         progress.start(
             range.end - range.start,

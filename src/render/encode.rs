@@ -117,12 +117,12 @@ pub fn open_movie(spec: &MovieSpec) -> Result<Box<dyn MovieWriter>> {
     })
 }
 
-/// Animated GIF; identical consecutive frames become one frame shown longer.
+/// Animated GIF. Every frame is kept: frames are never identical (each carries its
+/// snapshot number and the chart cursor), so there is nothing to collapse.
 pub struct GifMovie {
     path: PathBuf,
     encoder: gif::Encoder<BufWriter<File>>,
-    pending: Option<(Canvas, u32)>,
-    centiseconds_per_frame: u32,
+    centiseconds_per_frame: u16,
 }
 
 impl GifMovie {
@@ -140,44 +140,29 @@ impl GifMovie {
         encoder
             .set_repeat(gif::Repeat::Infinite)
             .map_err(|e| movie_error(&spec.path, e.to_string()))?;
+        // GIF delays are in hundredths of a second; 2 is the shortest browsers honour.
+        let centiseconds_per_frame = (100 / spec.fps.max(1)).clamp(2, u16::MAX as u32) as u16;
         Ok(GifMovie {
             path: spec.path.clone(),
             encoder,
-            pending: None,
-            centiseconds_per_frame: (100 / spec.fps.max(1)).max(2),
+            centiseconds_per_frame,
         })
-    }
-
-    fn write_pending(&mut self) -> Result<()> {
-        if let Some((canvas, repeats)) = self.pending.take() {
-            let mut f = gif::Frame::default();
-            f.width = canvas.width as u16;
-            f.height = canvas.height as u16;
-            f.delay = (self.centiseconds_per_frame * repeats).min(u16::MAX as u32) as u16;
-            f.buffer = std::borrow::Cow::Borrowed(&canvas.pixels);
-            self.encoder
-                .write_frame(&f)
-                .map_err(|e| movie_error(&self.path, e.to_string()))?;
-        }
-        Ok(())
     }
 }
 
 impl MovieWriter for GifMovie {
     fn push(&mut self, frame: &Canvas) -> Result<()> {
-        if let Some((prev, repeats)) = self.pending.as_mut() {
-            if prev.pixels == frame.pixels {
-                *repeats += 1;
-                return Ok(());
-            }
-        }
-        self.write_pending()?;
-        self.pending = Some((frame.clone(), 1));
-        Ok(())
+        let mut f = gif::Frame::default();
+        f.width = frame.width as u16;
+        f.height = frame.height as u16;
+        f.delay = self.centiseconds_per_frame;
+        f.buffer = std::borrow::Cow::Borrowed(&frame.pixels);
+        self.encoder
+            .write_frame(&f)
+            .map_err(|e| movie_error(&self.path, e.to_string()))
     }
 
-    fn finish(mut self: Box<Self>) -> Result<()> {
-        self.write_pending()?;
+    fn finish(self: Box<Self>) -> Result<()> {
         let path = self.path.clone();
         let mut out = self
             .encoder

@@ -7,5 +7,6 @@ mod fixtures;
 mod map_parser;
 mod oracle_parity;
 mod random_input;
+mod render;
 mod synth_truth;
 mod tables;
