@@ -4,7 +4,7 @@ SHELL := bash
 PYTHON ?= python3
 SAMPLE := data/sample
 
-.PHONY: all build test test-deps bench sample run-sample fmt lint clean
+.PHONY: all build test test-deps bench sample docs run-sample fmt lint clean
 
 all: build
 
@@ -18,16 +18,27 @@ test: test-deps
 	cargo test --release --all-targets 2>&1 | tee target/test.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "heapvis tests: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0) }' target/test.log
 
+# ffmpeg (MP4/WebM tests, ffprobe) and Graphviz (ownership graph) from Debian;
+# click, DuckDB and Polars from PyPI.
 test-deps:
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
+	@if ! command -v ffmpeg >/dev/null || ! command -v dot >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg graphviz >/dev/null; \
+	fi
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r requirements-test.txt
 
 # Criterion benches (decoding throughput per board).
 bench:
-	cargo bench --bench decode
+	cargo bench --bench decode --bench render
 
 # Regenerates the committed sample capture (deterministic: same bytes every time).
 sample:
 	cargo run --release -- synth $(SAMPLE) --board samd21 --snapshots 240 --seed 42
+
+# The pictures in the README, from the committed sample.
+docs: build
+	target/release/heapvis analyze $(SAMPLE) -o target/docs -q --frames --frame-step 6 --movie docs/sample.gif
+	cp target/docs/frames/heap_layout000234.png docs/frame.png
+	target/release/heapvis graph $(SAMPLE) --snapshot 239 -o docs/ownership.svg
 
 run-sample:
 	cargo run --release -- analyze $(SAMPLE) -o out

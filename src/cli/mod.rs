@@ -2,6 +2,7 @@
 //! only place that prints; everything it calls returns values or typed errors.
 
 mod analyze;
+mod graph;
 mod inspect;
 mod profile;
 pub mod progress;
@@ -39,6 +40,8 @@ pub struct InputArgs {
 pub enum Command {
     /// Decode every selected snapshot and write Parquet tables.
     Analyze(analyze::Args),
+    /// Write one snapshot's ownership graph as Graphviz DOT (and SVG/PNG with `dot`).
+    Graph(graph::Args),
     /// Print one snapshot's heap the way the reference analyser did.
     Inspect(inspect::Args),
     /// Write a synthetic capture (ram.bin, firmware.bin, firmware.map).
@@ -57,6 +60,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Analyze(a) => analyze::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Graph(a) => graph::run(a),
         Command::Synth(a) => synth::run(a),
         Command::Profile(a) => profile::run(a),
     }

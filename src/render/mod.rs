@@ -2,6 +2,7 @@
 //! palette, the frame layout, and the encoders (PNG frames, GIF/APNG/MP4/WebM).
 
 pub mod canvas;
+pub mod dot;
 pub mod encode;
 pub mod frame;
 pub mod palette;

@@ -333,3 +333,61 @@ fn mp4_without_ffmpeg_names_the_package_to_install() {
         "fails before writing anything"
     );
 }
+
+#[test]
+fn ownership_graph_has_a_node_per_block_and_root_and_renders_with_dot() {
+    let c = capture(Board::Samd21, 150, 5, 0);
+    let s = session(&c.inputs);
+    let r = decode_all(&s).pop().unwrap();
+    let text = heapvis::render::dot::ownership_dot(&r);
+    // One node per allocated block, one per distinct root name.
+    let block_nodes = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with('b') && l.contains("[label=<"))
+        .count();
+    assert_eq!(block_nodes, r.blocks.len());
+    let roots: std::collections::BTreeSet<&str> = r
+        .edges
+        .iter()
+        .filter(|e| e.to_block.is_some())
+        .filter_map(|e| e.root_name.as_deref())
+        .collect();
+    let root_nodes = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with('r') && l.contains("shape=box"))
+        .count();
+    assert_eq!(root_nodes, roots.len());
+    // Every dict key shows as a port of its table, and strings show their text.
+    for e in r.edges.iter().filter(|e| e.map_key.is_some()) {
+        assert!(
+            text.contains(&format!(
+                "b{:08x}:w{} ->",
+                e.from_block.unwrap(),
+                e.from_word.unwrap()
+            )),
+            "edge from key port"
+        );
+    }
+    let s0 = r.strings.iter().find(|s| s.text.len() > 4).unwrap();
+    assert!(text.contains(&s0.text[..4]));
+    // Graphviz renders it (CI installs graphviz): the SVG has every node.
+    let svg = c.dir.path().join("g.svg");
+    let o = Command::new(env!("CARGO_BIN_EXE_heapvis"))
+        .args([
+            "graph",
+            c.dir.path().to_str().unwrap(),
+            "--snapshot",
+            "last",
+            "-o",
+            svg.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let svg_text = std::fs::read_to_string(&svg).unwrap();
+    assert_eq!(
+        svg_text.matches("class=\"node\"").count(),
+        r.blocks.len() + roots.len()
+    );
+    assert!(c.dir.path().join("g.dot").is_file());
+}

@@ -1,0 +1,49 @@
+//! `heapvis graph`: one snapshot's ownership graph as DOT, rendered with Graphviz.
+
+use std::path::PathBuf;
+
+use heapvis::decode::DecodeOptions;
+use heapvis::dump::Selection;
+use heapvis::firmware::InputPaths;
+use heapvis::pipeline::Session;
+use heapvis::render::dot;
+
+use super::{load_profile, InputArgs, Outcome};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Which snapshot: N or last.
+    #[arg(long, default_value = "last", value_name = "N")]
+    pub snapshot: String,
+    /// Output file: .dot writes the graph; .svg, .png or .pdf also renders it with
+    /// `dot` (the .dot is written next to it). Default: heap_ownershipNNNNNN.dot.
+    #[arg(short, long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+pub fn run(a: Args) -> anyhow::Result<Outcome> {
+    let inputs = InputPaths::resolve(&a.input.inputs)?;
+    let session = Session::open(&inputs, load_profile(&a.input.profile)?)?;
+    let selection: Selection = a.snapshot.parse()?;
+    let index = selection.resolve(session.dump.count())?.start;
+    let ram = session.dump.snapshot(index).unwrap_or(&[]);
+    let report = session
+        .decoder(DecodeOptions::default())
+        .decode(index, ram)
+        .map_err(|source| heapvis::Error::Snapshot {
+            snapshot: index,
+            source,
+        })?;
+    let text = dot::ownership_dot(&report);
+    let out = a
+        .out
+        .unwrap_or_else(|| PathBuf::from(format!("heap_ownership{index:06}.dot")));
+    let dot_path = out.with_extension("dot");
+    std::fs::write(&dot_path, &text).map_err(|e| heapvis::Error::io(&dot_path, e))?;
+    if out != dot_path {
+        dot::render_with_dot(&text, &out)?;
+    }
+    Ok(Outcome::Ok)
+}
