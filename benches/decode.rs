@@ -9,8 +9,7 @@ use heapvis::synth::{simulate_in_memory, Board, SynthConfig};
 
 fn bench_board(c: &mut Criterion, board: Board, snapshots: u64) {
     let config = SynthConfig::new(board, snapshots, 11);
-    let heapvis::synth::InMemoryCapture { layout, ram, .. } =
-        simulate_in_memory(&config).expect("synthetic capture");
+    let heapvis::synth::InMemoryCapture { layout, ram, .. } = simulate_in_memory(&config).expect("synthetic capture");
     let profile = Profile::default();
     let fw = layout.firmware(&profile).expect("firmware");
     let size = (layout.ram_end - layout.ram_start) as usize;
@@ -18,13 +17,9 @@ fn bench_board(c: &mut Criterion, board: Board, snapshots: u64) {
     let mut group = c.benchmark_group(format!("decode/{}", board.name()));
     group.throughput(Throughput::Bytes(size as u64));
     let full = Decoder::new(&fw, &profile, DecodeOptions::default());
-    group.bench_function("full", |b| {
-        b.iter(|| full.decode(0, std::hint::black_box(snapshot)).unwrap())
-    });
+    group.bench_function("full", |b| b.iter(|| full.decode(0, std::hint::black_box(snapshot)).unwrap()));
     let metrics = Decoder::new(&fw, &profile, DecodeOptions { metrics_only: true });
-    group.bench_function("metrics_only", |b| {
-        b.iter(|| metrics.decode(0, std::hint::black_box(snapshot)).unwrap())
-    });
+    group.bench_function("metrics_only", |b| b.iter(|| metrics.decode(0, std::hint::black_box(snapshot)).unwrap()));
     group.finish();
 }
 

@@ -26,11 +26,7 @@ impl Dump {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         if snapshot_bytes == 0 || len < snapshot_bytes {
-            return Err(Error::DumpTooShort {
-                path: path.into(),
-                bytes: len,
-                snapshot_bytes,
-            });
+            return Err(Error::DumpTooShort { path: path.into(), bytes: len, snapshot_bytes });
         }
         // SAFETY: the mapping is read-only and private to this process. A dump being
         // appended to by gdb only grows past the snapshots counted here; truncating
@@ -39,12 +35,7 @@ impl Dump {
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
         // Advice is a hint; a kernel that ignores it changes nothing we rely on.
         let _ = map.advise(Advice::Sequential);
-        Ok(Dump {
-            path: path.into(),
-            map,
-            snapshot_bytes,
-            count: len / snapshot_bytes,
-        })
+        Ok(Dump { path: path.into(), map, snapshot_bytes, count: len / snapshot_bytes })
     }
 
     pub fn path(&self) -> &Path {
@@ -91,10 +82,7 @@ impl Dump {
         if end > 0 {
             // SAFETY: DONTNEED on a private read-only file mapping only drops cached
             // pages; later reads fault them back in from the file unchanged.
-            let _ = unsafe {
-                self.map
-                    .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, end)
-            };
+            let _ = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, end) };
         }
     }
 }
@@ -113,15 +101,8 @@ impl FromStr for Selection {
     type Err = Error;
 
     fn from_str(spec: &str) -> Result<Self> {
-        let bad = |reason: &str| Error::BadSelection {
-            spec: spec.to_string(),
-            reason: reason.to_string(),
-        };
-        let num = |s: &str| {
-            s.trim()
-                .parse::<u64>()
-                .map_err(|_| bad("expected all, last, N, A..B, A.. or ..B"))
-        };
+        let bad = |reason: &str| Error::BadSelection { spec: spec.to_string(), reason: reason.to_string() };
+        let num = |s: &str| s.trim().parse::<u64>().map_err(|_| bad("expected all, last, N, A..B, A.. or ..B"));
         let s = spec.trim();
         match s {
             "all" => return Ok(Selection::All),

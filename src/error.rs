@@ -21,12 +21,7 @@ pub enum DecodeError {
     #[error(transparent)]
     Read(#[from] ReadError),
     #[error("heap 0x{start:08x}..0x{end:08x} is not inside the snapshot's RAM 0x{ram_start:08x}..0x{ram_end:08x}")]
-    HeapOutsideRam {
-        start: u64,
-        end: u64,
-        ram_start: u64,
-        ram_end: u64,
-    },
+    HeapOutsideRam { start: u64, end: u64, ram_start: u64, ram_end: u64 },
     #[error("heap of {bytes} bytes is too small for one allocation-table byte and its blocks")]
     HeapTooSmall { bytes: u64 },
 }
@@ -35,73 +30,33 @@ pub enum DecodeError {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 
     #[error("{path}: not found (expected {expected})")]
-    MissingInput {
-        path: PathBuf,
-        expected: &'static str,
-    },
+    MissingInput { path: PathBuf, expected: &'static str },
 
     #[error("{dir}: expected exactly one {what} in the directory, found {found}")]
-    AmbiguousInput {
-        dir: PathBuf,
-        what: &'static str,
-        found: String,
-    },
+    AmbiguousInput { dir: PathBuf, what: &'static str, found: String },
 
     #[error("{map}: no symbol `{symbol}` in the map; it is needed for {purpose}")]
-    MissingSymbol {
-        map: PathBuf,
-        symbol: String,
-        purpose: &'static str,
-    },
+    MissingSymbol { map: PathBuf, symbol: String, purpose: &'static str },
 
     #[error("{map}: symbol `{symbol}` has no address in the map; it is needed for {purpose}")]
-    SymbolWithoutAddress {
-        map: PathBuf,
-        symbol: String,
-        purpose: &'static str,
-    },
+    SymbolWithoutAddress { map: PathBuf, symbol: String, purpose: &'static str },
 
     #[error("{map}: RAM bounds are empty or reversed: `{start_symbol}` = 0x{start:08x}, `{end_symbol}` = 0x{end:08x}")]
-    BadRamBounds {
-        map: PathBuf,
-        start_symbol: String,
-        start: u64,
-        end_symbol: String,
-        end: u64,
-    },
+    BadRamBounds { map: PathBuf, start_symbol: String, start: u64, end_symbol: String, end: u64 },
 
     #[error("{map}: heap `{symbol}` at 0x{start:08x}..0x{end:08x} lies outside RAM 0x{ram_start:08x}..0x{ram_end:08x}; check the map matches the dump")]
-    HeapOutsideRam {
-        map: PathBuf,
-        symbol: String,
-        start: u64,
-        end: u64,
-        ram_start: u64,
-        ram_end: u64,
-    },
+    HeapOutsideRam { map: PathBuf, symbol: String, start: u64, end: u64, ram_start: u64, ram_end: u64 },
 
-    #[error("{map}: `{symbol}` at 0x{address:08x} (+{size} bytes) lies outside RAM 0x{ram_start:08x}..0x{ram_end:08x}")]
-    StateOutsideRam {
-        map: PathBuf,
-        symbol: String,
-        address: u64,
-        size: u64,
-        ram_start: u64,
-        ram_end: u64,
-    },
+    #[error(
+        "{map}: `{symbol}` at 0x{address:08x} (+{size} bytes) lies outside RAM 0x{ram_start:08x}..0x{ram_end:08x}"
+    )]
+    StateOutsideRam { map: PathBuf, symbol: String, address: u64, size: u64, ram_start: u64, ram_end: u64 },
 
     #[error("{path}: dump of {bytes} bytes is shorter than one snapshot ({snapshot_bytes} bytes = `_estack` - `_srelocate` from the map); is this the right dump for this map?")]
-    DumpTooShort {
-        path: PathBuf,
-        bytes: u64,
-        snapshot_bytes: u64,
-    },
+    DumpTooShort { path: PathBuf, bytes: u64, snapshot_bytes: u64 },
 
     #[error("snapshot selection `{spec}`: {reason}")]
     BadSelection { spec: String, reason: String },
@@ -110,16 +65,10 @@ pub enum Error {
     BadProfile { path: PathBuf, message: String },
 
     #[error("{path}: cannot write Parquet: {source}")]
-    Parquet {
-        path: PathBuf,
-        source: parquet::errors::ParquetError,
-    },
+    Parquet { path: PathBuf, source: parquet::errors::ParquetError },
 
     #[error("building table `{table}`: {source}")]
-    Arrow {
-        table: &'static str,
-        source: arrow::error::ArrowError,
-    },
+    Arrow { table: &'static str, source: arrow::error::ArrowError },
 
     #[error("snapshot {snapshot} cannot be decoded: {source}")]
     Snapshot { snapshot: u64, source: DecodeError },
@@ -139,10 +88,7 @@ pub enum Error {
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 }
 

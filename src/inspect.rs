@@ -9,22 +9,12 @@ use crate::decode::SnapshotReport;
 use crate::firmware::Firmware;
 
 /// The report as text. Unlike the reference, the trailing free run is printed too.
-pub fn block_state_report(
-    report: &SnapshotReport,
-    firmware: &Firmware,
-    state_name: &str,
-) -> String {
+pub fn block_state_report(report: &SnapshotReport, firmware: &Firmware, state_name: &str) -> String {
     let g = &report.geometry;
     let bpb = g.bytes_per_block;
     let mut out = String::new();
-    let size = firmware
-        .state_bytes
-        .map_or("None".to_string(), |s| s.to_string());
-    let _ = writeln!(
-        out,
-        "{state_name} at 0x{:08x} and length {size}",
-        firmware.state_address
-    );
+    let size = firmware.state_bytes.map_or("None".to_string(), |s| s.to_string());
+    let _ = writeln!(out, "{state_name} at 0x{:08x} and length {size}", firmware.state_address);
     let _ = writeln!(out, "Total heap length: {}", g.heap_bytes);
     let _ = writeln!(out, "ATB length: {}", g.alloc_table_bytes);
     let _ = writeln!(out, "Total allocatable: {}", g.pool_end - g.pool_start);
@@ -33,19 +23,9 @@ pub fn block_state_report(
     let mut items: Vec<(u64, String)> = report
         .blocks
         .iter()
-        .map(|b| {
-            (
-                b.start_block,
-                format!("0x{:x} {} bytes allocated", b.address, b.blocks * bpb),
-            )
-        })
+        .map(|b| (b.start_block, format!("0x{:x} {} bytes allocated", b.address, b.blocks * bpb)))
         .collect();
-    items.extend(
-        report
-            .free_runs
-            .iter()
-            .map(|r| (r.start_block, format!("{} bytes free", r.blocks * bpb))),
-    );
+    items.extend(report.free_runs.iter().map(|r| (r.start_block, format!("{} bytes free", r.blocks * bpb))));
     items.sort_by_key(|(block, _)| *block);
     for (_, line) in items {
         let _ = writeln!(out, "{line}");

@@ -79,19 +79,15 @@ impl<'a> Memory<'a> {
     }
 
     pub fn bytes(&self, address: u64, len: u64, what: &'static str) -> Result<&'a [u8], ReadError> {
-        self.region_of(address)
-            .and_then(|r| r.slice(address, len))
-            .ok_or(ReadError { what, address, len })
+        self.region_of(address).and_then(|r| r.slice(address, len)).ok_or(ReadError { what, address, len })
     }
 
     pub fn word(&self, address: u64, what: &'static str) -> Result<u64, ReadError> {
-        self.bytes(address, self.word_bytes as u64, what)
-            .map(le_word)
+        self.bytes(address, self.word_bytes as u64, what).map(le_word)
     }
 
     pub fn u8(&self, address: u64, what: &'static str) -> Result<u8, ReadError> {
-        self.bytes(address, 1, what)
-            .map(|b| b.first().copied().unwrap_or(0))
+        self.bytes(address, 1, what).map(|b| b.first().copied().unwrap_or(0))
     }
 
     pub fn in_ram(&self, address: u64) -> bool {

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::firmware::{Firmware, InputPaths};
 use crate::profile::Profile;
 use crate::render::{self, Canvas, ChartPoint, FrameLayout, MovieSpec};
-use crate::tables::{SnapshotOutcome, TableSet, TableSink};
+use crate::tables::{OutputLayout, SnapshotOutcome, TableSet, TableSink};
 
 /// Reports progress and warnings; the CLI draws them, tests ignore them.
 pub trait Progress: Sync {
@@ -43,16 +43,17 @@ pub struct AnalyzeOptions {
     pub window: usize,
     /// Heap-layout frames and the movie, rendered in the same pass as the decode.
     pub render: Option<RenderOptions>,
+    /// One file per table, or a folder of part files per table (shards).
+    pub layout: OutputLayout,
 }
 
 impl Default for AnalyzeOptions {
     fn default() -> Self {
-        AnalyzeOptions {
-            selection: Selection::All,
-            tables: TableSet::ALL,
+        AnalyzeOptions { selection: Selection::All, tables: TableSet::DEFAULT,
             threads: None,
             window: 64,
             render: None,
+            layout: OutputLayout::Files,
         }
     }
 }
@@ -72,13 +73,7 @@ pub struct RenderOptions {
 
 impl Default for RenderOptions {
     fn default() -> Self {
-        RenderOptions {
-            frames_dir: None,
-            movie: None,
-            scale: 8,
-            step: 1,
-            fps: 10,
-        }
+        RenderOptions { frames_dir: None, movie: None, scale: 8, step: 1, fps: 10 }
     }
 }
 
@@ -113,11 +108,7 @@ impl Session {
     pub fn open(inputs: &InputPaths, profile: Profile) -> Result<Self> {
         let firmware = Firmware::load(&inputs.flash, &inputs.map, &profile)?;
         let dump = Dump::open(&inputs.ram, firmware.snapshot_bytes())?;
-        Ok(Session {
-            firmware,
-            profile,
-            dump,
-        })
+        Ok(Session { firmware, profile, dump })
     }
 
     pub fn decoder(&self, options: DecodeOptions) -> Decoder<'_> {
@@ -126,25 +117,18 @@ impl Session {
 
     /// Decodes the selected snapshots and writes the tables (and frames, and the
     /// movie) into `out_dir`.
-    pub fn analyze(
-        &self,
-        out_dir: &Path,
-        options: &AnalyzeOptions,
-        progress: &dyn Progress,
-    ) -> Result<RunSummary> {
+    pub fn analyze(&self, out_dir: &Path, options: &AnalyzeOptions, progress: &dyn Progress) -> Result<RunSummary> {
         let range = options.selection.resolve(self.dump.count())?;
-        let metrics_only = !options.tables.needs_objects()
-            && !options.tables.free_runs
-            && options.render.is_none();
+        let metrics_only =
+            !options.tables.needs_objects() && !options.tables.needs_free_runs() && options.render.is_none();
         let decoder = self.decoder(DecodeOptions { metrics_only });
         let mut builder = rayon::ThreadPoolBuilder::new();
         if let Some(n) = options.threads {
             builder = builder.num_threads(n.max(1));
         }
-        let pool = builder.build().map_err(|e| Error::ThreadPool {
-            threads: options.threads.unwrap_or(0),
-            message: e.to_string(),
-        })?;
+        let pool = builder
+            .build()
+            .map_err(|e| Error::ThreadPool { threads: options.threads.unwrap_or(0), message: e.to_string() })?;
         let dump = &self.dump;
 
         // Frames need the whole run's free-space curve for their strip chart: a
@@ -158,7 +142,7 @@ impl Session {
         if let Some(dir) = &frames_dir {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        let sink = TableSink::create(out_dir, options.tables, &self.firmware)?;
+        let sink = TableSink::create(out_dir, options.tables, &options.layout, &self.firmware)?;
         let mut movie = match (render, &layout) {
             (Some(r), Some(l)) => match &r.movie {
                 Some(path) => Some(render::open_movie(&MovieSpec {
@@ -173,11 +157,16 @@ impl Session {
             _ => None,
         };
 
+        // Lead-in and look-ahead: the snapshots just outside the range tell the
+        // lifetimes what started before it and how what is open at its end ended.
+        let mut sink = sink;
+        let neighbour = |i: u64| dump.snapshot(i).and_then(|ram| decoder.decode(i, ram).ok());
+        if let Some(before) = range.start.checked_sub(1).and_then(neighbour) {
+            sink.prime(&before);
+        }
+        let after = neighbour(range.end);
         let snapshot_bytes = self.dump.snapshot_bytes();
-        progress.start(
-            range.end - range.start,
-            (range.end - range.start) * snapshot_bytes,
-        );
+        progress.start(range.end - range.start, (range.end - range.start) * snapshot_bytes);
 
         let window = options.window.max(1) as u64;
         let (tx, rx) = sync_channel::<Vec<Decoded>>(1);
@@ -196,10 +185,9 @@ impl Session {
                         if let Some((canvas, png)) = &d.frame {
                             if let (Some(dir), Some(png)) = (&frames_dir, png) {
                                 let path = dir.join(format!("heap_layout{:06}.png", d.index));
-                                let png = png.as_ref().map_err(|e| Error::Movie {
-                                    path: path.clone(),
-                                    message: e.to_string(),
-                                })?;
+                                let png = png
+                                    .as_ref()
+                                    .map_err(|e| Error::Movie { path: path.clone(), message: e.to_string() })?;
                                 std::fs::write(&path, png).map_err(|e| Error::io(&path, e))?;
                             }
                             if let Some(m) = movie_slot.as_mut() {
@@ -237,11 +225,7 @@ impl Session {
                                 }
                                 _ => None,
                             };
-                            Decoded {
-                                index: i,
-                                outcome,
-                                frame,
-                            }
+                            Decoded { index: i, outcome, frame }
                         })
                         .collect()
                 });
@@ -255,7 +239,7 @@ impl Session {
         });
         let sink = result?;
         let (written, failed) = (sink.written, sink.failed);
-        let mut files = sink.finish()?;
+        let mut files = sink.finish(after.as_ref())?;
         if let Some(m) = movie.take() {
             m.finish()?;
             files.extend(render.and_then(|r| r.movie.clone()));
@@ -272,20 +256,12 @@ impl Session {
 
     /// The frame layout for a run: the geometry, and the free / largest-free curve
     /// of every selected snapshot for the strip chart (allocation tables only).
-    fn prepare_frames(
-        &self,
-        r: &RenderOptions,
-        range: Range<u64>,
-        pool: &rayon::ThreadPool,
-    ) -> Result<FrameLayout> {
+    fn prepare_frames(&self, r: &RenderOptions, range: Range<u64>, pool: &rayon::ThreadPool) -> Result<FrameLayout> {
         if let Some(m) = &r.movie {
             render::MovieFormat::from_path(m)?.check_available(m)?;
         }
         let metrics = self.decoder(DecodeOptions { metrics_only: true });
-        let geometry = metrics.geometry.clone().map_err(|source| Error::Snapshot {
-            snapshot: range.start,
-            source,
-        })?;
+        let geometry = metrics.geometry.clone().map_err(|source| Error::Snapshot { snapshot: range.start, source })?;
         let dump = &self.dump;
         let points: Vec<ChartPoint> = pool.install(|| {
             range

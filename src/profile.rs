@@ -48,9 +48,7 @@ impl ObjectRepr {
             ObjectRepr::B if word & 3 == 3 => Immediate::Qstr(word >> 2),
             ObjectRepr::C if word & 1 == 1 => Immediate::SmallInt(sign_extend(word, bits) >> 1),
             // MP_OBJ_IS_QSTR in repr C: the top 9 bits clear rule out the float encoding.
-            ObjectRepr::C if word & 0xff80_0007 == 6 && word >> 32 == 0 => {
-                Immediate::Qstr(word >> 3)
-            }
+            ObjectRepr::C if word & 0xff80_0007 == 6 && word >> 32 == 0 => Immediate::Qstr(word >> 3),
             _ => Immediate::Object(word),
         }
     }
@@ -163,12 +161,7 @@ pub struct Profile {
 
 impl Default for HeapLayout {
     fn default() -> Self {
-        HeapLayout {
-            word_bytes: 4,
-            bytes_per_block: 16,
-            blocks_per_atb: 4,
-            blocks_per_ftb: 8,
-        }
+        HeapLayout { word_bytes: 4, bytes_per_block: 16, blocks_per_atb: 4, blocks_per_ftb: 8 }
     }
 }
 
@@ -217,10 +210,7 @@ impl Default for ObjectLayout {
 
 impl Default for QstrLayout {
     fn default() -> Self {
-        QstrLayout {
-            hash_bytes: 1,
-            len_bytes: 1,
-        }
+        QstrLayout { hash_bytes: 1, len_bytes: 1 }
     }
 }
 
@@ -235,17 +225,10 @@ impl Default for TypeSymbols {
             property: "mp_type_property".into(),
             bytearray: "mp_type_bytearray".into(),
             fun_bc: "mp_type_fun_bc".into(),
-            functions: [
-                "bc",
-                "builtin_0",
-                "builtin_1",
-                "builtin_2",
-                "builtin_3",
-                "builtin_var",
-            ]
-            .iter()
-            .map(|s| format!("mp_type_fun_{s}"))
-            .collect(),
+            functions: ["bc", "builtin_0", "builtin_1", "builtin_2", "builtin_3", "builtin_var"]
+                .iter()
+                .map(|s| format!("mp_type_fun_{s}"))
+                .collect(),
         }
     }
 }
@@ -274,10 +257,7 @@ impl Profile {
     /// Reads a TOML profile; fields it does not mention keep the default.
     pub fn from_toml_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Self::from_toml_str(&text).map_err(|message| Error::BadProfile {
-            path: path.into(),
-            message,
-        })
+        Self::from_toml_str(&text).map_err(|message| Error::BadProfile { path: path.into(), message })
     }
 
     pub fn from_toml_str(text: &str) -> std::result::Result<Self, String> {
@@ -295,31 +275,19 @@ impl Profile {
     pub fn validate(&self) -> std::result::Result<(), String> {
         let h = &self.heap;
         if h.word_bytes != 4 && h.word_bytes != 8 {
-            return Err(format!(
-                "heap.word_bytes must be 4 or 8, found {}",
-                h.word_bytes
-            ));
+            return Err(format!("heap.word_bytes must be 4 or 8, found {}", h.word_bytes));
         }
-        if h.bytes_per_block == 0
-            || !h.bytes_per_block.is_power_of_two()
-            || h.bytes_per_block % h.word_bytes != 0
-        {
+        if h.bytes_per_block == 0 || !h.bytes_per_block.is_power_of_two() || h.bytes_per_block % h.word_bytes != 0 {
             return Err(format!(
                 "heap.bytes_per_block must be a power of two and a multiple of the word size, found {}",
                 h.bytes_per_block
             ));
         }
         if h.blocks_per_atb != 4 {
-            return Err(format!(
-                "heap.blocks_per_atb must be 4 (2 bits per block), found {}",
-                h.blocks_per_atb
-            ));
+            return Err(format!("heap.blocks_per_atb must be 4 (2 bits per block), found {}", h.blocks_per_atb));
         }
         if h.blocks_per_ftb != 0 && h.blocks_per_ftb != 8 {
-            return Err(format!(
-                "heap.blocks_per_ftb must be 8 (1 bit per block) or 0, found {}",
-                h.blocks_per_ftb
-            ));
+            return Err(format!("heap.blocks_per_ftb must be 8 (1 bit per block) or 0, found {}", h.blocks_per_ftb));
         }
         if !(1..=2).contains(&self.qstr.hash_bytes) || !(1..=2).contains(&self.qstr.len_bytes) {
             return Err("qstr.hash_bytes and qstr.len_bytes must be 1 or 2".into());
@@ -336,29 +304,14 @@ impl Profile {
         let s = &self.state;
         let mut names = vec![
             (s.last_pool, "mp_state_ctx.vm.last_pool".to_string()),
-            (
-                s.dict_main_table,
-                "mp_state_ctx.vm.dict_main.map.table".to_string(),
-            ),
-            (
-                s.loaded_modules_table,
-                "mp_state_ctx.vm.mp_loaded_modules_dict.map.table".to_string(),
-            ),
-            (
-                s.sys_path_items,
-                "mp_state_ctx.vm.mp_sys_path_obj.items".to_string(),
-            ),
-            (
-                s.sys_argv_items,
-                "mp_state_ctx.vm.mp_sys_argv_obj.items".to_string(),
-            ),
+            (s.dict_main_table, "mp_state_ctx.vm.dict_main.map.table".to_string()),
+            (s.loaded_modules_table, "mp_state_ctx.vm.mp_loaded_modules_dict.map.table".to_string()),
+            (s.sys_path_items, "mp_state_ctx.vm.mp_sys_path_obj.items".to_string()),
+            (s.sys_argv_items, "mp_state_ctx.vm.mp_sys_argv_obj.items".to_string()),
         ];
         if let Some(base) = s.readline_hist {
             for i in 0..s.readline_hist_len as u64 {
-                names.push((
-                    base + i * self.heap.word_bytes as u64,
-                    format!("mp_state_ctx.vm.readline_hist[{i}]"),
-                ));
+                names.push((base + i * self.heap.word_bytes as u64, format!("mp_state_ctx.vm.readline_hist[{i}]")));
             }
         }
         names

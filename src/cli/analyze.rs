@@ -6,7 +6,7 @@ use anyhow::Context;
 use heapvis::dump::Selection;
 use heapvis::firmware::InputPaths;
 use heapvis::pipeline::{AnalyzeOptions, RenderOptions, Session};
-use heapvis::tables::TableSet;
+use heapvis::tables::{OutputLayout, TableSet};
 
 use super::{load_profile, progress::Bar, InputArgs, Outcome};
 
@@ -20,6 +20,15 @@ pub struct Args {
     /// Snapshots to analyse: all, last, N, A..B (half-open), A..=B, A.. or ..B.
     #[arg(long, default_value = "all", value_name = "SEL")]
     pub snapshots: String,
+    /// Also write every block, edge, qstr, string and free run of every snapshot
+    /// (`blocks`, `edges`, `qstrs`, `strings`, `free_runs`), besides the lifetimes.
+    #[arg(long, conflicts_with = "metrics_only")]
+    pub per_snapshot: bool,
+    /// Write each table as a folder of part files named by the snapshot range
+    /// (`OUT/allocations/part-A-B.parquet`), so several processes can each take a
+    /// range of one dump into one output folder.
+    #[arg(long)]
+    pub parts: bool,
     /// Write only the `snapshots` table (gc_info figures per snapshot): reads only
     /// each snapshot's allocation table.
     #[arg(long)]
@@ -52,6 +61,7 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
     let profile = load_profile(&a.input.profile)?;
     let selection: Selection = a.snapshots.parse()?;
     let session = Session::open(&inputs, profile)?;
+    let range = selection.resolve(session.dump.count())?;
     let bar = Bar::new(a.quiet);
     if session.dump.trailing_bytes() > 0 && !a.quiet {
         eprintln!(
@@ -72,9 +82,12 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
         selection,
         tables: if a.metrics_only {
             TableSet::METRICS
-        } else {
+        } else if a.per_snapshot {
             TableSet::ALL
+        } else {
+            TableSet::DEFAULT
         },
+        layout: if a.parts { OutputLayout::Parts(range.clone()) } else { OutputLayout::Files },
         threads: a.threads,
         render: (a.frames || a.movie.is_some()).then(|| RenderOptions {
             frames_dir: a.frames.then(|| a.out.join("frames")),
@@ -85,20 +98,10 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
         }),
         ..AnalyzeOptions::default()
     };
-    let summary = session
-        .analyze(&a.out, &options, &bar)
-        .with_context(|| format!("analysing {}", inputs.ram.display()))?;
+    let summary =
+        session.analyze(&a.out, &options, &bar).with_context(|| format!("analysing {}", inputs.ram.display()))?;
     if !a.quiet {
-        eprintln!(
-            "{} snapshot(s), {} failed; tables in {}",
-            summary.snapshots,
-            summary.failed,
-            a.out.display()
-        );
+        eprintln!("{} snapshot(s), {} failed; tables in {}", summary.snapshots, summary.failed, a.out.display());
     }
-    Ok(if summary.failed > 0 {
-        Outcome::SomeSnapshotsFailed
-    } else {
-        Outcome::Ok
-    })
+    Ok(if summary.failed > 0 { Outcome::SomeSnapshotsFailed } else { Outcome::Ok })
 }

@@ -32,14 +32,9 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
     let report = session
         .decoder(DecodeOptions::default())
         .decode(index, ram)
-        .map_err(|source| heapvis::Error::Snapshot {
-            snapshot: index,
-            source,
-        })?;
+        .map_err(|source| heapvis::Error::Snapshot { snapshot: index, source })?;
     let text = dot::ownership_dot(&report);
-    let out = a
-        .out
-        .unwrap_or_else(|| PathBuf::from(format!("heap_ownership{index:06}.dot")));
+    let out = a.out.unwrap_or_else(|| PathBuf::from(format!("heap_ownership{index:06}.dot")));
     let dot_path = out.with_extension("dot");
     std::fs::write(&dot_path, &text).map_err(|e| heapvis::Error::io(&dot_path, e))?;
     if out != dot_path {

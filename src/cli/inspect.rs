@@ -28,17 +28,9 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
     let mut stdout = std::io::stdout().lock();
     for index in range {
         let ram = session.dump.snapshot(index).unwrap_or(&[]);
-        let report = decoder
-            .decode(index, ram)
-            .map_err(|source| heapvis::Error::Snapshot {
-                snapshot: index,
-                source,
-            })?;
-        let text = heapvis::inspect::block_state_report(
-            &report,
-            &session.firmware,
-            &session.profile.symbols.state,
-        );
+        let report =
+            decoder.decode(index, ram).map_err(|source| heapvis::Error::Snapshot { snapshot: index, source })?;
+        let text = heapvis::inspect::block_state_report(&report, &session.firmware, &session.profile.symbols.state);
         stdout.write_all(text.as_bytes())?;
     }
     Ok(Outcome::Ok)

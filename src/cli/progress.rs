@@ -27,12 +27,7 @@ impl Bar {
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        Bar {
-            bar,
-            started: Instant::now(),
-            bytes: Default::default(),
-            quiet,
-        }
+        Bar { bar, started: Instant::now(), bytes: Default::default(), quiet }
     }
 }
 
@@ -43,13 +38,9 @@ impl Progress for Bar {
     }
 
     fn advance(&self, snapshots: u64, bytes: u64) {
-        let total = self
-            .bytes
-            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed)
-            + bytes;
+        let total = self.bytes.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed) + bytes;
         let secs = self.started.elapsed().as_secs_f64().max(1e-9);
-        self.bar
-            .set_message(format!("{:.1} MB/s", total as f64 / secs / 1e6));
+        self.bar.set_message(format!("{:.1} MB/s", total as f64 / secs / 1e6));
         self.bar.inc(snapshots);
     }
 

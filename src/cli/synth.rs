@@ -31,10 +31,7 @@ fn parse_board(s: &str) -> Result<Board, String> {
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
     let mut config = SynthConfig::new(a.board, a.snapshots, a.seed);
     if let Some(m) = a.heap_misalign {
-        anyhow::ensure!(
-            m % 4 == 0 && m < 16,
-            "--heap-misalign must be 0, 4, 8 or 12, found {m}"
-        );
+        anyhow::ensure!(m % 4 == 0 && m < 16, "--heap-misalign must be 0, 4, 8 or 12, found {m}");
         config.heap_misalign = m;
     }
     let s = synth::write_dir(&config, &a.out)?;

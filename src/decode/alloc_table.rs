@@ -50,8 +50,7 @@ pub struct TableWalk {
 
 #[inline]
 fn kind(atb: &[u8], block: u64) -> u8 {
-    atb.get((block / 4) as usize)
-        .map_or(AT_FREE, |b| (b >> (2 * (block % 4))) & 3)
+    atb.get((block / 4) as usize).map_or(AT_FREE, |b| (b >> (2 * (block % 4))) & 3)
 }
 
 /// Walks the first `atb.len() * 4` blocks. `bytes_per_block` scales gc_info's byte
@@ -66,10 +65,7 @@ pub fn walk(atb: &[u8], bytes_per_block: u64, pool_bytes: u64, want_rows: bool) 
         if k != AT_FREE {
             if let Some(start) = free_start.take() {
                 if want_rows {
-                    w.free_runs.push(FreeRun {
-                        start_block: start,
-                        blocks: block - start,
-                    });
+                    w.free_runs.push(FreeRun { start_block: start, blocks: block - start });
                 }
             }
         }
@@ -88,11 +84,7 @@ pub fn walk(atb: &[u8], bytes_per_block: u64, pool_bytes: u64, want_rows: bool) 
                 if k == AT_MARK {
                     w.marked_blocks += 1;
                 }
-                current = Some(Allocation {
-                    start_block: block,
-                    blocks: 1,
-                    marked: k == AT_MARK,
-                });
+                current = Some(Allocation { start_block: block, blocks: 1, marked: k == AT_MARK });
             }
             _ => match current.as_mut() {
                 Some(a) => a.blocks += 1,
@@ -102,10 +94,7 @@ pub fn walk(atb: &[u8], bytes_per_block: u64, pool_bytes: u64, want_rows: bool) 
     }
     if let Some(start) = free_start {
         if want_rows {
-            w.free_runs.push(FreeRun {
-                start_block: start,
-                blocks: n - start,
-            });
+            w.free_runs.push(FreeRun { start_block: start, blocks: n - start });
         }
     }
     if let Some(a) = current {
@@ -122,10 +111,7 @@ pub fn walk(atb: &[u8], bytes_per_block: u64, pool_bytes: u64, want_rows: bool) 
 /// free run is only closed by a HEAD or the end).
 pub fn gc_info(atb: &[u8], bytes_per_block: u64, pool_bytes: u64) -> GcInfo {
     let n = atb.len() as u64 * 4;
-    let mut info = GcInfo {
-        total: pool_bytes,
-        ..GcInfo::default()
-    };
+    let mut info = GcInfo { total: pool_bytes, ..GcInfo::default() };
     let (mut len, mut len_free) = (0u64, 0u64);
     let mut block = 0u64;
     while block < n {
@@ -172,14 +158,7 @@ mod tests {
 
     /// Packs block states four to a byte, first block in the low bits.
     fn atb(states: &[u8]) -> Vec<u8> {
-        states
-            .chunks(4)
-            .map(|c| {
-                c.iter()
-                    .enumerate()
-                    .fold(0u8, |b, (i, s)| b | (s << (2 * i)))
-            })
-            .collect()
+        states.chunks(4).map(|c| c.iter().enumerate().fold(0u8, |b, (i, s)| b | (s << (2 * i)))).collect()
     }
 
     #[test]
@@ -187,20 +166,9 @@ mod tests {
         // H T F F | H H T T | F F F F | M T T F
         let t = atb(&[1, 2, 0, 0, 1, 1, 2, 2, 0, 0, 0, 0, 3, 2, 2, 0]);
         let w = walk(&t, 16, 256, true);
-        let allocs: Vec<_> = w
-            .allocations
-            .iter()
-            .map(|a| (a.start_block, a.blocks, a.marked))
-            .collect();
-        assert_eq!(
-            allocs,
-            vec![(0, 2, false), (4, 1, false), (5, 3, false), (12, 3, true)]
-        );
-        let runs: Vec<_> = w
-            .free_runs
-            .iter()
-            .map(|r| (r.start_block, r.blocks))
-            .collect();
+        let allocs: Vec<_> = w.allocations.iter().map(|a| (a.start_block, a.blocks, a.marked)).collect();
+        assert_eq!(allocs, vec![(0, 2, false), (4, 1, false), (5, 3, false), (12, 3, true)]);
+        let runs: Vec<_> = w.free_runs.iter().map(|r| (r.start_block, r.blocks)).collect();
         assert_eq!(runs, vec![(2, 2), (8, 4), (15, 1)]);
         assert_eq!(w.marked_blocks, 1);
         // gc_info: MARK counts nowhere; used = 2+1+3 + 2 tails after the mark = 8 blocks.
@@ -221,13 +189,7 @@ mod tests {
         let w = walk(&t, 16, 64, true);
         assert_eq!(w.allocations.len(), 1);
         assert_eq!(w.orphan_tail_blocks, 2);
-        assert_eq!(
-            w.free_runs,
-            vec![FreeRun {
-                start_block: 1,
-                blocks: 1
-            }]
-        );
+        assert_eq!(w.free_runs, vec![FreeRun { start_block: 1, blocks: 1 }]);
         // gc_info counts the orphan tails as used, and the free run is not closed by them.
         assert_eq!(w.gc_info.used, 3 * 16);
         assert_eq!(w.gc_info.max_free, 1);
@@ -236,13 +198,7 @@ mod tests {
     #[test]
     fn empty_and_full_tables() {
         let w = walk(&[0, 0], 16, 128, true);
-        assert_eq!(
-            w.free_runs,
-            vec![FreeRun {
-                start_block: 0,
-                blocks: 8
-            }]
-        );
+        assert_eq!(w.free_runs, vec![FreeRun { start_block: 0, blocks: 8 }]);
         assert_eq!(w.gc_info.max_free, 8);
         assert_eq!(w.gc_info.free, 128);
         let w = walk(&atb(&[1, 2, 2, 2]), 16, 64, true);

@@ -40,12 +40,8 @@ pub fn parse_prelude(bytes: &[u8], qstr_bytes: u32) -> Option<Prelude> {
     pos += 4;
     let code_info_start = pos;
     let code_info_size = read_uint(bytes, &mut pos)?;
-    let simple_name = if qstr_bytes > 0
-        && code_info_size as usize >= pos - code_info_start + qstr_bytes as usize
-    {
-        bytes
-            .get(pos..pos + qstr_bytes as usize)
-            .map(crate::memory::le_word)
+    let simple_name = if qstr_bytes > 0 && code_info_size as usize >= pos - code_info_start + qstr_bytes as usize {
+        bytes.get(pos..pos + qstr_bytes as usize).map(crate::memory::le_word)
     } else {
         None
     };
@@ -68,21 +64,11 @@ mod tests {
     #[test]
     fn prelude_by_hand() {
         // n_state 0x81 0x02 = 130, n_exc_stack 1, flags, code_info_size 9, name qstr 0x0123.
-        let b = [
-            0x81, 0x02, 0x01, 0x00, 0x02, 0x00, 0x01, 0x09, 0x23, 0x01, 0xff,
-        ];
+        let b = [0x81, 0x02, 0x01, 0x00, 0x02, 0x00, 0x01, 0x09, 0x23, 0x01, 0xff];
         let p = parse_prelude(&b, 2).unwrap();
         assert_eq!(p.n_state, 130);
         assert_eq!(p.n_exc_stack, 1);
-        assert_eq!(
-            (
-                p.scope_flags,
-                p.n_pos_args,
-                p.n_kwonly_args,
-                p.n_def_pos_args
-            ),
-            (0, 2, 0, 1)
-        );
+        assert_eq!((p.scope_flags, p.n_pos_args, p.n_kwonly_args, p.n_def_pos_args), (0, 2, 0, 1));
         assert_eq!(p.code_info_size, 9);
         assert_eq!(p.simple_name, Some(0x0123));
     }

@@ -22,11 +22,7 @@ pub struct HeapGeometry {
 
 impl HeapGeometry {
     /// What `gc_init(heap_start, heap_start + heap_bytes)` sets up.
-    pub fn from_gc_init(
-        heap_start: u64,
-        heap_bytes: u64,
-        layout: &HeapLayout,
-    ) -> Result<Self, DecodeError> {
+    pub fn from_gc_init(heap_start: u64, heap_bytes: u64, layout: &HeapLayout) -> Result<Self, DecodeError> {
         let bpb = layout.bytes_per_block as u64;
         let per_atb = layout.blocks_per_atb as u64;
         let end = heap_start.saturating_add(heap_bytes) & !(bpb - 1);

@@ -229,14 +229,8 @@ impl Heap<'_> {
 
 impl<'f> Decoder<'f> {
     pub fn new(firmware: &'f Firmware, profile: &'f Profile, options: DecodeOptions) -> Self {
-        let geometry =
-            HeapGeometry::from_gc_init(firmware.heap_start, firmware.heap_bytes, &profile.heap);
-        Decoder {
-            firmware,
-            profile,
-            geometry,
-            options,
-        }
+        let geometry = HeapGeometry::from_gc_init(firmware.heap_start, firmware.heap_bytes, &profile.heap);
+        Decoder { firmware, profile, geometry, options }
     }
 
     fn memory<'a>(&'a self, ram: &'a [u8]) -> Memory<'a> {
@@ -263,12 +257,7 @@ impl<'f> Decoder<'f> {
             });
         }
         let atb = mem.bytes(g.alloc_table_start, g.alloc_table_bytes, "allocation table")?;
-        let walk = alloc_table::walk(
-            atb,
-            bpb,
-            g.pool_end - g.pool_start,
-            !self.options.metrics_only,
-        );
+        let walk = alloc_table::walk(atb, bpb, g.pool_end - g.pool_start, !self.options.metrics_only);
         let mut report = SnapshotReport {
             index,
             geometry: g,
@@ -305,13 +294,10 @@ impl<'f> Decoder<'f> {
         let addr_of = |i: usize| g.block_address(allocs[i].start_block);
         let bytes_of = |i: usize| -> &[u8] {
             let a = allocs[i];
-            mem.ram
-                .slice(g.block_address(a.start_block), a.blocks * bpb)
-                .unwrap_or(&[])
+            mem.ram.slice(g.block_address(a.start_block), a.blocks * bpb).unwrap_or(&[])
         };
         let word_at = |data: &[u8], k: u64| -> Option<u64> {
-            data.get((k * word) as usize..((k + 1) * word) as usize)
-                .map(crate::memory::le_word)
+            data.get((k * word) as usize..((k + 1) * word) as usize).map(crate::memory::le_word)
         };
         let in_ram = |w: u64| w > fw.ram_start && w < fw.ram_end;
 
@@ -319,12 +305,7 @@ impl<'f> Decoder<'f> {
         let state = fw.state_address;
         let last_pool = mem.word(state + self.profile.state.last_pool, "vm.last_pool")?;
         let mut qstrs = qstr::QstrReader::new(mem, self.profile, last_pool);
-        let ram_pools: Vec<qstr::PoolHeader> = qstrs
-            .chain
-            .iter()
-            .take_while(|h| in_ram(h.address))
-            .copied()
-            .collect();
+        let ram_pools: Vec<qstr::PoolHeader> = qstrs.chain.iter().take_while(|h| in_ram(h.address)).copied().collect();
 
         // Base kind from the first word.
         let t = &fw.types;
@@ -395,9 +376,7 @@ impl<'f> Decoder<'f> {
                         give(&mut roles, sb, Kind::StringData);
                         let len = w(objects.str_len_word).unwrap_or(0);
                         let bytes = bytes_of(sb);
-                        let text = bytes
-                            .get(..len.min(bytes.len() as u64) as usize)
-                            .unwrap_or(&[]);
+                        let text = bytes.get(..len.min(bytes.len() as u64) as usize).unwrap_or(&[]);
                         strings.push(StringRow {
                             block: addr_of(sb),
                             owner: Some(addr_of(i)),
@@ -418,18 +397,13 @@ impl<'f> Decoder<'f> {
         }
         for (offset, what) in [
             (self.profile.state.dict_main_table, "vm.dict_main.map.table"),
-            (
-                self.profile.state.loaded_modules_table,
-                "vm.mp_loaded_modules_dict.map.table",
-            ),
+            (self.profile.state.loaded_modules_table, "vm.mp_loaded_modules_dict.map.table"),
         ] {
             let p = mem.word(state + offset, what)?;
             if let Some(tb) = heap.head(p) {
                 give(&mut roles, tb, Kind::MapTable);
             } else if p != 0 && in_ram(p) {
-                report.notes.push(format!(
-                    "{what} points at 0x{p:08x}, which is not an allocated block"
-                ));
+                report.notes.push(format!("{what} points at 0x{p:08x}, which is not an allocated block"));
             }
         }
         if let Some(base) = self.profile.state.readline_hist {
@@ -453,14 +427,10 @@ impl<'f> Decoder<'f> {
         // Qstrs in RAM pools, and the chunks holding their data.
         for h in &ram_pools {
             let Some(pi) = heap.head(h.address) else {
-                report.notes.push(format!(
-                    "qstr pool 0x{:08x} is not an allocated block",
-                    h.address
-                ));
+                report.notes.push(format!("qstr pool 0x{:08x} is not an allocated block", h.address));
                 continue;
             };
-            let capacity = (bytes_of(pi).len() as u64 / word)
-                .saturating_sub(objects.qstr_pool_header_words as u64);
+            let capacity = (bytes_of(pi).len() as u64 / word).saturating_sub(objects.qstr_pool_header_words as u64);
             for (id, ptr) in qstrs.entries(h, capacity) {
                 let chunk = heap.containing(ptr);
                 if let Some(ci) = chunk {
@@ -486,8 +456,7 @@ impl<'f> Decoder<'f> {
         let mut preludes: Vec<Option<Prelude>> = vec![None; allocs.len()];
         for i in 0..allocs.len() {
             if kinds[i] == Kind::Type {
-                names[i] =
-                    word_at(bytes_of(i), objects.type_name_word as u64).and_then(|q| qstrs.text(q));
+                names[i] = word_at(bytes_of(i), objects.type_name_word as u64).and_then(|q| qstrs.text(q));
             }
         }
         for i in 0..allocs.len() {
@@ -571,15 +540,10 @@ impl<'f> Decoder<'f> {
         }
 
         let finaliser = |b: u64| -> bool {
-            ftb.and_then(|t| t.get((b / 8) as usize))
-                .is_some_and(|byte| (byte >> (b % 8)) & 1 == 1)
+            ftb.and_then(|t| t.get((b / 8) as usize)).is_some_and(|byte| (byte >> (b % 8)) & 1 == 1)
         };
         for (i, a) in allocs.iter().enumerate() {
-            let kind = if roles[i] != Kind::Unknown {
-                roles[i]
-            } else {
-                kinds[i]
-            };
+            let kind = if roles[i] != Kind::Unknown { roles[i] } else { kinds[i] };
             let has_finaliser = finaliser(a.start_block);
             report.finaliser_blocks += has_finaliser as u64;
             report.blocks.push(BlockRow {
@@ -601,11 +565,7 @@ impl<'f> Decoder<'f> {
     /// An `mp_obj_t` as the reference prints a dict key: small ints in decimal,
     /// qstrs as their text, anything else as a hex address.
     pub fn format_object(&self, obj: u64, qstrs: &mut qstr::QstrReader) -> String {
-        match self
-            .profile
-            .object_repr
-            .decode(obj, self.profile.heap.word_bytes)
-        {
+        match self.profile.object_repr.decode(obj, self.profile.heap.word_bytes) {
             Immediate::SmallInt(v) => v.to_string(),
             Immediate::Qstr(q) => qstrs.text(q).unwrap_or_else(|| format!("<qstr {q}>")),
             Immediate::Object(p) => format!("0x{p:08x}"),

@@ -64,18 +64,8 @@ impl<'m> QstrReader<'m> {
     }
 
     fn header(&self, address: u64) -> Option<PoolHeader> {
-        let w = |i: u64| {
-            self.mem
-                .word(address + i * self.word, "qstr pool header")
-                .ok()
-        };
-        Some(PoolHeader {
-            address,
-            prev: w(0)?,
-            total_prev_len: w(1)?,
-            alloc: w(2)?,
-            len: w(3)?,
-        })
+        let w = |i: u64| self.mem.word(address + i * self.word, "qstr pool header").ok();
+        Some(PoolHeader { address, prev: w(0)?, total_prev_len: w(1)?, alloc: w(2)?, len: w(3)? })
     }
 
     /// Address of entry `i` of the pool at `pool`.
@@ -89,28 +79,16 @@ impl<'m> QstrReader<'m> {
     /// purpose so the first RAM pool gets a sensible size.
     pub fn entries(&self, h: &PoolHeader, max_entries: u64) -> Vec<(u64, u64)> {
         let n = h.len.min(max_entries);
-        (0..n)
-            .filter_map(|i| Some((h.total_prev_len.checked_add(i)?, self.entry(h.address, i)?)))
-            .collect()
+        (0..n).filter_map(|i| Some((h.total_prev_len.checked_add(i)?, self.entry(h.address, i)?))).collect()
     }
 
     /// Hash, length prefix and bytes of the qstr stored at `address`.
     pub fn data_at(&self, address: u64) -> Option<QstrData> {
-        let prefix = self
-            .mem
-            .bytes(address, self.hash_bytes + self.len_bytes, "qstr data")
-            .ok()?;
+        let prefix = self.mem.bytes(address, self.hash_bytes + self.len_bytes, "qstr data").ok()?;
         let hash = le_word(prefix.get(..self.hash_bytes as usize)?);
         let len = le_word(prefix.get(self.hash_bytes as usize..)?);
-        let text = self
-            .mem
-            .bytes(address + self.hash_bytes + self.len_bytes, len, "qstr data")
-            .ok()?;
-        Some(QstrData {
-            address,
-            hash,
-            text: text.to_vec(),
-        })
+        let text = self.mem.bytes(address + self.hash_bytes + self.len_bytes, len, "qstr data").ok()?;
+        Some(QstrData { address, hash, text: text.to_vec() })
     }
 
     /// Text of qstr `id`, found in the pool whose range holds it.

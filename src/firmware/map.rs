@@ -29,9 +29,7 @@ const SKIP_SECTIONS: [&str; 9] = [
 
 /// Parses `0x…` hex as the map prints it; anything else is not a number here.
 fn hex(token: &str) -> Option<u64> {
-    let digits = token
-        .strip_prefix("0x")
-        .or_else(|| token.strip_prefix("0X"))?;
+    let digits = token.strip_prefix("0x").or_else(|| token.strip_prefix("0X"))?;
     u64::from_str_radix(digits, 16).ok()
 }
 
@@ -42,18 +40,13 @@ fn is_hex(token: &str) -> bool {
 /// The symbol an input section defines: `.bss.heap.lto_priv.0` → `heap`,
 /// `.text.gc_alloc` → `gc_alloc`. `None` for sections that define no named object.
 pub fn section_symbol(section: &str) -> Option<&str> {
-    let rest = SECTION_PREFIXES
-        .iter()
-        .find_map(|p| section.strip_prefix(p))?;
+    let rest = SECTION_PREFIXES.iter().find_map(|p| section.strip_prefix(p))?;
     let rest = match rest.find(".lto_priv.") {
         Some(i) => &rest[..i],
         None => rest,
     };
     // Merged strings/constants (`.rodata.str1.4`, `.rodata.cst8`) are not objects.
-    let merged = |p: &str| {
-        rest.strip_prefix(p)
-            .is_some_and(|t| t.starts_with(|c: char| c.is_ascii_digit()))
-    };
+    let merged = |p: &str| rest.strip_prefix(p).is_some_and(|t| t.starts_with(|c: char| c.is_ascii_digit()));
     if rest.is_empty() || merged("str") || merged("cst") {
         return None;
     }
@@ -137,9 +130,7 @@ fn parse_memory_line(parts: &[&str], pending: &mut Option<String>, table: &mut S
             *pending = None;
         }
         // One-line input section: `.bss.name 0xADDR 0xSIZE file`.
-        [section, addr, size, _file]
-            if !SKIP_SECTIONS.contains(section) && is_hex(addr) && is_hex(size) =>
-        {
+        [section, addr, size, _file] if !SKIP_SECTIONS.contains(section) && is_hex(addr) && is_hex(size) => {
             if let Some(name) = section_symbol(section) {
                 table.add(name, hex(addr), hex(size));
             }

@@ -26,23 +26,12 @@ impl InputPaths {
         match args {
             [dir] if dir.is_dir() => Self::from_dir(dir),
             [ram, flash, map] => {
-                for (p, what) in [
-                    (ram, "a RAM dump"),
-                    (flash, "a flash image"),
-                    (map, "a GNU ld map"),
-                ] {
+                for (p, what) in [(ram, "a RAM dump"), (flash, "a flash image"), (map, "a GNU ld map")] {
                     if !p.is_file() {
-                        return Err(Error::MissingInput {
-                            path: p.clone(),
-                            expected: what,
-                        });
+                        return Err(Error::MissingInput { path: p.clone(), expected: what });
                     }
                 }
-                Ok(InputPaths {
-                    ram: ram.clone(),
-                    flash: flash.clone(),
-                    map: map.clone(),
-                })
+                Ok(InputPaths { ram: ram.clone(), flash: flash.clone(), map: map.clone() })
             }
             [one] => Err(Error::MissingInput {
                 path: one.clone(),
@@ -64,27 +53,16 @@ impl InputPaths {
             .collect();
         files.sort();
         let with_ext = |ext: &str| -> Vec<PathBuf> {
-            files
-                .iter()
-                .filter(|p| p.extension().is_some_and(|e| e == ext))
-                .cloned()
-                .collect()
+            files.iter().filter(|p| p.extension().is_some_and(|e| e == ext)).cloned().collect()
         };
         let one = |mut found: Vec<PathBuf>, what: &'static str| -> Result<PathBuf> {
             match found.len() {
                 1 => Ok(found.remove(0)),
-                0 => Err(Error::MissingInput {
-                    path: dir.to_path_buf(),
-                    expected: what,
-                }),
+                0 => Err(Error::MissingInput { path: dir.to_path_buf(), expected: what }),
                 _ => Err(Error::AmbiguousInput {
                     dir: dir.to_path_buf(),
                     what,
-                    found: found
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    found: found.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
                 }),
             }
         };
@@ -94,22 +72,11 @@ impl InputPaths {
         };
         let flash = match named("firmware.bin") {
             Some(p) => p,
-            None => {
-                return Err(Error::MissingInput {
-                    path: dir.join("firmware.bin"),
-                    expected: "the flash image",
-                })
-            }
+            None => return Err(Error::MissingInput { path: dir.join("firmware.bin"), expected: "the flash image" }),
         };
         let ram = match named("ram.bin") {
             Some(p) => p,
-            None => one(
-                with_ext("bin")
-                    .into_iter()
-                    .filter(|p| *p != flash)
-                    .collect(),
-                "ram.bin (the RAM dump)",
-            )?,
+            None => one(with_ext("bin").into_iter().filter(|p| *p != flash).collect(), "ram.bin (the RAM dump)")?,
         };
         Ok(InputPaths { ram, flash, map })
     }
@@ -160,12 +127,7 @@ impl Firmware {
         Self::from_parts(symbols, flash, map_path, profile)
     }
 
-    pub fn from_parts(
-        symbols: SymbolTable,
-        flash: Vec<u8>,
-        map_path: &Path,
-        profile: &Profile,
-    ) -> Result<Self> {
+    pub fn from_parts(symbols: SymbolTable, flash: Vec<u8>, map_path: &Path, profile: &Profile) -> Result<Self> {
         let names = &profile.symbols;
         let need = |symbol: &str, purpose: &'static str| -> Result<&Symbol> {
             symbols.get(symbol).ok_or_else(|| Error::MissingSymbol {
@@ -175,22 +137,14 @@ impl Firmware {
             })
         };
         let address = |symbol: &str, purpose: &'static str| -> Result<u64> {
-            need(symbol, purpose)?
-                .address
-                .ok_or_else(|| Error::SymbolWithoutAddress {
-                    map: map_path.to_path_buf(),
-                    symbol: symbol.to_string(),
-                    purpose,
-                })
+            need(symbol, purpose)?.address.ok_or_else(|| Error::SymbolWithoutAddress {
+                map: map_path.to_path_buf(),
+                symbol: symbol.to_string(),
+                purpose,
+            })
         };
-        let ram_start = address(
-            &names.ram_start,
-            "the start of RAM, where each snapshot begins",
-        )?;
-        let ram_end = address(
-            &names.ram_end,
-            "the end of RAM, which fixes the snapshot size",
-        )?;
+        let ram_start = address(&names.ram_start, "the start of RAM, where each snapshot begins")?;
+        let ram_end = address(&names.ram_end, "the end of RAM, which fixes the snapshot size")?;
         if ram_end <= ram_start {
             return Err(Error::BadRamBounds {
                 map: map_path.to_path_buf(),
@@ -200,18 +154,13 @@ impl Firmware {
                 end: ram_end,
             });
         }
-        let flash_base = address(
-            &names.flash_start,
-            "the address where the flash image starts",
-        )?;
+        let flash_base = address(&names.flash_start, "the address where the flash image starts")?;
         let heap_start = address(&names.heap, "the GC heap's start")?;
-        let heap_bytes = need(&names.heap, "the GC heap's size")?
-            .size
-            .ok_or_else(|| Error::SymbolWithoutAddress {
-                map: map_path.to_path_buf(),
-                symbol: format!("{} (size)", names.heap),
-                purpose: "the GC heap's size",
-            })?;
+        let heap_bytes = need(&names.heap, "the GC heap's size")?.size.ok_or_else(|| Error::SymbolWithoutAddress {
+            map: map_path.to_path_buf(),
+            symbol: format!("{} (size)", names.heap),
+            purpose: "the GC heap's size",
+        })?;
         let heap_end = heap_start.saturating_add(heap_bytes);
         if heap_start < ram_start || heap_end > ram_end {
             return Err(Error::HeapOutsideRam {
@@ -223,14 +172,8 @@ impl Firmware {
                 ram_end,
             });
         }
-        let state = need(
-            &names.state,
-            "the interpreter state (qstr pools, root pointers)",
-        )?;
-        let state_address = address(
-            &names.state,
-            "the interpreter state (qstr pools, root pointers)",
-        )?;
+        let state = need(&names.state, "the interpreter state (qstr pools, root pointers)")?;
+        let state_address = address(&names.state, "the interpreter state (qstr pools, root pointers)")?;
         let state_bytes = state.size;
         let state_end = state_address.saturating_add(state_bytes.unwrap_or(0));
         if state_address < ram_start || state_end > ram_end {
@@ -271,11 +214,8 @@ impl Firmware {
             .map(|(offset, name)| (format!("{}+{}", names.state, offset), name))
             .collect();
         let flash_end = flash_base.saturating_add(flash.len() as u64);
-        let flash_names = symbols
-            .names_by_address()
-            .into_iter()
-            .filter(|(a, _)| *a >= flash_base && *a < flash_end)
-            .collect();
+        let flash_names =
+            symbols.names_by_address().into_iter().filter(|(a, _)| *a >= flash_base && *a < flash_end).collect();
         Ok(Firmware {
             symbols,
             flash_base,

@@ -50,11 +50,7 @@ impl SymbolTable {
                 let old = &self.symbols[idx];
                 if let (Some(new), Some(kept)) = (address, old.address) {
                     if new != kept {
-                        self.conflicts.push(Conflict {
-                            name: name.to_string(),
-                            kept,
-                            ignored: new,
-                        });
+                        self.conflicts.push(Conflict { name: name.to_string(), kept, ignored: new });
                         return;
                     }
                 }
@@ -62,11 +58,7 @@ impl SymbolTable {
             }
             None => {
                 let idx = self.symbols.len();
-                self.symbols.push(Symbol {
-                    name: name.to_string(),
-                    address: None,
-                    size: None,
-                });
+                self.symbols.push(Symbol { name: name.to_string(), address: None, size: None });
                 self.by_name.insert(name.to_string(), idx);
                 (address, size, idx)
             }
@@ -75,11 +67,7 @@ impl SymbolTable {
         self.symbols[idx].size = size;
         if let Some(address) = address {
             let span = size.filter(|s| *s > 0).unwrap_or(4);
-            self.definitions.push(Definition {
-                address,
-                span,
-                symbol: idx,
-            });
+            self.definitions.push(Definition { address, span, symbol: idx });
         }
     }
 
@@ -114,11 +102,7 @@ impl SymbolTable {
                 continue;
             }
             // First step of this definition at or after `lo`.
-            let first = if d.address >= lo {
-                0
-            } else {
-                (lo - d.address).div_ceil(4) * 4
-            };
+            let first = if d.address >= lo { 0 } else { (lo - d.address).div_ceil(4) * 4 };
             let mut offset = first;
             while offset < d.span && d.address + offset < hi {
                 names.insert(d.address + offset, (d.symbol as u32, offset));
@@ -136,8 +120,7 @@ impl SymbolTable {
         for s in &self.symbols {
             if let Some(a) = s.address {
                 match out.get(&a) {
-                    Some(existing)
-                        if existing.starts_with("mp_type_") || !s.name.starts_with("mp_type_") => {}
+                    Some(existing) if existing.starts_with("mp_type_") || !s.name.starts_with("mp_type_") => {}
                     _ => {
                         out.insert(a, s.name.clone());
                     }
@@ -148,10 +131,7 @@ impl SymbolTable {
     }
 
     pub fn name_of(&self, idx: u32) -> &str {
-        self.symbols
-            .get(idx as usize)
-            .map(|s| s.name.as_str())
-            .unwrap_or("?")
+        self.symbols.get(idx as usize).map(|s| s.name.as_str()).unwrap_or("?")
     }
 }
 
@@ -180,11 +160,7 @@ mod tests {
         assert_eq!(t.address_of("big"), Some(0x100));
         assert_eq!(t.conflicts.len(), 1);
         let names = t.address_names(0, 0x1000);
-        let name = |a| {
-            names
-                .lookup(a)
-                .map(|(i, o)| format!("{}+{}", t.name_of(i), o))
-        };
+        let name = |a| names.lookup(a).map(|(i, o)| format!("{}+{}", t.name_of(i), o));
         assert_eq!(name(0x100).as_deref(), Some("big+0"));
         assert_eq!(name(0x104).as_deref(), Some("inner+0"));
         assert_eq!(name(0x108).as_deref(), Some("inner+4"));

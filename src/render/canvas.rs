@@ -14,11 +14,7 @@ pub const GLYPH: u32 = 8;
 
 impl Canvas {
     pub fn new(width: u32, height: u32, fill: u8) -> Self {
-        Canvas {
-            width,
-            height,
-            pixels: vec![fill; width as usize * height as usize],
-        }
+        Canvas { width, height, pixels: vec![fill; width as usize * height as usize] }
     }
 
     pub fn get(&self, x: u32, y: u32) -> Option<u8> {
@@ -62,11 +58,7 @@ impl Canvas {
     pub fn text(&mut self, x: u32, y: u32, text: &str, colour: u8) -> u32 {
         let mut cx = x;
         for ch in text.chars() {
-            let code = if ch.is_ascii() {
-                ch as usize
-            } else {
-                '?' as usize
-            };
+            let code = if ch.is_ascii() { ch as usize } else { '?' as usize };
             let glyph = font8x8::legacy::BASIC_LEGACY[code];
             for (row, bits) in glyph.iter().enumerate() {
                 for col in 0..8u32 {

@@ -35,11 +35,7 @@ fn escape(s: &str) -> String {
 
 fn wrapped(text: &str) -> String {
     let chars: Vec<char> = text.chars().take(MAX_TEXT).collect();
-    chars
-        .chunks(WRAP)
-        .map(|c| escape(&c.iter().collect::<String>()))
-        .collect::<Vec<_>>()
-        .join("<br/>")
+    chars.chunks(WRAP).map(|c| escape(&c.iter().collect::<String>())).collect::<Vec<_>>().join("<br/>")
 }
 
 fn node_id(address: u64) -> String {
@@ -68,27 +64,12 @@ pub fn ownership_dot(r: &SnapshotReport) -> String {
 
     let mut out = String::new();
     let _ = writeln!(out, "digraph heap_ownership_{} {{", r.index);
-    let _ = writeln!(
-        out,
-        "  graph [rankdir=LR, fontname=\"monospace\", label=\"snapshot {}\"];",
-        r.index
-    );
-    let _ = writeln!(
-        out,
-        "  node [shape=plaintext, fontname=\"monospace\", fontsize=10];"
-    );
+    let _ = writeln!(out, "  graph [rankdir=LR, fontname=\"monospace\", label=\"snapshot {}\"];", r.index);
+    let _ = writeln!(out, "  node [shape=plaintext, fontname=\"monospace\", fontsize=10];");
     for b in &r.blocks {
         let colour = b.kind.reference_colour();
-        let head = format!(
-            "0x{:08x} {} {}B",
-            b.address,
-            b.kind.name(),
-            b.blocks * r.geometry.bytes_per_block
-        );
-        let mut rows = format!(
-            "<tr><td port=\"h\" colspan=\"2\">{}</td></tr>",
-            escape(&head)
-        );
+        let head = format!("0x{:08x} {} {}B", b.address, b.kind.name(), b.blocks * r.geometry.bytes_per_block);
+        let mut rows = format!("<tr><td port=\"h\" colspan=\"2\">{}</td></tr>", escape(&head));
         if let Some(n) = &b.name {
             let _ = write!(rows, "<tr><td colspan=\"2\">{}</td></tr>", escape(n));
         }
@@ -100,20 +81,12 @@ pub fn ownership_dot(r: &SnapshotReport) -> String {
             }
             Kind::QstrChunk => {
                 if let Some(q) = chunks.get(&b.address) {
-                    let _ = write!(
-                        rows,
-                        "<tr><td colspan=\"2\">{}</td></tr>",
-                        wrapped(&q.join("  "))
-                    );
+                    let _ = write!(rows, "<tr><td colspan=\"2\">{}</td></tr>", wrapped(&q.join("  ")));
                 }
             }
             Kind::MapTable => {
                 for (w, k) in keys.get(&b.address).into_iter().flatten() {
-                    let _ = write!(
-                        rows,
-                        "<tr><td port=\"w{w}\" colspan=\"2\">{}</td></tr>",
-                        escape(k)
-                    );
+                    let _ = write!(rows, "<tr><td port=\"w{w}\" colspan=\"2\">{}</td></tr>", escape(k));
                 }
             }
             _ => {}
@@ -146,11 +119,7 @@ pub fn ownership_dot(r: &SnapshotReport) -> String {
         }
     }
     for (i, (name, targets)) in roots.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "  r{i} [shape=box, style=rounded, label=\"{}\"];",
-            name.replace('"', "'")
-        );
+        let _ = writeln!(out, "  r{i} [shape=box, style=rounded, label=\"{}\"];", name.replace('"', "'"));
         for t in targets {
             let _ = writeln!(out, "  r{i} -> {}:h;", node_id(*t));
         }
@@ -161,11 +130,7 @@ pub fn ownership_dot(r: &SnapshotReport) -> String {
 
 /// Runs `dot` to render `dot_text` into `out` (format from its extension: svg, png, pdf).
 pub fn render_with_dot(dot_text: &str, out: &Path) -> Result<()> {
-    let format = out
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("svg")
-        .to_ascii_lowercase();
+    let format = out.extension().and_then(|e| e.to_str()).unwrap_or("svg").to_ascii_lowercase();
     let mut child = Command::new("dot")
         .arg(format!("-T{format}"))
         .arg("-o")
@@ -178,17 +143,12 @@ pub fn render_with_dot(dot_text: &str, out: &Path) -> Result<()> {
             message: "rendering needs Graphviz's `dot` on PATH (Debian/Ubuntu: apt-get install graphviz); the .dot file was written".into(),
         })?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(dot_text.as_bytes())
-            .map_err(|e| Error::io(out, e))?;
+        stdin.write_all(dot_text.as_bytes()).map_err(|e| Error::io(out, e))?;
     }
     let o = child.wait_with_output().map_err(|e| Error::io(out, e))?;
     if !o.status.success() {
         let msg = String::from_utf8_lossy(&o.stderr);
-        return Err(Error::Movie {
-            path: out.into(),
-            message: format!("dot failed: {}", msg.trim()),
-        });
+        return Err(Error::Movie { path: out.into(), message: format!("dot failed: {}", msg.trim()) });
     }
     Ok(())
 }

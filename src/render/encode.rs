@@ -17,10 +17,7 @@ fn flat_palette() -> Vec<u8> {
 }
 
 fn movie_error(path: &Path, message: impl Into<String>) -> Error {
-    Error::Movie {
-        path: path.into(),
-        message: message.into(),
-    }
+    Error::Movie { path: path.into(), message: message.into() }
 }
 
 /// An indexed PNG of one frame.
@@ -32,11 +29,8 @@ pub fn png_bytes(canvas: &Canvas) -> Result<Vec<u8>> {
         e.set_depth(png::BitDepth::Eight);
         e.set_palette(flat_palette());
         e.set_compression(png::Compression::Fast);
-        let mut w = e
-            .write_header()
-            .map_err(|e| movie_error(Path::new("frame.png"), e.to_string()))?;
-        w.write_image_data(&canvas.pixels)
-            .map_err(|e| movie_error(Path::new("frame.png"), e.to_string()))?;
+        let mut w = e.write_header().map_err(|e| movie_error(Path::new("frame.png"), e.to_string()))?;
+        w.write_image_data(&canvas.pixels).map_err(|e| movie_error(Path::new("frame.png"), e.to_string()))?;
     }
     Ok(out)
 }
@@ -68,20 +62,12 @@ pub enum MovieFormat {
 
 impl MovieFormat {
     pub fn from_path(path: &Path) -> Result<Self> {
-        match path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
+        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
             Some("gif") => Ok(MovieFormat::Gif),
             Some("png") | Some("apng") => Ok(MovieFormat::Apng),
             Some("mp4") => Ok(MovieFormat::Mp4),
             Some("webm") => Ok(MovieFormat::WebM),
-            _ => Err(movie_error(
-                path,
-                "unknown movie format: use .gif, .png (APNG), .mp4 or .webm",
-            )),
+            _ => Err(movie_error(path, "unknown movie format: use .gif, .png (APNG), .mp4 or .webm")),
         }
     }
 
@@ -137,16 +123,10 @@ impl GifMovie {
         let file = File::create(&spec.path).map_err(|e| Error::io(&spec.path, e))?;
         let mut encoder = gif::Encoder::new(BufWriter::new(file), w, h, &flat_palette())
             .map_err(|e| movie_error(&spec.path, e.to_string()))?;
-        encoder
-            .set_repeat(gif::Repeat::Infinite)
-            .map_err(|e| movie_error(&spec.path, e.to_string()))?;
+        encoder.set_repeat(gif::Repeat::Infinite).map_err(|e| movie_error(&spec.path, e.to_string()))?;
         // GIF delays are in hundredths of a second; 2 is the shortest browsers honour.
         let centiseconds_per_frame = (100 / spec.fps.max(1)).clamp(2, u16::MAX as u32) as u16;
-        Ok(GifMovie {
-            path: spec.path.clone(),
-            encoder,
-            centiseconds_per_frame,
-        })
+        Ok(GifMovie { path: spec.path.clone(), encoder, centiseconds_per_frame })
     }
 }
 
@@ -157,17 +137,12 @@ impl MovieWriter for GifMovie {
         f.height = frame.height as u16;
         f.delay = self.centiseconds_per_frame;
         f.buffer = std::borrow::Cow::Borrowed(&frame.pixels);
-        self.encoder
-            .write_frame(&f)
-            .map_err(|e| movie_error(&self.path, e.to_string()))
+        self.encoder.write_frame(&f).map_err(|e| movie_error(&self.path, e.to_string()))
     }
 
     fn finish(self: Box<Self>) -> Result<()> {
         let path = self.path.clone();
-        let mut out = self
-            .encoder
-            .into_inner()
-            .map_err(|e| movie_error(&path, e.to_string()))?;
+        let mut out = self.encoder.into_inner().map_err(|e| movie_error(&path, e.to_string()))?;
         out.flush().map_err(|e| Error::io(&path, e))
     }
 }
@@ -187,31 +162,23 @@ impl ApngMovie {
         e.set_depth(png::BitDepth::Eight);
         e.set_palette(flat_palette());
         e.set_compression(png::Compression::Fast);
-        let frames = u32::try_from(spec.frames.max(1))
-            .map_err(|_| movie_error(&spec.path, "too many frames for APNG"))?;
+        let frames =
+            u32::try_from(spec.frames.max(1)).map_err(|_| movie_error(&spec.path, "too many frames for APNG"))?;
         e.set_animated(frames, 0).map_err(err)?;
-        e.set_frame_delay(1, spec.fps.clamp(1, u16::MAX as u32) as u16)
-            .map_err(err)?;
+        e.set_frame_delay(1, spec.fps.clamp(1, u16::MAX as u32) as u16).map_err(err)?;
         let writer = e.write_header().map_err(err)?;
-        Ok(ApngMovie {
-            path: spec.path.clone(),
-            writer,
-        })
+        Ok(ApngMovie { path: spec.path.clone(), writer })
     }
 }
 
 impl MovieWriter for ApngMovie {
     fn push(&mut self, frame: &Canvas) -> Result<()> {
-        self.writer
-            .write_image_data(&frame.pixels)
-            .map_err(|e| movie_error(&self.path, e.to_string()))
+        self.writer.write_image_data(&frame.pixels).map_err(|e| movie_error(&self.path, e.to_string()))
     }
 
     fn finish(self: Box<Self>) -> Result<()> {
         let path = self.path.clone();
-        self.writer
-            .finish()
-            .map_err(|e| movie_error(&path, e.to_string()))
+        self.writer.finish().map_err(|e| movie_error(&path, e.to_string()))
     }
 }
 
@@ -227,38 +194,14 @@ pub struct FfmpegMovie {
 impl FfmpegMovie {
     fn spawn(spec: &MovieSpec, format: MovieFormat) -> Result<Self> {
         let codec: &[&str] = match format {
-            MovieFormat::WebM => &[
-                "-c:v",
-                "libvpx-vp9",
-                "-deadline",
-                "realtime",
-                "-cpu-used",
-                "8",
-                "-b:v",
-                "0",
-                "-crf",
-                "35",
-            ],
+            MovieFormat::WebM => {
+                &["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "0", "-crf", "35"]
+            }
             _ => &["-c:v", "libx264", "-preset", "veryfast", "-crf", "20"],
         };
         let mut child = Command::new("ffmpeg")
-            .args([
-                "-y",
-                "-loglevel",
-                "error",
-                "-f",
-                "rawvideo",
-                "-pix_fmt",
-                "rgb24",
-            ])
-            .args([
-                "-s",
-                &format!("{}x{}", spec.width, spec.height),
-                "-r",
-                &spec.fps.max(1).to_string(),
-                "-i",
-                "-",
-            ])
+            .args(["-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24"])
+            .args(["-s", &format!("{}x{}", spec.width, spec.height), "-r", &spec.fps.max(1).to_string(), "-i", "-"])
             .args(codec)
             .args(["-pix_fmt", "yuv420p"])
             .arg(&spec.path)
@@ -267,54 +210,32 @@ impl FfmpegMovie {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| movie_error(&spec.path, format!("cannot start ffmpeg: {e}")))?;
-        let stdin = child
-            .stdin
-            .take()
-            .map(|s| BufWriter::with_capacity(1 << 20, s));
-        Ok(FfmpegMovie {
-            path: spec.path.clone(),
-            child: Some(child),
-            stdin,
-            rgb: Vec::new(),
-            palette: palette::rgb(),
-        })
+        let stdin = child.stdin.take().map(|s| BufWriter::with_capacity(1 << 20, s));
+        Ok(FfmpegMovie { path: spec.path.clone(), child: Some(child), stdin, rgb: Vec::new(), palette: palette::rgb() })
     }
 }
 
 impl MovieWriter for FfmpegMovie {
     fn push(&mut self, frame: &Canvas) -> Result<()> {
         self.rgb.clear();
-        self.rgb.extend(
-            frame
-                .pixels
-                .iter()
-                .flat_map(|i| self.palette.get(*i as usize).copied().unwrap_or([0; 3])),
-        );
+        self.rgb.extend(frame.pixels.iter().flat_map(|i| self.palette.get(*i as usize).copied().unwrap_or([0; 3])));
         let Some(stdin) = self.stdin.as_mut() else {
             return Ok(());
         };
-        stdin
-            .write_all(&self.rgb)
-            .map_err(|e| movie_error(&self.path, format!("ffmpeg stopped reading: {e}")))
+        stdin.write_all(&self.rgb).map_err(|e| movie_error(&self.path, format!("ffmpeg stopped reading: {e}")))
     }
 
     fn finish(mut self: Box<Self>) -> Result<()> {
         if let Some(mut s) = self.stdin.take() {
-            s.flush()
-                .map_err(|e| movie_error(&self.path, format!("ffmpeg stopped reading: {e}")))?;
+            s.flush().map_err(|e| movie_error(&self.path, format!("ffmpeg stopped reading: {e}")))?;
         }
         let Some(child) = self.child.take() else {
             return Ok(());
         };
-        let out = child
-            .wait_with_output()
-            .map_err(|e| Error::io(&self.path, e))?;
+        let out = child.wait_with_output().map_err(|e| Error::io(&self.path, e))?;
         if !out.status.success() {
             let msg = String::from_utf8_lossy(&out.stderr);
-            return Err(movie_error(
-                &self.path,
-                format!("ffmpeg failed: {}", msg.lines().last().unwrap_or("")),
-            ));
+            return Err(movie_error(&self.path, format!("ffmpeg failed: {}", msg.lines().last().unwrap_or(""))));
         }
         Ok(())
     }

@@ -54,17 +54,11 @@ pub fn header_lines(r: &SnapshotReport, run: &str) -> [String; 2] {
     let g = &r.gc_info;
     let bpb = r.geometry.bytes_per_block;
     let largest = g.max_free * bpb;
-    let frag = if g.free > 0 {
-        format!("{:.1}%", 100.0 * (1.0 - largest as f64 / g.free as f64))
-    } else {
-        "-".to_string()
-    };
+    let frag =
+        if g.free > 0 { format!("{:.1}%", 100.0 * (1.0 - largest as f64 / g.free as f64)) } else { "-".to_string() };
     [
         format!("snapshot {}  {run}", r.index),
-        format!(
-            "used {} B  free {} B  largest free {} B  fragmentation {frag}",
-            g.used, g.free, largest
-        ),
+        format!("used {} B  free {} B  largest free {} B  fragmentation {frag}", g.used, g.free, largest),
     ]
 }
 
@@ -102,12 +96,7 @@ impl FrameLayout {
             points: chart.len() as u64,
             background: Canvas::new(width, height, palette::BACKGROUND),
         };
-        layout.draw_background(
-            legend_y,
-            per_row,
-            chart,
-            geometry.pool_end - geometry.pool_start,
-        );
+        layout.draw_background(legend_y, per_row, chart, geometry.pool_end - geometry.pool_start);
         layout
     }
 
@@ -116,28 +105,17 @@ impl FrameLayout {
     pub fn block_origin(&self, b: u64) -> (u32, u32) {
         let col = (b / BLOCKS_PER_COLUMN) as u32;
         let row = (b % BLOCKS_PER_COLUMN) as u32;
-        (
-            self.map_x + col * self.cell_w,
-            self.map_y + row * self.cell_h,
-        )
+        (self.map_x + col * self.cell_w, self.map_y + row * self.cell_h)
     }
 
     /// The chart's x for a snapshot of the run.
     pub fn chart_x_of(&self, snapshot: u64) -> u32 {
-        let i = snapshot
-            .saturating_sub(self.first_snapshot)
-            .min(self.points.saturating_sub(1));
+        let i = snapshot.saturating_sub(self.first_snapshot).min(self.points.saturating_sub(1));
         let span = self.points.saturating_sub(1).max(1);
         self.chart_x + (i * (self.chart_w as u64 - 1) / span) as u32
     }
 
-    fn draw_background(
-        &mut self,
-        legend_y: u32,
-        per_row: u32,
-        chart: &[ChartPoint],
-        pool_bytes: u64,
-    ) {
+    fn draw_background(&mut self, legend_y: u32, per_row: u32, chart: &[ChartPoint], pool_bytes: u64) {
         let c = &mut self.background;
         // Legend.
         for (i, k) in Kind::ALL.iter().enumerate() {
@@ -152,18 +130,9 @@ impl FrameLayout {
         for b in 0..self.blocks {
             let col = (b / BLOCKS_PER_COLUMN) as u32;
             let row = (b % BLOCKS_PER_COLUMN) as u32;
-            let (x, y) = (
-                self.map_x + col * self.cell_w,
-                self.map_y + row * self.cell_h,
-            );
+            let (x, y) = (self.map_x + col * self.cell_w, self.map_y + row * self.cell_h);
             c.frame_rect(x, y, self.cell_w + 1, self.cell_h + 1, palette::GRID);
-            c.fill_rect(
-                x + 1,
-                y + 1,
-                self.cell_w - 1,
-                self.cell_h - 1,
-                palette::FREE,
-            );
+            c.fill_rect(x + 1, y + 1, self.cell_w - 1, self.cell_h - 1, palette::FREE);
         }
         // Strip chart.
         let label_y = self.chart_y - LINE;
@@ -171,30 +140,13 @@ impl FrameLayout {
         let x = c.text(x, label_y, " and ", palette::TEXT);
         let x = c.text(x, label_y, "largest free run", palette::CHART_LARGEST);
         if let (Some(a), Some(b)) = (chart.first(), chart.last()) {
-            c.text(
-                x,
-                label_y,
-                &format!(" over snapshots {}..={}", a.snapshot, b.snapshot),
-                palette::TEXT,
-            );
+            c.text(x, label_y, &format!(" over snapshots {}..={}", a.snapshot, b.snapshot), palette::TEXT);
         }
-        c.fill_rect(
-            self.chart_x,
-            self.chart_y,
-            self.chart_w,
-            self.chart_h,
-            palette::CHART_BG,
-        );
-        c.hline(
-            self.chart_x,
-            self.chart_y + self.chart_h - 1,
-            self.chart_w,
-            palette::CHART_AXIS,
-        );
+        c.fill_rect(self.chart_x, self.chart_y, self.chart_w, self.chart_h, palette::CHART_BG);
+        c.hline(self.chart_x, self.chart_y + self.chart_h - 1, self.chart_w, palette::CHART_AXIS);
         let max = pool_bytes.max(1);
         let (chart_y, chart_h) = (self.chart_y, self.chart_h);
-        let y_of =
-            |v: u64| chart_y + chart_h - 1 - ((v.min(max) * (chart_h as u64 - 2)) / max) as u32;
+        let y_of = |v: u64| chart_y + chart_h - 1 - ((v.min(max) * (chart_h as u64 - 2)) / max) as u32;
         let xs: Vec<u32> = chart.iter().map(|p| self.chart_x_of(p.snapshot)).collect();
         let c = &mut self.background;
         for (series, colour) in [(0usize, palette::CHART_FREE), (1, palette::CHART_LARGEST)] {
@@ -234,18 +186,8 @@ impl FrameLayout {
     /// A frame for a snapshot that could not be decoded: the empty layout and the error.
     pub fn render_error(&self, index: u64, message: &str) -> Canvas {
         let mut c = self.background.clone();
-        c.text(
-            MARGIN,
-            self.header_y,
-            &format!("snapshot {index}"),
-            palette::TEXT,
-        );
-        c.text(
-            MARGIN,
-            self.header_y + LINE,
-            &format!("error: {message}"),
-            palette::TEXT,
-        );
+        c.text(MARGIN, self.header_y, &format!("snapshot {index}"), palette::TEXT);
+        c.text(MARGIN, self.header_y + LINE, &format!("error: {message}"), palette::TEXT);
         let x = self.chart_x_of(index);
         c.vline(x, self.chart_y, self.chart_h, palette::CURSOR);
         c
@@ -263,12 +205,7 @@ impl FrameLayout {
             let h = (seg_end - b) as u32 * self.cell_h;
             c.fill_rect(x + 1, y + 1, self.cell_w - 1, h - 1, palette::fill(kind));
             for edge in 1..(seg_end - b) as u32 {
-                c.hline(
-                    x + 1,
-                    y + edge * self.cell_h,
-                    self.cell_w - 1,
-                    palette::shade(kind),
-                );
+                c.hline(x + 1, y + edge * self.cell_h, self.cell_w - 1, palette::shade(kind));
             }
             c.frame_rect(x, y, self.cell_w + 1, h + 1, palette::OUTLINE);
             b = seg_end;

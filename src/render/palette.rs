@@ -51,10 +51,7 @@ pub fn kind_rgb(kind: Kind) -> [u8; 3] {
 }
 
 fn kind_index(kind: Kind) -> usize {
-    Kind::ALL
-        .iter()
-        .position(|k| *k == kind)
-        .unwrap_or(Kind::ALL.len() - 1)
+    Kind::ALL.iter().position(|k| *k == kind).unwrap_or(Kind::ALL.len() - 1)
 }
 
 /// Palette index of a kind's fill.

@@ -56,12 +56,7 @@ pub struct GcSim<'s> {
 }
 
 impl<'s> GcSim<'s> {
-    pub fn new(
-        ram: Vec<u8>,
-        ram_start: u64,
-        g: HeapGeometry,
-        sink: &'s mut dyn SnapshotSink,
-    ) -> Self {
+    pub fn new(ram: Vec<u8>, ram_start: u64, g: HeapGeometry, sink: &'s mut dyn SnapshotSink) -> Self {
         let mut sim = GcSim {
             ram,
             ram_start,
@@ -146,13 +141,7 @@ impl<'s> GcSim<'s> {
     }
 
     /// py/gc.c `gc_alloc`.
-    pub fn alloc(
-        &mut self,
-        n_bytes: u64,
-        has_finaliser: bool,
-        long_lived: bool,
-        kind: Kind,
-    ) -> Option<u64> {
+    pub fn alloc(&mut self, n_bytes: u64, has_finaliser: bool, long_lived: bool, kind: Kind) -> Option<u64> {
         let bpb = self.g.bytes_per_block;
         let n_blocks = n_bytes.div_ceil(bpb);
         if n_blocks == 0 {
@@ -165,16 +154,9 @@ impl<'s> GcSim<'s> {
             let mut n_free = 0u64;
             let mut found = None;
             let atb_len = self.g.alloc_table_bytes as i64;
-            let (mut i, dir): (i64, i64) = if long_lived {
-                (self.last_free_atb as i64, -1)
-            } else {
-                (self.first_free_atb as i64, 1)
-            };
-            while keep_looking
-                && i >= self.first_free_atb as i64
-                && i <= self.last_free_atb as i64
-                && i < atb_len
-            {
+            let (mut i, dir): (i64, i64) =
+                if long_lived { (self.last_free_atb as i64, -1) } else { (self.first_free_atb as i64, 1) };
+            while keep_looking && i >= self.first_free_atb as i64 && i <= self.last_free_atb as i64 && i < atb_len {
                 let a = self.ram[self.off(self.g.alloc_table_start) + i as usize];
                 let mut j: i64 = if dir == -1 { 3 } else { 0 };
                 while keep_looking && (0..=3).contains(&j) {
@@ -187,8 +169,7 @@ impl<'s> GcSim<'s> {
                     } else {
                         if !collected {
                             let block = (i * 4 + j) as u64;
-                            if (dir == 1 && block >= crossover) || (dir == -1 && block < crossover)
-                            {
+                            if (dir == 1 && block >= crossover) || (dir == -1 && block < crossover) {
                                 keep_looking = false;
                             }
                         }
@@ -235,16 +216,7 @@ impl<'s> GcSim<'s> {
             self.set_word(ptr, 0);
             self.set_ftb(start, true);
         }
-        self.live.insert(
-            ptr,
-            TruthBlock {
-                address: ptr,
-                blocks: end - start + 1,
-                kind,
-                marked: false,
-                has_finaliser,
-            },
-        );
+        self.live.insert(ptr, TruthBlock { address: ptr, blocks: end - start + 1, kind, marked: false, has_finaliser });
         Some(ptr)
     }
 
@@ -296,8 +268,7 @@ impl<'s> GcSim<'s> {
             }
             return Some(ptr);
         }
-        let free_after = (block + have..block + want)
-            .all(|b| b < self.g.pool_blocks() && self.kind(b) == AT_FREE);
+        let free_after = (block + have..block + want).all(|b| b < self.g.pool_blocks() && self.kind(b) == AT_FREE);
         if free_after {
             self.log();
             for b in block + have..block + want {

@@ -248,9 +248,7 @@ impl Layout {
         };
 
         // Vector table, then some code.
-        let vectors: Vec<u8> = (0..45u32)
-            .flat_map(|i| (0x2000_0000u32 + i * 0x11).to_le_bytes())
-            .collect();
+        let vectors: Vec<u8> = (0..45u32).flat_map(|i| (0x2000_0000u32 + i * 0x11).to_le_bytes()).collect();
         let at = push(&mut flash, &vectors);
         sections.push(Section {
             kind: ".vectors",
@@ -327,24 +325,15 @@ impl Layout {
         for name in TYPE_NAMES {
             let mut b = Vec::new();
             b.extend_from_slice(&(types["mp_type_type"] as u32).to_le_bytes());
-            let qid = rom_qstrs
-                .iter()
-                .position(|q| q == type_python_name(name))
-                .unwrap_or(0) as u32;
+            let qid = rom_qstrs.iter().position(|q| q == type_python_name(name)).unwrap_or(0) as u32;
             b.extend_from_slice(&qid.to_le_bytes());
             while (b.len() as u64) < type_bytes {
-                let slot = if rng.chance(50) {
-                    0
-                } else {
-                    (flash_start + 0x100 + rng.below(0x400)) as u32 | 1
-                };
+                let slot = if rng.chance(50) { 0 } else { (flash_start + 0x100 + rng.below(0x400)) as u32 | 1 };
                 b.extend_from_slice(&slot.to_le_bytes());
             }
             let at = push(&mut flash, &b);
-            let (section_name, file) = (
-                format!(".rodata.{name}"),
-                format!("build-board/py/obj{}.o", type_python_name(name)),
-            );
+            let (section_name, file) =
+                (format!(".rodata.{name}"), format!("build-board/py/obj{}.o", type_python_name(name)));
             sections.push(Section {
                 kind: ".rodata",
                 name: section_name,
@@ -381,11 +370,7 @@ impl Layout {
         let ram_start = RAM_START;
         let ram_end = ram_start + board.ram_bytes();
         let mut ram_sections = Vec::new();
-        let data_vars = [
-            ("SystemCoreClock", 4u64),
-            ("autoreload_delay_ms", 4),
-            ("usb_serial_connected", 4),
-        ];
+        let data_vars = [("SystemCoreClock", 4u64), ("autoreload_delay_ms", 4), ("usb_serial_connected", 4)];
         let mut cursor = ram_start;
         for (name, size) in data_vars {
             ram_sections.push(Section {
@@ -448,9 +433,7 @@ impl Layout {
         let stack_top = ram_end;
 
         // .data's initial values live in flash after the text (_sidata).
-        let data_image: Vec<u8> = (0..(data_end - ram_start))
-            .map(|_| rng.below(8) as u8)
-            .collect();
+        let data_image: Vec<u8> = (0..(data_end - ram_start)).map(|_| rng.below(8) as u8).collect();
         flash.extend_from_slice(&data_image);
 
         let map = write_map(MapParts {
@@ -486,17 +469,9 @@ impl Layout {
 
     /// The build as heapvis reads it: the map parsed and resolved with `profile`,
     /// as if `firmware.map` and `firmware.bin` had been written and read back.
-    pub fn firmware(
-        &self,
-        profile: &crate::profile::Profile,
-    ) -> crate::error::Result<crate::firmware::Firmware> {
+    pub fn firmware(&self, profile: &crate::profile::Profile) -> crate::error::Result<crate::firmware::Firmware> {
         let symbols = crate::firmware::map::parse_map(&self.map);
-        crate::firmware::Firmware::from_parts(
-            symbols,
-            self.flash.clone(),
-            "firmware.map".as_ref(),
-            profile,
-        )
+        crate::firmware::Firmware::from_parts(symbols, self.flash.clone(), "firmware.map".as_ref(), profile)
     }
 
     pub fn type_address(&self, name: &str) -> u64 {
@@ -506,10 +481,7 @@ impl Layout {
 
 /// The Python-visible name of a type symbol (`mp_type_dict` → `dict`).
 pub fn type_python_name(symbol: &str) -> &str {
-    symbol
-        .strip_prefix("mp_type_")
-        .or_else(|| symbol.strip_suffix("_type"))
-        .unwrap_or(symbol)
+    symbol.strip_prefix("mp_type_").or_else(|| symbol.strip_suffix("_type")).unwrap_or(symbol)
 }
 
 struct MapParts<'a> {
@@ -531,17 +503,9 @@ struct MapParts<'a> {
 fn section_lines(out: &mut String, s: &Section) {
     if s.name.len() >= 15 {
         let _ = writeln!(out, " {}", s.name);
-        let _ = writeln!(
-            out,
-            "                0x{:016x}     0x{:x} {}",
-            s.address, s.size, s.file
-        );
+        let _ = writeln!(out, "                0x{:016x}     0x{:x} {}", s.address, s.size, s.file);
     } else {
-        let _ = writeln!(
-            out,
-            " {:<14} 0x{:016x}     0x{:x} {}",
-            s.name, s.address, s.size, s.file
-        );
+        let _ = writeln!(out, " {:<14} 0x{:016x}     0x{:x} {}", s.name, s.address, s.size, s.file);
     }
     for (a, n) in &s.symbols {
         let _ = writeln!(out, "                0x{:016x}                {}", a, n);
@@ -551,92 +515,34 @@ fn section_lines(out: &mut String, s: &Section) {
 fn write_map(p: MapParts) -> String {
     let mut m = String::new();
     let board = p.board.name();
-    let _ = writeln!(
-        m,
-        "Archive member included to satisfy reference by file (symbol)\n"
-    );
-    let _ = writeln!(
-        m,
-        "/usr/lib/gcc/arm-none-eabi/7.3.1/thumb/v6-m/libgcc.a(_udivsi3.o)"
-    );
-    let _ = writeln!(
-        m,
-        "                              build-{board}/py/gc.o (__aeabi_uidiv)\n"
-    );
+    let _ = writeln!(m, "Archive member included to satisfy reference by file (symbol)\n");
+    let _ = writeln!(m, "/usr/lib/gcc/arm-none-eabi/7.3.1/thumb/v6-m/libgcc.a(_udivsi3.o)");
+    let _ = writeln!(m, "                              build-{board}/py/gc.o (__aeabi_uidiv)\n");
     let _ = writeln!(m, "Allocating common symbols");
     let _ = writeln!(m, "Common symbol       size              file\n");
-    let _ = writeln!(
-        m,
-        "mp_state_ctx        0x{:x}             build-{board}/py/mpstate.o",
-        state::SIZE
-    );
+    let _ = writeln!(m, "mp_state_ctx        0x{:x}             build-{board}/py/mpstate.o", state::SIZE);
     let _ = writeln!(m, "usb_cdc_line_coding_with_a_long_name");
-    let _ = writeln!(
-        m,
-        "                    0x8               build-{board}/supervisor/usb.o\n"
-    );
+    let _ = writeln!(m, "                    0x8               build-{board}/supervisor/usb.o\n");
     let _ = writeln!(m, "Discarded input sections\n");
-    let _ = writeln!(
-        m,
-        " .text          0x0000000000000000        0x0 build-{board}/main.o"
-    );
-    let _ = writeln!(
-        m,
-        " .data          0x0000000000000000        0x0 build-{board}/main.o"
-    );
+    let _ = writeln!(m, " .text          0x0000000000000000        0x0 build-{board}/main.o");
+    let _ = writeln!(m, " .data          0x0000000000000000        0x0 build-{board}/main.o");
     let _ = writeln!(m, " .text.unused_helper");
-    let _ = writeln!(
-        m,
-        "                0x0000000000000000       0x2c build-{board}/lib/utils/pyexec.o\n"
-    );
+    let _ = writeln!(m, "                0x0000000000000000       0x2c build-{board}/lib/utils/pyexec.o\n");
     let _ = writeln!(m, "Memory Configuration\n");
-    let _ = writeln!(
-        m,
-        "Name             Origin             Length             Attributes"
-    );
-    let _ = writeln!(
-        m,
-        "FLASH            0x{:016x} 0x{:016x} xr",
-        p.flash_start,
-        0x40000 - p.flash_start
-    );
-    let _ = writeln!(
-        m,
-        "RAM              0x{:016x} 0x{:016x} xrw",
-        p.ram_start,
-        p.ram_end - p.ram_start
-    );
-    let _ = writeln!(
-        m,
-        "*default*        0x0000000000000000 0xffffffffffffffff\n"
-    );
+    let _ = writeln!(m, "Name             Origin             Length             Attributes");
+    let _ = writeln!(m, "FLASH            0x{:016x} 0x{:016x} xr", p.flash_start, 0x40000 - p.flash_start);
+    let _ = writeln!(m, "RAM              0x{:016x} 0x{:016x} xrw", p.ram_start, p.ram_end - p.ram_start);
+    let _ = writeln!(m, "*default*        0x0000000000000000 0xffffffffffffffff\n");
     let _ = writeln!(m, "Linker script and memory map\n");
     let _ = writeln!(m, "LOAD build-{board}/main.o");
-    let _ = writeln!(
-        m,
-        "                0x{:016x}                _sfixed = .",
-        p.flash_start
-    );
-    let _ = writeln!(
-        m,
-        "\n.text           0x{:016x}     0x{:x}",
-        p.flash_start,
-        p.etext - p.flash_start
-    );
+    let _ = writeln!(m, "                0x{:016x}                _sfixed = .", p.flash_start);
+    let _ = writeln!(m, "\n.text           0x{:016x}     0x{:x}", p.flash_start, p.etext - p.flash_start);
     let _ = writeln!(m, " *(.vectors .vectors.*)");
     for s in p.sections {
         section_lines(&mut m, s);
     }
-    let _ = writeln!(
-        m,
-        "                0x{:016x}                _etext = .",
-        p.etext
-    );
-    let _ = writeln!(
-        m,
-        "                0x{:016x}                _sidata = _etext",
-        p.etext
-    );
+    let _ = writeln!(m, "                0x{:016x}                _etext = .", p.etext);
+    let _ = writeln!(m, "                0x{:016x}                _sidata = _etext", p.etext);
     let _ = writeln!(
         m,
         "\n.relocate       0x{:016x}     0x{:x} load address 0x{:016x}",
@@ -644,70 +550,29 @@ fn write_map(p: MapParts) -> String {
         p.data_end - p.ram_start,
         p.etext
     );
-    let _ = writeln!(
-        m,
-        "                0x{:016x}                . = ALIGN (0x4)",
-        p.ram_start
-    );
-    let _ = writeln!(
-        m,
-        "                0x{:016x}                _srelocate = .",
-        p.ram_start
-    );
+    let _ = writeln!(m, "                0x{:016x}                . = ALIGN (0x4)", p.ram_start);
+    let _ = writeln!(m, "                0x{:016x}                _srelocate = .", p.ram_start);
     let _ = writeln!(m, " *(.ramfunc .ramfunc.*)");
     for s in p.ram_sections.iter().filter(|s| s.kind == ".data") {
         section_lines(&mut m, s);
     }
-    let _ = writeln!(
-        m,
-        "                0x{:016x}                _erelocate = .",
-        p.data_end
-    );
-    let _ = writeln!(
-        m,
-        "\n.bss            0x{:016x}     0x{:x}",
-        p.bss_start,
-        p.bss_end - p.bss_start
-    );
-    let _ = writeln!(
-        m,
-        "                0x{:016x}                _sbss = .",
-        p.bss_start
-    );
+    let _ = writeln!(m, "                0x{:016x}                _erelocate = .", p.data_end);
+    let _ = writeln!(m, "\n.bss            0x{:016x}     0x{:x}", p.bss_start, p.bss_end - p.bss_start);
+    let _ = writeln!(m, "                0x{:016x}                _sbss = .", p.bss_start);
     for s in p.ram_sections.iter().filter(|s| s.kind != ".data") {
         section_lines(&mut m, s);
     }
-    let _ = writeln!(
-        m,
-        "                0x{:016x}                _ebss = .",
-        p.bss_end
-    );
-    let _ = writeln!(
-        m,
-        "                0x{:016x}                _estack = (ORIGIN (RAM) + LENGTH (RAM))",
-        p.ram_end
-    );
+    let _ = writeln!(m, "                0x{:016x}                _ebss = .", p.bss_end);
+    let _ = writeln!(m, "                0x{:016x}                _estack = (ORIGIN (RAM) + LENGTH (RAM))", p.ram_end);
     let _ = writeln!(m, "OUTPUT(build-{board}/firmware.elf elf32-littlearm)");
     let _ = writeln!(m, "\n.ARM.attributes 0x0000000000000000       0x28");
     let _ = writeln!(m, "\n.comment        0x0000000000000000       0x6e");
-    let _ = writeln!(
-        m,
-        " .comment       0x0000000000000000       0x6e build-{board}/main.o"
-    );
+    let _ = writeln!(m, " .comment       0x0000000000000000       0x6e build-{board}/main.o");
     let _ = writeln!(m, "\n.debug_info     0x0000000000000000    0x1f2e3");
-    let _ = writeln!(
-        m,
-        " .debug_info    0x0000000000000000      0x4d1 build-{board}/main.o"
-    );
+    let _ = writeln!(m, " .debug_info    0x0000000000000000      0x4d1 build-{board}/main.o");
     let _ = writeln!(m, "\n.debug_str      0x0000000000000000     0x8a1c");
-    let _ = writeln!(
-        m,
-        " .debug_str     0x0000000000000000     0x1a3f build-{board}/main.o"
-    );
-    let _ = writeln!(
-        m,
-        "                                       0x1b2a (size before relaxing)"
-    );
+    let _ = writeln!(m, " .debug_str     0x0000000000000000     0x1a3f build-{board}/main.o");
+    let _ = writeln!(m, "                                       0x1b2a (size before relaxing)");
     let _ = p.flash_len;
     m
 }

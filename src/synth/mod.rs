@@ -32,12 +32,7 @@ pub struct SynthConfig {
 
 impl SynthConfig {
     pub fn new(board: Board, snapshots: u64, seed: u64) -> Self {
-        SynthConfig {
-            board,
-            snapshots,
-            seed,
-            heap_misalign: 4 * (seed % 2),
-        }
+        SynthConfig { board, snapshots, seed, heap_misalign: 4 * (seed % 2) }
     }
 }
 
@@ -105,42 +100,24 @@ impl gc::SnapshotSink for Counted<'_> {
 }
 
 /// Runs the simulation, handing every snapshot to `sink`.
-pub fn simulate(
-    config: &SynthConfig,
-    layout: &Layout,
-    sink: &mut dyn gc::SnapshotSink,
-) -> Result<SynthSummary> {
-    let g =
-        HeapGeometry::from_gc_init(layout.heap_start, layout.heap_bytes, &HeapLayout::default())
-            .map_err(|e| Error::Synth(e.to_string()))?;
+pub fn simulate(config: &SynthConfig, layout: &Layout, sink: &mut dyn gc::SnapshotSink) -> Result<SynthSummary> {
+    let g = HeapGeometry::from_gc_init(layout.heap_start, layout.heap_bytes, &HeapLayout::default())
+        .map_err(|e| Error::Synth(e.to_string()))?;
     // Power-on RAM is not zero: fill it with a seed-dependent pattern of small bytes.
     let mut r = rng::Rng::new(config.seed ^ 0x5eed);
-    let ram: Vec<u8> = (0..layout.ram_end - layout.ram_start)
-        .map(|_| (r.below(4) * 0x11) as u8)
-        .collect();
+    let ram: Vec<u8> = (0..layout.ram_end - layout.ram_start).map(|_| (r.below(4) * 0x11) as u8).collect();
     let mut ram = ram;
     // .bss is zeroed by the startup code; the stack is not.
     let bss_start = (layout.heap_start - layout.ram_start) as usize & !0xff;
     let stack_start = (layout.stack_top - layout.stack_bytes - layout.ram_start) as usize;
     ram[bss_start.min(stack_start)..stack_start].fill(0);
-    let mut counted = Counted {
-        inner: sink,
-        limit: config.snapshots,
-        count: 0,
-    };
+    let mut counted = Counted { inner: sink, limit: config.snapshots, count: 0 };
     let sim = gc::GcSim::new(ram, layout.ram_start, g, &mut counted);
     let mut program = Program::new(sim, layout, config.seed);
-    let mut summary = SynthSummary {
-        snapshot_bytes: layout.ram_end - layout.ram_start,
-        ..Default::default()
-    };
+    let mut summary = SynthSummary { snapshot_bytes: layout.ram_end - layout.ram_start, ..Default::default() };
     match program.boot() {
         Ok(()) | Err(Halt::Done) => {}
-        Err(Halt::OutOfMemory) => {
-            return Err(Error::Synth(
-                "the program does not fit in the heap at boot".into(),
-            ))
-        }
+        Err(Halt::OutOfMemory) => return Err(Error::Synth("the program does not fit in the heap at boot".into())),
     }
     let mut failures_in_a_row = 0;
     // Every iteration allocates, so it logs; the cap only guards against a bug.
@@ -172,12 +149,7 @@ pub fn simulate_in_memory(config: &SynthConfig) -> Result<InMemoryCapture> {
     let layout = Layout::new(config.board, config.heap_misalign, config.seed);
     let mut sink = MemorySink::default();
     let summary = simulate(config, &layout, &mut sink)?;
-    Ok(InMemoryCapture {
-        layout,
-        ram: sink.ram,
-        truth: sink.truth,
-        summary,
-    })
+    Ok(InMemoryCapture { layout, ram: sink.ram, truth: sink.truth, summary })
 }
 
 /// A capture held in memory, with the simulator's registry at every snapshot.
@@ -202,10 +174,7 @@ pub fn write_dir(config: &SynthConfig, dir: &Path) -> Result<SynthSummary> {
     write("firmware.map", layout.map.as_bytes())?;
     let ram_path = dir.join("ram.bin");
     let file = File::create(&ram_path).map_err(|e| Error::io(&ram_path, e))?;
-    let mut sink = FileSink {
-        out: BufWriter::with_capacity(1 << 20, file),
-        error: None,
-    };
+    let mut sink = FileSink { out: BufWriter::with_capacity(1 << 20, file), error: None };
     let summary = simulate(config, &layout, &mut sink)?;
     if let Some(e) = sink.error.take() {
         return Err(Error::io(&ram_path, e));

@@ -68,11 +68,7 @@ pub struct Program<'a, 's> {
 impl<'a, 's> Program<'a, 's> {
     pub fn new(gc: GcSim<'s>, l: &'a Layout, seed: u64) -> Self {
         let qstrs = l.rom_qstrs.clone();
-        let qstr_ids = qstrs
-            .iter()
-            .enumerate()
-            .map(|(i, q)| (q.clone(), i as u64))
-            .collect();
+        let qstr_ids = qstrs.iter().enumerate().map(|(i, q)| (q.clone(), i as u64)).collect();
         let mut p = Program {
             gc,
             l,
@@ -122,10 +118,7 @@ impl<'a, 's> Program<'a, 's> {
         if self.gc.done() {
             return Err(Halt::Done);
         }
-        let r = self
-            .gc
-            .alloc(n, finaliser, long_lived, kind)
-            .ok_or(Halt::OutOfMemory);
+        let r = self.gc.alloc(n, finaliser, long_lived, kind).ok_or(Halt::OutOfMemory);
         if self.gc.done() {
             return Err(Halt::Done);
         }
@@ -173,8 +166,7 @@ impl<'a, 's> Program<'a, 's> {
         bytes.push(0);
         self.gc.set_bytes(at, &bytes);
         self.chunk = Some((c, al, used + n));
-        self.gc
-            .set_word(self.l.state + state::QSTR_LAST_USED, used + n);
+        self.gc.set_word(self.l.state + state::QSTR_LAST_USED, used + n);
         self.push(at);
         // qstr_add: a new pool of twice the size when the last one is full.
         if self.pool_len >= self.pool_alloc || self.last_pool == self.l.rom_pool {
@@ -190,8 +182,7 @@ impl<'a, 's> Program<'a, 's> {
             self.pool_len = 0;
             self.gc.set_word(self.l.state + state::LAST_POOL, pool);
         }
-        self.gc
-            .set_word(self.last_pool + 16 + 4 * self.pool_len, at);
+        self.gc.set_word(self.last_pool + 16 + 4 * self.pool_len, at);
         self.pool_len += 1;
         self.gc.set_word(self.last_pool + 12, self.pool_len);
         self.pop_to(frame);
@@ -206,9 +197,7 @@ impl<'a, 's> Program<'a, 's> {
     fn key_hash(&self, key: u64) -> u64 {
         if key & 7 == 6 {
             let id = key >> 3;
-            self.qstrs
-                .get(id as usize)
-                .map_or(id, |q| qstr_hash(q.as_bytes(), 1))
+            self.qstrs.get(id as usize).map_or(id, |q| qstr_hash(q.as_bytes(), 1))
         } else {
             key >> 1
         }
@@ -228,11 +217,7 @@ impl<'a, 's> Program<'a, 's> {
             }
         }
         if used + 1 >= alloc {
-            let new_alloc = HASH_ALLOCS
-                .iter()
-                .copied()
-                .find(|a| *a > alloc + 1)
-                .unwrap_or(alloc * 2 + 1);
+            let new_alloc = HASH_ALLOCS.iter().copied().find(|a| *a > alloc + 1).unwrap_or(alloc * 2 + 1);
             let frame = self.depth();
             self.push(key);
             self.push(value);
@@ -249,8 +234,7 @@ impl<'a, 's> Program<'a, 's> {
                     self.w(slot, &[*k, *v]);
                 }
             }
-            self.gc
-                .set_word(map_at, (bits & 7) | ((old.len() as u64) << 3));
+            self.gc.set_word(map_at, (bits & 7) | ((old.len() as u64) << 3));
             if table != 0 {
                 self.gc.free(table);
             }
@@ -300,8 +284,7 @@ impl<'a, 's> Program<'a, 's> {
         if let Some(slot) = self.find_slot(table, alloc, key, true) {
             self.gc.set_word(slot, MP_OBJ_SENTINEL);
             let bits = self.gc.word(map_at);
-            self.gc
-                .set_word(map_at, (bits & 7) | (((bits >> 3).saturating_sub(1)) << 3));
+            self.gc.set_word(map_at, (bits & 7) | (((bits >> 3).saturating_sub(1)) << 3));
         }
     }
 
@@ -331,15 +314,7 @@ impl<'a, 's> Program<'a, 's> {
         let frame = self.depth();
         self.push(data);
         let s = self.alloc(16, false, false, Kind::Str)?;
-        self.w(
-            s,
-            &[
-                self.ty("mp_type_str"),
-                qstr_hash(text.as_bytes(), 2),
-                len,
-                data,
-            ],
-        );
+        self.w(s, &[self.ty("mp_type_str"), qstr_hash(text.as_bytes(), 2), len, data]);
         self.pop_to(frame);
         Ok(s)
     }
@@ -377,18 +352,11 @@ impl<'a, 's> Program<'a, 's> {
     }
 
     pub fn list_append(&mut self, list: u64, v: u64) -> Step<()> {
-        let (alloc, len, items) = (
-            self.gc.word(list + 4),
-            self.gc.word(list + 8),
-            self.gc.word(list + 12),
-        );
+        let (alloc, len, items) = (self.gc.word(list + 4), self.gc.word(list + 8), self.gc.word(list + 12));
         let items = if len >= alloc {
             let frame = self.depth();
             self.push(v);
-            let new = self
-                .gc
-                .realloc(items, 4 * alloc * 2)
-                .ok_or(Halt::OutOfMemory)?;
+            let new = self.gc.realloc(items, 4 * alloc * 2).ok_or(Halt::OutOfMemory)?;
             self.pop_to(frame);
             if self.gc.done() {
                 return Err(Halt::Done);
@@ -424,9 +392,7 @@ impl<'a, 's> Program<'a, 's> {
         let src_q = self.qstr_ids.get("code.py").copied().unwrap_or(0);
         let n_pos = self.rng.range(0, 3);
         let mut code = vec![self.rng.range(2, 12) as u8, 0, 0, n_pos as u8, 0, 0];
-        let line_info: Vec<u8> = (0..self.rng.range(1, 6))
-            .map(|_| self.rng.range(1, 0x7f) as u8)
-            .collect();
+        let line_info: Vec<u8> = (0..self.rng.range(1, 6)).map(|_| self.rng.range(1, 0x7f) as u8).collect();
         let code_info_size = 1 + 2 + 2 + line_info.len() as u64 + 1;
         code.push(code_info_size as u8);
         code.extend_from_slice(&(name_q as u16).to_le_bytes());
@@ -442,15 +408,7 @@ impl<'a, 's> Program<'a, 's> {
         let frame = self.depth();
         self.push(bc);
         let f = self.alloc(16, false, true, Kind::Function)?;
-        self.w(
-            f,
-            &[
-                self.ty("mp_type_fun_bc"),
-                self.l.state + state::DICT_MAIN,
-                bc,
-                0,
-            ],
-        );
+        self.w(f, &[self.ty("mp_type_fun_bc"), self.l.state + state::DICT_MAIN, bc, 0]);
         self.pop_to(frame);
         Ok(f)
     }
@@ -477,10 +435,7 @@ impl<'a, 's> Program<'a, 's> {
         words.push(locals);
         self.w(t, &words);
         self.pop_to(frame);
-        self.classes.push(Class {
-            address: t,
-            methods: funs,
-        });
+        self.classes.push(Class { address: t, methods: funs });
         Ok(t)
     }
 
@@ -520,26 +475,13 @@ impl<'a, 's> Program<'a, 's> {
     pub fn boot(&mut self) -> Step<()> {
         let s = self.l.state;
         self.w(s + state::LAST_POOL, &[self.l.rom_pool]);
-        self.w(
-            s + state::LOADED_MODULES,
-            &[self.ty("mp_type_dict"), 1, 0, 0],
-        );
+        self.w(s + state::LOADED_MODULES, &[self.ty("mp_type_dict"), 1, 0, 0]);
         self.w(s + state::DICT_MAIN, &[self.ty("mp_type_dict"), 1, 0, 0]);
         self.w(s + state::SYS_PATH, &[self.ty("mp_type_list"), 0, 0, 0]);
         self.w(s + state::SYS_ARGV, &[self.ty("mp_type_list"), 0, 0, 0]);
         let g = self.gc.g;
         let fin = g.finaliser_table_start.unwrap_or(0);
-        self.w(
-            s + state::MEM,
-            &[
-                g.alloc_table_start,
-                g.alloc_table_bytes,
-                fin,
-                g.pool_start,
-                g.pool_end,
-                g.pool_end,
-            ],
-        );
+        self.w(s + state::MEM, &[g.alloc_table_start, g.alloc_table_bytes, fin, g.pool_start, g.pool_end, g.pool_end]);
 
         // mp_obj_dict_init(&dict_main, 1); mp_obj_dict_init(&mp_loaded_modules_dict, 3)
         for (at, n) in [(state::DICT_MAIN, 1u64), (state::LOADED_MODULES, 3)] {
@@ -550,21 +492,11 @@ impl<'a, 's> Program<'a, 's> {
         }
         let name_q = self.qstr_ids.get("__name__").copied().unwrap_or(0);
         let main_q = self.qstr_ids.get("__main__").copied().unwrap_or(0);
-        self.map_store(
-            s + state::DICT_MAIN + 4,
-            qstr_obj(name_q),
-            qstr_obj(main_q),
-            false,
-        )?;
+        self.map_store(s + state::DICT_MAIN + 4, qstr_obj(name_q), qstr_obj(main_q), false)?;
         // sys.path = ['', '/', 'lib'] as qstrs; sys.argv = []
-        for (at, items) in [
-            (state::SYS_PATH, vec![1u64, 65, 66]),
-            (state::SYS_ARGV, vec![]),
-        ] {
+        for (at, items) in [(state::SYS_PATH, vec![1u64, 65, 66]), (state::SYS_ARGV, vec![])] {
             let a = self.alloc(16, false, false, Kind::Unknown)?;
-            let words: Vec<u64> = (0..4)
-                .map(|i| items.get(i).map_or(0, |q| qstr_obj(*q)))
-                .collect();
+            let words: Vec<u64> = (0..4).map(|i| items.get(i).map_or(0, |q| qstr_obj(*q))).collect();
             self.w(a, &words);
             self.w(s + at + 4, &[4, items.len() as u64, a]);
         }
@@ -602,11 +534,9 @@ impl<'a, 's> Program<'a, 's> {
             self.map_store(s + state::DICT_MAIN + 4, qstr_obj(q), fun, true)?;
             self.pop_to(frame);
         }
-        for (g, t) in [
-            ("i2c", "busio_i2c_type"),
-            ("led", "digitalio_digitalinout_type"),
-            ("pwm", "pulseio_pwmout_type"),
-        ] {
+        for (g, t) in
+            [("i2c", "busio_i2c_type"), ("led", "digitalio_digitalinout_type"), ("pwm", "pulseio_pwmout_type")]
+        {
             let n = self.new_native(t)?;
             let frame = self.depth();
             self.push(n);
@@ -643,9 +573,7 @@ impl<'a, 's> Program<'a, 's> {
         let inst = self.new_instance(class)?;
         self.push(inst);
         for _ in 0..self.rng.range(1, 3) {
-            let attr = *self
-                .rng
-                .pick(&["value", "direction", "frequency", "duty_cycle", "pull"]);
+            let attr = *self.rng.pick(&["value", "direction", "frequency", "duty_cycle", "pull"]);
             let q = self.intern(attr)?;
             let v = if self.rng.chance(60) {
                 small_int(self.rng.range(0, 5000) as i64)
@@ -665,11 +593,7 @@ impl<'a, 's> Program<'a, 's> {
         self.push(t);
         if self.rng.chance(15) {
             // A bound method (`sensor.read`), short-lived.
-            let methods = self
-                .classes
-                .get(ci)
-                .map(|c| c.methods.clone())
-                .unwrap_or_default();
+            let methods = self.classes.get(ci).map(|c| c.methods.clone()).unwrap_or_default();
             if !methods.is_empty() {
                 let m = *self.rng.pick(&methods);
                 let bm = self.alloc(12, false, false, Kind::Unknown)?;
@@ -702,14 +626,8 @@ impl<'a, 's> Program<'a, 's> {
             self.map_store(inst + 4, qstr_obj(q), small_int(1), false)?;
         }
         if self.rng.chance(4) {
-            let lines = [
-                "import gc",
-                "gc.collect()",
-                "print(gc.mem_free())",
-                "sensor.read()",
-                "len(history)",
-                "cache.keys()",
-            ];
+            let lines =
+                ["import gc", "gc.collect()", "print(gc.mem_free())", "sensor.read()", "len(history)", "cache.keys()"];
             let line = self.rng.pick(&lines).to_string();
             self.readline(&line)?;
         }

@@ -1,26 +1,39 @@
-//! The output tables: Arrow schemas, row builders, and [`TableSink`], the one writer
-//! that stores decoded snapshots, in snapshot order, as Parquet files.
+//! The output tables and [`TableSink`], the one writer that stores decoded
+//! snapshots, in snapshot order, as Parquet.
 //!
-//! Addresses are `UInt64` integers (so `to_address = address` joins work and hex is
-//! a formatting choice), kinds and names are dictionary-encoded strings.
+//! By default a run writes `snapshots` (one row per snapshot), the lifetimes
+//! `allocations`, `edge_history` and `qstr_history` (one row per object, pointer or
+//! qstr instance, with its first and last snapshot), the per-snapshot summaries
+//! `type_histogram` and `free_run_histogram`, and `symbols`. `--per-snapshot` adds
+//! every block, edge, qstr, string and free run of every snapshot.
+//!
+//! Addresses are `UInt64` integers (so joins on addresses work and hex is a
+//! formatting choice); kinds and names are dictionary-encoded strings.
 
+pub mod lifetimes;
+pub mod per_snapshot;
+pub mod summaries;
 pub mod writer;
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, StringBuilder, StringDictionaryBuilder,
-    UInt32Builder, UInt64Builder, UInt8Builder,
-};
-use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
+use arrow::array::{ArrayRef, StringBuilder, UInt64Builder};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use crate::decode::SnapshotReport;
 use crate::error::{DecodeError, Error, Result};
 use crate::firmware::Firmware;
+use lifetimes::{AllocationRows, AllocationTracker, EdgeHistoryRows, EdgeTracker, QstrHistoryRows, QstrTracker};
+use per_snapshot::{arc, BlocksRows, EdgesRows, FreeRunsRows, QstrsRows, SnapshotsRows, StringsRows};
+use summaries::{FreeRunHistogramRows, TypeHistogramRows};
 use writer::{batch, ParquetFile, BATCH_ROWS};
 
-/// Which tables a run writes.
+/// One snapshot's outcome, as handed to the writer.
+pub type SnapshotOutcome = std::result::Result<SnapshotReport, DecodeError>;
+
+/// Which tables a run writes (`snapshots` is always written).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TableSet {
     pub blocks: bool,
@@ -28,18 +41,32 @@ pub struct TableSet {
     pub qstrs: bool,
     pub strings: bool,
     pub free_runs: bool,
+    pub allocations: bool,
+    pub edge_history: bool,
+    pub qstr_history: bool,
+    pub type_histogram: bool,
+    pub free_run_histogram: bool,
     pub symbols: bool,
 }
 
 impl TableSet {
-    pub const ALL: TableSet = TableSet {
-        blocks: true,
-        edges: true,
-        qstrs: true,
-        strings: true,
-        free_runs: true,
+    /// Lifetimes and summaries: what a soak test wants.
+    pub const DEFAULT: TableSet = TableSet {
+        blocks: false,
+        edges: false,
+        qstrs: false,
+        strings: false,
+        free_runs: false,
+        allocations: true,
+        edge_history: true,
+        qstr_history: true,
+        type_histogram: true,
+        free_run_histogram: true,
         symbols: true,
     };
+    /// Everything, including every row of every snapshot.
+    pub const ALL: TableSet =
+        TableSet { blocks: true, edges: true, qstrs: true, strings: true, free_runs: true, ..TableSet::DEFAULT };
     /// Only `snapshots`: the metrics-only fast path.
     pub const METRICS: TableSet = TableSet {
         blocks: false,
@@ -47,484 +74,53 @@ impl TableSet {
         qstrs: false,
         strings: false,
         free_runs: false,
+        allocations: false,
+        edge_history: false,
+        qstr_history: false,
+        type_histogram: false,
+        free_run_histogram: false,
         symbols: false,
     };
 
+    /// Whether anything past the allocation table must be decoded.
     pub fn needs_objects(&self) -> bool {
-        self.blocks || self.edges || self.qstrs || self.strings
+        self.blocks
+            || self.edges
+            || self.qstrs
+            || self.strings
+            || self.allocations
+            || self.edge_history
+            || self.qstr_history
+            || self.type_histogram
+    }
+
+    /// Whether the free runs must be listed.
+    pub fn needs_free_runs(&self) -> bool {
+        self.free_runs || self.free_run_histogram
     }
 }
 
-fn dict() -> DataType {
-    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+/// Where table files go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutputLayout {
+    /// `OUT/<table>.parquet`.
+    Files,
+    /// `OUT/<table>/part-<start>-<end>.parquet` for the snapshot range `start..end`,
+    /// so several processes can each write a range of one dump into one folder and
+    /// DuckDB, Polars, Spark or Trino read each folder as one table.
+    Parts(Range<u64>),
 }
 
-fn f(name: &str, t: DataType, nullable: bool) -> Field {
-    Field::new(name, t, nullable)
-}
-
-pub fn snapshots_schema() -> SchemaRef {
-    use DataType::*;
-    let u = |n: &str| f(n, UInt64, false);
-    let un = |n: &str| f(n, UInt64, true);
-    Arc::new(Schema::new(vec![
-        u("snapshot"),
-        u("dump_offset"),
-        f("status", Utf8, false),
-        un("heap_start"),
-        un("heap_bytes"),
-        un("alloc_table_start"),
-        un("alloc_table_bytes"),
-        un("finaliser_table_start"),
-        un("finaliser_table_bytes"),
-        un("pool_start"),
-        un("pool_end"),
-        un("pool_blocks"),
-        un("total"),
-        un("used"),
-        un("free"),
-        un("max_free"),
-        un("num_1block"),
-        un("num_2block"),
-        un("max_block"),
-        f("fragmentation", Float64, true),
-        un("free_runs"),
-        un("longest_free_run"),
-        un("allocations"),
-        un("marked_blocks"),
-        un("orphan_tail_blocks"),
-        un("finaliser_blocks"),
-    ]))
-}
-
-pub fn blocks_schema() -> SchemaRef {
-    use DataType::*;
-    Arc::new(Schema::new(vec![
-        f("snapshot", UInt64, false),
-        f("address", UInt64, false),
-        f("block", UInt64, false),
-        f("blocks", UInt64, false),
-        f("bytes", UInt64, false),
-        f("kind", dict(), false),
-        f("type_address", UInt64, true),
-        f("type_name", dict(), true),
-        f("name", dict(), true),
-        f("has_finaliser", Boolean, false),
-        f("marked", Boolean, false),
-        f("n_state", UInt64, true),
-        f("n_exc_stack", UInt64, true),
-        f("scope_flags", UInt8, true),
-        f("n_pos_args", UInt8, true),
-        f("n_kwonly_args", UInt8, true),
-        f("n_def_pos_args", UInt8, true),
-        f("code_info_size", UInt64, true),
-    ]))
-}
-
-pub fn edges_schema() -> SchemaRef {
-    use DataType::*;
-    Arc::new(Schema::new(vec![
-        f("snapshot", UInt64, false),
-        f("from_block", UInt64, true),
-        f("from_word", UInt32, true),
-        f("root_address", UInt64, true),
-        f("root_name", dict(), true),
-        f("to_address", UInt64, false),
-        f("to_block", UInt64, true),
-        f("to_is_head", Boolean, false),
-        f("map_key", dict(), true),
-    ]))
-}
-
-pub fn qstrs_schema() -> SchemaRef {
-    use DataType::*;
-    Arc::new(Schema::new(vec![
-        f("snapshot", UInt64, false),
-        f("pool", UInt64, false),
-        f("chunk", UInt64, true),
-        f("id", UInt64, false),
-        f("address", UInt64, false),
-        f("hash", UInt64, false),
-        f("length", UInt64, false),
-        f("text", dict(), false),
-    ]))
-}
-
-pub fn strings_schema() -> SchemaRef {
-    use DataType::*;
-    Arc::new(Schema::new(vec![
-        f("snapshot", UInt64, false),
-        f("block", UInt64, false),
-        f("owner", UInt64, true),
-        f("source", dict(), false),
-        f("length", UInt64, false),
-        f("text", Utf8, false),
-    ]))
-}
-
-pub fn free_runs_schema() -> SchemaRef {
-    use DataType::*;
-    Arc::new(Schema::new(vec![
-        f("snapshot", UInt64, false),
-        f("block", UInt64, false),
-        f("address", UInt64, false),
-        f("blocks", UInt64, false),
-        f("bytes", UInt64, false),
-    ]))
-}
-
-pub fn symbols_schema() -> SchemaRef {
-    use DataType::*;
-    Arc::new(Schema::new(vec![
-        f("name", Utf8, false),
-        f("address", UInt64, true),
-        f("size", UInt64, true),
-    ]))
-}
-
-type Dict = StringDictionaryBuilder<Int32Type>;
-
-fn arc<A: arrow::array::Array + 'static>(a: A) -> ArrayRef {
-    Arc::new(a)
-}
-
-/// One snapshot's outcome, as handed to the writer.
-pub type SnapshotOutcome = std::result::Result<SnapshotReport, DecodeError>;
-
-#[derive(Default)]
-struct SnapshotsRows {
-    n: usize,
-    u: Vec<UInt64Builder>,
-    status: StringBuilder,
-    fragmentation: Float64Builder,
-}
-
-const SNAPSHOT_U64_COLUMNS: usize = 24;
-
-impl SnapshotsRows {
-    fn new() -> Self {
-        SnapshotsRows {
-            u: (0..SNAPSHOT_U64_COLUMNS)
-                .map(|_| UInt64Builder::new())
-                .collect(),
-            ..Default::default()
-        }
-    }
-
-    fn push(&mut self, index: u64, offset: u64, outcome: &SnapshotOutcome) {
-        let values: Vec<Option<u64>> = match outcome {
-            Ok(r) => {
-                let g = &r.geometry;
-                let i = &r.gc_info;
-                vec![
-                    Some(g.heap_start),
-                    Some(g.heap_bytes),
-                    Some(g.alloc_table_start),
-                    Some(g.alloc_table_bytes),
-                    g.finaliser_table_start,
-                    Some(g.finaliser_table_bytes),
-                    Some(g.pool_start),
-                    Some(g.pool_end),
-                    Some(g.pool_blocks()),
-                    Some(i.total),
-                    Some(i.used),
-                    Some(i.free),
-                    Some(i.max_free),
-                    Some(i.num_1block),
-                    Some(i.num_2block),
-                    Some(i.max_block),
-                    Some(r.free_runs.len() as u64),
-                    Some(r.free_runs.iter().map(|f| f.blocks).max().unwrap_or(0)),
-                    Some(r.allocations),
-                    Some(r.marked_blocks),
-                    Some(r.orphan_tail_blocks),
-                    Some(r.finaliser_blocks),
-                ]
-            }
-            Err(_) => vec![None; SNAPSHOT_U64_COLUMNS - 2],
-        };
-        self.u[0].append_value(index);
-        self.u[1].append_value(offset);
-        for (b, v) in self.u[2..].iter_mut().zip(values) {
-            b.append_option(v);
-        }
-        match outcome {
-            Ok(r) => {
-                self.status.append_value("ok");
-                let free = r.gc_info.free;
-                let max_free = r.gc_info.max_free * r.geometry.bytes_per_block;
-                self.fragmentation
-                    .append_option((free > 0).then(|| 1.0 - max_free as f64 / free as f64));
-            }
-            Err(e) => {
-                self.status.append_value(format!("error: {e}"));
-                self.fragmentation.append_null();
+impl OutputLayout {
+    fn path(&self, dir: &Path, table: &str) -> Result<PathBuf> {
+        match self {
+            OutputLayout::Files => Ok(dir.join(format!("{table}.parquet"))),
+            OutputLayout::Parts(r) => {
+                let d = dir.join(table);
+                std::fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
+                Ok(d.join(format!("part-{:010}-{:010}.parquet", r.start, r.end)))
             }
         }
-        self.n += 1;
-    }
-
-    fn finish(&mut self) -> Vec<ArrayRef> {
-        self.n = 0;
-        let mut cols: Vec<ArrayRef> = Vec::new();
-        let mut u = self.u.iter_mut().map(|b| arc(b.finish()));
-        cols.push(
-            u.next()
-                .unwrap_or_else(|| arc(UInt64Builder::new().finish())),
-        );
-        cols.push(
-            u.next()
-                .unwrap_or_else(|| arc(UInt64Builder::new().finish())),
-        );
-        cols.push(arc(self.status.finish()));
-        let rest: Vec<ArrayRef> = u.collect();
-        // heap_start .. max_block (17 columns), fragmentation, then the counts.
-        cols.extend(rest[..16].iter().cloned());
-        cols.push(arc(self.fragmentation.finish()));
-        cols.extend(rest[16..].iter().cloned());
-        cols
-    }
-}
-
-#[derive(Default)]
-struct BlocksRows {
-    n: usize,
-    snapshot: UInt64Builder,
-    address: UInt64Builder,
-    block: UInt64Builder,
-    blocks: UInt64Builder,
-    bytes: UInt64Builder,
-    kind: Dict,
-    type_address: UInt64Builder,
-    type_name: Dict,
-    name: Dict,
-    has_finaliser: BooleanBuilder,
-    marked: BooleanBuilder,
-    n_state: UInt64Builder,
-    n_exc_stack: UInt64Builder,
-    scope_flags: UInt8Builder,
-    n_pos_args: UInt8Builder,
-    n_kwonly_args: UInt8Builder,
-    n_def_pos_args: UInt8Builder,
-    code_info_size: UInt64Builder,
-}
-
-impl BlocksRows {
-    fn push(&mut self, r: &SnapshotReport, fw: &Firmware) {
-        let bpb = r.geometry.bytes_per_block;
-        for b in &r.blocks {
-            self.snapshot.append_value(r.index);
-            self.address.append_value(b.address);
-            self.block.append_value(b.start_block);
-            self.blocks.append_value(b.blocks);
-            self.bytes.append_value(b.blocks * bpb);
-            self.kind.append_value(b.kind.name());
-            self.type_address.append_option(b.type_address);
-            self.type_name.append_option(
-                b.type_address
-                    .and_then(|a| fw.flash_names.get(&a))
-                    .map(String::as_str),
-            );
-            self.name.append_option(b.name.as_deref());
-            self.has_finaliser.append_value(b.has_finaliser);
-            self.marked.append_value(b.marked);
-            let p = b.prelude.as_ref();
-            self.n_state.append_option(p.map(|p| p.n_state));
-            self.n_exc_stack.append_option(p.map(|p| p.n_exc_stack));
-            self.scope_flags.append_option(p.map(|p| p.scope_flags));
-            self.n_pos_args.append_option(p.map(|p| p.n_pos_args));
-            self.n_kwonly_args.append_option(p.map(|p| p.n_kwonly_args));
-            self.n_def_pos_args
-                .append_option(p.map(|p| p.n_def_pos_args));
-            self.code_info_size
-                .append_option(p.map(|p| p.code_info_size));
-            self.n += 1;
-        }
-    }
-
-    fn finish(&mut self) -> Vec<ArrayRef> {
-        self.n = 0;
-        vec![
-            arc(self.snapshot.finish()),
-            arc(self.address.finish()),
-            arc(self.block.finish()),
-            arc(self.blocks.finish()),
-            arc(self.bytes.finish()),
-            arc(self.kind.finish()),
-            arc(self.type_address.finish()),
-            arc(self.type_name.finish()),
-            arc(self.name.finish()),
-            arc(self.has_finaliser.finish()),
-            arc(self.marked.finish()),
-            arc(self.n_state.finish()),
-            arc(self.n_exc_stack.finish()),
-            arc(self.scope_flags.finish()),
-            arc(self.n_pos_args.finish()),
-            arc(self.n_kwonly_args.finish()),
-            arc(self.n_def_pos_args.finish()),
-            arc(self.code_info_size.finish()),
-        ]
-    }
-}
-
-#[derive(Default)]
-struct EdgesRows {
-    n: usize,
-    snapshot: UInt64Builder,
-    from_block: UInt64Builder,
-    from_word: UInt32Builder,
-    root_address: UInt64Builder,
-    root_name: Dict,
-    to_address: UInt64Builder,
-    to_block: UInt64Builder,
-    to_is_head: BooleanBuilder,
-    map_key: Dict,
-}
-
-impl EdgesRows {
-    fn push(&mut self, r: &SnapshotReport) {
-        for e in &r.edges {
-            self.snapshot.append_value(r.index);
-            self.from_block.append_option(e.from_block);
-            self.from_word.append_option(e.from_word);
-            self.root_address.append_option(e.root_address);
-            self.root_name.append_option(e.root_name.as_deref());
-            self.to_address.append_value(e.to_address);
-            self.to_block.append_option(e.to_block);
-            self.to_is_head.append_value(e.to_is_head);
-            self.map_key.append_option(e.map_key.as_deref());
-            self.n += 1;
-        }
-    }
-
-    fn finish(&mut self) -> Vec<ArrayRef> {
-        self.n = 0;
-        vec![
-            arc(self.snapshot.finish()),
-            arc(self.from_block.finish()),
-            arc(self.from_word.finish()),
-            arc(self.root_address.finish()),
-            arc(self.root_name.finish()),
-            arc(self.to_address.finish()),
-            arc(self.to_block.finish()),
-            arc(self.to_is_head.finish()),
-            arc(self.map_key.finish()),
-        ]
-    }
-}
-
-#[derive(Default)]
-struct QstrsRows {
-    n: usize,
-    snapshot: UInt64Builder,
-    pool: UInt64Builder,
-    chunk: UInt64Builder,
-    id: UInt64Builder,
-    address: UInt64Builder,
-    hash: UInt64Builder,
-    length: UInt64Builder,
-    text: Dict,
-}
-
-impl QstrsRows {
-    fn push(&mut self, r: &SnapshotReport) {
-        for q in &r.qstrs {
-            self.snapshot.append_value(r.index);
-            self.pool.append_value(q.pool);
-            self.chunk.append_option(q.chunk);
-            self.id.append_value(q.id);
-            self.address.append_value(q.address);
-            self.hash.append_value(q.hash);
-            self.length.append_value(q.length);
-            self.text.append_value(&q.text);
-            self.n += 1;
-        }
-    }
-
-    fn finish(&mut self) -> Vec<ArrayRef> {
-        self.n = 0;
-        vec![
-            arc(self.snapshot.finish()),
-            arc(self.pool.finish()),
-            arc(self.chunk.finish()),
-            arc(self.id.finish()),
-            arc(self.address.finish()),
-            arc(self.hash.finish()),
-            arc(self.length.finish()),
-            arc(self.text.finish()),
-        ]
-    }
-}
-
-#[derive(Default)]
-struct StringsRows {
-    n: usize,
-    snapshot: UInt64Builder,
-    block: UInt64Builder,
-    owner: UInt64Builder,
-    source: Dict,
-    length: UInt64Builder,
-    text: StringBuilder,
-}
-
-impl StringsRows {
-    fn push(&mut self, r: &SnapshotReport) {
-        for s in &r.strings {
-            self.snapshot.append_value(r.index);
-            self.block.append_value(s.block);
-            self.owner.append_option(s.owner);
-            self.source.append_value(s.source);
-            self.length.append_value(s.length);
-            self.text.append_value(&s.text);
-            self.n += 1;
-        }
-    }
-
-    fn finish(&mut self) -> Vec<ArrayRef> {
-        self.n = 0;
-        vec![
-            arc(self.snapshot.finish()),
-            arc(self.block.finish()),
-            arc(self.owner.finish()),
-            arc(self.source.finish()),
-            arc(self.length.finish()),
-            arc(self.text.finish()),
-        ]
-    }
-}
-
-#[derive(Default)]
-struct FreeRunsRows {
-    n: usize,
-    snapshot: UInt64Builder,
-    block: UInt64Builder,
-    address: UInt64Builder,
-    blocks: UInt64Builder,
-    bytes: UInt64Builder,
-}
-
-impl FreeRunsRows {
-    fn push(&mut self, r: &SnapshotReport) {
-        let g = &r.geometry;
-        for run in &r.free_runs {
-            self.snapshot.append_value(r.index);
-            self.block.append_value(run.start_block);
-            self.address.append_value(g.block_address(run.start_block));
-            self.blocks.append_value(run.blocks);
-            self.bytes.append_value(run.blocks * g.bytes_per_block);
-            self.n += 1;
-        }
-    }
-
-    fn finish(&mut self) -> Vec<ArrayRef> {
-        self.n = 0;
-        vec![
-            arc(self.snapshot.finish()),
-            arc(self.block.finish()),
-            arc(self.address.finish()),
-            arc(self.blocks.finish()),
-            arc(self.bytes.finish()),
-        ]
     }
 }
 
@@ -548,112 +144,77 @@ macro_rules! flush_if {
 }
 
 /// The single writer: receives snapshot outcomes in order and streams them into
-/// one Parquet file per table under the output directory.
+/// Parquet, diffing consecutive snapshots into lifetimes on the way.
 pub struct TableSink<'f> {
     firmware: &'f Firmware,
-    snapshots: Table<SnapshotsRows>,
+    snapshots: Option<Table<SnapshotsRows>>,
     blocks: Option<Table<BlocksRows>>,
     edges: Option<Table<EdgesRows>>,
     qstrs: Option<Table<QstrsRows>>,
     strings: Option<Table<StringsRows>>,
     free_runs: Option<Table<FreeRunsRows>>,
+    allocations: Option<(Table<AllocationRows>, AllocationTracker)>,
+    edge_history: Option<(Table<EdgeHistoryRows>, EdgeTracker)>,
+    qstr_history: Option<(Table<QstrHistoryRows>, QstrTracker)>,
+    type_histogram: Option<Table<TypeHistogramRows>>,
+    free_run_histogram: Option<Table<FreeRunHistogramRows>>,
     pub written: u64,
     pub failed: u64,
     pub files: Vec<PathBuf>,
 }
 
-fn open<R>(
-    dir: &Path,
-    name: &'static str,
-    schema: SchemaRef,
-    rows: R,
-    files: &mut Vec<PathBuf>,
-) -> Result<Table<R>> {
-    let path = dir.join(format!("{name}.parquet"));
-    let file = ParquetFile::create(&path, Arc::clone(&schema))?;
-    files.push(path);
-    Ok(Table {
-        name,
-        schema,
-        file,
-        rows,
-    })
+struct Opener<'a> {
+    dir: &'a Path,
+    layout: &'a OutputLayout,
+    files: Vec<PathBuf>,
+}
+
+impl Opener<'_> {
+    fn open<R>(&mut self, want: bool, name: &'static str, schema: SchemaRef, rows: impl FnOnce() -> R) -> Result<Option<Table<R>>> {
+        if !want {
+            return Ok(None);
+        }
+        let path = self.layout.path(self.dir, name)?;
+        let file = ParquetFile::create(&path, Arc::clone(&schema))?;
+        self.files.push(path);
+        Ok(Some(Table { name, schema, file, rows: rows() }))
+    }
 }
 
 impl<'f> TableSink<'f> {
-    pub fn create(dir: &Path, set: TableSet, firmware: &'f Firmware) -> Result<Self> {
+    /// Opens the tables of `set` under `dir` for the snapshots `range`.
+    pub fn create(dir: &Path, set: TableSet, layout: &OutputLayout, firmware: &'f Firmware) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let mut files = Vec::new();
-        let snapshots = open(
-            dir,
-            "snapshots",
-            snapshots_schema(),
-            SnapshotsRows::new(),
-            &mut files,
+        let mut o = Opener { dir, layout, files: Vec::new() };
+        let snapshots = o.open(true, "snapshots", per_snapshot::snapshots_schema(), SnapshotsRows::new)?;
+        let blocks = o.open(set.blocks, "blocks", per_snapshot::blocks_schema(), BlocksRows::default)?;
+        let edges = o.open(set.edges, "edges", per_snapshot::edges_schema(), EdgesRows::default)?;
+        let qstrs = o.open(set.qstrs, "qstrs", per_snapshot::qstrs_schema(), QstrsRows::default)?;
+        let strings = o.open(set.strings, "strings", per_snapshot::strings_schema(), StringsRows::default)?;
+        let free_runs = o.open(set.free_runs, "free_runs", per_snapshot::free_runs_schema(), FreeRunsRows::default)?;
+        let allocations = o
+            .open(set.allocations, "allocations", lifetimes::allocations_schema(), AllocationRows::default)?
+            .map(|t| (t, AllocationTracker::new()));
+        let edge_history = o
+            .open(set.edge_history, "edge_history", lifetimes::edge_history_schema(), EdgeHistoryRows::default)?
+            .map(|t| (t, EdgeTracker::new()));
+        let qstr_history = o
+            .open(set.qstr_history, "qstr_history", lifetimes::qstr_history_schema(), QstrHistoryRows::default)?
+            .map(|t| (t, QstrTracker::new()));
+        let type_histogram =
+            o.open(set.type_histogram, "type_histogram", summaries::type_histogram_schema(), TypeHistogramRows::default)?;
+        let free_run_histogram = o.open(
+            set.free_run_histogram,
+            "free_run_histogram",
+            summaries::free_run_histogram_schema(),
+            FreeRunHistogramRows::default,
         )?;
-        let blocks = set
-            .blocks
-            .then(|| {
-                open(
-                    dir,
-                    "blocks",
-                    blocks_schema(),
-                    BlocksRows::default(),
-                    &mut files,
-                )
-            })
-            .transpose()?;
-        let edges = set
-            .edges
-            .then(|| {
-                open(
-                    dir,
-                    "edges",
-                    edges_schema(),
-                    EdgesRows::default(),
-                    &mut files,
-                )
-            })
-            .transpose()?;
-        let qstrs = set
-            .qstrs
-            .then(|| {
-                open(
-                    dir,
-                    "qstrs",
-                    qstrs_schema(),
-                    QstrsRows::default(),
-                    &mut files,
-                )
-            })
-            .transpose()?;
-        let strings = set
-            .strings
-            .then(|| {
-                open(
-                    dir,
-                    "strings",
-                    strings_schema(),
-                    StringsRows::default(),
-                    &mut files,
-                )
-            })
-            .transpose()?;
-        let free_runs = set
-            .free_runs
-            .then(|| {
-                open(
-                    dir,
-                    "free_runs",
-                    free_runs_schema(),
-                    FreeRunsRows::default(),
-                    &mut files,
-                )
-            })
-            .transpose()?;
+        let mut files = o.files;
         if set.symbols {
-            write_symbols(&dir.join("symbols.parquet"), firmware)?;
-            files.push(dir.join("symbols.parquet"));
+            // The symbol table is the same for every shard: one file, not parts.
+            let path = dir.join("symbols.parquet");
+            write_symbols(&path, firmware)?;
+            files.push(path);
         }
         Ok(TableSink {
             firmware,
@@ -663,6 +224,11 @@ impl<'f> TableSink<'f> {
             qstrs,
             strings,
             free_runs,
+            allocations,
+            edge_history,
+            qstr_history,
+            type_histogram,
+            free_run_histogram,
             written: 0,
             failed: 0,
             files,
@@ -671,62 +237,119 @@ impl<'f> TableSink<'f> {
 
     /// Stores one snapshot; calls must come in snapshot order.
     pub fn write(&mut self, index: u64, dump_offset: u64, outcome: &SnapshotOutcome) -> Result<()> {
-        self.snapshots.rows.push(index, dump_offset, outcome);
-        if let Ok(r) = outcome {
-            if let Some(t) = self.blocks.as_mut() {
-                t.rows.push(r, self.firmware);
+        if let Some(t) = self.snapshots.as_mut() {
+            t.rows.push(index, dump_offset, outcome);
+        }
+        match outcome {
+            Ok(r) => {
+                let fw = self.firmware;
+                if let Some(t) = self.blocks.as_mut() {
+                    t.rows.push(r, fw);
+                }
+                if let Some(t) = self.edges.as_mut() {
+                    t.rows.push(r);
+                }
+                if let Some(t) = self.qstrs.as_mut() {
+                    t.rows.push(r);
+                }
+                if let Some(t) = self.strings.as_mut() {
+                    t.rows.push(r);
+                }
+                if let Some(t) = self.free_runs.as_mut() {
+                    t.rows.push(r);
+                }
+                if let Some((t, tracker)) = self.allocations.as_mut() {
+                    tracker.observe(r, &mut t.rows, fw);
+                }
+                if let Some((t, tracker)) = self.edge_history.as_mut() {
+                    tracker.observe(r, &mut t.rows);
+                }
+                if let Some((t, tracker)) = self.qstr_history.as_mut() {
+                    tracker.observe(r, &mut t.rows);
+                }
+                if let Some(t) = self.type_histogram.as_mut() {
+                    t.rows.push(r, fw);
+                }
+                if let Some(t) = self.free_run_histogram.as_mut() {
+                    t.rows.push(r);
+                }
             }
-            if let Some(t) = self.edges.as_mut() {
-                t.rows.push(r);
-            }
-            if let Some(t) = self.qstrs.as_mut() {
-                t.rows.push(r);
-            }
-            if let Some(t) = self.strings.as_mut() {
-                t.rows.push(r);
-            }
-            if let Some(t) = self.free_runs.as_mut() {
-                t.rows.push(r);
-            }
-        } else {
-            self.failed += 1;
+            Err(_) => self.failed += 1,
         }
         self.written += 1;
         self.flush(false)
     }
 
     fn flush(&mut self, force: bool) -> Result<()> {
-        let mut snapshots = Some(&mut self.snapshots);
-        flush_if!(snapshots, force);
+        flush_if!(self.snapshots, force);
         flush_if!(self.blocks, force);
         flush_if!(self.edges, force);
         flush_if!(self.qstrs, force);
         flush_if!(self.strings, force);
         flush_if!(self.free_runs, force);
+        flush_if!(self.allocations.as_mut().map(|t| &mut t.0), force);
+        flush_if!(self.edge_history.as_mut().map(|t| &mut t.0), force);
+        flush_if!(self.qstr_history.as_mut().map(|t| &mut t.0), force);
+        flush_if!(self.type_histogram, force);
+        flush_if!(self.free_run_histogram, force);
         Ok(())
     }
 
-    pub fn finish(mut self) -> Result<Vec<PathBuf>> {
+    /// Gives the lifetimes the snapshot just before the range (the lead-in), so
+    /// what was alive there is known to have started earlier. Writes no rows.
+    pub fn prime(&mut self, before: &SnapshotReport) {
+        let fw = self.firmware;
+        if let Some((_, tracker)) = self.allocations.as_mut() {
+            tracker.prime(before, fw);
+        }
+        if let Some((_, tracker)) = self.edge_history.as_mut() {
+            tracker.prime(before);
+        }
+        if let Some((_, tracker)) = self.qstr_history.as_mut() {
+            tracker.prime(before);
+        }
+    }
+
+    /// Ends every lifetime still open, looking at `next` (the snapshot after the
+    /// range, `None` at the end of the dump), then flushes and closes every file.
+    pub fn finish(mut self, next: Option<&SnapshotReport>) -> Result<Vec<PathBuf>> {
+        let fw = self.firmware;
+        if let Some((t, tracker)) = self.allocations.as_mut() {
+            tracker.finish(next, &mut t.rows, fw);
+        }
+        if let Some((t, tracker)) = self.edge_history.as_mut() {
+            tracker.finish(next, &mut t.rows);
+        }
+        if let Some((t, tracker)) = self.qstr_history.as_mut() {
+            tracker.finish(next, &mut t.rows);
+        }
         self.flush(true)?;
-        self.snapshots.file.finish()?;
-        for t in [
+        let files = [
+            self.snapshots.map(|t| t.file),
             self.blocks.map(|t| t.file),
             self.edges.map(|t| t.file),
             self.qstrs.map(|t| t.file),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            t.finish()?;
-        }
-        for t in [self.strings.map(|t| t.file), self.free_runs.map(|t| t.file)]
-            .into_iter()
-            .flatten()
-        {
-            t.finish()?;
+            self.strings.map(|t| t.file),
+            self.free_runs.map(|t| t.file),
+            self.allocations.map(|t| t.0.file),
+            self.edge_history.map(|t| t.0.file),
+            self.qstr_history.map(|t| t.0.file),
+            self.type_histogram.map(|t| t.file),
+            self.free_run_histogram.map(|t| t.file),
+        ];
+        for f in files.into_iter().flatten() {
+            f.finish()?;
         }
         Ok(self.files)
     }
+}
+
+pub fn symbols_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("address", DataType::UInt64, true),
+        Field::new("size", DataType::UInt64, true),
+    ]))
 }
 
 /// The map's symbol table, for joins (`edges.root_address`, `blocks.type_address`).
@@ -741,15 +364,8 @@ pub fn write_symbols(path: &Path, firmware: &Firmware) -> Result<()> {
         address.append_option(s.address);
         size.append_option(s.size);
     }
-    let b = batch(
-        "symbols",
-        &schema,
-        vec![
-            arc(name.finish()),
-            arc(address.finish()),
-            arc(size.finish()),
-        ],
-    )?;
+    let columns: Vec<ArrayRef> = vec![arc(name.finish()), arc(address.finish()), arc(size.finish())];
+    let b = batch("symbols", &schema, columns)?;
     file.write(&b)?;
     file.finish()
 }

@@ -33,46 +33,26 @@ impl ParquetFile {
             .set_statistics_enabled(EnabledStatistics::Chunk)
             .set_created_by(format!("heapvis {}", env!("CARGO_PKG_VERSION")))
             .build();
-        let writer =
-            ArrowWriter::try_new(file, schema, Some(props)).map_err(|source| Error::Parquet {
-                path: path.into(),
-                source,
-            })?;
-        Ok(ParquetFile {
-            path: path.into(),
-            writer,
-        })
+        let writer = ArrowWriter::try_new(file, schema, Some(props))
+            .map_err(|source| Error::Parquet { path: path.into(), source })?;
+        Ok(ParquetFile { path: path.into(), writer })
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.writer.write(batch).map_err(|source| Error::Parquet {
-            path: self.path.clone(),
-            source,
-        })?;
+        self.writer.write(batch).map_err(|source| Error::Parquet { path: self.path.clone(), source })?;
         if self.writer.in_progress_size() > FLUSH_BYTES {
-            self.writer.flush().map_err(|source| Error::Parquet {
-                path: self.path.clone(),
-                source,
-            })?;
+            self.writer.flush().map_err(|source| Error::Parquet { path: self.path.clone(), source })?;
         }
         Ok(())
     }
 
     pub fn finish(self) -> Result<()> {
-        self.writer.close().map_err(|source| Error::Parquet {
-            path: self.path,
-            source,
-        })?;
+        self.writer.close().map_err(|source| Error::Parquet { path: self.path, source })?;
         Ok(())
     }
 }
 
 /// Builds a record batch, naming the table if the columns do not fit the schema.
-pub fn batch(
-    table: &'static str,
-    schema: &SchemaRef,
-    columns: Vec<arrow::array::ArrayRef>,
-) -> Result<RecordBatch> {
-    RecordBatch::try_new(Arc::clone(schema), columns)
-        .map_err(|source| Error::Arrow { table, source })
+pub fn batch(table: &'static str, schema: &SchemaRef, columns: Vec<arrow::array::ArrayRef>) -> Result<RecordBatch> {
+    RecordBatch::try_new(Arc::clone(schema), columns).map_err(|source| Error::Arrow { table, source })
 }

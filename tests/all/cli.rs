@@ -7,10 +7,7 @@ use heapvis::synth::Board;
 use crate::common::capture;
 
 fn run(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_heapvis"))
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_heapvis")).args(args).output().unwrap()
 }
 
 #[test]
@@ -23,11 +20,7 @@ fn help_lists_every_command() {
     }
     let out = run(&["analyze", "--help"]);
     let help = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        help.contains("--snapshots")
-            && help.contains("--metrics-only")
-            && help.contains("--profile")
-    );
+    assert!(help.contains("--snapshots") && help.contains("--metrics-only") && help.contains("--profile"));
 }
 
 #[test]
@@ -35,11 +28,7 @@ fn inspect_prints_the_reference_report_for_one_snapshot() {
     let c = capture(Board::Samd21, 60, 3, 0);
     let dir = c.dir.path().to_str().unwrap();
     let out = run(&["inspect", dir, "--snapshot", "59"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("mp_state_ctx at 0x2000"));
@@ -50,12 +39,7 @@ fn inspect_prints_the_reference_report_for_one_snapshot() {
     // Allocated and free bytes add up to the pool.
     let mut sum = 0;
     for l in &lines[5..lines.len() - 2] {
-        let n: u64 = l
-            .split_whitespace()
-            .nth(if l.starts_with("0x") { 1 } else { 0 })
-            .unwrap()
-            .parse()
-            .unwrap();
+        let n: u64 = l.split_whitespace().nth(if l.starts_with("0x") { 1 } else { 0 }).unwrap().parse().unwrap();
         sum += n;
     }
     assert_eq!(sum, 19968);

@@ -29,9 +29,7 @@ pub fn session(inputs: &InputPaths) -> Session {
 
 pub fn decode_all(s: &Session) -> Vec<SnapshotReport> {
     let d = s.decoder(DecodeOptions::default());
-    (0..s.dump.count())
-        .map(|i| d.decode(i, s.dump.snapshot(i).unwrap()).expect("decode"))
-        .collect()
+    (0..s.dump.count()).map(|i| d.decode(i, s.dump.snapshot(i).unwrap()).expect("decode")).collect()
 }
 
 pub fn repo() -> PathBuf {
@@ -60,16 +58,10 @@ pub fn oracle_facts(inputs: &InputPaths, work: &Path) -> Vec<serde_json::Value> 
         .arg(out.join("oracle.json"))
         .output()
         .expect("oracle_facts.py");
-    assert!(
-        facts.status.success(),
-        "oracle_facts.py: {}",
-        String::from_utf8_lossy(&facts.stderr)
-    );
+    assert!(facts.status.success(), "oracle_facts.py: {}", String::from_utf8_lossy(&facts.stderr));
     let _ = std::fs::remove_file(out.join("oracle.json"));
-    let mut v: Vec<serde_json::Value> = String::from_utf8_lossy(&facts.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("facts line"))
-        .collect();
+    let mut v: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&facts.stdout).lines().map(|l| serde_json::from_str(l).expect("facts line")).collect();
     v.sort_by_key(|s| s["snapshot"].as_u64());
     v
 }

@@ -40,14 +40,7 @@ fn hand_built_heap_decodes_to_hand_computed_rows() {
     // 124 blocks, FTB (124+7)/8 = 16 bytes, pool 1984 bytes from 0x20000900-0x7c0.
     let decoder = Decoder::new(&fw, &profile, DecodeOptions::default());
     let g = decoder.geometry.clone().unwrap();
-    assert_eq!(
-        (
-            g.alloc_table_bytes,
-            g.finaliser_table_bytes,
-            g.pool_blocks()
-        ),
-        (31, 16, 124)
-    );
+    assert_eq!((g.alloc_table_bytes, g.finaliser_table_bytes, g.pool_blocks()), (31, 16, 124));
     assert_eq!(g.pool_start, 0x2000_0140);
 
     let mut ram = vec![0u8; 0x1000];
@@ -56,11 +49,7 @@ fn hand_built_heap_decodes_to_hand_computed_rows() {
     // Finaliser bit on block 0.
     ram[0x100 + 31] = 1;
     // The dict: type, map bits (used 1), alloc 2, table.
-    put(
-        &mut ram,
-        0x2000_0140,
-        &[(FLASH + 0x10) as u32, 1 << 3, 2, 0x2000_0150],
-    );
+    put(&mut ram, 0x2000_0140, &[(FLASH + 0x10) as u32, 1 << 3, 2, 0x2000_0150]);
     // The table: key qstr 2 ("foo") → the dict itself; second slot empty.
     put(&mut ram, 0x2000_0150, &[(2 << 3) | 6, 0x2000_0140, 0, 0]);
     // mp_state_ctx: vm.last_pool (+20) is the ROM pool; dict_main's table (+88) is ours.
@@ -68,65 +57,31 @@ fn hand_built_heap_decodes_to_hand_computed_rows() {
     put(&mut ram, RAM + 88, &[0x2000_0150]);
 
     let r = decoder.decode(0, &ram).unwrap();
-    let blocks: Vec<(u64, u64, Kind, bool)> = r
-        .blocks
-        .iter()
-        .map(|b| (b.address, b.blocks, b.kind, b.has_finaliser))
-        .collect();
-    assert_eq!(
-        blocks,
-        vec![
-            (0x2000_0140, 1, Kind::Dict, true),
-            (0x2000_0150, 2, Kind::MapTable, false)
-        ]
-    );
+    let blocks: Vec<(u64, u64, Kind, bool)> =
+        r.blocks.iter().map(|b| (b.address, b.blocks, b.kind, b.has_finaliser)).collect();
+    assert_eq!(blocks, vec![(0x2000_0140, 1, Kind::Dict, true), (0x2000_0150, 2, Kind::MapTable, false)]);
     assert_eq!(r.blocks[0].type_address, Some(FLASH + 0x10));
-    assert_eq!(
-        fw.flash_names.get(&(FLASH + 0x10)).map(String::as_str),
-        Some("mp_type_dict")
-    );
+    assert_eq!(fw.flash_names.get(&(FLASH + 0x10)).map(String::as_str), Some("mp_type_dict"));
     // One free run: blocks 3..124.
     assert_eq!(r.free_runs.len(), 1);
-    assert_eq!(
-        (r.free_runs[0].start_block, r.free_runs[0].blocks),
-        (3, 121)
-    );
+    assert_eq!((r.free_runs[0].start_block, r.free_runs[0].blocks), (3, 121));
     let i = r.gc_info;
     assert_eq!((i.total, i.used, i.free), (1984, 48, 121 * 16));
-    assert_eq!(
-        (i.max_free, i.num_1block, i.num_2block, i.max_block),
-        (121, 1, 1, 2)
-    );
+    assert_eq!((i.max_free, i.num_1block, i.num_2block, i.max_block), (121, 1, 1, 2));
     // Edges: dict word 3 → table; table word 1 → dict, under key "foo".
     type Edge<'a> = (Option<u64>, Option<u32>, u64, Option<&'a str>);
     let edges: Vec<Edge> = r
         .edges
         .iter()
         .filter(|e| e.from_block.is_some())
-        .map(|e| {
-            (
-                e.from_block,
-                e.from_word,
-                e.to_address,
-                e.map_key.as_deref(),
-            )
-        })
+        .map(|e| (e.from_block, e.from_word, e.to_address, e.map_key.as_deref()))
         .collect();
     assert_eq!(
         edges,
-        vec![
-            (Some(0x2000_0140), Some(3), 0x2000_0150, None),
-            (Some(0x2000_0150), Some(1), 0x2000_0140, Some("foo"))
-        ]
+        vec![(Some(0x2000_0140), Some(3), 0x2000_0150, None), (Some(0x2000_0150), Some(1), 0x2000_0140, Some("foo"))]
     );
     // Root: the state's dict_main table pointer, by the reference's name.
-    let roots: Vec<(&str, u64)> = r
-        .edges
-        .iter()
-        .filter_map(|e| Some((e.root_name.as_deref()?, e.to_address)))
-        .collect();
-    assert_eq!(
-        roots,
-        vec![("mp_state_ctx.vm.dict_main.map.table", 0x2000_0150)]
-    );
+    let roots: Vec<(&str, u64)> =
+        r.edges.iter().filter_map(|e| Some((e.root_name.as_deref()?, e.to_address))).collect();
+    assert_eq!(roots, vec![("mp_state_ctx.vm.dict_main.map.table", 0x2000_0150)]);
 }

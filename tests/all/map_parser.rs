@@ -75,10 +75,7 @@ fn wrapped_and_one_line_sections_give_address_and_size() {
     let heap = t.get("heap").unwrap();
     assert_eq!((heap.address, heap.size), (Some(0x2000_0100), Some(0x5000)));
     let gc_alloc = t.get("gc_alloc").unwrap();
-    assert_eq!(
-        (gc_alloc.address, gc_alloc.size),
-        (Some(0x20b4), Some(0x1c4))
-    );
+    assert_eq!((gc_alloc.address, gc_alloc.size), (Some(0x20b4), Some(0x1c4)));
     let dump = t.get("gc_dump_info").unwrap();
     assert_eq!((dump.address, dump.size), (Some(0x2278), Some(0x2c)));
     // One-line section with an LTO suffix: the whole name, not the last dotted part.
@@ -95,10 +92,7 @@ fn common_symbols_get_size_from_the_common_block_and_address_from_bss() {
     let t = parse_map(MAP);
     let s = t.get("mp_state_ctx").unwrap();
     assert_eq!((s.address, s.size), (Some(0x2000_5110), Some(0x1e4)));
-    assert_eq!(
-        t.get("a_very_long_common_symbol_name").unwrap().size,
-        Some(0x10)
-    );
+    assert_eq!(t.get("a_very_long_common_symbol_name").unwrap().size, Some(0x10));
     // LTO's "(symbol from plugin)" lines still give the size.
     let lto = t.get("lto_state").unwrap();
     assert_eq!((lto.address, lto.size), (Some(0x2000_5300), Some(0x20)));

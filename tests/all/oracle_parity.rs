@@ -23,17 +23,9 @@ fn compare(ours: &SnapshotReport, theirs: &Value, next: Option<&SnapshotReport>)
     let bpb = g.bytes_per_block;
 
     // Blocks and sizes.
-    let our_blocks: Vec<(u64, u64)> = ours
-        .blocks
-        .iter()
-        .map(|b| (b.address, b.blocks * bpb))
-        .collect();
-    let their_blocks: Vec<(u64, u64)> = theirs["blocks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| (u(&b[0]), u(&b[1])))
-        .collect();
+    let our_blocks: Vec<(u64, u64)> = ours.blocks.iter().map(|b| (b.address, b.blocks * bpb)).collect();
+    let their_blocks: Vec<(u64, u64)> =
+        theirs["blocks"].as_array().unwrap().iter().map(|b| (u(&b[0]), u(&b[1]))).collect();
     if our_blocks != their_blocks {
         bad.push(format!(
             "snapshot {snap}: blocks differ ({} ours, {} reference)",
@@ -45,29 +37,15 @@ fn compare(ours: &SnapshotReport, theirs: &Value, next: Option<&SnapshotReport>)
 
     // Free runs: the reference never prints a run that reaches the end of the pool.
     let mut runs: Vec<u64> = ours.free_runs.iter().map(|r| r.blocks * bpb).collect();
-    if ours
-        .free_runs
-        .last()
-        .is_some_and(|r| r.start_block + r.blocks == g.pool_blocks())
-    {
+    if ours.free_runs.last().is_some_and(|r| r.start_block + r.blocks == g.pool_blocks()) {
         runs.pop();
     }
-    let their_runs: Vec<u64> = theirs["free_runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(u)
-        .collect();
+    let their_runs: Vec<u64> = theirs["free_runs"].as_array().unwrap().iter().map(u).collect();
     if runs != their_runs {
         bad.push(format!("snapshot {snap}: free runs differ"));
     }
     let total: u64 = ours.free_runs.iter().map(|r| r.blocks * bpb).sum();
-    let longest = ours
-        .free_runs
-        .iter()
-        .map(|r| r.blocks * bpb)
-        .max()
-        .unwrap_or(0);
+    let longest = ours.free_runs.iter().map(|r| r.blocks * bpb).max().unwrap_or(0);
     if total != u(&theirs["total_free"]) || longest != u(&theirs["longest_free"]) {
         bad.push(format!(
             "snapshot {snap}: total/longest free {total}/{longest} vs {}/{}",
@@ -76,23 +54,12 @@ fn compare(ours: &SnapshotReport, theirs: &Value, next: Option<&SnapshotReport>)
     }
     // gc_info's free figure is the same count of FREE blocks.
     if ours.gc_info.free != total {
-        bad.push(format!(
-            "snapshot {snap}: gc_info.free {} != free runs {total}",
-            ours.gc_info.free
-        ));
+        bad.push(format!("snapshot {snap}: gc_info.free {} != free runs {total}", ours.gc_info.free));
     }
 
-    let block_edges: Vec<_> = ours
-        .edges
-        .iter()
-        .filter(|e| e.from_block.is_some())
-        .collect();
+    let block_edges: Vec<_> = ours.edges.iter().filter(|e| e.from_block.is_some()).collect();
     let kind_of: HashMap<u64, Kind> = ours.blocks.iter().map(|b| (b.address, b.kind)).collect();
-    let first_word_in_ram = |a: u64| {
-        block_edges
-            .iter()
-            .any(|e| e.from_block == Some(a) && e.from_word == Some(0))
-    };
+    let first_word_in_ram = |a: u64| block_edges.iter().any(|e| e.from_block == Some(a) && e.from_word == Some(0));
 
     // Kinds, as the reference's colours.
     let colours: BTreeMap<u64, String> = theirs["colours"]
@@ -111,10 +78,7 @@ fn compare(ours: &SnapshotReport, theirs: &Value, next: Option<&SnapshotReport>)
     // Blocks the reference wrongly takes as map tables: their "keys" are not keys.
     let mut false_tables: BTreeSet<u64> = BTreeSet::new();
     for b in &ours.blocks {
-        let theirs_c = colours
-            .get(&b.address)
-            .map(String::as_str)
-            .unwrap_or("missing");
+        let theirs_c = colours.get(&b.address).map(String::as_str).unwrap_or("missing");
         let ours_c = b.kind.reference_colour();
         if theirs_c == ours_c {
             continue;
@@ -158,28 +122,19 @@ fn compare(ours: &SnapshotReport, theirs: &Value, next: Option<&SnapshotReport>)
         .filter(|e| !deleted.contains(&e.to_address))
         .map(|e| (e.from_block.unwrap(), e.to_address))
         .collect();
-    let their_edges: BTreeSet<(u64, u64)> = theirs["layout_edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| (u(&e[0]), u(&e[1])))
-        .collect();
+    let their_edges: BTreeSet<(u64, u64)> =
+        theirs["layout_edges"].as_array().unwrap().iter().map(|e| (u(&e[0]), u(&e[1]))).collect();
     if our_edges != their_edges {
         let extra: Vec<_> = our_edges.difference(&their_edges).take(3).collect();
         let missing: Vec<_> = their_edges.difference(&our_edges).take(3).collect();
-        bad.push(format!(
-            "snapshot {snap}: edges differ; ours only {extra:x?}, reference only {missing:x?}"
-        ));
+        bad.push(format!("snapshot {snap}: edges differ; ours only {extra:x?}, reference only {missing:x?}"));
     }
 
     // Root edges. The reference searches only for blocks nothing points to, at any
     // byte offset of RAM including the heap; heapvis reports every aligned word
     // outside the heap that holds a block's address.
-    let ours_roots: BTreeSet<(String, u64)> = ours
-        .edges
-        .iter()
-        .filter_map(|e| Some((e.root_name.clone()?, e.to_address)))
-        .collect();
+    let ours_roots: BTreeSet<(String, u64)> =
+        ours.edges.iter().filter_map(|e| Some((e.root_name.clone()?, e.to_address))).collect();
     let their_roots: BTreeSet<(String, u64)> = theirs["root_edges"]
         .as_array()
         .unwrap()
@@ -198,33 +153,23 @@ fn compare(ours: &SnapshotReport, theirs: &Value, next: Option<&SnapshotReport>)
             name.starts_with("heap+")
         };
         if !in_heap_or_unaligned {
-            bad.push(format!(
-                "snapshot {snap}: reference root {name} -> 0x{to:08x} missing here"
-            ));
+            bad.push(format!("snapshot {snap}: reference root {name} -> 0x{to:08x} missing here"));
         }
     }
     for (name, to) in &ours_roots {
         if !pointed_to.contains(to) && !their_roots.contains(&(name.clone(), *to)) {
-            bad.push(format!(
-                "snapshot {snap}: root {name} -> 0x{to:08x} not found by the reference"
-            ));
+            bad.push(format!("snapshot {snap}: root {name} -> 0x{to:08x} not found by the reference"));
         }
     }
 
     // String labels: the block's text up to its terminator.
-    let strings: HashMap<u64, &str> = ours
-        .strings
-        .iter()
-        .map(|s| (s.block, s.text.as_str()))
-        .collect();
+    let strings: HashMap<u64, &str> = ours.strings.iter().map(|s| (s.block, s.text.as_str())).collect();
     for (a, label) in theirs["strings"].as_object().unwrap() {
         let a: u64 = a.parse().unwrap();
         let label = label.as_str().unwrap().replace('\n', "");
         match strings.get(&a) {
             Some(t) if t.split('\0').next() == Some(label.as_str()) => {}
-            other => bad.push(format!(
-                "snapshot {snap}: string 0x{a:08x} {other:?} vs {label:?}"
-            )),
+            other => bad.push(format!("snapshot {snap}: string 0x{a:08x} {other:?} vs {label:?}")),
         }
     }
 
@@ -236,11 +181,7 @@ fn compare(ours: &SnapshotReport, theirs: &Value, next: Option<&SnapshotReport>)
         };
         let mut rows: Vec<_> = ours.qstrs.iter().filter(|q| q.chunk == Some(a)).collect();
         rows.sort_by_key(|q| q.address);
-        let size = ours
-            .blocks
-            .iter()
-            .find(|b| b.address == a)
-            .map_or(0, |b| b.blocks * bpb);
+        let size = ours.blocks.iter().find(|b| b.address == a).map_or(0, |b| b.blocks * bpb);
         let mut text = String::new();
         let mut used = 0;
         for q in &rows {
@@ -254,39 +195,22 @@ fn compare(ours: &SnapshotReport, theirs: &Value, next: Option<&SnapshotReport>)
         // A qstr written into its chunk while its pool entry is not yet stored (the
         // snapshot was taken inside qstr_add's pool allocation) is not interned yet:
         // heapvis lists the pool's qstrs; it must appear in the next snapshot.
-        let pending_ok = label
-            .trim_end()
-            .strip_prefix(text.trim_end())
-            .is_some_and(|rest| {
-                let next_texts: BTreeSet<&str> = next
-                    .map(|n| n.qstrs.iter().map(|q| q.text.as_str()).collect())
-                    .unwrap_or_default();
-                !rest.is_empty()
-                    && rest
-                        .split("  ")
-                        .filter(|n| !n.is_empty())
-                        .all(|n| next_texts.contains(n))
-            });
+        let pending_ok = label.trim_end().strip_prefix(text.trim_end()).is_some_and(|rest| {
+            let next_texts: BTreeSet<&str> =
+                next.map(|n| n.qstrs.iter().map(|q| q.text.as_str()).collect()).unwrap_or_default();
+            !rest.is_empty() && rest.split("  ").filter(|n| !n.is_empty()).all(|n| next_texts.contains(n))
+        });
         if text != label && !pending_ok {
-            bad.push(format!(
-                "snapshot {snap}: qstr chunk 0x{a:08x}: {text:?} vs {label:?}"
-            ));
+            bad.push(format!("snapshot {snap}: qstr chunk 0x{a:08x}: {text:?} vs {label:?}"));
         }
     }
 
     // Bytecode preludes.
     for (a, size) in theirs["bytecode"].as_object().unwrap() {
         let a: u64 = a.parse().unwrap();
-        let ours_size = ours
-            .blocks
-            .iter()
-            .find(|b| b.address == a)
-            .and_then(|b| b.prelude)
-            .map(|p| p.code_info_size);
+        let ours_size = ours.blocks.iter().find(|b| b.address == a).and_then(|b| b.prelude).map(|p| p.code_info_size);
         if ours_size != size.as_u64() {
-            bad.push(format!(
-                "snapshot {snap}: bytecode 0x{a:08x} code_info_size {ours_size:?} vs {size}"
-            ));
+            bad.push(format!("snapshot {snap}: bytecode 0x{a:08x} code_info_size {ours_size:?} vs {size}"));
         }
     }
 
@@ -297,12 +221,7 @@ fn compare(ours: &SnapshotReport, theirs: &Value, next: Option<&SnapshotReport>)
         if false_tables.contains(&t) {
             continue;
         }
-        let texts: Vec<String> = cells
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c[1].as_str().unwrap().to_string())
-            .collect();
+        let texts: Vec<String> = cells.as_array().unwrap().iter().map(|c| c[1].as_str().unwrap().to_string()).collect();
         for e in block_edges.iter().filter(|e| e.from_block == Some(t)) {
             if let Some(k) = &e.map_key {
                 if !texts.contains(k) {
@@ -320,13 +239,10 @@ fn compare(ours: &SnapshotReport, theirs: &Value, next: Option<&SnapshotReport>)
             .as_array()
             .and_then(|cells| cells.iter().find(|c| c[0].as_str() == Some(port)))
             .and_then(|c| c[1].as_str());
-        let found = block_edges.iter().any(|e| {
-            e.from_block == Some(t) && e.to_address == head && e.map_key.as_deref() == text
-        });
+        let found =
+            block_edges.iter().any(|e| e.from_block == Some(t) && e.to_address == head && e.map_key.as_deref() == text);
         if !found {
-            bad.push(format!(
-                "snapshot {snap}: edge 0x{t:08x} -> 0x{head:08x} should carry key {text:?}"
-            ));
+            bad.push(format!("snapshot {snap}: edge 0x{t:08x} -> 0x{head:08x} should carry key {text:?}"));
         }
     }
     bad
@@ -341,23 +257,15 @@ fn parity(board: Board, snapshots: u64, seed: u64, misalign: u64) {
     let mut bad = Vec::new();
     for (i, (o, t)) in ours.iter().zip(&theirs).enumerate() {
         assert_eq!(Some(o.index), t["snapshot"].as_u64());
-        let structure: Vec<String> =
-            heapvis::inspect::block_state_report(o, &s.firmware, "mp_state_ctx")
-                .lines()
-                .take(5)
-                .map(str::to_string)
-                .collect();
-        let their_structure: Vec<String> = t["heap_structure"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| l.as_str().unwrap().to_string())
+        let structure: Vec<String> = heapvis::inspect::block_state_report(o, &s.firmware, "mp_state_ctx")
+            .lines()
+            .take(5)
+            .map(str::to_string)
             .collect();
+        let their_structure: Vec<String> =
+            t["heap_structure"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_string()).collect();
         if structure != their_structure {
-            bad.push(format!(
-                "snapshot {}: heap structure {structure:?} vs {their_structure:?}",
-                o.index
-            ));
+            bad.push(format!("snapshot {}: heap structure {structure:?} vs {their_structure:?}", o.index));
         }
         bad.extend(compare(o, t, ours.get(i + 1)));
     }
@@ -371,18 +279,9 @@ fn parity(board: Board, snapshots: u64, seed: u64, misalign: u64) {
     // states and orphan tails logged mid-sweep) and free space split into runs.
     let last = ours.last().unwrap();
     assert!(last.blocks.len() > 20, "a live heap at the end");
-    assert!(
-        ours.iter().any(|r| r.marked_blocks > 0),
-        "a snapshot taken mid-collection"
-    );
-    assert!(
-        ours.iter().any(|r| r.orphan_tail_blocks > 0),
-        "a snapshot with orphan tails"
-    );
-    assert!(
-        ours.iter().any(|r| r.free_runs.len() > 3),
-        "a fragmented heap"
-    );
+    assert!(ours.iter().any(|r| r.marked_blocks > 0), "a snapshot taken mid-collection");
+    assert!(ours.iter().any(|r| r.orphan_tail_blocks > 0), "a snapshot with orphan tails");
+    assert!(ours.iter().any(|r| r.free_runs.len() > 3), "a fragmented heap");
 }
 
 #[test]

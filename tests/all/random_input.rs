@@ -8,13 +8,7 @@ use heapvis::synth::{Board, Layout};
 use proptest::prelude::*;
 
 fn firmware(layout: &Layout, flash: Vec<u8>) -> Firmware {
-    Firmware::from_parts(
-        parse_map(&layout.map),
-        flash,
-        "firmware.map".as_ref(),
-        &Profile::default(),
-    )
-    .unwrap()
+    Firmware::from_parts(parse_map(&layout.map), flash, "firmware.map".as_ref(), &Profile::default()).unwrap()
 }
 
 proptest! {
@@ -71,8 +65,7 @@ proptest! {
 #[test]
 fn corrupted_real_snapshots_decode_without_panicking() {
     let config = heapvis::synth::SynthConfig::new(Board::Samd21, 200, 9);
-    let heapvis::synth::InMemoryCapture { layout, ram, .. } =
-        heapvis::synth::simulate_in_memory(&config).unwrap();
+    let heapvis::synth::InMemoryCapture { layout, ram, .. } = heapvis::synth::simulate_in_memory(&config).unwrap();
     let fw = firmware(&layout, layout.flash.clone());
     let profile = Profile::default();
     let d = Decoder::new(&fw, &profile, DecodeOptions::default());

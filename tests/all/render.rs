@@ -44,23 +44,13 @@ fn read_png(path: &Path) -> (u32, u32, Vec<u8>, Vec<[u8; 3]>) {
     let mut r = d.read_info().unwrap();
     let mut buf = vec![0; r.output_buffer_size().unwrap()];
     let info = r.next_frame(&mut buf).unwrap();
-    let palette: Vec<[u8; 3]> = r
-        .info()
-        .palette
-        .as_ref()
-        .unwrap()
-        .chunks(3)
-        .map(|c| [c[0], c[1], c[2]])
-        .collect();
+    let palette: Vec<[u8; 3]> = r.info().palette.as_ref().unwrap().chunks(3).map(|c| [c[0], c[1], c[2]]).collect();
     buf.truncate(info.buffer_size());
     (info.width, info.height, buf, palette)
 }
 
 fn render_options(dir: &Path) -> RenderOptions {
-    RenderOptions {
-        frames_dir: Some(dir.join("frames")),
-        ..RenderOptions::default()
-    }
+    RenderOptions { frames_dir: Some(dir.join("frames")), ..RenderOptions::default() }
 }
 
 #[test]
@@ -68,15 +58,11 @@ fn frame_pixels_show_each_kind_where_its_block_is_and_free_runs_empty() {
     let c = capture(Board::Samd21, 260, 4, 0);
     let s = session(&c.inputs);
     let out = c.dir.path().join("out");
-    let options = AnalyzeOptions {
-        render: Some(render_options(&out)),
-        ..AnalyzeOptions::default()
-    };
+    let options = AnalyzeOptions { render: Some(render_options(&out)), ..AnalyzeOptions::default() };
     s.analyze(&out, &options, &Silent).unwrap();
     let reports = decode_all(&s);
     let last = reports.last().unwrap();
-    let (w, h, pixels, palette) =
-        read_png(&out.join(format!("frames/heap_layout{:06}.png", last.index)));
+    let (w, h, pixels, palette) = read_png(&out.join(format!("frames/heap_layout{:06}.png", last.index)));
     // The documented layout: 64 blocks per column, first block top-left, a block
     // cell 2·scale wide and scale tall plus a grid line; block 0 at (map_x, map_y).
     let layout = FrameLayout::new(&last.geometry, 8, &[]);
@@ -84,30 +70,19 @@ fn frame_pixels_show_each_kind_where_its_block_is_and_free_runs_empty() {
     let (cw, ch) = (16, 8);
     let at = |b: u64| -> [u8; 3] {
         let (col, row) = ((b / 64) as u32, (b % 64) as u32);
-        let (x, y) = (
-            layout.map_x + col * cw + cw / 2,
-            layout.map_y + row * ch + ch / 2,
-        );
+        let (x, y) = (layout.map_x + col * cw + cw / 2, layout.map_y + row * ch + ch / 2);
         palette[pixels[(y * w + x) as usize] as usize]
     };
     let mut kinds_seen = 0;
     for kind in Kind::ALL {
         if let Some(b) = last.blocks.iter().find(|b| b.kind == kind) {
             for block in b.start_block..b.start_block + b.blocks {
-                assert_eq!(
-                    at(block),
-                    x11(kind),
-                    "{kind:?} block {block} of allocation 0x{:08x}",
-                    b.address
-                );
+                assert_eq!(at(block), x11(kind), "{kind:?} block {block} of allocation 0x{:08x}", b.address);
             }
             kinds_seen += 1;
         }
     }
-    assert!(
-        kinds_seen >= 10,
-        "the snapshot shows most kinds ({kinds_seen})"
-    );
+    assert!(kinds_seen >= 10, "the snapshot shows most kinds ({kinds_seen})");
     let free = last.free_runs.iter().max_by_key(|r| r.blocks).unwrap();
     for block in free.start_block..free.start_block + free.blocks {
         assert_eq!(at(block), [252, 252, 252], "free block {block}");
@@ -121,72 +96,39 @@ fn frame_header_reads_back_as_the_snapshots_table_row() {
     let out = c.dir.path().join("out");
     let mut r = render_options(&out);
     r.step = 37;
-    let options = AnalyzeOptions {
-        render: Some(r),
-        ..AnalyzeOptions::default()
-    };
+    let options = AnalyzeOptions { render: Some(r), ..AnalyzeOptions::default() };
     s.analyze(&out, &options, &Silent).unwrap();
-    let frames: Vec<_> = std::fs::read_dir(out.join("frames"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let frames: Vec<_> = std::fs::read_dir(out.join("frames")).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(frames.len(), 200usize.div_ceil(37), "every 37th snapshot");
 
     let file = File::open(out.join("snapshots.parquet")).unwrap();
-    let batches: Vec<_> = ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap()
-        .build()
-        .unwrap()
-        .map(|b| b.unwrap())
-        .collect();
+    let batches: Vec<_> =
+        ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap().map(|b| b.unwrap()).collect();
     let col = |name: &str| -> Vec<u64> {
         batches
             .iter()
             .flat_map(|b| {
-                b.column_by_name(name)
-                    .unwrap()
-                    .as_any()
-                    .downcast_ref::<UInt64Array>()
-                    .unwrap()
-                    .values()
-                    .to_vec()
+                b.column_by_name(name).unwrap().as_any().downcast_ref::<UInt64Array>().unwrap().values().to_vec()
             })
             .collect()
     };
     let frag: Vec<Option<f64>> = batches
         .iter()
         .flat_map(|b| {
-            let a = b
-                .column_by_name("fragmentation")
-                .unwrap()
-                .as_any()
-                .downcast_ref::<Float64Array>()
-                .unwrap()
-                .clone();
+            let a = b.column_by_name("fragmentation").unwrap().as_any().downcast_ref::<Float64Array>().unwrap().clone();
             (0..a.len()).map(move |i| a.is_valid(i).then(|| a.value(i)))
         })
         .collect();
     let (snap, used, free, max_free) = (col("snapshot"), col("used"), col("free"), col("max_free"));
     for i in (0..200).step_by(37) {
         let (w, h, pixels, _) = read_png(&out.join(format!("frames/heap_layout{i:06}.png")));
-        let canvas = Canvas {
-            width: w,
-            height: h,
-            pixels,
-        };
+        let canvas = Canvas { width: w, height: h, pixels };
         let line1 = canvas.read_text(8, 8, 16, heapvis::render::palette::TEXT);
         let line2 = canvas.read_text(8, 20, 78, heapvis::render::palette::TEXT);
-        assert!(
-            line1.starts_with(&format!("snapshot {} ", snap[i])),
-            "{line1:?}"
-        );
+        assert!(line1.starts_with(&format!("snapshot {} ", snap[i])), "{line1:?}");
         let f = frag[i].map_or("-".to_string(), |f| format!("{:.1}%", 100.0 * f));
-        let expected = format!(
-            "used {} B  free {} B  largest free {} B  fragmentation {f}",
-            used[i],
-            free[i],
-            max_free[i] * 16
-        );
+        let expected =
+            format!("used {} B  free {} B  largest free {} B  fragmentation {f}", used[i], free[i], max_free[i] * 16);
         assert_eq!(line2.trim_end(), expected);
     }
 }
@@ -200,10 +142,7 @@ fn gif_and_apng_decode_back_to_the_frames() {
         let mut r = render_options(&out);
         r.movie = Some(out.join(movie));
         r.step = 3;
-        let options = AnalyzeOptions {
-            render: Some(r),
-            ..AnalyzeOptions::default()
-        };
+        let options = AnalyzeOptions { render: Some(r), ..AnalyzeOptions::default() };
         s.analyze(&out, &options, &Silent).unwrap();
     }
     let frame6 = read_png(&out.join("frames/heap_layout000006.png"));
@@ -214,52 +153,28 @@ fn gif_and_apng_decode_back_to_the_frames() {
     // GIF: 14 frames (0, 3, ..., 39; none identical), the size, frame 2 = snapshot 6.
     let mut opts = gif::DecodeOptions::new();
     opts.set_color_output(gif::ColorOutput::Indexed);
-    let mut d = opts
-        .read_info(File::open(out.join("heap.gif")).unwrap())
-        .unwrap();
+    let mut d = opts.read_info(File::open(out.join("heap.gif")).unwrap()).unwrap();
     assert_eq!((d.width() as u32, d.height() as u32), (frame6.0, frame6.1));
-    let palette: Vec<[u8; 3]> = d
-        .global_palette()
-        .unwrap()
-        .chunks(3)
-        .map(|c| [c[0], c[1], c[2]])
-        .collect();
+    let palette: Vec<[u8; 3]> = d.global_palette().unwrap().chunks(3).map(|c| [c[0], c[1], c[2]]).collect();
     let mut frames = Vec::new();
     while let Some(f) = d.read_next_frame().unwrap() {
-        frames.push(
-            f.buffer
-                .iter()
-                .map(|i| palette[*i as usize])
-                .collect::<Vec<_>>(),
-        );
+        frames.push(f.buffer.iter().map(|i| palette[*i as usize]).collect::<Vec<_>>());
     }
     assert_eq!(frames.len(), 14);
     assert!(frames[2] == rgb(&frame6), "GIF frame 2 is snapshot 6");
 
     // APNG: declared and stored frame count, the size, frame 2 = snapshot 6.
-    let dec = png::Decoder::new(std::io::BufReader::new(
-        File::open(out.join("heap.png")).unwrap(),
-    ));
+    let dec = png::Decoder::new(std::io::BufReader::new(File::open(out.join("heap.png")).unwrap()));
     let mut r = dec.read_info().unwrap();
     assert_eq!(r.info().animation_control().unwrap().num_frames, 14);
     assert_eq!((r.info().width, r.info().height), (frame6.0, frame6.1));
-    let pal: Vec<[u8; 3]> = r
-        .info()
-        .palette
-        .as_ref()
-        .unwrap()
-        .chunks(3)
-        .map(|c| [c[0], c[1], c[2]])
-        .collect();
+    let pal: Vec<[u8; 3]> = r.info().palette.as_ref().unwrap().chunks(3).map(|c| [c[0], c[1], c[2]]).collect();
     let mut buf = vec![0; r.output_buffer_size().unwrap()];
     let mut n = 0;
     let mut third = Vec::new();
     while let Ok(info) = r.next_frame(&mut buf) {
         if n == 2 {
-            third = buf[..info.buffer_size()]
-                .iter()
-                .map(|i| pal[*i as usize])
-                .collect();
+            third = buf[..info.buffer_size()].iter().map(|i| pal[*i as usize]).collect();
         }
         n += 1;
     }
@@ -311,27 +226,13 @@ fn mp4_without_ffmpeg_names_the_package_to_install() {
     let out = c.dir.path().join("out");
     let o = Command::new(env!("CARGO_BIN_EXE_heapvis"))
         .env("PATH", "")
-        .args([
-            "analyze",
-            c.dir.path().to_str().unwrap(),
-            "-q",
-            "-o",
-            out.to_str().unwrap(),
-            "--movie",
-            "x.mp4",
-        ])
+        .args(["analyze", c.dir.path().to_str().unwrap(), "-q", "-o", out.to_str().unwrap(), "--movie", "x.mp4"])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains("ffmpeg") && err.contains("apt-get install ffmpeg"),
-        "{err}"
-    );
-    assert!(
-        !out.join("snapshots.parquet").exists(),
-        "fails before writing anything"
-    );
+    assert!(err.contains("ffmpeg") && err.contains("apt-get install ffmpeg"), "{err}");
+    assert!(!out.join("snapshots.parquet").exists(), "fails before writing anything");
 }
 
 #[test]
@@ -341,30 +242,16 @@ fn ownership_graph_has_a_node_per_block_and_root_and_renders_with_dot() {
     let r = decode_all(&s).pop().unwrap();
     let text = heapvis::render::dot::ownership_dot(&r);
     // One node per allocated block, one per distinct root name.
-    let block_nodes = text
-        .lines()
-        .filter(|l| l.trim_start().starts_with('b') && l.contains("[label=<"))
-        .count();
+    let block_nodes = text.lines().filter(|l| l.trim_start().starts_with('b') && l.contains("[label=<")).count();
     assert_eq!(block_nodes, r.blocks.len());
-    let roots: std::collections::BTreeSet<&str> = r
-        .edges
-        .iter()
-        .filter(|e| e.to_block.is_some())
-        .filter_map(|e| e.root_name.as_deref())
-        .collect();
-    let root_nodes = text
-        .lines()
-        .filter(|l| l.trim_start().starts_with('r') && l.contains("shape=box"))
-        .count();
+    let roots: std::collections::BTreeSet<&str> =
+        r.edges.iter().filter(|e| e.to_block.is_some()).filter_map(|e| e.root_name.as_deref()).collect();
+    let root_nodes = text.lines().filter(|l| l.trim_start().starts_with('r') && l.contains("shape=box")).count();
     assert_eq!(root_nodes, roots.len());
     // Every dict key shows as a port of its table, and strings show their text.
     for e in r.edges.iter().filter(|e| e.map_key.is_some()) {
         assert!(
-            text.contains(&format!(
-                "b{:08x}:w{} ->",
-                e.from_block.unwrap(),
-                e.from_word.unwrap()
-            )),
+            text.contains(&format!("b{:08x}:w{} ->", e.from_block.unwrap(), e.from_word.unwrap())),
             "edge from key port"
         );
     }
@@ -373,21 +260,11 @@ fn ownership_graph_has_a_node_per_block_and_root_and_renders_with_dot() {
     // Graphviz renders it (CI installs graphviz): the SVG has every node.
     let svg = c.dir.path().join("g.svg");
     let o = Command::new(env!("CARGO_BIN_EXE_heapvis"))
-        .args([
-            "graph",
-            c.dir.path().to_str().unwrap(),
-            "--snapshot",
-            "last",
-            "-o",
-            svg.to_str().unwrap(),
-        ])
+        .args(["graph", c.dir.path().to_str().unwrap(), "--snapshot", "last", "-o", svg.to_str().unwrap()])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let svg_text = std::fs::read_to_string(&svg).unwrap();
-    assert_eq!(
-        svg_text.matches("class=\"node\"").count(),
-        r.blocks.len() + roots.len()
-    );
+    assert_eq!(svg_text.matches("class=\"node\"").count(), r.blocks.len() + roots.len());
     assert!(c.dir.path().join("g.dot").is_file());
 }

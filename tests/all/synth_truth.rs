@@ -9,12 +9,7 @@ use heapvis::synth::{simulate_in_memory, Board, SynthConfig};
 fn check(board: Board, snapshots: u64, seed: u64, misalign: u64) {
     let mut config = SynthConfig::new(board, snapshots, seed);
     config.heap_misalign = misalign;
-    let heapvis::synth::InMemoryCapture {
-        layout,
-        ram,
-        truth,
-        summary,
-    } = simulate_in_memory(&config).unwrap();
+    let heapvis::synth::InMemoryCapture { layout, ram, truth, summary } = simulate_in_memory(&config).unwrap();
     assert_eq!(summary.snapshots, snapshots);
     assert!(summary.collections > 0, "the case runs a collection");
     let profile = Profile::default();
@@ -23,18 +18,9 @@ fn check(board: Board, snapshots: u64, seed: u64, misalign: u64) {
     let size = (layout.ram_end - layout.ram_start) as usize;
     let mut checked_gc_info = 0;
     for (i, live) in truth.iter().enumerate() {
-        let r = decoder
-            .decode(i as u64, &ram[i * size..(i + 1) * size])
-            .unwrap();
-        let ours: Vec<(u64, u64, bool)> = r
-            .blocks
-            .iter()
-            .map(|b| (b.address, b.blocks, b.marked))
-            .collect();
-        let expected: Vec<(u64, u64, bool)> = live
-            .iter()
-            .map(|t| (t.address, t.blocks, t.marked))
-            .collect();
+        let r = decoder.decode(i as u64, &ram[i * size..(i + 1) * size]).unwrap();
+        let ours: Vec<(u64, u64, bool)> = r.blocks.iter().map(|b| (b.address, b.blocks, b.marked)).collect();
+        let expected: Vec<(u64, u64, bool)> = live.iter().map(|t| (t.address, t.blocks, t.marked)).collect();
         assert_eq!(ours, expected, "snapshot {i}: allocations");
         for (b, t) in r.blocks.iter().zip(live) {
             // A map table, string or bytecode is one because something points at it;
@@ -43,22 +29,13 @@ fn check(board: Board, snapshots: u64, seed: u64, misalign: u64) {
             let referenced = r.edges.iter().any(|e| {
                 e.to_address == b.address
                     && (e.from_block.is_some()
-                        || e.root_name
-                            .as_deref()
-                            .is_some_and(|n| n.starts_with("mp_state_ctx.")))
+                        || e.root_name.as_deref().is_some_and(|n| n.starts_with("mp_state_ctx.")))
             });
-            let role = matches!(
-                t.kind,
-                Kind::MapTable | Kind::StringData | Kind::Bytecode | Kind::QstrChunk
-            );
+            let role = matches!(t.kind, Kind::MapTable | Kind::StringData | Kind::Bytecode | Kind::QstrChunk);
             if !(role && !referenced && b.kind == Kind::Unknown) {
                 assert_eq!(b.kind, t.kind, "snapshot {i}: kind of 0x{:08x}", b.address);
             }
-            assert_eq!(
-                b.has_finaliser, t.has_finaliser,
-                "snapshot {i}: finaliser bit of 0x{:08x}",
-                b.address
-            );
+            assert_eq!(b.has_finaliser, t.has_finaliser, "snapshot {i}: finaliser bit of 0x{:08x}", b.address);
         }
         // gc_info from the registry where it is unambiguous (no MARK, no orphan tails).
         if r.marked_blocks == 0 && r.orphan_tail_blocks == 0 {
@@ -76,22 +53,11 @@ fn check(board: Board, snapshots: u64, seed: u64, misalign: u64) {
                 next = b + t.blocks;
             }
             gaps.push(pool - next);
-            assert_eq!(
-                r.gc_info.max_free,
-                gaps.iter().copied().max().unwrap_or(0),
-                "snapshot {i}: max_free"
-            );
+            assert_eq!(r.gc_info.max_free, gaps.iter().copied().max().unwrap_or(0), "snapshot {i}: max_free");
             let ones = live.iter().filter(|t| t.blocks == 1).count() as u64;
             let twos = live.iter().filter(|t| t.blocks == 2).count() as u64;
-            assert_eq!(
-                (r.gc_info.num_1block, r.gc_info.num_2block),
-                (ones, twos),
-                "snapshot {i}: 1/2-block counts"
-            );
-            assert_eq!(
-                r.gc_info.max_block,
-                live.iter().map(|t| t.blocks).max().unwrap_or(0)
-            );
+            assert_eq!((r.gc_info.num_1block, r.gc_info.num_2block), (ones, twos), "snapshot {i}: 1/2-block counts");
+            assert_eq!(r.gc_info.max_block, live.iter().map(|t| t.blocks).max().unwrap_or(0));
             checked_gc_info += 1;
         }
     }
@@ -111,10 +77,7 @@ fn check(board: Board, snapshots: u64, seed: u64, misalign: u64) {
         Kind::QstrChunk,
         Kind::Tuple,
     ] {
-        assert!(
-            truth.iter().any(|s| s.iter().any(|t| t.kind == k)),
-            "{k:?} never allocated"
-        );
+        assert!(truth.iter().any(|s| s.iter().any(|t| t.kind == k)), "{k:?} never allocated");
     }
     assert!(!last.is_empty());
 }
@@ -142,11 +105,7 @@ fn geometry_follows_gc_init_where_the_reference_is_off_by_one_atb_byte() {
     assert_eq!(g.alloc_table_bytes, 2000);
     assert_eq!(g.pool_end, (g.heap_start + g.heap_bytes) & !15);
     let facts = crate::common::oracle_facts(&c.inputs, c.dir.path());
-    let structure: Vec<&str> = facts[0]["heap_structure"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let structure: Vec<&str> =
+        facts[0]["heap_structure"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert!(structure.contains(&"ATB length: 2001"), "{structure:?}");
 }

@@ -10,28 +10,24 @@ use heapvis::tables::TableSet;
 
 use crate::common::{capture, decode_all, python, session};
 
-const TABLES: [&str; 7] = [
+const TABLES: [&str; 12] = [
     "snapshots",
     "blocks",
     "edges",
     "qstrs",
     "strings",
     "free_runs",
+    "allocations",
+    "edge_history",
+    "qstr_history",
+    "type_histogram",
+    "free_run_histogram",
     "symbols",
 ];
 
 fn py(script: &str, dir: &std::path::Path) -> String {
-    let out = Command::new(python())
-        .arg("-c")
-        .arg(script)
-        .arg(dir)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "python failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(python()).arg("-c").arg(script).arg(dir).output().expect("python3");
+    assert!(out.status.success(), "python failed:\n{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -40,9 +36,8 @@ fn duckdb_and_polars_read_every_table_and_agree_with_the_decoder() {
     let c = capture(Board::Samd21, 150, 4, 0);
     let s = session(&c.inputs);
     let out = c.dir.path().join("out");
-    let summary = s
-        .analyze(&out, &AnalyzeOptions::default(), &Silent)
-        .unwrap();
+    let options = AnalyzeOptions { tables: TableSet::ALL, ..AnalyzeOptions::default() };
+    let summary = s.analyze(&out, &options, &Silent).unwrap();
     assert_eq!(summary.snapshots, 150);
     let reports = decode_all(&s);
 
@@ -72,46 +67,11 @@ print(con.execute("select count(*) from strings s join blocks b on b.snapshot = 
     let lines: Vec<&str> = duck.lines().collect();
     let free: u64 = reports.iter().map(|r| r.gc_info.free).sum();
     assert_eq!(lines[0], format!("(150, 150, {free})"));
-    assert_eq!(
-        lines[1],
-        reports
-            .iter()
-            .map(|r| r.blocks.len())
-            .sum::<usize>()
-            .to_string()
-    );
-    assert_eq!(
-        lines[2],
-        reports
-            .iter()
-            .map(|r| r.edges.len())
-            .sum::<usize>()
-            .to_string()
-    );
-    assert_eq!(
-        lines[3],
-        reports
-            .iter()
-            .map(|r| r.qstrs.len())
-            .sum::<usize>()
-            .to_string()
-    );
-    assert_eq!(
-        lines[4],
-        reports
-            .iter()
-            .map(|r| r.strings.len())
-            .sum::<usize>()
-            .to_string()
-    );
-    assert_eq!(
-        lines[5],
-        reports
-            .iter()
-            .map(|r| r.free_runs.len())
-            .sum::<usize>()
-            .to_string()
-    );
+    assert_eq!(lines[1], reports.iter().map(|r| r.blocks.len()).sum::<usize>().to_string());
+    assert_eq!(lines[2], reports.iter().map(|r| r.edges.len()).sum::<usize>().to_string());
+    assert_eq!(lines[3], reports.iter().map(|r| r.qstrs.len()).sum::<usize>().to_string());
+    assert_eq!(lines[4], reports.iter().map(|r| r.strings.len()).sum::<usize>().to_string());
+    assert_eq!(lines[5], reports.iter().map(|r| r.free_runs.len()).sum::<usize>().to_string());
     assert_eq!(lines[6], "0");
     assert_eq!(lines[7], "True");
     assert_eq!(lines[8], "True");
@@ -132,10 +92,7 @@ print(";".join(f"{r[0]}={r[1]}" for r in k.iter_rows()))
     );
     let last = reports.last().unwrap();
     let mut lines = pl.lines();
-    assert_eq!(
-        lines.next().unwrap(),
-        format!("150 {} {}", last.gc_info.max_free, last.gc_info.used)
-    );
+    assert_eq!(lines.next().unwrap(), format!("150 {} {}", last.gc_info.max_free, last.gc_info.used));
     let mut by_kind = std::collections::BTreeMap::new();
     for b in &last.blocks {
         *by_kind.entry(b.kind.name()).or_insert(0u64) += b.blocks * 16;
@@ -151,21 +108,14 @@ fn output_is_byte_identical_whatever_the_thread_count() {
     let mut outputs = Vec::new();
     for (threads, window) in [(1, 64), (2, 7), (4, 1)] {
         let out = c.dir.path().join(format!("out{threads}"));
-        let options = AnalyzeOptions {
-            threads: Some(threads),
-            window,
-            ..AnalyzeOptions::default()
-        };
+        let options = AnalyzeOptions { threads: Some(threads), window, tables: TableSet::ALL, ..AnalyzeOptions::default() };
         s.analyze(&out, &options, &Silent).unwrap();
         outputs.push(out);
     }
     for t in TABLES {
         let a = std::fs::read(outputs[0].join(format!("{t}.parquet"))).unwrap();
         for o in &outputs[1..] {
-            assert!(
-                a == std::fs::read(o.join(format!("{t}.parquet"))).unwrap(),
-                "{t} differs between thread counts"
-            );
+            assert!(a == std::fs::read(o.join(format!("{t}.parquet"))).unwrap(), "{t} differs between thread counts");
         }
     }
 }
@@ -176,12 +126,8 @@ fn metrics_only_writes_the_same_snapshots_table() {
     let s = session(&c.inputs);
     let full = c.dir.path().join("full");
     let fast = c.dir.path().join("fast");
-    s.analyze(&full, &AnalyzeOptions::default(), &Silent)
-        .unwrap();
-    let options = AnalyzeOptions {
-        tables: TableSet::METRICS,
-        ..AnalyzeOptions::default()
-    };
+    s.analyze(&full, &AnalyzeOptions { tables: TableSet::ALL, ..AnalyzeOptions::default() }, &Silent).unwrap();
+    let options = AnalyzeOptions { tables: TableSet::METRICS, ..AnalyzeOptions::default() };
     let summary = s.analyze(&fast, &options, &Silent).unwrap();
     assert_eq!(summary.files.len(), 1);
     let q = "select * exclude (free_runs, longest_free_run, allocations) from '{}/snapshots.parquet' order by snapshot";
@@ -198,10 +144,7 @@ fn selections_write_only_the_selected_snapshots() {
     let c = capture(Board::Samd21, 30, 2, 0);
     let s = session(&c.inputs);
     let out = c.dir.path().join("o");
-    let options = AnalyzeOptions {
-        selection: "10..15".parse().unwrap(),
-        ..AnalyzeOptions::default()
-    };
+    let options = AnalyzeOptions { selection: "10..15".parse().unwrap(), ..AnalyzeOptions::default() };
     s.analyze(&out, &options, &Silent).unwrap();
     let got = py(
         "import sys, duckdb\nprint(duckdb.sql(f\"select min(snapshot), max(snapshot), count(*), min(dump_offset) from '{sys.argv[1]}/snapshots.parquet'\").fetchall()[0])",

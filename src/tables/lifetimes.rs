@@ -1,0 +1,571 @@
+//! Heap history as lifetimes: one row per allocation instance, per edge and per
+//! qstr, with the first and last snapshot it was seen in, instead of the same row
+//! in every snapshot.
+//!
+//! MicroPython's GC never moves objects, so an allocation is identified by its
+//! address, length and first word's type until it is freed. The trackers diff each
+//! snapshot against the previous one in snapshot order (they run in the writer),
+//! by a merge over rows the decoder already emits sorted, so the cost is linear in
+//! the live heap and memory is bounded by it, not by the dump.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanBuilder, StringBuilder, UInt32Builder, UInt64Builder};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
+
+use super::per_snapshot::{arc, dict, f, Dict};
+use crate::decode::{EdgeRow, SnapshotReport};
+use crate::firmware::Firmware;
+
+/// How an allocation's life ended.
+fn end_name(collecting: bool) -> &'static str {
+    if collecting {
+        "swept"
+    } else {
+        "freed"
+    }
+}
+
+#[derive(Clone, Debug)]
+struct OpenAllocation {
+    address: u64,
+    blocks: u64,
+    type_address: Option<u64>,
+    kind: &'static str,
+    name: Option<String>,
+    text: Option<String>,
+    has_finaliser: bool,
+    first: u64,
+    last: u64,
+    /// Seen in the snapshot before the run's range (the lead-in): it started earlier.
+    primed: bool,
+    /// Seen inside the run's range (a primed allocation gone at once is not).
+    seen: bool,
+}
+
+pub fn allocations_schema() -> SchemaRef {
+    use DataType::*;
+    Arc::new(Schema::new(vec![
+        f("address", UInt64, false),
+        f("blocks", UInt64, false),
+        f("bytes", UInt64, false),
+        f("kind", dict(), false),
+        f("type_address", UInt64, true),
+        f("type_name", dict(), true),
+        f("name", dict(), true),
+        f("text", Utf8, true),
+        f("has_finaliser", Boolean, false),
+        f("first_snapshot", UInt64, false),
+        f("last_snapshot", UInt64, false),
+        f("snapshots", UInt64, false),
+        f("end", dict(), false),
+        f("open_start", Boolean, false),
+    ]))
+}
+
+#[derive(Default)]
+pub(crate) struct AllocationRows {
+    pub(crate) n: usize,
+    address: UInt64Builder,
+    blocks: UInt64Builder,
+    bytes: UInt64Builder,
+    kind: Dict,
+    type_address: UInt64Builder,
+    type_name: Dict,
+    name: Dict,
+    text: StringBuilder,
+    has_finaliser: BooleanBuilder,
+    first: UInt64Builder,
+    last: UInt64Builder,
+    snapshots: UInt64Builder,
+    end: Dict,
+    open_start: BooleanBuilder,
+}
+
+impl AllocationRows {
+    fn push(&mut self, a: &OpenAllocation, end: &str, bpb: u64, open_start: bool, fw: &Firmware) {
+        self.address.append_value(a.address);
+        self.blocks.append_value(a.blocks);
+        self.bytes.append_value(a.blocks * bpb);
+        self.kind.append_value(a.kind);
+        self.type_address.append_option(a.type_address);
+        self.type_name.append_option(a.type_address.and_then(|t| fw.flash_names.get(&t)).map(String::as_str));
+        self.name.append_option(a.name.as_deref());
+        self.text.append_option(a.text.as_deref());
+        self.has_finaliser.append_value(a.has_finaliser);
+        self.first.append_value(a.first);
+        self.last.append_value(a.last);
+        self.snapshots.append_value(a.last - a.first + 1);
+        self.end.append_value(end);
+        self.open_start.append_value(open_start);
+        self.n += 1;
+    }
+
+    pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {
+        self.n = 0;
+        vec![
+            arc(self.address.finish()),
+            arc(self.blocks.finish()),
+            arc(self.bytes.finish()),
+            arc(self.kind.finish()),
+            arc(self.type_address.finish()),
+            arc(self.type_name.finish()),
+            arc(self.name.finish()),
+            arc(self.text.finish()),
+            arc(self.has_finaliser.finish()),
+            arc(self.first.finish()),
+            arc(self.last.finish()),
+            arc(self.snapshots.finish()),
+            arc(self.end.finish()),
+            arc(self.open_start.finish()),
+        ]
+    }
+}
+
+/// Allocation lifetimes across snapshots.
+///
+/// A run over `A..B` may be one part of a dump: it is primed with snapshot `A-1`
+/// (allocations alive there started before the part: `open_start`) and finished
+/// with snapshot `B` (what is gone there ended at `B-1`, freed or swept; what is
+/// still there `continues` into the next part). Only the dump's last snapshot
+/// leaves allocations `live`. Parts therefore stitch exactly.
+pub(crate) struct AllocationTracker {
+    open: Vec<OpenAllocation>,
+    bytes_per_block: u64,
+    prev_collecting: bool,
+}
+
+impl AllocationTracker {
+    pub(crate) fn new() -> Self {
+        AllocationTracker { open: Vec::new(), bytes_per_block: 16, prev_collecting: false }
+    }
+
+    /// Takes the snapshot before the run's range as the starting state.
+    pub(crate) fn prime(&mut self, r: &SnapshotReport, fw: &Firmware) {
+        self.observe(r, &mut AllocationRows::default(), fw);
+        for o in &mut self.open {
+            o.primed = true;
+            o.seen = false;
+        }
+    }
+
+    /// Diffs `r` against the previous snapshot; ended allocations become rows.
+    pub(crate) fn observe(&mut self, r: &SnapshotReport, rows: &mut AllocationRows, fw: &Firmware) {
+        self.bytes_per_block = r.geometry.bytes_per_block;
+        // A snapshot with MARK states or orphan tails was logged by the sweep.
+        let collecting = r.marked_blocks > 0 || r.orphan_tail_blocks > 0;
+        let end = end_name(collecting || self.prev_collecting);
+        let texts: HashMap<u64, &str> = r.strings.iter().map(|s| (s.block, s.text.as_str())).collect();
+        let mut next = Vec::with_capacity(r.blocks.len());
+        let mut old = std::mem::take(&mut self.open).into_iter().peekable();
+        for b in &r.blocks {
+            while let Some(o) = old.next_if(|o| o.address < b.address) {
+                self.close(&o, end, rows, fw);
+            }
+            let text = texts.get(&b.address).map(|t| t.to_string());
+            match old.next_if(|o| o.address == b.address) {
+                Some(mut o) if o.blocks == b.blocks && o.type_address == b.type_address => {
+                    if !o.seen {
+                        // First sight inside the range of an object from before it.
+                        o.first = r.index;
+                        o.seen = true;
+                    }
+                    o.last = r.index;
+                    o.kind = b.kind.name();
+                    if b.name.is_some() {
+                        o.name = b.name.clone();
+                    }
+                    if o.text.is_none() {
+                        o.text = text;
+                    }
+                    o.has_finaliser |= b.has_finaliser;
+                    next.push(o);
+                    continue;
+                }
+                Some(o) => self.close(&o, end, rows, fw),
+                None => {}
+            }
+            next.push(OpenAllocation {
+                address: b.address,
+                blocks: b.blocks,
+                type_address: b.type_address,
+                kind: b.kind.name(),
+                name: b.name.clone(),
+                text,
+                has_finaliser: b.has_finaliser,
+                first: r.index,
+                last: r.index,
+                primed: false,
+                seen: true,
+            });
+        }
+        for o in old {
+            self.close(&o, end, rows, fw);
+        }
+        self.open = next;
+        self.prev_collecting = collecting;
+    }
+
+    fn close(&self, o: &OpenAllocation, end: &str, rows: &mut AllocationRows, fw: &Firmware) {
+        // A primed allocation never seen inside the range belongs to the part before.
+        if !o.seen {
+            return;
+        }
+        rows.push(o, end, self.bytes_per_block, o.primed, fw);
+    }
+
+    /// Ends the run: with `next` (the snapshot after the range) what is gone there
+    /// was freed or swept and the rest `continues`; without it (the dump's end) what
+    /// is left is `live`. Rows come out in address order.
+    pub(crate) fn finish(&mut self, next: Option<&SnapshotReport>, rows: &mut AllocationRows, fw: &Firmware) {
+        let Some(next) = next else {
+            for o in std::mem::take(&mut self.open) {
+                self.close(&o, "live", rows, fw);
+            }
+            return;
+        };
+        let collecting = next.marked_blocks > 0 || next.orphan_tail_blocks > 0;
+        let end = end_name(collecting || self.prev_collecting);
+        let mut there = next.blocks.iter().map(|b| (b.address, b.blocks, b.type_address)).peekable();
+        for o in std::mem::take(&mut self.open) {
+            while there.next_if(|t| t.0 < o.address).is_some() {}
+            let continues = there.peek().is_some_and(|t| *t == (o.address, o.blocks, o.type_address));
+            self.close(&o, if continues { "continues" } else { end }, rows, fw);
+        }
+    }
+}
+
+/// An edge's identity: where the pointer sits and what it holds.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct EdgeKey {
+    is_root: bool,
+    from: u64,
+    word: u32,
+    to: u64,
+}
+
+fn edge_key(e: &EdgeRow) -> EdgeKey {
+    match e.from_block {
+        Some(b) => EdgeKey { is_root: false, from: b, word: e.from_word.unwrap_or(0), to: e.to_address },
+        None => EdgeKey { is_root: true, from: e.root_address.unwrap_or(0), word: 0, to: e.to_address },
+    }
+}
+
+#[derive(Clone, Debug)]
+struct OpenEdge {
+    key: EdgeKey,
+    row: EdgeRow,
+    first: u64,
+    last: u64,
+    primed: bool,
+    seen: bool,
+}
+
+pub fn edge_history_schema() -> SchemaRef {
+    use DataType::*;
+    Arc::new(Schema::new(vec![
+        f("from_block", UInt64, true),
+        f("from_word", UInt32, true),
+        f("root_address", UInt64, true),
+        f("root_name", dict(), true),
+        f("to_address", UInt64, false),
+        f("to_block", UInt64, true),
+        f("to_is_head", Boolean, false),
+        f("map_key", dict(), true),
+        f("first_snapshot", UInt64, false),
+        f("last_snapshot", UInt64, false),
+        f("end", dict(), false),
+        f("open_start", Boolean, false),
+    ]))
+}
+
+#[derive(Default)]
+pub(crate) struct EdgeHistoryRows {
+    pub(crate) n: usize,
+    from_block: UInt64Builder,
+    from_word: UInt32Builder,
+    root_address: UInt64Builder,
+    root_name: Dict,
+    to_address: UInt64Builder,
+    to_block: UInt64Builder,
+    to_is_head: BooleanBuilder,
+    map_key: Dict,
+    first: UInt64Builder,
+    last: UInt64Builder,
+    end: Dict,
+    open_start: BooleanBuilder,
+}
+
+impl EdgeHistoryRows {
+    fn push(&mut self, e: &OpenEdge, end: &str, open_start: bool) {
+        let r = &e.row;
+        self.from_block.append_option(r.from_block);
+        self.from_word.append_option(r.from_word);
+        self.root_address.append_option(r.root_address);
+        self.root_name.append_option(r.root_name.as_deref());
+        self.to_address.append_value(r.to_address);
+        self.to_block.append_option(r.to_block);
+        self.to_is_head.append_value(r.to_is_head);
+        self.map_key.append_option(r.map_key.as_deref());
+        self.first.append_value(e.first);
+        self.last.append_value(e.last);
+        self.end.append_value(end);
+        self.open_start.append_value(open_start);
+        self.n += 1;
+    }
+
+    pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {
+        self.n = 0;
+        vec![
+            arc(self.from_block.finish()),
+            arc(self.from_word.finish()),
+            arc(self.root_address.finish()),
+            arc(self.root_name.finish()),
+            arc(self.to_address.finish()),
+            arc(self.to_block.finish()),
+            arc(self.to_is_head.finish()),
+            arc(self.map_key.finish()),
+            arc(self.first.finish()),
+            arc(self.last.finish()),
+            arc(self.end.finish()),
+            arc(self.open_start.finish()),
+        ]
+    }
+}
+
+fn push_edge(rows: &mut EdgeHistoryRows, o: &OpenEdge, end: &str) {
+    if o.seen {
+        rows.push(o, end, o.primed);
+    }
+}
+
+fn sorted_edges(r: &SnapshotReport) -> Vec<(EdgeKey, &EdgeRow)> {
+    let mut current: Vec<(EdgeKey, &EdgeRow)> = r.edges.iter().map(|e| (edge_key(e), e)).collect();
+    // The decoder emits block edges by (block, word) then roots by address; sort
+    // only if that ever changes.
+    if !current.is_sorted_by(|a, b| a.0 <= b.0) {
+        current.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    current
+}
+
+/// Edge lifetimes: when each pointer appeared and when it went away (`gone`), with
+/// the same lead-in and look-ahead as [`AllocationTracker`].
+pub(crate) struct EdgeTracker {
+    open: Vec<OpenEdge>,
+}
+
+impl EdgeTracker {
+    pub(crate) fn new() -> Self {
+        EdgeTracker { open: Vec::new() }
+    }
+
+    pub(crate) fn prime(&mut self, r: &SnapshotReport) {
+        self.observe(r, &mut EdgeHistoryRows::default());
+        for o in &mut self.open {
+            o.primed = true;
+            o.seen = false;
+        }
+    }
+
+    pub(crate) fn finish(&mut self, next: Option<&SnapshotReport>, rows: &mut EdgeHistoryRows) {
+        let there: Vec<EdgeKey> = next.map(|n| sorted_edges(n).into_iter().map(|(k, _)| k).collect()).unwrap_or_default();
+        let mut there = there.into_iter().peekable();
+        for o in std::mem::take(&mut self.open) {
+            while there.next_if(|k| *k < o.key).is_some() {}
+            let end = match next {
+                None => "live",
+                Some(_) if there.peek() == Some(&o.key) => "continues",
+                Some(_) => "gone",
+            };
+            push_edge(rows, &o, end);
+        }
+    }
+
+    pub(crate) fn observe(&mut self, r: &SnapshotReport, rows: &mut EdgeHistoryRows) {
+        let current = sorted_edges(r);
+        let mut next = Vec::with_capacity(current.len());
+        let mut old = std::mem::take(&mut self.open).into_iter().peekable();
+        for (key, e) in current {
+            while let Some(o) = old.next_if(|o| o.key < key) {
+                push_edge(rows, &o, "gone");
+            }
+            match old.next_if(|o| o.key == key) {
+                Some(mut o) => {
+                    if !o.seen {
+                        o.first = r.index;
+                        o.seen = true;
+                    }
+                    o.last = r.index;
+                    o.row = e.clone();
+                    next.push(o);
+                }
+                None => next.push(OpenEdge {
+                    key,
+                    row: e.clone(),
+                    first: r.index,
+                    last: r.index,
+                    primed: false,
+                    seen: true,
+                }),
+            }
+        }
+        for o in old {
+            push_edge(rows, &o, "gone");
+        }
+        self.open = next;
+    }
+}
+
+pub fn qstr_history_schema() -> SchemaRef {
+    use DataType::*;
+    Arc::new(Schema::new(vec![
+        f("id", UInt64, false),
+        f("pool", UInt64, false),
+        f("chunk", UInt64, true),
+        f("address", UInt64, false),
+        f("hash", UInt64, false),
+        f("length", UInt64, false),
+        f("text", dict(), false),
+        f("first_snapshot", UInt64, false),
+        f("last_snapshot", UInt64, false),
+        f("end", dict(), false),
+        f("open_start", Boolean, false),
+    ]))
+}
+
+#[derive(Clone, Debug)]
+struct OpenQstr {
+    row: crate::decode::QstrRow,
+    first: u64,
+    last: u64,
+    primed: bool,
+    seen: bool,
+}
+
+fn push_qstr(rows: &mut QstrHistoryRows, o: &OpenQstr, end: &str) {
+    if o.seen {
+        rows.push(o, end, o.primed);
+    }
+}
+
+fn sorted_qstrs(r: &SnapshotReport) -> Vec<&crate::decode::QstrRow> {
+    let mut current: Vec<&crate::decode::QstrRow> = r.qstrs.iter().collect();
+    current.sort_by_key(|q| (q.id, q.address));
+    current
+}
+
+#[derive(Default)]
+pub(crate) struct QstrHistoryRows {
+    pub(crate) n: usize,
+    id: UInt64Builder,
+    pool: UInt64Builder,
+    chunk: UInt64Builder,
+    address: UInt64Builder,
+    hash: UInt64Builder,
+    length: UInt64Builder,
+    text: Dict,
+    first: UInt64Builder,
+    last: UInt64Builder,
+    end: Dict,
+    open_start: BooleanBuilder,
+}
+
+impl QstrHistoryRows {
+    fn push(&mut self, q: &OpenQstr, end: &str, open_start: bool) {
+        self.id.append_value(q.row.id);
+        self.pool.append_value(q.row.pool);
+        self.chunk.append_option(q.row.chunk);
+        self.address.append_value(q.row.address);
+        self.hash.append_value(q.row.hash);
+        self.length.append_value(q.row.length);
+        self.text.append_value(&q.row.text);
+        self.first.append_value(q.first);
+        self.last.append_value(q.last);
+        self.end.append_value(end);
+        self.open_start.append_value(open_start);
+        self.n += 1;
+    }
+
+    pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {
+        self.n = 0;
+        vec![
+            arc(self.id.finish()),
+            arc(self.pool.finish()),
+            arc(self.chunk.finish()),
+            arc(self.address.finish()),
+            arc(self.hash.finish()),
+            arc(self.length.finish()),
+            arc(self.text.finish()),
+            arc(self.first.finish()),
+            arc(self.last.finish()),
+            arc(self.end.finish()),
+            arc(self.open_start.finish()),
+        ]
+    }
+}
+
+/// Qstr lifetimes: interned strings only disappear when the interpreter restarts.
+pub(crate) struct QstrTracker {
+    open: Vec<OpenQstr>,
+}
+
+impl QstrTracker {
+    pub(crate) fn new() -> Self {
+        QstrTracker { open: Vec::new() }
+    }
+
+    pub(crate) fn prime(&mut self, r: &SnapshotReport) {
+        self.observe(r, &mut QstrHistoryRows::default());
+        for o in &mut self.open {
+            o.primed = true;
+            o.seen = false;
+        }
+    }
+
+    pub(crate) fn finish(&mut self, next: Option<&SnapshotReport>, rows: &mut QstrHistoryRows) {
+        let there: Vec<(u64, u64, &str)> =
+            next.map(|n| sorted_qstrs(n).into_iter().map(|q| (q.id, q.address, q.text.as_str())).collect()).unwrap_or_default();
+        let mut there = there.into_iter().peekable();
+        for o in std::mem::take(&mut self.open) {
+            while there.next_if(|t| (t.0, t.1) < (o.row.id, o.row.address)).is_some() {}
+            let end = match next {
+                None => "live",
+                Some(_) if there.peek() == Some(&(o.row.id, o.row.address, o.row.text.as_str())) => "continues",
+                Some(_) => "gone",
+            };
+            push_qstr(rows, &o, end);
+        }
+    }
+
+    pub(crate) fn observe(&mut self, r: &SnapshotReport, rows: &mut QstrHistoryRows) {
+        let current = sorted_qstrs(r);
+        let mut next = Vec::with_capacity(current.len());
+        let mut old = std::mem::take(&mut self.open).into_iter().peekable();
+        for q in current {
+            let key = (q.id, q.address);
+            while let Some(o) = old.next_if(|o| (o.row.id, o.row.address) < key) {
+                push_qstr(rows, &o, "gone");
+            }
+            if let Some(o) = old.next_if(|o| (o.row.id, o.row.address) == key && o.row.text != q.text) {
+                push_qstr(rows, &o, "gone");
+            }
+            match old.next_if(|o| (o.row.id, o.row.address) == key) {
+                Some(mut o) => {
+                    if !o.seen {
+                        o.first = r.index;
+                        o.seen = true;
+                    }
+                    o.last = r.index;
+                    next.push(o);
+                }
+                None => next.push(OpenQstr { row: q.clone(), first: r.index, last: r.index, primed: false, seen: true }),
+            }
+        }
+        for o in old {
+            push_qstr(rows, &o, "gone");
+        }
+        self.open = next;
+    }
+}

@@ -1,0 +1,460 @@
+//! Per-snapshot tables: `snapshots` (always written) and, with `--per-snapshot`,
+//! every block, edge, qstr, string and free run of every snapshot.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Builder, StringBuilder, StringDictionaryBuilder, UInt32Builder, UInt64Builder,
+    UInt8Builder,
+};
+use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
+
+use crate::decode::SnapshotReport;
+use crate::firmware::Firmware;
+use super::SnapshotOutcome;
+
+pub(crate) fn dict() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+}
+
+pub(crate) fn f(name: &str, t: DataType, nullable: bool) -> Field {
+    Field::new(name, t, nullable)
+}
+
+pub fn snapshots_schema() -> SchemaRef {
+    use DataType::*;
+    let u = |n: &str| f(n, UInt64, false);
+    let un = |n: &str| f(n, UInt64, true);
+    Arc::new(Schema::new(vec![
+        u("snapshot"),
+        u("dump_offset"),
+        f("status", Utf8, false),
+        un("heap_start"),
+        un("heap_bytes"),
+        un("alloc_table_start"),
+        un("alloc_table_bytes"),
+        un("finaliser_table_start"),
+        un("finaliser_table_bytes"),
+        un("pool_start"),
+        un("pool_end"),
+        un("pool_blocks"),
+        un("total"),
+        un("used"),
+        un("free"),
+        un("max_free"),
+        un("num_1block"),
+        un("num_2block"),
+        un("max_block"),
+        f("fragmentation", Float64, true),
+        un("free_runs"),
+        un("longest_free_run"),
+        un("allocations"),
+        un("marked_blocks"),
+        un("orphan_tail_blocks"),
+        un("finaliser_blocks"),
+    ]))
+}
+
+pub fn blocks_schema() -> SchemaRef {
+    use DataType::*;
+    Arc::new(Schema::new(vec![
+        f("snapshot", UInt64, false),
+        f("address", UInt64, false),
+        f("block", UInt64, false),
+        f("blocks", UInt64, false),
+        f("bytes", UInt64, false),
+        f("kind", dict(), false),
+        f("type_address", UInt64, true),
+        f("type_name", dict(), true),
+        f("name", dict(), true),
+        f("has_finaliser", Boolean, false),
+        f("marked", Boolean, false),
+        f("n_state", UInt64, true),
+        f("n_exc_stack", UInt64, true),
+        f("scope_flags", UInt8, true),
+        f("n_pos_args", UInt8, true),
+        f("n_kwonly_args", UInt8, true),
+        f("n_def_pos_args", UInt8, true),
+        f("code_info_size", UInt64, true),
+    ]))
+}
+
+pub fn edges_schema() -> SchemaRef {
+    use DataType::*;
+    Arc::new(Schema::new(vec![
+        f("snapshot", UInt64, false),
+        f("from_block", UInt64, true),
+        f("from_word", UInt32, true),
+        f("root_address", UInt64, true),
+        f("root_name", dict(), true),
+        f("to_address", UInt64, false),
+        f("to_block", UInt64, true),
+        f("to_is_head", Boolean, false),
+        f("map_key", dict(), true),
+    ]))
+}
+
+pub fn qstrs_schema() -> SchemaRef {
+    use DataType::*;
+    Arc::new(Schema::new(vec![
+        f("snapshot", UInt64, false),
+        f("pool", UInt64, false),
+        f("chunk", UInt64, true),
+        f("id", UInt64, false),
+        f("address", UInt64, false),
+        f("hash", UInt64, false),
+        f("length", UInt64, false),
+        f("text", dict(), false),
+    ]))
+}
+
+pub fn strings_schema() -> SchemaRef {
+    use DataType::*;
+    Arc::new(Schema::new(vec![
+        f("snapshot", UInt64, false),
+        f("block", UInt64, false),
+        f("owner", UInt64, true),
+        f("source", dict(), false),
+        f("length", UInt64, false),
+        f("text", Utf8, false),
+    ]))
+}
+
+pub fn free_runs_schema() -> SchemaRef {
+    use DataType::*;
+    Arc::new(Schema::new(vec![
+        f("snapshot", UInt64, false),
+        f("block", UInt64, false),
+        f("address", UInt64, false),
+        f("blocks", UInt64, false),
+        f("bytes", UInt64, false),
+    ]))
+}
+
+
+pub(crate) type Dict = StringDictionaryBuilder<Int32Type>;
+
+pub(crate) fn arc<A: arrow::array::Array + 'static>(a: A) -> ArrayRef {
+    Arc::new(a)
+}
+
+
+#[derive(Default)]
+pub(crate) struct SnapshotsRows {
+    pub(crate) n: usize,
+    u: Vec<UInt64Builder>,
+    status: StringBuilder,
+    fragmentation: Float64Builder,
+}
+
+const SNAPSHOT_U64_COLUMNS: usize = 24;
+
+impl SnapshotsRows {
+    pub(crate) fn new() -> Self {
+        SnapshotsRows { u: (0..SNAPSHOT_U64_COLUMNS).map(|_| UInt64Builder::new()).collect(), ..Default::default() }
+    }
+
+    pub(crate) fn push(&mut self, index: u64, offset: u64, outcome: &SnapshotOutcome) {
+        let values: Vec<Option<u64>> = match outcome {
+            Ok(r) => {
+                let g = &r.geometry;
+                let i = &r.gc_info;
+                vec![
+                    Some(g.heap_start),
+                    Some(g.heap_bytes),
+                    Some(g.alloc_table_start),
+                    Some(g.alloc_table_bytes),
+                    g.finaliser_table_start,
+                    Some(g.finaliser_table_bytes),
+                    Some(g.pool_start),
+                    Some(g.pool_end),
+                    Some(g.pool_blocks()),
+                    Some(i.total),
+                    Some(i.used),
+                    Some(i.free),
+                    Some(i.max_free),
+                    Some(i.num_1block),
+                    Some(i.num_2block),
+                    Some(i.max_block),
+                    Some(r.free_runs.len() as u64),
+                    Some(r.free_runs.iter().map(|f| f.blocks).max().unwrap_or(0)),
+                    Some(r.allocations),
+                    Some(r.marked_blocks),
+                    Some(r.orphan_tail_blocks),
+                    Some(r.finaliser_blocks),
+                ]
+            }
+            Err(_) => vec![None; SNAPSHOT_U64_COLUMNS - 2],
+        };
+        self.u[0].append_value(index);
+        self.u[1].append_value(offset);
+        for (b, v) in self.u[2..].iter_mut().zip(values) {
+            b.append_option(v);
+        }
+        match outcome {
+            Ok(r) => {
+                self.status.append_value("ok");
+                let free = r.gc_info.free;
+                let max_free = r.gc_info.max_free * r.geometry.bytes_per_block;
+                self.fragmentation.append_option((free > 0).then(|| 1.0 - max_free as f64 / free as f64));
+            }
+            Err(e) => {
+                self.status.append_value(format!("error: {e}"));
+                self.fragmentation.append_null();
+            }
+        }
+        self.n += 1;
+    }
+
+    pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {
+        self.n = 0;
+        let mut cols: Vec<ArrayRef> = Vec::new();
+        let mut u = self.u.iter_mut().map(|b| arc(b.finish()));
+        cols.push(u.next().unwrap_or_else(|| arc(UInt64Builder::new().finish())));
+        cols.push(u.next().unwrap_or_else(|| arc(UInt64Builder::new().finish())));
+        cols.push(arc(self.status.finish()));
+        let rest: Vec<ArrayRef> = u.collect();
+        // heap_start .. max_block (17 columns), fragmentation, then the counts.
+        cols.extend(rest[..16].iter().cloned());
+        cols.push(arc(self.fragmentation.finish()));
+        cols.extend(rest[16..].iter().cloned());
+        cols
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct BlocksRows {
+    pub(crate) n: usize,
+    snapshot: UInt64Builder,
+    address: UInt64Builder,
+    block: UInt64Builder,
+    blocks: UInt64Builder,
+    bytes: UInt64Builder,
+    kind: Dict,
+    type_address: UInt64Builder,
+    type_name: Dict,
+    name: Dict,
+    has_finaliser: BooleanBuilder,
+    marked: BooleanBuilder,
+    n_state: UInt64Builder,
+    n_exc_stack: UInt64Builder,
+    scope_flags: UInt8Builder,
+    n_pos_args: UInt8Builder,
+    n_kwonly_args: UInt8Builder,
+    n_def_pos_args: UInt8Builder,
+    code_info_size: UInt64Builder,
+}
+
+impl BlocksRows {
+    pub(crate) fn push(&mut self, r: &SnapshotReport, fw: &Firmware) {
+        let bpb = r.geometry.bytes_per_block;
+        for b in &r.blocks {
+            self.snapshot.append_value(r.index);
+            self.address.append_value(b.address);
+            self.block.append_value(b.start_block);
+            self.blocks.append_value(b.blocks);
+            self.bytes.append_value(b.blocks * bpb);
+            self.kind.append_value(b.kind.name());
+            self.type_address.append_option(b.type_address);
+            self.type_name.append_option(b.type_address.and_then(|a| fw.flash_names.get(&a)).map(String::as_str));
+            self.name.append_option(b.name.as_deref());
+            self.has_finaliser.append_value(b.has_finaliser);
+            self.marked.append_value(b.marked);
+            let p = b.prelude.as_ref();
+            self.n_state.append_option(p.map(|p| p.n_state));
+            self.n_exc_stack.append_option(p.map(|p| p.n_exc_stack));
+            self.scope_flags.append_option(p.map(|p| p.scope_flags));
+            self.n_pos_args.append_option(p.map(|p| p.n_pos_args));
+            self.n_kwonly_args.append_option(p.map(|p| p.n_kwonly_args));
+            self.n_def_pos_args.append_option(p.map(|p| p.n_def_pos_args));
+            self.code_info_size.append_option(p.map(|p| p.code_info_size));
+            self.n += 1;
+        }
+    }
+
+    pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {
+        self.n = 0;
+        vec![
+            arc(self.snapshot.finish()),
+            arc(self.address.finish()),
+            arc(self.block.finish()),
+            arc(self.blocks.finish()),
+            arc(self.bytes.finish()),
+            arc(self.kind.finish()),
+            arc(self.type_address.finish()),
+            arc(self.type_name.finish()),
+            arc(self.name.finish()),
+            arc(self.has_finaliser.finish()),
+            arc(self.marked.finish()),
+            arc(self.n_state.finish()),
+            arc(self.n_exc_stack.finish()),
+            arc(self.scope_flags.finish()),
+            arc(self.n_pos_args.finish()),
+            arc(self.n_kwonly_args.finish()),
+            arc(self.n_def_pos_args.finish()),
+            arc(self.code_info_size.finish()),
+        ]
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct EdgesRows {
+    pub(crate) n: usize,
+    snapshot: UInt64Builder,
+    from_block: UInt64Builder,
+    from_word: UInt32Builder,
+    root_address: UInt64Builder,
+    root_name: Dict,
+    to_address: UInt64Builder,
+    to_block: UInt64Builder,
+    to_is_head: BooleanBuilder,
+    map_key: Dict,
+}
+
+impl EdgesRows {
+    pub(crate) fn push(&mut self, r: &SnapshotReport) {
+        for e in &r.edges {
+            self.snapshot.append_value(r.index);
+            self.from_block.append_option(e.from_block);
+            self.from_word.append_option(e.from_word);
+            self.root_address.append_option(e.root_address);
+            self.root_name.append_option(e.root_name.as_deref());
+            self.to_address.append_value(e.to_address);
+            self.to_block.append_option(e.to_block);
+            self.to_is_head.append_value(e.to_is_head);
+            self.map_key.append_option(e.map_key.as_deref());
+            self.n += 1;
+        }
+    }
+
+    pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {
+        self.n = 0;
+        vec![
+            arc(self.snapshot.finish()),
+            arc(self.from_block.finish()),
+            arc(self.from_word.finish()),
+            arc(self.root_address.finish()),
+            arc(self.root_name.finish()),
+            arc(self.to_address.finish()),
+            arc(self.to_block.finish()),
+            arc(self.to_is_head.finish()),
+            arc(self.map_key.finish()),
+        ]
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct QstrsRows {
+    pub(crate) n: usize,
+    snapshot: UInt64Builder,
+    pool: UInt64Builder,
+    chunk: UInt64Builder,
+    id: UInt64Builder,
+    address: UInt64Builder,
+    hash: UInt64Builder,
+    length: UInt64Builder,
+    text: Dict,
+}
+
+impl QstrsRows {
+    pub(crate) fn push(&mut self, r: &SnapshotReport) {
+        for q in &r.qstrs {
+            self.snapshot.append_value(r.index);
+            self.pool.append_value(q.pool);
+            self.chunk.append_option(q.chunk);
+            self.id.append_value(q.id);
+            self.address.append_value(q.address);
+            self.hash.append_value(q.hash);
+            self.length.append_value(q.length);
+            self.text.append_value(&q.text);
+            self.n += 1;
+        }
+    }
+
+    pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {
+        self.n = 0;
+        vec![
+            arc(self.snapshot.finish()),
+            arc(self.pool.finish()),
+            arc(self.chunk.finish()),
+            arc(self.id.finish()),
+            arc(self.address.finish()),
+            arc(self.hash.finish()),
+            arc(self.length.finish()),
+            arc(self.text.finish()),
+        ]
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct StringsRows {
+    pub(crate) n: usize,
+    snapshot: UInt64Builder,
+    block: UInt64Builder,
+    owner: UInt64Builder,
+    source: Dict,
+    length: UInt64Builder,
+    text: StringBuilder,
+}
+
+impl StringsRows {
+    pub(crate) fn push(&mut self, r: &SnapshotReport) {
+        for s in &r.strings {
+            self.snapshot.append_value(r.index);
+            self.block.append_value(s.block);
+            self.owner.append_option(s.owner);
+            self.source.append_value(s.source);
+            self.length.append_value(s.length);
+            self.text.append_value(&s.text);
+            self.n += 1;
+        }
+    }
+
+    pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {
+        self.n = 0;
+        vec![
+            arc(self.snapshot.finish()),
+            arc(self.block.finish()),
+            arc(self.owner.finish()),
+            arc(self.source.finish()),
+            arc(self.length.finish()),
+            arc(self.text.finish()),
+        ]
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct FreeRunsRows {
+    pub(crate) n: usize,
+    snapshot: UInt64Builder,
+    block: UInt64Builder,
+    address: UInt64Builder,
+    blocks: UInt64Builder,
+    bytes: UInt64Builder,
+}
+
+impl FreeRunsRows {
+    pub(crate) fn push(&mut self, r: &SnapshotReport) {
+        let g = &r.geometry;
+        for run in &r.free_runs {
+            self.snapshot.append_value(r.index);
+            self.block.append_value(run.start_block);
+            self.address.append_value(g.block_address(run.start_block));
+            self.blocks.append_value(run.blocks);
+            self.bytes.append_value(run.blocks * g.bytes_per_block);
+            self.n += 1;
+        }
+    }
+
+    pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {
+        self.n = 0;
+        vec![
+            arc(self.snapshot.finish()),
+            arc(self.block.finish()),
+            arc(self.address.finish()),
+            arc(self.blocks.finish()),
+            arc(self.bytes.finish()),
+        ]
+    }
+}
+
