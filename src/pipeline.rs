@@ -49,7 +49,9 @@ pub struct AnalyzeOptions {
 
 impl Default for AnalyzeOptions {
     fn default() -> Self {
-        AnalyzeOptions { selection: Selection::All, tables: TableSet::DEFAULT,
+        AnalyzeOptions {
+            selection: Selection::All,
+            tables: TableSet::DEFAULT,
             threads: None,
             window: 64,
             render: None,

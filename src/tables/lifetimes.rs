@@ -123,6 +123,18 @@ impl AllocationRows {
     }
 }
 
+/// The type an allocation's first word names: a symbol in flash. Other first words
+/// (a list's first item, an immediate that happens to fall in flash) are no type.
+fn type_of(first_word_in_flash: Option<u64>, fw: &Firmware) -> Option<u64> {
+    first_word_in_flash.filter(|a| fw.flash_names.contains_key(a))
+}
+
+/// Same object as far as its type tells: both typed alike, or one not yet typed
+/// (an object under construction has a NULL first word).
+fn same_type(a: Option<u64>, b: Option<u64>) -> bool {
+    a.is_none() || b.is_none() || a == b
+}
+
 /// Allocation lifetimes across snapshots.
 ///
 /// A run over `A..B` may be one part of a dump: it is primed with snapshot `A-1`
@@ -164,8 +176,10 @@ impl AllocationTracker {
                 self.close(&o, end, rows, fw);
             }
             let text = texts.get(&b.address).map(|t| t.to_string());
+            let ty = type_of(b.type_address, fw);
             match old.next_if(|o| o.address == b.address) {
-                Some(mut o) if o.blocks == b.blocks && o.type_address == b.type_address => {
+                Some(mut o) if o.blocks == b.blocks && same_type(o.type_address, ty) => {
+                    o.type_address = o.type_address.or(ty);
                     if !o.seen {
                         // First sight inside the range of an object from before it.
                         o.first = r.index;
@@ -189,7 +203,7 @@ impl AllocationTracker {
             next.push(OpenAllocation {
                 address: b.address,
                 blocks: b.blocks,
-                type_address: b.type_address,
+                type_address: ty,
                 kind: b.kind.name(),
                 name: b.name.clone(),
                 text,
@@ -227,10 +241,11 @@ impl AllocationTracker {
         };
         let collecting = next.marked_blocks > 0 || next.orphan_tail_blocks > 0;
         let end = end_name(collecting || self.prev_collecting);
-        let mut there = next.blocks.iter().map(|b| (b.address, b.blocks, b.type_address)).peekable();
+        let mut there = next.blocks.iter().map(|b| (b.address, b.blocks, type_of(b.type_address, fw))).peekable();
         for o in std::mem::take(&mut self.open) {
             while there.next_if(|t| t.0 < o.address).is_some() {}
-            let continues = there.peek().is_some_and(|t| *t == (o.address, o.blocks, o.type_address));
+            let continues =
+                there.peek().is_some_and(|t| t.0 == o.address && t.1 == o.blocks && same_type(o.type_address, t.2));
             self.close(&o, if continues { "continues" } else { end }, rows, fw);
         }
     }
@@ -370,7 +385,8 @@ impl EdgeTracker {
     }
 
     pub(crate) fn finish(&mut self, next: Option<&SnapshotReport>, rows: &mut EdgeHistoryRows) {
-        let there: Vec<EdgeKey> = next.map(|n| sorted_edges(n).into_iter().map(|(k, _)| k).collect()).unwrap_or_default();
+        let there: Vec<EdgeKey> =
+            next.map(|n| sorted_edges(n).into_iter().map(|(k, _)| k).collect()).unwrap_or_default();
         let mut there = there.into_iter().peekable();
         for o in std::mem::take(&mut self.open) {
             while there.next_if(|k| *k < o.key).is_some() {}
@@ -525,8 +541,9 @@ impl QstrTracker {
     }
 
     pub(crate) fn finish(&mut self, next: Option<&SnapshotReport>, rows: &mut QstrHistoryRows) {
-        let there: Vec<(u64, u64, &str)> =
-            next.map(|n| sorted_qstrs(n).into_iter().map(|q| (q.id, q.address, q.text.as_str())).collect()).unwrap_or_default();
+        let there: Vec<(u64, u64, &str)> = next
+            .map(|n| sorted_qstrs(n).into_iter().map(|q| (q.id, q.address, q.text.as_str())).collect())
+            .unwrap_or_default();
         let mut there = there.into_iter().peekable();
         for o in std::mem::take(&mut self.open) {
             while there.next_if(|t| (t.0, t.1) < (o.row.id, o.row.address)).is_some() {}
@@ -560,7 +577,9 @@ impl QstrTracker {
                     o.last = r.index;
                     next.push(o);
                 }
-                None => next.push(OpenQstr { row: q.clone(), first: r.index, last: r.index, primed: false, seen: true }),
+                None => {
+                    next.push(OpenQstr { row: q.clone(), first: r.index, last: r.index, primed: false, seen: true })
+                }
             }
         }
         for o in old {

@@ -170,7 +170,13 @@ struct Opener<'a> {
 }
 
 impl Opener<'_> {
-    fn open<R>(&mut self, want: bool, name: &'static str, schema: SchemaRef, rows: impl FnOnce() -> R) -> Result<Option<Table<R>>> {
+    fn open<R>(
+        &mut self,
+        want: bool,
+        name: &'static str,
+        schema: SchemaRef,
+        rows: impl FnOnce() -> R,
+    ) -> Result<Option<Table<R>>> {
         if !want {
             return Ok(None);
         }
@@ -201,8 +207,12 @@ impl<'f> TableSink<'f> {
         let qstr_history = o
             .open(set.qstr_history, "qstr_history", lifetimes::qstr_history_schema(), QstrHistoryRows::default)?
             .map(|t| (t, QstrTracker::new()));
-        let type_histogram =
-            o.open(set.type_histogram, "type_histogram", summaries::type_histogram_schema(), TypeHistogramRows::default)?;
+        let type_histogram = o.open(
+            set.type_histogram,
+            "type_histogram",
+            summaries::type_histogram_schema(),
+            TypeHistogramRows::default,
+        )?;
         let free_run_histogram = o.open(
             set.free_run_histogram,
             "free_run_histogram",

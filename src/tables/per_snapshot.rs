@@ -9,9 +9,9 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
 
+use super::SnapshotOutcome;
 use crate::decode::SnapshotReport;
 use crate::firmware::Firmware;
-use super::SnapshotOutcome;
 
 pub(crate) fn dict() -> DataType {
     DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
@@ -131,13 +131,11 @@ pub fn free_runs_schema() -> SchemaRef {
     ]))
 }
 
-
 pub(crate) type Dict = StringDictionaryBuilder<Int32Type>;
 
 pub(crate) fn arc<A: arrow::array::Array + 'static>(a: A) -> ArrayRef {
     Arc::new(a)
 }
-
 
 #[derive(Default)]
 pub(crate) struct SnapshotsRows {
@@ -457,4 +455,3 @@ impl FreeRunsRows {
         ]
     }
 }
-

@@ -65,3 +65,16 @@ pub fn oracle_facts(inputs: &InputPaths, work: &Path) -> Vec<serde_json::Value> 
     v.sort_by_key(|s| s["snapshot"].as_u64());
     v
 }
+
+/// Runs a DuckDB query (`{d}` stands for the output folder) and returns its rows.
+pub fn duck(sql: &str, dir: &Path) -> Vec<Vec<serde_json::Value>> {
+    let script = r#"
+import sys, json, duckdb
+d = sys.argv[1]
+rows = duckdb.sql(sys.argv[2].replace("{d}", d)).fetchall()
+print(json.dumps([[v if isinstance(v, (int, float, str, bool)) or v is None else str(v) for v in r] for r in rows]))
+"#;
+    let out = Command::new(python()).arg("-c").arg(script).arg(dir).arg(sql).output().expect("python3");
+    assert!(out.status.success(), "duckdb failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("json rows")
+}

@@ -8,5 +8,6 @@ mod map_parser;
 mod oracle_parity;
 mod random_input;
 mod render;
+mod soak;
 mod synth_truth;
 mod tables;

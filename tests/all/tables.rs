@@ -108,7 +108,8 @@ fn output_is_byte_identical_whatever_the_thread_count() {
     let mut outputs = Vec::new();
     for (threads, window) in [(1, 64), (2, 7), (4, 1)] {
         let out = c.dir.path().join(format!("out{threads}"));
-        let options = AnalyzeOptions { threads: Some(threads), window, tables: TableSet::ALL, ..AnalyzeOptions::default() };
+        let options =
+            AnalyzeOptions { threads: Some(threads), window, tables: TableSet::ALL, ..AnalyzeOptions::default() };
         s.analyze(&out, &options, &Silent).unwrap();
         outputs.push(out);
     }
