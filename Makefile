@@ -28,7 +28,8 @@ test-deps:
 
 # Criterion benches (decoding throughput per board).
 bench:
-	cargo bench --bench decode --bench render
+	cargo build --release
+	cargo bench --bench decode --bench render --bench soak
 
 # Regenerates the committed sample capture (deterministic: same bytes every time).
 sample:

@@ -48,27 +48,33 @@ pub struct TableWalk {
     pub orphan_tail_blocks: u64,
 }
 
+/// The states of every block, one byte each: both walks below read each state
+/// several times, and a flat array is cheaper than shifting the packed table.
+fn unpack(atb: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(atb.len() * 4);
+    for b in atb {
+        out.extend_from_slice(&[b & 3, (b >> 2) & 3, (b >> 4) & 3, b >> 6]);
+    }
+    out
+}
+
+/// Length of the run of state `k` starting at `i`.
 #[inline]
-fn kind(atb: &[u8], block: u64) -> u8 {
-    atb.get((block / 4) as usize).map_or(AT_FREE, |b| (b >> (2 * (block % 4))) & 3)
+fn run_len(states: &[u8], i: usize, k: u8) -> usize {
+    states[i..].iter().position(|&s| s != k).unwrap_or(states.len() - i)
 }
 
 /// Walks the first `atb.len() * 4` blocks. `bytes_per_block` scales gc_info's byte
-/// figures; `pool_bytes` is gc_info's `total`.
+/// figures; `pool_bytes` is gc_info's `total`. Runs of FREE and TAIL blocks are
+/// taken whole: a heap is mostly long runs.
 pub fn walk(atb: &[u8], bytes_per_block: u64, pool_bytes: u64, want_rows: bool) -> TableWalk {
-    let n = atb.len() as u64 * 4;
+    let states = unpack(atb);
+    let n = states.len();
     let mut w = TableWalk::default();
     let mut current: Option<Allocation> = None;
-    let mut free_start: Option<u64> = None;
-    for block in 0..n {
-        let k = kind(atb, block);
-        if k != AT_FREE {
-            if let Some(start) = free_start.take() {
-                if want_rows {
-                    w.free_runs.push(FreeRun { start_block: start, blocks: block - start });
-                }
-            }
-        }
+    let mut i = 0;
+    while i < n {
+        let k = states[i];
         if k != AT_TAIL {
             if let Some(a) = current.take() {
                 if want_rows {
@@ -78,23 +84,27 @@ pub fn walk(atb: &[u8], bytes_per_block: u64, pool_bytes: u64, want_rows: bool) 
         }
         match k {
             AT_FREE => {
-                free_start.get_or_insert(block);
+                let len = run_len(&states, i, AT_FREE);
+                if want_rows {
+                    w.free_runs.push(FreeRun { start_block: i as u64, blocks: len as u64 });
+                }
+                i += len;
             }
-            AT_HEAD | AT_MARK => {
+            AT_TAIL => {
+                let len = run_len(&states, i, AT_TAIL);
+                match current.as_mut() {
+                    Some(a) => a.blocks += len as u64,
+                    None => w.orphan_tail_blocks += len as u64,
+                }
+                i += len;
+            }
+            _ => {
                 if k == AT_MARK {
                     w.marked_blocks += 1;
                 }
-                current = Some(Allocation { start_block: block, blocks: 1, marked: k == AT_MARK });
+                current = Some(Allocation { start_block: i as u64, blocks: 1, marked: k == AT_MARK });
+                i += 1;
             }
-            _ => match current.as_mut() {
-                Some(a) => a.blocks += 1,
-                None => w.orphan_tail_blocks += 1,
-            },
-        }
-    }
-    if let Some(start) = free_start {
-        if want_rows {
-            w.free_runs.push(FreeRun { start_block: start, blocks: n - start });
         }
     }
     if let Some(a) = current {
@@ -102,38 +112,51 @@ pub fn walk(atb: &[u8], bytes_per_block: u64, pool_bytes: u64, want_rows: bool) 
             w.allocations.push(a);
         }
     }
-    w.gc_info = gc_info(atb, bytes_per_block, pool_bytes);
+    w.gc_info = gc_info_of_states(&states, bytes_per_block, pool_bytes);
     w
 }
 
-/// py/gc.c `gc_info()` (CircuitPython 3.0 / MicroPython 1.9), step for step,
-/// including its treatment of MARK (counted nowhere) and of a TAIL after FREE (a
-/// free run is only closed by a HEAD or the end).
+/// py/gc.c `gc_info()` (CircuitPython 3.0 / MicroPython 1.9), including its
+/// treatment of MARK (counted nowhere) and of a TAIL after FREE (a free run is only
+/// closed by a HEAD or the end).
 pub fn gc_info(atb: &[u8], bytes_per_block: u64, pool_bytes: u64) -> GcInfo {
-    let n = atb.len() as u64 * 4;
+    gc_info_of_states(&unpack(atb), bytes_per_block, pool_bytes)
+}
+
+/// The firmware's loop, block by block, except that a run of FREE or TAIL blocks
+/// is taken at once: inside such a run the firmware's end-of-block check sees the
+/// same state next and does nothing, so only the run's last block matters.
+fn gc_info_of_states(states: &[u8], bytes_per_block: u64, pool_bytes: u64) -> GcInfo {
+    let n = states.len();
     let mut info = GcInfo { total: pool_bytes, ..GcInfo::default() };
     let (mut len, mut len_free) = (0u64, 0u64);
-    let mut block = 0u64;
-    while block < n {
-        match kind(atb, block) {
+    let mut i = 0;
+    while i < n {
+        let k = states[i];
+        let step = match k {
             AT_FREE => {
-                info.free += 1;
-                len_free += 1;
+                let run = run_len(states, i, AT_FREE);
+                info.free += run as u64;
+                len_free += run as u64;
                 len = 0;
+                run
             }
             AT_HEAD => {
                 info.used += 1;
                 len = 1;
+                1
             }
             AT_TAIL => {
-                info.used += 1;
-                len += 1;
+                let run = run_len(states, i, AT_TAIL);
+                info.used += run as u64;
+                len += run as u64;
+                run
             }
-            _ => {}
-        }
-        block += 1;
-        let finish = block == n;
-        let next = if finish { AT_FREE } else { kind(atb, block) };
+            _ => 1,
+        };
+        i += step;
+        let finish = i == n;
+        let next = if finish { AT_FREE } else { states[i] };
         if finish || next == AT_FREE || next == AT_HEAD {
             match len {
                 1 => info.num_1block += 1,

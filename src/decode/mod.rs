@@ -516,14 +516,17 @@ impl<'f> Decoder<'f> {
         }
 
         // Root edges: aligned words of RAM outside the heap that hold a block's address.
-        let mut a = fw.ram_start.div_ceil(word) * word;
-        while a + word <= mem.ram.end() {
-            if a >= g.heap_start && a < g.pool_end {
-                a = g.pool_end.div_ceil(word) * word;
-                continue;
-            }
-            if let Some(w) = mem.ram.word(a, word as u32) {
+        let first = fw.ram_start.div_ceil(word) * word;
+        for (lo, hi) in [(first, g.heap_start), (g.pool_end.div_ceil(word) * word, mem.ram.end())] {
+            let Some(bytes) = mem.ram.slice(lo, hi.saturating_sub(lo) / word * word) else { continue };
+            for (k, chunk) in bytes.chunks_exact(word as usize).enumerate() {
+                let w = crate::memory::le_word(chunk);
+                // Cheap rejection first: most RAM words are not block addresses.
+                if w < g.pool_start || w >= g.pool_end || w % bpb != 0 {
+                    continue;
+                }
                 if let Some(ti) = heap.head(w) {
+                    let a = lo + k as u64 * word;
                     report.edges.push(EdgeRow {
                         from_block: None,
                         from_word: None,
@@ -536,7 +539,6 @@ impl<'f> Decoder<'f> {
                     });
                 }
             }
-            a += word;
         }
 
         let finaliser = |b: u64| -> bool {

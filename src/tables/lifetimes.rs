@@ -175,7 +175,7 @@ impl AllocationTracker {
             while let Some(o) = old.next_if(|o| o.address < b.address) {
                 self.close(&o, end, rows, fw);
             }
-            let text = texts.get(&b.address).map(|t| t.to_string());
+            let text = || texts.get(&b.address).map(|t| t.to_string());
             let ty = type_of(b.type_address, fw);
             match old.next_if(|o| o.address == b.address) {
                 Some(mut o) if o.blocks == b.blocks && same_type(o.type_address, ty) => {
@@ -187,11 +187,11 @@ impl AllocationTracker {
                     }
                     o.last = r.index;
                     o.kind = b.kind.name();
-                    if b.name.is_some() {
+                    if b.name.is_some() && o.name != b.name {
                         o.name = b.name.clone();
                     }
                     if o.text.is_none() {
-                        o.text = text;
+                        o.text = text();
                     }
                     o.has_finaliser |= b.has_finaliser;
                     next.push(o);
@@ -206,7 +206,7 @@ impl AllocationTracker {
                 type_address: ty,
                 kind: b.kind.name(),
                 name: b.name.clone(),
-                text,
+                text: text(),
                 has_finaliser: b.has_finaliser,
                 first: r.index,
                 last: r.index,
@@ -414,7 +414,10 @@ impl EdgeTracker {
                         o.seen = true;
                     }
                     o.last = r.index;
-                    o.row = e.clone();
+                    // Keep the latest to_block/to_is_head/map_key; clone only on change.
+                    if o.row != *e {
+                        o.row = e.clone();
+                    }
                     next.push(o);
                 }
                 None => next.push(OpenEdge {
