@@ -15,9 +15,12 @@ use crate::error::{Error, Result};
 /// A memory-mapped dump split into `count` snapshots of `snapshot_bytes` each.
 pub struct Dump {
     path: PathBuf,
+    file: File,
     map: Mmap,
     snapshot_bytes: u64,
     count: u64,
+    /// Bytes from the start already handed back to the kernel.
+    released: std::sync::atomic::AtomicU64,
 }
 
 impl Dump {
@@ -35,7 +38,7 @@ impl Dump {
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
         // Advice is a hint; a kernel that ignores it changes nothing we rely on.
         let _ = map.advise(Advice::Sequential);
-        Ok(Dump { path: path.into(), map, snapshot_bytes, count: len / snapshot_bytes })
+        Ok(Dump { path: path.into(), file, map, snapshot_bytes, count: len / snapshot_bytes, released: 0.into() })
     }
 
     pub fn path(&self) -> &Path {
@@ -76,14 +79,63 @@ impl Dump {
     /// Tells the kernel the pages of snapshots before `index` will not be read again,
     /// so a long run's page cache stays bounded (no-op where unsupported).
     pub fn release_before(&self, index: u64) {
-        let end = (index.min(self.count) * self.snapshot_bytes) as usize;
-        let page = 1 << 21;
-        let end = end / page * page;
-        if end > 0 {
-            // SAFETY: DONTNEED on a private read-only file mapping only drops cached
-            // pages; later reads fault them back in from the file unchanged.
-            let _ = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, end) };
+        use std::sync::atomic::Ordering;
+        const GRANULE: u64 = 1 << 12;
+        let end = (index.min(self.count) * self.snapshot_bytes) / GRANULE * GRANULE;
+        let start = self.released.load(Ordering::Relaxed);
+        if end > start {
+            // SAFETY: DONTNEED on a private read-only file mapping only drops the
+            // pages from this process; later reads fault them back in from the file
+            // unchanged. Only the range not yet released is advised, so each page
+            // is dropped once however long the dump.
+            let r = unsafe {
+                self.map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    start as usize,
+                    (end - start) as usize,
+                )
+            };
+            let _ = r;
+            self.released.store(end, Ordering::Relaxed);
         }
+    }
+}
+
+/// A mapping of just the snapshots `first..first+count`, for streaming: dropping it
+/// unmaps its pages, so a long run never keeps more than its windows resident.
+pub struct Window {
+    map: Mmap,
+    /// Bytes between the page-aligned mapping start and the first snapshot.
+    skew: usize,
+    first: u64,
+    count: u64,
+    snapshot_bytes: u64,
+}
+
+impl Window {
+    /// Snapshot `index` (a dump index), if it is in this window.
+    pub fn snapshot(&self, index: u64) -> Option<&[u8]> {
+        let i = index.checked_sub(self.first).filter(|i| *i < self.count)?;
+        let start = self.skew + (i * self.snapshot_bytes) as usize;
+        self.map.get(start..start + self.snapshot_bytes as usize)
+    }
+}
+
+impl Dump {
+    /// Maps the snapshots in `range` (clipped to the dump) on their own.
+    pub fn window(&self, range: Range<u64>) -> Result<Window> {
+        let first = range.start.min(self.count);
+        let count = range.end.min(self.count).saturating_sub(first);
+        let start = first * self.snapshot_bytes;
+        const PAGE: u64 = 4096;
+        let aligned = start / PAGE * PAGE;
+        let len = (start - aligned + count * self.snapshot_bytes).max(1);
+        // SAFETY: as for the whole-file mapping in `open`: read-only, private to
+        // this process, within the file's length checked at open.
+        let map = unsafe { memmap2::MmapOptions::new().offset(aligned).len(len as usize).map(&self.file) }
+            .map_err(|e| Error::io(&self.path, e))?;
+        let _ = map.advise(Advice::Sequential);
+        Ok(Window { map, skew: (start - aligned) as usize, first, count, snapshot_bytes: self.snapshot_bytes })
     }
 }
 

@@ -170,7 +170,10 @@ impl Session {
         let snapshot_bytes = self.dump.snapshot_bytes();
         progress.start(range.end - range.start, (range.end - range.start) * snapshot_bytes);
 
-        let window = options.window.max(1) as u64;
+        // At most `window` snapshots and about 8 MiB of dump per parallel window, so
+        // what is resident stays small for large snapshots too.
+        let by_bytes = ((8u64 << 20) / snapshot_bytes.max(1)).max(2 * pool.current_num_threads() as u64);
+        let window = (options.window.max(1) as u64).min(by_bytes);
         let (tx, rx) = sync_channel::<Vec<Decoded>>(1);
         let movie_slot = &mut movie;
         let result: Result<TableSink> = std::thread::scope(|scope| {
@@ -178,7 +181,6 @@ impl Session {
                 let mut sink = sink;
                 for batch in rx {
                     let n = batch.len() as u64;
-                    let mut last = 0;
                     for d in &batch {
                         if let Err(e) = &d.outcome {
                             progress.warn(&format!("snapshot {}: {e}", d.index));
@@ -196,9 +198,7 @@ impl Session {
                                 m.push(canvas)?;
                             }
                         }
-                        last = d.index;
                     }
-                    dump.release_before(last);
                     progress.advance(n, n * snapshot_bytes);
                 }
                 Ok(sink)
@@ -207,11 +207,18 @@ impl Session {
             let mut start = range.start;
             while start < range.end {
                 let end = (start + window).min(range.end);
+                // Each window is mapped on its own and unmapped when decoded: the
+                // rows own their data, so at most one window is resident however
+                // long the dump.
+                let mapped = match dump.window(start..end) {
+                    Ok(w) => w,
+                    Err(e) => return Err(e),
+                };
                 let batch: Vec<Decoded> = pool.install(|| {
                     (start..end)
                         .into_par_iter()
                         .map(|i| {
-                            let ram = dump.snapshot(i).unwrap_or(&[]);
+                            let ram = mapped.snapshot(i).unwrap_or(&[]);
                             let outcome = decoder.decode(i, ram);
                             let frame = match (&layout, render) {
                                 (Some(l), Some(r)) if (i - range.start) % r.step.max(1) == 0 => {
@@ -219,10 +226,7 @@ impl Session {
                                         Ok(report) => l.render(report, &run_label),
                                         Err(e) => l.render_error(i, &e.to_string()),
                                     };
-                                    let png = match r.frames_dir {
-                                        Some(_) => Some(render::png_bytes(&canvas)),
-                                        None => None,
-                                    };
+                                    let png = r.frames_dir.as_ref().map(|_| render::png_bytes(&canvas));
                                     Some((canvas, png))
                                 }
                                 _ => None,
@@ -231,6 +235,7 @@ impl Session {
                         })
                         .collect()
                 });
+                drop(mapped);
                 if tx.send(batch).is_err() {
                     break; // the writer stopped on an error; it reports it below
                 }

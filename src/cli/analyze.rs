@@ -51,6 +51,10 @@ pub struct Args {
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Print the run's figures on stderr at the end: time, MB/s of dump,
+    /// snapshots/s and peak memory (resident set).
+    #[arg(long)]
+    pub stats: bool,
     /// No progress bar or warnings on stderr.
     #[arg(short, long)]
     pub quiet: bool,
@@ -98,10 +102,30 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
         }),
         ..AnalyzeOptions::default()
     };
+    let started = std::time::Instant::now();
     let summary =
         session.analyze(&a.out, &options, &bar).with_context(|| format!("analysing {}", inputs.ram.display()))?;
     if !a.quiet {
         eprintln!("{} snapshot(s), {} failed; tables in {}", summary.snapshots, summary.failed, a.out.display());
     }
+    if a.stats {
+        let secs = started.elapsed().as_secs_f64().max(1e-9);
+        let rss = peak_rss_mib().map_or("unknown".to_string(), |m| format!("{m:.1} MiB"));
+        eprintln!(
+            "stats: {} snapshot(s), {} bytes in {secs:.3} s: {:.1} MB/s, {:.0} snapshots/s, peak RSS {rss}",
+            summary.snapshots,
+            summary.bytes,
+            summary.bytes as f64 / secs / 1e6,
+            summary.snapshots as f64 / secs
+        );
+    }
     Ok(if summary.failed > 0 { Outcome::SomeSnapshotsFailed } else { Outcome::Ok })
+}
+
+/// The process's peak resident set (Linux `VmHWM`), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }

@@ -11,6 +11,7 @@ pub mod geometry;
 pub mod qstr;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::error::DecodeError;
 use crate::firmware::Firmware;
@@ -122,7 +123,7 @@ pub struct BlockRow {
     /// The first word when it points into flash (a built-in type object).
     pub type_address: Option<u64>,
     /// Python-level name: a class's name, an instance's class, a function's name.
-    pub name: Option<String>,
+    pub name: Option<Arc<str>>,
     pub has_finaliser: bool,
     pub marked: bool,
     pub prelude: Option<Prelude>,
@@ -135,14 +136,14 @@ pub struct EdgeRow {
     pub from_word: Option<u32>,
     /// Where a root pointer sits outside the heap, and its name.
     pub root_address: Option<u64>,
-    pub root_name: Option<String>,
+    pub root_name: Option<Arc<str>>,
     pub to_address: u64,
     /// Start of the allocated block the target lies in, if any.
     pub to_block: Option<u64>,
     /// The target is the head of an allocated block (what the GC follows).
     pub to_is_head: bool,
     /// For a value slot of a map table: its key, formatted like the reference.
-    pub map_key: Option<String>,
+    pub map_key: Option<Arc<str>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -197,6 +198,9 @@ pub struct Decoder<'f> {
     pub profile: &'f Profile,
     pub geometry: Result<HeapGeometry, DecodeError>,
     pub options: DecodeOptions,
+    /// Names of the RAM words outside the heap (where roots sit), made once: the
+    /// same few roots recur in every snapshot.
+    root_names: HashMap<u64, Arc<str>>,
 }
 
 const NO_ALLOC: u32 = u32::MAX;
@@ -230,7 +234,24 @@ impl Heap<'_> {
 impl<'f> Decoder<'f> {
     pub fn new(firmware: &'f Firmware, profile: &'f Profile, options: DecodeOptions) -> Self {
         let geometry = HeapGeometry::from_gc_init(firmware.heap_start, firmware.heap_bytes, &profile.heap);
-        Decoder { firmware, profile, geometry, options }
+        let mut root_names = HashMap::new();
+        if let Ok(g) = &geometry {
+            let word = profile.heap.word_bytes as u64;
+            let mut a = firmware.ram_start.div_ceil(word) * word;
+            while a + word <= firmware.ram_end {
+                if a >= g.heap_start && a < g.pool_end {
+                    a = g.pool_end.div_ceil(word) * word;
+                    continue;
+                }
+                root_names.insert(a, Arc::from(firmware.root_name(a)));
+                a += word;
+            }
+        }
+        Decoder { firmware, profile, geometry, options, root_names }
+    }
+
+    fn root_name(&self, address: u64) -> Arc<str> {
+        self.root_names.get(&address).cloned().unwrap_or_else(|| Arc::from(self.firmware.root_name(address)))
     }
 
     fn memory<'a>(&'a self, ram: &'a [u8]) -> Memory<'a> {
@@ -452,7 +473,7 @@ impl<'f> Decoder<'f> {
 
         // Names: classes by their name qstr, instances by their class, functions by
         // the simple name in their bytecode.
-        let mut names: Vec<Option<String>> = vec![None; allocs.len()];
+        let mut names: Vec<Option<Arc<str>>> = vec![None; allocs.len()];
         let mut preludes: Vec<Option<Prelude>> = vec![None; allocs.len()];
         for i in 0..allocs.len() {
             if kinds[i] == Kind::Type {
@@ -475,7 +496,7 @@ impl<'f> Decoder<'f> {
 
         // Pointer edges: every word whose value is a block-aligned RAM address.
         let map_tables: Vec<bool> = roles.iter().map(|r| *r == Kind::MapTable).collect();
-        let mut key_text: HashMap<u64, String> = HashMap::new();
+        let mut key_text: HashMap<u64, Arc<str>> = HashMap::new();
         for (i, is_map_table) in map_tables.iter().copied().enumerate() {
             let address = addr_of(i);
             let data = bytes_of(i);
@@ -494,7 +515,7 @@ impl<'f> Decoder<'f> {
                         let text = match key_text.get(&key) {
                             Some(t) => t.clone(),
                             None => {
-                                let t = self.format_object(key, &mut qstrs);
+                                let t: Arc<str> = self.format_object(key, &mut qstrs).into();
                                 key_text.insert(key, t.clone());
                                 t
                             }
@@ -531,7 +552,7 @@ impl<'f> Decoder<'f> {
                         from_block: None,
                         from_word: None,
                         root_address: Some(a),
-                        root_name: Some(fw.root_name(a)),
+                        root_name: Some(self.root_name(a)),
                         to_address: w,
                         to_block: Some(addr_of(ti)),
                         to_is_head: true,
@@ -569,7 +590,7 @@ impl<'f> Decoder<'f> {
     pub fn format_object(&self, obj: u64, qstrs: &mut qstr::QstrReader) -> String {
         match self.profile.object_repr.decode(obj, self.profile.heap.word_bytes) {
             Immediate::SmallInt(v) => v.to_string(),
-            Immediate::Qstr(q) => qstrs.text(q).unwrap_or_else(|| format!("<qstr {q}>")),
+            Immediate::Qstr(q) => qstrs.text(q).map_or_else(|| format!("<qstr {q}>"), |t| t.to_string()),
             Immediate::Object(p) => format!("0x{p:08x}"),
         }
     }

@@ -5,6 +5,7 @@
 //! step count and a visited set, and entry counts by the bytes actually there.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::memory::{le_word, Memory};
 use crate::profile::Profile;
@@ -39,7 +40,7 @@ pub struct QstrReader<'m> {
     len_bytes: u64,
     /// Every pool reachable from `last_pool`, newest first (RAM and flash).
     pub chain: Vec<PoolHeader>,
-    cache: HashMap<u64, Option<String>>,
+    cache: HashMap<u64, Option<Arc<str>>>,
 }
 
 impl<'m> QstrReader<'m> {
@@ -92,7 +93,7 @@ impl<'m> QstrReader<'m> {
     }
 
     /// Text of qstr `id`, found in the pool whose range holds it.
-    pub fn text(&mut self, id: u64) -> Option<String> {
+    pub fn text(&mut self, id: u64) -> Option<Arc<str>> {
         if let Some(hit) = self.cache.get(&id) {
             return hit.clone();
         }
@@ -102,7 +103,7 @@ impl<'m> QstrReader<'m> {
             .find(|h| id >= h.total_prev_len && id - h.total_prev_len < h.len)
             .and_then(|h| self.entry(h.address, id - h.total_prev_len))
             .and_then(|ptr| self.data_at(ptr))
-            .map(|d| String::from_utf8_lossy(&d.text).into_owned());
+            .map(|d| Arc::from(String::from_utf8_lossy(&d.text).as_ref()));
         self.cache.insert(id, found.clone());
         found
     }

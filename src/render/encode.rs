@@ -132,11 +132,13 @@ impl GifMovie {
 
 impl MovieWriter for GifMovie {
     fn push(&mut self, frame: &Canvas) -> Result<()> {
-        let mut f = gif::Frame::default();
-        f.width = frame.width as u16;
-        f.height = frame.height as u16;
-        f.delay = self.centiseconds_per_frame;
-        f.buffer = std::borrow::Cow::Borrowed(&frame.pixels);
+        let f = gif::Frame {
+            width: frame.width as u16,
+            height: frame.height as u16,
+            delay: self.centiseconds_per_frame,
+            buffer: std::borrow::Cow::Borrowed(&frame.pixels),
+            ..gif::Frame::default()
+        };
         self.encoder.write_frame(&f).map_err(|e| movie_error(&self.path, e.to_string()))
     }
 

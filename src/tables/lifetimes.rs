@@ -33,7 +33,7 @@ struct OpenAllocation {
     blocks: u64,
     type_address: Option<u64>,
     kind: &'static str,
-    name: Option<String>,
+    name: Option<Arc<str>>,
     text: Option<String>,
     has_finaliser: bool,
     first: u64,

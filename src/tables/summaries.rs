@@ -38,7 +38,9 @@ pub(crate) struct TypeHistogramRows {
 impl TypeHistogramRows {
     pub(crate) fn push(&mut self, r: &SnapshotReport, fw: &Firmware) {
         let bpb = r.geometry.bytes_per_block;
-        let mut groups: BTreeMap<(Kind, Option<&str>, Option<&str>), (u64, u64)> = BTreeMap::new();
+        // (kind, type name, class) → (count, bytes)
+        type Group<'a> = (Kind, Option<&'a str>, Option<&'a str>);
+        let mut groups: BTreeMap<Group, (u64, u64)> = BTreeMap::new();
         for b in &r.blocks {
             let type_name = b.type_address.and_then(|t| fw.flash_names.get(&t)).map(String::as_str);
             // Instances are grouped by their class: that is where leaks show.

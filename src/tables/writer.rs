@@ -14,10 +14,10 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use crate::error::{Error, Result};
 
 /// Rows buffered in Arrow builders before they become a record batch.
-pub const BATCH_ROWS: usize = 64 * 1024;
+pub const BATCH_ROWS: usize = 4 * 1024;
 /// Rows per Parquet row group (the writer also flushes at [`FLUSH_BYTES`]).
-const ROW_GROUP_ROWS: usize = 1024 * 1024;
-const FLUSH_BYTES: usize = 64 << 20;
+const ROW_GROUP_ROWS: usize = 4 * 1024;
+const FLUSH_BYTES: usize = 1 << 20;
 
 pub struct ParquetFile {
     path: PathBuf,

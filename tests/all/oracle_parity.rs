@@ -134,7 +134,7 @@ fn compare(ours: &SnapshotReport, theirs: &Value, next: Option<&SnapshotReport>)
     // byte offset of RAM including the heap; heapvis reports every aligned word
     // outside the heap that holds a block's address.
     let ours_roots: BTreeSet<(String, u64)> =
-        ours.edges.iter().filter_map(|e| Some((e.root_name.clone()?, e.to_address))).collect();
+        ours.edges.iter().filter_map(|e| Some((e.root_name.as_deref()?.to_string(), e.to_address))).collect();
     let their_roots: BTreeSet<(String, u64)> = theirs["root_edges"]
         .as_array()
         .unwrap()
@@ -224,7 +224,7 @@ fn compare(ours: &SnapshotReport, theirs: &Value, next: Option<&SnapshotReport>)
         let texts: Vec<String> = cells.as_array().unwrap().iter().map(|c| c[1].as_str().unwrap().to_string()).collect();
         for e in block_edges.iter().filter(|e| e.from_block == Some(t)) {
             if let Some(k) = &e.map_key {
-                if !texts.contains(k) {
+                if !texts.iter().any(|t| t.as_str() == &**k) {
                     bad.push(format!("snapshot {snap}: key {k:?} in table 0x{t:08x} not in the reference's {texts:?}"));
                 }
             }

@@ -183,7 +183,7 @@ fn the_usual_questions_answered_with_duckdb_and_polars() {
         for b in &r.blocks {
             let t = b.type_address.and_then(|a| s.firmware.flash_names.get(&a)).cloned().unwrap_or_default();
             let class = if b.kind == heapvis::decode::Kind::Instance {
-                b.name.clone().unwrap_or_default()
+                b.name.as_deref().unwrap_or_default().to_string()
             } else {
                 String::new()
             };
