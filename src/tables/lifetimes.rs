@@ -15,7 +15,7 @@ use arrow::array::{ArrayRef, BooleanBuilder, StringBuilder, UInt32Builder, UInt6
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 
 use super::per_snapshot::{arc, dict, f, Dict};
-use crate::decode::{EdgeRow, SnapshotReport};
+use crate::decode::{EdgeRow, Kind, SnapshotReport};
 use crate::firmware::Firmware;
 
 /// How an allocation's life ended.
@@ -175,7 +175,8 @@ impl AllocationTracker {
             while let Some(o) = old.next_if(|o| o.address < b.address) {
                 self.close(&o, end, rows, fw);
             }
-            let text = || texts.get(&b.address).map(|t| t.to_string());
+            // Only string data has text; skip the lookup for everything else.
+            let text = || (b.kind == Kind::StringData).then(|| texts.get(&b.address).map(|t| t.to_string())).flatten();
             let ty = type_of(b.type_address, fw);
             match old.next_if(|o| o.address == b.address) {
                 Some(mut o) if o.blocks == b.blocks && same_type(o.type_address, ty) => {
