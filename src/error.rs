@@ -61,6 +61,9 @@ pub enum Error {
     #[error("snapshot selection `{spec}`: {reason}")]
     BadSelection { spec: String, reason: String },
 
+    #[error("{path}: {message}")]
+    BadElf { path: PathBuf, message: String },
+
     #[error("{path}: invalid profile: {message}")]
     BadProfile { path: PathBuf, message: String },
 

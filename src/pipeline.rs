@@ -108,7 +108,7 @@ pub struct Session {
 
 impl Session {
     pub fn open(inputs: &InputPaths, profile: Profile) -> Result<Self> {
-        let firmware = Firmware::load(&inputs.flash, &inputs.map, &profile)?;
+        let firmware = Firmware::load_files(&inputs.firmware, &profile)?;
         let dump = Dump::open(&inputs.ram, firmware.snapshot_bytes())?;
         Ok(Session { firmware, profile, dump })
     }

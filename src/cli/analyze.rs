@@ -78,7 +78,7 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
     if !session.firmware.missing_types.is_empty() && !a.quiet {
         eprintln!(
             "warning: {}: no symbol for {}; blocks of those types get kind `unknown`",
-            inputs.map.display(),
+            inputs.symbols_file().display(),
             session.firmware.missing_types.join(", ")
         );
     }

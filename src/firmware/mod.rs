@@ -1,6 +1,7 @@
 //! Firmware inputs: the link map's symbols, the flash image, and the addresses the
 //! decoder needs resolved once per run through the [`Profile`].
 
+pub mod elf;
 pub mod map;
 pub mod symbols;
 
@@ -11,36 +12,77 @@ use crate::error::{Error, Result};
 use crate::profile::Profile;
 pub use symbols::{AddressNames, Symbol, SymbolTable};
 
-/// The three files of a capture.
+/// Where a build's symbols and flash contents come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FirmwareFiles {
+    /// `firmware.bin` (flash from `_sfixed`) and `firmware.map` (GNU ld map).
+    BinMap { flash: PathBuf, map: PathBuf },
+    /// `firmware.elf`: symbols from its symbol table, flash from its loadable sections.
+    Elf(PathBuf),
+}
+
+/// The files of a capture.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InputPaths {
     pub ram: PathBuf,
-    pub flash: PathBuf,
-    pub map: PathBuf,
+    pub firmware: FirmwareFiles,
+}
+
+fn is_elf(path: &Path) -> bool {
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok()
+        && magic == *b"\x7fELF"
 }
 
 impl InputPaths {
-    /// `RAM BIN MAP` in the reference's order, or one directory holding them
-    /// (`ram.bin`, `firmware.bin`, `firmware.map`, or the only `*.map` and the other `*.bin`).
+    /// `RAM BIN MAP` in the reference's order, `RAM ELF`, or one directory holding
+    /// them (`ram.bin` with `firmware.elf`, or with `firmware.bin` and `firmware.map`).
     pub fn resolve(args: &[PathBuf]) -> Result<Self> {
+        let need = |p: &PathBuf, what: &'static str| -> Result<()> {
+            if p.is_file() {
+                Ok(())
+            } else {
+                Err(Error::MissingInput { path: p.clone(), expected: what })
+            }
+        };
         match args {
             [dir] if dir.is_dir() => Self::from_dir(dir),
             [ram, flash, map] => {
-                for (p, what) in [(ram, "a RAM dump"), (flash, "a flash image"), (map, "a GNU ld map")] {
-                    if !p.is_file() {
-                        return Err(Error::MissingInput { path: p.clone(), expected: what });
-                    }
+                need(ram, "a RAM dump")?;
+                need(flash, "a flash image")?;
+                need(map, "a GNU ld map")?;
+                Ok(InputPaths {
+                    ram: ram.clone(),
+                    firmware: FirmwareFiles::BinMap { flash: flash.clone(), map: map.clone() },
+                })
+            }
+            [ram, elf] => {
+                need(ram, "a RAM dump")?;
+                need(elf, "the firmware's ELF file")?;
+                if !is_elf(elf) {
+                    return Err(Error::MissingInput {
+                        path: elf.clone(),
+                        expected: "an ELF file (it does not start with \\x7fELF)",
+                    });
                 }
-                Ok(InputPaths { ram: ram.clone(), flash: flash.clone(), map: map.clone() })
+                Ok(InputPaths { ram: ram.clone(), firmware: FirmwareFiles::Elf(elf.clone()) })
             }
             [one] => Err(Error::MissingInput {
                 path: one.clone(),
-                expected: "a directory holding ram.bin, firmware.bin and firmware.map",
+                expected: "a directory holding ram.bin with firmware.elf, or with firmware.bin and firmware.map",
             }),
             _ => Err(Error::MissingInput {
                 path: args.first().cloned().unwrap_or_default(),
-                expected: "RAM_DUMP FIRMWARE_BIN FIRMWARE_MAP, or one directory holding them",
+                expected: "RAM_DUMP FIRMWARE_BIN FIRMWARE_MAP, RAM_DUMP FIRMWARE_ELF, or one directory holding them",
             }),
+        }
+    }
+
+    /// The file the symbols come from (the map or the ELF), for messages.
+    pub fn symbols_file(&self) -> &Path {
+        match &self.firmware {
+            FirmwareFiles::BinMap { map, .. } => map,
+            FirmwareFiles::Elf(elf) => elf,
         }
     }
 
@@ -66,19 +108,40 @@ impl InputPaths {
                 }),
             }
         };
-        let map = match named("firmware.map") {
-            Some(p) => p,
-            None => one(with_ext("map"), "firmware.map (a GNU ld map)")?,
+        let map = named("firmware.map").or_else(|| {
+            let maps = with_ext("map");
+            (maps.len() == 1).then(|| maps[0].clone())
+        });
+        let elf = named("firmware.elf").or_else(|| {
+            let elfs = with_ext("elf");
+            (elfs.len() == 1).then(|| elfs[0].clone())
+        });
+        let flash = named("firmware.bin");
+        let firmware = match (flash, map, elf) {
+            (Some(flash), Some(map), _) => FirmwareFiles::BinMap { flash, map },
+            (_, _, Some(elf)) => FirmwareFiles::Elf(elf),
+            (None, Some(_), None) => {
+                return Err(Error::MissingInput { path: dir.join("firmware.bin"), expected: "the flash image" })
+            }
+            _ => {
+                return Err(Error::MissingInput {
+                    path: dir.to_path_buf(),
+                    expected: "firmware.elf, or firmware.bin with firmware.map",
+                })
+            }
         };
-        let flash = match named("firmware.bin") {
-            Some(p) => p,
-            None => return Err(Error::MissingInput { path: dir.join("firmware.bin"), expected: "the flash image" }),
+        let exclude = match &firmware {
+            FirmwareFiles::BinMap { flash, .. } => Some(flash.clone()),
+            FirmwareFiles::Elf(_) => None,
         };
         let ram = match named("ram.bin") {
             Some(p) => p,
-            None => one(with_ext("bin").into_iter().filter(|p| *p != flash).collect(), "ram.bin (the RAM dump)")?,
+            None => one(
+                with_ext("bin").into_iter().filter(|p| Some(p) != exclude.as_ref()).collect(),
+                "ram.bin (the RAM dump)",
+            )?,
         };
-        Ok(InputPaths { ram, flash, map })
+        Ok(InputPaths { ram, firmware })
     }
 }
 
@@ -120,6 +183,14 @@ pub struct Firmware {
 }
 
 impl Firmware {
+    /// Loads the build from whichever files the capture has.
+    pub fn load_files(files: &FirmwareFiles, profile: &Profile) -> Result<Self> {
+        match files {
+            FirmwareFiles::BinMap { flash, map } => Self::load(flash, map, profile),
+            FirmwareFiles::Elf(elf) => elf::load(elf, profile),
+        }
+    }
+
     pub fn load(flash_path: &Path, map_path: &Path, profile: &Profile) -> Result<Self> {
         let map_text = std::fs::read(map_path).map_err(|e| Error::io(map_path, e))?;
         let symbols = map::parse_map(&String::from_utf8_lossy(&map_text));

@@ -47,7 +47,11 @@ pub fn oracle_facts(inputs: &InputPaths, work: &Path) -> Vec<serde_json::Value> 
     let out = work.join("oracle");
     let status = Command::new(python())
         .arg(&oracle)
-        .args([&inputs.ram, &inputs.flash, &inputs.map])
+        .arg(&inputs.ram)
+        .args(match &inputs.firmware {
+            heapvis::firmware::FirmwareFiles::BinMap { flash, map } => [flash, map],
+            heapvis::firmware::FirmwareFiles::Elf(_) => panic!("the oracle needs firmware.bin and firmware.map"),
+        })
         .arg(&out)
         .arg("--ownership")
         .status()

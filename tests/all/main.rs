@@ -3,6 +3,7 @@
 mod bad_input;
 mod cli;
 mod common;
+mod elf;
 mod fixtures;
 mod map_parser;
 mod oracle_parity;

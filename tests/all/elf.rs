@@ -1,0 +1,112 @@
+//! ELF input: a synthetic build linked into a real ELF file (by gcc, from an
+//! assembly file and a linker script that put the flash image and every symbol at
+//! their addresses) gives the same tables as firmware.bin with firmware.map.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use heapvis::firmware::map::parse_map;
+use heapvis::firmware::{FirmwareFiles, InputPaths};
+use heapvis::pipeline::{AnalyzeOptions, Silent};
+use heapvis::synth::Board;
+use heapvis::tables::TableSet;
+
+use crate::common::{capture, session};
+
+/// Links firmware.bin and the map's symbols into `dir/firmware.elf`.
+fn link_elf(dir: &Path) {
+    let map = std::fs::read_to_string(dir.join("firmware.map")).unwrap();
+    let symbols = parse_map(&map);
+    let flash_start = symbols.address_of("_sfixed").unwrap();
+    let ram_start = symbols.address_of("_srelocate").unwrap();
+    let ram_end = symbols.address_of("_estack").unwrap();
+    let mut s = String::new();
+    let _ = writeln!(s, "  .section .flash,\"a\",@progbits\n  .incbin \"firmware.bin\"");
+    let _ = writeln!(s, "  .section .ram,\"aw\",@nobits\n  .space {}", ram_end - ram_start);
+    for sym in symbols.iter() {
+        let (Some(address), true) = (sym.address, sym.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        else {
+            continue;
+        };
+        let _ = writeln!(s, "  .globl {0}\n  .set {0}, 0x{1:x}", sym.name, address);
+        if let Some(size) = sym.size {
+            let _ = writeln!(s, "  .size {}, {size}", sym.name);
+        }
+    }
+    std::fs::write(dir.join("fw.s"), s).unwrap();
+    let script = format!(
+        "SECTIONS {{\n  . = 0x{flash_start:x};\n  .flash : {{ *(.flash) }}\n  . = 0x{ram_start:x};\n  .ram (NOLOAD) : {{ *(.ram) }}\n  /DISCARD/ : {{ *(.note*) *(.comment) }}\n}}\n"
+    );
+    std::fs::write(dir.join("link.ld"), script).unwrap();
+    let out = Command::new("gcc")
+        .current_dir(dir)
+        .args(["-nostdlib", "-static", "-no-pie", "-Wl,-T,link.ld", "-o", "firmware.elf", "fw.s"])
+        .output()
+        .expect("gcc");
+    assert!(out.status.success(), "gcc: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn elf_input_gives_the_same_tables_as_bin_and_map() {
+    let c = capture(Board::Samd21, 150, 16, 0);
+    link_elf(c.dir.path());
+    let elf_inputs = InputPaths::resolve(&[c.dir.path().join("ram.bin"), c.dir.path().join("firmware.elf")]).unwrap();
+    assert!(matches!(elf_inputs.firmware, FirmwareFiles::Elf(_)));
+    let options = AnalyzeOptions { tables: TableSet::ALL, ..AnalyzeOptions::default() };
+    let (a, b) = (c.dir.path().join("from_map"), c.dir.path().join("from_elf"));
+    session(&c.inputs).analyze(&a, &options, &Silent).unwrap();
+    let s = session(&elf_inputs);
+    // The flash image is rebuilt from the ELF's loadable section, byte for byte.
+    assert_eq!(s.firmware.flash, std::fs::read(c.dir.path().join("firmware.bin")).unwrap());
+    s.analyze(&b, &options, &Silent).unwrap();
+    for t in [
+        "snapshots",
+        "blocks",
+        "edges",
+        "qstrs",
+        "strings",
+        "free_runs",
+        "allocations",
+        "edge_history",
+        "type_histogram",
+    ] {
+        let x = std::fs::read(a.join(format!("{t}.parquet"))).unwrap();
+        let y = std::fs::read(b.join(format!("{t}.parquet"))).unwrap();
+        assert!(x == y, "{t} differs between ELF and bin+map input");
+    }
+}
+
+#[test]
+fn a_directory_with_an_elf_and_no_map_is_read_through_the_elf() {
+    let c = capture(Board::Samd21, 5, 17, 0);
+    link_elf(c.dir.path());
+    std::fs::remove_file(c.dir.path().join("firmware.map")).unwrap();
+    std::fs::remove_file(c.dir.path().join("firmware.bin")).unwrap();
+    let out = c.dir.path().join("o");
+    let o = Command::new(env!("CARGO_BIN_EXE_heapvis"))
+        .arg("analyze")
+        .arg(c.dir.path())
+        .arg("-q")
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.join("allocations.parquet").is_file());
+}
+
+#[test]
+fn a_file_that_is_not_elf_is_named() {
+    let c = capture(Board::Samd21, 2, 17, 0);
+    let o = Command::new(env!("CARGO_BIN_EXE_heapvis"))
+        .arg("analyze")
+        .arg(c.dir.path().join("ram.bin"))
+        .arg(c.dir.path().join("firmware.map"))
+        .args(["-q", "-o", "/tmp/never"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("firmware.map") && err.contains("ELF"), "{err}");
+}
