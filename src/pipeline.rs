@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use crate::decode::{DecodeOptions, Decoder};
 use crate::dump::{Dump, Selection};
 use crate::error::{Error, Result};
-use crate::firmware::{Firmware, InputPaths};
+use crate::firmware::{dwarf, Firmware, FirmwareFiles, InputPaths};
 use crate::profile::Profile;
 use crate::render::{self, Canvas, ChartPoint, FrameLayout, MovieSpec};
 use crate::tables::{OutputLayout, SnapshotOutcome, TableSet, TableSink};
@@ -104,13 +104,44 @@ pub struct Session {
     pub firmware: Firmware,
     pub profile: Profile,
     pub dump: Dump,
+    pub profile_source: ProfileSource,
+}
+
+/// Where a session's layout profile came from, for the user to be told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProfileSource {
+    /// Given by the caller (`--profile`).
+    Given,
+    /// Derived from the ELF's DWARF; `missing` kept the default.
+    Dwarf { missing: Vec<String> },
+    /// The built-in default (CircuitPython 3.0), and why nothing better was used.
+    Default { why: Option<String> },
 }
 
 impl Session {
     pub fn open(inputs: &InputPaths, profile: Profile) -> Result<Self> {
         let firmware = Firmware::load_files(&inputs.firmware, &profile)?;
         let dump = Dump::open(&inputs.ram, firmware.snapshot_bytes())?;
-        Ok(Session { firmware, profile, dump })
+        Ok(Session { firmware, profile, dump, profile_source: ProfileSource::Given })
+    }
+
+    /// Opens a capture with the profile given, or — when none is and the firmware
+    /// is an ELF with debug info — with one derived from its DWARF; else the default.
+    pub fn open_with(inputs: &InputPaths, profile: Option<Profile>) -> Result<Self> {
+        let (profile, source) = match (profile, &inputs.firmware) {
+            (Some(p), _) => (p, ProfileSource::Given),
+            (None, FirmwareFiles::Elf(elf)) => {
+                let data = std::fs::read(elf).map_err(|e| Error::io(elf, e))?;
+                match dwarf::derive_profile(&data, elf, &Profile::default()) {
+                    Ok(d) => (d.profile, ProfileSource::Dwarf { missing: d.missing }),
+                    Err(e) => (Profile::default(), ProfileSource::Default { why: Some(e.to_string()) }),
+                }
+            }
+            (None, _) => (Profile::default(), ProfileSource::Default { why: None }),
+        };
+        let mut s = Self::open(inputs, profile)?;
+        s.profile_source = source;
+        Ok(s)
     }
 
     pub fn decoder(&self, options: DecodeOptions) -> Decoder<'_> {

@@ -4,11 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use heapvis::dump::Selection;
-use heapvis::firmware::InputPaths;
-use heapvis::pipeline::{AnalyzeOptions, RenderOptions, Session};
+use heapvis::pipeline::{AnalyzeOptions, RenderOptions};
 use heapvis::tables::{OutputLayout, TableSet};
 
-use super::{load_profile, progress::Bar, InputArgs, Outcome};
+use super::{open_session, progress::Bar, InputArgs, Outcome};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -61,10 +60,8 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
-    let inputs = InputPaths::resolve(&a.input.inputs)?;
-    let profile = load_profile(&a.input.profile)?;
     let selection: Selection = a.snapshots.parse()?;
-    let session = Session::open(&inputs, profile)?;
+    let (inputs, session) = open_session(&a.input, a.quiet)?;
     let range = selection.resolve(session.dump.count())?;
     let bar = Bar::new(a.quiet);
     if session.dump.trailing_bytes() > 0 && !a.quiet {

@@ -4,11 +4,9 @@ use std::path::PathBuf;
 
 use heapvis::decode::DecodeOptions;
 use heapvis::dump::Selection;
-use heapvis::firmware::InputPaths;
-use heapvis::pipeline::Session;
 use heapvis::render::dot;
 
-use super::{load_profile, InputArgs, Outcome};
+use super::{open_session, InputArgs, Outcome};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -24,8 +22,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
-    let inputs = InputPaths::resolve(&a.input.inputs)?;
-    let session = Session::open(&inputs, load_profile(&a.input.profile)?)?;
+    let (_inputs, session) = open_session(&a.input, false)?;
     let selection: Selection = a.snapshot.parse()?;
     let index = selection.resolve(session.dump.count())?.start;
     let ram = session.dump.snapshot(index).unwrap_or(&[]);

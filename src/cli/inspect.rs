@@ -4,10 +4,8 @@ use std::io::Write;
 
 use heapvis::decode::DecodeOptions;
 use heapvis::dump::Selection;
-use heapvis::firmware::InputPaths;
-use heapvis::pipeline::Session;
 
-use super::{load_profile, InputArgs, Outcome};
+use super::{open_session, InputArgs, Outcome};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -19,9 +17,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
-    let inputs = InputPaths::resolve(&a.input.inputs)?;
-    let profile = load_profile(&a.input.profile)?;
-    let session = Session::open(&inputs, profile)?;
+    let (_inputs, session) = open_session(&a.input, false)?;
     let selection: Selection = a.snapshot.parse()?;
     let range = selection.resolve(session.dump.count())?;
     let decoder = session.decoder(DecodeOptions::default());

@@ -66,11 +66,35 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
     }
 }
 
-pub fn load_profile(path: &Option<PathBuf>) -> anyhow::Result<heapvis::profile::Profile> {
+/// The `--profile` file, if one was given.
+pub fn load_profile(path: &Option<PathBuf>) -> anyhow::Result<Option<heapvis::profile::Profile>> {
     Ok(match path {
-        Some(p) => heapvis::profile::Profile::from_toml_file(p)?,
-        None => heapvis::profile::Profile::default(),
+        Some(p) => Some(heapvis::profile::Profile::from_toml_file(p)?),
+        None => None,
     })
+}
+
+/// Opens the capture, telling the user where the layout came from when it matters.
+pub fn open_session(
+    input: &InputArgs,
+    quiet: bool,
+) -> anyhow::Result<(heapvis::firmware::InputPaths, heapvis::pipeline::Session)> {
+    let inputs = heapvis::firmware::InputPaths::resolve(&input.inputs)?;
+    let session = heapvis::pipeline::Session::open_with(&inputs, load_profile(&input.profile)?)?;
+    if !quiet {
+        match &session.profile_source {
+            heapvis::pipeline::ProfileSource::Dwarf { missing } if !missing.is_empty() => eprintln!(
+                "note: layout derived from {}'s debug info; kept the default for {}",
+                inputs.symbols_file().display(),
+                missing.join(", ")
+            ),
+            heapvis::pipeline::ProfileSource::Default { why: Some(why) } => {
+                eprintln!("note: using the default layout (CircuitPython 3.0): {why}")
+            }
+            _ => {}
+        }
+    }
+    Ok((inputs, session))
 }
 
 #[cfg(test)]

@@ -1,18 +1,41 @@
-//! `heapvis profile`: print the layout profile as TOML.
+//! `heapvis profile`: print a layout profile as the TOML `--profile` reads: the
+//! default, a profile file completed with defaults, or one derived from an ELF's
+//! DWARF debug info.
 
 use std::path::PathBuf;
+
+use heapvis::firmware::dwarf;
 
 use super::{load_profile, Outcome};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Start from this TOML profile instead of the default, and print it complete.
+    /// Derive the profile from this ELF file's DWARF debug info.
+    #[arg(value_name = "FIRMWARE_ELF")]
+    pub elf: Option<PathBuf>,
+    /// Start from this TOML profile instead of the default.
     #[arg(long, value_name = "FILE")]
     pub profile: Option<PathBuf>,
 }
 
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
-    let p = load_profile(&a.profile)?;
-    print!("{}", p.to_toml());
+    let base = load_profile(&a.profile)?.unwrap_or_default();
+    let mut text = String::new();
+    let profile = match &a.elf {
+        Some(elf) => {
+            let data = std::fs::read(elf).map_err(|e| heapvis::Error::io(elf, e))?;
+            let d = dwarf::derive_profile(&data, elf, &base)?;
+            for f in &d.found {
+                text.push_str(&format!("# from DWARF: {f}\n"));
+            }
+            for m in &d.missing {
+                text.push_str(&format!("# not in the debug info, kept: {m}\n"));
+            }
+            d.profile
+        }
+        None => base,
+    };
+    text.push_str(&profile.to_toml());
+    print!("{text}");
     Ok(Outcome::Ok)
 }

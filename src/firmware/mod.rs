@@ -1,6 +1,7 @@
 //! Firmware inputs: the link map's symbols, the flash image, and the addresses the
 //! decoder needs resolved once per run through the [`Profile`].
 
+pub mod dwarf;
 pub mod elf;
 pub mod map;
 pub mod symbols;

@@ -14,8 +14,35 @@ use heapvis::tables::TableSet;
 
 use crate::common::{capture, session};
 
-/// Links firmware.bin and the map's symbols into `dir/firmware.elf`.
-fn link_elf(dir: &Path) {
+/// Links firmware.bin and the map's symbols into `dir/firmware.elf` (64-bit, no
+/// debug info).
+pub fn link_elf(dir: &Path) {
+    write_sources(dir);
+    let out = Command::new("gcc")
+        .current_dir(dir)
+        .args(["-nostdlib", "-static", "-no-pie", "-Wl,-T,link.ld", "-o", "firmware.elf", "fw.s"])
+        .output()
+        .expect("gcc");
+    assert!(out.status.success(), "gcc: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The same as a 32-bit ELF with DWARF: tests/support/mp_layout.c compiled with
+/// `-g` is linked in, as a real build carries its structs' debug info.
+pub fn link_elf_with_dwarf(dir: &Path) {
+    write_sources(dir);
+    let layout = crate::common::repo().join("tests/support/mp_layout.c");
+    let steps: [Vec<&str>; 3] = [
+        vec!["gcc", "-m32", "-c", "fw.s", "-o", "fw.o"],
+        vec!["gcc", "-m32", "-g", "-c", layout.to_str().unwrap(), "-o", "layout.o"],
+        vec!["ld", "-m", "elf_i386", "-T", "link.ld", "-e", "0", "-o", "firmware.elf", "fw.o", "layout.o"],
+    ];
+    for step in steps {
+        let out = Command::new(step[0]).current_dir(dir).args(&step[1..]).output().expect(step[0]);
+        assert!(out.status.success(), "{step:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+fn write_sources(dir: &Path) {
     let map = std::fs::read_to_string(dir.join("firmware.map")).unwrap();
     let symbols = parse_map(&map);
     let flash_start = symbols.address_of("_sfixed").unwrap();
@@ -36,15 +63,9 @@ fn link_elf(dir: &Path) {
     }
     std::fs::write(dir.join("fw.s"), s).unwrap();
     let script = format!(
-        "SECTIONS {{\n  . = 0x{flash_start:x};\n  .flash : {{ *(.flash) }}\n  . = 0x{ram_start:x};\n  .ram (NOLOAD) : {{ *(.ram) }}\n  /DISCARD/ : {{ *(.note*) *(.comment) }}\n}}\n"
+        "SECTIONS {{\n  . = 0x{flash_start:x};\n  .flash : {{ *(.flash) }}\n  . = 0x{ram_start:x};\n  .ram (NOLOAD) : {{ *(.ram) }}\n  /DISCARD/ : {{ *(.note*) *(.comment) *(.eh_frame) }}\n}}\n"
     );
     std::fs::write(dir.join("link.ld"), script).unwrap();
-    let out = Command::new("gcc")
-        .current_dir(dir)
-        .args(["-nostdlib", "-static", "-no-pie", "-Wl,-T,link.ld", "-o", "firmware.elf", "fw.s"])
-        .output()
-        .expect("gcc");
-    assert!(out.status.success(), "gcc: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

@@ -1,0 +1,268 @@
+//! A layout profile derived from the firmware's DWARF debug info.
+//!
+//! Every offset the decoder needs is the offset of a named member in a named
+//! struct of the build (`mp_state_ctx_t`'s `vm.last_pool`, `mp_obj_str_t`'s `data`,
+//! …). gimli reads the DIEs; this module only builds a small tree of structs,
+//! typedefs and members and looks paths up in it. Whatever the debug info lacks
+//! keeps the base profile's value and is reported, so a partial build still works.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use gimli::{AttributeValue, EndianSlice, RunTimeEndian, UnitOffset};
+use object::{Object, ObjectSection};
+
+use crate::error::{Error, Result};
+use crate::profile::Profile;
+
+type R<'a> = EndianSlice<'a, RunTimeEndian>;
+
+#[derive(Clone, Debug)]
+struct Node {
+    tag: gimli::DwTag,
+    name: Option<String>,
+    ty: Option<UnitOffset>,
+    byte_size: Option<u64>,
+    member_offset: Option<u64>,
+    /// For an array: the element count of its subrange.
+    count: Option<u64>,
+    children: Vec<UnitOffset>,
+}
+
+/// The type graph of one compilation unit.
+struct TypeTree {
+    nodes: HashMap<UnitOffset, Node>,
+    address_size: u64,
+}
+
+/// A profile derived from DWARF, with what was found and what kept its default.
+#[derive(Clone, Debug)]
+pub struct Derived {
+    pub profile: Profile,
+    pub found: Vec<String>,
+    pub missing: Vec<String>,
+}
+
+fn bad(path: &Path, message: impl Into<String>) -> Error {
+    Error::BadElf { path: path.into(), message: message.into() }
+}
+
+fn walk(
+    dwarf: &gimli::Dwarf<R<'_>>,
+    unit: &gimli::Unit<R<'_>>,
+    node: gimli::EntriesTreeNode<R<'_>>,
+    nodes: &mut HashMap<UnitOffset, Node>,
+) -> gimli::Result<UnitOffset> {
+    let e = node.entry();
+    let offset = e.offset();
+    let mut n = Node {
+        tag: e.tag(),
+        name: None,
+        ty: None,
+        byte_size: None,
+        member_offset: None,
+        count: None,
+        children: Vec::new(),
+    };
+    if let Some(v) = e.attr_value(gimli::DW_AT_name) {
+        n.name = dwarf.attr_string(unit, v).ok().map(|s| s.to_string_lossy().into_owned());
+    }
+    if let Some(AttributeValue::UnitRef(t)) = e.attr_value(gimli::DW_AT_type) {
+        n.ty = Some(t);
+    }
+    n.byte_size = e.attr_value(gimli::DW_AT_byte_size).and_then(|v| v.udata_value());
+    n.member_offset = e.attr_value(gimli::DW_AT_data_member_location).and_then(|v| v.udata_value());
+    n.count = e
+        .attr_value(gimli::DW_AT_count)
+        .and_then(|v| v.udata_value())
+        .or_else(|| e.attr_value(gimli::DW_AT_upper_bound).and_then(|v| v.udata_value()).map(|u| u + 1));
+    let mut children = node.children();
+    while let Some(child) = children.next()? {
+        let c = walk(dwarf, unit, child, nodes)?;
+        n.children.push(c);
+    }
+    nodes.insert(offset, n);
+    Ok(offset)
+}
+
+impl TypeTree {
+    /// Follows typedefs and qualifiers to the type itself.
+    fn strip(&self, mut t: UnitOffset) -> Option<&Node> {
+        for _ in 0..32 {
+            let n = self.nodes.get(&t)?;
+            match n.tag {
+                gimli::DW_TAG_typedef | gimli::DW_TAG_const_type | gimli::DW_TAG_volatile_type => t = n.ty?,
+                _ => return Some(n),
+            }
+        }
+        None
+    }
+
+    /// A struct by its typedef or tag name (`mp_state_ctx_t` or `_mp_state_ctx_t`).
+    fn find_struct(&self, name: &str) -> Option<&Node> {
+        let tagged = format!("_{name}");
+        self.nodes.values().find_map(|n| match n.tag {
+            gimli::DW_TAG_structure_type if n.name.as_deref() == Some(&tagged) && !n.children.is_empty() => Some(n),
+            gimli::DW_TAG_typedef if n.name.as_deref() == Some(name) => {
+                self.strip(n.ty?).filter(|s| s.tag == gimli::DW_TAG_structure_type && !s.children.is_empty())
+            }
+            _ => None,
+        })
+    }
+
+    fn member<'a>(&'a self, s: &'a Node, name: &str) -> Option<&'a Node> {
+        s.children
+            .iter()
+            .filter_map(|c| self.nodes.get(c))
+            .find(|m| m.tag == gimli::DW_TAG_member && m.name.as_deref() == Some(name))
+    }
+
+    /// Byte offset of a dotted member path inside struct `root`, and the member.
+    fn path(&self, root: &str, path: &str) -> Option<(u64, &Node)> {
+        let mut s = self.find_struct(root)?;
+        let mut offset = 0;
+        let mut last = None;
+        for (i, part) in path.split('.').enumerate() {
+            if i > 0 {
+                s = self.strip(last.and_then(|m: &Node| m.ty)?)?;
+            }
+            let m = self.member(s, part)?;
+            offset += m.member_offset?;
+            last = Some(m);
+        }
+        Some((offset, last?))
+    }
+
+    fn size_of_typedef(&self, name: &str) -> Option<u64> {
+        let t = self.nodes.values().find(|n| n.tag == gimli::DW_TAG_typedef && n.name.as_deref() == Some(name))?;
+        self.strip(t.ty?)?.byte_size
+    }
+
+    fn array_len(&self, member: &Node) -> Option<u64> {
+        let a = self.strip(member.ty?)?;
+        (a.tag == gimli::DW_TAG_array_type)
+            .then(|| a.children.iter().filter_map(|c| self.nodes.get(c)).find_map(|s| s.count))
+            .flatten()
+    }
+}
+
+fn load_trees(data: &[u8], path: &Path) -> Result<Vec<TypeTree>> {
+    let file = object::File::parse(data).map_err(|e| bad(path, format!("not a readable ELF file: {e}")))?;
+    let endian = if file.is_little_endian() { RunTimeEndian::Little } else { RunTimeEndian::Big };
+    let load = |id: gimli::SectionId| -> std::result::Result<R<'_>, gimli::Error> {
+        let bytes = file.section_by_name(id.name()).and_then(|s| s.data().ok()).unwrap_or(&[]);
+        Ok(EndianSlice::new(bytes, endian))
+    };
+    let dwarf = gimli::Dwarf::load(load).map_err(|e| bad(path, format!("DWARF: {e}")))?;
+    let mut trees = Vec::new();
+    let mut units = dwarf.units();
+    while let Some(header) = units.next().map_err(|e| bad(path, format!("DWARF: {e}")))? {
+        let unit = dwarf.unit(header).map_err(|e| bad(path, format!("DWARF: {e}")))?;
+        let mut nodes = HashMap::new();
+        let mut tree = unit.entries_tree(None).map_err(|e| bad(path, format!("DWARF: {e}")))?;
+        let root = tree.root().map_err(|e| bad(path, format!("DWARF: {e}")))?;
+        walk(&dwarf, &unit, root, &mut nodes).map_err(|e| bad(path, format!("DWARF: {e}")))?;
+        trees.push(TypeTree { nodes, address_size: unit.header.address_size() as u64 });
+    }
+    if trees.is_empty() {
+        return Err(bad(path, "no DWARF debug info (build with -g, or give a profile with --profile)"));
+    }
+    Ok(trees)
+}
+
+/// Derives a profile from the DWARF in `data` (an ELF file), starting from `base`.
+pub fn derive_profile(data: &[u8], path: &Path, base: &Profile) -> Result<Derived> {
+    let trees = load_trees(data, path)?;
+    // The unit that defines the interpreter state has the structs we need.
+    let t = trees.iter().find(|t| t.find_struct("mp_state_ctx_t").is_some()).ok_or_else(|| {
+        bad(path, "the debug info has no mp_state_ctx_t; build with -g, or give a profile with --profile")
+    })?;
+    let mut p = base.clone();
+    p.name = format!(
+        "derived from the DWARF of {}",
+        path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+    );
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    let word = t.address_size;
+    p.heap.word_bytes = word as u32;
+    found.push(format!("heap.word_bytes = {word} (pointer size)"));
+
+    let member = |root: &str, path: &str| t.path(root, path).map(|(o, _)| o);
+    let mut set = |field: &str, value: Option<u64>, target: &mut u64| match value {
+        Some(v) => {
+            *target = v;
+            found.push(format!("{field} = {v}"));
+        }
+        None => missing.push(field.to_string()),
+    };
+    let map_table = member("mp_map_t", "table");
+    let dict_map = member("mp_obj_dict_t", "map");
+    let dict_table = dict_map.zip(map_table).map(|(a, b)| a + b);
+    let list_items = member("mp_obj_list_t", "items");
+    let st = "mp_state_ctx_t";
+    set("state.last_pool", member(st, "vm.last_pool"), &mut p.state.last_pool);
+    set(
+        "state.loaded_modules_table",
+        member(st, "vm.mp_loaded_modules_dict").zip(dict_table).map(|(a, b)| a + b),
+        &mut p.state.loaded_modules_table,
+    );
+    set(
+        "state.dict_main_table",
+        member(st, "vm.dict_main").zip(dict_table).map(|(a, b)| a + b),
+        &mut p.state.dict_main_table,
+    );
+    set(
+        "state.sys_path_items",
+        member(st, "vm.mp_sys_path_obj").zip(list_items).map(|(a, b)| a + b),
+        &mut p.state.sys_path_items,
+    );
+    set(
+        "state.sys_argv_items",
+        member(st, "vm.mp_sys_argv_obj").zip(list_items).map(|(a, b)| a + b),
+        &mut p.state.sys_argv_items,
+    );
+    match t.path(st, "vm.readline_hist") {
+        Some((o, m)) => {
+            p.state.readline_hist = Some(o);
+            found.push(format!("state.readline_hist = {o}"));
+            if let Some(n) = t.array_len(m) {
+                p.state.readline_hist_len = n.min(64) as u32;
+            }
+        }
+        None => {
+            p.state.readline_hist = None;
+            missing.push("state.readline_hist (the port has none)".to_string());
+        }
+    }
+    let words = |v: Option<u64>| v.map(|b| b / word);
+    let mut set32 = |field: &str, value: Option<u64>, target: &mut u32| match value {
+        Some(v) => {
+            *target = v as u32;
+            found.push(format!("{field} = {v}"));
+        }
+        None => missing.push(field.to_string()),
+    };
+    let o = &mut p.objects;
+    set32("objects.type_name_word", words(member("mp_obj_type_t", "name")), &mut o.type_name_word);
+    set32("objects.str_len_word", words(member("mp_obj_str_t", "len")), &mut o.str_len_word);
+    set32("objects.str_data_word", words(member("mp_obj_str_t", "data")), &mut o.str_data_word);
+    set32("objects.dict_table_word", words(dict_table), &mut o.dict_table_word);
+    set32(
+        "objects.instance_table_word",
+        words(member("mp_obj_instance_t", "members").zip(map_table).map(|(a, b)| a + b)),
+        &mut o.instance_table_word,
+    );
+    set32("objects.fun_bc_bytecode_word", words(member("mp_obj_fun_bc_t", "bytecode")), &mut o.fun_bc_bytecode_word);
+    set32("objects.qstr_pool_header_words", words(member("qstr_pool_t", "qstrs")), &mut o.qstr_pool_header_words);
+    if let Some(n) = t.size_of_typedef("qstr_hash_t") {
+        p.qstr.hash_bytes = n as u32;
+        found.push(format!("qstr.hash_bytes = {n}"));
+    }
+    if let Some(n) = t.size_of_typedef("qstr_len_t") {
+        p.qstr.len_bytes = n as u32;
+        found.push(format!("qstr.len_bytes = {n}"));
+    }
+    p.validate().map_err(|m| bad(path, format!("derived profile is not usable: {m}")))?;
+    Ok(Derived { profile: p, found, missing })
+}

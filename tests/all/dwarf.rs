@@ -1,0 +1,127 @@
+//! The layout profile derived from DWARF: from the CircuitPython 3.0 structs it is
+//! exactly the reference's hand-written offsets; on 64-bit it is what the compiler
+//! itself says; an ELF with debug info needs no profile; `heapvis profile`'s TOML
+//! reads back to the same tables.
+
+use std::process::Command;
+
+use heapvis::firmware::dwarf::derive_profile;
+use heapvis::firmware::{FirmwareFiles, InputPaths};
+use heapvis::pipeline::{AnalyzeOptions, ProfileSource, Session, Silent};
+use heapvis::profile::Profile;
+use heapvis::synth::Board;
+use heapvis::tables::TableSet;
+
+use crate::common::{capture, repo, session};
+use crate::elf::link_elf_with_dwarf;
+
+fn compile(dir: &std::path::Path, args: &[&str], out: &str) -> std::path::PathBuf {
+    let src = repo().join("tests/support/mp_layout.c");
+    let o = Command::new("gcc").current_dir(dir).args(args).arg(&src).arg("-o").arg(out).output().expect("gcc");
+    assert!(o.status.success(), "gcc {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    dir.join(out)
+}
+
+#[test]
+fn the_reference_structs_give_the_reference_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let obj = compile(dir.path(), &["-m32", "-g", "-c"], "l32.o");
+    let d = derive_profile(&std::fs::read(&obj).unwrap(), &obj, &Profile::default()).unwrap();
+    let mut expected = Profile::default();
+    expected.name = d.profile.name.clone();
+    assert_eq!(d.profile, expected, "DWARF of the 619b0ec164 structs = the reference's figures");
+    assert!(d.missing.is_empty(), "{:?}", d.missing);
+}
+
+#[test]
+fn on_64_bit_the_offsets_are_the_compilers() {
+    let dir = tempfile::tempdir().unwrap();
+    // A linked program: its DWARF needs no relocation processing (a 64-bit .o keeps
+    // its string offsets in RELA relocations).
+    let exe = compile(dir.path(), &["-g", "-DPRINT_OFFSETS"], "offsets");
+    let obj = exe.clone();
+    let out = Command::new(&exe).output().unwrap();
+    let n: Vec<u64> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(|v| v.parse().unwrap()).collect();
+    let d = derive_profile(&std::fs::read(&obj).unwrap(), &obj, &Profile::default()).unwrap();
+    let p = &d.profile;
+    let w = n[0];
+    assert_eq!(p.heap.word_bytes as u64, w);
+    assert_eq!(
+        (
+            p.state.last_pool,
+            p.state.dict_main_table,
+            p.state.loaded_modules_table,
+            p.state.sys_path_items,
+            p.state.readline_hist
+        ),
+        (n[1], n[2], n[3], n[4], Some(n[5]))
+    );
+    let o = &p.objects;
+    let words = [
+        o.type_name_word,
+        o.str_len_word,
+        o.str_data_word,
+        o.instance_table_word,
+        o.fun_bc_bytecode_word,
+        o.qstr_pool_header_words,
+    ];
+    assert_eq!(words.map(|x| x as u64 * w).to_vec(), n[6..12].to_vec());
+}
+
+#[test]
+fn an_elf_with_debug_info_needs_no_profile() {
+    let c = capture(Board::Samd21, 120, 18, 0);
+    link_elf_with_dwarf(c.dir.path());
+    let inputs =
+        InputPaths { ram: c.inputs.ram.clone(), firmware: FirmwareFiles::Elf(c.dir.path().join("firmware.elf")) };
+    let s = Session::open_with(&inputs, None).unwrap();
+    assert!(
+        matches!(&s.profile_source, ProfileSource::Dwarf { missing } if missing.is_empty()),
+        "{:?}",
+        s.profile_source
+    );
+    let options = AnalyzeOptions { tables: TableSet::ALL, ..AnalyzeOptions::default() };
+    let (a, b) = (c.dir.path().join("map"), c.dir.path().join("elf"));
+    session(&c.inputs).analyze(&a, &options, &Silent).unwrap();
+    s.analyze(&b, &options, &Silent).unwrap();
+    for t in ["snapshots", "blocks", "edges", "qstrs", "strings", "allocations", "edge_history"] {
+        let x = std::fs::read(a.join(format!("{t}.parquet"))).unwrap();
+        let y = std::fs::read(b.join(format!("{t}.parquet"))).unwrap();
+        assert!(x == y, "{t} differs between the DWARF-derived and the default profile");
+    }
+}
+
+#[test]
+fn printed_profiles_read_back_to_identical_tables() {
+    let c = capture(Board::Samd21, 80, 19, 0);
+    link_elf_with_dwarf(c.dir.path());
+    let bin = env!("CARGO_BIN_EXE_heapvis");
+    let dir = c.dir.path().to_str().unwrap();
+    for (source, inputs) in [
+        (None, vec![dir.to_string()]),
+        (Some(format!("{dir}/firmware.elf")), vec![format!("{dir}/ram.bin"), format!("{dir}/firmware.elf")]),
+    ] {
+        let printed = Command::new(bin).arg("profile").args(source.iter()).output().unwrap();
+        assert!(printed.status.success(), "{}", String::from_utf8_lossy(&printed.stderr));
+        let toml = c.dir.path().join("p.toml");
+        std::fs::write(&toml, &printed.stdout).unwrap();
+        let run = |out: &str, extra: &[&str]| {
+            let o = Command::new(bin)
+                .arg("analyze")
+                .args(&inputs)
+                .args(["-q", "--per-snapshot", "-o", out])
+                .args(extra)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        };
+        let (x, y) = (format!("{dir}/without"), format!("{dir}/with"));
+        run(&x, &[]);
+        run(&y, &["--profile", toml.to_str().unwrap()]);
+        for t in ["snapshots", "blocks", "edges", "allocations"] {
+            let a = std::fs::read(format!("{x}/{t}.parquet")).unwrap();
+            let b = std::fs::read(format!("{y}/{t}.parquet")).unwrap();
+            assert!(a == b, "{t}: the printed profile ({source:?}) does not read back to the same tables");
+        }
+    }
+}
