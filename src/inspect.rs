@@ -5,8 +5,10 @@
 
 use std::fmt::Write as _;
 
-use crate::decode::SnapshotReport;
+use crate::decode::{alloc_table, Decoder, SnapshotReport};
+use crate::error::DecodeError;
 use crate::firmware::Firmware;
+use crate::memory::Region;
 
 /// The report as text. Unlike the reference, the trailing free run is printed too.
 pub fn block_state_report(report: &SnapshotReport, firmware: &Firmware, state_name: &str) -> String {
@@ -35,4 +37,74 @@ pub fn block_state_report(report: &SnapshotReport, firmware: &Firmware, state_na
     let _ = writeln!(out, "Total free space: {}", total_free * bpb);
     let _ = writeln!(out, "Longest free space: {}", longest * bpb);
     out
+}
+
+/// What `micropython.mem_info(1)` prints about the heap (py/gc.c `gc_dump_info()`
+/// and `gc_dump_alloc_table()` of CircuitPython 3.0 / MicroPython 1.9), for one
+/// snapshot, so it can be diffed with a capture of the device's own output: the
+/// gc_info figures, then the block map, 64 blocks a line, one letter a block
+/// (`.` free, `=` tail, `m` marked, a head by its type: `T` `L` `D` `S` `A` `F` `B`
+/// `M`, else `h`), runs of two or more all-free lines as `(N lines all free)`.
+/// The `stack:` line is not in a RAM dump and is not printed.
+pub fn mem_info(decoder: &Decoder, ram: &[u8]) -> Result<String, DecodeError> {
+    let g = decoder.geometry.clone()?;
+    let fw = decoder.firmware;
+    let region = Region::new(fw.ram_start, ram);
+    let atb = region.slice(g.alloc_table_start, g.alloc_table_bytes).ok_or(crate::error::ReadError {
+        what: "allocation table",
+        address: g.alloc_table_start,
+        len: g.alloc_table_bytes,
+    })?;
+    let info = alloc_table::gc_info(atb, g.bytes_per_block, g.pool_end - g.pool_start);
+    let word = decoder.profile.heap.word_bytes;
+    let letters: Vec<(char, Vec<u64>)> = decoder
+        .profile
+        .types
+        .mem_info_letters
+        .iter()
+        .map(|(c, names)| {
+            (c.chars().next().unwrap_or('h'), names.iter().filter_map(|n| fw.symbols.address_of(n)).collect())
+        })
+        .collect();
+    let n = atb.len() as u64 * 4;
+    let kind = |b: u64| (atb[(b / 4) as usize] >> (2 * (b % 4))) & 3;
+    let mut out = String::new();
+    let _ = writeln!(out, "GC: total: {}, used: {}, free: {}", info.total, info.used, info.free);
+    let _ = writeln!(
+        out,
+        " No. of 1-blocks: {}, 2-blocks: {}, max blk sz: {}, max free sz: {}",
+        info.num_1block, info.num_2block, info.max_block, info.max_free
+    );
+    let _ = write!(out, "GC memory layout; from {:x}:", g.pool_start);
+    const PER_LINE: u64 = 64;
+    let mut bl = 0;
+    while bl < n {
+        if bl % PER_LINE == 0 {
+            let mut bl2 = bl;
+            while bl2 < n && kind(bl2) == alloc_table::AT_FREE {
+                bl2 += 1;
+            }
+            if bl2 - bl >= 2 * PER_LINE {
+                let _ = write!(out, "\n       ({} lines all free)", (bl2 - bl) / PER_LINE);
+                bl = bl2 & !(PER_LINE - 1);
+                if bl >= n {
+                    break;
+                }
+            }
+            let _ = write!(out, "\n{:05x}: ", (bl * g.bytes_per_block) & 0xfffff);
+        }
+        let c = match kind(bl) {
+            alloc_table::AT_FREE => '.',
+            alloc_table::AT_TAIL => '=',
+            alloc_table::AT_MARK => 'm',
+            _ => {
+                let first = region.word(g.block_address(bl), word).unwrap_or(0);
+                letters.iter().find(|(_, addrs)| addrs.contains(&first)).map_or('h', |(c, _)| *c)
+            }
+        };
+        out.push(c);
+        bl += 1;
+    }
+    out.push('\n');
+    Ok(out)
 }

@@ -143,6 +143,9 @@ pub struct TypeSymbols {
     pub fun_bc: String,
     /// Every function type (bytecode and built-in).
     pub functions: Vec<String>,
+    /// The letter `gc_dump_alloc_table()` (`micropython.mem_info(1)`) prints for a
+    /// head block whose first word is one of these types; other heads print `h`.
+    pub mem_info_letters: Vec<(String, Vec<String>)>,
 }
 
 /// One firmware build's layout.
@@ -229,6 +232,20 @@ impl Default for TypeSymbols {
                 .iter()
                 .map(|s| format!("mp_type_fun_{s}"))
                 .collect(),
+            // py/gc.c gc_dump_alloc_table() at 619b0ec164, in its order.
+            mem_info_letters: [
+                ("T", &["mp_type_tuple"][..]),
+                ("L", &["mp_type_list"]),
+                ("D", &["mp_type_dict"]),
+                ("S", &["mp_type_str", "mp_type_bytes"]),
+                ("A", &["mp_type_bytearray", "mp_type_array"]),
+                ("F", &["mp_type_float"]),
+                ("B", &["mp_type_fun_bc"]),
+                ("M", &["mp_type_module"]),
+            ]
+            .iter()
+            .map(|(c, names)| (c.to_string(), names.iter().map(|n| n.to_string()).collect()))
+            .collect(),
         }
     }
 }

@@ -14,6 +14,10 @@ pub struct Args {
     /// Which snapshot: N or last.
     #[arg(long, default_value = "last", value_name = "N")]
     pub snapshot: String,
+    /// Print what `micropython.mem_info(1)` prints (gc_info figures and the block
+    /// map), in the format of the firmware the profile describes.
+    #[arg(long)]
+    pub mem_info: bool,
 }
 
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
@@ -24,6 +28,12 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
     let mut stdout = std::io::stdout().lock();
     for index in range {
         let ram = session.dump.snapshot(index).unwrap_or(&[]);
+        if a.mem_info {
+            let text = heapvis::inspect::mem_info(&decoder, ram)
+                .map_err(|source| heapvis::Error::Snapshot { snapshot: index, source })?;
+            stdout.write_all(text.as_bytes())?;
+            continue;
+        }
         let report =
             decoder.decode(index, ram).map_err(|source| heapvis::Error::Snapshot { snapshot: index, source })?;
         let text = heapvis::inspect::block_state_report(&report, &session.firmware, &session.profile.symbols.state);

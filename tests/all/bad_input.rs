@@ -46,9 +46,9 @@ fn missing_file_is_named() {
 #[test]
 fn map_without_a_needed_symbol_says_which_and_why() {
     let c = capture(Board::Samd21, 3, 1, 0);
-    let map = std::fs::read_to_string(&c.dir.path().join("firmware.map")).unwrap();
+    let map = std::fs::read_to_string(c.dir.path().join("firmware.map")).unwrap();
     let cut: String = map.lines().filter(|l| !l.contains("_estack")).map(|l| format!("{l}\n")).collect();
-    std::fs::write(&c.dir.path().join("firmware.map"), cut).unwrap();
+    std::fs::write(c.dir.path().join("firmware.map"), cut).unwrap();
     let err = fatal(&analyze(c.dir.path(), &c.dir.path().join("o")));
     assert!(err.contains("firmware.map") && err.contains("`_estack`") && err.contains("end of RAM"), "{err}");
 }
@@ -65,11 +65,11 @@ fn dump_shorter_than_one_snapshot() {
 #[test]
 fn heap_symbol_outside_ram() {
     let c = capture(Board::Samd21, 2, 1, 0);
-    let map = std::fs::read_to_string(&c.dir.path().join("firmware.map")).unwrap();
+    let map = std::fs::read_to_string(c.dir.path().join("firmware.map")).unwrap();
     // Move the heap's input section past the end of RAM.
     let moved = map.replace("0x0000000020000050     0x5000", "0x0000000020007000     0x5000");
     assert_ne!(moved, map, "the test edits the heap line");
-    std::fs::write(&c.dir.path().join("firmware.map"), moved).unwrap();
+    std::fs::write(c.dir.path().join("firmware.map"), moved).unwrap();
     let err = fatal(&analyze(c.dir.path(), &c.dir.path().join("o")));
     assert!(err.contains("heap") && err.contains("outside RAM") && err.contains("0x20007000"), "{err}");
 }

@@ -16,15 +16,17 @@ fn put(ram: &mut [u8], address: u64, words: &[u32]) {
     }
 }
 
-#[test]
-fn hand_built_heap_decodes_to_hand_computed_rows() {
+/// The hand-built firmware: RAM 0x20000000..+`ram`, heap at +0x100 of `heap`
+/// bytes, mp_type_dict and mp_type_str in flash, a ROM qstr pool.
+fn firmware(ram: u64, heap: u64) -> Firmware {
     let mut symbols = SymbolTable::new();
     symbols.add("_sfixed", Some(FLASH), None);
     symbols.add("_srelocate", Some(RAM), None);
-    symbols.add("_estack", Some(RAM + 0x1000), None);
+    symbols.add("_estack", Some(RAM + ram), None);
     symbols.add("mp_state_ctx", Some(RAM), Some(0xa0));
-    symbols.add("heap", Some(RAM + 0x100), Some(0x800));
+    symbols.add("heap", Some(RAM + 0x100), Some(heap));
     symbols.add("mp_type_dict", Some(FLASH + 0x10), Some(0x38));
+    symbols.add("mp_type_str", Some(FLASH + 0x48), Some(0x38));
     // Flash: the dict type at +0x10, a ROM qstr pool at +0x100 with 3 entries, the
     // third ("foo") stored at +0x200 as hash, length, bytes, NUL.
     let mut flash = vec![0u8; 0x300];
@@ -33,8 +35,13 @@ fn hand_built_heap_decodes_to_hand_computed_rows() {
         flash[0x100 + 4 * i..0x104 + 4 * i].copy_from_slice(&w.to_le_bytes());
     }
     flash[0x200..0x206].copy_from_slice(&[0x5a, 3, b'f', b'o', b'o', 0]);
+    Firmware::from_parts(symbols, flash, "fixture.map".as_ref(), &Profile::default()).unwrap()
+}
+
+#[test]
+fn hand_built_heap_decodes_to_hand_computed_rows() {
     let profile = Profile::default();
-    let fw = Firmware::from_parts(symbols, flash, "fixture.map".as_ref(), &profile).unwrap();
+    let fw = firmware(0x1000, 0x800);
 
     // gc_init(0x20000100, 0x20000900): 2048 bytes → 2048*8/524 = 31 ATB bytes,
     // 124 blocks, FTB (124+7)/8 = 16 bytes, pool 1984 bytes from 0x20000900-0x7c0.
@@ -84,4 +91,49 @@ fn hand_built_heap_decodes_to_hand_computed_rows() {
     let roots: Vec<(&str, u64)> =
         r.edges.iter().filter_map(|e| Some((e.root_name.as_deref()?, e.to_address))).collect();
     assert_eq!(roots, vec![("mp_state_ctx.vm.dict_main.map.table", 0x2000_0150)]);
+}
+
+/// `micropython.mem_info(1)`'s block map, written out by hand for two heaps.
+#[test]
+fn mem_info_block_map_by_hand() {
+    let profile = Profile::default();
+    // The 2 KiB heap above: a dict (D), its table (h, first word a qstr), a tail.
+    let fw = firmware(0x1000, 0x800);
+    let d = Decoder::new(&fw, &profile, DecodeOptions::default());
+    let mut ram = vec![0u8; 0x1000];
+    ram[0x100] = 0b10_01_01;
+    put(&mut ram, 0x2000_0140, &[(FLASH + 0x10) as u32, 1 << 3, 2, 0x2000_0150]);
+    put(&mut ram, 0x2000_0150, &[(2 << 3) | 6, 0x2000_0140, 0, 0]);
+    let expected = format!(
+        "GC: total: 1984, used: 48, free: 1936\n No. of 1-blocks: 1, 2-blocks: 1, max blk sz: 2, max free sz: 121\nGC memory layout; from 20000140:\n00000: Dh={}\n00400: {}\n",
+        ".".repeat(61),
+        ".".repeat(60)
+    );
+    assert_eq!(heapvis::inspect::mem_info(&d, &ram).unwrap(), expected);
+
+    // An 8 KiB heap: 8192*8/524 = 125 ATB bytes, 500 blocks, pool from
+    // 0x20002100 - 8000 = 0x200001c0. One str (S) and one marked head with a tail
+    // (m=) at block 2; blocks 4..500 free: the line at 64 starts a run of 436 free
+    // blocks, six whole lines, so the map resumes at line 448 (0x1c00).
+    let fw = firmware(0x3000, 0x2000);
+    let d = Decoder::new(&fw, &profile, DecodeOptions::default());
+    let g = d.geometry.clone().unwrap();
+    assert_eq!((g.alloc_table_bytes, g.pool_start), (125, 0x2000_01c0));
+    let mut ram = vec![0u8; 0x3000];
+    ram[0x100] = 0b10_11_00_01; // block 0 HEAD, 1 FREE, 2 MARK, 3 TAIL
+    put(&mut ram, 0x2000_01c0, &[(FLASH + 0x48) as u32, 0, 0, 0]);
+    let text = heapvis::inspect::mem_info(&d, &ram).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    // Free: block 1 and blocks 4..500, 497 blocks. Used: the str and the tail; the
+    // MARK counts nowhere (gc_info says it "shouldn't happen").
+    assert_eq!(lines[0], "GC: total: 8000, used: 32, free: 7952");
+    // gc_info's length counter: the str is a 1-block; the MARK leaves the counter
+    // at 0 (reset by block 1), so its tail counts as another 1-block. No HEAD
+    // closes the free run after block 1, so max free is all 497 blocks.
+    assert_eq!(lines[1], " No. of 1-blocks: 2, 2-blocks: 0, max blk sz: 1, max free sz: 497");
+    assert_eq!(lines[2], "GC memory layout; from 200001c0:");
+    assert_eq!(lines[3], format!("00000: S.m={}", ".".repeat(60)));
+    assert_eq!(lines[4], "       (6 lines all free)");
+    assert_eq!(lines[5], format!("01c00: {}", ".".repeat(52)));
+    assert_eq!(lines.len(), 6);
 }
