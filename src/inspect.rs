@@ -17,7 +17,8 @@ pub fn block_state_report(report: &SnapshotReport, firmware: &Firmware, state_na
     let mut out = String::new();
     let size = firmware.state_bytes.map_or("None".to_string(), |s| s.to_string());
     let _ = writeln!(out, "{state_name} at 0x{:08x} and length {size}", firmware.state_address);
-    let _ = writeln!(out, "Total heap length: {}", g.heap_bytes);
+    // The heap array's size from the map, as the reference printed it.
+    let _ = writeln!(out, "Total heap length: {}", firmware.heap_bytes);
     let _ = writeln!(out, "ATB length: {}", g.alloc_table_bytes);
     let _ = writeln!(out, "Total allocatable: {}", g.pool_end - g.pool_start);
     let _ = writeln!(out, "FTB length: {}", g.finaliser_table_bytes);

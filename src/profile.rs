@@ -84,6 +84,35 @@ pub struct SymbolNames {
     pub state: String,
 }
 
+/// Where the GC keeps its own geometry inside `mp_state_ctx` (`mem.gc_*`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GcStateOffsets {
+    /// Read the geometry from the GC state in each snapshot (falling back to
+    /// `gc_init`'s computation from the heap symbol when it does not add up).
+    pub read: bool,
+    pub alloc_table_start: u64,
+    pub alloc_table_byte_len: u64,
+    pub finaliser_table_start: u64,
+    pub pool_start: u64,
+    pub pool_end: u64,
+}
+
+impl Default for GcStateOffsets {
+    fn default() -> Self {
+        // mp_state_mem_t follows mp_state_vm_t (176 bytes into mp_state_ctx on
+        // atmel-samd at 619b0ec164, without MICROPY_MEM_STATS).
+        GcStateOffsets {
+            read: true,
+            alloc_table_start: 176,
+            alloc_table_byte_len: 180,
+            finaliser_table_start: 184,
+            pool_start: 188,
+            pool_end: 192,
+        }
+    }
+}
+
 /// Byte offsets of fields inside `mp_state_ctx` (py/mpstate.h of the build).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -96,6 +125,8 @@ pub struct StateOffsets {
     /// `vm.readline_hist[0]` (a port root pointer); `None` when the port has none.
     pub readline_hist: Option<u64>,
     pub readline_hist_len: u32,
+    /// The GC's geometry (`mem.gc_alloc_table_start`, …).
+    pub gc: GcStateOffsets,
 }
 
 /// Word indices of fields inside heap objects (py/obj*.h of the build).
@@ -192,6 +223,7 @@ impl Default for StateOffsets {
             sys_argv_items: 120,
             readline_hist: Some(128),
             readline_hist_len: 8,
+            gc: GcStateOffsets::default(),
         }
     }
 }

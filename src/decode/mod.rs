@@ -172,6 +172,9 @@ pub struct StringRow {
 pub struct SnapshotReport {
     pub index: u64,
     pub geometry: HeapGeometry,
+    /// Where the geometry came from: `gc_state` (the GC's own pointers in this
+    /// snapshot) or `heap_symbol` (computed as gc_init does from the map's heap).
+    pub geometry_source: &'static str,
     pub gc_info: GcInfo,
     pub marked_blocks: u64,
     pub orphan_tail_blocks: u64,
@@ -263,10 +266,51 @@ impl<'f> Decoder<'f> {
     }
 
     /// Decodes snapshot `index`, whose bytes are `ram` (RAM from `ram_start`).
+    /// The GC's geometry as the snapshot's own `mp_state_ctx.mem` says, if it adds
+    /// up: tables and pool inside RAM, the pool as long as the table describes,
+    /// the finaliser table right after the allocation table.
+    fn geometry_from_state(&self, mem: &Memory) -> Option<HeapGeometry> {
+        let gc = &self.profile.state.gc;
+        if !gc.read {
+            return None;
+        }
+        let h = &self.profile.heap;
+        let at = |o: u64| mem.ram.word(self.firmware.state_address + o, h.word_bytes);
+        let (atb, atb_len, pool_start, pool_end) =
+            (at(gc.alloc_table_start)?, at(gc.alloc_table_byte_len)?, at(gc.pool_start)?, at(gc.pool_end)?);
+        let bpb = h.bytes_per_block as u64;
+        let per_atb = h.blocks_per_atb as u64;
+        let (ram_start, ram_end) = (self.firmware.ram_start, mem.ram.end());
+        let ftb_len = if h.blocks_per_ftb > 0 { (atb_len * per_atb).div_ceil(h.blocks_per_ftb as u64) } else { 0 };
+        let ftb = if h.blocks_per_ftb > 0 { Some(at(gc.finaliser_table_start)?) } else { None };
+        let ok = atb_len > 0
+            && atb >= ram_start
+            && pool_start % bpb == 0
+            && pool_end > pool_start
+            && pool_end <= ram_end
+            && atb_len.checked_mul(per_atb * bpb) == Some(pool_end - pool_start)
+            && atb.checked_add(atb_len + ftb_len).is_some_and(|e| e <= pool_start)
+            && ftb.is_none_or(|f| f == atb + atb_len);
+        ok.then(|| HeapGeometry {
+            heap_start: atb,
+            heap_bytes: pool_end - atb,
+            alloc_table_start: atb,
+            alloc_table_bytes: atb_len,
+            finaliser_table_start: ftb,
+            finaliser_table_bytes: ftb_len,
+            pool_start,
+            pool_end,
+            bytes_per_block: bpb,
+        })
+    }
+
     pub fn decode(&self, index: u64, ram: &[u8]) -> Result<SnapshotReport, DecodeError> {
-        let g = self.geometry.clone()?;
         let fw = self.firmware;
         let mem = self.memory(ram);
+        let (g, geometry_source) = match self.geometry_from_state(&mem) {
+            Some(g) => (g, "gc_state"),
+            None => (self.geometry.clone()?, "heap_symbol"),
+        };
         let word = self.profile.heap.word_bytes as u64;
         let bpb = g.bytes_per_block;
         if g.heap_start < fw.ram_start || g.pool_end > mem.ram.end() {
@@ -282,6 +326,7 @@ impl<'f> Decoder<'f> {
         let mut report = SnapshotReport {
             index,
             geometry: g,
+            geometry_source,
             gc_info: walk.gc_info,
             marked_blocks: walk.marked_blocks,
             orphan_tail_blocks: walk.orphan_tail_blocks,

@@ -235,6 +235,37 @@ pub fn derive_profile(data: &[u8], path: &Path, base: &Profile) -> Result<Derive
             missing.push("state.readline_hist (the port has none)".to_string());
         }
     }
+    let gc = &mut p.state.gc;
+    let mut all = true;
+    for (field, path, target) in [
+        ("state.gc.alloc_table_start", "mem.gc_alloc_table_start", &mut gc.alloc_table_start),
+        ("state.gc.alloc_table_byte_len", "mem.gc_alloc_table_byte_len", &mut gc.alloc_table_byte_len),
+        ("state.gc.pool_start", "mem.gc_pool_start", &mut gc.pool_start),
+        ("state.gc.pool_end", "mem.gc_pool_end", &mut gc.pool_end),
+    ] {
+        match member(st, path) {
+            Some(v) => {
+                *target = v;
+                found.push(format!("{field} = {v}"));
+            }
+            None => {
+                all = false;
+                missing.push(field.to_string());
+            }
+        }
+    }
+    match member(st, "mem.gc_finaliser_table_start") {
+        Some(v) => {
+            gc.finaliser_table_start = v;
+            found.push(format!("state.gc.finaliser_table_start = {v}"));
+        }
+        None => {
+            // No finaliser table in this build.
+            p.heap.blocks_per_ftb = 0;
+            found.push("heap.blocks_per_ftb = 0 (no mem.gc_finaliser_table_start)".to_string());
+        }
+    }
+    p.state.gc.read = all;
     let words = |v: Option<u64>| v.map(|b| b / word);
     let mut set32 = |field: &str, value: Option<u64>, target: &mut u32| match value {
         Some(v) => {

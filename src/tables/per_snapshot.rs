@@ -29,6 +29,7 @@ pub fn snapshots_schema() -> SchemaRef {
         u("snapshot"),
         u("dump_offset"),
         f("status", Utf8, false),
+        f("geometry_source", dict(), true),
         un("heap_start"),
         un("heap_bytes"),
         un("alloc_table_start"),
@@ -142,6 +143,7 @@ pub(crate) struct SnapshotsRows {
     pub(crate) n: usize,
     u: Vec<UInt64Builder>,
     status: StringBuilder,
+    geometry_source: Dict,
     fragmentation: Float64Builder,
 }
 
@@ -192,12 +194,14 @@ impl SnapshotsRows {
         match outcome {
             Ok(r) => {
                 self.status.append_value("ok");
+                self.geometry_source.append_value(r.geometry_source);
                 let free = r.gc_info.free;
                 let max_free = r.gc_info.max_free * r.geometry.bytes_per_block;
                 self.fragmentation.append_option((free > 0).then(|| 1.0 - max_free as f64 / free as f64));
             }
             Err(e) => {
                 self.status.append_value(format!("error: {e}"));
+                self.geometry_source.append_null();
                 self.fragmentation.append_null();
             }
         }
@@ -211,6 +215,7 @@ impl SnapshotsRows {
         cols.push(u.next().unwrap_or_else(|| arc(UInt64Builder::new().finish())));
         cols.push(u.next().unwrap_or_else(|| arc(UInt64Builder::new().finish())));
         cols.push(arc(self.status.finish()));
+        cols.push(arc(self.geometry_source.finish()));
         let rest: Vec<ArrayRef> = u.collect();
         // heap_start .. max_block (17 columns), fragmentation, then the counts.
         cols.extend(rest[..16].iter().cloned());

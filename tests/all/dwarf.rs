@@ -27,8 +27,7 @@ fn the_reference_structs_give_the_reference_offsets() {
     let dir = tempfile::tempdir().unwrap();
     let obj = compile(dir.path(), &["-m32", "-g", "-c"], "l32.o");
     let d = derive_profile(&std::fs::read(&obj).unwrap(), &obj, &Profile::default()).unwrap();
-    let mut expected = Profile::default();
-    expected.name = d.profile.name.clone();
+    let expected = Profile { name: d.profile.name.clone(), ..Profile::default() };
     assert_eq!(d.profile, expected, "DWARF of the 619b0ec164 structs = the reference's figures");
     assert!(d.missing.is_empty(), "{:?}", d.missing);
 }

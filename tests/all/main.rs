@@ -6,6 +6,7 @@ mod common;
 mod dwarf;
 mod elf;
 mod fixtures;
+mod gc_state;
 mod map_parser;
 mod oracle_parity;
 mod random_input;

@@ -1,0 +1,58 @@
+//! Heap geometry from the GC's own state in each snapshot (`mp_state_ctx.mem`),
+//! with the fall-back to gc_init's computation from the map's heap symbol.
+
+use heapvis::decode::{DecodeOptions, Decoder};
+use heapvis::firmware::{map::parse_map, Firmware};
+use heapvis::profile::Profile;
+use heapvis::synth::{simulate_in_memory, Board, SynthConfig};
+
+fn allocations(d: &Decoder, ram: &[u8], i: usize, size: usize) -> (Vec<(u64, u64)>, &'static str) {
+    let r = d.decode(i as u64, &ram[i * size..(i + 1) * size]).unwrap();
+    (r.blocks.iter().map(|b| (b.address, b.blocks)).collect(), r.geometry_source)
+}
+
+#[test]
+fn the_gc_state_wins_over_a_wrong_heap_symbol() {
+    let c = simulate_in_memory(&SynthConfig { heap_misalign: 0, ..SynthConfig::new(Board::Samd21, 300, 21) }).unwrap();
+    // A map whose heap symbol is 4 KiB short: gc_init's computation from it is wrong.
+    let map = c.layout.map.replace("0x5000 /tmp/ccAbCdEf", "0x4000 /tmp/ccAbCdEf");
+    assert_ne!(map, c.layout.map);
+    let size = (c.layout.ram_end - c.layout.ram_start) as usize;
+    let last = c.truth.len() - 1;
+    let truth: Vec<(u64, u64)> = c.truth[last].iter().map(|t| (t.address, t.blocks)).collect();
+
+    let profile = Profile::default();
+    let fw = Firmware::from_parts(parse_map(&map), c.layout.flash.clone(), "f.map".as_ref(), &profile).unwrap();
+    let d = Decoder::new(&fw, &profile, DecodeOptions::default());
+    let (blocks, source) = allocations(&d, &c.ram, last, size);
+    assert_eq!(source, "gc_state");
+    assert_eq!(blocks, truth);
+
+    // Told not to read the state, the decoder has only the wrong symbol to go by.
+    let mut blind = Profile::default();
+    blind.state.gc.read = false;
+    let d = Decoder::new(&fw, &blind, DecodeOptions::default());
+    let (blocks, source) = allocations(&d, &c.ram, last, size);
+    assert_eq!(source, "heap_symbol");
+    assert_ne!(blocks, truth);
+}
+
+#[test]
+fn a_snapshot_whose_gc_state_does_not_add_up_falls_back_to_the_heap_symbol() {
+    let c = simulate_in_memory(&SynthConfig::new(Board::Samd21, 100, 22)).unwrap();
+    let profile = Profile::default();
+    let fw = c.layout.firmware(&profile).unwrap();
+    let d = Decoder::new(&fw, &profile, DecodeOptions::default());
+    let size = (c.layout.ram_end - c.layout.ram_start) as usize;
+    let mut ram = c.ram.clone();
+    let i = 60;
+    // gc_pool_end one block short of what the allocation table describes.
+    let at = i * size + (fw.state_address - fw.ram_start + profile.state.gc.pool_end) as usize;
+    let end = u32::from_le_bytes(ram[at..at + 4].try_into().unwrap());
+    ram[at..at + 4].copy_from_slice(&(end - 16).to_le_bytes());
+    let truth: Vec<(u64, u64)> = c.truth[i].iter().map(|t| (t.address, t.blocks)).collect();
+    let (blocks, source) = allocations(&d, &ram, i, size);
+    assert_eq!(source, "heap_symbol");
+    assert_eq!(blocks, truth, "the map's heap is right here, so the fall-back decodes it");
+    assert_eq!(allocations(&d, &ram, i + 1, size).1, "gc_state");
+}
