@@ -1,7 +1,8 @@
 //! The RAM dump: a file of fixed-size snapshots, memory-mapped and split.
 //!
-//! This is the crate's one `unsafe` block (the mmap). Snapshots are handed out as
-//! borrowed slices of the mapping, so decoding never copies a dump.
+//! This file holds the crate's only `unsafe` code: the two mmaps (the whole dump
+//! for random access, and one window at a time for streaming). Snapshots are handed
+//! out as borrowed slices of a mapping, so decoding never copies a dump.
 
 use std::fs::File;
 use std::ops::Range;
@@ -19,8 +20,6 @@ pub struct Dump {
     map: Mmap,
     snapshot_bytes: u64,
     count: u64,
-    /// Bytes from the start already handed back to the kernel.
-    released: std::sync::atomic::AtomicU64,
 }
 
 impl Dump {
@@ -38,7 +37,7 @@ impl Dump {
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
         // Advice is a hint; a kernel that ignores it changes nothing we rely on.
         let _ = map.advise(Advice::Sequential);
-        Ok(Dump { path: path.into(), file, map, snapshot_bytes, count: len / snapshot_bytes, released: 0.into() })
+        Ok(Dump { path: path.into(), file, map, snapshot_bytes, count: len / snapshot_bytes })
     }
 
     pub fn path(&self) -> &Path {
@@ -74,30 +73,6 @@ impl Dump {
         }
         let start = (index * self.snapshot_bytes) as usize;
         self.map.get(start..start + self.snapshot_bytes as usize)
-    }
-
-    /// Tells the kernel the pages of snapshots before `index` will not be read again,
-    /// so a long run's page cache stays bounded (no-op where unsupported).
-    pub fn release_before(&self, index: u64) {
-        use std::sync::atomic::Ordering;
-        const GRANULE: u64 = 1 << 12;
-        let end = (index.min(self.count) * self.snapshot_bytes) / GRANULE * GRANULE;
-        let start = self.released.load(Ordering::Relaxed);
-        if end > start {
-            // SAFETY: DONTNEED on a private read-only file mapping only drops the
-            // pages from this process; later reads fault them back in from the file
-            // unchanged. Only the range not yet released is advised, so each page
-            // is dropped once however long the dump.
-            let r = unsafe {
-                self.map.unchecked_advise_range(
-                    memmap2::UncheckedAdvice::DontNeed,
-                    start as usize,
-                    (end - start) as usize,
-                )
-            };
-            let _ = r;
-            self.released.store(end, Ordering::Relaxed);
-        }
     }
 }
 

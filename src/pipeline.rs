@@ -301,19 +301,29 @@ impl Session {
         let metrics = self.decoder(DecodeOptions { metrics_only: true });
         let geometry = metrics.geometry.clone().map_err(|source| Error::Snapshot { snapshot: range.start, source })?;
         let dump = &self.dump;
-        let points: Vec<ChartPoint> = pool.install(|| {
-            range
-                .into_par_iter()
-                .filter_map(|i| {
-                    let rep = metrics.decode(i, dump.snapshot(i)?).ok()?;
-                    Some(ChartPoint {
-                        snapshot: i,
-                        free: rep.gc_info.free,
-                        largest_free: rep.gc_info.max_free * rep.geometry.bytes_per_block,
+        // Window by window, each mapped on its own, as in the main pass.
+        let mut points: Vec<ChartPoint> = Vec::new();
+        let step = ((8u64 << 20) / dump.snapshot_bytes().max(1)).max(64);
+        let mut start = range.start;
+        while start < range.end {
+            let end = (start + step).min(range.end);
+            let window = dump.window(start..end)?;
+            let part: Vec<ChartPoint> = pool.install(|| {
+                (start..end)
+                    .into_par_iter()
+                    .filter_map(|i| {
+                        let rep = metrics.decode(i, window.snapshot(i)?).ok()?;
+                        Some(ChartPoint {
+                            snapshot: i,
+                            free: rep.gc_info.free,
+                            largest_free: rep.gc_info.max_free * rep.geometry.bytes_per_block,
+                        })
                     })
-                })
-                .collect()
-        });
+                    .collect()
+            });
+            points.extend(part);
+            start = end;
+        }
         Ok(FrameLayout::new(&geometry, r.scale, &points))
     }
 }

@@ -62,3 +62,25 @@ fn synth_rejects_an_unknown_board() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("samd21 or samd51"));
 }
+
+#[test]
+fn the_shipped_reference_profile_is_the_default() {
+    let path = crate::common::repo().join("data/profiles/circuitpython-3.0-atmel-samd.toml");
+    let p = heapvis::profile::Profile::from_toml_file(&path).unwrap();
+    assert_eq!(p, heapvis::profile::Profile::default());
+}
+
+#[test]
+fn inspect_mem_info_prints_the_gc_figures_and_the_block_map() {
+    let c = capture(Board::Samd21, 40, 3, 0);
+    let out = run(&["inspect", c.dir.path().to_str().unwrap(), "--snapshot", "39", "--mem-info"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("GC: total: 19968, used: "));
+    assert!(lines[1].starts_with(" No. of 1-blocks: "));
+    assert!(lines[2].starts_with("GC memory layout; from 2000"));
+    // 1248 blocks: every map line but the last has 64 letters after "xxxxx: ".
+    let map: Vec<&&str> = lines[3..].iter().filter(|l| !l.trim_start().starts_with('(')).collect();
+    assert!(map.iter().all(|l| l.len() <= 7 + 64 && l.as_bytes()[5] == b':'));
+}
