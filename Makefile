@@ -15,6 +15,7 @@ build:
 # DuckDB/Polars round trips), then runs every test.
 # The last line totals every test binary's results ("N passed, N failed").
 test: test-deps
+	mkdir -p target
 	cargo test --release --all-targets 2>&1 | tee target/test.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "heapvis tests: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0) }' target/test.log
 

@@ -148,6 +148,14 @@ impl Session {
         Decoder::new(&self.firmware, &self.profile, options)
     }
 
+    /// Fully decodes one snapshot; a failure is an error naming the snapshot.
+    pub fn decode_one(&self, index: u64) -> Result<crate::decode::SnapshotReport> {
+        let ram = self.dump.snapshot(index).unwrap_or(&[]);
+        self.decoder(DecodeOptions::default())
+            .decode(index, ram)
+            .map_err(|source| Error::Snapshot { snapshot: index, source })
+    }
+
     /// Decodes the selected snapshots and writes the tables (and frames, and the
     /// movie) into `out_dir`.
     pub fn analyze(&self, out_dir: &Path, options: &AnalyzeOptions, progress: &dyn Progress) -> Result<RunSummary> {

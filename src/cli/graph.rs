@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use heapvis::decode::DecodeOptions;
 use heapvis::dump::Selection;
 use heapvis::render::dot;
 
@@ -25,11 +24,7 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
     let (_inputs, session) = open_session(&a.input, false)?;
     let selection: Selection = a.snapshot.parse()?;
     let index = selection.resolve(session.dump.count())?.start;
-    let ram = session.dump.snapshot(index).unwrap_or(&[]);
-    let report = session
-        .decoder(DecodeOptions::default())
-        .decode(index, ram)
-        .map_err(|source| heapvis::Error::Snapshot { snapshot: index, source })?;
+    let report = session.decode_one(index)?;
     let text = dot::ownership_dot(&report);
     let out = a.out.unwrap_or_else(|| PathBuf::from(format!("heap_ownership{index:06}.dot")));
     let dot_path = out.with_extension("dot");

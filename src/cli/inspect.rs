@@ -34,8 +34,7 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
             stdout.write_all(text.as_bytes())?;
             continue;
         }
-        let report =
-            decoder.decode(index, ram).map_err(|source| heapvis::Error::Snapshot { snapshot: index, source })?;
+        let report = session.decode_one(index)?;
         let text = heapvis::inspect::block_state_report(&report, &session.firmware, &session.profile.symbols.state);
         stdout.write_all(text.as_bytes())?;
     }

@@ -545,10 +545,11 @@ impl<'f> Decoder<'f> {
         for (i, is_map_table) in map_tables.iter().copied().enumerate() {
             let address = addr_of(i);
             let data = bytes_of(i);
-            let n_words = data.len() as u64 / word;
-            for k in 0..n_words {
-                let Some(w) = word_at(data, k) else { break };
-                if !(in_ram(w) && w % bpb == 0) {
+            for (k, chunk) in data.chunks_exact(word as usize).enumerate() {
+                let k = k as u64;
+                let w = crate::memory::le_word(chunk);
+                // Cheap rejection first: most words are not block-aligned RAM addresses.
+                if w % bpb != 0 || !in_ram(w) {
                     continue;
                 }
                 let to = heap.containing(w);

@@ -11,10 +11,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanBuilder, StringBuilder, UInt32Builder, UInt64Builder};
+use arrow::array::{ArrayRef, BooleanBuilder, StringBuilder, UInt64Builder};
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 
-use super::per_snapshot::{arc, dict, f, Dict};
+use super::per_snapshot::{arc, dict, edge_fields, f, qstr_fields, Dict, EdgeColumns, QstrColumns};
 use crate::decode::{EdgeRow, Kind, SnapshotReport};
 use crate::firmware::Firmware;
 
@@ -44,9 +44,45 @@ struct OpenAllocation {
     seen: bool,
 }
 
+/// Lifetime columns appended to an entity's own columns.
+fn lifetime_fields() -> Vec<arrow::datatypes::Field> {
+    use DataType::*;
+    vec![
+        f("first_snapshot", UInt64, false),
+        f("last_snapshot", UInt64, false),
+        f("end", dict(), false),
+        f("open_start", Boolean, false),
+    ]
+}
+
+/// Builders for [`lifetime_fields`].
+#[derive(Default)]
+struct LifetimeColumns {
+    first: UInt64Builder,
+    last: UInt64Builder,
+    end: Dict,
+    open_start: BooleanBuilder,
+}
+
+impl LifetimeColumns {
+    fn push(&mut self, first: u64, last: u64, end: &str, open_start: bool) {
+        self.first.append_value(first);
+        self.last.append_value(last);
+        self.end.append_value(end);
+        self.open_start.append_value(open_start);
+    }
+
+    fn finish(&mut self, cols: &mut Vec<ArrayRef>) {
+        cols.push(arc(self.first.finish()));
+        cols.push(arc(self.last.finish()));
+        cols.push(arc(self.end.finish()));
+        cols.push(arc(self.open_start.finish()));
+    }
+}
+
 pub fn allocations_schema() -> SchemaRef {
     use DataType::*;
-    Arc::new(Schema::new(vec![
+    let mut fields = vec![
         f("address", UInt64, false),
         f("blocks", UInt64, false),
         f("bytes", UInt64, false),
@@ -56,12 +92,10 @@ pub fn allocations_schema() -> SchemaRef {
         f("name", dict(), true),
         f("text", Utf8, true),
         f("has_finaliser", Boolean, false),
-        f("first_snapshot", UInt64, false),
-        f("last_snapshot", UInt64, false),
         f("snapshots", UInt64, false),
-        f("end", dict(), false),
-        f("open_start", Boolean, false),
-    ]))
+    ];
+    fields.extend(lifetime_fields());
+    Arc::new(Schema::new(fields))
 }
 
 #[derive(Default)]
@@ -76,11 +110,8 @@ pub(crate) struct AllocationRows {
     name: Dict,
     text: StringBuilder,
     has_finaliser: BooleanBuilder,
-    first: UInt64Builder,
-    last: UInt64Builder,
     snapshots: UInt64Builder,
-    end: Dict,
-    open_start: BooleanBuilder,
+    life: LifetimeColumns,
 }
 
 impl AllocationRows {
@@ -94,17 +125,14 @@ impl AllocationRows {
         self.name.append_option(a.name.as_deref());
         self.text.append_option(a.text.as_deref());
         self.has_finaliser.append_value(a.has_finaliser);
-        self.first.append_value(a.first);
-        self.last.append_value(a.last);
         self.snapshots.append_value(a.last - a.first + 1);
-        self.end.append_value(end);
-        self.open_start.append_value(open_start);
+        self.life.push(a.first, a.last, end, open_start);
         self.n += 1;
     }
 
     pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {
         self.n = 0;
-        vec![
+        let mut cols = vec![
             arc(self.address.finish()),
             arc(self.blocks.finish()),
             arc(self.bytes.finish()),
@@ -114,12 +142,10 @@ impl AllocationRows {
             arc(self.name.finish()),
             arc(self.text.finish()),
             arc(self.has_finaliser.finish()),
-            arc(self.first.finish()),
-            arc(self.last.finish()),
             arc(self.snapshots.finish()),
-            arc(self.end.finish()),
-            arc(self.open_start.finish()),
-        ]
+        ];
+        self.life.finish(&mut cols);
+        cols
     }
 }
 
@@ -279,74 +305,31 @@ struct OpenEdge {
 }
 
 pub fn edge_history_schema() -> SchemaRef {
-    use DataType::*;
-    Arc::new(Schema::new(vec![
-        f("from_block", UInt64, true),
-        f("from_word", UInt32, true),
-        f("root_address", UInt64, true),
-        f("root_name", dict(), true),
-        f("to_address", UInt64, false),
-        f("to_block", UInt64, true),
-        f("to_is_head", Boolean, false),
-        f("map_key", dict(), true),
-        f("first_snapshot", UInt64, false),
-        f("last_snapshot", UInt64, false),
-        f("end", dict(), false),
-        f("open_start", Boolean, false),
-    ]))
+    let mut fields = edge_fields();
+    fields.extend(lifetime_fields());
+    Arc::new(Schema::new(fields))
 }
 
 #[derive(Default)]
 pub(crate) struct EdgeHistoryRows {
     pub(crate) n: usize,
-    from_block: UInt64Builder,
-    from_word: UInt32Builder,
-    root_address: UInt64Builder,
-    root_name: Dict,
-    to_address: UInt64Builder,
-    to_block: UInt64Builder,
-    to_is_head: BooleanBuilder,
-    map_key: Dict,
-    first: UInt64Builder,
-    last: UInt64Builder,
-    end: Dict,
-    open_start: BooleanBuilder,
+    edge: EdgeColumns,
+    life: LifetimeColumns,
 }
 
 impl EdgeHistoryRows {
     fn push(&mut self, e: &OpenEdge, end: &str, open_start: bool) {
-        let r = &e.row;
-        self.from_block.append_option(r.from_block);
-        self.from_word.append_option(r.from_word);
-        self.root_address.append_option(r.root_address);
-        self.root_name.append_option(r.root_name.as_deref());
-        self.to_address.append_value(r.to_address);
-        self.to_block.append_option(r.to_block);
-        self.to_is_head.append_value(r.to_is_head);
-        self.map_key.append_option(r.map_key.as_deref());
-        self.first.append_value(e.first);
-        self.last.append_value(e.last);
-        self.end.append_value(end);
-        self.open_start.append_value(open_start);
+        self.edge.push(&e.row);
+        self.life.push(e.first, e.last, end, open_start);
         self.n += 1;
     }
 
     pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {
         self.n = 0;
-        vec![
-            arc(self.from_block.finish()),
-            arc(self.from_word.finish()),
-            arc(self.root_address.finish()),
-            arc(self.root_name.finish()),
-            arc(self.to_address.finish()),
-            arc(self.to_block.finish()),
-            arc(self.to_is_head.finish()),
-            arc(self.map_key.finish()),
-            arc(self.first.finish()),
-            arc(self.last.finish()),
-            arc(self.end.finish()),
-            arc(self.open_start.finish()),
-        ]
+        let mut cols = Vec::new();
+        self.edge.finish(&mut cols);
+        self.life.finish(&mut cols);
+        cols
     }
 }
 
@@ -439,20 +422,9 @@ impl EdgeTracker {
 }
 
 pub fn qstr_history_schema() -> SchemaRef {
-    use DataType::*;
-    Arc::new(Schema::new(vec![
-        f("id", UInt64, false),
-        f("pool", UInt64, false),
-        f("chunk", UInt64, true),
-        f("address", UInt64, false),
-        f("hash", UInt64, false),
-        f("length", UInt64, false),
-        f("text", dict(), false),
-        f("first_snapshot", UInt64, false),
-        f("last_snapshot", UInt64, false),
-        f("end", dict(), false),
-        f("open_start", Boolean, false),
-    ]))
+    let mut fields = qstr_fields();
+    fields.extend(lifetime_fields());
+    Arc::new(Schema::new(fields))
 }
 
 #[derive(Clone, Debug)]
@@ -479,50 +451,23 @@ fn sorted_qstrs(r: &SnapshotReport) -> Vec<&crate::decode::QstrRow> {
 #[derive(Default)]
 pub(crate) struct QstrHistoryRows {
     pub(crate) n: usize,
-    id: UInt64Builder,
-    pool: UInt64Builder,
-    chunk: UInt64Builder,
-    address: UInt64Builder,
-    hash: UInt64Builder,
-    length: UInt64Builder,
-    text: Dict,
-    first: UInt64Builder,
-    last: UInt64Builder,
-    end: Dict,
-    open_start: BooleanBuilder,
+    qstr: QstrColumns,
+    life: LifetimeColumns,
 }
 
 impl QstrHistoryRows {
     fn push(&mut self, q: &OpenQstr, end: &str, open_start: bool) {
-        self.id.append_value(q.row.id);
-        self.pool.append_value(q.row.pool);
-        self.chunk.append_option(q.row.chunk);
-        self.address.append_value(q.row.address);
-        self.hash.append_value(q.row.hash);
-        self.length.append_value(q.row.length);
-        self.text.append_value(&q.row.text);
-        self.first.append_value(q.first);
-        self.last.append_value(q.last);
-        self.end.append_value(end);
-        self.open_start.append_value(open_start);
+        self.qstr.push(&q.row);
+        self.life.push(q.first, q.last, end, open_start);
         self.n += 1;
     }
 
     pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {
         self.n = 0;
-        vec![
-            arc(self.id.finish()),
-            arc(self.pool.finish()),
-            arc(self.chunk.finish()),
-            arc(self.address.finish()),
-            arc(self.hash.finish()),
-            arc(self.length.finish()),
-            arc(self.text.finish()),
-            arc(self.first.finish()),
-            arc(self.last.finish()),
-            arc(self.end.finish()),
-            arc(self.open_start.finish()),
-        ]
+        let mut cols = Vec::new();
+        self.qstr.finish(&mut cols);
+        self.life.finish(&mut cols);
+        cols
     }
 }
 

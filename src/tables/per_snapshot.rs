@@ -10,7 +10,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
 
 use super::SnapshotOutcome;
-use crate::decode::SnapshotReport;
+use crate::decode::{EdgeRow, QstrRow, SnapshotReport};
 use crate::firmware::Firmware;
 
 pub(crate) fn dict() -> DataType {
@@ -80,10 +80,10 @@ pub fn blocks_schema() -> SchemaRef {
     ]))
 }
 
-pub fn edges_schema() -> SchemaRef {
+/// The columns of an edge, shared by `edges` and `edge_history`.
+pub(crate) fn edge_fields() -> Vec<Field> {
     use DataType::*;
-    Arc::new(Schema::new(vec![
-        f("snapshot", UInt64, false),
+    vec![
         f("from_block", UInt64, true),
         f("from_word", UInt32, true),
         f("root_address", UInt64, true),
@@ -92,13 +92,13 @@ pub fn edges_schema() -> SchemaRef {
         f("to_block", UInt64, true),
         f("to_is_head", Boolean, false),
         f("map_key", dict(), true),
-    ]))
+    ]
 }
 
-pub fn qstrs_schema() -> SchemaRef {
+/// The columns of a qstr, shared by `qstrs` and `qstr_history`.
+pub(crate) fn qstr_fields() -> Vec<Field> {
     use DataType::*;
-    Arc::new(Schema::new(vec![
-        f("snapshot", UInt64, false),
+    vec![
         f("pool", UInt64, false),
         f("chunk", UInt64, true),
         f("id", UInt64, false),
@@ -106,7 +106,19 @@ pub fn qstrs_schema() -> SchemaRef {
         f("hash", UInt64, false),
         f("length", UInt64, false),
         f("text", dict(), false),
-    ]))
+    ]
+}
+
+pub fn edges_schema() -> SchemaRef {
+    let mut fields = vec![f("snapshot", DataType::UInt64, false)];
+    fields.extend(edge_fields());
+    Arc::new(Schema::new(fields))
+}
+
+pub fn qstrs_schema() -> SchemaRef {
+    let mut fields = vec![f("snapshot", DataType::UInt64, false)];
+    fields.extend(qstr_fields());
+    Arc::new(Schema::new(fields))
 }
 
 pub fn strings_schema() -> SchemaRef {
@@ -300,10 +312,9 @@ impl BlocksRows {
     }
 }
 
+/// Builders for [`edge_fields`].
 #[derive(Default)]
-pub(crate) struct EdgesRows {
-    pub(crate) n: usize,
-    snapshot: UInt64Builder,
+pub(crate) struct EdgeColumns {
     from_block: UInt64Builder,
     from_word: UInt32Builder,
     root_address: UInt64Builder,
@@ -314,42 +325,33 @@ pub(crate) struct EdgesRows {
     map_key: Dict,
 }
 
-impl EdgesRows {
-    pub(crate) fn push(&mut self, r: &SnapshotReport) {
-        for e in &r.edges {
-            self.snapshot.append_value(r.index);
-            self.from_block.append_option(e.from_block);
-            self.from_word.append_option(e.from_word);
-            self.root_address.append_option(e.root_address);
-            self.root_name.append_option(e.root_name.as_deref());
-            self.to_address.append_value(e.to_address);
-            self.to_block.append_option(e.to_block);
-            self.to_is_head.append_value(e.to_is_head);
-            self.map_key.append_option(e.map_key.as_deref());
-            self.n += 1;
-        }
+impl EdgeColumns {
+    pub(crate) fn push(&mut self, e: &EdgeRow) {
+        self.from_block.append_option(e.from_block);
+        self.from_word.append_option(e.from_word);
+        self.root_address.append_option(e.root_address);
+        self.root_name.append_option(e.root_name.as_deref());
+        self.to_address.append_value(e.to_address);
+        self.to_block.append_option(e.to_block);
+        self.to_is_head.append_value(e.to_is_head);
+        self.map_key.append_option(e.map_key.as_deref());
     }
 
-    pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {
-        self.n = 0;
-        vec![
-            arc(self.snapshot.finish()),
-            arc(self.from_block.finish()),
-            arc(self.from_word.finish()),
-            arc(self.root_address.finish()),
-            arc(self.root_name.finish()),
-            arc(self.to_address.finish()),
-            arc(self.to_block.finish()),
-            arc(self.to_is_head.finish()),
-            arc(self.map_key.finish()),
-        ]
+    pub(crate) fn finish(&mut self, cols: &mut Vec<ArrayRef>) {
+        cols.push(arc(self.from_block.finish()));
+        cols.push(arc(self.from_word.finish()));
+        cols.push(arc(self.root_address.finish()));
+        cols.push(arc(self.root_name.finish()));
+        cols.push(arc(self.to_address.finish()));
+        cols.push(arc(self.to_block.finish()));
+        cols.push(arc(self.to_is_head.finish()));
+        cols.push(arc(self.map_key.finish()));
     }
 }
 
+/// Builders for [`qstr_fields`].
 #[derive(Default)]
-pub(crate) struct QstrsRows {
-    pub(crate) n: usize,
-    snapshot: UInt64Builder,
+pub(crate) struct QstrColumns {
     pool: UInt64Builder,
     chunk: UInt64Builder,
     id: UInt64Builder,
@@ -359,33 +361,73 @@ pub(crate) struct QstrsRows {
     text: Dict,
 }
 
-impl QstrsRows {
+impl QstrColumns {
+    pub(crate) fn push(&mut self, q: &QstrRow) {
+        self.pool.append_value(q.pool);
+        self.chunk.append_option(q.chunk);
+        self.id.append_value(q.id);
+        self.address.append_value(q.address);
+        self.hash.append_value(q.hash);
+        self.length.append_value(q.length);
+        self.text.append_value(&q.text);
+    }
+
+    pub(crate) fn finish(&mut self, cols: &mut Vec<ArrayRef>) {
+        cols.push(arc(self.pool.finish()));
+        cols.push(arc(self.chunk.finish()));
+        cols.push(arc(self.id.finish()));
+        cols.push(arc(self.address.finish()));
+        cols.push(arc(self.hash.finish()));
+        cols.push(arc(self.length.finish()));
+        cols.push(arc(self.text.finish()));
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct EdgesRows {
+    pub(crate) n: usize,
+    snapshot: UInt64Builder,
+    edge: EdgeColumns,
+}
+
+impl EdgesRows {
     pub(crate) fn push(&mut self, r: &SnapshotReport) {
-        for q in &r.qstrs {
+        for e in &r.edges {
             self.snapshot.append_value(r.index);
-            self.pool.append_value(q.pool);
-            self.chunk.append_option(q.chunk);
-            self.id.append_value(q.id);
-            self.address.append_value(q.address);
-            self.hash.append_value(q.hash);
-            self.length.append_value(q.length);
-            self.text.append_value(&q.text);
+            self.edge.push(e);
             self.n += 1;
         }
     }
 
     pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {
         self.n = 0;
-        vec![
-            arc(self.snapshot.finish()),
-            arc(self.pool.finish()),
-            arc(self.chunk.finish()),
-            arc(self.id.finish()),
-            arc(self.address.finish()),
-            arc(self.hash.finish()),
-            arc(self.length.finish()),
-            arc(self.text.finish()),
-        ]
+        let mut cols = vec![arc(self.snapshot.finish())];
+        self.edge.finish(&mut cols);
+        cols
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct QstrsRows {
+    pub(crate) n: usize,
+    snapshot: UInt64Builder,
+    qstr: QstrColumns,
+}
+
+impl QstrsRows {
+    pub(crate) fn push(&mut self, r: &SnapshotReport) {
+        for q in &r.qstrs {
+            self.snapshot.append_value(r.index);
+            self.qstr.push(q);
+            self.n += 1;
+        }
+    }
+
+    pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {
+        self.n = 0;
+        let mut cols = vec![arc(self.snapshot.finish())];
+        self.qstr.finish(&mut cols);
+        cols
     }
 }
 
