@@ -216,32 +216,35 @@ impl Session {
         let (tx, rx) = sync_channel::<Vec<Decoded>>(1);
         let movie_slot = &mut movie;
         let result: Result<TableSink> = std::thread::scope(|scope| {
-            let writer = scope.spawn(move || -> Result<TableSink> {
-                let mut sink = sink;
-                for batch in rx {
-                    let n = batch.len() as u64;
-                    for d in &batch {
-                        if let Err(e) = &d.outcome {
-                            progress.warn(&format!("snapshot {}: {e}", d.index));
-                        }
-                        sink.write(d.index, dump.offset_of(d.index), &d.outcome)?;
-                        if let Some((canvas, png)) = &d.frame {
-                            if let (Some(dir), Some(png)) = (&frames_dir, png) {
-                                let path = dir.join(format!("heap_layout{:06}.png", d.index));
-                                let png = png
-                                    .as_ref()
-                                    .map_err(|e| Error::Movie { path: path.clone(), message: e.to_string() })?;
-                                std::fs::write(&path, png).map_err(|e| Error::io(&path, e))?;
+            let writer = std::thread::Builder::new().name("heapvis-writer".into()).spawn_scoped(
+                scope,
+                move || -> Result<TableSink> {
+                    let mut sink = sink;
+                    for batch in rx {
+                        let n = batch.len() as u64;
+                        for d in &batch {
+                            if let Err(e) = &d.outcome {
+                                progress.warn(&format!("snapshot {}: {e}", d.index));
                             }
-                            if let Some(m) = movie_slot.as_mut() {
-                                m.push(canvas)?;
+                            sink.write(d.index, dump.offset_of(d.index), &d.outcome)?;
+                            if let Some((canvas, png)) = &d.frame {
+                                if let (Some(dir), Some(png)) = (&frames_dir, png) {
+                                    let path = dir.join(format!("heap_layout{:06}.png", d.index));
+                                    let png = png
+                                        .as_ref()
+                                        .map_err(|e| Error::Movie { path: path.clone(), message: e.to_string() })?;
+                                    std::fs::write(&path, png).map_err(|e| Error::io(&path, e))?;
+                                }
+                                if let Some(m) = movie_slot.as_mut() {
+                                    m.push(canvas)?;
+                                }
                             }
                         }
+                        progress.advance(n, n * snapshot_bytes);
                     }
-                    progress.advance(n, n * snapshot_bytes);
-                }
-                Ok(sink)
-            });
+                    Ok(sink)
+                },
+            );
             let run_label = format!("of {}..={}", range.start, range.end.saturating_sub(1));
             let mut start = range.start;
             while start < range.end {
@@ -281,6 +284,7 @@ impl Session {
                 start = end;
             }
             drop(tx);
+            let writer = writer.map_err(|e| Error::io("writer thread", e))?;
             writer.join().map_err(|_| Error::WriterPanicked)?
         });
         let sink = result?;
