@@ -209,9 +209,10 @@ impl Session {
         let snapshot_bytes = self.dump.snapshot_bytes();
         progress.start(range.end - range.start, (range.end - range.start) * snapshot_bytes);
 
-        // At most `window` snapshots and about 8 MiB of dump per parallel window, so
-        // what is resident stays small for large snapshots too.
-        let by_bytes = ((8u64 << 20) / snapshot_bytes.max(1)).max(2 * pool.current_num_threads() as u64);
+        // At most `window` snapshots and about 2 MiB of dump per parallel window:
+        // the decoded rows of a window (about 1 KB per object) are what is in flight,
+        // and small windows keep that, and the allocator's high-water mark, small.
+        let by_bytes = ((2u64 << 20) / snapshot_bytes.max(1)).max(2 * pool.current_num_threads() as u64);
         let window = (options.window.max(1) as u64).min(by_bytes);
         let (tx, rx) = sync_channel::<Vec<Decoded>>(1);
         let movie_slot = &mut movie;
