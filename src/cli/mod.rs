@@ -26,12 +26,14 @@ pub struct Cli {
 /// Where the capture is and which firmware layout to read it with.
 #[derive(clap::Args, Debug, Clone)]
 pub struct InputArgs {
-    /// RAM_DUMP FIRMWARE_BIN FIRMWARE_MAP (the reference's order), or one directory
-    /// holding ram.bin, firmware.bin and firmware.map.
+    /// RAM_DUMP FIRMWARE_BIN FIRMWARE_MAP (the reference's order), RAM_DUMP
+    /// FIRMWARE_ELF, or one directory holding ram.bin with firmware.bin and
+    /// firmware.map or with firmware.elf.
     #[arg(required = true, num_args = 1..=3, value_name = "INPUTS")]
     pub inputs: Vec<PathBuf>,
-    /// TOML file overriding any field of the default layout profile (CircuitPython
-    /// 3.0 on atmel-samd); see `heapvis profile`.
+    /// TOML file overriding any field of the layout profile; see `heapvis profile`.
+    /// Default: derived from the ELF's debug info when there is one, else
+    /// CircuitPython 3.0 on atmel-samd.
     #[arg(long, value_name = "FILE")]
     pub profile: Option<PathBuf>,
 }

@@ -447,7 +447,6 @@ impl Layout {
             bss_start,
             bss_end,
             ram_sections: &ram_sections,
-            flash_len: flash.len() as u64,
         });
         Layout {
             board,
@@ -495,7 +494,6 @@ struct MapParts<'a> {
     bss_start: u64,
     bss_end: u64,
     ram_sections: &'a [Section],
-    flash_len: u64,
 }
 
 /// One input section line as ld prints it: on one line when the name is short,
@@ -573,6 +571,5 @@ fn write_map(p: MapParts) -> String {
     let _ = writeln!(m, "\n.debug_str      0x0000000000000000     0x8a1c");
     let _ = writeln!(m, " .debug_str     0x0000000000000000     0x1a3f build-{board}/main.o");
     let _ = writeln!(m, "                                       0x1b2a (size before relaxing)");
-    let _ = p.flash_len;
     m
 }
