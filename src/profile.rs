@@ -66,6 +66,11 @@ pub struct HeapLayout {
     pub blocks_per_atb: u32,
     /// Blocks described by one finaliser-table byte; 0 when the build has no finalisers.
     pub blocks_per_ftb: u32,
+    /// Blocks described by one weakref-table byte (`MICROPY_PY_WEAKREF`); 0 if none.
+    pub blocks_per_wtb: u32,
+    /// Bytes between the allocation table and the next table (MicroPython's
+    /// `ALLOC_TABLE_GAP_BYTE`, 1 in current versions; 0 in 1.9 / CircuitPython 3).
+    pub alloc_table_gap_bytes: u32,
 }
 
 /// Linker symbols the decoder resolves in the map.
@@ -133,8 +138,10 @@ pub struct StateOffsets {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ObjectLayout {
-    /// `mp_obj_type_t.name` (a qstr).
-    pub type_name_word: u32,
+    /// `mp_obj_type_t.name` (a qstr): its byte offset and size (a `size_t` in 1.9,
+    /// a `uint16_t` after `flags` in current MicroPython).
+    pub type_name_offset: u32,
+    pub type_name_bytes: u32,
     /// `mp_obj_str_t.len`.
     pub str_len_word: u32,
     /// `mp_obj_str_t.data`.
@@ -157,6 +164,23 @@ pub struct ObjectLayout {
 pub struct QstrLayout {
     pub hash_bytes: u32,
     pub len_bytes: u32,
+    /// How a pool stores each qstr's hash and length.
+    pub pool_format: QstrPoolFormat,
+    /// With `arrays`: word index in `qstr_pool_t` of `hashes` (absent when the
+    /// build has no hashes) and of `lengths`.
+    pub hashes_word: Option<u32>,
+    pub lengths_word: u32,
+}
+
+/// Where a qstr's hash and length live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QstrPoolFormat {
+    /// Before the text: hash, length, bytes, NUL (MicroPython 1.9 / CircuitPython 3).
+    Prefixed,
+    /// In the pool's `hashes` and `lengths` arrays; `qstrs[i]` points at the bare
+    /// text (MicroPython 1.20+).
+    Arrays,
 }
 
 /// Symbols of the built-in types the decoder gives a kind to.
@@ -195,7 +219,14 @@ pub struct Profile {
 
 impl Default for HeapLayout {
     fn default() -> Self {
-        HeapLayout { word_bytes: 4, bytes_per_block: 16, blocks_per_atb: 4, blocks_per_ftb: 8 }
+        HeapLayout {
+            word_bytes: 4,
+            bytes_per_block: 16,
+            blocks_per_atb: 4,
+            blocks_per_ftb: 8,
+            blocks_per_wtb: 0,
+            alloc_table_gap_bytes: 0,
+        }
     }
 }
 
@@ -231,7 +262,8 @@ impl Default for StateOffsets {
 impl Default for ObjectLayout {
     fn default() -> Self {
         ObjectLayout {
-            type_name_word: 1,
+            type_name_offset: 4,
+            type_name_bytes: 4,
             str_len_word: 2,
             str_data_word: 3,
             dict_table_word: 3,
@@ -245,7 +277,13 @@ impl Default for ObjectLayout {
 
 impl Default for QstrLayout {
     fn default() -> Self {
-        QstrLayout { hash_bytes: 1, len_bytes: 1 }
+        QstrLayout {
+            hash_bytes: 1,
+            len_bytes: 1,
+            pool_format: QstrPoolFormat::Prefixed,
+            hashes_word: None,
+            lengths_word: 0,
+        }
     }
 }
 
@@ -337,6 +375,12 @@ impl Profile {
         }
         if h.blocks_per_ftb != 0 && h.blocks_per_ftb != 8 {
             return Err(format!("heap.blocks_per_ftb must be 8 (1 bit per block) or 0, found {}", h.blocks_per_ftb));
+        }
+        if h.blocks_per_wtb != 0 && h.blocks_per_wtb != 8 {
+            return Err(format!("heap.blocks_per_wtb must be 8 (1 bit per block) or 0, found {}", h.blocks_per_wtb));
+        }
+        if h.alloc_table_gap_bytes > 64 {
+            return Err(format!("heap.alloc_table_gap_bytes must be small, found {}", h.alloc_table_gap_bytes));
         }
         if !(1..=2).contains(&self.qstr.hash_bytes) || !(1..=2).contains(&self.qstr.len_bytes) {
             return Err("qstr.hash_bytes and qstr.len_bytes must be 1 or 2".into());

@@ -26,14 +26,17 @@ impl HeapGeometry {
         let bpb = layout.bytes_per_block as u64;
         let per_atb = layout.blocks_per_atb as u64;
         let end = heap_start.saturating_add(heap_bytes) & !(bpb - 1);
-        let total = end.saturating_sub(heap_start);
-        let (atb, ftb) = if layout.blocks_per_ftb > 0 {
-            let per_ftb = layout.blocks_per_ftb as u64;
-            let atb = total * 8 / (8 + 8 * per_atb / per_ftb + 8 * per_atb * bpb);
-            (atb, (atb * per_atb).div_ceil(per_ftb))
+        let gap = layout.alloc_table_gap_bytes as u64;
+        let total = end.saturating_sub(heap_start).saturating_sub(gap);
+        let (per_ftb, per_wtb) = (layout.blocks_per_ftb as u64, layout.blocks_per_wtb as u64);
+        // T = A * (1 + ATB/FTB + ATB/WTB + ATB * block), in bits, as gc_setup_area.
+        let atb = if per_ftb > 0 || per_wtb > 0 {
+            let tables = (8 * per_atb).checked_div(per_ftb).unwrap_or(0) + (8 * per_atb).checked_div(per_wtb).unwrap_or(0);
+            total * 8 / (8 + tables + 8 * per_atb * bpb)
         } else {
-            (total / (1 + 8 / 2 * bpb), 0)
+            total / (1 + 8 / 2 * bpb)
         };
+        let ftb = if per_ftb > 0 { (atb * per_atb).div_ceil(per_ftb) } else { 0 };
         if atb == 0 {
             return Err(DecodeError::HeapTooSmall { bytes: heap_bytes });
         }
@@ -43,7 +46,7 @@ impl HeapGeometry {
             heap_bytes,
             alloc_table_start: heap_start,
             alloc_table_bytes: atb,
-            finaliser_table_start: (layout.blocks_per_ftb > 0).then_some(heap_start + atb),
+            finaliser_table_start: (per_ftb > 0).then_some(heap_start + atb + gap),
             finaliser_table_bytes: ftb,
             pool_start: end - pool_bytes,
             pool_end: end,
@@ -91,6 +94,22 @@ mod tests {
         assert_eq!(g.pool_end, 0x2002_1000);
         assert_eq!(g.alloc_table_bytes, 2000);
         assert_eq!(g.pool_start, 0x2002_1000 - 2000 * 64);
+    }
+
+    #[test]
+    fn current_micropython_leaves_a_gap_byte_after_the_allocation_table() {
+        // gc_setup_area with ALLOC_TABLE_GAP_BYTE = 1 and finalisers, 8192 bytes:
+        // (8192 - 1) * 8 / (8 + 4 + 512) = 125, FTB (500 + 7) / 8 = 63 bytes after
+        // the gap, pool 8000 bytes at the end.
+        let layout = HeapLayout { alloc_table_gap_bytes: 1, ..HeapLayout::default() };
+        let g = HeapGeometry::from_gc_init(0x2000_0000, 8192, &layout).unwrap();
+        assert_eq!(g.alloc_table_bytes, 125);
+        assert_eq!(g.finaliser_table_start, Some(0x2000_0000 + 125 + 1));
+        assert_eq!(g.finaliser_table_bytes, 63);
+        assert_eq!(g.pool_start, 0x2000_2000 - 8000);
+        // With weakrefs too: (8191) * 8 / (8 + 4 + 4 + 512) = 124.
+        let layout = HeapLayout { alloc_table_gap_bytes: 1, blocks_per_wtb: 8, ..HeapLayout::default() };
+        assert_eq!(HeapGeometry::from_gc_init(0x2000_0000, 8192, &layout).unwrap().alloc_table_bytes, 124);
     }
 
     #[test]

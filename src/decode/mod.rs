@@ -289,8 +289,8 @@ impl<'f> Decoder<'f> {
             && pool_end > pool_start
             && pool_end <= ram_end
             && atb_len.checked_mul(per_atb * bpb) == Some(pool_end - pool_start)
-            && atb.checked_add(atb_len + ftb_len).is_some_and(|e| e <= pool_start)
-            && ftb.is_none_or(|f| f == atb + atb_len);
+            && atb.checked_add(atb_len + h.alloc_table_gap_bytes as u64 + ftb_len).is_some_and(|e| e <= pool_start)
+            && ftb.is_none_or(|f| f == atb + atb_len + h.alloc_table_gap_bytes as u64);
         ok.then(|| HeapGeometry {
             heap_start: atb,
             heap_bytes: pool_end - atb,
@@ -497,22 +497,20 @@ impl<'f> Decoder<'f> {
                 continue;
             };
             let capacity = (bytes_of(pi).len() as u64 / word).saturating_sub(objects.qstr_pool_header_words as u64);
-            for (id, ptr) in qstrs.entries(h, capacity) {
-                let chunk = heap.containing(ptr);
+            for (id, d) in qstrs.entries(h, capacity) {
+                let chunk = heap.containing(d.address);
                 if let Some(ci) = chunk {
                     give(&mut roles, ci, Kind::QstrChunk);
                 }
-                if let Some(d) = qstrs.data_at(ptr) {
-                    report.qstrs.push(QstrRow {
-                        pool: h.address,
-                        chunk: chunk.map(addr_of),
-                        id,
-                        address: ptr,
-                        hash: d.hash,
-                        length: d.text.len() as u64,
-                        text: String::from_utf8_lossy(&d.text).into_owned(),
-                    });
-                }
+                report.qstrs.push(QstrRow {
+                    pool: h.address,
+                    chunk: chunk.map(addr_of),
+                    id,
+                    address: d.address,
+                    hash: d.hash,
+                    length: d.text.len() as u64,
+                    text: String::from_utf8_lossy(&d.text).into_owned(),
+                });
             }
         }
 
@@ -522,7 +520,9 @@ impl<'f> Decoder<'f> {
         let mut preludes: Vec<Option<Prelude>> = vec![None; allocs.len()];
         for i in 0..allocs.len() {
             if kinds[i] == Kind::Type {
-                names[i] = word_at(bytes_of(i), objects.type_name_word as u64).and_then(|q| qstrs.text(q));
+                let (at, size) = (objects.type_name_offset as usize, objects.type_name_bytes.min(8) as usize);
+                let q = bytes_of(i).get(at..at + size).map(crate::memory::le_word);
+                names[i] = q.and_then(|q| qstrs.text(q));
             }
         }
         for i in 0..allocs.len() {

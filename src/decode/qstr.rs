@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::memory::{le_word, Memory};
-use crate::profile::Profile;
+use crate::profile::{Profile, QstrPoolFormat};
 
 /// Upper bound on pools followed through `prev` (MicroPython doubles each pool, so a
 /// real chain is a few dozen long at most).
@@ -38,6 +38,9 @@ pub struct QstrReader<'m> {
     header_words: u64,
     hash_bytes: u64,
     len_bytes: u64,
+    format: QstrPoolFormat,
+    hashes_word: Option<u64>,
+    lengths_word: u64,
     /// Every pool reachable from `last_pool`, newest first (RAM and flash).
     pub chain: Vec<PoolHeader>,
     cache: HashMap<u64, Option<Arc<str>>>,
@@ -51,6 +54,9 @@ impl<'m> QstrReader<'m> {
             header_words: profile.objects.qstr_pool_header_words as u64,
             hash_bytes: profile.qstr.hash_bytes as u64,
             len_bytes: profile.qstr.len_bytes as u64,
+            format: profile.qstr.pool_format,
+            hashes_word: profile.qstr.hashes_word.map(u64::from),
+            lengths_word: profile.qstr.lengths_word as u64,
             chain: Vec::new(),
             cache: HashMap::new(),
         };
@@ -66,7 +72,12 @@ impl<'m> QstrReader<'m> {
 
     fn header(&self, address: u64) -> Option<PoolHeader> {
         let w = |i: u64| self.mem.word(address + i * self.word, "qstr pool header").ok();
-        Some(PoolHeader { address, prev: w(0)?, total_prev_len: w(1)?, alloc: w(2)?, len: w(3)? })
+        let mut total_prev_len = w(1)?;
+        if self.format == QstrPoolFormat::Arrays {
+            // `total_prev_len : (8 * sizeof(size_t) - 1)` shares its word with `is_sorted`.
+            total_prev_len &= (1u64 << (self.word * 8 - 1)) - 1;
+        }
+        Some(PoolHeader { address, prev: w(0)?, total_prev_len, alloc: w(2)?, len: w(3)? })
     }
 
     /// Address of entry `i` of the pool at `pool`.
@@ -75,12 +86,34 @@ impl<'m> QstrReader<'m> {
         self.mem.word(at, "qstr pool entry").ok()
     }
 
-    /// Entries `0..n` of one pool, `n` = `len` capped by `max_entries` (what the
-    /// pool's block can hold). `alloc` is no bound: the ROM pool's is set small on
-    /// purpose so the first RAM pool gets a sensible size.
-    pub fn entries(&self, h: &PoolHeader, max_entries: u64) -> Vec<(u64, u64)> {
+    /// Entries `0..n` of one pool with their data, `n` = `len` capped by
+    /// `max_entries` (what the pool's block can hold). `alloc` is no bound: the ROM
+    /// pool's is set small on purpose so the first RAM pool gets a sensible size.
+    pub fn entries(&self, h: &PoolHeader, max_entries: u64) -> Vec<(u64, QstrData)> {
         let n = h.len.min(max_entries);
-        (0..n).filter_map(|i| Some((h.total_prev_len.checked_add(i)?, self.entry(h.address, i)?))).collect()
+        (0..n).filter_map(|i| Some((h.total_prev_len.checked_add(i)?, self.entry_data(h, i)?))).collect()
+    }
+
+    /// Entry `i` of pool `h`: where its text is, its hash and its text.
+    fn entry_data(&self, h: &PoolHeader, i: u64) -> Option<QstrData> {
+        let ptr = self.entry(h.address, i)?;
+        match self.format {
+            QstrPoolFormat::Prefixed => self.data_at(ptr),
+            QstrPoolFormat::Arrays => {
+                let array = |word: u64, size: u64| -> Option<u64> {
+                    let base = self.mem.word(h.address + word * self.word, "qstr pool array").ok()?;
+                    let at = base.checked_add(i.checked_mul(size)?)?;
+                    self.mem.bytes(at, size, "qstr pool array").ok().map(le_word)
+                };
+                let len = array(self.lengths_word, self.len_bytes)?;
+                let hash = match self.hashes_word {
+                    Some(w) => array(w, self.hash_bytes)?,
+                    None => 0,
+                };
+                let text = self.mem.bytes(ptr, len, "qstr data").ok()?;
+                Some(QstrData { address: ptr, hash, text: text.to_vec() })
+            }
+        }
     }
 
     /// Hash, length prefix and bytes of the qstr stored at `address`.
@@ -101,8 +134,7 @@ impl<'m> QstrReader<'m> {
             .chain
             .iter()
             .find(|h| id >= h.total_prev_len && id - h.total_prev_len < h.len)
-            .and_then(|h| self.entry(h.address, id - h.total_prev_len))
-            .and_then(|ptr| self.data_at(ptr))
+            .and_then(|h| self.entry_data(h, id - h.total_prev_len))
             .map(|d| Arc::from(String::from_utf8_lossy(&d.text).as_ref()));
         self.cache.insert(id, found.clone());
         found

@@ -235,15 +235,21 @@ pub fn derive_profile(data: &[u8], path: &Path, base: &Profile) -> Result<Derive
             missing.push("state.readline_hist (the port has none)".to_string());
         }
     }
+    // The GC state: `mem.gc_*` in MicroPython 1.9 / CircuitPython 3, `mem.area.gc_*`
+    // since the heap became a list of areas (which also brought the gap byte after
+    // the allocation table, ALLOC_TABLE_GAP_BYTE).
+    let area = t.path(st, "mem.area").is_some();
+    let prefix = if area { "mem.area." } else { "mem." };
+    let gc_member = |name: &str| member(st, &format!("{prefix}{name}"));
     let gc = &mut p.state.gc;
     let mut all = true;
-    for (field, path, target) in [
-        ("state.gc.alloc_table_start", "mem.gc_alloc_table_start", &mut gc.alloc_table_start),
-        ("state.gc.alloc_table_byte_len", "mem.gc_alloc_table_byte_len", &mut gc.alloc_table_byte_len),
-        ("state.gc.pool_start", "mem.gc_pool_start", &mut gc.pool_start),
-        ("state.gc.pool_end", "mem.gc_pool_end", &mut gc.pool_end),
+    for (field, name, target) in [
+        ("state.gc.alloc_table_start", "gc_alloc_table_start", &mut gc.alloc_table_start),
+        ("state.gc.alloc_table_byte_len", "gc_alloc_table_byte_len", &mut gc.alloc_table_byte_len),
+        ("state.gc.pool_start", "gc_pool_start", &mut gc.pool_start),
+        ("state.gc.pool_end", "gc_pool_end", &mut gc.pool_end),
     ] {
-        match member(st, path) {
+        match gc_member(name) {
             Some(v) => {
                 *target = v;
                 found.push(format!("{field} = {v}"));
@@ -254,18 +260,35 @@ pub fn derive_profile(data: &[u8], path: &Path, base: &Profile) -> Result<Derive
             }
         }
     }
-    match member(st, "mem.gc_finaliser_table_start") {
+    match gc_member("gc_finaliser_table_start") {
         Some(v) => {
             gc.finaliser_table_start = v;
             found.push(format!("state.gc.finaliser_table_start = {v}"));
         }
         None => {
-            // No finaliser table in this build.
             p.heap.blocks_per_ftb = 0;
-            found.push("heap.blocks_per_ftb = 0 (no mem.gc_finaliser_table_start)".to_string());
+            found.push("heap.blocks_per_ftb = 0 (no gc_finaliser_table_start)".to_string());
         }
     }
     p.state.gc.read = all;
+    if area {
+        p.heap.alloc_table_gap_bytes = 1;
+        found.push("heap.alloc_table_gap_bytes = 1 (mem.area: a current MicroPython GC)".to_string());
+        if t.path(st, "mem.area.next").is_some() {
+            missing.push("split heaps (mem.area.next): only the first area is decoded".to_string());
+        }
+    }
+    if gc_member("gc_weakref_table_start").is_some() {
+        p.heap.blocks_per_wtb = 8;
+        found.push("heap.blocks_per_wtb = 8 (gc_weakref_table_start)".to_string());
+    }
+    // Qstr pools: hashes and lengths in arrays (current) or before each text (1.9).
+    if let Some(lengths) = member("qstr_pool_t", "lengths") {
+        p.qstr.pool_format = crate::profile::QstrPoolFormat::Arrays;
+        p.qstr.lengths_word = (lengths / word) as u32;
+        p.qstr.hashes_word = member("qstr_pool_t", "hashes").map(|h| (h / word) as u32);
+        found.push(format!("qstr.pool_format = arrays (lengths at word {})", lengths / word));
+    }
     let words = |v: Option<u64>| v.map(|b| b / word);
     let mut set32 = |field: &str, value: Option<u64>, target: &mut u32| match value {
         Some(v) => {
@@ -275,7 +298,7 @@ pub fn derive_profile(data: &[u8], path: &Path, base: &Profile) -> Result<Derive
         None => missing.push(field.to_string()),
     };
     let o = &mut p.objects;
-    set32("objects.type_name_word", words(member("mp_obj_type_t", "name")), &mut o.type_name_word);
+
     set32("objects.str_len_word", words(member("mp_obj_str_t", "len")), &mut o.str_len_word);
     set32("objects.str_data_word", words(member("mp_obj_str_t", "data")), &mut o.str_data_word);
     set32("objects.dict_table_word", words(dict_table), &mut o.dict_table_word);
@@ -286,6 +309,17 @@ pub fn derive_profile(data: &[u8], path: &Path, base: &Profile) -> Result<Derive
     );
     set32("objects.fun_bc_bytecode_word", words(member("mp_obj_fun_bc_t", "bytecode")), &mut o.fun_bc_bytecode_word);
     set32("objects.qstr_pool_header_words", words(member("qstr_pool_t", "qstrs")), &mut o.qstr_pool_header_words);
+    match t.path("mp_obj_type_t", "name") {
+        Some((offset, m)) => {
+            p.objects.type_name_offset = offset as u32;
+            found.push(format!("objects.type_name_offset = {offset}"));
+            if let Some(size) = m.ty.and_then(|ty| t.strip(ty)).and_then(|n| n.byte_size) {
+                p.objects.type_name_bytes = size as u32;
+                found.push(format!("objects.type_name_bytes = {size}"));
+            }
+        }
+        None => missing.push("objects.type_name_offset".to_string()),
+    }
     if let Some(n) = t.size_of_typedef("qstr_hash_t") {
         p.qstr.hash_bytes = n as u32;
         found.push(format!("qstr.hash_bytes = {n}"));

@@ -56,15 +56,10 @@ fn on_64_bit_the_offsets_are_the_compilers() {
         (n[1], n[2], n[3], n[4], Some(n[5]))
     );
     let o = &p.objects;
-    let words = [
-        o.type_name_word,
-        o.str_len_word,
-        o.str_data_word,
-        o.instance_table_word,
-        o.fun_bc_bytecode_word,
-        o.qstr_pool_header_words,
-    ];
-    assert_eq!(words.map(|x| x as u64 * w).to_vec(), n[6..12].to_vec());
+    assert_eq!((o.type_name_offset as u64, o.type_name_bytes as u64), (n[6], w));
+    let words =
+        [o.str_len_word, o.str_data_word, o.instance_table_word, o.fun_bc_bytecode_word, o.qstr_pool_header_words];
+    assert_eq!(words.map(|x| x as u64 * w).to_vec(), n[7..12].to_vec());
 }
 
 #[test]
@@ -123,4 +118,47 @@ fn printed_profiles_read_back_to_identical_tables() {
             assert!(a == b, "{t}: the printed profile ({source:?}) does not read back to the same tables");
         }
     }
+}
+
+/// A current MicroPython's structs: the GC state in `mem.area`, the gap byte, the
+/// weakref table, qstr pools with hashes and lengths in arrays.
+#[test]
+fn current_micropython_structs_give_area_offsets_and_array_pools() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = repo().join("tests/support/mp_layout_v1_2x.c");
+    let o = Command::new("gcc")
+        .current_dir(dir.path())
+        .args(["-g", "-DPRINT_OFFSETS"])
+        .arg(&src)
+        .args(["-o", "v1"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let exe = dir.path().join("v1");
+    let out = Command::new(&exe).output().unwrap();
+    let n: Vec<u64> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(|v| v.parse().unwrap()).collect();
+    let d = derive_profile(&std::fs::read(&exe).unwrap(), &exe, &Profile::default()).unwrap();
+    let p = &d.profile;
+    let gc = &p.state.gc;
+    assert!(gc.read);
+    assert_eq!(
+        (
+            gc.alloc_table_start,
+            gc.alloc_table_byte_len,
+            gc.finaliser_table_start,
+            gc.pool_start,
+            gc.pool_end,
+            p.state.last_pool
+        ),
+        (n[0], n[1], n[2], n[3], n[4], n[5])
+    );
+    let w = n[6];
+    assert_eq!(p.heap.alloc_table_gap_bytes, 1);
+    assert_eq!(p.heap.blocks_per_wtb, 8);
+    assert_eq!(p.qstr.pool_format, heapvis::profile::QstrPoolFormat::Arrays);
+    assert_eq!((p.qstr.hashes_word.map(|x| x as u64 * w), p.qstr.lengths_word as u64 * w), (Some(n[7]), n[8]));
+    assert_eq!(p.objects.qstr_pool_header_words as u64 * w, n[9]);
+    assert_eq!((p.qstr.hash_bytes, p.qstr.len_bytes), (1, 1));
+    // The type's name is a uint16_t after the 16-bit flags.
+    assert_eq!((p.objects.type_name_offset as u64, p.objects.type_name_bytes), (n[10], 2));
 }

@@ -137,3 +137,58 @@ fn mem_info_block_map_by_hand() {
     assert_eq!(lines[5], format!("01c00: {}", ".".repeat(52)));
     assert_eq!(lines.len(), 6);
 }
+
+/// A current MicroPython's formats, by hand: a gap byte after the allocation table,
+/// a RAM qstr pool whose hashes and lengths are arrays (and whose `total_prev_len`
+/// shares a word with `is_sorted`), object representation A.
+#[test]
+fn current_micropython_formats_by_hand() {
+    let mut profile = Profile::default();
+    profile.object_repr = heapvis::profile::ObjectRepr::A;
+    profile.heap.alloc_table_gap_bytes = 1;
+    profile.state.gc.read = false;
+    profile.qstr.pool_format = heapvis::profile::QstrPoolFormat::Arrays;
+    profile.qstr.hashes_word = Some(4);
+    profile.qstr.lengths_word = 5;
+    profile.objects.qstr_pool_header_words = 6;
+    let fw = firmware(0x3000, 0x2000);
+    let d = Decoder::new(&fw, &profile, DecodeOptions::default());
+    // (8192 - 1) * 8 / 524 = 125 ATB bytes, the FTB after one gap byte, 500 blocks.
+    let g = d.geometry.clone().unwrap();
+    assert_eq!(
+        (g.alloc_table_bytes, g.finaliser_table_start, g.pool_start),
+        (125, Some(RAM + 0x100 + 126), 0x2000_01c0)
+    );
+
+    let mut ram = vec![0u8; 0x3000];
+    ram[0x100] = 0b10_01_01_01; // blocks 0, 1, 2 HEAD, 3 TAIL
+    ram[0x101] = 0b10_01; // block 4 HEAD, 5 TAIL
+    put(&mut ram, 0x2000_01c0, &[(FLASH + 0x10) as u32, 1 << 3, 1, 0x2000_01d0]); // dict
+    put(&mut ram, 0x2000_01d0, &[(5 << 2) | 2, 0x2000_01c0]); // its table: qstr 5 -> the dict
+                                                              // The pool: prev NULL, total_prev_len 5 with is_sorted set, alloc 2, len 1,
+                                                              // hashes, lengths, qstrs[0].
+    put(&mut ram, 0x2000_01e0, &[0, 5 | 1 << 31, 2, 1, 0x2000_0200, 0x2000_0208, 0x2000_0210]);
+    put(&mut ram, 0x2000_0200, &[0x77, 0, 5, 0]);
+    ram[0x210..0x215].copy_from_slice(b"hello");
+    put(&mut ram, RAM + 20, &[0x2000_01e0]);
+
+    let r = d.decode(0, &ram).unwrap();
+    let kinds: Vec<(u64, Kind)> = r.blocks.iter().map(|b| (b.address, b.kind)).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (0x2000_01c0, Kind::Dict),
+            (0x2000_01d0, Kind::MapTable),
+            (0x2000_01e0, Kind::QstrPool),
+            (0x2000_0200, Kind::QstrChunk)
+        ]
+    );
+    assert_eq!(r.qstrs.len(), 1);
+    let q = &r.qstrs[0];
+    assert_eq!(
+        (q.id, q.text.as_str(), q.hash, q.length, q.address, q.chunk),
+        (5, "hello", 0x77, 5, 0x2000_0210, Some(0x2000_0200))
+    );
+    let key = r.edges.iter().find(|e| e.from_block == Some(0x2000_01d0)).and_then(|e| e.map_key.as_deref());
+    assert_eq!(key, Some("hello"));
+}
