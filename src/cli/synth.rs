@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use heapvis::synth::{self, Board, SynthConfig};
+use heapvis::synth::{self, Board, Flavor, SynthConfig};
 
 use super::Outcome;
 
@@ -13,6 +13,11 @@ pub struct Args {
     /// Board to simulate: samd21 (32 KiB RAM, 20 KiB heap) or samd51 (192 KiB, 128 KiB).
     #[arg(long, default_value = "samd21", value_parser = parse_board)]
     pub board: Board,
+    /// Firmware to simulate: circuitpython3 (CircuitPython 3.0, the reference's
+    /// target) or micropython (a current MicroPython's layouts; read it with
+    /// `--profile data/profiles/micropython-1.2x-synthetic.toml`).
+    #[arg(long, default_value = "circuitpython3", value_parser = parse_flavor)]
+    pub layout: Flavor,
     /// Snapshots to write (one per heap change).
     #[arg(long, default_value_t = 100)]
     pub snapshots: u64,
@@ -28,8 +33,13 @@ fn parse_board(s: &str) -> Result<Board, String> {
     s.parse()
 }
 
+fn parse_flavor(s: &str) -> Result<Flavor, String> {
+    s.parse()
+}
+
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
     let mut config = SynthConfig::new(a.board, a.snapshots, a.seed);
+    config.flavor = a.layout;
     if let Some(m) = a.heap_misalign {
         anyhow::ensure!(m % 4 == 0 && m < 16, "--heap-misalign must be 0, 4, 8 or 12, found {m}");
         config.heap_misalign = m;

@@ -31,7 +31,8 @@ impl HeapGeometry {
         let (per_ftb, per_wtb) = (layout.blocks_per_ftb as u64, layout.blocks_per_wtb as u64);
         // T = A * (1 + ATB/FTB + ATB/WTB + ATB * block), in bits, as gc_setup_area.
         let atb = if per_ftb > 0 || per_wtb > 0 {
-            let tables = (8 * per_atb).checked_div(per_ftb).unwrap_or(0) + (8 * per_atb).checked_div(per_wtb).unwrap_or(0);
+            let tables =
+                (8 * per_atb).checked_div(per_ftb).unwrap_or(0) + (8 * per_atb).checked_div(per_wtb).unwrap_or(0);
             total * 8 / (8 + tables + 8 * per_atb * bpb)
         } else {
             total / (1 + 8 / 2 * bpb)

@@ -56,7 +56,13 @@ pub struct GcSim<'s> {
 }
 
 impl<'s> GcSim<'s> {
-    pub fn new(ram: Vec<u8>, ram_start: u64, g: HeapGeometry, sink: &'s mut dyn SnapshotSink) -> Self {
+    pub fn new(
+        ram: Vec<u8>,
+        ram_start: u64,
+        g: HeapGeometry,
+        weakref_table: bool,
+        sink: &'s mut dyn SnapshotSink,
+    ) -> Self {
         let mut sim = GcSim {
             ram,
             ram_start,
@@ -70,10 +76,15 @@ impl<'s> GcSim<'s> {
             sink,
             collections: 0,
         };
-        // gc_init clears both tables.
-        let tables = (g.alloc_table_bytes + g.finaliser_table_bytes) as usize;
+        // gc_init clears the tables: allocation table, gap byte, finaliser table and
+        // weakref table (the last two as long as the allocation table describes).
         let at = (g.alloc_table_start - ram_start) as usize;
-        sim.ram[at..at + tables].fill(0);
+        let wtb = if weakref_table { (g.alloc_table_bytes * 4).div_ceil(8) } else { 0 };
+        let tables_end = match g.finaliser_table_start {
+            Some(f) => f + g.finaliser_table_bytes + wtb,
+            None => g.alloc_table_start + g.alloc_table_bytes + wtb,
+        };
+        sim.ram[at..(tables_end - ram_start) as usize].fill(0);
         sim
     }
 

@@ -58,29 +58,173 @@ impl Board {
 
 pub const RAM_START: u64 = 0x2000_0000;
 
-/// Offsets inside `mp_state_ctx` that the simulator writes (py/mpstate.h at
-/// 619b0ec164, atmel-samd configuration; the same numbers as the default profile).
-pub mod state {
-    pub const LAST_POOL: u64 = 20;
-    pub const LOADED_MODULES: u64 = 56; // mp_obj_dict_t: base, map{bits, alloc, table}
-    pub const DICT_MAIN: u64 = 76;
-    pub const SYS_PATH: u64 = 92; // mp_obj_list_t: base, alloc, len, items
-    pub const SYS_ARGV: u64 = 108;
-    pub const READLINE_HIST: u64 = 128;
-    pub const READLINE_HIST_LEN: u64 = 8;
+/// Which firmware the simulator builds: its struct layouts and data formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// CircuitPython 3.0 (commit 619b0ec164), the reference's target: repr C,
+    /// qstrs prefixed with hash and length, the GC state in `mem`.
+    CircuitPython3,
+    /// A current MicroPython (1.2x): repr A, qstr pools with hash and length
+    /// arrays, the GC state in `mem.area`, a gap byte after the allocation table,
+    /// a weakref table, the type name as a 16-bit field.
+    MicroPython,
+}
+
+impl std::str::FromStr for Flavor {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "circuitpython3" | "circuitpython-3.0" | "cp3" => Ok(Flavor::CircuitPython3),
+            "micropython" | "micropython-1.2x" | "mp" => Ok(Flavor::MicroPython),
+            _ => Err(format!("unknown layout `{s}` (expected circuitpython3 or micropython)")),
+        }
+    }
+}
+
+/// Offsets inside `mp_state_ctx` that the simulator writes: py/mpstate.h at
+/// 619b0ec164 (atmel-samd) for CircuitPython 3.0, and tests/support/mp_layout_v1_2x.c
+/// for the MicroPython flavour (the same numbers its DWARF gives).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateMap {
+    pub last_pool: u64,
+    /// `mp_obj_dict_t`s and `mp_obj_list_t`s (their start).
+    pub loaded_modules: u64,
+    pub dict_main: u64,
+    pub sys_path: u64,
+    pub sys_argv: u64,
+    pub readline_hist: u64,
+    pub readline_hist_len: u64,
     /// End of the root-pointer section (`vm.qstr_last_chunk`): the GC scans up to here.
-    pub const QSTR_LAST_CHUNK: u64 = 160;
-    pub const QSTR_LAST_ALLOC: u64 = 164;
-    pub const QSTR_LAST_USED: u64 = 168;
-    /// `mp_state_mem_t` follows the VM state.
-    pub const MEM: u64 = 176;
-    pub const GC_ALLOC_TABLE_START: u64 = MEM;
-    pub const GC_ALLOC_TABLE_BYTE_LEN: u64 = MEM + 4;
-    pub const GC_FINALISER_TABLE_START: u64 = MEM + 8;
-    pub const GC_POOL_START: u64 = MEM + 12;
-    pub const GC_POOL_END: u64 = MEM + 16;
-    pub const GC_LOWEST_LONG_LIVED: u64 = MEM + 20;
-    pub const SIZE: u64 = MEM + 300;
+    pub qstr_last_chunk: u64,
+    pub qstr_last_alloc: u64,
+    pub qstr_last_used: u64,
+    /// The GC state: allocation table start and length, finaliser table, weakref
+    /// table (MicroPython), pool start and end.
+    pub gc_alloc_table_start: u64,
+    pub gc_alloc_table_byte_len: u64,
+    pub gc_finaliser_table_start: u64,
+    pub gc_weakref_table_start: Option<u64>,
+    pub gc_pool_start: u64,
+    pub gc_pool_end: u64,
+    pub size: u64,
+}
+
+impl StateMap {
+    pub const CIRCUITPYTHON3: StateMap = StateMap {
+        last_pool: 20,
+        loaded_modules: 56,
+        dict_main: 76,
+        sys_path: 92,
+        sys_argv: 108,
+        readline_hist: 128,
+        readline_hist_len: 8,
+        qstr_last_chunk: 160,
+        qstr_last_alloc: 164,
+        qstr_last_used: 168,
+        gc_alloc_table_start: 176,
+        gc_alloc_table_byte_len: 180,
+        gc_finaliser_table_start: 184,
+        gc_weakref_table_start: None,
+        gc_pool_start: 188,
+        gc_pool_end: 192,
+        size: 476,
+    };
+    pub const MICROPYTHON: StateMap = StateMap {
+        last_pool: 20,
+        loaded_modules: 40,
+        dict_main: 60,
+        sys_path: 76,
+        sys_argv: 92,
+        readline_hist: 108,
+        readline_hist_len: 8,
+        qstr_last_chunk: 140,
+        qstr_last_alloc: 144,
+        qstr_last_used: 148,
+        gc_alloc_table_start: 152,
+        gc_alloc_table_byte_len: 156,
+        gc_finaliser_table_start: 160,
+        gc_weakref_table_start: Some(164),
+        gc_pool_start: 168,
+        gc_pool_end: 172,
+        size: 456,
+    };
+}
+
+impl Flavor {
+    pub fn state_map(self) -> StateMap {
+        match self {
+            Flavor::CircuitPython3 => StateMap::CIRCUITPYTHON3,
+            Flavor::MicroPython => StateMap::MICROPYTHON,
+        }
+    }
+
+    /// The GC's geometry parameters.
+    pub fn heap_layout(self) -> crate::profile::HeapLayout {
+        let base = crate::profile::HeapLayout::default();
+        match self {
+            Flavor::CircuitPython3 => base,
+            Flavor::MicroPython => crate::profile::HeapLayout { blocks_per_wtb: 8, alloc_table_gap_bytes: 1, ..base },
+        }
+    }
+
+    /// The symbol the dump starts at.
+    pub fn ram_start_symbol(self) -> &'static str {
+        match self {
+            Flavor::CircuitPython3 => "_srelocate",
+            Flavor::MicroPython => "_sdata",
+        }
+    }
+
+    /// A qstr as an `mp_obj_t`.
+    pub fn qstr_obj(self, id: u64) -> u64 {
+        match self {
+            Flavor::CircuitPython3 => (id << 3) | 6,
+            Flavor::MicroPython => (id << 2) | 2,
+        }
+    }
+
+    /// The qstr id in an `mp_obj_t`, if it is one.
+    pub fn qstr_id(self, obj: u64) -> Option<u64> {
+        match self {
+            Flavor::CircuitPython3 => (obj & 7 == 6).then_some(obj >> 3),
+            Flavor::MicroPython => (obj & 3 == 2).then_some(obj >> 2),
+        }
+    }
+
+    /// The profile that reads this flavour's captures. For MicroPython it is what
+    /// the DWARF of tests/support/mp_layout_v1_2x.c gives, plus what debug info
+    /// cannot tell (object representation, RAM symbol, no names in bytecode).
+    pub fn profile(self) -> crate::profile::Profile {
+        use crate::profile::{ObjectRepr, Profile, QstrPoolFormat};
+        let mut p = Profile::default();
+        if self == Flavor::MicroPython {
+            let m = StateMap::MICROPYTHON;
+            p.name = "micropython-1.2x-synthetic".into();
+            p.object_repr = ObjectRepr::A;
+            p.heap = self.heap_layout();
+            p.symbols.ram_start = "_sdata".into();
+            p.state.last_pool = m.last_pool;
+            p.state.loaded_modules_table = m.loaded_modules + 12;
+            p.state.dict_main_table = m.dict_main + 12;
+            p.state.sys_path_items = m.sys_path + 12;
+            p.state.sys_argv_items = m.sys_argv + 12;
+            p.state.readline_hist = Some(m.readline_hist);
+            p.state.gc.alloc_table_start = m.gc_alloc_table_start;
+            p.state.gc.alloc_table_byte_len = m.gc_alloc_table_byte_len;
+            p.state.gc.finaliser_table_start = m.gc_finaliser_table_start;
+            p.state.gc.pool_start = m.gc_pool_start;
+            p.state.gc.pool_end = m.gc_pool_end;
+            p.qstr.pool_format = QstrPoolFormat::Arrays;
+            p.qstr.hashes_word = Some(4);
+            p.qstr.lengths_word = 5;
+            p.objects.qstr_pool_header_words = 6;
+            p.objects.type_name_offset = 6;
+            p.objects.type_name_bytes = 2;
+            p.objects.fun_bc_bytecode_word = 3;
+            p.objects.bytecode_qstr_bytes = 0;
+        }
+        p
+    }
 }
 
 /// Types the simulated firmware has in flash, by symbol name.
@@ -199,6 +343,8 @@ pub fn qstr_hash(bytes: &[u8], hash_bytes: u32) -> u64 {
 #[derive(Clone, Debug)]
 pub struct Layout {
     pub board: Board,
+    pub flavor: Flavor,
+    pub state_map: StateMap,
     pub ram_start: u64,
     pub ram_end: u64,
     pub flash_start: u64,
@@ -232,6 +378,13 @@ impl Layout {
     /// 16-byte boundary by that many bytes (0, 4, 8 or 12), as `static char heap[]`
     /// may be in a real link.
     pub fn new(board: Board, heap_misalign: u64, seed: u64) -> Self {
+        Self::with_flavor(board, heap_misalign, seed, Flavor::CircuitPython3)
+    }
+
+    /// The same for a given firmware flavour.
+    pub fn with_flavor(board: Board, heap_misalign: u64, seed: u64, flavor: Flavor) -> Self {
+        let state_map = flavor.state_map();
+        let mp = flavor == Flavor::MicroPython;
         let mut rng = Rng::new(seed ^ 0x1a7e_5eed);
         let flash_start = board.flash_start();
         let mut flash: Vec<u8> = Vec::new();
@@ -289,7 +442,8 @@ impl Layout {
             });
         }
 
-        // ROM qstr data: hash, len, bytes, NUL.
+        // ROM qstr data: hash, len, bytes, NUL (MicroPython: bytes, NUL; the hash and
+        // length go in the pool's arrays).
         let mut rom_qstrs: Vec<String> = vec![String::new(), String::new()];
         rom_qstrs.extend(ROM_QSTRS.iter().map(|s| s.to_string()));
         rom_qstrs.extend(TYPE_NAMES.iter().map(|s| type_python_name(s).to_string()));
@@ -300,7 +454,7 @@ impl Layout {
         let str_start = flash_start + flash.len() as u64;
         let mut qstr_addrs = Vec::new();
         for q in &rom_qstrs {
-            let mut b = vec![qstr_hash(q.as_bytes(), 1) as u8, q.len() as u8];
+            let mut b = if mp { Vec::new() } else { vec![qstr_hash(q.as_bytes(), 1) as u8, q.len() as u8] };
             b.extend_from_slice(q.as_bytes());
             b.push(0);
             qstr_addrs.push(push(&mut flash, &b));
@@ -326,7 +480,13 @@ impl Layout {
             let mut b = Vec::new();
             b.extend_from_slice(&(types["mp_type_type"] as u32).to_le_bytes());
             let qid = rom_qstrs.iter().position(|q| q == type_python_name(name)).unwrap_or(0) as u32;
-            b.extend_from_slice(&qid.to_le_bytes());
+            if mp {
+                // uint16_t flags, uint16_t name, then four slot indices.
+                b.extend_from_slice(&(qid << 16).to_le_bytes());
+                b.extend_from_slice(&[1, 2, 0, 0]);
+            } else {
+                b.extend_from_slice(&qid.to_le_bytes());
+            }
             while (b.len() as u64) < type_bytes {
                 let slot = if rng.chance(50) { 0 } else { (flash_start + 0x100 + rng.below(0x400)) as u32 | 1 };
                 b.extend_from_slice(&slot.to_le_bytes());
@@ -348,11 +508,26 @@ impl Layout {
         // pool holds 20), len, then pointers to the data above.
         align(&mut flash, 4);
         let mut b = Vec::new();
-        for w in [0u32, 0, 10, rom_qstrs.len() as u32] {
-            b.extend_from_slice(&w.to_le_bytes());
+        let n = rom_qstrs.len() as u64;
+        if mp {
+            // prev, total_prev_len 0 with is_sorted set, alloc, len, hashes, lengths,
+            // qstrs[], then the two arrays.
+            let here = flash_start + flash.len() as u64;
+            let hashes = here + 24 + 4 * n;
+            for w in [0u32, 1 << 31, 10, n as u32, hashes as u32, (hashes + n) as u32] {
+                b.extend_from_slice(&w.to_le_bytes());
+            }
+        } else {
+            for w in [0u32, 0, 10, n as u32] {
+                b.extend_from_slice(&w.to_le_bytes());
+            }
         }
         for a in &qstr_addrs {
             b.extend_from_slice(&(*a as u32).to_le_bytes());
+        }
+        if mp {
+            b.extend(rom_qstrs.iter().map(|q| qstr_hash(q.as_bytes(), 1) as u8));
+            b.extend(rom_qstrs.iter().map(|q| q.len() as u8));
         }
         let rom_pool = push(&mut flash, &b);
         sections.push(Section {
@@ -410,12 +585,12 @@ impl Layout {
         cursor = heap_start + heap_bytes;
         cursor = (cursor + 3) & !3;
         let state = cursor;
-        cursor += state::SIZE;
+        cursor += state_map.size;
         ram_sections.push(Section {
             kind: "COMMON",
             name: "COMMON".into(),
             address: state,
-            size: state::SIZE,
+            size: state_map.size,
             file: "build-board/py/mpstate.o".into(),
             symbols: vec![(state, "mp_state_ctx".into())],
         });
@@ -438,6 +613,8 @@ impl Layout {
 
         let map = write_map(MapParts {
             board,
+            state_size: state_map.size,
+            ram_start_symbol: flavor.ram_start_symbol(),
             flash_start,
             etext,
             sections: &sections,
@@ -450,6 +627,8 @@ impl Layout {
         });
         Layout {
             board,
+            flavor,
+            state_map,
             ram_start,
             ram_end,
             flash_start,
@@ -485,6 +664,8 @@ pub fn type_python_name(symbol: &str) -> &str {
 
 struct MapParts<'a> {
     board: Board,
+    state_size: u64,
+    ram_start_symbol: &'static str,
     flash_start: u64,
     etext: u64,
     sections: &'a [Section],
@@ -518,7 +699,7 @@ fn write_map(p: MapParts) -> String {
     let _ = writeln!(m, "                              build-{board}/py/gc.o (__aeabi_uidiv)\n");
     let _ = writeln!(m, "Allocating common symbols");
     let _ = writeln!(m, "Common symbol       size              file\n");
-    let _ = writeln!(m, "mp_state_ctx        0x{:x}             build-{board}/py/mpstate.o", state::SIZE);
+    let _ = writeln!(m, "mp_state_ctx        0x{:x}             build-{board}/py/mpstate.o", p.state_size);
     let _ = writeln!(m, "usb_cdc_line_coding_with_a_long_name");
     let _ = writeln!(m, "                    0x8               build-{board}/supervisor/usb.o\n");
     let _ = writeln!(m, "Discarded input sections\n");
@@ -549,7 +730,7 @@ fn write_map(p: MapParts) -> String {
         p.etext
     );
     let _ = writeln!(m, "                0x{:016x}                . = ALIGN (0x4)", p.ram_start);
-    let _ = writeln!(m, "                0x{:016x}                _srelocate = .", p.ram_start);
+    let _ = writeln!(m, "                0x{:016x}                {} = .", p.ram_start, p.ram_start_symbol);
     let _ = writeln!(m, " *(.ramfunc .ramfunc.*)");
     for s in p.ram_sections.iter().filter(|s| s.kind == ".data") {
         section_lines(&mut m, s);

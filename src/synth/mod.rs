@@ -16,14 +16,15 @@ use std::path::Path;
 
 use crate::decode::HeapGeometry;
 use crate::error::{Error, Result};
-use crate::profile::HeapLayout;
 pub use gc::TruthBlock;
-pub use image::{Board, Layout};
+pub use image::{Board, Flavor, Layout};
 use program::{Halt, Program};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SynthConfig {
     pub board: Board,
+    /// Which firmware's layouts and formats to simulate.
+    pub flavor: Flavor,
     pub snapshots: u64,
     pub seed: u64,
     /// Bytes the heap array sits past a 16-byte boundary (0, 4, 8 or 12).
@@ -32,7 +33,7 @@ pub struct SynthConfig {
 
 impl SynthConfig {
     pub fn new(board: Board, snapshots: u64, seed: u64) -> Self {
-        SynthConfig { board, snapshots, seed, heap_misalign: 4 * (seed % 2) }
+        SynthConfig { board, flavor: Flavor::CircuitPython3, snapshots, seed, heap_misalign: 4 * (seed % 2) }
     }
 }
 
@@ -101,7 +102,8 @@ impl gc::SnapshotSink for Counted<'_> {
 
 /// Runs the simulation, handing every snapshot to `sink`.
 pub fn simulate(config: &SynthConfig, layout: &Layout, sink: &mut dyn gc::SnapshotSink) -> Result<SynthSummary> {
-    let g = HeapGeometry::from_gc_init(layout.heap_start, layout.heap_bytes, &HeapLayout::default())
+    let heap_layout = layout.flavor.heap_layout();
+    let g = HeapGeometry::from_gc_init(layout.heap_start, layout.heap_bytes, &heap_layout)
         .map_err(|e| Error::Synth(e.to_string()))?;
     // Power-on RAM is not zero: fill it with a seed-dependent pattern of small bytes.
     let mut r = rng::Rng::new(config.seed ^ 0x5eed);
@@ -112,7 +114,7 @@ pub fn simulate(config: &SynthConfig, layout: &Layout, sink: &mut dyn gc::Snapsh
     let stack_start = (layout.stack_top - layout.stack_bytes - layout.ram_start) as usize;
     ram[bss_start.min(stack_start)..stack_start].fill(0);
     let mut counted = Counted { inner: sink, limit: config.snapshots, count: 0 };
-    let sim = gc::GcSim::new(ram, layout.ram_start, g, &mut counted);
+    let sim = gc::GcSim::new(ram, layout.ram_start, g, heap_layout.blocks_per_wtb > 0, &mut counted);
     let mut program = Program::new(sim, layout, config.seed);
     let mut summary = SynthSummary { snapshot_bytes: layout.ram_end - layout.ram_start, ..Default::default() };
     match program.boot() {
@@ -146,7 +148,7 @@ pub fn simulate(config: &SynthConfig, layout: &Layout, sink: &mut dyn gc::Snapsh
 
 /// Simulates in memory, keeping the registry of live objects at every snapshot.
 pub fn simulate_in_memory(config: &SynthConfig) -> Result<InMemoryCapture> {
-    let layout = Layout::new(config.board, config.heap_misalign, config.seed);
+    let layout = Layout::with_flavor(config.board, config.heap_misalign, config.seed, config.flavor);
     let mut sink = MemorySink::default();
     let summary = simulate(config, &layout, &mut sink)?;
     Ok(InMemoryCapture { layout, ram: sink.ram, truth: sink.truth, summary })
@@ -165,7 +167,7 @@ pub struct InMemoryCapture {
 /// Writes `ram.bin`, `firmware.bin` and `firmware.map` into `dir`.
 pub fn write_dir(config: &SynthConfig, dir: &Path) -> Result<SynthSummary> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let layout = Layout::new(config.board, config.heap_misalign, config.seed);
+    let layout = Layout::with_flavor(config.board, config.heap_misalign, config.seed, config.flavor);
     let write = |name: &str, bytes: &[u8]| -> Result<()> {
         let p = dir.join(name);
         std::fs::write(&p, bytes).map_err(|e| Error::io(&p, e))

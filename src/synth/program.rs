@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use super::gc::GcSim;
-use super::image::{qstr_hash, state, Layout};
+use super::image::{qstr_hash, Flavor, Layout, StateMap};
 use super::rng::Rng;
 use crate::decode::Kind;
 
@@ -38,8 +38,9 @@ pub fn small_int(v: i64) -> u64 {
     ((v << 1) | 1) as u32 as u64
 }
 
+/// A qstr as an `mp_obj_t` in CircuitPython 3.0's representation (C).
 pub fn qstr_obj(id: u64) -> u64 {
-    (id << 3) | 6
+    Flavor::CircuitPython3.qstr_obj(id)
 }
 
 struct Class {
@@ -92,7 +93,7 @@ impl<'a, 's> Program<'a, 's> {
 
     fn set_roots(&mut self) {
         let s = self.l.state;
-        self.gc.roots = vec![(s, s + state::QSTR_LAST_CHUNK), (self.sp, self.l.stack_top)];
+        self.gc.roots = vec![(s, s + self.sm().qstr_last_chunk), (self.sp, self.l.stack_top)];
     }
 
     /// Keeps `v` alive across the next allocations (a C local on the stack).
@@ -125,6 +126,18 @@ impl<'a, 's> Program<'a, 's> {
         r
     }
 
+    fn qobj(&self, id: u64) -> u64 {
+        self.l.flavor.qstr_obj(id)
+    }
+
+    fn sm(&self) -> StateMap {
+        self.l.state_map
+    }
+
+    fn mp(&self) -> bool {
+        self.l.flavor == Flavor::MicroPython
+    }
+
     fn ty(&self, name: &str) -> u64 {
         self.l.type_address(name)
     }
@@ -142,7 +155,8 @@ impl<'a, 's> Program<'a, 's> {
         if let Some(id) = self.qstr_ids.get(text) {
             return Ok(*id);
         }
-        let n = text.len() as u64 + 3;
+        // The stored form: hash, length, text, NUL; MicroPython keeps only text, NUL.
+        let n = text.len() as u64 + if self.mp() { 1 } else { 3 };
         let frame = self.depth();
         if let Some((_, alloc, used)) = self.chunk {
             if used + n > alloc {
@@ -157,32 +171,49 @@ impl<'a, 's> Program<'a, 's> {
             self.gc.set_bytes(c, &zeros);
             self.chunk = Some((c, al, 0));
             let s = self.l.state;
-            self.w(s + state::QSTR_LAST_CHUNK, &[c, al, 0]);
+            self.w(s + self.sm().qstr_last_chunk, &[c, al, 0]);
         }
         let (c, al, used) = self.chunk.unwrap_or_default();
         let at = c + used;
-        let mut bytes = vec![qstr_hash(text.as_bytes(), 1) as u8, text.len() as u8];
+        let mut bytes =
+            if self.mp() { Vec::new() } else { vec![qstr_hash(text.as_bytes(), 1) as u8, text.len() as u8] };
         bytes.extend_from_slice(text.as_bytes());
         bytes.push(0);
         self.gc.set_bytes(at, &bytes);
         self.chunk = Some((c, al, used + n));
-        self.gc.set_word(self.l.state + state::QSTR_LAST_USED, used + n);
+        self.gc.set_word(self.l.state + self.sm().qstr_last_used, used + n);
         self.push(at);
         // qstr_add: a new pool of twice the size when the last one is full.
         if self.pool_len >= self.pool_alloc || self.last_pool == self.l.rom_pool {
             // Every qstr so far lives in an older pool.
             let total_prev = self.qstrs.len() as u64;
             let alloc = self.pool_alloc * 2;
-            let pool = self.alloc(16 + 4 * alloc, false, true, Kind::QstrPool)?;
-            let zeros = vec![0u8; (16 + 4 * alloc) as usize];
+            // MicroPython: two more header words (hashes, lengths) and the two
+            // byte arrays after qstrs[], in the same allocation.
+            let bytes = if self.mp() { 24 + 6 * alloc } else { 16 + 4 * alloc };
+            let pool = self.alloc(bytes, false, true, Kind::QstrPool)?;
+            let zeros = vec![0u8; bytes as usize];
             self.gc.set_bytes(pool, &zeros);
             self.w(pool, &[self.last_pool, total_prev, alloc, 0]);
+            if self.mp() {
+                let hashes = pool + 24 + 4 * alloc;
+                self.w(pool + 16, &[hashes, hashes + alloc]);
+            }
             self.last_pool = pool;
             self.pool_alloc = alloc;
             self.pool_len = 0;
-            self.gc.set_word(self.l.state + state::LAST_POOL, pool);
+            self.gc.set_word(self.l.state + self.sm().last_pool, pool);
         }
-        self.gc.set_word(self.last_pool + 16 + 4 * self.pool_len, at);
+        if self.mp() {
+            let base = self.last_pool + 24;
+            self.gc.set_word(base + 4 * self.pool_len, at);
+            let hashes = base + 4 * self.pool_alloc;
+            let entry = [qstr_hash(text.as_bytes(), 1) as u8];
+            self.gc.set_bytes(hashes + self.pool_len, &entry);
+            self.gc.set_bytes(hashes + self.pool_alloc + self.pool_len, &[text.len() as u8]);
+        } else {
+            self.gc.set_word(self.last_pool + 16 + 4 * self.pool_len, at);
+        }
         self.pool_len += 1;
         self.gc.set_word(self.last_pool + 12, self.pool_len);
         self.pop_to(frame);
@@ -195,8 +226,7 @@ impl<'a, 's> Program<'a, 's> {
     // --- maps and dicts (py/map.c, py/objdict.c) ---------------------------------
 
     fn key_hash(&self, key: u64) -> u64 {
-        if key & 7 == 6 {
-            let id = key >> 3;
+        if let Some(id) = self.l.flavor.qstr_id(key) {
             self.qstrs.get(id as usize).map_or(id, |q| qstr_hash(q.as_bytes(), 1))
         } else {
             key >> 1
@@ -408,7 +438,12 @@ impl<'a, 's> Program<'a, 's> {
         let frame = self.depth();
         self.push(bc);
         let f = self.alloc(16, false, true, Kind::Function)?;
-        self.w(f, &[self.ty("mp_type_fun_bc"), self.l.state + state::DICT_MAIN, bc, 0]);
+        if self.mp() {
+            // base, context, child_table, bytecode
+            self.w(f, &[self.ty("mp_type_fun_bc"), self.l.state + self.sm().dict_main, 0, bc]);
+        } else {
+            self.w(f, &[self.ty("mp_type_fun_bc"), self.l.state + self.sm().dict_main, bc, 0]);
+        }
         self.pop_to(frame);
         Ok(f)
     }
@@ -425,12 +460,17 @@ impl<'a, 's> Program<'a, 's> {
             let f = self.new_function(m)?;
             self.push(f);
             let q = self.intern(m)?;
-            self.map_store(locals + 4, qstr_obj(q), f, true)?;
+            self.map_store(locals + 4, self.qobj(q), f, true)?;
             funs.push(f);
         }
         let t = self.alloc(60, false, true, Kind::Type)?;
         let print = self.l.flash_start + 0x101;
-        let mut words = vec![self.ty("mp_type_type"), name_q, print, print + 0x40];
+        let mut words = if self.mp() {
+            // uint16_t flags, uint16_t name; slot indices; slots.
+            vec![self.ty("mp_type_type"), name_q << 16, 0x0201, print, print + 0x40]
+        } else {
+            vec![self.ty("mp_type_type"), name_q, print, print + 0x40]
+        };
         words.resize(14, 0);
         words.push(locals);
         self.w(t, &words);
@@ -460,8 +500,8 @@ impl<'a, 's> Program<'a, 's> {
         let mut b = line.as_bytes().to_vec();
         b.push(0);
         self.gc.set_bytes(s, &b);
-        let base = self.l.state + state::READLINE_HIST;
-        for i in (1..state::READLINE_HIST_LEN).rev() {
+        let base = self.l.state + self.sm().readline_hist;
+        for i in (1..self.sm().readline_hist_len).rev() {
             let prev = self.gc.word(base + 4 * (i - 1));
             self.gc.set_word(base + 4 * i, prev);
         }
@@ -474,17 +514,28 @@ impl<'a, 's> Program<'a, 's> {
     /// `mp_init` and the module's top level.
     pub fn boot(&mut self) -> Step<()> {
         let s = self.l.state;
-        self.w(s + state::LAST_POOL, &[self.l.rom_pool]);
-        self.w(s + state::LOADED_MODULES, &[self.ty("mp_type_dict"), 1, 0, 0]);
-        self.w(s + state::DICT_MAIN, &[self.ty("mp_type_dict"), 1, 0, 0]);
-        self.w(s + state::SYS_PATH, &[self.ty("mp_type_list"), 0, 0, 0]);
-        self.w(s + state::SYS_ARGV, &[self.ty("mp_type_list"), 0, 0, 0]);
+        self.w(s + self.sm().last_pool, &[self.l.rom_pool]);
+        self.w(s + self.sm().loaded_modules, &[self.ty("mp_type_dict"), 1, 0, 0]);
+        self.w(s + self.sm().dict_main, &[self.ty("mp_type_dict"), 1, 0, 0]);
+        self.w(s + self.sm().sys_path, &[self.ty("mp_type_list"), 0, 0, 0]);
+        self.w(s + self.sm().sys_argv, &[self.ty("mp_type_list"), 0, 0, 0]);
         let g = self.gc.g;
         let fin = g.finaliser_table_start.unwrap_or(0);
-        self.w(s + state::MEM, &[g.alloc_table_start, g.alloc_table_bytes, fin, g.pool_start, g.pool_end, g.pool_end]);
+        // The GC state, as gc_init leaves it.
+        let m = self.sm();
+        self.w(s + m.gc_alloc_table_start, &[g.alloc_table_start, g.alloc_table_bytes]);
+        self.w(s + m.gc_finaliser_table_start, &[fin]);
+        if let Some(wtb) = m.gc_weakref_table_start {
+            self.w(s + wtb, &[fin + g.finaliser_table_bytes]);
+        }
+        self.w(s + m.gc_pool_start, &[g.pool_start, g.pool_end]);
+        if !self.mp() {
+            // CircuitPython's gc_lowest_long_lived_ptr follows gc_pool_end.
+            self.w(s + m.gc_pool_end + 4, &[g.pool_end]);
+        }
 
         // mp_obj_dict_init(&dict_main, 1); mp_obj_dict_init(&mp_loaded_modules_dict, 3)
-        for (at, n) in [(state::DICT_MAIN, 1u64), (state::LOADED_MODULES, 3)] {
+        for (at, n) in [(self.sm().dict_main, 1u64), (self.sm().loaded_modules, 3)] {
             let t = self.alloc(n * 8, false, false, Kind::MapTable)?;
             let zeros = vec![0u8; (n * 8) as usize];
             self.gc.set_bytes(t, &zeros);
@@ -492,11 +543,11 @@ impl<'a, 's> Program<'a, 's> {
         }
         let name_q = self.qstr_ids.get("__name__").copied().unwrap_or(0);
         let main_q = self.qstr_ids.get("__main__").copied().unwrap_or(0);
-        self.map_store(s + state::DICT_MAIN + 4, qstr_obj(name_q), qstr_obj(main_q), false)?;
+        self.map_store(s + self.sm().dict_main + 4, self.qobj(name_q), self.qobj(main_q), false)?;
         // sys.path = ['', '/', 'lib'] as qstrs; sys.argv = []
-        for (at, items) in [(state::SYS_PATH, vec![1u64, 65, 66]), (state::SYS_ARGV, vec![])] {
+        for (at, items) in [(self.sm().sys_path, vec![1u64, 65, 66]), (self.sm().sys_argv, vec![])] {
             let a = self.alloc(16, false, false, Kind::Unknown)?;
-            let words: Vec<u64> = (0..4).map(|i| items.get(i).map_or(0, |q| qstr_obj(*q))).collect();
+            let words: Vec<u64> = (0..4).map(|i| items.get(i).map_or(0, |q| self.qobj(*q))).collect();
             self.w(a, &words);
             self.w(s + at + 4, &[4, items.len() as u64, a]);
         }
@@ -507,8 +558,8 @@ impl<'a, 's> Program<'a, 's> {
             self.w(module, &[self.ty("mp_type_module"), 0]);
             let frame = self.depth();
             self.push(module);
-            self.map_store(s + state::LOADED_MODULES + 4, qstr_obj(q), module, true)?;
-            self.map_store(s + state::DICT_MAIN + 4, qstr_obj(q), module, true)?;
+            self.map_store(s + self.sm().loaded_modules + 4, self.qobj(q), module, true)?;
+            self.map_store(s + self.sm().dict_main + 4, self.qobj(q), module, true)?;
             self.pop_to(frame);
         }
         let classes: [(&str, &[&str]); 5] = [
@@ -523,7 +574,7 @@ impl<'a, 's> Program<'a, 's> {
             let frame = self.depth();
             self.push(c);
             let q = self.intern(name)?;
-            self.map_store(s + state::DICT_MAIN + 4, qstr_obj(q), c, true)?;
+            self.map_store(s + self.sm().dict_main + 4, self.qobj(q), c, true)?;
             self.pop_to(frame);
         }
         for f in ["setup", "loop_once", "format_reading", "log_value"] {
@@ -531,7 +582,7 @@ impl<'a, 's> Program<'a, 's> {
             let frame = self.depth();
             self.push(fun);
             let q = self.intern(f)?;
-            self.map_store(s + state::DICT_MAIN + 4, qstr_obj(q), fun, true)?;
+            self.map_store(s + self.sm().dict_main + 4, self.qobj(q), fun, true)?;
             self.pop_to(frame);
         }
         for (g, t) in
@@ -541,18 +592,18 @@ impl<'a, 's> Program<'a, 's> {
             let frame = self.depth();
             self.push(n);
             let q = self.intern(g)?;
-            self.map_store(s + state::DICT_MAIN + 4, qstr_obj(q), n, false)?;
+            self.map_store(s + self.sm().dict_main + 4, self.qobj(q), n, false)?;
             self.pop_to(frame);
         }
         self.log_list = self.new_list(4, false)?;
         let frame = self.depth();
         self.push(self.log_list);
         let q = self.intern("history")?;
-        self.map_store(s + state::DICT_MAIN + 4, qstr_obj(q), self.log_list, false)?;
+        self.map_store(s + self.sm().dict_main + 4, self.qobj(q), self.log_list, false)?;
         self.cache = self.new_dict(0, false)?;
         self.push(self.cache);
         let q = self.intern("cache")?;
-        self.map_store(s + state::DICT_MAIN + 4, qstr_obj(q), self.cache, false)?;
+        self.map_store(s + self.sm().dict_main + 4, self.qobj(q), self.cache, false)?;
         self.pop_to(frame);
         Ok(())
     }
@@ -583,7 +634,7 @@ impl<'a, 's> Program<'a, 's> {
                 self.push(s);
                 s
             };
-            self.map_store(inst + 4, qstr_obj(q), v, false)?;
+            self.map_store(inst + 4, self.qobj(q), v, false)?;
         }
         let reading = format!("reading {i}: {} mV", self.rng.range(0, 3300));
         let s = self.new_str(&reading)?;
@@ -623,7 +674,7 @@ impl<'a, 's> Program<'a, 's> {
         if self.rng.chance(6) {
             let name = format!("attr_{}", self.rng.below(400));
             let q = self.intern(&name)?;
-            self.map_store(inst + 4, qstr_obj(q), small_int(1), false)?;
+            self.map_store(inst + 4, self.qobj(q), small_int(1), false)?;
         }
         if self.rng.chance(4) {
             let lines =

@@ -162,3 +162,27 @@ fn current_micropython_structs_give_area_offsets_and_array_pools() {
     // The type's name is a uint16_t after the 16-bit flags.
     assert_eq!((p.objects.type_name_offset as u64, p.objects.type_name_bytes), (n[10], 2));
 }
+
+/// The shipped profile for the simulated MicroPython is the DWARF of its structs
+/// plus the three things debug info cannot tell.
+#[test]
+fn the_micropython_profile_is_its_dwarf_plus_what_dwarf_cannot_tell() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = repo().join("tests/support/mp_layout_v1_2x.c");
+    let o = Command::new("gcc")
+        .current_dir(dir.path())
+        .args(["-m32", "-g", "-c"])
+        .arg(&src)
+        .args(["-o", "v.o"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let obj = dir.path().join("v.o");
+    let mut derived = derive_profile(&std::fs::read(&obj).unwrap(), &obj, &Profile::default()).unwrap().profile;
+    let expected = heapvis::synth::Flavor::MicroPython.profile();
+    derived.name = expected.name.clone();
+    derived.object_repr = heapvis::profile::ObjectRepr::A;
+    derived.symbols.ram_start = "_sdata".into();
+    derived.objects.bytecode_qstr_bytes = 0;
+    assert_eq!(derived, expected);
+}

@@ -7,12 +7,17 @@ use heapvis::profile::Profile;
 use heapvis::synth::{simulate_in_memory, Board, SynthConfig};
 
 fn check(board: Board, snapshots: u64, seed: u64, misalign: u64) {
+    check_flavor(board, snapshots, seed, misalign, heapvis::synth::Flavor::CircuitPython3);
+}
+
+fn check_flavor(board: Board, snapshots: u64, seed: u64, misalign: u64, flavor: heapvis::synth::Flavor) {
     let mut config = SynthConfig::new(board, snapshots, seed);
     config.heap_misalign = misalign;
+    config.flavor = flavor;
     let heapvis::synth::InMemoryCapture { layout, ram, truth, summary } = simulate_in_memory(&config).unwrap();
     assert_eq!(summary.snapshots, snapshots);
     assert!(summary.collections > 0, "the case runs a collection");
-    let profile = Profile::default();
+    let profile = flavor.profile();
     let fw = layout.firmware(&profile).unwrap();
     let decoder = Decoder::new(&fw, &profile, DecodeOptions::default());
     let size = (layout.ram_end - layout.ram_start) as usize;
@@ -108,4 +113,16 @@ fn geometry_follows_gc_init_where_the_reference_is_off_by_one_atb_byte() {
     let structure: Vec<&str> =
         facts[0]["heap_structure"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert!(structure.contains(&"ATB length: 2001"), "{structure:?}");
+}
+
+/// A current MicroPython's layouts (gap byte, weakref table, GC state in
+/// `mem.area`, qstr pools with arrays, representation A): every allocation, kind
+/// and gc_info figure at every snapshot, read with the shipped profile.
+#[test]
+fn micropython_layout_decodes_exactly_what_the_simulator_allocated() {
+    let flavor = heapvis::synth::Flavor::MicroPython;
+    let shipped = crate::common::repo().join("data/profiles/micropython-1.2x-synthetic.toml");
+    assert_eq!(Profile::from_toml_file(&shipped).unwrap(), flavor.profile());
+    check_flavor(Board::Samd21, 600, 23, 0, flavor);
+    check_flavor(Board::Samd51, 400, 24, 4, flavor);
 }
