@@ -92,7 +92,15 @@ pub fn mem_info(decoder: &Decoder, ram: &[u8]) -> Result<String, DecodeError> {
                     break;
                 }
             }
-            let _ = write!(out, "\n{:05x}: ", (bl * g.bytes_per_block) & 0xfffff);
+            let offset = bl * g.bytes_per_block;
+            match decoder.profile.types.mem_info_address_digits {
+                5 => {
+                    let _ = write!(out, "\n{:05x}: ", offset & 0xfffff);
+                }
+                _ => {
+                    let _ = write!(out, "\n{:08x}: ", offset);
+                }
+            }
         }
         let c = match kind(bl) {
             alloc_table::AT_FREE => '.',

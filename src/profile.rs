@@ -201,6 +201,9 @@ pub struct TypeSymbols {
     /// The letter `gc_dump_alloc_table()` (`micropython.mem_info(1)`) prints for a
     /// head block whose first word is one of these types; other heads print `h`.
     pub mem_info_letters: Vec<(String, Vec<String>)>,
+    /// Hex digits of each block-map line's offset: 5 (masked to 20 bits) in 1.9 /
+    /// CircuitPython 3.0, 8 in current MicroPython.
+    pub mem_info_address_digits: u32,
 }
 
 /// One firmware build's layout.
@@ -316,6 +319,7 @@ impl Default for TypeSymbols {
             .iter()
             .map(|(c, names)| (c.to_string(), names.iter().map(|n| n.to_string()).collect()))
             .collect(),
+            mem_info_address_digits: 5,
         }
     }
 }

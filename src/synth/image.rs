@@ -222,6 +222,7 @@ impl Flavor {
             p.objects.type_name_bytes = 2;
             p.objects.fun_bc_bytecode_word = 3;
             p.objects.bytecode_qstr_bytes = 0;
+            p.types.mem_info_address_digits = 8;
         }
         p
     }

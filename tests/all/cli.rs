@@ -84,3 +84,18 @@ fn inspect_mem_info_prints_the_gc_figures_and_the_block_map() {
     let map: Vec<&&str> = lines[3..].iter().filter(|l| !l.trim_start().starts_with('(')).collect();
     assert!(map.iter().all(|l| l.len() <= 7 + 64 && l.as_bytes()[5] == b':'));
 }
+
+#[test]
+fn mem_info_of_a_current_micropython_uses_eight_digit_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let s = run(&["synth", d, "--layout", "micropython", "--snapshots", "30", "--seed", "5"]);
+    assert!(s.status.success(), "{}", String::from_utf8_lossy(&s.stderr));
+    let profile = crate::common::repo().join("data/profiles/micropython-1.2x-synthetic.toml");
+    let out = run(&["inspect", d, "--mem-info", "--profile", profile.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().nth(3).unwrap();
+    assert!(line.len() > 10 && line[..8].chars().all(|c| c.is_ascii_hexdigit()) && &line[8..10] == ": ", "{line:?}");
+    assert!(text.lines().nth(3).unwrap().starts_with("00000000: "));
+}

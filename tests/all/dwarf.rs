@@ -184,5 +184,6 @@ fn the_micropython_profile_is_its_dwarf_plus_what_dwarf_cannot_tell() {
     derived.object_repr = heapvis::profile::ObjectRepr::A;
     derived.symbols.ram_start = "_sdata".into();
     derived.objects.bytecode_qstr_bytes = 0;
+    derived.types.mem_info_address_digits = 8;
     assert_eq!(derived, expected);
 }
