@@ -140,6 +140,15 @@ impl Session {
             (None, _) => (Profile::default(), ProfileSource::Default { why: None }),
         };
         let mut s = Self::open(inputs, profile)?;
+        if matches!(source, ProfileSource::Dwarf { .. }) {
+            // Debug info cannot tell representation A from C: the last snapshot's
+            // globals can.
+            let last = s.dump.count().saturating_sub(1);
+            let repr = s.dump.snapshot(last).and_then(|ram| s.decoder(DecodeOptions::default()).infer_object_repr(ram));
+            if let Some(r) = repr {
+                s.profile.object_repr = r;
+            }
+        }
         s.profile_source = source;
         Ok(s)
     }

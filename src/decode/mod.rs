@@ -631,6 +631,41 @@ impl<'f> Decoder<'f> {
         Ok(report)
     }
 
+    /// Which object representation the snapshot's `__main__` globals use: their
+    /// keys are qstrs, valid ids under one encoding and not under the other. Debug
+    /// info cannot tell A from C (`mp_obj_t` is a pointer in both); the heap can.
+    /// `None` when the keys do not decide.
+    pub fn infer_object_repr(&self, ram: &[u8]) -> Option<crate::profile::ObjectRepr> {
+        use crate::profile::ObjectRepr;
+        let mem = self.memory(ram);
+        let state = self.firmware.state_address;
+        let word = self.profile.heap.word_bytes as u64;
+        let last_pool = mem.word(state + self.profile.state.last_pool, "vm.last_pool").ok()?;
+        let qstrs = qstr::QstrReader::new(mem, self.profile, last_pool);
+        let total = qstrs.chain.first().map(|h| h.total_prev_len + h.len)?;
+        let table = mem.word(state + self.profile.state.dict_main_table, "vm.dict_main.map.table").ok()?;
+        let alloc = mem.word(state + self.profile.state.dict_main_table - word, "vm.dict_main.map.alloc").ok()?;
+        let (mut a, mut c) = (0, 0);
+        for i in 0..alloc.min(4096) {
+            let Ok(key) = mem.word(table + 2 * i * word, "dict_main key") else { break };
+            if key == 0 || key == 4 {
+                continue;
+            }
+            for (repr, hits) in [(ObjectRepr::A, &mut a), (ObjectRepr::C, &mut c)] {
+                if let crate::profile::Immediate::Qstr(id) = repr.decode(key, self.profile.heap.word_bytes) {
+                    if id < total {
+                        *hits += 1;
+                    }
+                }
+            }
+        }
+        match a.cmp(&c) {
+            std::cmp::Ordering::Greater => Some(ObjectRepr::A),
+            std::cmp::Ordering::Less => Some(ObjectRepr::C),
+            std::cmp::Ordering::Equal => None,
+        }
+    }
+
     /// An `mp_obj_t` as the reference prints a dict key: small ints in decimal,
     /// qstrs as their text, anything else as a hex address.
     pub fn format_object(&self, obj: u64, qstrs: &mut qstr::QstrReader) -> String {

@@ -274,6 +274,13 @@ pub fn derive_profile(data: &[u8], path: &Path, base: &Profile) -> Result<Derive
     if area {
         p.heap.alloc_table_gap_bytes = 1;
         found.push("heap.alloc_table_gap_bytes = 1 (mem.area: a current MicroPython GC)".to_string());
+        // The same versions changed the bytecode prelude (names are not read) and
+        // print 8-digit offsets in mem_info.
+        p.objects.bytecode_qstr_bytes = 0;
+        p.types.mem_info_address_digits = 8;
+        found.push(
+            "objects.bytecode_qstr_bytes = 0, types.mem_info_address_digits = 8 (current MicroPython)".to_string(),
+        );
         if t.path(st, "mem.area.next").is_some() {
             missing.push("split heaps (mem.area.next): only the first area is decoded".to_string());
         }
@@ -327,6 +334,15 @@ pub fn derive_profile(data: &[u8], path: &Path, base: &Profile) -> Result<Derive
     if let Some(n) = t.size_of_typedef("qstr_len_t") {
         p.qstr.len_bytes = n as u32;
         found.push(format!("qstr.len_bytes = {n}"));
+    }
+    // The RAM start symbol: CircuitPython's `_srelocate`, else MicroPython's `_sdata`.
+    if let Ok(file) = object::File::parse(data) {
+        use object::ObjectSymbol;
+        let has = |name: &str| file.symbols().any(|s| s.name() == Ok(name));
+        if !has(&p.symbols.ram_start) && has("_sdata") {
+            p.symbols.ram_start = "_sdata".into();
+            found.push("symbols.ram_start = _sdata (no _srelocate in the symbol table)".to_string());
+        }
     }
     p.validate().map_err(|m| bad(path, format!("derived profile is not usable: {m}")))?;
     Ok(Derived { profile: p, found, missing })

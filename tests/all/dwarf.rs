@@ -187,3 +187,30 @@ fn the_micropython_profile_is_its_dwarf_plus_what_dwarf_cannot_tell() {
     derived.types.mem_info_address_digits = 8;
     assert_eq!(derived, expected);
 }
+
+/// A current MicroPython's ELF with debug info needs no profile either: DWARF gives
+/// the layout, the symbol table the RAM symbol, and the heap the representation.
+#[test]
+fn a_micropython_elf_with_debug_info_needs_no_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = heapvis::synth::SynthConfig::new(Board::Samd21, 150, 25);
+    config.flavor = heapvis::synth::Flavor::MicroPython;
+    config.heap_misalign = 0;
+    heapvis::synth::write_dir(&config, dir.path()).unwrap();
+    crate::elf::link_elf_with_dwarf_of(dir.path(), "tests/support/mp_layout_v1_2x.c");
+    let ram = dir.path().join("ram.bin");
+    let elf = InputPaths { ram: ram.clone(), firmware: FirmwareFiles::Elf(dir.path().join("firmware.elf")) };
+    let s = Session::open_with(&elf, None).unwrap();
+    assert_eq!(s.profile.object_repr, heapvis::profile::ObjectRepr::A);
+    let with_profile = InputPaths::resolve(&[dir.path().to_path_buf()]).unwrap();
+    let shipped = Session::open(&with_profile, heapvis::synth::Flavor::MicroPython.profile()).unwrap();
+    let options = AnalyzeOptions { tables: TableSet::ALL, ..AnalyzeOptions::default() };
+    let (a, b) = (dir.path().join("shipped"), dir.path().join("derived"));
+    shipped.analyze(&a, &options, &Silent).unwrap();
+    s.analyze(&b, &options, &Silent).unwrap();
+    for t in ["snapshots", "blocks", "edges", "qstrs", "strings", "allocations", "edge_history"] {
+        let x = std::fs::read(a.join(format!("{t}.parquet"))).unwrap();
+        let y = std::fs::read(b.join(format!("{t}.parquet"))).unwrap();
+        assert!(x == y, "{t} differs between the shipped and the derived MicroPython profile");
+    }
+}

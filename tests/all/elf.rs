@@ -29,8 +29,13 @@ pub fn link_elf(dir: &Path) {
 /// The same as a 32-bit ELF with DWARF: tests/support/mp_layout.c compiled with
 /// `-g` is linked in, as a real build carries its structs' debug info.
 pub fn link_elf_with_dwarf(dir: &Path) {
+    link_elf_with_dwarf_of(dir, "tests/support/mp_layout.c");
+}
+
+/// The same with the structs of `layout_c` (a file under the repository).
+pub fn link_elf_with_dwarf_of(dir: &Path, layout_c: &str) {
     write_sources(dir);
-    let layout = crate::common::repo().join("tests/support/mp_layout.c");
+    let layout = crate::common::repo().join(layout_c);
     let steps: [Vec<&str>; 3] = [
         vec!["gcc", "-m32", "-c", "fw.s", "-o", "fw.o"],
         vec!["gcc", "-m32", "-g", "-c", layout.to_str().unwrap(), "-o", "layout.o"],
@@ -46,7 +51,7 @@ fn write_sources(dir: &Path) {
     let map = std::fs::read_to_string(dir.join("firmware.map")).unwrap();
     let symbols = parse_map(&map);
     let flash_start = symbols.address_of("_sfixed").unwrap();
-    let ram_start = symbols.address_of("_srelocate").unwrap();
+    let ram_start = symbols.address_of("_srelocate").or_else(|| symbols.address_of("_sdata")).unwrap();
     let ram_end = symbols.address_of("_estack").unwrap();
     let mut s = String::new();
     let _ = writeln!(s, "  .section .flash,\"a\",@progbits\n  .incbin \"firmware.bin\"");
