@@ -227,12 +227,27 @@ impl Firmware {
             });
         }
         let flash_base = address(&names.flash_start, "the address where the flash image starts")?;
-        let heap_start = address(&names.heap, "the GC heap's start")?;
-        let heap_bytes = need(&names.heap, "the GC heap's size")?.size.ok_or_else(|| Error::SymbolWithoutAddress {
-            map: map_path.to_path_buf(),
-            symbol: format!("{} (size)", names.heap),
-            purpose: "the GC heap's size",
-        })?;
+        // The heap array: the profile's name, else MicroPython's usual `gc_heap`.
+        // When the build has neither but the GC state is read from each snapshot,
+        // the heap symbol is not needed (there is just no fall-back geometry).
+        let heap_name = [names.heap.as_str(), "gc_heap"]
+            .into_iter()
+            .find(|n| symbols.get(n).is_some_and(|s| s.address.is_some() && s.size.is_some()));
+        let (heap_start, heap_bytes) = match heap_name {
+            Some(n) => {
+                let s = need(n, "the GC heap")?;
+                (s.address.unwrap_or(ram_start), s.size.unwrap_or(0))
+            }
+            None if profile.state.gc.read && symbols.get(&names.heap).is_none() => (ram_start, 0),
+            None => {
+                let _ = address(&names.heap, "the GC heap's start")?;
+                return Err(Error::SymbolWithoutAddress {
+                    map: map_path.to_path_buf(),
+                    symbol: format!("{} (size)", names.heap),
+                    purpose: "the GC heap's size",
+                });
+            }
+        };
         let heap_end = heap_start.saturating_add(heap_bytes);
         if heap_start < ram_start || heap_end > ram_end {
             return Err(Error::HeapOutsideRam {

@@ -56,3 +56,33 @@ fn a_snapshot_whose_gc_state_does_not_add_up_falls_back_to_the_heap_symbol() {
     assert_eq!(blocks, truth, "the map's heap is right here, so the fall-back decodes it");
     assert_eq!(allocations(&d, &ram, i + 1, size).1, "gc_state");
 }
+
+/// A build without a heap array symbol (a port calling gc_init on linker
+/// symbols) decodes from the GC state alone; told not to read the state, heapvis
+/// names the symbol it lacks.
+#[test]
+fn no_heap_symbol_is_fine_when_the_gc_state_is_read() {
+    let c = simulate_in_memory(&SynthConfig { heap_misalign: 0, ..SynthConfig::new(Board::Samd21, 120, 26) }).unwrap();
+    let map: String = c
+        .layout
+        .map
+        .lines()
+        .filter(|l| !l.contains(".bss.heap.lto_priv") && !l.contains("0x5000 /tmp/ccAbCdEf"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let symbols = parse_map(&map);
+    assert!(symbols.get("heap").is_none());
+    let profile = Profile::default();
+    let fw = Firmware::from_parts(symbols.clone(), c.layout.flash.clone(), "f.map".as_ref(), &profile).unwrap();
+    let d = Decoder::new(&fw, &profile, DecodeOptions::default());
+    let size = (c.layout.ram_end - c.layout.ram_start) as usize;
+    let last = c.truth.len() - 1;
+    let (blocks, source) = allocations(&d, &c.ram, last, size);
+    assert_eq!(source, "gc_state");
+    assert_eq!(blocks, c.truth[last].iter().map(|t| (t.address, t.blocks)).collect::<Vec<_>>());
+
+    let mut blind = Profile::default();
+    blind.state.gc.read = false;
+    let err = Firmware::from_parts(symbols, c.layout.flash.clone(), "f.map".as_ref(), &blind).unwrap_err();
+    assert!(err.to_string().contains("`heap`"), "{err}");
+}
