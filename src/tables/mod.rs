@@ -194,8 +194,8 @@ impl<'f> TableSink<'f> {
         let mut o = Opener { dir, layout, files: Vec::new() };
         let snapshots = o.open(true, "snapshots", per_snapshot::snapshots_schema(), SnapshotsRows::new)?;
         let blocks = o.open(set.blocks, "blocks", per_snapshot::blocks_schema(), BlocksRows::default)?;
-        let edges = o.open(set.edges, "edges", per_snapshot::edges_schema(), EdgesRows::default)?;
-        let qstrs = o.open(set.qstrs, "qstrs", per_snapshot::qstrs_schema(), QstrsRows::default)?;
+        let edges = o.open(set.edges, "edges", per_snapshot::edges_schema(), || EdgesRows::new(|r| &r.edges))?;
+        let qstrs = o.open(set.qstrs, "qstrs", per_snapshot::qstrs_schema(), || QstrsRows::new(|r| &r.qstrs))?;
         let strings = o.open(set.strings, "strings", per_snapshot::strings_schema(), StringsRows::default)?;
         let free_runs = o.open(set.free_runs, "free_runs", per_snapshot::free_runs_schema(), FreeRunsRows::default)?;
         let allocations = o

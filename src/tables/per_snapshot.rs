@@ -383,18 +383,51 @@ impl QstrColumns {
     }
 }
 
-#[derive(Default)]
-pub(crate) struct EdgesRows {
-    pub(crate) n: usize,
-    snapshot: UInt64Builder,
-    edge: EdgeColumns,
+/// Builders for one entity's columns, shared by a per-snapshot table and a
+/// lifetime table.
+pub(crate) trait Columns: Default {
+    type Row;
+    fn push_row(&mut self, row: &Self::Row);
+    fn finish_into(&mut self, cols: &mut Vec<ArrayRef>);
 }
 
-impl EdgesRows {
+impl Columns for EdgeColumns {
+    type Row = EdgeRow;
+    fn push_row(&mut self, row: &EdgeRow) {
+        self.push(row);
+    }
+    fn finish_into(&mut self, cols: &mut Vec<ArrayRef>) {
+        self.finish(cols);
+    }
+}
+
+impl Columns for QstrColumns {
+    type Row = QstrRow;
+    fn push_row(&mut self, row: &QstrRow) {
+        self.push(row);
+    }
+    fn finish_into(&mut self, cols: &mut Vec<ArrayRef>) {
+        self.finish(cols);
+    }
+}
+
+/// A per-snapshot table of one entity: `snapshot`, then the entity's columns.
+pub(crate) struct PerSnapshotRows<C: Columns> {
+    pub(crate) n: usize,
+    snapshot: UInt64Builder,
+    columns: C,
+    rows: fn(&SnapshotReport) -> &[C::Row],
+}
+
+impl<C: Columns> PerSnapshotRows<C> {
+    pub(crate) fn new(rows: fn(&SnapshotReport) -> &[C::Row]) -> Self {
+        PerSnapshotRows { n: 0, snapshot: UInt64Builder::new(), columns: C::default(), rows }
+    }
+
     pub(crate) fn push(&mut self, r: &SnapshotReport) {
-        for e in &r.edges {
+        for row in (self.rows)(r) {
             self.snapshot.append_value(r.index);
-            self.edge.push(e);
+            self.columns.push_row(row);
             self.n += 1;
         }
     }
@@ -402,34 +435,13 @@ impl EdgesRows {
     pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {
         self.n = 0;
         let mut cols = vec![arc(self.snapshot.finish())];
-        self.edge.finish(&mut cols);
+        self.columns.finish_into(&mut cols);
         cols
     }
 }
 
-#[derive(Default)]
-pub(crate) struct QstrsRows {
-    pub(crate) n: usize,
-    snapshot: UInt64Builder,
-    qstr: QstrColumns,
-}
-
-impl QstrsRows {
-    pub(crate) fn push(&mut self, r: &SnapshotReport) {
-        for q in &r.qstrs {
-            self.snapshot.append_value(r.index);
-            self.qstr.push(q);
-            self.n += 1;
-        }
-    }
-
-    pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {
-        self.n = 0;
-        let mut cols = vec![arc(self.snapshot.finish())];
-        self.qstr.finish(&mut cols);
-        cols
-    }
-}
+pub(crate) type EdgesRows = PerSnapshotRows<EdgeColumns>;
+pub(crate) type QstrsRows = PerSnapshotRows<QstrColumns>;
 
 #[derive(Default)]
 pub(crate) struct StringsRows {
