@@ -196,6 +196,8 @@ pub struct TypeSymbols {
     pub bytearray: String,
     /// The bytecode function type (its objects point at bytecode).
     pub fun_bc: String,
+    /// Module objects (named by their globals' `__name__`).
+    pub module: String,
     /// Every function type (bytecode and built-in).
     pub functions: Vec<String>,
     /// The letter `gc_dump_alloc_table()` (`micropython.mem_info(1)`) prints for a
@@ -301,6 +303,7 @@ impl Default for TypeSymbols {
             property: "mp_type_property".into(),
             bytearray: "mp_type_bytearray".into(),
             fun_bc: "mp_type_fun_bc".into(),
+            module: "mp_type_module".into(),
             functions: ["bc", "builtin_0", "builtin_1", "builtin_2", "builtin_3", "builtin_var"]
                 .iter()
                 .map(|s| format!("mp_type_fun_{s}"))

@@ -531,6 +531,32 @@ impl<'f> Decoder<'f> {
                 names[i] = ti.and_then(|ti| names[ti].clone());
             }
         }
+        // Modules by their globals' `__name__` (mp_obj_module_t: base, globals).
+        for i in 0..allocs.len() {
+            if type_addrs[i].is_none() || type_addrs[i] != t.module {
+                continue;
+            }
+            let Some(globals) = word_at(bytes_of(i), 1).and_then(|p| heap.head(p)) else { continue };
+            let Some(table) = word_at(bytes_of(globals), objects.dict_table_word as u64).and_then(|p| heap.head(p))
+            else {
+                continue;
+            };
+            let pairs = bytes_of(table).len() as u64 / (2 * word);
+            for k in 0..pairs.min(1024) {
+                let key = word_at(bytes_of(table), 2 * k).unwrap_or(0);
+                let Immediate::Qstr(kq) = self.profile.object_repr.decode(key, self.profile.heap.word_bytes) else {
+                    continue;
+                };
+                if qstrs.text(kq).as_deref() != Some("__name__") {
+                    continue;
+                }
+                let value = word_at(bytes_of(table), 2 * k + 1).unwrap_or(0);
+                if let Immediate::Qstr(vq) = self.profile.object_repr.decode(value, self.profile.heap.word_bytes) {
+                    names[i] = qstrs.text(vq);
+                }
+                break;
+            }
+        }
         for (fi, bi) in bytecodes {
             let p = bytecode::parse_prelude(bytes_of(bi), objects.bytecode_qstr_bytes);
             preludes[bi] = p;

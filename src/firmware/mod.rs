@@ -157,6 +157,7 @@ pub struct TypeAddresses {
     pub property: Option<u64>,
     pub bytearray: Option<u64>,
     pub fun_bc: Option<u64>,
+    pub module: Option<u64>,
     pub functions: Vec<u64>,
 }
 
@@ -292,6 +293,7 @@ impl Firmware {
             property: ty(&t.property),
             bytearray: ty(&t.bytearray),
             fun_bc: ty(&t.fun_bc),
+            module: ty(&t.module),
             functions: t.functions.iter().filter_map(|n| ty(n)).collect(),
         };
         let ram_names = symbols.address_names(ram_start, ram_end);

@@ -27,14 +27,18 @@ fn firmware(ram: u64, heap: u64) -> Firmware {
     symbols.add("heap", Some(RAM + 0x100), Some(heap));
     symbols.add("mp_type_dict", Some(FLASH + 0x10), Some(0x38));
     symbols.add("mp_type_str", Some(FLASH + 0x48), Some(0x38));
+    symbols.add("mp_type_module", Some(FLASH + 0x80), Some(0x38));
     // Flash: the dict type at +0x10, a ROM qstr pool at +0x100 with 3 entries, the
     // third ("foo") stored at +0x200 as hash, length, bytes, NUL.
     let mut flash = vec![0u8; 0x300];
-    let pool: [u32; 7] = [0, 0, 10, 3, 0, 0, (FLASH + 0x200) as u32];
+    // Qstrs 2, 3 and 4: "foo", "__name__", "mymod".
+    let pool: [u32; 9] = [0, 0, 10, 5, 0, 0, (FLASH + 0x200) as u32, (FLASH + 0x210) as u32, (FLASH + 0x220) as u32];
     for (i, w) in pool.iter().enumerate() {
         flash[0x100 + 4 * i..0x104 + 4 * i].copy_from_slice(&w.to_le_bytes());
     }
     flash[0x200..0x206].copy_from_slice(&[0x5a, 3, b'f', b'o', b'o', 0]);
+    flash[0x210..0x21b].copy_from_slice(&[0x11, 8, b'_', b'_', b'n', b'a', b'm', b'e', b'_', b'_', 0]);
+    flash[0x220..0x228].copy_from_slice(&[0x22, 5, b'm', b'y', b'm', b'o', b'd', 0]);
     Firmware::from_parts(symbols, flash, "fixture.map".as_ref(), &Profile::default()).unwrap()
 }
 
@@ -191,4 +195,23 @@ fn current_micropython_formats_by_hand() {
     );
     let key = r.edges.iter().find(|e| e.from_block == Some(0x2000_01d0)).and_then(|e| e.map_key.as_deref());
     assert_eq!(key, Some("hello"));
+}
+
+/// A module is named by its globals' `__name__`: module → globals dict → table.
+#[test]
+fn modules_are_named_by_their_globals() {
+    let profile = Profile::default();
+    let fw = firmware(0x1000, 0x800);
+    let d = Decoder::new(&fw, &profile, DecodeOptions::default());
+    let mut ram = vec![0u8; 0x1000];
+    ram[0x100] = 0b01_01_01; // blocks 0, 1, 2: module, dict, table
+    put(&mut ram, 0x2000_0140, &[(FLASH + 0x80) as u32, 0x2000_0150]);
+    put(&mut ram, 0x2000_0150, &[(FLASH + 0x10) as u32, 1 << 3, 2, 0x2000_0160]);
+    // (__name__ -> "mymod") as qstr objects in representation C.
+    put(&mut ram, 0x2000_0160, &[(3 << 3) | 6, (4 << 3) | 6]);
+    put(&mut ram, RAM + 20, &[(FLASH + 0x100) as u32]); // vm.last_pool: the ROM pool
+    let r = d.decode(0, &ram).unwrap();
+    let module = &r.blocks[0];
+    assert_eq!(module.name.as_deref(), Some("mymod"));
+    assert_eq!(fw.flash_names.get(&module.type_address.unwrap()).map(String::as_str), Some("mp_type_module"));
 }
