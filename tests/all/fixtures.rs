@@ -215,3 +215,66 @@ fn modules_are_named_by_their_globals() {
     assert_eq!(module.name.as_deref(), Some("mymod"));
     assert_eq!(fw.flash_names.get(&module.type_address.unwrap()).map(String::as_str), Some("mp_type_module"));
 }
+
+/// A 64-bit port, by hand: 8-byte words, 32-byte blocks, representation A. Every
+/// figure below follows from gc_init and the struct layouts with 8-byte fields.
+#[test]
+fn a_64_bit_heap_by_hand() {
+    const RAM64: u64 = 0x5555_0000_0000;
+    const FLASH64: u64 = 0x5554_0000_0000;
+    let mut symbols = SymbolTable::new();
+    symbols.add("_sfixed", Some(FLASH64), None);
+    symbols.add("_srelocate", Some(RAM64), None);
+    symbols.add("_estack", Some(RAM64 + 0x2000), None);
+    symbols.add("mp_state_ctx", Some(RAM64), Some(0x140));
+    symbols.add("heap", Some(RAM64 + 0x200), Some(0x1000));
+    symbols.add("mp_type_dict", Some(FLASH64 + 0x10), Some(0x70));
+    let mut flash = vec![0u8; 0x300];
+    let pool: [u64; 7] = [0, 0, 10, 3, 0, 0, FLASH64 + 0x200];
+    for (i, w) in pool.iter().enumerate() {
+        flash[0x100 + 8 * i..0x108 + 8 * i].copy_from_slice(&w.to_le_bytes());
+    }
+    flash[0x200..0x206].copy_from_slice(&[0x5a, 3, b'f', b'o', b'o', 0]);
+    let mut profile = Profile::default();
+    profile.heap.word_bytes = 8;
+    profile.heap.bytes_per_block = 32;
+    profile.object_repr = heapvis::profile::ObjectRepr::A;
+    profile.state.gc.read = false;
+    profile.state.last_pool = 40; // after five 8-byte thread fields
+    profile.state.dict_main_table = 176;
+    profile.state.readline_hist = None;
+    let fw = Firmware::from_parts(symbols, flash, "fixture64.map".as_ref(), &profile).unwrap();
+    let d = Decoder::new(&fw, &profile, DecodeOptions::default());
+    // 4096 bytes: 4096*8 / (8 + 4 + 8*4*32) = 31 ATB bytes, 124 blocks of 32 bytes,
+    // the pool's 3968 bytes ending at the heap's end, FTB (124+7)/8 = 16 bytes.
+    let g = d.geometry.clone().unwrap();
+    assert_eq!((g.alloc_table_bytes, g.pool_blocks(), g.finaliser_table_bytes), (31, 124, 16));
+    assert_eq!(g.pool_start, RAM64 + 0x200 + 4096 - 3968);
+
+    let mut ram = vec![0u8; 0x2000];
+    let put64 = |ram: &mut Vec<u8>, at: u64, words: &[u64]| {
+        for (i, w) in words.iter().enumerate() {
+            let o = (at - RAM64) as usize + 8 * i;
+            ram[o..o + 8].copy_from_slice(&w.to_le_bytes());
+        }
+    };
+    ram[0x200] = 0b01_01; // blocks 0 and 1 HEAD
+    let (dict, table) = (g.pool_start, g.pool_start + 32);
+    put64(&mut ram, dict, &[FLASH64 + 0x10, 1 << 3, 2, table]);
+    put64(&mut ram, table, &[(2 << 2) | 2, dict, 0, 0]); // "foo" (qstr 2, repr A) -> the dict
+    put64(&mut ram, RAM64 + 40, &[FLASH64 + 0x100]);
+    put64(&mut ram, RAM64 + 176, &[table]);
+    let r = d.decode(0, &ram).unwrap();
+    let kinds: Vec<(u64, u64, Kind)> = r.blocks.iter().map(|b| (b.address, b.blocks, b.kind)).collect();
+    assert_eq!(kinds, vec![(dict, 1, Kind::Dict), (table, 1, Kind::MapTable)]);
+    assert_eq!((r.gc_info.used, r.gc_info.free, r.gc_info.max_free), (64, 122 * 32, 122));
+    let edges: Vec<(u64, u32, u64, Option<&str>)> = r
+        .edges
+        .iter()
+        .filter_map(|e| Some((e.from_block?, e.from_word?, e.to_address, e.map_key.as_deref())))
+        .collect();
+    assert_eq!(edges, vec![(dict, 3, table, None), (table, 1, dict, Some("foo"))]);
+    let roots: Vec<(&str, u64)> =
+        r.edges.iter().filter_map(|e| Some((e.root_name.as_deref()?, e.to_address))).collect();
+    assert_eq!(roots, vec![("mp_state_ctx.vm.dict_main.map.table", table)]);
+}
