@@ -5,15 +5,12 @@ use std::path::PathBuf;
 use heapvis::dump::Selection;
 use heapvis::render::dot;
 
-use super::{open_session, InputArgs, Outcome};
+use super::{open_session, Outcome, SnapshotArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
-    pub input: InputArgs,
-    /// Which snapshot: N or last.
-    #[arg(long, default_value = "last", value_name = "N")]
-    pub snapshot: String,
+    pub at: SnapshotArgs,
     /// Output file: .dot writes the graph; .svg, .png or .pdf also renders it with
     /// `dot` (the .dot is written next to it). Default: heap_ownershipNNNNNN.dot.
     #[arg(short, long, value_name = "FILE")]
@@ -21,8 +18,8 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
-    let (_inputs, session) = open_session(&a.input, false)?;
-    let selection: Selection = a.snapshot.parse()?;
+    let (_inputs, session) = open_session(&a.at.input, false)?;
+    let selection: Selection = a.at.snapshot.parse()?;
     let index = selection.resolve(session.dump.count())?.start;
     let report = session.decode_one(index)?;
     let text = dot::ownership_dot(&report);

@@ -5,15 +5,12 @@ use std::io::Write;
 use heapvis::decode::DecodeOptions;
 use heapvis::dump::Selection;
 
-use super::{open_session, InputArgs, Outcome};
+use super::{open_session, Outcome, SnapshotArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
-    pub input: InputArgs,
-    /// Which snapshot: N or last.
-    #[arg(long, default_value = "last", value_name = "N")]
-    pub snapshot: String,
+    pub at: SnapshotArgs,
     /// Print what `micropython.mem_info(1)` prints (gc_info figures and the block
     /// map), in the format of the firmware the profile describes.
     #[arg(long)]
@@ -21,8 +18,8 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
-    let (_inputs, session) = open_session(&a.input, false)?;
-    let selection: Selection = a.snapshot.parse()?;
+    let (_inputs, session) = open_session(&a.at.input, false)?;
+    let selection: Selection = a.at.snapshot.parse()?;
     let range = selection.resolve(session.dump.count())?;
     let decoder = session.decoder(DecodeOptions::default());
     let mut stdout = std::io::stdout().lock();

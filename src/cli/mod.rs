@@ -38,6 +38,16 @@ pub struct InputArgs {
     pub profile: Option<PathBuf>,
 }
 
+/// A capture and one snapshot of it (`inspect`, `graph`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct SnapshotArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Which snapshot: N or last (`inspect` also takes a range, A..B).
+    #[arg(long, default_value = "last", value_name = "N")]
+    pub snapshot: String,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Decode every selected snapshot and write Parquet tables.
