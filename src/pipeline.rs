@@ -121,6 +121,10 @@ pub enum ProfileSource {
 impl Session {
     pub fn open(inputs: &InputPaths, profile: Profile) -> Result<Self> {
         let firmware = Firmware::load_files(&inputs.firmware, &profile)?;
+        Self::with_firmware(inputs, profile, firmware)
+    }
+
+    fn with_firmware(inputs: &InputPaths, profile: Profile, firmware: Firmware) -> Result<Self> {
         let dump = Dump::open(&inputs.ram, firmware.snapshot_bytes())?;
         Ok(Session { firmware, profile, dump, profile_source: ProfileSource::Given })
     }
@@ -128,19 +132,27 @@ impl Session {
     /// Opens a capture with the profile given, or — when none is and the firmware
     /// is an ELF with debug info — with one derived from its DWARF; else the default.
     pub fn open_with(inputs: &InputPaths, profile: Option<Profile>) -> Result<Self> {
-        let (profile, source) = match (profile, &inputs.firmware) {
-            (Some(p), _) => (p, ProfileSource::Given),
+        let mut s = match (profile, &inputs.firmware) {
+            (Some(p), _) => Self::open(inputs, p)?,
             (None, FirmwareFiles::Elf(elf)) => {
+                // One read of the ELF serves both the profile and the firmware.
                 let data = std::fs::read(elf).map_err(|e| Error::io(elf, e))?;
-                match dwarf::derive_profile(&data, elf, &Profile::default()) {
+                let (profile, source) = match dwarf::derive_profile(&data, elf, &Profile::default()) {
                     Ok(d) => (d.profile, ProfileSource::Dwarf { missing: d.missing }),
                     Err(e) => (Profile::default(), ProfileSource::Default { why: Some(e.to_string()) }),
-                }
+                };
+                let firmware = crate::firmware::elf::load_bytes(&data, elf, &profile)?;
+                let mut s = Self::with_firmware(inputs, profile, firmware)?;
+                s.profile_source = source;
+                s
             }
-            (None, _) => (Profile::default(), ProfileSource::Default { why: None }),
+            (None, _) => {
+                let mut s = Self::open(inputs, Profile::default())?;
+                s.profile_source = ProfileSource::Default { why: None };
+                s
+            }
         };
-        let mut s = Self::open(inputs, profile)?;
-        if matches!(source, ProfileSource::Dwarf { .. }) {
+        if matches!(s.profile_source, ProfileSource::Dwarf { .. }) {
             // Debug info cannot tell representation A from C: the last snapshot's
             // globals can.
             let last = s.dump.count().saturating_sub(1);
@@ -149,7 +161,6 @@ impl Session {
                 s.profile.object_repr = r;
             }
         }
-        s.profile_source = source;
         Ok(s)
     }
 

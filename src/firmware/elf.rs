@@ -19,7 +19,12 @@ fn bad(path: &Path, message: impl Into<String>) -> Error {
 /// Reads `path` and resolves the build through `profile`.
 pub fn load(path: &Path, profile: &Profile) -> Result<Firmware> {
     let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let (symbols, flash) = parse(&data, path, profile)?;
+    load_bytes(&data, path, profile)
+}
+
+/// The same from the file's bytes, already read (`path` names it in errors).
+pub fn load_bytes(data: &[u8], path: &Path, profile: &Profile) -> Result<Firmware> {
+    let (symbols, flash) = parse(data, path, profile)?;
     Firmware::from_parts(symbols, flash, path, profile)
 }
 

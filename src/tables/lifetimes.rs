@@ -14,7 +14,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, BooleanBuilder, StringBuilder, UInt64Builder};
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 
-use super::per_snapshot::{arc, dict, edge_fields, f, qstr_fields, Dict, EdgeColumns, QstrColumns};
+use super::per_snapshot::{arc, dict, edge_fields, f, qstr_fields, Columns, Dict, EdgeColumns, QstrColumns};
 use crate::decode::{EdgeRow, Kind, SnapshotReport};
 use crate::firmware::Firmware;
 
@@ -310,32 +310,36 @@ pub fn edge_history_schema() -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// A lifetime table of one entity: its columns, then the lifetime columns.
 #[derive(Default)]
-pub(crate) struct EdgeHistoryRows {
+pub(crate) struct HistoryRows<C: Columns> {
     pub(crate) n: usize,
-    edge: EdgeColumns,
+    columns: C,
     life: LifetimeColumns,
 }
 
-impl EdgeHistoryRows {
-    fn push(&mut self, e: &OpenEdge, end: &str, open_start: bool) {
-        self.edge.push(&e.row);
-        self.life.push(e.first, e.last, end, open_start);
+impl<C: Columns> HistoryRows<C> {
+    fn push(&mut self, row: &C::Row, first: u64, last: u64, end: &str, open_start: bool) {
+        self.columns.push_row(row);
+        self.life.push(first, last, end, open_start);
         self.n += 1;
     }
 
     pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {
         self.n = 0;
         let mut cols = Vec::new();
-        self.edge.finish(&mut cols);
+        self.columns.finish_into(&mut cols);
         self.life.finish(&mut cols);
         cols
     }
 }
 
+pub(crate) type EdgeHistoryRows = HistoryRows<EdgeColumns>;
+pub(crate) type QstrHistoryRows = HistoryRows<QstrColumns>;
+
 fn push_edge(rows: &mut EdgeHistoryRows, o: &OpenEdge, end: &str) {
     if o.seen {
-        rows.push(o, end, o.primed);
+        rows.push(&o.row, o.first, o.last, end, o.primed);
     }
 }
 
@@ -438,7 +442,7 @@ struct OpenQstr {
 
 fn push_qstr(rows: &mut QstrHistoryRows, o: &OpenQstr, end: &str) {
     if o.seen {
-        rows.push(o, end, o.primed);
+        rows.push(&o.row, o.first, o.last, end, o.primed);
     }
 }
 
@@ -446,29 +450,6 @@ fn sorted_qstrs(r: &SnapshotReport) -> Vec<&crate::decode::QstrRow> {
     let mut current: Vec<&crate::decode::QstrRow> = r.qstrs.iter().collect();
     current.sort_by_key(|q| (q.id, q.address));
     current
-}
-
-#[derive(Default)]
-pub(crate) struct QstrHistoryRows {
-    pub(crate) n: usize,
-    qstr: QstrColumns,
-    life: LifetimeColumns,
-}
-
-impl QstrHistoryRows {
-    fn push(&mut self, q: &OpenQstr, end: &str, open_start: bool) {
-        self.qstr.push(&q.row);
-        self.life.push(q.first, q.last, end, open_start);
-        self.n += 1;
-    }
-
-    pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {
-        self.n = 0;
-        let mut cols = Vec::new();
-        self.qstr.finish(&mut cols);
-        self.life.finish(&mut cols);
-        cols
-    }
 }
 
 /// Qstr lifetimes: interned strings only disappear when the interpreter restarts.
