@@ -82,3 +82,27 @@ print(json.dumps([[v if isinstance(v, (int, float, str, bool)) or v is None else
     assert!(out.status.success(), "duckdb failed:\n{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("json rows")
 }
+
+/// Every table a run with `TableSet::ALL` writes from the dump (not `symbols`).
+pub const DECODED_TABLES: [&str; 11] = [
+    "snapshots",
+    "blocks",
+    "edges",
+    "qstrs",
+    "strings",
+    "free_runs",
+    "allocations",
+    "edge_history",
+    "qstr_history",
+    "type_histogram",
+    "free_run_histogram",
+];
+
+/// The two output folders hold byte-identical files for every table in `tables`.
+pub fn assert_same_tables(a: &Path, b: &Path, tables: &[&str], what: &str) {
+    for t in tables {
+        let x = std::fs::read(a.join(format!("{t}.parquet"))).expect("table in the first folder");
+        let y = std::fs::read(b.join(format!("{t}.parquet"))).expect("table in the second folder");
+        assert!(x == y, "{t} differs: {what}");
+    }
+}

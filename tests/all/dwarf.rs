@@ -78,11 +78,7 @@ fn an_elf_with_debug_info_needs_no_profile() {
     let (a, b) = (c.dir.path().join("map"), c.dir.path().join("elf"));
     session(&c.inputs).analyze(&a, &options, &Silent).unwrap();
     s.analyze(&b, &options, &Silent).unwrap();
-    for t in ["snapshots", "blocks", "edges", "qstrs", "strings", "allocations", "edge_history"] {
-        let x = std::fs::read(a.join(format!("{t}.parquet"))).unwrap();
-        let y = std::fs::read(b.join(format!("{t}.parquet"))).unwrap();
-        assert!(x == y, "{t} differs between the DWARF-derived and the default profile");
-    }
+    crate::common::assert_same_tables(&a, &b, &crate::common::DECODED_TABLES, "DWARF-derived vs default profile");
 }
 
 #[test]
@@ -208,9 +204,5 @@ fn a_micropython_elf_with_debug_info_needs_no_profile() {
     let (a, b) = (dir.path().join("shipped"), dir.path().join("derived"));
     shipped.analyze(&a, &options, &Silent).unwrap();
     s.analyze(&b, &options, &Silent).unwrap();
-    for t in ["snapshots", "blocks", "edges", "qstrs", "strings", "allocations", "edge_history"] {
-        let x = std::fs::read(a.join(format!("{t}.parquet"))).unwrap();
-        let y = std::fs::read(b.join(format!("{t}.parquet"))).unwrap();
-        assert!(x == y, "{t} differs between the shipped and the derived MicroPython profile");
-    }
+    crate::common::assert_same_tables(&a, &b, &crate::common::DECODED_TABLES, "shipped vs derived MicroPython profile");
 }

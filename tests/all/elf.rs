@@ -86,21 +86,7 @@ fn elf_input_gives_the_same_tables_as_bin_and_map() {
     // The flash image is rebuilt from the ELF's loadable section, byte for byte.
     assert_eq!(s.firmware.flash, std::fs::read(c.dir.path().join("firmware.bin")).unwrap());
     s.analyze(&b, &options, &Silent).unwrap();
-    for t in [
-        "snapshots",
-        "blocks",
-        "edges",
-        "qstrs",
-        "strings",
-        "free_runs",
-        "allocations",
-        "edge_history",
-        "type_histogram",
-    ] {
-        let x = std::fs::read(a.join(format!("{t}.parquet"))).unwrap();
-        let y = std::fs::read(b.join(format!("{t}.parquet"))).unwrap();
-        assert!(x == y, "{t} differs between ELF and bin+map input");
-    }
+    crate::common::assert_same_tables(&a, &b, &crate::common::DECODED_TABLES, "ELF vs bin+map input");
 }
 
 #[test]

@@ -10,21 +10,6 @@ use heapvis::tables::TableSet;
 
 use crate::common::{capture, decode_all, python, session};
 
-const TABLES: [&str; 12] = [
-    "snapshots",
-    "blocks",
-    "edges",
-    "qstrs",
-    "strings",
-    "free_runs",
-    "allocations",
-    "edge_history",
-    "qstr_history",
-    "type_histogram",
-    "free_run_histogram",
-    "symbols",
-];
-
 fn py(script: &str, dir: &std::path::Path) -> String {
     let out = Command::new(python()).arg("-c").arg(script).arg(dir).output().expect("python3");
     assert!(out.status.success(), "python failed:\n{}", String::from_utf8_lossy(&out.stderr));
@@ -113,11 +98,10 @@ fn output_is_byte_identical_whatever_the_thread_count() {
         s.analyze(&out, &options, &Silent).unwrap();
         outputs.push(out);
     }
-    for t in TABLES {
-        let a = std::fs::read(outputs[0].join(format!("{t}.parquet"))).unwrap();
-        for o in &outputs[1..] {
-            assert!(a == std::fs::read(o.join(format!("{t}.parquet"))).unwrap(), "{t} differs between thread counts");
-        }
+    let mut tables = crate::common::DECODED_TABLES.to_vec();
+    tables.push("symbols");
+    for o in &outputs[1..] {
+        crate::common::assert_same_tables(&outputs[0], o, &tables, "thread counts and windows");
     }
 }
 
