@@ -12,13 +12,13 @@ use std::sync::mpsc::sync_channel;
 
 use rayon::prelude::*;
 
-use crate::decode::{DecodeOptions, Decoder};
+use crate::decode::{DecodeCache, DecodeOptions, Decoder};
 use crate::dump::{Dump, Selection};
 use crate::error::{Error, Result};
 use crate::firmware::{dwarf, Firmware, FirmwareFiles, InputPaths};
 use crate::profile::Profile;
 use crate::render::{self, Canvas, ChartPoint, FrameLayout, MovieSpec};
-use crate::tables::{OutputLayout, SnapshotOutcome, TableSet, TableSink};
+use crate::tables::{OutputLayout, PreparedOutcome, Preparer, TableSet, TableSink};
 
 /// Reports progress and warnings; the CLI draws them, tests ignore them.
 pub trait Progress: Sync {
@@ -39,8 +39,10 @@ pub struct AnalyzeOptions {
     pub tables: TableSet,
     /// Worker threads; `None` uses one per core.
     pub threads: Option<usize>,
-    /// Snapshots decoded per parallel window.
-    pub window: usize,
+    /// Snapshots one worker decodes in a row, each diffed against the one before
+    /// it (the first goes whole to the writer); `None` picks by snapshot size.
+    /// The tables do not depend on it, nor on the thread count.
+    pub run: Option<usize>,
     /// Heap-layout frames and the movie, rendered in the same pass as the decode.
     pub render: Option<RenderOptions>,
     /// One file per table, or a folder of part files per table (shards).
@@ -53,7 +55,7 @@ impl Default for AnalyzeOptions {
             selection: Selection::All,
             tables: TableSet::DEFAULT,
             threads: None,
-            window: 64,
+            run: None,
             render: None,
             layout: OutputLayout::Files,
         }
@@ -79,11 +81,18 @@ impl Default for RenderOptions {
     }
 }
 
+/// Snapshots per run (see [`AnalyzeOptions::run`]): about 4 MiB of dump, from 4 to
+/// 64 snapshots. Longer runs send the writer fewer whole snapshots; shorter ones
+/// keep the mapped window, and so the resident set, small.
+fn default_run(snapshot_bytes: u64) -> u64 {
+    ((4u64 << 20) / snapshot_bytes.max(1)).clamp(4, 64)
+}
+
 /// One snapshot's work as it leaves a worker: its rows, and its frame (pixels, and
 /// the PNG bytes when frame files are wanted).
-struct Decoded {
+struct Decoded<'f> {
     index: u64,
-    outcome: SnapshotOutcome,
+    outcome: PreparedOutcome<'f>,
     frame: Option<(Canvas, Option<Result<Vec<u8>>>)>,
 }
 
@@ -223,17 +232,22 @@ impl Session {
         let mut sink = sink;
         let neighbour = |i: u64| dump.snapshot(i).and_then(|ram| decoder.decode(i, ram).ok());
         if let Some(before) = range.start.checked_sub(1).and_then(neighbour) {
-            sink.prime(&before);
+            sink.prime(before);
         }
         let after = neighbour(range.end);
         let snapshot_bytes = self.dump.snapshot_bytes();
         progress.start(range.end - range.start, (range.end - range.start) * snapshot_bytes);
 
-        // At most `window` snapshots and about 2 MiB of dump per parallel window:
-        // the decoded rows of a window (about 1 KB per object) are what is in flight,
-        // and small windows keep that, and the allocator's high-water mark, small.
-        let by_bytes = ((2u64 << 20) / snapshot_bytes.max(1)).max(2 * pool.current_num_threads() as u64);
-        let window = (options.window.max(1) as u64).min(by_bytes);
+        // Work is cut into runs of consecutive snapshots, each decoded in order by
+        // one worker so it can send the writer only what changed since the
+        // snapshot before. Runs start at fixed offsets from the range's start, so
+        // the cut does not depend on the thread count. A window holds one run per
+        // thread and is mapped on its own; at most one is being decoded and one
+        // waits for the writer, so memory is bounded by the window, not the dump.
+        let run_len = options.run.map_or_else(|| default_run(snapshot_bytes), |r| r.max(1) as u64);
+        let window = run_len * pool.current_num_threads().max(1) as u64;
+        let tables = options.tables;
+        let firmware = &self.firmware;
         let (tx, rx) = sync_channel::<Vec<Decoded>>(1);
         let movie_slot = &mut movie;
         let result: Result<TableSink> = std::thread::scope(|scope| {
@@ -270,36 +284,38 @@ impl Session {
             let mut start = range.start;
             while start < range.end {
                 let end = (start + window).min(range.end);
-                // Each window is mapped on its own and unmapped when decoded: the
-                // rows own their data, so at most one window is resident however
-                // long the dump.
-                let mapped = match dump.window(start..end) {
-                    Ok(w) => w,
-                    Err(e) => return Err(e),
-                };
-                let batch: Vec<Decoded> = pool.install(|| {
-                    (start..end)
-                        .into_par_iter()
-                        .map(|i| {
-                            let ram = mapped.snapshot(i).unwrap_or(&[]);
-                            let outcome = decoder.decode(i, ram);
-                            let frame = match (&layout, render) {
-                                (Some(l), Some(r)) if (i - range.start) % r.step.max(1) == 0 => {
-                                    let canvas = match &outcome {
-                                        Ok(report) => l.render(report, &run_label),
-                                        Err(e) => l.render_error(i, &e.to_string()),
+                let runs: Vec<Range<u64>> =
+                    (start..end).step_by(run_len as usize).map(|a| a..(a + run_len).min(end)).collect();
+                let batch: Result<Vec<Vec<Decoded>>> = pool.install(|| {
+                    runs.into_par_iter()
+                        .map(|run| {
+                            // Each run is mapped (and faulted in) by its worker and
+                            // unmapped when decoded: the rows own their data.
+                            let mapped = dump.window(run.clone())?;
+                            let mut preparer = Preparer::new(tables, firmware);
+                            let mut cache = DecodeCache::default();
+                            Ok(run
+                                .map(|i| {
+                                    let ram = mapped.snapshot(i).unwrap_or(&[]);
+                                    let outcome = decoder.decode_with(i, ram, &mut cache);
+                                    let frame = match (&layout, render) {
+                                        (Some(l), Some(r)) if (i - range.start) % r.step.max(1) == 0 => {
+                                            let canvas = match &outcome {
+                                                Ok(report) => l.render(report, &run_label),
+                                                Err(e) => l.render_error(i, &e.to_string()),
+                                            };
+                                            let png = r.frames_dir.as_ref().map(|_| render::png_bytes(&canvas));
+                                            Some((canvas, png))
+                                        }
+                                        _ => None,
                                     };
-                                    let png = r.frames_dir.as_ref().map(|_| render::png_bytes(&canvas));
-                                    Some((canvas, png))
-                                }
-                                _ => None,
-                            };
-                            Decoded { index: i, outcome, frame }
+                                    Decoded { index: i, outcome: preparer.prepare(outcome), frame }
+                                })
+                                .collect())
                         })
                         .collect()
                 });
-                drop(mapped);
-                if tx.send(batch).is_err() {
+                if tx.send(batch?.into_iter().flatten().collect()).is_err() {
                     break; // the writer stopped on an error; it reports it below
                 }
                 start = end;
@@ -310,7 +326,7 @@ impl Session {
         });
         let sink = result?;
         let (written, failed) = (sink.written, sink.failed);
-        let mut files = sink.finish(after.as_ref())?;
+        let mut files = sink.finish(after)?;
         if let Some(m) = movie.take() {
             m.finish()?;
             files.extend(render.and_then(|r| r.movie.clone()));

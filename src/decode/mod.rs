@@ -10,8 +10,9 @@ pub mod bytecode;
 pub mod geometry;
 pub mod qstr;
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use crate::error::DecodeError;
 use crate::firmware::Firmware;
@@ -154,7 +155,7 @@ pub struct QstrRow {
     pub address: u64,
     pub hash: u64,
     pub length: u64,
-    pub text: String,
+    pub text: Arc<str>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -164,7 +165,7 @@ pub struct StringRow {
     pub owner: Option<u64>,
     pub source: &'static str,
     pub length: u64,
-    pub text: String,
+    pub text: Arc<str>,
 }
 
 /// Everything decoded from one snapshot.
@@ -203,8 +204,22 @@ pub struct Decoder<'f> {
     pub options: DecodeOptions,
     /// Names of the RAM words outside the heap (where roots sit), made once: the
     /// same few roots recur in every snapshot.
-    root_names: HashMap<u64, Arc<str>>,
+    root_names: FxHashMap<u64, Arc<str>>,
 }
+
+/// What one worker carries from a snapshot to the next of its run: texts already
+/// made, and the previous snapshot's row counts to size the next one's vectors.
+/// It never changes what a decode returns, only how much it allocates.
+#[derive(Default)]
+pub struct DecodeCache {
+    texts: qstr::TextCache,
+    /// Map keys that are not qstrs (small ints, addresses), formatted.
+    keys: FxHashMap<u64, Arc<str>>,
+    edges: usize,
+}
+
+/// Map keys formatted per run at most (see [`qstr::TextCache`]).
+const MAX_CACHED_KEYS: usize = 1 << 16;
 
 const NO_ALLOC: u32 = u32::MAX;
 
@@ -237,7 +252,7 @@ impl Heap<'_> {
 impl<'f> Decoder<'f> {
     pub fn new(firmware: &'f Firmware, profile: &'f Profile, options: DecodeOptions) -> Self {
         let geometry = HeapGeometry::from_gc_init(firmware.heap_start, firmware.heap_bytes, &profile.heap);
-        let mut root_names = HashMap::new();
+        let mut root_names = FxHashMap::default();
         if let Ok(g) = &geometry {
             let word = profile.heap.word_bytes as u64;
             let mut a = firmware.ram_start.div_ceil(word) * word;
@@ -305,6 +320,11 @@ impl<'f> Decoder<'f> {
     }
 
     pub fn decode(&self, index: u64, ram: &[u8]) -> Result<SnapshotReport, DecodeError> {
+        self.decode_with(index, ram, &mut DecodeCache::default())
+    }
+
+    /// [`Decoder::decode`], reusing what `cache` kept from the snapshots before.
+    pub fn decode_with(&self, index: u64, ram: &[u8], cache: &mut DecodeCache) -> Result<SnapshotReport, DecodeError> {
         let fw = self.firmware;
         let mem = self.memory(ram);
         let (g, geometry_source) = match self.geometry_from_state(&mem) {
@@ -448,7 +468,7 @@ impl<'f> Decoder<'f> {
                             owner: Some(addr_of(i)),
                             source: "str",
                             length: len,
-                            text: String::from_utf8_lossy(text).into_owned(),
+                            text: cache.texts.text(text),
                         });
                     }
                 }
@@ -484,7 +504,7 @@ impl<'f> Decoder<'f> {
                         owner: None,
                         source: "readline_hist",
                         length: text.len() as u64,
-                        text: String::from_utf8_lossy(text).into_owned(),
+                        text: cache.texts.text(text),
                     });
                 }
             }
@@ -509,7 +529,7 @@ impl<'f> Decoder<'f> {
                     address: d.address,
                     hash: d.hash,
                     length: d.text.len() as u64,
-                    text: String::from_utf8_lossy(&d.text).into_owned(),
+                    text: cache.texts.text(d.text),
                 });
             }
         }
@@ -522,7 +542,7 @@ impl<'f> Decoder<'f> {
             if kinds[i] == Kind::Type {
                 let (at, size) = (objects.type_name_offset as usize, objects.type_name_bytes.min(8) as usize);
                 let q = bytes_of(i).get(at..at + size).map(crate::memory::le_word);
-                names[i] = q.and_then(|q| qstrs.text(q));
+                names[i] = q.and_then(|q| qstrs.text(q, &mut cache.texts));
             }
         }
         for i in 0..allocs.len() {
@@ -547,12 +567,12 @@ impl<'f> Decoder<'f> {
                 let Immediate::Qstr(kq) = self.profile.object_repr.decode(key, self.profile.heap.word_bytes) else {
                     continue;
                 };
-                if qstrs.text(kq).as_deref() != Some("__name__") {
+                if qstrs.text(kq, &mut cache.texts).as_deref() != Some("__name__") {
                     continue;
                 }
                 let value = word_at(bytes_of(table), 2 * k + 1).unwrap_or(0);
                 if let Immediate::Qstr(vq) = self.profile.object_repr.decode(value, self.profile.heap.word_bytes) {
-                    names[i] = qstrs.text(vq);
+                    names[i] = qstrs.text(vq, &mut cache.texts);
                 }
                 break;
             }
@@ -560,14 +580,14 @@ impl<'f> Decoder<'f> {
         for (fi, bi) in bytecodes {
             let p = bytecode::parse_prelude(bytes_of(bi), objects.bytecode_qstr_bytes);
             preludes[bi] = p;
-            let name = p.and_then(|p| p.simple_name).and_then(|q| qstrs.text(q));
+            let name = p.and_then(|p| p.simple_name).and_then(|q| qstrs.text(q, &mut cache.texts));
             names[fi] = name.clone();
             names[bi] = name;
         }
 
         // Pointer edges: every word whose value is a block-aligned RAM address.
         let map_tables: Vec<bool> = roles.iter().map(|r| *r == Kind::MapTable).collect();
-        let mut key_text: HashMap<u64, Arc<str>> = HashMap::new();
+        report.edges.reserve(cache.edges);
         for (i, is_map_table) in map_tables.iter().copied().enumerate() {
             let address = addr_of(i);
             let data = bytes_of(i);
@@ -584,15 +604,7 @@ impl<'f> Decoder<'f> {
                     let key = word_at(data, k - 1).unwrap_or(0);
                     // MP_OBJ_NULL and MP_OBJ_SENTINEL mark empty and deleted slots.
                     if key != 0 && key != 4 {
-                        let text = match key_text.get(&key) {
-                            Some(t) => t.clone(),
-                            None => {
-                                let t: Arc<str> = self.format_object(key, &mut qstrs).into();
-                                key_text.insert(key, t.clone());
-                                t
-                            }
-                        };
-                        map_key = Some(text);
+                        map_key = Some(self.key_text(key, &mut qstrs, cache));
                     }
                 }
                 report.edges.push(EdgeRow {
@@ -654,7 +666,25 @@ impl<'f> Decoder<'f> {
             });
         }
         report.strings = strings;
+        cache.edges = report.edges.len();
         Ok(report)
+    }
+
+    /// A map key as the reference prints it; qstrs are looked up in this snapshot's
+    /// pools, other keys are formatted once per run.
+    fn key_text(&self, key: u64, qstrs: &mut qstr::QstrReader, cache: &mut DecodeCache) -> Arc<str> {
+        let repr = self.profile.object_repr;
+        if let Immediate::Qstr(q) = repr.decode(key, self.profile.heap.word_bytes) {
+            return qstrs.text(q, &mut cache.texts).unwrap_or_else(|| Arc::from(format!("<qstr {q}>")));
+        }
+        if let Some(t) = cache.keys.get(&key) {
+            return Arc::clone(t);
+        }
+        let t: Arc<str> = self.format_object(key, qstrs, &mut cache.texts).into();
+        if cache.keys.len() < MAX_CACHED_KEYS {
+            cache.keys.insert(key, Arc::clone(&t));
+        }
+        t
     }
 
     /// Which object representation the snapshot's `__main__` globals use: their
@@ -694,10 +724,10 @@ impl<'f> Decoder<'f> {
 
     /// An `mp_obj_t` as the reference prints a dict key: small ints in decimal,
     /// qstrs as their text, anything else as a hex address.
-    pub fn format_object(&self, obj: u64, qstrs: &mut qstr::QstrReader) -> String {
+    pub fn format_object(&self, obj: u64, qstrs: &mut qstr::QstrReader, texts: &mut qstr::TextCache) -> String {
         match self.profile.object_repr.decode(obj, self.profile.heap.word_bytes) {
             Immediate::SmallInt(v) => v.to_string(),
-            Immediate::Qstr(q) => qstrs.text(q).map_or_else(|| format!("<qstr {q}>"), |t| t.to_string()),
+            Immediate::Qstr(q) => qstrs.text(q, texts).map_or_else(|| format!("<qstr {q}>"), |t| t.to_string()),
             Immediate::Object(p) => format!("0x{p:08x}"),
         }
     }

@@ -4,8 +4,10 @@
 //! The chain and every length in it come from the dump, so walks are bounded by a
 //! step count and a visited set, and entry counts by the bytes actually there.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use crate::memory::{le_word, Memory};
 use crate::profile::{Profile, QstrPoolFormat};
@@ -26,10 +28,35 @@ pub struct PoolHeader {
 
 /// A qstr's stored form: hash, length and the bytes, at `address`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QstrData {
+pub struct QstrData<'m> {
     pub address: u64,
     pub hash: u64,
-    pub text: Vec<u8>,
+    pub text: &'m [u8],
+}
+
+/// Texts already made, by their bytes: consecutive snapshots hold the same qstrs,
+/// keys and names, so one worker makes each text once per run of snapshots and
+/// shares it (as equal `Arc`s, which also compare by pointer first).
+#[derive(Default)]
+pub struct TextCache {
+    texts: FxHashMap<Box<[u8]>, Arc<str>>,
+}
+
+/// Texts kept per run at most: input-controlled data cannot make the cache grow
+/// without bound (past it, texts are made afresh each time).
+const MAX_CACHED_TEXTS: usize = 1 << 16;
+
+impl TextCache {
+    pub fn text(&mut self, bytes: &[u8]) -> Arc<str> {
+        if let Some(t) = self.texts.get(bytes) {
+            return Arc::clone(t);
+        }
+        let t: Arc<str> = Arc::from(String::from_utf8_lossy(bytes).as_ref());
+        if self.texts.len() < MAX_CACHED_TEXTS {
+            self.texts.insert(bytes.into(), Arc::clone(&t));
+        }
+        t
+    }
 }
 
 pub struct QstrReader<'m> {
@@ -43,7 +70,8 @@ pub struct QstrReader<'m> {
     lengths_word: u64,
     /// Every pool reachable from `last_pool`, newest first (RAM and flash).
     pub chain: Vec<PoolHeader>,
-    cache: HashMap<u64, Option<Arc<str>>>,
+    /// Id → text in this snapshot.
+    cache: FxHashMap<u64, Option<Arc<str>>>,
 }
 
 impl<'m> QstrReader<'m> {
@@ -58,7 +86,7 @@ impl<'m> QstrReader<'m> {
             hashes_word: profile.qstr.hashes_word.map(u64::from),
             lengths_word: profile.qstr.lengths_word as u64,
             chain: Vec::new(),
-            cache: HashMap::new(),
+            cache: FxHashMap::default(),
         };
         let mut seen = HashSet::new();
         let mut pool = last_pool;
@@ -89,13 +117,13 @@ impl<'m> QstrReader<'m> {
     /// Entries `0..n` of one pool with their data, `n` = `len` capped by
     /// `max_entries` (what the pool's block can hold). `alloc` is no bound: the ROM
     /// pool's is set small on purpose so the first RAM pool gets a sensible size.
-    pub fn entries(&self, h: &PoolHeader, max_entries: u64) -> Vec<(u64, QstrData)> {
+    pub fn entries(&self, h: &PoolHeader, max_entries: u64) -> Vec<(u64, QstrData<'m>)> {
         let n = h.len.min(max_entries);
         (0..n).filter_map(|i| Some((h.total_prev_len.checked_add(i)?, self.entry_data(h, i)?))).collect()
     }
 
     /// Entry `i` of pool `h`: where its text is, its hash and its text.
-    fn entry_data(&self, h: &PoolHeader, i: u64) -> Option<QstrData> {
+    fn entry_data(&self, h: &PoolHeader, i: u64) -> Option<QstrData<'m>> {
         let ptr = self.entry(h.address, i)?;
         match self.format {
             QstrPoolFormat::Prefixed => self.data_at(ptr),
@@ -111,22 +139,22 @@ impl<'m> QstrReader<'m> {
                     None => 0,
                 };
                 let text = self.mem.bytes(ptr, len, "qstr data").ok()?;
-                Some(QstrData { address: ptr, hash, text: text.to_vec() })
+                Some(QstrData { address: ptr, hash, text })
             }
         }
     }
 
     /// Hash, length prefix and bytes of the qstr stored at `address`.
-    pub fn data_at(&self, address: u64) -> Option<QstrData> {
+    pub fn data_at(&self, address: u64) -> Option<QstrData<'m>> {
         let prefix = self.mem.bytes(address, self.hash_bytes + self.len_bytes, "qstr data").ok()?;
         let hash = le_word(prefix.get(..self.hash_bytes as usize)?);
         let len = le_word(prefix.get(self.hash_bytes as usize..)?);
         let text = self.mem.bytes(address + self.hash_bytes + self.len_bytes, len, "qstr data").ok()?;
-        Some(QstrData { address, hash, text: text.to_vec() })
+        Some(QstrData { address, hash, text })
     }
 
     /// Text of qstr `id`, found in the pool whose range holds it.
-    pub fn text(&mut self, id: u64) -> Option<Arc<str>> {
+    pub fn text(&mut self, id: u64, texts: &mut TextCache) -> Option<Arc<str>> {
         if let Some(hit) = self.cache.get(&id) {
             return hit.clone();
         }
@@ -135,7 +163,7 @@ impl<'m> QstrReader<'m> {
             .iter()
             .find(|h| id >= h.total_prev_len && id - h.total_prev_len < h.len)
             .and_then(|h| self.entry_data(h, id - h.total_prev_len))
-            .map(|d| Arc::from(String::from_utf8_lossy(&d.text).as_ref()));
+            .map(|d| texts.text(d.text));
         self.cache.insert(id, found.clone());
         found
     }

@@ -3,22 +3,411 @@
 //! in every snapshot.
 //!
 //! MicroPython's GC never moves objects, so an allocation is identified by its
-//! address, length and first word's type until it is freed. The trackers diff each
-//! snapshot against the previous one in snapshot order (they run in the writer),
-//! by a merge over rows the decoder already emits sorted, so the cost is linear in
-//! the live heap and memory is bounded by it, not by the dump.
+//! address, length and first word's type until it is freed.
+//!
+//! The work is split so that the one writer thread does as little as possible:
+//! - each decoding worker turns a snapshot into [`LifetimeRows`] (what the trackers
+//!   need of it, sorted by key) and, walking a run of consecutive snapshots, diffs
+//!   it against the previous one into [`Changes`]: only the rows that differ, and
+//!   the keys that went away. Consecutive snapshots of a soak test differ by an
+//!   allocation or two, so that is a handful of rows instead of the whole heap;
+//! - the writer applies the changes, in snapshot order, to one [`Tracker`] per
+//!   entity. A run's first snapshot (and a worker's first) comes whole, and is
+//!   merged against the tracker's state: both paths end in the same per-key rule,
+//!   so the tables do not depend on how snapshots were split among workers.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanBuilder, StringBuilder, UInt64Builder};
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 
 use super::per_snapshot::{arc, dict, edge_fields, f, qstr_fields, Columns, Dict, EdgeColumns, QstrColumns};
-use crate::decode::{EdgeRow, Kind, SnapshotReport};
+use crate::decode::{EdgeRow, Kind, QstrRow, SnapshotReport};
 use crate::firmware::Firmware;
 
-/// How an allocation's life ended.
+/// One entity whose lifetime is tracked across snapshots.
+pub(crate) trait Lifetime: Clone + PartialEq {
+    type Key: Ord + Clone;
+    fn key(&self) -> Self::Key;
+    /// Whether `new`, seen at the open instance's key, is the same instance.
+    fn continues(open: &Self, new: &Self) -> bool;
+    /// Folds a later sight of the same instance into the open one.
+    fn update(open: &mut Self, new: &Self);
+}
+
+/// Sorts by key and keeps the first row of each key (input-controlled data may
+/// repeat one).
+fn sorted_unique<T: Lifetime>(mut rows: Vec<T>) -> Vec<T> {
+    if !rows.is_sorted_by(|a, b| a.key() < b.key()) {
+        rows.sort_by_key(|r| r.key());
+        rows.dedup_by(|b, a| a.key() == b.key());
+    }
+    rows
+}
+
+/// One snapshot's rows for the trackers, or what changed since the snapshot before.
+#[derive(Clone, Debug)]
+pub(crate) struct Changes<T: Lifetime> {
+    /// `rows` is the whole snapshot (and `gone` is empty): keys the tracker has
+    /// open and `rows` lacks are gone.
+    pub(crate) full: bool,
+    /// Rows new or different since the previous snapshot (all rows when `full`).
+    pub(crate) rows: Vec<T>,
+    /// Keys of the previous snapshot absent from this one.
+    pub(crate) gone: Vec<T::Key>,
+}
+
+impl<T: Lifetime> Changes<T> {
+    pub(crate) fn full(rows: &[T]) -> Self {
+        Changes { full: true, rows: rows.to_vec(), gone: Vec::new() }
+    }
+
+    /// A merge of two sorted snapshots: linear, and allocating only for the changes.
+    pub(crate) fn between(prev: &[T], cur: &[T]) -> Self {
+        let (mut rows, mut gone) = (Vec::new(), Vec::new());
+        let mut old = prev.iter().peekable();
+        for row in cur {
+            let key = row.key();
+            while let Some(o) = old.next_if(|o| o.key() < key) {
+                gone.push(o.key());
+            }
+            match old.next_if(|o| o.key() == key) {
+                Some(o) if o == row => {}
+                _ => rows.push(row.clone()),
+            }
+        }
+        gone.extend(old.map(|o| o.key()));
+        Changes { full: false, rows, gone }
+    }
+}
+
+/// How an open instance left the tracker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Absent from a later snapshot of the run, or from the snapshot after it.
+    Ended,
+    /// Still there in the snapshot after the run's range (the next shard has it).
+    Continues,
+    /// Still there at the end of the dump.
+    Live,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Open<T> {
+    pub(crate) item: T,
+    pub(crate) first: u64,
+    /// Seen in the snapshot before the run's range (the lead-in): it started earlier.
+    pub(crate) primed: bool,
+    /// Seen inside the run's range (a primed instance gone at once is not).
+    seen: bool,
+}
+
+/// The instances open after the last snapshot applied, by key.
+///
+/// A run over `A..B` may be one part of a dump: it is primed with snapshot `A-1`
+/// (what is there started before the part: `open_start`) and finished with
+/// snapshot `B` (what is gone there ended at `B-1`; what is still there
+/// `continues` into the next part). Only the dump's last snapshot leaves instances
+/// `live`. Parts therefore stitch exactly. Every open instance was in the last
+/// snapshot applied, so its last snapshot is that one: it is not stored.
+pub(crate) struct Tracker<T: Lifetime> {
+    open: BTreeMap<T::Key, Open<T>>,
+    last: u64,
+}
+
+impl<T: Lifetime> Tracker<T> {
+    pub(crate) fn new() -> Self {
+        Tracker { open: BTreeMap::new(), last: 0 }
+    }
+
+    /// Takes the snapshot before the run's range as the starting state.
+    pub(crate) fn prime(&mut self, index: u64, rows: &[T]) {
+        self.apply(index, &Changes::full(rows), |_, _, _| {});
+        for o in self.open.values_mut() {
+            o.primed = true;
+            o.seen = false;
+        }
+    }
+
+    /// Applies snapshot `index`; instances that ended go to `ended` (with their
+    /// last snapshot) in key order. Primed instances never seen in the range are
+    /// the previous part's and are dropped silently.
+    pub(crate) fn apply(&mut self, index: u64, changes: &Changes<T>, mut ended: impl FnMut(&Open<T>, u64, Ending)) {
+        let last = self.last;
+        let mut close = |o: Open<T>| {
+            if o.seen {
+                ended(&o, last, Ending::Ended);
+            }
+        };
+        let gone: Vec<T::Key> = if changes.full {
+            // Everything open whose key the snapshot lacks (both sides sorted).
+            let mut rows = changes.rows.iter().map(|r| r.key()).peekable();
+            let mut gone = Vec::new();
+            for k in self.open.keys() {
+                while rows.next_if(|r| r < k).is_some() {}
+                if rows.peek() != Some(k) {
+                    gone.push(k.clone());
+                }
+            }
+            gone
+        } else {
+            Vec::new()
+        };
+        let gone = if changes.full { &gone } else { &changes.gone };
+        // Both lists are sorted and disjoint: walk them together so ended rows come
+        // out in key order, whichever way the snapshot arrived.
+        let mut gone = gone.iter().peekable();
+        for row in &changes.rows {
+            let key = row.key();
+            while let Some(k) = gone.next_if(|k| **k < key) {
+                if let Some(o) = self.open.remove(k) {
+                    close(o);
+                }
+            }
+            match self.open.get_mut(&key) {
+                Some(o) if T::continues(&o.item, row) => {
+                    T::update(&mut o.item, row);
+                    if !o.seen {
+                        // First sight inside the range of an instance from before it.
+                        o.first = index;
+                        o.seen = true;
+                    }
+                }
+                found => {
+                    if found.is_some() {
+                        if let Some(o) = self.open.remove(&key) {
+                            close(o);
+                        }
+                    }
+                    self.open.insert(key, Open { item: row.clone(), first: index, primed: false, seen: true });
+                }
+            }
+        }
+        for k in gone {
+            if let Some(o) = self.open.remove(k) {
+                close(o);
+            }
+        }
+        self.last = index;
+    }
+
+    /// Ends the run: with `next` (the snapshot after the range, sorted) what is gone
+    /// there ended and the rest continues; without it (the dump's end) what is left
+    /// is live. Instances come out in key order.
+    pub(crate) fn finish(&mut self, next: Option<&[T]>, mut ended: impl FnMut(&Open<T>, u64, Ending)) {
+        let mut there = next.unwrap_or(&[]).iter().peekable();
+        for (key, o) in std::mem::take(&mut self.open) {
+            if !o.seen {
+                continue;
+            }
+            let how = match next {
+                None => Ending::Live,
+                Some(_) => {
+                    while there.next_if(|t| t.key() < key).is_some() {}
+                    match there.peek() {
+                        Some(t) if t.key() == key && T::continues(&o.item, t) => Ending::Continues,
+                        _ => Ending::Ended,
+                    }
+                }
+            };
+            ended(&o, self.last, how);
+        }
+    }
+}
+
+/// What the allocation lifetimes need of one allocated block.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct AllocationSight {
+    address: u64,
+    blocks: u64,
+    /// The first word when it names a type in flash.
+    type_address: Option<u64>,
+    kind: &'static str,
+    name: Option<Arc<str>>,
+    /// For string data: the text of the `str` pointing at it.
+    text: Option<Arc<str>>,
+    has_finaliser: bool,
+}
+
+/// Same object as far as its type tells: both typed alike, or one not yet typed
+/// (an object under construction has a NULL first word).
+fn same_type(a: Option<u64>, b: Option<u64>) -> bool {
+    a.is_none() || b.is_none() || a == b
+}
+
+impl Lifetime for AllocationSight {
+    type Key = u64;
+    fn key(&self) -> u64 {
+        self.address
+    }
+    fn continues(open: &Self, new: &Self) -> bool {
+        open.blocks == new.blocks && same_type(open.type_address, new.type_address)
+    }
+    fn update(open: &mut Self, new: &Self) {
+        open.type_address = open.type_address.or(new.type_address);
+        // The latest kind and name (a role can come later: a table once its dict
+        // exists); the first text; a finaliser ever set.
+        open.kind = new.kind;
+        if new.name.is_some() && open.name != new.name {
+            open.name = new.name.clone();
+        }
+        if open.text.is_none() {
+            open.text = new.text.clone();
+        }
+        open.has_finaliser |= new.has_finaliser;
+    }
+}
+
+/// An edge's identity: where the pointer sits and what it holds.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct EdgeKey {
+    is_root: bool,
+    from: u64,
+    word: u32,
+    to: u64,
+}
+
+impl Lifetime for EdgeRow {
+    type Key = EdgeKey;
+    fn key(&self) -> EdgeKey {
+        match self.from_block {
+            Some(b) => EdgeKey { is_root: false, from: b, word: self.from_word.unwrap_or(0), to: self.to_address },
+            None => EdgeKey { is_root: true, from: self.root_address.unwrap_or(0), word: 0, to: self.to_address },
+        }
+    }
+    fn continues(_: &Self, _: &Self) -> bool {
+        true
+    }
+    /// Keeps the latest target block, head flag and map key.
+    fn update(open: &mut Self, new: &Self) {
+        if open != new {
+            *open = new.clone();
+        }
+    }
+}
+
+impl Lifetime for QstrRow {
+    type Key = (u64, u64);
+    fn key(&self) -> (u64, u64) {
+        (self.id, self.address)
+    }
+    /// Interned strings only change when the interpreter restarts and reuses the
+    /// slot: a different text is a different qstr.
+    fn continues(open: &Self, new: &Self) -> bool {
+        open.text == new.text
+    }
+    fn update(_: &mut Self, _: &Self) {}
+}
+
+/// What the trackers need of one snapshot, each list sorted by key.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LifetimeRows {
+    allocations: Vec<AllocationSight>,
+    edges: Vec<EdgeRow>,
+    qstrs: Vec<QstrRow>,
+    /// A snapshot with MARK states or orphan tails was logged by the sweep: what
+    /// vanished around it was swept, not freed.
+    collecting: bool,
+}
+
+/// One snapshot's changes for every tracker.
+#[derive(Clone, Debug)]
+pub(crate) struct LifetimeChanges {
+    allocations: Changes<AllocationSight>,
+    edges: Changes<EdgeRow>,
+    qstrs: Changes<QstrRow>,
+    collecting: bool,
+}
+
+impl LifetimeRows {
+    /// Takes what the wanted lifetimes need out of `r` (its edges and qstrs are
+    /// moved when `take` is set, cloned otherwise).
+    pub(crate) fn from_report(r: &mut SnapshotReport, want: Wanted, take: bool, fw: &Firmware) -> Self {
+        let allocations = if want.allocations {
+            // Texts by their data block; the last string row of a block wins.
+            let mut texts: Vec<(u64, &Arc<str>)> = r.strings.iter().rev().map(|s| (s.block, &s.text)).collect();
+            texts.sort_by_key(|t| t.0);
+            texts.dedup_by_key(|t| t.0);
+            let text_of = |block: u64| -> Option<Arc<str>> {
+                texts.binary_search_by_key(&block, |t| t.0).ok().map(|i| Arc::clone(texts[i].1))
+            };
+            r.blocks
+                .iter()
+                .map(|b| AllocationSight {
+                    address: b.address,
+                    blocks: b.blocks,
+                    type_address: b.type_address.filter(|a| fw.flash_names.contains_key(a)),
+                    kind: b.kind.name(),
+                    name: b.name.clone(),
+                    text: (b.kind == Kind::StringData).then(|| text_of(b.address)).flatten(),
+                    has_finaliser: b.has_finaliser,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        fn grab<T: Clone>(v: &mut Vec<T>, wanted: bool, take: bool) -> Vec<T> {
+            match (wanted, take) {
+                (false, _) => Vec::new(),
+                (true, true) => std::mem::take(v),
+                (true, false) => v.clone(),
+            }
+        }
+        let edges = grab(&mut r.edges, want.edges, take);
+        let qstrs = grab(&mut r.qstrs, want.qstrs, take);
+        LifetimeRows {
+            allocations: sorted_unique(allocations),
+            edges: sorted_unique(edges),
+            qstrs: sorted_unique(qstrs),
+            collecting: r.marked_blocks > 0 || r.orphan_tail_blocks > 0,
+        }
+    }
+
+    /// The changes from `prev` (the snapshot before, when the same worker decoded
+    /// it), or the whole snapshot.
+    pub(crate) fn changes_since(&self, prev: Option<&LifetimeRows>) -> LifetimeChanges {
+        match prev {
+            Some(p) => LifetimeChanges {
+                allocations: Changes::between(&p.allocations, &self.allocations),
+                edges: Changes::between(&p.edges, &self.edges),
+                qstrs: Changes::between(&p.qstrs, &self.qstrs),
+                collecting: self.collecting,
+            },
+            None => LifetimeChanges {
+                allocations: Changes::full(&self.allocations),
+                edges: Changes::full(&self.edges),
+                qstrs: Changes::full(&self.qstrs),
+                collecting: self.collecting,
+            },
+        }
+    }
+}
+
+/// Which lifetime tables a run writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Wanted {
+    pub(crate) allocations: bool,
+    pub(crate) edges: bool,
+    pub(crate) qstrs: bool,
+}
+
+impl Wanted {
+    pub(crate) fn any(&self) -> bool {
+        self.allocations || self.edges || self.qstrs
+    }
+}
+
+/// The three trackers and their tables' rows.
+pub(crate) struct Lifetimes {
+    allocations: Option<(Tracker<AllocationSight>, AllocationRows)>,
+    edges: Option<(Tracker<EdgeRow>, EdgeHistoryRows)>,
+    qstrs: Option<(Tracker<QstrRow>, QstrHistoryRows)>,
+    prev_collecting: bool,
+    bytes_per_block: u64,
+}
+
+/// How an allocation's life ended, when it was not still there.
 fn end_name(collecting: bool) -> &'static str {
     if collecting {
         "swept"
@@ -27,21 +416,82 @@ fn end_name(collecting: bool) -> &'static str {
     }
 }
 
-#[derive(Clone, Debug)]
-struct OpenAllocation {
-    address: u64,
-    blocks: u64,
-    type_address: Option<u64>,
-    kind: &'static str,
-    name: Option<Arc<str>>,
-    text: Option<String>,
-    has_finaliser: bool,
-    first: u64,
-    last: u64,
-    /// Seen in the snapshot before the run's range (the lead-in): it started earlier.
-    primed: bool,
-    /// Seen inside the run's range (a primed allocation gone at once is not).
-    seen: bool,
+fn ending_name(how: Ending, ended: &'static str) -> &'static str {
+    match how {
+        Ending::Ended => ended,
+        Ending::Continues => "continues",
+        Ending::Live => "live",
+    }
+}
+
+impl Lifetimes {
+    pub(crate) fn new(want: Wanted) -> Self {
+        Lifetimes {
+            allocations: want.allocations.then(|| (Tracker::new(), AllocationRows::default())),
+            edges: want.edges.then(|| (Tracker::new(), EdgeHistoryRows::default())),
+            qstrs: want.qstrs.then(|| (Tracker::new(), QstrHistoryRows::default())),
+            prev_collecting: false,
+            bytes_per_block: 16,
+        }
+    }
+
+    pub(crate) fn prime(&mut self, index: u64, rows: &LifetimeRows) {
+        if let Some((t, _)) = self.allocations.as_mut() {
+            t.prime(index, &rows.allocations);
+        }
+        if let Some((t, _)) = self.edges.as_mut() {
+            t.prime(index, &rows.edges);
+        }
+        if let Some((t, _)) = self.qstrs.as_mut() {
+            t.prime(index, &rows.qstrs);
+        }
+        self.prev_collecting = rows.collecting;
+    }
+
+    /// Applies one snapshot, in snapshot order; ended lifetimes become rows.
+    pub(crate) fn apply(&mut self, index: u64, bytes_per_block: u64, c: &LifetimeChanges, fw: &Firmware) {
+        self.bytes_per_block = bytes_per_block;
+        let freed = end_name(c.collecting || self.prev_collecting);
+        if let Some((t, rows)) = self.allocations.as_mut() {
+            t.apply(index, &c.allocations, |o, last, how| {
+                rows.push(o, last, ending_name(how, freed), bytes_per_block, fw)
+            });
+        }
+        if let Some((t, rows)) = self.edges.as_mut() {
+            t.apply(index, &c.edges, |o, last, how| rows.push(o, last, ending_name(how, "gone")));
+        }
+        if let Some((t, rows)) = self.qstrs.as_mut() {
+            t.apply(index, &c.qstrs, |o, last, how| rows.push(o, last, ending_name(how, "gone")));
+        }
+        self.prev_collecting = c.collecting;
+    }
+
+    /// Ends every open lifetime, looking at `next` (the snapshot after the range).
+    pub(crate) fn finish(&mut self, next: Option<&LifetimeRows>, fw: &Firmware) {
+        let freed = end_name(next.is_some_and(|n| n.collecting) || self.prev_collecting);
+        let bpb = self.bytes_per_block;
+        if let Some((t, rows)) = self.allocations.as_mut() {
+            t.finish(next.map(|n| &n.allocations[..]), |o, last, how| {
+                rows.push(o, last, ending_name(how, freed), bpb, fw)
+            });
+        }
+        if let Some((t, rows)) = self.edges.as_mut() {
+            t.finish(next.map(|n| &n.edges[..]), |o, last, how| rows.push(o, last, ending_name(how, "gone")));
+        }
+        if let Some((t, rows)) = self.qstrs.as_mut() {
+            t.finish(next.map(|n| &n.qstrs[..]), |o, last, how| rows.push(o, last, ending_name(how, "gone")));
+        }
+    }
+
+    pub(crate) fn allocation_rows(&mut self) -> Option<&mut AllocationRows> {
+        self.allocations.as_mut().map(|(_, r)| r)
+    }
+    pub(crate) fn edge_rows(&mut self) -> Option<&mut EdgeHistoryRows> {
+        self.edges.as_mut().map(|(_, r)| r)
+    }
+    pub(crate) fn qstr_rows(&mut self) -> Option<&mut QstrHistoryRows> {
+        self.qstrs.as_mut().map(|(_, r)| r)
+    }
 }
 
 /// Lifetime columns appended to an entity's own columns.
@@ -115,7 +565,8 @@ pub(crate) struct AllocationRows {
 }
 
 impl AllocationRows {
-    fn push(&mut self, a: &OpenAllocation, end: &str, bpb: u64, open_start: bool, fw: &Firmware) {
+    fn push(&mut self, o: &Open<AllocationSight>, last: u64, end: &str, bpb: u64, fw: &Firmware) {
+        let a = &o.item;
         self.address.append_value(a.address);
         self.blocks.append_value(a.blocks);
         self.bytes.append_value(a.blocks * bpb);
@@ -125,8 +576,8 @@ impl AllocationRows {
         self.name.append_option(a.name.as_deref());
         self.text.append_option(a.text.as_deref());
         self.has_finaliser.append_value(a.has_finaliser);
-        self.snapshots.append_value(a.last - a.first + 1);
-        self.life.push(a.first, a.last, end, open_start);
+        self.snapshots.append_value(last - o.first + 1);
+        self.life.push(o.first, last, end, o.primed);
         self.n += 1;
     }
 
@@ -149,163 +600,14 @@ impl AllocationRows {
     }
 }
 
-/// The type an allocation's first word names: a symbol in flash. Other first words
-/// (a list's first item, an immediate that happens to fall in flash) are no type.
-fn type_of(first_word_in_flash: Option<u64>, fw: &Firmware) -> Option<u64> {
-    first_word_in_flash.filter(|a| fw.flash_names.contains_key(a))
-}
-
-/// Same object as far as its type tells: both typed alike, or one not yet typed
-/// (an object under construction has a NULL first word).
-fn same_type(a: Option<u64>, b: Option<u64>) -> bool {
-    a.is_none() || b.is_none() || a == b
-}
-
-/// Allocation lifetimes across snapshots.
-///
-/// A run over `A..B` may be one part of a dump: it is primed with snapshot `A-1`
-/// (allocations alive there started before the part: `open_start`) and finished
-/// with snapshot `B` (what is gone there ended at `B-1`, freed or swept; what is
-/// still there `continues` into the next part). Only the dump's last snapshot
-/// leaves allocations `live`. Parts therefore stitch exactly.
-pub(crate) struct AllocationTracker {
-    open: Vec<OpenAllocation>,
-    bytes_per_block: u64,
-    prev_collecting: bool,
-}
-
-impl AllocationTracker {
-    pub(crate) fn new() -> Self {
-        AllocationTracker { open: Vec::new(), bytes_per_block: 16, prev_collecting: false }
-    }
-
-    /// Takes the snapshot before the run's range as the starting state.
-    pub(crate) fn prime(&mut self, r: &SnapshotReport, fw: &Firmware) {
-        self.observe(r, &mut AllocationRows::default(), fw);
-        for o in &mut self.open {
-            o.primed = true;
-            o.seen = false;
-        }
-    }
-
-    /// Diffs `r` against the previous snapshot; ended allocations become rows.
-    pub(crate) fn observe(&mut self, r: &SnapshotReport, rows: &mut AllocationRows, fw: &Firmware) {
-        self.bytes_per_block = r.geometry.bytes_per_block;
-        // A snapshot with MARK states or orphan tails was logged by the sweep.
-        let collecting = r.marked_blocks > 0 || r.orphan_tail_blocks > 0;
-        let end = end_name(collecting || self.prev_collecting);
-        let texts: HashMap<u64, &str> = r.strings.iter().map(|s| (s.block, s.text.as_str())).collect();
-        let mut next = Vec::with_capacity(r.blocks.len());
-        let mut old = std::mem::take(&mut self.open).into_iter().peekable();
-        for b in &r.blocks {
-            while let Some(o) = old.next_if(|o| o.address < b.address) {
-                self.close(&o, end, rows, fw);
-            }
-            // Only string data has text; skip the lookup for everything else.
-            let text = || (b.kind == Kind::StringData).then(|| texts.get(&b.address).map(|t| t.to_string())).flatten();
-            let ty = type_of(b.type_address, fw);
-            match old.next_if(|o| o.address == b.address) {
-                Some(mut o) if o.blocks == b.blocks && same_type(o.type_address, ty) => {
-                    o.type_address = o.type_address.or(ty);
-                    if !o.seen {
-                        // First sight inside the range of an object from before it.
-                        o.first = r.index;
-                        o.seen = true;
-                    }
-                    o.last = r.index;
-                    o.kind = b.kind.name();
-                    if b.name.is_some() && o.name != b.name {
-                        o.name = b.name.clone();
-                    }
-                    if o.text.is_none() {
-                        o.text = text();
-                    }
-                    o.has_finaliser |= b.has_finaliser;
-                    next.push(o);
-                    continue;
-                }
-                Some(o) => self.close(&o, end, rows, fw),
-                None => {}
-            }
-            next.push(OpenAllocation {
-                address: b.address,
-                blocks: b.blocks,
-                type_address: ty,
-                kind: b.kind.name(),
-                name: b.name.clone(),
-                text: text(),
-                has_finaliser: b.has_finaliser,
-                first: r.index,
-                last: r.index,
-                primed: false,
-                seen: true,
-            });
-        }
-        for o in old {
-            self.close(&o, end, rows, fw);
-        }
-        self.open = next;
-        self.prev_collecting = collecting;
-    }
-
-    fn close(&self, o: &OpenAllocation, end: &str, rows: &mut AllocationRows, fw: &Firmware) {
-        // A primed allocation never seen inside the range belongs to the part before.
-        if !o.seen {
-            return;
-        }
-        rows.push(o, end, self.bytes_per_block, o.primed, fw);
-    }
-
-    /// Ends the run: with `next` (the snapshot after the range) what is gone there
-    /// was freed or swept and the rest `continues`; without it (the dump's end) what
-    /// is left is `live`. Rows come out in address order.
-    pub(crate) fn finish(&mut self, next: Option<&SnapshotReport>, rows: &mut AllocationRows, fw: &Firmware) {
-        let Some(next) = next else {
-            for o in std::mem::take(&mut self.open) {
-                self.close(&o, "live", rows, fw);
-            }
-            return;
-        };
-        let collecting = next.marked_blocks > 0 || next.orphan_tail_blocks > 0;
-        let end = end_name(collecting || self.prev_collecting);
-        let mut there = next.blocks.iter().map(|b| (b.address, b.blocks, type_of(b.type_address, fw))).peekable();
-        for o in std::mem::take(&mut self.open) {
-            while there.next_if(|t| t.0 < o.address).is_some() {}
-            let continues =
-                there.peek().is_some_and(|t| t.0 == o.address && t.1 == o.blocks && same_type(o.type_address, t.2));
-            self.close(&o, if continues { "continues" } else { end }, rows, fw);
-        }
-    }
-}
-
-/// An edge's identity: where the pointer sits and what it holds.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct EdgeKey {
-    is_root: bool,
-    from: u64,
-    word: u32,
-    to: u64,
-}
-
-fn edge_key(e: &EdgeRow) -> EdgeKey {
-    match e.from_block {
-        Some(b) => EdgeKey { is_root: false, from: b, word: e.from_word.unwrap_or(0), to: e.to_address },
-        None => EdgeKey { is_root: true, from: e.root_address.unwrap_or(0), word: 0, to: e.to_address },
-    }
-}
-
-#[derive(Clone, Debug)]
-struct OpenEdge {
-    key: EdgeKey,
-    row: EdgeRow,
-    first: u64,
-    last: u64,
-    primed: bool,
-    seen: bool,
-}
-
 pub fn edge_history_schema() -> SchemaRef {
     let mut fields = edge_fields();
+    fields.extend(lifetime_fields());
+    Arc::new(Schema::new(fields))
+}
+
+pub fn qstr_history_schema() -> SchemaRef {
+    let mut fields = qstr_fields();
     fields.extend(lifetime_fields());
     Arc::new(Schema::new(fields))
 }
@@ -319,9 +621,9 @@ pub(crate) struct HistoryRows<C: Columns> {
 }
 
 impl<C: Columns> HistoryRows<C> {
-    fn push(&mut self, row: &C::Row, first: u64, last: u64, end: &str, open_start: bool) {
-        self.columns.push_row(row);
-        self.life.push(first, last, end, open_start);
+    fn push(&mut self, o: &Open<C::Row>, last: u64, end: &str) {
+        self.columns.push_row(&o.item);
+        self.life.push(o.first, last, end, o.primed);
         self.n += 1;
     }
 
@@ -336,185 +638,3 @@ impl<C: Columns> HistoryRows<C> {
 
 pub(crate) type EdgeHistoryRows = HistoryRows<EdgeColumns>;
 pub(crate) type QstrHistoryRows = HistoryRows<QstrColumns>;
-
-fn push_edge(rows: &mut EdgeHistoryRows, o: &OpenEdge, end: &str) {
-    if o.seen {
-        rows.push(&o.row, o.first, o.last, end, o.primed);
-    }
-}
-
-fn sorted_edges(r: &SnapshotReport) -> Vec<(EdgeKey, &EdgeRow)> {
-    let mut current: Vec<(EdgeKey, &EdgeRow)> = r.edges.iter().map(|e| (edge_key(e), e)).collect();
-    // The decoder emits block edges by (block, word) then roots by address; sort
-    // only if that ever changes.
-    if !current.is_sorted_by(|a, b| a.0 <= b.0) {
-        current.sort_by(|a, b| a.0.cmp(&b.0));
-    }
-    current
-}
-
-/// Edge lifetimes: when each pointer appeared and when it went away (`gone`), with
-/// the same lead-in and look-ahead as [`AllocationTracker`].
-pub(crate) struct EdgeTracker {
-    open: Vec<OpenEdge>,
-}
-
-impl EdgeTracker {
-    pub(crate) fn new() -> Self {
-        EdgeTracker { open: Vec::new() }
-    }
-
-    pub(crate) fn prime(&mut self, r: &SnapshotReport) {
-        self.observe(r, &mut EdgeHistoryRows::default());
-        for o in &mut self.open {
-            o.primed = true;
-            o.seen = false;
-        }
-    }
-
-    pub(crate) fn finish(&mut self, next: Option<&SnapshotReport>, rows: &mut EdgeHistoryRows) {
-        let there: Vec<EdgeKey> =
-            next.map(|n| sorted_edges(n).into_iter().map(|(k, _)| k).collect()).unwrap_or_default();
-        let mut there = there.into_iter().peekable();
-        for o in std::mem::take(&mut self.open) {
-            while there.next_if(|k| *k < o.key).is_some() {}
-            let end = match next {
-                None => "live",
-                Some(_) if there.peek() == Some(&o.key) => "continues",
-                Some(_) => "gone",
-            };
-            push_edge(rows, &o, end);
-        }
-    }
-
-    pub(crate) fn observe(&mut self, r: &SnapshotReport, rows: &mut EdgeHistoryRows) {
-        let current = sorted_edges(r);
-        let mut next = Vec::with_capacity(current.len());
-        let mut old = std::mem::take(&mut self.open).into_iter().peekable();
-        for (key, e) in current {
-            while let Some(o) = old.next_if(|o| o.key < key) {
-                push_edge(rows, &o, "gone");
-            }
-            match old.next_if(|o| o.key == key) {
-                Some(mut o) => {
-                    if !o.seen {
-                        o.first = r.index;
-                        o.seen = true;
-                    }
-                    o.last = r.index;
-                    // Keep the latest to_block/to_is_head/map_key; clone only on change.
-                    if o.row != *e {
-                        o.row = e.clone();
-                    }
-                    next.push(o);
-                }
-                None => next.push(OpenEdge {
-                    key,
-                    row: e.clone(),
-                    first: r.index,
-                    last: r.index,
-                    primed: false,
-                    seen: true,
-                }),
-            }
-        }
-        for o in old {
-            push_edge(rows, &o, "gone");
-        }
-        self.open = next;
-    }
-}
-
-pub fn qstr_history_schema() -> SchemaRef {
-    let mut fields = qstr_fields();
-    fields.extend(lifetime_fields());
-    Arc::new(Schema::new(fields))
-}
-
-#[derive(Clone, Debug)]
-struct OpenQstr {
-    row: crate::decode::QstrRow,
-    first: u64,
-    last: u64,
-    primed: bool,
-    seen: bool,
-}
-
-fn push_qstr(rows: &mut QstrHistoryRows, o: &OpenQstr, end: &str) {
-    if o.seen {
-        rows.push(&o.row, o.first, o.last, end, o.primed);
-    }
-}
-
-fn sorted_qstrs(r: &SnapshotReport) -> Vec<&crate::decode::QstrRow> {
-    let mut current: Vec<&crate::decode::QstrRow> = r.qstrs.iter().collect();
-    current.sort_by_key(|q| (q.id, q.address));
-    current
-}
-
-/// Qstr lifetimes: interned strings only disappear when the interpreter restarts.
-pub(crate) struct QstrTracker {
-    open: Vec<OpenQstr>,
-}
-
-impl QstrTracker {
-    pub(crate) fn new() -> Self {
-        QstrTracker { open: Vec::new() }
-    }
-
-    pub(crate) fn prime(&mut self, r: &SnapshotReport) {
-        self.observe(r, &mut QstrHistoryRows::default());
-        for o in &mut self.open {
-            o.primed = true;
-            o.seen = false;
-        }
-    }
-
-    pub(crate) fn finish(&mut self, next: Option<&SnapshotReport>, rows: &mut QstrHistoryRows) {
-        let there: Vec<(u64, u64, &str)> = next
-            .map(|n| sorted_qstrs(n).into_iter().map(|q| (q.id, q.address, q.text.as_str())).collect())
-            .unwrap_or_default();
-        let mut there = there.into_iter().peekable();
-        for o in std::mem::take(&mut self.open) {
-            while there.next_if(|t| (t.0, t.1) < (o.row.id, o.row.address)).is_some() {}
-            let end = match next {
-                None => "live",
-                Some(_) if there.peek() == Some(&(o.row.id, o.row.address, o.row.text.as_str())) => "continues",
-                Some(_) => "gone",
-            };
-            push_qstr(rows, &o, end);
-        }
-    }
-
-    pub(crate) fn observe(&mut self, r: &SnapshotReport, rows: &mut QstrHistoryRows) {
-        let current = sorted_qstrs(r);
-        let mut next = Vec::with_capacity(current.len());
-        let mut old = std::mem::take(&mut self.open).into_iter().peekable();
-        for q in current {
-            let key = (q.id, q.address);
-            while let Some(o) = old.next_if(|o| (o.row.id, o.row.address) < key) {
-                push_qstr(rows, &o, "gone");
-            }
-            if let Some(o) = old.next_if(|o| (o.row.id, o.row.address) == key && o.row.text != q.text) {
-                push_qstr(rows, &o, "gone");
-            }
-            match old.next_if(|o| (o.row.id, o.row.address) == key) {
-                Some(mut o) => {
-                    if !o.seen {
-                        o.first = r.index;
-                        o.seen = true;
-                    }
-                    o.last = r.index;
-                    next.push(o);
-                }
-                None => {
-                    next.push(OpenQstr { row: q.clone(), first: r.index, last: r.index, primed: false, seen: true })
-                }
-            }
-        }
-        for o in old {
-            push_qstr(rows, &o, "gone");
-        }
-        self.open = next;
-    }
-}

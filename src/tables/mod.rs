@@ -25,13 +25,67 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use crate::decode::SnapshotReport;
 use crate::error::{DecodeError, Error, Result};
 use crate::firmware::Firmware;
-use lifetimes::{AllocationRows, AllocationTracker, EdgeHistoryRows, EdgeTracker, QstrHistoryRows, QstrTracker};
+use lifetimes::{AllocationRows, EdgeHistoryRows, LifetimeChanges, LifetimeRows, Lifetimes, QstrHistoryRows, Wanted};
 use per_snapshot::{arc, BlocksRows, EdgesRows, FreeRunsRows, QstrsRows, SnapshotsRows, StringsRows};
-use summaries::{FreeRunHistogramRows, TypeHistogramRows};
+use summaries::{FreeRunHistogramRows, TypeGroup, TypeHistogramRows};
 use writer::{batch, ParquetFile, BATCH_ROWS};
 
-/// One snapshot's outcome, as handed to the writer.
+/// One snapshot's outcome, as it leaves the decoder.
 pub type SnapshotOutcome = std::result::Result<SnapshotReport, DecodeError>;
+
+/// A decoded snapshot made ready for the writer by the worker that decoded it: the
+/// rows the per-snapshot tables want, the lifetime changes since the snapshot
+/// before, and the type histogram. What no table wants is already dropped, so the
+/// writer's work, and what waits for it, is small.
+pub struct Prepared<'f> {
+    report: SnapshotReport,
+    lifetimes: Option<LifetimeChanges>,
+    type_groups: Vec<TypeGroup<'f>>,
+}
+
+pub type PreparedOutcome<'f> = std::result::Result<Prepared<'f>, DecodeError>;
+
+/// Prepares the snapshots of one run of consecutive snapshots, in order (one per
+/// worker and run): each is diffed against the previous one it prepared.
+pub struct Preparer<'f> {
+    set: TableSet,
+    firmware: &'f Firmware,
+    prev: Option<LifetimeRows>,
+}
+
+impl<'f> Preparer<'f> {
+    pub fn new(set: TableSet, firmware: &'f Firmware) -> Self {
+        Preparer { set, firmware, prev: None }
+    }
+
+    pub fn prepare(&mut self, outcome: SnapshotOutcome) -> PreparedOutcome<'f> {
+        let mut report = outcome?;
+        let set = self.set;
+        let type_groups = if set.type_histogram { summaries::type_groups(&report, self.firmware) } else { Vec::new() };
+        let want = set.lifetimes();
+        let lifetimes = want.any().then(|| {
+            let take = !(set.edges || set.qstrs);
+            let rows = LifetimeRows::from_report(&mut report, want, take, self.firmware);
+            let changes = rows.changes_since(self.prev.as_ref());
+            self.prev = Some(rows);
+            changes
+        });
+        // Drop what no table will read, here in the worker.
+        if !set.blocks {
+            report.blocks = Vec::new();
+        }
+        if !set.edges {
+            report.edges = Vec::new();
+        }
+        if !set.qstrs {
+            report.qstrs = Vec::new();
+        }
+        if !set.strings {
+            report.strings = Vec::new();
+        }
+        Ok(Prepared { report, lifetimes, type_groups })
+    }
+}
 
 /// Which tables a run writes (`snapshots` is always written).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,6 +148,10 @@ impl TableSet {
             || self.type_histogram
     }
 
+    pub(crate) fn lifetimes(&self) -> Wanted {
+        Wanted { allocations: self.allocations, edges: self.edge_history, qstrs: self.qstr_history }
+    }
+
     /// Whether the free runs must be listed.
     pub fn needs_free_runs(&self) -> bool {
         self.free_runs || self.free_run_histogram
@@ -153,9 +211,12 @@ pub struct TableSink<'f> {
     qstrs: Option<Table<QstrsRows>>,
     strings: Option<Table<StringsRows>>,
     free_runs: Option<Table<FreeRunsRows>>,
-    allocations: Option<(Table<AllocationRows>, AllocationTracker)>,
-    edge_history: Option<(Table<EdgeHistoryRows>, EdgeTracker)>,
-    qstr_history: Option<(Table<QstrHistoryRows>, QstrTracker)>,
+    allocations: Option<Table<()>>,
+    edge_history: Option<Table<()>>,
+    qstr_history: Option<Table<()>>,
+    /// The trackers, and the rows of the three lifetime tables above.
+    lifetimes: Lifetimes,
+    set: TableSet,
     type_histogram: Option<Table<TypeHistogramRows>>,
     free_run_histogram: Option<Table<FreeRunHistogramRows>>,
     pub written: u64,
@@ -198,15 +259,9 @@ impl<'f> TableSink<'f> {
         let qstrs = o.open(set.qstrs, "qstrs", per_snapshot::qstrs_schema(), || QstrsRows::new(|r| &r.qstrs))?;
         let strings = o.open(set.strings, "strings", per_snapshot::strings_schema(), StringsRows::default)?;
         let free_runs = o.open(set.free_runs, "free_runs", per_snapshot::free_runs_schema(), FreeRunsRows::default)?;
-        let allocations = o
-            .open(set.allocations, "allocations", lifetimes::allocations_schema(), AllocationRows::default)?
-            .map(|t| (t, AllocationTracker::new()));
-        let edge_history = o
-            .open(set.edge_history, "edge_history", lifetimes::edge_history_schema(), EdgeHistoryRows::default)?
-            .map(|t| (t, EdgeTracker::new()));
-        let qstr_history = o
-            .open(set.qstr_history, "qstr_history", lifetimes::qstr_history_schema(), QstrHistoryRows::default)?
-            .map(|t| (t, QstrTracker::new()));
+        let allocations = o.open(set.allocations, "allocations", lifetimes::allocations_schema(), || ())?;
+        let edge_history = o.open(set.edge_history, "edge_history", lifetimes::edge_history_schema(), || ())?;
+        let qstr_history = o.open(set.qstr_history, "qstr_history", lifetimes::qstr_history_schema(), || ())?;
         let type_histogram = o.open(
             set.type_histogram,
             "type_histogram",
@@ -237,6 +292,8 @@ impl<'f> TableSink<'f> {
             allocations,
             edge_history,
             qstr_history,
+            lifetimes: Lifetimes::new(set.lifetimes()),
+            set,
             type_histogram,
             free_run_histogram,
             written: 0,
@@ -246,13 +303,13 @@ impl<'f> TableSink<'f> {
     }
 
     /// Stores one snapshot; calls must come in snapshot order.
-    pub fn write(&mut self, index: u64, dump_offset: u64, outcome: &SnapshotOutcome) -> Result<()> {
+    pub fn write(&mut self, index: u64, dump_offset: u64, outcome: &PreparedOutcome) -> Result<()> {
         if let Some(t) = self.snapshots.as_mut() {
-            t.rows.push(index, dump_offset, outcome);
+            t.rows.push(index, dump_offset, outcome.as_ref().map(|p| &p.report));
         }
         match outcome {
-            Ok(r) => {
-                let fw = self.firmware;
+            Ok(p) => {
+                let (r, fw) = (&p.report, self.firmware);
                 if let Some(t) = self.blocks.as_mut() {
                     t.rows.push(r, fw);
                 }
@@ -268,17 +325,11 @@ impl<'f> TableSink<'f> {
                 if let Some(t) = self.free_runs.as_mut() {
                     t.rows.push(r);
                 }
-                if let Some((t, tracker)) = self.allocations.as_mut() {
-                    tracker.observe(r, &mut t.rows, fw);
-                }
-                if let Some((t, tracker)) = self.edge_history.as_mut() {
-                    tracker.observe(r, &mut t.rows);
-                }
-                if let Some((t, tracker)) = self.qstr_history.as_mut() {
-                    tracker.observe(r, &mut t.rows);
+                if let Some(c) = &p.lifetimes {
+                    self.lifetimes.apply(index, r.geometry.bytes_per_block, c, fw);
                 }
                 if let Some(t) = self.type_histogram.as_mut() {
-                    t.rows.push(r, fw);
+                    t.rows.push(index, &p.type_groups);
                 }
                 if let Some(t) = self.free_run_histogram.as_mut() {
                     t.rows.push(r);
@@ -297,42 +348,31 @@ impl<'f> TableSink<'f> {
         flush_if!(self.qstrs, force);
         flush_if!(self.strings, force);
         flush_if!(self.free_runs, force);
-        flush_if!(self.allocations.as_mut().map(|t| &mut t.0), force);
-        flush_if!(self.edge_history.as_mut().map(|t| &mut t.0), force);
-        flush_if!(self.qstr_history.as_mut().map(|t| &mut t.0), force);
+        flush_rows(&mut self.allocations, self.lifetimes.allocation_rows(), force, AllocationRows::finish)?;
+        flush_rows(&mut self.edge_history, self.lifetimes.edge_rows(), force, EdgeHistoryRows::finish)?;
+        flush_rows(&mut self.qstr_history, self.lifetimes.qstr_rows(), force, QstrHistoryRows::finish)?;
         flush_if!(self.type_histogram, force);
         flush_if!(self.free_run_histogram, force);
         Ok(())
     }
 
+    fn lifetime_rows(&self, mut report: SnapshotReport) -> LifetimeRows {
+        LifetimeRows::from_report(&mut report, self.set.lifetimes(), true, self.firmware)
+    }
+
     /// Gives the lifetimes the snapshot just before the range (the lead-in), so
     /// what was alive there is known to have started earlier. Writes no rows.
-    pub fn prime(&mut self, before: &SnapshotReport) {
-        let fw = self.firmware;
-        if let Some((_, tracker)) = self.allocations.as_mut() {
-            tracker.prime(before, fw);
-        }
-        if let Some((_, tracker)) = self.edge_history.as_mut() {
-            tracker.prime(before);
-        }
-        if let Some((_, tracker)) = self.qstr_history.as_mut() {
-            tracker.prime(before);
-        }
+    pub fn prime(&mut self, before: SnapshotReport) {
+        let index = before.index;
+        let rows = self.lifetime_rows(before);
+        self.lifetimes.prime(index, &rows);
     }
 
     /// Ends every lifetime still open, looking at `next` (the snapshot after the
     /// range, `None` at the end of the dump), then flushes and closes every file.
-    pub fn finish(mut self, next: Option<&SnapshotReport>) -> Result<Vec<PathBuf>> {
-        let fw = self.firmware;
-        if let Some((t, tracker)) = self.allocations.as_mut() {
-            tracker.finish(next, &mut t.rows, fw);
-        }
-        if let Some((t, tracker)) = self.edge_history.as_mut() {
-            tracker.finish(next, &mut t.rows);
-        }
-        if let Some((t, tracker)) = self.qstr_history.as_mut() {
-            tracker.finish(next, &mut t.rows);
-        }
+    pub fn finish(mut self, next: Option<SnapshotReport>) -> Result<Vec<PathBuf>> {
+        let next = next.map(|r| self.lifetime_rows(r));
+        self.lifetimes.finish(next.as_ref(), self.firmware);
         self.flush(true)?;
         let files = [
             self.snapshots.map(|t| t.file),
@@ -341,9 +381,9 @@ impl<'f> TableSink<'f> {
             self.qstrs.map(|t| t.file),
             self.strings.map(|t| t.file),
             self.free_runs.map(|t| t.file),
-            self.allocations.map(|t| t.0.file),
-            self.edge_history.map(|t| t.0.file),
-            self.qstr_history.map(|t| t.0.file),
+            self.allocations.map(|t| t.file),
+            self.edge_history.map(|t| t.file),
+            self.qstr_history.map(|t| t.file),
             self.type_histogram.map(|t| t.file),
             self.free_run_histogram.map(|t| t.file),
         ];
@@ -351,6 +391,43 @@ impl<'f> TableSink<'f> {
             f.finish()?;
         }
         Ok(self.files)
+    }
+}
+
+/// Writes a lifetime table's pending rows as a batch when there are enough (or
+/// any, when `force`d). The rows live with their tracker, the file here.
+fn flush_rows<R>(
+    table: &mut Option<Table<()>>,
+    rows: Option<&mut R>,
+    force: bool,
+    finish: fn(&mut R) -> Vec<ArrayRef>,
+) -> Result<()>
+where
+    R: PendingRows,
+{
+    if let (Some(t), Some(rows)) = (table.as_mut(), rows) {
+        if rows.pending() >= BATCH_ROWS || (force && rows.pending() > 0) {
+            let b = batch(t.name, &t.schema, finish(rows))?;
+            t.file.write(&b)?;
+        }
+    }
+    Ok(())
+}
+
+/// Rows waiting to be written.
+pub(crate) trait PendingRows {
+    fn pending(&self) -> usize;
+}
+
+impl PendingRows for AllocationRows {
+    fn pending(&self) -> usize {
+        self.n
+    }
+}
+
+impl<C: per_snapshot::Columns> PendingRows for lifetimes::HistoryRows<C> {
+    fn pending(&self) -> usize {
+        self.n
     }
 }
 

@@ -9,8 +9,8 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
 
-use super::SnapshotOutcome;
 use crate::decode::{EdgeRow, QstrRow, SnapshotReport};
+use crate::error::DecodeError;
 use crate::firmware::Firmware;
 
 pub(crate) fn dict() -> DataType {
@@ -166,7 +166,7 @@ impl SnapshotsRows {
         SnapshotsRows { u: (0..SNAPSHOT_U64_COLUMNS).map(|_| UInt64Builder::new()).collect(), ..Default::default() }
     }
 
-    pub(crate) fn push(&mut self, index: u64, offset: u64, outcome: &SnapshotOutcome) {
+    pub(crate) fn push(&mut self, index: u64, offset: u64, outcome: Result<&SnapshotReport, &DecodeError>) {
         let values: Vec<Option<u64>> = match outcome {
             Ok(r) => {
                 let g = &r.geometry;

@@ -2,7 +2,6 @@
 //! count by kind, type and class (`type_histogram`), and free runs by size in
 //! powers of two of blocks (`free_run_histogram`).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, UInt64Builder};
@@ -35,27 +34,55 @@ pub(crate) struct TypeHistogramRows {
     bytes: UInt64Builder,
 }
 
-impl TypeHistogramRows {
-    pub(crate) fn push(&mut self, r: &SnapshotReport, fw: &Firmware) {
-        let bpb = r.geometry.bytes_per_block;
-        // (kind, type name, class) → (count, bytes)
-        type Group<'a> = (Kind, Option<&'a str>, Option<&'a str>);
-        let mut groups: BTreeMap<Group, (u64, u64)> = BTreeMap::new();
-        for b in &r.blocks {
+/// One row of `type_histogram` before it is written: worked out by the decoding
+/// worker, so the writer only appends it.
+#[derive(Clone, Debug)]
+pub(crate) struct TypeGroup<'f> {
+    kind: Kind,
+    type_name: Option<&'f str>,
+    class: Option<Arc<str>>,
+    count: u64,
+    bytes: u64,
+}
+
+/// Count and bytes of a snapshot's blocks by (kind, type name, class), in that order.
+pub(crate) fn type_groups<'f>(r: &SnapshotReport, fw: &'f Firmware) -> Vec<TypeGroup<'f>> {
+    let bpb = r.geometry.bytes_per_block;
+    // Sorting a vector of the few hundred blocks beats a map keyed by strings.
+    type Keyed<'f, 'r> = (Kind, Option<&'f str>, Option<&'r Arc<str>>, u64);
+    let mut keyed: Vec<Keyed> = r
+        .blocks
+        .iter()
+        .map(|b| {
             let type_name = b.type_address.and_then(|t| fw.flash_names.get(&t)).map(String::as_str);
             // Instances are grouped by their class: that is where leaks show.
-            let class = if b.kind == Kind::Instance { b.name.as_deref() } else { None };
-            let g = groups.entry((b.kind, type_name, class)).or_default();
-            g.0 += 1;
-            g.1 += b.blocks * bpb;
+            let class = if b.kind == Kind::Instance { b.name.as_ref() } else { None };
+            (b.kind, type_name, class, b.blocks * bpb)
+        })
+        .collect();
+    keyed.sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+    let mut groups: Vec<TypeGroup<'f>> = Vec::new();
+    for (kind, type_name, class, bytes) in keyed {
+        match groups.last_mut() {
+            Some(g) if g.kind == kind && g.type_name == type_name && g.class.as_ref() == class => {
+                g.count += 1;
+                g.bytes += bytes;
+            }
+            _ => groups.push(TypeGroup { kind, type_name, class: class.cloned(), count: 1, bytes }),
         }
-        for ((kind, type_name, class), (count, bytes)) in groups {
-            self.snapshot.append_value(r.index);
-            self.kind.append_value(kind.name());
-            self.type_name.append_option(type_name);
-            self.class.append_option(class);
-            self.count.append_value(count);
-            self.bytes.append_value(bytes);
+    }
+    groups
+}
+
+impl TypeHistogramRows {
+    pub(crate) fn push(&mut self, index: u64, groups: &[TypeGroup]) {
+        for g in groups {
+            self.snapshot.append_value(index);
+            self.kind.append_value(g.kind.name());
+            self.type_name.append_option(g.type_name);
+            self.class.append_option(g.class.as_deref());
+            self.count.append_value(g.count);
+            self.bytes.append_value(g.bytes);
             self.n += 1;
         }
     }

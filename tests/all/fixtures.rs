@@ -190,7 +190,7 @@ fn current_micropython_formats_by_hand() {
     assert_eq!(r.qstrs.len(), 1);
     let q = &r.qstrs[0];
     assert_eq!(
-        (q.id, q.text.as_str(), q.hash, q.length, q.address, q.chunk),
+        (q.id, &*q.text, q.hash, q.length, q.address, q.chunk),
         (5, "hello", 0x77, 5, 0x2000_0210, Some(0x2000_0200))
     );
     let key = r.edges.iter().find(|e| e.from_block == Some(0x2000_01d0)).and_then(|e| e.map_key.as_deref());

@@ -163,7 +163,7 @@ fn compare(ours: &SnapshotReport, theirs: &Value, next: Option<&SnapshotReport>)
     }
 
     // String labels: the block's text up to its terminator.
-    let strings: HashMap<u64, &str> = ours.strings.iter().map(|s| (s.block, s.text.as_str())).collect();
+    let strings: HashMap<u64, &str> = ours.strings.iter().map(|s| (s.block, &*s.text)).collect();
     for (a, label) in theirs["strings"].as_object().unwrap() {
         let a: u64 = a.parse().unwrap();
         let label = label.as_str().unwrap().replace('\n', "");
@@ -197,7 +197,7 @@ fn compare(ours: &SnapshotReport, theirs: &Value, next: Option<&SnapshotReport>)
         // heapvis lists the pool's qstrs; it must appear in the next snapshot.
         let pending_ok = label.trim_end().strip_prefix(text.trim_end()).is_some_and(|rest| {
             let next_texts: BTreeSet<&str> =
-                next.map(|n| n.qstrs.iter().map(|q| q.text.as_str()).collect()).unwrap_or_default();
+                next.map(|n| n.qstrs.iter().map(|q| &*q.text).collect()).unwrap_or_default();
             !rest.is_empty() && rest.split("  ").filter(|n| !n.is_empty()).all(|n| next_texts.contains(n))
         });
         if text != label && !pending_ok {

@@ -87,21 +87,30 @@ print(";".join(f"{r[0]}={r[1]}" for r in k.iter_rows()))
 }
 
 #[test]
-fn output_is_byte_identical_whatever_the_thread_count() {
+fn output_is_byte_identical_whatever_the_thread_count_and_runs() {
+    // Run length 1 sends every snapshot whole to the writer; longer runs send
+    // changes. Both must give the same bytes, with and without per-snapshot tables
+    // (which keep the decoded rows instead of moving them into the diff).
     let c = capture(Board::Samd21, 120, 8, 4);
     let s = session(&c.inputs);
-    let mut outputs = Vec::new();
-    for (threads, window) in [(1, 64), (2, 7), (4, 1)] {
-        let out = c.dir.path().join(format!("out{threads}"));
-        let options =
-            AnalyzeOptions { threads: Some(threads), window, tables: TableSet::ALL, ..AnalyzeOptions::default() };
-        s.analyze(&out, &options, &Silent).unwrap();
-        outputs.push(out);
-    }
-    let mut tables = crate::common::DECODED_TABLES.to_vec();
-    tables.push("symbols");
-    for o in &outputs[1..] {
-        crate::common::assert_same_tables(&outputs[0], o, &tables, "thread counts and windows");
+    for (set, name) in [(TableSet::ALL, "all"), (TableSet::DEFAULT, "default")] {
+        let mut outputs = Vec::new();
+        for (threads, run) in [(1, 64), (2, 7), (4, 1)] {
+            let out = c.dir.path().join(format!("{name}{threads}"));
+            let options = AnalyzeOptions { threads: Some(threads), run: Some(run), tables: set, ..Default::default() };
+            s.analyze(&out, &options, &Silent).unwrap();
+            outputs.push(out);
+        }
+        let tables: Vec<&str> = crate::common::DECODED_TABLES
+            .iter()
+            .copied()
+            .chain(["symbols"])
+            .filter(|t| outputs[0].join(format!("{t}.parquet")).exists())
+            .collect();
+        assert!(tables.contains(&"allocations") && tables.contains(&"edge_history"), "{tables:?}");
+        for o in &outputs[1..] {
+            crate::common::assert_same_tables(&outputs[0], o, &tables, "thread counts and run lengths");
+        }
     }
 }
 
