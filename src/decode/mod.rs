@@ -646,6 +646,7 @@ impl<'f> Decoder<'f> {
             }
         }
 
+        report.blocks.reserve_exact(allocs.len());
         let finaliser = |b: u64| -> bool {
             ftb.and_then(|t| t.get((b / 8) as usize)).is_some_and(|byte| (byte >> (b % 8)) & 1 == 1)
         };

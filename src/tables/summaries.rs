@@ -48,30 +48,53 @@ pub(crate) struct TypeGroup<'f> {
 /// Count and bytes of a snapshot's blocks by (kind, type name, class), in that order.
 pub(crate) fn type_groups<'f>(r: &SnapshotReport, fw: &'f Firmware) -> Vec<TypeGroup<'f>> {
     let bpb = r.geometry.bytes_per_block;
-    // Sorting a vector of the few hundred blocks beats a map keyed by strings.
-    type Keyed<'f, 'r> = (Kind, Option<&'f str>, Option<&'r Arc<str>>, u64);
-    let mut keyed: Vec<Keyed> = r
-        .blocks
-        .iter()
-        .map(|b| {
-            let type_name = b.type_address.and_then(|t| fw.flash_names.get(&t)).map(String::as_str);
-            // Instances are grouped by their class: that is where leaks show.
-            let class = if b.kind == Kind::Instance { b.name.as_ref() } else { None };
-            (b.kind, type_name, class, b.blocks * bpb)
-        })
-        .collect();
-    keyed.sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
-    let mut groups: Vec<TypeGroup<'f>> = Vec::new();
-    for (kind, type_name, class, bytes) in keyed {
-        match groups.last_mut() {
-            Some(g) if g.kind == kind && g.type_name == type_name && g.class.as_ref() == class => {
-                g.count += 1;
-                g.bytes += bytes;
-            }
-            _ => groups.push(TypeGroup { kind, type_name, class: class.cloned(), count: 1, bytes }),
+    // Group on integers first (the type's address, the class name's pointer: equal
+    // names from one snapshot share an `Arc`, and equal texts are merged below),
+    // then name the few groups: cheaper than comparing strings per block.
+    // Instances are grouped by their class: that is where leaks show.
+    fn class_of(b: &crate::decode::BlockRow) -> Option<&Arc<str>> {
+        if b.kind == Kind::Instance {
+            b.name.as_ref()
+        } else {
+            None
         }
     }
-    groups
+    let mut keyed: Vec<(Kind, Option<u64>, usize, usize)> = r
+        .blocks
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (b.kind, b.type_address, class_of(b).map_or(0, |c| Arc::as_ptr(c) as *const u8 as usize), i))
+        .collect();
+    keyed.sort_unstable();
+    let mut groups: Vec<TypeGroup<'f>> = Vec::new();
+    let mut last: Option<(Kind, Option<u64>, usize)> = None;
+    for (kind, type_address, class_ptr, i) in keyed {
+        let b = &r.blocks[i];
+        if last == Some((kind, type_address, class_ptr)) {
+            if let Some(g) = groups.last_mut() {
+                g.count += 1;
+                g.bytes += b.blocks * bpb;
+            }
+            continue;
+        }
+        last = Some((kind, type_address, class_ptr));
+        let type_name = type_address.and_then(|t| fw.flash_names.get(&t)).map(String::as_str);
+        groups.push(TypeGroup { kind, type_name, class: class_of(b).cloned(), count: 1, bytes: b.blocks * bpb });
+    }
+    // By name now; groups whose names agree (two types of one name, two equal class
+    // names in different allocations) become one.
+    groups.sort_by(|a, b| (a.kind, a.type_name, &a.class).cmp(&(b.kind, b.type_name, &b.class)));
+    let mut merged: Vec<TypeGroup<'f>> = Vec::with_capacity(groups.len());
+    for g in groups {
+        match merged.last_mut() {
+            Some(m) if m.kind == g.kind && m.type_name == g.type_name && m.class == g.class => {
+                m.count += g.count;
+                m.bytes += g.bytes;
+            }
+            _ => merged.push(g),
+        }
+    }
+    merged
 }
 
 impl TypeHistogramRows {
