@@ -20,7 +20,7 @@ pub fn block_state_report(report: &SnapshotReport, firmware: &Firmware, state_na
     // The heap array's size from the map, as the reference printed it.
     let _ = writeln!(out, "Total heap length: {}", firmware.heap_bytes);
     let _ = writeln!(out, "ATB length: {}", g.alloc_table_bytes);
-    let _ = writeln!(out, "Total allocatable: {}", g.pool_end - g.pool_start);
+    let _ = writeln!(out, "Total allocatable: {}", g.pool_bytes());
     let _ = writeln!(out, "FTB length: {}", g.finaliser_table_bytes);
     // Allocations and free runs interleaved in memory order.
     let mut items: Vec<(u64, String)> = report
@@ -48,15 +48,26 @@ pub fn block_state_report(report: &SnapshotReport, firmware: &Firmware, state_na
 /// `M`, else `h`), runs of two or more all-free lines as `(N lines all free)`.
 /// The `stack:` line is not in a RAM dump and is not printed.
 pub fn mem_info(decoder: &Decoder, ram: &[u8]) -> Result<String, DecodeError> {
-    let g = decoder.geometry.clone()?;
+    // The snapshot's own geometry (every area of a split heap), as the firmware
+    // walks it.
+    let (g, _) = decoder.geometry_of(ram)?;
     let fw = decoder.firmware;
     let region = Region::new(fw.ram_start, ram);
-    let atb = region.slice(g.alloc_table_start, g.alloc_table_bytes).ok_or(crate::error::ReadError {
-        what: "allocation table",
-        address: g.alloc_table_start,
-        len: g.alloc_table_bytes,
-    })?;
-    let info = alloc_table::gc_info(atb, g.bytes_per_block, g.pool_end - g.pool_start);
+    let mut tables = Vec::new();
+    for a in g.areas() {
+        let atb = region.slice(a.alloc_table_start, a.alloc_table_bytes).ok_or(crate::error::ReadError {
+            what: "allocation table",
+            address: a.alloc_table_start,
+            len: a.alloc_table_bytes,
+        })?;
+        tables.push((atb, a));
+    }
+    let info = alloc_table::walk_areas(
+        tables.iter().map(|(atb, a)| (*atb, a.first_block, a.pool_end - a.pool_start)),
+        g.bytes_per_block,
+        false,
+    )
+    .gc_info;
     let word = decoder.profile.heap.word_bytes;
     let letters: Vec<(char, Vec<u64>)> = decoder
         .profile
@@ -67,8 +78,6 @@ pub fn mem_info(decoder: &Decoder, ram: &[u8]) -> Result<String, DecodeError> {
             (c.chars().next().unwrap_or('h'), names.iter().filter_map(|n| fw.symbols.address_of(n)).collect())
         })
         .collect();
-    let n = atb.len() as u64 * 4;
-    let kind = |b: u64| (atb[(b / 4) as usize] >> (2 * (b % 4))) & 3;
     let mut out = String::new();
     let _ = writeln!(out, "GC: total: {}, used: {}, free: {}", info.total, info.used, info.free);
     let _ = writeln!(
@@ -76,44 +85,49 @@ pub fn mem_info(decoder: &Decoder, ram: &[u8]) -> Result<String, DecodeError> {
         " No. of 1-blocks: {}, 2-blocks: {}, max blk sz: {}, max free sz: {}",
         info.num_1block, info.num_2block, info.max_block, info.max_free
     );
-    let _ = write!(out, "GC memory layout; from {:x}:", g.pool_start);
-    const PER_LINE: u64 = 64;
-    let mut bl = 0;
-    while bl < n {
-        if bl % PER_LINE == 0 {
-            let mut bl2 = bl;
-            while bl2 < n && kind(bl2) == alloc_table::AT_FREE {
-                bl2 += 1;
-            }
-            if bl2 - bl >= 2 * PER_LINE {
-                let _ = write!(out, "\n       ({} lines all free)", (bl2 - bl) / PER_LINE);
-                bl = bl2 & !(PER_LINE - 1);
-                if bl >= n {
-                    break;
+    // One map per area, in chain order, as gc_dump_alloc_table() loops over them.
+    for (atb, area) in &tables {
+        let n = atb.len() as u64 * 4;
+        let kind = |b: u64| (atb[(b / 4) as usize] >> (2 * (b % 4))) & 3;
+        let _ = write!(out, "GC memory layout; from {:x}:", area.pool_start);
+        const PER_LINE: u64 = 64;
+        let mut bl = 0;
+        while bl < n {
+            if bl % PER_LINE == 0 {
+                let mut bl2 = bl;
+                while bl2 < n && kind(bl2) == alloc_table::AT_FREE {
+                    bl2 += 1;
+                }
+                if bl2 - bl >= 2 * PER_LINE {
+                    let _ = write!(out, "\n       ({} lines all free)", (bl2 - bl) / PER_LINE);
+                    bl = bl2 & !(PER_LINE - 1);
+                    if bl >= n {
+                        break;
+                    }
+                }
+                let offset = bl * g.bytes_per_block;
+                match decoder.profile.types.mem_info_address_digits {
+                    5 => {
+                        let _ = write!(out, "\n{:05x}: ", offset & 0xfffff);
+                    }
+                    _ => {
+                        let _ = write!(out, "\n{:08x}: ", offset);
+                    }
                 }
             }
-            let offset = bl * g.bytes_per_block;
-            match decoder.profile.types.mem_info_address_digits {
-                5 => {
-                    let _ = write!(out, "\n{:05x}: ", offset & 0xfffff);
-                }
+            let c = match kind(bl) {
+                alloc_table::AT_FREE => '.',
+                alloc_table::AT_TAIL => '=',
+                alloc_table::AT_MARK => 'm',
                 _ => {
-                    let _ = write!(out, "\n{:08x}: ", offset);
+                    let first = region.word(area.pool_start + bl * g.bytes_per_block, word).unwrap_or(0);
+                    letters.iter().find(|(_, addrs)| addrs.contains(&first)).map_or('h', |(c, _)| *c)
                 }
-            }
+            };
+            out.push(c);
+            bl += 1;
         }
-        let c = match kind(bl) {
-            alloc_table::AT_FREE => '.',
-            alloc_table::AT_TAIL => '=',
-            alloc_table::AT_MARK => 'm',
-            _ => {
-                let first = region.word(g.block_address(bl), word).unwrap_or(0);
-                letters.iter().find(|(_, addrs)| addrs.contains(&first)).map_or('h', |(c, _)| *c)
-            }
-        };
-        out.push(c);
-        bl += 1;
+        out.push('\n');
     }
-    out.push('\n');
     Ok(out)
 }

@@ -71,6 +71,10 @@ pub struct HeapLayout {
     /// Bytes between the allocation table and the next table (MicroPython's
     /// `ALLOC_TABLE_GAP_BYTE`, 1 in current versions; 0 in 1.9 / CircuitPython 3).
     pub alloc_table_gap_bytes: u32,
+    /// Blocks described by one byte of CircuitPython's collect table
+    /// (`MICROPY_ENABLE_SELECTIVE_COLLECT`, CircuitPython 9/10: a set bit means the
+    /// block may hold pointers); 0 when the build has none.
+    pub blocks_per_ctb: u32,
 }
 
 /// Linker symbols the decoder resolves in the map.
@@ -101,6 +105,12 @@ pub struct GcStateOffsets {
     pub finaliser_table_start: u64,
     pub pool_start: u64,
     pub pool_end: u64,
+    /// `mem.area.next`, in split heaps (`MICROPY_GC_SPLIT_HEAP`): the first member
+    /// of `mp_state_mem_area_t`, so the other offsets less this one place the
+    /// fields inside every further area.
+    pub next: Option<u64>,
+    /// CircuitPython's `mem.area.gc_collect_table_start` (see `heap.blocks_per_ctb`).
+    pub collect_table_start: Option<u64>,
 }
 
 impl Default for GcStateOffsets {
@@ -114,6 +124,8 @@ impl Default for GcStateOffsets {
             finaliser_table_start: 184,
             pool_start: 188,
             pool_end: 192,
+            next: None,
+            collect_table_start: None,
         }
     }
 }
@@ -231,6 +243,7 @@ impl Default for HeapLayout {
             blocks_per_ftb: 8,
             blocks_per_wtb: 0,
             alloc_table_gap_bytes: 0,
+            blocks_per_ctb: 0,
         }
     }
 }
@@ -385,6 +398,16 @@ impl Profile {
         }
         if h.blocks_per_wtb != 0 && h.blocks_per_wtb != 8 {
             return Err(format!("heap.blocks_per_wtb must be 8 (1 bit per block) or 0, found {}", h.blocks_per_wtb));
+        }
+        if h.blocks_per_ctb != 0 && h.blocks_per_ctb != 8 {
+            return Err(format!("heap.blocks_per_ctb must be 8 (1 bit per block) or 0, found {}", h.blocks_per_ctb));
+        }
+        let gc = &self.state.gc;
+        if let Some(next) = gc.next {
+            let fields = [gc.alloc_table_start, gc.alloc_table_byte_len, gc.pool_start, gc.pool_end];
+            if fields.iter().any(|&f| f < next) {
+                return Err("state.gc.next must be the first member of the GC area (below the other offsets)".into());
+            }
         }
         if h.alloc_table_gap_bytes > 64 {
             return Err(format!("heap.alloc_table_gap_bytes must be small, found {}", h.alloc_table_gap_bytes));

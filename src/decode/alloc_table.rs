@@ -116,6 +116,39 @@ pub fn walk(atb: &[u8], bytes_per_block: u64, pool_bytes: u64, want_rows: bool) 
     w
 }
 
+/// Walks every area of a split heap, `(table, first block, pool bytes)` each in
+/// chain order: blocks are numbered across the heap, and gc_info adds the areas up
+/// as py/gc.c `gc_info()` does (counts and bytes summed, runs never crossing from
+/// one area into the next, the largest run over all).
+pub fn walk_areas<'a>(
+    areas: impl IntoIterator<Item = (&'a [u8], u64, u64)>,
+    bytes_per_block: u64,
+    want_rows: bool,
+) -> TableWalk {
+    let mut all = TableWalk::default();
+    for (n, (atb, first_block, pool_bytes)) in areas.into_iter().enumerate() {
+        let w = walk(atb, bytes_per_block, pool_bytes, want_rows);
+        if n == 0 {
+            all = w;
+            continue;
+        }
+        all.allocations
+            .extend(w.allocations.iter().map(|a| Allocation { start_block: a.start_block + first_block, ..*a }));
+        all.free_runs.extend(w.free_runs.iter().map(|r| FreeRun { start_block: r.start_block + first_block, ..*r }));
+        all.marked_blocks += w.marked_blocks;
+        all.orphan_tail_blocks += w.orphan_tail_blocks;
+        let (a, b) = (&mut all.gc_info, w.gc_info);
+        a.total += b.total;
+        a.used += b.used;
+        a.free += b.free;
+        a.max_free = a.max_free.max(b.max_free);
+        a.num_1block += b.num_1block;
+        a.num_2block += b.num_2block;
+        a.max_block = a.max_block.max(b.max_block);
+    }
+    all
+}
+
 /// py/gc.c `gc_info()` (CircuitPython 3.0 / MicroPython 1.9), including its
 /// treatment of MARK (counted nowhere) and of a TAIL after FREE (a free run is only
 /// closed by a HEAD or the end).
@@ -216,6 +249,21 @@ mod tests {
         // gc_info counts the orphan tails as used, and the free run is not closed by them.
         assert_eq!(w.gc_info.used, 3 * 16);
         assert_eq!(w.gc_info.max_free, 1);
+    }
+
+    #[test]
+    fn areas_add_up_and_runs_stop_at_an_area_end() {
+        // Area 1: H T F F (4 blocks); area 2: F F H F. The free run at the end of
+        // area 1 and the one at the start of area 2 are two runs, not one of 4.
+        let (a1, a2) = (atb(&[1, 2, 0, 0]), atb(&[0, 0, 1, 0]));
+        let w = walk_areas([(&a1[..], 0, 64), (&a2[..], 4, 64)], 16, true);
+        let allocs: Vec<_> = w.allocations.iter().map(|a| (a.start_block, a.blocks)).collect();
+        assert_eq!(allocs, vec![(0, 2), (6, 1)]);
+        let runs: Vec<_> = w.free_runs.iter().map(|r| (r.start_block, r.blocks)).collect();
+        assert_eq!(runs, vec![(2, 2), (4, 2), (7, 1)]);
+        let g = w.gc_info;
+        assert_eq!((g.total, g.used, g.free), (128, 3 * 16, 5 * 16));
+        assert_eq!((g.num_1block, g.num_2block, g.max_block, g.max_free), (1, 1, 2, 2));
     }
 
     #[test]

@@ -3,11 +3,17 @@
 //! Computed the way the firmware's `gc_init(start, end)` does (py/gc.c): the end is
 //! rounded down to a block boundary first, then the table lengths follow from the
 //! remaining size. The reference used the unaligned size (see README, "Differences").
+//!
+//! A split heap (`MICROPY_GC_SPLIT_HEAP`: current CircuitPython, some MicroPython
+//! ports) has further areas, each with its own tables and pool, chained through
+//! `mem.area.next`. Their blocks are numbered after the first area's, in chain
+//! order, so one block number names one block of the whole heap.
 
 use crate::error::DecodeError;
 use crate::profile::HeapLayout;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The heap: its first area in the fields, and any further areas of a split heap.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeapGeometry {
     pub heap_start: u64,
     pub heap_bytes: u64,
@@ -18,6 +24,21 @@ pub struct HeapGeometry {
     pub pool_start: u64,
     pub pool_end: u64,
     pub bytes_per_block: u64,
+    /// The areas after the first (`mem.area.next`, …), in chain order.
+    pub more_areas: Vec<HeapArea>,
+}
+
+/// One area of the heap: its tables and its pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeapArea {
+    pub alloc_table_start: u64,
+    pub alloc_table_bytes: u64,
+    pub finaliser_table_start: Option<u64>,
+    pub finaliser_table_bytes: u64,
+    pub pool_start: u64,
+    pub pool_end: u64,
+    /// Number of the area's first block in the whole heap.
+    pub first_block: u64,
 }
 
 impl HeapGeometry {
@@ -28,11 +49,14 @@ impl HeapGeometry {
         let end = heap_start.saturating_add(heap_bytes) & !(bpb - 1);
         let gap = layout.alloc_table_gap_bytes as u64;
         let total = end.saturating_sub(heap_start).saturating_sub(gap);
-        let (per_ftb, per_wtb) = (layout.blocks_per_ftb as u64, layout.blocks_per_wtb as u64);
-        // T = A * (1 + ATB/FTB + ATB/WTB + ATB * block), in bits, as gc_setup_area.
-        let atb = if per_ftb > 0 || per_wtb > 0 {
-            let tables =
-                (8 * per_atb).checked_div(per_ftb).unwrap_or(0) + (8 * per_atb).checked_div(per_wtb).unwrap_or(0);
+        let (per_ftb, per_wtb, per_ctb) =
+            (layout.blocks_per_ftb as u64, layout.blocks_per_wtb as u64, layout.blocks_per_ctb as u64);
+        // T = A * (1 + ATB/FTB + ATB/WTB + ATB/CTB + ATB * block), in bits, as
+        // gc_setup_area (CircuitPython's sums bits per block: the same for 4 and 8).
+        let atb = if per_ftb > 0 || per_wtb > 0 || per_ctb > 0 {
+            let tables = (8 * per_atb).checked_div(per_ftb).unwrap_or(0)
+                + (8 * per_atb).checked_div(per_wtb).unwrap_or(0)
+                + (8 * per_atb).checked_div(per_ctb).unwrap_or(0);
             total * 8 / (8 + tables + 8 * per_atb * bpb)
         } else {
             total / (1 + 8 / 2 * bpb)
@@ -52,21 +76,70 @@ impl HeapGeometry {
             pool_start: end - pool_bytes,
             pool_end: end,
             bytes_per_block: bpb,
+            more_areas: Vec::new(),
         })
     }
 
+    /// The first area alone.
+    pub fn first_area(&self) -> HeapArea {
+        HeapArea {
+            alloc_table_start: self.alloc_table_start,
+            alloc_table_bytes: self.alloc_table_bytes,
+            finaliser_table_start: self.finaliser_table_start,
+            finaliser_table_bytes: self.finaliser_table_bytes,
+            pool_start: self.pool_start,
+            pool_end: self.pool_end,
+            first_block: 0,
+        }
+    }
+
+    /// Every area, the first one first.
+    pub fn areas(&self) -> impl Iterator<Item = HeapArea> + '_ {
+        std::iter::once(self.first_area()).chain(self.more_areas.iter().copied())
+    }
+
+    /// Blocks in every pool.
     pub fn pool_blocks(&self) -> u64 {
-        (self.pool_end - self.pool_start) / self.bytes_per_block
+        self.areas().map(|a| a.blocks(self.bytes_per_block)).sum()
     }
 
+    /// Bytes in every pool (gc_info's `total`).
+    pub fn pool_bytes(&self) -> u64 {
+        self.areas().map(|a| a.pool_end - a.pool_start).sum()
+    }
+
+    /// Address of block `block` of the whole heap.
     pub fn block_address(&self, block: u64) -> u64 {
-        self.pool_start + block * self.bytes_per_block
+        let first = (self.pool_end - self.pool_start) / self.bytes_per_block;
+        if block < first || self.more_areas.is_empty() {
+            return self.pool_start + block * self.bytes_per_block;
+        }
+        let area = self.more_areas.iter().rev().find(|a| a.first_block <= block);
+        match area {
+            Some(a) => a.pool_start + (block - a.first_block) * self.bytes_per_block,
+            None => self.pool_start + block * self.bytes_per_block,
+        }
     }
 
-    /// The block holding `address`, if it lies in the pool.
+    /// The block (of the whole heap) holding `address`, if it lies in a pool.
     pub fn block_of(&self, address: u64) -> Option<u64> {
-        (address >= self.pool_start && address < self.pool_end)
-            .then(|| (address - self.pool_start) / self.bytes_per_block)
+        if address >= self.pool_start && address < self.pool_end {
+            return Some((address - self.pool_start) / self.bytes_per_block);
+        }
+        let a = self.more_areas.iter().find(|a| address >= a.pool_start && address < a.pool_end)?;
+        Some(a.first_block + (address - a.pool_start) / self.bytes_per_block)
+    }
+
+    /// Whether `address` lies in an area's tables or pool (not a root).
+    pub fn holds(&self, address: u64) -> bool {
+        (address >= self.heap_start && address < self.pool_end)
+            || self.more_areas.iter().any(|a| address >= a.alloc_table_start && address < a.pool_end)
+    }
+}
+
+impl HeapArea {
+    pub fn blocks(&self, bytes_per_block: u64) -> u64 {
+        (self.pool_end - self.pool_start) / bytes_per_block
     }
 }
 

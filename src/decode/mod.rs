@@ -20,7 +20,7 @@ use crate::memory::{Memory, Region};
 use crate::profile::{Immediate, Profile};
 pub use alloc_table::{Allocation, FreeRun, GcInfo};
 pub use bytecode::Prelude;
-pub use geometry::HeapGeometry;
+pub use geometry::{HeapArea, HeapGeometry};
 
 /// What a block holds, with the reference's categories (and its colours).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -218,6 +218,9 @@ pub struct DecodeCache {
     edges: usize,
 }
 
+/// Areas of a split heap followed at most (real heaps have a handful).
+const MAX_AREAS: usize = 256;
+
 /// Map keys formatted per run at most (see [`qstr::TextCache`]).
 const MAX_CACHED_KEYS: usize = 1 << 16;
 
@@ -280,43 +283,114 @@ impl<'f> Decoder<'f> {
         }
     }
 
-    /// Decodes snapshot `index`, whose bytes are `ram` (RAM from `ram_start`).
-    /// The GC's geometry as the snapshot's own `mp_state_ctx.mem` says, if it adds
-    /// up: tables and pool inside RAM, the pool as long as the table describes,
-    /// the finaliser table right after the allocation table.
-    fn geometry_from_state(&self, mem: &Memory) -> Option<HeapGeometry> {
+    /// One GC area as the snapshot's state says, read at `base` (where the offsets
+    /// are counted from), if it adds up: tables and pool inside RAM, the pool as
+    /// long as the table describes, each table after the one before it.
+    fn area_at(&self, mem: &Memory, base: u64, first_block: u64) -> Option<HeapArea> {
         let gc = &self.profile.state.gc;
-        if !gc.read {
-            return None;
-        }
         let h = &self.profile.heap;
-        let at = |o: u64| mem.ram.word(self.firmware.state_address + o, h.word_bytes);
+        let at = |o: u64| mem.ram.word(base.checked_add(o)?, h.word_bytes);
         let (atb, atb_len, pool_start, pool_end) =
             (at(gc.alloc_table_start)?, at(gc.alloc_table_byte_len)?, at(gc.pool_start)?, at(gc.pool_end)?);
         let bpb = h.bytes_per_block as u64;
-        let per_atb = h.blocks_per_atb as u64;
-        let (ram_start, ram_end) = (self.firmware.ram_start, mem.ram.end());
-        let ftb_len = if h.blocks_per_ftb > 0 { (atb_len * per_atb).div_ceil(h.blocks_per_ftb as u64) } else { 0 };
+        let blocks = atb_len.checked_mul(h.blocks_per_atb as u64)?;
+        let table_len = |per: u32| if per > 0 { blocks.div_ceil(per as u64) } else { 0 };
+        let (ftb_len, wtb_len, ctb_len) =
+            (table_len(h.blocks_per_ftb), table_len(h.blocks_per_wtb), table_len(h.blocks_per_ctb));
         let ftb = if h.blocks_per_ftb > 0 { Some(at(gc.finaliser_table_start)?) } else { None };
+        let ctb = match (h.blocks_per_ctb > 0, gc.collect_table_start) {
+            (true, Some(o)) => Some(at(o)?),
+            _ => None,
+        };
+        let after_atb = atb.checked_add(atb_len + h.alloc_table_gap_bytes as u64)?;
+        let tables_end = after_atb.checked_add(ftb_len + wtb_len + ctb_len)?;
         let ok = atb_len > 0
-            && atb >= ram_start
+            && atb >= self.firmware.ram_start
             && pool_start % bpb == 0
             && pool_end > pool_start
-            && pool_end <= ram_end
-            && atb_len.checked_mul(per_atb * bpb) == Some(pool_end - pool_start)
-            && atb.checked_add(atb_len + h.alloc_table_gap_bytes as u64 + ftb_len).is_some_and(|e| e <= pool_start)
-            && ftb.is_none_or(|f| f == atb + atb_len + h.alloc_table_gap_bytes as u64);
-        ok.then(|| HeapGeometry {
-            heap_start: atb,
-            heap_bytes: pool_end - atb,
+            && pool_end <= mem.ram.end()
+            && blocks.checked_mul(bpb) == Some(pool_end - pool_start)
+            && tables_end <= pool_start
+            && ftb.is_none_or(|f| f == after_atb)
+            && ctb.is_none_or(|c| c >= after_atb && c + ctb_len <= pool_start);
+        ok.then_some(HeapArea {
             alloc_table_start: atb,
             alloc_table_bytes: atb_len,
             finaliser_table_start: ftb,
             finaliser_table_bytes: ftb_len,
             pool_start,
             pool_end,
-            bytes_per_block: bpb,
+            first_block,
         })
+    }
+
+    /// The GC's geometry as the snapshot's own `mp_state_ctx.mem` says, if its
+    /// first area adds up; further areas of a split heap are followed through
+    /// `next` while they add up and do not overlap (a note says where the chain
+    /// was cut).
+    fn geometry_from_state(&self, mem: &Memory, notes: &mut Vec<String>) -> Option<HeapGeometry> {
+        let gc = &self.profile.state.gc;
+        if !gc.read {
+            return None;
+        }
+        let state = self.firmware.state_address;
+        let first = self.area_at(mem, state, 0)?;
+        let bpb = self.profile.heap.bytes_per_block as u64;
+        let mut g = HeapGeometry {
+            heap_start: first.alloc_table_start,
+            heap_bytes: first.pool_end - first.alloc_table_start,
+            alloc_table_start: first.alloc_table_start,
+            alloc_table_bytes: first.alloc_table_bytes,
+            finaliser_table_start: first.finaliser_table_start,
+            finaliser_table_bytes: first.finaliser_table_bytes,
+            pool_start: first.pool_start,
+            pool_end: first.pool_end,
+            bytes_per_block: bpb,
+            more_areas: Vec::new(),
+        };
+        let Some(next_offset) = gc.next else { return Some(g) };
+        let word = self.profile.heap.word_bytes;
+        let mut next = mem.ram.word(state + next_offset, word).unwrap_or(0);
+        let mut first_block = first.blocks(bpb);
+        while next != 0 {
+            if g.more_areas.len() >= MAX_AREAS {
+                notes.push(format!("the GC's area chain is longer than {MAX_AREAS}; the rest is left out"));
+                break;
+            }
+            // The offsets are from mp_state_ctx; `next` is the area's first member.
+            let base = next.wrapping_sub(next_offset);
+            let area = self.area_at(mem, base, first_block).filter(|a| {
+                let (lo, hi) = (a.alloc_table_start, a.pool_end);
+                g.areas().all(|b| hi <= b.alloc_table_start || lo >= b.pool_end) && !(lo..hi).contains(&next)
+            });
+            let Some(area) = area else {
+                notes.push(format!("GC area at 0x{next:08x} does not add up; it and the areas after it are left out"));
+                break;
+            };
+            first_block += area.blocks(bpb);
+            g.more_areas.push(area);
+            next = mem.ram.word(next, word).unwrap_or(0);
+        }
+        Some(g)
+    }
+
+    /// The heap's geometry in one snapshot, and where it came from: the GC's own
+    /// state when it adds up (`gc_state`), else gc_init's layout of the heap
+    /// symbol (`heap_symbol`).
+    fn snapshot_geometry(
+        &self,
+        mem: &Memory,
+        notes: &mut Vec<String>,
+    ) -> Result<(HeapGeometry, &'static str), DecodeError> {
+        match self.geometry_from_state(mem, notes) {
+            Some(g) => Ok((g, "gc_state")),
+            None => Ok((self.geometry.clone()?, "heap_symbol")),
+        }
+    }
+
+    /// [`Decoder::snapshot_geometry`] of the snapshot `ram`.
+    pub fn geometry_of(&self, ram: &[u8]) -> Result<(HeapGeometry, &'static str), DecodeError> {
+        self.snapshot_geometry(&self.memory(ram), &mut Vec::new())
     }
 
     pub fn decode(&self, index: u64, ram: &[u8]) -> Result<SnapshotReport, DecodeError> {
@@ -327,10 +401,8 @@ impl<'f> Decoder<'f> {
     pub fn decode_with(&self, index: u64, ram: &[u8], cache: &mut DecodeCache) -> Result<SnapshotReport, DecodeError> {
         let fw = self.firmware;
         let mem = self.memory(ram);
-        let (g, geometry_source) = match self.geometry_from_state(&mem) {
-            Some(g) => (g, "gc_state"),
-            None => (self.geometry.clone()?, "heap_symbol"),
-        };
+        let mut notes = Vec::new();
+        let (g, geometry_source) = self.snapshot_geometry(&mem, &mut notes)?;
         let word = self.profile.heap.word_bytes as u64;
         let bpb = g.bytes_per_block;
         if g.heap_start < fw.ram_start || g.pool_end > mem.ram.end() {
@@ -341,11 +413,15 @@ impl<'f> Decoder<'f> {
                 ram_end: mem.ram.end(),
             });
         }
-        let atb = mem.bytes(g.alloc_table_start, g.alloc_table_bytes, "allocation table")?;
-        let walk = alloc_table::walk(atb, bpb, g.pool_end - g.pool_start, !self.options.metrics_only);
+        let mut tables = Vec::with_capacity(1 + g.more_areas.len());
+        for a in g.areas() {
+            let atb = mem.bytes(a.alloc_table_start, a.alloc_table_bytes, "allocation table")?;
+            tables.push((atb, a.first_block, a.pool_end - a.pool_start));
+        }
+        let walk = alloc_table::walk_areas(tables, bpb, !self.options.metrics_only);
         let mut report = SnapshotReport {
             index,
-            geometry: g,
+            geometry: g.clone(),
             geometry_source,
             gc_info: walk.gc_info,
             marked_blocks: walk.marked_blocks,
@@ -357,15 +433,18 @@ impl<'f> Decoder<'f> {
             qstrs: Vec::new(),
             strings: Vec::new(),
             free_runs: walk.free_runs,
-            notes: Vec::new(),
+            notes,
         };
         if self.options.metrics_only {
             return Ok(report);
         }
-        let ftb = match g.finaliser_table_start {
-            Some(start) => Some(mem.bytes(start, g.finaliser_table_bytes, "finaliser table")?),
-            None => None,
-        };
+        // Each area's finaliser table, by the area's first block.
+        let mut ftbs: Vec<(u64, &[u8])> = Vec::new();
+        for a in g.areas() {
+            if let Some(start) = a.finaliser_table_start {
+                ftbs.push((a.first_block, mem.bytes(start, a.finaliser_table_bytes, "finaliser table")?));
+            }
+        }
 
         let allocs = &walk.allocations;
         let mut owner = vec![NO_ALLOC; g.pool_blocks() as usize];
@@ -376,7 +455,7 @@ impl<'f> Decoder<'f> {
                 }
             }
         }
-        let heap = Heap { g, allocs, owner };
+        let heap = Heap { g: g.clone(), allocs, owner };
         let addr_of = |i: usize| g.block_address(allocs[i].start_block);
         let bytes_of = |i: usize| -> &[u8] {
             let a = allocs[i];
@@ -622,12 +701,23 @@ impl<'f> Decoder<'f> {
 
         // Root edges: aligned words of RAM outside the heap that hold a block's address.
         let first = fw.ram_start.div_ceil(word) * word;
-        for (lo, hi) in [(first, g.heap_start), (g.pool_end.div_ceil(word) * word, mem.ram.end())] {
+        // (gc_init and the GC state both start the heap at its allocation table.)
+        let mut heap_ranges: Vec<(u64, u64)> = g.areas().map(|a| (a.alloc_table_start, a.pool_end)).collect();
+        heap_ranges.sort_unstable();
+        let mut outside = Vec::with_capacity(heap_ranges.len() + 1);
+        let mut lo = first;
+        for (start, end) in heap_ranges {
+            outside.push((lo, start.max(lo)));
+            lo = lo.max(end.div_ceil(word) * word);
+        }
+        outside.push((lo, mem.ram.end()));
+        let pools = g.areas().fold((u64::MAX, 0), |(lo, hi), a| (lo.min(a.pool_start), hi.max(a.pool_end)));
+        for (lo, hi) in outside {
             let Some(bytes) = mem.ram.slice(lo, hi.saturating_sub(lo) / word * word) else { continue };
             for (k, chunk) in bytes.chunks_exact(word as usize).enumerate() {
                 let w = crate::memory::le_word(chunk);
                 // Cheap rejection first: most RAM words are not block addresses.
-                if w < g.pool_start || w >= g.pool_end || w % bpb != 0 {
+                if w < pools.0 || w >= pools.1 || w % bpb != 0 {
                     continue;
                 }
                 if let Some(ti) = heap.head(w) {
@@ -648,7 +738,9 @@ impl<'f> Decoder<'f> {
 
         report.blocks.reserve_exact(allocs.len());
         let finaliser = |b: u64| -> bool {
-            ftb.and_then(|t| t.get((b / 8) as usize)).is_some_and(|byte| (byte >> (b % 8)) & 1 == 1)
+            let Some(&(first, t)) = ftbs.iter().rev().find(|(first, _)| *first <= b) else { return false };
+            let b = b - first;
+            t.get((b / 8) as usize).is_some_and(|byte| (byte >> (b % 8)) & 1 == 1)
         };
         for (i, a) in allocs.iter().enumerate() {
             let kind = if roles[i] != Kind::Unknown { roles[i] } else { kinds[i] };

@@ -96,7 +96,7 @@ impl FrameLayout {
             points: chart.len() as u64,
             background: Canvas::new(width, height, palette::BACKGROUND),
         };
-        layout.draw_background(legend_y, per_row, chart, geometry.pool_end - geometry.pool_start);
+        layout.draw_background(legend_y, per_row, chart, geometry.pool_bytes());
         layout
     }
 

@@ -66,7 +66,7 @@ impl<'s> GcSim<'s> {
         let mut sim = GcSim {
             ram,
             ram_start,
-            g,
+            g: g.clone(),
             first_free_atb: 0,
             last_free_atb: g.alloc_table_bytes - 1,
             lowest_long_lived: g.pool_blocks(),

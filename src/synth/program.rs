@@ -519,7 +519,7 @@ impl<'a, 's> Program<'a, 's> {
         self.w(s + self.sm().dict_main, &[self.ty("mp_type_dict"), 1, 0, 0]);
         self.w(s + self.sm().sys_path, &[self.ty("mp_type_list"), 0, 0, 0]);
         self.w(s + self.sm().sys_argv, &[self.ty("mp_type_list"), 0, 0, 0]);
-        let g = self.gc.g;
+        let g = self.gc.g.clone();
         let fin = g.finaliser_table_start.unwrap_or(0);
         // The GC state, as gc_init leaves it.
         let m = self.sm();

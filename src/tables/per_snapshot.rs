@@ -53,6 +53,7 @@ pub fn snapshots_schema() -> SchemaRef {
         un("marked_blocks"),
         un("orphan_tail_blocks"),
         un("finaliser_blocks"),
+        un("heap_areas"),
     ]))
 }
 
@@ -159,7 +160,7 @@ pub(crate) struct SnapshotsRows {
     fragmentation: Float64Builder,
 }
 
-const SNAPSHOT_U64_COLUMNS: usize = 24;
+const SNAPSHOT_U64_COLUMNS: usize = 25;
 
 impl SnapshotsRows {
     pub(crate) fn new() -> Self {
@@ -194,6 +195,7 @@ impl SnapshotsRows {
                     Some(r.marked_blocks),
                     Some(r.orphan_tail_blocks),
                     Some(r.finaliser_blocks),
+                    Some(1 + g.more_areas.len() as u64),
                 ]
             }
             Err(_) => vec![None; SNAPSHOT_U64_COLUMNS - 2],
