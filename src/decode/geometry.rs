@@ -21,6 +21,8 @@ pub struct HeapGeometry {
     pub alloc_table_bytes: u64,
     pub finaliser_table_start: Option<u64>,
     pub finaliser_table_bytes: u64,
+    /// CircuitPython's collect table (CTB), 8 blocks per byte, when the build has one.
+    pub collect_table_start: Option<u64>,
     pub pool_start: u64,
     pub pool_end: u64,
     pub bytes_per_block: u64,
@@ -35,6 +37,7 @@ pub struct HeapArea {
     pub alloc_table_bytes: u64,
     pub finaliser_table_start: Option<u64>,
     pub finaliser_table_bytes: u64,
+    pub collect_table_start: Option<u64>,
     pub pool_start: u64,
     pub pool_end: u64,
     /// Number of the area's first block in the whole heap.
@@ -66,6 +69,8 @@ impl HeapGeometry {
             return Err(DecodeError::HeapTooSmall { bytes: heap_bytes });
         }
         let pool_bytes = atb * per_atb * bpb;
+        // After the allocation table and its gap: finaliser, weakref, collect tables.
+        let wtb = (atb * per_atb).checked_div(per_wtb).map_or(0, |_| (atb * per_atb).div_ceil(per_wtb));
         Ok(HeapGeometry {
             heap_start,
             heap_bytes,
@@ -73,6 +78,7 @@ impl HeapGeometry {
             alloc_table_bytes: atb,
             finaliser_table_start: (per_ftb > 0).then_some(heap_start + atb + gap),
             finaliser_table_bytes: ftb,
+            collect_table_start: (per_ctb > 0).then_some(heap_start + atb + gap + ftb + wtb),
             pool_start: end - pool_bytes,
             pool_end: end,
             bytes_per_block: bpb,
@@ -87,6 +93,7 @@ impl HeapGeometry {
             alloc_table_bytes: self.alloc_table_bytes,
             finaliser_table_start: self.finaliser_table_start,
             finaliser_table_bytes: self.finaliser_table_bytes,
+            collect_table_start: self.collect_table_start,
             pool_start: self.pool_start,
             pool_end: self.pool_end,
             first_block: 0,
@@ -141,6 +148,23 @@ impl HeapArea {
     pub fn blocks(&self, bytes_per_block: u64) -> u64 {
         (self.pool_end - self.pool_start) / bytes_per_block
     }
+
+    /// The area alone, as a heap of its own (blocks numbered from 0).
+    pub fn as_heap(&self, bytes_per_block: u64) -> HeapGeometry {
+        HeapGeometry {
+            heap_start: self.alloc_table_start,
+            heap_bytes: self.pool_end - self.alloc_table_start,
+            alloc_table_start: self.alloc_table_start,
+            alloc_table_bytes: self.alloc_table_bytes,
+            finaliser_table_start: self.finaliser_table_start,
+            finaliser_table_bytes: self.finaliser_table_bytes,
+            collect_table_start: self.collect_table_start,
+            pool_start: self.pool_start,
+            pool_end: self.pool_end,
+            bytes_per_block,
+            more_areas: Vec::new(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -184,6 +208,35 @@ mod tests {
         // With weakrefs too: (8191) * 8 / (8 + 4 + 4 + 512) = 124.
         let layout = HeapLayout { alloc_table_gap_bytes: 1, blocks_per_wtb: 8, ..HeapLayout::default() };
         assert_eq!(HeapGeometry::from_gc_init(0x2000_0000, 8192, &layout).unwrap().alloc_table_bytes, 124);
+    }
+
+    #[test]
+    fn circuitpython_10_puts_the_collect_table_after_the_finaliser_table() {
+        // gc_setup_area with finalisers and selective collect, 8192 bytes:
+        // 132 bits a block, (8192 - 1) * 8 / 132 = 496 blocks, 124 ATB bytes; FTB and
+        // CTB 62 bytes each after the gap, pool 7936 bytes at the end.
+        let layout = HeapLayout { alloc_table_gap_bytes: 1, blocks_per_ctb: 8, ..HeapLayout::default() };
+        let g = HeapGeometry::from_gc_init(0x2000_0000, 8192, &layout).unwrap();
+        assert_eq!((g.alloc_table_bytes, g.finaliser_table_bytes), (124, 62));
+        assert_eq!(g.finaliser_table_start, Some(0x2000_0000 + 125));
+        assert_eq!(g.collect_table_start, Some(0x2000_0000 + 125 + 62));
+        assert_eq!(g.pool_start, 0x2000_2000 - 7936);
+    }
+
+    #[test]
+    fn blocks_are_numbered_across_areas() {
+        let layout = HeapLayout::default();
+        let mut g = HeapGeometry::from_gc_init(0x2000_0000, 4096, &layout).unwrap();
+        let second = HeapGeometry::from_gc_init(0x2000_4000, 2048, &layout).unwrap();
+        let first_blocks = g.pool_blocks();
+        g.more_areas.push(HeapArea { first_block: first_blocks, ..second.first_area() });
+        assert_eq!(g.pool_blocks(), first_blocks + second.pool_blocks());
+        assert_eq!(g.pool_bytes(), (first_blocks + second.pool_blocks()) * 16);
+        assert_eq!(g.block_address(first_blocks), second.pool_start);
+        assert_eq!(g.block_of(second.pool_start + 40), Some(first_blocks + 2));
+        assert_eq!(g.block_of(g.pool_start + 16), Some(1));
+        assert_eq!(g.block_of(second.alloc_table_start), None);
+        assert!(g.holds(second.alloc_table_start) && !g.holds(0x2000_2000));
     }
 
     #[test]

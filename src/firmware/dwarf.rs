@@ -281,9 +281,17 @@ pub fn derive_profile(data: &[u8], path: &Path, base: &Profile) -> Result<Derive
         found.push(
             "objects.bytecode_qstr_bytes = 0, types.mem_info_address_digits = 8 (current MicroPython)".to_string(),
         );
-        if t.path(st, "mem.area.next").is_some() {
-            missing.push("split heaps (mem.area.next): only the first area is decoded".to_string());
+        // Split heaps: areas chained through `next`, the first member.
+        p.state.gc.next = gc_member("next");
+        if let Some(v) = p.state.gc.next {
+            found.push(format!("state.gc.next = {v} (a split heap)"));
         }
+    }
+    // CircuitPython 9/10's collect table (MICROPY_ENABLE_SELECTIVE_COLLECT).
+    p.state.gc.collect_table_start = gc_member("gc_collect_table_start");
+    if let Some(v) = p.state.gc.collect_table_start {
+        p.heap.blocks_per_ctb = 8;
+        found.push(format!("state.gc.collect_table_start = {v}, heap.blocks_per_ctb = 8"));
     }
     if gc_member("gc_weakref_table_start").is_some() {
         p.heap.blocks_per_wtb = 8;

@@ -13,6 +13,12 @@
 //! Alongside the RAM image the simulator keeps its own registry of live objects,
 //! updated by the operations rather than read back from the table, which tests use
 //! as an independent expectation.
+//!
+//! A split heap (CircuitPython 9/10) is simulated with blocks numbered across its
+//! areas, as the decoder numbers them: the search runs through every area in chain
+//! order and never lets an allocation cross from one area into the next; each area
+//! has its own tables (and, in CircuitPython, a collect table whose bit is set for
+//! every allocation).
 
 use std::collections::BTreeMap;
 
@@ -68,7 +74,7 @@ impl<'s> GcSim<'s> {
             ram_start,
             g: g.clone(),
             first_free_atb: 0,
-            last_free_atb: g.alloc_table_bytes - 1,
+            last_free_atb: g.pool_blocks() / 4 - 1,
             lowest_long_lived: g.pool_blocks(),
             auto_collect: true,
             roots: Vec::new(),
@@ -76,16 +82,24 @@ impl<'s> GcSim<'s> {
             sink,
             collections: 0,
         };
-        // gc_init clears the tables: allocation table, gap byte, finaliser table and
-        // weakref table (the last two as long as the allocation table describes).
-        let at = (g.alloc_table_start - ram_start) as usize;
-        let wtb = if weakref_table { (g.alloc_table_bytes * 4).div_ceil(8) } else { 0 };
-        let tables_end = match g.finaliser_table_start {
-            Some(f) => f + g.finaliser_table_bytes + wtb,
-            None => g.alloc_table_start + g.alloc_table_bytes + wtb,
-        };
-        sim.ram[at..(tables_end - ram_start) as usize].fill(0);
+        // gc_init (and gc_add) clear every area's tables: allocation table, gap
+        // byte, finaliser, weakref and collect tables, up to the pool's start at most.
+        for a in g.areas() {
+            let at = (a.alloc_table_start - ram_start) as usize;
+            let wtb = if weakref_table { (a.alloc_table_bytes * 4).div_ceil(8) } else { 0 };
+            let ctb = if a.collect_table_start.is_some() { (a.alloc_table_bytes * 4).div_ceil(8) } else { 0 };
+            let tables_end = match a.finaliser_table_start {
+                Some(f) => f + a.finaliser_table_bytes + wtb + ctb,
+                None => a.alloc_table_start + a.alloc_table_bytes + wtb + ctb,
+            };
+            sim.ram[at..(tables_end.min(a.pool_start) - ram_start) as usize].fill(0);
+        }
         sim
+    }
+
+    /// The area holding block `block` (of the whole heap).
+    fn area_of(&self, block: u64) -> crate::decode::HeapArea {
+        self.g.areas().filter(|a| a.first_block <= block).last().unwrap_or_else(|| self.g.first_area())
     }
 
     fn off(&self, address: u64) -> usize {
@@ -118,7 +132,8 @@ impl<'s> GcSim<'s> {
     }
 
     fn atb_index(&self, block: u64) -> usize {
-        self.off(self.g.alloc_table_start) + (block / 4) as usize
+        let a = self.area_of(block);
+        self.off(a.alloc_table_start) + ((block - a.first_block) / 4) as usize
     }
 
     pub fn kind(&self, block: u64) -> u8 {
@@ -135,16 +150,33 @@ impl<'s> GcSim<'s> {
     }
 
     fn set_ftb(&mut self, block: u64, on: bool) {
-        let Some(start) = self.g.finaliser_table_start else {
-            return;
-        };
-        let i = self.off(start) + (block / 8) as usize;
-        let bit = 1u8 << (block % 8);
+        let a = self.area_of(block);
+        if let Some(start) = a.finaliser_table_start {
+            self.set_bit(start, block - a.first_block, on);
+        }
+    }
+
+    /// CircuitPython's collect table: set for every allocation (it may hold pointers).
+    fn set_ctb(&mut self, block: u64, on: bool) {
+        let a = self.area_of(block);
+        if let Some(start) = a.collect_table_start {
+            self.set_bit(start, block - a.first_block, on);
+        }
+    }
+
+    fn set_bit(&mut self, table: u64, local_block: u64, on: bool) {
+        let i = self.off(table) + (local_block / 8) as usize;
+        let bit = 1u8 << (local_block % 8);
         if on {
             self.ram[i] |= bit;
         } else {
             self.ram[i] &= !bit;
         }
+    }
+
+    /// Whether blocks `a` and `b` lie in the same area.
+    fn same_area(&self, a: u64, b: u64) -> bool {
+        self.area_of(a).first_block == self.area_of(b).first_block
     }
 
     fn addr(&self, block: u64) -> u64 {
@@ -164,11 +196,16 @@ impl<'s> GcSim<'s> {
             let mut keep_looking = true;
             let mut n_free = 0u64;
             let mut found = None;
-            let atb_len = self.g.alloc_table_bytes as i64;
+            let atb_len = self.atb_bytes() as i64;
             let (mut i, dir): (i64, i64) =
                 if long_lived { (self.last_free_atb as i64, -1) } else { (self.first_free_atb as i64, 1) };
             while keep_looking && i >= self.first_free_atb as i64 && i <= self.last_free_atb as i64 && i < atb_len {
-                let a = self.ram[self.off(self.g.alloc_table_start) + i as usize];
+                // A run of free blocks never continues into another area.
+                let edge = if dir == 1 { i * 4 } else { i * 4 + 4 };
+                if self.g.more_areas.iter().any(|a| a.first_block as i64 == edge) {
+                    n_free = 0;
+                }
+                let a = self.ram[self.atb_index(i as u64 * 4)];
                 let mut j: i64 = if dir == -1 { 3 } else { 0 };
                 while keep_looking && (0..=3).contains(&j) {
                     if a & (3 << (j * 2)) == 0 {
@@ -227,8 +264,14 @@ impl<'s> GcSim<'s> {
             self.set_word(ptr, 0);
             self.set_ftb(start, true);
         }
+        self.set_ctb(start, true);
         self.live.insert(ptr, TruthBlock { address: ptr, blocks: end - start + 1, kind, marked: false, has_finaliser });
         Some(ptr)
+    }
+
+    /// Allocation-table bytes of every area (blocks / 4).
+    fn atb_bytes(&self) -> u64 {
+        self.g.pool_blocks() / 4
     }
 
     fn head_block(&self, ptr: u64) -> Option<u64> {
@@ -279,7 +322,8 @@ impl<'s> GcSim<'s> {
             }
             return Some(ptr);
         }
-        let free_after = (block + have..block + want).all(|b| b < self.g.pool_blocks() && self.kind(b) == AT_FREE);
+        let free_after = self.same_area(block, block + want - 1)
+            && (block + have..block + want).all(|b| b < self.g.pool_blocks() && self.kind(b) == AT_FREE);
         if free_after {
             self.log();
             for b in block + have..block + want {
@@ -365,7 +409,7 @@ impl<'s> GcSim<'s> {
             }
         }
         self.first_free_atb = 0;
-        self.last_free_atb = self.g.alloc_table_bytes - 1;
+        self.last_free_atb = self.atb_bytes() - 1;
     }
 
     /// Sets an allocation's kind in the registry (an object's role can change, e.g. a

@@ -68,6 +68,10 @@ pub enum Flavor {
     /// arrays, the GC state in `mem.area`, a gap byte after the allocation table,
     /// a weakref table, the type name as a 16-bit field.
     MicroPython,
+    /// A current CircuitPython (9.x/10.x): MicroPython 1.2x's formats with repr C,
+    /// a split heap (a second area added at run time, chained from `mem.area.next`),
+    /// the selective-collect table after the finaliser table, no weakref table.
+    CircuitPython10,
 }
 
 impl std::str::FromStr for Flavor {
@@ -76,14 +80,16 @@ impl std::str::FromStr for Flavor {
         match s.to_ascii_lowercase().as_str() {
             "circuitpython3" | "circuitpython-3.0" | "cp3" => Ok(Flavor::CircuitPython3),
             "micropython" | "micropython-1.2x" | "mp" => Ok(Flavor::MicroPython),
-            _ => Err(format!("unknown layout `{s}` (expected circuitpython3 or micropython)")),
+            "circuitpython10" | "circuitpython-10" | "circuitpython9" | "cp10" => Ok(Flavor::CircuitPython10),
+            _ => Err(format!("unknown layout `{s}` (expected circuitpython3, micropython or circuitpython10)")),
         }
     }
 }
 
 /// Offsets inside `mp_state_ctx` that the simulator writes: py/mpstate.h at
-/// 619b0ec164 (atmel-samd) for CircuitPython 3.0, and tests/support/mp_layout_v1_2x.c
-/// for the MicroPython flavour (the same numbers its DWARF gives).
+/// 619b0ec164 (atmel-samd) for CircuitPython 3.0, tests/support/mp_layout_v1_2x.c
+/// for the MicroPython flavour and tests/support/cp_layout_v10.c for CircuitPython
+/// 10 (the same numbers their DWARF gives).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StateMap {
     pub last_pool: u64,
@@ -106,6 +112,11 @@ pub struct StateMap {
     pub gc_weakref_table_start: Option<u64>,
     pub gc_pool_start: u64,
     pub gc_pool_end: u64,
+    /// Split heaps: `mem.area.next` (the area's first member), the collect table,
+    /// and the size of `mp_state_mem_area_t` (placed before each added area).
+    pub gc_next: Option<u64>,
+    pub gc_collect_table_start: Option<u64>,
+    pub area_bytes: u64,
     pub size: u64,
 }
 
@@ -127,6 +138,9 @@ impl StateMap {
         gc_weakref_table_start: None,
         gc_pool_start: 188,
         gc_pool_end: 192,
+        gc_next: None,
+        gc_collect_table_start: None,
+        area_bytes: 0,
         size: 476,
     };
     pub const MICROPYTHON: StateMap = StateMap {
@@ -146,7 +160,32 @@ impl StateMap {
         gc_weakref_table_start: Some(164),
         gc_pool_start: 168,
         gc_pool_end: 172,
+        gc_next: None,
+        gc_collect_table_start: None,
+        area_bytes: 0,
         size: 456,
+    };
+    pub const CIRCUITPYTHON10: StateMap = StateMap {
+        last_pool: 24,
+        loaded_modules: 60,
+        dict_main: 76,
+        sys_path: 92,
+        sys_argv: 108,
+        readline_hist: 124,
+        readline_hist_len: 8,
+        qstr_last_chunk: 156,
+        qstr_last_alloc: 160,
+        qstr_last_used: 164,
+        gc_alloc_table_start: 172,
+        gc_alloc_table_byte_len: 176,
+        gc_finaliser_table_start: 180,
+        gc_weakref_table_start: None,
+        gc_pool_start: 188,
+        gc_pool_end: 192,
+        gc_next: Some(168),
+        gc_collect_table_start: Some(184),
+        area_bytes: 36,
+        size: 744,
     };
 }
 
@@ -155,7 +194,14 @@ impl Flavor {
         match self {
             Flavor::CircuitPython3 => StateMap::CIRCUITPYTHON3,
             Flavor::MicroPython => StateMap::MICROPYTHON,
+            Flavor::CircuitPython10 => StateMap::CIRCUITPYTHON10,
         }
+    }
+
+    /// A current firmware (MicroPython 1.2x's data formats: qstr arrays, 16-bit
+    /// type names, the gap byte), as opposed to CircuitPython 3.0.
+    pub fn current(self) -> bool {
+        self != Flavor::CircuitPython3
     }
 
     /// The GC's geometry parameters.
@@ -164,13 +210,16 @@ impl Flavor {
         match self {
             Flavor::CircuitPython3 => base,
             Flavor::MicroPython => crate::profile::HeapLayout { blocks_per_wtb: 8, alloc_table_gap_bytes: 1, ..base },
+            Flavor::CircuitPython10 => {
+                crate::profile::HeapLayout { blocks_per_ctb: 8, alloc_table_gap_bytes: 1, ..base }
+            }
         }
     }
 
     /// The symbol the dump starts at.
     pub fn ram_start_symbol(self) -> &'static str {
         match self {
-            Flavor::CircuitPython3 => "_srelocate",
+            Flavor::CircuitPython3 | Flavor::CircuitPython10 => "_srelocate",
             Flavor::MicroPython => "_sdata",
         }
     }
@@ -178,7 +227,7 @@ impl Flavor {
     /// A qstr as an `mp_obj_t`.
     pub fn qstr_obj(self, id: u64) -> u64 {
         match self {
-            Flavor::CircuitPython3 => (id << 3) | 6,
+            Flavor::CircuitPython3 | Flavor::CircuitPython10 => (id << 3) | 6,
             Flavor::MicroPython => (id << 2) | 2,
         }
     }
@@ -186,23 +235,26 @@ impl Flavor {
     /// The qstr id in an `mp_obj_t`, if it is one.
     pub fn qstr_id(self, obj: u64) -> Option<u64> {
         match self {
-            Flavor::CircuitPython3 => (obj & 7 == 6).then_some(obj >> 3),
+            Flavor::CircuitPython3 | Flavor::CircuitPython10 => (obj & 7 == 6).then_some(obj >> 3),
             Flavor::MicroPython => (obj & 3 == 2).then_some(obj >> 2),
         }
     }
 
-    /// The profile that reads this flavour's captures. For MicroPython it is what
-    /// the DWARF of tests/support/mp_layout_v1_2x.c gives, plus what debug info
+    /// The profile that reads this flavour's captures. For the current flavours it
+    /// is what the DWARF of their tests/support/*.c gives, plus what debug info
     /// cannot tell (object representation, RAM symbol, no names in bytecode).
     pub fn profile(self) -> crate::profile::Profile {
         use crate::profile::{ObjectRepr, Profile, QstrPoolFormat};
         let mut p = Profile::default();
-        if self == Flavor::MicroPython {
-            let m = StateMap::MICROPYTHON;
-            p.name = "micropython-1.2x-synthetic".into();
-            p.object_repr = ObjectRepr::A;
+        if self.current() {
+            let m = self.state_map();
+            p.name = match self {
+                Flavor::CircuitPython10 => "circuitpython-10-synthetic".into(),
+                _ => "micropython-1.2x-synthetic".into(),
+            };
+            p.object_repr = if self == Flavor::MicroPython { ObjectRepr::A } else { ObjectRepr::C };
             p.heap = self.heap_layout();
-            p.symbols.ram_start = "_sdata".into();
+            p.symbols.ram_start = self.ram_start_symbol().into();
             p.state.last_pool = m.last_pool;
             p.state.loaded_modules_table = m.loaded_modules + 12;
             p.state.dict_main_table = m.dict_main + 12;
@@ -214,6 +266,8 @@ impl Flavor {
             p.state.gc.finaliser_table_start = m.gc_finaliser_table_start;
             p.state.gc.pool_start = m.gc_pool_start;
             p.state.gc.pool_end = m.gc_pool_end;
+            p.state.gc.next = m.gc_next;
+            p.state.gc.collect_table_start = m.gc_collect_table_start;
             p.qstr.pool_format = QstrPoolFormat::Arrays;
             p.qstr.hashes_word = Some(4);
             p.qstr.lengths_word = 5;
@@ -225,6 +279,15 @@ impl Flavor {
             p.types.mem_info_address_digits = 8;
         }
         p
+    }
+
+    /// Bytes of the heap in a second area (CircuitPython 10's split heap): a
+    /// quarter of the board's heap, taken from the first area.
+    pub fn second_area_bytes(self, board: Board) -> u64 {
+        match self {
+            Flavor::CircuitPython10 => board.heap_bytes() / 4,
+            _ => 0,
+        }
     }
 }
 
@@ -352,6 +415,9 @@ pub struct Layout {
     pub state: u64,
     pub heap_start: u64,
     pub heap_bytes: u64,
+    /// A split heap's second region (start, bytes): `mp_state_mem_area_t`, then
+    /// the area's tables and pool, as `gc_add` lays it out.
+    pub second_region: Option<(u64, u64)>,
     /// Top of the stack (`_estack`) and how deep the simulated stack may go.
     pub stack_top: u64,
     pub stack_bytes: u64,
@@ -385,7 +451,7 @@ impl Layout {
     /// The same for a given firmware flavour.
     pub fn with_flavor(board: Board, heap_misalign: u64, seed: u64, flavor: Flavor) -> Self {
         let state_map = flavor.state_map();
-        let mp = flavor == Flavor::MicroPython;
+        let mp = flavor.current();
         let mut rng = Rng::new(seed ^ 0x1a7e_5eed);
         let flash_start = board.flash_start();
         let mut flash: Vec<u8> = Vec::new();
@@ -574,7 +640,8 @@ impl Layout {
         cursor += 0x40;
         // The heap array: aligned as the linker may place a char array.
         let heap_start = ((cursor + 15) & !15) + (heap_misalign & 12);
-        let heap_bytes = board.heap_bytes();
+        let second_bytes = flavor.second_area_bytes(board);
+        let heap_bytes = board.heap_bytes() - second_bytes;
         ram_sections.push(Section {
             kind: ".bss",
             name: ".bss.heap.lto_priv.0".into(),
@@ -584,6 +651,22 @@ impl Layout {
             symbols: vec![],
         });
         cursor = heap_start + heap_bytes;
+        let mut second_region = None;
+        if second_bytes > 0 {
+            // The area CircuitPython adds when the first fills (gc_add from the
+            // supervisor's allocator), here at a fixed place in .bss.
+            cursor = (cursor + 0x3f) & !0x3f;
+            ram_sections.push(Section {
+                kind: ".bss",
+                name: ".bss.supervisor_heap".into(),
+                address: cursor,
+                size: second_bytes,
+                file: "build-board/supervisor/shared/memory.o".into(),
+                symbols: vec![(cursor, "supervisor_heap".into())],
+            });
+            second_region = Some((cursor, second_bytes));
+            cursor += second_bytes;
+        }
         cursor = (cursor + 3) & !3;
         let state = cursor;
         cursor += state_map.size;
@@ -636,6 +719,7 @@ impl Layout {
             state,
             heap_start,
             heap_bytes,
+            second_region,
             stack_top,
             stack_bytes,
             types,

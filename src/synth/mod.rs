@@ -14,7 +14,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use crate::decode::HeapGeometry;
+use crate::decode::{HeapArea, HeapGeometry};
 use crate::error::{Error, Result};
 pub use gc::TruthBlock;
 pub use image::{Board, Flavor, Layout};
@@ -103,8 +103,15 @@ impl gc::SnapshotSink for Counted<'_> {
 /// Runs the simulation, handing every snapshot to `sink`.
 pub fn simulate(config: &SynthConfig, layout: &Layout, sink: &mut dyn gc::SnapshotSink) -> Result<SynthSummary> {
     let heap_layout = layout.flavor.heap_layout();
-    let g = HeapGeometry::from_gc_init(layout.heap_start, layout.heap_bytes, &heap_layout)
+    let mut g = HeapGeometry::from_gc_init(layout.heap_start, layout.heap_bytes, &heap_layout)
         .map_err(|e| Error::Synth(e.to_string()))?;
+    if let Some((start, bytes)) = layout.second_region {
+        // gc_add: the area's struct first, then gc_setup_area over the rest.
+        let area_bytes = layout.state_map.area_bytes;
+        let second = HeapGeometry::from_gc_init(start + area_bytes, bytes - area_bytes, &heap_layout)
+            .map_err(|e| Error::Synth(e.to_string()))?;
+        g.more_areas.push(HeapArea { first_block: g.pool_blocks(), ..second.first_area() });
+    }
     // Power-on RAM is not zero: fill it with a seed-dependent pattern of small bytes.
     let mut r = rng::Rng::new(config.seed ^ 0x5eed);
     let ram: Vec<u8> = (0..layout.ram_end - layout.ram_start).map(|_| (r.below(4) * 0x11) as u8).collect();

@@ -135,7 +135,7 @@ impl<'a, 's> Program<'a, 's> {
     }
 
     fn mp(&self) -> bool {
-        self.l.flavor == Flavor::MicroPython
+        self.l.flavor.current()
     }
 
     fn ty(&self, name: &str) -> u64 {
@@ -520,15 +520,29 @@ impl<'a, 's> Program<'a, 's> {
         self.w(s + self.sm().sys_path, &[self.ty("mp_type_list"), 0, 0, 0]);
         self.w(s + self.sm().sys_argv, &[self.ty("mp_type_list"), 0, 0, 0]);
         let g = self.gc.g.clone();
-        let fin = g.finaliser_table_start.unwrap_or(0);
-        // The GC state, as gc_init leaves it.
+        // The GC state, as gc_init (and gc_add, for a split heap's further areas)
+        // leaves it: the first area inside mp_state_ctx, each further one in a
+        // struct just before its tables, chained through `next`.
         let m = self.sm();
-        self.w(s + m.gc_alloc_table_start, &[g.alloc_table_start, g.alloc_table_bytes]);
-        self.w(s + m.gc_finaliser_table_start, &[fin]);
-        if let Some(wtb) = m.gc_weakref_table_start {
-            self.w(s + wtb, &[fin + g.finaliser_table_bytes]);
+        let mut area_struct = s;
+        let mut areas = g.areas().peekable();
+        while let Some(a) = areas.next() {
+            let fin = a.finaliser_table_start.unwrap_or(0);
+            self.w(area_struct + m.gc_alloc_table_start, &[a.alloc_table_start, a.alloc_table_bytes]);
+            self.w(area_struct + m.gc_finaliser_table_start, &[fin]);
+            if let Some(wtb) = m.gc_weakref_table_start {
+                self.w(area_struct + wtb, &[fin + a.finaliser_table_bytes]);
+            }
+            if let Some(ctb) = m.gc_collect_table_start {
+                self.w(area_struct + ctb, &[a.collect_table_start.unwrap_or(0)]);
+            }
+            self.w(area_struct + m.gc_pool_start, &[a.pool_start, a.pool_end]);
+            if let Some(next) = m.gc_next {
+                let following = areas.peek().map_or(0, |n| n.alloc_table_start - m.area_bytes);
+                self.w(area_struct + next, &[following]);
+                area_struct = following.wrapping_sub(next);
+            }
         }
-        self.w(s + m.gc_pool_start, &[g.pool_start, g.pool_end]);
         if !self.mp() {
             // CircuitPython's gc_lowest_long_lived_ptr follows gc_pool_end.
             self.w(s + m.gc_pool_end + 4, &[g.pool_end]);

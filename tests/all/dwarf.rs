@@ -206,3 +206,98 @@ fn a_micropython_elf_with_debug_info_needs_no_profile() {
     s.analyze(&b, &options, &Silent).unwrap();
     crate::common::assert_same_tables(&a, &b, &crate::common::DECODED_TABLES, "shipped vs derived MicroPython profile");
 }
+
+/// A current CircuitPython's structs: a split heap (`mem.area.next` first in the
+/// area) and the collect table, checked against the compiler's own offsets.
+#[test]
+fn current_circuitpython_structs_give_the_split_heap_and_collect_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = repo().join("tests/support/cp_layout_v10.c");
+    let o = Command::new("gcc")
+        .current_dir(dir.path())
+        .args(["-g", "-DPRINT_OFFSETS"])
+        .arg(&src)
+        .args(["-o", "cp10"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let exe = dir.path().join("cp10");
+    let out = Command::new(&exe).output().unwrap();
+    let n: Vec<u64> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(|v| v.parse().unwrap()).collect();
+    let d = derive_profile(&std::fs::read(&exe).unwrap(), &exe, &Profile::default()).unwrap();
+    let p = &d.profile;
+    let gc = &p.state.gc;
+    assert_eq!(
+        (
+            gc.next,
+            gc.alloc_table_start,
+            gc.alloc_table_byte_len,
+            gc.finaliser_table_start,
+            gc.collect_table_start,
+            gc.pool_start,
+            gc.pool_end
+        ),
+        (Some(n[0]), n[1], n[2], n[3], Some(n[4]), n[5], n[6])
+    );
+    assert_eq!((p.heap.blocks_per_ctb, p.heap.blocks_per_wtb, p.heap.alloc_table_gap_bytes), (8, 0, 1));
+    assert_eq!(p.state.last_pool, n[8]);
+    // The other fields sit at the same distance from `next` in every area.
+    assert!(p.validate().is_ok());
+}
+
+/// The shipped profile for the simulated CircuitPython 10 is the DWARF of its
+/// structs plus representation C and no names in bytecode.
+#[test]
+fn the_circuitpython_10_profile_is_its_dwarf_plus_what_dwarf_cannot_tell() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = repo().join("tests/support/cp_layout_v10.c");
+    let o = Command::new("gcc")
+        .current_dir(dir.path())
+        .args(["-m32", "-g", "-c"])
+        .arg(&src)
+        .args(["-o", "v.o"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let obj = dir.path().join("v.o");
+    let mut derived = derive_profile(&std::fs::read(&obj).unwrap(), &obj, &Profile::default()).unwrap().profile;
+    let expected = heapvis::synth::Flavor::CircuitPython10.profile();
+    derived.name = expected.name.clone();
+    assert_eq!(derived.object_repr, heapvis::profile::ObjectRepr::C);
+    assert_eq!(derived, expected);
+}
+
+/// A current CircuitPython's ELF with debug info needs no profile: the split heap
+/// and its collect tables come from DWARF, the representation from the heap.
+#[test]
+fn a_circuitpython_10_elf_with_debug_info_needs_no_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = heapvis::synth::SynthConfig::new(Board::Samd21, 200, 27);
+    config.flavor = heapvis::synth::Flavor::CircuitPython10;
+    config.heap_misalign = 0;
+    heapvis::synth::write_dir(&config, dir.path()).unwrap();
+    crate::elf::link_elf_with_dwarf_of(dir.path(), "tests/support/cp_layout_v10.c");
+    let ram = dir.path().join("ram.bin");
+    let elf = InputPaths { ram: ram.clone(), firmware: FirmwareFiles::Elf(dir.path().join("firmware.elf")) };
+    let s = Session::open_with(&elf, None).unwrap();
+    assert_eq!(s.profile.object_repr, heapvis::profile::ObjectRepr::C);
+    assert_eq!(s.profile.state.gc.next, Some(168));
+    let with_profile = InputPaths::resolve(&[dir.path().to_path_buf()]).unwrap();
+    let shipped = Session::open(&with_profile, heapvis::synth::Flavor::CircuitPython10.profile()).unwrap();
+    let options = AnalyzeOptions { tables: TableSet::ALL, ..AnalyzeOptions::default() };
+    let (a, b) = (dir.path().join("shipped"), dir.path().join("derived"));
+    shipped.analyze(&a, &options, &Silent).unwrap();
+    s.analyze(&b, &options, &Silent).unwrap();
+    crate::common::assert_same_tables(
+        &a,
+        &b,
+        &crate::common::DECODED_TABLES,
+        "shipped vs derived CircuitPython profile",
+    );
+    // Every snapshot's geometry came from the GC state, with both areas.
+    let areas = crate::common::duck(
+        "select count(*) from '{d}/snapshots.parquet' where geometry_source = 'gc_state' and heap_areas = 2",
+        &b,
+    );
+    assert_eq!(areas, vec![vec![serde_json::json!(200)]]);
+}

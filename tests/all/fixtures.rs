@@ -278,3 +278,74 @@ fn a_64_bit_heap_by_hand() {
         r.edges.iter().filter_map(|e| Some((e.root_name.as_deref()?, e.to_address))).collect();
     assert_eq!(roots, vec![("mp_state_ctx.vm.dict_main.map.table", table)]);
 }
+
+/// A split heap by hand (`MICROPY_GC_SPLIT_HEAP`): the first area's state inside
+/// mp_state_ctx, a second area's struct elsewhere in RAM, chained through `next`.
+/// Blocks are numbered across the areas; gc_info and mem_info add them up as
+/// py/gc.c loops over them.
+#[test]
+fn a_split_heap_by_hand() {
+    let mut profile = Profile::default();
+    profile.state.gc.next = Some(172); // the area's first member; the others follow at 176..
+    let fw = firmware(0x1000, 0x100);
+    let d = Decoder::new(&fw, &profile, DecodeOptions::default());
+    let mut ram = vec![0u8; 0x1000];
+    // Area 1: ATB at +0x200 (2 bytes, 8 blocks), FTB right after, pool +0x280..+0x300.
+    put(&mut ram, RAM + 172, &[0x2000_0400, 0x2000_0200, 2, 0x2000_0202, 0x2000_0280, 0x2000_0300]);
+    // Area 2's struct at +0x400: next NULL, ATB +0x430 (1 byte, 4 blocks), FTB, pool.
+    put(&mut ram, 0x2000_0400, &[0, 0x2000_0430, 1, 0x2000_0431, 0x2000_0440, 0x2000_0480]);
+    ram[0x200] = 0b10_01_00_01; // area 1: block 0 HEAD, 1 FREE, 2 HEAD, 3 TAIL
+    ram[0x430] = 0b01; // area 2: its block 0 (block 8 of the heap) HEAD
+                       // A dict in area 1 whose table is in area 2; the table maps "foo" to area 1's
+                       // two-block allocation.
+    put(&mut ram, 0x2000_0280, &[(FLASH + 0x10) as u32, 1 << 3, 1, 0x2000_0440]);
+    put(&mut ram, 0x2000_0440, &[(2 << 3) | 6, 0x2000_02a0]);
+    put(&mut ram, RAM + 20, &[(FLASH + 0x100) as u32]); // vm.last_pool: the ROM pool
+
+    let r = d.decode(0, &ram).unwrap();
+    assert_eq!(r.geometry_source, "gc_state");
+    assert_eq!(r.geometry.more_areas.len(), 1);
+    let blocks: Vec<(u64, u64, u64, Kind)> =
+        r.blocks.iter().map(|b| (b.address, b.start_block, b.blocks, b.kind)).collect();
+    assert_eq!(
+        blocks,
+        vec![(0x2000_0280, 0, 1, Kind::Dict), (0x2000_02a0, 2, 2, Kind::Unknown), (0x2000_0440, 8, 1, Kind::MapTable),]
+    );
+    let runs: Vec<(u64, u64)> = r.free_runs.iter().map(|f| (f.start_block, f.blocks)).collect();
+    assert_eq!(runs, vec![(1, 1), (4, 4), (9, 3)]);
+    let edges: Vec<(Option<u64>, Option<u64>, u64, Option<&str>)> =
+        r.edges.iter().map(|e| (e.from_block, e.root_address, e.to_address, e.map_key.as_deref())).collect();
+    assert_eq!(
+        edges,
+        vec![
+            (Some(0x2000_0280), None, 0x2000_0440, None),
+            (Some(0x2000_0440), None, 0x2000_02a0, Some("foo")),
+            // The GC state's own pool_start words point at each pool's first block.
+            (None, Some(RAM + 188), 0x2000_0280, None),
+            (None, Some(0x2000_0410), 0x2000_0440, None),
+        ]
+    );
+    // gc_info: 12 blocks in all; used 0, 2-3 and 8; runs end at each area's end,
+    // so the largest free run is area 1's four, not 4 + 3.
+    let i = r.gc_info;
+    assert_eq!((i.total, i.used, i.free), (192, 64, 128));
+    assert_eq!((i.num_1block, i.num_2block, i.max_block, i.max_free), (2, 1, 2, 4));
+    let expected =
+        "GC: total: 192, used: 64, free: 128\n No. of 1-blocks: 2, 2-blocks: 1, max blk sz: 2, max free sz: 4\n\
+                    GC memory layout; from 20000280:\n00000: D.h=....\n\
+                    GC memory layout; from 20000440:\n00000: h...\n";
+    assert_eq!(heapvis::inspect::mem_info(&d, &ram).unwrap(), expected);
+
+    // A `next` that leads nowhere sensible: the first area alone, and a note.
+    put(&mut ram, RAM + 172, &[0x2000_0900]);
+    let r = d.decode(0, &ram).unwrap();
+    assert!(r.geometry.more_areas.is_empty());
+    assert_eq!(r.blocks.len(), 1 + 1); // area 1's two allocations; the table is not seen
+    assert!(r.notes.iter().any(|n| n.contains("0x20000900") && n.contains("left out")), "{:?}", r.notes);
+    // A chain that loops back to itself ends at the overlap.
+    put(&mut ram, RAM + 172, &[0x2000_0400]);
+    put(&mut ram, 0x2000_0400, &[0x2000_0400]);
+    let r = d.decode(0, &ram).unwrap();
+    assert_eq!(r.geometry.more_areas.len(), 1);
+    assert!(r.notes.iter().any(|n| n.contains("left out")), "{:?}", r.notes);
+}
