@@ -313,7 +313,8 @@ fn a_split_heap_by_hand() {
     );
     let runs: Vec<(u64, u64)> = r.free_runs.iter().map(|f| (f.start_block, f.blocks)).collect();
     assert_eq!(runs, vec![(1, 1), (4, 4), (9, 3)]);
-    let edges: Vec<(Option<u64>, Option<u64>, u64, Option<&str>)> =
+    type Edge<'a> = (Option<u64>, Option<u64>, u64, Option<&'a str>);
+    let edges: Vec<Edge> =
         r.edges.iter().map(|e| (e.from_block, e.root_address, e.to_address, e.map_key.as_deref())).collect();
     assert_eq!(
         edges,
