@@ -166,8 +166,31 @@ pub struct ObjectLayout {
     pub fun_bc_bytecode_word: u32,
     /// Header words of `qstr_pool_t` before `qstrs[]` (prev, total_prev_len, alloc, len).
     pub qstr_pool_header_words: u32,
-    /// Bytes of a qstr stored inside bytecode (2 with `MICROPY_PERSISTENT_CODE`).
+    /// Bytes of a qstr stored inside a 1.9 prelude (2 with `MICROPY_PERSISTENT_CODE`;
+    /// 0: names are not read).
     pub bytecode_qstr_bytes: u32,
+    /// How a function's bytecode begins (py/bc.h of the build).
+    pub bytecode_prelude: BytecodePrelude,
+    /// `mp_obj_fun_bc_t.context` (current versions: the module context).
+    pub fun_bc_context_word: u32,
+    /// `mp_module_context_t.constants.qstr_table`, when the build's bytecode names
+    /// qstrs by their index in that table (`MICROPY_EMIT_BYTECODE_USES_QSTR_TABLE`);
+    /// absent when the prelude holds the qstr itself.
+    pub context_qstr_table_word: Option<u32>,
+}
+
+/// The layout of the bytecode prelude, which holds the function's name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BytecodePrelude {
+    /// MicroPython 1.9 / CircuitPython 3: `n_state`, `n_exc_stack`, four bytes,
+    /// then the code info (its size, the name as a fixed-size qstr).
+    Fixed,
+    /// MicroPython since the prelude was compressed (1.12, so every 1.2x, and
+    /// CircuitPython 7+): a packed signature, a packed size (`n_info`, `n_cells`),
+    /// then the name as a variable-length uint (a qstr, or an index into the
+    /// module context's qstr table).
+    Packed,
 }
 
 /// Sizes of the qstr data prefix (`MICROPY_QSTR_BYTES_IN_HASH/LEN`).
@@ -289,6 +312,9 @@ impl Default for ObjectLayout {
             fun_bc_bytecode_word: 2,
             qstr_pool_header_words: 4,
             bytecode_qstr_bytes: 2,
+            bytecode_prelude: BytecodePrelude::Fixed,
+            fun_bc_context_word: 1,
+            context_qstr_table_word: None,
         }
     }
 }

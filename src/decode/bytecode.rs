@@ -1,8 +1,15 @@
-//! Bytecode prelude of a MicroPython 1.9 function (py/bc.c, py/emitbc.c).
+//! Bytecode preludes (py/bc.h, py/emitbc.c), which hold a function's name.
 //!
-//! `n_state`, `n_exc_stack` (big-endian base-128 uints), four flag/count bytes, then
-//! the code info: its size (a uint counting itself) and the function's simple name
-//! as a qstr of `bytecode_qstr_bytes` bytes.
+//! MicroPython 1.9 / CircuitPython 3: `n_state`, `n_exc_stack` (big-endian
+//! base-128 uints), four flag/count bytes, then the code info: its size (a uint
+//! counting itself) and the function's simple name as a qstr of
+//! `bytecode_qstr_bytes` bytes.
+//!
+//! MicroPython 1.12+ (and CircuitPython 7+): the signature packed bit-wise as
+//! `xSSSSEAA [xFSSKAED ...]`, the size as `xIIIIIIC ...` (`n_info` source-info
+//! bytes, `n_cells`), then the source info, which starts with the simple name as a
+//! big-endian base-128 uint: the qstr itself, or its index in the module context's
+//! qstr table when the build emits bytecode that way.
 
 /// Fields of the prelude; `simple_name` is the qstr id of the function's name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,9 +64,93 @@ pub fn parse_prelude(bytes: &[u8], qstr_bytes: u32) -> Option<Prelude> {
     })
 }
 
+/// Parses a packed (MicroPython 1.12+) prelude; `simple_name` is the raw name value (a qstr
+/// or a qstr-table index) and `code_info_size` the source-info size (`n_info`).
+/// `None` if it runs past the end or a field is longer than any real one.
+pub fn parse_prelude_packed(bytes: &[u8]) -> Option<Prelude> {
+    let mut pos = 0usize;
+    let mut next = || -> Option<u8> {
+        let b = *bytes.get(pos)?;
+        pos += 1;
+        Some(b)
+    };
+    // xSSSSEAA, then xFSSKAED while x is set (MP_BC_PRELUDE_SIG_DECODE_INTO).
+    let z = next()?;
+    let (mut s, mut e, mut f, mut a, mut k, mut d) =
+        (((z >> 3) & 0xf) as u64, ((z >> 2) & 1) as u64, 0u64, (z & 3) as u64, 0u64, 0u64);
+    let mut z = z;
+    let mut n = 0u32;
+    while z & 0x80 != 0 {
+        if n >= 16 {
+            return None;
+        }
+        z = next()?;
+        s |= ((z & 0x30) as u64) << (2 * n);
+        e |= ((z & 0x02) as u64) << n;
+        f |= (((z & 0x40) >> 6) as u64) << n;
+        a |= ((z & 0x04) as u64) << n;
+        k |= (((z & 0x08) >> 3) as u64) << n;
+        d |= ((z & 0x01) as u64) << n;
+        n += 1;
+    }
+    // xIIIIIIC while x is set (MP_BC_PRELUDE_SIZE_DECODE_INTO).
+    let (mut n_info, mut n_cells) = (0u64, 0u64);
+    for n in 0..10u32 {
+        let z = next()?;
+        n_cells |= ((z & 1) as u64) << n;
+        n_info |= (((z & 0x7e) >> 1) as u64) << (6 * n);
+        if z & 0x80 == 0 {
+            break;
+        }
+        if n == 9 {
+            return None;
+        }
+    }
+    let _ = n_cells;
+    let simple_name = if n_info > 0 { read_uint(bytes, &mut pos) } else { None };
+    Some(Prelude {
+        n_state: s + 1,
+        n_exc_stack: e,
+        scope_flags: f as u8,
+        n_pos_args: a as u8,
+        n_kwonly_args: k as u8,
+        n_def_pos_args: d as u8,
+        code_info_size: n_info,
+        simple_name,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packed_prelude_by_hand() {
+        // n_state 5 (S = 4), no exception stack, 2 positional args: xSSSSEAA =
+        // 0 0100 0 10 = 0x22. n_info 7, no cells: xIIIIIIC = 0 000111 0 = 0x0e.
+        // Name index 3, then line info.
+        let b = [0x22, 0x0e, 0x03, 0x05, 0x00];
+        let p = parse_prelude_packed(&b).unwrap();
+        assert_eq!((p.n_state, p.n_exc_stack, p.n_pos_args, p.n_kwonly_args), (5, 0, 2, 0));
+        assert_eq!((p.code_info_size, p.simple_name), (7, Some(3)));
+        // S = 20 needs an extension byte: z = 1 0100 0 00 (S low 4 bits = 4, 0x80 set),
+        // then xFSSKAED = 0 0 01 0 0 0 1: S bits 4-5 = 1 (16 + 4 = 20), one default.
+        // n_info 70 needs two size bytes: 1 000110 1 (I = 6, a cell), 0 000001 0 (I += 64).
+        // Name 300 = 0x82 0x2c as a big-endian base-128 uint.
+        let b = [0xa0, 0x11, 0x8d, 0x02, 0x82, 0x2c];
+        let p = parse_prelude_packed(&b).unwrap();
+        assert_eq!((p.n_state, p.n_def_pos_args), (21, 1));
+        assert_eq!((p.code_info_size, p.simple_name), (70, Some(300)));
+    }
+
+    #[test]
+    fn packed_truncated_or_endless_preludes_are_none() {
+        assert_eq!(parse_prelude_packed(&[]), None);
+        assert_eq!(parse_prelude_packed(&[0x80; 40]), None);
+        assert_eq!(parse_prelude_packed(&[0x22, 0x8e]), None);
+        // A name cut short: the prelude, without a name.
+        assert_eq!(parse_prelude_packed(&[0x22, 0x0e, 0x83]).unwrap().simple_name, None);
+    }
 
     #[test]
     fn prelude_by_hand() {

@@ -17,7 +17,7 @@ use rustc_hash::FxHashMap;
 use crate::error::DecodeError;
 use crate::firmware::Firmware;
 use crate::memory::{Memory, Region};
-use crate::profile::{Immediate, Profile};
+use crate::profile::{BytecodePrelude, Immediate, Profile};
 pub use alloc_table::{Allocation, FreeRun, GcInfo};
 pub use bytecode::Prelude;
 pub use geometry::{HeapArea, HeapGeometry};
@@ -659,9 +659,24 @@ impl<'f> Decoder<'f> {
             }
         }
         for (fi, bi) in bytecodes {
-            let p = bytecode::parse_prelude(bytes_of(bi), objects.bytecode_qstr_bytes);
+            let (p, q) = match objects.bytecode_prelude {
+                BytecodePrelude::Fixed => {
+                    let p = bytecode::parse_prelude(bytes_of(bi), objects.bytecode_qstr_bytes);
+                    (p, p.and_then(|p| p.simple_name))
+                }
+                BytecodePrelude::Packed => {
+                    let p = bytecode::parse_prelude_packed(bytes_of(bi));
+                    let name = p.and_then(|p| p.simple_name);
+                    (
+                        p,
+                        name.and_then(|n| {
+                            self.qstr_of_name(&mem, word_at(bytes_of(fi), objects.fun_bc_context_word as u64), n)
+                        }),
+                    )
+                }
+            };
             preludes[bi] = p;
-            let name = p.and_then(|p| p.simple_name).and_then(|q| qstrs.text(q, &mut cache.texts));
+            let name = q.and_then(|q| qstrs.text(q, &mut cache.texts));
             names[fi] = name.clone();
             names[bi] = name;
         }
@@ -763,6 +778,19 @@ impl<'f> Decoder<'f> {
         report.strings = strings;
         cache.edges = report.edges.len();
         Ok(report)
+    }
+
+    /// The qstr a packed prelude's name value stands for: the value itself, or (when
+    /// the build's bytecode indexes a table) entry `index` of the module context's
+    /// `constants.qstr_table`, a `qstr_short_t` (16-bit) array. `context` is the
+    /// function's `context` word; every pointer is read bounds-checked.
+    fn qstr_of_name(&self, mem: &Memory, context: Option<u64>, index: u64) -> Option<u64> {
+        let objects = &self.profile.objects;
+        let Some(table_word) = objects.context_qstr_table_word else { return Some(index) };
+        let word = self.profile.heap.word_bytes as u64;
+        let table = mem.word(context?.checked_add(table_word as u64 * word)?, "qstr table").ok()?;
+        let entry = mem.bytes(table.checked_add(index.checked_mul(2)?)?, 2, "qstr table entry").ok()?;
+        Some(crate::memory::le_word(entry))
     }
 
     /// A map key as the reference prints it; qstrs are looked up in this snapshot's

@@ -324,6 +324,19 @@ pub fn derive_profile(data: &[u8], path: &Path, base: &Profile) -> Result<Derive
     );
     set32("objects.fun_bc_bytecode_word", words(member("mp_obj_fun_bc_t", "bytecode")), &mut o.fun_bc_bytecode_word);
     set32("objects.qstr_pool_header_words", words(member("qstr_pool_t", "qstrs")), &mut o.qstr_pool_header_words);
+    // Functions point at their module context since the bytecode got a packed
+    // prelude; its name is then an index into the context's qstr table when the
+    // build has one (MICROPY_EMIT_BYTECODE_USES_QSTR_TABLE).
+    if let Some(context) = words(member("mp_obj_fun_bc_t", "context")) {
+        o.bytecode_prelude = crate::profile::BytecodePrelude::Packed;
+        o.fun_bc_context_word = context as u32;
+        o.context_qstr_table_word =
+            words(t.path("mp_module_context_t", "constants.qstr_table").map(|(offset, _)| offset)).map(|w| w as u32);
+        found.push(format!(
+            "objects.bytecode_prelude = packed, fun_bc_context_word = {context}, context_qstr_table_word = {:?}",
+            o.context_qstr_table_word
+        ));
+    }
     match t.path("mp_obj_type_t", "name") {
         Some((offset, m)) => {
             p.objects.type_name_offset = offset as u32;

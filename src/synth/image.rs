@@ -242,7 +242,7 @@ impl Flavor {
 
     /// The profile that reads this flavour's captures. For the current flavours it
     /// is what the DWARF of their tests/support/*.c gives, plus what debug info
-    /// cannot tell (object representation, RAM symbol, no names in bytecode).
+    /// cannot tell (object representation, RAM symbol).
     pub fn profile(self) -> crate::profile::Profile {
         use crate::profile::{ObjectRepr, Profile, QstrPoolFormat};
         let mut p = Profile::default();
@@ -276,6 +276,9 @@ impl Flavor {
             p.objects.type_name_bytes = 2;
             p.objects.fun_bc_bytecode_word = 3;
             p.objects.bytecode_qstr_bytes = 0;
+            p.objects.bytecode_prelude = crate::profile::BytecodePrelude::Packed;
+            p.objects.fun_bc_context_word = 1;
+            p.objects.context_qstr_table_word = Some(2);
             p.types.mem_info_address_digits = 8;
         }
         p

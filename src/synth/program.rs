@@ -64,7 +64,25 @@ pub struct Program<'a, 's> {
     log_list: u64,
     cache: u64,
     iteration: u64,
+    /// Current flavours: `__main__`'s `mp_module_context_t`, its qstr table (the
+    /// names its bytecode refers to by index) and the qstrs in it.
+    context: Option<(u64, u64, Vec<u64>)>,
 }
+
+/// The classes the program defines, with their methods.
+pub const CLASSES: [(&str, &[&str]); 5] = [
+    ("Sensor", &["__init__", "read", "calibrate"]),
+    ("Button", &["__init__", "pressed", "debounce"]),
+    ("Logger", &["__init__", "log", "flush", "rotate"]),
+    ("Display", &["__init__", "show", "clear"]),
+    ("Scheduler", &["__init__", "tick", "add_task"]),
+];
+
+/// The functions the program defines at module level.
+pub const FUNCTIONS: [&str; 4] = ["setup", "loop_once", "format_reading", "log_value"];
+
+/// Entries in the simulated module's qstr table.
+const QSTR_TABLE_LEN: u64 = 64;
 
 impl<'a, 's> Program<'a, 's> {
     pub fn new(gc: GcSim<'s>, l: &'a Layout, seed: u64) -> Self {
@@ -86,6 +104,7 @@ impl<'a, 's> Program<'a, 's> {
             log_list: 0,
             cache: 0,
             iteration: 0,
+            context: None,
         };
         p.set_roots();
         p
@@ -419,17 +438,23 @@ impl<'a, 's> Program<'a, 's> {
     /// with the simple name, opcodes).
     pub fn new_function(&mut self, name: &str) -> Step<u64> {
         let name_q = self.intern(name)?;
-        let src_q = self.qstr_ids.get("code.py").copied().unwrap_or(0);
         let n_pos = self.rng.range(0, 3);
-        let mut code = vec![self.rng.range(2, 12) as u8, 0, 0, n_pos as u8, 0, 0];
+        let n_state = self.rng.range(2, 12);
         let line_info: Vec<u8> = (0..self.rng.range(1, 6)).map(|_| self.rng.range(1, 0x7f) as u8).collect();
-        let code_info_size = 1 + 2 + 2 + line_info.len() as u64 + 1;
-        code.push(code_info_size as u8);
-        code.extend_from_slice(&(name_q as u16).to_le_bytes());
-        code.extend_from_slice(&(src_q as u16).to_le_bytes());
-        code.extend_from_slice(&line_info);
-        code.push(0);
-        code.push(0xff); // closure/local list terminator
+        let mut code = if self.mp() {
+            self.packed_prelude(name_q, n_state, n_pos, &line_info)
+        } else {
+            let src_q = self.qstr_ids.get("code.py").copied().unwrap_or(0);
+            let mut code = vec![n_state as u8, 0, 0, n_pos as u8, 0, 0];
+            let code_info_size = 1 + 2 + 2 + line_info.len() as u64 + 1;
+            code.push(code_info_size as u8);
+            code.extend_from_slice(&(name_q as u16).to_le_bytes());
+            code.extend_from_slice(&(src_q as u16).to_le_bytes());
+            code.extend_from_slice(&line_info);
+            code.push(0);
+            code.push(0xff); // closure/local list terminator
+            code
+        };
         let ops = self.rng.range(8, 120);
         code.extend((0..ops).map(|_| self.rng.range(0x10, 0x7f) as u8));
         code.push(0x5b); // RETURN_VALUE
@@ -440,12 +465,65 @@ impl<'a, 's> Program<'a, 's> {
         let f = self.alloc(16, false, true, Kind::Function)?;
         if self.mp() {
             // base, context, child_table, bytecode
-            self.w(f, &[self.ty("mp_type_fun_bc"), self.l.state + self.sm().dict_main, 0, bc]);
+            let context = self.context.as_ref().map_or(0, |c| c.0);
+            self.w(f, &[self.ty("mp_type_fun_bc"), context, 0, bc]);
         } else {
             self.w(f, &[self.ty("mp_type_fun_bc"), self.l.state + self.sm().dict_main, bc, 0]);
         }
         self.pop_to(frame);
         Ok(f)
+    }
+
+    /// A current prelude (py/bc.h): the signature packed as `xSSSSEAA`, the size as
+    /// `xIIIIIIC`, then the source info: the name as its index in the module's
+    /// qstr table (a big-endian base-128 uint), and line-number bytes.
+    fn packed_prelude(&mut self, name_q: u64, n_state: u64, n_pos: u64, line_info: &[u8]) -> Vec<u8> {
+        let index = self.qstr_table_index(name_q);
+        let mut name = vec![(index & 0x7f) as u8];
+        let mut rest = index >> 7;
+        while rest > 0 {
+            name.insert(0, 0x80 | (rest & 0x7f) as u8);
+            rest >>= 7;
+        }
+        let n_info = (name.len() + line_info.len()) as u64;
+        // n_state - 1 < 16 and n_pos < 4: one signature byte; n_info < 64, no
+        // cells: one size byte.
+        let mut code = vec![(((n_state - 1) & 0xf) << 3 | (n_pos & 3)) as u8, ((n_info & 0x3f) << 1) as u8];
+        code.extend_from_slice(&name);
+        code.extend_from_slice(line_info);
+        code
+    }
+
+    /// `__main__`'s context: `mp_module_context_t` (the module object, then the
+    /// constants: qstr table, object table), registered in sys.modules, and its
+    /// qstr table of `qstr_short_t`.
+    fn main_context(&mut self) -> Step<()> {
+        let table = self.alloc(2 * QSTR_TABLE_LEN, false, true, Kind::Unknown)?;
+        let frame = self.depth();
+        self.push(table);
+        let context = self.alloc(16, false, true, Kind::Unknown)?;
+        self.w(context, &[self.ty("mp_type_module"), self.l.state + self.sm().dict_main, table, 0]);
+        self.push(context);
+        let main_q = self.qstr_ids.get("__main__").copied().unwrap_or(0);
+        self.map_store(self.l.state + self.sm().loaded_modules + 4, self.qobj(main_q), context, true)?;
+        self.pop_to(frame);
+        self.context = Some((context, table, Vec::new()));
+        Ok(())
+    }
+
+    /// Where qstr `q` is in the module's qstr table, adding it if it is not yet.
+    fn qstr_table_index(&mut self, q: u64) -> u64 {
+        let Some((_, table, ids)) = self.context.as_mut() else { return q };
+        if let Some(i) = ids.iter().position(|&x| x == q) {
+            return i as u64;
+        }
+        if ids.len() as u64 >= QSTR_TABLE_LEN {
+            return 0;
+        }
+        ids.push(q);
+        let (table, i) = (*table, ids.len() as u64 - 1);
+        self.gc.set_bytes(table + 2 * i, &(q as u16).to_le_bytes());
+        i
     }
 
     /// A class defined at module level: its locals dict, its methods, and the
@@ -565,6 +643,9 @@ impl<'a, 's> Program<'a, 's> {
             self.w(a, &words);
             self.w(s + at + 4, &[4, items.len() as u64, a]);
         }
+        if self.mp() {
+            self.main_context()?;
+        }
         // import board, busio, digitalio: module objects in sys.modules
         for m in ["board", "busio", "digitalio", "time"] {
             let q = self.intern(m)?;
@@ -576,14 +657,7 @@ impl<'a, 's> Program<'a, 's> {
             self.map_store(s + self.sm().dict_main + 4, self.qobj(q), module, true)?;
             self.pop_to(frame);
         }
-        let classes: [(&str, &[&str]); 5] = [
-            ("Sensor", &["__init__", "read", "calibrate"]),
-            ("Button", &["__init__", "pressed", "debounce"]),
-            ("Logger", &["__init__", "log", "flush", "rotate"]),
-            ("Display", &["__init__", "show", "clear"]),
-            ("Scheduler", &["__init__", "tick", "add_task"]),
-        ];
-        for (name, methods) in classes {
+        for (name, methods) in CLASSES {
             let c = self.new_class(name, methods)?;
             let frame = self.depth();
             self.push(c);
@@ -591,7 +665,7 @@ impl<'a, 's> Program<'a, 's> {
             self.map_store(s + self.sm().dict_main + 4, self.qobj(q), c, true)?;
             self.pop_to(frame);
         }
-        for f in ["setup", "loop_once", "format_reading", "log_value"] {
+        for f in FUNCTIONS {
             let fun = self.new_function(f)?;
             let frame = self.depth();
             self.push(fun);

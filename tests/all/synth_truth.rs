@@ -73,6 +73,22 @@ fn check_flavor(board: Board, snapshots: u64, seed: u64, misalign: u64, flavor: 
         }
     }
     assert!(checked_gc_info > truth.len() / 2);
+    // Functions are named from their bytecode (the fixed prelude's qstr, or the
+    // packed prelude's index into the module's qstr table): every name is one the
+    // program gave, and each module-level function is seen by name.
+    let allowed: Vec<&str> = heapvis::synth::program::FUNCTIONS
+        .iter()
+        .copied()
+        .chain(heapvis::synth::program::CLASSES.iter().flat_map(|(_, m)| m.iter().copied()))
+        .collect();
+    let last = decoder.decode(truth.len() as u64 - 1, &ram[(truth.len() - 1) * size..]).unwrap();
+    let names: Vec<&str> =
+        last.blocks.iter().filter(|b| b.kind == Kind::Function).filter_map(|b| b.name.as_deref()).collect();
+    assert_eq!(names.len(), last.blocks.iter().filter(|b| b.kind == Kind::Function).count(), "unnamed functions");
+    assert!(names.iter().all(|n| allowed.contains(n)), "{names:?}");
+    for f in heapvis::synth::program::FUNCTIONS {
+        assert!(names.contains(&f), "{f} not found by name in {names:?}");
+    }
     // Every kind the simulator makes shows up.
     let last = truth.last().unwrap();
     for k in [

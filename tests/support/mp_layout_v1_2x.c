@@ -54,6 +54,16 @@ typedef struct _mp_obj_fun_bc_t {
     mp_obj_t extra_args[];
 } mp_obj_fun_bc_t;
 
+typedef struct _mp_module_constants_t {
+    qstr_short_t *qstr_table;
+    mp_obj_t *obj_table;
+} mp_module_constants_t;
+typedef struct _mp_obj_module_t { mp_obj_base_t base; mp_obj_dict_t *globals; } mp_obj_module_t;
+typedef struct _mp_module_context_t {
+    mp_obj_module_t module;
+    mp_module_constants_t constants;
+} mp_module_context_t;
+
 typedef struct _mp_state_mem_area_t {
     byte *gc_alloc_table_start;
     size_t gc_alloc_table_byte_len;
@@ -107,6 +117,7 @@ mp_obj_type_t *heapvis_layout_type;
 mp_obj_str_t *heapvis_layout_str;
 mp_obj_instance_t *heapvis_layout_instance;
 mp_obj_fun_bc_t *heapvis_layout_fun;
+mp_module_context_t *heapvis_layout_context;
 qstr_pool_t *heapvis_layout_pool;
 qstr_hash_t heapvis_layout_hash;
 qstr_len_t heapvis_layout_len;
