@@ -16,7 +16,7 @@ use crate::decode::{DecodeCache, DecodeOptions, Decoder};
 use crate::dump::{Dump, Selection};
 use crate::error::{Error, Result};
 use crate::firmware::{dwarf, Firmware, FirmwareFiles, InputPaths};
-use crate::profile::Profile;
+use crate::profile::{ObjectRepr, Profile};
 use crate::render::{self, Canvas, ChartPoint, FrameLayout, MovieSpec};
 use crate::tables::{OutputLayout, PreparedOutcome, Preparer, TableSet, TableSink};
 
@@ -161,9 +161,9 @@ impl Session {
                 s
             }
         };
-        if matches!(s.profile_source, ProfileSource::Dwarf { .. }) {
-            // Debug info cannot tell representation A from C: the last snapshot's
-            // globals can.
+        if matches!(s.profile_source, ProfileSource::Dwarf { .. }) && s.profile.object_repr != ObjectRepr::D {
+            // Debug info cannot tell representation A from C (it does show D: a
+            // 64-bit `mp_obj_t`): the last snapshot's globals can.
             let last = s.dump.count().saturating_sub(1);
             let repr = s.dump.snapshot(last).and_then(|ram| s.decoder(DecodeOptions::default()).infer_object_repr(ram));
             if let Some(r) = repr {

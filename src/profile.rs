@@ -24,6 +24,10 @@ pub enum ObjectRepr {
     B,
     /// small int `(v<<1)|1`, qstr `(i<<3)|6` (30-bit floats in the other slots).
     C,
+    /// 64-bit NaN boxing (`mp_obj_t` is a `uint64_t` whatever the pointer size):
+    /// top 16 bits 0x0001 a small int `(v<<1)|1`, 0x0002 a qstr `(i<<1)|1`, 0x0003
+    /// an immediate object, 0 a pointer, anything else a double.
+    D,
 }
 
 /// An immediate `mp_obj_t` as the profile's representation decodes it.
@@ -49,6 +53,8 @@ impl ObjectRepr {
             ObjectRepr::C if word & 1 == 1 => Immediate::SmallInt(sign_extend(word, bits) >> 1),
             // MP_OBJ_IS_QSTR in repr C: the top 9 bits clear rule out the float encoding.
             ObjectRepr::C if word & 0xff80_0007 == 6 && word >> 32 == 0 => Immediate::Qstr(word >> 3),
+            ObjectRepr::D if word >> 48 == 1 => Immediate::SmallInt(((word << 16) as i64) >> 17),
+            ObjectRepr::D if word >> 48 == 2 => Immediate::Qstr((word as u32 >> 1) as u64),
             _ => Immediate::Object(word),
         }
     }
@@ -399,6 +405,15 @@ impl Profile {
         Ok(profile)
     }
 
+    /// Bytes of an `mp_obj_t`: a pointer, except with NaN boxing (8).
+    pub fn obj_bytes(&self) -> u32 {
+        if self.object_repr == ObjectRepr::D {
+            8
+        } else {
+            self.heap.word_bytes
+        }
+    }
+
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
     }
@@ -505,5 +520,20 @@ mod tests {
         assert_eq!(r.decode(0xff80_0006, 4), Immediate::Object(0xff80_0006));
         assert_eq!(ObjectRepr::A.decode((7 << 2) | 2, 4), Immediate::Qstr(7));
         assert_eq!(ObjectRepr::B.decode((7 << 2) | 3, 4), Immediate::Qstr(7));
+    }
+
+    #[test]
+    fn repr_d_immediates_match_micropython() {
+        // MP_OBJ_NEW_SMALL_INT(v) = ((v & 0x7fff_ffff_ffff) << 1) | 0x0001_0000_0000_0001.
+        let r = ObjectRepr::D;
+        assert_eq!(r.decode(0x0001_0000_0000_000b, 4), Immediate::SmallInt(5));
+        assert_eq!(r.decode(0x0001_ffff_ffff_ffff, 4), Immediate::SmallInt(-1));
+        // MP_OBJ_NEW_QSTR(q) = (q << 1) | 0x0002_0000_0000_0001.
+        assert_eq!(r.decode(0x0002_0000_0000_0259, 4), Immediate::Qstr(300));
+        assert_eq!(r.decode(0x2000_0010, 4), Immediate::Object(0x2000_0010));
+        // A double (1.0 is 0x3ff0...) is no qstr, int or pointer the GC follows.
+        assert_eq!(r.decode(0x3ff0_0000_0000_0000, 4), Immediate::Object(0x3ff0_0000_0000_0000));
+        let p = Profile { object_repr: ObjectRepr::D, ..Profile::default() };
+        assert_eq!((p.obj_bytes(), p.heap.word_bytes), (8, 4));
     }
 }

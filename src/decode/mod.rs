@@ -467,6 +467,13 @@ impl<'f> Decoder<'f> {
             data.get((k * word) as usize..((k + 1) * word) as usize).map(crate::memory::le_word)
         };
         let in_ram = |w: u64| w > fw.ram_start && w < fw.ram_end;
+        // `mp_obj_t`s are pointer-sized except with NaN boxing (8 bytes, 2 words on
+        // 32-bit): map tables are pairs of them.
+        let obj_bytes = self.profile.obj_bytes() as u64;
+        let obj_words = (obj_bytes / word).max(1);
+        let obj_at = |data: &[u8], k: u64| -> Option<u64> {
+            data.get((k * obj_bytes) as usize..((k + 1) * obj_bytes) as usize).map(crate::memory::le_word)
+        };
 
         // Qstr pools: the chain from vm.last_pool while it stays in RAM.
         let state = fw.state_address;
@@ -642,16 +649,16 @@ impl<'f> Decoder<'f> {
             else {
                 continue;
             };
-            let pairs = bytes_of(table).len() as u64 / (2 * word);
+            let pairs = bytes_of(table).len() as u64 / (2 * obj_bytes);
             for k in 0..pairs.min(1024) {
-                let key = word_at(bytes_of(table), 2 * k).unwrap_or(0);
+                let key = obj_at(bytes_of(table), 2 * k).unwrap_or(0);
                 let Immediate::Qstr(kq) = self.profile.object_repr.decode(key, self.profile.heap.word_bytes) else {
                     continue;
                 };
                 if qstrs.text(kq, &mut cache.texts).as_deref() != Some("__name__") {
                     continue;
                 }
-                let value = word_at(bytes_of(table), 2 * k + 1).unwrap_or(0);
+                let value = obj_at(bytes_of(table), 2 * k + 1).unwrap_or(0);
                 if let Immediate::Qstr(vq) = self.profile.object_repr.decode(value, self.profile.heap.word_bytes) {
                     names[i] = qstrs.text(vq, &mut cache.texts);
                 }
@@ -696,8 +703,9 @@ impl<'f> Decoder<'f> {
                 }
                 let to = heap.containing(w);
                 let mut map_key = None;
-                if is_map_table && k % 2 == 1 {
-                    let key = word_at(data, k - 1).unwrap_or(0);
+                // A value slot: the second `mp_obj_t` of a pair (its low word).
+                if is_map_table && k % (2 * obj_words) == obj_words {
+                    let key = obj_at(data, k / obj_words - 1).unwrap_or(0);
                     // MP_OBJ_NULL and MP_OBJ_SENTINEL mark empty and deleted slots.
                     if key != 0 && key != 4 {
                         map_key = Some(self.key_text(key, &mut qstrs, cache));

@@ -348,6 +348,12 @@ pub fn derive_profile(data: &[u8], path: &Path, base: &Profile) -> Result<Derive
         }
         None => missing.push("objects.type_name_offset".to_string()),
     }
+    // NaN boxing (MICROPY_OBJ_REPR_D) is the one representation debug info shows:
+    // `mp_obj_t` is a 64-bit integer while pointers are narrower.
+    if t.size_of_typedef("mp_obj_t").is_some_and(|n| n == 8 && word < 8) {
+        p.object_repr = crate::profile::ObjectRepr::D;
+        found.push("object_repr = D (mp_obj_t is 64 bits, pointers 32)".to_string());
+    }
     if let Some(n) = t.size_of_typedef("qstr_hash_t") {
         p.qstr.hash_bytes = n as u32;
         found.push(format!("qstr.hash_bytes = {n}"));

@@ -301,3 +301,27 @@ fn a_circuitpython_10_elf_with_debug_info_needs_no_profile() {
     );
     assert_eq!(areas, vec![vec![serde_json::json!(200)]]);
 }
+
+/// NaN boxing (representation D) is the one representation DWARF shows: a 64-bit
+/// `mp_obj_t` on a 32-bit port. The derived profile says so, and is not then
+/// second-guessed from the heap.
+#[test]
+fn a_64_bit_mp_obj_t_on_a_32_bit_port_is_representation_d() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = repo().join("tests/support/mp_layout_v1_2x.c");
+    for (define, repr) in [("-DNANBOX", heapvis::profile::ObjectRepr::D), ("-DPLAIN", heapvis::profile::ObjectRepr::C)]
+    {
+        let o = Command::new("gcc")
+            .current_dir(dir.path())
+            .args(["-m32", "-g", "-c", define])
+            .arg(&src)
+            .args(["-o", "v.o"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let obj = dir.path().join("v.o");
+        let d = derive_profile(&std::fs::read(&obj).unwrap(), &obj, &Profile::default()).unwrap();
+        assert_eq!(d.profile.object_repr, repr, "{define}");
+        assert_eq!(d.profile.obj_bytes(), if repr == heapvis::profile::ObjectRepr::D { 8 } else { 4 });
+    }
+}

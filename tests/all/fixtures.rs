@@ -350,3 +350,35 @@ fn a_split_heap_by_hand() {
     assert_eq!(r.geometry.more_areas.len(), 1);
     assert!(r.notes.iter().any(|n| n.contains("left out")), "{:?}", r.notes);
 }
+
+/// Representation D (NaN boxing) by hand: `mp_obj_t` is 8 bytes on a 32-bit port,
+/// so a map table is pairs of 16 bytes; keys are a qstr `(q<<1)|0x0002…1` and a
+/// small int `(v<<1)|0x0001…1`; a pointer is its low word.
+#[test]
+fn representation_d_map_tables_by_hand() {
+    let profile = Profile { object_repr: heapvis::profile::ObjectRepr::D, ..Profile::default() };
+    let fw = firmware(0x1000, 0x800);
+    let d = Decoder::new(&fw, &profile, DecodeOptions::default());
+    let mut ram = vec![0u8; 0x1000];
+    ram[0x100] = 0b00_10_01_01; // block 0 HEAD (the dict), 1 HEAD + 2 TAIL (its table)
+    put(&mut ram, 0x2000_0140, &[(FLASH + 0x10) as u32, 2 << 3, 2, 0x2000_0150]);
+    // Two pairs: "foo" -> the dict, 7 -> the dict (64-bit words, low half first).
+    put(&mut ram, 0x2000_0150, &[5, 0x0002_0000, 0x2000_0140, 0, 15, 0x0001_0000, 0x2000_0140, 0]);
+    put(&mut ram, RAM + 20, &[(FLASH + 0x100) as u32]);
+    let r = d.decode(0, &ram).unwrap();
+    let kinds: Vec<(u64, Kind)> = r.blocks.iter().map(|b| (b.address, b.kind)).collect();
+    assert_eq!(kinds, vec![(0x2000_0140, Kind::Dict), (0x2000_0150, Kind::MapTable)]);
+    let edges: Vec<(u64, u32, u64, Option<&str>)> = r
+        .edges
+        .iter()
+        .filter_map(|e| Some((e.from_block?, e.from_word?, e.to_address, e.map_key.as_deref())))
+        .collect();
+    assert_eq!(
+        edges,
+        vec![
+            (0x2000_0140, 3, 0x2000_0150, None),
+            (0x2000_0150, 2, 0x2000_0140, Some("foo")),
+            (0x2000_0150, 6, 0x2000_0140, Some("7")),
+        ]
+    );
+}

@@ -8,7 +8,11 @@
 typedef __SIZE_TYPE__ size_t;
 typedef size_t mp_uint_t;
 typedef unsigned char byte;
+#ifdef NANBOX /* MICROPY_OBJ_REPR_D: 64-bit objects on a 32-bit port */
+typedef unsigned long long mp_obj_t;
+#else
 typedef void *mp_obj_t;
+#endif
 typedef unsigned short uint16_t;
 typedef unsigned char qstr_hash_t;
 typedef unsigned char qstr_len_t;
