@@ -14,8 +14,10 @@ pub struct Args {
     #[arg(long, default_value = "samd21", value_parser = parse_board)]
     pub board: Board,
     /// Firmware to simulate: circuitpython3 (CircuitPython 3.0, the reference's
-    /// target) or micropython (a current MicroPython's layouts; read it with
-    /// `--profile data/profiles/micropython-1.2x-synthetic.toml`).
+    /// target), micropython (a current MicroPython's layouts; read it with
+    /// `--profile data/profiles/micropython-1.2x-synthetic.toml`) or circuitpython10
+    /// (a current CircuitPython: split heap, collect table; read it with
+    /// `--profile data/profiles/circuitpython-10-synthetic.toml`).
     #[arg(long, default_value = "circuitpython3", value_parser = parse_flavor)]
     pub layout: Flavor,
     /// Snapshots to write (one per heap change).
