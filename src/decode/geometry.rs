@@ -116,11 +116,16 @@ impl HeapGeometry {
     }
 
     /// Address of block `block` of the whole heap.
+    #[inline]
     pub fn block_address(&self, block: u64) -> u64 {
-        let first = (self.pool_end - self.pool_start) / self.bytes_per_block;
-        if block < first || self.more_areas.is_empty() {
+        if self.more_areas.is_empty() {
             return self.pool_start + block * self.bytes_per_block;
         }
+        self.address_in_more_areas(block)
+    }
+
+    #[cold]
+    fn address_in_more_areas(&self, block: u64) -> u64 {
         let area = self.more_areas.iter().rev().find(|a| a.first_block <= block);
         match area {
             Some(a) => a.pool_start + (block - a.first_block) * self.bytes_per_block,
@@ -129,10 +134,19 @@ impl HeapGeometry {
     }
 
     /// The block (of the whole heap) holding `address`, if it lies in a pool.
+    #[inline]
     pub fn block_of(&self, address: u64) -> Option<u64> {
         if address >= self.pool_start && address < self.pool_end {
             return Some((address - self.pool_start) / self.bytes_per_block);
         }
+        if self.more_areas.is_empty() {
+            return None;
+        }
+        self.block_in_more_areas(address)
+    }
+
+    #[cold]
+    fn block_in_more_areas(&self, address: u64) -> Option<u64> {
         let a = self.more_areas.iter().find(|a| address >= a.pool_start && address < a.pool_end)?;
         Some(a.first_block + (address - a.pool_start) / self.bytes_per_block)
     }

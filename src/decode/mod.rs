@@ -598,8 +598,9 @@ impl<'f> Decoder<'f> {
             }
         }
 
-        // Qstrs in RAM pools, and the chunks holding their data.
-        for h in &ram_pools {
+        // Qstrs in RAM pools, and the chunks holding their data; oldest pool first,
+        // so the rows come out in id order.
+        for h in ram_pools.iter().rev() {
             let Some(pi) = heap.head(h.address) else {
                 report.notes.push(format!("qstr pool 0x{:08x} is not an allocated block", h.address));
                 continue;

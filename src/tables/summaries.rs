@@ -48,9 +48,6 @@ pub(crate) struct TypeGroup<'f> {
 /// Count and bytes of a snapshot's blocks by (kind, type name, class), in that order.
 pub(crate) fn type_groups<'f>(r: &SnapshotReport, fw: &'f Firmware) -> Vec<TypeGroup<'f>> {
     let bpb = r.geometry.bytes_per_block;
-    // Group on integers first (the type's address, the class name's pointer: equal
-    // names from one snapshot share an `Arc`, and equal texts are merged below),
-    // then name the few groups: cheaper than comparing strings per block.
     // Instances are grouped by their class: that is where leaks show.
     fn class_of(b: &crate::decode::BlockRow) -> Option<&Arc<str>> {
         if b.kind == Kind::Instance {
@@ -59,28 +56,27 @@ pub(crate) fn type_groups<'f>(r: &SnapshotReport, fw: &'f Firmware) -> Vec<TypeG
             None
         }
     }
-    let mut keyed: Vec<(Kind, Option<u64>, usize, usize)> = r
-        .blocks
-        .iter()
-        .enumerate()
-        .map(|(i, b)| (b.kind, b.type_address, class_of(b).map_or(0, |c| Arc::as_ptr(c) as *const u8 as usize), i))
-        .collect();
-    keyed.sort_unstable();
-    let mut groups: Vec<TypeGroup<'f>> = Vec::new();
-    let mut last: Option<(Kind, Option<u64>, usize)> = None;
-    for (kind, type_address, class_ptr, i) in keyed {
-        let b = &r.blocks[i];
-        if last == Some((kind, type_address, class_ptr)) {
-            if let Some(g) = groups.last_mut() {
-                g.count += 1;
-                g.bytes += b.blocks * bpb;
+    // Group on integers first (the type's address, the class name's pointer: a
+    // snapshot's equal names mostly share an `Arc`); a heap has a few dozen groups,
+    // so a linear search beats sorting its blocks. Equal names are merged below.
+    let mut groups: Vec<(Kind, Option<u64>, usize, TypeGroup<'f>)> = Vec::new();
+    for b in &r.blocks {
+        let class = class_of(b);
+        let key = (b.kind, b.type_address, class.map_or(0, |c| Arc::as_ptr(c) as *const u8 as usize));
+        match groups.iter_mut().find(|g| (g.0, g.1, g.2) == key) {
+            Some(g) => {
+                g.3.count += 1;
+                g.3.bytes += b.blocks * bpb;
             }
-            continue;
+            None => {
+                let type_name = b.type_address.and_then(|t| fw.flash_names.get(&t)).map(String::as_str);
+                let group =
+                    TypeGroup { kind: b.kind, type_name, class: class.cloned(), count: 1, bytes: b.blocks * bpb };
+                groups.push((key.0, key.1, key.2, group));
+            }
         }
-        last = Some((kind, type_address, class_ptr));
-        let type_name = type_address.and_then(|t| fw.flash_names.get(&t)).map(String::as_str);
-        groups.push(TypeGroup { kind, type_name, class: class_of(b).cloned(), count: 1, bytes: b.blocks * bpb });
     }
+    let mut groups: Vec<TypeGroup<'f>> = groups.into_iter().map(|g| g.3).collect();
     // By name now; groups whose names agree (two types of one name, two equal class
     // names in different allocations) become one.
     groups.sort_by(|a, b| (a.kind, a.type_name, &a.class).cmp(&(b.kind, b.type_name, &b.class)));
