@@ -150,6 +150,10 @@ pub struct StateOffsets {
     pub readline_hist_len: u32,
     /// The GC's geometry (`mem.gc_alloc_table_start`, …).
     pub gc: GcStateOffsets,
+    /// The words of `mp_state_ctx` by member path (`vm.dict_main.map.table`,
+    /// `vm.readline_hist[3]`) and byte offset, as DWARF lists them, to name root
+    /// pointers. Empty: the names follow from the offsets above.
+    pub root_names: std::collections::BTreeMap<String, u64>,
 }
 
 /// Word indices of fields inside heap objects (py/obj*.h of the build).
@@ -302,6 +306,7 @@ impl Default for StateOffsets {
             readline_hist: Some(128),
             readline_hist_len: 8,
             gc: GcStateOffsets::default(),
+            root_names: Default::default(),
         }
     }
 }
@@ -466,6 +471,12 @@ impl Profile {
     /// the byte offset of the pointer.
     pub fn state_root_names(&self) -> Vec<(u64, String)> {
         let s = &self.state;
+        if !s.root_names.is_empty() {
+            let mut names: Vec<(u64, String)> =
+                s.root_names.iter().map(|(n, o)| (*o, format!("mp_state_ctx.{n}"))).collect();
+            names.sort();
+            return names;
+        }
         let mut names = vec![
             (s.last_pool, "mp_state_ctx.vm.last_pool".to_string()),
             (s.dict_main_table, "mp_state_ctx.vm.dict_main.map.table".to_string()),

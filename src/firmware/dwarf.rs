@@ -17,6 +17,9 @@ use crate::profile::Profile;
 
 type R<'a> = EndianSlice<'a, RunTimeEndian>;
 
+/// Words of `mp_state_ctx` named at most (a real build has a few hundred).
+const MAX_ROOT_NAMES: usize = 4096;
+
 #[derive(Clone, Debug)]
 struct Node {
     tag: gimli::DwTag,
@@ -138,11 +141,98 @@ impl TypeTree {
         self.strip(t.ty?)?.byte_size
     }
 
+    /// Every word-sized member inside struct node `s` (recursing into nested
+    /// structs and into arrays, at most `MAX_ROOT_NAMES` in all), as (byte
+    /// offset, dotted path): the names of the words where root pointers sit.
+    fn word_members(&self, s: &Node, base: u64, prefix: &str, word: u64, out: &mut Vec<(u64, String)>, depth: u32) {
+        if depth > 8 {
+            return;
+        }
+        for m in s.children.iter().filter_map(|c| self.nodes.get(c)) {
+            if out.len() >= MAX_ROOT_NAMES {
+                return;
+            }
+            let (Some(name), Some(offset), Some(ty)) = (m.name.as_deref(), m.member_offset, m.ty) else { continue };
+            let path = if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") };
+            let Some(t) = self.strip(ty) else { continue };
+            self.word_items(t, base + offset, &path, word, out, depth);
+        }
+    }
+
+    fn word_items(&self, t: &Node, at: u64, path: &str, word: u64, out: &mut Vec<(u64, String)>, depth: u32) {
+        match t.tag {
+            gimli::DW_TAG_structure_type => self.word_members(t, at, path, word, out, depth + 1),
+            gimli::DW_TAG_array_type => {
+                let n = t.children.iter().filter_map(|c| self.nodes.get(c)).find_map(|s| s.count).unwrap_or(0);
+                let Some(element) = t.ty.and_then(|e| self.strip(e)) else { return };
+                let Some(size) = self.size_of(element) else { return };
+                for i in 0..n.min(256) {
+                    self.word_items(element, at + i * size, &format!("{path}[{i}]"), word, out, depth + 1);
+                }
+            }
+            _ if t.byte_size == Some(word) && at % word == 0 && out.len() < MAX_ROOT_NAMES => {
+                out.push((at, path.to_string()));
+            }
+            _ => {}
+        }
+    }
+
+    /// Bytes of a type (an array's from its element and count).
+    fn size_of(&self, t: &Node) -> Option<u64> {
+        if let Some(n) = t.byte_size {
+            return Some(n);
+        }
+        if t.tag == gimli::DW_TAG_array_type {
+            let n = t.children.iter().filter_map(|c| self.nodes.get(c)).find_map(|s| s.count)?;
+            return self.size_of(self.strip(t.ty?)?)?.checked_mul(n);
+        }
+        None
+    }
+
     fn array_len(&self, member: &Node) -> Option<u64> {
         let a = self.strip(member.ty?)?;
         (a.tag == gimli::DW_TAG_array_type)
             .then(|| a.children.iter().filter_map(|c| self.nodes.get(c)).find_map(|s| s.count))
             .flatten()
+    }
+}
+
+/// A member found in one unit, with that unit to resolve its type in.
+struct Member<'a> {
+    tree: &'a TypeTree,
+    node: &'a Node,
+}
+
+impl Member<'_> {
+    fn type_size(&self) -> Option<u64> {
+        self.tree.strip(self.node.ty?)?.byte_size
+    }
+
+    fn array_len(&self) -> Option<u64> {
+        self.tree.array_len(self.node)
+    }
+}
+
+/// Every unit's types. DWARF describes a type only in the units that use it, so
+/// a struct is looked up in the unit defining the interpreter state first, then in
+/// the others, in order (a build's structs are the same in every unit).
+struct Units<'a> {
+    order: Vec<&'a TypeTree>,
+}
+
+impl<'a> Units<'a> {
+    fn new(trees: &'a [TypeTree], first: &'a TypeTree) -> Self {
+        let mut order = vec![first];
+        order.extend(trees.iter().filter(|t| !std::ptr::eq(*t, first)));
+        Units { order }
+    }
+
+    fn path(&self, root: &str, path: &str) -> Option<(u64, Member<'a>)> {
+        self.order.iter().find_map(|t| t.path(root, path).map(|(offset, node)| (offset, Member { tree: t, node })))
+    }
+
+    fn size_of_typedef(&self, name: &str) -> Option<u64> {
+        self.order.iter().find_map(|t| t.size_of_typedef(name))
     }
 }
 
@@ -174,9 +264,11 @@ fn load_trees(data: &[u8], path: &Path) -> Result<Vec<TypeTree>> {
 pub fn derive_profile(data: &[u8], path: &Path, base: &Profile) -> Result<Derived> {
     let trees = load_trees(data, path)?;
     // The unit that defines the interpreter state has the structs we need.
-    let t = trees.iter().find(|t| t.find_struct("mp_state_ctx_t").is_some()).ok_or_else(|| {
+    let state_unit = trees.iter().find(|t| t.find_struct("mp_state_ctx_t").is_some()).ok_or_else(|| {
         bad(path, "the debug info has no mp_state_ctx_t; build with -g, or give a profile with --profile")
     })?;
+    let word = state_unit.address_size;
+    let t = Units::new(&trees, state_unit);
     let mut p = base.clone();
     p.name = format!(
         "derived from the DWARF of {}",
@@ -184,7 +276,17 @@ pub fn derive_profile(data: &[u8], path: &Path, base: &Profile) -> Result<Derive
     );
     let mut found = Vec::new();
     let mut missing = Vec::new();
-    let word = t.address_size;
+    // Every word of the interpreter state by its member path, to name roots.
+    if let Some(st) = state_unit.find_struct("mp_state_ctx_t") {
+        let mut names = Vec::new();
+        state_unit.word_members(st, 0, "", word, &mut names, 0);
+        // One name a word: the first member at an offset (a struct before its
+        // first field).
+        names.sort_by_key(|(o, _)| *o);
+        names.dedup_by_key(|(o, _)| *o);
+        found.push(format!("state.root_names: {} words of mp_state_ctx", names.len()));
+        p.state.root_names = names.into_iter().map(|(o, n)| (n, o)).collect();
+    }
     p.heap.word_bytes = word as u32;
     found.push(format!("heap.word_bytes = {word} (pointer size)"));
 
@@ -226,7 +328,7 @@ pub fn derive_profile(data: &[u8], path: &Path, base: &Profile) -> Result<Derive
         Some((o, m)) => {
             p.state.readline_hist = Some(o);
             found.push(format!("state.readline_hist = {o}"));
-            if let Some(n) = t.array_len(m) {
+            if let Some(n) = m.array_len() {
                 p.state.readline_hist_len = n.min(64) as u32;
             }
         }
@@ -341,7 +443,7 @@ pub fn derive_profile(data: &[u8], path: &Path, base: &Profile) -> Result<Derive
         Some((offset, m)) => {
             p.objects.type_name_offset = offset as u32;
             found.push(format!("objects.type_name_offset = {offset}"));
-            if let Some(size) = m.ty.and_then(|ty| t.strip(ty)).and_then(|n| n.byte_size) {
+            if let Some(size) = m.type_size() {
                 p.objects.type_name_bytes = size as u32;
                 found.push(format!("objects.type_name_bytes = {size}"));
             }

@@ -240,48 +240,19 @@ impl Flavor {
         }
     }
 
-    /// The profile that reads this flavour's captures. For the current flavours it
-    /// is what the DWARF of their tests/support/*.c gives, plus what debug info
-    /// cannot tell (object representation, RAM symbol).
+    /// The profile that reads this flavour's captures: the reference's for
+    /// CircuitPython 3.0, else the shipped `data/profiles/` file, which is what the
+    /// DWARF of the flavour's `tests/support/*.c` gives plus what debug info cannot
+    /// tell (the object representation, MicroPython's RAM symbol). The tests check
+    /// both halves of that claim.
     pub fn profile(self) -> crate::profile::Profile {
-        use crate::profile::{ObjectRepr, Profile, QstrPoolFormat};
-        let mut p = Profile::default();
-        if self.current() {
-            let m = self.state_map();
-            p.name = match self {
-                Flavor::CircuitPython10 => "circuitpython-10-synthetic".into(),
-                _ => "micropython-1.2x-synthetic".into(),
-            };
-            p.object_repr = if self == Flavor::MicroPython { ObjectRepr::A } else { ObjectRepr::C };
-            p.heap = self.heap_layout();
-            p.symbols.ram_start = self.ram_start_symbol().into();
-            p.state.last_pool = m.last_pool;
-            p.state.loaded_modules_table = m.loaded_modules + 12;
-            p.state.dict_main_table = m.dict_main + 12;
-            p.state.sys_path_items = m.sys_path + 12;
-            p.state.sys_argv_items = m.sys_argv + 12;
-            p.state.readline_hist = Some(m.readline_hist);
-            p.state.gc.alloc_table_start = m.gc_alloc_table_start;
-            p.state.gc.alloc_table_byte_len = m.gc_alloc_table_byte_len;
-            p.state.gc.finaliser_table_start = m.gc_finaliser_table_start;
-            p.state.gc.pool_start = m.gc_pool_start;
-            p.state.gc.pool_end = m.gc_pool_end;
-            p.state.gc.next = m.gc_next;
-            p.state.gc.collect_table_start = m.gc_collect_table_start;
-            p.qstr.pool_format = QstrPoolFormat::Arrays;
-            p.qstr.hashes_word = Some(4);
-            p.qstr.lengths_word = 5;
-            p.objects.qstr_pool_header_words = 6;
-            p.objects.type_name_offset = 6;
-            p.objects.type_name_bytes = 2;
-            p.objects.fun_bc_bytecode_word = 3;
-            p.objects.bytecode_qstr_bytes = 0;
-            p.objects.bytecode_prelude = crate::profile::BytecodePrelude::Packed;
-            p.objects.fun_bc_context_word = 1;
-            p.objects.context_qstr_table_word = Some(2);
-            p.types.mem_info_address_digits = 8;
-        }
-        p
+        let text = match self {
+            Flavor::CircuitPython3 => return crate::profile::Profile::default(),
+            Flavor::MicroPython => include_str!("../../data/profiles/micropython-1.2x-synthetic.toml"),
+            Flavor::CircuitPython10 => include_str!("../../data/profiles/circuitpython-10-synthetic.toml"),
+        };
+        // Compiled in and parsed by a test: it cannot fail at run time.
+        crate::profile::Profile::from_toml_str(text).unwrap_or_default()
     }
 
     /// Bytes of the heap in a second area (CircuitPython 10's split heap): a
@@ -841,4 +812,35 @@ fn write_map(p: MapParts) -> String {
     let _ = writeln!(m, " .debug_str     0x0000000000000000     0x1a3f build-{board}/main.o");
     let _ = writeln!(m, "                                       0x1b2a (size before relaxing)");
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped profiles parse, and agree with the offsets the simulator writes
+    /// at (two independent sources: the DWARF of the test structs, and StateMap).
+    #[test]
+    fn shipped_profiles_agree_with_the_simulated_state() {
+        for flavor in [Flavor::MicroPython, Flavor::CircuitPython10] {
+            let text = match flavor {
+                Flavor::MicroPython => include_str!("../../data/profiles/micropython-1.2x-synthetic.toml"),
+                _ => include_str!("../../data/profiles/circuitpython-10-synthetic.toml"),
+            };
+            let p = crate::profile::Profile::from_toml_str(text).unwrap();
+            let m = flavor.state_map();
+            assert_eq!(p.state.last_pool, m.last_pool);
+            assert_eq!(p.state.dict_main_table, m.dict_main + 12);
+            assert_eq!(p.state.loaded_modules_table, m.loaded_modules + 12);
+            assert_eq!(p.state.readline_hist, Some(m.readline_hist));
+            let gc = &p.state.gc;
+            assert_eq!(
+                (gc.alloc_table_start, gc.pool_start, gc.pool_end),
+                (m.gc_alloc_table_start, m.gc_pool_start, m.gc_pool_end)
+            );
+            assert_eq!((gc.next, gc.collect_table_start), (m.gc_next, m.gc_collect_table_start));
+            assert_eq!(p.heap, flavor.heap_layout());
+            assert_eq!(p.state.root_names.get("vm.last_pool"), Some(&m.last_pool));
+        }
+    }
 }

@@ -27,8 +27,16 @@ fn the_reference_structs_give_the_reference_offsets() {
     let dir = tempfile::tempdir().unwrap();
     let obj = compile(dir.path(), &["-m32", "-g", "-c"], "l32.o");
     let d = derive_profile(&std::fs::read(&obj).unwrap(), &obj, &Profile::default()).unwrap();
+    // Every word of mp_state_ctx gets its member path; the reference's root names
+    // are among them, at the reference's offsets.
+    let derived_names = d.profile.state_root_names();
+    for (offset, name) in Profile::default().state_root_names() {
+        assert!(derived_names.contains(&(offset, name.clone())), "{name} at {offset}");
+    }
+    let mut derived = d.profile.clone();
+    derived.state.root_names.clear();
     let expected = Profile { name: d.profile.name.clone(), ..Profile::default() };
-    assert_eq!(d.profile, expected, "DWARF of the 619b0ec164 structs = the reference's figures");
+    assert_eq!(derived, expected, "DWARF of the 619b0ec164 structs = the reference's figures");
     assert!(d.missing.is_empty(), "{:?}", d.missing);
 }
 
@@ -78,7 +86,25 @@ fn an_elf_with_debug_info_needs_no_profile() {
     let (a, b) = (c.dir.path().join("map"), c.dir.path().join("elf"));
     session(&c.inputs).analyze(&a, &options, &Silent).unwrap();
     s.analyze(&b, &options, &Silent).unwrap();
-    crate::common::assert_same_tables(&a, &b, &crate::common::DECODED_TABLES, "DWARF-derived vs default profile");
+    // The same tables, except that DWARF names every word of mp_state_ctx: roots
+    // the reference left as `mp_state_ctx+N` now have their member path.
+    let same: Vec<&str> = crate::common::DECODED_TABLES.iter().copied().filter(|t| !t.starts_with("edge")).collect();
+    crate::common::assert_same_tables(&a, &b, &same, "DWARF-derived vs default profile");
+    let sql = format!(
+        "select count(*), count(*) filter (where a.root_name is distinct from b.root_name), \
+         count(*) filter (where a.root_name is distinct from b.root_name and a.root_name not like 'mp_state_ctx+%'), \
+         count(*) filter (where b.root_name = 'mp_state_ctx.mem.gc_pool_start') \
+         from '{{d}}/edges.parquet' a positional join '{}/edges.parquet' b \
+         where a.to_address = b.to_address and a.root_address is not distinct from b.root_address",
+        b.display()
+    );
+    let rows = crate::common::duck(&sql, &a);
+    let n = |i: usize| rows[0][i].as_u64().unwrap();
+    let edges_a = crate::common::duck("select count(*) from '{d}/edges.parquet'", &a)[0][0].as_u64().unwrap();
+    assert_eq!(n(0), edges_a, "every edge pairs up");
+    assert!(n(1) > 0, "some roots got their member path");
+    assert_eq!(n(2), 0, "only roots the reference left unnamed were renamed");
+    assert!(n(3) > 0, "the GC state's pool_start word is named");
 }
 
 #[test]
@@ -324,4 +350,38 @@ fn a_64_bit_mp_obj_t_on_a_32_bit_port_is_representation_d() {
         assert_eq!(d.profile.object_repr, repr, "{define}");
         assert_eq!(d.profile.obj_bytes(), if repr == heapvis::profile::ObjectRepr::D { 8 } else { 4 });
     }
+}
+
+/// In a real build each unit's DWARF describes only the types it uses: the unit
+/// defining `mp_state_ctx_t` need not have `mp_obj_str_t` or `mp_obj_fun_bc_t`.
+/// Those are found in the other units, and the profile is the same as from one
+/// unit holding everything.
+#[test]
+fn structs_are_found_in_whichever_unit_describes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = repo().join("tests/support/mp_layout_v1_2x.c");
+    for (define, out) in [("-DSTATE_ONLY", "state.o"), ("-DOBJECTS_ONLY", "objects.o"), ("-DBOTH", "one.o")] {
+        let o = Command::new("gcc")
+            .current_dir(dir.path())
+            .args(["-m32", "-g", "-c", define])
+            .arg(&src)
+            .args(["-o", out])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let o = Command::new("ld")
+        .current_dir(dir.path())
+        .args(["-m", "elf_i386", "-e", "0", "-o", "two_units", "state.o", "objects.o"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let derive = |name: &str| {
+        let path = dir.path().join(name);
+        derive_profile(&std::fs::read(&path).unwrap(), &path, &Profile::default()).unwrap()
+    };
+    let (two, one) = (derive("two_units"), derive("one.o"));
+    assert!(two.missing.iter().all(|m| !m.starts_with("objects.")), "{:?}", two.missing);
+    assert_eq!(two.profile.objects, one.profile.objects);
+    assert_eq!(Profile { name: one.profile.name.clone(), ..two.profile }, one.profile);
 }

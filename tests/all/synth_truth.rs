@@ -30,11 +30,15 @@ fn check_flavor(board: Board, snapshots: u64, seed: u64, misalign: u64, flavor: 
         for (b, t) in r.blocks.iter().zip(live) {
             // A map table, string or bytecode is one because something points at it;
             // one about to be freed (its owner already moved on) is just memory.
-            // (Stale copies on the stack do not count: they give no role.)
+            // (Stale copies on the stack or in other state words do not count: only
+            // the globals' tables and the readline history give a role.)
+            let gives_role = |n: &str| {
+                n.ends_with("dict_main.map.table")
+                    || n.ends_with("mp_loaded_modules_dict.map.table")
+                    || n.contains("readline_hist[")
+            };
             let referenced = r.edges.iter().any(|e| {
-                e.to_address == b.address
-                    && (e.from_block.is_some()
-                        || e.root_name.as_deref().is_some_and(|n| n.starts_with("mp_state_ctx.")))
+                e.to_address == b.address && (e.from_block.is_some() || e.root_name.as_deref().is_some_and(gives_role))
             });
             let role = matches!(t.kind, Kind::MapTable | Kind::StringData | Kind::Bytecode | Kind::QstrChunk);
             if !(role && !referenced && b.kind == Kind::Unknown) {

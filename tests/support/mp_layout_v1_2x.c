@@ -116,7 +116,12 @@ typedef struct _mp_state_ctx_t {
     mp_state_mem_t mem;
 } mp_state_ctx_t;
 
+/* STATE_ONLY / OBJECTS_ONLY split the declarations over two compilation units,
+ * as in a real build, where each unit's DWARF has only the types it uses. */
+#ifndef OBJECTS_ONLY
 mp_state_ctx_t *heapvis_layout_state;
+#endif
+#ifndef STATE_ONLY
 mp_obj_type_t *heapvis_layout_type;
 mp_obj_str_t *heapvis_layout_str;
 mp_obj_instance_t *heapvis_layout_instance;
@@ -125,6 +130,7 @@ mp_module_context_t *heapvis_layout_context;
 qstr_pool_t *heapvis_layout_pool;
 qstr_hash_t heapvis_layout_hash;
 qstr_len_t heapvis_layout_len;
+#endif
 
 #ifdef PRINT_OFFSETS
 #include <stdio.h>
