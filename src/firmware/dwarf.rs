@@ -314,16 +314,22 @@ pub fn derive_profile(data: &[u8], path: &Path, base: &Profile) -> Result<Derive
         member(st, "vm.dict_main").zip(dict_table).map(|(a, b)| a + b),
         &mut p.state.dict_main_table,
     );
-    set(
-        "state.sys_path_items",
-        member(st, "vm.mp_sys_path_obj").zip(list_items).map(|(a, b)| a + b),
-        &mut p.state.sys_path_items,
-    );
-    set(
-        "state.sys_argv_items",
-        member(st, "vm.mp_sys_argv_obj").zip(list_items).map(|(a, b)| a + b),
-        &mut p.state.sys_argv_items,
-    );
+    // sys.path and sys.argv only name roots. Current versions keep sys.path in
+    // `sys_mutable[]`; the member paths in `state.root_names` name them anyway, so
+    // their absence is not worth a note then.
+    for (field, path, target) in [
+        ("state.sys_path_items", "vm.mp_sys_path_obj", &mut p.state.sys_path_items),
+        ("state.sys_argv_items", "vm.mp_sys_argv_obj", &mut p.state.sys_argv_items),
+    ] {
+        match member(st, path).zip(list_items).map(|(a, b)| a + b) {
+            Some(v) => {
+                *target = v;
+                found.push(format!("{field} = {v}"));
+            }
+            None if !p.state.root_names.is_empty() => {}
+            None => missing.push(field.to_string()),
+        }
+    }
     match t.path(st, "vm.readline_hist") {
         Some((o, m)) => {
             p.state.readline_hist = Some(o);
@@ -471,6 +477,15 @@ pub fn derive_profile(data: &[u8], path: &Path, base: &Profile) -> Result<Derive
         if !has(&p.symbols.ram_start) && has("_sdata") {
             p.symbols.ram_start = "_sdata".into();
             found.push("symbols.ram_start = _sdata (no _srelocate in the symbol table)".to_string());
+        }
+        // The flash image's start, for a firmware.bin read with the map:
+        // CircuitPython's `_sfixed`, else the vector table MicroPython's ports
+        // put first (`isr_vector`), else `_stext`.
+        if !has(&p.symbols.flash_start) {
+            if let Some(name) = ["isr_vector", "_stext"].into_iter().find(|n| has(n)) {
+                p.symbols.flash_start = name.into();
+                found.push(format!("symbols.flash_start = {name} (no _sfixed in the symbol table)"));
+            }
         }
     }
     p.validate().map_err(|m| bad(path, format!("derived profile is not usable: {m}")))?;

@@ -33,6 +33,7 @@ pub fn load_bytes(data: &[u8], path: &Path, profile: &Profile) -> Result<Firmwar
 /// section below RAM.
 pub fn parse(data: &[u8], path: &Path, profile: &Profile) -> Result<(SymbolTable, Vec<u8>)> {
     let file = object::File::parse(data).map_err(|e| bad(path, format!("not a readable ELF file: {e}")))?;
+    let arm = file.architecture() == object::Architecture::Arm;
     let mut symbols = SymbolTable::new();
     for sym in file.symbols() {
         if sym.is_undefined() || matches!(sym.kind(), SymbolKind::Section | SymbolKind::File) {
@@ -44,7 +45,10 @@ pub fn parse(data: &[u8], path: &Path, profile: &Profile) -> Result<(SymbolTable
         }
         let name = name.find(".lto_priv").filter(|i| *i > 0).map_or(name, |i| &name[..i]);
         let size = (sym.size() > 0).then_some(sym.size());
-        symbols.add(name, Some(sym.address()), size);
+        // A Thumb function's symbol has bit 0 set (the interworking bit); its code,
+        // and the address the linker map prints, start one byte lower.
+        let thumb = arm && sym.kind() == SymbolKind::Text && sym.address() & 1 == 1;
+        symbols.add(name, Some(sym.address() & !(thumb as u64)), size);
     }
     let ram_start = symbols.address_of(&profile.symbols.ram_start);
     // Loadable sections with contents, below RAM: the flash image.

@@ -385,3 +385,25 @@ fn structs_are_found_in_whichever_unit_describes_them() {
     assert_eq!(two.profile.objects, one.profile.objects);
     assert_eq!(Profile { name: one.profile.name.clone(), ..two.profile }, one.profile);
 }
+
+/// The profile derived from a real MicroPython build (ports/qemu, nRF51; see its
+/// header and the README): it reads, and its derived parts agree with each other
+/// (every offset the decoder uses is the member path DWARF names there).
+#[test]
+fn the_real_micropython_build_profile_is_consistent() {
+    let path = repo().join("data/profiles/micropython-1.29-qemu-microbit.toml");
+    let p = Profile::from_toml_file(&path).unwrap();
+    assert_eq!(
+        (p.heap.word_bytes, p.heap.alloc_table_gap_bytes, p.object_repr),
+        (4, 1, heapvis::profile::ObjectRepr::A)
+    );
+    assert_eq!(p.objects.bytecode_prelude, heapvis::profile::BytecodePrelude::Packed);
+    assert_eq!((p.symbols.ram_start.as_str(), p.symbols.flash_start.as_str()), ("_sdata", "isr_vector"));
+    let at = |name: &str| p.state.root_names.get(name).copied();
+    assert_eq!(at("vm.last_pool"), Some(p.state.last_pool));
+    assert_eq!(at("vm.dict_main.map.table"), Some(p.state.dict_main_table));
+    assert_eq!(at("vm.mp_loaded_modules_dict.map.table"), Some(p.state.loaded_modules_table));
+    assert_eq!(at("mem.area.gc_alloc_table_start"), Some(p.state.gc.alloc_table_start));
+    assert_eq!(at("mem.area.gc_pool_end"), Some(p.state.gc.pool_end));
+    assert_eq!(at("vm.readline_hist[0]"), p.state.readline_hist);
+}

@@ -9,6 +9,7 @@ use std::process::Command;
 use heapvis::firmware::map::parse_map;
 use heapvis::firmware::{FirmwareFiles, InputPaths};
 use heapvis::pipeline::{AnalyzeOptions, Silent};
+use heapvis::profile::Profile;
 use heapvis::synth::Board;
 use heapvis::tables::TableSet;
 
@@ -121,4 +122,35 @@ fn a_file_that_is_not_elf_is_named() {
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("firmware.map") && err.contains("ELF"), "{err}");
+}
+
+/// On ARM a Thumb function's symbol has bit 0 set; the map prints it without, and
+/// no object starts at an odd address: the reader clears the bit of function
+/// symbols (and only of those), so an ELF and its map give the same addresses.
+#[test]
+fn thumb_function_symbols_lose_their_interworking_bit() {
+    use object::write::{Object as WriteObject, Symbol, SymbolSection};
+    use object::{Architecture, BinaryFormat, Endianness, SymbolFlags, SymbolKind, SymbolScope};
+    let mut obj = WriteObject::new(BinaryFormat::Elf, Architecture::Arm, Endianness::Little);
+    let text = obj.add_section(Vec::new(), b".text".to_vec(), object::SectionKind::Text);
+    obj.append_section_data(text, &[0u8; 0x100], 4);
+    let mut add = |name: &str, value: u64, kind: SymbolKind| {
+        obj.add_symbol(Symbol {
+            name: name.as_bytes().to_vec(),
+            value,
+            size: 4,
+            kind,
+            scope: SymbolScope::Linkage,
+            weak: false,
+            section: SymbolSection::Section(text),
+            flags: SymbolFlags::None,
+        });
+    };
+    add("nlr_pop", 0x51, SymbolKind::Text);
+    add("mp_type_odd", 0x61, SymbolKind::Data);
+    add("_sfixed", 0, SymbolKind::Data);
+    let bytes = obj.write().unwrap();
+    let (symbols, _) = heapvis::firmware::elf::parse(&bytes, "arm.o".as_ref(), &Profile::default()).unwrap();
+    assert_eq!(symbols.address_of("nlr_pop"), Some(0x50));
+    assert_eq!(symbols.address_of("mp_type_odd"), Some(0x61));
 }
