@@ -176,8 +176,10 @@ pub struct ObjectLayout {
     pub fun_bc_bytecode_word: u32,
     /// Header words of `qstr_pool_t` before `qstrs[]` (prev, total_prev_len, alloc, len).
     pub qstr_pool_header_words: u32,
-    /// Bytes of a qstr stored inside a 1.9 prelude (2 with `MICROPY_PERSISTENT_CODE`;
-    /// 0: names are not read).
+    /// How a fixed (1.9) prelude stores the name's qstr: 2, a little-endian
+    /// `uint16` (`MICROPY_PERSISTENT_CODE`: CircuitPython, ports that import .mpy
+    /// files); 0, a base-128 uint (`mp_encode_uint`, other 1.9 builds). Unused with
+    /// the packed prelude.
     pub bytecode_qstr_bytes: u32,
     /// How a function's bytecode begins (py/bc.h of the build).
     pub bytecode_prelude: BytecodePrelude,
@@ -457,6 +459,12 @@ impl Profile {
         }
         if h.alloc_table_gap_bytes > 64 {
             return Err(format!("heap.alloc_table_gap_bytes must be small, found {}", h.alloc_table_gap_bytes));
+        }
+        if self.objects.bytecode_qstr_bytes > 8 {
+            return Err(format!(
+                "objects.bytecode_qstr_bytes must be 0 or 2, found {}",
+                self.objects.bytecode_qstr_bytes
+            ));
         }
         if !(1..=2).contains(&self.qstr.hash_bytes) || !(1..=2).contains(&self.qstr.len_bytes) {
             return Err("qstr.hash_bytes and qstr.len_bytes must be 1 or 2".into());

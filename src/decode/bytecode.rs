@@ -2,8 +2,9 @@
 //!
 //! MicroPython 1.9 / CircuitPython 3: `n_state`, `n_exc_stack` (big-endian
 //! base-128 uints), four flag/count bytes, then the code info: its size (a uint
-//! counting itself) and the function's simple name as a qstr of
-//! `bytecode_qstr_bytes` bytes.
+//! counting itself) and the function's simple name: a little-endian qstr of
+//! `bytecode_qstr_bytes` (2) bytes with `MICROPY_PERSISTENT_CODE`, else
+//! (`bytecode_qstr_bytes` 0) a base-128 uint as `mp_encode_uint` writes it.
 //!
 //! MicroPython 1.12+ (and CircuitPython 7+): the signature packed bit-wise as
 //! `xSSSSEAA [xFSSKAED ...]`, the size as `xIIIIIIC ...` (`n_info` source-info
@@ -47,7 +48,11 @@ pub fn parse_prelude(bytes: &[u8], qstr_bytes: u32) -> Option<Prelude> {
     pos += 4;
     let code_info_start = pos;
     let code_info_size = read_uint(bytes, &mut pos)?;
-    let simple_name = if qstr_bytes > 0 && code_info_size as usize >= pos - code_info_start + qstr_bytes as usize {
+    let simple_name = if qstr_bytes == 0 {
+        // A variable-length uint, inside the code info.
+        let mut at = pos;
+        read_uint(bytes, &mut at).filter(|_| code_info_size as usize >= at - code_info_start)
+    } else if code_info_size as usize >= pos - code_info_start + qstr_bytes as usize {
         bytes.get(pos..pos + qstr_bytes as usize).map(crate::memory::le_word)
     } else {
         None
@@ -162,6 +167,17 @@ mod tests {
         assert_eq!((p.scope_flags, p.n_pos_args, p.n_kwonly_args, p.n_def_pos_args), (0, 2, 0, 1));
         assert_eq!(p.code_info_size, 9);
         assert_eq!(p.simple_name, Some(0x0123));
+    }
+
+    #[test]
+    fn prelude_without_persistent_code_has_a_uint_name() {
+        // Same prelude, the name qstr 300 as mp_encode_uint writes it (0x82 0x2c),
+        // then the source file's qstr 5.
+        let b = [0x81, 0x02, 0x01, 0x00, 0x02, 0x00, 0x01, 0x09, 0x82, 0x2c, 0x05, 0xff];
+        let p = parse_prelude(&b, 0).unwrap();
+        assert_eq!((p.code_info_size, p.simple_name), (9, Some(300)));
+        // Read as two fixed bytes it would be another qstr: the profile decides.
+        assert_eq!(parse_prelude(&b, 2).unwrap().simple_name, Some(0x2c82));
     }
 
     #[test]

@@ -478,6 +478,19 @@ pub fn derive_profile(data: &[u8], path: &Path, base: &Profile) -> Result<Derive
             p.symbols.ram_start = "_sdata".into();
             found.push("symbols.ram_start = _sdata (no _srelocate in the symbol table)".to_string());
         }
+        // A fixed (1.9) prelude stores names as two bytes only with persistent
+        // code (MICROPY_PERSISTENT_CODE: .mpy loading or saving, frozen .mpy),
+        // whose functions the symbol table shows; else as a base-128 uint.
+        if p.objects.bytecode_prelude == crate::profile::BytecodePrelude::Fixed {
+            let persistent = ["mp_raw_code_load", "mp_raw_code_save", "mp_find_frozen_mpy", "mp_frozen_mpy_names"]
+                .into_iter()
+                .find(|n| has(n));
+            p.objects.bytecode_qstr_bytes = if persistent.is_some() { 2 } else { 0 };
+            found.push(match persistent {
+                Some(n) => format!("objects.bytecode_qstr_bytes = 2 (persistent code: {n})"),
+                None => "objects.bytecode_qstr_bytes = 0 (no persistent code: names are uints)".to_string(),
+            });
+        }
         // The flash image's start, for a firmware.bin read with the map:
         // CircuitPython's `_sfixed`, else the vector table MicroPython's ports
         // put first (`isr_vector`), else `_stext`.

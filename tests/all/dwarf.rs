@@ -407,3 +407,16 @@ fn the_real_micropython_build_profile_is_consistent() {
     assert_eq!(at("mem.area.gc_pool_end"), Some(p.state.gc.pool_end));
     assert_eq!(at("vm.readline_hist[0]"), p.state.readline_hist);
 }
+
+/// A 1.9 build's fixed prelude stores the name in two bytes only with persistent
+/// code (its loader is in the symbol table, as in CircuitPython 3), else as a
+/// base-128 uint (MicroPython 1.9 on most ports).
+#[test]
+fn fixed_prelude_names_follow_persistent_code() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, expected) in [(vec!["-m32", "-g", "-c"], 2), (vec!["-m32", "-g", "-c", "-DNO_PERSISTENT_CODE"], 0)] {
+        let obj = compile(dir.path(), &args, "p.o");
+        let d = derive_profile(&std::fs::read(&obj).unwrap(), &obj, &Profile::default()).unwrap();
+        assert_eq!(d.profile.objects.bytecode_qstr_bytes, expected, "{args:?}");
+    }
+}
