@@ -137,6 +137,25 @@ pub struct Session {
     pub profile_source: ProfileSource,
 }
 
+/// Where the dump's snapshots start and end, when the user says so: a symbol or an
+/// address each, in place of the profile's `symbols.ram_start` / `ram_end`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RamBounds {
+    pub start: Option<String>,
+    pub end: Option<String>,
+}
+
+impl RamBounds {
+    fn apply(&self, p: &mut Profile) {
+        if let Some(s) = &self.start {
+            p.symbols.ram_start = s.clone();
+        }
+        if let Some(e) = &self.end {
+            p.symbols.ram_end = e.clone();
+        }
+    }
+}
+
 /// Where a session's layout profile came from, for the user to be told.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProfileSource {
@@ -162,14 +181,24 @@ impl Session {
     /// Opens a capture with the profile given, or — when none is and the firmware
     /// is an ELF with debug info — with one derived from its DWARF; else the default.
     pub fn open_with(inputs: &InputPaths, profile: Option<Profile>) -> Result<Self> {
+        Self::open_with_ram(inputs, profile, &RamBounds::default())
+    }
+
+    /// [`Session::open_with`], with the RAM bounds of the dump given by the user
+    /// (a symbol or an address each) in place of the profile's.
+    pub fn open_with_ram(inputs: &InputPaths, profile: Option<Profile>, ram: &RamBounds) -> Result<Self> {
+        let bounded = |mut p: Profile| {
+            ram.apply(&mut p);
+            p
+        };
         let mut s = match (profile, &inputs.firmware) {
-            (Some(p), _) => Self::open(inputs, p)?,
+            (Some(p), _) => Self::open(inputs, bounded(p))?,
             (None, FirmwareFiles::Elf(elf)) => {
                 // One read of the ELF serves both the profile and the firmware.
                 let data = std::fs::read(elf).map_err(|e| Error::io(elf, e))?;
                 let (profile, source) = match dwarf::derive_profile(&data, elf, &Profile::default()) {
-                    Ok(d) => (d.profile, ProfileSource::Dwarf { missing: d.missing }),
-                    Err(e) => (Profile::default(), ProfileSource::Default { why: Some(e.to_string()) }),
+                    Ok(d) => (bounded(d.profile), ProfileSource::Dwarf { missing: d.missing }),
+                    Err(e) => (bounded(Profile::default()), ProfileSource::Default { why: Some(e.to_string()) }),
                 };
                 let firmware = crate::firmware::elf::load_bytes(&data, elf, &profile)?;
                 let mut s = Self::with_firmware(inputs, profile, firmware)?;
@@ -177,7 +206,7 @@ impl Session {
                 s
             }
             (None, _) => {
-                let mut s = Self::open(inputs, Profile::default())?;
+                let mut s = Self::open(inputs, bounded(Profile::default()))?;
                 s.profile_source = ProfileSource::Default { why: None };
                 s
             }

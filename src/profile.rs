@@ -83,7 +83,8 @@ pub struct HeapLayout {
     pub blocks_per_ctb: u32,
 }
 
-/// Linker symbols the decoder resolves in the map.
+/// Linker symbols the decoder resolves in the map. Any of them may be an address
+/// instead (`0x20040000`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SymbolNames {

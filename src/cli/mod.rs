@@ -36,6 +36,14 @@ pub struct InputArgs {
     /// CircuitPython 3.0 on atmel-samd.
     #[arg(long, value_name = "FILE")]
     pub profile: Option<PathBuf>,
+    /// Where each snapshot starts: a symbol or an address (0x20000000), for a dump
+    /// made with other bounds than the profile's (`_srelocate`, else `_sdata`).
+    #[arg(long, value_name = "SYMBOL|ADDRESS")]
+    pub ram_start: Option<String>,
+    /// Where each snapshot ends (its size follows): a symbol or an address, in
+    /// place of the profile's (`_estack`).
+    #[arg(long, value_name = "SYMBOL|ADDRESS")]
+    pub ram_end: Option<String>,
 }
 
 /// A capture and one snapshot of it (`inspect`, `graph`).
@@ -92,7 +100,8 @@ pub fn open_session(
     quiet: bool,
 ) -> anyhow::Result<(heapvis::firmware::InputPaths, heapvis::pipeline::Session)> {
     let inputs = heapvis::firmware::InputPaths::resolve(&input.inputs)?;
-    let session = heapvis::pipeline::Session::open_with(&inputs, load_profile(&input.profile)?)?;
+    let ram = heapvis::pipeline::RamBounds { start: input.ram_start.clone(), end: input.ram_end.clone() };
+    let session = heapvis::pipeline::Session::open_with_ram(&inputs, load_profile(&input.profile)?, &ram)?;
     if !quiet {
         match &session.profile_source {
             heapvis::pipeline::ProfileSource::Dwarf { missing } if !missing.is_empty() => eprintln!(

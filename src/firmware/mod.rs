@@ -210,6 +210,10 @@ impl Firmware {
             })
         };
         let address = |symbol: &str, purpose: &'static str| -> Result<u64> {
+            // An address may stand for a symbol (`--ram-end 0x20040000`).
+            if let Some(a) = parse_address(symbol) {
+                return Ok(a);
+            }
             need(symbol, purpose)?.address.ok_or_else(|| Error::SymbolWithoutAddress {
                 map: map_path.to_path_buf(),
                 symbol: symbol.to_string(),
@@ -339,5 +343,29 @@ impl Firmware {
             }
             None => format!("0x{address:08x}"),
         }
+    }
+}
+
+/// An address written in a symbol's place: `0x` hex (underscores allowed) or
+/// decimal digits. Symbol names never start with a digit.
+pub fn parse_address(text: &str) -> Option<u64> {
+    let t = text.trim().replace('_', "");
+    match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None if t.chars().next().is_some_and(|c| c.is_ascii_digit()) => t.parse().ok(),
+        None => None,
+    }
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::parse_address;
+
+    #[test]
+    fn addresses_stand_for_symbols() {
+        assert_eq!(parse_address("0x2000_0000"), Some(0x2000_0000));
+        assert_eq!(parse_address("536870912"), Some(0x2000_0000));
+        assert_eq!(parse_address("_estack"), None);
+        assert_eq!(parse_address("0xZZ"), None);
     }
 }

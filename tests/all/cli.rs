@@ -99,3 +99,23 @@ fn mem_info_of_a_current_micropython_uses_eight_digit_offsets() {
     assert!(line.len() > 10 && line[..8].chars().all(|c| c.is_ascii_hexdigit()) && &line[8..10] == ": ", "{line:?}");
     assert!(text.lines().nth(3).unwrap().starts_with("00000000: "));
 }
+
+/// A dump made with raw addresses (`dump binary memory ram.bin 0x20000000
+/// 0x20008000`) is read with `--ram-start`/`--ram-end`, addresses or symbols, to
+/// the same tables; a symbol the map lacks is named in the error.
+#[test]
+fn ram_bounds_can_be_given_as_addresses_or_symbols() {
+    let c = capture(Board::Samd21, 40, 9, 0);
+    let dir = c.dir.path().to_str().unwrap();
+    let (a, b, e) = (c.dir.path().join("a"), c.dir.path().join("b"), c.dir.path().join("e"));
+    let out = run(&["analyze", dir, "-o", a.to_str().unwrap(), "-q"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let args = ["--ram-start", "0x2000_0000", "--ram-end", "_estack"];
+    let out = run(&[&["analyze", dir, "-o", b.to_str().unwrap(), "-q"][..], &args[..]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    crate::common::assert_same_tables(&a, &b, &["snapshots", "allocations", "edge_history"], "--ram-start/--ram-end");
+    let out = run(&["analyze", dir, "-o", e.to_str().unwrap(), "-q", "--ram-end", "_no_such_symbol"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("_no_such_symbol") && err.contains("end of RAM"), "{err}");
+}
