@@ -126,6 +126,9 @@ pub struct BlockRow {
     /// Python-level name: a class's name, an instance's class, a function's name.
     pub name: Option<Arc<str>>,
     pub has_finaliser: bool,
+    /// CircuitPython's collect-table bit: the GC scans the block for pointers.
+    /// `None` when the build has no collect table.
+    pub collect: Option<bool>,
     pub marked: bool,
     pub prelude: Option<Prelude>,
 }
@@ -440,11 +443,16 @@ impl<'f> Decoder<'f> {
         if self.options.metrics_only {
             return Ok(report);
         }
-        // Each area's finaliser table, by the area's first block.
+        // Each area's finaliser and collect tables, by the area's first block.
         let mut ftbs: Vec<(u64, &[u8])> = Vec::new();
+        let mut ctbs: Vec<(u64, &[u8])> = Vec::new();
         for a in g.areas() {
             if let Some(start) = a.finaliser_table_start {
                 ftbs.push((a.first_block, mem.bytes(start, a.finaliser_table_bytes, "finaliser table")?));
+            }
+            if let Some(start) = a.collect_table_start {
+                let len = a.blocks(bpb).div_ceil(8);
+                ctbs.push((a.first_block, mem.bytes(start, len, "collect table")?));
             }
         }
 
@@ -763,11 +771,13 @@ impl<'f> Decoder<'f> {
         }
 
         report.blocks.reserve_exact(allocs.len());
-        let finaliser = |b: u64| -> bool {
-            let Some(&(first, t)) = ftbs.iter().rev().find(|(first, _)| *first <= b) else { return false };
+        // One bit a block, in the table of the block's area.
+        let bit = |tables: &[(u64, &[u8])], b: u64| -> Option<bool> {
+            let &(first, t) = tables.iter().rev().find(|(first, _)| *first <= b)?;
             let b = b - first;
-            t.get((b / 8) as usize).is_some_and(|byte| (byte >> (b % 8)) & 1 == 1)
+            Some(t.get((b / 8) as usize).is_some_and(|byte| (byte >> (b % 8)) & 1 == 1))
         };
+        let finaliser = |b: u64| bit(&ftbs, b).unwrap_or(false);
         for (i, a) in allocs.iter().enumerate() {
             let kind = if roles[i] != Kind::Unknown { roles[i] } else { kinds[i] };
             let has_finaliser = finaliser(a.start_block);
@@ -780,6 +790,7 @@ impl<'f> Decoder<'f> {
                 type_address: type_addrs[i],
                 name: names[i].take(),
                 has_finaliser,
+                collect: bit(&ctbs, a.start_block),
                 marked: a.marked,
                 prelude: preludes[i],
             });

@@ -78,6 +78,7 @@ pub fn blocks_schema() -> SchemaRef {
         f("n_kwonly_args", UInt8, true),
         f("n_def_pos_args", UInt8, true),
         f("code_info_size", UInt64, true),
+        f("collect", Boolean, true),
     ]))
 }
 
@@ -260,6 +261,7 @@ pub(crate) struct BlocksRows {
     n_kwonly_args: UInt8Builder,
     n_def_pos_args: UInt8Builder,
     code_info_size: UInt64Builder,
+    collect: BooleanBuilder,
 }
 
 impl BlocksRows {
@@ -285,6 +287,7 @@ impl BlocksRows {
             self.n_kwonly_args.append_option(p.map(|p| p.n_kwonly_args));
             self.n_def_pos_args.append_option(p.map(|p| p.n_def_pos_args));
             self.code_info_size.append_option(p.map(|p| p.code_info_size));
+            self.collect.append_option(b.collect);
             self.n += 1;
         }
     }
@@ -310,6 +313,7 @@ impl BlocksRows {
             arc(self.n_kwonly_args.finish()),
             arc(self.n_def_pos_args.finish()),
             arc(self.code_info_size.finish()),
+            arc(self.collect.finish()),
         ]
     }
 }

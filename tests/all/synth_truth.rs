@@ -45,6 +45,13 @@ fn check_flavor(board: Board, snapshots: u64, seed: u64, misalign: u64, flavor: 
                 assert_eq!(b.kind, t.kind, "snapshot {i}: kind of 0x{:08x}", b.address);
             }
             assert_eq!(b.has_finaliser, t.has_finaliser, "snapshot {i}: finaliser bit of 0x{:08x}", b.address);
+            // The simulated CircuitPython sets the collect bit of every allocation.
+            assert_eq!(
+                b.collect,
+                (profile.heap.blocks_per_ctb > 0).then_some(true),
+                "collect bit of 0x{:08x}",
+                b.address
+            );
         }
         // gc_info from the registry where it is unambiguous (no MARK, no orphan tails).
         if r.marked_blocks == 0 && r.orphan_tail_blocks == 0 {
