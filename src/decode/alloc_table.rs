@@ -58,10 +58,21 @@ fn unpack(atb: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Length of the run of state `k` starting at `i`.
+/// Length of the run of state `k` starting at `i`. Heaps are mostly long runs of
+/// free blocks (and of tails): eight states are compared at once.
 #[inline]
 fn run_len(states: &[u8], i: usize, k: u8) -> usize {
-    states[i..].iter().position(|&s| s != k).unwrap_or(states.len() - i)
+    let rest = &states[i..];
+    let eight = u64::from_ne_bytes([k; 8]);
+    let mut n = 0;
+    for chunk in rest.chunks_exact(8) {
+        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else { break };
+        if u64::from_ne_bytes(bytes) != eight {
+            break;
+        }
+        n += 8;
+    }
+    n + rest[n..].iter().position(|&s| s != k).unwrap_or(rest.len() - n)
 }
 
 /// Walks the first `atb.len() * 4` blocks. `bytes_per_block` scales gc_info's byte
@@ -264,6 +275,20 @@ mod tests {
         let g = w.gc_info;
         assert_eq!((g.total, g.used, g.free), (128, 3 * 16, 5 * 16));
         assert_eq!((g.num_1block, g.num_2block, g.max_block, g.max_free), (1, 1, 2, 2));
+    }
+
+    #[test]
+    fn runs_are_counted_whatever_their_length_and_alignment() {
+        for len in [0usize, 1, 7, 8, 9, 15, 16, 17, 40] {
+            for start in 0..9 {
+                let mut states = vec![AT_HEAD; start];
+                states.extend(std::iter::repeat_n(AT_FREE, len));
+                states.push(AT_TAIL);
+                states.extend(std::iter::repeat_n(AT_FREE, 3));
+                assert_eq!(run_len(&states, start, AT_FREE), len, "len {len} at {start}");
+            }
+        }
+        assert_eq!(run_len(&[AT_FREE; 20], 3, AT_FREE), 17);
     }
 
     #[test]

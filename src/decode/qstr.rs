@@ -4,10 +4,9 @@
 //! The chain and every length in it come from the dump, so walks are bounded by a
 //! step count and a visited set, and entry counts by the bytes actually there.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::memory::{le_word, Memory};
 use crate::profile::{Profile, QstrPoolFormat};
@@ -88,7 +87,7 @@ impl<'m> QstrReader<'m> {
             chain: Vec::new(),
             cache: FxHashMap::default(),
         };
-        let mut seen = HashSet::new();
+        let mut seen = FxHashSet::default();
         let mut pool = last_pool;
         while pool != 0 && r.chain.len() < MAX_POOLS && seen.insert(pool) {
             let Some(h) = r.header(pool) else { break };

@@ -179,7 +179,7 @@ pub struct Firmware {
     pub ram_names: AddressNames,
     pub state_names: HashMap<String, String>,
     /// Flash address → symbol starting there (type objects and other constants).
-    pub flash_names: HashMap<u64, String>,
+    pub flash_names: rustc_hash::FxHashMap<u64, String>,
     /// Type symbols the profile names but the map lacks (their kinds cannot be told).
     pub missing_types: Vec<String>,
 }
