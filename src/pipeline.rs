@@ -1,10 +1,13 @@
-//! The analysis pipeline: map the dump, decode windows of snapshots in parallel
-//! (rayon), and hand the results, in snapshot order, to the one writer thread.
+//! The analysis pipeline: cut the selected snapshots into runs of consecutive ones,
+//! decode the runs in parallel (rayon, one worker a run, each mapping its own part
+//! of the dump), and hand the results, in snapshot order, to the one writer thread.
 //!
-//! At most two windows are in flight (one being decoded, one being written), so
-//! memory is bounded by the window size, not by the dump. Output depends only on
-//! the input: workers return rows, never write, and the writer sees snapshots in
-//! order whatever the thread count.
+//! A worker decodes its run in order and sends, for each snapshot after the first,
+//! only what changed since the one before (see `tables::lifetimes`). At most one
+//! window of runs is being decoded while one waits for the writer, so memory is
+//! bounded by the window, not by the dump. Output depends only on the input:
+//! workers never write, runs start at fixed offsets, and the writer sees snapshots
+//! in order whatever the thread count.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};

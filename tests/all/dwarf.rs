@@ -15,10 +15,16 @@ use heapvis::tables::TableSet;
 use crate::common::{capture, repo, session};
 use crate::elf::link_elf_with_dwarf;
 
+/// Builds the CircuitPython 3.0 structs (tests/support/mp_layout.c) with gcc.
 fn compile(dir: &std::path::Path, args: &[&str], out: &str) -> std::path::PathBuf {
-    let src = repo().join("tests/support/mp_layout.c");
+    compile_file(dir, "tests/support/mp_layout.c", args, out)
+}
+
+/// Builds one of tests/support/*.c with gcc; returns the output's path.
+fn compile_file(dir: &std::path::Path, source: &str, args: &[&str], out: &str) -> std::path::PathBuf {
+    let src = repo().join(source);
     let o = Command::new("gcc").current_dir(dir).args(args).arg(&src).arg("-o").arg(out).output().expect("gcc");
-    assert!(o.status.success(), "gcc {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "gcc {args:?} {source}: {}", String::from_utf8_lossy(&o.stderr));
     dir.join(out)
 }
 
@@ -147,16 +153,7 @@ fn printed_profiles_read_back_to_identical_tables() {
 #[test]
 fn current_micropython_structs_give_area_offsets_and_array_pools() {
     let dir = tempfile::tempdir().unwrap();
-    let src = repo().join("tests/support/mp_layout_v1_2x.c");
-    let o = Command::new("gcc")
-        .current_dir(dir.path())
-        .args(["-g", "-DPRINT_OFFSETS"])
-        .arg(&src)
-        .args(["-o", "v1"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let exe = dir.path().join("v1");
+    let exe = compile_file(dir.path(), "tests/support/mp_layout_v1_2x.c", &["-g", "-DPRINT_OFFSETS"], "v1");
     let out = Command::new(&exe).output().unwrap();
     let n: Vec<u64> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(|v| v.parse().unwrap()).collect();
     let d = derive_profile(&std::fs::read(&exe).unwrap(), &exe, &Profile::default()).unwrap();
@@ -190,16 +187,7 @@ fn current_micropython_structs_give_area_offsets_and_array_pools() {
 #[test]
 fn the_micropython_profile_is_its_dwarf_plus_what_dwarf_cannot_tell() {
     let dir = tempfile::tempdir().unwrap();
-    let src = repo().join("tests/support/mp_layout_v1_2x.c");
-    let o = Command::new("gcc")
-        .current_dir(dir.path())
-        .args(["-m32", "-g", "-c"])
-        .arg(&src)
-        .args(["-o", "v.o"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let obj = dir.path().join("v.o");
+    let obj = compile_file(dir.path(), "tests/support/mp_layout_v1_2x.c", &["-m32", "-g", "-c"], "v.o");
     let mut derived = derive_profile(&std::fs::read(&obj).unwrap(), &obj, &Profile::default()).unwrap().profile;
     let expected = heapvis::synth::Flavor::MicroPython.profile();
     derived.name = expected.name.clone();
@@ -238,16 +226,7 @@ fn a_micropython_elf_with_debug_info_needs_no_profile() {
 #[test]
 fn current_circuitpython_structs_give_the_split_heap_and_collect_table() {
     let dir = tempfile::tempdir().unwrap();
-    let src = repo().join("tests/support/cp_layout_v10.c");
-    let o = Command::new("gcc")
-        .current_dir(dir.path())
-        .args(["-g", "-DPRINT_OFFSETS"])
-        .arg(&src)
-        .args(["-o", "cp10"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let exe = dir.path().join("cp10");
+    let exe = compile_file(dir.path(), "tests/support/cp_layout_v10.c", &["-g", "-DPRINT_OFFSETS"], "cp10");
     let out = Command::new(&exe).output().unwrap();
     let n: Vec<u64> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(|v| v.parse().unwrap()).collect();
     let d = derive_profile(&std::fs::read(&exe).unwrap(), &exe, &Profile::default()).unwrap();
@@ -276,16 +255,7 @@ fn current_circuitpython_structs_give_the_split_heap_and_collect_table() {
 #[test]
 fn the_circuitpython_10_profile_is_its_dwarf_plus_what_dwarf_cannot_tell() {
     let dir = tempfile::tempdir().unwrap();
-    let src = repo().join("tests/support/cp_layout_v10.c");
-    let o = Command::new("gcc")
-        .current_dir(dir.path())
-        .args(["-m32", "-g", "-c"])
-        .arg(&src)
-        .args(["-o", "v.o"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let obj = dir.path().join("v.o");
+    let obj = compile_file(dir.path(), "tests/support/cp_layout_v10.c", &["-m32", "-g", "-c"], "v.o");
     let mut derived = derive_profile(&std::fs::read(&obj).unwrap(), &obj, &Profile::default()).unwrap().profile;
     let expected = heapvis::synth::Flavor::CircuitPython10.profile();
     derived.name = expected.name.clone();
@@ -334,18 +304,9 @@ fn a_circuitpython_10_elf_with_debug_info_needs_no_profile() {
 #[test]
 fn a_64_bit_mp_obj_t_on_a_32_bit_port_is_representation_d() {
     let dir = tempfile::tempdir().unwrap();
-    let src = repo().join("tests/support/mp_layout_v1_2x.c");
     for (define, repr) in [("-DNANBOX", heapvis::profile::ObjectRepr::D), ("-DPLAIN", heapvis::profile::ObjectRepr::C)]
     {
-        let o = Command::new("gcc")
-            .current_dir(dir.path())
-            .args(["-m32", "-g", "-c", define])
-            .arg(&src)
-            .args(["-o", "v.o"])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let obj = dir.path().join("v.o");
+        let obj = compile_file(dir.path(), "tests/support/mp_layout_v1_2x.c", &["-m32", "-g", "-c", define], "v.o");
         let d = derive_profile(&std::fs::read(&obj).unwrap(), &obj, &Profile::default()).unwrap();
         assert_eq!(d.profile.object_repr, repr, "{define}");
         assert_eq!(d.profile.obj_bytes(), if repr == heapvis::profile::ObjectRepr::D { 8 } else { 4 });
@@ -359,16 +320,8 @@ fn a_64_bit_mp_obj_t_on_a_32_bit_port_is_representation_d() {
 #[test]
 fn structs_are_found_in_whichever_unit_describes_them() {
     let dir = tempfile::tempdir().unwrap();
-    let src = repo().join("tests/support/mp_layout_v1_2x.c");
     for (define, out) in [("-DSTATE_ONLY", "state.o"), ("-DOBJECTS_ONLY", "objects.o"), ("-DBOTH", "one.o")] {
-        let o = Command::new("gcc")
-            .current_dir(dir.path())
-            .args(["-m32", "-g", "-c", define])
-            .arg(&src)
-            .args(["-o", out])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        compile_file(dir.path(), "tests/support/mp_layout_v1_2x.c", &["-m32", "-g", "-c", define], out);
     }
     let o = Command::new("ld")
         .current_dir(dir.path())
