@@ -198,27 +198,41 @@ fn the_micropython_profile_is_its_dwarf_plus_what_dwarf_cannot_tell() {
     assert_eq!(derived, expected);
 }
 
+/// Simulates `flavor`, links an ELF with the DWARF of `structs`, and opens it with
+/// no profile; checks the derived session decodes to the same tables as the shipped
+/// profile, and returns the session and the folder of its tables.
+fn elf_session_matches_shipped(
+    flavor: heapvis::synth::Flavor,
+    structs: &str,
+    snapshots: u64,
+    seed: u64,
+    dir: &std::path::Path,
+) -> (Session, std::path::PathBuf) {
+    let mut config = heapvis::synth::SynthConfig::new(Board::Samd21, snapshots, seed);
+    config.flavor = flavor;
+    config.heap_misalign = 0;
+    heapvis::synth::write_dir(&config, dir).unwrap();
+    crate::elf::link_elf_with_dwarf_of(dir, structs);
+    let elf = InputPaths { ram: dir.join("ram.bin"), firmware: FirmwareFiles::Elf(dir.join("firmware.elf")) };
+    let s = Session::open_with(&elf, None).unwrap();
+    let with_profile = InputPaths::resolve(&[dir.to_path_buf()]).unwrap();
+    let shipped = Session::open(&with_profile, flavor.profile()).unwrap();
+    let options = AnalyzeOptions { tables: TableSet::ALL, ..AnalyzeOptions::default() };
+    let (a, b) = (dir.join("shipped"), dir.join("derived"));
+    shipped.analyze(&a, &options, &Silent).unwrap();
+    s.analyze(&b, &options, &Silent).unwrap();
+    crate::common::assert_same_tables(&a, &b, &crate::common::DECODED_TABLES, "shipped vs derived profile");
+    (s, b)
+}
+
 /// A current MicroPython's ELF with debug info needs no profile either: DWARF gives
 /// the layout, the symbol table the RAM symbol, and the heap the representation.
 #[test]
 fn a_micropython_elf_with_debug_info_needs_no_profile() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = heapvis::synth::SynthConfig::new(Board::Samd21, 150, 25);
-    config.flavor = heapvis::synth::Flavor::MicroPython;
-    config.heap_misalign = 0;
-    heapvis::synth::write_dir(&config, dir.path()).unwrap();
-    crate::elf::link_elf_with_dwarf_of(dir.path(), "tests/support/mp_layout_v1_2x.c");
-    let ram = dir.path().join("ram.bin");
-    let elf = InputPaths { ram: ram.clone(), firmware: FirmwareFiles::Elf(dir.path().join("firmware.elf")) };
-    let s = Session::open_with(&elf, None).unwrap();
+    let flavor = heapvis::synth::Flavor::MicroPython;
+    let (s, _) = elf_session_matches_shipped(flavor, "tests/support/mp_layout_v1_2x.c", 150, 25, dir.path());
     assert_eq!(s.profile.object_repr, heapvis::profile::ObjectRepr::A);
-    let with_profile = InputPaths::resolve(&[dir.path().to_path_buf()]).unwrap();
-    let shipped = Session::open(&with_profile, heapvis::synth::Flavor::MicroPython.profile()).unwrap();
-    let options = AnalyzeOptions { tables: TableSet::ALL, ..AnalyzeOptions::default() };
-    let (a, b) = (dir.path().join("shipped"), dir.path().join("derived"));
-    shipped.analyze(&a, &options, &Silent).unwrap();
-    s.analyze(&b, &options, &Silent).unwrap();
-    crate::common::assert_same_tables(&a, &b, &crate::common::DECODED_TABLES, "shipped vs derived MicroPython profile");
 }
 
 /// A current CircuitPython's structs: a split heap (`mem.area.next` first in the
@@ -268,32 +282,14 @@ fn the_circuitpython_10_profile_is_its_dwarf_plus_what_dwarf_cannot_tell() {
 #[test]
 fn a_circuitpython_10_elf_with_debug_info_needs_no_profile() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = heapvis::synth::SynthConfig::new(Board::Samd21, 200, 27);
-    config.flavor = heapvis::synth::Flavor::CircuitPython10;
-    config.heap_misalign = 0;
-    heapvis::synth::write_dir(&config, dir.path()).unwrap();
-    crate::elf::link_elf_with_dwarf_of(dir.path(), "tests/support/cp_layout_v10.c");
-    let ram = dir.path().join("ram.bin");
-    let elf = InputPaths { ram: ram.clone(), firmware: FirmwareFiles::Elf(dir.path().join("firmware.elf")) };
-    let s = Session::open_with(&elf, None).unwrap();
+    let flavor = heapvis::synth::Flavor::CircuitPython10;
+    let (s, tables) = elf_session_matches_shipped(flavor, "tests/support/cp_layout_v10.c", 200, 27, dir.path());
     assert_eq!(s.profile.object_repr, heapvis::profile::ObjectRepr::C);
     assert_eq!(s.profile.state.gc.next, Some(168));
-    let with_profile = InputPaths::resolve(&[dir.path().to_path_buf()]).unwrap();
-    let shipped = Session::open(&with_profile, heapvis::synth::Flavor::CircuitPython10.profile()).unwrap();
-    let options = AnalyzeOptions { tables: TableSet::ALL, ..AnalyzeOptions::default() };
-    let (a, b) = (dir.path().join("shipped"), dir.path().join("derived"));
-    shipped.analyze(&a, &options, &Silent).unwrap();
-    s.analyze(&b, &options, &Silent).unwrap();
-    crate::common::assert_same_tables(
-        &a,
-        &b,
-        &crate::common::DECODED_TABLES,
-        "shipped vs derived CircuitPython profile",
-    );
     // Every snapshot's geometry came from the GC state, with both areas.
     let areas = crate::common::duck(
         "select count(*) from '{d}/snapshots.parquet' where geometry_source = 'gc_state' and heap_areas = 2",
-        &b,
+        &tables,
     );
     assert_eq!(areas, vec![vec![serde_json::json!(200)]]);
 }
