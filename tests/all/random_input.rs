@@ -93,3 +93,66 @@ fn corrupted_real_snapshots_decode_without_panicking() {
         let _ = d.decode(round, &snap);
     }
 }
+
+/// The same for the current layouts: a split heap (its `next` chain pointed
+/// anywhere, at itself, at another area), the collect table, packed preludes and
+/// qstr tables, qstr pools with arrays, representation D's 16-byte pairs.
+#[test]
+fn corrupted_current_layout_snapshots_decode_without_panicking() {
+    use heapvis::synth::Flavor;
+    for (flavor, repr) in [
+        (Flavor::CircuitPython10, None),
+        (Flavor::MicroPython, None),
+        (Flavor::MicroPython, Some(heapvis::profile::ObjectRepr::D)),
+    ] {
+        let mut config = heapvis::synth::SynthConfig::new(Board::Samd21, 300, 11);
+        config.flavor = flavor;
+        let heapvis::synth::InMemoryCapture { layout, ram, .. } = heapvis::synth::simulate_in_memory(&config).unwrap();
+        let mut profile = flavor.profile();
+        if let Some(r) = repr {
+            profile.object_repr = r;
+        }
+        let fw = layout.firmware(&profile).unwrap();
+        let d = Decoder::new(&fw, &profile, DecodeOptions::default());
+        let size = (layout.ram_end - layout.ram_start) as usize;
+        let state = (fw.state_address - layout.ram_start) as usize;
+        let mut rng = heapvis::synth::rng::Rng::new(5);
+        for round in 0..300u64 {
+            let mut snap = ram[ram.len() - size..].to_vec();
+            let mut put = |snap: &mut Vec<u8>, at: usize, w: u32| {
+                if at + 4 <= snap.len() {
+                    snap[at..at + 4].copy_from_slice(&w.to_le_bytes());
+                }
+            };
+            for _ in 0..(1 + round % 40) {
+                let at = rng.below(size as u64 - 4) as usize & !3;
+                let w = match rng.below(5) {
+                    0 => 0xffff_ffffu32,
+                    1 => (layout.ram_start + rng.below(size as u64)) as u32,
+                    2 => fw.state_address as u32 + rng.below(64) as u32 * 4,
+                    3 => rng.below(0x100) as u32,
+                    _ => rng.next_u64() as u32,
+                };
+                put(&mut snap, at, w);
+            }
+            // The GC state itself: its area chain and table pointers.
+            if let Some(next) = profile.state.gc.next {
+                let w = match round % 4 {
+                    0 => fw.state_address as u32 + next as u32, // a chain to itself
+                    1 => (layout.ram_start + rng.below(size as u64)) as u32,
+                    2 => layout.second_region.map_or(0, |r| r.0 as u32 + 4), // a shifted area
+                    _ => 0xffff_fff0,
+                };
+                put(&mut snap, state + next as usize, w);
+            }
+            if round % 3 == 0 {
+                let gc = &profile.state.gc;
+                let field = [gc.alloc_table_byte_len, gc.pool_end, gc.collect_table_start.unwrap_or(gc.pool_start)]
+                    [(round / 3 % 3) as usize];
+                put(&mut snap, state + field as usize, rng.next_u64() as u32);
+            }
+            let _ = d.decode(round, &snap);
+            let _ = heapvis::inspect::mem_info(&d, &snap);
+        }
+    }
+}
