@@ -119,7 +119,7 @@ fn corrupted_current_layout_snapshots_decode_without_panicking() {
         let mut rng = heapvis::synth::rng::Rng::new(5);
         for round in 0..300u64 {
             let mut snap = ram[ram.len() - size..].to_vec();
-            let mut put = |snap: &mut Vec<u8>, at: usize, w: u32| {
+            let put = |snap: &mut Vec<u8>, at: usize, w: u32| {
                 if at + 4 <= snap.len() {
                     snap[at..at + 4].copy_from_slice(&w.to_le_bytes());
                 }
