@@ -15,7 +15,8 @@ pub struct Args {
     pub board: Board,
     /// Firmware to simulate: circuitpython3 (CircuitPython 3.0, the reference's
     /// target), micropython (a current MicroPython's layouts; read it with
-    /// `--profile data/profiles/micropython-1.2x-synthetic.toml`) or circuitpython10
+    /// `--profile data/profiles/micropython-1.2x-synthetic.toml`), micropython64 (the
+    /// same on a 64-bit port: `micropython-1.2x-64bit-synthetic.toml`) or circuitpython10
     /// (a current CircuitPython: split heap, collect table; read it with
     /// `--profile data/profiles/circuitpython-10-synthetic.toml`).
     #[arg(long, default_value = "circuitpython3", value_parser = parse_flavor)]

@@ -462,6 +462,10 @@ pub fn derive_profile(data: &[u8], path: &Path, base: &Profile) -> Result<Derive
         p.object_repr = crate::profile::ObjectRepr::D;
         found.push("object_repr = D (mp_obj_t is 64 bits, pointers 32)".to_string());
     }
+    // MICROPY_BYTES_PER_GC_BLOCK's default: four object words (16 bytes on 32-bit
+    // ports, 32 on 64-bit ones and with NaN boxing). Not in the debug info itself.
+    p.heap.bytes_per_block = 4 * p.obj_bytes();
+    found.push(format!("heap.bytes_per_block = {} (MicroPython's default: 4 object words)", p.heap.bytes_per_block));
     if let Some(n) = t.size_of_typedef("qstr_hash_t") {
         p.qstr.hash_bytes = n as u32;
         found.push(format!("qstr.hash_bytes = {n}"));

@@ -50,6 +50,8 @@ pub struct GcSim<'s> {
     pub ram: Vec<u8>,
     pub ram_start: u64,
     pub g: HeapGeometry,
+    /// Bytes in a word of the target (4, or 8 on a 64-bit port).
+    pub word_bytes: u64,
     first_free_atb: u64,
     last_free_atb: u64,
     lowest_long_lived: u64,
@@ -66,6 +68,7 @@ impl<'s> GcSim<'s> {
         ram: Vec<u8>,
         ram_start: u64,
         g: HeapGeometry,
+        word_bytes: u64,
         weakref_table: bool,
         sink: &'s mut dyn SnapshotSink,
     ) -> Self {
@@ -73,6 +76,7 @@ impl<'s> GcSim<'s> {
             ram,
             ram_start,
             g: g.clone(),
+            word_bytes,
             first_free_atb: 0,
             last_free_atb: g.pool_blocks() / 4 - 1,
             lowest_long_lived: g.pool_blocks(),
@@ -108,12 +112,12 @@ impl<'s> GcSim<'s> {
 
     pub fn word(&self, address: u64) -> u64 {
         let o = self.off(address);
-        u32::from_le_bytes(self.ram[o..o + 4].try_into().unwrap_or([0; 4])) as u64
+        crate::memory::le_word(&self.ram[o..o + self.word_bytes as usize])
     }
 
     pub fn set_word(&mut self, address: u64, value: u64) {
-        let o = self.off(address);
-        self.ram[o..o + 4].copy_from_slice(&(value as u32).to_le_bytes());
+        let (o, n) = (self.off(address), self.word_bytes as usize);
+        self.ram[o..o + n].copy_from_slice(&value.to_le_bytes()[..n]);
     }
 
     pub fn set_bytes(&mut self, address: u64, bytes: &[u8]) {
@@ -357,13 +361,13 @@ impl<'s> GcSim<'s> {
         let roots = self.roots.clone();
         for (lo, hi) in roots {
             let mut a = lo;
-            while a + 4 <= hi {
+            while a + self.word_bytes <= hi {
                 let w = self.word(a);
                 if let Some(b) = self.verify(w) {
                     self.set_kind(b, AT_MARK);
                     stack.push(b);
                 }
-                a += 4;
+                a += self.word_bytes;
             }
         }
         while let Some(b) = stack.pop() {
@@ -375,8 +379,8 @@ impl<'s> GcSim<'s> {
                 n += 1;
             }
             let start = self.addr(b);
-            for k in 0..n * self.g.bytes_per_block / 4 {
-                let w = self.word(start + k * 4);
+            for k in 0..n * self.g.bytes_per_block / self.word_bytes {
+                let w = self.word(start + k * self.word_bytes);
                 if let Some(c) = self.verify(w) {
                     self.set_kind(c, AT_MARK);
                     stack.push(c);

@@ -68,6 +68,9 @@ pub enum Flavor {
     /// arrays, the GC state in `mem.area`, a gap byte after the allocation table,
     /// a weakref table, the type name as a 16-bit field.
     MicroPython,
+    /// A current MicroPython on a 64-bit port: the MicroPython flavour with 8-byte
+    /// words and 32-byte blocks (`MICROPY_BYTES_PER_GC_BLOCK` = 4 words).
+    MicroPython64,
     /// A current CircuitPython (9.x/10.x): MicroPython 1.2x's formats with repr C,
     /// a split heap (a second area added at run time, chained from `mem.area.next`),
     /// the selective-collect table after the finaliser table, no weakref table.
@@ -80,8 +83,11 @@ impl std::str::FromStr for Flavor {
         match s.to_ascii_lowercase().as_str() {
             "circuitpython3" | "circuitpython-3.0" | "cp3" => Ok(Flavor::CircuitPython3),
             "micropython" | "micropython-1.2x" | "mp" => Ok(Flavor::MicroPython),
+            "micropython64" | "micropython-1.2x-64bit" | "mp64" => Ok(Flavor::MicroPython64),
             "circuitpython10" | "circuitpython-10" | "circuitpython9" | "cp10" => Ok(Flavor::CircuitPython10),
-            _ => Err(format!("unknown layout `{s}` (expected circuitpython3, micropython or circuitpython10)")),
+            _ => Err(format!(
+                "unknown layout `{s}` (expected circuitpython3, micropython, micropython64 or circuitpython10)"
+            )),
         }
     }
 }
@@ -165,6 +171,29 @@ impl StateMap {
         area_bytes: 0,
         size: 456,
     };
+    /// tests/support/mp_layout_v1_2x.c built for a 64-bit target.
+    pub const MICROPYTHON64: StateMap = StateMap {
+        last_pool: 40,
+        loaded_modules: 80,
+        dict_main: 120,
+        sys_path: 152,
+        sys_argv: 184,
+        readline_hist: 216,
+        readline_hist_len: 8,
+        qstr_last_chunk: 280,
+        qstr_last_alloc: 288,
+        qstr_last_used: 296,
+        gc_alloc_table_start: 304,
+        gc_alloc_table_byte_len: 312,
+        gc_finaliser_table_start: 320,
+        gc_weakref_table_start: Some(328),
+        gc_pool_start: 336,
+        gc_pool_end: 344,
+        gc_next: None,
+        gc_collect_table_start: None,
+        area_bytes: 0,
+        size: 912,
+    };
     pub const CIRCUITPYTHON10: StateMap = StateMap {
         last_pool: 24,
         loaded_modules: 60,
@@ -194,7 +223,17 @@ impl Flavor {
         match self {
             Flavor::CircuitPython3 => StateMap::CIRCUITPYTHON3,
             Flavor::MicroPython => StateMap::MICROPYTHON,
+            Flavor::MicroPython64 => StateMap::MICROPYTHON64,
             Flavor::CircuitPython10 => StateMap::CIRCUITPYTHON10,
+        }
+    }
+
+    /// Bytes in a machine word and a pointer.
+    pub fn word_bytes(self) -> u64 {
+        if self == Flavor::MicroPython64 {
+            8
+        } else {
+            4
         }
     }
 
@@ -210,6 +249,13 @@ impl Flavor {
         match self {
             Flavor::CircuitPython3 => base,
             Flavor::MicroPython => crate::profile::HeapLayout { blocks_per_wtb: 8, alloc_table_gap_bytes: 1, ..base },
+            Flavor::MicroPython64 => crate::profile::HeapLayout {
+                word_bytes: 8,
+                bytes_per_block: 32,
+                blocks_per_wtb: 8,
+                alloc_table_gap_bytes: 1,
+                ..base
+            },
             Flavor::CircuitPython10 => {
                 crate::profile::HeapLayout { blocks_per_ctb: 8, alloc_table_gap_bytes: 1, ..base }
             }
@@ -220,7 +266,7 @@ impl Flavor {
     pub fn ram_start_symbol(self) -> &'static str {
         match self {
             Flavor::CircuitPython3 | Flavor::CircuitPython10 => "_srelocate",
-            Flavor::MicroPython => "_sdata",
+            Flavor::MicroPython | Flavor::MicroPython64 => "_sdata",
         }
     }
 
@@ -228,7 +274,7 @@ impl Flavor {
     pub fn qstr_obj(self, id: u64) -> u64 {
         match self {
             Flavor::CircuitPython3 | Flavor::CircuitPython10 => (id << 3) | 6,
-            Flavor::MicroPython => (id << 2) | 2,
+            Flavor::MicroPython | Flavor::MicroPython64 => (id << 2) | 2,
         }
     }
 
@@ -236,7 +282,7 @@ impl Flavor {
     pub fn qstr_id(self, obj: u64) -> Option<u64> {
         match self {
             Flavor::CircuitPython3 | Flavor::CircuitPython10 => (obj & 7 == 6).then_some(obj >> 3),
-            Flavor::MicroPython => (obj & 3 == 2).then_some(obj >> 2),
+            Flavor::MicroPython | Flavor::MicroPython64 => (obj & 3 == 2).then_some(obj >> 2),
         }
     }
 
@@ -249,6 +295,7 @@ impl Flavor {
         let text = match self {
             Flavor::CircuitPython3 => return crate::profile::Profile::default(),
             Flavor::MicroPython => include_str!("../../data/profiles/micropython-1.2x-synthetic.toml"),
+            Flavor::MicroPython64 => include_str!("../../data/profiles/micropython-1.2x-64bit-synthetic.toml"),
             Flavor::CircuitPython10 => include_str!("../../data/profiles/circuitpython-10-synthetic.toml"),
         };
         // Compiled in and parsed by a test: it cannot fail at run time.
@@ -426,6 +473,9 @@ impl Layout {
     pub fn with_flavor(board: Board, heap_misalign: u64, seed: u64, flavor: Flavor) -> Self {
         let state_map = flavor.state_map();
         let mp = flavor.current();
+        let wb = flavor.word_bytes() as usize;
+        // A little-endian word of the target.
+        let word = move |v: u64| -> Vec<u8> { v.to_le_bytes()[..wb].to_vec() };
         let mut rng = Rng::new(seed ^ 0x1a7e_5eed);
         let flash_start = board.flash_start();
         let mut flash: Vec<u8> = Vec::new();
@@ -512,25 +562,26 @@ impl Layout {
         // Type objects: base.type, name qstr, then slots pointing into code.
         align(&mut flash, 4);
         let first_type = flash_start + flash.len() as u64;
-        let type_bytes = 0x38u64;
+        let type_bytes = 0x38u64 / 4 * wb as u64;
         let mut types = BTreeMap::new();
         for (i, name) in TYPE_NAMES.iter().enumerate() {
             types.insert(*name, first_type + i as u64 * type_bytes);
         }
         for name in TYPE_NAMES {
             let mut b = Vec::new();
-            b.extend_from_slice(&(types["mp_type_type"] as u32).to_le_bytes());
+            b.extend_from_slice(&word(types["mp_type_type"]));
             let qid = rom_qstrs.iter().position(|q| q == type_python_name(name)).unwrap_or(0) as u32;
             if mp {
-                // uint16_t flags, uint16_t name, then four slot indices.
+                // uint16_t flags, uint16_t name, then four slot indices (padded to a word).
                 b.extend_from_slice(&(qid << 16).to_le_bytes());
                 b.extend_from_slice(&[1, 2, 0, 0]);
+                b.resize(3 * wb, 0);
             } else {
                 b.extend_from_slice(&qid.to_le_bytes());
             }
             while (b.len() as u64) < type_bytes {
-                let slot = if rng.chance(50) { 0 } else { (flash_start + 0x100 + rng.below(0x400)) as u32 | 1 };
-                b.extend_from_slice(&slot.to_le_bytes());
+                let slot = if rng.chance(50) { 0 } else { (flash_start + 0x100 + rng.below(0x400)) | 1 };
+                b.extend_from_slice(&word(slot));
             }
             let at = push(&mut flash, &b);
             let (section_name, file) =
@@ -554,9 +605,9 @@ impl Layout {
             // prev, total_prev_len 0 with is_sorted set, alloc, len, hashes, lengths,
             // qstrs[], then the two arrays.
             let here = flash_start + flash.len() as u64;
-            let hashes = here + 24 + 4 * n;
-            for w in [0u32, 1 << 31, 10, n as u32, hashes as u32, (hashes + n) as u32] {
-                b.extend_from_slice(&w.to_le_bytes());
+            let hashes = here + 6 * wb as u64 + wb as u64 * n;
+            for w in [0, 1 << (8 * wb - 1), 10, n, hashes, hashes + n] {
+                b.extend_from_slice(&word(w));
             }
         } else {
             for w in [0u32, 0, 10, n as u32] {
@@ -564,7 +615,7 @@ impl Layout {
             }
         }
         for a in &qstr_addrs {
-            b.extend_from_slice(&(*a as u32).to_le_bytes());
+            b.extend_from_slice(&word(*a));
         }
         if mp {
             b.extend(rom_qstrs.iter().map(|q| qstr_hash(q.as_bytes(), 1) as u8));
@@ -641,7 +692,7 @@ impl Layout {
             second_region = Some((cursor, second_bytes));
             cursor += second_bytes;
         }
-        cursor = (cursor + 3) & !3;
+        cursor = (cursor + wb as u64 - 1) & !(wb as u64 - 1);
         let state = cursor;
         cursor += state_map.size;
         ram_sections.push(Section {
@@ -825,6 +876,7 @@ mod tests {
         for flavor in [Flavor::MicroPython, Flavor::CircuitPython10] {
             let text = match flavor {
                 Flavor::MicroPython => include_str!("../../data/profiles/micropython-1.2x-synthetic.toml"),
+                Flavor::MicroPython64 => include_str!("../../data/profiles/micropython-1.2x-64bit-synthetic.toml"),
                 _ => include_str!("../../data/profiles/circuitpython-10-synthetic.toml"),
             };
             let p = crate::profile::Profile::from_toml_str(text).unwrap();

@@ -121,7 +121,14 @@ pub fn simulate(config: &SynthConfig, layout: &Layout, sink: &mut dyn gc::Snapsh
     let stack_start = (layout.stack_top - layout.stack_bytes - layout.ram_start) as usize;
     ram[bss_start.min(stack_start)..stack_start].fill(0);
     let mut counted = Counted { inner: sink, limit: config.snapshots, count: 0 };
-    let sim = gc::GcSim::new(ram, layout.ram_start, g, heap_layout.blocks_per_wtb > 0, &mut counted);
+    let sim = gc::GcSim::new(
+        ram,
+        layout.ram_start,
+        g,
+        layout.flavor.word_bytes(),
+        heap_layout.blocks_per_wtb > 0,
+        &mut counted,
+    );
     let mut program = Program::new(sim, layout, config.seed);
     let mut summary = SynthSummary { snapshot_bytes: layout.ram_end - layout.ram_start, ..Default::default() };
     match program.boot() {

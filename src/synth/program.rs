@@ -117,8 +117,9 @@ impl<'a, 's> Program<'a, 's> {
 
     /// Keeps `v` alive across the next allocations (a C local on the stack).
     fn push(&mut self, v: u64) {
-        if self.sp - 4 >= self.stack_bottom {
-            self.sp -= 4;
+        let w = self.wb();
+        if self.sp - w >= self.stack_bottom {
+            self.sp -= w;
             self.gc.set_word(self.sp, v);
             self.set_roots();
         }
@@ -161,9 +162,15 @@ impl<'a, 's> Program<'a, 's> {
         self.l.type_address(name)
     }
 
+    /// Bytes in a word of the target: struct offsets below are in words.
+    fn wb(&self) -> u64 {
+        self.gc.word_bytes
+    }
+
     fn w(&mut self, address: u64, words: &[u64]) {
+        let w = self.wb();
         for (i, v) in words.iter().enumerate() {
-            self.gc.set_word(address + 4 * i as u64, *v);
+            self.gc.set_word(address + w * i as u64, *v);
         }
     }
 
@@ -209,32 +216,34 @@ impl<'a, 's> Program<'a, 's> {
             let alloc = self.pool_alloc * 2;
             // MicroPython: two more header words (hashes, lengths) and the two
             // byte arrays after qstrs[], in the same allocation.
-            let bytes = if self.mp() { 24 + 6 * alloc } else { 16 + 4 * alloc };
+            let w = self.wb();
+            let bytes = if self.mp() { 6 * w + (w + 2) * alloc } else { 4 * w + w * alloc };
             let pool = self.alloc(bytes, false, true, Kind::QstrPool)?;
             let zeros = vec![0u8; bytes as usize];
             self.gc.set_bytes(pool, &zeros);
             self.w(pool, &[self.last_pool, total_prev, alloc, 0]);
             if self.mp() {
-                let hashes = pool + 24 + 4 * alloc;
-                self.w(pool + 16, &[hashes, hashes + alloc]);
+                let hashes = pool + 6 * w + w * alloc;
+                self.w(pool + 4 * w, &[hashes, hashes + alloc]);
             }
             self.last_pool = pool;
             self.pool_alloc = alloc;
             self.pool_len = 0;
             self.gc.set_word(self.l.state + self.sm().last_pool, pool);
         }
+        let w = self.wb();
         if self.mp() {
-            let base = self.last_pool + 24;
-            self.gc.set_word(base + 4 * self.pool_len, at);
-            let hashes = base + 4 * self.pool_alloc;
+            let base = self.last_pool + 6 * w;
+            self.gc.set_word(base + w * self.pool_len, at);
+            let hashes = base + w * self.pool_alloc;
             let entry = [qstr_hash(text.as_bytes(), 1) as u8];
             self.gc.set_bytes(hashes + self.pool_len, &entry);
             self.gc.set_bytes(hashes + self.pool_alloc + self.pool_len, &[text.len() as u8]);
         } else {
-            self.gc.set_word(self.last_pool + 16 + 4 * self.pool_len, at);
+            self.gc.set_word(self.last_pool + 4 * w + w * self.pool_len, at);
         }
         self.pool_len += 1;
-        self.gc.set_word(self.last_pool + 12, self.pool_len);
+        self.gc.set_word(self.last_pool + 3 * w, self.pool_len);
         self.pop_to(frame);
         let id = self.qstrs.len() as u64;
         self.qstrs.push(text.to_string());
@@ -255,13 +264,14 @@ impl<'a, 's> Program<'a, 's> {
     /// `mp_map_lookup(..., MP_MAP_LOOKUP_ADD_IF_NOT_FOUND)` then store the value.
     /// `map_at` is the address of the `mp_map_t` (bits, alloc, table).
     pub fn map_store(&mut self, map_at: u64, key: u64, value: u64, long_lived: bool) -> Step<()> {
+        let w = self.wb();
         let bits = self.gc.word(map_at);
         let used = bits >> 3;
-        let alloc = self.gc.word(map_at + 4);
-        let table = self.gc.word(map_at + 8);
+        let alloc = self.gc.word(map_at + w);
+        let table = self.gc.word(map_at + 2 * w);
         if let Some(slot) = self.find_slot(table, alloc, key, true) {
             if self.gc.word(slot) == key {
-                self.gc.set_word(slot + 4, value);
+                self.gc.set_word(slot + w, value);
                 return Ok(());
             }
         }
@@ -270,14 +280,14 @@ impl<'a, 's> Program<'a, 's> {
             let frame = self.depth();
             self.push(key);
             self.push(value);
-            let new_table = self.alloc(new_alloc * 8, false, long_lived, Kind::MapTable)?;
-            let zeros = vec![0u8; (new_alloc * 8) as usize];
+            let new_table = self.alloc(new_alloc * 2 * w, false, long_lived, Kind::MapTable)?;
+            let zeros = vec![0u8; (new_alloc * 2 * w) as usize];
             self.gc.set_bytes(new_table, &zeros);
             let old: Vec<(u64, u64)> = (0..alloc)
-                .map(|i| (self.gc.word(table + 8 * i), self.gc.word(table + 8 * i + 4)))
+                .map(|i| (self.gc.word(table + 2 * w * i), self.gc.word(table + 2 * w * i + w)))
                 .filter(|(k, _)| *k != MP_OBJ_NULL && *k != MP_OBJ_SENTINEL)
                 .collect();
-            self.w(map_at + 4, &[new_alloc, new_table]);
+            self.w(map_at + w, &[new_alloc, new_table]);
             for (k, v) in &old {
                 if let Some(slot) = self.find_slot(new_table, new_alloc, *k, false) {
                     self.w(slot, &[*k, *v]);
@@ -306,7 +316,7 @@ impl<'a, 's> Program<'a, 's> {
         let start = self.key_hash(key) % alloc;
         let mut free = None;
         for i in 0..alloc {
-            let slot = table + 8 * ((start + i) % alloc);
+            let slot = table + 2 * self.wb() * ((start + i) % alloc);
             let k = self.gc.word(slot);
             if k == key {
                 return Some(slot);
@@ -328,8 +338,9 @@ impl<'a, 's> Program<'a, 's> {
     /// `mp_map_lookup(..., MP_MAP_LOOKUP_REMOVE_IF_FOUND)`: the key becomes the
     /// deleted marker; the value stays in the slot until it is reused.
     pub fn map_delete(&mut self, map_at: u64, key: u64) {
-        let alloc = self.gc.word(map_at + 4);
-        let table = self.gc.word(map_at + 8);
+        let w = self.wb();
+        let alloc = self.gc.word(map_at + w);
+        let table = self.gc.word(map_at + 2 * w);
         if let Some(slot) = self.find_slot(table, alloc, key, true) {
             self.gc.set_word(slot, MP_OBJ_SENTINEL);
             let bits = self.gc.word(map_at);
@@ -338,15 +349,16 @@ impl<'a, 's> Program<'a, 's> {
     }
 
     pub fn new_dict(&mut self, n: u64, long_lived: bool) -> Step<u64> {
-        let d = self.alloc(16, false, long_lived, Kind::Dict)?;
+        let w = self.wb();
+        let d = self.alloc(4 * w, false, long_lived, Kind::Dict)?;
         let frame = self.depth();
         self.push(d);
         self.w(d, &[self.ty("mp_type_dict"), 1, 0, 0]);
         if n > 0 {
-            let t = self.alloc(n * 8, false, long_lived, Kind::MapTable)?;
-            let zeros = vec![0u8; (n * 8) as usize];
+            let t = self.alloc(n * 2 * w, false, long_lived, Kind::MapTable)?;
+            let zeros = vec![0u8; (n * 2 * w) as usize];
             self.gc.set_bytes(t, &zeros);
-            self.w(d + 8, &[n, t]);
+            self.w(d + 2 * w, &[n, t]);
         }
         self.pop_to(frame);
         Ok(d)
@@ -362,16 +374,17 @@ impl<'a, 's> Program<'a, 's> {
         self.gc.set_bytes(data, &bytes);
         let frame = self.depth();
         self.push(data);
-        let s = self.alloc(16, false, false, Kind::Str)?;
+        let s = self.alloc(4 * self.wb(), false, false, Kind::Str)?;
         self.w(s, &[self.ty("mp_type_str"), qstr_hash(text.as_bytes(), 2), len, data]);
         self.pop_to(frame);
         Ok(s)
     }
 
     pub fn new_tuple(&mut self, items: &[u64]) -> Step<u64> {
-        let t = self.alloc(8 + 4 * items.len() as u64, false, false, Kind::Tuple)?;
+        let w = self.wb();
+        let t = self.alloc(2 * w + w * items.len() as u64, false, false, Kind::Tuple)?;
         self.w(t, &[self.ty("mp_type_tuple"), items.len() as u64]);
-        self.w(t + 8, items);
+        self.w(t + 2 * w, items);
         Ok(t)
     }
 
@@ -381,56 +394,59 @@ impl<'a, 's> Program<'a, 's> {
         self.gc.set_bytes(data, &bytes);
         let frame = self.depth();
         self.push(data);
-        let b = self.alloc(16, false, false, Kind::Bytearray)?;
+        let b = self.alloc(4 * self.wb(), false, false, Kind::Bytearray)?;
         self.w(b, &[self.ty("mp_type_bytearray"), b'B' as u64, n, data]);
         self.pop_to(frame);
         Ok(b)
     }
 
     pub fn new_list(&mut self, alloc: u64, long_lived: bool) -> Step<u64> {
-        let l = self.alloc(16, false, long_lived, Kind::Unknown)?;
+        let w = self.wb();
+        let l = self.alloc(4 * w, false, long_lived, Kind::Unknown)?;
         self.w(l, &[self.ty("mp_type_list"), 0, 0, 0]);
         let frame = self.depth();
         self.push(l);
-        let items = self.alloc(4 * alloc, false, long_lived, Kind::Unknown)?;
-        let zeros = vec![0u8; (4 * alloc) as usize];
+        let items = self.alloc(w * alloc, false, long_lived, Kind::Unknown)?;
+        let zeros = vec![0u8; (w * alloc) as usize];
         self.gc.set_bytes(items, &zeros);
-        self.w(l + 4, &[alloc, 0, items]);
+        self.w(l + w, &[alloc, 0, items]);
         self.pop_to(frame);
         Ok(l)
     }
 
     pub fn list_append(&mut self, list: u64, v: u64) -> Step<()> {
-        let (alloc, len, items) = (self.gc.word(list + 4), self.gc.word(list + 8), self.gc.word(list + 12));
+        let w = self.wb();
+        let (alloc, len, items) = (self.gc.word(list + w), self.gc.word(list + 2 * w), self.gc.word(list + 3 * w));
         let items = if len >= alloc {
             let frame = self.depth();
             self.push(v);
-            let new = self.gc.realloc(items, 4 * alloc * 2).ok_or(Halt::OutOfMemory)?;
+            let new = self.gc.realloc(items, w * alloc * 2).ok_or(Halt::OutOfMemory)?;
             self.pop_to(frame);
             if self.gc.done() {
                 return Err(Halt::Done);
             }
             for i in alloc..alloc * 2 {
-                self.gc.set_word(new + 4 * i, 0);
+                self.gc.set_word(new + w * i, 0);
             }
-            self.w(list + 4, &[alloc * 2, len, new]);
+            self.w(list + w, &[alloc * 2, len, new]);
             new
         } else {
             items
         };
-        self.gc.set_word(items + 4 * len, v);
-        self.gc.set_word(list + 8, len + 1);
+        self.gc.set_word(items + w * len, v);
+        self.gc.set_word(list + 2 * w, len + 1);
         Ok(())
     }
 
     /// `list.clear()`: back to four slots (`mp_obj_list_clear` → m_renew).
     pub fn list_clear(&mut self, list: u64) {
-        let items = self.gc.word(list + 12);
-        if let Some(new) = self.gc.realloc(items, 16) {
+        let w = self.wb();
+        let items = self.gc.word(list + 3 * w);
+        if let Some(new) = self.gc.realloc(items, 4 * w) {
             for i in 0..4 {
-                self.gc.set_word(new + 4 * i, 0);
+                self.gc.set_word(new + w * i, 0);
             }
-            self.w(list + 4, &[4, 0, new]);
+            self.w(list + w, &[4, 0, new]);
         }
     }
 
@@ -462,7 +478,7 @@ impl<'a, 's> Program<'a, 's> {
         self.gc.set_bytes(bc, &code);
         let frame = self.depth();
         self.push(bc);
-        let f = self.alloc(16, false, true, Kind::Function)?;
+        let f = self.alloc(4 * self.wb(), false, true, Kind::Function)?;
         if self.mp() {
             // base, context, child_table, bytecode
             let context = self.context.as_ref().map_or(0, |c| c.0);
@@ -501,11 +517,11 @@ impl<'a, 's> Program<'a, 's> {
         let table = self.alloc(2 * QSTR_TABLE_LEN, false, true, Kind::Unknown)?;
         let frame = self.depth();
         self.push(table);
-        let context = self.alloc(16, false, true, Kind::Unknown)?;
+        let context = self.alloc(4 * self.wb(), false, true, Kind::Unknown)?;
         self.w(context, &[self.ty("mp_type_module"), self.l.state + self.sm().dict_main, table, 0]);
         self.push(context);
         let main_q = self.qstr_ids.get("__main__").copied().unwrap_or(0);
-        self.map_store(self.l.state + self.sm().loaded_modules + 4, self.qobj(main_q), context, true)?;
+        self.map_store(self.l.state + self.sm().loaded_modules + self.wb(), self.qobj(main_q), context, true)?;
         self.pop_to(frame);
         self.context = Some((context, table, Vec::new()));
         Ok(())
@@ -538,12 +554,15 @@ impl<'a, 's> Program<'a, 's> {
             let f = self.new_function(m)?;
             self.push(f);
             let q = self.intern(m)?;
-            self.map_store(locals + 4, self.qobj(q), f, true)?;
+            self.map_store(locals + self.wb(), self.qobj(q), f, true)?;
             funs.push(f);
         }
-        let t = self.alloc(60, false, true, Kind::Type)?;
+        let t = self.alloc(15 * self.wb(), false, true, Kind::Type)?;
         let print = self.l.flash_start + 0x101;
-        let mut words = if self.mp() {
+        let mut words = if self.mp() && self.wb() == 8 {
+            // uint16_t flags, uint16_t name, slot indices, in one word; slots.
+            vec![self.ty("mp_type_type"), name_q << 16 | 0x0201 << 32, print, print + 0x40]
+        } else if self.mp() {
             // uint16_t flags, uint16_t name; slot indices; slots.
             vec![self.ty("mp_type_type"), name_q << 16, 0x0201, print, print + 0x40]
         } else {
@@ -558,14 +577,14 @@ impl<'a, 's> Program<'a, 's> {
     }
 
     pub fn new_instance(&mut self, class: u64) -> Step<u64> {
-        let o = self.alloc(16, false, false, Kind::Instance)?;
+        let o = self.alloc(4 * self.wb(), false, false, Kind::Instance)?;
         self.w(o, &[class, 0, 0, 0]);
         Ok(o)
     }
 
     /// A native peripheral object with a finaliser (`busio.I2C(...)` and friends).
     pub fn new_native(&mut self, type_name: &str) -> Step<u64> {
-        let n = self.alloc(24, true, false, Kind::Unknown)?;
+        let n = self.alloc(6 * self.wb(), true, false, Kind::Unknown)?;
         let pins = small_int(self.rng.range(0, 40) as i64);
         let address = self.rng.range(0, 255);
         self.w(n, &[self.ty(type_name), pins, address, 0, 0, 0]);
@@ -580,8 +599,8 @@ impl<'a, 's> Program<'a, 's> {
         self.gc.set_bytes(s, &b);
         let base = self.l.state + self.sm().readline_hist;
         for i in (1..self.sm().readline_hist_len).rev() {
-            let prev = self.gc.word(base + 4 * (i - 1));
-            self.gc.set_word(base + 4 * i, prev);
+            let prev = self.gc.word(base + self.wb() * (i - 1));
+            self.gc.set_word(base + self.wb() * i, prev);
         }
         self.gc.set_word(base, s);
         Ok(())
@@ -628,20 +647,21 @@ impl<'a, 's> Program<'a, 's> {
 
         // mp_obj_dict_init(&dict_main, 1); mp_obj_dict_init(&mp_loaded_modules_dict, 3)
         for (at, n) in [(self.sm().dict_main, 1u64), (self.sm().loaded_modules, 3)] {
-            let t = self.alloc(n * 8, false, false, Kind::MapTable)?;
-            let zeros = vec![0u8; (n * 8) as usize];
+            let w = self.wb();
+            let t = self.alloc(n * 2 * w, false, false, Kind::MapTable)?;
+            let zeros = vec![0u8; (n * 2 * w) as usize];
             self.gc.set_bytes(t, &zeros);
-            self.w(s + at + 8, &[n, t]);
+            self.w(s + at + 2 * w, &[n, t]);
         }
         let name_q = self.qstr_ids.get("__name__").copied().unwrap_or(0);
         let main_q = self.qstr_ids.get("__main__").copied().unwrap_or(0);
-        self.map_store(s + self.sm().dict_main + 4, self.qobj(name_q), self.qobj(main_q), false)?;
+        self.map_store(s + self.sm().dict_main + self.wb(), self.qobj(name_q), self.qobj(main_q), false)?;
         // sys.path = ['', '/', 'lib'] as qstrs; sys.argv = []
         for (at, items) in [(self.sm().sys_path, vec![1u64, 65, 66]), (self.sm().sys_argv, vec![])] {
-            let a = self.alloc(16, false, false, Kind::Unknown)?;
+            let a = self.alloc(4 * self.wb(), false, false, Kind::Unknown)?;
             let words: Vec<u64> = (0..4).map(|i| items.get(i).map_or(0, |q| self.qobj(*q))).collect();
             self.w(a, &words);
-            self.w(s + at + 4, &[4, items.len() as u64, a]);
+            self.w(s + at + self.wb(), &[4, items.len() as u64, a]);
         }
         if self.mp() {
             self.main_context()?;
@@ -649,12 +669,12 @@ impl<'a, 's> Program<'a, 's> {
         // import board, busio, digitalio: module objects in sys.modules
         for m in ["board", "busio", "digitalio", "time"] {
             let q = self.intern(m)?;
-            let module = self.alloc(8, false, true, Kind::Unknown)?;
+            let module = self.alloc(2 * self.wb(), false, true, Kind::Unknown)?;
             self.w(module, &[self.ty("mp_type_module"), 0]);
             let frame = self.depth();
             self.push(module);
-            self.map_store(s + self.sm().loaded_modules + 4, self.qobj(q), module, true)?;
-            self.map_store(s + self.sm().dict_main + 4, self.qobj(q), module, true)?;
+            self.map_store(s + self.sm().loaded_modules + self.wb(), self.qobj(q), module, true)?;
+            self.map_store(s + self.sm().dict_main + self.wb(), self.qobj(q), module, true)?;
             self.pop_to(frame);
         }
         for (name, methods) in CLASSES {
@@ -662,7 +682,7 @@ impl<'a, 's> Program<'a, 's> {
             let frame = self.depth();
             self.push(c);
             let q = self.intern(name)?;
-            self.map_store(s + self.sm().dict_main + 4, self.qobj(q), c, true)?;
+            self.map_store(s + self.sm().dict_main + self.wb(), self.qobj(q), c, true)?;
             self.pop_to(frame);
         }
         for f in FUNCTIONS {
@@ -670,7 +690,7 @@ impl<'a, 's> Program<'a, 's> {
             let frame = self.depth();
             self.push(fun);
             let q = self.intern(f)?;
-            self.map_store(s + self.sm().dict_main + 4, self.qobj(q), fun, true)?;
+            self.map_store(s + self.sm().dict_main + self.wb(), self.qobj(q), fun, true)?;
             self.pop_to(frame);
         }
         for (g, t) in
@@ -680,18 +700,18 @@ impl<'a, 's> Program<'a, 's> {
             let frame = self.depth();
             self.push(n);
             let q = self.intern(g)?;
-            self.map_store(s + self.sm().dict_main + 4, self.qobj(q), n, false)?;
+            self.map_store(s + self.sm().dict_main + self.wb(), self.qobj(q), n, false)?;
             self.pop_to(frame);
         }
         self.log_list = self.new_list(4, false)?;
         let frame = self.depth();
         self.push(self.log_list);
         let q = self.intern("history")?;
-        self.map_store(s + self.sm().dict_main + 4, self.qobj(q), self.log_list, false)?;
+        self.map_store(s + self.sm().dict_main + self.wb(), self.qobj(q), self.log_list, false)?;
         self.cache = self.new_dict(0, false)?;
         self.push(self.cache);
         let q = self.intern("cache")?;
-        self.map_store(s + self.sm().dict_main + 4, self.qobj(q), self.cache, false)?;
+        self.map_store(s + self.sm().dict_main + self.wb(), self.qobj(q), self.cache, false)?;
         self.pop_to(frame);
         Ok(())
     }
@@ -722,7 +742,7 @@ impl<'a, 's> Program<'a, 's> {
                 self.push(s);
                 s
             };
-            self.map_store(inst + 4, self.qobj(q), v, false)?;
+            self.map_store(inst + self.wb(), self.qobj(q), v, false)?;
         }
         let reading = format!("reading {i}: {} mV", self.rng.range(0, 3300));
         let s = self.new_str(&reading)?;
@@ -735,7 +755,7 @@ impl<'a, 's> Program<'a, 's> {
             let methods = self.classes.get(ci).map(|c| c.methods.clone()).unwrap_or_default();
             if !methods.is_empty() {
                 let m = *self.rng.pick(&methods);
-                let bm = self.alloc(12, false, false, Kind::Unknown)?;
+                let bm = self.alloc(3 * self.wb(), false, false, Kind::Unknown)?;
                 self.w(bm, &[self.ty("mp_type_bound_meth"), m, inst]);
                 self.push(bm);
             }
@@ -753,16 +773,16 @@ impl<'a, 's> Program<'a, 's> {
         }
         if self.rng.chance(30) {
             let key = small_int((i % 40) as i64);
-            self.map_store(self.cache + 4, key, inst, false)?;
+            self.map_store(self.cache + self.wb(), key, inst, false)?;
         }
         if self.rng.chance(10) {
             let key = small_int(self.rng.below(40) as i64);
-            self.map_delete(self.cache + 4, key);
+            self.map_delete(self.cache + self.wb(), key);
         }
         if self.rng.chance(6) {
             let name = format!("attr_{}", self.rng.below(400));
             let q = self.intern(&name)?;
-            self.map_store(inst + 4, self.qobj(q), small_int(1), false)?;
+            self.map_store(inst + self.wb(), self.qobj(q), small_int(1), false)?;
         }
         if self.rng.chance(4) {
             let lines =
@@ -782,11 +802,12 @@ impl<'a, 's> Program<'a, 's> {
     /// After a MemoryError the program drops its caches, as a careful script would.
     pub fn recover(&mut self) {
         self.list_clear(self.log_list);
-        let alloc = self.gc.word(self.cache + 8);
-        let table = self.gc.word(self.cache + 12);
+        let w = self.wb();
+        let alloc = self.gc.word(self.cache + 2 * w);
+        let table = self.gc.word(self.cache + 3 * w);
         for k in 0..alloc {
-            self.w(table + 8 * k, &[0, 0]);
+            self.w(table + 2 * w * k, &[0, 0]);
         }
-        self.gc.set_word(self.cache + 4, 1);
+        self.gc.set_word(self.cache + w, 1);
     }
 }

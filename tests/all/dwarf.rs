@@ -369,3 +369,19 @@ fn fixed_prelude_names_follow_persistent_code() {
         assert_eq!(d.profile.objects.bytecode_qstr_bytes, expected, "{args:?}");
     }
 }
+
+/// The shipped 64-bit MicroPython profile is the DWARF of the same structs built
+/// for x86-64 (a linked program: a 64-bit object keeps its DWARF strings in
+/// relocations), plus representation A and the RAM symbol; blocks are 32 bytes.
+#[test]
+fn the_64_bit_micropython_profile_is_its_dwarf_plus_what_dwarf_cannot_tell() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = compile_file(dir.path(), "tests/support/mp_layout_v1_2x.c", &["-g", "-DPRINT_OFFSETS"], "mp64");
+    let mut derived = derive_profile(&std::fs::read(&exe).unwrap(), &exe, &Profile::default()).unwrap().profile;
+    let expected = heapvis::synth::Flavor::MicroPython64.profile();
+    assert_eq!((derived.heap.word_bytes, derived.heap.bytes_per_block), (8, 32));
+    derived.name = expected.name.clone();
+    derived.object_repr = heapvis::profile::ObjectRepr::A;
+    derived.symbols.ram_start = "_sdata".into();
+    assert_eq!(derived, expected);
+}

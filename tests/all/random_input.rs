@@ -104,6 +104,7 @@ fn corrupted_current_layout_snapshots_decode_without_panicking() {
         (Flavor::CircuitPython10, None),
         (Flavor::MicroPython, None),
         (Flavor::MicroPython, Some(heapvis::profile::ObjectRepr::D)),
+        (Flavor::MicroPython64, None),
     ] {
         let mut config = heapvis::synth::SynthConfig::new(Board::Samd21, 300, 11);
         config.flavor = flavor;

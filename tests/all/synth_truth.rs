@@ -180,3 +180,15 @@ fn circuitpython_10_split_heap_decodes_exactly_what_the_simulator_allocated() {
         assert!(c.truth.iter().flatten().any(|t| t.address < second), "{board:?}: nothing in the first area");
     }
 }
+
+/// A current MicroPython on a 64-bit port: 8-byte words and 32-byte blocks, the
+/// struct offsets of the test structs built for x86-64. Every allocation, kind,
+/// name and gc_info figure at every snapshot, with the shipped profile.
+#[test]
+fn micropython_64_bit_layout_decodes_exactly_what_the_simulator_allocated() {
+    let flavor = heapvis::synth::Flavor::MicroPython64;
+    let p = flavor.profile();
+    assert_eq!((p.heap.word_bytes, p.heap.bytes_per_block), (8, 32));
+    check_flavor(Board::Samd21, 600, 41, 0, flavor);
+    check_flavor(Board::Samd51, 400, 42, 0, flavor);
+}
