@@ -873,7 +873,7 @@ mod tests {
     /// at (two independent sources: the DWARF of the test structs, and StateMap).
     #[test]
     fn shipped_profiles_agree_with_the_simulated_state() {
-        for flavor in [Flavor::MicroPython, Flavor::CircuitPython10] {
+        for flavor in [Flavor::MicroPython, Flavor::MicroPython64, Flavor::CircuitPython10] {
             let text = match flavor {
                 Flavor::MicroPython => include_str!("../../data/profiles/micropython-1.2x-synthetic.toml"),
                 Flavor::MicroPython64 => include_str!("../../data/profiles/micropython-1.2x-64bit-synthetic.toml"),
@@ -882,8 +882,10 @@ mod tests {
             let p = crate::profile::Profile::from_toml_str(text).unwrap();
             let m = flavor.state_map();
             assert_eq!(p.state.last_pool, m.last_pool);
-            assert_eq!(p.state.dict_main_table, m.dict_main + 12);
-            assert_eq!(p.state.loaded_modules_table, m.loaded_modules + 12);
+            // mp_obj_dict_t: base, then the map's bits, alloc and table words.
+            let table = 3 * flavor.word_bytes();
+            assert_eq!(p.state.dict_main_table, m.dict_main + table);
+            assert_eq!(p.state.loaded_modules_table, m.loaded_modules + table);
             assert_eq!(p.state.readline_hist, Some(m.readline_hist));
             let gc = &p.state.gc;
             assert_eq!(

@@ -212,7 +212,8 @@ fn elf_session_matches_shipped(
     config.flavor = flavor;
     config.heap_misalign = 0;
     heapvis::synth::write_dir(&config, dir).unwrap();
-    crate::elf::link_elf_with_dwarf_of(dir, structs);
+    let bits = if flavor.word_bytes() == 8 { 64 } else { 32 };
+    crate::elf::link_elf_with_dwarf_bits(dir, structs, bits);
     let elf = InputPaths { ram: dir.join("ram.bin"), firmware: FirmwareFiles::Elf(dir.join("firmware.elf")) };
     let s = Session::open_with(&elf, None).unwrap();
     let with_profile = InputPaths::resolve(&[dir.to_path_buf()]).unwrap();
@@ -384,4 +385,15 @@ fn the_64_bit_micropython_profile_is_its_dwarf_plus_what_dwarf_cannot_tell() {
     derived.object_repr = heapvis::profile::ObjectRepr::A;
     derived.symbols.ram_start = "_sdata".into();
     assert_eq!(derived, expected);
+}
+
+/// A 64-bit MicroPython's ELF with debug info needs no profile: 8-byte words from
+/// the ELF, 32-byte blocks from MicroPython's default, the rest from DWARF.
+#[test]
+fn a_64_bit_micropython_elf_with_debug_info_needs_no_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let flavor = heapvis::synth::Flavor::MicroPython64;
+    let (s, _) = elf_session_matches_shipped(flavor, "tests/support/mp_layout_v1_2x.c", 150, 26, dir.path());
+    assert_eq!((s.profile.heap.word_bytes, s.profile.heap.bytes_per_block), (8, 32));
+    assert_eq!(s.profile.object_repr, heapvis::profile::ObjectRepr::A);
 }

@@ -35,12 +35,18 @@ pub fn link_elf_with_dwarf(dir: &Path) {
 
 /// The same with the structs of `layout_c` (a file under the repository).
 pub fn link_elf_with_dwarf_of(dir: &Path, layout_c: &str) {
+    link_elf_with_dwarf_bits(dir, layout_c, 32);
+}
+
+/// The same as a 32- or 64-bit ELF (x86, whose DWARF is as a target's).
+pub fn link_elf_with_dwarf_bits(dir: &Path, layout_c: &str, bits: u32) {
     write_sources(dir);
     let layout = crate::common::repo().join(layout_c);
+    let (m, emulation) = if bits == 64 { ("-m64", "elf_x86_64") } else { ("-m32", "elf_i386") };
     let steps: [Vec<&str>; 3] = [
-        vec!["gcc", "-m32", "-c", "fw.s", "-o", "fw.o"],
-        vec!["gcc", "-m32", "-g", "-c", layout.to_str().unwrap(), "-o", "layout.o"],
-        vec!["ld", "-m", "elf_i386", "-T", "link.ld", "-e", "0", "-o", "firmware.elf", "fw.o", "layout.o"],
+        vec!["gcc", m, "-c", "fw.s", "-o", "fw.o"],
+        vec!["gcc", m, "-g", "-c", layout.to_str().unwrap(), "-o", "layout.o"],
+        vec!["ld", "-m", emulation, "-T", "link.ld", "-e", "0", "-o", "firmware.elf", "fw.o", "layout.o"],
     ];
     for step in steps {
         let out = Command::new(step[0]).current_dir(dir).args(&step[1..]).output().expect(step[0]);
