@@ -89,7 +89,8 @@ pub fn mem_info(decoder: &Decoder, ram: &[u8]) -> Result<String, DecodeError> {
     for (atb, area) in &tables {
         let n = atb.len() as u64 * 4;
         let kind = |b: u64| (atb[(b / 4) as usize] >> (2 * (b % 4))) & 3;
-        let _ = write!(out, "GC memory layout; from {:x}:", area.pool_start);
+        let prefix = &decoder.profile.types.mem_info_pointer_prefix;
+        let _ = write!(out, "GC memory layout; from {prefix}{:x}:", area.pool_start);
         const PER_LINE: u64 = 64;
         let mut bl = 0;
         while bl < n {

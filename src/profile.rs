@@ -254,6 +254,9 @@ pub struct TypeSymbols {
     /// Hex digits of each block-map line's offset: 5 (masked to 20 bits) in 1.9 /
     /// CircuitPython 3.0, 8 in current MicroPython.
     pub mem_info_address_digits: u32,
+    /// What `%p` puts before the pool address in "GC memory layout; from …":
+    /// nothing in MicroPython, `0x` in CircuitPython 7 and later.
+    pub mem_info_pointer_prefix: String,
 }
 
 /// One firmware build's layout.
@@ -376,6 +379,7 @@ impl Default for TypeSymbols {
             .map(|(c, names)| (c.to_string(), names.iter().map(|n| n.to_string()).collect()))
             .collect(),
             mem_info_address_digits: 5,
+            mem_info_pointer_prefix: String::new(),
         }
     }
 }

@@ -389,6 +389,11 @@ pub fn derive_profile(data: &[u8], path: &Path, base: &Profile) -> Result<Derive
         found.push(
             "objects.bytecode_qstr_bytes = 0, types.mem_info_address_digits = 8 (current MicroPython)".to_string(),
         );
+        // CircuitPython (its reload exception) prints `%p` with `0x` since 7.0.
+        if t.path(st, "vm.mp_reload_exception").is_some() {
+            p.types.mem_info_pointer_prefix = "0x".into();
+            found.push("types.mem_info_pointer_prefix = 0x (CircuitPython: vm.mp_reload_exception)".to_string());
+        }
         // Split heaps: areas chained through `next`, the first member.
         p.state.gc.next = gc_member("next");
         if let Some(v) = p.state.gc.next {

@@ -397,3 +397,41 @@ fn a_64_bit_micropython_elf_with_debug_info_needs_no_profile() {
     assert_eq!((s.profile.heap.word_bytes, s.profile.heap.bytes_per_block), (8, 32));
     assert_eq!(s.profile.object_repr, heapvis::profile::ObjectRepr::A);
 }
+
+/// The profile derived from a real CircuitPython 10.1 build (the unix port's
+/// coverage variant; see its header and the README): a 64-bit split heap with the
+/// collect table, CircuitPython's `0x` before `%p`, its offsets agreeing with the
+/// member paths DWARF names.
+#[test]
+fn the_real_circuitpython_build_profile_is_consistent() {
+    let path = repo().join("data/profiles/circuitpython-10.1-unix-coverage-x64.toml");
+    let p = Profile::from_toml_file(&path).unwrap();
+    assert_eq!((p.heap.word_bytes, p.heap.bytes_per_block, p.heap.blocks_per_ctb), (8, 32, 8));
+    assert_eq!(p.types.mem_info_pointer_prefix, "0x");
+    let gc = &p.state.gc;
+    let at = |name: &str| p.state.root_names.get(name).copied();
+    assert_eq!(at("mem.area.next"), gc.next);
+    assert_eq!(at("mem.area.gc_collect_table_start"), gc.collect_table_start);
+    assert_eq!(at("mem.area.gc_alloc_table_start"), Some(gc.alloc_table_start));
+    assert_eq!(at("mem.area.gc_pool_start"), Some(gc.pool_start));
+    assert_eq!(at("vm.last_pool"), Some(p.state.last_pool));
+    assert_eq!(at("vm.dict_main.map.table"), Some(p.state.dict_main_table));
+}
+
+/// CircuitPython (7 and later) prints `%p` with `0x`: the CircuitPython 10 layout
+/// says so, and `mem_info` follows.
+#[test]
+fn circuitpython_prints_its_pool_address_with_0x() {
+    let flavor = heapvis::synth::Flavor::CircuitPython10;
+    let mut config = heapvis::synth::SynthConfig::new(Board::Samd21, 50, 3);
+    config.flavor = flavor;
+    let c = heapvis::synth::simulate_in_memory(&config).unwrap();
+    let profile = flavor.profile();
+    let fw = c.layout.firmware(&profile).unwrap();
+    let d = heapvis::decode::Decoder::new(&fw, &profile, heapvis::decode::DecodeOptions::default());
+    let size = (c.layout.ram_end - c.layout.ram_start) as usize;
+    let text = heapvis::inspect::mem_info(&d, &c.ram[c.ram.len() - size..]).unwrap();
+    let layouts: Vec<&str> = text.lines().filter(|l| l.starts_with("GC memory layout; from ")).collect();
+    assert_eq!(layouts.len(), 2, "{text}");
+    assert!(layouts.iter().all(|l| l.starts_with("GC memory layout; from 0x")), "{layouts:?}");
+}
