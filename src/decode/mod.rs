@@ -315,7 +315,7 @@ impl<'f> Decoder<'f> {
             && blocks.checked_mul(bpb) == Some(pool_end - pool_start)
             && tables_end <= pool_start
             && ftb.is_none_or(|f| f == after_atb)
-            && ctb.is_none_or(|c| c >= after_atb && c + ctb_len <= pool_start);
+            && ctb.is_none_or(|c| c >= after_atb && c.checked_add(ctb_len).is_some_and(|e| e <= pool_start));
         ok.then_some(HeapArea {
             alloc_table_start: atb,
             alloc_table_bytes: atb_len,
