@@ -163,10 +163,7 @@ pub fn walk_areas<'a>(
 /// py/gc.c `gc_info()` (CircuitPython 3.0 / MicroPython 1.9), including its
 /// treatment of MARK (counted nowhere) and of a TAIL after FREE (a free run is only
 /// closed by a HEAD or the end).
-pub fn gc_info(atb: &[u8], bytes_per_block: u64, pool_bytes: u64) -> GcInfo {
-    gc_info_of_states(&unpack(atb), bytes_per_block, pool_bytes)
-}
-
+///
 /// The firmware's loop, block by block, except that a run of FREE or TAIL blocks
 /// is taken at once: inside such a run the firmware's end-of-block check sees the
 /// same state next and does nothing, so only the run's last block matters.

@@ -340,19 +340,7 @@ impl<'f> Decoder<'f> {
         let state = self.firmware.state_address;
         let first = self.area_at(mem, state, 0)?;
         let bpb = self.profile.heap.bytes_per_block as u64;
-        let mut g = HeapGeometry {
-            heap_start: first.alloc_table_start,
-            heap_bytes: first.pool_end - first.alloc_table_start,
-            alloc_table_start: first.alloc_table_start,
-            alloc_table_bytes: first.alloc_table_bytes,
-            finaliser_table_start: first.finaliser_table_start,
-            finaliser_table_bytes: first.finaliser_table_bytes,
-            collect_table_start: first.collect_table_start,
-            pool_start: first.pool_start,
-            pool_end: first.pool_end,
-            bytes_per_block: bpb,
-            more_areas: Vec::new(),
-        };
+        let mut g = HeapGeometry::from_area(&first, bpb);
         let Some(next_offset) = gc.next else { return Some(g) };
         let word = self.profile.heap.word_bytes;
         let mut next = mem.ram.word(state + next_offset, word).unwrap_or(0);
