@@ -48,7 +48,7 @@ pub struct AnalyzeOptions {
     pub run: Option<usize>,
     /// Heap-layout frames and the movie, rendered in the same pass as the decode.
     pub render: Option<RenderOptions>,
-    /// One file per table, or a folder of part files per table (shards).
+    /// A folder of part files per table (the default), or one file per table.
     pub layout: OutputLayout,
 }
 
@@ -60,7 +60,7 @@ impl Default for AnalyzeOptions {
             threads: None,
             run: None,
             render: None,
-            layout: OutputLayout::Files,
+            layout: OutputLayout::default(),
         }
     }
 }
@@ -265,7 +265,7 @@ impl Session {
         if let Some(dir) = &frames_dir {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        let sink = TableSink::create(out_dir, options.tables, &options.layout, &self.firmware)?;
+        let sink = TableSink::create(out_dir, options.tables, options.layout, &range, &self.firmware)?;
         let mut movie = match (render, &layout) {
             (Some(r), Some(l)) => match &r.movie {
                 Some(path) => Some(render::open_movie(&MovieSpec {

@@ -23,11 +23,13 @@ pub struct Args {
     /// (`blocks`, `edges`, `qstrs`, `strings`, `free_runs`), besides the lifetimes.
     #[arg(long, conflicts_with = "metrics_only")]
     pub per_snapshot: bool,
-    /// Write each table as a folder of part files named by the snapshot range
-    /// (`OUT/allocations/part-A-B.parquet`), so several processes can each take a
-    /// range of one dump into one output folder.
-    #[arg(long)]
-    pub parts: bool,
+    /// How tables are stored. `parts` (the default): each table is a folder of part
+    /// files named by snapshot range (`OUT/allocations/part-A-B.parquet`), rolled
+    /// over as they grow so memory stays bounded, and several processes can each
+    /// take a range of one dump into one output folder. `files`: one
+    /// `OUT/<table>.parquet` per table, whose footer grows in memory with the dump.
+    #[arg(long, value_enum, default_value_t = Layout::Parts)]
+    pub layout: Layout,
     /// Write only the `snapshots` table (gc_info figures per snapshot): reads only
     /// each snapshot's allocation table.
     #[arg(long)]
@@ -59,10 +61,15 @@ pub struct Args {
     pub quiet: bool,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    Parts,
+    Files,
+}
+
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
     let selection: Selection = a.snapshots.parse()?;
     let (inputs, session) = open_session(&a.input, a.quiet)?;
-    let range = selection.resolve(session.dump.count())?;
     let bar = Bar::new(a.quiet);
     if session.dump.trailing_bytes() > 0 && !a.quiet {
         eprintln!(
@@ -88,7 +95,10 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
         } else {
             TableSet::DEFAULT
         },
-        layout: if a.parts { OutputLayout::Parts(range.clone()) } else { OutputLayout::Files },
+        layout: match a.layout {
+            Layout::Parts => OutputLayout::parts(),
+            Layout::Files => OutputLayout::Files,
+        },
         threads: a.threads,
         render: (a.frames || a.movie.is_some()).then(|| RenderOptions {
             frames_dir: a.frames.then(|| a.out.join("frames")),

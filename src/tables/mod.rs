@@ -28,7 +28,8 @@ use crate::firmware::Firmware;
 use lifetimes::{AllocationRows, EdgeHistoryRows, LifetimeChanges, LifetimeRows, Lifetimes, QstrHistoryRows, Wanted};
 use per_snapshot::{arc, BlocksRows, EdgesRows, FreeRunsRows, QstrsRows, SnapshotsRows, StringsRows};
 use summaries::{FreeRunHistogramRows, TypeGroup, TypeHistogramRows};
-use writer::{batch, ParquetFile, BATCH_ROWS};
+pub use writer::OutputLayout;
+use writer::{batch, ParquetFile, TableFile, BATCH_ROWS};
 
 /// One snapshot's outcome, as it leaves the decoder.
 pub type SnapshotOutcome = std::result::Result<SnapshotReport, DecodeError>;
@@ -158,44 +159,20 @@ impl TableSet {
     }
 }
 
-/// Where table files go.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum OutputLayout {
-    /// `OUT/<table>.parquet`.
-    Files,
-    /// `OUT/<table>/part-<start>-<end>.parquet` for the snapshot range `start..end`,
-    /// so several processes can each write a range of one dump into one folder and
-    /// DuckDB, Polars, Spark or Trino read each folder as one table.
-    Parts(Range<u64>),
-}
-
-impl OutputLayout {
-    fn path(&self, dir: &Path, table: &str) -> Result<PathBuf> {
-        match self {
-            OutputLayout::Files => Ok(dir.join(format!("{table}.parquet"))),
-            OutputLayout::Parts(r) => {
-                let d = dir.join(table);
-                std::fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
-                Ok(d.join(format!("part-{:010}-{:010}.parquet", r.start, r.end)))
-            }
-        }
-    }
-}
-
 struct Table<R> {
     name: &'static str,
     schema: SchemaRef,
-    file: ParquetFile,
+    file: TableFile,
     rows: R,
 }
 
 macro_rules! flush_if {
-    ($t:expr, $force:expr) => {
+    ($t:expr, $force:expr, $through:expr) => {
         if let Some(t) = $t.as_mut() {
             if t.rows.n >= BATCH_ROWS || ($force && t.rows.n > 0) {
                 let cols = t.rows.finish();
                 let b = batch(t.name, &t.schema, cols)?;
-                t.file.write(&b)?;
+                t.file.write(&b, $through)?;
             }
         }
     };
@@ -219,6 +196,8 @@ pub struct TableSink<'f> {
     set: TableSet,
     type_histogram: Option<Table<TypeHistogramRows>>,
     free_run_histogram: Option<Table<FreeRunHistogramRows>>,
+    /// The snapshot being written: rows pushed now are rows of snapshots up to it.
+    at: u64,
     pub written: u64,
     pub failed: u64,
     pub files: Vec<PathBuf>,
@@ -226,8 +205,8 @@ pub struct TableSink<'f> {
 
 struct Opener<'a> {
     dir: &'a Path,
-    layout: &'a OutputLayout,
-    files: Vec<PathBuf>,
+    layout: OutputLayout,
+    range: &'a Range<u64>,
 }
 
 impl Opener<'_> {
@@ -241,18 +220,22 @@ impl Opener<'_> {
         if !want {
             return Ok(None);
         }
-        let path = self.layout.path(self.dir, name)?;
-        let file = ParquetFile::create(&path, Arc::clone(&schema))?;
-        self.files.push(path);
+        let file = TableFile::create(self.dir, name, Arc::clone(&schema), self.layout, self.range)?;
         Ok(Some(Table { name, schema, file, rows: rows() }))
     }
 }
 
 impl<'f> TableSink<'f> {
     /// Opens the tables of `set` under `dir` for the snapshots `range`.
-    pub fn create(dir: &Path, set: TableSet, layout: &OutputLayout, firmware: &'f Firmware) -> Result<Self> {
+    pub fn create(
+        dir: &Path,
+        set: TableSet,
+        layout: OutputLayout,
+        range: &Range<u64>,
+        firmware: &'f Firmware,
+    ) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let mut o = Opener { dir, layout, files: Vec::new() };
+        let mut o = Opener { dir, layout, range };
         let snapshots = o.open(true, "snapshots", per_snapshot::snapshots_schema(), SnapshotsRows::new)?;
         let blocks = o.open(set.blocks, "blocks", per_snapshot::blocks_schema(), BlocksRows::default)?;
         let edges = o.open(set.edges, "edges", per_snapshot::edges_schema(), || EdgesRows::new(|r| &r.edges))?;
@@ -274,7 +257,7 @@ impl<'f> TableSink<'f> {
             summaries::free_run_histogram_schema(),
             FreeRunHistogramRows::default,
         )?;
-        let mut files = o.files;
+        let mut files = Vec::new();
         if set.symbols {
             // The symbol table is the same for every shard: one file, not parts.
             let path = dir.join("symbols.parquet");
@@ -296,6 +279,7 @@ impl<'f> TableSink<'f> {
             set,
             type_histogram,
             free_run_histogram,
+            at: range.start,
             written: 0,
             failed: 0,
             files,
@@ -304,6 +288,7 @@ impl<'f> TableSink<'f> {
 
     /// Stores one snapshot; calls must come in snapshot order.
     pub fn write(&mut self, index: u64, dump_offset: u64, outcome: &PreparedOutcome) -> Result<()> {
+        self.at = index;
         if let Some(t) = self.snapshots.as_mut() {
             t.rows.push(index, dump_offset, outcome.as_ref().map(|p| &p.report));
         }
@@ -342,17 +327,18 @@ impl<'f> TableSink<'f> {
     }
 
     fn flush(&mut self, force: bool) -> Result<()> {
-        flush_if!(self.snapshots, force);
-        flush_if!(self.blocks, force);
-        flush_if!(self.edges, force);
-        flush_if!(self.qstrs, force);
-        flush_if!(self.strings, force);
-        flush_if!(self.free_runs, force);
-        flush_rows(&mut self.allocations, self.lifetimes.allocation_rows(), force, AllocationRows::finish)?;
-        flush_rows(&mut self.edge_history, self.lifetimes.edge_rows(), force, EdgeHistoryRows::finish)?;
-        flush_rows(&mut self.qstr_history, self.lifetimes.qstr_rows(), force, QstrHistoryRows::finish)?;
-        flush_if!(self.type_histogram, force);
-        flush_if!(self.free_run_histogram, force);
+        let at = self.at;
+        flush_if!(self.snapshots, force, at);
+        flush_if!(self.blocks, force, at);
+        flush_if!(self.edges, force, at);
+        flush_if!(self.qstrs, force, at);
+        flush_if!(self.strings, force, at);
+        flush_if!(self.free_runs, force, at);
+        flush_rows(&mut self.allocations, self.lifetimes.allocation_rows(), force, at, AllocationRows::finish)?;
+        flush_rows(&mut self.edge_history, self.lifetimes.edge_rows(), force, at, EdgeHistoryRows::finish)?;
+        flush_rows(&mut self.qstr_history, self.lifetimes.qstr_rows(), force, at, QstrHistoryRows::finish)?;
+        flush_if!(self.type_histogram, force, at);
+        flush_if!(self.free_run_histogram, force, at);
         Ok(())
     }
 
@@ -388,7 +374,7 @@ impl<'f> TableSink<'f> {
             self.free_run_histogram.map(|t| t.file),
         ];
         for f in files.into_iter().flatten() {
-            f.finish()?;
+            self.files.extend(f.finish()?);
         }
         Ok(self.files)
     }
@@ -400,6 +386,7 @@ fn flush_rows<R>(
     table: &mut Option<Table<()>>,
     rows: Option<&mut R>,
     force: bool,
+    at: u64,
     finish: fn(&mut R) -> Vec<ArrayRef>,
 ) -> Result<()>
 where
@@ -408,7 +395,7 @@ where
     if let (Some(t), Some(rows)) = (table.as_mut(), rows) {
         if rows.pending() >= BATCH_ROWS || (force && rows.pending() > 0) {
             let b = batch(t.name, &t.schema, finish(rows))?;
-            t.file.write(&b)?;
+            t.file.write(&b, at)?;
         }
     }
     Ok(())
@@ -454,5 +441,5 @@ pub fn write_symbols(path: &Path, firmware: &Firmware) -> Result<()> {
     let columns: Vec<ArrayRef> = vec![arc(name.finish()), arc(address.finish()), arc(size.finish())];
     let b = batch("symbols", &schema, columns)?;
     file.write(&b)?;
-    file.finish()
+    file.finish().map(drop)
 }

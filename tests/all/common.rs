@@ -98,11 +98,31 @@ pub const DECODED_TABLES: [&str; 11] = [
     "free_run_histogram",
 ];
 
-/// The two output folders hold byte-identical files for every table in `tables`.
+/// A table's files under an output folder: `<t>.parquet`, or the part files of
+/// the folder `<t>/` in name (so snapshot) order. Empty if there is no such table.
+pub fn table_files(out: &Path, t: &str) -> Vec<std::path::PathBuf> {
+    let file = out.join(format!("{t}.parquet"));
+    if file.is_file() {
+        return vec![file];
+    }
+    let mut parts: Vec<_> = std::fs::read_dir(out.join(t))
+        .map(|d| d.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "parquet")).collect())
+        .unwrap_or_default();
+    parts.sort();
+    parts
+}
+
+/// The two output folders hold byte-identical files, with the same names, for
+/// every table in `tables`.
 pub fn assert_same_tables(a: &Path, b: &Path, tables: &[&str], what: &str) {
     for t in tables {
-        let x = std::fs::read(a.join(format!("{t}.parquet"))).expect("table in the first folder");
-        let y = std::fs::read(b.join(format!("{t}.parquet"))).expect("table in the second folder");
-        assert!(x == y, "{t} differs: {what}");
+        let (fa, fb) = (table_files(a, t), table_files(b, t));
+        assert!(!fa.is_empty(), "{t} is missing from {}", a.display());
+        let names =
+            |f: &[std::path::PathBuf]| -> Vec<_> { f.iter().map(|p| p.file_name().unwrap().to_owned()).collect() };
+        assert_eq!(names(&fa), names(&fb), "{t}: part files differ: {what}");
+        for (x, y) in fa.iter().zip(&fb) {
+            assert!(std::fs::read(x).unwrap() == std::fs::read(y).unwrap(), "{} differs: {what}", x.display());
+        }
     }
 }

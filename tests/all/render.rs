@@ -101,7 +101,8 @@ fn frame_header_reads_back_as_the_snapshots_table_row() {
     let frames: Vec<_> = std::fs::read_dir(out.join("frames")).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(frames.len(), 200usize.div_ceil(37), "every 37th snapshot");
 
-    let file = File::open(out.join("snapshots.parquet")).unwrap();
+    let [part] = &crate::common::table_files(&out, "snapshots")[..] else { panic!("one part") };
+    let file = File::open(part).unwrap();
     let batches: Vec<_> =
         ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap().map(|b| b.unwrap()).collect();
     let col = |name: &str| -> Vec<u64> {
@@ -232,7 +233,7 @@ fn mp4_without_ffmpeg_names_the_package_to_install() {
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("ffmpeg") && err.contains("apt-get install ffmpeg"), "{err}");
-    assert!(!out.join("snapshots.parquet").exists(), "fails before writing anything");
+    assert!(!out.join("snapshots").exists(), "fails before writing anything");
 }
 
 #[test]

@@ -47,7 +47,7 @@ fn allocations_are_the_simulators_objects_with_their_lifetimes() {
         expected.insert((k.0, k.1, first, n - 1));
     }
     let rows = duck(
-        "select address, blocks, first_snapshot, last_snapshot, \"end\", open_start from '{d}/allocations.parquet'",
+        "select address, blocks, first_snapshot, last_snapshot, \"end\", open_start from '{d}/allocations/*.parquet'",
         &out,
     );
     let got: BTreeSet<(u64, u64, u64, u64)> = rows.iter().map(|r| (u(&r[0]), u(&r[1]), u(&r[2]), u(&r[3]))).collect();
@@ -102,7 +102,7 @@ fn edge_history_is_the_per_snapshot_edges_as_intervals() {
     s.analyze(&out, &AnalyzeOptions::default(), &Silent).unwrap();
     let expected = edge_intervals(&decode_all(&s));
     let rows = duck(
-        "select root_address is not null, coalesce(from_block, root_address), coalesce(from_word, 0), to_address, first_snapshot, last_snapshot from '{d}/edge_history.parquet'",
+        "select root_address is not null, coalesce(from_block, root_address), coalesce(from_word, 0), to_address, first_snapshot, last_snapshot from '{d}/edge_history/*.parquet'",
         &out,
     );
     let got: BTreeSet<_> =
@@ -121,7 +121,7 @@ fn the_usual_questions_answered_with_duckdb_and_polars() {
     let n = reports.len() as u64;
 
     // 1. Free and largest free over time.
-    let rows = duck("select snapshot, free, max_free * 16 from '{d}/snapshots.parquet' order by snapshot", &out);
+    let rows = duck("select snapshot, free, max_free * 16 from '{d}/snapshots/*.parquet' order by snapshot", &out);
     assert_eq!(rows.len() as u64, n);
     for (r, rep) in rows.iter().zip(&reports) {
         assert_eq!((u(&r[0]), u(&r[1]), u(&r[2])), (rep.index, rep.gc_info.free, rep.gc_info.max_free * 16));
@@ -129,7 +129,7 @@ fn the_usual_questions_answered_with_duckdb_and_polars() {
 
     // 2. The ten longest-lived allocations of each type.
     let rows = duck(
-        "select type_name, address, snapshots from (select type_name, address, snapshots, row_number() over (partition by type_name order by snapshots desc, address) rn from '{d}/allocations.parquet' where type_name is not null) where rn <= 10 order by type_name, snapshots desc, address",
+        "select type_name, address, snapshots from (select type_name, address, snapshots, row_number() over (partition by type_name order by snapshots desc, address) rn from '{d}/allocations/*.parquet' where type_name is not null) where rn <= 10 order by type_name, snapshots desc, address",
         &out,
     );
     let mut lives: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
@@ -167,14 +167,14 @@ fn the_usual_questions_answered_with_duckdb_and_polars() {
 
     // 3. Objects alive at snapshot N: a range condition on first/last.
     for at in [0, n / 3, n - 1] {
-        let rows = duck(&format!("select count(*) from '{{d}}/allocations.parquet' where first_snapshot <= {at} and last_snapshot >= {at}"), &out);
+        let rows = duck(&format!("select count(*) from '{{d}}/allocations/*.parquet' where first_snapshot <= {at} and last_snapshot >= {at}"), &out);
         assert_eq!(u(&rows[0][0]), reports[at as usize].blocks.len() as u64, "alive at {at}");
     }
 
     // 4. Leak suspects: the kind/type/class whose bytes grow most steadily
     //    (least-squares slope over the run).
     let rows = duck(
-        "select kind, coalesce(type_name, ''), coalesce(class, ''), regr_slope(bytes, snapshot) slope from (select s.snapshot, k.kind, k.type_name, k.class, coalesce(h.bytes, 0) bytes from (select distinct snapshot from '{d}/snapshots.parquet') s cross join (select distinct kind, type_name, class from '{d}/type_histogram.parquet') k left join '{d}/type_histogram.parquet' h on h.snapshot = s.snapshot and h.kind = k.kind and h.type_name is not distinct from k.type_name and h.class is not distinct from k.class) group by all order by slope desc limit 1",
+        "select kind, coalesce(type_name, ''), coalesce(class, ''), regr_slope(bytes, snapshot) slope from (select s.snapshot, k.kind, k.type_name, k.class, coalesce(h.bytes, 0) bytes from (select distinct snapshot from '{d}/snapshots/*.parquet') s cross join (select distinct kind, type_name, class from '{d}/type_histogram/*.parquet') k left join '{d}/type_histogram/*.parquet' h on h.snapshot = s.snapshot and h.kind = k.kind and h.type_name is not distinct from k.type_name and h.class is not distinct from k.class) group by all order by slope desc limit 1",
         &out,
     );
     let mut series: BTreeMap<(String, String, String), Vec<f64>> = BTreeMap::new();
@@ -220,14 +220,16 @@ fn the_usual_questions_answered_with_duckdb_and_polars() {
     // 5. The first snapshot where free space would fit n blocks but no free run does.
     let want = 40u64;
     let rows = duck(
-        &format!("select min(snapshot) from '{{d}}/snapshots.parquet' where free >= {want} * 16 and max_free < {want}"),
+        &format!(
+            "select min(snapshot) from '{{d}}/snapshots/*.parquet' where free >= {want} * 16 and max_free < {want}"
+        ),
         &out,
     );
     let expected = reports.iter().find(|r| r.gc_info.free >= want * 16 && r.gc_info.max_free < want).map(|r| r.index);
     assert_eq!(rows[0][0].as_u64(), expected);
     // ... and the free-run histogram agrees that no run of `want` blocks exists there.
     if let Some(at) = expected {
-        let rows = duck(&format!("select coalesce(max(max_blocks), 0) from '{{d}}/free_run_histogram.parquet' where snapshot = {at} and runs > 0 and min_blocks >= {want}"), &out);
+        let rows = duck(&format!("select coalesce(max(max_blocks), 0) from '{{d}}/free_run_histogram/*.parquet' where snapshot = {at} and runs > 0 and min_blocks >= {want}"), &out);
         assert_eq!(u(&rows[0][0]), 0);
     }
 
@@ -235,8 +237,8 @@ fn the_usual_questions_answered_with_duckdb_and_polars() {
     let script = r#"
 import sys, polars as pl
 d = sys.argv[1]
-s = pl.read_parquet(f"{d}/snapshots.parquet").sort("snapshot")
-a = pl.read_parquet(f"{d}/allocations.parquet")
+s = pl.read_parquet(f"{d}/snapshots/*.parquet").sort("snapshot")
+a = pl.read_parquet(f"{d}/allocations/*.parquet")
 at = int(sys.argv[2])
 alive = a.filter((pl.col("first_snapshot") <= at) & (pl.col("last_snapshot") >= at)).height
 top = (a.filter(pl.col("type_name").is_not_null()).sort(["snapshots", "address"], descending=[True, False])
@@ -257,12 +259,11 @@ fn two_shards_stitch_into_one_run() {
     let s = session(&c.inputs);
     let whole = c.dir.path().join("whole");
     let parts = c.dir.path().join("parts");
-    s.analyze(&whole, &AnalyzeOptions { layout: OutputLayout::Parts(0..400), ..AnalyzeOptions::default() }, &Silent)
-        .unwrap();
+    s.analyze(&whole, &AnalyzeOptions { layout: OutputLayout::parts(), ..AnalyzeOptions::default() }, &Silent).unwrap();
     for (a, b) in [(0u64, 170u64), (170, 400)] {
         let options = AnalyzeOptions {
             selection: format!("{a}..{b}").parse().unwrap(),
-            layout: OutputLayout::Parts(a..b),
+            layout: OutputLayout::parts(),
             tables: TableSet::DEFAULT,
             ..AnalyzeOptions::default()
         };

@@ -6,9 +6,14 @@ use std::process::Command;
 
 use heapvis::pipeline::{AnalyzeOptions, Silent};
 use heapvis::synth::Board;
-use heapvis::tables::TableSet;
+use heapvis::tables::writer::parse_part_name;
+use heapvis::tables::{OutputLayout, TableSet};
 
-use crate::common::{capture, decode_all, python, session};
+use crate::common::{capture, decode_all, duck, python, session, DECODED_TABLES};
+
+fn u(v: &serde_json::Value) -> u64 {
+    v.as_u64().expect("an unsigned integer")
+}
 
 fn py(script: &str, dir: &std::path::Path) -> String {
     let out = Command::new(python()).arg("-c").arg(script).arg(dir).output().expect("python3");
@@ -33,7 +38,7 @@ import sys, duckdb
 d = sys.argv[1]
 con = duckdb.connect()
 for t in ["snapshots","blocks","edges","qstrs","strings","free_runs","symbols"]:
-    con.execute(f"create view {t} as select * from '{d}/{t}.parquet'")
+    con.execute(f"create view {t} as select * from '{d}/{t}{'.parquet' if t == 'symbols' else '/*.parquet'}'")
 print(con.execute("select count(*), count(distinct snapshot), sum(free) from snapshots where status = 'ok'").fetchone())
 print(con.execute("select count(*) from blocks").fetchone()[0])
 print(con.execute("select count(*) from edges").fetchone()[0])
@@ -66,9 +71,9 @@ print(con.execute("select count(*) from strings s join blocks b on b.snapshot = 
         r#"
 import sys, polars as pl
 d = sys.argv[1]
-s = pl.read_parquet(f"{d}/snapshots.parquet").sort("snapshot")
+s = pl.read_parquet(f"{d}/snapshots/*.parquet").sort("snapshot")
 print(s.height, s["max_free"].to_list()[-1], s["used"].to_list()[-1])
-b = pl.read_parquet(f"{d}/blocks.parquet")
+b = pl.read_parquet(f"{d}/blocks/*.parquet")
 last = b.filter(pl.col("snapshot") == s["snapshot"].max())
 k = last.group_by(pl.col("kind").cast(pl.Utf8)).agg(pl.col("bytes").sum()).sort("kind")
 print(";".join(f"{r[0]}={r[1]}" for r in k.iter_rows()))
@@ -105,7 +110,7 @@ fn output_is_byte_identical_whatever_the_thread_count_and_runs() {
             .iter()
             .copied()
             .chain(["symbols"])
-            .filter(|t| outputs[0].join(format!("{t}.parquet")).exists())
+            .filter(|t| !crate::common::table_files(&outputs[0], t).is_empty())
             .collect();
         assert!(tables.contains(&"allocations") && tables.contains(&"edge_history"), "{tables:?}");
         for o in &outputs[1..] {
@@ -124,7 +129,8 @@ fn metrics_only_writes_the_same_snapshots_table() {
     let options = AnalyzeOptions { tables: TableSet::METRICS, ..AnalyzeOptions::default() };
     let summary = s.analyze(&fast, &options, &Silent).unwrap();
     assert_eq!(summary.files.len(), 1);
-    let q = "select * exclude (free_runs, longest_free_run, allocations) from '{}/snapshots.parquet' order by snapshot";
+    let q =
+        "select * exclude (free_runs, longest_free_run, allocations) from '{}/snapshots/*.parquet' order by snapshot";
     let script = format!(
         "import sys, duckdb\nd = sys.argv[1]\na = duckdb.sql(\"{}\").fetchall()\nb = duckdb.sql(\"{}\").fetchall()\nprint(a == b, len(a))",
         q.replace("{}", &full.display().to_string()),
@@ -141,8 +147,79 @@ fn selections_write_only_the_selected_snapshots() {
     let options = AnalyzeOptions { selection: "10..15".parse().unwrap(), ..AnalyzeOptions::default() };
     s.analyze(&out, &options, &Silent).unwrap();
     let got = py(
-        "import sys, duckdb\nprint(duckdb.sql(f\"select min(snapshot), max(snapshot), count(*), min(dump_offset) from '{sys.argv[1]}/snapshots.parquet'\").fetchall()[0])",
+        "import sys, duckdb\nprint(duckdb.sql(f\"select min(snapshot), max(snapshot), count(*), min(dump_offset) from '{sys.argv[1]}/snapshots/*.parquet'\").fetchall()[0])",
         &out,
     );
     assert_eq!(got, format!("(10, 14, 5, {})", 10 * 32768));
+}
+
+/// The snapshot range each part of table `t` under `out` names, in name order.
+fn part_ranges(out: &std::path::Path, t: &str) -> Vec<std::ops::Range<u64>> {
+    crate::common::table_files(out, t)
+        .iter()
+        .map(|p| parse_part_name(p.file_name().unwrap().to_str().unwrap()).expect("a part name"))
+        .collect()
+}
+
+#[test]
+fn parts_roll_over_and_hold_the_same_rows_as_one_file() {
+    let c = capture(Board::Samd21, 150, 4, 0);
+    let s = session(&c.inputs);
+    let (files, parts) = (c.dir.path().join("files"), c.dir.path().join("parts"));
+    let options = |layout| AnalyzeOptions { tables: TableSet::ALL, layout, ..AnalyzeOptions::default() };
+    s.analyze(&files, &options(OutputLayout::Files), &Silent).unwrap();
+    s.analyze(&parts, &options(OutputLayout::Parts { row_groups: 1 }), &Silent).unwrap();
+    for t in DECODED_TABLES {
+        assert_eq!(crate::common::table_files(&files, t), vec![files.join(format!("{t}.parquet"))]);
+        // The parts' ranges tile the run, in name order.
+        let ranges = part_ranges(&parts, t);
+        assert_eq!(ranges.first().map(|r| r.start), Some(0), "{t}");
+        assert_eq!(ranges.last().map(|r| r.end), Some(150), "{t}");
+        assert!(ranges.windows(2).all(|w| w[0].end == w[1].start && w[0].start < w[0].end), "{t}: {ranges:?}");
+        // Each part holds the rows written while the run was in its range: a
+        // snapshot's own rows, or lifetimes that ended there.
+        let column = if t.ends_with("_history") || t == "allocations" { "last_snapshot" } else { "snapshot" };
+        let outside = duck(
+            &format!(
+                "select count(*) from read_parquet('{{d}}/{t}/*.parquet', filename = true) \
+                 where {column} >= cast(split_part(parse_filename(filename, true), '-', 3) as ubigint) \
+                 or ({column} < cast(split_part(parse_filename(filename, true), '-', 2) as ubigint) and '{column}' = 'snapshot')"
+            ),
+            &parts,
+        );
+        assert_eq!(u(&outside[0][0]), 0, "{t}: rows outside their part's range");
+        // The same rows as the single file.
+        let diff = format!(
+            "select (select count(*) from '{{d}}/files/{t}.parquet'), (select count(*) from '{{d}}/parts/{t}/*.parquet'), \
+             (select count(*) from (select * from '{{d}}/files/{t}.parquet' except all select * from '{{d}}/parts/{t}/*.parquet'))"
+        );
+        let row = &duck(&diff, c.dir.path())[0];
+        assert_eq!((u(&row[0]), u(&row[2])), (u(&row[1]), 0), "{t}");
+    }
+    let blocks = part_ranges(&parts, "blocks");
+    assert!(blocks.len() >= 2, "blocks rolled over: {blocks:?}");
+}
+
+#[test]
+fn a_rerun_replaces_the_parts_of_its_snapshots_and_keeps_other_shards() {
+    let c = capture(Board::Samd21, 60, 4, 0);
+    let s = session(&c.inputs);
+    let out = c.dir.path().join("out");
+    let run = |sel: &str| {
+        let options = AnalyzeOptions { selection: sel.parse().unwrap(), ..AnalyzeOptions::default() };
+        s.analyze(&out, &options, &Silent).unwrap();
+    };
+    run("all");
+    run("0..40"); // overlaps the first run's part: that part goes
+    run("40..60");
+    assert_eq!(part_ranges(&out, "snapshots"), vec![0..40, 40..60]);
+    run("10..20"); // replaces 0..40, keeps 40..60
+    assert_eq!(part_ranges(&out, "snapshots"), vec![10..20, 40..60]);
+    let rows = duck("select count(*), count(distinct snapshot) from '{d}/snapshots/*.parquet'", &out);
+    assert_eq!((u(&rows[0][0]), u(&rows[0][1])), (30, 30));
+    let leftovers = std::fs::read_dir(out.join("snapshots")).unwrap().filter(|e| {
+        let name = e.as_ref().unwrap().file_name();
+        name.to_str().unwrap().starts_with('.')
+    });
+    assert_eq!(leftovers.count(), 0, "no part left in progress");
 }
