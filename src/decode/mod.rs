@@ -9,6 +9,7 @@ pub mod alloc_table;
 pub mod bytecode;
 pub mod geometry;
 pub mod qstr;
+mod scan;
 
 use std::sync::Arc;
 
@@ -691,13 +692,10 @@ impl<'f> Decoder<'f> {
         for (i, is_map_table) in map_tables.iter().copied().enumerate() {
             let address = addr_of(i);
             let data = bytes_of(i);
-            for (k, chunk) in data.chunks_exact(word as usize).enumerate() {
+            // Only block-aligned RAM addresses: most words are not.
+            let ram = fw.ram_start.saturating_add(1)..fw.ram_end;
+            scan::candidates(data, word as usize, bpb, ram, |k, w| {
                 let k = k as u64;
-                let w = crate::memory::le_word(chunk);
-                // Cheap rejection first: most words are not block-aligned RAM addresses.
-                if w % bpb != 0 || !in_ram(w) {
-                    continue;
-                }
                 let to = heap.containing(w);
                 let mut map_key = None;
                 // A value slot: the second `mp_obj_t` of a pair (its low word).
@@ -718,7 +716,7 @@ impl<'f> Decoder<'f> {
                     to_is_head: heap.head(w).is_some(),
                     map_key,
                 });
-            }
+            });
         }
 
         // Root edges: aligned words of RAM outside the heap that hold a block's address.
@@ -736,12 +734,8 @@ impl<'f> Decoder<'f> {
         let pools = g.areas().fold((u64::MAX, 0), |(lo, hi), a| (lo.min(a.pool_start), hi.max(a.pool_end)));
         for (lo, hi) in outside {
             let Some(bytes) = mem.ram.slice(lo, hi.saturating_sub(lo) / word * word) else { continue };
-            for (k, chunk) in bytes.chunks_exact(word as usize).enumerate() {
-                let w = crate::memory::le_word(chunk);
-                // Cheap rejection first: most RAM words are not block addresses.
-                if w < pools.0 || w >= pools.1 || w % bpb != 0 {
-                    continue;
-                }
+            // Only block-aligned addresses in the pools: most RAM words are not.
+            scan::candidates(bytes, word as usize, bpb, pools.0..pools.1, |k, w| {
                 if let Some(ti) = heap.head(w) {
                     let a = lo + k as u64 * word;
                     report.edges.push(EdgeRow {
@@ -755,7 +749,7 @@ impl<'f> Decoder<'f> {
                         map_key: None,
                     });
                 }
-            }
+            });
         }
 
         report.blocks.reserve_exact(allocs.len());
