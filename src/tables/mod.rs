@@ -427,7 +427,17 @@ pub fn symbols_schema() -> SchemaRef {
 }
 
 /// The map's symbol table, for joins (`edges.root_address`, `blocks.type_address`).
+/// Written under a name of this process's own and renamed into place: shards of
+/// one dump running at once all write it, and a reader must never see a file
+/// another shard is halfway through.
 pub fn write_symbols(path: &Path, firmware: &Firmware) -> Result<()> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("symbols.parquet");
+    let partial = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    write_symbols_to(&partial, firmware)?;
+    std::fs::rename(&partial, path).map_err(|e| Error::io(path, e))
+}
+
+fn write_symbols_to(path: &Path, firmware: &Firmware) -> Result<()> {
     let schema = symbols_schema();
     let mut file = ParquetFile::create(path, Arc::clone(&schema))?;
     let mut name = StringBuilder::new();

@@ -119,3 +119,27 @@ fn ram_bounds_can_be_given_as_addresses_or_symbols() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("_no_such_symbol") && err.contains("end of RAM"), "{err}");
 }
+
+#[test]
+fn layout_files_writes_one_file_per_table_with_the_same_rows_as_the_parts() {
+    let c = capture(Board::Samd21, 30, 9, 0);
+    let dir = c.dir.path().to_str().unwrap();
+    let (parts, files) = (c.dir.path().join("parts"), c.dir.path().join("files"));
+    let out = run(&["analyze", dir, "-o", parts.to_str().unwrap(), "-q"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&["analyze", dir, "-o", files.to_str().unwrap(), "-q", "--layout", "files"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for t in ["snapshots", "allocations", "edge_history", "qstr_history", "type_histogram", "free_run_histogram"] {
+        assert!(files.join(format!("{t}.parquet")).is_file(), "{t}");
+        assert!(!files.join(t).exists(), "{t}: no folder in the files layout");
+        assert!(parts.join(t).join("part-0000000000-0000000030.parquet").is_file(), "{t}");
+        // One part and one file: the same rows, so the same bytes.
+        let a = std::fs::read(parts.join(t).join("part-0000000000-0000000030.parquet")).unwrap();
+        assert!(a == std::fs::read(files.join(format!("{t}.parquet"))).unwrap(), "{t}");
+    }
+    assert!(parts.join("symbols.parquet").is_file() && files.join("symbols.parquet").is_file());
+    let stray: Vec<_> = std::fs::read_dir(&parts).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(stray.iter().all(|n| !n.to_str().unwrap().starts_with('.')), "no temporary file left: {stray:?}");
+    let out = run(&["analyze", dir, "-o", files.to_str().unwrap(), "-q", "--layout", "tables"]);
+    assert_eq!(out.status.code(), Some(2), "an unknown layout is a usage error");
+}
