@@ -87,6 +87,9 @@ pub enum Error {
 
     #[error("output writer thread failed")]
     WriterPanicked,
+
+    #[error("a decoding worker stopped before its runs were written")]
+    WorkerStopped,
 }
 
 impl Error {

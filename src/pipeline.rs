@@ -3,15 +3,18 @@
 //! of the dump), and hand the results, in snapshot order, to the one writer thread.
 //!
 //! A worker decodes its run in order and sends, for each snapshot after the first,
-//! only what changed since the one before (see `tables::lifetimes`). At most one
-//! window of runs is being decoded while one waits for the writer, so memory is
-//! bounded by the window, not by the dump. Output depends only on the input:
+//! only what changed since the one before (see `tables::lifetimes`). Workers take
+//! runs in order as they free up and stay at most two runs per thread ahead of the
+//! writer, so memory is bounded by that, not by the dump. Output depends only on the input:
 //! workers never write, runs start at fixed offsets, and the writer sees snapshots
 //! in order whatever the thread count.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::sync_channel;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::channel;
+use std::sync::{Condvar, Mutex};
 
 use rayon::prelude::*;
 
@@ -84,10 +87,10 @@ impl Default for RenderOptions {
     }
 }
 
-/// Windows written between two calls of [`release_free_memory`].
-const TRIM_EVERY: u64 = 16;
+/// Runs written between two calls of [`release_free_memory`].
+const TRIM_EVERY: usize = 32;
 
-/// Hands memory the allocator holds free back to the system. Every window
+/// Hands memory the allocator holds free back to the system. Every run
 /// allocates and frees rows in several threads, and glibc keeps what is freed in
 /// per-thread arenas: without this the resident set creeps up over a long run
 /// though the live heap does not.
@@ -110,6 +113,64 @@ fn release_free_memory() {
 /// keep the mapped window, and so the resident set, small.
 fn default_run(snapshot_bytes: u64) -> u64 {
     ((4u64 << 20) / snapshot_bytes.max(1)).clamp(4, 64)
+}
+
+/// Keeps workers at most `ahead` runs ahead of the writer, and lets them go when
+/// the writer stops early.
+struct RunGate {
+    ahead: usize,
+    state: Mutex<GateState>,
+    moved: Condvar,
+}
+
+struct GateState {
+    written: usize,
+    stopped: bool,
+}
+
+impl RunGate {
+    fn new(ahead: usize) -> Self {
+        RunGate {
+            ahead: ahead.max(1),
+            state: Mutex::new(GateState { written: 0, stopped: false }),
+            moved: Condvar::new(),
+        }
+    }
+
+    /// Waits until run `k` may be decoded; `false` if the writer has stopped.
+    fn wait_for(&self, k: usize) -> bool {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while !s.stopped && k >= s.written + self.ahead {
+            s = self.moved.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        !s.stopped
+    }
+
+    /// The writer has written the first `runs` runs.
+    fn written(&self, runs: usize) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).written = runs;
+        self.moved.notify_all();
+    }
+
+    fn stop(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).stopped = true;
+        self.moved.notify_all();
+    }
+}
+
+/// Stops the gate when the writer returns (whether it succeeded, failed or
+/// panicked), or when a worker panics: nobody is left waiting for the other.
+struct StopOnDrop<'a> {
+    gate: &'a RunGate,
+    only_on_panic: bool,
+}
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.only_on_panic || std::thread::panicking() {
+            self.gate.stop();
+        }
+    }
 }
 
 /// One snapshot's work as it leaves a worker: its rows, and its frame (pixels, and
@@ -294,90 +355,117 @@ impl Session {
         // Work is cut into runs of consecutive snapshots, each decoded in order by
         // one worker so it can send the writer only what changed since the
         // snapshot before. Runs start at fixed offsets from the range's start, so
-        // the cut does not depend on the thread count. A window holds one run per
-        // thread and is mapped on its own; at most one is being decoded and one
-        // waits for the writer, so memory is bounded by the window, not the dump.
+        // the cut does not depend on the thread count. Each worker takes the next
+        // run as soon as it is done with one (no barrier between runs: a slow run
+        // does not leave the other cores idle), maps it on its own, and hands the
+        // result to the writer, which puts the runs back in order. A worker waits
+        // when its run would be more than two runs per thread ahead of the
+        // writer, so memory is bounded by that, not by the dump.
         let run_len = options.run.map_or_else(|| default_run(snapshot_bytes), |r| r.max(1) as u64);
-        let window = run_len * pool.current_num_threads().max(1) as u64;
+        let runs: Vec<Range<u64>> =
+            (range.start..range.end).step_by(run_len as usize).map(|a| a..(a + run_len).min(range.end)).collect();
+        let threads = pool.current_num_threads().max(1);
+        let gate = RunGate::new(2 * threads);
+        let next_run = AtomicUsize::new(0);
         let tables = options.tables;
         let firmware = &self.firmware;
-        let (tx, rx) = sync_channel::<Vec<Decoded>>(1);
+        let run_label = format!("of {}..={}", range.start, range.end.saturating_sub(1));
+        let decode_run = |run: &Range<u64>| -> Result<Vec<Decoded>> {
+            // Mapped (and faulted in) by its worker and unmapped when decoded: the
+            // rows own their data.
+            let mapped = dump.window(run.clone())?;
+            let mut preparer = Preparer::new(tables, firmware);
+            let mut cache = DecodeCache::default();
+            Ok(run
+                .clone()
+                .map(|i| {
+                    let ram = mapped.snapshot(i).unwrap_or(&[]);
+                    let outcome = decoder.decode_with(i, ram, &mut cache);
+                    let frame = match (&layout, render) {
+                        (Some(l), Some(r)) if (i - range.start) % r.step.max(1) == 0 => {
+                            let canvas = match &outcome {
+                                Ok(report) => l.render(report, &run_label),
+                                Err(e) => l.render_error(i, &e.to_string()),
+                            };
+                            let png = r.frames_dir.as_ref().map(|_| render::png_bytes(&canvas));
+                            Some((canvas, png))
+                        }
+                        _ => None,
+                    };
+                    Decoded { index: i, outcome: preparer.prepare(outcome), frame }
+                })
+                .collect())
+        };
+        let (tx, rx) = channel::<(usize, Result<Vec<Decoded>>)>();
         let movie_slot = &mut movie;
         let result: Result<TableSink> = std::thread::scope(|scope| {
+            // Owned here, so that it is dropped even if a worker panics.
+            let tx = tx;
+            let (gate, runs) = (&gate, &runs);
             let writer = std::thread::Builder::new().name("heapvis-writer".into()).spawn_scoped(
                 scope,
                 move || -> Result<TableSink> {
+                    // However the writer ends, no worker may wait for it any more.
+                    let _stop = StopOnDrop { gate, only_on_panic: false };
                     let mut sink = sink;
-                    let mut batches = 0u64;
-                    for batch in rx {
-                        let n = batch.len() as u64;
-                        for d in &batch {
-                            if let Err(e) = &d.outcome {
-                                progress.warn(&format!("snapshot {}: {e}", d.index));
+                    // Runs that arrived before the one the writer needs next.
+                    let mut early: BTreeMap<usize, Result<Vec<Decoded>>> = BTreeMap::new();
+                    let mut wanted = 0usize;
+                    for (k, batch) in rx {
+                        early.insert(k, batch);
+                        while let Some(batch) = early.remove(&wanted) {
+                            let batch = batch?;
+                            let n = batch.len() as u64;
+                            for d in &batch {
+                                if let Err(e) = &d.outcome {
+                                    progress.warn(&format!("snapshot {}: {e}", d.index));
+                                }
+                                sink.write(d.index, dump.offset_of(d.index), &d.outcome)?;
+                                if let Some((canvas, png)) = &d.frame {
+                                    if let (Some(dir), Some(png)) = (&frames_dir, png) {
+                                        let path = dir.join(format!("heap_layout{:06}.png", d.index));
+                                        let png = png
+                                            .as_ref()
+                                            .map_err(|e| Error::Movie { path: path.clone(), message: e.to_string() })?;
+                                        std::fs::write(&path, png).map_err(|e| Error::io(&path, e))?;
+                                    }
+                                    if let Some(m) = movie_slot.as_mut() {
+                                        m.push(canvas)?;
+                                    }
+                                }
                             }
-                            sink.write(d.index, dump.offset_of(d.index), &d.outcome)?;
-                            if let Some((canvas, png)) = &d.frame {
-                                if let (Some(dir), Some(png)) = (&frames_dir, png) {
-                                    let path = dir.join(format!("heap_layout{:06}.png", d.index));
-                                    let png = png
-                                        .as_ref()
-                                        .map_err(|e| Error::Movie { path: path.clone(), message: e.to_string() })?;
-                                    std::fs::write(&path, png).map_err(|e| Error::io(&path, e))?;
-                                }
-                                if let Some(m) = movie_slot.as_mut() {
-                                    m.push(canvas)?;
-                                }
+                            drop(batch);
+                            wanted += 1;
+                            gate.written(wanted);
+                            progress.advance(n, n * snapshot_bytes);
+                            if wanted % TRIM_EVERY == 0 {
+                                release_free_memory();
                             }
                         }
-                        progress.advance(n, n * snapshot_bytes);
-                        batches += 1;
-                        if batches % TRIM_EVERY == 0 {
-                            release_free_memory();
-                        }
+                    }
+                    // Every worker has stopped: each run was written, or one failed.
+                    if wanted < runs.len() {
+                        return Err(early.into_values().find_map(|b| b.err()).unwrap_or(Error::WorkerStopped));
                     }
                     Ok(sink)
                 },
             );
-            let run_label = format!("of {}..={}", range.start, range.end.saturating_sub(1));
-            let mut start = range.start;
-            while start < range.end {
-                let end = (start + window).min(range.end);
-                let runs: Vec<Range<u64>> =
-                    (start..end).step_by(run_len as usize).map(|a| a..(a + run_len).min(end)).collect();
-                let batch: Result<Vec<Vec<Decoded>>> = pool.install(|| {
-                    runs.into_par_iter()
-                        .map(|run| {
-                            // Each run is mapped (and faulted in) by its worker and
-                            // unmapped when decoded: the rows own their data.
-                            let mapped = dump.window(run.clone())?;
-                            let mut preparer = Preparer::new(tables, firmware);
-                            let mut cache = DecodeCache::default();
-                            Ok(run
-                                .map(|i| {
-                                    let ram = mapped.snapshot(i).unwrap_or(&[]);
-                                    let outcome = decoder.decode_with(i, ram, &mut cache);
-                                    let frame = match (&layout, render) {
-                                        (Some(l), Some(r)) if (i - range.start) % r.step.max(1) == 0 => {
-                                            let canvas = match &outcome {
-                                                Ok(report) => l.render(report, &run_label),
-                                                Err(e) => l.render_error(i, &e.to_string()),
-                                            };
-                                            let png = r.frames_dir.as_ref().map(|_| render::png_bytes(&canvas));
-                                            Some((canvas, png))
-                                        }
-                                        _ => None,
-                                    };
-                                    Decoded { index: i, outcome: preparer.prepare(outcome), frame }
-                                })
-                                .collect())
-                        })
-                        .collect()
-                });
-                if tx.send(batch?.into_iter().flatten().collect()).is_err() {
-                    break; // the writer stopped on an error; it reports it below
+            pool.broadcast(|_| {
+                let _stop = StopOnDrop { gate, only_on_panic: true };
+                let tx = tx.clone();
+                loop {
+                    let k = next_run.fetch_add(1, Ordering::Relaxed);
+                    if k >= runs.len() || !gate.wait_for(k) {
+                        break;
+                    }
+                    let batch = decode_run(&runs[k]);
+                    let failed = batch.is_err();
+                    // A failed run stops its worker; the writer reports it in turn.
+                    if tx.send((k, batch)).is_err() || failed {
+                        break;
+                    }
                 }
-                start = end;
-            }
+            });
             drop(tx);
             let writer = writer.map_err(|e| Error::io("writer thread", e))?;
             writer.join().map_err(|_| Error::WriterPanicked)?
@@ -432,5 +520,51 @@ impl Session {
             start = end;
         }
         Ok(FrameLayout::new(&geometry, r.scale, &points))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+
+    #[test]
+    fn the_gate_holds_workers_to_their_lead_and_frees_them_on_stop() {
+        let gate = RunGate::new(2);
+        assert!(gate.wait_for(0) && gate.wait_for(1), "within the lead: no wait");
+        let passed = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                assert!(gate.wait_for(2));
+                passed.store(true, Ordering::SeqCst);
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(!passed.load(Ordering::SeqCst), "run 2 waits until run 0 is written");
+            gate.written(1);
+        });
+        assert!(passed.load(Ordering::SeqCst));
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| gate.wait_for(10));
+            std::thread::sleep(Duration::from_millis(20));
+            {
+                let _writer_ends = StopOnDrop { gate: &gate, only_on_panic: false };
+            }
+            assert!(!waiter.join().unwrap(), "a stopped gate lets waiting workers go, with false");
+        });
+        assert!(!gate.wait_for(0), "and lets no more work start");
+    }
+
+    #[test]
+    fn a_worker_guard_stops_the_gate_only_when_it_panics() {
+        let gate = RunGate::new(1);
+        drop(StopOnDrop { gate: &gate, only_on_panic: true });
+        assert!(gate.wait_for(0));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _guard = StopOnDrop { gate: &gate, only_on_panic: true };
+            panic!("a worker panics");
+        }));
+        assert!(result.is_err());
+        assert!(!gate.wait_for(0));
     }
 }

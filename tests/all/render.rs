@@ -269,3 +269,26 @@ fn ownership_graph_has_a_node_per_block_and_root_and_renders_with_dot() {
     assert_eq!(svg_text.matches("class=\"node\"").count(), r.blocks.len() + roots.len());
     assert!(c.dir.path().join("g.dot").is_file());
 }
+
+#[test]
+fn a_writer_that_fails_mid_run_ends_the_run_with_its_error() {
+    // Frame 40's file cannot be written (a folder is in its place): the writer
+    // stops there while workers are decoding runs ahead of it. The run must end,
+    // with that error, not wait for the writer.
+    let c = capture(Board::Samd21, 200, 4, 0);
+    let s = session(&c.inputs);
+    let out = c.dir.path().join("out");
+    let blocked = out.join("frames/heap_layout000040.png");
+    std::fs::create_dir_all(&blocked).unwrap();
+    for threads in [1, 2, 4] {
+        let options = AnalyzeOptions {
+            render: Some(render_options(&out)),
+            run: Some(3),
+            threads: Some(threads),
+            ..AnalyzeOptions::default()
+        };
+        let err = s.analyze(&out, &options, &Silent).unwrap_err().to_string();
+        assert!(err.contains("heap_layout000040.png"), "{threads} thread(s): {err}");
+        assert!(!out.join("frames/heap_layout000100.png").exists(), "nothing is written past the failure");
+    }
+}
