@@ -551,6 +551,8 @@ pub fn allocations_schema() -> SchemaRef {
 #[derive(Default)]
 pub(crate) struct AllocationRows {
     pub(crate) n: usize,
+    /// Bytes of `text` since the last batch.
+    pub(crate) text_bytes: usize,
     address: UInt64Builder,
     blocks: UInt64Builder,
     bytes: UInt64Builder,
@@ -575,6 +577,7 @@ impl AllocationRows {
         self.type_name.append_option(a.type_address.and_then(|t| fw.flash_names.get(&t)).map(String::as_str));
         self.name.append_option(a.name.as_deref());
         self.text.append_option(a.text.as_deref());
+        self.text_bytes += a.text.as_deref().map_or(0, str::len);
         self.has_finaliser.append_value(a.has_finaliser);
         self.snapshots.append_value(last - o.first + 1);
         self.life.push(o.first, last, end, o.primed);
@@ -583,6 +586,7 @@ impl AllocationRows {
 
     pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {
         self.n = 0;
+        self.text_bytes = 0;
         let mut cols = vec![
             arc(self.address.finish()),
             arc(self.blocks.finish()),

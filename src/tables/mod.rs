@@ -29,7 +29,7 @@ use lifetimes::{AllocationRows, EdgeHistoryRows, LifetimeChanges, LifetimeRows, 
 use per_snapshot::{arc, BlocksRows, EdgesRows, FreeRunsRows, QstrsRows, SnapshotsRows, StringsRows};
 use summaries::{FreeRunHistogramRows, TypeGroup, TypeHistogramRows};
 pub use writer::OutputLayout;
-use writer::{batch, ParquetFile, TableFile, BATCH_ROWS};
+use writer::{batch, ParquetFile, TableFile, BATCH_ROWS, BATCH_TEXT_BYTES};
 
 /// One snapshot's outcome, as it leaves the decoder.
 pub type SnapshotOutcome = std::result::Result<SnapshotReport, DecodeError>;
@@ -169,7 +169,7 @@ struct Table<R> {
 macro_rules! flush_if {
     ($t:expr, $force:expr, $through:expr) => {
         if let Some(t) = $t.as_mut() {
-            if t.rows.n >= BATCH_ROWS || ($force && t.rows.n > 0) {
+            if t.rows.due() || ($force && t.rows.pending() > 0) {
                 let cols = t.rows.finish();
                 let b = batch(t.name, &t.schema, cols)?;
                 t.file.write(&b, $through)?;
@@ -305,7 +305,14 @@ impl<'f> TableSink<'f> {
                     t.rows.push(r);
                 }
                 if let Some(t) = self.strings.as_mut() {
-                    t.rows.push(r);
+                    // Many rows can name one large text (hostile input can): the
+                    // buffered text is written out as it reaches a batch's worth.
+                    let mut from = t.rows.push_from(r, 0);
+                    while from < r.strings.len() {
+                        let b = batch(t.name, &t.schema, t.rows.finish())?;
+                        t.file.write_within(&b)?;
+                        from = t.rows.push_from(r, from);
+                    }
                 }
                 if let Some(t) = self.free_runs.as_mut() {
                     t.rows.push(r);
@@ -393,7 +400,7 @@ where
     R: PendingRows,
 {
     if let (Some(t), Some(rows)) = (table.as_mut(), rows) {
-        if rows.pending() >= BATCH_ROWS || (force && rows.pending() > 0) {
+        if rows.due() || (force && rows.pending() > 0) {
             let b = batch(t.name, &t.schema, finish(rows))?;
             t.file.write(&b, at)?;
         }
@@ -401,12 +408,32 @@ where
     Ok(())
 }
 
-/// Rows waiting to be written.
+/// Rows waiting in a table's Arrow builders to be written as a batch.
 pub(crate) trait PendingRows {
     fn pending(&self) -> usize;
+    /// Bytes of free text among them: a batch's rows are few, but texts come from
+    /// the dump, and one large string can be named by many rows.
+    fn text_bytes(&self) -> usize {
+        0
+    }
+    /// Whether they make a batch: [`BATCH_ROWS`] rows or [`BATCH_TEXT_BYTES`] of text.
+    fn due(&self) -> bool {
+        self.pending() >= BATCH_ROWS || self.text_bytes() >= BATCH_TEXT_BYTES
+    }
 }
 
-impl PendingRows for AllocationRows {
+macro_rules! pending_rows {
+    ($($t:ty),*) => {$(
+        impl PendingRows for $t {
+            fn pending(&self) -> usize {
+                self.n
+            }
+        }
+    )*};
+}
+pending_rows!(SnapshotsRows, BlocksRows, FreeRunsRows, TypeHistogramRows, FreeRunHistogramRows);
+
+impl<C: per_snapshot::Columns> PendingRows for per_snapshot::PerSnapshotRows<C> {
     fn pending(&self) -> usize {
         self.n
     }
@@ -415,6 +442,24 @@ impl PendingRows for AllocationRows {
 impl<C: per_snapshot::Columns> PendingRows for lifetimes::HistoryRows<C> {
     fn pending(&self) -> usize {
         self.n
+    }
+}
+
+impl PendingRows for StringsRows {
+    fn pending(&self) -> usize {
+        self.n
+    }
+    fn text_bytes(&self) -> usize {
+        self.text_bytes
+    }
+}
+
+impl PendingRows for AllocationRows {
+    fn pending(&self) -> usize {
+        self.n
+    }
+    fn text_bytes(&self) -> usize {
+        self.text_bytes
     }
 }
 
@@ -452,4 +497,44 @@ fn write_symbols_to(path: &Path, firmware: &Firmware) -> Result<()> {
     let b = batch("symbols", &schema, columns)?;
     file.write(&b)?;
     file.finish().map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{DecodeOptions, Decoder, StringRow};
+    use crate::profile::Profile;
+    use crate::synth::{simulate_in_memory, Board, SynthConfig};
+
+    #[test]
+    fn a_batch_is_due_at_its_rows_or_at_its_text_bytes() {
+        let capture = simulate_in_memory(&SynthConfig::new(Board::Samd21, 40, 3)).unwrap();
+        let profile = Profile::default();
+        let fw = capture.layout.firmware(&profile).unwrap();
+        let size = (capture.layout.ram_end - capture.layout.ram_start) as usize;
+        let decoder = Decoder::new(&fw, &profile, DecodeOptions::default());
+        let mut report = decoder.decode(39, &capture.ram[39 * size..40 * size]).unwrap();
+
+        // Short strings: the rows decide.
+        let short = StringRow { block: 0, owner: None, source: "str", length: 3, text: Arc::from("abc") };
+        report.strings = vec![short; BATCH_ROWS - 1];
+        let mut rows = StringsRows::default();
+        rows.push_from(&report, 0);
+        assert!(!rows.due());
+        report.strings.truncate(1);
+        rows.push_from(&report, 0);
+        assert!(rows.due(), "{} rows", rows.pending());
+        rows.finish();
+        assert!(!rows.due() && rows.pending() == 0 && rows.text_bytes() == 0);
+
+        // One large string named by many rows (as hostile input can): the text decides.
+        let text: Arc<str> = Arc::from("x".repeat(1 << 20));
+        let large = StringRow { block: 0, owner: None, source: "str", length: 1 << 20, text };
+        report.strings = vec![large; 3 * (BATCH_TEXT_BYTES >> 20)];
+        let stop = rows.push_from(&report, 0);
+        assert_eq!(stop, BATCH_TEXT_BYTES >> 20, "stops once a batch's worth of text is buffered");
+        assert!(rows.due() && rows.pending() < BATCH_ROWS, "{} rows, {} bytes", rows.pending(), rows.text_bytes());
+        rows.finish();
+        assert_eq!(rows.push_from(&report, stop), 2 * stop, "and goes on from there");
+    }
 }

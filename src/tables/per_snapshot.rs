@@ -452,6 +452,8 @@ pub(crate) type QstrsRows = PerSnapshotRows<QstrColumns>;
 #[derive(Default)]
 pub(crate) struct StringsRows {
     pub(crate) n: usize,
+    /// Bytes of `text` since the last batch.
+    pub(crate) text_bytes: usize,
     snapshot: UInt64Builder,
     block: UInt64Builder,
     owner: UInt64Builder,
@@ -461,20 +463,28 @@ pub(crate) struct StringsRows {
 }
 
 impl StringsRows {
-    pub(crate) fn push(&mut self, r: &SnapshotReport) {
-        for s in &r.strings {
+    /// Pushes the snapshot's string rows from `from` on, stopping early once the
+    /// text buffered reaches a batch's worth; returns where it stopped.
+    pub(crate) fn push_from(&mut self, r: &SnapshotReport, from: usize) -> usize {
+        for (i, s) in r.strings.iter().enumerate().skip(from) {
+            if self.text_bytes >= super::writer::BATCH_TEXT_BYTES {
+                return i;
+            }
             self.snapshot.append_value(r.index);
             self.block.append_value(s.block);
             self.owner.append_option(s.owner);
             self.source.append_value(s.source);
             self.length.append_value(s.length);
             self.text.append_value(&s.text);
+            self.text_bytes += s.text.len();
             self.n += 1;
         }
+        r.strings.len()
     }
 
     pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {
         self.n = 0;
+        self.text_bytes = 0;
         vec![
             arc(self.snapshot.finish()),
             arc(self.block.finish()),

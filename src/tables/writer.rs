@@ -22,6 +22,8 @@ use crate::error::{Error, Result};
 /// Rows buffered in Arrow builders before they become a record batch, and so a
 /// row group: a batch holds whole snapshots, so it can be a little longer.
 pub const BATCH_ROWS: usize = 4 * 1024;
+/// Text (string contents) buffered before the rows become a batch however few.
+pub const BATCH_TEXT_BYTES: usize = 8 << 20;
 /// A batch longer than this (one snapshot of many rows) is split into row groups.
 const MAX_ROW_GROUP_ROWS: usize = 16 * BATCH_ROWS;
 /// Row groups per part file: the footer a part holds in memory until it is
@@ -105,18 +107,28 @@ impl TableFile {
     /// Writes a batch holding rows of snapshots up to `through` (inclusive); no
     /// later batch may hold rows of an earlier snapshot. A full part is closed.
     pub fn write(&mut self, batch: &RecordBatch, through: u64) -> Result<()> {
+        self.write_within(batch)?;
+        if let (Some((_, file)), Target::Parts { row_groups, .. }) = (&self.open, &self.target) {
+            if file.row_groups() >= *row_groups {
+                self.close_part(through + 1)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a batch of part of a snapshot's rows: the part stays open, since
+    /// the rest of that snapshot's rows must go in it too.
+    pub fn write_within(&mut self, batch: &RecordBatch) -> Result<()> {
         if self.open.is_none() {
             if let Target::Parts { dir, next_start, .. } = &self.target {
                 let file = ParquetFile::create(&in_progress_path(dir, *next_start), Arc::clone(&self.schema))?;
                 self.open = Some((*next_start, file));
             }
         }
-        let Some((_, file)) = self.open.as_mut() else { return Ok(()) };
-        file.write(batch)?;
-        if matches!(self.target, Target::Parts { row_groups, .. } if file.row_groups() >= row_groups) {
-            self.close_part(through + 1)?;
+        match self.open.as_mut() {
+            Some((_, file)) => file.write(batch),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Closes the open part as covering snapshots up to `end` (exclusive).
