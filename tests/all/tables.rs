@@ -198,6 +198,22 @@ fn parts_roll_over_and_hold_the_same_rows_as_one_file() {
     }
     let blocks = part_ranges(&parts, "blocks");
     assert!(blocks.len() >= 2, "blocks rolled over: {blocks:?}");
+    // Polars reads a folder of parts (dictionary columns included) as one table.
+    let polars = py(
+        r#"
+import sys, polars as pl
+d = sys.argv[1]
+for t in ["blocks", "edges", "allocations", "type_histogram"]:
+    a = pl.read_parquet(f"{d}/files/{t}.parquet")
+    b = pl.read_parquet(f"{d}/parts/{t}/*.parquet")
+    assert a.shape == b.shape, (t, a.shape, b.shape)
+    cast = lambda df: df.with_columns(pl.col(pl.Categorical).cast(pl.Utf8))
+    assert cast(a).equals(cast(b)), t
+print("same")
+"#,
+        c.dir.path(),
+    );
+    assert_eq!(polars, "same");
 }
 
 #[test]
