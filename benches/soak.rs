@@ -48,14 +48,25 @@ fn run(cmd: &mut Command) -> f64 {
 /// Runs `heapvis analyze --stats` three times and returns the fastest time and the
 /// highest peak RSS (MiB). The machine is shared: the best of three is the least
 /// disturbed run, and the highest peak is the safe figure for memory.
-fn analyze(dir: &Path, extra: &[&str]) -> (f64, f64) {
-    (0..3).map(|_| analyze_once(dir, extra)).fold((f64::INFINITY, 0.0), |(t, r), (t1, r1)| (t.min(t1), r.max(r1)))
+fn analyze(dir: &Path, extra: &[&str]) -> Run {
+    let runs: Vec<Run> = (0..3).map(|_| analyze_once(dir, extra)).collect();
+    let peak = runs.iter().map(|r| r.peak_rss).fold(0.0, f64::max);
+    let fastest = runs.into_iter().min_by(|a, b| a.secs.total_cmp(&b.secs)).expect("three runs");
+    Run { peak_rss: peak, ..fastest }
 }
 
-/// One run: (seconds, peak RSS in MiB). The peak comes from the child itself
-/// (`VmHWM`): a parent's rusage would include the memory a forked child inherits
-/// before exec.
-fn analyze_once(dir: &Path, extra: &[&str]) -> (f64, f64) {
+/// One `analyze` run's figures, from `--stats`.
+struct Run {
+    secs: f64,
+    peak_rss: f64,
+    /// CPU seconds in user space and in the kernel.
+    user: f64,
+    system: f64,
+}
+
+/// One run. The figures come from the child itself (`VmHWM`, `/proc/self/stat`):
+/// a parent's rusage would include the memory a forked child inherits before exec.
+fn analyze_once(dir: &Path, extra: &[&str]) -> Run {
     let out = repo().join("bench-data/out");
     let _ = std::fs::remove_dir_all(&out);
     let start = Instant::now();
@@ -70,13 +81,15 @@ fn analyze_once(dir: &Path, extra: &[&str]) -> (f64, f64) {
     let secs = start.elapsed().as_secs_f64();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let err = String::from_utf8_lossy(&o.stderr);
-    let rss = err
-        .split("peak RSS ")
-        .nth(1)
-        .and_then(|t| t.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN);
-    (secs, rss)
+    // The number after `label` in the stats line.
+    let figure = |label: &str| -> f64 {
+        err.split(label)
+            .nth(1)
+            .and_then(|t| t.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    Run { secs, peak_rss: figure("peak RSS "), user: figure("CPU "), system: figure("user, ") }
 }
 
 /// Reads every byte of the dump through a fresh mmap, summing words; the best of
@@ -157,8 +170,10 @@ fn main() {
         ref21_started * 1e3,
         ref51_started * 1e3
     );
-    println!("| dump | run | seconds | MB/s | snapshots/s | peak RSS | vs mmap read | vs reference per snapshot |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| dump | run | seconds | MB/s | snapshots/s | peak RSS | CPU per snapshot (user + kernel) | vs mmap read | vs reference per snapshot |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     let mut cases: Vec<(Board, u64, f64)> = sizes.iter().map(|g| (Board::Samd51, *g, ref51)).collect();
     cases.push((Board::Samd21, 1, ref21));
     for (board, gib, reference) in cases {
@@ -170,17 +185,19 @@ fn main() {
         let name = format!("{} {gib} GiB", board.name());
         let read = sequential_read(&ram);
         println!(
-            "| {name} | sequential mmap read | {:.2} | {:.0} | {:.0} | - | 1.00 | - |",
+            "| {name} | sequential mmap read | {:.2} | {:.0} | {:.0} | - | - | 1.00 | - |",
             bytes / read,
             read / 1e6,
             read / snapshot
         );
         for (label, extra) in [("default tables", &[][..]), ("metrics only", &["--metrics-only"][..])] {
-            let (secs, rss) = analyze(&dir, extra);
+            let Run { secs, peak_rss, user, system } = analyze(&dir, extra);
             println!(
-                "| {name} | {label} | {secs:.2} | {:.0} | {:.0} | {rss:.1} MiB | {:.2} | {:.0}× |",
+                "| {name} | {label} | {secs:.2} | {:.0} | {:.0} | {peak_rss:.1} MiB | {:.0} + {:.0} µs | {:.2} | {:.0}× |",
                 bytes / secs / 1e6,
                 snapshots / secs,
+                user / snapshots * 1e6,
+                system / snapshots * 1e6,
                 (bytes / secs) / read,
                 reference / (secs / snapshots)
             );

@@ -118,8 +118,10 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
     if a.stats {
         let secs = started.elapsed().as_secs_f64().max(1e-9);
         let rss = peak_rss_mib().map_or("unknown".to_string(), |m| format!("{m:.1} MiB"));
+        let cpu =
+            cpu_seconds().map_or("unknown".to_string(), |(user, sys)| format!("{user:.2} s user, {sys:.2} s system"));
         eprintln!(
-            "stats: {} snapshot(s), {} bytes in {secs:.3} s: {:.1} MB/s, {:.0} snapshots/s, peak RSS {rss}",
+            "stats: {} snapshot(s), {} bytes in {secs:.3} s: {:.1} MB/s, {:.0} snapshots/s, peak RSS {rss}, CPU {cpu}",
             summary.snapshots,
             summary.bytes,
             summary.bytes as f64 / secs / 1e6,
@@ -127,6 +129,18 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
         );
     }
     Ok(if summary.failed > 0 { Outcome::SomeSnapshotsFailed } else { Outcome::Ok })
+}
+
+/// The process's CPU time so far, in user space and in the kernel (Linux
+/// `/proc/self/stat`, in the fixed 100 Hz clock ticks of the user ABI), in seconds.
+fn cpu_seconds() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces):
+    // state is field 3, utime 14 and stime 15.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let user: f64 = fields.next()?.parse().ok()?;
+    let sys: f64 = fields.next()?.parse().ok()?;
+    Some((user / 100.0, sys / 100.0))
 }
 
 /// The process's peak resident set (Linux `VmHWM`), in MiB.

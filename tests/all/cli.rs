@@ -143,3 +143,23 @@ fn layout_files_writes_one_file_per_table_with_the_same_rows_as_the_parts() {
     let out = run(&["analyze", dir, "-o", files.to_str().unwrap(), "-q", "--layout", "tables"]);
     assert_eq!(out.status.code(), Some(2), "an unknown layout is a usage error");
 }
+
+#[test]
+fn stats_report_the_run_time_rate_memory_and_cpu() {
+    let c = capture(Board::Samd21, 20, 9, 0);
+    let dir = c.dir.path().to_str().unwrap();
+    let o = c.dir.path().join("o");
+    let out = run(&["analyze", dir, "-o", o.to_str().unwrap(), "-q", "--stats"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err.lines().find(|l| l.starts_with("stats: ")).unwrap_or_else(|| panic!("no stats line: {err}"));
+    assert!(line.starts_with(&format!("stats: 20 snapshot(s), {} bytes in ", 20 * 32768)), "{line}");
+    let after = |label: &str| -> f64 {
+        let v = line.split(label).nth(1).and_then(|t| t.split_whitespace().next());
+        v.and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no figure after {label:?}: {line}"))
+    };
+    assert!(after("peak RSS ") > 1.0, "{line}");
+    let (user, system) = (after("CPU "), after("user, "));
+    assert!(user >= 0.0 && system >= 0.0 && user + system < 60.0, "{line}");
+    assert!(line.contains(" MB/s, ") && line.contains(" snapshots/s, "), "{line}");
+}
