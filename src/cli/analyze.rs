@@ -53,7 +53,7 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Print the run's figures on stderr at the end: time, MB/s of dump,
-    /// snapshots/s and peak memory (resident set).
+    /// snapshots/s, peak memory (resident set) and CPU time (user and kernel).
     #[arg(long)]
     pub stats: bool,
     /// No progress bar or warnings on stderr.
