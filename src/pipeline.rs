@@ -5,9 +5,9 @@
 //! A worker decodes its run in order and sends, for each snapshot after the first,
 //! only what changed since the one before (see `tables::lifetimes`). Workers take
 //! runs in order as they free up and stay at most two runs per thread ahead of the
-//! writer, so memory is bounded by that, not by the dump. Output depends only on the input:
-//! workers never write, runs start at fixed offsets, and the writer sees snapshots
-//! in order whatever the thread count.
+//! writer, so memory is bounded by that, not by the dump. Output depends only on
+//! the input: workers never write, runs start at fixed offsets, and the writer sees
+//! snapshots in order whatever the thread count.
 
 use std::collections::BTreeMap;
 use std::ops::Range;

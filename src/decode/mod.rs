@@ -689,12 +689,12 @@ impl<'f> Decoder<'f> {
         // Pointer edges: every word whose value is a block-aligned RAM address.
         let map_tables: Vec<bool> = roles.iter().map(|r| *r == Kind::MapTable).collect();
         report.edges.reserve(cache.edges);
+        // Only block-aligned RAM addresses (as `in_ram` has it): most words are not.
+        let ram = fw.ram_start.saturating_add(1)..fw.ram_end;
         for (i, is_map_table) in map_tables.iter().copied().enumerate() {
             let address = addr_of(i);
             let data = bytes_of(i);
-            // Only block-aligned RAM addresses: most words are not.
-            let ram = fw.ram_start.saturating_add(1)..fw.ram_end;
-            scan::candidates(data, word as usize, bpb, ram, |k, w| {
+            scan::candidates(data, word as usize, bpb, ram.clone(), |k, w| {
                 let k = k as u64;
                 let to = heap.containing(w);
                 let mut map_key = None;

@@ -422,6 +422,7 @@ pub(crate) trait PendingRows {
     }
 }
 
+/// Rows counted in `n`; with `text`, text counted in `text_bytes` too.
 macro_rules! pending_rows {
     ($($t:ty),*) => {$(
         impl PendingRows for $t {
@@ -430,8 +431,19 @@ macro_rules! pending_rows {
             }
         }
     )*};
+    (text: $($t:ty),*) => {$(
+        impl PendingRows for $t {
+            fn pending(&self) -> usize {
+                self.n
+            }
+            fn text_bytes(&self) -> usize {
+                self.text_bytes
+            }
+        }
+    )*};
 }
 pending_rows!(SnapshotsRows, BlocksRows, FreeRunsRows, TypeHistogramRows, FreeRunHistogramRows);
+pending_rows!(text: StringsRows, AllocationRows);
 
 impl<C: per_snapshot::Columns> PendingRows for per_snapshot::PerSnapshotRows<C> {
     fn pending(&self) -> usize {
@@ -442,24 +454,6 @@ impl<C: per_snapshot::Columns> PendingRows for per_snapshot::PerSnapshotRows<C> 
 impl<C: per_snapshot::Columns> PendingRows for lifetimes::HistoryRows<C> {
     fn pending(&self) -> usize {
         self.n
-    }
-}
-
-impl PendingRows for StringsRows {
-    fn pending(&self) -> usize {
-        self.n
-    }
-    fn text_bytes(&self) -> usize {
-        self.text_bytes
-    }
-}
-
-impl PendingRows for AllocationRows {
-    fn pending(&self) -> usize {
-        self.n
-    }
-    fn text_bytes(&self) -> usize {
-        self.text_bytes
     }
 }
 
