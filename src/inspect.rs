@@ -19,9 +19,9 @@ pub fn block_state_report(report: &SnapshotReport, firmware: &Firmware, state_na
     let _ = writeln!(out, "{state_name} at 0x{:08x} and length {size}", firmware.state_address);
     // The heap array's size from the map, as the reference printed it.
     let _ = writeln!(out, "Total heap length: {}", firmware.heap_bytes);
-    let _ = writeln!(out, "ATB length: {}", g.alloc_table_bytes);
+    let _ = writeln!(out, "ATB length: {}", g.first.alloc_table_bytes);
     let _ = writeln!(out, "Total allocatable: {}", g.pool_bytes());
-    let _ = writeln!(out, "FTB length: {}", g.finaliser_table_bytes);
+    let _ = writeln!(out, "FTB length: {}", g.first.finaliser_table_bytes);
     // Allocations and free runs interleaved in memory order.
     let mut items: Vec<(u64, String)> = report
         .blocks

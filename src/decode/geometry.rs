@@ -12,19 +12,15 @@
 use crate::error::DecodeError;
 use crate::profile::HeapLayout;
 
-/// The heap: its first area in the fields, and any further areas of a split heap.
+/// The heap: its first area, and any further areas of a split heap.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeapGeometry {
+    /// Where the heap starts (its first allocation table) and its length up to the
+    /// first pool's end.
     pub heap_start: u64,
     pub heap_bytes: u64,
-    pub alloc_table_start: u64,
-    pub alloc_table_bytes: u64,
-    pub finaliser_table_start: Option<u64>,
-    pub finaliser_table_bytes: u64,
-    /// CircuitPython's collect table (CTB), 8 blocks per byte, when the build has one.
-    pub collect_table_start: Option<u64>,
-    pub pool_start: u64,
-    pub pool_end: u64,
+    /// The first area, numbered from block 0.
+    pub first: HeapArea,
     pub bytes_per_block: u64,
     /// The areas after the first (`mem.area.next`, …), in chain order.
     pub more_areas: Vec<HeapArea>,
@@ -37,6 +33,7 @@ pub struct HeapArea {
     pub alloc_table_bytes: u64,
     pub finaliser_table_start: Option<u64>,
     pub finaliser_table_bytes: u64,
+    /// CircuitPython's collect table (CTB), 8 blocks per byte, when the build has one.
     pub collect_table_start: Option<u64>,
     pub pool_start: u64,
     pub pool_end: u64,
@@ -74,13 +71,16 @@ impl HeapGeometry {
         Ok(HeapGeometry {
             heap_start,
             heap_bytes,
-            alloc_table_start: heap_start,
-            alloc_table_bytes: atb,
-            finaliser_table_start: (per_ftb > 0).then_some(heap_start + atb + gap),
-            finaliser_table_bytes: ftb,
-            collect_table_start: (per_ctb > 0).then_some(heap_start + atb + gap + ftb + wtb),
-            pool_start: end - pool_bytes,
-            pool_end: end,
+            first: HeapArea {
+                alloc_table_start: heap_start,
+                alloc_table_bytes: atb,
+                finaliser_table_start: (per_ftb > 0).then_some(heap_start + atb + gap),
+                finaliser_table_bytes: ftb,
+                collect_table_start: (per_ctb > 0).then_some(heap_start + atb + gap + ftb + wtb),
+                pool_start: end - pool_bytes,
+                pool_end: end,
+                first_block: 0,
+            },
             bytes_per_block: bpb,
             more_areas: Vec::new(),
         })
@@ -91,35 +91,15 @@ impl HeapGeometry {
         HeapGeometry {
             heap_start: area.alloc_table_start,
             heap_bytes: area.pool_end - area.alloc_table_start,
-            alloc_table_start: area.alloc_table_start,
-            alloc_table_bytes: area.alloc_table_bytes,
-            finaliser_table_start: area.finaliser_table_start,
-            finaliser_table_bytes: area.finaliser_table_bytes,
-            collect_table_start: area.collect_table_start,
-            pool_start: area.pool_start,
-            pool_end: area.pool_end,
+            first: HeapArea { first_block: 0, ..*area },
             bytes_per_block,
             more_areas: Vec::new(),
         }
     }
 
-    /// The first area alone.
-    pub fn first_area(&self) -> HeapArea {
-        HeapArea {
-            alloc_table_start: self.alloc_table_start,
-            alloc_table_bytes: self.alloc_table_bytes,
-            finaliser_table_start: self.finaliser_table_start,
-            finaliser_table_bytes: self.finaliser_table_bytes,
-            collect_table_start: self.collect_table_start,
-            pool_start: self.pool_start,
-            pool_end: self.pool_end,
-            first_block: 0,
-        }
-    }
-
     /// Every area, the first one first.
     pub fn areas(&self) -> impl Iterator<Item = HeapArea> + '_ {
-        std::iter::once(self.first_area()).chain(self.more_areas.iter().copied())
+        std::iter::once(self.first).chain(self.more_areas.iter().copied())
     }
 
     /// Blocks in every pool.
@@ -136,7 +116,7 @@ impl HeapGeometry {
     #[inline]
     pub fn block_address(&self, block: u64) -> u64 {
         if self.more_areas.is_empty() {
-            return self.pool_start + block * self.bytes_per_block;
+            return self.first.pool_start + block * self.bytes_per_block;
         }
         self.address_in_more_areas(block)
     }
@@ -146,15 +126,15 @@ impl HeapGeometry {
         let area = self.more_areas.iter().rev().find(|a| a.first_block <= block);
         match area {
             Some(a) => a.pool_start + (block - a.first_block) * self.bytes_per_block,
-            None => self.pool_start + block * self.bytes_per_block,
+            None => self.first.pool_start + block * self.bytes_per_block,
         }
     }
 
     /// The block (of the whole heap) holding `address`, if it lies in a pool.
     #[inline]
     pub fn block_of(&self, address: u64) -> Option<u64> {
-        if address >= self.pool_start && address < self.pool_end {
-            return Some((address - self.pool_start) / self.bytes_per_block);
+        if address >= self.first.pool_start && address < self.first.pool_end {
+            return Some((address - self.first.pool_start) / self.bytes_per_block);
         }
         if self.more_areas.is_empty() {
             return None;
@@ -184,12 +164,12 @@ mod tests {
         // 20480-byte heap at 0x20000a40: 20480*8/524 = 312 ATB bytes, 1248 blocks,
         // FTB (1248+7)/8 = 156 bytes, pool 19968 bytes ending at the heap end.
         let g = HeapGeometry::from_gc_init(0x2000_0a40, 20480, &HeapLayout::default()).unwrap();
-        assert_eq!(g.alloc_table_bytes, 312);
-        assert_eq!(g.finaliser_table_bytes, 156);
-        assert_eq!(g.finaliser_table_start, Some(0x2000_0a40 + 312));
+        assert_eq!(g.first.alloc_table_bytes, 312);
+        assert_eq!(g.first.finaliser_table_bytes, 156);
+        assert_eq!(g.first.finaliser_table_start, Some(0x2000_0a40 + 312));
         assert_eq!(g.pool_blocks(), 1248);
-        assert_eq!(g.pool_end, 0x2000_0a40 + 20480);
-        assert_eq!(g.pool_start, 0x2000_0a40 + 20480 - 19968);
+        assert_eq!(g.first.pool_end, 0x2000_0a40 + 20480);
+        assert_eq!(g.first.pool_start, 0x2000_0a40 + 20480 - 19968);
     }
 
     #[test]
@@ -197,9 +177,9 @@ mod tests {
         // 131072 bytes at ...8: the firmware sees 131064 bytes, so 2000 ATB bytes
         // (the reference computes 2001 from the unaligned size).
         let g = HeapGeometry::from_gc_init(0x2000_1008, 131072, &HeapLayout::default()).unwrap();
-        assert_eq!(g.pool_end, 0x2002_1000);
-        assert_eq!(g.alloc_table_bytes, 2000);
-        assert_eq!(g.pool_start, 0x2002_1000 - 2000 * 64);
+        assert_eq!(g.first.pool_end, 0x2002_1000);
+        assert_eq!(g.first.alloc_table_bytes, 2000);
+        assert_eq!(g.first.pool_start, 0x2002_1000 - 2000 * 64);
     }
 
     #[test]
@@ -209,13 +189,13 @@ mod tests {
         // the gap, pool 8000 bytes at the end.
         let layout = HeapLayout { alloc_table_gap_bytes: 1, ..HeapLayout::default() };
         let g = HeapGeometry::from_gc_init(0x2000_0000, 8192, &layout).unwrap();
-        assert_eq!(g.alloc_table_bytes, 125);
-        assert_eq!(g.finaliser_table_start, Some(0x2000_0000 + 125 + 1));
-        assert_eq!(g.finaliser_table_bytes, 63);
-        assert_eq!(g.pool_start, 0x2000_2000 - 8000);
+        assert_eq!(g.first.alloc_table_bytes, 125);
+        assert_eq!(g.first.finaliser_table_start, Some(0x2000_0000 + 125 + 1));
+        assert_eq!(g.first.finaliser_table_bytes, 63);
+        assert_eq!(g.first.pool_start, 0x2000_2000 - 8000);
         // With weakrefs too: (8191) * 8 / (8 + 4 + 4 + 512) = 124.
         let layout = HeapLayout { alloc_table_gap_bytes: 1, blocks_per_wtb: 8, ..HeapLayout::default() };
-        assert_eq!(HeapGeometry::from_gc_init(0x2000_0000, 8192, &layout).unwrap().alloc_table_bytes, 124);
+        assert_eq!(HeapGeometry::from_gc_init(0x2000_0000, 8192, &layout).unwrap().first.alloc_table_bytes, 124);
     }
 
     #[test]
@@ -225,10 +205,10 @@ mod tests {
         // CTB 62 bytes each after the gap, pool 7936 bytes at the end.
         let layout = HeapLayout { alloc_table_gap_bytes: 1, blocks_per_ctb: 8, ..HeapLayout::default() };
         let g = HeapGeometry::from_gc_init(0x2000_0000, 8192, &layout).unwrap();
-        assert_eq!((g.alloc_table_bytes, g.finaliser_table_bytes), (124, 62));
-        assert_eq!(g.finaliser_table_start, Some(0x2000_0000 + 125));
-        assert_eq!(g.collect_table_start, Some(0x2000_0000 + 125 + 62));
-        assert_eq!(g.pool_start, 0x2000_2000 - 7936);
+        assert_eq!((g.first.alloc_table_bytes, g.first.finaliser_table_bytes), (124, 62));
+        assert_eq!(g.first.finaliser_table_start, Some(0x2000_0000 + 125));
+        assert_eq!(g.first.collect_table_start, Some(0x2000_0000 + 125 + 62));
+        assert_eq!(g.first.pool_start, 0x2000_2000 - 7936);
     }
 
     #[test]
@@ -237,13 +217,13 @@ mod tests {
         let mut g = HeapGeometry::from_gc_init(0x2000_0000, 4096, &layout).unwrap();
         let second = HeapGeometry::from_gc_init(0x2000_4000, 2048, &layout).unwrap();
         let first_blocks = g.pool_blocks();
-        g.more_areas.push(HeapArea { first_block: first_blocks, ..second.first_area() });
+        g.more_areas.push(HeapArea { first_block: first_blocks, ..second.first });
         assert_eq!(g.pool_blocks(), first_blocks + second.pool_blocks());
         assert_eq!(g.pool_bytes(), (first_blocks + second.pool_blocks()) * 16);
-        assert_eq!(g.block_address(first_blocks), second.pool_start);
-        assert_eq!(g.block_of(second.pool_start + 40), Some(first_blocks + 2));
-        assert_eq!(g.block_of(g.pool_start + 16), Some(1));
-        assert_eq!(g.block_of(second.alloc_table_start), None);
+        assert_eq!(g.block_address(first_blocks), second.first.pool_start);
+        assert_eq!(g.block_of(second.first.pool_start + 40), Some(first_blocks + 2));
+        assert_eq!(g.block_of(g.first.pool_start + 16), Some(1));
+        assert_eq!(g.block_of(second.first.alloc_table_start), None);
         assert_eq!(g.block_of(0x2000_2000), None);
     }
 

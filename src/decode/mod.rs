@@ -264,8 +264,8 @@ impl<'f> Decoder<'f> {
             let word = profile.heap.word_bytes as u64;
             let mut a = firmware.ram_start.div_ceil(word) * word;
             while a + word <= firmware.ram_end {
-                if a >= g.heap_start && a < g.pool_end {
-                    a = g.pool_end.div_ceil(word) * word;
+                if a >= g.heap_start && a < g.first.pool_end {
+                    a = g.first.pool_end.div_ceil(word) * word;
                     continue;
                 }
                 root_names.insert(a, Arc::from(firmware.root_name(a)));
@@ -399,10 +399,10 @@ impl<'f> Decoder<'f> {
         let (g, geometry_source) = self.snapshot_geometry(&mem, &mut notes)?;
         let word = self.profile.heap.word_bytes as u64;
         let bpb = g.bytes_per_block;
-        if g.heap_start < fw.ram_start || g.pool_end > mem.ram.end() {
+        if g.heap_start < fw.ram_start || g.first.pool_end > mem.ram.end() {
             return Err(DecodeError::HeapOutsideRam {
                 start: g.heap_start,
-                end: g.pool_end,
+                end: g.first.pool_end,
                 ram_start: fw.ram_start,
                 ram_end: mem.ram.end(),
             });

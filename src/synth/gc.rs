@@ -103,7 +103,7 @@ impl<'s> GcSim<'s> {
 
     /// The area holding block `block` (of the whole heap).
     fn area_of(&self, block: u64) -> crate::decode::HeapArea {
-        self.g.areas().filter(|a| a.first_block <= block).last().unwrap_or_else(|| self.g.first_area())
+        self.g.areas().filter(|a| a.first_block <= block).last().unwrap_or(self.g.first)
     }
 
     fn off(&self, address: u64) -> usize {

@@ -110,7 +110,7 @@ pub fn simulate(config: &SynthConfig, layout: &Layout, sink: &mut dyn gc::Snapsh
         let area_bytes = layout.state_map.area_bytes;
         let second = HeapGeometry::from_gc_init(start + area_bytes, bytes - area_bytes, &heap_layout)
             .map_err(|e| Error::Synth(e.to_string()))?;
-        g.more_areas.push(HeapArea { first_block: g.pool_blocks(), ..second.first_area() });
+        g.more_areas.push(HeapArea { first_block: g.pool_blocks(), ..second.first });
     }
     // Power-on RAM is not zero: fill it with a seed-dependent pattern of small bytes.
     let mut r = rng::Rng::new(config.seed ^ 0x5eed);

@@ -642,7 +642,7 @@ impl<'a, 's> Program<'a, 's> {
         }
         if !self.mp() {
             // CircuitPython's gc_lowest_long_lived_ptr follows gc_pool_end.
-            self.w(s + m.gc_pool_end + 4, &[g.pool_end]);
+            self.w(s + m.gc_pool_end + 4, &[g.first.pool_end]);
         }
 
         // mp_obj_dict_init(&dict_main, 1); mp_obj_dict_init(&mp_loaded_modules_dict, 3)

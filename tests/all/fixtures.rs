@@ -51,8 +51,8 @@ fn hand_built_heap_decodes_to_hand_computed_rows() {
     // 124 blocks, FTB (124+7)/8 = 16 bytes, pool 1984 bytes from 0x20000900-0x7c0.
     let decoder = Decoder::new(&fw, &profile, DecodeOptions::default());
     let g = decoder.geometry.clone().unwrap();
-    assert_eq!((g.alloc_table_bytes, g.finaliser_table_bytes, g.pool_blocks()), (31, 16, 124));
-    assert_eq!(g.pool_start, 0x2000_0140);
+    assert_eq!((g.first.alloc_table_bytes, g.first.finaliser_table_bytes, g.pool_blocks()), (31, 16, 124));
+    assert_eq!(g.first.pool_start, 0x2000_0140);
 
     let mut ram = vec![0u8; 0x1000];
     // Allocation table: block 0 HEAD (the dict), block 1 HEAD + block 2 TAIL (its table).
@@ -122,7 +122,7 @@ fn mem_info_block_map_by_hand() {
     let fw = firmware(0x3000, 0x2000);
     let d = Decoder::new(&fw, &profile, DecodeOptions::default());
     let g = d.geometry.clone().unwrap();
-    assert_eq!((g.alloc_table_bytes, g.pool_start), (125, 0x2000_01c0));
+    assert_eq!((g.first.alloc_table_bytes, g.first.pool_start), (125, 0x2000_01c0));
     let mut ram = vec![0u8; 0x3000];
     ram[0x100] = 0b10_11_00_01; // block 0 HEAD, 1 FREE, 2 MARK, 3 TAIL
     put(&mut ram, 0x2000_01c0, &[(FLASH + 0x48) as u32, 0, 0, 0]);
@@ -160,7 +160,7 @@ fn current_micropython_formats_by_hand() {
     // (8192 - 1) * 8 / 524 = 125 ATB bytes, the FTB after one gap byte, 500 blocks.
     let g = d.geometry.clone().unwrap();
     assert_eq!(
-        (g.alloc_table_bytes, g.finaliser_table_start, g.pool_start),
+        (g.first.alloc_table_bytes, g.first.finaliser_table_start, g.first.pool_start),
         (125, Some(RAM + 0x100 + 126), 0x2000_01c0)
     );
 
@@ -248,8 +248,8 @@ fn a_64_bit_heap_by_hand() {
     // 4096 bytes: 4096*8 / (8 + 4 + 8*4*32) = 31 ATB bytes, 124 blocks of 32 bytes,
     // the pool's 3968 bytes ending at the heap's end, FTB (124+7)/8 = 16 bytes.
     let g = d.geometry.clone().unwrap();
-    assert_eq!((g.alloc_table_bytes, g.pool_blocks(), g.finaliser_table_bytes), (31, 124, 16));
-    assert_eq!(g.pool_start, RAM64 + 0x200 + 4096 - 3968);
+    assert_eq!((g.first.alloc_table_bytes, g.pool_blocks(), g.first.finaliser_table_bytes), (31, 124, 16));
+    assert_eq!(g.first.pool_start, RAM64 + 0x200 + 4096 - 3968);
 
     let mut ram = vec![0u8; 0x2000];
     let put64 = |ram: &mut Vec<u8>, at: u64, words: &[u64]| {
@@ -259,7 +259,7 @@ fn a_64_bit_heap_by_hand() {
         }
     };
     ram[0x200] = 0b01_01; // blocks 0 and 1 HEAD
-    let (dict, table) = (g.pool_start, g.pool_start + 32);
+    let (dict, table) = (g.first.pool_start, g.first.pool_start + 32);
     put64(&mut ram, dict, &[FLASH64 + 0x10, 1 << 3, 2, table]);
     put64(&mut ram, table, &[(2 << 2) | 2, dict, 0, 0]); // "foo" (qstr 2, repr A) -> the dict
     put64(&mut ram, RAM64 + 40, &[FLASH64 + 0x100]);

@@ -148,7 +148,7 @@ fn compare(ours: &SnapshotReport, theirs: &Value, next: Option<&SnapshotReport>)
         }
         let in_heap_or_unaligned = if let Some(hex) = name.strip_prefix("0x") {
             let a = u64::from_str_radix(hex, 16).unwrap_or(0);
-            a % 4 != 0 || (a >= g.heap_start && a < g.pool_end)
+            a % 4 != 0 || (a >= g.heap_start && a < g.first.pool_end)
         } else {
             name.starts_with("heap+")
         };
