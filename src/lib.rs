@@ -6,6 +6,7 @@
 //! - [`dump`] memory-maps the RAM dump and splits it into snapshots;
 //! - [`decode`] turns one snapshot into rows (pure, runs in parallel);
 //! - [`tables`] turns rows into Arrow batches and writes Parquet (one writer);
+//! - [`incremental`] decodes a run of snapshots each from the one before it;
 //! - [`pipeline`] ties them together: parallel decode, ordered write, progress;
 //! - [`inspect`] prints one snapshot the way the reference did;
 //! - [`synth`] simulates CircuitPython's allocator to make realistic test dumps.
@@ -16,6 +17,7 @@ pub mod decode;
 pub mod dump;
 pub mod error;
 pub mod firmware;
+pub mod incremental;
 pub mod inspect;
 
 pub mod memory;

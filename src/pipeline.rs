@@ -22,6 +22,7 @@ use crate::decode::{DecodeCache, DecodeOptions, Decoder};
 use crate::dump::{Dump, Selection};
 use crate::error::{Error, Result};
 use crate::firmware::{dwarf, Firmware, FirmwareFiles, InputPaths};
+use crate::incremental::RunDecoder;
 use crate::profile::{ObjectRepr, Profile};
 use crate::render::{self, Canvas, ChartPoint, FrameLayout, MovieSpec};
 use crate::tables::{OutputLayout, PreparedOutcome, Preparer, TableSet, TableSink};
@@ -53,6 +54,9 @@ pub struct AnalyzeOptions {
     pub render: Option<RenderOptions>,
     /// A folder of part files per table (the default), or one file per table.
     pub layout: OutputLayout,
+    /// Decode every snapshot whole, never from the one before it (see
+    /// [`crate::incremental`]); the tables are the same, only slower.
+    pub full_decode: bool,
 }
 
 impl Default for AnalyzeOptions {
@@ -64,6 +68,7 @@ impl Default for AnalyzeOptions {
             run: None,
             render: None,
             layout: OutputLayout::default(),
+            full_decode: false,
         }
     }
 }
@@ -370,10 +375,22 @@ impl Session {
         let tables = options.tables;
         let firmware = &self.firmware;
         let run_label = format!("of {}..={}", range.start, range.end.saturating_sub(1));
+        let incremental = !options.full_decode && layout.is_none();
         let decode_run = |run: &Range<u64>| -> Result<Vec<Decoded>> {
             // Mapped (and faulted in) by its worker and unmapped when decoded: the
             // rows own their data.
             let mapped = dump.window(run.clone())?;
+            // Each snapshot from the one before, where the tables allow it.
+            if let Some(mut run_decoder) = RunDecoder::new(&decoder, tables).filter(|_| incremental) {
+                return Ok(run
+                    .clone()
+                    .map(|i| Decoded {
+                        index: i,
+                        outcome: run_decoder.prepare(i, mapped.snapshot(i).unwrap_or(&[])),
+                        frame: None,
+                    })
+                    .collect());
+            }
             let mut preparer = Preparer::new(tables, firmware);
             let mut cache = DecodeCache::default();
             Ok(run

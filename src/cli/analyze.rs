@@ -49,6 +49,11 @@ pub struct Args {
     /// Movie frames per second.
     #[arg(long, default_value_t = 10)]
     pub fps: u32,
+    /// Decode every snapshot whole. By default a snapshot is decoded from the one
+    /// before it where only a few allocations changed; the tables are the same
+    /// either way (this is for checking that, and for timing).
+    #[arg(long)]
+    pub full_decode: bool,
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -100,6 +105,7 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
             Layout::Files => OutputLayout::Files,
         },
         threads: a.threads,
+        full_decode: a.full_decode,
         render: (a.frames || a.movie.is_some()).then(|| RenderOptions {
             frames_dir: a.frames.then(|| a.out.join("frames")),
             movie: a.movie.clone(),

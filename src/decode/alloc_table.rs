@@ -82,6 +82,12 @@ pub fn walk(atb: &[u8], bytes_per_block: u64, pool_bytes: u64, want_rows: bool) 
     let states = unpack(atb);
     let n = states.len();
     let mut w = TableWalk::default();
+    if want_rows {
+        // A guess that saves most regrowing: a heap holds allocations of a few
+        // blocks on average, separated by fewer free runs.
+        w.allocations.reserve(n / 4);
+        w.free_runs.reserve(n / 32);
+    }
     let mut current: Option<Allocation> = None;
     let mut i = 0;
     while i < n {

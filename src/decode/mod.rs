@@ -195,6 +195,50 @@ pub struct SnapshotReport {
     pub notes: Vec<String>,
 }
 
+/// An allocation's kind from its own first word (before roles given by pointers
+/// to it), and that word when it names a type in flash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BaseKind {
+    pub kind: Kind,
+    pub type_address: Option<u64>,
+}
+
+/// What a focused decode makes again (see [`crate::incremental`]): the other
+/// allocations' rows are known from the snapshot before.
+#[derive(Clone, Debug, Default)]
+pub struct Focus {
+    /// Per allocation of this snapshot: its block row and edges are made.
+    pub derive: Vec<bool>,
+    /// Per allocation: its base kind when known from the snapshot before.
+    pub known: Vec<Option<BaseKind>>,
+    /// Start blocks of the allocations holding qstr texts: the qstr pools did not
+    /// change, so neither did these (a focused decode lists no qstrs).
+    pub qstr_chunks: Vec<u64>,
+}
+
+/// What a planner sees of a snapshot before anything past its allocation table
+/// is decoded.
+pub struct PlanInput<'a> {
+    pub ram: &'a [u8],
+    pub geometry: &'a HeapGeometry,
+    pub allocations: &'a [Allocation],
+    /// Per pool block, the index of the allocation covering it (`u32::MAX`: none).
+    pub owner: &'a [u32],
+    /// Per allocation: its finaliser bit.
+    pub finaliser: &'a [bool],
+}
+
+/// Per-allocation facts a decode found, beside its report, for a run decoder to
+/// carry to the next snapshot.
+#[derive(Clone, Debug, Default)]
+pub struct DecodeFacts {
+    pub allocations: Vec<Allocation>,
+    pub finaliser: Vec<bool>,
+    pub base: Vec<BaseKind>,
+    /// The focus the planner chose (`None`: every allocation was decoded).
+    pub focus: Option<Focus>,
+}
+
 /// What to decode; the metrics-only path skips everything past the allocation table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DecodeOptions {
@@ -220,6 +264,25 @@ pub struct DecodeCache {
     /// Map keys that are not qstrs (small ints, addresses), formatted.
     keys: FxHashMap<u64, Arc<str>>,
     edges: usize,
+    /// Per-allocation and per-block working vectors, kept to save reallocating them.
+    scratch: Scratch,
+}
+
+#[derive(Default)]
+struct Scratch {
+    owner: Vec<u32>,
+    kinds: Vec<Kind>,
+    type_addrs: Vec<Option<u64>>,
+    roles: Vec<Kind>,
+    names: Vec<Option<Arc<str>>>,
+    preludes: Vec<Option<Prelude>>,
+}
+
+/// `v` emptied and refilled with `n` copies of `x`, keeping its allocation.
+fn refill<T: Clone>(mut v: Vec<T>, n: usize, x: T) -> Vec<T> {
+    v.clear();
+    v.resize(n, x);
+    v
 }
 
 /// Areas of a split heap followed at most (real heaps have a handful).
@@ -393,6 +456,58 @@ impl<'f> Decoder<'f> {
 
     /// [`Decoder::decode`], reusing what `cache` kept from the snapshots before.
     pub fn decode_with(&self, index: u64, ram: &[u8], cache: &mut DecodeCache) -> Result<SnapshotReport, DecodeError> {
+        self.decode_focused(index, ram, cache, |_| None).map(|(report, _)| report)
+    }
+
+    /// The words of the interpreter's state a decode reads besides the GC's
+    /// geometry (the qstr pool chain's head, the VM's tables and readline
+    /// history), in a fixed order; `None` if one lies outside the snapshot.
+    pub fn vm_words(&self, ram: &[u8]) -> Option<Vec<u64>> {
+        let mem = self.memory(ram);
+        let (state, s) = (self.firmware.state_address, &self.profile.state);
+        let word = self.profile.heap.word_bytes as u64;
+        let mut offsets = vec![s.last_pool, s.dict_main_table, s.loaded_modules_table];
+        if let Some(base) = s.readline_hist {
+            offsets.extend((0..s.readline_hist_len as u64).map(|k| base + k * word));
+        }
+        offsets.into_iter().map(|o| mem.ram.word(state.checked_add(o)?, self.profile.heap.word_bytes)).collect()
+    }
+
+    /// Whether a run decoder may decode this firmware's snapshots from one another:
+    /// not when function names go through a module's qstr table, nor with qstr
+    /// pools whose hashes and lengths sit in separate arrays (what those read is
+    /// not tracked).
+    pub fn supports_focus(&self) -> bool {
+        // (With `type` in flash, an instance's class is of kind `type`, named by
+        // its own bytes alone.)
+        let flash = &self.firmware.flash;
+        let in_flash = |a: u64| a >= self.firmware.flash_base && a - self.firmware.flash_base < flash.len() as u64;
+        self.firmware.types.type_type.is_none_or(in_flash)
+            && self.profile.objects.context_qstr_table_word.is_none()
+            && self.profile.qstr.pool_format == crate::profile::QstrPoolFormat::Prefixed
+            && !self.options.metrics_only
+    }
+
+    /// Calls `f` with every word of `data` that a decode takes for a pointer edge:
+    /// a block-aligned RAM address.
+    pub fn pointers_in(&self, data: &[u8], bytes_per_block: u64, f: impl FnMut(u64)) {
+        let mut f = f;
+        let fw = self.firmware;
+        let word = self.profile.heap.word_bytes as usize;
+        scan::candidates(data, word, bytes_per_block, fw.ram_start.saturating_add(1)..fw.ram_end, |_, w| f(w));
+    }
+
+    /// [`Decoder::decode_with`], where `plan` may narrow the decode once the
+    /// allocation table is read: with a [`Focus`], only its allocations get block
+    /// rows, edges and strings, the qstrs are not listed, and the base kinds it
+    /// knows are taken as they are. The roots are always scanned in full.
+    pub fn decode_focused(
+        &self,
+        index: u64,
+        ram: &[u8],
+        cache: &mut DecodeCache,
+        plan: impl FnOnce(&PlanInput) -> Option<Focus>,
+    ) -> Result<(SnapshotReport, DecodeFacts), DecodeError> {
         let fw = self.firmware;
         let mem = self.memory(ram);
         let mut notes = Vec::new();
@@ -430,7 +545,7 @@ impl<'f> Decoder<'f> {
             notes,
         };
         if self.options.metrics_only {
-            return Ok(report);
+            return Ok((report, DecodeFacts::default()));
         }
         // Each area's finaliser and collect tables, by the area's first block.
         let mut ftbs: Vec<(u64, &[u8])> = Vec::new();
@@ -446,7 +561,8 @@ impl<'f> Decoder<'f> {
         }
 
         let allocs = &walk.allocations;
-        let mut owner = vec![NO_ALLOC; g.pool_blocks() as usize];
+        let mut scratch = std::mem::take(&mut cache.scratch);
+        let mut owner = refill(std::mem::take(&mut scratch.owner), g.pool_blocks() as usize, NO_ALLOC);
         for (i, a) in allocs.iter().enumerate() {
             for b in a.start_block..a.start_block + a.blocks {
                 if let Some(slot) = owner.get_mut(b as usize) {
@@ -454,6 +570,17 @@ impl<'f> Decoder<'f> {
                 }
             }
         }
+        // One bit a block, in the table of the block's area.
+        let bit = |tables: &[(u64, &[u8])], b: u64| -> Option<bool> {
+            let &(first, t) = tables.iter().rev().find(|(first, _)| *first <= b)?;
+            let b = b - first;
+            Some(t.get((b / 8) as usize).is_some_and(|byte| (byte >> (b % 8)) & 1 == 1))
+        };
+        let finaliser: Vec<bool> = allocs.iter().map(|a| bit(&ftbs, a.start_block).unwrap_or(false)).collect();
+        report.finaliser_blocks = finaliser.iter().filter(|f| **f).count() as u64;
+        let focus = plan(&PlanInput { ram, geometry: &g, allocations: allocs, owner: &owner, finaliser: &finaliser })
+            .filter(|f| f.derive.len() == allocs.len() && f.known.len() == allocs.len());
+        let derive = |i: usize| focus.as_ref().is_none_or(|f| f.derive[i]);
         let heap = Heap { g: g.clone(), allocs, owner };
         let addr_of = |i: usize| g.block_address(allocs[i].start_block);
         let bytes_of = |i: usize| -> &[u8] {
@@ -481,9 +608,13 @@ impl<'f> Decoder<'f> {
         // Base kind from the first word.
         let t = &fw.types;
         let is = |opt: Option<u64>, w: u64| opt == Some(w);
-        let mut kinds = vec![Kind::Unknown; allocs.len()];
-        let mut type_addrs = vec![None; allocs.len()];
+        let mut kinds = refill(std::mem::take(&mut scratch.kinds), allocs.len(), Kind::Unknown);
+        let mut type_addrs = refill(std::mem::take(&mut scratch.type_addrs), allocs.len(), None);
         for (i, kind) in kinds.iter_mut().enumerate() {
+            if let Some(known) = focus.as_ref().and_then(|f| f.known[i]) {
+                (*kind, type_addrs[i]) = (known.kind, known.type_address);
+                continue;
+            }
             let address = addr_of(i);
             let w0 = word_at(bytes_of(i), 0).unwrap_or(0);
             if ram_pools.iter().any(|p| p.address == address) {
@@ -519,7 +650,7 @@ impl<'f> Decoder<'f> {
         }
 
         // Roles given by pointers from other objects.
-        let mut roles = vec![Kind::Unknown; allocs.len()];
+        let mut roles = refill(std::mem::take(&mut scratch.roles), allocs.len(), Kind::Unknown);
         let give = |roles: &mut Vec<Kind>, i: usize, k: Kind| {
             if k.role_rank() > roles[i].role_rank() {
                 roles[i] = k;
@@ -543,7 +674,7 @@ impl<'f> Decoder<'f> {
                     }
                 }
                 Kind::Str => {
-                    if let Some(sb) = w(objects.str_data_word).and_then(|p| heap.head(p)) {
+                    if let Some(sb) = w(objects.str_data_word).and_then(|p| heap.head(p)).filter(|&sb| derive(sb)) {
                         give(&mut roles, sb, Kind::StringData);
                         let len = w(objects.str_len_word).unwrap_or(0);
                         let bytes = bytes_of(sb);
@@ -580,7 +711,7 @@ impl<'f> Decoder<'f> {
         if let Some(base) = self.profile.state.readline_hist {
             for k in 0..self.profile.state.readline_hist_len as u64 {
                 let p = mem.word(state + base + k * word, "vm.readline_hist")?;
-                if let Some(sb) = heap.head(p) {
+                if let Some(sb) = heap.head(p).filter(|&sb| derive(sb)) {
                     give(&mut roles, sb, Kind::StringData);
                     let bytes = bytes_of(sb);
                     let text = bytes.split(|b| *b == 0).next().unwrap_or(&[]);
@@ -596,8 +727,15 @@ impl<'f> Decoder<'f> {
         }
 
         // Qstrs in RAM pools, and the chunks holding their data; oldest pool first,
-        // so the rows come out in id order.
-        for h in ram_pools.iter().rev() {
+        // so the rows come out in id order. A focused decode knows the chunks.
+        if let Some(f) = &focus {
+            for (i, a) in allocs.iter().enumerate() {
+                if f.derive[i] && f.qstr_chunks.binary_search(&a.start_block).is_ok() {
+                    give(&mut roles, i, Kind::QstrChunk);
+                }
+            }
+        }
+        for h in ram_pools.iter().rev().filter(|_| focus.is_none()) {
             let Some(pi) = heap.head(h.address) else {
                 report.notes.push(format!("qstr pool 0x{:08x} is not an allocated block", h.address));
                 continue;
@@ -622,24 +760,33 @@ impl<'f> Decoder<'f> {
 
         // Names: classes by their name qstr, instances by their class, functions by
         // the simple name in their bytecode.
-        let mut names: Vec<Option<Arc<str>>> = vec![None; allocs.len()];
-        let mut preludes: Vec<Option<Prelude>> = vec![None; allocs.len()];
+        let mut names = refill(std::mem::take(&mut scratch.names), allocs.len(), None);
+        let mut preludes = refill(std::mem::take(&mut scratch.preludes), allocs.len(), None);
+        let type_name = |i: usize, qstrs: &mut qstr::QstrReader, texts: &mut qstr::TextCache| {
+            let (at, size) = (objects.type_name_offset as usize, objects.type_name_bytes.min(8) as usize);
+            let q = bytes_of(i).get(at..at + size).map(crate::memory::le_word);
+            q.and_then(|q| qstrs.text(q, texts))
+        };
         for i in 0..allocs.len() {
-            if kinds[i] == Kind::Type {
-                let (at, size) = (objects.type_name_offset as usize, objects.type_name_bytes.min(8) as usize);
-                let q = bytes_of(i).get(at..at + size).map(crate::memory::le_word);
-                names[i] = q.and_then(|q| qstrs.text(q, &mut cache.texts));
+            if kinds[i] == Kind::Type && derive(i) {
+                names[i] = type_name(i, &mut qstrs, &mut cache.texts);
             }
         }
         for i in 0..allocs.len() {
-            if kinds[i] == Kind::Instance {
+            if kinds[i] == Kind::Instance && derive(i) {
                 let ti = word_at(bytes_of(i), 0).and_then(|p| heap.head(p));
-                names[i] = ti.and_then(|ti| names[ti].clone());
+                // (A focused decode names the classes it needs here; a class is a
+                // `type`, see `supports_focus`.)
+                names[i] = match ti {
+                    Some(ti) if !derive(ti) && kinds[ti] == Kind::Type => type_name(ti, &mut qstrs, &mut cache.texts),
+                    Some(ti) => names[ti].clone(),
+                    None => None,
+                };
             }
         }
         // Modules by their globals' `__name__` (mp_obj_module_t: base, globals).
         for i in 0..allocs.len() {
-            if type_addrs[i].is_none() || type_addrs[i] != t.module {
+            if type_addrs[i].is_none() || type_addrs[i] != t.module || !derive(i) {
                 continue;
             }
             let Some(globals) = word_at(bytes_of(i), 1).and_then(|p| heap.head(p)) else { continue };
@@ -664,6 +811,9 @@ impl<'f> Decoder<'f> {
             }
         }
         for (fi, bi) in bytecodes {
+            if !derive(fi) && !derive(bi) {
+                continue;
+            }
             let (p, q) = match objects.bytecode_prelude {
                 BytecodePrelude::Fixed => {
                     let p = bytecode::parse_prelude(bytes_of(bi), objects.bytecode_qstr_bytes);
@@ -692,6 +842,9 @@ impl<'f> Decoder<'f> {
         // Only block-aligned RAM addresses (as `in_ram` has it): most words are not.
         let ram = fw.ram_start.saturating_add(1)..fw.ram_end;
         for (i, is_map_table) in map_tables.iter().copied().enumerate() {
+            if !derive(i) {
+                continue;
+            }
             let address = addr_of(i);
             let data = bytes_of(i);
             scan::candidates(data, word as usize, bpb, ram.clone(), |k, w| {
@@ -753,17 +906,12 @@ impl<'f> Decoder<'f> {
         }
 
         report.blocks.reserve_exact(allocs.len());
-        // One bit a block, in the table of the block's area.
-        let bit = |tables: &[(u64, &[u8])], b: u64| -> Option<bool> {
-            let &(first, t) = tables.iter().rev().find(|(first, _)| *first <= b)?;
-            let b = b - first;
-            Some(t.get((b / 8) as usize).is_some_and(|byte| (byte >> (b % 8)) & 1 == 1))
-        };
-        let finaliser = |b: u64| bit(&ftbs, b).unwrap_or(false);
         for (i, a) in allocs.iter().enumerate() {
+            if !derive(i) {
+                continue;
+            }
             let kind = if roles[i] != Kind::Unknown { roles[i] } else { kinds[i] };
-            let has_finaliser = finaliser(a.start_block);
-            report.finaliser_blocks += has_finaliser as u64;
+            let has_finaliser = finaliser[i];
             report.blocks.push(BlockRow {
                 address: addr_of(i),
                 start_block: a.start_block,
@@ -779,7 +927,12 @@ impl<'f> Decoder<'f> {
         }
         report.strings = strings;
         cache.edges = report.edges.len();
-        Ok(report)
+        let base =
+            kinds.iter().zip(&type_addrs).map(|(&kind, &type_address)| BaseKind { kind, type_address }).collect();
+        names.clear();
+        cache.scratch = Scratch { owner: heap.owner, kinds, type_addrs, roles, names, preludes };
+        let facts = DecodeFacts { allocations: walk.allocations, finaliser, base, focus };
+        Ok((report, facts))
     }
 
     /// The qstr a packed prelude's name value stands for: the value itself, or (when

@@ -23,7 +23,7 @@ use arrow::array::{ArrayRef, BooleanBuilder, StringBuilder, UInt64Builder};
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 
 use super::per_snapshot::{arc, dict, edge_fields, f, qstr_fields, Columns, Dict, EdgeColumns, QstrColumns};
-use crate::decode::{EdgeRow, Kind, QstrRow, SnapshotReport};
+use crate::decode::{BlockRow, EdgeRow, Kind, QstrRow, SnapshotReport, StringRow};
 use crate::firmware::Firmware;
 
 /// One entity whose lifetime is tracked across snapshots.
@@ -38,7 +38,7 @@ pub(crate) trait Lifetime: Clone + PartialEq {
 
 /// Sorts by key and keeps the first row of each key (input-controlled data may
 /// repeat one).
-fn sorted_unique<T: Lifetime>(mut rows: Vec<T>) -> Vec<T> {
+pub(crate) fn sorted_unique<T: Lifetime>(mut rows: Vec<T>) -> Vec<T> {
     if !rows.is_sorted_by(|a, b| a.key() < b.key()) {
         rows.sort_by_key(|r| r.key());
         rows.dedup_by(|b, a| a.key() == b.key());
@@ -59,6 +59,16 @@ pub(crate) struct Changes<T: Lifetime> {
 }
 
 impl<T: Lifetime> Changes<T> {
+    /// What changed since the snapshot before, both lists sorted by key.
+    pub(crate) fn partial(rows: Vec<T>, gone: Vec<T::Key>) -> Self {
+        Changes { full: false, rows, gone }
+    }
+
+    /// The whole snapshot.
+    pub(crate) fn all(rows: Vec<T>) -> Self {
+        Changes { full: true, rows, gone: Vec::new() }
+    }
+
     pub(crate) fn full(rows: &[T]) -> Self {
         Changes { full: true, rows: rows.to_vec(), gone: Vec::new() }
     }
@@ -236,6 +246,48 @@ fn same_type(a: Option<u64>, b: Option<u64>) -> bool {
     a.is_none() || b.is_none() || a == b
 }
 
+impl AllocationSight {
+    /// The sight of block `b`; `text` is the text of the `str` pointing at it
+    /// (only string data keeps one).
+    pub(crate) fn of(b: &BlockRow, text: impl FnOnce(u64) -> Option<Arc<str>>, fw: &Firmware) -> Self {
+        AllocationSight {
+            address: b.address,
+            blocks: b.blocks,
+            type_address: b.type_address.filter(|a| fw.flash_names.contains_key(a)),
+            kind: b.kind.name(),
+            name: b.name.clone(),
+            text: (b.kind == Kind::StringData).then(|| text(b.address)).flatten(),
+            has_finaliser: b.has_finaliser,
+        }
+    }
+
+    pub(crate) fn type_address(&self) -> Option<u64> {
+        self.type_address
+    }
+
+    pub(crate) fn name(&self) -> Option<&Arc<str>> {
+        self.name.as_ref()
+    }
+
+    pub(crate) fn blocks(&self) -> u64 {
+        self.blocks
+    }
+}
+
+/// The texts of a snapshot's strings by data block, sorted by block; where several
+/// rows name one block, the last one's.
+pub(crate) fn texts_by_block(strings: &[StringRow]) -> Vec<(u64, &Arc<str>)> {
+    let mut texts: Vec<(u64, &Arc<str>)> = strings.iter().rev().map(|s| (s.block, &s.text)).collect();
+    texts.sort_by_key(|t| t.0);
+    texts.dedup_by_key(|t| t.0);
+    texts
+}
+
+/// The text [`texts_by_block`] has for `block`.
+pub(crate) fn text_of(texts: &[(u64, &Arc<str>)], block: u64) -> Option<Arc<str>> {
+    texts.binary_search_by_key(&block, |t| t.0).ok().map(|i| Arc::clone(texts[i].1))
+}
+
 impl Lifetime for AllocationSight {
     type Key = u64;
     fn key(&self) -> u64 {
@@ -320,30 +372,25 @@ pub(crate) struct LifetimeChanges {
     collecting: bool,
 }
 
+impl LifetimeChanges {
+    pub(crate) fn new(
+        allocations: Changes<AllocationSight>,
+        edges: Changes<EdgeRow>,
+        qstrs: Changes<QstrRow>,
+        collecting: bool,
+    ) -> Self {
+        LifetimeChanges { allocations, edges, qstrs, collecting }
+    }
+}
+
 impl LifetimeRows {
     /// Takes what the wanted lifetimes need out of `r` (its edges and qstrs are
     /// moved when `take` is set, cloned otherwise).
     pub(crate) fn from_report(r: &mut SnapshotReport, want: Wanted, take: bool, fw: &Firmware) -> Self {
         let allocations = if want.allocations {
             // Texts by their data block; the last string row of a block wins.
-            let mut texts: Vec<(u64, &Arc<str>)> = r.strings.iter().rev().map(|s| (s.block, &s.text)).collect();
-            texts.sort_by_key(|t| t.0);
-            texts.dedup_by_key(|t| t.0);
-            let text_of = |block: u64| -> Option<Arc<str>> {
-                texts.binary_search_by_key(&block, |t| t.0).ok().map(|i| Arc::clone(texts[i].1))
-            };
-            r.blocks
-                .iter()
-                .map(|b| AllocationSight {
-                    address: b.address,
-                    blocks: b.blocks,
-                    type_address: b.type_address.filter(|a| fw.flash_names.contains_key(a)),
-                    kind: b.kind.name(),
-                    name: b.name.clone(),
-                    text: (b.kind == Kind::StringData).then(|| text_of(b.address)).flatten(),
-                    has_finaliser: b.has_finaliser,
-                })
-                .collect()
+            let texts = texts_by_block(&r.strings);
+            r.blocks.iter().map(|b| AllocationSight::of(b, |a| text_of(&texts, a), fw)).collect()
         } else {
             Vec::new()
         };

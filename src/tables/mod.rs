@@ -46,6 +46,18 @@ pub struct Prepared<'f> {
 
 pub type PreparedOutcome<'f> = std::result::Result<Prepared<'f>, DecodeError>;
 
+impl<'f> Prepared<'f> {
+    /// A snapshot prepared elsewhere (see [`crate::incremental`]): `report` holds
+    /// only what the per-snapshot tables read.
+    pub(crate) fn new(
+        report: SnapshotReport,
+        lifetimes: Option<LifetimeChanges>,
+        type_groups: Vec<TypeGroup<'f>>,
+    ) -> Self {
+        Prepared { report, lifetimes, type_groups }
+    }
+}
+
 /// Prepares the snapshots of one run of consecutive snapshots, in order (one per
 /// worker and run): each is diffed against the previous one it prepared.
 pub struct Preparer<'f> {

@@ -36,13 +36,71 @@ pub(crate) struct TypeHistogramRows {
 
 /// One row of `type_histogram` before it is written: worked out by the decoding
 /// worker, so the writer only appends it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct TypeGroup<'f> {
     kind: Kind,
     type_name: Option<&'f str>,
     class: Option<Arc<str>>,
     count: u64,
     bytes: u64,
+}
+
+/// A group's key: kind, type name, class; rows come out in this order.
+type GroupKey<'f> = (Kind, Option<&'f str>, Option<Arc<str>>);
+
+/// The type histogram kept up to date one allocation at a time, for a run decoded
+/// from one snapshot to the next: the same rows as [`type_groups`] on the whole
+/// snapshot. Each group gets an id when first seen, so an allocation counted in
+/// can be counted out again without looking its group up.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TypeCounts<'f> {
+    ids: std::collections::BTreeMap<GroupKey<'f>, usize>,
+    /// Count and bytes, by id.
+    counts: Vec<(u64, u64)>,
+}
+
+impl<'f> TypeCounts<'f> {
+    /// The id of the group of an allocation of `kind`, typed by `type_address`;
+    /// `name` counts as its class only for instances.
+    pub(crate) fn group(
+        &mut self,
+        kind: Kind,
+        type_address: Option<u64>,
+        name: Option<&Arc<str>>,
+        fw: &'f Firmware,
+    ) -> usize {
+        let type_name = type_address.and_then(|t| fw.flash_names.get(&t)).map(String::as_str);
+        let key = (kind, type_name, name.filter(|_| kind == Kind::Instance).cloned());
+        let next = self.counts.len();
+        let id = *self.ids.entry(key).or_insert(next);
+        if id == next {
+            self.counts.push((0, 0));
+        }
+        id
+    }
+
+    pub(crate) fn add(&mut self, group: usize, bytes: u64) {
+        if let Some(c) = self.counts.get_mut(group) {
+            c.0 += 1;
+            c.1 += bytes;
+        }
+    }
+
+    pub(crate) fn remove(&mut self, group: usize, bytes: u64) {
+        if let Some(c) = self.counts.get_mut(group) {
+            c.0 = c.0.saturating_sub(1);
+            c.1 = c.1.saturating_sub(bytes);
+        }
+    }
+
+    /// The non-empty groups, in [`type_groups`]' order.
+    pub(crate) fn groups(&self) -> Vec<TypeGroup<'f>> {
+        let group = |((kind, type_name, class), &id): (&GroupKey<'f>, &usize)| {
+            let &(count, bytes) = self.counts.get(id)?;
+            (count > 0).then(|| TypeGroup { kind: *kind, type_name: *type_name, class: class.clone(), count, bytes })
+        };
+        self.ids.iter().filter_map(group).collect()
+    }
 }
 
 /// Count and bytes of a snapshot's blocks by (kind, type name, class), in that order.

@@ -163,7 +163,8 @@ fn part_ranges(out: &std::path::Path, t: &str) -> Vec<std::ops::Range<u64>> {
 
 #[test]
 fn parts_roll_over_and_hold_the_same_rows_as_one_file() {
-    let c = capture(Board::Samd21, 150, 4, 0);
+    // Long enough for the blocks table to fill more than one batch.
+    let c = capture(Board::Samd21, 400, 4, 0);
     let s = session(&c.inputs);
     let (files, parts) = (c.dir.path().join("files"), c.dir.path().join("parts"));
     let options = |layout| AnalyzeOptions { tables: TableSet::ALL, layout, ..AnalyzeOptions::default() };
@@ -174,7 +175,7 @@ fn parts_roll_over_and_hold_the_same_rows_as_one_file() {
         // The parts' ranges tile the run, in name order.
         let ranges = part_ranges(&parts, t);
         assert_eq!(ranges.first().map(|r| r.start), Some(0), "{t}");
-        assert_eq!(ranges.last().map(|r| r.end), Some(150), "{t}");
+        assert_eq!(ranges.last().map(|r| r.end), Some(400), "{t}");
         assert!(ranges.windows(2).all(|w| w[0].end == w[1].start && w[0].start < w[0].end), "{t}: {ranges:?}");
         // Each part holds the rows written while the run was in its range: a
         // snapshot's own rows, or lifetimes that ended there.

@@ -1,0 +1,542 @@
+//! Decoding a run of consecutive snapshots, each from the one before it.
+//!
+//! A soak test's consecutive snapshots differ by an allocation or two, yet a full
+//! decode reads, classifies and diffs every object of the heap each time. A
+//! [`RunDecoder`] keeps what it decoded of the snapshot before, allocation by
+//! allocation (base kind, lifetime row, edges, share of the type histogram), and
+//! for the next snapshot:
+//! 1. reads the allocation table and pairs each allocation with the previous
+//!    snapshot's at the same block: one with the same extent, table bits and
+//!    bytes is unchanged; the others (new, gone, resized, written to) changed;
+//! 2. decodes again only what could differ ([`plan`]): the changed allocations
+//!    and everything within two pointers of them, either way. What the decoder
+//!    says of an allocation depends on nothing further away: a kind given by
+//!    whoever points at it, an instance's class, a module's name read through its
+//!    globals and their table, a function's name from its bytecode, a string's
+//!    text, a pointer's target;
+//! 3. carries the other allocations' rows over as they were, and diffs only the
+//!    ones made again into the lifetime changes and the type histogram.
+//!
+//! The roots (RAM outside the heap, where the stack changes at every call) are
+//! scanned in full every time. What a decode reads that is not tracked this way
+//! (the heap's geometry, the VM's words, the qstr pools and their texts) must be
+//! unchanged, or the snapshot is decoded in full; so is a run's first snapshot,
+//! and one whose change reaches more than a quarter of the heap. The tables are
+//! the same either way: the tests hold them byte for byte against full decodes,
+//! and `analyze --full-decode` turns this off.
+
+use crate::decode::{
+    Allocation, BaseKind, DecodeCache, Decoder, EdgeRow, Focus, HeapGeometry, Kind, PlanInput, QstrRow,
+};
+use crate::firmware::Firmware;
+use crate::tables::lifetimes::{self, AllocationSight, Changes, Lifetime, LifetimeChanges};
+use crate::tables::summaries::TypeCounts;
+use crate::tables::{Prepared, PreparedOutcome, TableSet};
+
+/// A change reaching more than this share of the heap's allocations (plus a few)
+/// is decoded in full: following it would cost more than it saves.
+const MAX_FOCUS_SHARE: usize = 2;
+const FOCUS_SLACK: usize = 8;
+
+/// What one allocation of the snapshot before decoded to.
+#[derive(Clone, Debug)]
+struct Slot {
+    kind: Kind,
+    sight: AllocationSight,
+    /// Its pointer edges, in word order.
+    edges: Vec<EdgeRow>,
+    /// The pool blocks they point into (what [`plan`] follows), compact.
+    targets: Vec<u32>,
+    /// Its group in the type histogram ([`TypeCounts`]).
+    group: usize,
+    /// The pool block its first word points into: its kind may depend on it.
+    first_target: Option<u32>,
+}
+
+/// Slots are boxed: most move on from one snapshot to the next unchanged.
+type Slots = Vec<Option<Box<Slot>>>;
+
+/// The snapshot before, as far as the next decode needs it.
+struct Previous<'f, 'm> {
+    ram: &'m [u8],
+    geometry: HeapGeometry,
+    allocations: Vec<Allocation>,
+    finaliser: Vec<bool>,
+    base: Vec<BaseKind>,
+    /// Per allocation; an unchanged allocation takes its slot on to the next snapshot.
+    slots: Slots,
+    /// Root edges, sorted by key.
+    roots: Vec<EdgeRow>,
+    /// Qstrs, sorted by key.
+    qstrs: Vec<QstrRow>,
+    /// Start blocks of the allocations holding qstr texts, sorted.
+    qstr_chunks: Vec<u64>,
+    /// Start blocks of the qstr pools and of those chunks, sorted: a change there
+    /// takes a full decode.
+    qstr_blocks: Vec<u64>,
+    vm: Option<Vec<u64>>,
+    types: TypeCounts<'f>,
+    /// A focused decode may start from this snapshot.
+    usable: bool,
+}
+
+/// Decodes and prepares the snapshots of one run, in order (one per worker and
+/// run), each from the one before when it can.
+pub struct RunDecoder<'d, 'f, 'm> {
+    decoder: &'d Decoder<'f>,
+    firmware: &'f Firmware,
+    set: TableSet,
+    cache: DecodeCache,
+    prev: Option<Previous<'f, 'm>>,
+}
+
+impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
+    /// `None` when the tables or the firmware need every snapshot decoded whole:
+    /// per-snapshot rows (blocks, edges, qstrs, strings), nothing past the
+    /// allocation tables, or a layout whose reads are not tracked.
+    pub fn new(decoder: &'d Decoder<'f>, set: TableSet) -> Option<Self> {
+        let whole_rows = set.blocks || set.edges || set.qstrs || set.strings;
+        let wanted = set.lifetimes().any() || set.type_histogram;
+        (wanted && !whole_rows && decoder.supports_focus()).then(|| RunDecoder {
+            decoder,
+            firmware: decoder.firmware,
+            set,
+            cache: DecodeCache::default(),
+            prev: None,
+        })
+    }
+
+    /// Decodes snapshot `index` and prepares it for the writer, as
+    /// [`crate::tables::Preparer::prepare`] does with a full decode.
+    pub fn prepare(&mut self, index: u64, ram: &'m [u8]) -> PreparedOutcome<'f> {
+        let decoder = self.decoder;
+        let vm = decoder.vm_words(ram);
+        let mut prev = self.prev.take();
+        let mut reuse: Vec<Option<usize>> = Vec::new();
+        let decoded = decoder.decode_focused(index, ram, &mut self.cache, |cur| {
+            let p = prev.as_ref().filter(|p| p.usable)?;
+            plan(decoder, p, cur, vm.as_deref()?, &mut reuse)
+        });
+        let (mut report, facts) = match decoded {
+            Ok(d) => d,
+            Err(e) => {
+                // The next snapshot is diffed against the last one decoded.
+                self.prev = prev;
+                return Err(e);
+            }
+        };
+        let focus = facts.focus;
+        let carried = |i: usize| -> Option<usize> {
+            let f = focus.as_ref()?;
+            (!f.derive.get(i).copied().unwrap_or(true)).then(|| reuse.get(i).copied().flatten()).flatten()
+        };
+
+        // This snapshot's slots: carried over, or made from the rows decoded.
+        let fw = self.firmware;
+        let texts = lifetimes::texts_by_block(&report.strings);
+        let first_root = report.edges.iter().position(|e| e.from_block.is_none()).unwrap_or(report.edges.len());
+        let roots = lifetimes::sorted_unique(report.edges.split_off(first_root));
+        let mut heap_edges = std::mem::take(&mut report.edges).into_iter().peekable();
+        let mut rows = report.blocks.iter();
+        let mut slots: Slots = Vec::with_capacity(facts.allocations.len());
+        let mut made: Vec<usize> = Vec::new();
+        for (i, a) in facts.allocations.iter().enumerate() {
+            let from_prev = carried(i).and_then(|j| prev.as_mut()?.slots.get_mut(j)?.take());
+            if let Some(slot) = from_prev {
+                slots.push(Some(slot));
+                continue;
+            }
+            // Rows come in allocation order, one per allocation decoded.
+            let Some(b) = rows.next().filter(|b| b.start_block == a.start_block) else {
+                slots.push(None);
+                continue;
+            };
+            let mut edges = Vec::new();
+            while let Some(e) = heap_edges.next_if(|e| e.from_block == Some(b.address)) {
+                edges.push(e);
+            }
+            let sight = AllocationSight::of(b, |block| lifetimes::text_of(&texts, block), fw);
+            made.push(i);
+            let g = &report.geometry;
+            let targets = edges.iter().filter_map(|e| u32::try_from(g.block_of(e.to_address)?).ok()).collect();
+            let first_target = edges
+                .first()
+                .filter(|e| e.from_word == Some(0))
+                .and_then(|e| u32::try_from(g.block_of(e.to_address)?).ok());
+            slots.push(Some(Box::new(Slot { kind: b.kind, sight, edges, targets, group: usize::MAX, first_target })));
+        }
+        drop(texts);
+
+        let bpb = report.geometry.bytes_per_block;
+        let want = self.set.lifetimes();
+        let collecting = report.marked_blocks > 0 || report.orphan_tail_blocks > 0;
+        let new_qstrs = focus.is_none().then(|| lifetimes::sorted_unique(std::mem::take(&mut report.qstrs)));
+        let (changes, types, qstrs, carried_qstr_blocks) = match prev.take() {
+            // A run's first snapshot goes whole.
+            None => {
+                let sights = lifetimes::sorted_unique(slots.iter().flatten().map(|s| s.sight.clone()).collect());
+                let mut edges: Vec<EdgeRow> = slots.iter().flatten().flat_map(|s| s.edges.iter().cloned()).collect();
+                edges.extend(roots.iter().cloned());
+                let qstrs = new_qstrs.unwrap_or_default();
+                let changes = LifetimeChanges::new(
+                    Changes::all(keep(want.allocations, sights)),
+                    Changes::all(keep(want.edges, lifetimes::sorted_unique(edges))),
+                    Changes::all(keep(want.qstrs, qstrs.clone())),
+                    collecting,
+                );
+                (changes, count_types(&mut slots, bpb, fw), qstrs, None)
+            }
+            Some(p) => {
+                let (allocations, mut edges) = diff_slots(&p.slots, &slots, &made);
+                let roots = Changes::between(&p.roots, &roots);
+                edges.0.extend(roots.rows);
+                edges.1.extend(roots.gone);
+                let (qstr_changes, qstrs) = match new_qstrs {
+                    Some(q) => (Changes::between(&p.qstrs, &q), q),
+                    None => (Changes::partial(Vec::new(), Vec::new()), p.qstrs),
+                };
+                let types = match &focus {
+                    // Out with the allocations not carried over, in with those made
+                    // (in the group of the one they replace, when it is the same).
+                    Some(_) => {
+                        let mut types = p.types;
+                        let old: Vec<&Slot> = p.slots.iter().flatten().map(|s| &**s).collect();
+                        for o in &old {
+                            types.remove(o.group, o.sight.blocks() * bpb);
+                        }
+                        for &i in &made {
+                            let Some(s) = slots.get_mut(i).and_then(Option::as_mut) else { continue };
+                            let at = old.binary_search_by_key(&s.sight.key(), |o| o.sight.key()).ok();
+                            s.group = match at.map(|k| old[k]).filter(|o| same_group(o, s)) {
+                                Some(o) => o.group,
+                                None => types.group(s.kind, s.sight.type_address(), s.sight.name(), fw),
+                            };
+                            types.add(s.group, s.sight.blocks() * bpb);
+                        }
+                        types
+                    }
+                    None => count_types(&mut slots, bpb, fw),
+                };
+                let changes = LifetimeChanges::new(
+                    keep_changes(want.allocations, Changes::partial(allocations.0, allocations.1)),
+                    keep_changes(want.edges, Changes::partial(edges.0, edges.1)),
+                    keep_changes(want.qstrs, qstr_changes),
+                    collecting,
+                );
+                let carried = focus.is_some().then_some((p.qstr_chunks, p.qstr_blocks));
+                (changes, types, qstrs, carried)
+            }
+        };
+        let type_groups = if self.set.type_histogram { types.groups() } else { Vec::new() };
+
+        // What the next snapshot starts from. The qstr pools' blocks are found from
+        // the qstrs when they were decoded, else they are as they were.
+        let tracked = match carried_qstr_blocks {
+            Some(c) => Some(c),
+            None => qstr_blocks(decoder, &report.geometry, &facts.allocations, &facts.base, &qstrs),
+        };
+        let usable = report.geometry.more_areas.is_empty()
+            && report.notes.is_empty()
+            && vm.is_some()
+            && tracked.is_some()
+            && slots.iter().all(Option::is_some);
+        let (qstr_chunks, qstr_blocks) = tracked.unwrap_or_default();
+        self.prev = Some(Previous {
+            ram,
+            geometry: report.geometry.clone(),
+            allocations: facts.allocations,
+            finaliser: facts.finaliser,
+            base: facts.base,
+            slots,
+            roots,
+            qstrs,
+            qstr_chunks,
+            qstr_blocks,
+            vm,
+            types,
+            usable,
+        });
+        report.blocks = Vec::new();
+        report.strings = Vec::new();
+        Ok(Prepared::new(report, want.any().then_some(changes), type_groups))
+    }
+}
+
+fn keep<T>(wanted: bool, rows: Vec<T>) -> Vec<T> {
+    if wanted {
+        rows
+    } else {
+        Vec::new()
+    }
+}
+
+fn keep_changes<T: Lifetime>(wanted: bool, changes: Changes<T>) -> Changes<T> {
+    if wanted {
+        changes
+    } else {
+        Changes::partial(Vec::new(), Vec::new())
+    }
+}
+
+/// Whether two slots fall in one group of the type histogram.
+fn same_group(a: &Slot, b: &Slot) -> bool {
+    a.kind == b.kind
+        && a.sight.type_address() == b.sight.type_address()
+        && (a.kind != Kind::Instance || a.sight.name() == b.sight.name())
+}
+
+/// The type histogram of `slots`, each given its group.
+fn count_types<'f>(slots: &mut [Option<Box<Slot>>], bytes_per_block: u64, fw: &'f Firmware) -> TypeCounts<'f> {
+    let mut types = TypeCounts::default();
+    for s in slots.iter_mut().flatten() {
+        s.group = types.group(s.kind, s.sight.type_address(), s.sight.name(), fw);
+        types.add(s.group, s.sight.blocks() * bytes_per_block);
+    }
+    types
+}
+
+/// Allocation rows and gone addresses, heap edge rows and gone keys, each sorted
+/// by key: between the previous snapshot's slots that were not carried over
+/// (those left in `old`) and this one's made anew (`made`, indices into `new`).
+#[allow(clippy::type_complexity)]
+fn diff_slots(
+    old: &[Option<Box<Slot>>],
+    new: &[Option<Box<Slot>>],
+    made: &[usize],
+) -> ((Vec<AllocationSight>, Vec<u64>), (Vec<EdgeRow>, Vec<<EdgeRow as Lifetime>::Key>)) {
+    let by_address = |s: &&Slot| s.sight.key();
+    let mut old: Vec<&Slot> = old.iter().flatten().map(|s| &**s).collect();
+    let mut new: Vec<&Slot> = made.iter().filter_map(|&i| new.get(i)?.as_deref()).collect();
+    // (In allocation order, which is address order but across the areas of a split heap.)
+    if !old.is_sorted_by_key(by_address) {
+        old.sort_by_key(by_address);
+    }
+    if !new.is_sorted_by_key(by_address) {
+        new.sort_by_key(by_address);
+    }
+    let (mut rows, mut gone, mut edge_rows, mut edge_gone) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut old, mut new) = (old.into_iter().peekable(), new.into_iter().peekable());
+    loop {
+        let (o, n) = (old.peek().map(|o| o.sight.key()), new.peek().map(|n| n.sight.key()));
+        match (o, n) {
+            (Some(a), Some(b)) if a == b => {
+                let (Some(o), Some(n)) = (old.next(), new.next()) else { break };
+                if o.sight != n.sight {
+                    rows.push(n.sight.clone());
+                }
+                let edges = Changes::between(&o.edges, &n.edges);
+                edge_rows.extend(edges.rows);
+                edge_gone.extend(edges.gone);
+            }
+            (Some(a), b) if b.is_none_or(|b| a < b) => {
+                let Some(o) = old.next() else { break };
+                gone.push(a);
+                edge_gone.extend(o.edges.iter().map(|e| e.key()));
+            }
+            (_, Some(_)) => {
+                let Some(n) = new.next() else { break };
+                rows.push(n.sight.clone());
+                edge_rows.extend(n.edges.iter().cloned());
+            }
+            _ => break,
+        }
+    }
+    ((rows, gone), (edge_rows, edge_gone))
+}
+
+/// The start blocks of the allocations holding RAM qstrs' texts, and those with
+/// the qstr pools added, both sorted; `None` when a qstr in RAM lies outside an
+/// allocation (its text could change unseen).
+fn qstr_blocks(
+    decoder: &Decoder,
+    g: &HeapGeometry,
+    allocations: &[Allocation],
+    base: &[BaseKind],
+    qstrs: &[QstrRow],
+) -> Option<(Vec<u64>, Vec<u64>)> {
+    let (fw, q) = (decoder.firmware, &decoder.profile.qstr);
+    let header = (q.hash_bytes + q.len_bytes) as u64;
+    let mut chunks = Vec::new();
+    for r in qstrs.iter().filter(|r| r.address >= fw.ram_start && r.address < fw.ram_end) {
+        let block = g.block_of(r.chunk?)?;
+        let i = allocations.binary_search_by_key(&block, |a| a.start_block).ok()?;
+        let end = g.block_address(block + allocations[i].blocks);
+        if r.address.checked_add(header + r.length)? > end {
+            return None;
+        }
+        chunks.push(block);
+    }
+    chunks.sort_unstable();
+    chunks.dedup();
+    let pools = allocations.iter().zip(base).filter(|(_, k)| k.kind == Kind::QstrPool).map(|(a, _)| a.start_block);
+    let mut blocks: Vec<u64> = chunks.iter().copied().chain(pools).collect();
+    blocks.sort_unstable();
+    blocks.dedup();
+    Some((chunks, blocks))
+}
+
+/// `a == b` for two slices of one length, inline: most allocations are a block
+/// or two, where a call to `memcmp` costs more than the compare.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    const STEP: usize = 16;
+    let (ca, cb) = (a.chunks_exact(STEP), b.chunks_exact(STEP));
+    let tails_match = ca.remainder() == cb.remainder();
+    let word = |c: &[u8]| <[u8; STEP]>::try_from(c).map(u128::from_ne_bytes).ok();
+    tails_match && ca.zip(cb).all(|(x, y)| word(x) == word(y))
+}
+
+/// Pool blocks, a bit each.
+struct BlockSet(Vec<u64>);
+
+impl BlockSet {
+    fn new(blocks: u64) -> Self {
+        BlockSet(vec![0; blocks.div_ceil(64) as usize])
+    }
+
+    fn insert(&mut self, a: &Allocation) {
+        for b in a.start_block..a.start_block.saturating_add(a.blocks) {
+            match self.0.get_mut((b / 64) as usize) {
+                Some(w) => *w |= 1 << (b % 64),
+                None => break,
+            }
+        }
+    }
+
+    fn contains(&self, block: u64) -> bool {
+        self.0.get((block / 64) as usize).is_some_and(|w| w >> (block % 64) & 1 == 1)
+    }
+}
+
+/// What to decode again in `cur`, given the snapshot before (`p`), or `None` for
+/// a full decode. Fills `reuse`: per allocation of `cur`, the unchanged one of
+/// `p` it continues.
+fn plan(decoder: &Decoder, p: &Previous, cur: &PlanInput, vm: &[u64], reuse: &mut Vec<Option<usize>>) -> Option<Focus> {
+    let g = cur.geometry;
+    if p.geometry != *g || !g.more_areas.is_empty() || p.ram.len() != cur.ram.len() || p.vm.as_deref() != Some(vm) {
+        return None;
+    }
+    let (ram_start, bpb, n) = (decoder.firmware.ram_start, g.bytes_per_block, cur.allocations.len());
+    let bytes = |ram: &'_ [u8], a: &Allocation| -> Option<usize> {
+        let start = g.block_address(a.start_block).checked_sub(ram_start)? as usize;
+        let end = start.checked_add(a.blocks.checked_mul(bpb)? as usize)?;
+        (end <= ram.len()).then_some(start)
+    };
+    let same_bytes = |a: &Allocation| -> bool {
+        let Some(start) = bytes(cur.ram, a) else { return false };
+        let len = (a.blocks * bpb) as usize;
+        match (cur.ram.get(start..start + len), p.ram.get(start..start + len)) {
+            (Some(x), Some(y)) => same(x, y),
+            _ => false,
+        }
+    };
+
+    // Pair the allocations with the previous snapshot's, block by block.
+    let mut changed = BlockSet::new(g.pool_blocks());
+    let mut dirty: Vec<usize> = Vec::new();
+    let mut replaced: Vec<usize> = Vec::new();
+    reuse.clear();
+    reuse.resize(n, None);
+    let old = &p.allocations;
+    let mut j = 0;
+    for (i, a) in cur.allocations.iter().enumerate() {
+        while let Some(o) = old.get(j).filter(|o| o.start_block < a.start_block) {
+            replaced.push(j);
+            changed.insert(o);
+            j += 1;
+        }
+        if let Some(o) = old.get(j).filter(|o| o.start_block == a.start_block) {
+            if o == a && p.finaliser.get(j) == cur.finaliser.get(i) && same_bytes(a) {
+                reuse[i] = Some(j);
+                j += 1;
+                continue;
+            }
+            replaced.push(j);
+            changed.insert(o);
+            j += 1;
+        }
+        dirty.push(i);
+        changed.insert(a);
+    }
+    for (k, o) in old.iter().enumerate().skip(j) {
+        replaced.push(k);
+        changed.insert(o);
+    }
+    let limit = n / MAX_FOCUS_SHARE + FOCUS_SLACK;
+    if dirty.len() > limit || replaced.iter().any(|&j| p.qstr_blocks.binary_search(&old[j].start_block).is_ok()) {
+        return None;
+    }
+
+    // What the change reaches (see the module doc): the changed allocations;
+    // what they point to, now and before (the roles, texts and names they give);
+    // what points into their blocks (a pointer's target, an instance's class, a
+    // function's bytecode are read there); the targets of those whose first word
+    // points there (their own kind, and so the roles they give, may change); and
+    // the modules pointing at those (a module's name is read two pointers away).
+    let owner_of = |address: u64| -> Option<usize> {
+        let i = *cur.owner.get(g.block_of(address)? as usize)?;
+        (i != u32::MAX).then_some(i as usize)
+    };
+    let owner_of_block = |b: u32| -> Option<usize> {
+        let i = *cur.owner.get(b as usize)?;
+        (i != u32::MAX).then_some(i as usize)
+    };
+    let slot = |i: usize| reuse[i].and_then(|j| p.slots.get(j)?.as_ref());
+    let mut focus = vec![false; n];
+    for &i in &dirty {
+        focus[i] = true;
+    }
+    let mut reached = dirty.len();
+    let mut mark = |i: usize, focus: &mut Vec<bool>| {
+        if !focus[i] {
+            focus[i] = true;
+            reached += 1;
+        }
+    };
+    let mut targets = Vec::new();
+    for &i in &dirty {
+        let a = &cur.allocations[i];
+        if let Some(start) = bytes(cur.ram, a) {
+            let data = &cur.ram[start..start + (a.blocks * bpb) as usize];
+            decoder.pointers_in(data, bpb, |w| targets.extend(owner_of(w)));
+        }
+    }
+    for &j in &replaced {
+        if let Some(s) = p.slots.get(j).and_then(Option::as_ref) {
+            targets.extend(s.targets.iter().filter_map(|&b| owner_of_block(b)));
+        }
+    }
+    // Unchanged allocations pointing into `blocks` (their edges are the previous
+    // snapshot's), among those `pick` takes.
+    let sources = |blocks: &BlockSet, focus: &[bool], pick: &dyn Fn(usize) -> bool| -> Vec<usize> {
+        (0..n)
+            .filter(|&i| !focus[i] && pick(i))
+            .filter(|&i| slot(i).is_some_and(|s| s.targets.iter().any(|&b| blocks.contains(b as u64))))
+            .collect()
+    };
+    let pointing = sources(&changed, &focus, &|_| true);
+    let mut reach = BlockSet::new(g.pool_blocks());
+    for &i in &pointing {
+        reach.insert(&cur.allocations[i]);
+        let Some(s) = slot(i) else { continue };
+        if s.first_target.is_some_and(|b| changed.contains(b as u64)) {
+            targets.extend(s.targets.iter().filter_map(|&b| owner_of_block(b)));
+        }
+    }
+    for i in pointing {
+        mark(i, &mut focus);
+    }
+    let module = decoder.firmware.types.module;
+    let is_module =
+        |i: usize| module.is_some() && reuse[i].and_then(|j| p.base.get(j)).is_some_and(|b| b.type_address == module);
+    for i in sources(&reach, &focus, &is_module) {
+        mark(i, &mut focus);
+    }
+    for i in targets {
+        mark(i, &mut focus);
+    }
+    if reached > limit {
+        return None;
+    }
+    let known = (0..n).map(|i| if focus[i] { None } else { reuse[i].and_then(|j| p.base.get(j).copied()) }).collect();
+    Some(Focus { derive: focus, known, qstr_chunks: p.qstr_chunks.clone() })
+}
