@@ -88,6 +88,23 @@ pub struct Window {
 }
 
 impl Window {
+    /// Lets the kernel drop the pages that hold only snapshots before `index`, so
+    /// a long run keeps little of its window resident. They are not read again
+    /// in a run; if they were, they would be faulted back in from the file.
+    pub fn release_before(&self, index: u64) {
+        let Some(i) = index.checked_sub(self.first).filter(|i| *i <= self.count) else { return };
+        const PAGE: usize = 4096;
+        let end = (self.skew + (i * self.snapshot_bytes) as usize) / PAGE * PAGE;
+        if end > 0 {
+            // SAFETY: the map is a read-only, private mapping of a file this
+            // process never writes through it. MADV_DONTNEED on such a mapping
+            // only drops the pages from the page tables: any later read faults
+            // them in again from the file, with the same contents, so no slice
+            // into them can see anything else.
+            let _ = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, end) };
+        }
+    }
+
     /// Snapshot `index` (a dump index), if it is in this window.
     pub fn snapshot(&self, index: u64) -> Option<&[u8]> {
         let i = index.checked_sub(self.first).filter(|i| *i < self.count)?;

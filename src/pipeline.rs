@@ -113,12 +113,19 @@ fn release_free_memory() {
     }
 }
 
-/// Snapshots per run (see [`AnalyzeOptions::run`]): about 4 MiB of dump, from 4 to
-/// 64 snapshots. Longer runs send the writer fewer whole snapshots; shorter ones
-/// keep the mapped window, and so the resident set, small.
-fn default_run(snapshot_bytes: u64) -> u64 {
-    ((4u64 << 20) / snapshot_bytes.max(1)).clamp(4, 64)
+/// Snapshots per run (see [`AnalyzeOptions::run`]). A run decoded snapshot by
+/// snapshot from the one before (see [`crate::incremental`]) starts with a whole
+/// decode, so those runs are long: about 16 MiB of dump, up to 256 snapshots,
+/// their pages let go as the run goes. Runs that send the writer every row are
+/// about 4 MiB, up to 64 snapshots: they keep their window, and their rows wait
+/// for the writer.
+fn default_run(snapshot_bytes: u64, incremental: bool) -> u64 {
+    let (bytes, most) = if incremental { (16u64 << 20, 256) } else { (4 << 20, 64) };
+    (bytes / snapshot_bytes.max(1)).clamp(4, most)
 }
+
+/// Dump bytes a run decoder reads between two releases of its window's pages.
+const RELEASE_BYTES: u64 = 1 << 20;
 
 /// Keeps workers at most `ahead` runs ahead of the writer, and lets them go when
 /// the writer stops early.
@@ -366,7 +373,9 @@ impl Session {
         // result to the writer, which puts the runs back in order. A worker waits
         // when its run would be more than two runs per thread ahead of the
         // writer, so memory is bounded by that, not by the dump.
-        let run_len = options.run.map_or_else(|| default_run(snapshot_bytes), |r| r.max(1) as u64);
+        let incremental =
+            !options.full_decode && layout.is_none() && RunDecoder::new(&decoder, options.tables).is_some();
+        let run_len = options.run.map_or_else(|| default_run(snapshot_bytes, incremental), |r| r.max(1) as u64);
         let runs: Vec<Range<u64>> =
             (range.start..range.end).step_by(run_len as usize).map(|a| a..(a + run_len).min(range.end)).collect();
         let threads = pool.current_num_threads().max(1);
@@ -375,19 +384,26 @@ impl Session {
         let tables = options.tables;
         let firmware = &self.firmware;
         let run_label = format!("of {}..={}", range.start, range.end.saturating_sub(1));
-        let incremental = !options.full_decode && layout.is_none();
         let decode_run = |run: &Range<u64>| -> Result<Vec<Decoded>> {
             // Mapped (and faulted in) by its worker and unmapped when decoded: the
             // rows own their data.
             let mapped = dump.window(run.clone())?;
             // Each snapshot from the one before, where the tables allow it.
             if let Some(mut run_decoder) = RunDecoder::new(&decoder, tables).filter(|_| incremental) {
+                let every = (RELEASE_BYTES / snapshot_bytes.max(1)).max(1);
                 return Ok(run
                     .clone()
-                    .map(|i| Decoded {
-                        index: i,
-                        outcome: run_decoder.prepare(i, mapped.snapshot(i).unwrap_or(&[])),
-                        frame: None,
+                    .map(|i| {
+                        // The decoder keeps the snapshot before this one; older
+                        // ones are done with.
+                        if (i - run.start) % every == 0 {
+                            mapped.release_before(i.saturating_sub(1));
+                        }
+                        Decoded {
+                            index: i,
+                            outcome: run_decoder.prepare(i, mapped.snapshot(i).unwrap_or(&[])),
+                            frame: None,
+                        }
                     })
                     .collect());
             }
