@@ -88,6 +88,16 @@ pub struct RunDecoder<'d, 'f, 'm> {
     set: TableSet,
     cache: DecodeCache,
     prev: Option<Previous<'f, 'm>>,
+    /// Working vectors kept from one snapshot to the next (see [`Spare`]).
+    spare: Spare,
+}
+
+/// Per-allocation vectors a snapshot needs and the next can refill: allocating
+/// them afresh for every snapshot costs as much as a good part of the work.
+#[derive(Default)]
+struct Spare {
+    reuse: Vec<Option<usize>>,
+    focus: Focus,
 }
 
 impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
@@ -103,6 +113,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
             set,
             cache: DecodeCache::default(),
             prev: None,
+            spare: Spare::default(),
         })
     }
 
@@ -112,10 +123,11 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         let decoder = self.decoder;
         let vm = decoder.vm_words(ram);
         let mut prev = self.prev.take();
-        let mut reuse: Vec<Option<usize>> = Vec::new();
+        let mut reuse = std::mem::take(&mut self.spare.reuse);
+        let spare_focus = std::mem::take(&mut self.spare.focus);
         let decoded = decoder.decode_focused(index, ram, &mut self.cache, |cur| {
             let p = prev.as_ref().filter(|p| p.usable)?;
-            plan(decoder, p, cur, vm.as_deref()?, &mut reuse)
+            plan(decoder, p, cur, vm.as_deref()?, &mut reuse, spare_focus)
         });
         let (mut report, facts) = match decoded {
             Ok(d) => d,
@@ -136,10 +148,10 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         let texts = lifetimes::texts_by_block(&report.strings);
         let first_root = report.edges.iter().position(|e| e.from_block.is_none()).unwrap_or(report.edges.len());
         let roots = lifetimes::sorted_unique(report.edges.split_off(first_root));
-        let mut heap_edges = std::mem::take(&mut report.edges).into_iter().peekable();
+        let mut heap_edges = std::mem::take(&mut report.edges).into_iter();
         let mut rows = report.blocks.iter();
         let mut slots: Slots = Vec::with_capacity(facts.allocations.len());
-        let mut made: Vec<usize> = Vec::new();
+        let mut made: Vec<usize> = Vec::with_capacity(report.blocks.len());
         for (i, a) in facts.allocations.iter().enumerate() {
             let from_prev = carried(i).and_then(|j| prev.as_mut()?.slots.get_mut(j)?.take());
             if let Some(slot) = from_prev {
@@ -151,10 +163,8 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
                 slots.push(None);
                 continue;
             };
-            let mut edges = Vec::new();
-            while let Some(e) = heap_edges.next_if(|e| e.from_block == Some(b.address)) {
-                edges.push(e);
-            }
+            let count = heap_edges.as_slice().iter().take_while(|e| e.from_block == Some(b.address)).count();
+            let edges: Vec<EdgeRow> = heap_edges.by_ref().take(count).collect();
             let sight = AllocationSight::of(b, |block| lifetimes::text_of(&texts, block), fw);
             made.push(i);
             let g = &report.geometry;
@@ -258,6 +268,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         });
         report.blocks = Vec::new();
         report.strings = Vec::new();
+        self.spare = Spare { reuse, focus: focus.unwrap_or_default() };
         Ok(Prepared::new(report, want.any().then_some(changes), type_groups))
     }
 }
@@ -410,7 +421,14 @@ impl BlockSet {
 /// What to decode again in `cur`, given the snapshot before (`p`), or `None` for
 /// a full decode. Fills `reuse`: per allocation of `cur`, the unchanged one of
 /// `p` it continues.
-fn plan(decoder: &Decoder, p: &Previous, cur: &PlanInput, vm: &[u64], reuse: &mut Vec<Option<usize>>) -> Option<Focus> {
+fn plan(
+    decoder: &Decoder,
+    p: &Previous,
+    cur: &PlanInput,
+    vm: &[u64],
+    reuse: &mut Vec<Option<usize>>,
+    spare: Focus,
+) -> Option<Focus> {
     let g = cur.geometry;
     if p.geometry != *g || !g.more_areas.is_empty() || p.ram.len() != cur.ram.len() || p.vm.as_deref() != Some(vm) {
         return None;
@@ -481,7 +499,9 @@ fn plan(decoder: &Decoder, p: &Previous, cur: &PlanInput, vm: &[u64], reuse: &mu
         (i != u32::MAX).then_some(i as usize)
     };
     let slot = |i: usize| reuse[i].and_then(|j| p.slots.get(j)?.as_ref());
-    let mut focus = vec![false; n];
+    let Focus { derive: mut focus, mut known, mut qstr_chunks } = spare;
+    focus.clear();
+    focus.resize(n, false);
     for &i in &dirty {
         focus[i] = true;
     }
@@ -492,7 +512,7 @@ fn plan(decoder: &Decoder, p: &Previous, cur: &PlanInput, vm: &[u64], reuse: &mu
             reached += 1;
         }
     };
-    let mut targets = Vec::new();
+    let mut targets = Vec::with_capacity(64);
     for &i in &dirty {
         let a = &cur.allocations[i];
         if let Some(start) = bytes(cur.ram, a) {
@@ -537,6 +557,9 @@ fn plan(decoder: &Decoder, p: &Previous, cur: &PlanInput, vm: &[u64], reuse: &mu
     if reached > limit {
         return None;
     }
-    let known = (0..n).map(|i| if focus[i] { None } else { reuse[i].and_then(|j| p.base.get(j).copied()) }).collect();
-    Some(Focus { derive: focus, known, qstr_chunks: p.qstr_chunks.clone() })
+    known.clear();
+    known.extend((0..n).map(|i| if focus[i] { None } else { reuse[i].and_then(|j| p.base.get(j).copied()) }));
+    qstr_chunks.clear();
+    qstr_chunks.extend_from_slice(&p.qstr_chunks);
+    Some(Focus { derive: focus, known, qstr_chunks })
 }

@@ -78,6 +78,13 @@ fn run_len(states: &[u8], i: usize, k: u8) -> usize {
 /// Walks the first `atb.len() * 4` blocks. `bytes_per_block` scales gc_info's byte
 /// figures; `pool_bytes` is gc_info's `total`. Runs of FREE and TAIL blocks are
 /// taken whole: a heap is mostly long runs.
+///
+/// One pass makes both readings: the reference's allocations and free runs, and
+/// py/gc.c `gc_info()` (CircuitPython 3.0 / MicroPython 1.9) exactly, including
+/// its treatment of MARK (counted nowhere) and of a TAIL after FREE (a free run is
+/// only closed by a HEAD or the end). The firmware's loop goes block by block;
+/// inside a run of FREE or TAIL blocks its end-of-block check sees the same state
+/// next and does nothing, so only a step's last block matters.
 pub fn walk(atb: &[u8], bytes_per_block: u64, pool_bytes: u64, want_rows: bool) -> TableWalk {
     let states = unpack(atb);
     let n = states.len();
@@ -86,9 +93,12 @@ pub fn walk(atb: &[u8], bytes_per_block: u64, pool_bytes: u64, want_rows: bool) 
         // A guess that saves most regrowing: a heap holds allocations of a few
         // blocks on average, separated by fewer free runs.
         w.allocations.reserve(n / 4);
-        w.free_runs.reserve(n / 32);
+        w.free_runs.reserve(n / 8);
     }
     let mut current: Option<Allocation> = None;
+    let mut info = GcInfo { total: pool_bytes, ..GcInfo::default() };
+    // gc_info's running lengths: of the allocation, of the free space.
+    let (mut len, mut len_free) = (0u64, 0u64);
     let mut i = 0;
     while i < n {
         let k = states[i];
@@ -99,28 +109,52 @@ pub fn walk(atb: &[u8], bytes_per_block: u64, pool_bytes: u64, want_rows: bool) 
                 }
             }
         }
-        match k {
+        let step = match k {
             AT_FREE => {
-                let len = run_len(&states, i, AT_FREE);
+                let run = run_len(&states, i, AT_FREE);
                 if want_rows {
-                    w.free_runs.push(FreeRun { start_block: i as u64, blocks: len as u64 });
+                    w.free_runs.push(FreeRun { start_block: i as u64, blocks: run as u64 });
                 }
-                i += len;
+                info.free += run as u64;
+                len_free += run as u64;
+                len = 0;
+                run
             }
             AT_TAIL => {
-                let len = run_len(&states, i, AT_TAIL);
+                let run = run_len(&states, i, AT_TAIL);
                 match current.as_mut() {
-                    Some(a) => a.blocks += len as u64,
-                    None => w.orphan_tail_blocks += len as u64,
+                    Some(a) => a.blocks += run as u64,
+                    None => w.orphan_tail_blocks += run as u64,
                 }
-                i += len;
+                info.used += run as u64;
+                len += run as u64;
+                run
             }
             _ => {
                 if k == AT_MARK {
                     w.marked_blocks += 1;
+                } else {
+                    info.used += 1;
+                    len = 1;
                 }
                 current = Some(Allocation { start_block: i as u64, blocks: 1, marked: k == AT_MARK });
-                i += 1;
+                1
+            }
+        };
+        i += step;
+        // The firmware's end-of-block check, on the step's last block.
+        let finish = i >= n;
+        let next = if finish { AT_FREE } else { states[i] };
+        if finish || next == AT_FREE || next == AT_HEAD {
+            match len {
+                1 => info.num_1block += 1,
+                2 => info.num_2block += 1,
+                _ => {}
+            }
+            info.max_block = info.max_block.max(len);
+            if finish || next == AT_HEAD {
+                info.max_free = info.max_free.max(len_free);
+                len_free = 0;
             }
         }
     }
@@ -129,7 +163,9 @@ pub fn walk(atb: &[u8], bytes_per_block: u64, pool_bytes: u64, want_rows: bool) 
             w.allocations.push(a);
         }
     }
-    w.gc_info = gc_info_of_states(&states, bytes_per_block, pool_bytes);
+    info.used *= bytes_per_block;
+    info.free *= bytes_per_block;
+    w.gc_info = info;
     w
 }
 
@@ -166,62 +202,6 @@ pub fn walk_areas<'a>(
     all
 }
 
-/// py/gc.c `gc_info()` (CircuitPython 3.0 / MicroPython 1.9), including its
-/// treatment of MARK (counted nowhere) and of a TAIL after FREE (a free run is only
-/// closed by a HEAD or the end).
-///
-/// The firmware's loop, block by block, except that a run of FREE or TAIL blocks
-/// is taken at once: inside such a run the firmware's end-of-block check sees the
-/// same state next and does nothing, so only the run's last block matters.
-fn gc_info_of_states(states: &[u8], bytes_per_block: u64, pool_bytes: u64) -> GcInfo {
-    let n = states.len();
-    let mut info = GcInfo { total: pool_bytes, ..GcInfo::default() };
-    let (mut len, mut len_free) = (0u64, 0u64);
-    let mut i = 0;
-    while i < n {
-        let k = states[i];
-        let step = match k {
-            AT_FREE => {
-                let run = run_len(states, i, AT_FREE);
-                info.free += run as u64;
-                len_free += run as u64;
-                len = 0;
-                run
-            }
-            AT_HEAD => {
-                info.used += 1;
-                len = 1;
-                1
-            }
-            AT_TAIL => {
-                let run = run_len(states, i, AT_TAIL);
-                info.used += run as u64;
-                len += run as u64;
-                run
-            }
-            _ => 1,
-        };
-        i += step;
-        let finish = i == n;
-        let next = if finish { AT_FREE } else { states[i] };
-        if finish || next == AT_FREE || next == AT_HEAD {
-            match len {
-                1 => info.num_1block += 1,
-                2 => info.num_2block += 1,
-                _ => {}
-            }
-            info.max_block = info.max_block.max(len);
-            if finish || next == AT_HEAD {
-                info.max_free = info.max_free.max(len_free);
-                len_free = 0;
-            }
-        }
-    }
-    info.used *= bytes_per_block;
-    info.free *= bytes_per_block;
-    info
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,6 +209,71 @@ mod tests {
     /// Packs block states four to a byte, first block in the low bits.
     fn atb(states: &[u8]) -> Vec<u8> {
         states.chunks(4).map(|c| c.iter().enumerate().fold(0u8, |b, (i, s)| b | (s << (2 * i)))).collect()
+    }
+
+    /// py/gc.c `gc_info()` (CircuitPython 3.0 / MicroPython 1.9) as the firmware
+    /// runs it, one block at a time: the model [`walk`]'s figures are held to.
+    fn gc_info_block_by_block(states: &[u8], bytes_per_block: u64, pool_bytes: u64) -> GcInfo {
+        let mut info = GcInfo { total: pool_bytes, ..GcInfo::default() };
+        let (mut len, mut len_free) = (0u64, 0u64);
+        for (block, &kind) in states.iter().enumerate() {
+            match kind {
+                AT_FREE => {
+                    info.free += 1;
+                    len_free += 1;
+                    len = 0;
+                }
+                AT_HEAD => {
+                    info.used += 1;
+                    len = 1;
+                }
+                AT_TAIL => {
+                    info.used += 1;
+                    len += 1;
+                }
+                _ => {}
+            }
+            let finish = block + 1 == states.len();
+            let next = if finish { AT_FREE } else { states[block + 1] };
+            if finish || next == AT_FREE || next == AT_HEAD {
+                match len {
+                    1 => info.num_1block += 1,
+                    2 => info.num_2block += 1,
+                    _ => {}
+                }
+                info.max_block = info.max_block.max(len);
+            }
+            if finish || next == AT_HEAD {
+                info.max_free = info.max_free.max(len_free);
+                len_free = 0;
+            }
+        }
+        info.used *= bytes_per_block;
+        info.free *= bytes_per_block;
+        info
+    }
+
+    #[test]
+    fn one_pass_gives_the_gc_info_of_the_firmwares_loop() {
+        // Random tables, every state likely, in runs of every length.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..2000 {
+            let mut states = Vec::new();
+            let blocks = 4 * (1 + next() % 40) as usize;
+            while states.len() < blocks {
+                let k = (next() % 4) as u8;
+                let run = 1 + (next() % 12) as usize;
+                states.extend(std::iter::repeat_n(k, run.min(blocks - states.len())));
+            }
+            let w = walk(&atb(&states), 16, blocks as u64 * 16, true);
+            assert_eq!(w.gc_info, gc_info_block_by_block(&states, 16, blocks as u64 * 16), "{states:?}");
+        }
     }
 
     #[test]

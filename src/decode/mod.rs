@@ -658,7 +658,7 @@ impl<'f> Decoder<'f> {
         };
         let objects = &self.profile.objects;
         let mut strings = Vec::new();
-        let mut bytecodes: Vec<(usize, usize)> = Vec::new(); // (function, bytecode)
+        let mut bytecodes: Vec<(usize, usize)> = Vec::with_capacity(allocs.len() / 4); // (function, bytecode)
         for (i, kind) in kinds.iter().enumerate() {
             let data = bytes_of(i);
             let w = |k: u32| word_at(data, k as u64);
@@ -905,7 +905,7 @@ impl<'f> Decoder<'f> {
             });
         }
 
-        report.blocks.reserve_exact(allocs.len());
+        report.blocks.reserve_exact(focus.as_ref().map_or(allocs.len(), |f| f.derive.iter().filter(|d| **d).count()));
         for (i, a) in allocs.iter().enumerate() {
             if !derive(i) {
                 continue;
