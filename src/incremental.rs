@@ -268,6 +268,8 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         });
         report.blocks = Vec::new();
         report.strings = Vec::new();
+        // The report waits for the writer with its run: only what it holds.
+        report.free_runs.shrink_to_fit();
         self.spare = Spare { reuse, focus: focus.unwrap_or_default() };
         Ok(Prepared::new(report, want.any().then_some(changes), type_groups))
     }

@@ -93,7 +93,7 @@ impl Default for RenderOptions {
 }
 
 /// Runs written between two calls of [`release_free_memory`].
-const TRIM_EVERY: usize = 32;
+const TRIM_EVERY_BYTES: u64 = 128 << 20;
 
 /// Hands memory the allocator holds free back to the system. Every run
 /// allocates and frees rows in several threads, and glibc keeps what is freed in
@@ -444,6 +444,7 @@ impl Session {
                     // Runs that arrived before the one the writer needs next.
                     let mut early: BTreeMap<usize, Result<Vec<Decoded>>> = BTreeMap::new();
                     let mut wanted = 0usize;
+                    let mut trim_due = 0u64;
                     for (k, batch) in rx {
                         early.insert(k, batch);
                         while let Some(batch) = early.remove(&wanted) {
@@ -471,7 +472,9 @@ impl Session {
                             wanted += 1;
                             gate.written(wanted);
                             progress.advance(n, n * snapshot_bytes);
-                            if wanted % TRIM_EVERY == 0 {
+                            trim_due += n * snapshot_bytes;
+                            if trim_due >= TRIM_EVERY_BYTES {
+                                trim_due = 0;
                                 release_free_memory();
                             }
                         }

@@ -93,7 +93,7 @@ pub fn walk(atb: &[u8], bytes_per_block: u64, pool_bytes: u64, want_rows: bool) 
         // A guess that saves most regrowing: a heap holds allocations of a few
         // blocks on average, separated by fewer free runs.
         w.allocations.reserve(n / 4);
-        w.free_runs.reserve(n / 8);
+        w.free_runs.reserve(n / 32);
     }
     let mut current: Option<Allocation> = None;
     let mut info = GcInfo { total: pool_bytes, ..GcInfo::default() };

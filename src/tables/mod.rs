@@ -29,7 +29,7 @@ use lifetimes::{AllocationRows, EdgeHistoryRows, LifetimeChanges, LifetimeRows, 
 use per_snapshot::{arc, BlocksRows, EdgesRows, FreeRunsRows, QstrsRows, SnapshotsRows, StringsRows};
 use summaries::{FreeRunHistogramRows, TypeGroup, TypeHistogramRows};
 pub use writer::OutputLayout;
-use writer::{batch, ParquetFile, TableFile, BATCH_ROWS, BATCH_TEXT_BYTES};
+use writer::{batch, ParquetFile, TableFile, BATCH_ROWS, BATCH_TEXT_BYTES, SUMMARY_BATCH_ROWS};
 
 /// One snapshot's outcome, as it leaves the decoder.
 pub type SnapshotOutcome = std::result::Result<SnapshotReport, DecodeError>;
@@ -428,9 +428,14 @@ pub(crate) trait PendingRows {
     fn text_bytes(&self) -> usize {
         0
     }
-    /// Whether they make a batch: [`BATCH_ROWS`] rows or [`BATCH_TEXT_BYTES`] of text.
+    /// Rows in a batch.
+    fn batch_rows(&self) -> usize {
+        BATCH_ROWS
+    }
+    /// Whether they make a batch: [`PendingRows::batch_rows`] rows or
+    /// [`BATCH_TEXT_BYTES`] of text.
     fn due(&self) -> bool {
-        self.pending() >= BATCH_ROWS || self.text_bytes() >= BATCH_TEXT_BYTES
+        self.pending() >= self.batch_rows() || self.text_bytes() >= BATCH_TEXT_BYTES
     }
 }
 
@@ -440,6 +445,16 @@ macro_rules! pending_rows {
         impl PendingRows for $t {
             fn pending(&self) -> usize {
                 self.n
+            }
+        }
+    )*};
+    (summary: $($t:ty),*) => {$(
+        impl PendingRows for $t {
+            fn pending(&self) -> usize {
+                self.n
+            }
+            fn batch_rows(&self) -> usize {
+                SUMMARY_BATCH_ROWS
             }
         }
     )*};
@@ -454,7 +469,8 @@ macro_rules! pending_rows {
         }
     )*};
 }
-pending_rows!(SnapshotsRows, BlocksRows, FreeRunsRows, TypeHistogramRows, FreeRunHistogramRows);
+pending_rows!(SnapshotsRows, BlocksRows, FreeRunsRows);
+pending_rows!(summary: TypeHistogramRows, FreeRunHistogramRows);
 pending_rows!(text: StringsRows, AllocationRows);
 
 impl<C: per_snapshot::Columns> PendingRows for per_snapshot::PerSnapshotRows<C> {

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, StringBuilder, StringDictionaryBuilder, UInt32Builder, UInt64Builder,
-    UInt8Builder,
+    ArrayRef, BooleanBuilder, DictionaryArray, Float64Builder, Int32Builder, StringArray, StringBuilder,
+    StringDictionaryBuilder, UInt32Builder, UInt64Builder, UInt8Builder,
 };
 use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
+use rustc_hash::FxHashMap;
 
 use crate::decode::{EdgeRow, QstrRow, SnapshotReport};
 use crate::error::DecodeError;
@@ -147,6 +148,60 @@ pub fn free_runs_schema() -> SchemaRef {
 }
 
 pub(crate) type Dict = StringDictionaryBuilder<Int32Type>;
+
+/// A dictionary column of a few strings that recur row after row (a kind, a
+/// type's name, a class): a string is looked up first by where it is (the same
+/// `&str` or `Arc<str>` comes back snapshot after snapshot), checked by content,
+/// and hashed only when that misses. [`Dict`] hashes every value.
+#[derive(Default)]
+pub(crate) struct RecurringDict {
+    keys: Int32Builder,
+    values: Vec<Box<str>>,
+    by_address: FxHashMap<(usize, usize), i32>,
+    by_text: FxHashMap<Box<str>, i32>,
+}
+
+impl RecurringDict {
+    pub(crate) fn append_option(&mut self, s: Option<&str>) {
+        let Some(s) = s else {
+            self.keys.append_null();
+            return;
+        };
+        let at = (s.as_ptr() as usize, s.len());
+        let key = match self.by_address.get(&at) {
+            // (An address alone could be a freed string's, reused.)
+            Some(&k) if self.values.get(k as usize).is_some_and(|v| **v == *s) => k,
+            _ => {
+                let next = self.values.len() as i32;
+                let k = *self.by_text.entry(Box::from(s)).or_insert(next);
+                if k == next {
+                    self.values.push(Box::from(s));
+                }
+                self.by_address.insert(at, k);
+                k
+            }
+        };
+        self.keys.append_value(key);
+    }
+
+    pub(crate) fn append_value(&mut self, s: &str) {
+        self.append_option(Some(s))
+    }
+
+    pub(crate) fn finish(&mut self) -> ArrayRef {
+        let values = StringArray::from_iter_values(self.values.iter().map(|v| &**v));
+        let keys = self.keys.finish();
+        self.values.clear();
+        self.by_address.clear();
+        self.by_text.clear();
+        let len = keys.len();
+        // Every key was made an index into `values`.
+        match DictionaryArray::<Int32Type>::try_new(keys, Arc::new(values)) {
+            Ok(a) => arc(a),
+            Err(_) => arrow::array::new_null_array(&dict(), len),
+        }
+    }
+}
 
 pub(crate) fn arc<A: arrow::array::Array + 'static>(a: A) -> ArrayRef {
     Arc::new(a)
@@ -528,5 +583,33 @@ impl FreeRunsRows {
             arc(self.blocks.finish()),
             arc(self.bytes.finish()),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, AsArray};
+
+    #[test]
+    fn a_recurring_dictionary_reads_back_as_its_strings() {
+        let mut d = RecurringDict::default();
+        let shared: Arc<str> = Arc::from("Blinker");
+        // The same text from one place, from another place, absent, and new.
+        let other = String::from("Blinker");
+        let values = [Some(&*shared), Some("int"), None, Some(other.as_str()), Some(&*shared), Some("str")];
+        for v in values {
+            d.append_option(v);
+        }
+        let a = d.finish();
+        let a = a.as_dictionary::<Int32Type>();
+        let strings = a.values().as_string::<i32>();
+        let got: Vec<Option<&str>> =
+            (0..a.len()).map(|i| a.is_valid(i).then(|| strings.value(a.keys().value(i) as usize))).collect();
+        assert_eq!(got, values.to_vec());
+        assert_eq!(strings.len(), 3, "one value per distinct text");
+        // A finished column starts afresh.
+        d.append_value("x");
+        assert_eq!(d.finish().len(), 1);
     }
 }

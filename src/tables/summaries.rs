@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, UInt64Builder};
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 
-use super::per_snapshot::{arc, dict, f, Dict};
+use super::per_snapshot::{arc, dict, f, RecurringDict};
 use crate::decode::{Kind, SnapshotReport};
 use crate::firmware::Firmware;
 
@@ -27,9 +27,9 @@ pub fn type_histogram_schema() -> SchemaRef {
 pub(crate) struct TypeHistogramRows {
     pub(crate) n: usize,
     snapshot: UInt64Builder,
-    kind: Dict,
-    type_name: Dict,
-    class: Dict,
+    kind: RecurringDict,
+    type_name: RecurringDict,
+    class: RecurringDict,
     count: UInt64Builder,
     bytes: UInt64Builder,
 }
@@ -168,9 +168,9 @@ impl TypeHistogramRows {
         self.n = 0;
         vec![
             arc(self.snapshot.finish()),
-            arc(self.kind.finish()),
-            arc(self.type_name.finish()),
-            arc(self.class.finish()),
+            self.kind.finish(),
+            self.type_name.finish(),
+            self.class.finish(),
             arc(self.count.finish()),
             arc(self.bytes.finish()),
         ]

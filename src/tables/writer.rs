@@ -20,10 +20,12 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use crate::error::{Error, Result};
 
 /// Rows buffered in Arrow builders before they become a record batch, and so a
-/// row group: a batch holds whole snapshots, so it can be a little longer. Each
-/// row group's column chunks start a compressor of their own, which costs more
-/// than encoding a few thousand rows: 16K rows keep that to a few percent.
-pub const BATCH_ROWS: usize = 16 * 1024;
+/// row group: a batch holds whole snapshots, so it can be a little longer.
+pub const BATCH_ROWS: usize = 4 * 1024;
+/// The same for the narrow per-snapshot summaries, a few dozen rows a snapshot:
+/// each row group's column chunks start a compressor of their own, which costs
+/// more than encoding a few thousand such rows.
+pub const SUMMARY_BATCH_ROWS: usize = 16 * 1024;
 /// Text (string contents) buffered before the rows become a batch however few.
 pub const BATCH_TEXT_BYTES: usize = 8 << 20;
 /// A batch longer than this (one snapshot of many rows) is split into row groups.
