@@ -276,6 +276,7 @@ struct Scratch {
     roles: Vec<Kind>,
     names: Vec<Option<Arc<str>>>,
     preludes: Vec<Option<Prelude>>,
+    derived: Vec<usize>,
 }
 
 /// `v` emptied and refilled with `n` copies of `x`, keeping its allocation.
@@ -581,6 +582,11 @@ impl<'f> Decoder<'f> {
         let focus = plan(&PlanInput { ram, geometry: &g, allocations: allocs, owner: &owner, finaliser: &finaliser })
             .filter(|f| f.derive.len() == allocs.len() && f.known.len() == allocs.len());
         let derive = |i: usize| focus.as_ref().is_none_or(|f| f.derive[i]);
+        // The allocations whose rows are made, in order: the loops below that only
+        // concern those go through this list, not every allocation.
+        let mut derived = std::mem::take(&mut scratch.derived);
+        derived.clear();
+        derived.extend((0..allocs.len()).filter(|&i| derive(i)));
         let heap = Heap { g: g.clone(), allocs, owner };
         let addr_of = |i: usize| g.block_address(allocs[i].start_block);
         let bytes_of = |i: usize| -> &[u8] {
@@ -729,8 +735,8 @@ impl<'f> Decoder<'f> {
         // Qstrs in RAM pools, and the chunks holding their data; oldest pool first,
         // so the rows come out in id order. A focused decode knows the chunks.
         if let Some(f) = &focus {
-            for (i, a) in allocs.iter().enumerate() {
-                if f.derive[i] && f.qstr_chunks.binary_search(&a.start_block).is_ok() {
+            for &i in &derived {
+                if f.qstr_chunks.binary_search(&allocs[i].start_block).is_ok() {
                     give(&mut roles, i, Kind::QstrChunk);
                 }
             }
@@ -767,13 +773,13 @@ impl<'f> Decoder<'f> {
             let q = bytes_of(i).get(at..at + size).map(crate::memory::le_word);
             q.and_then(|q| qstrs.text(q, texts))
         };
-        for i in 0..allocs.len() {
-            if kinds[i] == Kind::Type && derive(i) {
+        for &i in &derived {
+            if kinds[i] == Kind::Type {
                 names[i] = type_name(i, &mut qstrs, &mut cache.texts);
             }
         }
-        for i in 0..allocs.len() {
-            if kinds[i] == Kind::Instance && derive(i) {
+        for &i in &derived {
+            if kinds[i] == Kind::Instance {
                 let ti = word_at(bytes_of(i), 0).and_then(|p| heap.head(p));
                 // (A focused decode names the classes it needs here; a class is a
                 // `type`, see `supports_focus`.)
@@ -785,8 +791,8 @@ impl<'f> Decoder<'f> {
             }
         }
         // Modules by their globals' `__name__` (mp_obj_module_t: base, globals).
-        for i in 0..allocs.len() {
-            if type_addrs[i].is_none() || type_addrs[i] != t.module || !derive(i) {
+        for &i in &derived {
+            if type_addrs[i].is_none() || type_addrs[i] != t.module {
                 continue;
             }
             let Some(globals) = word_at(bytes_of(i), 1).and_then(|p| heap.head(p)) else { continue };
@@ -837,14 +843,11 @@ impl<'f> Decoder<'f> {
         }
 
         // Pointer edges: every word whose value is a block-aligned RAM address.
-        let map_tables: Vec<bool> = roles.iter().map(|r| *r == Kind::MapTable).collect();
         report.edges.reserve(cache.edges);
         // Only block-aligned RAM addresses (as `in_ram` has it): most words are not.
         let ram = fw.ram_start.saturating_add(1)..fw.ram_end;
-        for (i, is_map_table) in map_tables.iter().copied().enumerate() {
-            if !derive(i) {
-                continue;
-            }
+        for &i in &derived {
+            let is_map_table = roles[i] == Kind::MapTable;
             let address = addr_of(i);
             let data = bytes_of(i);
             scan::candidates(data, word as usize, bpb, ram.clone(), |k, w| {
@@ -905,11 +908,9 @@ impl<'f> Decoder<'f> {
             });
         }
 
-        report.blocks.reserve_exact(focus.as_ref().map_or(allocs.len(), |f| f.derive.iter().filter(|d| **d).count()));
-        for (i, a) in allocs.iter().enumerate() {
-            if !derive(i) {
-                continue;
-            }
+        report.blocks.reserve_exact(derived.len());
+        for &i in &derived {
+            let a = &allocs[i];
             let kind = if roles[i] != Kind::Unknown { roles[i] } else { kinds[i] };
             let has_finaliser = finaliser[i];
             report.blocks.push(BlockRow {
@@ -930,7 +931,7 @@ impl<'f> Decoder<'f> {
         let base =
             kinds.iter().zip(&type_addrs).map(|(&kind, &type_address)| BaseKind { kind, type_address }).collect();
         names.clear();
-        cache.scratch = Scratch { owner: heap.owner, kinds, type_addrs, roles, names, preludes };
+        cache.scratch = Scratch { owner: heap.owner, kinds, type_addrs, roles, names, preludes, derived };
         let facts = DecodeFacts { allocations: walk.allocations, finaliser, base, focus };
         Ok((report, facts))
     }

@@ -212,7 +212,7 @@ pub(crate) struct SnapshotsRows {
     pub(crate) n: usize,
     u: Vec<UInt64Builder>,
     status: StringBuilder,
-    geometry_source: Dict,
+    geometry_source: RecurringDict,
     fragmentation: Float64Builder,
 }
 
@@ -224,11 +224,11 @@ impl SnapshotsRows {
     }
 
     pub(crate) fn push(&mut self, index: u64, offset: u64, outcome: Result<&SnapshotReport, &DecodeError>) {
-        let values: Vec<Option<u64>> = match outcome {
+        let values: [Option<u64>; SNAPSHOT_U64_COLUMNS - 2] = match outcome {
             Ok(r) => {
                 let g = &r.geometry;
                 let i = &r.gc_info;
-                vec![
+                [
                     Some(g.heap_start),
                     Some(g.heap_bytes),
                     Some(g.first.alloc_table_start),
@@ -254,7 +254,7 @@ impl SnapshotsRows {
                     Some(1 + g.more_areas.len() as u64),
                 ]
             }
-            Err(_) => vec![None; SNAPSHOT_U64_COLUMNS - 2],
+            Err(_) => [None; SNAPSHOT_U64_COLUMNS - 2],
         };
         self.u[0].append_value(index);
         self.u[1].append_value(offset);
@@ -271,7 +271,7 @@ impl SnapshotsRows {
             }
             Err(e) => {
                 self.status.append_value(format!("error: {e}"));
-                self.geometry_source.append_null();
+                self.geometry_source.append_option(None);
                 self.fragmentation.append_null();
             }
         }
@@ -285,7 +285,7 @@ impl SnapshotsRows {
         cols.push(u.next().unwrap_or_else(|| arc(UInt64Builder::new().finish())));
         cols.push(u.next().unwrap_or_else(|| arc(UInt64Builder::new().finish())));
         cols.push(arc(self.status.finish()));
-        cols.push(arc(self.geometry_source.finish()));
+        cols.push(self.geometry_source.finish());
         let rest: Vec<ArrayRef> = u.collect();
         // heap_start .. max_block (17 columns), fragmentation, then the counts.
         cols.extend(rest[..16].iter().cloned());
