@@ -8,12 +8,14 @@
 //! 1. reads the allocation table and pairs each allocation with the previous
 //!    snapshot's at the same block: one with the same extent, table bits and
 //!    bytes is unchanged; the others (new, gone, resized, written to) changed;
-//! 2. decodes again only what could differ ([`plan`]): the changed allocations
-//!    and everything within two pointers of them, either way. What the decoder
-//!    says of an allocation depends on nothing further away: a kind given by
-//!    whoever points at it, an instance's class, a module's name read through its
-//!    globals and their table, a function's name from its bytecode, a string's
-//!    text, a pointer's target;
+//! 2. decodes again only what could differ ([`plan`]): the changed allocations;
+//!    what they point to, now and before (the roles, texts and names they give);
+//!    what points into their blocks (a pointer's target, an instance's class, a
+//!    function's bytecode are read there); the targets of those whose first word
+//!    points there (their own kind, and so the roles they give, may change); and
+//!    the modules pointing at those (a module's name is read through its globals
+//!    and their table, two pointers away). Nothing else a decode says of an
+//!    allocation reads any further;
 //! 3. carries the other allocations' rows over as they were, and diffs only the
 //!    ones made again into the lifetime changes and the type histogram.
 //!
@@ -21,7 +23,7 @@
 //! scanned in full every time. What a decode reads that is not tracked this way
 //! (the heap's geometry, the VM's words, the qstr pools and their texts) must be
 //! unchanged, or the snapshot is decoded in full; so is a run's first snapshot,
-//! and one whose change reaches more than a quarter of the heap. The tables are
+//! and one whose change reaches more than half of the heap. The tables are
 //! the same either way: the tests hold them byte for byte against full decodes,
 //! and `analyze --full-decode` turns this off.
 
@@ -33,8 +35,8 @@ use crate::tables::lifetimes::{self, AllocationSight, Changes, Lifetime, Lifetim
 use crate::tables::summaries::TypeCounts;
 use crate::tables::{Prepared, PreparedOutcome, TableSet};
 
-/// A change reaching more than this share of the heap's allocations (plus a few)
-/// is decoded in full: following it would cost more than it saves.
+/// A change reaching more than one in this many of the heap's allocations (plus
+/// a few) is decoded in full: following it would cost more than it saves.
 const MAX_FOCUS_SHARE: usize = 2;
 const FOCUS_SLACK: usize = 8;
 
