@@ -477,10 +477,9 @@ impl<'f> Decoder<'f> {
     /// Whether a run decoder may decode this firmware's snapshots from one another:
     /// not when function names go through a module's qstr table, nor with qstr
     /// pools whose hashes and lengths sit in separate arrays (what those read is
-    /// not tracked).
+    /// not tracked), nor when `type` is not in flash (then an instance's class
+    /// need not be a `type`, named by its own bytes alone), nor for metrics only.
     pub fn supports_focus(&self) -> bool {
-        // (With `type` in flash, an instance's class is of kind `type`, named by
-        // its own bytes alone.)
         let flash = &self.firmware.flash;
         let in_flash = |a: u64| a >= self.firmware.flash_base && a - self.firmware.flash_base < flash.len() as u64;
         self.firmware.types.type_type.is_none_or(in_flash)
@@ -491,8 +490,7 @@ impl<'f> Decoder<'f> {
 
     /// Calls `f` with every word of `data` that a decode takes for a pointer edge:
     /// a block-aligned RAM address.
-    pub fn pointers_in(&self, data: &[u8], bytes_per_block: u64, f: impl FnMut(u64)) {
-        let mut f = f;
+    pub fn pointers_in(&self, data: &[u8], bytes_per_block: u64, mut f: impl FnMut(u64)) {
         let fw = self.firmware;
         let word = self.profile.heap.word_bytes as usize;
         scan::candidates(data, word, bytes_per_block, fw.ram_start.saturating_add(1)..fw.ram_end, |_, w| f(w));
