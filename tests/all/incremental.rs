@@ -2,7 +2,8 @@
 //! the tables of decoding every snapshot whole (`full_decode`): on the simulator's
 //! captures, on every firmware flavour (most fall back to whole decodes), with
 //! short runs and with shards, and on captures whose consecutive snapshots were
-//! changed at random (pointers, allocation-table bits, roots, the VM's words).
+//! changed at random (pointers, allocation-table bits, roots, the VM's words) and
+//! on purpose (a module renamed through its globals' table).
 
 use heapvis::pipeline::{AnalyzeOptions, Silent};
 use heapvis::synth::{self, Board, Flavor, SynthConfig};
@@ -84,6 +85,36 @@ fn mutated_capture(board: Board, n: u64, seed: u64) -> tempfile::TempDir {
     let (ram_start, state, types, objects) =
         (s.firmware.ram_start, s.firmware.state_address, &s.firmware.types, &s.profile.objects);
     let offset = |address: u64| (address - ram_start) as usize;
+    let word = |snapshot: &[u8], a: u64| u32::from_le_bytes(snapshot[offset(a)..offset(a) + 4].try_into().unwrap());
+    // A module named through its globals (the simulator's have none): a heap
+    // module's globals pointed at a dict whose table's first pair is
+    // `__name__`'s from `__main__`'s table. Its name is then read two pointers
+    // from the module, and renamed now and then below.
+    let put =
+        |snapshot: &mut Vec<u8>, a: u64, v: u32| snapshot[offset(a)..offset(a) + 4].copy_from_slice(&v.to_le_bytes());
+    let blocks = decoder.decode(0, &snapshot).unwrap().blocks;
+    let module = blocks.iter().find(|b| b.type_address == types.module).expect("a module").address;
+    let dict = blocks.iter().find(|b| b.kind == Kind::Dict).expect("a dict").address;
+    let table = word(&snapshot, dict + 4 * objects.dict_table_word as u64) as u64;
+    let main_table = word(&snapshot, state + s.profile.state.dict_main_table) as u64;
+    let main_pairs = blocks.iter().find(|b| b.address == main_table).expect("the main table").blocks * 2;
+    let pair = |snapshot: &[u8], k: u64| (word(snapshot, main_table + 8 * k), word(snapshot, main_table + 8 * k + 4));
+    let name_of_module = |snapshot: &[u8]| {
+        decoder.decode(0, snapshot).unwrap().blocks.into_iter().find(|b| b.address == module).and_then(|b| b.name)
+    };
+    put(&mut snapshot, module + 4, dict as u32);
+    let mut names = None;
+    for k in 0..main_pairs {
+        let (key, value) = pair(&snapshot, k);
+        put(&mut snapshot, table, key);
+        put(&mut snapshot, table + 4, value);
+        if name_of_module(&snapshot).as_deref() == Some("__main__") {
+            // Another name: the key of the pair after it (a qstr, like a name).
+            names = Some((key, value, pair(&snapshot, (k + 1) % main_pairs).0));
+            break;
+        }
+    }
+    let (name_key, main_name, other_name) = names.expect("`__name__` in the main table");
     let mut state_rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let mut next = move || {
         state_rng ^= state_rng << 13;
@@ -101,6 +132,15 @@ fn mutated_capture(board: Board, n: u64, seed: u64) -> tempfile::TempDir {
             let b = b.get((r % b.len().max(1) as u64) as usize)?;
             Some((b.address, b.blocks * 16))
         };
+        // The module renamed every tenth snapshot (its links put back, should a
+        // random write below have broken them).
+        if ram.len() / size % 10 == 0 {
+            let name = if ram.len() / size % 20 == 0 { main_name } else { other_name };
+            put(&mut snapshot, module + 4, dict as u32);
+            put(&mut snapshot, dict + 4 * objects.dict_table_word as u64, table as u32);
+            put(&mut snapshot, table, name_key);
+            put(&mut snapshot, table + 4, name);
+        }
         let mut vm_poke = None;
         for _ in 0..1 + next() % 4 {
             let word_in = |lo: u64, hi: u64, r: u64| lo + (r % ((hi - lo) / 4)) * 4;
@@ -145,8 +185,7 @@ fn mutated_capture(board: Board, n: u64, seed: u64) -> tempfile::TempDir {
                 // The values of a module's globals (its `__name__` among them),
                 // two pointers from the module.
                 23 if r2 % 2 == 0 => {
-                    let word =
-                        |a: u64| u32::from_le_bytes(snapshot[offset(a)..offset(a) + 4].try_into().unwrap()) as u64;
+                    let word = |a: u64| word(&snapshot, a) as u64;
                     let blocks = report.as_ref().map(|r| &r.blocks[..]).unwrap_or(&[]);
                     let modules: Vec<_> = blocks.iter().filter(|b| b.type_address == types.module).collect();
                     let table = modules.get((r1 % modules.len().max(1) as u64) as usize).and_then(|m| {
@@ -155,10 +194,14 @@ fn mutated_capture(board: Board, n: u64, seed: u64) -> tempfile::TempDir {
                         let table = word(table + 4 * objects.dict_table_word as u64);
                         blocks.iter().find(|b| b.address == table)
                     });
+                    // Each value becomes the next pair's key (a qstr): a module
+                    // named `__main__` gets another name.
                     if let Some(t) = table {
-                        for k in (1..t.blocks * 4).step_by(2) {
-                            let o = offset(t.address + 4 * k);
-                            snapshot[o..o + 4].copy_from_slice(&0u32.to_le_bytes());
+                        let pairs = t.blocks * 2;
+                        let keys: Vec<u64> = (0..pairs).map(|k| word(t.address + 8 * ((k + 1) % pairs))).collect();
+                        for (k, key) in keys.into_iter().enumerate() {
+                            let o = offset(t.address + 8 * k as u64 + 4);
+                            snapshot[o..o + 4].copy_from_slice(&(key as u32).to_le_bytes());
                         }
                     }
                     None
