@@ -92,6 +92,8 @@ pub struct RunDecoder<'d, 'f, 'm> {
     prev: Option<Previous<'f, 'm>>,
     /// Working vectors kept from one snapshot to the next (see [`Spare`]).
     spare: Spare,
+    /// The last snapshot prepared was decoded from the one before it.
+    last_focused: bool,
 }
 
 /// Per-allocation vectors a snapshot needs and the next can refill: allocating
@@ -116,7 +118,14 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
             cache: DecodeCache::default(),
             prev: None,
             spare: Spare::default(),
+            last_focused: false,
         })
+    }
+
+    /// Whether the last snapshot prepared was decoded from the one before it
+    /// (rather than whole, or not at all).
+    pub fn last_focused(&self) -> bool {
+        self.last_focused
     }
 
     /// Decodes snapshot `index` and prepares it for the writer, as
@@ -135,11 +144,13 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
             Ok(d) => d,
             Err(e) => {
                 // The next snapshot is diffed against the last one decoded.
+                self.last_focused = false;
                 self.prev = prev;
                 return Err(e);
             }
         };
         let focus = facts.focus;
+        self.last_focused = focus.is_some();
         let carried = |i: usize| -> Option<usize> {
             let f = focus.as_ref()?;
             (!f.derive.get(i).copied().unwrap_or(true)).then(|| reuse.get(i).copied().flatten()).flatten()

@@ -192,6 +192,8 @@ struct Decoded<'f> {
     index: u64,
     outcome: PreparedOutcome<'f>,
     frame: Option<(Canvas, Option<Result<Vec<u8>>>)>,
+    /// Decoded from the snapshot before (see [`crate::incremental`]).
+    focused: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -201,6 +203,9 @@ pub struct RunSummary {
     pub bytes: u64,
     /// Bytes after the last whole snapshot, which were ignored.
     pub trailing_bytes: u64,
+    /// Snapshots decoded from the one before rather than whole (see
+    /// [`crate::incremental`]): how much a run gained from it.
+    pub focused: u64,
     pub files: Vec<PathBuf>,
 }
 
@@ -400,11 +405,8 @@ impl Session {
                         if (i - run.start) % every == 0 {
                             mapped.release_before(i.saturating_sub(1));
                         }
-                        Decoded {
-                            index: i,
-                            outcome: run_decoder.prepare(i, mapped.snapshot(i).unwrap_or(&[])),
-                            frame: None,
-                        }
+                        let outcome = run_decoder.prepare(i, mapped.snapshot(i).unwrap_or(&[]));
+                        Decoded { index: i, outcome, frame: None, focused: run_decoder.last_focused() }
                     })
                     .collect());
             }
@@ -426,25 +428,26 @@ impl Session {
                         }
                         _ => None,
                     };
-                    Decoded { index: i, outcome: preparer.prepare(outcome), frame }
+                    Decoded { index: i, outcome: preparer.prepare(outcome), frame, focused: false }
                 })
                 .collect())
         };
         let (tx, rx) = channel::<(usize, Result<Vec<Decoded>>)>();
         let movie_slot = &mut movie;
-        let result: Result<TableSink> = std::thread::scope(|scope| {
+        let result: Result<(TableSink, u64)> = std::thread::scope(|scope| {
             // Owned here, so that it is dropped even if a worker panics.
             let tx = tx;
             let (gate, runs) = (&gate, &runs);
             let writer = std::thread::Builder::new().name("heapvis-writer".into()).spawn_scoped(
                 scope,
-                move || -> Result<TableSink> {
+                move || -> Result<(TableSink, u64)> {
                     // However the writer ends, no worker may wait for it any more.
                     let _stop = StopOnDrop { gate, only_on_panic: false };
                     let mut sink = sink;
                     // Runs that arrived before the one the writer needs next.
                     let mut early: BTreeMap<usize, Result<Vec<Decoded>>> = BTreeMap::new();
                     let mut wanted = 0usize;
+                    let mut focused = 0u64;
                     let mut trim_due = 0u64;
                     for (k, batch) in rx {
                         early.insert(k, batch);
@@ -455,6 +458,7 @@ impl Session {
                                 if let Err(e) = &d.outcome {
                                     progress.warn(&format!("snapshot {}: {e}", d.index));
                                 }
+                                focused += d.focused as u64;
                                 sink.write(d.index, dump.offset_of(d.index), &d.outcome)?;
                                 if let Some((canvas, png)) = &d.frame {
                                     if let (Some(dir), Some(png)) = (&frames_dir, png) {
@@ -484,7 +488,7 @@ impl Session {
                     if wanted < runs.len() {
                         return Err(early.into_values().find_map(|b| b.err()).unwrap_or(Error::WorkerStopped));
                     }
-                    Ok(sink)
+                    Ok((sink, focused))
                 },
             );
             pool.broadcast(|_| {
@@ -507,7 +511,7 @@ impl Session {
             let writer = writer.map_err(|e| Error::io("writer thread", e))?;
             writer.join().map_err(|_| Error::WriterPanicked)?
         });
-        let sink = result?;
+        let (sink, focused) = result?;
         let (written, failed) = (sink.written, sink.failed);
         let mut files = sink.finish(after)?;
         if let Some(m) = movie.take() {
@@ -520,6 +524,7 @@ impl Session {
             failed,
             bytes: written * snapshot_bytes,
             trailing_bytes: self.dump.trailing_bytes(),
+            focused,
             files,
         })
     }

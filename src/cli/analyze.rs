@@ -58,7 +58,8 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Print the run's figures on stderr at the end: time, MB/s of dump,
-    /// snapshots/s, peak memory (resident set) and CPU time (user and kernel).
+    /// snapshots/s, peak memory (resident set), CPU time (user and kernel), and the
+    /// share of snapshots decoded from the one before rather than whole.
     #[arg(long)]
     pub stats: bool,
     /// No progress bar or warnings on stderr.
@@ -127,11 +128,13 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
         let cpu =
             cpu_seconds().map_or("unknown".to_string(), |(user, sys)| format!("{user:.2} s user, {sys:.2} s system"));
         eprintln!(
-            "stats: {} snapshot(s), {} bytes in {secs:.3} s: {:.1} MB/s, {:.0} snapshots/s, peak RSS {rss}, CPU {cpu}",
+            "stats: {} snapshot(s), {} bytes in {secs:.3} s: {:.1} MB/s, {:.0} snapshots/s, peak RSS {rss}, CPU {cpu}; \
+             {:.1}% decoded from the snapshot before",
             summary.snapshots,
             summary.bytes,
             summary.bytes as f64 / secs / 1e6,
-            summary.snapshots as f64 / secs
+            summary.snapshots as f64 / secs,
+            100.0 * summary.focused as f64 / summary.snapshots.max(1) as f64
         );
     }
     Ok(if summary.failed > 0 { Outcome::SomeSnapshotsFailed } else { Outcome::Ok })

@@ -162,4 +162,17 @@ fn stats_report_the_run_time_rate_memory_and_cpu() {
     let (user, system) = (after("CPU "), after("user, "));
     assert!(user >= 0.0 && system >= 0.0 && user + system < 60.0, "{line}");
     assert!(line.contains(" MB/s, ") && line.contains(" snapshots/s, "), "{line}");
+    // One run of 20 snapshots: the first decoded whole, some of the others from
+    // the one before (a program starting up interns qstrs, which takes whole
+    // decodes); none with --full-decode.
+    let focused = |line: &str| -> f64 {
+        let v = line.split("; ").nth(1).and_then(|t| t.strip_suffix("% decoded from the snapshot before"));
+        v.and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no share decoded from the one before: {line}"))
+    };
+    let share = focused(line);
+    assert!(share > 0.0 && share <= 95.0, "{line}");
+    let out = run(&["analyze", dir, "-o", o.to_str().unwrap(), "-q", "--stats", "--full-decode"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err.lines().find(|l| l.starts_with("stats: ")).unwrap_or_else(|| panic!("no stats line: {err}"));
+    assert_eq!(focused(line), 0.0, "{line}");
 }
