@@ -109,9 +109,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
     /// per-snapshot rows (blocks, edges, qstrs, strings), nothing past the
     /// allocation tables, or a layout whose reads are not tracked.
     pub fn new(decoder: &'d Decoder<'f>, set: TableSet) -> Option<Self> {
-        let whole_rows = set.blocks || set.edges || set.qstrs || set.strings;
-        let wanted = set.lifetimes().any() || set.type_histogram;
-        (wanted && !whole_rows && decoder.supports_focus()).then(|| RunDecoder {
+        Self::applies(decoder, set).then(|| RunDecoder {
             decoder,
             firmware: decoder.firmware,
             set,
@@ -120,6 +118,13 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
             spare: Spare::default(),
             last_focused: false,
         })
+    }
+
+    /// Whether a run decoder can serve `set` with `decoder` (see [`RunDecoder::new`]).
+    pub fn applies(decoder: &Decoder, set: TableSet) -> bool {
+        let whole_rows = set.blocks || set.edges || set.qstrs || set.strings;
+        let wanted = set.lifetimes().any() || set.type_histogram;
+        wanted && !whole_rows && decoder.supports_focus()
     }
 
     /// Whether the last snapshot prepared was decoded from the one before it
@@ -210,7 +215,9 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
                 (changes, count_types(&mut slots, bpb, fw), qstrs, None)
             }
             Some(p) => {
-                let (allocations, mut edges) = diff_slots(&p.slots, &slots, &made);
+                // The previous snapshot's slots not carried over, by address.
+                let old = by_address(p.slots.iter().flatten().map(|s| &**s).collect());
+                let (allocations, mut edges) = diff_slots(&old, &slots, &made);
                 let roots = Changes::between(&p.roots, &roots);
                 edges.0.extend(roots.rows);
                 edges.1.extend(roots.gone);
@@ -223,7 +230,6 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
                     // (in the group of the one they replace, when it is the same).
                     Some(_) => {
                         let mut types = p.types;
-                        let old: Vec<&Slot> = p.slots.iter().flatten().map(|s| &**s).collect();
                         for o in &old {
                             types.remove(o.group, o.sight.blocks() * bpb);
                         }
@@ -321,27 +327,27 @@ fn count_types<'f>(slots: &mut [Option<Box<Slot>>], bytes_per_block: u64, fw: &'
     types
 }
 
+/// `slots` sorted by address. They come in allocation order, which is address
+/// order but across the areas of a split heap.
+fn by_address(mut slots: Vec<&Slot>) -> Vec<&Slot> {
+    if !slots.is_sorted_by_key(|s| s.sight.key()) {
+        slots.sort_by_key(|s| s.sight.key());
+    }
+    slots
+}
+
 /// Allocation rows and gone addresses, heap edge rows and gone keys, each sorted
 /// by key: between the previous snapshot's slots that were not carried over
-/// (those left in `old`) and this one's made anew (`made`, indices into `new`).
+/// (`old`, by address) and this one's made anew (`made`, indices into `new`).
 #[allow(clippy::type_complexity)]
 fn diff_slots(
-    old: &[Option<Box<Slot>>],
+    old: &[&Slot],
     new: &[Option<Box<Slot>>],
     made: &[usize],
 ) -> ((Vec<AllocationSight>, Vec<u64>), (Vec<EdgeRow>, Vec<<EdgeRow as Lifetime>::Key>)) {
-    let by_address = |s: &&Slot| s.sight.key();
-    let mut old: Vec<&Slot> = old.iter().flatten().map(|s| &**s).collect();
-    let mut new: Vec<&Slot> = made.iter().filter_map(|&i| new.get(i)?.as_deref()).collect();
-    // (In allocation order, which is address order but across the areas of a split heap.)
-    if !old.is_sorted_by_key(by_address) {
-        old.sort_by_key(by_address);
-    }
-    if !new.is_sorted_by_key(by_address) {
-        new.sort_by_key(by_address);
-    }
+    let new = by_address(made.iter().filter_map(|&i| new.get(i)?.as_deref()).collect());
     let (mut rows, mut gone, mut edge_rows, mut edge_gone) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut old, mut new) = (old.into_iter().peekable(), new.into_iter().peekable());
+    let (mut old, mut new) = (old.iter().copied().peekable(), new.into_iter().peekable());
     loop {
         let (o, n) = (old.peek().map(|o| o.sight.key()), new.peek().map(|n| n.sight.key()));
         match (o, n) {

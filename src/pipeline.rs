@@ -92,7 +92,7 @@ impl Default for RenderOptions {
     }
 }
 
-/// Runs written between two calls of [`release_free_memory`].
+/// Dump bytes written between two calls of [`release_free_memory`].
 const TRIM_EVERY_BYTES: u64 = 128 << 20;
 
 /// Hands memory the allocator holds free back to the system. Every run
@@ -379,8 +379,7 @@ impl Session {
         // result to the writer, which puts the runs back in order. A worker waits
         // when its run would be more than two runs per thread ahead of the
         // writer, so memory is bounded by that, not by the dump.
-        let incremental =
-            !options.full_decode && layout.is_none() && RunDecoder::new(&decoder, options.tables).is_some();
+        let incremental = !options.full_decode && layout.is_none() && RunDecoder::applies(&decoder, options.tables);
         let run_len = options.run.map_or_else(|| default_run(snapshot_bytes, incremental), |r| r.max(1) as u64);
         let runs: Vec<Range<u64>> =
             (range.start..range.end).step_by(run_len as usize).map(|a| a..(a + run_len).min(range.end)).collect();
@@ -395,7 +394,7 @@ impl Session {
             // rows own their data.
             let mapped = dump.window(run.clone())?;
             // Each snapshot from the one before, where the tables allow it.
-            if let Some(mut run_decoder) = RunDecoder::new(&decoder, tables).filter(|_| incremental) {
+            if let Some(mut run_decoder) = incremental.then(|| RunDecoder::new(&decoder, tables)).flatten() {
                 let every = (RELEASE_BYTES / snapshot_bytes.max(1)).max(1);
                 return Ok(run
                     .clone()

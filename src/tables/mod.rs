@@ -439,7 +439,8 @@ pub(crate) trait PendingRows {
     }
 }
 
-/// Rows counted in `n`; with `text`, text counted in `text_bytes` too.
+/// Rows counted in `n`; with `summary`, batched [`SUMMARY_BATCH_ROWS`] at a time;
+/// with `text`, text counted in `text_bytes` too.
 macro_rules! pending_rows {
     ($($t:ty),*) => {$(
         impl PendingRows for $t {
