@@ -8,6 +8,7 @@ use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::Ordering::Relaxed;
 
 use memmap2::{Advice, Mmap};
 
@@ -36,7 +37,7 @@ impl Dump {
         // mmap-based reader such as ripgrep) and would raise SIGBUS, not corrupt output.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
         // Advice is a hint; a kernel that ignores it changes nothing we rely on.
-        let _ = map.advise(Advice::Sequential);
+        advise_streaming(&map);
         Ok(Dump { path: path.into(), file, map, snapshot_bytes, count: len / snapshot_bytes })
     }
 
@@ -76,6 +77,19 @@ impl Dump {
     }
 }
 
+/// The size of a huge page (a PMD's reach with 4 KiB pages on x86-64 and
+/// aarch64): mappings are released in whole ones, see [`Window::release_before`].
+const HUGE_PAGE: usize = 2 << 20;
+
+/// Sequential reads, and huge pages where the kernel can: a dump read from disk
+/// through such a mapping goes into the page cache in 2 MiB folios, which later
+/// faults map with one page-table entry each instead of 512. Mapping 4 KiB pages
+/// and unmapping them again cost a fifth of a soak analysis's CPU time.
+fn advise_streaming(map: &Mmap) {
+    let _ = map.advise(Advice::HugePage);
+    let _ = map.advise(Advice::Sequential);
+}
+
 /// A mapping of just the snapshots `first..first+count`, for streaming: dropping it
 /// unmaps its pages, so a long run never keeps more than its windows resident.
 pub struct Window {
@@ -85,23 +99,31 @@ pub struct Window {
     first: u64,
     count: u64,
     snapshot_bytes: u64,
+    /// Bytes from the mapping's start already released.
+    released: std::sync::atomic::AtomicUsize,
 }
 
 impl Window {
     /// Lets the kernel drop the pages that hold only snapshots before `index`, so
     /// a long run keeps little of its window resident. They are not read again
     /// in a run; if they were, they would be faulted back in from the file.
+    ///
+    /// Only whole huge pages (by address) are released: dropping part of one
+    /// mapped whole would unmap all of it, and the next read of its other part
+    /// would map it whole again.
     pub fn release_before(&self, index: u64) {
         let Some(i) = index.checked_sub(self.first).filter(|i| *i <= self.count) else { return };
-        const PAGE: usize = 4096;
-        let end = (self.skew + (i * self.snapshot_bytes) as usize) / PAGE * PAGE;
-        if end > 0 {
+        let base = self.map.as_ptr() as usize;
+        let end = (base + self.skew + (i * self.snapshot_bytes) as usize) / HUGE_PAGE * HUGE_PAGE;
+        let (from, to) = (self.released.load(Relaxed), end.saturating_sub(base));
+        if to > from {
             // SAFETY: the map is a read-only, private mapping of a file this
             // process never writes through it. MADV_DONTNEED on such a mapping
             // only drops the pages from the page tables: any later read faults
             // them in again from the file, with the same contents, so no slice
             // into them can see anything else.
-            let _ = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, end) };
+            let _ = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, from, to - from) };
+            self.released.store(to, Relaxed);
         }
     }
 
@@ -128,8 +150,15 @@ impl Dump {
         // touching them lets fault-around map 16 pages per fault).
         let map = unsafe { memmap2::MmapOptions::new().offset(aligned).len(len as usize).map(&self.file) }
             .map_err(|e| Error::io(&self.path, e))?;
-        let _ = map.advise(Advice::Sequential);
-        Ok(Window { map, skew: (start - aligned) as usize, first, count, snapshot_bytes: self.snapshot_bytes })
+        advise_streaming(&map);
+        Ok(Window {
+            map,
+            skew: (start - aligned) as usize,
+            first,
+            count,
+            snapshot_bytes: self.snapshot_bytes,
+            released: std::sync::atomic::AtomicUsize::new(0),
+        })
     }
 }
 
@@ -215,5 +244,32 @@ mod tests {
         assert!(r("3..3", 5).is_err());
         assert!(r("2..9", 5).is_err());
         assert!(r("x", 5).is_err());
+    }
+
+    /// A window hands out the file's snapshots, releases only whole huge pages
+    /// before the one asked, and still reads what it released (faulted back in).
+    #[test]
+    fn windows_read_the_file_and_release_whole_huge_pages() {
+        let snapshot = 192 * 1024u64;
+        let count = 40u64; // 7.5 MiB
+        let bytes: Vec<u8> = (0..snapshot * count).map(|i| (i * 7 + i / 4093) as u8).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ram.bin");
+        std::fs::write(&path, &bytes).unwrap();
+        let dump = Dump::open(&path, snapshot).unwrap();
+        let w = dump.window(3..37).unwrap();
+        let expect = |i: u64| &bytes[(i * snapshot) as usize..((i + 1) * snapshot) as usize];
+        assert!(w.snapshot(2).is_none() && w.snapshot(37).is_none());
+        let base = w.map.as_ptr() as usize;
+        for i in 3..37 {
+            w.release_before(i);
+            let released = w.released.load(Relaxed);
+            assert!(released == 0 || (base + released) % HUGE_PAGE == 0, "whole huge pages by address, or none");
+            assert!(released <= w.skew + ((i - 3) * snapshot) as usize, "nothing at or after snapshot {i}");
+            assert_eq!(w.snapshot(i).unwrap(), expect(i));
+        }
+        assert!(w.released.load(Relaxed) > 0);
+        assert_eq!(w.snapshot(3).unwrap(), expect(3), "released pages read again from the file");
+        assert_eq!(dump.snapshot(39).unwrap(), expect(39));
     }
 }

@@ -125,7 +125,8 @@ fn default_run(snapshot_bytes: u64, incremental: bool) -> u64 {
     (bytes / snapshot_bytes.max(1)).clamp(4, most)
 }
 
-/// Dump bytes a run decoder reads between two releases of its window's pages.
+/// Dump bytes a run decoder reads between two calls to release its window's pages
+/// (which releases only whole huge pages).
 const RELEASE_BYTES: u64 = 1 << 20;
 
 /// Keeps workers at most `ahead` runs ahead of the writer, and lets them go when
