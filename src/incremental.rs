@@ -19,8 +19,8 @@
 //! 3. carries the other allocations' rows over as they were, and diffs only the
 //!    ones made again into the lifetime changes and the type histogram.
 //!
-//! The roots (RAM outside the heap, where the stack changes at every call) are
-//! scanned in full every time. What a decode reads that is not tracked this way
+//! The roots (RAM outside the heap) are sieved again only where their bytes
+//! changed ([`crate::decode::roots`]), and diffed word by word. What a decode reads that is not tracked this way
 //! (the heap's geometry, the VM's words, the qstr pools and their texts) must be
 //! unchanged, or the snapshot is decoded in full; so is a run's first snapshot,
 //! and one whose change reaches more than half of the heap. The tables are
@@ -28,10 +28,12 @@
 //! and `analyze --full-decode` turns this off.
 
 use crate::decode::{
-    Allocation, BaseKind, DecodeCache, Decoder, EdgeRow, Focus, HeapGeometry, Kind, PlanInput, QstrRow,
+    Allocation, BaseKind, DecodeCache, Decoder, EdgeRow, Focus, HeapGeometry, Kind, PlanInput, QstrRow, RootWord,
+    Roots, RootsBefore,
 };
 use crate::firmware::Firmware;
-use crate::tables::lifetimes::{self, AllocationSight, Changes, Lifetime, LifetimeChanges};
+use crate::memory::same_bytes;
+use crate::tables::lifetimes::{self, AllocationSight, Changes, EdgeKey, Lifetime, LifetimeChanges};
 use crate::tables::summaries::TypeCounts;
 use crate::tables::{Prepared, PreparedOutcome, TableSet};
 
@@ -67,8 +69,8 @@ struct Previous<'f, 'm> {
     base: Vec<BaseKind>,
     /// Per allocation; an unchanged allocation takes its slot on to the next snapshot.
     slots: Slots,
-    /// Root edges, sorted by key.
-    roots: Vec<EdgeRow>,
+    /// Candidate roots, in address order (see [`crate::decode::roots`]).
+    root_words: Vec<RootWord>,
     /// Qstrs, sorted by key.
     qstrs: Vec<QstrRow>,
     /// Start blocks of the allocations holding qstr texts, sorted.
@@ -141,7 +143,8 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         let mut prev = self.prev.take();
         let mut reuse = std::mem::take(&mut self.spare.reuse);
         let spare_focus = std::mem::take(&mut self.spare.focus);
-        let decoded = decoder.decode_focused(index, ram, &mut self.cache, |cur| {
+        let before = prev.as_ref().map(|p| RootsBefore { ram: p.ram, geometry: &p.geometry, words: &p.root_words });
+        let decoded = decoder.decode_focused(index, ram, &mut self.cache, Roots::Words(before), |cur| {
             let p = prev.as_ref().filter(|p| p.usable)?;
             plan(decoder, p, cur, vm.as_deref()?, &mut reuse, spare_focus)
         });
@@ -164,8 +167,6 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         // This snapshot's slots: carried over, or made from the rows decoded.
         let fw = self.firmware;
         let texts = lifetimes::texts_by_block(&report.strings);
-        let first_root = report.edges.iter().position(|e| e.from_block.is_none()).unwrap_or(report.edges.len());
-        let roots = lifetimes::sorted_unique(report.edges.split_off(first_root));
         let mut heap_edges = std::mem::take(&mut report.edges).into_iter();
         let mut rows = report.blocks.iter();
         let mut slots: Slots = Vec::with_capacity(facts.allocations.len());
@@ -204,7 +205,8 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
             None => {
                 let sights = lifetimes::sorted_unique(slots.iter().flatten().map(|s| s.sight.clone()).collect());
                 let mut edges: Vec<EdgeRow> = slots.iter().flatten().flat_map(|s| s.edges.iter().cloned()).collect();
-                edges.extend(roots.iter().cloned());
+                let roots = facts.root_words.iter().filter(|w| w.head);
+                edges.extend(roots.map(|w| decoder.root_edge(w.address, w.value)));
                 let qstrs = new_qstrs.unwrap_or_default();
                 let changes = LifetimeChanges::new(
                     Changes::all(keep(want.allocations, sights)),
@@ -218,9 +220,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
                 // The previous snapshot's slots not carried over, by address.
                 let old = by_address(p.slots.iter().flatten().map(|s| &**s).collect());
                 let (allocations, mut edges) = diff_slots(&old, &slots, &made);
-                let roots = Changes::between(&p.roots, &roots);
-                edges.0.extend(roots.rows);
-                edges.1.extend(roots.gone);
+                diff_roots(decoder, &p.root_words, &facts.root_words, &mut edges.0, &mut edges.1);
                 let (qstr_changes, qstrs) = match new_qstrs {
                     Some(q) => (Changes::between(&p.qstrs, &q), q),
                     None => (Changes::partial(Vec::new(), Vec::new()), p.qstrs),
@@ -277,7 +277,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
             finaliser: facts.finaliser,
             base: facts.base,
             slots,
-            roots,
+            root_words: facts.root_words,
             qstrs,
             qstr_chunks,
             qstr_blocks,
@@ -376,6 +376,41 @@ fn diff_slots(
     ((rows, gone), (edge_rows, edge_gone))
 }
 
+/// Adds the root edges of `new` that `old` lacks to `rows`, and the keys of
+/// those it lost to `gone`, each in key order: `old` and `new` are candidate
+/// roots in address order, and an edge is a head candidate (its row follows from
+/// its address and value).
+fn diff_roots(
+    decoder: &Decoder,
+    old: &[RootWord],
+    new: &[RootWord],
+    rows: &mut Vec<EdgeRow>,
+    gone: &mut Vec<<EdgeRow as Lifetime>::Key>,
+) {
+    let (mut old, mut new) = (old.iter().filter(|w| w.head).peekable(), new.iter().filter(|w| w.head).peekable());
+    loop {
+        match (old.peek(), new.peek()) {
+            (Some(o), Some(n)) if o.address == n.address => {
+                if o.value != n.value {
+                    gone.push(EdgeKey::root(o.address, o.value));
+                    rows.push(decoder.root_edge(n.address, n.value));
+                }
+                old.next();
+                new.next();
+            }
+            (Some(o), n) if n.is_none_or(|n| o.address < n.address) => {
+                gone.push(EdgeKey::root(o.address, o.value));
+                old.next();
+            }
+            (_, Some(n)) => {
+                rows.push(decoder.root_edge(n.address, n.value));
+                new.next();
+            }
+            _ => break,
+        }
+    }
+}
+
 /// The start blocks of the allocations holding RAM qstrs' texts, and those with
 /// the qstr pools added, both sorted; `None` when a qstr in RAM lies outside an
 /// allocation (its text could change unseen).
@@ -405,16 +440,6 @@ fn qstr_blocks(
     blocks.sort_unstable();
     blocks.dedup();
     Some((chunks, blocks))
-}
-
-/// `a == b` for two slices of one length, inline: most allocations are a block
-/// or two, where a call to `memcmp` costs more than the compare.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    const STEP: usize = 16;
-    let (ca, cb) = (a.chunks_exact(STEP), b.chunks_exact(STEP));
-    let tails_match = ca.remainder() == cb.remainder();
-    let word = |c: &[u8]| <[u8; STEP]>::try_from(c).map(u128::from_ne_bytes).ok();
-    tails_match && ca.zip(cb).all(|(x, y)| word(x) == word(y))
 }
 
 /// Pool blocks, a bit each.
@@ -464,7 +489,7 @@ fn plan(
         let Some(start) = bytes(cur.ram, a) else { return false };
         let len = (a.blocks * bpb) as usize;
         match (cur.ram.get(start..start + len), p.ram.get(start..start + len)) {
-            (Some(x), Some(y)) => same(x, y),
+            (Some(x), Some(y)) => same_bytes(x, y),
             _ => false,
         }
     };

@@ -49,6 +49,21 @@ impl<'a> Region<'a> {
     }
 }
 
+/// `a == b`, inline: the slices compared are a few blocks long, where a call to
+/// `memcmp` costs more than the compare.
+#[inline]
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    const STEP: usize = 16;
+    if a.len() != b.len() {
+        return false;
+    }
+    let (ca, cb) = (a.chunks_exact(STEP), b.chunks_exact(STEP));
+    // (Byte by byte: `==` on slices calls `memcmp` even when they are empty.)
+    let tails_match = ca.remainder().iter().zip(cb.remainder()).all(|(x, y)| x == y);
+    let word = |c: &[u8]| <[u8; STEP]>::try_from(c).map(u128::from_ne_bytes).ok();
+    tails_match && ca.zip(cb).all(|(x, y)| word(x) == word(y))
+}
+
 /// Little-endian unsigned integer from up to 8 bytes (shorter slices are zero-extended).
 #[inline]
 pub fn le_word(bytes: &[u8]) -> u64 {

@@ -9,6 +9,7 @@ pub mod alloc_table;
 pub mod bytecode;
 pub mod geometry;
 pub mod qstr;
+pub mod roots;
 mod scan;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use crate::profile::{BytecodePrelude, Immediate, Profile};
 pub use alloc_table::{Allocation, FreeRun, GcInfo};
 pub use bytecode::Prelude;
 pub use geometry::{HeapArea, HeapGeometry};
+pub use roots::{RootWord, Roots, RootsBefore};
 
 /// What a block holds, with the reference's categories (and its colours).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -237,6 +239,8 @@ pub struct DecodeFacts {
     pub base: Vec<BaseKind>,
     /// The focus the planner chose (`None`: every allocation was decoded).
     pub focus: Option<Focus>,
+    /// The candidate roots, when asked for as words ([`Roots::Words`]).
+    pub root_words: Vec<RootWord>,
 }
 
 /// What to decode; the metrics-only path skips everything past the allocation table.
@@ -457,7 +461,7 @@ impl<'f> Decoder<'f> {
 
     /// [`Decoder::decode`], reusing what `cache` kept from the snapshots before.
     pub fn decode_with(&self, index: u64, ram: &[u8], cache: &mut DecodeCache) -> Result<SnapshotReport, DecodeError> {
-        self.decode_focused(index, ram, cache, |_| None).map(|(report, _)| report)
+        self.decode_focused(index, ram, cache, Roots::Rows, |_| None).map(|(report, _)| report)
     }
 
     /// The words of the interpreter's state a decode reads besides the GC's
@@ -499,12 +503,14 @@ impl<'f> Decoder<'f> {
     /// [`Decoder::decode_with`], where `plan` may narrow the decode once the
     /// allocation table is read: with a [`Focus`], only its allocations get block
     /// rows, edges and strings, the qstrs are not listed, and the base kinds it
-    /// knows are taken as they are. The roots are always scanned in full.
+    /// knows are taken as they are. `roots` says how the roots come out: as edge
+    /// rows, or as words in the facts (see [`roots`]).
     pub fn decode_focused(
         &self,
         index: u64,
         ram: &[u8],
         cache: &mut DecodeCache,
+        roots: Roots,
         plan: impl FnOnce(&PlanInput) -> Option<Focus>,
     ) -> Result<(SnapshotReport, DecodeFacts), DecodeError> {
         let fw = self.firmware;
@@ -873,38 +879,20 @@ impl<'f> Decoder<'f> {
             });
         }
 
-        // Root edges: aligned words of RAM outside the heap that hold a block's address.
-        let first = fw.ram_start.div_ceil(word) * word;
-        // (gc_init and the GC state both start the heap at its allocation table.)
-        let mut heap_ranges: Vec<(u64, u64)> = g.areas().map(|a| (a.alloc_table_start, a.pool_end)).collect();
-        heap_ranges.sort_unstable();
-        let mut outside = Vec::with_capacity(heap_ranges.len() + 1);
-        let mut lo = first;
-        for (start, end) in heap_ranges {
-            outside.push((lo, start.max(lo)));
-            lo = lo.max(end.div_ceil(word) * word);
-        }
-        outside.push((lo, mem.ram.end()));
-        let pools = g.areas().fold((u64::MAX, 0), |(lo, hi), a| (lo.min(a.pool_start), hi.max(a.pool_end)));
-        for (lo, hi) in outside {
-            let Some(bytes) = mem.ram.slice(lo, hi.saturating_sub(lo) / word * word) else { continue };
-            // Only block-aligned addresses in the pools: most RAM words are not.
-            scan::candidates(bytes, word as usize, bpb, pools.0..pools.1, |k, w| {
-                if let Some(ti) = heap.head(w) {
-                    let a = lo + k as u64 * word;
-                    report.edges.push(EdgeRow {
-                        from_block: None,
-                        from_word: None,
-                        root_address: Some(a),
-                        root_name: Some(self.root_name(a)),
-                        to_address: w,
-                        to_block: Some(addr_of(ti)),
-                        to_is_head: true,
-                        map_key: None,
-                    });
-                }
-            });
-        }
+        // Roots: aligned words of RAM outside the heap that hold an allocation's address.
+        let before = match &roots {
+            Roots::Rows => None,
+            Roots::Words(before) => before.as_ref(),
+        };
+        let root_words = self.root_words(&mem, &g, before, |w| heap.head(w).is_some());
+        let root_words = match roots {
+            Roots::Rows => {
+                let heads = root_words.iter().filter(|r| r.head);
+                report.edges.extend(heads.map(|r| self.root_edge(r.address, r.value)));
+                Vec::new()
+            }
+            Roots::Words(_) => root_words,
+        };
 
         report.blocks.reserve_exact(derived.len());
         for &i in &derived {
@@ -930,7 +918,7 @@ impl<'f> Decoder<'f> {
             kinds.iter().zip(&type_addrs).map(|(&kind, &type_address)| BaseKind { kind, type_address }).collect();
         names.clear();
         cache.scratch = Scratch { owner: heap.owner, kinds, type_addrs, roles, names, preludes, derived };
-        let facts = DecodeFacts { allocations: walk.allocations, finaliser, base, focus };
+        let facts = DecodeFacts { allocations: walk.allocations, finaliser, base, focus, root_words };
         Ok((report, facts))
     }
 

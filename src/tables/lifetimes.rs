@@ -320,12 +320,19 @@ pub(crate) struct EdgeKey {
     to: u64,
 }
 
+impl EdgeKey {
+    /// The key of a root edge: the word at `address` holds `to`.
+    pub(crate) fn root(address: u64, to: u64) -> Self {
+        EdgeKey { is_root: true, from: address, word: 0, to }
+    }
+}
+
 impl Lifetime for EdgeRow {
     type Key = EdgeKey;
     fn key(&self) -> EdgeKey {
         match self.from_block {
             Some(b) => EdgeKey { is_root: false, from: b, word: self.from_word.unwrap_or(0), to: self.to_address },
-            None => EdgeKey { is_root: true, from: self.root_address.unwrap_or(0), word: 0, to: self.to_address },
+            None => EdgeKey::root(self.root_address.unwrap_or(0), self.to_address),
         }
     }
     fn continues(_: &Self, _: &Self) -> bool {
