@@ -16,6 +16,8 @@
 //!    the modules pointing at those (a module's name is read through its globals
 //!    and their table, two pointers away). Nothing else a decode says of an
 //!    allocation reads any further;
+//!    the sources of a change are looked up in an index of which allocations
+//!    point into each block, kept with the slots, not found by visiting them all;
 //! 3. carries the other allocations' rows over as they were, and diffs only the
 //!    ones made again into the lifetime changes and the type histogram.
 //!
@@ -71,6 +73,8 @@ struct Previous<'f, 'm> {
     slots: Slots,
     /// Candidate roots, in address order (see [`crate::decode::roots`]).
     root_words: Vec<RootWord>,
+    /// Which allocations point into each block, from their slots.
+    pointed_by: PointedBy,
     /// Qstrs, sorted by key.
     qstrs: Vec<QstrRow>,
     /// Start blocks of the allocations holding qstr texts, sorted.
@@ -200,6 +204,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         let want = self.set.lifetimes();
         let collecting = report.marked_blocks > 0 || report.orphan_tail_blocks > 0;
         let new_qstrs = focus.is_none().then(|| lifetimes::sorted_unique(std::mem::take(&mut report.qstrs)));
+        let mut pointed_by = PointedBy::default();
         let (changes, types, qstrs, carried_qstr_blocks) = match prev.take() {
             // A run's first snapshot goes whole.
             None => {
@@ -217,6 +222,18 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
                 (changes, count_types(&mut slots, bpb, fw), qstrs, None)
             }
             Some(p) => {
+                // The index follows the slots: out with those not carried over,
+                // in with those made (all of them, after a whole decode).
+                pointed_by = p.pointed_by;
+                if focus.is_some() {
+                    for (a, s) in p.allocations.iter().zip(&p.slots) {
+                        if let Some(s) = s {
+                            pointed_by.remove(a.start_block, &s.targets);
+                        }
+                    }
+                } else {
+                    pointed_by.clear();
+                }
                 // The previous snapshot's slots not carried over, by address.
                 let old = by_address(p.slots.iter().flatten().map(|s| &**s).collect());
                 let (allocations, mut edges) = diff_slots(&old, &slots, &made);
@@ -257,6 +274,14 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
             }
         };
         let type_groups = if self.set.type_histogram { types.groups() } else { Vec::new() };
+        pointed_by.fit(report.geometry.pool_blocks());
+        let made_or_all: Box<dyn Iterator<Item = usize>> =
+            if focus.is_some() { Box::new(made.iter().copied()) } else { Box::new(0..slots.len()) };
+        for i in made_or_all {
+            if let (Some(a), Some(Some(s))) = (facts.allocations.get(i), slots.get(i)) {
+                pointed_by.add(a.start_block, &s.targets);
+            }
+        }
 
         // What the next snapshot starts from. The qstr pools' blocks are found from
         // the qstrs when they were decoded, else they are as they were.
@@ -278,6 +303,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
             base: facts.base,
             slots,
             root_words: facts.root_words,
+            pointed_by,
             qstrs,
             qstr_chunks,
             qstr_blocks,
@@ -459,8 +485,58 @@ impl BlockSet {
         }
     }
 
+    fn insert_block(&mut self, b: u64) {
+        if let Some(w) = self.0.get_mut((b / 64) as usize) {
+            *w |= 1 << (b % 64);
+        }
+    }
+
     fn contains(&self, block: u64) -> bool {
         self.0.get((block / 64) as usize).is_some_and(|w| w >> (block % 64) & 1 == 1)
+    }
+}
+
+/// Per pool block, the start blocks of the allocations pointing into it, once
+/// per pointer (so that removing one slot's targets takes out just its own): what
+/// [`plan`] asks to find the sources of a change without visiting every slot.
+#[derive(Default)]
+struct PointedBy(Vec<Vec<u32>>);
+
+impl PointedBy {
+    /// Empties the index, keeping its vectors.
+    fn clear(&mut self) {
+        self.0.iter_mut().for_each(Vec::clear);
+    }
+
+    /// Sized for `blocks` pool blocks.
+    fn fit(&mut self, blocks: u64) {
+        self.0.resize_with(blocks as usize, Vec::new);
+    }
+
+    fn add(&mut self, source: u64, targets: &[u32]) {
+        let Ok(source) = u32::try_from(source) else { return };
+        for &b in targets {
+            if let Some(list) = self.0.get_mut(b as usize) {
+                list.push(source);
+            }
+        }
+    }
+
+    fn remove(&mut self, source: u64, targets: &[u32]) {
+        let Ok(source) = u32::try_from(source) else { return };
+        for &b in targets {
+            if let Some(list) = self.0.get_mut(b as usize) {
+                if let Some(k) = list.iter().position(|&s| s == source) {
+                    list.swap_remove(k);
+                }
+            }
+        }
+    }
+
+    /// The start blocks of the allocations pointing into `a`'s blocks.
+    fn pointing_into(&self, a: &Allocation) -> impl Iterator<Item = u32> + '_ {
+        let (start, end) = (a.start_block as usize, a.start_block.saturating_add(a.blocks) as usize);
+        self.0.get(start.min(self.0.len())..end.min(self.0.len())).unwrap_or(&[]).iter().flatten().copied()
     }
 }
 
@@ -571,18 +647,29 @@ fn plan(
             targets.extend(s.targets.iter().filter_map(|&b| owner_of_block(b)));
         }
     }
-    // Unchanged allocations pointing into `blocks` (their edges are the previous
-    // snapshot's), among those `pick` takes.
-    let sources = |blocks: &BlockSet, focus: &[bool], pick: &dyn Fn(usize) -> bool| -> Vec<usize> {
-        (0..n)
-            .filter(|&i| !focus[i] && pick(i))
-            .filter(|&i| slot(i).is_some_and(|s| s.targets.iter().any(|&b| blocks.contains(b as u64))))
-            .collect()
+    // Unchanged allocations pointing into the blocks of `extents` (their edges
+    // are the previous snapshot's), among those `pick` takes, each once.
+    let mut seen = BlockSet::new(g.pool_blocks());
+    let mut sources = |extents: &mut dyn Iterator<Item = &Allocation>, focus: &[bool], pick: &dyn Fn(usize) -> bool| {
+        let mut found = Vec::new();
+        for a in extents {
+            for s in p.pointed_by.pointing_into(a) {
+                let Some(i) = owner_of_block(s).filter(|&i| cur.allocations[i].start_block == s as u64) else {
+                    continue;
+                };
+                if reuse[i].is_some() && !focus[i] && !seen.contains(s as u64) && pick(i) {
+                    seen.insert_block(s as u64);
+                    found.push(i);
+                }
+            }
+        }
+        found
     };
-    let pointing = sources(&changed, &focus, &|_| true);
-    let mut reach = BlockSet::new(g.pool_blocks());
+    let changed_extents = replaced.iter().map(|&j| &old[j]).chain(dirty.iter().map(|&i| &cur.allocations[i]));
+    let pointing = sources(&mut changed_extents.collect::<Vec<_>>().into_iter(), &focus, &|_| true);
+    let mut reach: Vec<&Allocation> = Vec::with_capacity(pointing.len());
     for &i in &pointing {
-        reach.insert(&cur.allocations[i]);
+        reach.push(&cur.allocations[i]);
         let Some(s) = slot(i) else { continue };
         if s.first_target.is_some_and(|b| changed.contains(b as u64)) {
             targets.extend(s.targets.iter().filter_map(|&b| owner_of_block(b)));
@@ -594,7 +681,7 @@ fn plan(
     let module = decoder.firmware.types.module;
     let is_module =
         |i: usize| module.is_some() && reuse[i].and_then(|j| p.base.get(j)).is_some_and(|b| b.type_address == module);
-    for i in sources(&reach, &focus, &is_module) {
+    for i in sources(&mut reach.into_iter(), &focus, &is_module) {
         mark(i, &mut focus);
     }
     for i in targets {
