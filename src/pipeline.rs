@@ -125,9 +125,6 @@ fn default_run(snapshot_bytes: u64, incremental: bool) -> u64 {
     (bytes / snapshot_bytes.max(1)).clamp(4, most)
 }
 
-/// Dump bytes a run decoder reads between two calls to release its window's pages
-/// (which releases only whole huge pages).
-const RELEASE_BYTES: u64 = 1 << 20;
 
 /// Keeps workers at most `ahead` runs ahead of the writer, and lets them go when
 /// the writer stops early.
@@ -396,15 +393,13 @@ impl Session {
             let mapped = dump.window(run.clone())?;
             // Each snapshot from the one before, where the tables allow it.
             if let Some(mut run_decoder) = incremental.then(|| RunDecoder::new(&decoder, tables)).flatten() {
-                let every = (RELEASE_BYTES / snapshot_bytes.max(1)).max(1);
                 return Ok(run
                     .clone()
                     .map(|i| {
                         // The decoder keeps the snapshot before this one; older
-                        // ones are done with.
-                        if (i - run.start) % every == 0 {
-                            mapped.release_before(i.saturating_sub(1));
-                        }
+                        // ones are done with (whole huge pages go as soon as the
+                        // run is past them).
+                        mapped.release_before(i.saturating_sub(1));
                         let outcome = run_decoder.prepare(i, mapped.snapshot(i).unwrap_or(&[]));
                         Decoded { index: i, outcome, frame: None, focused: run_decoder.last_focused() }
                     })
