@@ -125,7 +125,6 @@ fn default_run(snapshot_bytes: u64, incremental: bool) -> u64 {
     (bytes / snapshot_bytes.max(1)).clamp(4, most)
 }
 
-
 /// Keeps workers at most `ahead` runs ahead of the writer, and lets them go when
 /// the writer stops early.
 struct RunGate {

@@ -188,6 +188,11 @@ impl RecurringDict {
         self.append_option(Some(s))
     }
 
+    /// Makes room for `rows` keys (right after [`RecurringDict::finish`]).
+    pub(crate) fn reserve(&mut self, rows: usize) {
+        self.keys = Int32Builder::with_capacity(rows);
+    }
+
     pub(crate) fn finish(&mut self) -> ArrayRef {
         let values = StringArray::from_iter_values(self.values.iter().map(|v| &**v));
         let keys = self.keys.finish();

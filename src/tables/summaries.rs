@@ -10,6 +10,7 @@ use arrow::datatypes::{DataType, Schema, SchemaRef};
 use super::per_snapshot::{arc, dict, f, RecurringDict};
 use crate::decode::{Kind, SnapshotReport};
 use crate::firmware::Firmware;
+use crate::tables::writer::SUMMARY_BATCH_ROWS;
 
 pub fn type_histogram_schema() -> SchemaRef {
     use DataType::*;
@@ -166,16 +167,30 @@ impl TypeHistogramRows {
 
     pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {
         self.n = 0;
-        vec![
+        let cols = vec![
             arc(self.snapshot.finish()),
             self.kind.finish(),
             self.type_name.finish(),
             self.class.finish(),
             arc(self.count.finish()),
             arc(self.bytes.finish()),
-        ]
+        ];
+        // The next batch's room at once, not grown row by row (see `BATCH_ROOM`).
+        for b in [&mut self.snapshot, &mut self.count, &mut self.bytes] {
+            *b = UInt64Builder::with_capacity(BATCH_ROOM);
+        }
+        for d in [&mut self.kind, &mut self.type_name, &mut self.class] {
+            d.reserve(BATCH_ROOM);
+        }
+        cols
     }
 }
+
+/// Rows a summary's builders make room for after each batch: a batch is
+/// [`SUMMARY_BATCH_ROWS`] rows and the rest of the snapshot that reached them.
+/// Grown row by row instead, each column's buffer was reallocated a dozen times
+/// a batch, into fresh pages: a fifth of the writer's time.
+const BATCH_ROOM: usize = SUMMARY_BATCH_ROWS + 1024;
 
 pub fn free_run_histogram_schema() -> SchemaRef {
     use DataType::*;
@@ -219,12 +234,15 @@ impl FreeRunHistogramRows {
 
     pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {
         self.n = 0;
-        vec![
-            arc(self.snapshot.finish()),
-            arc(self.min_blocks.finish()),
-            arc(self.max_blocks.finish()),
-            arc(self.runs.finish()),
-            arc(self.blocks.finish()),
-        ]
+        let builders =
+            [&mut self.snapshot, &mut self.min_blocks, &mut self.max_blocks, &mut self.runs, &mut self.blocks];
+        builders
+            .into_iter()
+            .map(|b| {
+                let col = arc(b.finish());
+                *b = UInt64Builder::with_capacity(BATCH_ROOM);
+                col
+            })
+            .collect()
     }
 }
