@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::channel;
+use std::sync::mpsc::{channel, Sender};
 use std::sync::{Condvar, Mutex};
 
 use rayon::prelude::*;
@@ -426,7 +426,10 @@ impl Session {
                 })
                 .collect())
         };
-        let (tx, rx) = channel::<(usize, Result<Vec<Decoded>>)>();
+        // A batch goes back to the worker that made it, to be freed there: freed
+        // by the writer, its memory went back to the worker's malloc arena under
+        // that arena's lock, and the two threads waited on each other.
+        let (tx, rx) = channel::<(usize, Result<Vec<Decoded>>, Sender<Vec<Decoded>>)>();
         let movie_slot = &mut movie;
         let result: Result<(TableSink, u64)> = std::thread::scope(|scope| {
             // Owned here, so that it is dropped even if a worker panics.
@@ -439,13 +442,13 @@ impl Session {
                     let _stop = StopOnDrop { gate, only_on_panic: false };
                     let mut sink = sink;
                     // Runs that arrived before the one the writer needs next.
-                    let mut early: BTreeMap<usize, Result<Vec<Decoded>>> = BTreeMap::new();
+                    let mut early: BTreeMap<usize, (Result<Vec<Decoded>>, Sender<Vec<Decoded>>)> = BTreeMap::new();
                     let mut wanted = 0usize;
                     let mut focused = 0u64;
                     let mut trim_due = 0u64;
-                    for (k, batch) in rx {
-                        early.insert(k, batch);
-                        while let Some(batch) = early.remove(&wanted) {
+                    for (k, batch, back) in rx {
+                        early.insert(k, (batch, back));
+                        while let Some((batch, back)) = early.remove(&wanted) {
                             let batch = batch?;
                             let n = batch.len() as u64;
                             for d in &batch {
@@ -467,7 +470,8 @@ impl Session {
                                     }
                                 }
                             }
-                            drop(batch);
+                            // (If its worker is gone, it is freed here.)
+                            let _ = back.send(batch);
                             wanted += 1;
                             gate.written(wanted);
                             progress.advance(n, n * snapshot_bytes);
@@ -480,7 +484,7 @@ impl Session {
                     }
                     // Every worker has stopped: each run was written, or one failed.
                     if wanted < runs.len() {
-                        return Err(early.into_values().find_map(|b| b.err()).unwrap_or(Error::WorkerStopped));
+                        return Err(early.into_values().find_map(|(b, _)| b.err()).unwrap_or(Error::WorkerStopped));
                     }
                     Ok((sink, focused))
                 },
@@ -488,7 +492,10 @@ impl Session {
             pool.broadcast(|_| {
                 let _stop = StopOnDrop { gate, only_on_panic: true };
                 let tx = tx.clone();
+                let (back, written) = channel::<Vec<Decoded>>();
                 loop {
+                    // Free what the writer is done with.
+                    written.try_iter().for_each(drop);
                     let k = next_run.fetch_add(1, Ordering::Relaxed);
                     if k >= runs.len() || !gate.wait_for(k) {
                         break;
@@ -496,7 +503,7 @@ impl Session {
                     let batch = decode_run(&runs[k]);
                     let failed = batch.is_err();
                     // A failed run stops its worker; the writer reports it in turn.
-                    if tx.send((k, batch)).is_err() || failed {
+                    if tx.send((k, batch, back.clone())).is_err() || failed {
                         break;
                     }
                 }
