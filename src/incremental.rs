@@ -30,8 +30,8 @@
 //! and `analyze --full-decode` turns this off.
 
 use crate::decode::{
-    Allocation, BaseKind, DecodeCache, Decoder, EdgeRow, Focus, HeapGeometry, Kind, PlanInput, QstrRow, RootWord,
-    Roots, RootsBefore,
+    Allocation, BaseKind, DecodeCache, DecodeFacts, Decoder, EdgeRow, Focus, HeapGeometry, Kind, PlanInput, QstrRow,
+    RootWord, Roots, RootsBefore,
 };
 use crate::firmware::Firmware;
 use crate::memory::same_bytes;
@@ -108,6 +108,7 @@ pub struct RunDecoder<'d, 'f, 'm> {
 struct Spare {
     reuse: Vec<Option<usize>>,
     focus: Focus,
+    slots: Slots,
 }
 
 impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
@@ -173,7 +174,8 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         let texts = lifetimes::texts_by_block(&report.strings);
         let mut heap_edges = std::mem::take(&mut report.edges).into_iter();
         let mut rows = report.blocks.iter();
-        let mut slots: Slots = Vec::with_capacity(facts.allocations.len());
+        let mut slots: Slots = std::mem::take(&mut self.spare.slots);
+        slots.reserve(facts.allocations.len());
         let mut made: Vec<usize> = Vec::with_capacity(report.blocks.len());
         for (i, a) in facts.allocations.iter().enumerate() {
             let from_prev = carried(i).and_then(|j| prev.as_mut()?.slots.get_mut(j)?.take());
@@ -270,6 +272,17 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
                     collecting,
                 );
                 let carried = focus.is_some().then_some((p.qstr_chunks, p.qstr_blocks));
+                // The snapshot before is done with: its vectors serve the next.
+                let mut old_slots = p.slots;
+                old_slots.clear();
+                self.spare.slots = old_slots;
+                self.cache.recycle(DecodeFacts {
+                    allocations: p.allocations,
+                    finaliser: p.finaliser,
+                    base: p.base,
+                    focus: None,
+                    root_words: p.root_words,
+                });
                 (changes, types, qstrs, carried)
             }
         };
@@ -315,7 +328,8 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         report.strings = Vec::new();
         // The report waits for the writer with its run: only what it holds.
         report.free_runs.shrink_to_fit();
-        self.spare = Spare { reuse, focus: focus.unwrap_or_default() };
+        self.spare.reuse = reuse;
+        self.spare.focus = focus.unwrap_or_default();
         Ok(Prepared::new(report, want.any().then_some(changes), type_groups))
     }
 }

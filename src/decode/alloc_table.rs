@@ -86,9 +86,22 @@ fn run_len(states: &[u8], i: usize, k: u8) -> usize {
 /// inside a run of FREE or TAIL blocks its end-of-block check sees the same state
 /// next and does nothing, so only a step's last block matters.
 pub fn walk(atb: &[u8], bytes_per_block: u64, pool_bytes: u64, want_rows: bool) -> TableWalk {
+    walk_into(atb, bytes_per_block, pool_bytes, want_rows, Vec::new())
+}
+
+/// [`walk`], listing the allocations in `allocations` (emptied first): a run
+/// decoder hands back the vector of the snapshot before, to save allocating one.
+fn walk_into(
+    atb: &[u8],
+    bytes_per_block: u64,
+    pool_bytes: u64,
+    want_rows: bool,
+    mut allocations: Vec<Allocation>,
+) -> TableWalk {
     let states = unpack(atb);
     let n = states.len();
-    let mut w = TableWalk::default();
+    allocations.clear();
+    let mut w = TableWalk { allocations, ..TableWalk::default() };
     if want_rows {
         // A guess that saves most regrowing: a heap holds allocations of a few
         // blocks on average, separated by fewer free runs.
@@ -178,9 +191,20 @@ pub fn walk_areas<'a>(
     bytes_per_block: u64,
     want_rows: bool,
 ) -> TableWalk {
+    walk_areas_into(areas, bytes_per_block, want_rows, Vec::new())
+}
+
+/// [`walk_areas`], listing the allocations in `allocations` (emptied first).
+pub fn walk_areas_into<'a>(
+    areas: impl IntoIterator<Item = (&'a [u8], u64, u64)>,
+    bytes_per_block: u64,
+    want_rows: bool,
+    allocations: Vec<Allocation>,
+) -> TableWalk {
     let mut all = TableWalk::default();
+    let mut allocations = Some(allocations);
     for (n, (atb, first_block, pool_bytes)) in areas.into_iter().enumerate() {
-        let w = walk(atb, bytes_per_block, pool_bytes, want_rows);
+        let w = walk_into(atb, bytes_per_block, pool_bytes, want_rows, allocations.take().unwrap_or_default());
         if n == 0 {
             all = w;
             continue;

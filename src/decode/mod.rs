@@ -270,6 +270,17 @@ pub struct DecodeCache {
     edges: usize,
     /// Per-allocation and per-block working vectors, kept to save reallocating them.
     scratch: Scratch,
+    /// Vectors of a decode's facts handed back by a run decoder once it is done
+    /// with them ([`DecodeCache::recycle`]), to be refilled.
+    recycled: DecodeFacts,
+}
+
+impl DecodeCache {
+    /// Takes back the vectors of facts a decode returned, when their holder is
+    /// done with them: the next decode refills them instead of allocating anew.
+    pub fn recycle(&mut self, facts: DecodeFacts) {
+        self.recycled = facts;
+    }
 }
 
 #[derive(Default)]
@@ -532,7 +543,13 @@ impl<'f> Decoder<'f> {
             let atb = mem.bytes(a.alloc_table_start, a.alloc_table_bytes, "allocation table")?;
             tables.push((atb, a.first_block, a.pool_end - a.pool_start));
         }
-        let walk = alloc_table::walk_areas(tables, bpb, !self.options.metrics_only);
+        let mut recycled = std::mem::take(&mut cache.recycled);
+        let walk = alloc_table::walk_areas_into(
+            tables,
+            bpb,
+            !self.options.metrics_only,
+            std::mem::take(&mut recycled.allocations),
+        );
         let mut report = SnapshotReport {
             index,
             geometry: g.clone(),
@@ -581,7 +598,9 @@ impl<'f> Decoder<'f> {
             let b = b - first;
             Some(t.get((b / 8) as usize).is_some_and(|byte| (byte >> (b % 8)) & 1 == 1))
         };
-        let finaliser: Vec<bool> = allocs.iter().map(|a| bit(&ftbs, a.start_block).unwrap_or(false)).collect();
+        let mut finaliser = recycled.finaliser;
+        finaliser.clear();
+        finaliser.extend(allocs.iter().map(|a| bit(&ftbs, a.start_block).unwrap_or(false)));
         report.finaliser_blocks = finaliser.iter().filter(|f| **f).count() as u64;
         let focus = plan(&PlanInput { ram, geometry: &g, allocations: allocs, owner: &owner, finaliser: &finaliser })
             .filter(|f| f.derive.len() == allocs.len() && f.known.len() == allocs.len());
@@ -884,7 +903,7 @@ impl<'f> Decoder<'f> {
             Roots::Rows => None,
             Roots::Words(before) => before.as_ref(),
         };
-        let root_words = self.root_words(&mem, &g, before, |w| heap.head(w).is_some());
+        let root_words = self.root_words(&mem, &g, before, |w| heap.head(w).is_some(), recycled.root_words);
         let root_words = match roots {
             Roots::Rows => {
                 let heads = root_words.iter().filter(|r| r.head);
@@ -914,8 +933,9 @@ impl<'f> Decoder<'f> {
         }
         report.strings = strings;
         cache.edges = report.edges.len();
-        let base =
-            kinds.iter().zip(&type_addrs).map(|(&kind, &type_address)| BaseKind { kind, type_address }).collect();
+        let mut base = recycled.base;
+        base.clear();
+        base.extend(kinds.iter().zip(&type_addrs).map(|(&kind, &type_address)| BaseKind { kind, type_address }));
         names.clear();
         cache.scratch = Scratch { owner: heap.owner, kinds, type_addrs, roles, names, preludes, derived };
         let facts = DecodeFacts { allocations: walk.allocations, finaliser, base, focus, root_words };

@@ -67,12 +67,14 @@ impl Decoder<'_> {
 
     /// The candidate root words of `mem`'s RAM, in address order, each with
     /// `head(value)`; from `before` where its stretches of RAM are unchanged.
+    /// They go in `out`, emptied first.
     pub(super) fn root_words(
         &self,
         mem: &Memory,
         g: &HeapGeometry,
         before: Option<&RootsBefore>,
         head: impl Fn(u64) -> bool,
+        mut out: Vec<RootWord>,
     ) -> Vec<RootWord> {
         let word = self.profile.heap.word_bytes as u64;
         let bpb = g.bytes_per_block;
@@ -80,7 +82,7 @@ impl Decoder<'_> {
         let before = before.filter(|b| b.geometry == g && b.ram.len() == mem.ram.bytes.len());
         let old_ram = before.map(|b| Region::new(self.firmware.ram_start, b.ram));
         let mut old_words = before.map_or(&[][..], |b| b.words).iter().peekable();
-        let mut out = Vec::with_capacity(before.map_or(64, |b| b.words.len() + 16));
+        out.clear();
         // Only block-aligned addresses in the pools: most RAM words are not.
         let sieve = |bytes: &[u8], at: u64, out: &mut Vec<RootWord>| {
             scan::candidates(bytes, word as usize, bpb, pools.0..pools.1, |k, value| {
