@@ -125,6 +125,9 @@ fn default_run(snapshot_bytes: u64, incremental: bool) -> u64 {
     (bytes / snapshot_bytes.max(1)).clamp(4, most)
 }
 
+/// Where the writer sends a run's batch back to, to be freed by its worker.
+type Returns<'f> = Sender<Vec<Decoded<'f>>>;
+
 /// Keeps workers at most `ahead` runs ahead of the writer, and lets them go when
 /// the writer stops early.
 struct RunGate {
@@ -429,7 +432,7 @@ impl Session {
         // A batch goes back to the worker that made it, to be freed there: freed
         // by the writer, its memory went back to the worker's malloc arena under
         // that arena's lock, and the two threads waited on each other.
-        let (tx, rx) = channel::<(usize, Result<Vec<Decoded>>, Sender<Vec<Decoded>>)>();
+        let (tx, rx) = channel::<(usize, Result<Vec<Decoded>>, Returns)>();
         let movie_slot = &mut movie;
         let result: Result<(TableSink, u64)> = std::thread::scope(|scope| {
             // Owned here, so that it is dropped even if a worker panics.
@@ -442,7 +445,7 @@ impl Session {
                     let _stop = StopOnDrop { gate, only_on_panic: false };
                     let mut sink = sink;
                     // Runs that arrived before the one the writer needs next.
-                    let mut early: BTreeMap<usize, (Result<Vec<Decoded>>, Sender<Vec<Decoded>>)> = BTreeMap::new();
+                    let mut early: BTreeMap<usize, (Result<Vec<Decoded>>, Returns)> = BTreeMap::new();
                     let mut wanted = 0usize;
                     let mut focused = 0u64;
                     let mut trim_due = 0u64;
