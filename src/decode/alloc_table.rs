@@ -50,12 +50,19 @@ pub struct TableWalk {
 
 /// The states of every block, one byte each: both walks below read each state
 /// several times, and a flat array is cheaper than shifting the packed table.
-fn unpack(atb: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(atb.len() * 4);
+fn unpack(atb: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.reserve(atb.len() * 4);
     for b in atb {
         out.extend_from_slice(&[b & 3, (b >> 2) & 3, (b >> 4) & 3, b >> 6]);
     }
-    out
+}
+
+thread_local! {
+    /// Each thread's buffer for [`unpack`]: a table is unpacked for every
+    /// snapshot, and a fresh kilobyte-sized buffer each time cost more than the
+    /// unpacking (large requests make glibc's malloc tidy its free lists).
+    static STATES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Length of the run of state `k` starting at `i`. Heaps are mostly long runs of
@@ -96,9 +103,22 @@ fn walk_into(
     bytes_per_block: u64,
     pool_bytes: u64,
     want_rows: bool,
+    allocations: Vec<Allocation>,
+) -> TableWalk {
+    STATES.with_borrow_mut(|states| {
+        unpack(atb, states);
+        walk_states(states, bytes_per_block, pool_bytes, want_rows, allocations)
+    })
+}
+
+/// [`walk_into`] on the unpacked states.
+fn walk_states(
+    states: &[u8],
+    bytes_per_block: u64,
+    pool_bytes: u64,
+    want_rows: bool,
     mut allocations: Vec<Allocation>,
 ) -> TableWalk {
-    let states = unpack(atb);
     let n = states.len();
     allocations.clear();
     let mut w = TableWalk { allocations, ..TableWalk::default() };
@@ -124,7 +144,7 @@ fn walk_into(
         }
         let step = match k {
             AT_FREE => {
-                let run = run_len(&states, i, AT_FREE);
+                let run = run_len(states, i, AT_FREE);
                 if want_rows {
                     w.free_runs.push(FreeRun { start_block: i as u64, blocks: run as u64 });
                 }
@@ -134,7 +154,7 @@ fn walk_into(
                 run
             }
             AT_TAIL => {
-                let run = run_len(&states, i, AT_TAIL);
+                let run = run_len(states, i, AT_TAIL);
                 match current.as_mut() {
                     Some(a) => a.blocks += run as u64,
                     None => w.orphan_tail_blocks += run as u64,

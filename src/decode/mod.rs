@@ -292,6 +292,7 @@ struct Scratch {
     names: Vec<Option<Arc<str>>>,
     preludes: Vec<Option<Prelude>>,
     derived: Vec<usize>,
+    bytecodes: Vec<(usize, usize)>,
 }
 
 /// `v` emptied and refilled with `n` copies of `x`, keeping its allocation.
@@ -687,7 +688,8 @@ impl<'f> Decoder<'f> {
         };
         let objects = &self.profile.objects;
         let mut strings = Vec::new();
-        let mut bytecodes: Vec<(usize, usize)> = Vec::with_capacity(allocs.len() / 4); // (function, bytecode)
+        let mut bytecodes = std::mem::take(&mut scratch.bytecodes); // (function, bytecode)
+        bytecodes.clear();
         for (i, kind) in kinds.iter().enumerate() {
             let data = bytes_of(i);
             let w = |k: u32| word_at(data, k as u64);
@@ -839,7 +841,7 @@ impl<'f> Decoder<'f> {
                 break;
             }
         }
-        for (fi, bi) in bytecodes {
+        for &(fi, bi) in &bytecodes {
             if !derive(fi) && !derive(bi) {
                 continue;
             }
@@ -937,7 +939,7 @@ impl<'f> Decoder<'f> {
         base.clear();
         base.extend(kinds.iter().zip(&type_addrs).map(|(&kind, &type_address)| BaseKind { kind, type_address }));
         names.clear();
-        cache.scratch = Scratch { owner: heap.owner, kinds, type_addrs, roles, names, preludes, derived };
+        cache.scratch = Scratch { owner: heap.owner, kinds, type_addrs, roles, names, preludes, derived, bytecodes };
         let facts = DecodeFacts { allocations: walk.allocations, finaliser, base, focus, root_words };
         Ok((report, facts))
     }
