@@ -8,7 +8,6 @@ use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::atomic::Ordering::Relaxed;
 
 use memmap2::{Advice, Mmap};
 
@@ -77,14 +76,15 @@ impl Dump {
     }
 }
 
-/// The size of a huge page (a PMD's reach with 4 KiB pages on x86-64 and
-/// aarch64): mappings are released in whole ones, see [`Window::release_before`].
-const HUGE_PAGE: usize = 2 << 20;
-
 /// Sequential reads, and huge pages where the kernel can: a dump read from disk
 /// through such a mapping goes into the page cache in 2 MiB folios, which later
 /// faults map with one page-table entry each instead of 512. Mapping 4 KiB pages
 /// and unmapping them again cost a fifth of a soak analysis's CPU time.
+///
+/// A window's pages are not let go as its run goes: with 2 MiB pages a worker
+/// would still hold two of them at times and one at others, and the peak memory
+/// of a run would then depend on how long it ran (when the highs of every
+/// thread coincide). A whole window mapped is a fixed bound.
 fn advise_streaming(map: &Mmap) {
     let _ = map.advise(Advice::HugePage);
     let _ = map.advise(Advice::Sequential);
@@ -99,34 +99,9 @@ pub struct Window {
     first: u64,
     count: u64,
     snapshot_bytes: u64,
-    /// Bytes from the mapping's start already released.
-    released: std::sync::atomic::AtomicUsize,
 }
 
 impl Window {
-    /// Lets the kernel drop the pages that hold only snapshots before `index`, so
-    /// a long run keeps little of its window resident. They are not read again
-    /// in a run; if they were, they would be faulted back in from the file.
-    ///
-    /// Only whole huge pages (by address) are released: dropping part of one
-    /// mapped whole would unmap all of it, and the next read of its other part
-    /// would map it whole again.
-    pub fn release_before(&self, index: u64) {
-        let Some(i) = index.checked_sub(self.first).filter(|i| *i <= self.count) else { return };
-        let base = self.map.as_ptr() as usize;
-        let end = (base + self.skew + (i * self.snapshot_bytes) as usize) / HUGE_PAGE * HUGE_PAGE;
-        let (from, to) = (self.released.load(Relaxed), end.saturating_sub(base));
-        if to > from {
-            // SAFETY: the map is a read-only, private mapping of a file this
-            // process never writes through it. MADV_DONTNEED on such a mapping
-            // only drops the pages from the page tables: any later read faults
-            // them in again from the file, with the same contents, so no slice
-            // into them can see anything else.
-            let _ = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, from, to - from) };
-            self.released.store(to, Relaxed);
-        }
-    }
-
     /// Snapshot `index` (a dump index), if it is in this window.
     pub fn snapshot(&self, index: u64) -> Option<&[u8]> {
         let i = index.checked_sub(self.first).filter(|i| *i < self.count)?;
@@ -151,14 +126,7 @@ impl Dump {
         let map = unsafe { memmap2::MmapOptions::new().offset(aligned).len(len as usize).map(&self.file) }
             .map_err(|e| Error::io(&self.path, e))?;
         advise_streaming(&map);
-        Ok(Window {
-            map,
-            skew: (start - aligned) as usize,
-            first,
-            count,
-            snapshot_bytes: self.snapshot_bytes,
-            released: std::sync::atomic::AtomicUsize::new(0),
-        })
+        Ok(Window { map, skew: (start - aligned) as usize, first, count, snapshot_bytes: self.snapshot_bytes })
     }
 }
 
@@ -246,10 +214,9 @@ mod tests {
         assert!(r("x", 5).is_err());
     }
 
-    /// A window hands out the file's snapshots, releases only whole huge pages
-    /// before the one asked, and still reads what it released (faulted back in).
+    /// A window hands out the file's snapshots, and only those of its range.
     #[test]
-    fn windows_read_the_file_and_release_whole_huge_pages() {
+    fn windows_read_the_file() {
         let snapshot = 192 * 1024u64;
         let count = 40u64; // 7.5 MiB
         let bytes: Vec<u8> = (0..snapshot * count).map(|i| (i * 7 + i / 4093) as u8).collect();
@@ -260,16 +227,10 @@ mod tests {
         let w = dump.window(3..37).unwrap();
         let expect = |i: u64| &bytes[(i * snapshot) as usize..((i + 1) * snapshot) as usize];
         assert!(w.snapshot(2).is_none() && w.snapshot(37).is_none());
-        let base = w.map.as_ptr() as usize;
         for i in 3..37 {
-            w.release_before(i);
-            let released = w.released.load(Relaxed);
-            assert!(released == 0 || (base + released) % HUGE_PAGE == 0, "whole huge pages by address, or none");
-            assert!(released <= w.skew + ((i - 3) * snapshot) as usize, "nothing at or after snapshot {i}");
             assert_eq!(w.snapshot(i).unwrap(), expect(i));
         }
-        assert!(w.released.load(Relaxed) > 0);
-        assert_eq!(w.snapshot(3).unwrap(), expect(3), "released pages read again from the file");
         assert_eq!(dump.snapshot(39).unwrap(), expect(39));
+        assert!(dump.snapshot(40).is_none());
     }
 }

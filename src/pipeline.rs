@@ -115,11 +115,12 @@ fn release_free_memory() {
 
 /// Snapshots per run (see [`AnalyzeOptions::run`]). A run decoded snapshot by
 /// snapshot from the one before (see [`crate::incremental`]) starts with a whole
-/// decode, so those runs are longer: about 8 MiB of dump, up to 128 snapshots,
-/// their pages let go as the run goes (16 MiB runs were 3 to 4% faster, but the
-/// peak resident set of a 10 GiB run then drifted 10 to 15% above a 1 GiB run's).
-/// Runs that send the writer every row are about 4 MiB, up to 64 snapshots: they
-/// keep their window, and their rows wait for the writer.
+/// decode, so those runs are longer: about 8 MiB of dump, up to 128 snapshots
+/// (16 MiB runs were 3 to 4% faster, but the peak resident set of a 10 GiB run
+/// then drifted 10 to 15% above a 1 GiB run's). Runs that send the writer every
+/// row are about 4 MiB, up to 64 snapshots, since their rows wait for the
+/// writer. Each run's window stays mapped until the run is decoded (see
+/// `dump::advise_streaming`).
 fn default_run(snapshot_bytes: u64, incremental: bool) -> u64 {
     let (bytes, most) = if incremental { (8u64 << 20, 128) } else { (4 << 20, 64) };
     (bytes / snapshot_bytes.max(1)).clamp(4, most)
@@ -398,10 +399,6 @@ impl Session {
                 return Ok(run
                     .clone()
                     .map(|i| {
-                        // The decoder keeps the snapshot before this one; older
-                        // ones are done with (whole huge pages go as soon as the
-                        // run is past them).
-                        mapped.release_before(i.saturating_sub(1));
                         let outcome = run_decoder.prepare(i, mapped.snapshot(i).unwrap_or(&[]));
                         Decoded { index: i, outcome, frame: None, focused: run_decoder.last_focused() }
                     })
