@@ -92,6 +92,31 @@ impl Default for RenderOptions {
     }
 }
 
+/// Dump bytes written between two calls of [`release_free_memory`]. Each call
+/// unmaps pages on both cores (TLB shootdowns): every 128 MiB it cost 5% of a
+/// soak analysis, every GiB it costs nothing measurable and still holds the
+/// metrics-only path's resident set (where it crept most) to +3% from 1 GiB to
+/// 10 GiB (+16% without).
+const TRIM_EVERY_BYTES: u64 = 1 << 30;
+
+/// Hands memory the allocator holds free back to the system. Every run
+/// allocates and frees rows in several threads, and glibc keeps what is freed in
+/// per-thread arenas: without this the resident set creeps up over a long run
+/// though the live heap does not.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: glibc's malloc_trim takes no pointers and may be called from any
+        // thread at any time; it only returns free pages to the kernel.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
+
 /// Snapshots per run (see [`AnalyzeOptions::run`]). A run decoded snapshot by
 /// snapshot from the one before (see [`crate::incremental`]) starts with a whole
 /// decode, so those runs are longer: about 8 MiB of dump, up to 128 snapshots
@@ -424,6 +449,7 @@ impl Session {
                     let mut early: BTreeMap<usize, (Result<Vec<Decoded>>, Returns)> = BTreeMap::new();
                     let mut wanted = 0usize;
                     let mut focused = 0u64;
+                    let mut trim_due = 0u64;
                     for (k, batch, back) in rx {
                         early.insert(k, (batch, back));
                         while let Some((batch, back)) = early.remove(&wanted) {
@@ -453,6 +479,11 @@ impl Session {
                             wanted += 1;
                             gate.written(wanted);
                             progress.advance(n, n * snapshot_bytes);
+                            trim_due += n * snapshot_bytes;
+                            if trim_due >= TRIM_EVERY_BYTES {
+                                trim_due = 0;
+                                release_free_memory();
+                            }
                         }
                     }
                     // Every worker has stopped: each run was written, or one failed.
