@@ -90,6 +90,18 @@ fn advise_streaming(map: &Mmap) {
     let _ = map.advise(Advice::Sequential);
 }
 
+/// How a window's snapshots will be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Every byte, in order (decoding): sequential, in huge pages.
+    Whole,
+    /// A few kilobytes of each snapshot (its allocation table, for the metrics):
+    /// 4 KiB pages read as they are touched, so that a dump on disk is not read
+    /// whole for them, nor mapped whole (2 MiB pages would bring the snapshots
+    /// around each table with it).
+    Sparse,
+}
+
 /// A mapping of just the snapshots `first..first+count`, for streaming: dropping it
 /// unmaps its pages, so a long run never keeps more than its windows resident.
 pub struct Window {
@@ -111,8 +123,9 @@ impl Window {
 }
 
 impl Dump {
-    /// Maps the snapshots in `range` (clipped to the dump) on their own.
-    pub fn window(&self, range: Range<u64>) -> Result<Window> {
+    /// Maps the snapshots in `range` (clipped to the dump) on their own, for
+    /// `access`.
+    pub fn window(&self, range: Range<u64>, access: Access) -> Result<Window> {
         let first = range.start.min(self.count);
         let count = range.end.min(self.count).saturating_sub(first);
         let start = first * self.snapshot_bytes;
@@ -125,7 +138,13 @@ impl Dump {
         // touching them lets fault-around map 16 pages per fault).
         let map = unsafe { memmap2::MmapOptions::new().offset(aligned).len(len as usize).map(&self.file) }
             .map_err(|e| Error::io(&self.path, e))?;
-        advise_streaming(&map);
+        match access {
+            Access::Whole => advise_streaming(&map),
+            Access::Sparse => {
+                let _ = map.advise(Advice::NoHugePage);
+                let _ = map.advise(Advice::Random);
+            }
+        }
         Ok(Window { map, skew: (start - aligned) as usize, first, count, snapshot_bytes: self.snapshot_bytes })
     }
 }
@@ -224,7 +243,7 @@ mod tests {
         let path = dir.path().join("ram.bin");
         std::fs::write(&path, &bytes).unwrap();
         let dump = Dump::open(&path, snapshot).unwrap();
-        let w = dump.window(3..37).unwrap();
+        let w = dump.window(3..37, Access::Whole).unwrap();
         let expect = |i: u64| &bytes[(i * snapshot) as usize..((i + 1) * snapshot) as usize];
         assert!(w.snapshot(2).is_none() && w.snapshot(37).is_none());
         for i in 3..37 {
@@ -232,5 +251,8 @@ mod tests {
         }
         assert_eq!(dump.snapshot(39).unwrap(), expect(39));
         assert!(dump.snapshot(40).is_none());
+        let sparse = dump.window(38..45, Access::Sparse).unwrap();
+        assert_eq!(sparse.snapshot(39).unwrap(), expect(39));
+        assert!(sparse.snapshot(40).is_none(), "clipped to the dump");
     }
 }

@@ -19,7 +19,7 @@ use std::sync::{Condvar, Mutex};
 use rayon::prelude::*;
 
 use crate::decode::{DecodeCache, DecodeOptions, Decoder};
-use crate::dump::{Dump, Selection};
+use crate::dump::{Access, Dump, Selection};
 use crate::error::{Error, Result};
 use crate::firmware::{dwarf, Firmware, FirmwareFiles, InputPaths};
 use crate::incremental::RunDecoder;
@@ -329,6 +329,8 @@ impl Session {
         let metrics_only =
             !options.tables.needs_objects() && !options.tables.needs_free_runs() && options.render.is_none();
         let decoder = self.decoder(DecodeOptions { metrics_only });
+        // The metrics read each snapshot's allocation table and nothing else.
+        let access = if metrics_only { Access::Sparse } else { Access::Whole };
         let mut builder = rayon::ThreadPoolBuilder::new();
         if let Some(n) = options.threads {
             builder = builder.num_threads(n.max(1));
@@ -397,7 +399,7 @@ impl Session {
         let decode_run = |run: &Range<u64>| -> Result<Vec<Decoded>> {
             // Mapped (and faulted in) by its worker and unmapped when decoded: the
             // rows own their data.
-            let mapped = dump.window(run.clone())?;
+            let mapped = dump.window(run.clone(), access)?;
             // Each snapshot from the one before, where the tables allow it.
             if let Some(mut run_decoder) = incremental.then(|| RunDecoder::new(&decoder, tables)).flatten() {
                 return Ok(run
@@ -549,7 +551,7 @@ impl Session {
         let mut start = range.start;
         while start < range.end {
             let end = (start + step).min(range.end);
-            let window = dump.window(start..end)?;
+            let window = dump.window(start..end, Access::Sparse)?;
             let part: Vec<ChartPoint> = pool.install(|| {
                 (start..end)
                     .into_par_iter()
