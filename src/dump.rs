@@ -96,9 +96,10 @@ pub enum Access {
     /// Every byte, in order (decoding): sequential, in huge pages.
     Whole,
     /// A few kilobytes of each snapshot (its allocation table, for the metrics):
-    /// 4 KiB pages read as they are touched, so that a dump on disk is not read
-    /// whole for them, nor mapped whole (2 MiB pages would bring the snapshots
-    /// around each table with it).
+    /// pages read from disk as they are touched, without readahead, so that a
+    /// dump on disk is not read whole for them (huge-page readahead would read
+    /// the 2 MiB around each table). Pages already cached in large folios are
+    /// still mapped a folio at a time.
     Sparse,
 }
 

@@ -288,9 +288,9 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         };
         let type_groups = if self.set.type_histogram { types.groups() } else { Vec::new() };
         pointed_by.fit(report.geometry.pool_blocks());
-        let made_or_all: Box<dyn Iterator<Item = usize>> =
-            if focus.is_some() { Box::new(made.iter().copied()) } else { Box::new(0..slots.len()) };
-        for i in made_or_all {
+        let (mut made_now, mut all) = (made.iter().copied(), 0..slots.len());
+        let added: &mut dyn Iterator<Item = usize> = if focus.is_some() { &mut made_now } else { &mut all };
+        for i in added {
             if let (Some(a), Some(Some(s))) = (facts.allocations.get(i), slots.get(i)) {
                 pointed_by.add(a.start_block, &s.targets);
             }
@@ -664,7 +664,7 @@ fn plan(
     // Unchanged allocations pointing into the blocks of `extents` (their edges
     // are the previous snapshot's), among those `pick` takes, each once.
     let mut seen = BlockSet::new(g.pool_blocks());
-    let mut sources = |extents: &mut dyn Iterator<Item = &Allocation>, focus: &[bool], pick: &dyn Fn(usize) -> bool| {
+    let mut sources = |extents: &[&Allocation], focus: &[bool], pick: &dyn Fn(usize) -> bool| {
         let mut found = Vec::new();
         for a in extents {
             for s in p.pointed_by.pointing_into(a) {
@@ -679,8 +679,9 @@ fn plan(
         }
         found
     };
-    let changed_extents = replaced.iter().map(|&j| &old[j]).chain(dirty.iter().map(|&i| &cur.allocations[i]));
-    let pointing = sources(&mut changed_extents.collect::<Vec<_>>().into_iter(), &focus, &|_| true);
+    let changed_extents: Vec<&Allocation> =
+        replaced.iter().map(|&j| &old[j]).chain(dirty.iter().map(|&i| &cur.allocations[i])).collect();
+    let pointing = sources(&changed_extents, &focus, &|_| true);
     let mut reach: Vec<&Allocation> = Vec::with_capacity(pointing.len());
     for &i in &pointing {
         reach.push(&cur.allocations[i]);
@@ -695,7 +696,7 @@ fn plan(
     let module = decoder.firmware.types.module;
     let is_module =
         |i: usize| module.is_some() && reuse[i].and_then(|j| p.base.get(j)).is_some_and(|b| b.type_address == module);
-    for i in sources(&mut reach.into_iter(), &focus, &is_module) {
+    for i in sources(&reach, &focus, &is_module) {
         mark(i, &mut focus);
     }
     for i in targets {
