@@ -901,19 +901,17 @@ impl<'f> Decoder<'f> {
         }
 
         // Roots: aligned words of RAM outside the heap that hold an allocation's address.
-        let before = match &roots {
-            Roots::Rows => None,
-            Roots::Words(before) => before.as_ref(),
-        };
-        let root_words = self.root_words(&mem, &g, before, |w| heap.head(w).is_some(), recycled.root_words);
-        let root_words = match roots {
-            Roots::Rows => {
-                let heads = root_words.iter().filter(|r| r.head);
-                report.edges.extend(heads.map(|r| self.root_edge(r.address, r.value)));
-                Vec::new()
-            }
-            Roots::Words(_) => root_words,
-        };
+        let head = |w| heap.head(w).is_some();
+        let mut root_words = recycled.root_words;
+        root_words.clear();
+        match &roots {
+            Roots::Rows => self.root_words(&mem, &g, None, head, |r| {
+                if r.head {
+                    report.edges.push(self.root_edge(r.address, r.value));
+                }
+            }),
+            Roots::Words(before) => self.root_words(&mem, &g, before.as_ref(), head, |r| root_words.push(r)),
+        }
 
         report.blocks.reserve_exact(derived.len());
         for &i in &derived {

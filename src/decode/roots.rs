@@ -65,35 +65,34 @@ impl Decoder<'_> {
         outside
     }
 
-    /// The candidate root words of `mem`'s RAM, in address order, each with
-    /// `head(value)`; from `before` where its stretches of RAM are unchanged.
-    /// They go in `out`, emptied first.
+    /// Calls `emit` with the candidate root words of `mem`'s RAM, in address
+    /// order, each with `head(value)`; from `before` where its stretches of RAM
+    /// are unchanged.
     pub(super) fn root_words(
         &self,
         mem: &Memory,
         g: &HeapGeometry,
         before: Option<&RootsBefore>,
         head: impl Fn(u64) -> bool,
-        mut out: Vec<RootWord>,
-    ) -> Vec<RootWord> {
+        mut emit: impl FnMut(RootWord),
+    ) {
         let word = self.profile.heap.word_bytes as u64;
         let bpb = g.bytes_per_block;
         let pools = g.areas().fold((u64::MAX, 0), |(lo, hi), a| (lo.min(a.pool_start), hi.max(a.pool_end)));
         let before = before.filter(|b| b.geometry == g && b.ram.len() == mem.ram.bytes.len());
         let old_ram = before.map(|b| Region::new(self.firmware.ram_start, b.ram));
         let mut old_words = before.map_or(&[][..], |b| b.words).iter().peekable();
-        out.clear();
         // Only block-aligned addresses in the pools: most RAM words are not.
-        let sieve = |bytes: &[u8], at: u64, out: &mut Vec<RootWord>| {
+        let sieve = |bytes: &[u8], at: u64, emit: &mut dyn FnMut(RootWord)| {
             scan::candidates(bytes, word as usize, bpb, pools.0..pools.1, |k, value| {
-                out.push(RootWord { address: at + k as u64 * word, value, head: head(value) });
+                emit(RootWord { address: at + k as u64 * word, value, head: head(value) });
             });
         };
         for (lo, hi) in self.root_ranges(g, mem.ram.end()) {
             let len = hi.saturating_sub(lo) / word * word;
             let Some(bytes) = mem.ram.slice(lo, len) else { continue };
             let Some(old) = old_ram.as_ref().and_then(|r| r.slice(lo, len)) else {
-                sieve(bytes, lo, &mut out);
+                sieve(bytes, lo, &mut emit);
                 continue;
             };
             // Stretches in order: a changed run of them is sieved at once, an
@@ -105,12 +104,12 @@ impl Decoder<'_> {
                 let same = same_bytes(&bytes[at..end], &old[at..end]);
                 if same {
                     if let Some(from) = changed_from.take() {
-                        sieve(&bytes[from..at], lo + from as u64, &mut out);
+                        sieve(&bytes[from..at], lo + from as u64, &mut emit);
                     }
                     let (from, to) = (lo + at as u64, lo + end as u64);
                     while old_words.next_if(|w| w.address < from).is_some() {}
                     while let Some(w) = old_words.next_if(|w| w.address < to) {
-                        out.push(RootWord { head: head(w.value), ..*w });
+                        emit(RootWord { head: head(w.value), ..*w });
                     }
                 } else if changed_from.is_none() {
                     changed_from = Some(at);
@@ -118,10 +117,9 @@ impl Decoder<'_> {
                 at = end;
             }
             if let Some(from) = changed_from {
-                sieve(&bytes[from..], lo + from as u64, &mut out);
+                sieve(&bytes[from..], lo + from as u64, &mut emit);
             }
         }
-        out
     }
 
     /// The edge row of a root: the word at `address` holds `to`, where an
