@@ -195,7 +195,11 @@ impl Selection {
     pub fn resolve(&self, count: u64) -> Result<Range<u64>> {
         let out_of = |what: String| Error::BadSelection {
             spec: what,
-            reason: format!("the dump has {count} snapshot(s), numbered 0..{count}"),
+            reason: match count {
+                0 => "the dump holds no whole snapshot".to_string(),
+                1 => "the dump holds one snapshot, 0".to_string(),
+                n => format!("the dump holds {n} snapshots, 0 to {} (`last`)", n - 1),
+            },
         };
         match *self {
             Selection::All => Ok(0..count),

@@ -35,19 +35,22 @@ pub enum Error {
     #[error("{path}: not found (expected {expected})")]
     MissingInput { path: PathBuf, expected: &'static str },
 
+    #[error("{path}: not {expected}: {found}")]
+    WrongInput { path: PathBuf, expected: &'static str, found: String },
+
     #[error("{dir}: expected exactly one {what} in the directory, found {found}")]
     AmbiguousInput { dir: PathBuf, what: &'static str, found: String },
 
-    #[error("{map}: no symbol `{symbol}` in the map; it is needed for {purpose}")]
-    MissingSymbol { map: PathBuf, symbol: String, purpose: &'static str },
+    #[error("{map}: no symbol `{symbol}`; it is needed for {purpose}{hint}")]
+    MissingSymbol { map: PathBuf, symbol: String, purpose: &'static str, hint: String },
 
-    #[error("{map}: symbol `{symbol}` has no address in the map; it is needed for {purpose}")]
+    #[error("{map}: symbol `{symbol}` has no address; it is needed for {purpose}")]
     SymbolWithoutAddress { map: PathBuf, symbol: String, purpose: &'static str },
 
     #[error("{map}: RAM bounds are empty or reversed: `{start_symbol}` = 0x{start:08x}, `{end_symbol}` = 0x{end:08x}")]
     BadRamBounds { map: PathBuf, start_symbol: String, start: u64, end_symbol: String, end: u64 },
 
-    #[error("{map}: heap `{symbol}` at 0x{start:08x}..0x{end:08x} lies outside RAM 0x{ram_start:08x}..0x{ram_end:08x}; check the map matches the dump")]
+    #[error("{map}: heap `{symbol}` at 0x{start:08x}..0x{end:08x} lies outside RAM 0x{ram_start:08x}..0x{ram_end:08x}; check that these firmware files are the dump's build")]
     HeapOutsideRam { map: PathBuf, symbol: String, start: u64, end: u64, ram_start: u64, ram_end: u64 },
 
     #[error(
@@ -55,7 +58,7 @@ pub enum Error {
     )]
     StateOutsideRam { map: PathBuf, symbol: String, address: u64, size: u64, ram_start: u64, ram_end: u64 },
 
-    #[error("{path}: dump of {bytes} bytes is shorter than one snapshot ({snapshot_bytes} bytes = `_estack` - `_srelocate` from the map); is this the right dump for this map?")]
+    #[error("{path}: dump of {bytes} bytes is shorter than one snapshot ({snapshot_bytes} bytes, the RAM bounds' span); is this the right dump for this firmware?")]
     DumpTooShort { path: PathBuf, bytes: u64, snapshot_bytes: u64 },
 
     #[error("snapshot selection `{spec}`: {reason}")]

@@ -19,7 +19,7 @@ fn main() -> ExitCode {
             }) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("heapvis: {e:#}");
+            eprintln!("heapvis: {}", cli::error_line(&e));
             ExitCode::from(2)
         }
     }

@@ -282,7 +282,7 @@ impl Session {
             (Some(p), _) => Self::open(inputs, bounded(p))?,
             (None, FirmwareFiles::Elf(elf)) => {
                 // One read of the ELF serves both the profile and the firmware.
-                let data = std::fs::read(elf).map_err(|e| Error::io(elf, e))?;
+                let data = crate::firmware::elf::read_elf_file(elf)?;
                 let (profile, source) = match dwarf::derive_profile(&data, elf, &Profile::default()) {
                     Ok(d) => (bounded(d.profile), ProfileSource::Dwarf { missing: d.missing }),
                     Err(e) => (bounded(Profile::default()), ProfileSource::Default { why: Some(e.to_string()) }),

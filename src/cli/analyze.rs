@@ -40,22 +40,22 @@ pub struct Args {
     /// Write a movie of the heap: .gif and .png (APNG) natively, .mp4 and .webm through ffmpeg.
     #[arg(long, value_name = "FILE")]
     pub movie: Option<PathBuf>,
-    /// Pixels per block in frames (a block is twice as wide as it is tall).
-    #[arg(long, default_value_t = 8, value_name = "PX")]
+    /// Pixels per block in frames (a block is twice as wide as it is tall), 1 to 64.
+    #[arg(long, default_value_t = 8, value_name = "PX", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub scale: u32,
-    /// Render every K-th selected snapshot.
-    #[arg(long, default_value_t = 1, value_name = "K")]
+    /// Render every K-th selected snapshot (K at least 1).
+    #[arg(long, default_value_t = 1, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
     pub frame_step: u64,
-    /// Movie frames per second.
-    #[arg(long, default_value_t = 10)]
+    /// Movie frames per second, 1 to 1000.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub fps: u32,
     /// Decode every snapshot whole. By default a snapshot is decoded from the one
     /// before it where only a few allocations changed; the tables are the same
     /// either way (this is for checking that, and for timing).
     #[arg(long)]
     pub full_decode: bool,
-    /// Worker threads (default: one per core).
-    #[arg(long, value_name = "N")]
+    /// Worker threads, 1 to 1024 (default: one per core).
+    #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<usize>,
     /// Print the run's figures on stderr at the end: time, MB/s of dump,
     /// snapshots/s, peak memory (resident set), CPU time (user and kernel), and the
@@ -111,8 +111,8 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
             frames_dir: a.frames.then(|| a.out.join("frames")),
             movie: a.movie.clone(),
             scale: a.scale,
-            step: a.frame_step.max(1),
-            fps: a.fps.max(1),
+            step: a.frame_step,
+            fps: a.fps,
         }),
         ..AnalyzeOptions::default()
     };
@@ -138,6 +138,19 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
         );
     }
     Ok(if summary.failed > 0 { Outcome::SomeSnapshotsFailed } else { Outcome::Ok })
+}
+
+/// Most worker threads a run starts: more than this is a typo, not a machine
+/// (each thread holds its own window of the dump).
+const MAX_THREADS: usize = 1024;
+
+fn parse_threads(text: &str) -> Result<usize, String> {
+    let n: usize = text.parse().map_err(|e| format!("{e}"))?;
+    if (1..=MAX_THREADS).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("{n} is not in 1..={MAX_THREADS}"))
+    }
 }
 
 /// The process's CPU time so far, in user space and in the kernel (Linux

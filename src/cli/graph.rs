@@ -20,7 +20,15 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
     let (_inputs, session) = open_session(&a.at.input, false)?;
     let selection: Selection = a.at.snapshot.parse()?;
-    let index = selection.resolve(session.dump.count())?.start;
+    let range = selection.resolve(session.dump.count())?;
+    if range.end - range.start != 1 {
+        anyhow::bail!(
+            "--snapshot {}: a graph is of one snapshot; give N or last (the dump holds snapshots 0..={})",
+            a.at.snapshot,
+            session.dump.count().saturating_sub(1)
+        );
+    }
+    let index = range.start;
     let report = session.decode_one(index)?;
     let text = dot::ownership_dot(&report);
     let out = a.out.unwrap_or_else(|| PathBuf::from(format!("heap_ownership{index:06}.dot")));

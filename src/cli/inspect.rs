@@ -23,17 +23,30 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
     let range = selection.resolve(session.dump.count())?;
     let decoder = session.decoder(DecodeOptions::default());
     let mut stdout = std::io::stdout().lock();
+    // A range gets a header per snapshot, and a snapshot that fails is reported
+    // in its place: the others are still printed (exit code 1 at the end).
+    let several = range.end - range.start > 1;
+    let mut failed = 0u64;
     for index in range {
-        let ram = session.dump.snapshot(index).unwrap_or(&[]);
-        if a.mem_info {
-            let text = heapvis::inspect::mem_info(&decoder, ram)
-                .map_err(|source| heapvis::Error::Snapshot { snapshot: index, source })?;
-            stdout.write_all(text.as_bytes())?;
-            continue;
+        if several {
+            writeln!(stdout, "=== snapshot {index} ===")?;
         }
-        let report = session.decode_one(index)?;
-        let text = heapvis::inspect::block_state_report(&report, &session.firmware, &session.profile.symbols.state);
-        stdout.write_all(text.as_bytes())?;
+        let ram = session.dump.snapshot(index).unwrap_or(&[]);
+        let text = if a.mem_info {
+            heapvis::inspect::mem_info(&decoder, ram)
+        } else {
+            decoder.decode(index, ram).map(|report| {
+                heapvis::inspect::block_state_report(&report, &session.firmware, &session.profile.symbols.state)
+            })
+        };
+        match text {
+            Ok(text) => stdout.write_all(text.as_bytes())?,
+            Err(e) => {
+                failed += 1;
+                writeln!(stdout, "error: snapshot {index} cannot be decoded: {e}")?;
+                eprintln!("warning: snapshot {index} cannot be decoded: {e}");
+            }
+        }
     }
-    Ok(Outcome::Ok)
+    Ok(if failed > 0 { Outcome::SomeSnapshotsFailed } else { Outcome::Ok })
 }

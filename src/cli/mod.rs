@@ -86,6 +86,24 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
     }
 }
 
+/// An error and its causes on one line, each cause said once: library errors
+/// name their cause in their own message too (`{path}: {source}`), so a cause
+/// already in the line so far is not repeated.
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 /// The `--profile` file, if one was given.
 pub fn load_profile(path: &Option<PathBuf>) -> anyhow::Result<Option<heapvis::profile::Profile>> {
     Ok(match path {
@@ -126,5 +144,15 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn an_error_line_says_each_cause_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::AlreadyExists);
+        let text = io.to_string();
+        let e = anyhow::Error::new(heapvis::Error::io("out/x", io)).context("analysing ram.bin");
+        let line = error_line(&e);
+        assert_eq!(line, format!("analysing ram.bin: out/x: {text}"));
+        assert_eq!(line.matches(&text).count(), 1);
     }
 }

@@ -23,7 +23,7 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
     let mut text = String::new();
     let profile = match &a.elf {
         Some(elf) => {
-            let data = std::fs::read(elf).map_err(|e| heapvis::Error::io(elf, e))?;
+            let data = heapvis::firmware::elf::read_elf_file(elf)?;
             let d = dwarf::derive_profile(&data, elf, &base)?;
             for f in &d.found {
                 text.push_str(&format!("# from DWARF: {f}\n"));

@@ -503,13 +503,30 @@ pub fn derive_profile(data: &[u8], path: &Path, base: &Profile) -> Result<Derive
         // The flash image's start, for a firmware.bin read with the map:
         // CircuitPython's `_sfixed`, else the vector table MicroPython's ports
         // put first (`isr_vector`), else `_stext`.
+        // A build with none of them (a RISC-V port) gets its lowest loadable
+        // section's address: a derived profile names only what the build has.
         if !has(&p.symbols.flash_start) {
             if let Some(name) = ["isr_vector", "_stext"].into_iter().find(|n| has(n)) {
                 p.symbols.flash_start = name.into();
                 found.push(format!("symbols.flash_start = {name} (no _sfixed in the symbol table)"));
+            } else if let Some(base) = lowest_loadable_address(&file) {
+                p.symbols.flash_start = format!("0x{base:08x}");
+                found.push(format!(
+                    "symbols.flash_start = 0x{base:08x} (no _sfixed, isr_vector or _stext: the first loadable section)"
+                ));
             }
         }
     }
     p.validate().map_err(|m| bad(path, format!("derived profile is not usable: {m}")))?;
     Ok(Derived { profile: p, found, missing })
+}
+
+/// The lowest address of a loadable section with contents (code or data).
+fn lowest_loadable_address(file: &object::File) -> Option<u64> {
+    use object::{Object, ObjectSection, SectionKind};
+    file.sections()
+        .filter(|s| matches!(s.kind(), SectionKind::Text | SectionKind::Data | SectionKind::ReadOnlyData))
+        .filter(|s| s.size() > 0)
+        .map(|s| s.address())
+        .min()
 }

@@ -16,9 +16,18 @@ fn bad(path: &Path, message: impl Into<String>) -> Error {
     Error::BadElf { path: path.into(), message: message.into() }
 }
 
+/// An ELF larger than this is not a firmware build (one with full debug info is
+/// tens to hundreds of MB).
+pub const MAX_ELF_BYTES: u64 = 2 << 30;
+
+/// Reads an ELF file whole, refusing one over [`MAX_ELF_BYTES`] before reading it.
+pub fn read_elf_file(path: &Path) -> Result<Vec<u8>> {
+    super::read_capped(path, MAX_ELF_BYTES, "a firmware ELF file")
+}
+
 /// Reads `path` and resolves the build through `profile`.
 pub fn load(path: &Path, profile: &Profile) -> Result<Firmware> {
-    let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let data = read_elf_file(path)?;
     load_bytes(&data, path, profile)
 }
 

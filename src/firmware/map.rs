@@ -12,7 +12,29 @@
 //! is an address, and the "Discarded input sections" block is ignored instead of
 //! relying on its zero addresses.
 
+use std::path::Path;
+
 use super::symbols::SymbolTable;
+use crate::error::{Error, Result};
+
+/// A GNU ld map larger than this is not one (a big firmware's map is tens of MB).
+pub const MAX_MAP_BYTES: u64 = 1 << 30;
+
+/// Reads a map file as text, refusing what is not one before reading it whole:
+/// a file over [`MAX_MAP_BYTES`], or one whose first 64 KiB hold NUL bytes (a
+/// dump or a flash image given in the map's place).
+pub fn read_map_file(path: &Path) -> Result<String> {
+    let data = super::read_capped(path, MAX_MAP_BYTES, "a GNU ld map")?;
+    let head = &data[..data.len().min(64 << 10)];
+    if let Some(at) = head.iter().position(|&b| b == 0) {
+        return Err(Error::WrongInput {
+            path: path.into(),
+            expected: "a GNU ld map (text)",
+            found: format!("binary data (a NUL byte at offset {at}); were the inputs given in the wrong order?"),
+        });
+    }
+    Ok(String::from_utf8_lossy(&data).into_owned())
+}
 
 const SECTION_PREFIXES: [&str; 4] = [".text.", ".rodata.", ".bss.", ".data."];
 const SKIP_SECTIONS: [&str; 9] = [

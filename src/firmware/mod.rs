@@ -29,6 +29,11 @@ pub struct InputPaths {
     pub firmware: FirmwareFiles,
 }
 
+/// `firmware.bin` and its kin (`firmware-*.bin`): a build's flash image, never a dump.
+fn is_firmware_image(path: &Path) -> bool {
+    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("firmware"))
+}
+
 fn is_elf(path: &Path) -> bool {
     let mut magic = [0u8; 4];
     std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok()
@@ -61,9 +66,11 @@ impl InputPaths {
                 need(ram, "a RAM dump")?;
                 need(elf, "the firmware's ELF file")?;
                 if !is_elf(elf) {
-                    return Err(Error::MissingInput {
+                    return Err(Error::WrongInput {
                         path: elf.clone(),
-                        expected: "an ELF file (it does not start with \\x7fELF)",
+                        expected: "the firmware's ELF file",
+                        found: "it does not start with \\x7fELF (for firmware.bin, give firmware.map after it)"
+                            .into(),
                     });
                 }
                 Ok(InputPaths { ram: ram.clone(), firmware: FirmwareFiles::Elf(elf.clone()) })
@@ -131,14 +138,11 @@ impl InputPaths {
                 })
             }
         };
-        let exclude = match &firmware {
-            FirmwareFiles::BinMap { flash, .. } => Some(flash.clone()),
-            FirmwareFiles::Elf(_) => None,
-        };
+        // The flash image is never the dump, whichever firmware files are used.
         let ram = match named("ram.bin") {
             Some(p) => p,
             None => one(
-                with_ext("bin").into_iter().filter(|p| Some(p) != exclude.as_ref()).collect(),
+                with_ext("bin").into_iter().filter(|p| !is_firmware_image(p)).collect(),
                 "ram.bin (the RAM dump)",
             )?,
         };
@@ -194,10 +198,38 @@ impl Firmware {
     }
 
     pub fn load(flash_path: &Path, map_path: &Path, profile: &Profile) -> Result<Self> {
-        let map_text = std::fs::read(map_path).map_err(|e| Error::io(map_path, e))?;
-        let symbols = map::parse_map(&String::from_utf8_lossy(&map_text));
-        let flash = std::fs::read(flash_path).map_err(|e| Error::io(flash_path, e))?;
-        Self::from_parts(symbols, flash, map_path, profile)
+        let map_text = map::read_map_file(map_path)?;
+        let symbols = map::parse_map(&map_text);
+        let flash = read_capped(flash_path, MAX_FLASH_BYTES, "a flash image")?;
+        let firmware = Self::from_parts(symbols, flash, map_path, profile)?;
+        firmware.check_flash_covers_types(flash_path)?;
+        Ok(firmware)
+    }
+
+    /// The flash image must hold the type objects the map places in flash: a
+    /// short or empty `firmware.bin` would leave their blocks without a type.
+    fn check_flash_covers_types(&self, flash_path: &Path) -> Result<()> {
+        let t = &self.types;
+        let flash_end = self.flash_base.saturating_add(self.flash.len() as u64);
+        let named = [("str", t.str), ("dict", t.dict), ("type", t.type_type), ("tuple", t.tuple), ("fun_bc", t.fun_bc)];
+        // Only types the map puts past the image's start: those below it are
+        // not in flash at all (a port whose types are in RAM), not cut off.
+        let beyond = named
+            .into_iter()
+            .filter_map(|(n, a)| a.map(|a| (n, a)))
+            .find(|(_, a)| *a >= self.flash_base && *a >= flash_end && *a - self.flash_base < MAX_FLASH_BYTES);
+        match beyond {
+            Some((name, address)) => Err(Error::WrongInput {
+                path: flash_path.to_path_buf(),
+                expected: "this build's flash image",
+                found: format!(
+                    "it holds {} bytes from 0x{:08x}, but the map puts the `{name}` type at 0x{address:08x}, past its end",
+                    self.flash.len(),
+                    self.flash_base
+                ),
+            }),
+            None => Ok(()),
+        }
     }
 
     pub fn from_parts(symbols: SymbolTable, flash: Vec<u8>, map_path: &Path, profile: &Profile) -> Result<Self> {
@@ -207,6 +239,7 @@ impl Firmware {
                 map: map_path.to_path_buf(),
                 symbol: symbol.to_string(),
                 purpose,
+                hint: missing_symbol_hint(&symbols, symbol, map_path),
             })
         };
         let address = |symbol: &str, purpose: &'static str| -> Result<u64> {
@@ -344,6 +377,41 @@ impl Firmware {
             None => format!("0x{address:08x}"),
         }
     }
+}
+
+/// What to do when a symbol the default (CircuitPython 3.0) profile names is
+/// missing: a MicroPython build has `_sdata` and `_etext` instead of
+/// `_srelocate` and `_sfixed`, and its layout differs too, so it needs its ELF
+/// (whose debug info gives the layout) or a profile derived from it.
+fn missing_symbol_hint(symbols: &SymbolTable, symbol: &str, file: &Path) -> String {
+    let circuitpython_name = matches!(symbol, "_srelocate" | "_sfixed");
+    if !circuitpython_name || symbols.get("_sdata").is_none() {
+        return String::new();
+    }
+    let elf = file.with_extension("elf");
+    format!(
+        ". This looks like a MicroPython build (it has `_sdata`, not `_srelocate`), whose layout is not the default \
+         CircuitPython 3.0 one: pass its ELF (`heapvis analyze ram.bin {elf}`), or derive a profile from it \
+         (`heapvis profile {elf} > board.toml`) and pass `--profile board.toml`",
+        elf = elf.display()
+    )
+}
+
+/// A flash image larger than this is not one (the largest MCU flash is a few MiB).
+pub const MAX_FLASH_BYTES: u64 = 256 << 20;
+
+/// Reads a whole input file of at most `limit` bytes: a larger one (a dump given
+/// in a firmware file's place) is refused before it is read into memory.
+pub(crate) fn read_capped(path: &Path, limit: u64, expected: &'static str) -> Result<Vec<u8>> {
+    let len = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+    if len > limit {
+        return Err(Error::WrongInput {
+            path: path.to_path_buf(),
+            expected,
+            found: format!("{len} bytes, more than the {limit} such a file can hold; were the inputs given in the wrong order?"),
+        });
+    }
+    std::fs::read(path).map_err(|e| Error::io(path, e))
 }
 
 /// An address written in a symbol's place: `0x` hex (underscores allowed) or

@@ -106,7 +106,8 @@ fn a_profile_that_reads_past_ram_fails_each_snapshot_and_the_run_goes_on() {
 fn invalid_selection_and_profile_are_fatal() {
     let c = capture(Board::Samd21, 2, 1, 0);
     let err = fatal(&heapvis(&[&"analyze", &c.dir.path(), &"-o", &c.dir.path().join("o"), &"--snapshots", &"5"]));
-    assert!(err.contains("`5`") && err.contains("2 snapshot(s)"), "{err}");
+    assert!(err.contains("`5`") && err.contains("2 snapshots, 0 to 1"), "{err}");
+    assert!(!err.contains("0..2"), "never `0..2` for a dump whose last snapshot is 1: {err}");
     let p = c.dir.path().join("p.toml");
     std::fs::write(&p, "[heap]\nbytes_per_block = 3\n").unwrap();
     let err = fatal(&heapvis(&[&"analyze", &c.dir.path(), &"-o", &c.dir.path().join("o"), &"--profile", &p]));
