@@ -18,7 +18,7 @@ fn bench_board(c: &mut Criterion, board: Board, snapshots: u64) {
     group.throughput(Throughput::Bytes(size as u64));
     let full = Decoder::new(&fw, &profile, DecodeOptions::default());
     group.bench_function("full", |b| b.iter(|| full.decode(0, std::hint::black_box(snapshot)).unwrap()));
-    let metrics = Decoder::new(&fw, &profile, DecodeOptions { metrics_only: true });
+    let metrics = Decoder::new(&fw, &profile, DecodeOptions { metrics_only: true, ..DecodeOptions::default() });
     group.bench_function("metrics_only", |b| b.iter(|| metrics.decode(0, std::hint::black_box(snapshot)).unwrap()));
     group.finish();
 }

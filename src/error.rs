@@ -24,6 +24,21 @@ pub enum DecodeError {
     HeapOutsideRam { start: u64, end: u64, ram_start: u64, ram_end: u64 },
     #[error("heap of {bytes} bytes is too small for one allocation-table byte and its blocks")]
     HeapTooSmall { bytes: u64 },
+    /// The snapshot decodes, but fails a check no snapshot a GC left behind
+    /// fails: its rows would be wrong, so none are written.
+    #[error("{check}: {detail}")]
+    Suspect { check: &'static str, detail: String },
+}
+
+impl DecodeError {
+    /// The `snapshots.status` text: `suspect: …` for a snapshot that failed a
+    /// plausibility check, `error: …` for one that could not be decoded.
+    pub fn status(&self) -> String {
+        match self {
+            DecodeError::Suspect { .. } => format!("suspect: {self}"),
+            _ => format!("error: {self}"),
+        }
+    }
 }
 
 /// A fatal error: the run cannot start or cannot finish writing.

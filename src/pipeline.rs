@@ -204,7 +204,10 @@ struct Decoded<'f> {
 #[derive(Clone, Debug, Default)]
 pub struct RunSummary {
     pub snapshots: u64,
+    /// Snapshots not decoded or not plausible, suspect ones included.
     pub failed: u64,
+    /// Snapshots that failed a plausibility check.
+    pub suspect: u64,
     pub bytes: u64,
     /// Bytes after the last whole snapshot, which were ignored.
     pub trailing_bytes: u64,
@@ -328,7 +331,7 @@ impl Session {
         let range = options.selection.resolve(self.dump.count())?;
         let metrics_only =
             !options.tables.needs_objects() && !options.tables.needs_free_runs() && options.render.is_none();
-        let decoder = self.decoder(DecodeOptions { metrics_only });
+        let decoder = self.decoder(DecodeOptions { metrics_only, ..DecodeOptions::default() });
         // The metrics read each snapshot's allocation table and nothing else.
         let access = if metrics_only { Access::Sparse } else { Access::Whole };
         let mut builder = rayon::ThreadPoolBuilder::new();
@@ -459,7 +462,7 @@ impl Session {
                             let n = batch.len() as u64;
                             for d in &batch {
                                 if let Err(e) = &d.outcome {
-                                    progress.warn(&format!("snapshot {}: {e}", d.index));
+                                    progress.warn(&format!("snapshot {}: {}", d.index, e.status()));
                                 }
                                 focused += d.focused as u64;
                                 sink.write(d.index, dump.offset_of(d.index), &d.outcome)?;
@@ -519,7 +522,7 @@ impl Session {
             writer.join().map_err(|_| Error::WriterPanicked)?
         });
         let (sink, focused) = result?;
-        let (written, failed) = (sink.written, sink.failed);
+        let (written, failed, suspect) = (sink.written, sink.failed, sink.suspect);
         let mut files = sink.finish(after)?;
         if let Some(m) = movie.take() {
             m.finish()?;
@@ -529,6 +532,7 @@ impl Session {
         Ok(RunSummary {
             snapshots: written,
             failed,
+            suspect,
             bytes: written * snapshot_bytes,
             trailing_bytes: self.dump.trailing_bytes(),
             focused,
@@ -542,7 +546,7 @@ impl Session {
         if let Some(m) = &r.movie {
             render::MovieFormat::from_path(m)?.check_available(m)?;
         }
-        let metrics = self.decoder(DecodeOptions { metrics_only: true });
+        let metrics = self.decoder(DecodeOptions { metrics_only: true, ..DecodeOptions::default() });
         let geometry = metrics.geometry.clone().map_err(|source| Error::Snapshot { snapshot: range.start, source })?;
         let dump = &self.dump;
         // Window by window, each mapped on its own, as in the main pass.

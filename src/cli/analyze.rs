@@ -120,7 +120,13 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
     let summary =
         session.analyze(&a.out, &options, &bar).with_context(|| format!("analysing {}", inputs.ram.display()))?;
     if !a.quiet {
-        eprintln!("{} snapshot(s), {} failed; tables in {}", summary.snapshots, summary.failed, a.out.display());
+        eprintln!(
+            "{} snapshot(s), {} not decoded, {} suspect; tables in {}",
+            summary.snapshots,
+            summary.failed - summary.suspect,
+            summary.suspect,
+            a.out.display()
+        );
     }
     if a.stats {
         let secs = started.elapsed().as_secs_f64().max(1e-9);

@@ -21,7 +21,9 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
     let (_inputs, session) = open_session(&a.at.input, false)?;
     let selection: Selection = a.at.snapshot.parse()?;
     let range = selection.resolve(session.dump.count())?;
-    let decoder = session.decoder(DecodeOptions::default());
+    // A suspect snapshot is still shown, with a warning: inspect is where a
+    // user looks at why it is suspect.
+    let decoder = session.decoder(DecodeOptions { keep_suspect: true, ..DecodeOptions::default() });
     let mut stdout = std::io::stdout().lock();
     // A range gets a header per snapshot, and a snapshot that fails is reported
     // in its place: the others are still printed (exit code 1 at the end).
@@ -36,6 +38,10 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
             heapvis::inspect::mem_info(&decoder, ram)
         } else {
             decoder.decode(index, ram).map(|report| {
+                if let Some(why) = &report.suspect {
+                    failed += 1;
+                    eprintln!("warning: snapshot {index} is suspect: {why}");
+                }
                 heapvis::inspect::block_state_report(&report, &session.firmware, &session.profile.symbols.state)
             })
         };

@@ -46,6 +46,10 @@ pub struct TableWalk {
     pub gc_info: GcInfo,
     pub marked_blocks: u64,
     pub orphan_tail_blocks: u64,
+    /// Runs of orphan tail blocks. A GC leaves at most one, where its sweep is
+    /// (it frees a head, then that head's tails); more say the table is not one
+    /// a GC wrote.
+    pub orphan_tail_runs: u64,
 }
 
 /// The states of every block, one byte each: both walks below read each state
@@ -157,7 +161,10 @@ fn walk_states(
                 let run = run_len(states, i, AT_TAIL);
                 match current.as_mut() {
                     Some(a) => a.blocks += run as u64,
-                    None => w.orphan_tail_blocks += run as u64,
+                    None => {
+                        w.orphan_tail_blocks += run as u64;
+                        w.orphan_tail_runs += 1;
+                    }
                 }
                 info.used += run as u64;
                 len += run as u64;
@@ -234,6 +241,7 @@ pub fn walk_areas_into<'a>(
         all.free_runs.extend(w.free_runs.iter().map(|r| FreeRun { start_block: r.start_block + first_block, ..*r }));
         all.marked_blocks += w.marked_blocks;
         all.orphan_tail_blocks += w.orphan_tail_blocks;
+        all.orphan_tail_runs += w.orphan_tail_runs;
         let (a, b) = (&mut all.gc_info, w.gc_info);
         a.total += b.total;
         a.used += b.used;

@@ -9,8 +9,11 @@
 //! `mem.area.next`. Their blocks are numbered after the first area's, in chain
 //! order, so one block number names one block of the whole heap.
 
+use std::ops::Range;
+
 use crate::error::DecodeError;
-use crate::profile::HeapLayout;
+use crate::memory::Region;
+use crate::profile::{GcStateOffsets, HeapLayout};
 
 /// The heap: its first area, and any further areas of a split heap.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,6 +155,73 @@ impl HeapGeometry {
 impl HeapArea {
     pub fn blocks(&self, bytes_per_block: u64) -> u64 {
         (self.pool_end - self.pool_start) / bytes_per_block
+    }
+}
+
+/// The words of one GC area's state (`mp_state_ctx.mem` or a further
+/// `mp_state_mem_area_t`) that give its geometry, as read from a snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AreaState {
+    pub alloc_table_start: u64,
+    pub alloc_table_byte_len: u64,
+    pub finaliser_table_start: Option<u64>,
+    pub collect_table_start: Option<u64>,
+    pub pool_start: u64,
+    pub pool_end: u64,
+}
+
+impl AreaState {
+    /// Reads the state whose offsets count from `base`; `None` if a word lies
+    /// outside `ram`.
+    pub fn read(ram: &Region, base: u64, gc: &GcStateOffsets, heap: &HeapLayout) -> Option<Self> {
+        let at = |o: u64| ram.word(base.checked_add(o)?, heap.word_bytes);
+        Some(AreaState {
+            alloc_table_start: at(gc.alloc_table_start)?,
+            alloc_table_byte_len: at(gc.alloc_table_byte_len)?,
+            finaliser_table_start: if heap.blocks_per_ftb > 0 { Some(at(gc.finaliser_table_start)?) } else { None },
+            collect_table_start: match (heap.blocks_per_ctb > 0, gc.collect_table_start) {
+                (true, Some(o)) => Some(at(o)?),
+                _ => None,
+            },
+            pool_start: at(gc.pool_start)?,
+            pool_end: at(gc.pool_end)?,
+        })
+    }
+
+    /// The area these words describe, if they add up as `gc_init` leaves them:
+    /// tables and pool inside `ram`, the pool as long as the table describes,
+    /// each table after the one before it.
+    pub fn area(&self, ram: &Range<u64>, heap: &HeapLayout, first_block: u64) -> Option<HeapArea> {
+        let (atb, atb_len, pool_start, pool_end) =
+            (self.alloc_table_start, self.alloc_table_byte_len, self.pool_start, self.pool_end);
+        let bpb = heap.bytes_per_block as u64;
+        let blocks = atb_len.checked_mul(heap.blocks_per_atb as u64)?;
+        let table_len = |per: u32| if per > 0 { blocks.div_ceil(per as u64) } else { 0 };
+        let (ftb_len, wtb_len, ctb_len) =
+            (table_len(heap.blocks_per_ftb), table_len(heap.blocks_per_wtb), table_len(heap.blocks_per_ctb));
+        let after_atb = atb.checked_add(atb_len)?.checked_add(heap.alloc_table_gap_bytes as u64)?;
+        let tables_end = after_atb.checked_add(ftb_len)?.checked_add(wtb_len)?.checked_add(ctb_len)?;
+        let ok = atb_len > 0
+            && atb >= ram.start
+            && pool_start % bpb == 0
+            && pool_end > pool_start
+            && pool_end <= ram.end
+            && blocks.checked_mul(bpb) == Some(pool_end - pool_start)
+            && tables_end <= pool_start
+            && self.finaliser_table_start.is_none_or(|f| f == after_atb)
+            && self
+                .collect_table_start
+                .is_none_or(|c| c >= after_atb && c.checked_add(ctb_len).is_some_and(|e| e <= pool_start));
+        ok.then_some(HeapArea {
+            alloc_table_start: atb,
+            alloc_table_bytes: atb_len,
+            finaliser_table_start: self.finaliser_table_start,
+            finaliser_table_bytes: ftb_len,
+            collect_table_start: self.collect_table_start,
+            pool_start,
+            pool_end,
+            first_block,
+        })
     }
 }
 

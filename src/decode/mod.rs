@@ -8,6 +8,7 @@
 pub mod alloc_table;
 pub mod bytecode;
 pub mod geometry;
+mod plausible;
 pub mod qstr;
 pub mod roots;
 mod scan;
@@ -22,7 +23,7 @@ use crate::memory::{Memory, Region};
 use crate::profile::{BytecodePrelude, Immediate, Profile};
 pub use alloc_table::{Allocation, FreeRun, GcInfo};
 pub use bytecode::Prelude;
-pub use geometry::{HeapArea, HeapGeometry};
+pub use geometry::{AreaState, HeapArea, HeapGeometry};
 pub use roots::{RootWord, Roots, RootsBefore};
 
 /// What a block holds, with the reference's categories (and its colours).
@@ -195,6 +196,9 @@ pub struct SnapshotReport {
     /// Things a user may want to know that are not errors (a pointer to a block
     /// that is not allocated, a pool that is not a block).
     pub notes: Vec<String>,
+    /// Why this snapshot is not one a GC could have left, when it was decoded
+    /// with [`DecodeOptions::keep_suspect`].
+    pub suspect: Option<String>,
 }
 
 /// An allocation's kind from its own first word (before roles given by pointers
@@ -247,6 +251,10 @@ pub struct DecodeFacts {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DecodeOptions {
     pub metrics_only: bool,
+    /// Decode a snapshot that fails a plausibility check anyway, saying why in
+    /// [`SnapshotReport::suspect`] (`inspect` shows such a snapshot); by default
+    /// it is a [`DecodeError::Suspect`], and no rows of it are written.
+    pub keep_suspect: bool,
 }
 
 pub struct Decoder<'f> {
@@ -368,45 +376,10 @@ impl<'f> Decoder<'f> {
     }
 
     /// One GC area as the snapshot's state says, read at `base` (where the offsets
-    /// are counted from), if it adds up: tables and pool inside RAM, the pool as
-    /// long as the table describes, each table after the one before it.
+    /// are counted from), if it adds up (see [`AreaState::area`]).
     fn area_at(&self, mem: &Memory, base: u64, first_block: u64) -> Option<HeapArea> {
-        let gc = &self.profile.state.gc;
-        let h = &self.profile.heap;
-        let at = |o: u64| mem.ram.word(base.checked_add(o)?, h.word_bytes);
-        let (atb, atb_len, pool_start, pool_end) =
-            (at(gc.alloc_table_start)?, at(gc.alloc_table_byte_len)?, at(gc.pool_start)?, at(gc.pool_end)?);
-        let bpb = h.bytes_per_block as u64;
-        let blocks = atb_len.checked_mul(h.blocks_per_atb as u64)?;
-        let table_len = |per: u32| if per > 0 { blocks.div_ceil(per as u64) } else { 0 };
-        let (ftb_len, wtb_len, ctb_len) =
-            (table_len(h.blocks_per_ftb), table_len(h.blocks_per_wtb), table_len(h.blocks_per_ctb));
-        let ftb = if h.blocks_per_ftb > 0 { Some(at(gc.finaliser_table_start)?) } else { None };
-        let ctb = match (h.blocks_per_ctb > 0, gc.collect_table_start) {
-            (true, Some(o)) => Some(at(o)?),
-            _ => None,
-        };
-        let after_atb = atb.checked_add(atb_len + h.alloc_table_gap_bytes as u64)?;
-        let tables_end = after_atb.checked_add(ftb_len + wtb_len + ctb_len)?;
-        let ok = atb_len > 0
-            && atb >= self.firmware.ram_start
-            && pool_start % bpb == 0
-            && pool_end > pool_start
-            && pool_end <= mem.ram.end()
-            && blocks.checked_mul(bpb) == Some(pool_end - pool_start)
-            && tables_end <= pool_start
-            && ftb.is_none_or(|f| f == after_atb)
-            && ctb.is_none_or(|c| c >= after_atb && c.checked_add(ctb_len).is_some_and(|e| e <= pool_start));
-        ok.then_some(HeapArea {
-            alloc_table_start: atb,
-            alloc_table_bytes: atb_len,
-            finaliser_table_start: ftb,
-            finaliser_table_bytes: ftb_len,
-            collect_table_start: ctb,
-            pool_start,
-            pool_end,
-            first_block,
-        })
+        let state = AreaState::read(&mem.ram, base, &self.profile.state.gc, &self.profile.heap)?;
+        state.area(&(self.firmware.ram_start..mem.ram.end()), &self.profile.heap, first_block)
     }
 
     /// The GC's geometry as the snapshot's own `mp_state_ctx.mem` says, if its
@@ -566,7 +539,16 @@ impl<'f> Decoder<'f> {
             strings: Vec::new(),
             free_runs: walk.free_runs,
             notes,
+            suspect: None,
         };
+        if let Some(why) =
+            plausible::check(self.profile, &mem, fw.state_address, geometry_source, walk.orphan_tail_runs)
+        {
+            if !self.options.keep_suspect {
+                return Err(why);
+            }
+            report.suspect = Some(why.to_string());
+        }
         if self.options.metrics_only {
             return Ok((report, DecodeFacts::default()));
         }

@@ -69,8 +69,7 @@ impl InputPaths {
                     return Err(Error::WrongInput {
                         path: elf.clone(),
                         expected: "the firmware's ELF file",
-                        found: "it does not start with \\x7fELF (for firmware.bin, give firmware.map after it)"
-                            .into(),
+                        found: "it does not start with \\x7fELF (for firmware.bin, give firmware.map after it)".into(),
                     });
                 }
                 Ok(InputPaths { ram: ram.clone(), firmware: FirmwareFiles::Elf(elf.clone()) })
@@ -141,10 +140,9 @@ impl InputPaths {
         // The flash image is never the dump, whichever firmware files are used.
         let ram = match named("ram.bin") {
             Some(p) => p,
-            None => one(
-                with_ext("bin").into_iter().filter(|p| !is_firmware_image(p)).collect(),
-                "ram.bin (the RAM dump)",
-            )?,
+            None => {
+                one(with_ext("bin").into_iter().filter(|p| !is_firmware_image(p)).collect(), "ram.bin (the RAM dump)")?
+            }
         };
         Ok(InputPaths { ram, firmware })
     }
@@ -408,7 +406,9 @@ pub(crate) fn read_capped(path: &Path, limit: u64, expected: &'static str) -> Re
         return Err(Error::WrongInput {
             path: path.to_path_buf(),
             expected,
-            found: format!("{len} bytes, more than the {limit} such a file can hold; were the inputs given in the wrong order?"),
+            found: format!(
+                "{len} bytes, more than the {limit} such a file can hold; were the inputs given in the wrong order?"
+            ),
         });
     }
     std::fs::read(path).map_err(|e| Error::io(path, e))

@@ -211,7 +211,10 @@ pub struct TableSink<'f> {
     /// The snapshot being written: rows pushed now are rows of snapshots up to it.
     at: u64,
     pub written: u64,
+    /// Snapshots not decoded or not plausible (their `status` says which).
     pub failed: u64,
+    /// Of those, the snapshots that failed a plausibility check.
+    pub suspect: u64,
     pub files: Vec<PathBuf>,
 }
 
@@ -294,6 +297,7 @@ impl<'f> TableSink<'f> {
             at: range.start,
             written: 0,
             failed: 0,
+            suspect: 0,
             files,
         })
     }
@@ -339,7 +343,10 @@ impl<'f> TableSink<'f> {
                     t.rows.push(r);
                 }
             }
-            Err(_) => self.failed += 1,
+            Err(e) => {
+                self.failed += 1;
+                self.suspect += matches!(e, DecodeError::Suspect { .. }) as u64;
+            }
         }
         self.written += 1;
         self.flush(false)

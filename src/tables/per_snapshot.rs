@@ -275,7 +275,7 @@ impl SnapshotsRows {
                 self.fragmentation.append_option((free > 0).then(|| 1.0 - max_free as f64 / free as f64));
             }
             Err(e) => {
-                self.status.append_value(format!("error: {e}"));
+                self.status.append_value(e.status());
                 self.geometry_source.append_option(None);
                 self.fragmentation.append_null();
             }

@@ -53,7 +53,11 @@ pub fn oracle_script(test: &str) -> Option<PathBuf> {
         return Some(oracle);
     }
     let required = std::env::var(REQUIRE_ORACLE).is_ok_and(|v| !v.is_empty() && v != "0");
-    assert!(!required, "{test}: the reference is missing ({}), and {REQUIRE_ORACLE} says it must run", oracle.display());
+    assert!(
+        !required,
+        "{test}: the reference is missing ({}), and {REQUIRE_ORACLE} says it must run",
+        oracle.display()
+    );
     // Written to the handle, not through eprintln!, which the test harness
     // captures: the notice must show in a passing run.
     use std::io::Write;
