@@ -44,6 +44,11 @@ impl Dump {
         &self.path
     }
 
+    /// The whole dump, for checks that look across snapshot boundaries.
+    pub fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+
     pub fn len_bytes(&self) -> u64 {
         self.map.len() as u64
     }

@@ -76,6 +76,9 @@ pub enum Error {
     #[error("{path}: dump of {bytes} bytes is shorter than one snapshot ({snapshot_bytes} bytes, the RAM bounds' span); is this the right dump for this firmware?")]
     DumpTooShort { path: PathBuf, bytes: u64, snapshot_bytes: u64 },
 
+    #[error("{path}: {found}; {advice}")]
+    CaptureMismatch { path: PathBuf, found: String, advice: String },
+
     #[error("snapshot selection `{spec}`: {reason}")]
     BadSelection { spec: String, reason: String },
 

@@ -4,6 +4,7 @@
 //! - [`firmware`] reads the link map and flash image (untrusted) into symbols;
 //! - [`profile`] holds the firmware layout as data;
 //! - [`dump`] memory-maps the RAM dump and splits it into snapshots;
+//! - [`check`] holds the dump against the firmware inputs before any decoding;
 //! - [`decode`] turns one snapshot into rows (pure, runs in parallel);
 //! - [`tables`] turns rows into Arrow batches and writes Parquet (one writer);
 //! - [`incremental`] decodes a run of snapshots each from the one before it;
@@ -13,6 +14,7 @@
 //!
 //! The library never prints and never exits; the `heapvis` binary does both.
 
+pub mod check;
 pub mod decode;
 pub mod dump;
 pub mod error;

@@ -263,8 +263,11 @@ impl Session {
         Self::with_firmware(inputs, profile, firmware)
     }
 
+    /// Maps the dump and checks it against the firmware and the profile (see
+    /// [`crate::check`]) before anything is decoded.
     fn with_firmware(inputs: &InputPaths, profile: Profile, firmware: Firmware) -> Result<Self> {
         let dump = Dump::open(&inputs.ram, firmware.snapshot_bytes())?;
+        crate::check::check_capture(&dump, &firmware, &profile, inputs.symbols_file())?;
         Ok(Session { firmware, profile, dump, profile_source: ProfileSource::Given })
     }
 

@@ -390,6 +390,24 @@ impl Default for Profile {
     }
 }
 
+/// The profiles shipped in `data/profiles/`, by file name without `.toml`.
+const SHIPPED: [(&str, &str); 6] = [
+    ("circuitpython-3.0-atmel-samd", include_str!("../data/profiles/circuitpython-3.0-atmel-samd.toml")),
+    ("circuitpython-10-synthetic", include_str!("../data/profiles/circuitpython-10-synthetic.toml")),
+    (
+        "circuitpython-10.1-unix-coverage-x64",
+        include_str!("../data/profiles/circuitpython-10.1-unix-coverage-x64.toml"),
+    ),
+    ("micropython-1.29-qemu-microbit", include_str!("../data/profiles/micropython-1.29-qemu-microbit.toml")),
+    ("micropython-1.2x-synthetic", include_str!("../data/profiles/micropython-1.2x-synthetic.toml")),
+    ("micropython-1.2x-64bit-synthetic", include_str!("../data/profiles/micropython-1.2x-64bit-synthetic.toml")),
+];
+
+/// The shipped profiles, by file name (`data/profiles/NAME.toml`).
+pub fn shipped() -> impl Iterator<Item = (&'static str, Profile)> {
+    SHIPPED.iter().filter_map(|(name, text)| Some((*name, Profile::from_toml_str(text).ok()?)))
+}
+
 impl Profile {
     /// CircuitPython 3.0 on atmel-samd (SAMD21 and SAMD51), the reference's target.
     pub fn circuitpython_3_samd() -> Self {

@@ -31,7 +31,8 @@ pub struct InputArgs {
     /// firmware.map or with firmware.elf.
     #[arg(required = true, num_args = 1..=3, value_name = "INPUTS")]
     pub inputs: Vec<PathBuf>,
-    /// TOML file overriding any field of the layout profile; see `heapvis profile`.
+    /// TOML file overriding any field of the layout profile (see `heapvis
+    /// profile`), or the name of a shipped one (`circuitpython-10-synthetic`).
     /// Default: derived from the ELF's debug info when there is one, else
     /// CircuitPython 3.0 on atmel-samd.
     #[arg(long, value_name = "FILE")]
@@ -104,12 +105,17 @@ pub fn error_line(e: &anyhow::Error) -> String {
     line
 }
 
-/// The `--profile` file, if one was given.
+/// The `--profile` given: a TOML file, or the name of a shipped profile
+/// (`data/profiles/NAME.toml`) when no such file exists.
 pub fn load_profile(path: &Option<PathBuf>) -> anyhow::Result<Option<heapvis::profile::Profile>> {
-    Ok(match path {
-        Some(p) => Some(heapvis::profile::Profile::from_toml_file(p)?),
-        None => None,
-    })
+    let Some(p) = path else { return Ok(None) };
+    if !p.exists() {
+        let name = p.to_string_lossy();
+        if let Some((_, shipped)) = heapvis::profile::shipped().find(|(n, _)| *n == name) {
+            return Ok(Some(shipped));
+        }
+    }
+    Ok(Some(heapvis::profile::Profile::from_toml_file(p)?))
 }
 
 /// Opens the capture, telling the user where the layout came from when it matters.

@@ -8,7 +8,7 @@ use heapvis::synth::Board;
 
 use crate::common::capture;
 
-fn heapvis(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+pub(crate) fn heapvis(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_heapvis"));
     for a in args {
         c.arg(a);
@@ -16,7 +16,7 @@ fn heapvis(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
     c.output().expect("run heapvis")
 }
 
-fn fatal(out: &Output) -> String {
+pub(crate) fn fatal(out: &Output) -> String {
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(2), "exit code 2 for a fatal error; stderr: {err}");
     assert!(!err.contains("panicked"), "{err}");

@@ -15,3 +15,4 @@ mod render;
 mod soak;
 mod synth_truth;
 mod tables;
+mod wrong_capture;
