@@ -199,6 +199,10 @@ pub struct SnapshotReport {
     /// Why this snapshot is not one a GC could have left, when it was decoded
     /// with [`DecodeOptions::keep_suspect`].
     pub suspect: Option<String>,
+    /// Decoded with [`DecodeOptions::metrics_only`]: only the geometry, `gc_info`
+    /// and the block states' counts are known (no rows, no free-run list, no
+    /// allocation count, no finaliser bits).
+    pub metrics_only: bool,
 }
 
 /// An allocation's kind from its own first word (before roles given by pointers
@@ -540,6 +544,7 @@ impl<'f> Decoder<'f> {
             free_runs: walk.free_runs,
             notes,
             suspect: None,
+            metrics_only: self.options.metrics_only,
         };
         if let Some(why) =
             plausible::check(self.profile, &mem, fw.state_address, geometry_source, walk.orphan_tail_runs)

@@ -233,6 +233,7 @@ impl SnapshotsRows {
             Ok(r) => {
                 let g = &r.geometry;
                 let i = &r.gc_info;
+                let full = !r.metrics_only;
                 [
                     Some(g.heap_start),
                     Some(g.heap_bytes),
@@ -250,12 +251,14 @@ impl SnapshotsRows {
                     Some(i.num_1block),
                     Some(i.num_2block),
                     Some(i.max_block),
-                    Some(r.free_runs.len() as u64),
-                    Some(r.free_runs.iter().map(|f| f.blocks).max().unwrap_or(0)),
-                    Some(r.allocations),
+                    // A metrics-only decode lists no free runs or allocations and
+                    // reads no finaliser table: those figures are unknown, not 0.
+                    full.then(|| r.free_runs.len() as u64),
+                    full.then(|| r.free_runs.iter().map(|f| f.blocks).max().unwrap_or(0)),
+                    full.then_some(r.allocations),
                     Some(r.marked_blocks),
                     Some(r.orphan_tail_blocks),
-                    Some(r.finaliser_blocks),
+                    full.then_some(r.finaliser_blocks),
                     Some(1 + g.more_areas.len() as u64),
                 ]
             }
