@@ -79,6 +79,9 @@ pub enum Error {
     #[error("{path}: {found}; {advice}")]
     CaptureMismatch { path: PathBuf, found: String, advice: String },
 
+    #[error("{dir}: {found}; {advice}")]
+    OutputConflict { dir: PathBuf, found: String, advice: String },
+
     #[error("snapshot selection `{spec}`: {reason}")]
     BadSelection { spec: String, reason: String },
 

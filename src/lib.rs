@@ -7,6 +7,7 @@
 //! - [`check`] holds the dump against the firmware inputs before any decoding;
 //! - [`decode`] turns one snapshot into rows (pure, runs in parallel);
 //! - [`tables`] turns rows into Arrow batches and writes Parquet (one writer);
+//! - [`outdir`] keeps the output folder whole: manifest, staging, commit;
 //! - [`incremental`] decodes a run of snapshots each from the one before it;
 //! - [`pipeline`] ties them together: parallel decode, ordered write, progress;
 //! - [`inspect`] prints one snapshot the way the reference did;
@@ -23,6 +24,7 @@ pub mod incremental;
 pub mod inspect;
 
 pub mod memory;
+pub mod outdir;
 pub mod pipeline;
 
 pub mod profile;

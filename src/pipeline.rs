@@ -23,6 +23,7 @@ use crate::dump::{Access, Dump, Selection};
 use crate::error::{Error, Result};
 use crate::firmware::{dwarf, Firmware, FirmwareFiles, InputPaths};
 use crate::incremental::RunDecoder;
+use crate::outdir::{CaptureId, Fnv, Identity, StagedRun};
 use crate::profile::{ObjectRepr, Profile};
 use crate::render::{self, Canvas, ChartPoint, FrameLayout, MovieSpec};
 use crate::tables::{OutputLayout, PreparedOutcome, Preparer, TableSet, TableSink};
@@ -57,6 +58,9 @@ pub struct AnalyzeOptions {
     /// Decode every snapshot whole, never from the one before it (see
     /// [`crate::incremental`]); the tables are the same, only slower.
     pub full_decode: bool,
+    /// Replace whatever heapvis wrote in the output folder before, even of
+    /// another capture or with other options (see [`crate::outdir`]).
+    pub overwrite: bool,
 }
 
 impl Default for AnalyzeOptions {
@@ -69,14 +73,15 @@ impl Default for AnalyzeOptions {
             render: None,
             layout: OutputLayout::default(),
             full_decode: false,
+            overwrite: false,
         }
     }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RenderOptions {
-    /// Write `heap_layoutNNNNNN.png` files here.
-    pub frames_dir: Option<PathBuf>,
+    /// Write `OUT/frames/heap_layoutNNNNNN.png` files.
+    pub frames: bool,
     /// Write a movie here (.gif, .png for APNG, .mp4, .webm).
     pub movie: Option<PathBuf>,
     /// Pixels per block (height; the width is twice that).
@@ -88,7 +93,7 @@ pub struct RenderOptions {
 
 impl Default for RenderOptions {
     fn default() -> Self {
-        RenderOptions { frames_dir: None, movie: None, scale: 8, step: 1, fps: 10 }
+        RenderOptions { frames: false, movie: None, scale: 8, step: 1, fps: 10 }
     }
 }
 
@@ -225,6 +230,8 @@ pub struct Session {
     pub profile: Profile,
     pub dump: Dump,
     pub profile_source: ProfileSource,
+    /// Fingerprint of the firmware files, for the output folder's manifest.
+    pub firmware_fingerprint: String,
 }
 
 /// Where the dump's snapshots start and end, when the user says so: a symbol or an
@@ -268,7 +275,8 @@ impl Session {
     fn with_firmware(inputs: &InputPaths, profile: Profile, firmware: Firmware) -> Result<Self> {
         let dump = Dump::open(&inputs.ram, firmware.snapshot_bytes())?;
         crate::check::check_capture(&dump, &firmware, &profile, inputs.symbols_file())?;
-        Ok(Session { firmware, profile, dump, profile_source: ProfileSource::Given })
+        let firmware_fingerprint = fingerprint_files(&inputs.firmware)?;
+        Ok(Session { firmware, profile, dump, profile_source: ProfileSource::Given, firmware_fingerprint })
     }
 
     /// Opens a capture with the profile given, or — when none is and the firmware
@@ -350,18 +358,25 @@ impl Session {
         // metrics-only pre-pass reads just the allocation tables for it.
         let render = options.render.as_ref();
         let layout = match render {
-            Some(r) => Some(self.prepare_frames(r, range.clone(), &pool)?),
+            Some(r) => Some(self.prepare_frames(r, out_dir, range.clone(), &pool)?),
             None => None,
         };
-        let frames_dir = render.and_then(|r| r.frames_dir.clone());
+        // Everything is checked: from here on the run writes, into a staging
+        // folder of its own, committed into place only when it is complete.
+        let identity = self.identity(options);
+        let (staged, notes) =
+            StagedRun::begin(out_dir, &identity, &self.dump, range.clone(), options.layout, options.overwrite)?;
+        notes.iter().for_each(|n| progress.warn(n));
+        let frames_dir = render.is_some_and(|r| r.frames).then(|| staged.dir().join("frames"));
         if let Some(dir) = &frames_dir {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        let sink = TableSink::create(out_dir, options.tables, options.layout, &range, &self.firmware)?;
-        let mut movie = match (render, &layout) {
-            (Some(r), Some(l)) => match &r.movie {
-                Some(path) => Some(render::open_movie(&MovieSpec {
-                    path: path.clone(),
+        let sink = TableSink::create(staged.dir(), options.tables, options.layout, &range, &self.firmware)?;
+        let movie_tmp = render.and_then(|r| r.movie.as_deref()).map(TempFile::beside);
+        let mut movie = match (render, &layout, &movie_tmp) {
+            (Some(r), Some(l), Some(tmp)) => match &r.movie {
+                Some(_) => Some(render::open_movie(&MovieSpec {
+                    path: tmp.path.clone(),
                     width: l.width,
                     height: l.height,
                     fps: r.fps,
@@ -429,7 +444,7 @@ impl Session {
                                 Ok(report) => l.render(report, &run_label),
                                 Err(e) => l.render_error(i, &e.to_string()),
                             };
-                            let png = r.frames_dir.as_ref().map(|_| render::png_bytes(&canvas));
+                            let png = r.frames.then(|| render::png_bytes(&canvas));
                             Some((canvas, png))
                         }
                         _ => None,
@@ -526,10 +541,14 @@ impl Session {
         });
         let (sink, focused) = result?;
         let (written, failed, suspect) = (sink.written, sink.failed, sink.suspect);
-        let mut files = sink.finish(after)?;
+        let files = sink.finish(after)?;
         if let Some(m) = movie.take() {
             m.finish()?;
-            files.extend(render.and_then(|r| r.movie.clone()));
+        }
+        let mut files = staged.commit(&identity, &self.dump, &files)?;
+        if let (Some(tmp), Some(path)) = (movie_tmp, render.and_then(|r| r.movie.clone())) {
+            tmp.persist(&path)?;
+            files.push(path);
         }
         progress.finish();
         Ok(RunSummary {
@@ -543,11 +562,38 @@ impl Session {
         })
     }
 
+    /// What the output folder holds after this run (see [`crate::outdir`]).
+    fn identity(&self, options: &AnalyzeOptions) -> Identity {
+        let mut profile = Fnv::default();
+        profile.write(self.profile.to_toml().as_bytes());
+        Identity {
+            capture: CaptureId::of(&self.dump),
+            firmware: self.firmware_fingerprint.clone(),
+            profile: format!("{} {}", self.profile.name, profile.hex()),
+            tables: options.tables.names(),
+            layout: match options.layout {
+                OutputLayout::Parts { .. } => "parts".to_string(),
+                OutputLayout::Files => "files".to_string(),
+            },
+        }
+    }
+
     /// The frame layout for a run: the geometry, and the free / largest-free curve
     /// of every selected snapshot for the strip chart (allocation tables only).
-    fn prepare_frames(&self, r: &RenderOptions, range: Range<u64>, pool: &rayon::ThreadPool) -> Result<FrameLayout> {
+    fn prepare_frames(
+        &self,
+        r: &RenderOptions,
+        out_dir: &Path,
+        range: Range<u64>,
+        pool: &rayon::ThreadPool,
+    ) -> Result<FrameLayout> {
         if let Some(m) = &r.movie {
             render::MovieFormat::from_path(m)?.check_available(m)?;
+            let parent = m.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            // (The output folder itself is made by the run.)
+            if !parent.is_dir() && parent != out_dir {
+                return Err(Error::MissingInput { path: parent.to_path_buf(), expected: "a folder for the movie" });
+            }
         }
         let metrics = self.decoder(DecodeOptions { metrics_only: true, ..DecodeOptions::default() });
         let geometry = metrics.geometry.clone().map_err(|source| Error::Snapshot { snapshot: range.start, source })?;
@@ -577,6 +623,59 @@ impl Session {
         }
         Ok(FrameLayout::new(&geometry, r.scale, &points))
     }
+}
+
+/// A file written under a hidden temporary name beside its final path, and
+/// renamed to it when complete; removed if dropped before that.
+struct TempFile {
+    path: PathBuf,
+    done: bool,
+}
+
+impl TempFile {
+    /// `.NAME.heapvis-PID.EXT` beside `path` (the extension kept, as it names
+    /// the format).
+    fn beside(path: &Path) -> Self {
+        let name = path.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let ext = path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+        let tmp = path.with_file_name(format!(".{name}.heapvis-{}{ext}", std::process::id()));
+        TempFile { path: tmp, done: false }
+    }
+
+    fn persist(mut self, path: &Path) -> Result<()> {
+        std::fs::rename(&self.path, path).map_err(|e| Error::io(path, e))?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Fingerprint of a build's files, as read now.
+fn fingerprint_files(files: &FirmwareFiles) -> Result<String> {
+    let paths: Vec<&Path> = match files {
+        FirmwareFiles::BinMap { flash, map } => vec![flash, map],
+        FirmwareFiles::Elf(elf) => vec![elf],
+    };
+    let mut h = Fnv::default();
+    for p in paths {
+        let mut f = std::fs::File::open(p).map_err(|e| Error::io(p, e))?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = std::io::Read::read(&mut f, &mut buf).map_err(|e| Error::io(p, e))?;
+            if n == 0 {
+                break;
+            }
+            h.write(buf.get(..n).unwrap_or(&[]));
+        }
+    }
+    Ok(h.hex())
 }
 
 #[cfg(test)]

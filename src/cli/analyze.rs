@@ -54,6 +54,10 @@ pub struct Args {
     /// either way (this is for checking that, and for timing).
     #[arg(long)]
     pub full_decode: bool,
+    /// Replace whatever heapvis wrote in the output folder before, even the
+    /// tables of another capture or of other options (which are otherwise refused).
+    #[arg(long)]
+    pub overwrite: bool,
     /// Worker threads, 1 to 1024 (default: one per core).
     #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<usize>,
@@ -107,8 +111,9 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
         },
         threads: a.threads,
         full_decode: a.full_decode,
+        overwrite: a.overwrite,
         render: (a.frames || a.movie.is_some()).then(|| RenderOptions {
-            frames_dir: a.frames.then(|| a.out.join("frames")),
+            frames: a.frames,
             movie: a.movie.clone(),
             scale: a.scale,
             step: a.frame_step,

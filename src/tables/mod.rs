@@ -28,7 +28,22 @@ use crate::firmware::Firmware;
 use lifetimes::{AllocationRows, EdgeHistoryRows, LifetimeChanges, LifetimeRows, Lifetimes, QstrHistoryRows, Wanted};
 use per_snapshot::{arc, BlocksRows, EdgesRows, FreeRunsRows, QstrsRows, SnapshotsRows, StringsRows};
 use summaries::{FreeRunHistogramRows, TypeGroup, TypeHistogramRows};
-pub use writer::OutputLayout;
+pub use writer::{parse_part_name, OutputLayout};
+
+/// Every table a run can write from the dump (`symbols` aside), in a fixed order.
+pub const TABLE_NAMES: [&str; 11] = [
+    "snapshots",
+    "blocks",
+    "edges",
+    "qstrs",
+    "strings",
+    "free_runs",
+    "allocations",
+    "edge_history",
+    "qstr_history",
+    "type_histogram",
+    "free_run_histogram",
+];
 use writer::{batch, ParquetFile, TableFile, BATCH_ROWS, BATCH_TEXT_BYTES, SUMMARY_BATCH_ROWS};
 
 /// One snapshot's outcome, as it leaves the decoder.
@@ -148,6 +163,29 @@ impl TableSet {
         free_run_histogram: false,
         symbols: false,
     };
+
+    /// The names of the tables in the set, in [`TABLE_NAMES`] order, `symbols` last.
+    pub fn names(&self) -> Vec<String> {
+        let on = [
+            true,
+            self.blocks,
+            self.edges,
+            self.qstrs,
+            self.strings,
+            self.free_runs,
+            self.allocations,
+            self.edge_history,
+            self.qstr_history,
+            self.type_histogram,
+            self.free_run_histogram,
+        ];
+        let mut names: Vec<String> =
+            TABLE_NAMES.iter().zip(on).filter(|(_, on)| *on).map(|(n, _)| n.to_string()).collect();
+        if self.symbols {
+            names.push("symbols".to_string());
+        }
+        names
+    }
 
     /// Whether anything past the allocation table must be decoded.
     pub fn needs_objects(&self) -> bool {

@@ -88,17 +88,15 @@ enum Target {
 }
 
 impl TableFile {
-    /// Creates the table `name` under `dir` for the snapshots `range`. In the
-    /// parts layout, parts left there by an earlier run over any of the same
-    /// snapshots are removed first (they would be read as duplicates), and parts
-    /// of other ranges (other shards) are kept.
+    /// Creates the table `name` under `dir` (a run's staging folder: see
+    /// [`crate::outdir`], which replaces an earlier run's parts when this run
+    /// is complete) for the snapshots `range`.
     pub fn create(dir: &Path, name: &str, schema: SchemaRef, layout: OutputLayout, range: &Range<u64>) -> Result<Self> {
         let (target, path) = match layout {
             OutputLayout::Files => (Target::File, dir.join(format!("{name}.parquet"))),
             OutputLayout::Parts { row_groups } => {
                 let dir = dir.join(name);
                 std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-                remove_overlapping_parts(&dir, range)?;
                 let path = in_progress_path(&dir, range.start);
                 let row_groups = row_groups.max(1);
                 (Target::Parts { dir, end: range.end, next_start: range.start, row_groups }, path)
@@ -168,28 +166,6 @@ impl TableFile {
 /// name that `*.parquet` globs do not match, so readers never see half a part.
 fn in_progress_path(dir: &Path, start: u64) -> PathBuf {
     dir.join(format!(".part-{start:010}.parquet.tmp"))
-}
-
-fn remove_overlapping_parts(dir: &Path, range: &Range<u64>) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let stale = match parse_part_name(name) {
-            // An empty range overlaps what contains its start (an empty table's part).
-            Some(r) => r.start < range.end.max(range.start + 1) && range.start < r.end.max(r.start + 1),
-            None => name
-                .strip_prefix(".part-")
-                .and_then(|n| n.strip_suffix(".parquet.tmp"))
-                .and_then(|n| n.parse::<u64>().ok())
-                .is_some_and(|s| range.contains(&s) || s == range.start),
-        };
-        if stale {
-            std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
-        }
-    }
-    Ok(())
 }
 
 /// One Parquet file: an `ArrowWriter` with explicit properties, a row group per batch.

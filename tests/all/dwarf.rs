@@ -120,10 +120,13 @@ fn printed_profiles_read_back_to_identical_tables() {
     link_elf_with_dwarf(c.dir.path());
     let bin = env!("CARGO_BIN_EXE_heapvis");
     let dir = c.dir.path().to_str().unwrap();
-    for (source, inputs) in [
+    for (k, (source, inputs)) in [
         (None, vec![dir.to_string()]),
         (Some(format!("{dir}/firmware.elf")), vec![format!("{dir}/ram.bin"), format!("{dir}/firmware.elf")]),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let printed = Command::new(bin).arg("profile").args(source.iter()).output().unwrap();
         assert!(printed.status.success(), "{}", String::from_utf8_lossy(&printed.stderr));
         let toml = c.dir.path().join("p.toml");
@@ -138,7 +141,8 @@ fn printed_profiles_read_back_to_identical_tables() {
                 .unwrap();
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         };
-        let (x, y) = (format!("{dir}/without"), format!("{dir}/with"));
+        // A folder per firmware input: one folder takes the tables of one build.
+        let (x, y) = (format!("{dir}/without{k}"), format!("{dir}/with{k}"));
         run(&x, &[]);
         run(&y, &["--profile", toml.to_str().unwrap()]);
         let what = format!("the printed profile ({source:?}) does not read back to the same tables");

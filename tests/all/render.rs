@@ -49,8 +49,8 @@ fn read_png(path: &Path) -> (u32, u32, Vec<u8>, Vec<[u8; 3]>) {
     (info.width, info.height, buf, palette)
 }
 
-fn render_options(dir: &Path) -> RenderOptions {
-    RenderOptions { frames_dir: Some(dir.join("frames")), ..RenderOptions::default() }
+fn render_options() -> RenderOptions {
+    RenderOptions { frames: true, ..RenderOptions::default() }
 }
 
 #[test]
@@ -58,7 +58,7 @@ fn frame_pixels_show_each_kind_where_its_block_is_and_free_runs_empty() {
     let c = capture(Board::Samd21, 260, 4, 0);
     let s = session(&c.inputs);
     let out = c.dir.path().join("out");
-    let options = AnalyzeOptions { render: Some(render_options(&out)), ..AnalyzeOptions::default() };
+    let options = AnalyzeOptions { render: Some(render_options()), ..AnalyzeOptions::default() };
     s.analyze(&out, &options, &Silent).unwrap();
     let reports = decode_all(&s);
     let last = reports.last().unwrap();
@@ -94,7 +94,7 @@ fn frame_header_reads_back_as_the_snapshots_table_row() {
     let c = capture(Board::Samd21, 200, 6, 4);
     let s = session(&c.inputs);
     let out = c.dir.path().join("out");
-    let mut r = render_options(&out);
+    let mut r = render_options();
     r.step = 37;
     let options = AnalyzeOptions { render: Some(r), ..AnalyzeOptions::default() };
     s.analyze(&out, &options, &Silent).unwrap();
@@ -140,7 +140,7 @@ fn gif_and_apng_decode_back_to_the_frames() {
     let s = session(&c.inputs);
     let out = c.dir.path().join("out");
     for movie in ["heap.gif", "heap.png"] {
-        let mut r = render_options(&out);
+        let mut r = render_options();
         r.movie = Some(out.join(movie));
         r.step = 3;
         let options = AnalyzeOptions { render: Some(r), ..AnalyzeOptions::default() };
@@ -272,23 +272,47 @@ fn ownership_graph_has_a_node_per_block_and_root_and_renders_with_dot() {
 
 #[test]
 fn a_writer_that_fails_mid_run_ends_the_run_with_its_error() {
-    // Frame 40's file cannot be written (a folder is in its place): the writer
-    // stops there while workers are decoding runs ahead of it. The run must end,
-    // with that error, not wait for the writer.
+    // The movie's encoder dies after a few frames (an `ffmpeg` that reads 20 MB
+    // and exits): the writer stops there while workers are decoding runs ahead
+    // of it. The run must end, with that error, not wait for the writer, and
+    // publish nothing: no tables, no frames, no movie.
     let c = capture(Board::Samd21, 200, 4, 0);
-    let s = session(&c.inputs);
-    let out = c.dir.path().join("out");
-    let blocked = out.join("frames/heap_layout000040.png");
-    std::fs::create_dir_all(&blocked).unwrap();
-    for threads in [1, 2, 4] {
-        let options = AnalyzeOptions {
-            render: Some(render_options(&out)),
-            run: Some(3),
-            threads: Some(threads),
-            ..AnalyzeOptions::default()
+    let bin = c.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let fake = bin.join("ffmpeg");
+    std::fs::write(&fake, "#!/bin/sh\ncase \"$1\" in -version) exit 0;; esac\nhead -c 20000000 >/dev/null\nexit 1\n")
+        .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    for threads in ["1", "2", "4"] {
+        let out = c.dir.path().join(format!("out{threads}"));
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_heapvis"))
+            .args(["analyze", c.dir.path().to_str().unwrap(), "-q", "--frames", "--threads", threads, "-o"])
+            .arg(&out)
+            .arg("--movie")
+            .arg(out.join("m.mp4"))
+            .env("PATH", &path)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("{threads} thread(s): the run waits for a writer that has stopped");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
         };
-        let err = s.analyze(&out, &options, &Silent).unwrap_err().to_string();
-        assert!(err.contains("heap_layout000040.png"), "{threads} thread(s): {err}");
-        assert!(!out.join("frames/heap_layout000100.png").exists(), "nothing is written past the failure");
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert_eq!(status.code(), Some(2), "{threads} thread(s): {err}");
+        assert!(err.contains("m.mp4") || err.contains("ffmpeg"), "{threads} thread(s): {err}");
+        let visible: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let published =
+            |n: &&std::ffi::OsString| !n.to_str().unwrap().starts_with('.') && *n != "heapvis-manifest.toml";
+        assert!(!visible.iter().any(|n| published(&n)), "{threads} thread(s): nothing published: {visible:?}");
     }
 }

@@ -225,25 +225,39 @@ print("same")
 }
 
 #[test]
-fn a_rerun_replaces_the_parts_of_its_snapshots_and_keeps_other_shards() {
+fn a_rerun_replaces_whole_runs_keeps_other_shards_and_refuses_to_cut_one() {
     let c = capture(Board::Samd21, 60, 4, 0);
     let s = session(&c.inputs);
     let out = c.dir.path().join("out");
-    let run = |sel: &str| {
-        let options = AnalyzeOptions { selection: sel.parse().unwrap(), ..AnalyzeOptions::default() };
-        s.analyze(&out, &options, &Silent).unwrap();
+    let run = |sel: &str, overwrite: bool| {
+        let options = AnalyzeOptions { selection: sel.parse().unwrap(), overwrite, ..AnalyzeOptions::default() };
+        s.analyze(&out, &options, &Silent)
     };
-    run("all");
-    run("0..40"); // overlaps the first run's part: that part goes
-    run("40..60");
+    let rows = || duck("select count(*), count(distinct snapshot) from '{d}/snapshots/*.parquet'", &out);
+    run("all", false).unwrap();
+    let before = std::fs::read(out.join("allocations/part-0000000000-0000000060.parquet")).unwrap();
+    // 0..40 would replace part of the run of 0..60, whose lifetimes span it all:
+    // refused, and nothing of the complete result is touched.
+    let err = run("0..40", false).unwrap_err().to_string();
+    assert!(err.contains("0..60") && err.contains("only a part"), "{err}");
+    assert_eq!(part_ranges(&out, "snapshots"), vec![0..60]);
+    assert_eq!(std::fs::read(out.join("allocations/part-0000000000-0000000060.parquet")).unwrap(), before);
+    run("all", false).unwrap(); // the same run again replaces it
+    assert_eq!(part_ranges(&out, "snapshots"), vec![0..60]);
+    // Shards: each a run of its own, kept by the others; a run holding both
+    // replaces both.
+    run("0..40", true).unwrap();
+    run("40..60", false).unwrap();
     assert_eq!(part_ranges(&out, "snapshots"), vec![0..40, 40..60]);
-    run("10..20"); // replaces 0..40, keeps 40..60
-    assert_eq!(part_ranges(&out, "snapshots"), vec![10..20, 40..60]);
-    let rows = duck("select count(*), count(distinct snapshot) from '{d}/snapshots/*.parquet'", &out);
-    assert_eq!((u(&rows[0][0]), u(&rows[0][1])), (30, 30));
-    let leftovers = std::fs::read_dir(out.join("snapshots")).unwrap().filter(|e| {
+    assert!(run("10..20", false).is_err(), "a part of the shard 0..40");
+    assert_eq!(part_ranges(&out, "snapshots"), vec![0..40, 40..60]);
+    let r = rows();
+    assert_eq!((u(&r[0][0]), u(&r[0][1])), (60, 60));
+    run("0..60", false).unwrap();
+    assert_eq!(part_ranges(&out, "snapshots"), vec![0..60]);
+    let leftovers = std::fs::read_dir(&out).unwrap().filter(|e| {
         let name = e.as_ref().unwrap().file_name();
-        name.to_str().unwrap().starts_with('.')
+        name.to_str().unwrap().starts_with(".heapvis-run-")
     });
-    assert_eq!(leftovers.count(), 0, "no part left in progress");
+    assert_eq!(leftovers.count(), 0, "no staging folder left");
 }

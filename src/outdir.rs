@@ -1,0 +1,497 @@
+//! The output folder: its manifest, a run's staging folder, and the commit that
+//! moves a finished run's files into place.
+//!
+//! A finished result is never lost and two captures are never mixed:
+//! - a run writes every file into a hidden staging folder of its own
+//!   (`OUT/.heapvis-run-HOST-PID-NANOS/`), so what is visible is only ever
+//!   complete files, and two runs never share a temporary name;
+//! - when it has finished, it takes the folder's lock, removes the files of the
+//!   snapshots it replaces and renames its own into place;
+//! - `OUT/heapvis-manifest.toml` says which capture (dump size and a fingerprint
+//!   of its content), firmware, profile, tables and version the folder holds,
+//!   which snapshot ranges are complete, and which runs are in progress. A run
+//!   for another capture or other options is refused before anything is
+//!   written; a run whose process is gone shows as in progress until a new run
+//!   of the folder clears it.
+
+use std::fs::File;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::dump::Dump;
+use crate::error::{Error, Result};
+use crate::tables::{parse_part_name, OutputLayout};
+
+/// The manifest's file name in an output folder.
+pub const MANIFEST: &str = "heapvis-manifest.toml";
+const LOCK: &str = ".heapvis.lock";
+const STAGING_PREFIX: &str = ".heapvis-run-";
+const FORMAT: &str = "heapvis-output/1";
+/// Snapshots from the dump's start that its fingerprint covers, and how many of
+/// them it hashes (spread evenly). A prefix, so a dump that grows keeps its
+/// fingerprint.
+const FINGERPRINT_SPAN: u64 = 4096;
+const FINGERPRINT_SAMPLES: u64 = 32;
+/// Bytes of each sampled snapshot hashed.
+const FINGERPRINT_SNAPSHOT_BYTES: usize = 1 << 20;
+
+/// What an output folder holds: it must be the same for every run into it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    pub capture: CaptureId,
+    /// Fingerprint of the firmware files (ELF, or bin and map).
+    pub firmware: String,
+    /// The layout profile's name and a fingerprint of all its fields.
+    pub profile: String,
+    /// The tables written, and how they are stored.
+    pub tables: Vec<String>,
+    pub layout: String,
+}
+
+/// Which capture: its snapshot size, and a fingerprint of its first snapshots.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureId {
+    /// The dump's path and size when the folder was first written (for people;
+    /// not compared, as a dump may move and grow).
+    pub dump: String,
+    pub dump_bytes: u64,
+    pub snapshot_bytes: u64,
+    /// How many snapshots from the start the fingerprint covers.
+    pub fingerprint_snapshots: u64,
+    pub fingerprint: String,
+}
+
+impl CaptureId {
+    /// The identity of `dump`'s capture.
+    pub fn of(dump: &Dump) -> Self {
+        let span = dump.count().min(FINGERPRINT_SPAN);
+        CaptureId {
+            dump: dump.path().display().to_string(),
+            dump_bytes: dump.len_bytes(),
+            snapshot_bytes: dump.snapshot_bytes(),
+            fingerprint_snapshots: span,
+            fingerprint: capture_fingerprint(dump, span),
+        }
+    }
+
+    /// Whether `dump` is this capture (perhaps grown since).
+    fn matches(&self, dump: &Dump) -> bool {
+        self.snapshot_bytes == dump.snapshot_bytes()
+            && dump.count() >= self.fingerprint_snapshots
+            && capture_fingerprint(dump, self.fingerprint_snapshots) == self.fingerprint
+    }
+}
+
+/// FNV-1a over the snapshots sampled from the first `span` ones.
+fn capture_fingerprint(dump: &Dump, span: u64) -> String {
+    let samples = span.min(FINGERPRINT_SAMPLES);
+    let mut h = Fnv::default();
+    for k in 0..samples {
+        let i = k * span / samples.max(1);
+        let snap = dump.snapshot(i).unwrap_or(&[]);
+        h.write(&snap[..snap.len().min(FINGERPRINT_SNAPSHOT_BYTES)]);
+    }
+    h.hex()
+}
+
+/// FNV-1a, 64 bits: a stable fingerprint (std's hashers may change between
+/// releases, and a manifest outlives the binary that wrote it). Not a
+/// cryptographic hash: it tells captures apart, it does not authenticate them.
+#[derive(Clone, Copy)]
+pub struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    pub fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ *b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    pub fn hex(&self) -> String {
+        format!("{:016x}", self.0)
+    }
+}
+
+/// The manifest as stored.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    format: String,
+    heapvis: String,
+    identity: Identity,
+    /// Snapshot ranges (half-open) whose tables are complete, one per run.
+    complete: Vec<[u64; 2]>,
+    in_progress: Vec<InProgress>,
+}
+
+/// A run writing into the folder (or one whose process died).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InProgress {
+    snapshots: [u64; 2],
+    /// Its staging folder's name, which names its host and process.
+    run: String,
+}
+
+/// What `begin` found that a user should know (a run that died, say).
+pub type Notes = Vec<String>;
+
+/// A run's output while it is being written: a staging folder in the output
+/// folder, committed into place by [`StagedRun::commit`], or removed (with its
+/// manifest entry) if dropped before that.
+pub struct StagedRun {
+    out: PathBuf,
+    staging: PathBuf,
+    range: Range<u64>,
+    layout: OutputLayout,
+    committed: bool,
+}
+
+impl StagedRun {
+    /// Checks that `out` may take this run (the same capture, firmware, profile
+    /// and tables, and no complete run overlapping only part of `range`), clears
+    /// what runs that died left, records the run as in progress and makes its
+    /// staging folder. With `overwrite`, whatever heapvis wrote in `out` before
+    /// is removed first. Nothing of an earlier result is touched otherwise.
+    pub fn begin(
+        out: &Path,
+        identity: &Identity,
+        dump: &Dump,
+        range: Range<u64>,
+        layout: OutputLayout,
+        overwrite: bool,
+    ) -> Result<(Self, Notes)> {
+        std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+        let staging = out.join(format!("{STAGING_PREFIX}{}", run_id()));
+        let mut notes = Notes::new();
+        with_manifest(out, |manifest| {
+            if overwrite {
+                clear(out, manifest.take())?;
+            }
+            notes.extend(clear_dead_runs(out, manifest)?);
+            let m = manifest.get_or_insert_with(|| Manifest::new(identity));
+            check_fits(out, m, identity, dump, &range, layout)?;
+            m.in_progress.push(InProgress { snapshots: [range.start, range.end], run: file_name(&staging) });
+            Ok(())
+        })?;
+        std::fs::create_dir(&staging).map_err(|e| Error::io(&staging, e))?;
+        Ok((StagedRun { out: out.to_path_buf(), staging, range, layout, committed: false }, notes))
+    }
+
+    /// The folder this run writes its files into.
+    pub fn dir(&self) -> &Path {
+        &self.staging
+    }
+
+    /// Moves the run's files into place, replacing those of the snapshots it
+    /// covers, and records its range as complete. `files` are staged paths;
+    /// the same files' final paths are returned.
+    pub fn commit(mut self, identity: &Identity, dump: &Dump, files: &[PathBuf]) -> Result<Vec<PathBuf>> {
+        let (out, range, layout) = (self.out.clone(), self.range.clone(), self.layout);
+        let finals = with_manifest(&out, |manifest| {
+            let m = manifest.get_or_insert_with(|| Manifest::new(identity));
+            check_fits(&out, m, identity, dump, &range, layout)?;
+            remove_replaced(&out, &range, layout)?;
+            let finals = move_into_place(&self.staging, &out, files)?;
+            let ours = [range.start, range.end];
+            let replaced = |r: &[u64; 2]| matches!(layout, OutputLayout::Files) || within(r, &range);
+            m.complete.retain(|r| !replaced(r));
+            m.complete.push(ours);
+            m.complete.sort_unstable();
+            let name = file_name(&self.staging);
+            m.in_progress.retain(|p| p.run != name);
+            Ok(finals)
+        })?;
+        self.committed = true;
+        let _ = std::fs::remove_dir_all(&self.staging);
+        Ok(finals)
+    }
+}
+
+impl Drop for StagedRun {
+    /// A run that failed or was abandoned leaves nothing behind. (One that is
+    /// killed leaves its staging folder and entry, cleared by the next run.)
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.staging);
+        let name = file_name(&self.staging);
+        let _ = with_manifest(&self.out, |m| {
+            if let Some(m) = m.as_mut() {
+                m.in_progress.retain(|p| p.run != name);
+            }
+            Ok(())
+        });
+    }
+}
+
+impl Manifest {
+    fn new(identity: &Identity) -> Self {
+        Manifest {
+            format: FORMAT.to_string(),
+            heapvis: env!("CARGO_PKG_VERSION").to_string(),
+            identity: identity.clone(),
+            complete: Vec::new(),
+            in_progress: Vec::new(),
+        }
+    }
+}
+
+/// A name no other run has: host, process and time.
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{}-{}-{nanos}", host_name(), std::process::id())
+}
+
+fn host_name() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name: String = name.trim().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '.').collect();
+    if name.is_empty() {
+        "host".to_string()
+    } else {
+        name
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Whether run range `r` lies inside `range`.
+fn within(r: &[u64; 2], range: &Range<u64>) -> bool {
+    r[0] >= range.start && r[1] <= range.end
+}
+
+/// Runs `f` on the folder's manifest (`None` if there is none) under the
+/// folder's lock, and stores what `f` leaves when it succeeds.
+fn with_manifest<T>(out: &Path, f: impl FnOnce(&mut Option<Manifest>) -> Result<T>) -> Result<T> {
+    let lock_path = out.join(LOCK);
+    let lock = File::options().create(true).truncate(false).write(true).open(&lock_path);
+    let lock = lock.map_err(|e| Error::io(&lock_path, e))?;
+    lock.lock().map_err(|e| Error::io(&lock_path, e))?;
+    let path = out.join(MANIFEST);
+    let mut manifest = match std::fs::read_to_string(&path) {
+        Ok(text) => Some(toml::from_str::<Manifest>(&text).map_err(|e| {
+            conflict(
+                out,
+                format!("{MANIFEST} is not a manifest this heapvis can read ({})", e.message()),
+                "pass --overwrite to replace what the folder holds, or choose another folder",
+            )
+        })?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let result = f(&mut manifest)?;
+    match &manifest {
+        Some(m) => {
+            let text = toml::to_string_pretty(m).unwrap_or_default();
+            let tmp = out.join(format!(".{MANIFEST}.{}.tmp", std::process::id()));
+            std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+            std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        }
+        None => match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&path, e)),
+            _ => {}
+        },
+    }
+    Ok(result)
+}
+
+fn conflict(out: &Path, found: String, advice: &str) -> Error {
+    Error::OutputConflict { dir: out.to_path_buf(), found, advice: advice.to_string() }
+}
+
+/// Refuses a run that would mix: another capture, firmware, profile, tables or
+/// layout; tables without a manifest; a complete run of which this run would
+/// replace only a part.
+fn check_fits(
+    out: &Path,
+    m: &Manifest,
+    ours: &Identity,
+    dump: &Dump,
+    range: &Range<u64>,
+    layout: OutputLayout,
+) -> Result<()> {
+    const REPLACE: &str = "pass --overwrite to replace what the folder holds, or choose another folder";
+    let theirs = &m.identity;
+    if m.complete.is_empty() && m.in_progress.is_empty() && holds_tables(out) {
+        return Err(conflict(
+            out,
+            "it holds heapvis tables but no manifest (an older heapvis wrote them)".into(),
+            REPLACE,
+        ));
+    }
+    let differs = |what: &str, a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| {
+        conflict(out, format!("it holds the tables of another {what} ({a:?}; this run: {b:?})"), REPLACE)
+    };
+    if !theirs.capture.matches(dump) {
+        let c = &theirs.capture;
+        let found = format!(
+            "it holds the tables of another capture ({}, {} bytes in snapshots of {} bytes, fingerprint {})",
+            c.dump, c.dump_bytes, c.snapshot_bytes, c.fingerprint
+        );
+        return Err(conflict(out, found, REPLACE));
+    }
+    if theirs.firmware != ours.firmware {
+        return Err(differs("firmware", &theirs.firmware, &ours.firmware));
+    }
+    if theirs.profile != ours.profile {
+        return Err(differs("layout profile", &theirs.profile, &ours.profile));
+    }
+    if theirs.tables != ours.tables || theirs.layout != ours.layout {
+        let (a, b) = ((&theirs.tables, &theirs.layout), (&ours.tables, &ours.layout));
+        return Err(differs("set of tables", &a, &b));
+    }
+    let partial = m.complete.iter().find(|r| r[0] < range.end.max(range.start + 1) && range.start < r[1].max(r[0] + 1));
+    match partial {
+        Some(r) if matches!(layout, OutputLayout::Parts { .. }) && !within(r, range) => Err(conflict(
+            out,
+            format!(
+                "it holds snapshots {}..{} from one run, of which a run of {}..{} would replace only a part",
+                r[0], r[1], range.start, range.end
+            ),
+            "run a range that holds all of it, or pass --overwrite, or choose another folder",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Every table name heapvis writes, `symbols` included.
+fn table_names() -> impl Iterator<Item = &'static str> {
+    crate::tables::TABLE_NAMES.iter().copied().chain(["symbols"])
+}
+
+fn holds_tables(out: &Path) -> bool {
+    table_names().any(|t| out.join(t).is_dir() || out.join(format!("{t}.parquet")).is_file())
+}
+
+/// `--overwrite`: removes what heapvis wrote in `out` (tables, frames, the
+/// manifest, staging folders of runs that are gone), nothing else.
+fn clear(out: &Path, _old: Option<Manifest>) -> Result<()> {
+    for t in table_names() {
+        remove_if_there(&out.join(t))?;
+        remove_if_there(&out.join(format!("{t}.parquet")))?;
+    }
+    remove_if_there(&out.join("frames"))?;
+    for (dir, run) in staging_dirs(out)? {
+        if !run_is_alive(&run) {
+            remove_if_there(&dir)?;
+        }
+    }
+    Ok(())
+}
+
+fn remove_if_there(path: &Path) -> Result<()> {
+    let result = if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
+    match result {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, e)),
+        _ => Ok(()),
+    }
+}
+
+/// The staging folders in `out`, with their run names.
+fn staging_dirs(out: &Path) -> Result<Vec<(PathBuf, String)>> {
+    let entries = std::fs::read_dir(out).map_err(|e| Error::io(out, e))?;
+    Ok(entries
+        .filter_map(|e| e.ok())
+        .map(|e| (e.path(), e.file_name().to_string_lossy().into_owned()))
+        .filter(|(p, name)| name.starts_with(STAGING_PREFIX) && p.is_dir())
+        .collect())
+}
+
+/// Whether the run named `run` (a staging folder's name) may still be going:
+/// on another host it may; on this one, if its process is.
+fn run_is_alive(run: &str) -> bool {
+    let mut parts = run.trim_start_matches(STAGING_PREFIX).split('-');
+    let (host, pid) = (parts.next().unwrap_or(""), parts.next().and_then(|p| p.parse::<u32>().ok()));
+    match pid {
+        Some(pid) if host == host_name() => Path::new(&format!("/proc/{pid}")).exists(),
+        Some(_) => true,
+        None => false,
+    }
+}
+
+/// Removes the staging folders and entries of runs on this host whose process
+/// is gone (killed, or a crash), and says which ranges they had not finished.
+fn clear_dead_runs(out: &Path, manifest: &mut Option<Manifest>) -> Result<Notes> {
+    let mut notes = Notes::new();
+    for (dir, run) in staging_dirs(out)? {
+        if !run_is_alive(&run) {
+            remove_if_there(&dir)?;
+        }
+    }
+    if let Some(m) = manifest.as_mut() {
+        for p in m.in_progress.iter().filter(|p| !run_is_alive(&p.run)) {
+            notes.push(format!(
+                "an earlier run of snapshots {}..{} into {} did not finish (its process is gone); what it had \
+                 written was discarded",
+                p.snapshots[0],
+                p.snapshots[1],
+                out.display()
+            ));
+        }
+        m.in_progress.retain(|p| run_is_alive(&p.run));
+    }
+    Ok(notes)
+}
+
+/// Removes the files of the snapshots `range` replaces: parts named by a range
+/// inside it and their frames; in the files layout, every frame.
+fn remove_replaced(out: &Path, range: &Range<u64>, layout: OutputLayout) -> Result<()> {
+    let replaced = |r: &Range<u64>| matches!(layout, OutputLayout::Files) || within(&[r.start, r.end], range);
+    for t in table_names() {
+        let dir = out.join(t);
+        if !dir.is_dir() {
+            continue;
+        }
+        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?.filter_map(|e| e.ok()) {
+            let name = entry.file_name();
+            if parse_part_name(&name.to_string_lossy()).is_some_and(|r| replaced(&r)) {
+                remove_if_there(&entry.path())?;
+            }
+        }
+    }
+    let frames = out.join("frames");
+    if frames.is_dir() {
+        for entry in std::fs::read_dir(&frames).map_err(|e| Error::io(&frames, e))?.filter_map(|e| e.ok()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let index = name.strip_prefix("heap_layout").and_then(|n| n.strip_suffix(".png")?.parse::<u64>().ok());
+            if index.is_some_and(|i| replaced(&(i..i + 1))) {
+                remove_if_there(&entry.path())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Renames every file in `staging` (and its folders, one level down) to the
+/// same place in `out`; returns the final paths of `files`.
+fn move_into_place(staging: &Path, out: &Path, files: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    for entry in std::fs::read_dir(staging).map_err(|e| Error::io(staging, e))?.filter_map(|e| e.ok()) {
+        let (from, to) = (entry.path(), out.join(entry.file_name()));
+        if from.is_dir() {
+            std::fs::create_dir_all(&to).map_err(|e| Error::io(&to, e))?;
+            for inner in std::fs::read_dir(&from).map_err(|e| Error::io(&from, e))?.filter_map(|e| e.ok()) {
+                rename(&inner.path(), &to.join(inner.file_name()))?;
+            }
+        } else {
+            rename(&from, &to)?;
+        }
+    }
+    Ok(files.iter().map(|f| f.strip_prefix(staging).map_or_else(|_| f.clone(), |rel| out.join(rel))).collect())
+}
+
+fn rename(from: &Path, to: &Path) -> Result<()> {
+    std::fs::rename(from, to).map_err(|e| Error::io(to, e))
+}
