@@ -201,7 +201,7 @@ impl StagedRun {
         let finals = with_manifest(&out, |manifest| {
             let m = manifest.get_or_insert_with(|| Manifest::new(identity));
             check_fits(&out, m, identity, dump, &range, layout)?;
-            remove_replaced(&out, &range, layout)?;
+            remove_replaced(&out, &self.staging, &range, layout)?;
             let finals = move_into_place(&self.staging, &out, files)?;
             let ours = [range.start, range.end];
             let replaced = |r: &[u64; 2]| matches!(layout, OutputLayout::Files) || within(r, &range);
@@ -447,9 +447,12 @@ fn clear_dead_runs(out: &Path, manifest: &mut Option<Manifest>) -> Result<Notes>
 }
 
 /// Removes the files of the snapshots `range` replaces: parts named by a range
-/// inside it and their frames; in the files layout, every frame.
-fn remove_replaced(out: &Path, range: &Range<u64>, layout: OutputLayout) -> Result<()> {
-    let replaced = |r: &Range<u64>| matches!(layout, OutputLayout::Files) || within(&[r.start, r.end], range);
+/// inside it and their frames; in the files layout, every frame. A file the run
+/// has one of the same name for stays: the rename replaces it at once, so a
+/// reader never finds it missing.
+fn remove_replaced(out: &Path, staging: &Path, range: &Range<u64>, layout: OutputLayout) -> Result<()> {
+    let in_range = |r: &Range<u64>| matches!(layout, OutputLayout::Files) || within(&[r.start, r.end], range);
+    let replaced = |r: &Range<u64>, rel: &Path| in_range(r) && !staging.join(rel).exists();
     for t in table_names() {
         let dir = out.join(t);
         if !dir.is_dir() {
@@ -457,7 +460,8 @@ fn remove_replaced(out: &Path, range: &Range<u64>, layout: OutputLayout) -> Resu
         }
         for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?.filter_map(|e| e.ok()) {
             let name = entry.file_name();
-            if parse_part_name(&name.to_string_lossy()).is_some_and(|r| replaced(&r)) {
+            let rel = Path::new(t).join(&name);
+            if parse_part_name(&name.to_string_lossy()).is_some_and(|r| replaced(&r, &rel)) {
                 remove_if_there(&entry.path())?;
             }
         }
@@ -467,7 +471,7 @@ fn remove_replaced(out: &Path, range: &Range<u64>, layout: OutputLayout) -> Resu
         for entry in std::fs::read_dir(&frames).map_err(|e| Error::io(&frames, e))?.filter_map(|e| e.ok()) {
             let name = entry.file_name().to_string_lossy().into_owned();
             let index = name.strip_prefix("heap_layout").and_then(|n| n.strip_suffix(".png")?.parse::<u64>().ok());
-            if index.is_some_and(|i| replaced(&(i..i + 1))) {
+            if index.is_some_and(|i| replaced(&(i..i + 1), &Path::new("frames").join(&name))) {
                 remove_if_there(&entry.path())?;
             }
         }

@@ -10,6 +10,7 @@ mod gc_state;
 mod incremental;
 mod map_parser;
 mod oracle_parity;
+mod output_safety;
 mod random_input;
 mod render;
 mod soak;
