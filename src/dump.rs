@@ -1,8 +1,8 @@
 //! The RAM dump: a file of fixed-size snapshots, memory-mapped and split.
 //!
-//! This file holds the crate's only `unsafe` code: the two mmaps (the whole dump
-//! for random access, and one window at a time for streaming). Snapshots are handed
-//! out as borrowed slices of a mapping, so decoding never copies a dump.
+//! Two kinds of mapping (made in `sys`): the whole dump for random access, and
+//! one window at a time for streaming. Snapshots are handed out as borrowed
+//! slices of a mapping, so decoding never copies a dump.
 
 use std::fs::File;
 use std::ops::Range;
@@ -30,11 +30,7 @@ impl Dump {
         if snapshot_bytes == 0 || len < snapshot_bytes {
             return Err(Error::DumpTooShort { path: path.into(), bytes: len, snapshot_bytes });
         }
-        // SAFETY: the mapping is read-only and private to this process. A dump being
-        // appended to by gdb only grows past the snapshots counted here; truncating
-        // the file while we run is outside what this tool supports (as for any
-        // mmap-based reader such as ripgrep) and would raise SIGBUS, not corrupt output.
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let map = crate::sys::map_file(&file).map_err(|e| Error::io(path, e))?;
         // Advice is a hint; a kernel that ignores it changes nothing we rely on.
         advise_streaming(&map);
         Ok(Dump { path: path.into(), file, map, snapshot_bytes, count: len / snapshot_bytes })
@@ -138,12 +134,10 @@ impl Dump {
         const PAGE: u64 = 4096;
         let aligned = start / PAGE * PAGE;
         let len = (start - aligned + count * self.snapshot_bytes).max(1);
-        // SAFETY: as for the whole-file mapping in `open`: read-only, private to
-        // this process, within the file's length checked at open.
-        // Not MAP_POPULATE: measured slower here (the kernel walks every page;
-        // touching them lets fault-around map 16 pages per fault).
-        let map = unsafe { memmap2::MmapOptions::new().offset(aligned).len(len as usize).map(&self.file) }
-            .map_err(|e| Error::io(&self.path, e))?;
+        // Within the file's length checked at open. Not MAP_POPULATE: measured
+        // slower here (the kernel walks every page; touching them lets
+        // fault-around map 16 pages per fault).
+        let map = crate::sys::map_range(&self.file, aligned, len as usize).map_err(|e| Error::io(&self.path, e))?;
         match access {
             Access::Whole => advise_streaming(&map),
             Access::Sparse => {

@@ -30,6 +30,7 @@ pub mod pipeline;
 pub mod profile;
 pub mod render;
 pub mod synth;
+pub mod sys;
 pub mod tables;
 
 pub use error::{DecodeError, Error, Result};

@@ -109,17 +109,7 @@ const TRIM_EVERY_BYTES: u64 = 1 << 30;
 /// per-thread arenas: without this the resident set creeps up over a long run
 /// though the live heap does not.
 fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        extern "C" {
-            fn malloc_trim(pad: usize) -> std::ffi::c_int;
-        }
-        // SAFETY: glibc's malloc_trim takes no pointers and may be called from any
-        // thread at any time; it only returns free pages to the kernel.
-        unsafe {
-            malloc_trim(0);
-        }
-    }
+    crate::sys::malloc_trim();
 }
 
 /// Snapshots per run (see [`AnalyzeOptions::run`]). A run decoded snapshot by

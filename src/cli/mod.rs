@@ -124,6 +124,11 @@ pub fn open_session(
     quiet: bool,
 ) -> anyhow::Result<(heapvis::firmware::InputPaths, heapvis::pipeline::Session)> {
     let inputs = heapvis::firmware::InputPaths::resolve(&input.inputs)?;
+    heapvis::sys::exit_on_sigbus(format!(
+        "heapvis: {}: the dump became shorter while it was read (truncated or replaced); \
+         no table of this run was published",
+        inputs.ram.display()
+    ));
     let ram = heapvis::pipeline::RamBounds { start: input.ram_start.clone(), end: input.ram_end.clone() };
     let session = heapvis::pipeline::Session::open_with_ram(&inputs, load_profile(&input.profile)?, &ram)?;
     if !quiet {

@@ -168,3 +168,34 @@ fn concurrent_runs_of_one_range_never_show_a_half_written_table() {
         assert_eq!((rows[0][0].as_u64(), rows[0][1].as_u64()), (Some(400), Some(400)));
     }
 }
+
+#[test]
+fn a_dump_truncated_while_it_is_read_ends_with_a_message_not_a_signal() {
+    let c = capture(Board::Samd21, 1200, 7, 0);
+    let out = c.dir.path().join("out");
+    let ram = c.dir.path().join("ram.bin");
+    let full = std::fs::read(&ram).unwrap();
+    for delay_ms in [60u64, 150, 300] {
+        std::fs::write(&ram, &full).unwrap();
+        let child = heapvis()
+            .arg("analyze")
+            .arg(c.dir.path())
+            .arg("-o")
+            .arg(&out)
+            .args(["-q", "--frames", "--threads", "1"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        std::fs::OpenOptions::new().write(true).open(&ram).unwrap().set_len(4096).unwrap();
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        // Finished before the cut: fine. Otherwise: exit 2 and the message.
+        if o.status.success() {
+            continue;
+        }
+        assert_eq!(o.status.code(), Some(2), "after {delay_ms} ms, not a bare signal: {err}");
+        assert!(err.contains("ram.bin") && err.contains("shorter while it was read"), "{err}");
+        assert!(table_files(&out, "snapshots").is_empty(), "nothing published");
+    }
+}
