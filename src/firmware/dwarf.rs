@@ -19,6 +19,46 @@ type R<'a> = EndianSlice<'a, RunTimeEndian>;
 
 /// Words of `mp_state_ctx` named at most (a real build has a few hundred).
 const MAX_ROOT_NAMES: usize = 4096;
+/// Nesting of DIEs read (a real build nests a few levels: unit, struct, member,
+/// a nested type or two); deeper ones are an error, not a stack overflow.
+const MAX_DIE_DEPTH: u32 = 64;
+/// Arrays of arrays (and nested structs) followed when sizing or naming a type.
+const MAX_TYPE_DEPTH: u32 = 16;
+/// Members and array items visited when naming `mp_state_ctx`'s words: a few
+/// thousand in a real build.
+const MAX_NAMING_STEPS: u32 = 200_000;
+
+/// The bounds of a walk over a type graph the input controls.
+struct Walk {
+    depth: u32,
+    steps: u32,
+}
+
+impl Walk {
+    fn new() -> Self {
+        Walk { depth: 0, steps: 0 }
+    }
+
+    /// Goes one level deeper, if the depth allows it.
+    fn enter(&mut self) -> bool {
+        self.depth += 1;
+        if self.depth > MAX_TYPE_DEPTH {
+            self.depth -= 1;
+            return false;
+        }
+        true
+    }
+
+    fn leave(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
+    }
+
+    /// One more member or item visited, if the budget allows it.
+    fn step(&mut self) -> bool {
+        self.steps += 1;
+        self.steps <= MAX_NAMING_STEPS
+    }
+}
 
 #[derive(Clone, Debug)]
 struct Node {
@@ -50,12 +90,17 @@ fn bad(path: &Path, message: impl Into<String>) -> Error {
     Error::BadElf { path: path.into(), message: message.into() }
 }
 
+/// Reads a DIE and its children into `nodes`, at most [`MAX_DIE_DEPTH`] deep.
 fn walk(
     dwarf: &gimli::Dwarf<R<'_>>,
     unit: &gimli::Unit<R<'_>>,
     node: gimli::EntriesTreeNode<R<'_>>,
     nodes: &mut HashMap<UnitOffset, Node>,
-) -> gimli::Result<UnitOffset> {
+    depth: u32,
+) -> std::result::Result<UnitOffset, String> {
+    if depth > MAX_DIE_DEPTH {
+        return Err(format!("DWARF: entries nested more than {MAX_DIE_DEPTH} deep"));
+    }
     let e = node.entry();
     let offset = e.offset();
     let mut n = Node {
@@ -80,8 +125,8 @@ fn walk(
         .and_then(|v| v.udata_value())
         .or_else(|| e.attr_value(gimli::DW_AT_upper_bound).and_then(|v| v.udata_value()).map(|u| u + 1));
     let mut children = node.children();
-    while let Some(child) = children.next()? {
-        let c = walk(dwarf, unit, child, nodes)?;
+    while let Some(child) = children.next().map_err(|e| format!("DWARF: {e}"))? {
+        let c = walk(dwarf, unit, child, nodes, depth + 1)?;
         n.children.push(c);
     }
     nodes.insert(offset, n);
@@ -142,33 +187,52 @@ impl TypeTree {
     }
 
     /// Every word-sized member inside struct node `s` (recursing into nested
-    /// structs and into arrays, at most `MAX_ROOT_NAMES` in all), as (byte
-    /// offset, dotted path): the names of the words where root pointers sit.
-    fn word_members(&self, s: &Node, base: u64, prefix: &str, word: u64, out: &mut Vec<(u64, String)>, depth: u32) {
-        if depth > 8 {
+    /// structs and into arrays), as (byte offset, dotted path): the names of the
+    /// words where root pointers sit. The walk is bounded by `walk` (depth,
+    /// nodes visited, names made): a crafted type graph (a struct holding
+    /// itself a dozen times) cannot make it exponential.
+    fn word_members(
+        &self,
+        s: &Node,
+        base: u64,
+        prefix: &str,
+        word: u64,
+        out: &mut Vec<(u64, String)>,
+        walk: &mut Walk,
+    ) {
+        if !walk.enter() {
             return;
         }
         for m in s.children.iter().filter_map(|c| self.nodes.get(c)) {
-            if out.len() >= MAX_ROOT_NAMES {
-                return;
+            if out.len() >= MAX_ROOT_NAMES || !walk.step() {
+                break;
             }
             let (Some(name), Some(offset), Some(ty)) = (m.name.as_deref(), m.member_offset, m.ty) else { continue };
             let path = if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") };
-            let Some(t) = self.strip(ty) else { continue };
-            self.word_items(t, base + offset, &path, word, out, depth);
+            let (Some(t), Some(at)) = (self.strip(ty), base.checked_add(offset)) else { continue };
+            self.word_items(t, at, &path, word, out, walk);
         }
+        walk.leave();
     }
 
-    fn word_items(&self, t: &Node, at: u64, path: &str, word: u64, out: &mut Vec<(u64, String)>, depth: u32) {
+    fn word_items(&self, t: &Node, at: u64, path: &str, word: u64, out: &mut Vec<(u64, String)>, walk: &mut Walk) {
         match t.tag {
-            gimli::DW_TAG_structure_type => self.word_members(t, at, path, word, out, depth + 1),
+            gimli::DW_TAG_structure_type => self.word_members(t, at, path, word, out, walk),
             gimli::DW_TAG_array_type => {
                 let n = t.children.iter().filter_map(|c| self.nodes.get(c)).find_map(|s| s.count).unwrap_or(0);
                 let Some(element) = t.ty.and_then(|e| self.strip(e)) else { return };
                 let Some(size) = self.size_of(element) else { return };
-                for i in 0..n.min(256) {
-                    self.word_items(element, at + i * size, &format!("{path}[{i}]"), word, out, depth + 1);
+                if !walk.enter() {
+                    return;
                 }
+                for i in 0..n.min(256) {
+                    let Some(item) = i.checked_mul(size).and_then(|o| at.checked_add(o)) else { break };
+                    if out.len() >= MAX_ROOT_NAMES || !walk.step() {
+                        break;
+                    }
+                    self.word_items(element, item, &format!("{path}[{i}]"), word, out, walk);
+                }
+                walk.leave();
             }
             _ if t.byte_size == Some(word) && at % word == 0 && out.len() < MAX_ROOT_NAMES => {
                 out.push((at, path.to_string()));
@@ -177,14 +241,20 @@ impl TypeTree {
         }
     }
 
-    /// Bytes of a type (an array's from its element and count).
+    /// Bytes of a type (an array's from its element and count), following at
+    /// most [`MAX_TYPE_DEPTH`] arrays of arrays (an array may name itself).
     fn size_of(&self, t: &Node) -> Option<u64> {
-        if let Some(n) = t.byte_size {
-            return Some(n);
-        }
-        if t.tag == gimli::DW_TAG_array_type {
+        let (mut t, mut count) = (t, 1u64);
+        for _ in 0..MAX_TYPE_DEPTH {
+            if let Some(n) = t.byte_size {
+                return n.checked_mul(count);
+            }
+            if t.tag != gimli::DW_TAG_array_type {
+                return None;
+            }
             let n = t.children.iter().filter_map(|c| self.nodes.get(c)).find_map(|s| s.count)?;
-            return self.size_of(self.strip(t.ty?)?)?.checked_mul(n);
+            count = count.checked_mul(n)?;
+            t = self.strip(t.ty?)?;
         }
         None
     }
@@ -251,7 +321,7 @@ fn load_trees(data: &[u8], path: &Path) -> Result<Vec<TypeTree>> {
         let mut nodes = HashMap::new();
         let mut tree = unit.entries_tree(None).map_err(|e| bad(path, format!("DWARF: {e}")))?;
         let root = tree.root().map_err(|e| bad(path, format!("DWARF: {e}")))?;
-        walk(&dwarf, &unit, root, &mut nodes).map_err(|e| bad(path, format!("DWARF: {e}")))?;
+        walk(&dwarf, &unit, root, &mut nodes, 0).map_err(|e| bad(path, e))?;
         trees.push(TypeTree { nodes, address_size: unit.header.address_size() as u64 });
     }
     if trees.is_empty() {
@@ -279,7 +349,7 @@ pub fn derive_profile(data: &[u8], path: &Path, base: &Profile) -> Result<Derive
     // Every word of the interpreter state by its member path, to name roots.
     if let Some(st) = state_unit.find_struct("mp_state_ctx_t") {
         let mut names = Vec::new();
-        state_unit.word_members(st, 0, "", word, &mut names, 0);
+        state_unit.word_members(st, 0, "", word, &mut names, &mut Walk::new());
         // One name a word: the first member at an offset (a struct before its
         // first field).
         names.sort_by_key(|(o, _)| *o);

@@ -7,6 +7,7 @@ mod dwarf;
 mod elf;
 mod fixtures;
 mod gc_state;
+mod hostile_dwarf;
 mod incremental;
 mod map_parser;
 mod oracle_parity;
