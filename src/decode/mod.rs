@@ -968,14 +968,18 @@ impl<'f> Decoder<'f> {
         let mem = self.memory(ram);
         let state = self.firmware.state_address;
         let word = self.profile.heap.word_bytes as u64;
-        let last_pool = mem.word(state + self.profile.state.last_pool, "vm.last_pool").ok()?;
+        // Every value here is read from the snapshot (or the map): checked.
+        let s = &self.profile.state;
+        let last_pool = mem.word(state.checked_add(s.last_pool)?, "vm.last_pool").ok()?;
         let qstrs = qstr::QstrReader::new(mem, self.profile, last_pool);
-        let total = qstrs.chain.first().map(|h| h.total_prev_len + h.len)?;
-        let table = mem.word(state + self.profile.state.dict_main_table, "vm.dict_main.map.table").ok()?;
-        let alloc = mem.word(state + self.profile.state.dict_main_table - word, "vm.dict_main.map.alloc").ok()?;
+        let total = qstrs.chain.first().and_then(|h| h.total_prev_len.checked_add(h.len))?;
+        let table_word = state.checked_add(s.dict_main_table)?;
+        let table = mem.word(table_word, "vm.dict_main.map.table").ok()?;
+        let alloc = mem.word(table_word.checked_sub(word)?, "vm.dict_main.map.alloc").ok()?;
         let (mut a, mut c) = (0, 0);
         for i in 0..alloc.min(4096) {
-            let Ok(key) = mem.word(table + 2 * i * word, "dict_main key") else { break };
+            let Some(at) = table.checked_add(2 * i * word) else { break };
+            let Ok(key) = mem.word(at, "dict_main key") else { break };
             if key == 0 || key == 4 {
                 continue;
             }

@@ -98,7 +98,8 @@ impl<'m> QstrReader<'m> {
     }
 
     fn header(&self, address: u64) -> Option<PoolHeader> {
-        let w = |i: u64| self.mem.word(address + i * self.word, "qstr pool header").ok();
+        // `address` is a pointer read from the snapshot: any value, so checked.
+        let w = |i: u64| self.mem.word(address.checked_add(i * self.word)?, "qstr pool header").ok();
         let mut total_prev_len = w(1)?;
         if self.format == QstrPoolFormat::Arrays {
             // `total_prev_len : (8 * sizeof(size_t) - 1)` shares its word with `is_sorted`.
@@ -128,7 +129,7 @@ impl<'m> QstrReader<'m> {
             QstrPoolFormat::Prefixed => self.data_at(ptr),
             QstrPoolFormat::Arrays => {
                 let array = |word: u64, size: u64| -> Option<u64> {
-                    let base = self.mem.word(h.address + word * self.word, "qstr pool array").ok()?;
+                    let base = self.mem.word(h.address.checked_add(word * self.word)?, "qstr pool array").ok()?;
                     let at = base.checked_add(i.checked_mul(size)?)?;
                     self.mem.bytes(at, size, "qstr pool array").ok().map(le_word)
                 };
@@ -148,7 +149,7 @@ impl<'m> QstrReader<'m> {
         let prefix = self.mem.bytes(address, self.hash_bytes + self.len_bytes, "qstr data").ok()?;
         let hash = le_word(prefix.get(..self.hash_bytes as usize)?);
         let len = le_word(prefix.get(self.hash_bytes as usize..)?);
-        let text = self.mem.bytes(address + self.hash_bytes + self.len_bytes, len, "qstr data").ok()?;
+        let text = self.mem.bytes(address.checked_add(self.hash_bytes + self.len_bytes)?, len, "qstr data").ok()?;
         Some(QstrData { address, hash, text })
     }
 

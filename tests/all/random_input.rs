@@ -157,3 +157,31 @@ fn corrupted_current_layout_snapshots_decode_without_panicking() {
         }
     }
 }
+
+/// Pointers read from a snapshot near the top of a 64-bit address space
+/// (`vm.last_pool`, the globals' table, each state word in turn) are bounded by
+/// checked arithmetic: a debug build (overflow checks on, as CI runs it) must
+/// not panic on them.
+#[test]
+fn pointers_near_the_top_of_a_64_bit_address_space_never_overflow() {
+    use heapvis::synth::{simulate_in_memory, Flavor, SynthConfig};
+    let config = SynthConfig { flavor: Flavor::MicroPython64, ..SynthConfig::new(Board::Samd21, 60, 3) };
+    let c = simulate_in_memory(&config).unwrap();
+    let profile = Flavor::MicroPython64.profile();
+    let fw = c.layout.firmware(&profile).unwrap();
+    let size = (c.layout.ram_end - c.layout.ram_start) as usize;
+    let last = c.ram.len() / size - 1;
+    let state = (fw.state_address - fw.ram_start) as usize;
+    let keep = DecodeOptions { keep_suspect: true, ..DecodeOptions::default() };
+    let d = Decoder::new(&fw, &profile, keep);
+    let words = fw.state_bytes.unwrap_or(512).min(1024) as usize / 8;
+    for high in [u64::MAX, u64::MAX - 7, u64::MAX - 40, 1 << 63] {
+        for w in 0..words {
+            let mut snap = c.ram[last * size..(last + 1) * size].to_vec();
+            snap[state + 8 * w..state + 8 * w + 8].copy_from_slice(&high.to_le_bytes());
+            let _ = d.decode(0, &snap);
+            let _ = d.infer_object_repr(&snap);
+            let _ = heapvis::inspect::mem_info(&d, &snap);
+        }
+    }
+}
