@@ -125,6 +125,23 @@ fn default_run(snapshot_bytes: u64, incremental: bool) -> u64 {
     (bytes / snapshot_bytes.max(1)).clamp(4, most)
 }
 
+/// Frame memory a run may hold in all: frames wait with their runs for the
+/// writer, and a large frame (`--scale 64` on a SAMD51 is 92 MB) times the
+/// runs in flight would otherwise grow with the scale, not stay bounded.
+const FRAME_BUDGET_BYTES: u64 = 256 << 20;
+
+/// Snapshots per run when every `step`-th is rendered into frames of
+/// `frame_bytes` (pixels, one byte each, and as much again for the PNG at
+/// worst): the runs in flight (two per thread waiting, one per thread
+/// decoding) hold at most [`FRAME_BUDGET_BYTES`] of frames, or one frame each.
+fn frame_run(frame_bytes: u64, step: u64, threads: u64) -> u64 {
+    if frame_bytes == 0 {
+        return u64::MAX;
+    }
+    let frames_per_run = FRAME_BUDGET_BYTES / (2 * frame_bytes * 3 * threads);
+    frames_per_run.max(1).saturating_mul(step)
+}
+
 /// Where the writer sends a run's batch back to, to be freed by its worker.
 type Returns<'f> = Sender<Vec<Decoded<'f>>>;
 
@@ -398,11 +415,16 @@ impl Session {
         // when its run would be more than two runs per thread ahead of the
         // writer, so memory is bounded by that, not by the dump.
         let incremental = !options.full_decode && layout.is_none() && RunDecoder::applies(&decoder, options.tables);
-        let run_len = options.run.map_or_else(|| default_run(snapshot_bytes, incremental), |r| r.max(1) as u64);
+        let threads = pool.current_num_threads().max(1) as u64;
+        let frame_bytes = layout.as_ref().map_or(0, |l| l.width as u64 * l.height as u64);
+        let step = render.map_or(1, |r| r.step.max(1));
+        let run_len = options.run.map_or_else(
+            || default_run(snapshot_bytes, incremental).min(frame_run(frame_bytes, step, threads)),
+            |r| r.max(1) as u64,
+        );
         let runs: Vec<Range<u64>> =
             (range.start..range.end).step_by(run_len as usize).map(|a| a..(a + run_len).min(range.end)).collect();
-        let threads = pool.current_num_threads().max(1);
-        let gate = RunGate::new(2 * threads);
+        let gate = RunGate::new(2 * threads as usize);
         let next_run = AtomicUsize::new(0);
         let tables = options.tables;
         let firmware = &self.firmware;
@@ -698,6 +720,20 @@ mod tests {
             assert!(!waiter.join().unwrap(), "a stopped gate lets waiting workers go, with false");
         });
         assert!(!gate.wait_for(0), "and lets no more work start");
+    }
+
+    #[test]
+    fn frames_in_flight_stay_within_the_budget_whatever_the_scale() {
+        // A SAMD51 frame at --scale 64 (16,512 x 5,584) and at the default 8.
+        for (frame, step, threads) in [(16_512u64 * 5_584, 1, 2), (2_064 * 698, 1, 2), (2_064 * 698, 10, 8)] {
+            let run = frame_run(frame, step, threads);
+            let frames_per_run = run.div_ceil(step);
+            // Runs in flight: two per thread waiting for the writer, one decoding.
+            let in_flight = 3 * threads * frames_per_run * 2 * frame;
+            assert!(in_flight <= FRAME_BUDGET_BYTES || frames_per_run == 1, "{frame} px: {run} snapshots a run");
+        }
+        assert_eq!(frame_run(16_512 * 5_584, 1, 2), 1, "one frame a run when frames are huge");
+        assert_eq!(frame_run(0, 1, 2), u64::MAX, "no frames: no bound");
     }
 
     #[test]
