@@ -46,7 +46,9 @@ pub fn check_capture(dump: &Dump, firmware: &Firmware, profile: &Profile, symbol
         return Err(diagnose(dump, firmware, profile, symbols_file));
     };
     let base = good * snapshot_bytes + state_offset;
-    match period(dump.bytes(), base, profile) {
+    // The shortest period, not whether the map's size is one: a snapshot twice
+    // as long as the real one repeats too.
+    match Recurrence::new(dump.bytes(), base, profile).and_then(|r| r.period()) {
         Some(p) if p != snapshot_bytes => Err(mismatch(
             dump,
             format!(
@@ -70,27 +72,48 @@ fn state_at(profile: &Profile, ram: &Range<u64>, snap: &[u8], state_address: u64
         .filter(|s| s.area(ram, &profile.heap, 0).is_some())
 }
 
-/// The distance at which the GC state's geometry words, at dump offset `base`,
-/// recur (confirmed [`CONFIRMATIONS`] times where the dump is long enough).
-fn period(dump: &[u8], base: u64, profile: &Profile) -> Option<u64> {
-    let gc = &profile.state.gc;
-    let word = profile.heap.word_bytes as u64;
-    let offsets = [gc.alloc_table_start, gc.alloc_table_byte_len, gc.pool_start, gc.pool_end];
-    let words_at = |at: u64| -> Option<[u64; 4]> {
-        let region = Region::new(0, dump);
+/// The GC state's geometry words at dump offset `base`, and where they recur.
+struct Recurrence<'d> {
+    dump: &'d [u8],
+    base: u64,
+    word: u64,
+    offsets: [u64; 4],
+    pattern: [u64; 4],
+}
+
+impl<'d> Recurrence<'d> {
+    fn new(dump: &'d [u8], base: u64, profile: &Profile) -> Option<Self> {
+        let gc = &profile.state.gc;
+        let offsets = [gc.alloc_table_start, gc.alloc_table_byte_len, gc.pool_start, gc.pool_end];
+        let mut r = Recurrence { dump, base, word: profile.heap.word_bytes as u64, offsets, pattern: [0; 4] };
+        r.pattern = r.words_at(base)?;
+        Some(r)
+    }
+
+    fn words_at(&self, at: u64) -> Option<[u64; 4]> {
+        let region = Region::new(0, self.dump);
         let mut w = [0; 4];
-        for (slot, o) in w.iter_mut().zip(offsets) {
-            *slot = region.word(at.checked_add(o)?, word as u32)?;
+        for (slot, o) in w.iter_mut().zip(self.offsets) {
+            *slot = region.word(at.checked_add(o)?, self.word as u32)?;
         }
         Some(w)
-    };
-    let pattern = words_at(base)?;
-    let limit = SEARCH_BYTES.min(dump.len() as u64);
-    let at = |d: u64, k: u64| base.checked_add(d.checked_mul(k)?).and_then(words_at);
-    (1..=limit / word).map(|k| k * word).find(|&d| {
-        // Confirmed as far as the dump goes.
-        at(d, 1) == Some(pattern) && (2..=CONFIRMATIONS).map_while(|k| at(d, k)).all(|w| w == pattern)
-    })
+    }
+
+    /// Whether the words recur at most multiples of `d`, up to [`CONFIRMATIONS`]
+    /// as far as the dump goes: a few bad snapshots (each flagged on its own
+    /// later) must not make the period look like another.
+    fn every(&self, d: u64) -> bool {
+        let at = |k: u64| self.base.checked_add(d.checked_mul(k)?).and_then(|a| self.words_at(a));
+        let seen: Vec<bool> = (1..=CONFIRMATIONS).map_while(at).map(|w| w == self.pattern).collect();
+        let matches = seen.iter().filter(|m| **m).count();
+        matches > 0 && 2 * matches > seen.len()
+    }
+
+    /// The shortest distance (a multiple of the word) at which the words recur.
+    fn period(&self) -> Option<u64> {
+        let limit = SEARCH_BYTES.min(self.dump.len() as u64);
+        (1..=limit / self.word).map(|k| k * self.word).find(|&d| self.every(d))
+    }
 }
 
 /// Why no sampled snapshot's state adds up: the state found elsewhere (RAM
@@ -188,7 +211,7 @@ fn find_state(dump: &[u8], state_address: u64, profile: &Profile) -> Option<Foun
         ram_start: state_address - offset,
         alloc_table_start: state.alloc_table_start,
         pool_end: state.pool_end,
-        period: period(dump, offset, profile),
+        period: Recurrence::new(dump, offset, profile).and_then(|r| r.period()),
     })
 }
 

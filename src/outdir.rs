@@ -332,8 +332,8 @@ fn check_fits(
             REPLACE,
         ));
     }
-    let differs = |what: &str, a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| {
-        conflict(out, format!("it holds the tables of another {what} ({a:?}; this run: {b:?})"), REPLACE)
+    let differs = |what: &str, a: &str, b: &str| {
+        conflict(out, format!("it holds tables {what} {a}, where this run's are {b}"), REPLACE)
     };
     if !theirs.capture.matches(dump) {
         let c = &theirs.capture;
@@ -344,14 +344,15 @@ fn check_fits(
         return Err(conflict(out, found, REPLACE));
     }
     if theirs.firmware != ours.firmware {
-        return Err(differs("firmware", &theirs.firmware, &ours.firmware));
+        return Err(differs("of firmware files whose fingerprint is", &theirs.firmware, &ours.firmware));
     }
     if theirs.profile != ours.profile {
-        return Err(differs("layout profile", &theirs.profile, &ours.profile));
+        return Err(differs("read with the layout profile", &theirs.profile, &ours.profile));
     }
     if theirs.tables != ours.tables || theirs.layout != ours.layout {
-        let (a, b) = ((&theirs.tables, &theirs.layout), (&ours.tables, &ours.layout));
-        return Err(differs("set of tables", &a, &b));
+        let set = |t: &[String], layout: &str| format!("{} ({layout} layout)", t.join(", "));
+        let (a, b) = (set(&theirs.tables, &theirs.layout), set(&ours.tables, &ours.layout));
+        return Err(differs("of another set:", &a, &b));
     }
     let partial = m.complete.iter().find(|r| r[0] < range.end.max(range.start + 1) && range.start < r[1].max(r[0] + 1));
     match partial {

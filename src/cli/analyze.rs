@@ -44,7 +44,7 @@ pub struct Args {
     #[arg(long, default_value_t = 8, value_name = "PX", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub scale: u32,
     /// Render every K-th selected snapshot (K at least 1).
-    #[arg(long, default_value_t = 1, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 1, value_name = "K", value_parser = parse_at_least_one)]
     pub frame_step: u64,
     /// Movie frames per second, 1 to 1000.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -154,6 +154,14 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
 /// Most worker threads a run starts: more than this is a typo, not a machine
 /// (each thread holds its own window of the dump).
 const MAX_THREADS: usize = 1024;
+
+fn parse_at_least_one(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
 
 fn parse_threads(text: &str) -> Result<usize, String> {
     let n: usize = text.parse().map_err(|e| format!("{e}"))?;

@@ -6,6 +6,7 @@ mod common;
 mod dwarf;
 mod elf;
 mod fixtures;
+mod fuzz_regressions;
 mod gc_state;
 mod hostile_dwarf;
 mod incremental;

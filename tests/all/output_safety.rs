@@ -83,8 +83,8 @@ fn another_capture_or_other_options_are_refused_and_overwrite_replaces() {
     let before = visible_files(&out);
     for (inputs, extra, says) in [
         (b.dir.path(), &[][..], "another capture"),
-        (a.dir.path(), &["--per-snapshot"][..], "another set of tables"),
-        (a.dir.path(), &["--layout", "files"][..], "another set of tables"),
+        (a.dir.path(), &["--per-snapshot"][..], "of another set: snapshots, allocations"),
+        (a.dir.path(), &["--layout", "files"][..], "(parts layout), where this run's are"),
     ] {
         let o = analyze(inputs, &out, extra);
         let err = String::from_utf8_lossy(&o.stderr);

@@ -170,3 +170,54 @@ fn a_micropython_bin_and_map_are_told_to_use_the_elf_or_a_profile() {
     assert!(err.contains("no symbol `_srelocate`") && err.contains("MicroPython build"), "{err}");
     assert!(err.contains("heapvis analyze ram.bin") && err.contains("heapvis profile"), "names the commands: {err}");
 }
+
+#[test]
+fn inspect_labels_each_snapshot_of_a_range_and_goes_on_past_a_suspect_one() {
+    let c = capture(Board::Samd21, 8, 5, 0);
+    overwrite_snapshot(c.dir.path(), 32768, 3, |_| 0);
+    let out = heapvis(&[&"inspect", &c.dir.path(), &"--snapshot", &"2..5"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for i in 2..5 {
+        assert!(stdout.contains(&format!("=== snapshot {i} ===")), "{stdout}");
+    }
+    assert!(stderr.contains("snapshot 3 is suspect"), "{stderr}");
+    let after = stdout.split("=== snapshot 4 ===").nth(1).unwrap_or("");
+    assert!(after.contains("Total heap length"), "snapshot 4 is still printed: {after}");
+}
+
+#[test]
+fn absurd_options_are_usage_errors_and_graph_takes_one_snapshot() {
+    let c = capture(Board::Samd21, 4, 5, 0);
+    let o = c.dir.path().join("o");
+    for (flag, value, says) in [
+        ("--threads", "100000", "1..=1024"),
+        ("--threads", "0", "1..=1024"),
+        ("--fps", "0", "1..=1000"),
+        ("--scale", "0", "1..=64"),
+        ("--frame-step", "0", "at least 1"),
+    ] {
+        let out = analyze(&[&c.dir.path(), &"-o", &o, &flag, &value]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(err.contains(says), "{flag} {value}: {err}");
+        assert!(!o.exists(), "nothing written");
+    }
+    let err = fatal(&heapvis(&[&"graph", &c.dir.path(), &"--snapshot", &"1..3"]));
+    assert!(err.contains("one snapshot") && err.contains("0..=3"), "{err}");
+}
+
+#[test]
+fn a_few_bad_snapshots_do_not_make_the_capture_look_wrong() {
+    // Snapshots 1 and 3 of 9 zeroed, 2 overwritten with noise: the capture's
+    // period is still found, and each is flagged on its own.
+    let c = capture(Board::Samd21, 9, 5, 0);
+    overwrite_snapshot(c.dir.path(), 32768, 1, |_| 0);
+    overwrite_snapshot(c.dir.path(), 32768, 3, |_| 0);
+    overwrite_snapshot(c.dir.path(), 32768, 2, |k| (k.wrapping_mul(2_654_435_761) >> 7) as u8);
+    let o = c.dir.path().join("o");
+    let out = analyze(&[&c.dir.path(), &"-o", &o, &"-q"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows = duck("SELECT snapshot FROM '{d}/snapshots/*.parquet' WHERE status LIKE 'suspect:%' ORDER BY 1", &o);
+    assert_eq!(rows, vec![vec![serde_json::json!(1)], vec![serde_json::json!(2)], vec![serde_json::json!(3)]]);
+}
