@@ -52,8 +52,8 @@ pub fn parse_prelude(bytes: &[u8], qstr_bytes: u32) -> Option<Prelude> {
         // A variable-length uint, inside the code info.
         let mut at = pos;
         read_uint(bytes, &mut at).filter(|_| code_info_size as usize >= at - code_info_start)
-    } else if code_info_size as usize >= pos - code_info_start + qstr_bytes as usize {
-        bytes.get(pos..pos + qstr_bytes as usize).map(crate::memory::le_word)
+    } else if code_info_size >= (pos - code_info_start) as u64 + qstr_bytes as u64 {
+        bytes.get(pos..pos.checked_add(qstr_bytes as usize)?).map(crate::memory::le_word)
     } else {
         None
     };

@@ -307,6 +307,13 @@ struct Scratch {
     bytecodes: Vec<(usize, usize)>,
 }
 
+/// The word at `offset` (from the profile) into the state at `state` (from the
+/// map): both are input, so the sum is checked, an overflow read as out of range.
+fn state_word(mem: &Memory, state: u64, offset: u64, what: &'static str) -> Result<u64, DecodeError> {
+    let at = state.checked_add(offset).unwrap_or(u64::MAX);
+    Ok(mem.word(at, what)?)
+}
+
 /// `v` emptied and refilled with `n` copies of `x`, keeping its allocation.
 fn refill<T: Clone>(mut v: Vec<T>, n: usize, x: T) -> Vec<T> {
     v.clear();
@@ -401,7 +408,7 @@ impl<'f> Decoder<'f> {
         let mut g = HeapGeometry::from_area(&first, bpb);
         let Some(next_offset) = gc.next else { return Some(g) };
         let word = self.profile.heap.word_bytes;
-        let mut next = mem.ram.word(state + next_offset, word).unwrap_or(0);
+        let mut next = state.checked_add(next_offset).and_then(|a| mem.ram.word(a, word)).unwrap_or(0);
         let mut first_block = first.blocks(bpb);
         while next != 0 {
             if g.more_areas.len() >= MAX_AREAS {
@@ -462,7 +469,7 @@ impl<'f> Decoder<'f> {
         let word = self.profile.heap.word_bytes as u64;
         let mut offsets = vec![s.last_pool, s.dict_main_table, s.loaded_modules_table];
         if let Some(base) = s.readline_hist {
-            offsets.extend((0..s.readline_hist_len as u64).map(|k| base + k * word));
+            offsets.extend((0..s.readline_hist_len as u64).map(|k| base.saturating_add(k * word)));
         }
         offsets.into_iter().map(|o| mem.ram.word(state.checked_add(o)?, self.profile.heap.word_bytes)).collect()
     }
@@ -618,7 +625,7 @@ impl<'f> Decoder<'f> {
 
         // Qstr pools: the chain from vm.last_pool while it stays in RAM.
         let state = fw.state_address;
-        let last_pool = mem.word(state + self.profile.state.last_pool, "vm.last_pool")?;
+        let last_pool = state_word(&mem, state, self.profile.state.last_pool, "vm.last_pool")?;
         let mut qstrs = qstr::QstrReader::new(mem, self.profile, last_pool);
         let ram_pools: Vec<qstr::PoolHeader> = qstrs.chain.iter().take_while(|h| in_ram(h.address)).copied().collect();
 
@@ -719,7 +726,7 @@ impl<'f> Decoder<'f> {
             (self.profile.state.dict_main_table, "vm.dict_main.map.table"),
             (self.profile.state.loaded_modules_table, "vm.mp_loaded_modules_dict.map.table"),
         ] {
-            let p = mem.word(state + offset, what)?;
+            let p = state_word(&mem, state, offset, what)?;
             if let Some(tb) = heap.head(p) {
                 give(&mut roles, tb, Kind::MapTable);
             } else if p != 0 && in_ram(p) {
@@ -728,7 +735,7 @@ impl<'f> Decoder<'f> {
         }
         if let Some(base) = self.profile.state.readline_hist {
             for k in 0..self.profile.state.readline_hist_len as u64 {
-                let p = mem.word(state + base + k * word, "vm.readline_hist")?;
+                let p = state_word(&mem, state, base.saturating_add(k * word), "vm.readline_hist")?;
                 if let Some(sb) = heap.head(p).filter(|&sb| derive(sb)) {
                     give(&mut roles, sb, Kind::StringData);
                     let bytes = bytes_of(sb);
