@@ -120,7 +120,7 @@ impl<'d> Recurrence<'d> {
 /// bounds off), found with a shipped profile (another layout), or not at all.
 fn diagnose(dump: &Dump, firmware: &Firmware, profile: &Profile, symbols_file: &Path) -> Error {
     let expected = format!(
-        "no snapshot's GC state adds up at `{}` (0x{:08x}) with the {} layout",
+        "no snapshot's GC state adds up at `{}` (0x{:08x}) with the layout profile `{}`",
         profile.symbols.state, firmware.state_address, profile.name
     );
     if let Some(found) = find_state(dump.bytes(), firmware.state_address, profile) {

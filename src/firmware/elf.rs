@@ -59,14 +59,17 @@ pub fn parse(data: &[u8], path: &Path, profile: &Profile) -> Result<(SymbolTable
         let thumb = arm && sym.kind() == SymbolKind::Text && sym.address() & 1 == 1;
         symbols.add(name, Some(sym.address() & !(thumb as u64)), size);
     }
-    let ram_start = symbols.address_of(&profile.symbols.ram_start);
+    // The RAM start may be given as an address (`--ram-start 0x20000000`).
+    let ram_start =
+        super::parse_address(&profile.symbols.ram_start).or_else(|| symbols.address_of(&profile.symbols.ram_start));
     // Loadable sections with contents, below RAM: the flash image.
     let mut pieces: Vec<(u64, &[u8])> = Vec::new();
     for section in file.sections() {
-        let loadable = matches!(
-            section.kind(),
-            SectionKind::Text | SectionKind::Data | SectionKind::ReadOnlyData | SectionKind::ReadOnlyString
-        );
+        // Code and constants: writable data lives in RAM (its initial image in
+        // flash is not at its address), so it is no part of the image, even when
+        // a RAM start given by hand lies past its start.
+        let loadable =
+            matches!(section.kind(), SectionKind::Text | SectionKind::ReadOnlyData | SectionKind::ReadOnlyString);
         if !loadable || section.size() == 0 {
             continue;
         }

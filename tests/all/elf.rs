@@ -160,3 +160,38 @@ fn thumb_function_symbols_lose_their_interworking_bit() {
     assert_eq!(symbols.address_of("nlr_pop"), Some(0x50));
     assert_eq!(symbols.address_of("mp_type_odd"), Some(0x61));
 }
+
+/// A RAM start given by hand as an address, a little past the real one, still
+/// reads the flash image from the ELF's code and constants (its writable data
+/// lives in RAM), and the capture check then names the dump's real bounds: on a
+/// real MicroPython ELF, this was "loadable sections span 536870928 bytes".
+#[test]
+fn an_elf_read_with_a_ram_start_off_by_4_is_told_the_real_bounds() {
+    let c = capture(Board::Samd21, 6, 18, 0);
+    // As a real build: writable data at the start of RAM (initialised .data).
+    write_sources(c.dir.path());
+    let (fw, ld) = (c.dir.path().join("fw.s"), c.dir.path().join("link.ld"));
+    let source = std::fs::read_to_string(&fw).unwrap() + "  .section .data,\"aw\",@progbits\n  .word 1, 2, 3, 4\n";
+    std::fs::write(&fw, source).unwrap();
+    let script =
+        std::fs::read_to_string(&ld).unwrap().replace("  .ram (NOLOAD)", "  .data : { *(.data) }\n  .ram (NOLOAD)");
+    std::fs::write(&ld, script).unwrap();
+    let out = Command::new("gcc")
+        .current_dir(c.dir.path())
+        .args(["-nostdlib", "-static", "-no-pie", "-Wl,-T,link.ld", "-o", "firmware.elf", "fw.s"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "gcc: {}", String::from_utf8_lossy(&out.stderr));
+    let o = Command::new(env!("CARGO_BIN_EXE_heapvis"))
+        .arg("analyze")
+        .arg(c.dir.path().join("ram.bin"))
+        .arg(c.dir.path().join("firmware.elf"))
+        .args(["-q", "-o"])
+        .arg(c.dir.path().join("o"))
+        .args(["--ram-start", "0x20000004"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("pass `--ram-start 0x20000000 --ram-end 0x20008000`"), "{err}");
+}

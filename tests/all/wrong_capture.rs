@@ -125,7 +125,7 @@ fn a_current_circuitpython_capture_names_the_profile_it_needs() {
     heapvis::synth::write_dir(&config, dir.path()).unwrap();
     let o = dir.path().join("o");
     let err = fatal(&analyze(&[&dir.path(), &"-o", &o]));
-    assert!(err.contains("with the circuitpython-3.0-atmel-samd layout"), "{err}");
+    assert!(err.contains("with the layout profile `circuitpython-3.0-atmel-samd`"), "{err}");
     assert!(err.contains("pass `--profile circuitpython-10-synthetic`"), "{err}");
     let out = analyze(&[&dir.path(), &"-o", &o, &"-q", &"--profile", &"circuitpython-10-synthetic"]);
     assert_eq!(out.status.code(), Some(0), "the named profile reads it: {}", String::from_utf8_lossy(&out.stderr));
