@@ -65,7 +65,7 @@ pub enum Error {
     #[error("{map}: RAM bounds are empty or reversed: `{start_symbol}` = 0x{start:08x}, `{end_symbol}` = 0x{end:08x}")]
     BadRamBounds { map: PathBuf, start_symbol: String, start: u64, end_symbol: String, end: u64 },
 
-    #[error("{map}: heap `{symbol}` at 0x{start:08x}..0x{end:08x} lies outside RAM 0x{ram_start:08x}..0x{ram_end:08x}; check that these firmware files are the dump's build")]
+    #[error("{map}: heap `{symbol}` at 0x{start:08x}..0x{end:08x} lies outside RAM 0x{ram_start:08x}..0x{ram_end:08x}; check the RAM bounds (--ram-start, --ram-end) and that these firmware files are the dump's build")]
     HeapOutsideRam { map: PathBuf, symbol: String, start: u64, end: u64, ram_start: u64, ram_end: u64 },
 
     #[error(
