@@ -352,13 +352,7 @@ impl Session {
         let decoder = self.decoder(DecodeOptions { metrics_only, ..DecodeOptions::default() });
         // The metrics read each snapshot's allocation table and nothing else.
         let access = if metrics_only { Access::Sparse } else { Access::Whole };
-        let mut builder = rayon::ThreadPoolBuilder::new();
-        if let Some(n) = options.threads {
-            builder = builder.num_threads(n.max(1));
-        }
-        let pool = builder
-            .build()
-            .map_err(|e| Error::ThreadPool { threads: options.threads.unwrap_or(0), message: e.to_string() })?;
+        let pool = thread_pool(options.threads)?;
         let dump = &self.dump;
 
         // Frames need the whole run's free-space curve for their strip chart: a
@@ -378,25 +372,15 @@ impl Session {
         if let Some(dir) = &frames_dir {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        let sink = TableSink::create(staged.dir(), options.tables, options.layout, &range, &self.firmware)?;
+        let mut sink = TableSink::create(staged.dir(), options.tables, options.layout, &range, &self.firmware)?;
         let movie_tmp = render.and_then(|r| r.movie.as_deref()).map(TempFile::beside);
         let mut movie = match (render, &layout, &movie_tmp) {
-            (Some(r), Some(l), Some(tmp)) => match &r.movie {
-                Some(_) => Some(render::open_movie(&MovieSpec {
-                    path: tmp.path.clone(),
-                    width: l.width,
-                    height: l.height,
-                    fps: r.fps,
-                    frames: (range.end - range.start).div_ceil(r.step.max(1)),
-                })?),
-                None => None,
-            },
+            (Some(r), Some(l), Some(tmp)) => Some(open_movie_at(&tmp.path, r, l, &range)?),
             _ => None,
         };
 
         // Lead-in and look-ahead: the snapshots just outside the range tell the
         // lifetimes what started before it and how what is open at its end ended.
-        let mut sink = sink;
         let neighbour = |i: u64| dump.snapshot(i).and_then(|ram| decoder.decode(i, ram).ok());
         if let Some(before) = range.start.checked_sub(1).and_then(neighbour) {
             sink.prime(before);
@@ -635,6 +619,31 @@ impl Session {
         }
         Ok(FrameLayout::new(&geometry, r.scale, &points))
     }
+}
+
+/// The worker threads: `threads`, or one per core.
+fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
+    let mut builder = rayon::ThreadPoolBuilder::new();
+    if let Some(n) = threads {
+        builder = builder.num_threads(n.max(1));
+    }
+    builder.build().map_err(|e| Error::ThreadPool { threads: threads.unwrap_or(0), message: e.to_string() })
+}
+
+/// The movie of `range` at `path` (its temporary name), one frame every `r.step`.
+fn open_movie_at(
+    path: &Path,
+    r: &RenderOptions,
+    l: &FrameLayout,
+    range: &Range<u64>,
+) -> Result<Box<dyn render::MovieWriter>> {
+    render::open_movie(&MovieSpec {
+        path: path.to_path_buf(),
+        width: l.width,
+        height: l.height,
+        fps: r.fps,
+        frames: (range.end - range.start).div_ceil(r.step.max(1)),
+    })
 }
 
 /// A file written under a hidden temporary name beside its final path, and
