@@ -176,7 +176,8 @@ impl StagedRun {
         let mut notes = Notes::new();
         with_manifest(out, |manifest| {
             if overwrite {
-                clear(out, manifest.take())?;
+                *manifest = None;
+                clear(out)?;
             }
             notes.extend(clear_dead_runs(out, manifest)?);
             let m = manifest.get_or_insert_with(|| Manifest::new(identity));
@@ -325,6 +326,9 @@ fn check_fits(
 ) -> Result<()> {
     const REPLACE: &str = "pass --overwrite to replace what the folder holds, or choose another folder";
     let theirs = &m.identity;
+    if m.format != FORMAT {
+        return Err(conflict(out, format!("its manifest is of format {}, not {FORMAT}", m.format), REPLACE));
+    }
     if m.complete.is_empty() && m.in_progress.is_empty() && holds_tables(out) {
         return Err(conflict(
             out,
@@ -379,7 +383,7 @@ fn holds_tables(out: &Path) -> bool {
 
 /// `--overwrite`: removes what heapvis wrote in `out` (tables, frames, the
 /// manifest, staging folders of runs that are gone), nothing else.
-fn clear(out: &Path, _old: Option<Manifest>) -> Result<()> {
+fn clear(out: &Path) -> Result<()> {
     for t in table_names() {
         remove_if_there(&out.join(t))?;
         remove_if_there(&out.join(format!("{t}.parquet")))?;
@@ -483,11 +487,19 @@ fn remove_replaced(out: &Path, staging: &Path, range: &Range<u64>, layout: Outpu
 /// Renames every file in `staging` (and its folders, one level down) to the
 /// same place in `out`; returns the final paths of `files`.
 fn move_into_place(staging: &Path, out: &Path, files: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    // (Hidden names are files still being written: none are left at a commit.)
+    let visible = |e: &std::fs::DirEntry| !e.file_name().to_string_lossy().starts_with('.');
     for entry in std::fs::read_dir(staging).map_err(|e| Error::io(staging, e))?.filter_map(|e| e.ok()) {
+        if !visible(&entry) {
+            continue;
+        }
         let (from, to) = (entry.path(), out.join(entry.file_name()));
         if from.is_dir() {
             std::fs::create_dir_all(&to).map_err(|e| Error::io(&to, e))?;
             for inner in std::fs::read_dir(&from).map_err(|e| Error::io(&from, e))?.filter_map(|e| e.ok()) {
+                if !visible(&inner) {
+                    continue;
+                }
                 rename(&inner.path(), &to.join(inner.file_name()))?;
             }
         } else {
