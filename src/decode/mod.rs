@@ -361,11 +361,14 @@ impl<'f> Decoder<'f> {
         let mut root_names = FxHashMap::default();
         if let Ok(g) = &geometry {
             let word = profile.heap.word_bytes as u64;
-            let mut a = firmware.ram_start.div_ceil(word) * word;
-            while a + word <= firmware.ram_end {
+            let mut a = firmware.ram_start.div_ceil(word).saturating_mul(word);
+            while a.checked_add(word).is_some_and(|e| e <= firmware.ram_end) {
                 if a >= g.heap_start && a < g.first.pool_end {
-                    a = g.first.pool_end.div_ceil(word) * word;
+                    a = g.first.pool_end.div_ceil(word).saturating_mul(word);
                     continue;
+                }
+                if root_names.len() as u64 >= crate::firmware::symbols::MAX_NAMED_WORDS {
+                    break; // the rest are named when met (see `root_name`)
                 }
                 root_names.insert(a, Arc::from(firmware.root_name(a)));
                 a += word;

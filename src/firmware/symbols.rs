@@ -94,8 +94,14 @@ impl SymbolTable {
 
     /// `symbol+offset` names for every 4-byte step of every symbol inside `lo..hi`.
     /// Only the window is materialised, so a bogus size in the map costs nothing.
+    ///
+    /// At most [`MAX_NAMED_WORDS`] words are named, in all: the range and the
+    /// symbols' sizes come from the map, so a bogus `_estack` or a symbol
+    /// claiming gigabytes must not make this table as large (words past the cap
+    /// are shown in hex).
     pub fn address_names(&self, lo: u64, hi: u64) -> AddressNames {
         let mut names = HashMap::new();
+        let mut budget = MAX_NAMED_WORDS;
         for d in &self.definitions {
             let end = d.address.saturating_add(d.span);
             if end <= lo || d.address >= hi {
@@ -104,9 +110,10 @@ impl SymbolTable {
             // First step of this definition at or after `lo`.
             let first = if d.address >= lo { 0 } else { (lo - d.address).div_ceil(4) * 4 };
             let mut offset = first;
-            while offset < d.span && d.address + offset < hi {
+            while offset < d.span && d.address.saturating_add(offset) < hi && budget > 0 {
                 names.insert(d.address + offset, (d.symbol as u32, offset));
                 offset += 4;
+                budget -= 1;
             }
         }
         AddressNames { names }
@@ -135,6 +142,9 @@ impl SymbolTable {
     }
 }
 
+/// Words of RAM named at most (16 MiB of RAM; an MCU has far less).
+pub const MAX_NAMED_WORDS: u64 = 1 << 22;
+
 /// Address → (symbol index, offset) inside one window of the address space.
 #[derive(Clone, Debug, Default)]
 pub struct AddressNames {
@@ -150,6 +160,17 @@ impl AddressNames {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_symbol_claiming_gigabytes_names_a_bounded_number_of_words() {
+        // Found by fuzzing the map parser: a size of 0x7fff0000 made one entry a word.
+        let mut t = SymbolTable::new();
+        t.add("huge", Some(0x1000), Some(0x7fff_0000));
+        t.add("small", Some(0x2000_0000), Some(64));
+        let names = t.address_names(0, 1 << 32);
+        assert!(names.names.len() as u64 <= MAX_NAMED_WORDS, "{}", names.names.len());
+        assert_eq!(names.lookup(0x1000), Some((0, 0)));
+    }
 
     #[test]
     fn later_definitions_win_address_names_and_first_address_wins_the_name() {
