@@ -39,10 +39,10 @@ pub fn check_capture(dump: &Dump, firmware: &Firmware, profile: &Profile, symbol
     let ram = firmware.ram_start..firmware.ram_end;
     let state_offset = firmware.state_address - firmware.ram_start;
     let last = dump.count().saturating_sub(1);
-    let samples = (0..SAMPLES).map(|k| k * last / (SAMPLES - 1));
+    let mut samples = (0..SAMPLES).map(|k| k * last / (SAMPLES - 1));
     let adds_up =
         |i: u64| dump.snapshot(i).is_some_and(|snap| state_at(profile, &ram, snap, firmware.state_address).is_some());
-    let Some(good) = samples.clone().find(|&i| adds_up(i)) else {
+    let Some(good) = samples.find(|&i| adds_up(i)) else {
         return Err(diagnose(dump, firmware, profile, symbols_file));
     };
     let base = good * snapshot_bytes + state_offset;
@@ -104,9 +104,14 @@ impl<'d> Recurrence<'d> {
     /// later) must not make the period look like another.
     fn every(&self, d: u64) -> bool {
         let at = |k: u64| self.base.checked_add(d.checked_mul(k)?).and_then(|a| self.words_at(a));
-        let seen: Vec<bool> = (1..=CONFIRMATIONS).map_while(at).map(|w| w == self.pattern).collect();
-        let matches = seen.iter().filter(|m| **m).count();
-        matches > 0 && 2 * matches > seen.len()
+        // No vector per candidate: up to 4M candidates are tried on a dump
+        // whose state never recurs.
+        let (mut seen, mut matches) = (0u32, 0u32);
+        for w in (1..=CONFIRMATIONS).map_while(at) {
+            seen += 1;
+            matches += (w == self.pattern) as u32;
+        }
+        matches > 0 && 2 * matches > seen
     }
 
     /// The shortest distance (a multiple of the word) at which the words recur.
