@@ -190,29 +190,47 @@ impl FromStr for Selection {
 }
 
 impl Selection {
-    /// The snapshot indices this selects in a dump of `count` snapshots.
-    pub fn resolve(&self, count: u64) -> Result<Range<u64>> {
-        let out_of = |what: String| Error::BadSelection {
-            spec: what,
-            reason: match count {
-                0 => "the dump holds no whole snapshot".to_string(),
-                1 => "the dump holds one snapshot, 0".to_string(),
-                n => format!("the dump holds {n} snapshots, 0 to {} (`last`)", n - 1),
-            },
+    /// The snapshot indices this selects in a dump of `count` snapshots. A range
+    /// that runs past the end is cut at the end, and a note says so (the caller
+    /// warns); one that starts past the end, or a snapshot that is not there, is
+    /// an error naming what the dump holds.
+    pub fn resolve(&self, count: u64) -> Result<(Range<u64>, Option<String>)> {
+        let holds = || match count {
+            0 => "the dump holds no whole snapshot".to_string(),
+            1 => "the dump holds one snapshot, 0".to_string(),
+            n => format!("the dump holds {n} snapshots, 0 to {} (`last`)", n - 1),
         };
+        let out_of = |what: String| Error::BadSelection { spec: what, reason: holds() };
         match *self {
-            Selection::All => Ok(0..count),
-            Selection::Last => Ok(count.saturating_sub(1)..count),
-            Selection::One(n) if n < count => Ok(n..n + 1),
+            Selection::All => Ok((0..count, None)),
+            Selection::Last if count > 0 => Ok((count - 1..count, None)),
+            Selection::Last => Err(out_of("last".to_string())),
+            Selection::One(n) if n < count => Ok((n..n + 1, None)),
             Selection::One(n) => Err(out_of(n.to_string())),
-            Selection::Range { start, end } => {
-                let end = end.unwrap_or(count);
-                if start >= count || end > count {
-                    Err(out_of(format!("{start}..{end}")))
-                } else {
-                    Ok(start..end)
+            Selection::Range { start, .. } if start >= count => Err(out_of(self.to_string())),
+            Selection::Range { start, end } => match end {
+                Some(end) if end > count => {
+                    let note = format!(
+                        "--snapshots {self}: {}; taking {start}..{count} (to snapshot {})",
+                        holds(),
+                        count - 1
+                    );
+                    Ok((start..count, Some(note)))
                 }
-            }
+                end => Ok((start..end.unwrap_or(count), None)),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Selection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Selection::All => write!(f, "all"),
+            Selection::Last => write!(f, "last"),
+            Selection::One(n) => write!(f, "{n}"),
+            Selection::Range { start, end: Some(end) } => write!(f, "{start}..{end}"),
+            Selection::Range { start, end: None } => write!(f, "{start}.."),
         }
     }
 }
@@ -223,7 +241,7 @@ mod tests {
 
     #[test]
     fn selections_parse_and_resolve() {
-        let r = |s: &str, n| s.parse::<Selection>().and_then(|sel| sel.resolve(n));
+        let r = |s: &str, n| s.parse::<Selection>().and_then(|sel| sel.resolve(n)).map(|(range, _)| range);
         assert_eq!(r("all", 5).unwrap(), 0..5);
         assert_eq!(r("last", 5).unwrap(), 4..5);
         assert_eq!(r("2", 5).unwrap(), 2..3);
@@ -233,8 +251,15 @@ mod tests {
         assert_eq!(r("..2", 5).unwrap(), 0..2);
         assert!(r("5", 5).is_err());
         assert!(r("3..3", 5).is_err());
-        assert!(r("2..9", 5).is_err());
         assert!(r("x", 5).is_err());
+        assert!(r("last", 0).is_err() && r("5..", 5).is_err() && r("7..9", 5).is_err());
+        // Past the end: cut there, with a note naming the last snapshot.
+        let (range, note) = "2..9".parse::<Selection>().unwrap().resolve(5).unwrap();
+        assert_eq!(range, 2..5);
+        let note = note.unwrap();
+        assert!(note.contains("0 to 4") && note.contains("taking 2..5 (to snapshot 4)"), "{note}");
+        let err = r("7..9", 5).unwrap_err().to_string();
+        assert!(err.contains("7..9") && err.contains("5 snapshots, 0 to 4"), "{err}");
     }
 
     /// A window hands out the file's snapshots, and only those of its range.

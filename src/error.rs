@@ -62,6 +62,11 @@ pub enum Error {
     #[error("{map}: symbol `{symbol}` has no address; it is needed for {purpose}")]
     SymbolWithoutAddress { map: PathBuf, symbol: String, purpose: &'static str },
 
+    #[error(
+        "{map}: {what} ends at 0x{end:x}, above 2^63: heapvis stores addresses as signed 64-bit integers, and no port puts memory there; check the map or ELF"
+    )]
+    AddressTooHigh { map: PathBuf, what: &'static str, end: u64 },
+
     #[error("{map}: RAM bounds are empty or reversed: `{start_symbol}` = 0x{start:08x}, `{end_symbol}` = 0x{end:08x}")]
     BadRamBounds { map: PathBuf, start_symbol: String, start: u64, end_symbol: String, end: u64 },
 

@@ -30,7 +30,7 @@
 //! and `analyze --full-decode` turns this off.
 
 use crate::decode::{
-    Allocation, BaseKind, DecodeCache, DecodeFacts, Decoder, EdgeRow, Focus, HeapGeometry, Kind, PlanInput, QstrRow,
+    Allocation, BaseKind, DecodeCache, DecodeFacts, Decoder, EdgeRow, Focus, HeapGeometry, Category, PlanInput, QstrRow,
     RootWord, Roots, RootsBefore,
 };
 use crate::firmware::Firmware;
@@ -47,7 +47,6 @@ const FOCUS_SLACK: usize = 8;
 /// What one allocation of the snapshot before decoded to.
 #[derive(Clone, Debug)]
 struct Slot {
-    kind: Kind,
     sight: AllocationSight,
     /// Its pointer edges, in word order.
     edges: Vec<EdgeRow>,
@@ -188,7 +187,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
                 slots.push(None);
                 continue;
             };
-            let count = heap_edges.as_slice().iter().take_while(|e| e.from_block == Some(b.address)).count();
+            let count = heap_edges.as_slice().iter().take_while(|e| e.from_address == Some(b.address)).count();
             let edges: Vec<EdgeRow> = heap_edges.by_ref().take(count).collect();
             let sight = AllocationSight::of(b, |block| lifetimes::text_of(&texts, block), fw);
             made.push(i);
@@ -198,7 +197,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
                 .first()
                 .filter(|e| e.from_word == Some(0))
                 .and_then(|e| u32::try_from(g.block_of(e.to_address)?).ok());
-            slots.push(Some(Box::new(Slot { kind: b.kind, sight, edges, targets, group: usize::MAX, first_target })));
+            slots.push(Some(Box::new(Slot { sight, edges, targets, group: usize::MAX, first_target })));
         }
         drop(texts);
 
@@ -213,7 +212,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
                 let sights = lifetimes::sorted_unique(slots.iter().flatten().map(|s| s.sight.clone()).collect());
                 let mut edges: Vec<EdgeRow> = slots.iter().flatten().flat_map(|s| s.edges.iter().cloned()).collect();
                 let roots = facts.root_words.iter().filter(|w| w.head);
-                edges.extend(roots.map(|w| decoder.root_edge(w.address, w.value)));
+                edges.extend(roots.map(|w| decoder.root_edge(w.address, w.value, &report.geometry)));
                 let qstrs = new_qstrs.unwrap_or_default();
                 let changes = LifetimeChanges::new(
                     Changes::all(keep(want.allocations, sights)),
@@ -239,7 +238,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
                 // The previous snapshot's slots not carried over, by address.
                 let old = by_address(p.slots.iter().flatten().map(|s| &**s).collect());
                 let (allocations, mut edges) = diff_slots(&old, &slots, &made);
-                diff_roots(decoder, &p.root_words, &facts.root_words, &mut edges.0, &mut edges.1);
+                diff_roots(decoder, &report.geometry, &p.root_words, &facts.root_words, &mut edges.0, &mut edges.1);
                 let (qstr_changes, qstrs) = match new_qstrs {
                     Some(q) => (Changes::between(&p.qstrs, &q), q),
                     None => (Changes::partial(Vec::new(), Vec::new()), p.qstrs),
@@ -257,7 +256,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
                             let at = old.binary_search_by_key(&s.sight.key(), |o| o.sight.key()).ok();
                             s.group = match at.map(|k| old[k]).filter(|o| same_group(o, s)) {
                                 Some(o) => o.group,
-                                None => types.group(s.kind, s.sight.type_address(), s.sight.name(), fw),
+                                None => types.group(s.sight.kind, s.sight.type_address, s.sight.class.as_ref(), fw),
                             };
                             types.add(s.group, s.sight.blocks() * bpb);
                         }
@@ -352,16 +351,14 @@ fn keep_changes<T: Lifetime>(wanted: bool, changes: Changes<T>) -> Changes<T> {
 
 /// Whether two slots fall in one group of the type histogram.
 fn same_group(a: &Slot, b: &Slot) -> bool {
-    a.kind == b.kind
-        && a.sight.type_address() == b.sight.type_address()
-        && (a.kind != Kind::Instance || a.sight.name() == b.sight.name())
+    a.sight.kind == b.sight.kind && a.sight.type_address == b.sight.type_address && a.sight.class == b.sight.class
 }
 
 /// The type histogram of `slots`, each given its group.
 fn count_types<'f>(slots: &mut [Option<Box<Slot>>], bytes_per_block: u64, fw: &'f Firmware) -> TypeCounts<'f> {
     let mut types = TypeCounts::default();
     for s in slots.iter_mut().flatten() {
-        s.group = types.group(s.kind, s.sight.type_address(), s.sight.name(), fw);
+        s.group = types.group(s.sight.kind, s.sight.type_address, s.sight.class.as_ref(), fw);
         types.add(s.group, s.sight.blocks() * bytes_per_block);
     }
     types
@@ -422,6 +419,7 @@ fn diff_slots(
 /// its address and value).
 fn diff_roots(
     decoder: &Decoder,
+    g: &HeapGeometry,
     old: &[RootWord],
     new: &[RootWord],
     rows: &mut Vec<EdgeRow>,
@@ -433,7 +431,7 @@ fn diff_roots(
             (Some(o), Some(n)) if o.address == n.address => {
                 if o.value != n.value {
                     gone.push(EdgeKey::root(o.address, o.value));
-                    rows.push(decoder.root_edge(n.address, n.value));
+                    rows.push(decoder.root_edge(n.address, n.value, g));
                 }
                 old.next();
                 new.next();
@@ -443,7 +441,7 @@ fn diff_roots(
                 old.next();
             }
             (_, Some(n)) => {
-                rows.push(decoder.root_edge(n.address, n.value));
+                rows.push(decoder.root_edge(n.address, n.value, g));
                 new.next();
             }
             _ => break,
@@ -475,7 +473,7 @@ fn qstr_blocks(
     }
     chunks.sort_unstable();
     chunks.dedup();
-    let pools = allocations.iter().zip(base).filter(|(_, k)| k.kind == Kind::QstrPool).map(|(a, _)| a.start_block);
+    let pools = allocations.iter().zip(base).filter(|(_, k)| k.kind == Category::QstrPool).map(|(a, _)| a.start_block);
     let mut blocks: Vec<u64> = chunks.iter().copied().chain(pools).collect();
     blocks.sort_unstable();
     blocks.dedup();

@@ -11,7 +11,9 @@ use crate::firmware::Firmware;
 use crate::memory::Region;
 
 /// The report as text. Unlike the reference, the trailing free run is printed too.
-pub fn block_state_report(report: &SnapshotReport, firmware: &Firmware, state_name: &str) -> String {
+/// It ends with the reference's "Unable to find memory block for string at …"
+/// lines (see [`unfound_strings`]); `ram` is the snapshot.
+pub fn block_state_report(report: &SnapshotReport, ram: &[u8], firmware: &Firmware, state_name: &str) -> String {
     let g = &report.geometry;
     let bpb = g.bytes_per_block;
     let mut out = String::new();
@@ -37,7 +39,33 @@ pub fn block_state_report(report: &SnapshotReport, firmware: &Firmware, state_na
     let longest = report.free_runs.iter().map(|r| r.blocks).max().unwrap_or(0);
     let _ = writeln!(out, "Total free space: {}", total_free * bpb);
     let _ = writeln!(out, "Longest free space: {}", longest * bpb);
+    for address in unfound_strings(report, ram, firmware) {
+        let _ = writeln!(out, "Unable to find memory block for string at 0x{address:08x}.");
+    }
     out
+}
+
+/// The string data the reference looked for and did not find, in its order: a
+/// `str` object's data pointer (word 3) that is a 16-byte aligned RAM address
+/// but not the head of an allocated block. A snapshot logged between the `str`
+/// being made and its data being set, or after its data was freed, has one.
+pub fn unfound_strings(report: &SnapshotReport, ram: &[u8], firmware: &Firmware) -> Vec<u64> {
+    let Some(str_type) = firmware.types.str else { return Vec::new() };
+    let mem = Region::new(firmware.ram_start, ram);
+    let word = 4; // the reference reads 32-bit words
+    let heads: std::collections::BTreeSet<u64> = report.blocks.iter().map(|b| b.address).collect();
+    let mut found = Vec::new();
+    for b in &report.blocks {
+        if b.blocks * report.geometry.bytes_per_block < 4 * word || mem.word(b.address, word as u32) != Some(str_type) {
+            continue;
+        }
+        let Some(data) = b.address.checked_add(3 * word).and_then(|a| mem.word(a, word as u32)) else { continue };
+        let in_ram = data > firmware.ram_start && data < firmware.ram_end;
+        if data != 0 && in_ram && data % 16 == 0 && !heads.contains(&data) {
+            found.push(data);
+        }
+    }
+    found
 }
 
 /// What `micropython.mem_info(1)` prints about the heap (py/gc.c `gc_dump_info()`

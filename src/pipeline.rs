@@ -226,7 +226,12 @@ pub struct RunSummary {
     /// Snapshots decoded from the one before rather than whole (see
     /// [`crate::incremental`]): how much a run gained from it.
     pub focused: u64,
+    /// The table files written (their final paths).
     pub files: Vec<PathBuf>,
+    /// Frame files written into `OUT/frames`.
+    pub frames: u64,
+    /// The movie, where it was written.
+    pub movie: Option<PathBuf>,
 }
 
 /// Everything a run needs, loaded and checked before any output is written.
@@ -346,7 +351,10 @@ impl Session {
     /// Decodes the selected snapshots and writes the tables (and frames, and the
     /// movie) into `out_dir`.
     pub fn analyze(&self, out_dir: &Path, options: &AnalyzeOptions, progress: &dyn Progress) -> Result<RunSummary> {
-        let range = options.selection.resolve(self.dump.count())?;
+        let (range, note) = options.selection.resolve(self.dump.count())?;
+        if let Some(note) = note {
+            progress.warn(&note);
+        }
         let metrics_only =
             !options.tables.needs_objects() && !options.tables.needs_free_runs() && options.render.is_none();
         let decoder = self.decoder(DecodeOptions { metrics_only, ..DecodeOptions::default() });
@@ -454,20 +462,20 @@ impl Session {
         // that arena's lock, and the two threads waited on each other.
         let (tx, rx) = channel::<(usize, Result<Vec<Decoded>>, Returns)>();
         let movie_slot = &mut movie;
-        let result: Result<(TableSink, u64)> = std::thread::scope(|scope| {
+        let result: Result<(TableSink, u64, u64)> = std::thread::scope(|scope| {
             // Owned here, so that it is dropped even if a worker panics.
             let tx = tx;
             let (gate, runs) = (&gate, &runs);
             let writer = std::thread::Builder::new().name("heapvis-writer".into()).spawn_scoped(
                 scope,
-                move || -> Result<(TableSink, u64)> {
+                move || -> Result<(TableSink, u64, u64)> {
                     // However the writer ends, no worker may wait for it any more.
                     let _stop = StopOnDrop { gate, only_on_panic: false };
                     let mut sink = sink;
                     // Runs that arrived before the one the writer needs next.
                     let mut early: BTreeMap<usize, (Result<Vec<Decoded>>, Returns)> = BTreeMap::new();
                     let mut wanted = 0usize;
-                    let mut focused = 0u64;
+                    let (mut focused, mut frames) = (0u64, 0u64);
                     let mut trim_due = 0u64;
                     for (k, batch, back) in rx {
                         early.insert(k, (batch, back));
@@ -487,6 +495,7 @@ impl Session {
                                             .as_ref()
                                             .map_err(|e| Error::Movie { path: path.clone(), message: e.to_string() })?;
                                         std::fs::write(&path, png).map_err(|e| Error::io(&path, e))?;
+                                        frames += 1;
                                     }
                                     if let Some(m) = movie_slot.as_mut() {
                                         m.push(canvas)?;
@@ -509,7 +518,7 @@ impl Session {
                     if wanted < runs.len() {
                         return Err(early.into_values().find_map(|(b, _)| b.err()).unwrap_or(Error::WorkerStopped));
                     }
-                    Ok((sink, focused))
+                    Ok((sink, focused, frames))
                 },
             );
             pool.broadcast(|_| {
@@ -535,16 +544,17 @@ impl Session {
             let writer = writer.map_err(|e| Error::io("writer thread", e))?;
             writer.join().map_err(|_| Error::WriterPanicked)?
         });
-        let (sink, focused) = result?;
+        let (sink, focused, frames) = result?;
         let (written, failed, suspect) = (sink.written, sink.failed, sink.suspect);
         let files = sink.finish(after)?;
         if let Some(m) = movie.take() {
             m.finish()?;
         }
-        let mut files = staged.commit(&identity, &self.dump, &files)?;
+        let files = staged.commit(&identity, &self.dump, &files)?;
+        let mut movie_path = None;
         if let (Some(tmp), Some(path)) = (movie_tmp, render.and_then(|r| r.movie.clone())) {
             tmp.persist(&path)?;
-            files.push(path);
+            movie_path = Some(path);
         }
         progress.finish();
         Ok(RunSummary {
@@ -555,6 +565,8 @@ impl Session {
             trailing_bytes: self.dump.trailing_bytes(),
             focused,
             files,
+            frames,
+            movie: movie_path,
         })
     }
 

@@ -190,6 +190,12 @@ pub struct ObjectLayout {
     /// qstrs by their index in that table (`MICROPY_EMIT_BYTECODE_USES_QSTR_TABLE`);
     /// absent when the prelude holds the qstr itself.
     pub context_qstr_table_word: Option<u32>,
+    /// `mp_obj_list_t.items`.
+    pub list_items_word: u32,
+    /// `mp_obj_set_t.set.table`.
+    pub set_table_word: u32,
+    /// `mp_obj_array_t.items` (bytearray, array).
+    pub array_items_word: u32,
 }
 
 /// The layout of the bytecode prelude, which holds the function's name.
@@ -248,6 +254,16 @@ pub struct TypeSymbols {
     pub module: String,
     /// Every function type (bytecode and built-in).
     pub functions: Vec<String>,
+    /// Types whose objects own a block of their own (the items of a list, the
+    /// table of a set, the data of a bytes object or an array), and the closure
+    /// and cell types; looked up quietly, since a build may leave any of them out.
+    pub list: String,
+    pub set: String,
+    pub frozenset: String,
+    pub bytes: String,
+    pub array: String,
+    pub closure: String,
+    pub cell: String,
     /// The letter `gc_dump_alloc_table()` (`micropython.mem_info(1)`) prints for a
     /// head block whose first word is one of these types; other heads print `h`.
     pub mem_info_letters: Vec<(String, Vec<String>)>,
@@ -332,6 +348,9 @@ impl Default for ObjectLayout {
             bytecode_prelude: BytecodePrelude::Fixed,
             fun_bc_context_word: 1,
             context_qstr_table_word: None,
+            list_items_word: 3,
+            set_table_word: 3,
+            array_items_word: 3,
         }
     }
 }
@@ -364,6 +383,13 @@ impl Default for TypeSymbols {
                 .iter()
                 .map(|s| format!("mp_type_fun_{s}"))
                 .collect(),
+            list: "mp_type_list".into(),
+            set: "mp_type_set".into(),
+            frozenset: "mp_type_frozenset".into(),
+            bytes: "mp_type_bytes".into(),
+            array: "mp_type_array".into(),
+            closure: "mp_type_closure".into(),
+            cell: "mp_type_cell".into(),
             // py/gc.c gc_dump_alloc_table() at 619b0ec164, in its order.
             mem_info_letters: [
                 ("T", &["mp_type_tuple"][..]),
@@ -406,6 +432,15 @@ const SHIPPED: [(&str, &str); 6] = [
 /// The shipped profiles, by file name (`data/profiles/NAME.toml`).
 pub fn shipped() -> impl Iterator<Item = (&'static str, Profile)> {
     SHIPPED.iter().filter_map(|(name, text)| Some((*name, Profile::from_toml_str(text).ok()?)))
+}
+
+/// The shipped profiles' names, each with its file's header comment (what build
+/// it describes), a line per comment line.
+pub fn shipped_summaries() -> impl Iterator<Item = (&'static str, Vec<&'static str>)> {
+    SHIPPED.iter().map(|(name, text)| {
+        let about = text.lines().map_while(|l| l.strip_prefix('#')).map(str::trim).collect();
+        (*name, about)
+    })
 }
 
 impl Profile {

@@ -126,12 +126,14 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
         session.analyze(&a.out, &options, &bar).with_context(|| format!("analysing {}", inputs.ram.display()))?;
     if !a.quiet {
         eprintln!(
-            "{} snapshot(s), {} not decoded, {} suspect; tables in {}",
+            "{} snapshot(s), {} not decoded, {} suspect",
             summary.snapshots,
             summary.failed - summary.suspect,
-            summary.suspect,
-            a.out.display()
+            summary.suspect
         );
+        for line in written(&a.out, &options, &summary) {
+            eprintln!("{line}");
+        }
     }
     if a.stats {
         let secs = started.elapsed().as_secs_f64().max(1e-9);
@@ -149,6 +151,23 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
         );
     }
     Ok(if summary.failed > 0 { Outcome::SomeSnapshotsFailed } else { Outcome::Ok })
+}
+
+/// What a run wrote, a line per kind of output, with paths.
+fn written(out: &std::path::Path, options: &AnalyzeOptions, summary: &heapvis::pipeline::RunSummary) -> Vec<String> {
+    let mut lines = vec![format!(
+        "tables in {}: {} ({} Parquet file(s))",
+        out.display(),
+        options.tables.names().join(", "),
+        summary.files.len()
+    )];
+    if summary.frames > 0 {
+        lines.push(format!("frames in {}: {} PNG file(s)", out.join("frames").display(), summary.frames));
+    }
+    if let Some(movie) = &summary.movie {
+        lines.push(format!("movie: {}", movie.display()));
+    }
+    lines
 }
 
 /// Most worker threads a run starts: more than this is a typo, not a machine

@@ -20,7 +20,7 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
     let (_inputs, session) = open_session(&a.at.input, false)?;
     let selection: Selection = a.at.snapshot.parse()?;
-    let range = selection.resolve(session.dump.count())?;
+    let (range, _) = selection.resolve(session.dump.count())?;
     if range.end - range.start != 1 {
         anyhow::bail!(
             "--snapshot {}: a graph is of one snapshot; give N or last (the dump holds snapshots 0..={})",
@@ -36,6 +36,9 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
     std::fs::write(&dot_path, &text).map_err(|e| heapvis::Error::io(&dot_path, e))?;
     if out != dot_path {
         dot::render_with_dot(&text, &out)?;
+        eprintln!("snapshot {index}: wrote {} and {}", dot_path.display(), out.display());
+    } else {
+        eprintln!("snapshot {index}: wrote {}", dot_path.display());
     }
     Ok(Outcome::Ok)
 }

@@ -20,7 +20,10 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
     let (_inputs, session) = open_session(&a.at.input, false)?;
     let selection: Selection = a.at.snapshot.parse()?;
-    let range = selection.resolve(session.dump.count())?;
+    let (range, note) = selection.resolve(session.dump.count())?;
+    if let Some(note) = note {
+        eprintln!("warning: {note}");
+    }
     // A suspect snapshot is still shown, with a warning: inspect is where a
     // user looks at why it is suspect.
     let decoder = session.decoder(DecodeOptions { keep_suspect: true, ..DecodeOptions::default() });
@@ -42,7 +45,7 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
                     failed += 1;
                     eprintln!("warning: snapshot {index} is suspect: {why}");
                 }
-                heapvis::inspect::block_state_report(&report, &session.firmware, &session.profile.symbols.state)
+                heapvis::inspect::block_state_report(&report, ram, &session.firmware, &session.profile.symbols.state)
             })
         };
         match text {

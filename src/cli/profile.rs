@@ -13,12 +13,25 @@ pub struct Args {
     /// Derive the profile from this ELF file's DWARF debug info.
     #[arg(value_name = "FIRMWARE_ELF")]
     pub elf: Option<PathBuf>,
-    /// Start from this TOML profile instead of the default.
-    #[arg(long, value_name = "FILE")]
+    /// Start from this profile instead of the default: a TOML file, or the name
+    /// of a shipped profile (see --list).
+    #[arg(long, value_name = "FILE|NAME")]
     pub profile: Option<PathBuf>,
+    /// List the shipped profiles, which `--profile NAME` takes by name.
+    #[arg(long, conflicts_with_all = ["elf", "profile"])]
+    pub list: bool,
 }
 
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
+    if a.list {
+        for (name, about) in heapvis::profile::shipped_summaries() {
+            println!("{name}");
+            for line in about {
+                println!("    {line}");
+            }
+        }
+        return Ok(Outcome::Ok);
+    }
     let base = load_profile(&a.profile)?.unwrap_or_default();
     let mut text = String::new();
     let profile = match &a.elf {

@@ -8,6 +8,7 @@
 pub mod alloc_table;
 pub mod bytecode;
 pub mod geometry;
+pub mod kinds;
 mod plausible;
 pub mod qstr;
 pub mod roots;
@@ -24,11 +25,12 @@ use crate::profile::{BytecodePrelude, Immediate, Profile};
 pub use alloc_table::{Allocation, FreeRun, GcInfo};
 pub use bytecode::Prelude;
 pub use geometry::{AreaState, HeapArea, HeapGeometry};
+pub use kinds::Role;
 pub use roots::{RootWord, Roots, RootsBefore};
 
 /// What a block holds, with the reference's categories (and its colours).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind {
+pub enum Category {
     QstrPool,
     Function,
     Dict,
@@ -46,63 +48,63 @@ pub enum Kind {
     Unknown,
 }
 
-impl Kind {
-    pub const ALL: [Kind; 15] = [
-        Kind::QstrPool,
-        Kind::Function,
-        Kind::Dict,
-        Kind::Property,
-        Kind::Map,
-        Kind::Type,
-        Kind::Tuple,
-        Kind::Str,
-        Kind::Bytearray,
-        Kind::Instance,
-        Kind::MapTable,
-        Kind::StringData,
-        Kind::Bytecode,
-        Kind::QstrChunk,
-        Kind::Unknown,
+impl Category {
+    pub const ALL: [Category; 15] = [
+        Category::QstrPool,
+        Category::Function,
+        Category::Dict,
+        Category::Property,
+        Category::Map,
+        Category::Type,
+        Category::Tuple,
+        Category::Str,
+        Category::Bytearray,
+        Category::Instance,
+        Category::MapTable,
+        Category::StringData,
+        Category::Bytecode,
+        Category::QstrChunk,
+        Category::Unknown,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
-            Kind::QstrPool => "qstr_pool",
-            Kind::Function => "function",
-            Kind::Dict => "dict",
-            Kind::Property => "property",
-            Kind::Map => "map",
-            Kind::Type => "type",
-            Kind::Tuple => "tuple",
-            Kind::Str => "str",
-            Kind::Bytearray => "bytearray",
-            Kind::Instance => "instance",
-            Kind::MapTable => "map_table",
-            Kind::StringData => "string_data",
-            Kind::Bytecode => "bytecode",
-            Kind::QstrChunk => "qstr_chunk",
-            Kind::Unknown => "unknown",
+            Category::QstrPool => "qstr_pool",
+            Category::Function => "function",
+            Category::Dict => "dict",
+            Category::Property => "property",
+            Category::Map => "map",
+            Category::Type => "type",
+            Category::Tuple => "tuple",
+            Category::Str => "str",
+            Category::Bytearray => "bytearray",
+            Category::Instance => "instance",
+            Category::MapTable => "map_table",
+            Category::StringData => "string_data",
+            Category::Bytecode => "bytecode",
+            Category::QstrChunk => "qstr_chunk",
+            Category::Unknown => "unknown",
         }
     }
 
     /// The reference's Graphviz colour name for this kind.
     pub fn reference_colour(self) -> &'static str {
         match self {
-            Kind::QstrPool => "tomato",
-            Kind::Function => "green",
-            Kind::Dict => "red",
-            Kind::Property => "yellow",
-            Kind::Map => "blue",
-            Kind::Type => "orange",
-            Kind::Tuple => "skyblue",
-            Kind::Str => "pink",
-            Kind::Bytearray => "purple",
-            Kind::Instance => "plum",
-            Kind::MapTable => "gold",
-            Kind::StringData => "hotpink",
-            Kind::Bytecode => "lightseagreen",
-            Kind::QstrChunk => "lightsalmon",
-            Kind::Unknown => "gray",
+            Category::QstrPool => "tomato",
+            Category::Function => "green",
+            Category::Dict => "red",
+            Category::Property => "yellow",
+            Category::Map => "blue",
+            Category::Type => "orange",
+            Category::Tuple => "skyblue",
+            Category::Str => "pink",
+            Category::Bytearray => "purple",
+            Category::Instance => "plum",
+            Category::MapTable => "gold",
+            Category::StringData => "hotpink",
+            Category::Bytecode => "lightseagreen",
+            Category::QstrChunk => "lightsalmon",
+            Category::Unknown => "gray",
         }
     }
 
@@ -110,10 +112,10 @@ impl Kind {
     /// the order the reference applies them (map table last, so it wins).
     fn role_rank(self) -> u8 {
         match self {
-            Kind::MapTable => 4,
-            Kind::QstrChunk => 3,
-            Kind::Bytecode => 2,
-            Kind::StringData => 1,
+            Category::MapTable => 4,
+            Category::QstrChunk => 3,
+            Category::Bytecode => 2,
+            Category::StringData => 1,
             _ => 0,
         }
     }
@@ -124,7 +126,13 @@ pub struct BlockRow {
     pub address: u64,
     pub start_block: u64,
     pub blocks: u64,
-    pub kind: Kind,
+    /// What it is (see [`kinds`]).
+    pub kind: &'static str,
+    /// The reference's category.
+    pub category: Category,
+    /// The object a block without a type of its own belongs to (a list's items
+    /// belong to the list), or a closure that holds a cell.
+    pub owner: Option<u64>,
     /// The first word when it points into flash (a built-in type object).
     pub type_address: Option<u64>,
     /// Python-level name: a class's name, an instance's class, a function's name.
@@ -139,14 +147,17 @@ pub struct BlockRow {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct EdgeRow {
-    /// Block holding the pointer, and the word index inside it; `None` for roots.
+    /// The allocation holding the pointer (its address and first block), and the
+    /// word index inside it; `None` for roots.
+    pub from_address: Option<u64>,
     pub from_block: Option<u64>,
     pub from_word: Option<u32>,
     /// Where a root pointer sits outside the heap, and its name.
     pub root_address: Option<u64>,
     pub root_name: Option<Arc<str>>,
     pub to_address: u64,
-    /// Start of the allocated block the target lies in, if any.
+    /// The allocation the target lies in, if any: its address and first block.
+    pub to_alloc_address: Option<u64>,
     pub to_block: Option<u64>,
     /// The target is the head of an allocated block (what the GC follows).
     pub to_is_head: bool,
@@ -209,7 +220,7 @@ pub struct SnapshotReport {
 /// to it), and that word when it names a type in flash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BaseKind {
-    pub kind: Kind,
+    pub kind: Category,
     pub type_address: Option<u64>,
 }
 
@@ -298,9 +309,10 @@ impl DecodeCache {
 #[derive(Default)]
 struct Scratch {
     owner: Vec<u32>,
-    kinds: Vec<Kind>,
+    kinds: Vec<Category>,
     type_addrs: Vec<Option<u64>>,
-    roles: Vec<Kind>,
+    roles: Vec<Category>,
+    details: Vec<(Role, Option<u64>)>,
     names: Vec<Option<Arc<str>>>,
     preludes: Vec<Option<Prelude>>,
     derived: Vec<usize>,
@@ -320,6 +332,31 @@ fn refill<T: Clone>(mut v: Vec<T>, n: usize, x: T) -> Vec<T> {
     v.resize(n, x);
     v
 }
+
+/// The roles given by pointers, per allocation: the reference's category, and
+/// the detailed role with the address of the object that gave it.
+struct Roles {
+    category: Vec<Category>,
+    detail: Vec<(Role, Option<u64>)>,
+}
+
+impl Roles {
+    /// Gives allocation `i` a role, unless it has one that ranks higher: the
+    /// category's rank first (the reference's order), then the detailed role's.
+    fn give(&mut self, i: usize, category: Category, role: Role, owner: Option<u64>) {
+        let (Some(c), Some(d)) = (self.category.get_mut(i), self.detail.get_mut(i)) else { return };
+        if (category.role_rank(), role) > (c.role_rank(), d.0) {
+            if category.role_rank() > c.role_rank() {
+                *c = category;
+            }
+            *d = (role, owner);
+        }
+    }
+}
+
+/// Words of a closure searched for its cells (`n_closed` is small: the
+/// variables one function closes over).
+const MAX_CLOSURE_WORDS: u64 = 256;
 
 /// Areas of a split heap followed at most (real heaps have a handful).
 const MAX_AREAS: usize = 256;
@@ -470,7 +507,8 @@ impl<'f> Decoder<'f> {
         let mem = self.memory(ram);
         let (state, s) = (self.firmware.state_address, &self.profile.state);
         let word = self.profile.heap.word_bytes as u64;
-        let mut offsets = vec![s.last_pool, s.dict_main_table, s.loaded_modules_table];
+        let mut offsets =
+            vec![s.last_pool, s.dict_main_table, s.loaded_modules_table, s.sys_path_items, s.sys_argv_items];
         if let Some(base) = s.readline_hist {
             offsets.extend((0..s.readline_hist_len as u64).map(|k| base.saturating_add(k * word)));
         }
@@ -635,7 +673,7 @@ impl<'f> Decoder<'f> {
         // Base kind from the first word.
         let t = &fw.types;
         let is = |opt: Option<u64>, w: u64| opt == Some(w);
-        let mut kinds = refill(std::mem::take(&mut scratch.kinds), allocs.len(), Kind::Unknown);
+        let mut kinds = refill(std::mem::take(&mut scratch.kinds), allocs.len(), Category::Unknown);
         let mut type_addrs = refill(std::mem::take(&mut scratch.type_addrs), allocs.len(), None);
         for (i, kind) in kinds.iter_mut().enumerate() {
             if let Some(known) = focus.as_ref().and_then(|f| f.known[i]) {
@@ -645,43 +683,41 @@ impl<'f> Decoder<'f> {
             let address = addr_of(i);
             let w0 = word_at(bytes_of(i), 0).unwrap_or(0);
             if ram_pools.iter().any(|p| p.address == address) {
-                *kind = Kind::QstrPool;
+                *kind = Category::QstrPool;
             } else if w0 != 0 && mem.in_flash(w0) {
                 type_addrs[i] = Some(w0);
                 *kind = if t.functions.contains(&w0) {
-                    Kind::Function
+                    Category::Function
                 } else if is(t.dict, w0) {
-                    Kind::Dict
+                    Category::Dict
                 } else if is(t.property, w0) {
-                    Kind::Property
+                    Category::Property
                 } else if is(t.map, w0) {
-                    Kind::Map
+                    Category::Map
                 } else if is(t.type_type, w0) {
-                    Kind::Type
+                    Category::Type
                 } else if is(t.tuple, w0) {
-                    Kind::Tuple
+                    Category::Tuple
                 } else if is(t.str, w0) {
-                    Kind::Str
+                    Category::Str
                 } else if is(t.bytearray, w0) {
-                    Kind::Bytearray
+                    Category::Bytearray
                 } else {
-                    Kind::Unknown
+                    Category::Unknown
                 };
             } else if let Some(ti) = heap.head(w0) {
                 // An instance of a class defined at run time: its type is a heap
                 // object whose own type is `type`.
                 if word_at(bytes_of(ti), 0).is_some_and(|tw| is(t.type_type, tw)) {
-                    *kind = Kind::Instance;
+                    *kind = Category::Instance;
                 }
             }
         }
 
         // Roles given by pointers from other objects.
-        let mut roles = refill(std::mem::take(&mut scratch.roles), allocs.len(), Kind::Unknown);
-        let give = |roles: &mut Vec<Kind>, i: usize, k: Kind| {
-            if k.role_rank() > roles[i].role_rank() {
-                roles[i] = k;
-            }
+        let mut roles = Roles {
+            category: refill(std::mem::take(&mut scratch.roles), allocs.len(), Category::Unknown),
+            detail: refill(std::mem::take(&mut scratch.details), allocs.len(), (Role::None, None)),
         };
         let objects = &self.profile.objects;
         let mut strings = Vec::new();
@@ -691,19 +727,19 @@ impl<'f> Decoder<'f> {
             let data = bytes_of(i);
             let w = |k: u32| word_at(data, k as u64);
             match kind {
-                Kind::Dict => {
+                Category::Dict => {
                     if let Some(tb) = w(objects.dict_table_word).and_then(|p| heap.head(p)) {
-                        give(&mut roles, tb, Kind::MapTable);
+                        roles.give(tb, Category::MapTable, Role::DictTable, Some(addr_of(i)));
                     }
                 }
-                Kind::Instance => {
+                Category::Instance => {
                     if let Some(tb) = w(objects.instance_table_word).and_then(|p| heap.head(p)) {
-                        give(&mut roles, tb, Kind::MapTable);
+                        roles.give(tb, Category::MapTable, Role::InstanceTable, Some(addr_of(i)));
                     }
                 }
-                Kind::Str => {
+                Category::Str => {
                     if let Some(sb) = w(objects.str_data_word).and_then(|p| heap.head(p)).filter(|&sb| derive(sb)) {
-                        give(&mut roles, sb, Kind::StringData);
+                        roles.give(sb, Category::StringData, Role::StrData, Some(addr_of(i)));
                         let len = w(objects.str_len_word).unwrap_or(0);
                         let bytes = bytes_of(sb);
                         let text = bytes.get(..len.min(bytes.len() as u64) as usize).unwrap_or(&[]);
@@ -716,13 +752,13 @@ impl<'f> Decoder<'f> {
                         });
                     }
                 }
-                Kind::Function => {
+                Category::Function => {
                     if let Some(bb) = w(objects.fun_bc_bytecode_word).and_then(|p| heap.head(p)) {
-                        give(&mut roles, bb, Kind::Bytecode);
+                        roles.give(bb, Category::Bytecode, Role::Bytecode, Some(addr_of(i)));
                         bytecodes.push((i, bb));
                     }
                 }
-                _ => {}
+                _ => self.give_owned_role(&mut roles, i, type_addrs[i], data, &heap, &type_addrs, addr_of(i)),
             }
         }
         for (offset, what) in [
@@ -731,16 +767,26 @@ impl<'f> Decoder<'f> {
         ] {
             let p = state_word(&mem, state, offset, what)?;
             if let Some(tb) = heap.head(p) {
-                give(&mut roles, tb, Kind::MapTable);
+                roles.give(tb, Category::MapTable, Role::DictTable, None);
             } else if p != 0 && in_ram(p) {
                 report.notes.push(format!("{what} points at 0x{p:08x}, which is not an allocated block"));
+            }
+        }
+        // `sys.path` and `sys.argv` are lists inside the VM's state; their items
+        // arrays are on the heap.
+        for (offset, what) in [
+            (self.profile.state.sys_path_items, "vm.mp_sys_path_obj.items"),
+            (self.profile.state.sys_argv_items, "vm.mp_sys_argv_obj.items"),
+        ] {
+            if let Some(ib) = heap.head(state_word(&mem, state, offset, what)?) {
+                roles.give(ib, Category::Unknown, Role::ListItems, None);
             }
         }
         if let Some(base) = self.profile.state.readline_hist {
             for k in 0..self.profile.state.readline_hist_len as u64 {
                 let p = state_word(&mem, state, base.saturating_add(k * word), "vm.readline_hist")?;
                 if let Some(sb) = heap.head(p).filter(|&sb| derive(sb)) {
-                    give(&mut roles, sb, Kind::StringData);
+                    roles.give(sb, Category::StringData, Role::ReadlineLine, None);
                     let bytes = bytes_of(sb);
                     let text = bytes.split(|b| *b == 0).next().unwrap_or(&[]);
                     strings.push(StringRow {
@@ -759,7 +805,7 @@ impl<'f> Decoder<'f> {
         if let Some(f) = &focus {
             for &i in &derived {
                 if f.qstr_chunks.binary_search(&allocs[i].start_block).is_ok() {
-                    give(&mut roles, i, Kind::QstrChunk);
+                    roles.give(i, Category::QstrChunk, Role::QstrChunk, None);
                 }
             }
         }
@@ -772,7 +818,7 @@ impl<'f> Decoder<'f> {
             for (id, d) in qstrs.entries(h, capacity) {
                 let chunk = heap.containing(d.address);
                 if let Some(ci) = chunk {
-                    give(&mut roles, ci, Kind::QstrChunk);
+                    roles.give(ci, Category::QstrChunk, Role::QstrChunk, None);
                 }
                 report.qstrs.push(QstrRow {
                     pool: h.address,
@@ -796,17 +842,17 @@ impl<'f> Decoder<'f> {
             q.and_then(|q| qstrs.text(q, texts))
         };
         for &i in &derived {
-            if kinds[i] == Kind::Type {
+            if kinds[i] == Category::Type {
                 names[i] = type_name(i, &mut qstrs, &mut cache.texts);
             }
         }
         for &i in &derived {
-            if kinds[i] == Kind::Instance {
+            if kinds[i] == Category::Instance {
                 let ti = word_at(bytes_of(i), 0).and_then(|p| heap.head(p));
                 // (A focused decode names the classes it needs here; a class is a
                 // `type`, see `supports_focus`.)
                 names[i] = match ti {
-                    Some(ti) if !derive(ti) && kinds[ti] == Kind::Type => type_name(ti, &mut qstrs, &mut cache.texts),
+                    Some(ti) if !derive(ti) && kinds[ti] == Category::Type => type_name(ti, &mut qstrs, &mut cache.texts),
                     Some(ti) => names[ti].clone(),
                     None => None,
                 };
@@ -869,7 +915,7 @@ impl<'f> Decoder<'f> {
         // Only block-aligned RAM addresses (as `in_ram` has it): most words are not.
         let ram = fw.ram_start.saturating_add(1)..fw.ram_end;
         for &i in &derived {
-            let is_map_table = roles[i] == Kind::MapTable;
+            let is_map_table = roles.category[i] == Category::MapTable;
             let address = addr_of(i);
             let data = bytes_of(i);
             scan::candidates(data, word as usize, bpb, ram.clone(), |k, w| {
@@ -885,12 +931,14 @@ impl<'f> Decoder<'f> {
                     }
                 }
                 report.edges.push(EdgeRow {
-                    from_block: Some(address),
+                    from_address: Some(address),
+                    from_block: Some(allocs[i].start_block),
                     from_word: Some(k as u32),
                     root_address: None,
                     root_name: None,
                     to_address: w,
-                    to_block: to.map(addr_of),
+                    to_alloc_address: to.map(addr_of),
+                    to_block: to.map(|j| allocs[j].start_block),
                     to_is_head: heap.head(w).is_some(),
                     map_key,
                 });
@@ -904,7 +952,7 @@ impl<'f> Decoder<'f> {
         match &roots {
             Roots::Rows => self.root_words(&mem, &g, None, head, |r| {
                 if r.head {
-                    report.edges.push(self.root_edge(r.address, r.value));
+                    report.edges.push(self.root_edge(r.address, r.value, &g));
                 }
             }),
             Roots::Words(before) => self.root_words(&mem, &g, before.as_ref(), head, |r| root_words.push(r)),
@@ -913,13 +961,18 @@ impl<'f> Decoder<'f> {
         report.blocks.reserve_exact(derived.len());
         for &i in &derived {
             let a = &allocs[i];
-            let kind = if roles[i] != Kind::Unknown { roles[i] } else { kinds[i] };
+            let role = roles.category[i];
+            let category = if role != Category::Unknown { role } else { kinds[i] };
+            let (detail, owner) = roles.detail[i];
+            let kind = detail.kind().unwrap_or_else(|| self.base_kind(kinds[i], type_addrs[i]));
             let has_finaliser = finaliser[i];
             report.blocks.push(BlockRow {
                 address: addr_of(i),
                 start_block: a.start_block,
                 blocks: a.blocks,
                 kind,
+                category,
+                owner,
                 type_address: type_addrs[i],
                 name: names[i].take(),
                 has_finaliser,
@@ -934,9 +987,71 @@ impl<'f> Decoder<'f> {
         base.clear();
         base.extend(kinds.iter().zip(&type_addrs).map(|(&kind, &type_address)| BaseKind { kind, type_address }));
         names.clear();
-        cache.scratch = Scratch { owner: heap.owner, kinds, type_addrs, roles, names, preludes, derived, bytecodes };
+        let (roles, details) = (roles.category, roles.detail);
+        cache.scratch =
+            Scratch { owner: heap.owner, kinds, type_addrs, roles, details, names, preludes, derived, bytecodes };
         let facts = DecodeFacts { allocations: walk.allocations, finaliser, base, focus, root_words };
         Ok((report, facts))
+    }
+
+    /// The kind an allocation has by itself, before any role: from its category
+    /// where that says (a qstr pool, an instance of a Python class), else from its
+    /// type in flash (see [`kinds`]).
+    fn base_kind(&self, category: Category, type_address: Option<u64>) -> &'static str {
+        match category {
+            Category::QstrPool => "qstr_pool",
+            Category::Instance => "instance",
+            _ => type_address.and_then(|t| self.firmware.type_kinds.get(&t).copied()).unwrap_or("unknown"),
+        }
+    }
+
+    /// The role an object of a built-in type without a reference category gives
+    /// the blocks it owns: a list its items, a set its table, a bytes object or an
+    /// array its data, a closure its cells. `data` is the object's own bytes.
+    #[allow(clippy::too_many_arguments)]
+    fn give_owned_role(
+        &self,
+        roles: &mut Roles,
+        i: usize,
+        type_address: Option<u64>,
+        data: &[u8],
+        heap: &Heap,
+        type_addrs: &[Option<u64>],
+        address: u64,
+    ) {
+        let (t, objects) = (&self.firmware.types, &self.profile.objects);
+        let Some(ta) = type_address else { return };
+        let word = self.profile.heap.word_bytes as u64;
+        let word_at = |k: u64| data.get((k * word) as usize..((k + 1) * word) as usize).map(crate::memory::le_word);
+        let head = |k: u32| word_at(k as u64).and_then(|p| heap.head(p));
+        let is = |opt: Option<u64>| opt == Some(ta);
+        let (at, role) = if is(t.list) {
+            (head(objects.list_items_word), Role::ListItems)
+        } else if is(t.set) || is(t.frozenset) {
+            (head(objects.set_table_word), Role::SetTable)
+        } else if is(t.bytearray) || is(t.array) {
+            (head(objects.array_items_word), Role::ArrayItems)
+        } else if is(t.bytes) {
+            (head(objects.str_data_word), Role::BytesData)
+        } else if is(t.module) && objects.context_qstr_table_word.is_some() {
+            // Current MicroPython allocates every module as an `mp_module_context_t`.
+            (objects.context_qstr_table_word.and_then(head), Role::QstrTable)
+        } else if is(t.closure) && t.cell.is_some() {
+            // `closed[]` follows `fun` and `n_closed`; the cells are the typed
+            // objects among the words after the first.
+            for k in 1..(data.len() as u64 / word).min(MAX_CLOSURE_WORDS) {
+                let cell = word_at(k).and_then(|p| heap.head(p)).filter(|&c| type_addrs[c] == t.cell);
+                if let Some(c) = cell {
+                    roles.give(c, Category::Unknown, Role::Cell, Some(address));
+                }
+            }
+            return;
+        } else {
+            return;
+        };
+        if let Some(target) = at.filter(|&b| b != i) {
+            roles.give(target, Category::Unknown, role, Some(address));
+        }
     }
 
     /// The qstr a packed prelude's name value stands for: the value itself, or (when

@@ -124,14 +124,16 @@ impl Decoder<'_> {
 
     /// The edge row of a root: the word at `address` holds `to`, where an
     /// allocation starts.
-    pub fn root_edge(&self, address: u64, to: u64) -> EdgeRow {
+    pub fn root_edge(&self, address: u64, to: u64, g: &HeapGeometry) -> EdgeRow {
         EdgeRow {
+            from_address: None,
             from_block: None,
             from_word: None,
             root_address: Some(address),
             root_name: Some(self.root_name(address)),
             to_address: to,
-            to_block: Some(to),
+            to_alloc_address: Some(to),
+            to_block: g.block_of(to),
             to_is_head: true,
             map_key: None,
         }

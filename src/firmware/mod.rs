@@ -161,6 +161,13 @@ pub struct TypeAddresses {
     pub fun_bc: Option<u64>,
     pub module: Option<u64>,
     pub functions: Vec<u64>,
+    pub list: Option<u64>,
+    pub set: Option<u64>,
+    pub frozenset: Option<u64>,
+    pub bytes: Option<u64>,
+    pub array: Option<u64>,
+    pub closure: Option<u64>,
+    pub cell: Option<u64>,
 }
 
 /// A firmware build as the decoder sees it: everything resolved, nothing left to fail.
@@ -182,6 +189,9 @@ pub struct Firmware {
     pub state_names: HashMap<String, String>,
     /// Flash address → symbol starting there (type objects and other constants).
     pub flash_names: rustc_hash::FxHashMap<u64, String>,
+    /// Flash address → the kind of an object whose type is there, for the
+    /// symbols that name types (see [`crate::decode::kinds`]).
+    pub type_kinds: rustc_hash::FxHashMap<u64, &'static str>,
     /// Type symbols the profile names but the map lacks (their kinds cannot be told).
     pub missing_types: Vec<String>,
 }
@@ -330,6 +340,13 @@ impl Firmware {
             fun_bc: ty(&t.fun_bc),
             module: ty(&t.module),
             functions: t.functions.iter().filter_map(|n| ty(n)).collect(),
+            list: symbols.address_of(&t.list),
+            set: symbols.address_of(&t.set),
+            frozenset: symbols.address_of(&t.frozenset),
+            bytes: symbols.address_of(&t.bytes),
+            array: symbols.address_of(&t.array),
+            closure: symbols.address_of(&t.closure),
+            cell: symbols.address_of(&t.cell),
         };
         let ram_names = symbols.address_names(ram_start, ram_end);
         let state_names = profile
@@ -338,7 +355,14 @@ impl Firmware {
             .map(|(offset, name)| (format!("{}+{}", names.state, offset), name))
             .collect();
         let flash_end = flash_base.saturating_add(flash.len() as u64);
-        let flash_names =
+        // Every address a table holds lies in RAM or flash: below 2^63, it is an
+        // `int64` exactly (see `tables::per_snapshot::IntColumn`).
+        for (what, end) in [("RAM", ram_end), ("the flash image", flash_end)] {
+            if end > i64::MAX as u64 {
+                return Err(Error::AddressTooHigh { map: map_path.to_path_buf(), what, end });
+            }
+        }
+        let flash_names: rustc_hash::FxHashMap<u64, String> =
             symbols.names_by_address().into_iter().filter(|(a, _)| *a >= flash_base && *a < flash_end).collect();
         Ok(Firmware {
             symbols,
@@ -353,6 +377,10 @@ impl Firmware {
             types,
             ram_names,
             state_names,
+            type_kinds: flash_names
+                .iter()
+                .filter_map(|(&a, n)| Some((a, crate::decode::kinds::of_type_symbol(n)?)))
+                .collect(),
             flash_names,
             missing_types,
         })

@@ -10,7 +10,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::decode::{Kind, SnapshotReport};
+use crate::decode::{Category, SnapshotReport};
 use crate::error::{Error, Result};
 
 /// Characters of a string or qstr list shown per label line, as the reference wraps.
@@ -57,7 +57,7 @@ pub fn ownership_dot(r: &SnapshotReport) -> String {
     // Map-table slots with keys: (table, word) → key text.
     let mut keys: BTreeMap<u64, Vec<(u32, &str)>> = BTreeMap::new();
     for e in &r.edges {
-        if let (Some(b), Some(w), Some(k)) = (e.from_block, e.from_word, e.map_key.as_deref()) {
+        if let (Some(b), Some(w), Some(k)) = (e.from_address, e.from_word, e.map_key.as_deref()) {
             keys.entry(b).or_default().push((w, k));
         }
     }
@@ -67,33 +67,35 @@ pub fn ownership_dot(r: &SnapshotReport) -> String {
     let _ = writeln!(out, "  graph [rankdir=LR, fontname=\"monospace\", label=\"snapshot {}\"];", r.index);
     let _ = writeln!(out, "  node [shape=plaintext, fontname=\"monospace\", fontsize=10];");
     for b in &r.blocks {
-        let colour = b.kind.reference_colour();
-        let head = format!("0x{:08x} {} {}B", b.address, b.kind.name(), b.blocks * r.geometry.bytes_per_block);
+        let colour = b.category.reference_colour();
+        let head = format!("0x{:08x} {} {}B", b.address, b.kind, b.blocks * r.geometry.bytes_per_block);
         let mut rows = format!("<tr><td port=\"h\" colspan=\"2\">{}</td></tr>", escape(&head));
         if let Some(n) = &b.name {
             let _ = write!(rows, "<tr><td colspan=\"2\">{}</td></tr>", escape(n));
         }
-        match b.kind {
-            Kind::StringData => {
+        match b.category {
+            Category::StringData => {
                 if let Some(t) = strings.get(&b.address) {
                     let _ = write!(rows, "<tr><td colspan=\"2\">{}</td></tr>", wrapped(t));
                 }
             }
-            Kind::QstrChunk => {
+            Category::QstrChunk => {
                 if let Some(q) = chunks.get(&b.address) {
                     let _ = write!(rows, "<tr><td colspan=\"2\">{}</td></tr>", wrapped(&q.join("  ")));
                 }
             }
-            Kind::MapTable => {
+            Category::MapTable => {
                 for (w, k) in keys.get(&b.address).into_iter().flatten() {
                     let _ = write!(rows, "<tr><td port=\"w{w}\" colspan=\"2\">{}</td></tr>", escape(k));
                 }
             }
             _ => {}
         }
+        // Black text is hard to read on the reference's dark fills.
+        let text = if dark_fill(b.category) { " fontcolor=\"white\"" } else { "" };
         let _ = writeln!(
             out,
-            "  {} [label=<<table bgcolor=\"{colour}\" border=\"1\" cellborder=\"0\" cellspacing=\"0\">{rows}</table>>];",
+            "  {} [label=<<table bgcolor=\"{colour}\" border=\"1\" cellborder=\"0\" cellspacing=\"0\">{rows}</table>>{text}];",
             node_id(b.address)
         );
     }
@@ -101,8 +103,8 @@ pub fn ownership_dot(r: &SnapshotReport) -> String {
     let mut seen = BTreeSet::new();
     let mut roots: BTreeMap<&str, BTreeSet<u64>> = BTreeMap::new();
     for e in &r.edges {
-        let Some(to) = e.to_block else { continue };
-        match (e.from_block, &e.root_name) {
+        let Some(to) = e.to_alloc_address else { continue };
+        match (e.from_address, &e.root_name) {
             (Some(from), _) => {
                 let port = match (&e.map_key, e.from_word) {
                     (Some(_), Some(w)) => format!("w{w}"),
@@ -126,6 +128,12 @@ pub fn ownership_dot(r: &SnapshotReport) -> String {
     }
     out.push_str("}\n");
     out
+}
+
+/// Whether a category's fill ([`Category::reference_colour`]) is dark: red, blue
+/// and purple, whose relative luminance is under a third of white's.
+fn dark_fill(category: Category) -> bool {
+    matches!(category, Category::Dict | Category::Map | Category::Bytearray)
 }
 
 /// Runs `dot` to render `dot_text` into `out` (format from its extension: svg, png, pdf).

@@ -10,7 +10,7 @@
 
 use super::canvas::{Canvas, GLYPH};
 use super::palette;
-use crate::decode::{HeapGeometry, Kind, SnapshotReport};
+use crate::decode::{HeapGeometry, Category, SnapshotReport};
 
 /// Blocks per column, as the reference lays them out.
 pub const BLOCKS_PER_COLUMN: u64 = 64;
@@ -58,7 +58,7 @@ pub fn header_lines(r: &SnapshotReport, run: &str) -> [String; 2] {
         if g.free > 0 { format!("{:.1}%", 100.0 * (1.0 - largest as f64 / g.free as f64)) } else { "-".to_string() };
     [
         format!("snapshot {}  {run}", r.index),
-        format!("used {} B  free {} B  largest free {} B  fragmentation {frag}", g.used, g.free, largest),
+        format!("used {} B  free {} B  gc max free {} B  fragmentation {frag}", g.used, g.free, largest),
     ]
 }
 
@@ -75,7 +75,7 @@ impl FrameLayout {
         let header_y = MARGIN;
         let legend_y = header_y + 2 * LINE + 4;
         let per_row = ((width - 2 * MARGIN) / (16 * GLYPH)).max(1);
-        let legend_rows = (Kind::ALL.len() as u32).div_ceil(per_row);
+        let legend_rows = (Category::ALL.len() as u32).div_ceil(per_row);
         let map_y = legend_y + legend_rows * LINE + 8;
         let chart_y = map_y + map_h + LINE + 8;
         let height = (chart_y + CHART_HEIGHT + MARGIN).next_multiple_of(2);
@@ -118,7 +118,7 @@ impl FrameLayout {
     fn draw_background(&mut self, legend_y: u32, per_row: u32, chart: &[ChartPoint], pool_bytes: u64) {
         let c = &mut self.background;
         // Legend.
-        for (i, k) in Kind::ALL.iter().enumerate() {
+        for (i, k) in Category::ALL.iter().enumerate() {
             let (row, col) = (i as u32 / per_row, i as u32 % per_row);
             let x = MARGIN + col * 16 * GLYPH;
             let y = legend_y + row * LINE;
@@ -138,7 +138,7 @@ impl FrameLayout {
         let label_y = self.chart_y - LINE;
         let x = c.text(self.chart_x, label_y, "free", palette::CHART_FREE);
         let x = c.text(x, label_y, " and ", palette::TEXT);
-        let x = c.text(x, label_y, "largest free run", palette::CHART_LARGEST);
+        let x = c.text(x, label_y, "gc max free", palette::CHART_LARGEST);
         if let (Some(a), Some(b)) = (chart.first(), chart.last()) {
             c.text(x, label_y, &format!(" over snapshots {}..={}", a.snapshot, b.snapshot), palette::TEXT);
         }
@@ -173,7 +173,7 @@ impl FrameLayout {
     pub fn render(&self, r: &SnapshotReport, run: &str) -> Canvas {
         let mut c = self.background.clone();
         for b in &r.blocks {
-            self.draw_allocation(&mut c, b.start_block, b.blocks, b.kind);
+            self.draw_allocation(&mut c, b.start_block, b.blocks, b.category);
         }
         let [l1, l2] = header_lines(r, run);
         c.text(MARGIN, self.header_y, &l1, palette::TEXT);
@@ -195,7 +195,7 @@ impl FrameLayout {
 
     /// One allocation: an outlined shape per column it occupies, filled with its
     /// kind's colour, a shaded line at each block edge inside it.
-    fn draw_allocation(&self, c: &mut Canvas, start: u64, blocks: u64, kind: Kind) {
+    fn draw_allocation(&self, c: &mut Canvas, start: u64, blocks: u64, kind: Category) {
         let end = (start + blocks).min(self.blocks);
         let mut b = start;
         while b < end {

@@ -2,7 +2,7 @@
 //! each kind (X11 values), a darker shade of each for block edges, and the UI colours.
 //! Frames are indexed images, so GIF and indexed PNG need no quantisation.
 
-use crate::decode::Kind;
+use crate::decode::Category;
 
 pub const BACKGROUND: u8 = 0;
 pub const FREE: u8 = 1;
@@ -30,45 +30,45 @@ const UI: [[u8; 3]; 10] = [
 ];
 
 /// X11 colour of the reference's Graphviz name for each kind.
-pub fn kind_rgb(kind: Kind) -> [u8; 3] {
+pub fn kind_rgb(kind: Category) -> [u8; 3] {
     match kind {
-        Kind::Dict => [255, 0, 0],
-        Kind::Property => [255, 255, 0],
-        Kind::Map => [0, 0, 255],
-        Kind::Type => [255, 165, 0],
-        Kind::Tuple => [135, 206, 235],
-        Kind::Str => [255, 192, 203],
-        Kind::Bytearray => [160, 32, 240],
-        Kind::Function => [0, 255, 0],
-        Kind::QstrPool => [255, 99, 71],
-        Kind::Instance => [221, 160, 221],
-        Kind::MapTable => [255, 215, 0],
-        Kind::StringData => [255, 105, 180],
-        Kind::Bytecode => [32, 178, 170],
-        Kind::QstrChunk => [255, 160, 122],
-        Kind::Unknown => [190, 190, 190],
+        Category::Dict => [255, 0, 0],
+        Category::Property => [255, 255, 0],
+        Category::Map => [0, 0, 255],
+        Category::Type => [255, 165, 0],
+        Category::Tuple => [135, 206, 235],
+        Category::Str => [255, 192, 203],
+        Category::Bytearray => [160, 32, 240],
+        Category::Function => [0, 255, 0],
+        Category::QstrPool => [255, 99, 71],
+        Category::Instance => [221, 160, 221],
+        Category::MapTable => [255, 215, 0],
+        Category::StringData => [255, 105, 180],
+        Category::Bytecode => [32, 178, 170],
+        Category::QstrChunk => [255, 160, 122],
+        Category::Unknown => [190, 190, 190],
     }
 }
 
-fn kind_index(kind: Kind) -> usize {
-    Kind::ALL.iter().position(|k| *k == kind).unwrap_or(Kind::ALL.len() - 1)
+fn kind_index(kind: Category) -> usize {
+    Category::ALL.iter().position(|k| *k == kind).unwrap_or(Category::ALL.len() - 1)
 }
 
 /// Palette index of a kind's fill.
-pub fn fill(kind: Kind) -> u8 {
+pub fn fill(kind: Category) -> u8 {
     KIND_BASE + 2 * kind_index(kind) as u8
 }
 
 /// Palette index of a kind's block-edge shade.
-pub fn shade(kind: Kind) -> u8 {
+pub fn shade(kind: Category) -> u8 {
     fill(kind) + 1
 }
 
 /// The whole palette as RGB triples, index order.
 pub fn rgb() -> Vec<[u8; 3]> {
-    let mut p = vec![[255u8, 255, 255]; KIND_BASE as usize + 2 * Kind::ALL.len()];
+    let mut p = vec![[255u8, 255, 255]; KIND_BASE as usize + 2 * Category::ALL.len()];
     p[..UI.len()].copy_from_slice(&UI);
-    for k in Kind::ALL {
+    for k in Category::ALL {
         let c = kind_rgb(k);
         p[fill(k) as usize] = c;
         p[shade(k) as usize] = c.map(|v| (v as u32 * 7 / 10) as u8);

@@ -22,7 +22,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::decode::{HeapGeometry, Kind};
+use crate::decode::{HeapGeometry, Category};
 
 const AT_FREE: u8 = 0;
 const AT_HEAD: u8 = 1;
@@ -34,7 +34,7 @@ const AT_MARK: u8 = 3;
 pub struct TruthBlock {
     pub address: u64,
     pub blocks: u64,
-    pub kind: Kind,
+    pub kind: Category,
     pub marked: bool,
     pub has_finaliser: bool,
 }
@@ -188,7 +188,7 @@ impl<'s> GcSim<'s> {
     }
 
     /// py/gc.c `gc_alloc`.
-    pub fn alloc(&mut self, n_bytes: u64, has_finaliser: bool, long_lived: bool, kind: Kind) -> Option<u64> {
+    pub fn alloc(&mut self, n_bytes: u64, has_finaliser: bool, long_lived: bool, kind: Category) -> Option<u64> {
         let bpb = self.g.bytes_per_block;
         let n_blocks = n_bytes.div_ceil(bpb);
         if n_blocks == 0 {
@@ -418,7 +418,7 @@ impl<'s> GcSim<'s> {
 
     /// Sets an allocation's kind in the registry (an object's role can change, e.g. a
     /// table becoming a map table once a dict points at it).
-    pub fn set_truth_kind(&mut self, ptr: u64, kind: Kind) {
+    pub fn set_truth_kind(&mut self, ptr: u64, kind: Category) {
         if let Some(t) = self.live.get_mut(&ptr) {
             t.kind = kind;
         }

@@ -341,6 +341,15 @@ pub const TYPE_NAMES: &[&str] = &[
     "pulseio_pwmout_type",
 ];
 
+/// Types only the simulated current MicroPython builds have in flash (added after
+/// the CircuitPython 3.0 sample was made, which they would otherwise move).
+pub const CURRENT_TYPE_NAMES: &[&str] = &["mp_type_cell", "mp_type_set"];
+
+/// The types of a build: current or 1.9-era (`mp`).
+fn type_names(mp: bool) -> impl Iterator<Item = &'static str> + Clone {
+    TYPE_NAMES.iter().chain(if mp { CURRENT_TYPE_NAMES } else { &[] }).copied()
+}
+
 /// Qstrs compiled into the firmware (`mp_qstr_const_pool`), after the two fixed ones.
 pub const ROM_QSTRS: &[&str] = &[
     "__init__",
@@ -537,7 +546,7 @@ impl Layout {
         // length go in the pool's arrays).
         let mut rom_qstrs: Vec<String> = vec![String::new(), String::new()];
         rom_qstrs.extend(ROM_QSTRS.iter().map(|s| s.to_string()));
-        rom_qstrs.extend(TYPE_NAMES.iter().map(|s| type_python_name(s).to_string()));
+        rom_qstrs.extend(type_names(mp).map(|s| type_python_name(s).to_string()));
         rom_qstrs.dedup();
         let mut seen = std::collections::HashSet::new();
         rom_qstrs.retain(|q| q.is_empty() || seen.insert(q.clone()));
@@ -564,10 +573,10 @@ impl Layout {
         let first_type = flash_start + flash.len() as u64;
         let type_bytes = 0x38u64 / 4 * wb as u64;
         let mut types = BTreeMap::new();
-        for (i, name) in TYPE_NAMES.iter().enumerate() {
-            types.insert(*name, first_type + i as u64 * type_bytes);
+        for (i, name) in type_names(mp).enumerate() {
+            types.insert(name, first_type + i as u64 * type_bytes);
         }
-        for name in TYPE_NAMES {
+        for name in type_names(mp) {
             let mut b = Vec::new();
             b.extend_from_slice(&word(types["mp_type_type"]));
             let qid = rom_qstrs.iter().position(|q| q == type_python_name(name)).unwrap_or(0) as u32;

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use super::gc::GcSim;
 use super::image::{qstr_hash, Flavor, Layout, StateMap};
 use super::rng::Rng;
-use crate::decode::Kind;
+use crate::decode::Category;
 
 /// Why the program stopped an operation.
 #[derive(Debug, PartialEq, Eq)]
@@ -135,7 +135,7 @@ impl<'a, 's> Program<'a, 's> {
         self.set_roots();
     }
 
-    fn alloc(&mut self, n: u64, finaliser: bool, long_lived: bool, kind: Kind) -> Step<u64> {
+    fn alloc(&mut self, n: u64, finaliser: bool, long_lived: bool, kind: Category) -> Step<u64> {
         if self.gc.done() {
             return Err(Halt::Done);
         }
@@ -192,7 +192,7 @@ impl<'a, 's> Program<'a, 's> {
         }
         if self.chunk.is_none() {
             let al = n.max(128);
-            let c = self.alloc(al, false, true, Kind::QstrChunk)?;
+            let c = self.alloc(al, false, true, Category::QstrChunk)?;
             let zeros = vec![0u8; al as usize];
             self.gc.set_bytes(c, &zeros);
             self.chunk = Some((c, al, 0));
@@ -218,7 +218,7 @@ impl<'a, 's> Program<'a, 's> {
             // byte arrays after qstrs[], in the same allocation.
             let w = self.wb();
             let bytes = if self.mp() { 6 * w + (w + 2) * alloc } else { 4 * w + w * alloc };
-            let pool = self.alloc(bytes, false, true, Kind::QstrPool)?;
+            let pool = self.alloc(bytes, false, true, Category::QstrPool)?;
             let zeros = vec![0u8; bytes as usize];
             self.gc.set_bytes(pool, &zeros);
             self.w(pool, &[self.last_pool, total_prev, alloc, 0]);
@@ -280,7 +280,7 @@ impl<'a, 's> Program<'a, 's> {
             let frame = self.depth();
             self.push(key);
             self.push(value);
-            let new_table = self.alloc(new_alloc * 2 * w, false, long_lived, Kind::MapTable)?;
+            let new_table = self.alloc(new_alloc * 2 * w, false, long_lived, Category::MapTable)?;
             let zeros = vec![0u8; (new_alloc * 2 * w) as usize];
             self.gc.set_bytes(new_table, &zeros);
             let old: Vec<(u64, u64)> = (0..alloc)
@@ -350,12 +350,12 @@ impl<'a, 's> Program<'a, 's> {
 
     pub fn new_dict(&mut self, n: u64, long_lived: bool) -> Step<u64> {
         let w = self.wb();
-        let d = self.alloc(4 * w, false, long_lived, Kind::Dict)?;
+        let d = self.alloc(4 * w, false, long_lived, Category::Dict)?;
         let frame = self.depth();
         self.push(d);
         self.w(d, &[self.ty("mp_type_dict"), 1, 0, 0]);
         if n > 0 {
-            let t = self.alloc(n * 2 * w, false, long_lived, Kind::MapTable)?;
+            let t = self.alloc(n * 2 * w, false, long_lived, Category::MapTable)?;
             let zeros = vec![0u8; (n * 2 * w) as usize];
             self.gc.set_bytes(t, &zeros);
             self.w(d + 2 * w, &[n, t]);
@@ -368,13 +368,13 @@ impl<'a, 's> Program<'a, 's> {
 
     pub fn new_str(&mut self, text: &str) -> Step<u64> {
         let len = text.len() as u64;
-        let data = self.alloc(len + 1, false, false, Kind::StringData)?;
+        let data = self.alloc(len + 1, false, false, Category::StringData)?;
         let mut bytes = text.as_bytes().to_vec();
         bytes.push(0);
         self.gc.set_bytes(data, &bytes);
         let frame = self.depth();
         self.push(data);
-        let s = self.alloc(4 * self.wb(), false, false, Kind::Str)?;
+        let s = self.alloc(4 * self.wb(), false, false, Category::Str)?;
         self.w(s, &[self.ty("mp_type_str"), qstr_hash(text.as_bytes(), 2), len, data]);
         self.pop_to(frame);
         Ok(s)
@@ -382,19 +382,19 @@ impl<'a, 's> Program<'a, 's> {
 
     pub fn new_tuple(&mut self, items: &[u64]) -> Step<u64> {
         let w = self.wb();
-        let t = self.alloc(2 * w + w * items.len() as u64, false, false, Kind::Tuple)?;
+        let t = self.alloc(2 * w + w * items.len() as u64, false, false, Category::Tuple)?;
         self.w(t, &[self.ty("mp_type_tuple"), items.len() as u64]);
         self.w(t + 2 * w, items);
         Ok(t)
     }
 
     pub fn new_bytearray(&mut self, n: u64) -> Step<u64> {
-        let data = self.alloc(n, false, false, Kind::Unknown)?;
+        let data = self.alloc(n, false, false, Category::Unknown)?;
         let bytes: Vec<u8> = (0..n).map(|_| 0x20 + self.rng.below(0x5f) as u8).collect();
         self.gc.set_bytes(data, &bytes);
         let frame = self.depth();
         self.push(data);
-        let b = self.alloc(4 * self.wb(), false, false, Kind::Bytearray)?;
+        let b = self.alloc(4 * self.wb(), false, false, Category::Bytearray)?;
         self.w(b, &[self.ty("mp_type_bytearray"), b'B' as u64, n, data]);
         self.pop_to(frame);
         Ok(b)
@@ -402,11 +402,11 @@ impl<'a, 's> Program<'a, 's> {
 
     pub fn new_list(&mut self, alloc: u64, long_lived: bool) -> Step<u64> {
         let w = self.wb();
-        let l = self.alloc(4 * w, false, long_lived, Kind::Unknown)?;
+        let l = self.alloc(4 * w, false, long_lived, Category::Unknown)?;
         self.w(l, &[self.ty("mp_type_list"), 0, 0, 0]);
         let frame = self.depth();
         self.push(l);
-        let items = self.alloc(w * alloc, false, long_lived, Kind::Unknown)?;
+        let items = self.alloc(w * alloc, false, long_lived, Category::Unknown)?;
         let zeros = vec![0u8; (w * alloc) as usize];
         self.gc.set_bytes(items, &zeros);
         self.w(l + w, &[alloc, 0, items]);
@@ -474,11 +474,11 @@ impl<'a, 's> Program<'a, 's> {
         let ops = self.rng.range(8, 120);
         code.extend((0..ops).map(|_| self.rng.range(0x10, 0x7f) as u8));
         code.push(0x5b); // RETURN_VALUE
-        let bc = self.alloc(code.len() as u64, false, true, Kind::Bytecode)?;
+        let bc = self.alloc(code.len() as u64, false, true, Category::Bytecode)?;
         self.gc.set_bytes(bc, &code);
         let frame = self.depth();
         self.push(bc);
-        let f = self.alloc(4 * self.wb(), false, true, Kind::Function)?;
+        let f = self.alloc(4 * self.wb(), false, true, Category::Function)?;
         if self.mp() {
             // base, context, child_table, bytecode
             let context = self.context.as_ref().map_or(0, |c| c.0);
@@ -514,10 +514,10 @@ impl<'a, 's> Program<'a, 's> {
     /// constants: qstr table, object table), registered in sys.modules, and its
     /// qstr table of `qstr_short_t`.
     fn main_context(&mut self) -> Step<()> {
-        let table = self.alloc(2 * QSTR_TABLE_LEN, false, true, Kind::Unknown)?;
+        let table = self.alloc(2 * QSTR_TABLE_LEN, false, true, Category::Unknown)?;
         let frame = self.depth();
         self.push(table);
-        let context = self.alloc(4 * self.wb(), false, true, Kind::Unknown)?;
+        let context = self.alloc(4 * self.wb(), false, true, Category::Unknown)?;
         self.w(context, &[self.ty("mp_type_module"), self.l.state + self.sm().dict_main, table, 0]);
         self.push(context);
         let main_q = self.qstr_ids.get("__main__").copied().unwrap_or(0);
@@ -557,7 +557,7 @@ impl<'a, 's> Program<'a, 's> {
             self.map_store(locals + self.wb(), self.qobj(q), f, true)?;
             funs.push(f);
         }
-        let t = self.alloc(15 * self.wb(), false, true, Kind::Type)?;
+        let t = self.alloc(15 * self.wb(), false, true, Category::Type)?;
         let print = self.l.flash_start + 0x101;
         let mut words = if self.mp() && self.wb() == 8 {
             // uint16_t flags, uint16_t name, slot indices, in one word; slots.
@@ -577,14 +577,14 @@ impl<'a, 's> Program<'a, 's> {
     }
 
     pub fn new_instance(&mut self, class: u64) -> Step<u64> {
-        let o = self.alloc(4 * self.wb(), false, false, Kind::Instance)?;
+        let o = self.alloc(4 * self.wb(), false, false, Category::Instance)?;
         self.w(o, &[class, 0, 0, 0]);
         Ok(o)
     }
 
     /// A native peripheral object with a finaliser (`busio.I2C(...)` and friends).
     pub fn new_native(&mut self, type_name: &str) -> Step<u64> {
-        let n = self.alloc(6 * self.wb(), true, false, Kind::Unknown)?;
+        let n = self.alloc(6 * self.wb(), true, false, Category::Unknown)?;
         let pins = small_int(self.rng.range(0, 40) as i64);
         let address = self.rng.range(0, 255);
         self.w(n, &[self.ty(type_name), pins, address, 0, 0, 0]);
@@ -593,7 +593,7 @@ impl<'a, 's> Program<'a, 's> {
 
     /// A line typed at the REPL, pushed into the readline history.
     pub fn readline(&mut self, line: &str) -> Step<()> {
-        let s = self.alloc(line.len() as u64 + 1, false, false, Kind::StringData)?;
+        let s = self.alloc(line.len() as u64 + 1, false, false, Category::StringData)?;
         let mut b = line.as_bytes().to_vec();
         b.push(0);
         self.gc.set_bytes(s, &b);
@@ -648,7 +648,7 @@ impl<'a, 's> Program<'a, 's> {
         // mp_obj_dict_init(&dict_main, 1); mp_obj_dict_init(&mp_loaded_modules_dict, 3)
         for (at, n) in [(self.sm().dict_main, 1u64), (self.sm().loaded_modules, 3)] {
             let w = self.wb();
-            let t = self.alloc(n * 2 * w, false, false, Kind::MapTable)?;
+            let t = self.alloc(n * 2 * w, false, false, Category::MapTable)?;
             let zeros = vec![0u8; (n * 2 * w) as usize];
             self.gc.set_bytes(t, &zeros);
             self.w(s + at + 2 * w, &[n, t]);
@@ -658,7 +658,7 @@ impl<'a, 's> Program<'a, 's> {
         self.map_store(s + self.sm().dict_main + self.wb(), self.qobj(name_q), self.qobj(main_q), false)?;
         // sys.path = ['', '/', 'lib'] as qstrs; sys.argv = []
         for (at, items) in [(self.sm().sys_path, vec![1u64, 65, 66]), (self.sm().sys_argv, vec![])] {
-            let a = self.alloc(4 * self.wb(), false, false, Kind::Unknown)?;
+            let a = self.alloc(4 * self.wb(), false, false, Category::Unknown)?;
             let words: Vec<u64> = (0..4).map(|i| items.get(i).map_or(0, |q| self.qobj(*q))).collect();
             self.w(a, &words);
             self.w(s + at + self.wb(), &[4, items.len() as u64, a]);
@@ -669,7 +669,7 @@ impl<'a, 's> Program<'a, 's> {
         // import board, busio, digitalio: module objects in sys.modules
         for m in ["board", "busio", "digitalio", "time"] {
             let q = self.intern(m)?;
-            let module = self.alloc(2 * self.wb(), false, true, Kind::Unknown)?;
+            let module = self.alloc(2 * self.wb(), false, true, Category::Unknown)?;
             self.w(module, &[self.ty("mp_type_module"), 0]);
             let frame = self.depth();
             self.push(module);
@@ -755,7 +755,7 @@ impl<'a, 's> Program<'a, 's> {
             let methods = self.classes.get(ci).map(|c| c.methods.clone()).unwrap_or_default();
             if !methods.is_empty() {
                 let m = *self.rng.pick(&methods);
-                let bm = self.alloc(3 * self.wb(), false, false, Kind::Unknown)?;
+                let bm = self.alloc(3 * self.wb(), false, false, Category::Unknown)?;
                 self.w(bm, &[self.ty("mp_type_bound_meth"), m, inst]);
                 self.push(bm);
             }
@@ -793,8 +793,62 @@ impl<'a, 's> Program<'a, 's> {
         if self.rng.chance(2) {
             self.list_clear(self.log_list);
         }
+        if self.mp() {
+            self.current_objects(i)?;
+        }
         if i % 12 == 0 {
             self.gc.collect();
+        }
+        Ok(())
+    }
+
+    /// What a current MicroPython script makes besides (the 1.9-era layouts keep
+    /// the objects the reference knows): a float, a bytes object, a closure with
+    /// its cells, a set, each short-lived and kept on the stack meanwhile.
+    fn current_objects(&mut self, i: u64) -> Step<()> {
+        let w = self.wb();
+        // A float: boxed (`mp_obj_float_t`: base, double) under representation
+        // A; representation C makes most floats immediate.
+        if self.l.flavor != Flavor::CircuitPython10 && self.rng.chance(50) {
+            let f = self.alloc(w + 8, false, false, Category::Unknown)?;
+            self.w(f, &[self.ty("mp_type_float")]);
+            self.gc.set_bytes(f + 8.max(w), &(i as f64 * 0.1).to_le_bytes());
+            self.push(f);
+        }
+        if self.rng.chance(30) {
+            // `bytes(n)`: the data in a block of its own, then `mp_obj_str_t`.
+            let n = self.rng.range(16, 64);
+            let data = self.alloc(n, false, false, Category::Unknown)?;
+            let bytes: Vec<u8> = (0..n).map(|k| (k * 7 + i) as u8).collect();
+            self.gc.set_bytes(data, &bytes);
+            self.push(data);
+            let b = self.alloc(4 * w, false, false, Category::Unknown)?;
+            self.w(b, &[self.ty("mp_type_bytes"), 0, n, data]);
+            self.push(b);
+        }
+        if self.rng.chance(20) {
+            // A closure over two variables: each in a cell (`mp_obj_cell_t`).
+            let mut cells = Vec::new();
+            for v in 0..2 {
+                let c = self.alloc(2 * w, false, false, Category::Unknown)?;
+                self.w(c, &[self.ty("mp_type_cell"), small_int((i + v) as i64)]);
+                self.push(c);
+                cells.push(c);
+            }
+            let fun = self.classes.first().and_then(|c| c.methods.first()).copied().unwrap_or(0);
+            let closure = self.alloc(5 * w, false, false, Category::Unknown)?;
+            self.w(closure, &[self.ty("mp_type_closure"), fun, 2, cells[0], cells[1]]);
+            self.push(closure);
+        }
+        if self.rng.chance(15) {
+            // A set of small ints: `mp_obj_set_t` (base, alloc, used, table).
+            let table = self.alloc(4 * w, false, false, Category::Unknown)?;
+            let items: Vec<u64> = (0..4).map(|k| small_int((i + k) as i64)).collect();
+            self.w(table, &items);
+            self.push(table);
+            let set = self.alloc(4 * w, false, false, Category::Unknown)?;
+            self.w(set, &[self.ty("mp_type_set"), 4, 4, table]);
+            self.push(set);
         }
         Ok(())
     }

@@ -19,11 +19,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanBuilder, StringBuilder, UInt64Builder};
+use arrow::array::{ArrayRef, BooleanBuilder, StringBuilder};
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 
-use super::per_snapshot::{arc, dict, edge_fields, f, qstr_fields, Columns, Dict, EdgeColumns, QstrColumns};
-use crate::decode::{BlockRow, EdgeRow, Kind, QstrRow, SnapshotReport, StringRow};
+use super::per_snapshot::{
+    allocation_fields, arc, dict, edge_fields, f, qstr_fields, AllocationColumns, Columns, Dict, EdgeColumns, IntColumn,
+    QstrColumns,
+};
+use crate::decode::{BlockRow, EdgeRow, Category, QstrRow, SnapshotReport, StringRow};
 use crate::firmware::Firmware;
 
 /// One entity whose lifetime is tracked across snapshots.
@@ -230,14 +233,19 @@ impl<T: Lifetime> Tracker<T> {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct AllocationSight {
     address: u64,
-    blocks: u64,
+    pub(crate) blocks: u64,
     /// The first word when it names a type in flash.
-    type_address: Option<u64>,
-    kind: &'static str,
-    name: Option<Arc<str>>,
+    pub(crate) type_address: Option<u64>,
+    pub(crate) kind: &'static str,
+    pub(crate) category: &'static str,
+    pub(crate) owner: Option<u64>,
+    /// Its own Python name (a class's, a function's, a module's).
+    pub(crate) name: Option<Arc<str>>,
+    /// An instance's class.
+    pub(crate) class: Option<Arc<str>>,
     /// For string data: the text of the `str` pointing at it.
     text: Option<Arc<str>>,
-    has_finaliser: bool,
+    pub(crate) has_finaliser: bool,
 }
 
 /// Same object as far as its type tells: both typed alike, or one not yet typed
@@ -250,23 +258,20 @@ impl AllocationSight {
     /// The sight of block `b`; `text` is the text of the `str` pointing at it
     /// (only string data keeps one).
     pub(crate) fn of(b: &BlockRow, text: impl FnOnce(u64) -> Option<Arc<str>>, fw: &Firmware) -> Self {
+        // The decoder names an instance by its class: here that is `class`.
+        let instance = b.category == Category::Instance;
         AllocationSight {
             address: b.address,
             blocks: b.blocks,
             type_address: b.type_address.filter(|a| fw.flash_names.contains_key(a)),
-            kind: b.kind.name(),
-            name: b.name.clone(),
-            text: (b.kind == Kind::StringData).then(|| text(b.address)).flatten(),
+            kind: b.kind,
+            category: b.category.name(),
+            owner: b.owner,
+            name: if instance { None } else { b.name.clone() },
+            class: if instance { b.name.clone() } else { None },
+            text: (b.category == Category::StringData).then(|| text(b.address)).flatten(),
             has_finaliser: b.has_finaliser,
         }
-    }
-
-    pub(crate) fn type_address(&self) -> Option<u64> {
-        self.type_address
-    }
-
-    pub(crate) fn name(&self) -> Option<&Arc<str>> {
-        self.name.as_ref()
     }
 
     pub(crate) fn blocks(&self) -> u64 {
@@ -299,10 +304,17 @@ impl Lifetime for AllocationSight {
     fn update(open: &mut Self, new: &Self) {
         open.type_address = open.type_address.or(new.type_address);
         // The latest kind and name (a role can come later: a table once its dict
-        // exists); the first text; a finaliser ever set.
-        open.kind = new.kind;
+        // exists), but not `unknown` over a kind it had: a str's data outlives
+        // the str until the sweep, and is still its data. The first text; a
+        // finaliser ever set.
+        if new.kind != "unknown" || open.kind == "unknown" {
+            (open.kind, open.category, open.owner) = (new.kind, new.category, new.owner);
+        }
         if new.name.is_some() && open.name != new.name {
             open.name = new.name.clone();
+        }
+        if new.class.is_some() && open.class != new.class {
+            open.class = new.class.clone();
         }
         if open.text.is_none() {
             open.text = new.text.clone();
@@ -330,7 +342,7 @@ impl EdgeKey {
 impl Lifetime for EdgeRow {
     type Key = EdgeKey;
     fn key(&self) -> EdgeKey {
-        match self.from_block {
+        match self.from_address {
             Some(b) => EdgeKey { is_root: false, from: b, word: self.from_word.unwrap_or(0), to: self.to_address },
             None => EdgeKey::root(self.root_address.unwrap_or(0), self.to_address),
         }
@@ -552,8 +564,8 @@ impl Lifetimes {
 fn lifetime_fields() -> Vec<arrow::datatypes::Field> {
     use DataType::*;
     vec![
-        f("first_snapshot", UInt64, false),
-        f("last_snapshot", UInt64, false),
+        f("first_snapshot", Int64, false),
+        f("last_snapshot", Int64, false),
         f("end", dict(), false),
         f("open_start", Boolean, false),
     ]
@@ -562,8 +574,8 @@ fn lifetime_fields() -> Vec<arrow::datatypes::Field> {
 /// Builders for [`lifetime_fields`].
 #[derive(Default)]
 struct LifetimeColumns {
-    first: UInt64Builder,
-    last: UInt64Builder,
+    first: IntColumn,
+    last: IntColumn,
     end: Dict,
     open_start: BooleanBuilder,
 }
@@ -586,18 +598,9 @@ impl LifetimeColumns {
 
 pub fn allocations_schema() -> SchemaRef {
     use DataType::*;
-    let mut fields = vec![
-        f("address", UInt64, false),
-        f("blocks", UInt64, false),
-        f("bytes", UInt64, false),
-        f("kind", dict(), false),
-        f("type_address", UInt64, true),
-        f("type_name", dict(), true),
-        f("name", dict(), true),
-        f("text", Utf8, true),
-        f("has_finaliser", Boolean, false),
-        f("snapshots", UInt64, false),
-    ];
+    let mut fields = vec![f("address", Int64, false)];
+    fields.extend(allocation_fields());
+    fields.extend([f("text", Utf8, true), f("snapshots", Int64, false)]);
     fields.extend(lifetime_fields());
     Arc::new(Schema::new(fields))
 }
@@ -607,16 +610,10 @@ pub(crate) struct AllocationRows {
     pub(crate) n: usize,
     /// Bytes of `text` since the last batch.
     pub(crate) text_bytes: usize,
-    address: UInt64Builder,
-    blocks: UInt64Builder,
-    bytes: UInt64Builder,
-    kind: Dict,
-    type_address: UInt64Builder,
-    type_name: Dict,
-    name: Dict,
+    address: IntColumn,
+    allocation: AllocationColumns,
     text: StringBuilder,
-    has_finaliser: BooleanBuilder,
-    snapshots: UInt64Builder,
+    snapshots: IntColumn,
     life: LifetimeColumns,
 }
 
@@ -624,15 +621,9 @@ impl AllocationRows {
     fn push(&mut self, o: &Open<AllocationSight>, last: u64, end: &str, bpb: u64, fw: &Firmware) {
         let a = &o.item;
         self.address.append_value(a.address);
-        self.blocks.append_value(a.blocks);
-        self.bytes.append_value(a.blocks * bpb);
-        self.kind.append_value(a.kind);
-        self.type_address.append_option(a.type_address);
-        self.type_name.append_option(a.type_address.and_then(|t| fw.flash_names.get(&t)).map(String::as_str));
-        self.name.append_option(a.name.as_deref());
+        self.allocation.push(a, bpb, fw);
         self.text.append_option(a.text.as_deref());
         self.text_bytes += a.text.as_deref().map_or(0, str::len);
-        self.has_finaliser.append_value(a.has_finaliser);
         self.snapshots.append_value(last - o.first + 1);
         self.life.push(o.first, last, end, o.primed);
         self.n += 1;
@@ -641,18 +632,9 @@ impl AllocationRows {
     pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {
         self.n = 0;
         self.text_bytes = 0;
-        let mut cols = vec![
-            arc(self.address.finish()),
-            arc(self.blocks.finish()),
-            arc(self.bytes.finish()),
-            arc(self.kind.finish()),
-            arc(self.type_address.finish()),
-            arc(self.type_name.finish()),
-            arc(self.name.finish()),
-            arc(self.text.finish()),
-            arc(self.has_finaliser.finish()),
-            arc(self.snapshots.finish()),
-        ];
+        let mut cols = vec![arc(self.address.finish())];
+        self.allocation.finish(&mut cols);
+        cols.extend([arc(self.text.finish()) as ArrayRef, arc(self.snapshots.finish())]);
         self.life.finish(&mut cols);
         cols
     }

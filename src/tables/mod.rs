@@ -7,7 +7,7 @@
 //! `type_histogram` and `free_run_histogram`, and `symbols`. `--per-snapshot` adds
 //! every block, edge, qstr, string and free run of every snapshot.
 //!
-//! Addresses are `UInt64` integers (so joins on addresses work and hex is a
+//! Addresses are `Int64` integers (so joins on addresses work and hex is a
 //! formatting choice); kinds and names are dictionary-encoded strings.
 
 pub mod lifetimes;
@@ -19,14 +19,14 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, StringBuilder, UInt64Builder};
+use arrow::array::{ArrayRef, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use crate::decode::SnapshotReport;
 use crate::error::{DecodeError, Error, Result};
 use crate::firmware::Firmware;
 use lifetimes::{AllocationRows, EdgeHistoryRows, LifetimeChanges, LifetimeRows, Lifetimes, QstrHistoryRows, Wanted};
-use per_snapshot::{arc, BlocksRows, EdgesRows, FreeRunsRows, QstrsRows, SnapshotsRows, StringsRows};
+use per_snapshot::{arc, BlocksRows, IntColumn, EdgesRows, FreeRunsRows, QstrsRows, SnapshotsRows, StringsRows};
 use summaries::{FreeRunHistogramRows, TypeGroup, TypeHistogramRows};
 pub use writer::{parse_part_name, OutputLayout};
 
@@ -534,8 +534,8 @@ impl<C: per_snapshot::Columns> PendingRows for lifetimes::HistoryRows<C> {
 pub fn symbols_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("name", DataType::Utf8, false),
-        Field::new("address", DataType::UInt64, true),
-        Field::new("size", DataType::UInt64, true),
+        Field::new("address", DataType::Int64, true),
+        Field::new("size", DataType::Int64, true),
     ]))
 }
 
@@ -554,8 +554,8 @@ fn write_symbols_to(path: &Path, firmware: &Firmware) -> Result<()> {
     let schema = symbols_schema();
     let mut file = ParquetFile::create(path, Arc::clone(&schema))?;
     let mut name = StringBuilder::new();
-    let mut address = UInt64Builder::new();
-    let mut size = UInt64Builder::new();
+    let mut address = IntColumn::default();
+    let mut size = IntColumn::default();
     for s in firmware.symbols.iter() {
         name.append_value(&s.name);
         address.append_option(s.address);

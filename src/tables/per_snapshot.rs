@@ -4,12 +4,13 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, DictionaryArray, Float64Builder, Int32Builder, StringArray, StringBuilder,
-    StringDictionaryBuilder, UInt32Builder, UInt64Builder, UInt8Builder,
+    ArrayRef, BooleanBuilder, DictionaryArray, Float64Builder, Int32Builder, Int64Array, Int64Builder, StringArray,
+    StringBuilder, StringDictionaryBuilder,
 };
 use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
 use rustc_hash::FxHashMap;
 
+use super::lifetimes::AllocationSight;
 use crate::decode::{EdgeRow, QstrRow, SnapshotReport};
 use crate::error::DecodeError;
 use crate::firmware::Firmware;
@@ -22,77 +23,106 @@ pub(crate) fn f(name: &str, t: DataType, nullable: bool) -> Field {
     Field::new(name, t, nullable)
 }
 
+/// The whole-number columns of `snapshots` after `status` and `geometry_source`,
+/// in order; `fragmentation` comes after the first [`SNAPSHOT_GC_COLUMNS`].
+const SNAPSHOT_INT_COLUMNS: [&str; 28] = [
+    "block_bytes",
+    "heap_start",
+    "heap_bytes",
+    "alloc_table_start",
+    "alloc_table_bytes",
+    "finaliser_table_start",
+    "finaliser_table_bytes",
+    "pool_start",
+    "pool_end",
+    "pool_blocks",
+    "pool_bytes",
+    "total_bytes",
+    "used_bytes",
+    "free_bytes",
+    "gc_max_free_blocks",
+    "gc_max_free_bytes",
+    "num_1block",
+    "num_2block",
+    "max_block_blocks",
+    "max_block_bytes",
+    // fragmentation
+    "free_run_count",
+    "longest_free_run_blocks",
+    "longest_free_run_bytes",
+    "allocation_count",
+    "marked_blocks",
+    "orphan_tail_blocks",
+    "finaliser_count",
+    "heap_areas",
+];
+
+/// How many of [`SNAPSHOT_INT_COLUMNS`] come before `fragmentation`.
+const SNAPSHOT_GC_COLUMNS: usize = 20;
+
 pub fn snapshots_schema() -> SchemaRef {
     use DataType::*;
-    let u = |n: &str| f(n, UInt64, false);
-    let un = |n: &str| f(n, UInt64, true);
-    Arc::new(Schema::new(vec![
-        u("snapshot"),
-        u("dump_offset"),
+    let mut fields = vec![
+        f("snapshot", Int64, false),
+        f("dump_offset", Int64, false),
         f("status", Utf8, false),
         f("geometry_source", dict(), true),
-        un("heap_start"),
-        un("heap_bytes"),
-        un("alloc_table_start"),
-        un("alloc_table_bytes"),
-        un("finaliser_table_start"),
-        un("finaliser_table_bytes"),
-        un("pool_start"),
-        un("pool_end"),
-        un("pool_blocks"),
-        un("total"),
-        un("used"),
-        un("free"),
-        un("max_free"),
-        un("num_1block"),
-        un("num_2block"),
-        un("max_block"),
-        f("fragmentation", Float64, true),
-        un("free_runs"),
-        un("longest_free_run"),
-        un("allocations"),
-        un("marked_blocks"),
-        un("orphan_tail_blocks"),
-        un("finaliser_blocks"),
-        un("heap_areas"),
-    ]))
+    ];
+    let ints = SNAPSHOT_INT_COLUMNS.iter().map(|n| f(n, Int64, true));
+    fields.extend(ints.clone().take(SNAPSHOT_GC_COLUMNS));
+    fields.push(f("fragmentation", Float64, true));
+    fields.extend(ints.skip(SNAPSHOT_GC_COLUMNS));
+    Arc::new(Schema::new(fields))
 }
 
 pub fn blocks_schema() -> SchemaRef {
     use DataType::*;
-    Arc::new(Schema::new(vec![
-        f("snapshot", UInt64, false),
-        f("address", UInt64, false),
-        f("block", UInt64, false),
-        f("blocks", UInt64, false),
-        f("bytes", UInt64, false),
+    let mut fields = vec![f("snapshot", Int64, false), f("address", Int64, false), f("block", Int64, false)];
+    fields.extend(allocation_fields());
+    fields.extend([
+        f("marked", Boolean, false),
+        f("n_state", Int64, true),
+        f("n_exc_stack", Int64, true),
+        f("scope_flags", Int64, true),
+        f("n_pos_args", Int64, true),
+        f("n_kwonly_args", Int64, true),
+        f("n_def_pos_args", Int64, true),
+        f("code_info_size", Int64, true),
+        f("collect", Boolean, true),
+    ]);
+    Arc::new(Schema::new(fields))
+}
+
+/// What `blocks` and `allocations` both say of an allocation, after its address
+/// and first block, in this order.
+pub(crate) fn allocation_fields() -> Vec<Field> {
+    use DataType::*;
+    vec![
+        f("blocks", Int64, false),
+        f("bytes", Int64, false),
         f("kind", dict(), false),
-        f("type_address", UInt64, true),
+        f("category", dict(), false),
+        f("owner_address", Int64, true),
+        f("type_address", Int64, true),
         f("type_name", dict(), true),
         f("name", dict(), true),
+        f("class", dict(), true),
         f("has_finaliser", Boolean, false),
-        f("marked", Boolean, false),
-        f("n_state", UInt64, true),
-        f("n_exc_stack", UInt64, true),
-        f("scope_flags", UInt8, true),
-        f("n_pos_args", UInt8, true),
-        f("n_kwonly_args", UInt8, true),
-        f("n_def_pos_args", UInt8, true),
-        f("code_info_size", UInt64, true),
-        f("collect", Boolean, true),
-    ]))
+    ]
 }
 
 /// The columns of an edge, shared by `edges` and `edge_history`.
 pub(crate) fn edge_fields() -> Vec<Field> {
     use DataType::*;
     vec![
-        f("from_block", UInt64, true),
-        f("from_word", UInt32, true),
-        f("root_address", UInt64, true),
+        f("from_address", Int64, true),
+        f("from_block", Int64, true),
+        f("from_word", Int64, true),
+        f("root_address", Int64, true),
         f("root_name", dict(), true),
-        f("to_address", UInt64, false),
-        f("to_block", UInt64, true),
+        f("to_address", Int64, false),
+        f("to_alloc_address", Int64, true),
+        f("to_block", Int64, true),
         f("to_is_head", Boolean, false),
         f("map_key", dict(), true),
     ]
@@ -102,24 +132,24 @@ pub(crate) fn edge_fields() -> Vec<Field> {
 pub(crate) fn qstr_fields() -> Vec<Field> {
     use DataType::*;
     vec![
-        f("pool", UInt64, false),
-        f("chunk", UInt64, true),
-        f("id", UInt64, false),
-        f("address", UInt64, false),
-        f("hash", UInt64, false),
-        f("length", UInt64, false),
+        f("pool_address", Int64, false),
+        f("chunk_address", Int64, true),
+        f("id", Int64, false),
+        f("address", Int64, false),
+        f("hash", Int64, false),
+        f("length", Int64, false),
         f("text", dict(), false),
     ]
 }
 
 pub fn edges_schema() -> SchemaRef {
-    let mut fields = vec![f("snapshot", DataType::UInt64, false)];
+    let mut fields = vec![f("snapshot", DataType::Int64, false)];
     fields.extend(edge_fields());
     Arc::new(Schema::new(fields))
 }
 
 pub fn qstrs_schema() -> SchemaRef {
-    let mut fields = vec![f("snapshot", DataType::UInt64, false)];
+    let mut fields = vec![f("snapshot", DataType::Int64, false)];
     fields.extend(qstr_fields());
     Arc::new(Schema::new(fields))
 }
@@ -127,11 +157,12 @@ pub fn qstrs_schema() -> SchemaRef {
 pub fn strings_schema() -> SchemaRef {
     use DataType::*;
     Arc::new(Schema::new(vec![
-        f("snapshot", UInt64, false),
-        f("block", UInt64, false),
-        f("owner", UInt64, true),
+        f("snapshot", Int64, false),
+        f("address", Int64, false),
+        f("block", Int64, true),
+        f("owner_address", Int64, true),
         f("source", dict(), false),
-        f("length", UInt64, false),
+        f("length", Int64, false),
         f("text", Utf8, false),
     ]))
 }
@@ -139,11 +170,11 @@ pub fn strings_schema() -> SchemaRef {
 pub fn free_runs_schema() -> SchemaRef {
     use DataType::*;
     Arc::new(Schema::new(vec![
-        f("snapshot", UInt64, false),
-        f("block", UInt64, false),
-        f("address", UInt64, false),
-        f("blocks", UInt64, false),
-        f("bytes", UInt64, false),
+        f("snapshot", Int64, false),
+        f("block", Int64, false),
+        f("address", Int64, false),
+        f("blocks", Int64, false),
+        f("bytes", Int64, false),
     ]))
 }
 
@@ -208,6 +239,36 @@ impl RecurringDict {
     }
 }
 
+/// A column of whole numbers: snapshot indices, counts, sizes and addresses.
+/// Stored as `Int64`, so that `free - lag(free)` or `snapshot - 1` subtract as
+/// a user expects in DuckDB and Polars (unsigned columns fail or wrap there).
+/// Every value fits: target addresses are checked to lie below 2^63 when the
+/// firmware is loaded, and counts and sizes are bounded by the dump's size.
+#[derive(Default)]
+pub(crate) struct IntColumn(Int64Builder);
+
+impl IntColumn {
+    pub(crate) fn with_capacity(rows: usize) -> Self {
+        IntColumn(Int64Builder::with_capacity(rows))
+    }
+
+    pub(crate) fn append_value<T: TryInto<i64>>(&mut self, v: T) {
+        // (Past i64::MAX only with a bound the firmware's load refuses.)
+        self.0.append_value(v.try_into().unwrap_or(i64::MAX));
+    }
+
+    pub(crate) fn append_option<T: TryInto<i64>>(&mut self, v: Option<T>) {
+        match v {
+            Some(v) => self.append_value(v),
+            None => self.0.append_null(),
+        }
+    }
+
+    pub(crate) fn finish(&mut self) -> Int64Array {
+        self.0.finish()
+    }
+}
+
 pub(crate) fn arc<A: arrow::array::Array + 'static>(a: A) -> ArrayRef {
     Arc::new(a)
 }
@@ -215,58 +276,65 @@ pub(crate) fn arc<A: arrow::array::Array + 'static>(a: A) -> ArrayRef {
 #[derive(Default)]
 pub(crate) struct SnapshotsRows {
     pub(crate) n: usize,
-    u: Vec<UInt64Builder>,
+    snapshot: IntColumn,
+    dump_offset: IntColumn,
+    ints: Vec<IntColumn>,
     status: StringBuilder,
     geometry_source: RecurringDict,
     fragmentation: Float64Builder,
 }
 
-const SNAPSHOT_U64_COLUMNS: usize = 25;
+/// The figures of [`SNAPSHOT_INT_COLUMNS`] of a decoded snapshot.
+fn snapshot_figures(r: &SnapshotReport) -> [Option<u64>; SNAPSHOT_INT_COLUMNS.len()] {
+    let g = &r.geometry;
+    let i = &r.gc_info;
+    let bpb = g.bytes_per_block;
+    // A metrics-only decode lists no free runs or allocations and reads no
+    // finaliser table: those figures are unknown, not 0.
+    let full = !r.metrics_only;
+    let longest = r.free_runs.iter().map(|f| f.blocks).max().unwrap_or(0);
+    [
+        Some(bpb),
+        Some(g.heap_start),
+        Some(g.heap_bytes),
+        Some(g.first.alloc_table_start),
+        Some(g.first.alloc_table_bytes),
+        g.first.finaliser_table_start,
+        Some(g.first.finaliser_table_bytes),
+        Some(g.first.pool_start),
+        Some(g.first.pool_end),
+        Some(g.pool_blocks()),
+        Some(g.pool_blocks() * bpb),
+        Some(i.total),
+        Some(i.used),
+        Some(i.free),
+        Some(i.max_free),
+        Some(i.max_free * bpb),
+        Some(i.num_1block),
+        Some(i.num_2block),
+        Some(i.max_block),
+        Some(i.max_block * bpb),
+        full.then_some(r.free_runs.len() as u64),
+        full.then_some(longest),
+        full.then_some(longest * bpb),
+        full.then_some(r.allocations),
+        Some(r.marked_blocks),
+        Some(r.orphan_tail_blocks),
+        full.then_some(r.finaliser_blocks),
+        Some(1 + g.more_areas.len() as u64),
+    ]
+}
 
 impl SnapshotsRows {
     pub(crate) fn new() -> Self {
-        SnapshotsRows { u: (0..SNAPSHOT_U64_COLUMNS).map(|_| UInt64Builder::new()).collect(), ..Default::default() }
+        SnapshotsRows { ints: SNAPSHOT_INT_COLUMNS.iter().map(|_| IntColumn::default()).collect(), ..Default::default() }
     }
 
     pub(crate) fn push(&mut self, index: u64, offset: u64, outcome: Result<&SnapshotReport, &DecodeError>) {
-        let values: [Option<u64>; SNAPSHOT_U64_COLUMNS - 2] = match outcome {
-            Ok(r) => {
-                let g = &r.geometry;
-                let i = &r.gc_info;
-                let full = !r.metrics_only;
-                [
-                    Some(g.heap_start),
-                    Some(g.heap_bytes),
-                    Some(g.first.alloc_table_start),
-                    Some(g.first.alloc_table_bytes),
-                    g.first.finaliser_table_start,
-                    Some(g.first.finaliser_table_bytes),
-                    Some(g.first.pool_start),
-                    Some(g.first.pool_end),
-                    Some(g.pool_blocks()),
-                    Some(i.total),
-                    Some(i.used),
-                    Some(i.free),
-                    Some(i.max_free),
-                    Some(i.num_1block),
-                    Some(i.num_2block),
-                    Some(i.max_block),
-                    // A metrics-only decode lists no free runs or allocations and
-                    // reads no finaliser table: those figures are unknown, not 0.
-                    full.then(|| r.free_runs.len() as u64),
-                    full.then(|| r.free_runs.iter().map(|f| f.blocks).max().unwrap_or(0)),
-                    full.then_some(r.allocations),
-                    Some(r.marked_blocks),
-                    Some(r.orphan_tail_blocks),
-                    full.then_some(r.finaliser_blocks),
-                    Some(1 + g.more_areas.len() as u64),
-                ]
-            }
-            Err(_) => [None; SNAPSHOT_U64_COLUMNS - 2],
-        };
-        self.u[0].append_value(index);
-        self.u[1].append_value(offset);
-        for (b, v) in self.u[2..].iter_mut().zip(values) {
+        let values = outcome.map_or([None; SNAPSHOT_INT_COLUMNS.len()], snapshot_figures);
+        self.snapshot.append_value(index);
+        self.dump_offset.append_value(offset);
+        for (b, v) in self.ints.iter_mut().zip(values) {
             b.append_option(v);
         }
         match outcome {
@@ -288,42 +356,78 @@ impl SnapshotsRows {
 
     pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {
         self.n = 0;
-        let mut cols: Vec<ArrayRef> = Vec::new();
-        let mut u = self.u.iter_mut().map(|b| arc(b.finish()));
-        cols.push(u.next().unwrap_or_else(|| arc(UInt64Builder::new().finish())));
-        cols.push(u.next().unwrap_or_else(|| arc(UInt64Builder::new().finish())));
-        cols.push(arc(self.status.finish()));
-        cols.push(self.geometry_source.finish());
-        let rest: Vec<ArrayRef> = u.collect();
-        // heap_start .. max_block (17 columns), fragmentation, then the counts.
-        cols.extend(rest[..16].iter().cloned());
+        let mut cols: Vec<ArrayRef> = vec![
+            arc(self.snapshot.finish()),
+            arc(self.dump_offset.finish()),
+            arc(self.status.finish()),
+            self.geometry_source.finish(),
+        ];
+        let ints: Vec<ArrayRef> = self.ints.iter_mut().map(|b| arc(b.finish()) as ArrayRef).collect();
+        cols.extend(ints[..SNAPSHOT_GC_COLUMNS].iter().cloned());
         cols.push(arc(self.fragmentation.finish()));
-        cols.extend(rest[16..].iter().cloned());
+        cols.extend(ints[SNAPSHOT_GC_COLUMNS..].iter().cloned());
         cols
+    }
+}
+
+/// Builders for [`allocation_fields`].
+#[derive(Default)]
+pub(crate) struct AllocationColumns {
+    blocks: IntColumn,
+    bytes: IntColumn,
+    kind: RecurringDict,
+    category: RecurringDict,
+    owner_address: IntColumn,
+    type_address: IntColumn,
+    type_name: RecurringDict,
+    name: RecurringDict,
+    class: RecurringDict,
+    has_finaliser: BooleanBuilder,
+}
+
+impl AllocationColumns {
+    pub(crate) fn push(&mut self, a: &AllocationSight, bytes_per_block: u64, fw: &Firmware) {
+        self.blocks.append_value(a.blocks);
+        self.bytes.append_value(a.blocks * bytes_per_block);
+        self.kind.append_value(a.kind);
+        self.category.append_value(a.category);
+        self.owner_address.append_option(a.owner);
+        self.type_address.append_option(a.type_address);
+        self.type_name.append_option(a.type_address.and_then(|t| fw.flash_names.get(&t)).map(String::as_str));
+        self.name.append_option(a.name.as_deref());
+        self.class.append_option(a.class.as_deref());
+        self.has_finaliser.append_value(a.has_finaliser);
+    }
+
+    pub(crate) fn finish(&mut self, cols: &mut Vec<ArrayRef>) {
+        cols.push(arc(self.blocks.finish()));
+        cols.push(arc(self.bytes.finish()));
+        cols.push(self.kind.finish());
+        cols.push(self.category.finish());
+        cols.push(arc(self.owner_address.finish()));
+        cols.push(arc(self.type_address.finish()));
+        cols.push(self.type_name.finish());
+        cols.push(self.name.finish());
+        cols.push(self.class.finish());
+        cols.push(arc(self.has_finaliser.finish()));
     }
 }
 
 #[derive(Default)]
 pub(crate) struct BlocksRows {
     pub(crate) n: usize,
-    snapshot: UInt64Builder,
-    address: UInt64Builder,
-    block: UInt64Builder,
-    blocks: UInt64Builder,
-    bytes: UInt64Builder,
-    kind: Dict,
-    type_address: UInt64Builder,
-    type_name: Dict,
-    name: Dict,
-    has_finaliser: BooleanBuilder,
+    snapshot: IntColumn,
+    address: IntColumn,
+    block: IntColumn,
+    allocation: AllocationColumns,
     marked: BooleanBuilder,
-    n_state: UInt64Builder,
-    n_exc_stack: UInt64Builder,
-    scope_flags: UInt8Builder,
-    n_pos_args: UInt8Builder,
-    n_kwonly_args: UInt8Builder,
-    n_def_pos_args: UInt8Builder,
-    code_info_size: UInt64Builder,
+    n_state: IntColumn,
+    n_exc_stack: IntColumn,
+    scope_flags: IntColumn,
+    n_pos_args: IntColumn,
+    n_kwonly_args: IntColumn,
+    n_def_pos_args: IntColumn,
+    code_info_size: IntColumn,
     collect: BooleanBuilder,
 }
 
@@ -334,13 +438,7 @@ impl BlocksRows {
             self.snapshot.append_value(r.index);
             self.address.append_value(b.address);
             self.block.append_value(b.start_block);
-            self.blocks.append_value(b.blocks);
-            self.bytes.append_value(b.blocks * bpb);
-            self.kind.append_value(b.kind.name());
-            self.type_address.append_option(b.type_address);
-            self.type_name.append_option(b.type_address.and_then(|a| fw.flash_names.get(&a)).map(String::as_str));
-            self.name.append_option(b.name.as_deref());
-            self.has_finaliser.append_value(b.has_finaliser);
+            self.allocation.push(&AllocationSight::of(b, |_| None, fw), bpb, fw);
             self.marked.append_value(b.marked);
             let p = b.prelude.as_ref();
             self.n_state.append_option(p.map(|p| p.n_state));
@@ -357,17 +455,9 @@ impl BlocksRows {
 
     pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {
         self.n = 0;
-        vec![
-            arc(self.snapshot.finish()),
-            arc(self.address.finish()),
-            arc(self.block.finish()),
-            arc(self.blocks.finish()),
-            arc(self.bytes.finish()),
-            arc(self.kind.finish()),
-            arc(self.type_address.finish()),
-            arc(self.type_name.finish()),
-            arc(self.name.finish()),
-            arc(self.has_finaliser.finish()),
+        let mut cols = vec![arc(self.snapshot.finish()), arc(self.address.finish()), arc(self.block.finish())];
+        self.allocation.finish(&mut cols);
+        cols.extend([
             arc(self.marked.finish()),
             arc(self.n_state.finish()),
             arc(self.n_exc_stack.finish()),
@@ -377,41 +467,48 @@ impl BlocksRows {
             arc(self.n_def_pos_args.finish()),
             arc(self.code_info_size.finish()),
             arc(self.collect.finish()),
-        ]
+        ]);
+        cols
     }
 }
 
 /// Builders for [`edge_fields`].
 #[derive(Default)]
 pub(crate) struct EdgeColumns {
-    from_block: UInt64Builder,
-    from_word: UInt32Builder,
-    root_address: UInt64Builder,
+    from_address: IntColumn,
+    from_block: IntColumn,
+    from_word: IntColumn,
+    root_address: IntColumn,
     root_name: Dict,
-    to_address: UInt64Builder,
-    to_block: UInt64Builder,
+    to_address: IntColumn,
+    to_alloc_address: IntColumn,
+    to_block: IntColumn,
     to_is_head: BooleanBuilder,
     map_key: Dict,
 }
 
 impl EdgeColumns {
     pub(crate) fn push(&mut self, e: &EdgeRow) {
+        self.from_address.append_option(e.from_address);
         self.from_block.append_option(e.from_block);
         self.from_word.append_option(e.from_word);
         self.root_address.append_option(e.root_address);
         self.root_name.append_option(e.root_name.as_deref());
         self.to_address.append_value(e.to_address);
+        self.to_alloc_address.append_option(e.to_alloc_address);
         self.to_block.append_option(e.to_block);
         self.to_is_head.append_value(e.to_is_head);
         self.map_key.append_option(e.map_key.as_deref());
     }
 
     pub(crate) fn finish(&mut self, cols: &mut Vec<ArrayRef>) {
+        cols.push(arc(self.from_address.finish()));
         cols.push(arc(self.from_block.finish()));
         cols.push(arc(self.from_word.finish()));
         cols.push(arc(self.root_address.finish()));
         cols.push(arc(self.root_name.finish()));
         cols.push(arc(self.to_address.finish()));
+        cols.push(arc(self.to_alloc_address.finish()));
         cols.push(arc(self.to_block.finish()));
         cols.push(arc(self.to_is_head.finish()));
         cols.push(arc(self.map_key.finish()));
@@ -421,12 +518,12 @@ impl EdgeColumns {
 /// Builders for [`qstr_fields`].
 #[derive(Default)]
 pub(crate) struct QstrColumns {
-    pool: UInt64Builder,
-    chunk: UInt64Builder,
-    id: UInt64Builder,
-    address: UInt64Builder,
-    hash: UInt64Builder,
-    length: UInt64Builder,
+    pool: IntColumn,
+    chunk: IntColumn,
+    id: IntColumn,
+    address: IntColumn,
+    hash: IntColumn,
+    length: IntColumn,
     text: Dict,
 }
 
@@ -483,14 +580,14 @@ impl Columns for QstrColumns {
 /// A per-snapshot table of one entity: `snapshot`, then the entity's columns.
 pub(crate) struct PerSnapshotRows<C: Columns> {
     pub(crate) n: usize,
-    snapshot: UInt64Builder,
+    snapshot: IntColumn,
     columns: C,
     rows: fn(&SnapshotReport) -> &[C::Row],
 }
 
 impl<C: Columns> PerSnapshotRows<C> {
     pub(crate) fn new(rows: fn(&SnapshotReport) -> &[C::Row]) -> Self {
-        PerSnapshotRows { n: 0, snapshot: UInt64Builder::new(), columns: C::default(), rows }
+        PerSnapshotRows { n: 0, snapshot: IntColumn::default(), columns: C::default(), rows }
     }
 
     pub(crate) fn push(&mut self, r: &SnapshotReport) {
@@ -517,11 +614,12 @@ pub(crate) struct StringsRows {
     pub(crate) n: usize,
     /// Bytes of `text` since the last batch.
     pub(crate) text_bytes: usize,
-    snapshot: UInt64Builder,
-    block: UInt64Builder,
-    owner: UInt64Builder,
+    snapshot: IntColumn,
+    address: IntColumn,
+    block: IntColumn,
+    owner_address: IntColumn,
     source: Dict,
-    length: UInt64Builder,
+    length: IntColumn,
     text: StringBuilder,
 }
 
@@ -534,8 +632,9 @@ impl StringsRows {
                 return i;
             }
             self.snapshot.append_value(r.index);
-            self.block.append_value(s.block);
-            self.owner.append_option(s.owner);
+            self.address.append_value(s.block);
+            self.block.append_option(r.geometry.block_of(s.block));
+            self.owner_address.append_option(s.owner);
             self.source.append_value(s.source);
             self.length.append_value(s.length);
             self.text.append_value(&s.text);
@@ -550,8 +649,9 @@ impl StringsRows {
         self.text_bytes = 0;
         vec![
             arc(self.snapshot.finish()),
+            arc(self.address.finish()),
             arc(self.block.finish()),
-            arc(self.owner.finish()),
+            arc(self.owner_address.finish()),
             arc(self.source.finish()),
             arc(self.length.finish()),
             arc(self.text.finish()),
@@ -562,11 +662,11 @@ impl StringsRows {
 #[derive(Default)]
 pub(crate) struct FreeRunsRows {
     pub(crate) n: usize,
-    snapshot: UInt64Builder,
-    block: UInt64Builder,
-    address: UInt64Builder,
-    blocks: UInt64Builder,
-    bytes: UInt64Builder,
+    snapshot: IntColumn,
+    block: IntColumn,
+    address: IntColumn,
+    blocks: IntColumn,
+    bytes: IntColumn,
 }
 
 impl FreeRunsRows {

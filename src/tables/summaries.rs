@@ -4,42 +4,42 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, UInt64Builder};
+use arrow::array::ArrayRef;
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 
-use super::per_snapshot::{arc, dict, f, RecurringDict};
-use crate::decode::{Kind, SnapshotReport};
+use super::per_snapshot::{arc, dict, f, IntColumn, RecurringDict};
+use crate::decode::{Category, SnapshotReport};
 use crate::firmware::Firmware;
 use crate::tables::writer::SUMMARY_BATCH_ROWS;
 
 pub fn type_histogram_schema() -> SchemaRef {
     use DataType::*;
     Arc::new(Schema::new(vec![
-        f("snapshot", UInt64, false),
+        f("snapshot", Int64, false),
         f("kind", dict(), false),
-        f("type_name", dict(), true),
-        f("class", dict(), true),
-        f("count", UInt64, false),
-        f("bytes", UInt64, false),
+        f("type_name", dict(), false),
+        f("class", dict(), false),
+        f("count", Int64, false),
+        f("bytes", Int64, false),
     ]))
 }
 
 #[derive(Default)]
 pub(crate) struct TypeHistogramRows {
     pub(crate) n: usize,
-    snapshot: UInt64Builder,
+    snapshot: IntColumn,
     kind: RecurringDict,
     type_name: RecurringDict,
     class: RecurringDict,
-    count: UInt64Builder,
-    bytes: UInt64Builder,
+    count: IntColumn,
+    bytes: IntColumn,
 }
 
 /// One row of `type_histogram` before it is written: worked out by the decoding
 /// worker, so the writer only appends it.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct TypeGroup<'f> {
-    kind: Kind,
+    kind: &'static str,
     type_name: Option<&'f str>,
     class: Option<Arc<str>>,
     count: u64,
@@ -47,7 +47,7 @@ pub(crate) struct TypeGroup<'f> {
 }
 
 /// A group's key: kind, type name, class; rows come out in this order.
-type GroupKey<'f> = (Kind, Option<&'f str>, Option<Arc<str>>);
+type GroupKey<'f> = (&'static str, Option<&'f str>, Option<Arc<str>>);
 
 /// The type histogram kept up to date one allocation at a time, for a run decoded
 /// from one snapshot to the next: the same rows as [`type_groups`] on the whole
@@ -61,17 +61,17 @@ pub(crate) struct TypeCounts<'f> {
 }
 
 impl<'f> TypeCounts<'f> {
-    /// The id of the group of an allocation of `kind`, typed by `type_address`;
-    /// `name` counts as its class only for instances.
+    /// The id of the group of an allocation of `kind`, typed by `type_address`,
+    /// of `class` when it is an instance.
     pub(crate) fn group(
         &mut self,
-        kind: Kind,
+        kind: &'static str,
         type_address: Option<u64>,
-        name: Option<&Arc<str>>,
+        class: Option<&Arc<str>>,
         fw: &'f Firmware,
     ) -> usize {
         let type_name = type_address.and_then(|t| fw.flash_names.get(&t)).map(String::as_str);
-        let key = (kind, type_name, name.filter(|_| kind == Kind::Instance).cloned());
+        let key = (kind, type_name, class.cloned());
         let next = self.counts.len();
         let id = *self.ids.entry(key).or_insert(next);
         if id == next {
@@ -109,7 +109,7 @@ pub(crate) fn type_groups<'f>(r: &SnapshotReport, fw: &'f Firmware) -> Vec<TypeG
     let bpb = r.geometry.bytes_per_block;
     // Instances are grouped by their class: that is where leaks show.
     fn class_of(b: &crate::decode::BlockRow) -> Option<&Arc<str>> {
-        if b.kind == Kind::Instance {
+        if b.category == Category::Instance {
             b.name.as_ref()
         } else {
             None
@@ -118,7 +118,7 @@ pub(crate) fn type_groups<'f>(r: &SnapshotReport, fw: &'f Firmware) -> Vec<TypeG
     // Group on integers first (the type's address, the class name's pointer: a
     // snapshot's equal names mostly share an `Arc`); a heap has a few dozen groups,
     // so a linear search beats sorting its blocks. Equal names are merged below.
-    let mut groups: Vec<(Kind, Option<u64>, usize, TypeGroup<'f>)> = Vec::new();
+    let mut groups: Vec<(&'static str, Option<u64>, usize, TypeGroup<'f>)> = Vec::new();
     for b in &r.blocks {
         let class = class_of(b);
         let key = (b.kind, b.type_address, class.map_or(0, |c| Arc::as_ptr(c) as *const u8 as usize));
@@ -156,9 +156,10 @@ impl TypeHistogramRows {
     pub(crate) fn push(&mut self, index: u64, groups: &[TypeGroup]) {
         for g in groups {
             self.snapshot.append_value(index);
-            self.kind.append_value(g.kind.name());
-            self.type_name.append_option(g.type_name);
-            self.class.append_option(g.class.as_deref());
+            // '' for no type or no class: a group key without NULLs joins as is.
+            self.kind.append_value(g.kind);
+            self.type_name.append_value(g.type_name.unwrap_or(""));
+            self.class.append_value(g.class.as_deref().unwrap_or(""));
             self.count.append_value(g.count);
             self.bytes.append_value(g.bytes);
             self.n += 1;
@@ -177,7 +178,7 @@ impl TypeHistogramRows {
         ];
         // The next batch's room at once, not grown row by row (see `BATCH_ROOM`).
         for b in [&mut self.snapshot, &mut self.count, &mut self.bytes] {
-            *b = UInt64Builder::with_capacity(BATCH_ROOM);
+            *b = IntColumn::with_capacity(BATCH_ROOM);
         }
         for d in [&mut self.kind, &mut self.type_name, &mut self.class] {
             d.reserve(BATCH_ROOM);
@@ -195,26 +196,28 @@ const BATCH_ROOM: usize = SUMMARY_BATCH_ROWS + 1024;
 pub fn free_run_histogram_schema() -> SchemaRef {
     use DataType::*;
     Arc::new(Schema::new(vec![
-        f("snapshot", UInt64, false),
-        f("min_blocks", UInt64, false),
-        f("max_blocks", UInt64, false),
-        f("runs", UInt64, false),
-        f("blocks", UInt64, false),
+        f("snapshot", Int64, false),
+        f("min_blocks", Int64, false),
+        f("max_blocks", Int64, false),
+        f("runs", Int64, false),
+        f("blocks", Int64, false),
+        f("bytes", Int64, false),
     ]))
 }
 
 #[derive(Default)]
 pub(crate) struct FreeRunHistogramRows {
     pub(crate) n: usize,
-    snapshot: UInt64Builder,
-    min_blocks: UInt64Builder,
-    max_blocks: UInt64Builder,
-    runs: UInt64Builder,
-    blocks: UInt64Builder,
+    snapshot: IntColumn,
+    min_blocks: IntColumn,
+    max_blocks: IntColumn,
+    runs: IntColumn,
+    blocks: IntColumn,
+    bytes: IntColumn,
 }
 
 impl FreeRunHistogramRows {
-    /// Buckets `[2^k, 2^(k+1))` blocks; only non-empty buckets get a row.
+    /// Buckets of `2^k` to `2^(k+1) - 1` blocks; only non-empty buckets get a row.
     pub(crate) fn push(&mut self, r: &SnapshotReport) {
         let mut buckets = [(0u64, 0u64); 64];
         for run in &r.free_runs {
@@ -228,19 +231,26 @@ impl FreeRunHistogramRows {
             self.max_blocks.append_value((1u64 << k) * 2 - 1);
             self.runs.append_value(*runs);
             self.blocks.append_value(*blocks);
+            self.bytes.append_value(blocks * r.geometry.bytes_per_block);
             self.n += 1;
         }
     }
 
     pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {
         self.n = 0;
-        let builders =
-            [&mut self.snapshot, &mut self.min_blocks, &mut self.max_blocks, &mut self.runs, &mut self.blocks];
+        let builders = [
+            &mut self.snapshot,
+            &mut self.min_blocks,
+            &mut self.max_blocks,
+            &mut self.runs,
+            &mut self.blocks,
+            &mut self.bytes,
+        ];
         builders
             .into_iter()
             .map(|b| {
                 let col = arc(b.finish());
-                *b = UInt64Builder::with_capacity(BATCH_ROOM);
+                *b = IntColumn::with_capacity(BATCH_ROOM);
                 col
             })
             .collect()

@@ -2,7 +2,7 @@
 //! 2 KiB heap, a ROM qstr pool, flash placed above 0x40000 (where the reference's
 //! `word < 0x40000` test would miss the dict's type).
 
-use heapvis::decode::{DecodeOptions, Decoder, Kind};
+use heapvis::decode::{DecodeOptions, Decoder, Category};
 use heapvis::firmware::{Firmware, SymbolTable};
 use heapvis::profile::Profile;
 
@@ -76,9 +76,9 @@ fn hand_built_heap_decodes_to_hand_computed_rows() {
     put(&mut ram, RAM + 88, &[0x2000_0150]);
 
     let r = decoder.decode(0, &ram).unwrap();
-    let blocks: Vec<(u64, u64, Kind, bool)> =
-        r.blocks.iter().map(|b| (b.address, b.blocks, b.kind, b.has_finaliser)).collect();
-    assert_eq!(blocks, vec![(0x2000_0140, 1, Kind::Dict, true), (0x2000_0150, 2, Kind::MapTable, false)]);
+    let blocks: Vec<(u64, u64, Category, bool)> =
+        r.blocks.iter().map(|b| (b.address, b.blocks, b.category, b.has_finaliser)).collect();
+    assert_eq!(blocks, vec![(0x2000_0140, 1, Category::Dict, true), (0x2000_0150, 2, Category::MapTable, false)]);
     assert_eq!(r.blocks[0].type_address, Some(FLASH + 0x10));
     assert_eq!(fw.flash_names.get(&(FLASH + 0x10)).map(String::as_str), Some("mp_type_dict"));
     // One free run: blocks 3..124.
@@ -92,8 +92,8 @@ fn hand_built_heap_decodes_to_hand_computed_rows() {
     let edges: Vec<Edge> = r
         .edges
         .iter()
-        .filter(|e| e.from_block.is_some())
-        .map(|e| (e.from_block, e.from_word, e.to_address, e.map_key.as_deref()))
+        .filter(|e| e.from_address.is_some())
+        .map(|e| (e.from_address, e.from_word, e.to_address, e.map_key.as_deref()))
         .collect();
     assert_eq!(
         edges,
@@ -185,14 +185,14 @@ fn current_micropython_formats_by_hand() {
     put(&mut ram, RAM + 20, &[0x2000_01e0]);
 
     let r = d.decode(0, &ram).unwrap();
-    let kinds: Vec<(u64, Kind)> = r.blocks.iter().map(|b| (b.address, b.kind)).collect();
+    let kinds: Vec<(u64, Category)> = r.blocks.iter().map(|b| (b.address, b.category)).collect();
     assert_eq!(
         kinds,
         vec![
-            (0x2000_01c0, Kind::Dict),
-            (0x2000_01d0, Kind::MapTable),
-            (0x2000_01e0, Kind::QstrPool),
-            (0x2000_0200, Kind::QstrChunk)
+            (0x2000_01c0, Category::Dict),
+            (0x2000_01d0, Category::MapTable),
+            (0x2000_01e0, Category::QstrPool),
+            (0x2000_0200, Category::QstrChunk)
         ]
     );
     assert_eq!(r.qstrs.len(), 1);
@@ -201,7 +201,7 @@ fn current_micropython_formats_by_hand() {
         (q.id, &*q.text, q.hash, q.length, q.address, q.chunk),
         (5, "hello", 0x77, 5, 0x2000_0210, Some(0x2000_0200))
     );
-    let key = r.edges.iter().find(|e| e.from_block == Some(0x2000_01d0)).and_then(|e| e.map_key.as_deref());
+    let key = r.edges.iter().find(|e| e.from_address == Some(0x2000_01d0)).and_then(|e| e.map_key.as_deref());
     assert_eq!(key, Some("hello"));
 }
 
@@ -273,13 +273,13 @@ fn a_64_bit_heap_by_hand() {
     put64(&mut ram, RAM64 + 40, &[FLASH64 + 0x100]);
     put64(&mut ram, RAM64 + 176, &[table]);
     let r = d.decode(0, &ram).unwrap();
-    let kinds: Vec<(u64, u64, Kind)> = r.blocks.iter().map(|b| (b.address, b.blocks, b.kind)).collect();
-    assert_eq!(kinds, vec![(dict, 1, Kind::Dict), (table, 1, Kind::MapTable)]);
+    let kinds: Vec<(u64, u64, Category)> = r.blocks.iter().map(|b| (b.address, b.blocks, b.category)).collect();
+    assert_eq!(kinds, vec![(dict, 1, Category::Dict), (table, 1, Category::MapTable)]);
     assert_eq!((r.gc_info.used, r.gc_info.free, r.gc_info.max_free), (64, 122 * 32, 122));
     let edges: Vec<(u64, u32, u64, Option<&str>)> = r
         .edges
         .iter()
-        .filter_map(|e| Some((e.from_block?, e.from_word?, e.to_address, e.map_key.as_deref())))
+        .filter_map(|e| Some((e.from_address?, e.from_word?, e.to_address, e.map_key.as_deref())))
         .collect();
     assert_eq!(edges, vec![(dict, 3, table, None), (table, 1, dict, Some("foo"))]);
     let roots: Vec<(&str, u64)> =
@@ -313,17 +313,17 @@ fn a_split_heap_by_hand() {
     let r = d.decode(0, &ram).unwrap();
     assert_eq!(r.geometry_source, "gc_state");
     assert_eq!(r.geometry.more_areas.len(), 1);
-    let blocks: Vec<(u64, u64, u64, Kind)> =
-        r.blocks.iter().map(|b| (b.address, b.start_block, b.blocks, b.kind)).collect();
+    let blocks: Vec<(u64, u64, u64, Category)> =
+        r.blocks.iter().map(|b| (b.address, b.start_block, b.blocks, b.category)).collect();
     assert_eq!(
         blocks,
-        vec![(0x2000_0280, 0, 1, Kind::Dict), (0x2000_02a0, 2, 2, Kind::Unknown), (0x2000_0440, 8, 1, Kind::MapTable),]
+        vec![(0x2000_0280, 0, 1, Category::Dict), (0x2000_02a0, 2, 2, Category::Unknown), (0x2000_0440, 8, 1, Category::MapTable),]
     );
     let runs: Vec<(u64, u64)> = r.free_runs.iter().map(|f| (f.start_block, f.blocks)).collect();
     assert_eq!(runs, vec![(1, 1), (4, 4), (9, 3)]);
     type Edge<'a> = (Option<u64>, Option<u64>, u64, Option<&'a str>);
     let edges: Vec<Edge> =
-        r.edges.iter().map(|e| (e.from_block, e.root_address, e.to_address, e.map_key.as_deref())).collect();
+        r.edges.iter().map(|e| (e.from_address, e.root_address, e.to_address, e.map_key.as_deref())).collect();
     assert_eq!(
         edges,
         vec![
@@ -374,12 +374,12 @@ fn representation_d_map_tables_by_hand() {
     put(&mut ram, 0x2000_0150, &[5, 0x0002_0000, 0x2000_0140, 0, 15, 0x0001_0000, 0x2000_0140, 0]);
     put(&mut ram, RAM + 20, &[(FLASH + 0x100) as u32]);
     let r = d.decode(0, &ram).unwrap();
-    let kinds: Vec<(u64, Kind)> = r.blocks.iter().map(|b| (b.address, b.kind)).collect();
-    assert_eq!(kinds, vec![(0x2000_0140, Kind::Dict), (0x2000_0150, Kind::MapTable)]);
+    let kinds: Vec<(u64, Category)> = r.blocks.iter().map(|b| (b.address, b.category)).collect();
+    assert_eq!(kinds, vec![(0x2000_0140, Category::Dict), (0x2000_0150, Category::MapTable)]);
     let edges: Vec<(u64, u32, u64, Option<&str>)> = r
         .edges
         .iter()
-        .filter_map(|e| Some((e.from_block?, e.from_word?, e.to_address, e.map_key.as_deref())))
+        .filter_map(|e| Some((e.from_address?, e.from_word?, e.to_address, e.map_key.as_deref())))
         .collect();
     assert_eq!(
         edges,

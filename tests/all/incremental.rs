@@ -73,7 +73,7 @@ fn other_flavours_give_the_same_tables_too() {
 /// class (or a class's at `type` or nothing), a dict's or instance's table, a
 /// string's data, a function's bytecode, a module's globals.
 fn mutated_capture(board: Board, n: u64, seed: u64) -> tempfile::TempDir {
-    use heapvis::decode::Kind;
+    use heapvis::decode::Category;
     let dir = tempfile::tempdir().unwrap();
     synth::write_dir(&SynthConfig::new(board, 400, seed), dir.path()).unwrap();
     let inputs = heapvis::firmware::InputPaths::resolve(&[dir.path().to_path_buf()]).unwrap();
@@ -94,7 +94,7 @@ fn mutated_capture(board: Board, n: u64, seed: u64) -> tempfile::TempDir {
         |snapshot: &mut Vec<u8>, a: u64, v: u32| snapshot[offset(a)..offset(a) + 4].copy_from_slice(&v.to_le_bytes());
     let blocks = decoder.decode(0, &snapshot).unwrap().blocks;
     let module = blocks.iter().find(|b| b.type_address == types.module).expect("a module").address;
-    let dict = blocks.iter().find(|b| b.kind == Kind::Dict).expect("a dict").address;
+    let dict = blocks.iter().find(|b| b.category == Category::Dict).expect("a dict").address;
     let table = word(&snapshot, dict + 4 * objects.dict_table_word as u64) as u64;
     let main_table = word(&snapshot, state + s.profile.state.dict_main_table) as u64;
     let main_pairs = blocks.iter().find(|b| b.address == main_table).expect("the main table").blocks * 2;
@@ -127,8 +127,8 @@ fn mutated_capture(board: Board, n: u64, seed: u64) -> tempfile::TempDir {
     let mut ram = Vec::with_capacity(size * n as usize);
     for _ in 0..n {
         let report = decoder.decode(0, &snapshot).ok();
-        let of_kind = |k: Option<Kind>, r: u64| -> Option<(u64, u64)> {
-            let b: Vec<_> = report.as_ref()?.blocks.iter().filter(|b| k.is_none_or(|k| b.kind == k)).collect();
+        let of_kind = |k: Option<Category>, r: u64| -> Option<(u64, u64)> {
+            let b: Vec<_> = report.as_ref()?.blocks.iter().filter(|b| k.is_none_or(|k| b.category == k)).collect();
             let b = b.get((r % b.len().max(1) as u64) as usize)?;
             Some((b.address, b.blocks * 16))
         };
@@ -146,11 +146,11 @@ fn mutated_capture(board: Board, n: u64, seed: u64) -> tempfile::TempDir {
             let word_in = |lo: u64, hi: u64, r: u64| lo + (r % ((hi - lo) / 4)) * 4;
             let block = pool.pool_start + (next() % blocks) * 16;
             let (r1, r2) = (next(), next());
-            let aimed = |k: Option<Kind>, word: u32, to: Option<u64>| -> Option<(u64, u32)> {
+            let aimed = |k: Option<Category>, word: u32, to: Option<u64>| -> Option<(u64, u32)> {
                 let (at, len) = of_kind(k, r1)?;
                 (word as u64 * 4 + 4 <= len).then_some((at + word as u64 * 4, to? as u32))
             };
-            let class = of_kind(Some(Kind::Type), r2).map(|c| c.0);
+            let class = of_kind(Some(Category::Type), r2).map(|c| c.0);
             let write = match next() % 25 {
                 // A pointer to a block, somewhere in the pool.
                 0..=5 => Some((word_in(pool.pool_start, pool.pool_end, next()), block as u32)),
@@ -173,15 +173,15 @@ fn mutated_capture(board: Board, n: u64, seed: u64) -> tempfile::TempDir {
                 }
                 // Aimed: a type word at a class, a class's at `type` or nothing.
                 14..=15 => aimed(None, 0, class),
-                16 if r2 % 4 == 0 => aimed(Some(Kind::Type), 0, if r2 % 8 == 0 { types.type_type } else { Some(0) }),
+                16 if r2 % 4 == 0 => aimed(Some(Category::Type), 0, if r2 % 8 == 0 { types.type_type } else { Some(0) }),
                 // A dict's or an instance's table, a string's data, a bytecode.
-                17 => aimed(Some(Kind::Dict), objects.dict_table_word, Some(block)),
-                18 => aimed(Some(Kind::Instance), objects.instance_table_word, Some(block)),
-                19 => aimed(Some(Kind::Str), objects.str_data_word, Some(block)),
-                20 => aimed(Some(Kind::Str), objects.str_len_word, Some(r2 % 40)),
-                21 => aimed(Some(Kind::Function), objects.fun_bc_bytecode_word, Some(block)),
+                17 => aimed(Some(Category::Dict), objects.dict_table_word, Some(block)),
+                18 => aimed(Some(Category::Instance), objects.instance_table_word, Some(block)),
+                19 => aimed(Some(Category::Str), objects.str_data_word, Some(block)),
+                20 => aimed(Some(Category::Str), objects.str_len_word, Some(r2 % 40)),
+                21 => aimed(Some(Category::Function), objects.fun_bc_bytecode_word, Some(block)),
                 // A module's globals, and what a dict's table holds.
-                22 => aimed(Some(Kind::Unknown), 1, of_kind(Some(Kind::Dict), r2).map(|d| d.0)),
+                22 => aimed(Some(Category::Unknown), 1, of_kind(Some(Category::Dict), r2).map(|d| d.0)),
                 // The values of a module's globals (its `__name__` among them),
                 // two pointers from the module.
                 23 if r2 % 2 == 0 => {
@@ -206,7 +206,7 @@ fn mutated_capture(board: Board, n: u64, seed: u64) -> tempfile::TempDir {
                     }
                     None
                 }
-                _ => aimed(Some(Kind::MapTable), (r2 % 8) as u32, Some(block)),
+                _ => aimed(Some(Category::MapTable), (r2 % 8) as u32, Some(block)),
             };
             if let Some((at, value)) = write {
                 let o = offset(at);

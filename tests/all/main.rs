@@ -14,6 +14,7 @@ mod map_parser;
 mod oracle_parity;
 mod output_safety;
 mod random_input;
+mod schema;
 mod render;
 mod soak;
 mod synth_truth;

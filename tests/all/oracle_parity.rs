@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use heapvis::decode::{Kind, SnapshotReport};
+use heapvis::decode::{Category, SnapshotReport};
 use heapvis::synth::Board;
 use serde_json::Value;
 
@@ -57,9 +57,9 @@ fn compare(ours: &SnapshotReport, theirs: &Value, next: Option<&SnapshotReport>)
         bad.push(format!("snapshot {snap}: gc_info.free {} != free runs {total}", ours.gc_info.free));
     }
 
-    let block_edges: Vec<_> = ours.edges.iter().filter(|e| e.from_block.is_some()).collect();
-    let kind_of: HashMap<u64, Kind> = ours.blocks.iter().map(|b| (b.address, b.kind)).collect();
-    let first_word_in_ram = |a: u64| block_edges.iter().any(|e| e.from_block == Some(a) && e.from_word == Some(0));
+    let block_edges: Vec<_> = ours.edges.iter().filter(|e| e.from_address.is_some()).collect();
+    let kind_of: HashMap<u64, Category> = ours.blocks.iter().map(|b| (b.address, b.category)).collect();
+    let first_word_in_ram = |a: u64| block_edges.iter().any(|e| e.from_address == Some(a) && e.from_word == Some(0));
 
     // Kinds, as the reference's colours.
     let colours: BTreeMap<u64, String> = theirs["colours"]
@@ -72,14 +72,14 @@ fn compare(ours: &SnapshotReport, theirs: &Value, next: Option<&SnapshotReport>)
     // tables whose first key is a heap object, later qstr pools).
     let false_dynamic: BTreeSet<u64> = colours
         .iter()
-        .filter(|(a, c)| *c == "plum" && kind_of.get(a) != Some(&Kind::Instance))
+        .filter(|(a, c)| *c == "plum" && kind_of.get(a) != Some(&Category::Instance))
         .map(|(a, _)| *a)
         .collect();
     // Blocks the reference wrongly takes as map tables: their "keys" are not keys.
     let mut false_tables: BTreeSet<u64> = BTreeSet::new();
     for b in &ours.blocks {
         let theirs_c = colours.get(&b.address).map(String::as_str).unwrap_or("missing");
-        let ours_c = b.kind.reference_colour();
+        let ours_c = b.category.reference_colour();
         if theirs_c == ours_c {
             continue;
         }
@@ -90,7 +90,7 @@ fn compare(ours: &SnapshotReport, theirs: &Value, next: Option<&SnapshotReport>)
             "gold" => block_edges.iter().any(|e| {
                 e.to_address == b.address
                     && e.from_word == Some(3)
-                    && e.from_block.is_some_and(|f| false_dynamic.contains(&f))
+                    && e.from_address.is_some_and(|f| false_dynamic.contains(&f))
             }),
             _ => false,
         };
@@ -100,7 +100,7 @@ fn compare(ours: &SnapshotReport, theirs: &Value, next: Option<&SnapshotReport>)
         if !explained {
             bad.push(format!(
                 "snapshot {snap}: block 0x{:08x} is {:?} here, {theirs_c} in the reference",
-                b.address, b.kind
+                b.address, b.category
             ));
         }
     }
@@ -112,7 +112,7 @@ fn compare(ours: &SnapshotReport, theirs: &Value, next: Option<&SnapshotReport>)
         .iter()
         .filter(|e| {
             e.from_word.unwrap_or(0) > 0
-                && kind_of.get(&e.from_block.unwrap()) == Some(&Kind::QstrPool)
+                && kind_of.get(&e.from_address.unwrap()) == Some(&Category::QstrPool)
                 && !blocks.contains(&e.to_address)
         })
         .map(|e| e.to_address)
@@ -120,7 +120,7 @@ fn compare(ours: &SnapshotReport, theirs: &Value, next: Option<&SnapshotReport>)
     let our_edges: BTreeSet<(u64, u64)> = block_edges
         .iter()
         .filter(|e| !deleted.contains(&e.to_address))
-        .map(|e| (e.from_block.unwrap(), e.to_address))
+        .map(|e| (e.from_address.unwrap(), e.to_address))
         .collect();
     let their_edges: BTreeSet<(u64, u64)> =
         theirs["layout_edges"].as_array().unwrap().iter().map(|e| (u(&e[0]), u(&e[1]))).collect();
@@ -222,7 +222,7 @@ fn compare(ours: &SnapshotReport, theirs: &Value, next: Option<&SnapshotReport>)
             continue;
         }
         let texts: Vec<String> = cells.as_array().unwrap().iter().map(|c| c[1].as_str().unwrap().to_string()).collect();
-        for e in block_edges.iter().filter(|e| e.from_block == Some(t)) {
+        for e in block_edges.iter().filter(|e| e.from_address == Some(t)) {
             if let Some(k) = &e.map_key {
                 if !texts.iter().any(|t| t.as_str() == &**k) {
                     bad.push(format!("snapshot {snap}: key {k:?} in table 0x{t:08x} not in the reference's {texts:?}"));
@@ -240,7 +240,7 @@ fn compare(ours: &SnapshotReport, theirs: &Value, next: Option<&SnapshotReport>)
             .and_then(|cells| cells.iter().find(|c| c[0].as_str() == Some(port)))
             .and_then(|c| c[1].as_str());
         let found =
-            block_edges.iter().any(|e| e.from_block == Some(t) && e.to_address == head && e.map_key.as_deref() == text);
+            block_edges.iter().any(|e| e.from_address == Some(t) && e.to_address == head && e.map_key.as_deref() == text);
         if !found {
             bad.push(format!("snapshot {snap}: edge 0x{t:08x} -> 0x{head:08x} should carry key {text:?}"));
         }
@@ -259,11 +259,20 @@ fn parity(board: Board, snapshots: u64, seed: u64, misalign: u64) {
     let mut bad = Vec::new();
     for (i, (o, t)) in ours.iter().zip(&theirs).enumerate() {
         assert_eq!(Some(o.index), t["snapshot"].as_u64());
-        let structure: Vec<String> = heapvis::inspect::block_state_report(o, &s.firmware, "mp_state_ctx")
-            .lines()
-            .take(5)
-            .map(str::to_string)
+        let report = heapvis::inspect::block_state_report(o, s.dump.snapshot(o.index).unwrap(), &s.firmware, "mp_state_ctx");
+        let structure: Vec<String> = report.lines().take(5).map(str::to_string).collect();
+        // The reference's "Unable to find memory block for string" lines, in its order.
+        let unfound: Vec<&str> = report.lines().filter(|l| l.starts_with("Unable to find")).collect();
+        let their_unfound: Vec<&str> = t["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_str().unwrap())
+            .filter(|m| m.starts_with("Unable to find memory block for string"))
             .collect();
+        if unfound != their_unfound {
+            bad.push(format!("snapshot {}: {unfound:?} vs the reference's {their_unfound:?}", o.index));
+        }
         let their_structure: Vec<String> =
             t["heap_structure"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_string()).collect();
         if structure != their_structure {
@@ -309,4 +318,37 @@ fn samd51_seed1_every_snapshot_matches_the_reference() {
 #[test]
 fn samd51_seed2_every_snapshot_matches_the_reference() {
     parity(Board::Samd51, 400, 2, 4);
+}
+
+#[test]
+fn inspect_prints_the_references_unable_to_find_lines_on_the_sample() {
+    // The committed sample has snapshots logged between a `str` being made and
+    // its data being allocated: the reference says so, and so does `inspect`.
+    let sample = crate::common::repo().join("data/sample");
+    let inputs = heapvis::firmware::InputPaths::resolve(&[sample.clone()]).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let Some(theirs) = oracle_facts(&inputs, work.path(), "inspect on the sample") else { return };
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_heapvis"))
+        .args(["inspect", sample.to_str().unwrap(), "--snapshot", "all"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let mut ours: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    let mut at = 0;
+    for line in text.lines() {
+        if let Some(n) = line.strip_prefix("=== snapshot ").and_then(|l| l.strip_suffix(" ===")) {
+            at = n.parse().unwrap();
+        } else if line.starts_with("Unable to find") {
+            ours.entry(at).or_default().push(line.to_string());
+        }
+    }
+    let mut expected: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for t in &theirs {
+        for m in t["messages"].as_array().unwrap() {
+            expected.entry(u(&t["snapshot"])).or_default().push(m.as_str().unwrap().to_string());
+        }
+    }
+    assert!(expected.len() >= 6, "the sample has such snapshots: {expected:?}");
+    assert_eq!(ours, expected);
 }

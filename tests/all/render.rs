@@ -7,8 +7,8 @@ use std::fs::File;
 use std::path::Path;
 use std::process::Command;
 
-use arrow::array::{Array, Float64Array, UInt64Array};
-use heapvis::decode::Kind;
+use arrow::array::{Array, Float64Array, Int64Array};
+use heapvis::decode::Category;
 use heapvis::pipeline::{AnalyzeOptions, RenderOptions, Silent};
 use heapvis::render::{Canvas, FrameLayout};
 use heapvis::synth::Board;
@@ -17,7 +17,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use crate::common::{capture, decode_all, session};
 
 /// The reference's Graphviz colours (X11), written out independently of the palette.
-fn x11(kind: Kind) -> [u8; 3] {
+fn x11(kind: Category) -> [u8; 3] {
     match kind.reference_colour() {
         "red" => [255, 0, 0],
         "yellow" => [255, 255, 0],
@@ -74,8 +74,8 @@ fn frame_pixels_show_each_kind_where_its_block_is_and_free_runs_empty() {
         palette[pixels[(y * w + x) as usize] as usize]
     };
     let mut kinds_seen = 0;
-    for kind in Kind::ALL {
-        if let Some(b) = last.blocks.iter().find(|b| b.kind == kind) {
+    for kind in Category::ALL {
+        if let Some(b) = last.blocks.iter().find(|b| b.category == kind) {
             for block in b.start_block..b.start_block + b.blocks {
                 assert_eq!(at(block), x11(kind), "{kind:?} block {block} of allocation 0x{:08x}", b.address);
             }
@@ -105,11 +105,11 @@ fn frame_header_reads_back_as_the_snapshots_table_row() {
     let file = File::open(part).unwrap();
     let batches: Vec<_> =
         ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap().map(|b| b.unwrap()).collect();
-    let col = |name: &str| -> Vec<u64> {
+    let col = |name: &str| -> Vec<i64> {
         batches
             .iter()
             .flat_map(|b| {
-                b.column_by_name(name).unwrap().as_any().downcast_ref::<UInt64Array>().unwrap().values().to_vec()
+                b.column_by_name(name).unwrap().as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec()
             })
             .collect()
     };
@@ -120,16 +120,16 @@ fn frame_header_reads_back_as_the_snapshots_table_row() {
             (0..a.len()).map(move |i| a.is_valid(i).then(|| a.value(i)))
         })
         .collect();
-    let (snap, used, free, max_free) = (col("snapshot"), col("used"), col("free"), col("max_free"));
+    let (snap, used, free, max_free) = (col("snapshot"), col("used_bytes"), col("free_bytes"), col("gc_max_free_bytes"));
     for i in (0..200).step_by(37) {
         let (w, h, pixels, _) = read_png(&out.join(format!("frames/heap_layout{i:06}.png")));
         let canvas = Canvas { width: w, height: h, pixels };
         let line1 = canvas.read_text(8, 8, 16, heapvis::render::palette::TEXT);
-        let line2 = canvas.read_text(8, 20, 78, heapvis::render::palette::TEXT);
+        let line2 = canvas.read_text(8, 20, 84, heapvis::render::palette::TEXT);
         assert!(line1.starts_with(&format!("snapshot {} ", snap[i])), "{line1:?}");
         let f = frag[i].map_or("-".to_string(), |f| format!("{:.1}%", 100.0 * f));
         let expected =
-            format!("used {} B  free {} B  largest free {} B  fragmentation {f}", used[i], free[i], max_free[i] * 16);
+            format!("used {} B  free {} B  gc max free {} B  fragmentation {f}", used[i], free[i], max_free[i]);
         assert_eq!(line2.trim_end(), expected);
     }
 }
@@ -246,18 +246,29 @@ fn ownership_graph_has_a_node_per_block_and_root_and_renders_with_dot() {
     let block_nodes = text.lines().filter(|l| l.trim_start().starts_with('b') && l.contains("[label=<")).count();
     assert_eq!(block_nodes, r.blocks.len());
     let roots: std::collections::BTreeSet<&str> =
-        r.edges.iter().filter(|e| e.to_block.is_some()).filter_map(|e| e.root_name.as_deref()).collect();
+        r.edges.iter().filter(|e| e.to_alloc_address.is_some()).filter_map(|e| e.root_name.as_deref()).collect();
     let root_nodes = text.lines().filter(|l| l.trim_start().starts_with('r') && l.contains("shape=box")).count();
     assert_eq!(root_nodes, roots.len());
     // Every dict key shows as a port of its table, and strings show their text.
     for e in r.edges.iter().filter(|e| e.map_key.is_some()) {
         assert!(
-            text.contains(&format!("b{:08x}:w{} ->", e.from_block.unwrap(), e.from_word.unwrap())),
+            text.contains(&format!("b{:08x}:w{} ->", e.from_address.unwrap(), e.from_word.unwrap())),
             "edge from key port"
         );
     }
     let s0 = r.strings.iter().find(|s| s.text.len() > 4).unwrap();
     assert!(text.contains(&s0.text[..4]));
+    // Each node says what the block is, in the words of the tables' `kind`
+    // (lists and modules too), and dark fills get white text.
+    for b in &r.blocks {
+        let line = text.lines().find(|l| l.trim_start().starts_with(&format!("b{:08x} [", b.address))).unwrap();
+        assert!(line.contains(&format!("0x{:08x} {} {}B", b.address, b.kind, b.blocks * 16)), "{line}");
+        let dark = matches!(b.category.reference_colour(), "red" | "blue" | "purple");
+        assert_eq!(line.contains("fontcolor=\"white\""), dark, "{line}");
+    }
+    for kind in ["list", "module", "dict"] {
+        assert!(r.blocks.iter().any(|b| b.kind == kind), "a {kind} in the graph");
+    }
     // Graphviz renders it (CI installs graphviz): the SVG has every node.
     let svg = c.dir.path().join("g.svg");
     let o = Command::new(env!("CARGO_BIN_EXE_heapvis"))
@@ -265,6 +276,12 @@ fn ownership_graph_has_a_node_per_block_and_root_and_renders_with_dot() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let said = String::from_utf8_lossy(&o.stderr);
+    let dot_path = c.dir.path().join("g.dot");
+    assert!(
+        said.contains(&format!("wrote {} and {}", dot_path.display(), svg.display())),
+        "names the files it wrote: {said}"
+    );
     let svg_text = std::fs::read_to_string(&svg).unwrap();
     assert_eq!(svg_text.matches("class=\"node\"").count(), r.blocks.len() + roots.len());
     assert!(c.dir.path().join("g.dot").is_file());

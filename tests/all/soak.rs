@@ -71,7 +71,7 @@ fn edge_intervals(reports: &[SnapshotReport]) -> BTreeSet<(bool, u64, u64, u64, 
         let now: BTreeSet<(bool, u64, u64, u64)> = r
             .edges
             .iter()
-            .map(|e| match e.from_block {
+            .map(|e| match e.from_address {
                 Some(b) => (false, b, e.from_word.unwrap() as u64, e.to_address),
                 None => (true, e.root_address.unwrap(), 0, e.to_address),
             })
@@ -102,7 +102,7 @@ fn edge_history_is_the_per_snapshot_edges_as_intervals() {
     s.analyze(&out, &AnalyzeOptions::default(), &Silent).unwrap();
     let expected = edge_intervals(&decode_all(&s));
     let rows = duck(
-        "select root_address is not null, coalesce(from_block, root_address), coalesce(from_word, 0), to_address, first_snapshot, last_snapshot from '{d}/edge_history/*.parquet'",
+        "select root_address is not null, coalesce(from_address, root_address), coalesce(from_word, 0), to_address, first_snapshot, last_snapshot from '{d}/edge_history/*.parquet'",
         &out,
     );
     let got: BTreeSet<_> =
@@ -121,7 +121,7 @@ fn the_usual_questions_answered_with_duckdb_and_polars() {
     let n = reports.len() as u64;
 
     // 1. Free and largest free over time.
-    let rows = duck("select snapshot, free, max_free * 16 from '{d}/snapshots/*.parquet' order by snapshot", &out);
+    let rows = duck("select snapshot, free_bytes, gc_max_free_bytes from '{d}/snapshots/*.parquet' order by snapshot", &out);
     assert_eq!(rows.len() as u64, n);
     for (r, rep) in rows.iter().zip(&reports) {
         assert_eq!((u(&r[0]), u(&r[1]), u(&r[2])), (rep.index, rep.gc_info.free, rep.gc_info.max_free * 16));
@@ -182,12 +182,12 @@ fn the_usual_questions_answered_with_duckdb_and_polars() {
         let mut here: BTreeMap<(String, String, String), f64> = BTreeMap::new();
         for b in &r.blocks {
             let t = b.type_address.and_then(|a| s.firmware.flash_names.get(&a)).cloned().unwrap_or_default();
-            let class = if b.kind == heapvis::decode::Kind::Instance {
+            let class = if b.category == heapvis::decode::Category::Instance {
                 b.name.as_deref().unwrap_or_default().to_string()
             } else {
                 String::new()
             };
-            *here.entry((b.kind.name().to_string(), t, class)).or_default() += (b.blocks * 16) as f64;
+            *here.entry((b.kind.to_string(), t, class)).or_default() += (b.blocks * 16) as f64;
         }
         for k in here.keys() {
             series.entry(k.clone()).or_insert_with(|| vec![0.0; reports.len()]);
@@ -221,7 +221,7 @@ fn the_usual_questions_answered_with_duckdb_and_polars() {
     let want = 40u64;
     let rows = duck(
         &format!(
-            "select min(snapshot) from '{{d}}/snapshots/*.parquet' where free >= {want} * 16 and max_free < {want}"
+            "select min(snapshot) from '{{d}}/snapshots/*.parquet' where free_bytes >= {want} * block_bytes and gc_max_free_blocks < {want}"
         ),
         &out,
     );
@@ -243,7 +243,7 @@ at = int(sys.argv[2])
 alive = a.filter((pl.col("first_snapshot") <= at) & (pl.col("last_snapshot") >= at)).height
 top = (a.filter(pl.col("type_name").is_not_null()).sort(["snapshots", "address"], descending=[True, False])
         .group_by(pl.col("type_name").cast(pl.Utf8), maintain_order=True).head(10))
-first = s.filter((pl.col("free") >= 40 * 16) & (pl.col("max_free") < 40))["snapshot"].min()
+first = s.filter((pl.col("free_bytes") >= 40 * pl.col("block_bytes")) & (pl.col("gc_max_free_blocks") < 40))["snapshot"].min()
 print(s.height, alive, top.height, first)
 "#;
     let o = Command::new(python()).arg("-c").arg(script).arg(&out).arg((n / 3).to_string()).output().unwrap();
@@ -287,7 +287,7 @@ fn two_shards_stitch_into_one_run() {
     };
     for (t, key) in [
         ("allocations", "address, blocks"),
-        ("edge_history", "from_block, from_word, root_address, to_address"),
+        ("edge_history", "from_address, from_word, root_address, to_address"),
         ("qstr_history", "id, address"),
     ] {
         let whole_q = format!("select {key}, first_snapshot, last_snapshot, \"end\" from '{{d}}/whole/{t}/*.parquet'");

@@ -2,7 +2,7 @@
 //! allocation, its size, its kind and its MARK state at every snapshot, and the
 //! gc_info figures recomputed from the registry.
 
-use heapvis::decode::{DecodeOptions, Decoder, Kind};
+use heapvis::decode::{DecodeOptions, Decoder, Category};
 use heapvis::profile::Profile;
 use heapvis::synth::{simulate_in_memory, Board, SynthConfig};
 
@@ -38,11 +38,11 @@ fn check_flavor(board: Board, snapshots: u64, seed: u64, misalign: u64, flavor: 
                     || n.contains("readline_hist[")
             };
             let referenced = r.edges.iter().any(|e| {
-                e.to_address == b.address && (e.from_block.is_some() || e.root_name.as_deref().is_some_and(gives_role))
+                e.to_address == b.address && (e.from_address.is_some() || e.root_name.as_deref().is_some_and(gives_role))
             });
-            let role = matches!(t.kind, Kind::MapTable | Kind::StringData | Kind::Bytecode | Kind::QstrChunk);
-            if !(role && !referenced && b.kind == Kind::Unknown) {
-                assert_eq!(b.kind, t.kind, "snapshot {i}: kind of 0x{:08x}", b.address);
+            let role = matches!(t.kind, Category::MapTable | Category::StringData | Category::Bytecode | Category::QstrChunk);
+            if !(role && !referenced && b.category == Category::Unknown) {
+                assert_eq!(b.category, t.kind, "snapshot {i}: kind of 0x{:08x}", b.address);
             }
             assert_eq!(b.has_finaliser, t.has_finaliser, "snapshot {i}: finaliser bit of 0x{:08x}", b.address);
             // The simulated CircuitPython sets the collect bit of every allocation.
@@ -94,8 +94,8 @@ fn check_flavor(board: Board, snapshots: u64, seed: u64, misalign: u64, flavor: 
         .collect();
     let last = decoder.decode(truth.len() as u64 - 1, &ram[(truth.len() - 1) * size..]).unwrap();
     let names: Vec<&str> =
-        last.blocks.iter().filter(|b| b.kind == Kind::Function).filter_map(|b| b.name.as_deref()).collect();
-    assert_eq!(names.len(), last.blocks.iter().filter(|b| b.kind == Kind::Function).count(), "unnamed functions");
+        last.blocks.iter().filter(|b| b.category == Category::Function).filter_map(|b| b.name.as_deref()).collect();
+    assert_eq!(names.len(), last.blocks.iter().filter(|b| b.category == Category::Function).count(), "unnamed functions");
     assert!(names.iter().all(|n| allowed.contains(n)), "{names:?}");
     for f in heapvis::synth::program::FUNCTIONS {
         assert!(names.contains(&f), "{f} not found by name in {names:?}");
@@ -103,17 +103,17 @@ fn check_flavor(board: Board, snapshots: u64, seed: u64, misalign: u64, flavor: 
     // Every kind the simulator makes shows up.
     let last = truth.last().unwrap();
     for k in [
-        Kind::Str,
-        Kind::StringData,
-        Kind::Dict,
-        Kind::MapTable,
-        Kind::Instance,
-        Kind::Type,
-        Kind::Function,
-        Kind::Bytecode,
-        Kind::QstrPool,
-        Kind::QstrChunk,
-        Kind::Tuple,
+        Category::Str,
+        Category::StringData,
+        Category::Dict,
+        Category::MapTable,
+        Category::Instance,
+        Category::Type,
+        Category::Function,
+        Category::Bytecode,
+        Category::QstrPool,
+        Category::QstrChunk,
+        Category::Tuple,
     ] {
         assert!(truth.iter().any(|s| s.iter().any(|t| t.kind == k)), "{k:?} never allocated");
     }

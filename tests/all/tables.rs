@@ -39,18 +39,18 @@ d = sys.argv[1]
 con = duckdb.connect()
 for t in ["snapshots","blocks","edges","qstrs","strings","free_runs","symbols"]:
     con.execute(f"create view {t} as select * from '{d}/{t}{'.parquet' if t == 'symbols' else '/*.parquet'}'")
-print(con.execute("select count(*), count(distinct snapshot), sum(free) from snapshots where status = 'ok'").fetchone())
+print(con.execute("select count(*), count(distinct snapshot), sum(free_bytes) from snapshots where status = 'ok'").fetchone())
 print(con.execute("select count(*) from blocks").fetchone()[0])
 print(con.execute("select count(*) from edges").fetchone()[0])
 print(con.execute("select count(*) from qstrs").fetchone()[0])
 print(con.execute("select count(*) from strings").fetchone()[0])
 print(con.execute("select count(*) from free_runs").fetchone()[0])
 # free space per snapshot equals the sum of its free runs
-print(con.execute("select count(*) from snapshots s join (select snapshot, sum(bytes) b from free_runs group by 1) f using (snapshot) where s.free <> f.b").fetchone()[0])
+print(con.execute("select count(*) from snapshots s join (select snapshot, sum(bytes) b from free_runs group by 1) f using (snapshot) where s.free_bytes <> f.b").fetchone()[0])
 # every root edge's address resolves through the symbol table when it is named
 print(con.execute("select count(*) from edges e join symbols y on e.root_address between y.address and y.address + coalesce(y.size, 4) - 1 where e.root_name like y.name || '+%'").fetchone()[0] > 0)
 # strings join to their str objects in blocks
-print(con.execute("select count(*) from strings s join blocks b on b.snapshot = s.snapshot and b.address = s.owner where b.kind = 'str'").fetchone()[0] > 0)
+print(con.execute("select count(*) from strings s join blocks b on b.snapshot = s.snapshot and b.address = s.owner_address where b.kind = 'str'").fetchone()[0] > 0)
 "#,
         &out,
     );
@@ -72,7 +72,7 @@ print(con.execute("select count(*) from strings s join blocks b on b.snapshot = 
 import sys, polars as pl
 d = sys.argv[1]
 s = pl.read_parquet(f"{d}/snapshots/*.parquet").sort("snapshot")
-print(s.height, s["max_free"].to_list()[-1], s["used"].to_list()[-1])
+print(s.height, s["gc_max_free_blocks"].to_list()[-1], s["used_bytes"].to_list()[-1])
 b = pl.read_parquet(f"{d}/blocks/*.parquet")
 last = b.filter(pl.col("snapshot") == s["snapshot"].max())
 k = last.group_by(pl.col("kind").cast(pl.Utf8)).agg(pl.col("bytes").sum()).sort("kind")
@@ -85,7 +85,7 @@ print(";".join(f"{r[0]}={r[1]}" for r in k.iter_rows()))
     assert_eq!(lines.next().unwrap(), format!("150 {} {}", last.gc_info.max_free, last.gc_info.used));
     let mut by_kind = std::collections::BTreeMap::new();
     for b in &last.blocks {
-        *by_kind.entry(b.kind.name()).or_insert(0u64) += b.blocks * 16;
+        *by_kind.entry(b.kind).or_insert(0u64) += b.blocks * 16;
     }
     let expected: Vec<String> = by_kind.iter().map(|(k, v)| format!("{k}={v}")).collect();
     assert_eq!(lines.next().unwrap(), expected.join(";"));
@@ -129,7 +129,7 @@ fn metrics_only_writes_the_same_snapshots_table() {
     let options = AnalyzeOptions { tables: TableSet::METRICS, ..AnalyzeOptions::default() };
     let summary = s.analyze(&fast, &options, &Silent).unwrap();
     assert_eq!(summary.files.len(), 1);
-    let q = "select * exclude (free_runs, longest_free_run, allocations, finaliser_blocks) \
+    let q = "select * exclude (free_run_count, longest_free_run_blocks, longest_free_run_bytes, allocation_count, finaliser_count) \
              from '{}/snapshots/*.parquet' order by snapshot";
     let script = format!(
         "import sys, duckdb\nd = sys.argv[1]\na = duckdb.sql(\"{}\").fetchall()\nb = duckdb.sql(\"{}\").fetchall()\nprint(a == b, len(a))",
@@ -139,8 +139,9 @@ fn metrics_only_writes_the_same_snapshots_table() {
     assert_eq!(py(&script, c.dir.path()), "True 80");
     // What the metrics do not compute is NULL, never 0.
     let nulls = crate::common::duck(
-        "select count(*) from '{d}/snapshots/*.parquet' where free_runs is null and longest_free_run is null \
-         and allocations is null and finaliser_blocks is null and used is not null",
+        "select count(*) from '{d}/snapshots/*.parquet' where free_run_count is null and longest_free_run_blocks is null \
+         and longest_free_run_bytes is null and allocation_count is null and finaliser_count is null \
+         and used_bytes is not null",
         &fast,
     );
     assert_eq!(nulls[0][0], 80);
@@ -190,8 +191,8 @@ fn parts_roll_over_and_hold_the_same_rows_as_one_file() {
         let outside = duck(
             &format!(
                 "select count(*) from read_parquet('{{d}}/{t}/*.parquet', filename = true) \
-                 where {column} >= cast(split_part(parse_filename(filename, true), '-', 3) as ubigint) \
-                 or ({column} < cast(split_part(parse_filename(filename, true), '-', 2) as ubigint) and '{column}' = 'snapshot')"
+                 where {column} >= cast(split_part(parse_filename(filename, true), '-', 3) as bigint) \
+                 or ({column} < cast(split_part(parse_filename(filename, true), '-', 2) as bigint) and '{column}' = 'snapshot')"
             ),
             &parts,
         );
