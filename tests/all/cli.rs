@@ -178,3 +178,66 @@ fn stats_report_the_run_time_rate_memory_and_cpu() {
     let line = err.lines().find(|l| l.starts_with("stats: ")).unwrap_or_else(|| panic!("no stats line: {err}"));
     assert_eq!(focused(line), 0.0, "{line}");
 }
+
+#[test]
+fn a_range_past_the_end_is_cut_with_a_warning_naming_the_last_snapshot() {
+    let c = capture(Board::Samd21, 30, 2, 0);
+    let dir = c.dir.path().to_str().unwrap();
+    let out_dir = c.dir.path().join("out");
+    let out = run(&["analyze", dir, "-o", out_dir.to_str().unwrap(), "--snapshots", "20..90"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("warning: --snapshots 20..90: the dump holds 30 snapshots, 0 to 29"), "{err}");
+    assert!(err.contains("taking 20..30 (to snapshot 29)") && !err.contains("0..30 snapshots"), "{err}");
+    let rows = crate::common::duck("select min(snapshot), max(snapshot) from '{d}/snapshots/*.parquet'", &out_dir);
+    assert_eq!((rows[0][0].as_i64(), rows[0][1].as_i64()), (Some(20), Some(29)));
+    // One that starts past the end has nothing to take.
+    let out = run(&["analyze", dir, "-o", out_dir.to_str().unwrap(), "--snapshots", "30..40"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("30..40") && err.contains("30 snapshots, 0 to 29 (`last`)"), "{err}");
+}
+
+#[test]
+fn the_end_of_a_run_lists_everything_written_with_paths() {
+    let c = capture(Board::Samd21, 12, 2, 0);
+    let dir = c.dir.path().to_str().unwrap();
+    let (out_dir, movie) = (c.dir.path().join("out"), c.dir.path().join("m.gif"));
+    let args = ["analyze", dir, "-o", out_dir.to_str().unwrap(), "--frames", "--frame-step", "5", "--movie"];
+    let out = run(&[&args[..], &[movie.to_str().unwrap()]].concat());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let tables = format!(
+        "tables in {}: snapshots, allocations, edge_history, qstr_history, type_histogram, free_run_histogram, \
+         symbols ({} Parquet file(s))",
+        out_dir.display(),
+        crate::common::DECODED_TABLES.iter().map(|t| crate::common::table_files(&out_dir, t).len()).sum::<usize>() + 1
+    );
+    assert!(err.contains(&tables), "{err}");
+    assert!(err.contains(&format!("frames in {}: 3 PNG file(s)", out_dir.join("frames").display())), "{err}");
+    assert!(err.contains(&format!("movie: {}", movie.display())), "{err}");
+    assert_eq!(std::fs::read_dir(out_dir.join("frames")).unwrap().count(), 3);
+}
+
+#[test]
+fn shipped_profiles_are_listed_and_taken_by_name() {
+    let out = run(&["profile", "--list"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let names: Vec<&str> = text.lines().filter(|l| !l.starts_with(' ')).collect();
+    let shipped: Vec<String> = std::fs::read_dir(crate::common::repo().join("data/profiles"))
+        .unwrap()
+        .map(|e| e.unwrap().path().file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), shipped.len(), "{text}");
+    for n in &shipped {
+        assert!(names.contains(&n.as_str()), "{n} in {text}");
+        // And `profile --profile NAME` prints that file's profile.
+        let out = run(&["profile", "--profile", n]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let printed = heapvis::profile::Profile::from_toml_str(&String::from_utf8_lossy(&out.stdout)).unwrap();
+        let file = crate::common::repo().join(format!("data/profiles/{n}.toml"));
+        assert_eq!(printed, heapvis::profile::Profile::from_toml_file(&file).unwrap());
+    }
+    assert!(text.contains("    A real build: MicroPython at commit 1c3c201149"), "{text}");
+}
