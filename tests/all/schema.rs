@@ -168,6 +168,22 @@ print(d.min(), d.dtype)
     );
     let block_edges = reports.iter().flat_map(|r| &r.edges).filter(|e| e.from_address.is_some()).count() as i64;
     assert_eq!(joined[0].iter().map(int).collect::<Vec<_>>(), vec![block_edges; 3]);
+    // The same join and a bytes figure in Polars.
+    let polars = py(
+        r#"
+import sys, polars as pl
+d = sys.argv[1]
+e = pl.read_parquet(f"{d}/edges/*.parquet").filter(pl.col("from_address").is_not_null())
+b = pl.read_parquet(f"{d}/blocks/*.parquet").select("snapshot", "block", "kind")
+j = e.join(b, left_on=["snapshot", "from_block"], right_on=["snapshot", "block"], how="inner")
+s = pl.read_parquet(f"{d}/snapshots/*.parquet")
+largest = s.select((pl.col("longest_free_run_blocks") * pl.col("block_bytes")).max()).item()
+print(j.height, largest, s["longest_free_run_bytes"].max())
+"#,
+        &out,
+    );
+    let longest = reports.iter().flat_map(|r| &r.free_runs).map(|f| f.blocks * 32).max().unwrap();
+    assert_eq!(polars, format!("{block_edges} {longest} {longest}"));
     // And a hex address compares as the README says.
     let last = reports.last().unwrap();
     let b = &last.blocks[last.blocks.len() / 2];
@@ -299,4 +315,60 @@ fn a_current_micropython_heap_gets_a_kind_for_every_object_the_firmware_allocate
     // by no heap object, and every snapshot has both.
     let last = reports.last().unwrap();
     assert_eq!(last.blocks.iter().filter(|b| b.kind == "list_items" && b.owner.is_none()).count(), 2);
+}
+
+/// The README's code blocks in `lang` (```sql, ```python) that read `out/`.
+fn readme_blocks(lang: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let fence = format!("```{lang}\n");
+    let mut blocks = Vec::new();
+    let mut rest = readme.as_str();
+    while let Some(start) = rest.find(&fence) {
+        let body = &rest[start + fence.len()..];
+        let end = body.find("```").unwrap();
+        if body[..end].contains("out/") {
+            blocks.push(body[..end].to_string());
+        }
+        rest = &body[end..];
+    }
+    blocks
+}
+
+#[test]
+fn every_query_in_the_readme_runs_on_the_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let sample = repo().join("data/sample");
+    let s = Session::open(&InputPaths::resolve(&[sample]).unwrap(), heapvis::profile::Profile::default()).unwrap();
+    let options = AnalyzeOptions { tables: TableSet::ALL, ..AnalyzeOptions::default() };
+    s.analyze(&out, &options, &Silent).unwrap();
+    let sql = readme_blocks("sql");
+    assert!(sql.len() >= 2, "the README's SQL blocks");
+    let statements: Vec<String> = sql
+        .iter()
+        .flat_map(|b| b.split(";\n").map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    assert!(statements.len() >= 10, "{statements:?}");
+    let script = r#"
+import sys, json, duckdb
+d = sys.argv[1]
+rows = []
+for q in json.loads(sys.argv[2]):
+    rows.append(len(duckdb.sql(q.rstrip(";").replace("'out/", "'" + d + "/")).fetchall()))
+print(json.dumps(rows))
+"#;
+    let o = std::process::Command::new(python())
+        .args(["-c", script, out.to_str().unwrap(), &serde_json::to_string(&statements).unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "a README query fails:\n{}", String::from_utf8_lossy(&o.stderr));
+    let rows: Vec<usize> = serde_json::from_slice(&o.stdout).unwrap();
+    // Most answer something on the sample (the hex-address example names an
+    // address of another heap).
+    assert!(rows.iter().filter(|n| **n > 0).count() + 2 >= rows.len(), "{rows:?}");
+    for block in readme_blocks("python") {
+        let code = block.replace("\"out/", &format!("\"{}/", out.display()));
+        let o = std::process::Command::new(python()).args(["-c", &code]).output().unwrap();
+        assert!(o.status.success(), "the README's Polars code fails:\n{}", String::from_utf8_lossy(&o.stderr));
+    }
 }
