@@ -196,6 +196,11 @@ pub struct ObjectLayout {
     pub set_table_word: u32,
     /// `mp_obj_array_t.items` (bytearray, array).
     pub array_items_word: u32,
+    /// `mp_obj_fun_bc_t.child_table` (current versions: the raw code of the
+    /// functions defined inside it); absent in 1.9, where word 2 is the bytecode.
+    pub fun_bc_child_table_word: Option<u32>,
+    /// `mp_obj_exception_t.traceback_data`.
+    pub exception_traceback_word: Option<u32>,
 }
 
 /// The layout of the bytecode prelude, which holds the function's name.
@@ -351,6 +356,8 @@ impl Default for ObjectLayout {
             list_items_word: 3,
             set_table_word: 3,
             array_items_word: 3,
+            fun_bc_child_table_word: None,
+            exception_traceback_word: Some(2),
         }
     }
 }

@@ -105,6 +105,15 @@ pub enum Role {
     None,
     /// A closure's cell (the cell is typed; the role names its owner).
     Cell,
+    /// `mp_obj_fun_bc_t.context` when it has no type of its own: the
+    /// `mp_module_context_t` of code compiled at run time (the REPL, `exec`),
+    /// shared by its functions (no one owner).
+    ModuleContext,
+    /// `mp_obj_fun_bc_t.child_table`: the raw code of the functions defined
+    /// inside a function.
+    ChildTable,
+    /// `mp_obj_exception_t.traceback_data`.
+    Traceback,
     /// `mp_module_context_t.constants.qstr_table`: the qstrs a module's
     /// bytecode names by index (current MicroPython).
     QstrTable,
@@ -136,6 +145,9 @@ impl Role {
     pub fn kind(self) -> Option<&'static str> {
         Some(match self {
             Role::None | Role::Cell => return None,
+            Role::ModuleContext => "module_context",
+            Role::ChildTable => "child_table",
+            Role::Traceback => "traceback",
             Role::QstrTable => "qstr_table",
             Role::ArrayItems => "array_items",
             Role::SetTable => "set_table",
@@ -154,11 +166,12 @@ impl Role {
 /// Every kind a block can get, for the README and its test.
 pub const ALL: &[&str] = &[
     "array", "array_items", "bound_method", "builtin_function", "bytearray", "bytecode", "bytes", "bytes_data",
-    "bytesio", "cell", "classmethod", "closure", "code", "complex", "deque", "dict", "dict_table", "dict_view",
-    "exception", "float", "frame", "frozenset", "function", "generator", "generator_function", "instance",
-    "instance_table", "int", "iterator", "list", "list_items", "memoryview", "module", "native_function",
+    "bytesio", "cell", "child_table", "classmethod", "closure", "code", "complex", "deque", "dict", "dict_table",
+    "dict_view", "exception", "float", "frame", "frozenset", "function", "generator", "generator_function", "instance",
+    "instance_table", "int", "iterator", "list", "list_items", "memoryview", "module", "module_context",
+    "native_function",
     "native_object", "object", "property", "qstr_chunk", "qstr_pool", "qstr_table", "range", "readline_line", "set", "set_table",
-    "slice", "staticmethod", "str", "str_data", "stringio", "super", "tuple", "type", "unknown",
+    "slice", "staticmethod", "str", "str_data", "stringio", "super", "traceback", "tuple", "type", "unknown",
 ];
 
 #[cfg(test)]
@@ -172,6 +185,9 @@ mod tests {
         named.extend(["exception", "native_object", "instance", "qstr_pool", "unknown"]);
         named.extend(
             [
+                Role::ModuleContext,
+                Role::ChildTable,
+                Role::Traceback,
                 Role::QstrTable,
                 Role::ArrayItems,
                 Role::SetTable,

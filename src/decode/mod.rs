@@ -757,6 +757,7 @@ impl<'f> Decoder<'f> {
                         roles.give(bb, Category::Bytecode, Role::Bytecode, Some(addr_of(i)));
                         bytecodes.push((i, bb));
                     }
+                    self.give_owned_role(&mut roles, i, type_addrs[i], data, &heap, &type_addrs, addr_of(i));
                 }
                 _ => self.give_owned_role(&mut roles, i, type_addrs[i], data, &heap, &type_addrs, addr_of(i)),
             }
@@ -1033,6 +1034,20 @@ impl<'f> Decoder<'f> {
             (head(objects.array_items_word), Role::ArrayItems)
         } else if is(t.bytes) {
             (head(objects.str_data_word), Role::BytesData)
+        } else if is(t.fun_bc) {
+            // Current MicroPython: the raw code of inner functions, and the
+            // module context (typed when it is a module; the REPL's is not).
+            if let Some(c) = objects.fun_bc_child_table_word.and_then(head) {
+                roles.give(c, Category::Unknown, Role::ChildTable, Some(address));
+            }
+            let packed = objects.bytecode_prelude == BytecodePrelude::Packed;
+            let context = head(objects.fun_bc_context_word).filter(|&c| packed && type_addrs[c].is_none());
+            if let Some(c) = context {
+                roles.give(c, Category::Unknown, Role::ModuleContext, None);
+            }
+            return;
+        } else if self.firmware.type_kinds.get(&ta) == Some(&"exception") {
+            (objects.exception_traceback_word.and_then(head), Role::Traceback)
         } else if is(t.module) && objects.context_qstr_table_word.is_some() {
             // Current MicroPython allocates every module as an `mp_module_context_t`.
             (objects.context_qstr_table_word.and_then(head), Role::QstrTable)

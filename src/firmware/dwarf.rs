@@ -507,6 +507,14 @@ pub fn derive_profile(data: &[u8], path: &Path, base: &Profile) -> Result<Derive
     );
     set32("objects.fun_bc_bytecode_word", words(member("mp_obj_fun_bc_t", "bytecode")), &mut o.fun_bc_bytecode_word);
     set32("objects.qstr_pool_header_words", words(member("qstr_pool_t", "qstrs")), &mut o.qstr_pool_header_words);
+    if let Some(w) = words(member("mp_obj_fun_bc_t", "child_table")) {
+        o.fun_bc_child_table_word = Some(w as u32);
+        found.push(format!("objects.fun_bc_child_table_word = {w}"));
+    }
+    if let Some(w) = words(member("mp_obj_exception_t", "traceback_data")) {
+        o.exception_traceback_word = Some(w as u32);
+        found.push(format!("objects.exception_traceback_word = {w}"));
+    }
     // Functions point at their module context since the bytecode got a packed
     // prelude; its name is then an index into the context's qstr table when the
     // build has one (MICROPY_EMIT_BYTECODE_USES_QSTR_TABLE).

@@ -306,6 +306,14 @@ fn a_current_micropython_heap_gets_a_kind_for_every_object_the_firmware_allocate
          count(*) filter (where kind = 'list' and category = 'unknown') from '{d}/blocks/*.parquet'",
         &dir.path().join("out"),
     );
+    // An owner is an allocation that points at what it owns.
+    let orphans = duck(
+        "select count(*) from '{d}/blocks/*.parquet' b left join '{d}/edges/*.parquet' e \
+         on e.snapshot = b.snapshot and e.from_address = b.owner_address and e.to_address = b.address \
+         where b.owner_address is not null and e.snapshot is null",
+        &dir.path().join("out"),
+    );
+    assert_eq!(int(&orphans[0][0]), 0);
     let count = |k: &str, owned: bool| {
         let blocks = reports.iter().flat_map(|r| &r.blocks);
         blocks.filter(|b| b.kind == k && (!owned || b.owner.is_some())).count() as i64
