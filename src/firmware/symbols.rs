@@ -1,7 +1,7 @@
 //! The symbol table read from a firmware's link map: name → (address, size), and the
 //! reverse lookup address → `symbol+offset` used to name root pointers.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Symbol {
@@ -92,31 +92,23 @@ impl SymbolTable {
         self.symbols.is_empty()
     }
 
-    /// `symbol+offset` names for every 4-byte step of every symbol inside `lo..hi`.
-    /// Only the window is materialised, so a bogus size in the map costs nothing.
+    /// `symbol+offset` names for every 4-byte step of every symbol inside `lo..hi`,
+    /// a later definition naming the words it shares with an earlier one.
     ///
-    /// At most [`MAX_NAMED_WORDS`] words are named, in all: the range and the
-    /// symbols' sizes come from the map, so a bogus `_estack` or a symbol
-    /// claiming gigabytes must not make this table as large (words past the cap
-    /// are shown in hex).
+    /// Kept as ranges, not a name per word: the window and the symbols' sizes
+    /// come from the map, and a bogus `_estack` or a symbol claiming gigabytes
+    /// costs a range like any other (found by fuzzing the map parser: a name per
+    /// word made a 7 KiB map cost 4M table entries).
     pub fn address_names(&self, lo: u64, hi: u64) -> AddressNames {
-        let mut names = HashMap::new();
-        let mut budget = MAX_NAMED_WORDS;
+        let mut names = AddressNames::default();
         for d in &self.definitions {
-            let end = d.address.saturating_add(d.span);
-            if end <= lo || d.address >= hi {
-                continue;
-            }
-            // First step of this definition at or after `lo`.
-            let first = if d.address >= lo { 0 } else { (lo - d.address).div_ceil(4) * 4 };
-            let mut offset = first;
-            while offset < d.span && d.address.saturating_add(offset) < hi && budget > 0 {
-                names.insert(d.address + offset, (d.symbol as u32, offset));
-                offset += 4;
-                budget -= 1;
+            let start = d.address.max(lo);
+            let end = d.address.saturating_add(d.span).min(hi);
+            if start < end {
+                names.paint(start, end, d.symbol as u32, d.address);
             }
         }
-        AddressNames { names }
+        names
     }
 
     /// Symbols by exact start address, for naming the type a first word points at.
@@ -142,18 +134,51 @@ impl SymbolTable {
     }
 }
 
-/// Words of RAM named at most (16 MiB of RAM; an MCU has far less).
+/// Words of RAM the decoder names ahead of time at most (16 MiB of RAM; an MCU
+/// has far less); it names the others when it meets them.
 pub const MAX_NAMED_WORDS: u64 = 1 << 22;
 
 /// Address → (symbol index, offset) inside one window of the address space.
+///
+/// A definition names the words 4 bytes apart from its start, so the window is
+/// kept per phase (address mod 4) as disjoint ranges, each holding the
+/// definition painted there last: memory grows with the map, not the window.
 #[derive(Clone, Debug, Default)]
 pub struct AddressNames {
-    names: HashMap<u64, (u32, u64)>,
+    /// Per phase: range start → (end, symbol index, the definition's address).
+    phases: [BTreeMap<u64, (u64, u32, u64)>; 4],
 }
 
 impl AddressNames {
     pub fn lookup(&self, address: u64) -> Option<(u32, u64)> {
-        self.names.get(&address).copied()
+        let phase = &self.phases[(address % 4) as usize];
+        let (_, &(end, symbol, at)) = phase.range(..=address).next_back()?;
+        (address < end).then(|| (symbol, address - at))
+    }
+
+    /// Names `start..end` after the definition of `symbol` at `at`, over what
+    /// named it before.
+    fn paint(&mut self, start: u64, end: u64, symbol: u32, at: u64) {
+        let phase = &mut self.phases[(at % 4) as usize];
+        // The ranges overlapping `start..end`: disjoint and sorted, so the last
+        // ones starting before `end`, back to the first ending after `start`.
+        let overlapping: Vec<(u64, (u64, u32, u64))> =
+            phase.range(..end).rev().take_while(|(_, (e, ..))| *e > start).map(|(&s, &v)| (s, v)).collect();
+        for (s, (e, sym, a)) in overlapping {
+            phase.remove(&s);
+            if s < start {
+                phase.insert(s, (start, sym, a));
+            }
+            if e > end {
+                phase.insert(end, (e, sym, a));
+            }
+        }
+        phase.insert(start, (end, symbol, at));
+    }
+
+    /// How many ranges it keeps (at most three per definition).
+    pub fn ranges(&self) -> usize {
+        self.phases.iter().map(BTreeMap::len).sum()
     }
 }
 
@@ -168,8 +193,11 @@ mod tests {
         t.add("huge", Some(0x1000), Some(0x7fff_0000));
         t.add("small", Some(0x2000_0000), Some(64));
         let names = t.address_names(0, 1 << 32);
-        assert!(names.names.len() as u64 <= MAX_NAMED_WORDS, "{}", names.names.len());
+        assert_eq!(names.ranges(), 3, "huge, cut in two by small");
         assert_eq!(names.lookup(0x1000), Some((0, 0)));
+        assert_eq!(names.lookup(0x7000_0000), Some((0, 0x6fff_f000)));
+        assert_eq!(names.lookup(0x7000_0002), None, "words 4 bytes apart from the start");
+        assert_eq!(names.lookup(0x2000_0010), Some((1, 0x10)));
     }
 
     #[test]
@@ -187,6 +215,37 @@ mod tests {
         assert_eq!(name(0x108).as_deref(), Some("inner+4"));
         assert_eq!(name(0x10c).as_deref(), Some("big+12"));
         assert_eq!(name(0x110), None);
+    }
+
+    #[test]
+    fn ranges_name_every_word_as_a_name_per_word_would() {
+        // Random overlapping definitions, at any byte alignment, against the
+        // plain model: each definition in turn names its words 4 bytes apart.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        for _ in 0..200 {
+            let mut t = SymbolTable::new();
+            for k in 0..next(12) + 1 {
+                t.add(&format!("s{k}"), Some(0x100 + next(0x80)), Some(next(0x60)));
+            }
+            let (lo, hi) = (0x100 + next(0x40), 0x120 + next(0x80));
+            let names = t.address_names(lo, hi);
+            let mut model = HashMap::new();
+            for d in &t.definitions {
+                let mut offset = if d.address >= lo { 0 } else { (lo - d.address).div_ceil(4) * 4 };
+                while offset < d.span && d.address + offset < hi {
+                    model.insert(d.address + offset, (d.symbol as u32, offset));
+                    offset += 4;
+                }
+            }
+            for a in 0x0f0..0x200 {
+                assert_eq!(names.lookup(a), model.get(&a).copied(), "0x{a:x} in {:?}", t.definitions);
+            }
+            assert!(names.ranges() <= 3 * t.definitions.len());
+        }
     }
 
     #[test]
