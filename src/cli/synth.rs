@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use heapvis::synth::{self, Board, Flavor, SynthConfig};
+use heapvis::synth::{self, Board, Flavor, SynthConfig, Workload};
 
 use super::Outcome;
 
@@ -30,6 +30,27 @@ pub struct Args {
     /// Bytes the heap array sits past a 16-byte boundary (0, 4, 8, 12; default by seed).
     #[arg(long)]
     pub heap_misalign: Option<u64>,
+    /// The simulated program: light (a mostly empty heap, as in the committed
+    /// sample) or busy (thousands of small objects, a heap mostly full between
+    /// collections, MemoryErrors: like the real boards' captures).
+    #[arg(long, default_value = "light", value_parser = parse_workload)]
+    pub workload: Workload,
+    /// A snapshot at every Nth heap change (default every change, as gdb breaking
+    /// on every allocation and free gives; real captures often take every 40th).
+    #[arg(long, default_value_t = 1, value_parser = parse_every)]
+    pub every: u64,
+}
+
+fn parse_workload(s: &str) -> Result<Workload, String> {
+    s.parse()
+}
+
+fn parse_every(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn parse_board(s: &str) -> Result<Board, String> {
@@ -43,6 +64,8 @@ fn parse_flavor(s: &str) -> Result<Flavor, String> {
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
     let mut config = SynthConfig::new(a.board, a.snapshots, a.seed);
     config.flavor = a.layout;
+    config.workload = a.workload;
+    config.every = a.every;
     if let Some(m) = a.heap_misalign {
         anyhow::ensure!(m % 4 == 0 && m < 16, "--heap-misalign must be 0, 4, 8 or 12, found {m}");
         config.heap_misalign = m;

@@ -61,6 +61,9 @@ pub struct GcSim<'s> {
     pub live: BTreeMap<u64, TruthBlock>,
     pub sink: &'s mut dyn SnapshotSink,
     pub collections: u64,
+    /// A snapshot at every `every`-th heap change.
+    pub every: u64,
+    changes: u64,
 }
 
 impl<'s> GcSim<'s> {
@@ -85,6 +88,8 @@ impl<'s> GcSim<'s> {
             live: BTreeMap::new(),
             sink,
             collections: 0,
+            every: 1,
+            changes: 0,
         };
         // gc_init (and gc_add) clear every area's tables: allocation table, gap
         // byte, finaliser, weakref and collect tables, up to the pool's start at most.
@@ -126,6 +131,10 @@ impl<'s> GcSim<'s> {
     }
 
     fn log(&mut self) {
+        self.changes += 1;
+        if (self.changes - 1) % self.every.max(1) != 0 {
+            return;
+        }
         if !self.sink.full() {
             self.sink.snapshot(&self.ram, &self.live);
         }

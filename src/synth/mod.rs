@@ -29,11 +29,48 @@ pub struct SynthConfig {
     pub seed: u64,
     /// Bytes the heap array sits past a 16-byte boundary (0, 4, 8 or 12).
     pub heap_misalign: u64,
+    /// What the simulated program does.
+    pub workload: Workload,
+    /// A snapshot at every `every`-th heap change (1: every change, as gdb
+    /// breaking on every allocation and free gives; collections count each
+    /// block they free as a change).
+    pub every: u64,
 }
 
 impl SynthConfig {
     pub fn new(board: Board, snapshots: u64, seed: u64) -> Self {
-        SynthConfig { board, flavor: Flavor::CircuitPython3, snapshots, seed, heap_misalign: 4 * (seed % 2) }
+        SynthConfig {
+            board,
+            flavor: Flavor::CircuitPython3,
+            snapshots,
+            seed,
+            heap_misalign: 4 * (seed % 2),
+            workload: Workload::Light,
+            every: 1,
+        }
+    }
+}
+
+/// The program the simulated board runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// A few hundred objects and a collection every twelfth pass: a heap that
+    /// stays mostly empty (the committed sample and most tests).
+    Light,
+    /// A heap like the real captures of busy boards: thousands of small objects,
+    /// mostly full between collections, MemoryErrors (see `Program::iterate_busy`).
+    Busy,
+}
+
+impl std::str::FromStr for Workload {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "light" => Ok(Workload::Light),
+            "busy" => Ok(Workload::Busy),
+            other => Err(format!("unknown workload {other:?}: light or busy")),
+        }
     }
 }
 
@@ -129,7 +166,10 @@ pub fn simulate(config: &SynthConfig, layout: &Layout, sink: &mut dyn gc::Snapsh
         heap_layout.blocks_per_wtb > 0,
         &mut counted,
     );
+    let mut sim = sim;
+    sim.every = config.every.max(1);
     let mut program = Program::new(sim, layout, config.seed);
+    program.busy = config.workload == Workload::Busy;
     let mut summary = SynthSummary { snapshot_bytes: layout.ram_end - layout.ram_start, ..Default::default() };
     match program.boot() {
         Ok(()) | Err(Halt::Done) => {}

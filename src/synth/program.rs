@@ -67,6 +67,8 @@ pub struct Program<'a, 's> {
     /// Current flavours: `__main__`'s `mp_module_context_t`, its qstr table (the
     /// names its bytecode refers to by index) and the qstrs in it.
     context: Option<(u64, u64, Vec<u64>)>,
+    /// Run the busy main loop ([`Program::iterate_busy`]) instead of the light one.
+    pub busy: bool,
 }
 
 /// The classes the program defines, with their methods.
@@ -105,6 +107,7 @@ impl<'a, 's> Program<'a, 's> {
             cache: 0,
             iteration: 0,
             context: None,
+            busy: false,
         };
         p.set_roots();
         p
@@ -438,6 +441,21 @@ impl<'a, 's> Program<'a, 's> {
         Ok(())
     }
 
+    /// `list.pop(k)`: the items after `k` move down one slot.
+    pub fn list_pop(&mut self, list: u64, k: u64) {
+        let w = self.wb();
+        let (len, items) = (self.gc.word(list + 2 * w), self.gc.word(list + 3 * w));
+        if k >= len {
+            return;
+        }
+        for j in k..len - 1 {
+            let next = self.gc.word(items + w * (j + 1));
+            self.gc.set_word(items + w * j, next);
+        }
+        self.gc.set_word(items + w * (len - 1), 0);
+        self.gc.set_word(list + 2 * w, len - 1);
+    }
+
     /// `list.clear()`: back to four slots (`mp_obj_list_clear` → m_renew).
     pub fn list_clear(&mut self, list: u64) {
         let w = self.wb();
@@ -721,7 +739,7 @@ impl<'a, 's> Program<'a, 's> {
         self.iteration += 1;
         let i = self.iteration;
         let frame = self.depth();
-        let r = self.iterate_inner(i);
+        let r = if self.busy { self.iterate_busy(i) } else { self.iterate_inner(i) };
         self.pop_to(frame);
         r
     }
@@ -802,6 +820,149 @@ impl<'a, 's> Program<'a, 's> {
         Ok(())
     }
 
+    /// One pass of a busy main loop, shaped after the real captures of
+    /// `../shared/real-heaps.md`: thousands of small objects live, most of them
+    /// one block. A few readings a pass (a long int, a float, their text, a
+    /// tuple of the three) go into the global `history`, which grows to a share
+    /// of the heap and is then cut in half (`history = history[-n // 2:]`, a new
+    /// list); each pass also leaves temporaries behind (formatted text, floats,
+    /// bytes, small lists) that only a collection frees. The GC runs when an
+    /// allocation finds no room, as the firmware's does, and every 97th pass as
+    /// `gc.collect()`; every 301st pass a burst of bytes objects runs into
+    /// MemoryError. So the heap fills with garbage between collections.
+    fn iterate_busy(&mut self, i: u64) -> Step<()> {
+        let w = self.wb();
+        for _ in 0..self.rng.range(1, 4) {
+            let r = self.reading(i)?;
+            self.push(r);
+            self.list_append(self.log_list, r)?;
+        }
+        for _ in 0..self.rng.range(2, 7) {
+            let (which, n) = (self.rng.below(5), self.rng.range(1, 48));
+            let t = match which {
+                0 => self.new_str(&format!("t={i} v={}", n * 2081))?,
+                1 => self.new_number(i)?,
+                2 if self.mp() => self.new_bytes(8 + n)?,
+                3 => self.new_list(1 + n % 4, false)?,
+                _ => self.new_tuple(&[small_int(i as i64), small_int(n as i64)])?,
+            };
+            self.push(t);
+        }
+        // `cache[k] = ...` for a key of 256: an overwritten entry leaves a hole
+        // wherever it was, which is what fragments a long-running heap.
+        let key = small_int(self.rng.below(256) as i64);
+        let value = if self.rng.chance(30) {
+            let ci = self.rng.below(self.classes.len().max(1) as u64) as usize;
+            self.new_instance(self.classes.get(ci).map_or(0, |c| c.address))?
+        } else {
+            self.reading(i)?
+        };
+        self.push(value);
+        self.map_store(self.cache + w, key, value, false)?;
+        // Readings leave `history` from anywhere in it (`history.pop(k)`), so the
+        // survivors, and the holes between them, spread over the heap; now and
+        // then the list is cut in half (a new list: `history[-n // 2:]`).
+        let len = self.gc.word(self.log_list + 2 * w);
+        if len > self.history_cap() && self.rng.chance(3) {
+            self.keep_last(len / 2)?;
+        } else if len > self.history_cap() / 2 {
+            for _ in 0..self.rng.range(1, 4) {
+                let k = self.rng.below(self.gc.word(self.log_list + 2 * w).max(1));
+                self.list_pop(self.log_list, k);
+            }
+        }
+        if i % 97 == 0 {
+            self.gc.collect();
+        }
+        if i % 301 == 0 {
+            // `burst = []; while True: burst.append(bytes(...))`, to MemoryError.
+            let burst = self.new_list(4, false)?;
+            self.push(burst);
+            loop {
+                let frame = self.depth();
+                let n = self.rng.range(64, 264);
+                let b = self.new_bytes(n)?;
+                self.push(b);
+                self.list_append(burst, b)?;
+                self.pop_to(frame);
+            }
+        }
+        Ok(())
+    }
+
+    /// How long `history` grows before it is cut: a share of the heap (a reading
+    /// is four or five allocations, six to eight blocks).
+    fn history_cap(&self) -> u64 {
+        self.gc.g.pool_blocks() / 5
+    }
+
+    /// A sensor reading: `(t, value, "s2,1234,56.789")`, with the value a long
+    /// int or a float where the build boxes them.
+    fn reading(&mut self, i: u64) -> Step<u64> {
+        let v = self.new_number(i)?;
+        self.push(v);
+        let (whole, frac) = (self.rng.below(100), self.rng.below(1000));
+        let text = self.new_str(&format!("s{},{i},{whole}.{frac:03}", i % 4))?;
+        self.push(text);
+        self.new_tuple(&[small_int(i as i64), v, text])
+    }
+
+    /// A number as a script makes them: a boxed float (`mp_obj_float_t`) under
+    /// representation A, else a long int (`mp_obj_int_t`: base, the mpz's
+    /// bits and length, its digits in a block of their own), or a small int.
+    fn new_number(&mut self, i: u64) -> Step<u64> {
+        let w = self.wb();
+        if self.mp() && self.l.flavor != Flavor::CircuitPython10 && self.rng.chance(50) {
+            let f = self.alloc(w + 8, false, false, Category::Unknown)?;
+            self.w(f, &[self.ty("mp_type_float")]);
+            self.gc.set_bytes(f + 8.max(w), &(i as f64 * 0.37).to_le_bytes());
+            return Ok(f);
+        }
+        if !self.rng.chance(60) {
+            return Ok(small_int((i % 1000) as i64));
+        }
+        let digits = self.alloc(2 * w, false, false, Category::Unknown)?;
+        self.w(digits, &[i.wrapping_mul(0x9e37_79b9) & 0xffff_ffff, 1]);
+        self.push(digits);
+        let n = self.alloc(4 * w, false, false, Category::Unknown)?;
+        self.w(n, &[self.ty("mp_type_int"), 2 << 2, 2, digits]);
+        Ok(n)
+    }
+
+    /// `bytes(n)`: the data in a block of its own, then `mp_obj_str_t`.
+    fn new_bytes(&mut self, n: u64) -> Step<u64> {
+        let data = self.alloc(n, false, false, Category::Unknown)?;
+        let bytes: Vec<u8> = (0..n).map(|k| (k * 7) as u8).collect();
+        self.gc.set_bytes(data, &bytes);
+        self.push(data);
+        let b = self.alloc(4 * self.wb(), false, false, Category::Unknown)?;
+        self.w(b, &[self.ty("mp_type_bytes"), 0, n, data]);
+        Ok(b)
+    }
+
+    /// `history = history[-keep:]`: a new list with the last `keep` items, bound
+    /// to the global; the old list and its items are garbage.
+    fn keep_last(&mut self, keep: u64) -> Step<()> {
+        let w = self.wb();
+        let (len, items) = (self.gc.word(self.log_list + 2 * w), self.gc.word(self.log_list + 3 * w));
+        let keep = keep.min(len);
+        let frame = self.depth();
+        self.push(self.log_list);
+        let new = self.new_list(keep.max(4), false)?;
+        let new_items = self.gc.word(new + 3 * w);
+        for k in 0..keep {
+            let v = self.gc.word(items + w * (len - keep + k));
+            self.gc.set_word(new_items + w * k, v);
+        }
+        self.gc.set_word(new + 2 * w, keep);
+        self.log_list = new;
+        let q = self.intern("history")?;
+        let s = self.l.state;
+        self.map_store(s + self.sm().dict_main + w, self.qobj(q), new, false)?;
+        self.pop_to(frame);
+        Ok(())
+    }
+
     /// What a current MicroPython script makes besides (the 1.9-era layouts keep
     /// the objects the reference knows): a float, a bytes object, a closure with
     /// its cells, a set, each short-lived and kept on the stack meanwhile.
@@ -816,14 +977,8 @@ impl<'a, 's> Program<'a, 's> {
             self.push(f);
         }
         if self.rng.chance(30) {
-            // `bytes(n)`: the data in a block of its own, then `mp_obj_str_t`.
             let n = self.rng.range(16, 64);
-            let data = self.alloc(n, false, false, Category::Unknown)?;
-            let bytes: Vec<u8> = (0..n).map(|k| (k * 7 + i) as u8).collect();
-            self.gc.set_bytes(data, &bytes);
-            self.push(data);
-            let b = self.alloc(4 * w, false, false, Category::Unknown)?;
-            self.w(b, &[self.ty("mp_type_bytes"), 0, n, data]);
+            let b = self.new_bytes(n)?;
             self.push(b);
         }
         if self.rng.chance(20) {
@@ -855,7 +1010,13 @@ impl<'a, 's> Program<'a, 's> {
 
     /// After a MemoryError the program drops its caches, as a careful script would.
     pub fn recover(&mut self) {
-        self.list_clear(self.log_list);
+        if self.busy {
+            // `history = history[-n // 4:]`: most of the readings go.
+            let len = self.gc.word(self.log_list + 2 * self.wb());
+            let _ = self.keep_last(len / 4);
+        } else {
+            self.list_clear(self.log_list);
+        }
         let w = self.wb();
         let alloc = self.gc.word(self.cache + 2 * w);
         let table = self.gc.word(self.cache + 3 * w);
