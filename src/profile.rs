@@ -201,6 +201,8 @@ pub struct ObjectLayout {
     pub fun_bc_child_table_word: Option<u32>,
     /// `mp_obj_exception_t.traceback_data`.
     pub exception_traceback_word: Option<u32>,
+    /// `mp_obj_int_t.mpz.dig` (a long int's digits, `MICROPY_LONGINT_IMPL_MPZ`).
+    pub int_digits_word: u32,
 }
 
 /// The layout of the bytecode prelude, which holds the function's name.
@@ -269,6 +271,7 @@ pub struct TypeSymbols {
     pub array: String,
     pub closure: String,
     pub cell: String,
+    pub int: String,
     /// The letter `gc_dump_alloc_table()` (`micropython.mem_info(1)`) prints for a
     /// head block whose first word is one of these types; other heads print `h`.
     pub mem_info_letters: Vec<(String, Vec<String>)>,
@@ -358,6 +361,7 @@ impl Default for ObjectLayout {
             array_items_word: 3,
             fun_bc_child_table_word: None,
             exception_traceback_word: Some(2),
+            int_digits_word: 3,
         }
     }
 }
@@ -397,6 +401,7 @@ impl Default for TypeSymbols {
             array: "mp_type_array".into(),
             closure: "mp_type_closure".into(),
             cell: "mp_type_cell".into(),
+            int: "mp_type_int".into(),
             // py/gc.c gc_dump_alloc_table() at 619b0ec164, in its order.
             mem_info_letters: [
                 ("T", &["mp_type_tuple"][..]),

@@ -114,6 +114,8 @@ pub enum Role {
     ChildTable,
     /// `mp_obj_exception_t.traceback_data`.
     Traceback,
+    /// `mp_obj_int_t.mpz.dig`: a long int's digits.
+    IntDigits,
     /// `mp_module_context_t.constants.qstr_table`: the qstrs a module's
     /// bytecode names by index (current MicroPython).
     QstrTable,
@@ -148,6 +150,7 @@ impl Role {
             Role::ModuleContext => "module_context",
             Role::ChildTable => "child_table",
             Role::Traceback => "traceback",
+            Role::IntDigits => "int_digits",
             Role::QstrTable => "qstr_table",
             Role::ArrayItems => "array_items",
             Role::SetTable => "set_table",
@@ -168,7 +171,7 @@ pub const ALL: &[&str] = &[
     "array", "array_items", "bound_method", "builtin_function", "bytearray", "bytecode", "bytes", "bytes_data",
     "bytesio", "cell", "child_table", "classmethod", "closure", "code", "complex", "deque", "dict", "dict_table",
     "dict_view", "exception", "float", "frame", "frozenset", "function", "generator", "generator_function", "instance",
-    "instance_table", "int", "iterator", "list", "list_items", "memoryview", "module", "module_context",
+    "instance_table", "int", "int_digits", "iterator", "list", "list_items", "memoryview", "module", "module_context",
     "native_function",
     "native_object", "object", "property", "qstr_chunk", "qstr_pool", "qstr_table", "range", "readline_line", "set", "set_table",
     "slice", "staticmethod", "str", "str_data", "stringio", "super", "traceback", "tuple", "type", "unknown",
@@ -188,6 +191,7 @@ mod tests {
                 Role::ModuleContext,
                 Role::ChildTable,
                 Role::Traceback,
+                Role::IntDigits,
                 Role::QstrTable,
                 Role::ArrayItems,
                 Role::SetTable,

@@ -1046,6 +1046,8 @@ impl<'f> Decoder<'f> {
                 roles.give(c, Category::Unknown, Role::ModuleContext, None);
             }
             return;
+        } else if is(t.int) {
+            (head(objects.int_digits_word), Role::IntDigits)
         } else if self.firmware.type_kinds.get(&ta) == Some(&"exception") {
             (objects.exception_traceback_word.and_then(head), Role::Traceback)
         } else if is(t.module) && objects.context_qstr_table_word.is_some() {

@@ -168,6 +168,7 @@ pub struct TypeAddresses {
     pub array: Option<u64>,
     pub closure: Option<u64>,
     pub cell: Option<u64>,
+    pub int: Option<u64>,
 }
 
 /// A firmware build as the decoder sees it: everything resolved, nothing left to fail.
@@ -347,6 +348,7 @@ impl Firmware {
             array: symbols.address_of(&t.array),
             closure: symbols.address_of(&t.closure),
             cell: symbols.address_of(&t.cell),
+            int: symbols.address_of(&t.int),
         };
         let ram_names = symbols.address_names(ram_start, ram_end);
         let state_names = profile

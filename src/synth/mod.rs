@@ -190,7 +190,7 @@ pub fn simulate(config: &SynthConfig, layout: &Layout, sink: &mut dyn gc::Snapsh
                 if failures_in_a_row > 3 {
                     break;
                 }
-                program.recover();
+                program.recover(failures_in_a_row);
             }
         }
     }

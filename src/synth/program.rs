@@ -828,7 +828,7 @@ impl<'a, 's> Program<'a, 's> {
     /// list); each pass also leaves temporaries behind (formatted text, floats,
     /// bytes, small lists) that only a collection frees. The GC runs when an
     /// allocation finds no room, as the firmware's does, and every 97th pass as
-    /// `gc.collect()`; every 301st pass a burst of bytes objects runs into
+    /// `gc.collect()`; every 601st pass a burst of bytes objects runs into
     /// MemoryError. So the heap fills with garbage between collections.
     fn iterate_busy(&mut self, i: u64) -> Step<()> {
         let w = self.wb();
@@ -838,12 +838,15 @@ impl<'a, 's> Program<'a, 's> {
             self.list_append(self.log_list, r)?;
         }
         for _ in 0..self.rng.range(2, 7) {
-            let (which, n) = (self.rng.below(5), self.rng.range(1, 48));
+            // Shares after the real captures' type mix: numbers, text, lists,
+            // bytes, tuples.
+            let (which, n) = (self.rng.below(20), self.rng.range(1, 48));
             let t = match which {
-                0 => self.new_str(&format!("t={i} v={}", n * 2081))?,
-                1 => self.new_number(i)?,
-                2 if self.mp() => self.new_bytes(8 + n)?,
-                3 => self.new_list(1 + n % 4, false)?,
+                0..8 => self.new_number(i + n)?,
+                8..13 => self.new_str(&format!("t={i} v={}", n * 2081))?,
+                13..16 => self.new_list(1 + n % 4, false)?,
+                16..18 if self.mp() => self.new_bytes(8 + n)?,
+                18 => self.new_bytearray(80 + n * 9)?,
                 _ => self.new_tuple(&[small_int(i as i64), small_int(n as i64)])?,
             };
             self.push(t);
@@ -865,7 +868,7 @@ impl<'a, 's> Program<'a, 's> {
         let len = self.gc.word(self.log_list + 2 * w);
         if len > self.history_cap() && self.rng.chance(3) {
             self.keep_last(len / 2)?;
-        } else if len > self.history_cap() / 2 {
+        } else if len > self.history_cap() * 4 / 5 {
             for _ in 0..self.rng.range(1, 4) {
                 let k = self.rng.below(self.gc.word(self.log_list + 2 * w).max(1));
                 self.list_pop(self.log_list, k);
@@ -874,7 +877,7 @@ impl<'a, 's> Program<'a, 's> {
         if i % 97 == 0 {
             self.gc.collect();
         }
-        if i % 301 == 0 {
+        if i % 601 == 0 {
             // `burst = []; while True: burst.append(bytes(...))`, to MemoryError.
             let burst = self.new_list(4, false)?;
             self.push(burst);
@@ -896,14 +899,18 @@ impl<'a, 's> Program<'a, 's> {
         self.gc.g.pool_blocks() / 5
     }
 
-    /// A sensor reading: `(t, value, "s2,1234,56.789")`, with the value a long
-    /// int or a float where the build boxes them.
+    /// A sensor reading: its text `"s2,1234,56.789"`, and now and then the
+    /// tuple `(t, value, text)`, with the value a long int or a float where the
+    /// build boxes them.
     fn reading(&mut self, i: u64) -> Step<u64> {
-        let v = self.new_number(i)?;
-        self.push(v);
         let (whole, frac) = (self.rng.below(100), self.rng.below(1000));
         let text = self.new_str(&format!("s{},{i},{whole}.{frac:03}", i % 4))?;
+        if self.rng.chance(70) {
+            return Ok(text);
+        }
         self.push(text);
+        let v = self.new_number(i)?;
+        self.push(v);
         self.new_tuple(&[small_int(i as i64), v, text])
     }
 
@@ -1008,21 +1015,29 @@ impl<'a, 's> Program<'a, 's> {
         Ok(())
     }
 
-    /// After a MemoryError the program drops its caches, as a careful script would.
-    pub fn recover(&mut self) {
+    /// After a MemoryError the program drops its caches, as a careful script
+    /// would; the busy one keeps less of its history each time in a row
+    /// (`failures`, from 1) the heap still does not fit.
+    pub fn recover(&mut self, failures: u32) {
         if self.busy {
-            // `history = history[-n // 4:]`: most of the readings go.
+            // `cache.clear(); history = history[-n // 2:]`: half the readings go.
+            self.dict_clear(self.cache);
             let len = self.gc.word(self.log_list + 2 * self.wb());
-            let _ = self.keep_last(len / 4);
-        } else {
-            self.list_clear(self.log_list);
+            let _ = self.keep_last(len >> failures.min(16));
+            return;
         }
+        self.list_clear(self.log_list);
+        self.dict_clear(self.cache);
+    }
+
+    /// Empties a dict's table in place (`dict.clear()` keeps the table here).
+    fn dict_clear(&mut self, dict: u64) {
         let w = self.wb();
-        let alloc = self.gc.word(self.cache + 2 * w);
-        let table = self.gc.word(self.cache + 3 * w);
+        let alloc = self.gc.word(dict + 2 * w);
+        let table = self.gc.word(dict + 3 * w);
         for k in 0..alloc {
             self.w(table + 2 * w * k, &[0, 0]);
         }
-        self.gc.set_word(self.cache + w, 1);
+        self.gc.set_word(dict + w, 1);
     }
 }

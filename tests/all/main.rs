@@ -17,6 +17,7 @@ mod random_input;
 mod schema;
 mod render;
 mod soak;
+mod synth_density;
 mod synth_truth;
 mod tables;
 mod wrong_capture;
