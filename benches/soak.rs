@@ -1,4 +1,5 @@
-//! End-to-end soak-test figures: large synthetic SAMD51 dumps (1 GiB and 10 GiB,
+//! End-to-end soak-test figures: large synthetic SAMD51 dumps (busy heaps of every
+//! layout at 1 GiB, the light workload at 1 GiB and 10 GiB,
 //! generated once and cached in `bench-data/`) analysed by the release binary with
 //! the default tables (each snapshot decoded from the one before, and, to show
 //! what that gains, every snapshot decoded whole) and with `--metrics-only`,
@@ -18,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use heapvis::synth::{self, Board, SynthConfig};
+use heapvis::synth::{self, Board, Flavor, SynthConfig, Workload};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -29,16 +30,57 @@ fn binary() -> PathBuf {
     target.join("release/heapvis")
 }
 
-/// A cached synthetic capture of about `gib` GiB.
-fn dump(board: Board, gib: u64) -> PathBuf {
-    let snapshots = gib * (1 << 30) / board.ram_bytes();
-    let dir = repo().join(format!("bench-data/{}-{gib}g", board.name()));
-    let ram = dir.join("ram.bin");
-    if std::fs::metadata(&ram).map(|m| m.len()).ok() != Some(snapshots * board.ram_bytes()) {
-        eprintln!("generating {} ({snapshots} snapshots)...", dir.display());
-        synth::write_dir(&SynthConfig::new(board, snapshots, 7), &dir).expect("synthetic dump");
+/// One benchmarked capture: a simulated board, its firmware and program, and
+/// how it was captured.
+struct Case {
+    board: Board,
+    flavor: Flavor,
+    workload: Workload,
+    /// A snapshot every `every` heap changes, after `start_after` of them.
+    every: u64,
+    start_after: u64,
+    gib: u64,
+}
+
+impl Case {
+    fn name(&self) -> String {
+        let cadence = if self.every == 1 { "every change".to_string() } else { format!("every {}th", self.every) };
+        format!("{} {:?} {:?}, {cadence}, {} GiB", self.board.name(), self.flavor, self.workload, self.gib)
     }
-    dir
+
+    /// The shipped profile that reads this layout (none: the default).
+    fn profile(&self) -> Option<&'static str> {
+        match self.flavor {
+            Flavor::CircuitPython3 => None,
+            Flavor::MicroPython => Some("micropython-1.2x-synthetic"),
+            Flavor::MicroPython64 => Some("micropython-1.2x-64bit-synthetic"),
+            Flavor::CircuitPython10 => Some("circuitpython-10-synthetic"),
+        }
+    }
+
+    /// The capture, generated once and cached in `bench-data/`.
+    fn dump(&self) -> PathBuf {
+        let snapshots = self.gib * (1 << 30) / self.board.ram_bytes();
+        let name = format!(
+            "{}-{:?}-{:?}-e{}-s{}-{}g",
+            self.board.name(),
+            self.flavor,
+            self.workload,
+            self.every,
+            self.start_after,
+            self.gib
+        );
+        let dir = repo().join("bench-data").join(name.to_lowercase());
+        let ram = dir.join("ram.bin");
+        if std::fs::metadata(&ram).map(|m| m.len()).ok() != Some(snapshots * self.board.ram_bytes()) {
+            eprintln!("generating {} ({snapshots} snapshots)...", dir.display());
+            let mut config = SynthConfig::new(self.board, snapshots, 7);
+            (config.flavor, config.workload) = (self.flavor, self.workload);
+            (config.every, config.start_after) = (self.every, self.start_after);
+            synth::write_dir(&config, &dir).expect("synthetic dump");
+        }
+        dir
+    }
 }
 
 /// Drops `path` from the page cache, so that the runs read it as a dump coming
@@ -85,6 +127,8 @@ struct Run {
     /// CPU seconds in user space and in the kernel.
     user: f64,
     system: f64,
+    /// Percent of snapshots decoded from the one before.
+    focused: f64,
 }
 
 /// One run. The figures come from the child itself (`VmHWM`, `/proc/self/stat`):
@@ -112,7 +156,14 @@ fn analyze_once(dir: &Path, extra: &[&str]) -> Run {
             .and_then(|v| v.parse().ok())
             .unwrap_or(f64::NAN)
     };
-    Run { secs, peak_rss: figure("peak RSS "), user: figure("CPU "), system: figure("user, ") }
+    let focused = err.rsplit("system; ").next().and_then(|t| t.split('%').next()).and_then(|v| v.parse().ok());
+    Run {
+        secs,
+        peak_rss: figure("peak RSS "),
+        user: figure("CPU "),
+        system: figure("user, "),
+        focused: focused.unwrap_or(f64::NAN),
+    }
 }
 
 /// Reads every byte of the dump through a fresh mmap, summing words; the best of
@@ -180,6 +231,39 @@ fn reference_seconds_per_snapshot(dir: &Path, board: Board, samples: u64) -> (f6
     ((many - one) / samples as f64, many / (samples + 1) as f64)
 }
 
+/// The captures benchmarked: busy heaps of every layout, snapshotted at every heap
+/// change after 200,000 changes of warm-up (and one every 40th, as real captures
+/// often are), then the light workload of earlier releases as one row.
+fn cases(sizes: &[u64]) -> Vec<Case> {
+    let busy = |flavor, every, start_after| Case {
+        board: Board::Samd51,
+        flavor,
+        workload: Workload::Busy,
+        every,
+        start_after,
+        gib: 1,
+    };
+    let mut cases = vec![
+        busy(Flavor::MicroPython, 1, 200_000),
+        busy(Flavor::MicroPython, 40, 0),
+        busy(Flavor::CircuitPython3, 1, 200_000),
+        busy(Flavor::MicroPython64, 1, 200_000),
+        busy(Flavor::CircuitPython10, 1, 200_000),
+    ];
+    for &gib in sizes {
+        let light = Case {
+            board: Board::Samd51,
+            flavor: Flavor::CircuitPython3,
+            workload: Workload::Light,
+            every: 1,
+            start_after: 0,
+            gib,
+        };
+        cases.push(light);
+    }
+    cases
+}
+
 fn main() {
     // `cargo bench` passes --bench; `cargo test --all-targets` runs benches without
     // it, and then this harness does nothing (it writes gigabytes). A name filter
@@ -196,51 +280,57 @@ fn main() {
         .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1, 10]);
     println!(
-        "| dump | run | seconds | MB/s | snapshots/s | peak RSS | CPU per snapshot (user + kernel) | vs mmap read | vs reference per snapshot |"
+        "| dump | run | seconds | MB/s | snapshots/s | peak RSS | CPU per snapshot (user + kernel) | vs mmap read | vs reference per snapshot | decoded from the one before |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-    let mut cases: Vec<(Board, u64)> = sizes.iter().map(|g| (Board::Samd51, *g)).collect();
-    cases.push((Board::Samd21, 1));
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     let mut references = Vec::new();
-    for (board, gib) in cases {
-        let dir = dump(board, gib);
-        // Fewer SAMD51 samples: the reference takes longer on its bigger heap.
-        let samples = if board == Board::Samd51 { 10 } else { 40 };
-        let (reference, started) = reference_seconds_per_snapshot(&dir, board, samples);
-        references.push(format!(
-            "{} {gib} GiB: {:.1} ms per snapshot ({:.1} ms with the interpreter's start-up spread over {})",
-            board.name(),
-            reference * 1e3,
-            started * 1e3,
-            samples + 1
-        ));
+    for case in cases(&sizes) {
+        let dir = case.dump();
+        let name = case.name();
+        // The reference reads CircuitPython 3.0's layout only.
+        let reference = (case.flavor == Flavor::CircuitPython3).then(|| {
+            let samples = if case.workload == Workload::Busy { 6 } else { 10 };
+            let (reference, started) = reference_seconds_per_snapshot(&dir, case.board, samples);
+            references.push(format!(
+                "{name}: {:.1} ms per snapshot ({:.1} ms with the interpreter's start-up spread over {})",
+                reference * 1e3,
+                started * 1e3,
+                samples + 1
+            ));
+            reference
+        });
         let ram = dir.join("ram.bin");
         read_from_disk_next(&ram);
         let bytes = std::fs::metadata(&ram).unwrap().len() as f64;
-        let snapshot = board.ram_bytes() as f64;
+        let snapshot = case.board.ram_bytes() as f64;
         let snapshots = bytes / snapshot;
-        let name = format!("{} {gib} GiB", board.name());
         let read = sequential_read(&ram);
         println!(
-            "| {name} | sequential mmap read | {:.2} | {:.0} | {:.0} | - | - | 1.00 | - |",
+            "| {name} | sequential mmap read | {:.2} | {:.0} | {:.0} | - | - | 1.00 | - | - |",
             bytes / read,
             read / 1e6,
             read / snapshot
         );
-        for (label, extra) in [
-            ("default tables", &[][..]),
-            ("default tables, whole decodes", &["--full-decode"][..]),
-            ("metrics only", &["--metrics-only"][..]),
-        ] {
-            let Run { secs, peak_rss, user, system } = analyze(&dir, extra);
+        let profile: Vec<&str> = case.profile().map(|p| vec!["--profile", p]).unwrap_or_default();
+        let mut modes: Vec<(&str, Vec<&str>)> = vec![
+            ("default tables", vec![]),
+            ("default tables, whole decodes", vec!["--full-decode"]),
+            ("metrics only", vec!["--metrics-only"]),
+        ];
+        if case.workload == Workload::Busy && case.every == 1 {
+            modes.push(("--per-snapshot", vec!["--per-snapshot"]));
+        }
+        for (label, extra) in modes {
+            let args: Vec<&str> = profile.iter().chain(&extra).copied().collect();
+            let Run { secs, peak_rss, user, system, focused } = analyze(&dir, &args);
+            let vs_reference = reference.map_or("-".to_string(), |r| format!("{:.0}×", r / (secs / snapshots)));
             println!(
-                "| {name} | {label} | {secs:.2} | {:.0} | {:.0} | {peak_rss:.1} MiB | {:.0} + {:.0} µs | {:.2} | {:.0}× |",
+                "| {name} | {label} | {secs:.2} | {:.0} | {:.0} | {peak_rss:.1} MiB | {:.0} + {:.0} µs | {:.2} | {vs_reference} | {focused:.0} % |",
                 bytes / secs / 1e6,
                 snapshots / secs,
                 user / snapshots * 1e6,
                 system / snapshots * 1e6,
                 (bytes / secs) / read,
-                reference / (secs / snapshots)
             );
         }
     }

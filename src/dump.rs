@@ -210,11 +210,8 @@ impl Selection {
             Selection::Range { start, .. } if start >= count => Err(out_of(self.to_string())),
             Selection::Range { start, end } => match end {
                 Some(end) if end > count => {
-                    let note = format!(
-                        "--snapshots {self}: {}; taking {start}..{count} (to snapshot {})",
-                        holds(),
-                        count - 1
-                    );
+                    let note =
+                        format!("--snapshots {self}: {}; taking {start}..{count} (to snapshot {})", holds(), count - 1);
                     Ok((start..count, Some(note)))
                 }
                 end => Ok((start..end.unwrap_or(count), None)),

@@ -30,8 +30,8 @@
 //! and `analyze --full-decode` turns this off.
 
 use crate::decode::{
-    Allocation, BaseKind, DecodeCache, DecodeFacts, Decoder, EdgeRow, Focus, HeapGeometry, Category, PlanInput, QstrRow,
-    RootWord, Roots, RootsBefore,
+    Allocation, BaseKind, Category, DecodeCache, DecodeFacts, Decoder, EdgeRow, Focus, HeapGeometry, PlanInput,
+    QstrRow, RootWord, Roots, RootsBefore,
 };
 use crate::firmware::Firmware;
 use crate::memory::same_bytes;

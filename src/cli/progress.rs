@@ -137,7 +137,10 @@ mod tests {
         bar.advance(1, 1 << 20);
         let lines = term.0.lock().unwrap().clone();
         let last = lines.last().unwrap();
-        assert!(last.contains("123457/1000000 ") && last.contains(" snapshots/s ") && last.contains(" left"), "{last:?}");
+        assert!(
+            last.contains("123457/1000000 ") && last.contains(" snapshots/s ") && last.contains(" left"),
+            "{last:?}"
+        );
         for l in &lines {
             assert!(console_width(l) <= 60, "{} columns: {l:?}", console_width(l));
         }

@@ -39,6 +39,10 @@ pub struct Args {
     /// on every allocation and free gives; real captures often take every 40th).
     #[arg(long, default_value_t = 1, value_parser = parse_every)]
     pub every: u64,
+    /// Heap changes before the first snapshot, as when gdb is attached to a
+    /// board that has been running a while.
+    #[arg(long, default_value_t = 0)]
+    pub start_after: u64,
 }
 
 fn parse_workload(s: &str) -> Result<Workload, String> {
@@ -66,6 +70,7 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
     config.flavor = a.layout;
     config.workload = a.workload;
     config.every = a.every;
+    config.start_after = a.start_after;
     if let Some(m) = a.heap_misalign {
         anyhow::ensure!(m % 4 == 0 && m < 16, "--heap-misalign must be 0, 4, 8 or 12, found {m}");
         config.heap_misalign = m;

@@ -853,7 +853,9 @@ impl<'f> Decoder<'f> {
                 // (A focused decode names the classes it needs here; a class is a
                 // `type`, see `supports_focus`.)
                 names[i] = match ti {
-                    Some(ti) if !derive(ti) && kinds[ti] == Category::Type => type_name(ti, &mut qstrs, &mut cache.texts),
+                    Some(ti) if !derive(ti) && kinds[ti] == Category::Type => {
+                        type_name(ti, &mut qstrs, &mut cache.texts)
+                    }
                     Some(ti) => names[ti].clone(),
                     None => None,
                 };

@@ -10,7 +10,7 @@
 
 use super::canvas::{Canvas, GLYPH};
 use super::palette;
-use crate::decode::{HeapGeometry, Category, SnapshotReport};
+use crate::decode::{Category, HeapGeometry, SnapshotReport};
 
 /// Blocks per column, as the reference lays them out.
 pub const BLOCKS_PER_COLUMN: u64 = 64;

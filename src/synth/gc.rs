@@ -22,7 +22,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::decode::{HeapGeometry, Category};
+use crate::decode::{Category, HeapGeometry};
 
 const AT_FREE: u8 = 0;
 const AT_HEAD: u8 = 1;
@@ -61,8 +61,9 @@ pub struct GcSim<'s> {
     pub live: BTreeMap<u64, TruthBlock>,
     pub sink: &'s mut dyn SnapshotSink,
     pub collections: u64,
-    /// A snapshot at every `every`-th heap change.
+    /// A snapshot at every `every`-th heap change, after the first `start_after`.
     pub every: u64,
+    pub start_after: u64,
     changes: u64,
 }
 
@@ -89,6 +90,7 @@ impl<'s> GcSim<'s> {
             sink,
             collections: 0,
             every: 1,
+            start_after: 0,
             changes: 0,
         };
         // gc_init (and gc_add) clear every area's tables: allocation table, gap
@@ -132,7 +134,8 @@ impl<'s> GcSim<'s> {
 
     fn log(&mut self) {
         self.changes += 1;
-        if (self.changes - 1) % self.every.max(1) != 0 {
+        let Some(n) = self.changes.checked_sub(self.start_after + 1) else { return };
+        if n % self.every.max(1) != 0 {
             return;
         }
         if !self.sink.full() {

@@ -35,6 +35,9 @@ pub struct SynthConfig {
     /// breaking on every allocation and free gives; collections count each
     /// block they free as a change).
     pub every: u64,
+    /// Heap changes before the first snapshot (gdb attached to a board that has
+    /// been running for a while): benches start on a heap already busy.
+    pub start_after: u64,
 }
 
 impl SynthConfig {
@@ -47,6 +50,7 @@ impl SynthConfig {
             heap_misalign: 4 * (seed % 2),
             workload: Workload::Light,
             every: 1,
+            start_after: 0,
         }
     }
 }
@@ -168,6 +172,7 @@ pub fn simulate(config: &SynthConfig, layout: &Layout, sink: &mut dyn gc::Snapsh
     );
     let mut sim = sim;
     sim.every = config.every.max(1);
+    sim.start_after = config.start_after;
     let mut program = Program::new(sim, layout, config.seed);
     program.busy = config.workload == Workload::Busy;
     let mut summary = SynthSummary { snapshot_bytes: layout.ram_end - layout.ram_start, ..Default::default() };
@@ -177,7 +182,8 @@ pub fn simulate(config: &SynthConfig, layout: &Layout, sink: &mut dyn gc::Snapsh
     }
     let mut failures_in_a_row = 0;
     // Every iteration allocates, so it logs; the cap only guards against a bug.
-    for _ in 0..config.snapshots.saturating_mul(4) + 1000 {
+    let changes = config.start_after.saturating_add(config.snapshots.saturating_mul(config.every.max(1)));
+    for _ in 0..changes.saturating_mul(4) + 1000 {
         if program.gc.done() {
             break;
         }

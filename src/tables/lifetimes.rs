@@ -23,10 +23,10 @@ use arrow::array::{ArrayRef, BooleanBuilder, StringBuilder};
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 
 use super::per_snapshot::{
-    allocation_fields, arc, dict, edge_fields, f, qstr_fields, AllocationColumns, Columns, Dict, EdgeColumns, IntColumn,
-    QstrColumns,
+    allocation_fields, arc, dict, edge_fields, f, qstr_fields, AllocationColumns, Columns, Dict, EdgeColumns,
+    IntColumn, QstrColumns,
 };
-use crate::decode::{BlockRow, EdgeRow, Category, QstrRow, SnapshotReport, StringRow};
+use crate::decode::{BlockRow, Category, EdgeRow, QstrRow, SnapshotReport, StringRow};
 use crate::firmware::Firmware;
 
 /// One entity whose lifetime is tracked across snapshots.

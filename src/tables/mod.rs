@@ -26,7 +26,7 @@ use crate::decode::SnapshotReport;
 use crate::error::{DecodeError, Error, Result};
 use crate::firmware::Firmware;
 use lifetimes::{AllocationRows, EdgeHistoryRows, LifetimeChanges, LifetimeRows, Lifetimes, QstrHistoryRows, Wanted};
-use per_snapshot::{arc, BlocksRows, IntColumn, EdgesRows, FreeRunsRows, QstrsRows, SnapshotsRows, StringsRows};
+use per_snapshot::{arc, BlocksRows, EdgesRows, FreeRunsRows, IntColumn, QstrsRows, SnapshotsRows, StringsRows};
 use summaries::{FreeRunHistogramRows, TypeGroup, TypeHistogramRows};
 pub use writer::{parse_part_name, OutputLayout};
 

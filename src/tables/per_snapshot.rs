@@ -327,7 +327,10 @@ fn snapshot_figures(r: &SnapshotReport) -> [Option<u64>; SNAPSHOT_INT_COLUMNS.le
 
 impl SnapshotsRows {
     pub(crate) fn new() -> Self {
-        SnapshotsRows { ints: SNAPSHOT_INT_COLUMNS.iter().map(|_| IntColumn::default()).collect(), ..Default::default() }
+        SnapshotsRows {
+            ints: SNAPSHOT_INT_COLUMNS.iter().map(|_| IntColumn::default()).collect(),
+            ..Default::default()
+        }
     }
 
     pub(crate) fn push(&mut self, index: u64, offset: u64, outcome: Result<&SnapshotReport, &DecodeError>) {

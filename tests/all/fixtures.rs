@@ -2,7 +2,7 @@
 //! 2 KiB heap, a ROM qstr pool, flash placed above 0x40000 (where the reference's
 //! `word < 0x40000` test would miss the dict's type).
 
-use heapvis::decode::{DecodeOptions, Decoder, Category};
+use heapvis::decode::{Category, DecodeOptions, Decoder};
 use heapvis::firmware::{Firmware, SymbolTable};
 use heapvis::profile::Profile;
 
@@ -317,7 +317,11 @@ fn a_split_heap_by_hand() {
         r.blocks.iter().map(|b| (b.address, b.start_block, b.blocks, b.category)).collect();
     assert_eq!(
         blocks,
-        vec![(0x2000_0280, 0, 1, Category::Dict), (0x2000_02a0, 2, 2, Category::Unknown), (0x2000_0440, 8, 1, Category::MapTable),]
+        vec![
+            (0x2000_0280, 0, 1, Category::Dict),
+            (0x2000_02a0, 2, 2, Category::Unknown),
+            (0x2000_0440, 8, 1, Category::MapTable),
+        ]
     );
     let runs: Vec<(u64, u64)> = r.free_runs.iter().map(|f| (f.start_block, f.blocks)).collect();
     assert_eq!(runs, vec![(1, 1), (4, 4), (9, 3)]);

@@ -173,7 +173,9 @@ fn mutated_capture(board: Board, n: u64, seed: u64) -> tempfile::TempDir {
                 }
                 // Aimed: a type word at a class, a class's at `type` or nothing.
                 14..=15 => aimed(None, 0, class),
-                16 if r2 % 4 == 0 => aimed(Some(Category::Type), 0, if r2 % 8 == 0 { types.type_type } else { Some(0) }),
+                16 if r2 % 4 == 0 => {
+                    aimed(Some(Category::Type), 0, if r2 % 8 == 0 { types.type_type } else { Some(0) })
+                }
                 // A dict's or an instance's table, a string's data, a bytecode.
                 17 => aimed(Some(Category::Dict), objects.dict_table_word, Some(block)),
                 18 => aimed(Some(Category::Instance), objects.instance_table_word, Some(block)),

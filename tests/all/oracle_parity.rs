@@ -239,8 +239,9 @@ fn compare(ours: &SnapshotReport, theirs: &Value, next: Option<&SnapshotReport>)
             .as_array()
             .and_then(|cells| cells.iter().find(|c| c[0].as_str() == Some(port)))
             .and_then(|c| c[1].as_str());
-        let found =
-            block_edges.iter().any(|e| e.from_address == Some(t) && e.to_address == head && e.map_key.as_deref() == text);
+        let found = block_edges
+            .iter()
+            .any(|e| e.from_address == Some(t) && e.to_address == head && e.map_key.as_deref() == text);
         if !found {
             bad.push(format!("snapshot {snap}: edge 0x{t:08x} -> 0x{head:08x} should carry key {text:?}"));
         }
@@ -259,7 +260,8 @@ fn parity(board: Board, snapshots: u64, seed: u64, misalign: u64) {
     let mut bad = Vec::new();
     for (i, (o, t)) in ours.iter().zip(&theirs).enumerate() {
         assert_eq!(Some(o.index), t["snapshot"].as_u64());
-        let report = heapvis::inspect::block_state_report(o, s.dump.snapshot(o.index).unwrap(), &s.firmware, "mp_state_ctx");
+        let report =
+            heapvis::inspect::block_state_report(o, s.dump.snapshot(o.index).unwrap(), &s.firmware, "mp_state_ctx");
         let structure: Vec<String> = report.lines().take(5).map(str::to_string).collect();
         // The reference's "Unable to find memory block for string" lines, in its order.
         let unfound: Vec<&str> = report.lines().filter(|l| l.starts_with("Unable to find")).collect();

@@ -120,7 +120,8 @@ fn frame_header_reads_back_as_the_snapshots_table_row() {
             (0..a.len()).map(move |i| a.is_valid(i).then(|| a.value(i)))
         })
         .collect();
-    let (snap, used, free, max_free) = (col("snapshot"), col("used_bytes"), col("free_bytes"), col("gc_max_free_bytes"));
+    let (snap, used, free, max_free) =
+        (col("snapshot"), col("used_bytes"), col("free_bytes"), col("gc_max_free_bytes"));
     for i in (0..200).step_by(37) {
         let (w, h, pixels, _) = read_png(&out.join(format!("frames/heap_layout{i:06}.png")));
         let canvas = Canvas { width: w, height: h, pixels };

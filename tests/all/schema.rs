@@ -230,7 +230,9 @@ print(j.height, largest, s["longest_free_run_bytes"].max())
     );
     let got: Vec<(String, String, String, i64)> = duck(&sql, &out)
         .iter()
-        .map(|r| (r[0].as_str().unwrap().into(), r[1].as_str().unwrap().into(), r[2].as_str().unwrap().into(), int(&r[3])))
+        .map(|r| {
+            (r[0].as_str().unwrap().into(), r[1].as_str().unwrap().into(), r[2].as_str().unwrap().into(), int(&r[3]))
+        })
         .collect();
     assert_eq!(got, expected);
     let polars = py(

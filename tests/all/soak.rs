@@ -121,7 +121,8 @@ fn the_usual_questions_answered_with_duckdb_and_polars() {
     let n = reports.len() as u64;
 
     // 1. Free and largest free over time.
-    let rows = duck("select snapshot, free_bytes, gc_max_free_bytes from '{d}/snapshots/*.parquet' order by snapshot", &out);
+    let rows =
+        duck("select snapshot, free_bytes, gc_max_free_bytes from '{d}/snapshots/*.parquet' order by snapshot", &out);
     assert_eq!(rows.len() as u64, n);
     for (r, rep) in rows.iter().zip(&reports) {
         assert_eq!((u(&r[0]), u(&r[1]), u(&r[2])), (rep.index, rep.gc_info.free, rep.gc_info.max_free * 16));

@@ -62,8 +62,12 @@ fn density(flavor: Flavor, workload: Workload) -> (Density, heapvis::synth::Synt
     let g = HeapGeometry::from_gc_init(layout.heap_start, layout.heap_bytes, &flavor.heap_layout()).unwrap();
     let second = flavor.second_area_bytes(Board::Samd51) / g.bytes_per_block;
     let pool = g.first.pool_start..g.first.pool_end;
-    let mut d =
-        Density { pool_blocks: g.pool_blocks() + second, bytes_per_block: g.bytes_per_block, pool, ..Density::default() };
+    let mut d = Density {
+        pool_blocks: g.pool_blocks() + second,
+        bytes_per_block: g.bytes_per_block,
+        pool,
+        ..Density::default()
+    };
     let summary = simulate(&config, &layout, &mut d).unwrap();
     (d, summary)
 }
@@ -83,10 +87,7 @@ fn busy_simulated_heaps_are_as_full_and_as_small_grained_as_real_ones() {
         );
         // Within a factor of the real figures (a 64-bit port's objects take half
         // as many blocks of twice the size: fewer, fuller).
-        assert!(
-            allocations >= 0.6 * REAL_ALLOCATIONS.start() && allocations <= 2.0 * REAL_ALLOCATIONS.end(),
-            "{what}"
-        );
+        assert!(allocations >= 0.6 * REAL_ALLOCATIONS.start() && allocations <= 2.0 * REAL_ALLOCATIONS.end(), "{what}");
         assert!(used >= REAL_USED.start() - 0.15 && used <= REAL_USED.end() + 0.15, "{what}");
         assert!((one_block - REAL_ONE_BLOCK.start()).abs() < 0.05, "{what}");
         assert!(fragmentation > 0.5, "{what}");

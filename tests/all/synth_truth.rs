@@ -2,7 +2,7 @@
 //! allocation, its size, its kind and its MARK state at every snapshot, and the
 //! gc_info figures recomputed from the registry.
 
-use heapvis::decode::{DecodeOptions, Decoder, Category};
+use heapvis::decode::{Category, DecodeOptions, Decoder};
 use heapvis::profile::Profile;
 use heapvis::synth::{simulate_in_memory, Board, SynthConfig};
 
@@ -38,9 +38,11 @@ fn check_flavor(board: Board, snapshots: u64, seed: u64, misalign: u64, flavor: 
                     || n.contains("readline_hist[")
             };
             let referenced = r.edges.iter().any(|e| {
-                e.to_address == b.address && (e.from_address.is_some() || e.root_name.as_deref().is_some_and(gives_role))
+                e.to_address == b.address
+                    && (e.from_address.is_some() || e.root_name.as_deref().is_some_and(gives_role))
             });
-            let role = matches!(t.kind, Category::MapTable | Category::StringData | Category::Bytecode | Category::QstrChunk);
+            let role =
+                matches!(t.kind, Category::MapTable | Category::StringData | Category::Bytecode | Category::QstrChunk);
             if !(role && !referenced && b.category == Category::Unknown) {
                 assert_eq!(b.category, t.kind, "snapshot {i}: kind of 0x{:08x}", b.address);
             }
@@ -95,7 +97,11 @@ fn check_flavor(board: Board, snapshots: u64, seed: u64, misalign: u64, flavor: 
     let last = decoder.decode(truth.len() as u64 - 1, &ram[(truth.len() - 1) * size..]).unwrap();
     let names: Vec<&str> =
         last.blocks.iter().filter(|b| b.category == Category::Function).filter_map(|b| b.name.as_deref()).collect();
-    assert_eq!(names.len(), last.blocks.iter().filter(|b| b.category == Category::Function).count(), "unnamed functions");
+    assert_eq!(
+        names.len(),
+        last.blocks.iter().filter(|b| b.category == Category::Function).count(),
+        "unnamed functions"
+    );
     assert!(names.iter().all(|n| allowed.contains(n)), "{names:?}");
     for f in heapvis::synth::program::FUNCTIONS {
         assert!(names.contains(&f), "{f} not found by name in {names:?}");

@@ -45,8 +45,10 @@ fn a_zeroed_ff_or_random_snapshot_is_suspect_and_the_run_goes_on() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{what}: exit 1 for a suspect snapshot: {err}");
         assert!(err.contains("snapshot 17: suspect: GC state"), "{what}: a warning names it: {err}");
-        let rows =
-            duck("SELECT snapshot, status, used_bytes FROM '{d}/snapshots/*.parquet' WHERE status <> 'ok' ORDER BY 1", &o);
+        let rows = duck(
+            "SELECT snapshot, status, used_bytes FROM '{d}/snapshots/*.parquet' WHERE status <> 'ok' ORDER BY 1",
+            &o,
+        );
         assert_eq!(rows.len(), 1, "{what}: only the overwritten snapshot: {rows:?}");
         assert_eq!(rows[0][0], 17);
         assert!(rows[0][1].as_str().unwrap().starts_with("suspect: GC state: mp_state_ctx's GC state does not add up"));
