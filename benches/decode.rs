@@ -1,22 +1,30 @@
-//! Decoding throughput: one SAMD21 and one SAMD51 snapshot (late in a synthetic run,
-//! so the heap is full of objects), full decode and the metrics-only path, reported
-//! in bytes of snapshot per second.
+//! Decoding throughput of one snapshot, whole and on the metrics-only path, in
+//! bytes of snapshot per second: busy SAMD51 heaps of every layout (the heaps of
+//! real boards: thousands of small objects, mostly full; see `Workload::Busy`),
+//! then a late snapshot of the light workload on each board, as one row each.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use heapvis::decode::{DecodeOptions, Decoder};
-use heapvis::profile::Profile;
-use heapvis::synth::{simulate_in_memory, Board, SynthConfig};
+use heapvis::synth::{simulate_in_memory, Board, Flavor, SynthConfig, Workload};
 
-fn bench_board(c: &mut Criterion, board: Board, snapshots: u64) {
-    let config = SynthConfig::new(board, snapshots, 11);
+fn bench_case(c: &mut Criterion, board: Board, flavor: Flavor, workload: Workload) {
+    let late = if board == Board::Samd51 { 1500 } else { 600 };
+    let mut config = SynthConfig::new(board, late, 11);
+    (config.flavor, config.workload) = (flavor, workload);
+    if workload == Workload::Busy {
+        // A board that has run a while: the heap is busy from the first snapshot.
+        (config.snapshots, config.start_after) = (4, 200_000);
+    }
     let heapvis::synth::InMemoryCapture { layout, ram, .. } = simulate_in_memory(&config).expect("synthetic capture");
-    let profile = Profile::default();
+    let profile = flavor.profile();
     let fw = layout.firmware(&profile).expect("firmware");
     let size = (layout.ram_end - layout.ram_start) as usize;
     let snapshot = &ram[ram.len() - size..];
-    let mut group = c.benchmark_group(format!("decode/{}", board.name()));
-    group.throughput(Throughput::Bytes(size as u64));
     let full = Decoder::new(&fw, &profile, DecodeOptions::default());
+    let allocations = full.decode(0, snapshot).expect("a decodable snapshot").blocks.len();
+    let name = format!("decode/{}/{flavor:?}/{workload:?}/{allocations}-allocations", board.name());
+    let mut group = c.benchmark_group(name);
+    group.throughput(Throughput::Bytes(size as u64));
     group.bench_function("full", |b| b.iter(|| full.decode(0, std::hint::black_box(snapshot)).unwrap()));
     let metrics = Decoder::new(&fw, &profile, DecodeOptions { metrics_only: true, ..DecodeOptions::default() });
     group.bench_function("metrics_only", |b| b.iter(|| metrics.decode(0, std::hint::black_box(snapshot)).unwrap()));
@@ -24,8 +32,11 @@ fn bench_board(c: &mut Criterion, board: Board, snapshots: u64) {
 }
 
 fn decode(c: &mut Criterion) {
-    bench_board(c, Board::Samd21, 600);
-    bench_board(c, Board::Samd51, 1500);
+    for flavor in [Flavor::CircuitPython3, Flavor::MicroPython, Flavor::MicroPython64, Flavor::CircuitPython10] {
+        bench_case(c, Board::Samd51, flavor, Workload::Busy);
+    }
+    bench_case(c, Board::Samd21, Flavor::CircuitPython3, Workload::Light);
+    bench_case(c, Board::Samd51, Flavor::CircuitPython3, Workload::Light);
 }
 
 criterion_group!(benches, decode);
