@@ -98,6 +98,9 @@ pub struct SymbolNames {
     pub heap: String,
     /// The interpreter state, `mp_state_ctx`.
     pub state: String,
+    /// Names tried, in order, when the map has no `heap` symbol with a size
+    /// (MicroPython's ports call the array `gc_heap`).
+    pub heap_fallbacks: Vec<String>,
 }
 
 /// Where the GC keeps its own geometry inside `mp_state_ctx` (`mem.gc_*`).
@@ -203,6 +206,14 @@ pub struct ObjectLayout {
     pub exception_traceback_word: Option<u32>,
     /// `mp_obj_int_t.mpz.dig` (a long int's digits, `MICROPY_LONGINT_IMPL_MPZ`).
     pub int_digits_word: u32,
+    /// `mp_obj_module_t.globals`.
+    pub module_globals_word: u32,
+    /// Words from `mp_map_t.alloc` to `mp_map_t.table` (alloc just before).
+    pub map_alloc_words_before_table: u32,
+    /// The keys of a map slot that hold no entry: `MP_OBJ_NULL` (never used)
+    /// and `MP_OBJ_SENTINEL` (deleted).
+    pub map_empty_key: u64,
+    pub map_deleted_key: u64,
 }
 
 /// The layout of the bytecode prelude, which holds the function's name.
@@ -231,6 +242,11 @@ pub struct QstrLayout {
     /// build has no hashes) and of `lengths`.
     pub hashes_word: Option<u32>,
     pub lengths_word: u32,
+    /// Word indices in `qstr_pool_t` of `prev`, `total_prev_len`, `alloc`, `len`.
+    pub pool_prev_word: u32,
+    pub pool_total_prev_len_word: u32,
+    pub pool_alloc_word: u32,
+    pub pool_len_word: u32,
 }
 
 /// Where a qstr's hash and length live.
@@ -319,6 +335,7 @@ impl Default for SymbolNames {
             flash_start: "_sfixed".into(),
             heap: "heap".into(),
             state: "mp_state_ctx".into(),
+            heap_fallbacks: vec!["gc_heap".into()],
         }
     }
 }
@@ -362,6 +379,10 @@ impl Default for ObjectLayout {
             fun_bc_child_table_word: None,
             exception_traceback_word: Some(2),
             int_digits_word: 3,
+            module_globals_word: 1,
+            map_alloc_words_before_table: 1,
+            map_empty_key: 0,
+            map_deleted_key: 4,
         }
     }
 }
@@ -374,6 +395,10 @@ impl Default for QstrLayout {
             pool_format: QstrPoolFormat::Prefixed,
             hashes_word: None,
             lengths_word: 0,
+            pool_prev_word: 0,
+            pool_total_prev_len_word: 1,
+            pool_alloc_word: 2,
+            pool_len_word: 3,
         }
     }
 }

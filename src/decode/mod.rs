@@ -613,7 +613,7 @@ impl<'f> Decoder<'f> {
                 ftbs.push((a.first_block, mem.bytes(start, a.finaliser_table_bytes, "finaliser table")?));
             }
             if let Some(start) = a.collect_table_start {
-                let len = a.blocks(bpb).div_ceil(8);
+                let len = a.blocks(bpb).div_ceil(self.profile.heap.blocks_per_ctb.max(1) as u64);
                 ctbs.push((a.first_block, mem.bytes(start, len, "collect table")?));
             }
         }
@@ -628,15 +628,18 @@ impl<'f> Decoder<'f> {
                 }
             }
         }
-        // One bit a block, in the table of the block's area.
-        let bit = |tables: &[(u64, &[u8])], b: u64| -> Option<bool> {
+        // A block's bit in the table of its area, `per_byte` blocks a byte (the
+        // profile's: 8 for the finaliser and collect tables of every build so far).
+        let bit = |tables: &[(u64, &[u8])], per_byte: u32, b: u64| -> Option<bool> {
             let &(first, t) = tables.iter().rev().find(|(first, _)| *first <= b)?;
-            let b = b - first;
-            Some(t.get((b / 8) as usize).is_some_and(|byte| (byte >> (b % 8)) & 1 == 1))
+            let (b, per_byte) = (b - first, per_byte.clamp(1, 8) as u64);
+            let shift = (b % per_byte) * (8 / per_byte);
+            Some(t.get((b / per_byte) as usize).is_some_and(|byte| (byte >> shift) & 1 == 1))
         };
+        let (per_ftb, per_ctb) = (self.profile.heap.blocks_per_ftb, self.profile.heap.blocks_per_ctb);
         let mut finaliser = recycled.finaliser;
         finaliser.clear();
-        finaliser.extend(allocs.iter().map(|a| bit(&ftbs, a.start_block).unwrap_or(false)));
+        finaliser.extend(allocs.iter().map(|a| bit(&ftbs, per_ftb, a.start_block).unwrap_or(false)));
         report.finaliser_blocks = finaliser.iter().filter(|f| **f).count() as u64;
         let focus = plan(&PlanInput { ram, geometry: &g, allocations: allocs, owner: &owner, finaliser: &finaliser })
             .filter(|f| f.derive.len() == allocs.len() && f.known.len() == allocs.len());
@@ -866,7 +869,8 @@ impl<'f> Decoder<'f> {
             if type_addrs[i].is_none() || type_addrs[i] != t.module {
                 continue;
             }
-            let Some(globals) = word_at(bytes_of(i), 1).and_then(|p| heap.head(p)) else { continue };
+            let globals = word_at(bytes_of(i), objects.module_globals_word as u64).and_then(|p| heap.head(p));
+            let Some(globals) = globals else { continue };
             let Some(table) = word_at(bytes_of(globals), objects.dict_table_word as u64).and_then(|p| heap.head(p))
             else {
                 continue;
@@ -929,7 +933,7 @@ impl<'f> Decoder<'f> {
                 if is_map_table && k % (2 * obj_words) == obj_words {
                     let key = obj_at(data, k / obj_words - 1).unwrap_or(0);
                     // MP_OBJ_NULL and MP_OBJ_SENTINEL mark empty and deleted slots.
-                    if key != 0 && key != 4 {
+                    if key != objects.map_empty_key && key != objects.map_deleted_key {
                         map_key = Some(self.key_text(key, &mut qstrs, cache));
                     }
                 }
@@ -979,7 +983,7 @@ impl<'f> Decoder<'f> {
                 type_address: type_addrs[i],
                 name: names[i].take(),
                 has_finaliser,
-                collect: bit(&ctbs, a.start_block),
+                collect: bit(&ctbs, per_ctb, a.start_block),
                 marked: a.marked,
                 prelude: preludes[i],
             });
@@ -1119,12 +1123,13 @@ impl<'f> Decoder<'f> {
         let total = qstrs.chain.first().and_then(|h| h.total_prev_len.checked_add(h.len))?;
         let table_word = state.checked_add(s.dict_main_table)?;
         let table = mem.word(table_word, "vm.dict_main.map.table").ok()?;
-        let alloc = mem.word(table_word.checked_sub(word)?, "vm.dict_main.map.alloc").ok()?;
+        let before = word.checked_mul(self.profile.objects.map_alloc_words_before_table as u64)?;
+        let alloc = mem.word(table_word.checked_sub(before)?, "vm.dict_main.map.alloc").ok()?;
         let (mut a, mut c) = (0, 0);
         for i in 0..alloc.min(4096) {
             let Some(at) = table.checked_add(2 * i * word) else { break };
             let Ok(key) = mem.word(at, "dict_main key") else { break };
-            if key == 0 || key == 4 {
+            if key == self.profile.objects.map_empty_key || key == self.profile.objects.map_deleted_key {
                 continue;
             }
             for (repr, hits) in [(ObjectRepr::A, &mut a), (ObjectRepr::C, &mut c)] {

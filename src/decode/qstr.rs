@@ -67,6 +67,8 @@ pub struct QstrReader<'m> {
     format: QstrPoolFormat,
     hashes_word: Option<u64>,
     lengths_word: u64,
+    /// Where the pool header's words are.
+    layout: crate::profile::QstrLayout,
     /// Every pool reachable from `last_pool`, newest first (RAM and flash).
     pub chain: Vec<PoolHeader>,
     /// Id → text in this snapshot.
@@ -84,6 +86,7 @@ impl<'m> QstrReader<'m> {
             format: profile.qstr.pool_format,
             hashes_word: profile.qstr.hashes_word.map(u64::from),
             lengths_word: profile.qstr.lengths_word as u64,
+            layout: profile.qstr.clone(),
             chain: Vec::new(),
             cache: FxHashMap::default(),
         };
@@ -99,13 +102,15 @@ impl<'m> QstrReader<'m> {
 
     fn header(&self, address: u64) -> Option<PoolHeader> {
         // `address` is a pointer read from the snapshot: any value, so checked.
-        let w = |i: u64| self.mem.word(address.checked_add(i * self.word)?, "qstr pool header").ok();
-        let mut total_prev_len = w(1)?;
+        let w = |i: u32| self.mem.word(address.checked_add(i as u64 * self.word)?, "qstr pool header").ok();
+        let q = &self.layout;
+        let mut total_prev_len = w(q.pool_total_prev_len_word)?;
         if self.format == QstrPoolFormat::Arrays {
             // `total_prev_len : (8 * sizeof(size_t) - 1)` shares its word with `is_sorted`.
             total_prev_len &= (1u64 << (self.word * 8 - 1)) - 1;
         }
-        Some(PoolHeader { address, prev: w(0)?, total_prev_len, alloc: w(2)?, len: w(3)? })
+        let (prev, alloc, len) = (w(q.pool_prev_word)?, w(q.pool_alloc_word)?, w(q.pool_len_word)?);
+        Some(PoolHeader { address, prev, total_prev_len, alloc, len })
     }
 
     /// Address of entry `i` of the pool at `pool`.

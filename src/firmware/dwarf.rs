@@ -507,6 +507,28 @@ pub fn derive_profile(data: &[u8], path: &Path, base: &Profile) -> Result<Derive
     );
     set32("objects.fun_bc_bytecode_word", words(member("mp_obj_fun_bc_t", "bytecode")), &mut o.fun_bc_bytecode_word);
     set32("objects.qstr_pool_header_words", words(member("qstr_pool_t", "qstrs")), &mut o.qstr_pool_header_words);
+    if let Some(w) = words(member("mp_obj_module_t", "globals")) {
+        o.module_globals_word = w as u32;
+        found.push(format!("objects.module_globals_word = {w}"));
+    }
+    if let (Some(alloc), Some(table)) = (member("mp_map_t", "alloc"), member("mp_map_t", "table")) {
+        if let Some(w) = words(table.checked_sub(alloc)) {
+            o.map_alloc_words_before_table = w as u32;
+            found.push(format!("objects.map_alloc_words_before_table = {w}"));
+        }
+    }
+    let q = &mut p.qstr;
+    for (field, target) in [
+        ("prev", &mut q.pool_prev_word),
+        ("total_prev_len", &mut q.pool_total_prev_len_word),
+        ("alloc", &mut q.pool_alloc_word),
+        ("len", &mut q.pool_len_word),
+    ] {
+        if let Some(w) = words(member("qstr_pool_t", field)) {
+            *target = w as u32;
+            found.push(format!("qstr.pool_{field}_word = {w}"));
+        }
+    }
     if let Some(w) = words(member("mp_obj_fun_bc_t", "child_table")) {
         o.fun_bc_child_table_word = Some(w as u32);
         found.push(format!("objects.fun_bc_child_table_word = {w}"));

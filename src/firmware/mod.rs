@@ -274,11 +274,13 @@ impl Firmware {
             });
         }
         let flash_base = address(&names.flash_start, "the address where the flash image starts")?;
-        // The heap array: the profile's name, else MicroPython's usual `gc_heap`.
+        // The heap array: the profile's name, else its fall-backs (MicroPython's
+        // usual `gc_heap`).
         // When the build has neither but the GC state is read from each snapshot,
         // the heap symbol is not needed (there is just no fall-back geometry).
-        let heap_name = [names.heap.as_str(), "gc_heap"]
-            .into_iter()
+        let heap_name = std::iter::once(&names.heap)
+            .chain(&names.heap_fallbacks)
+            .map(String::as_str)
             .find(|n| symbols.get(n).is_some_and(|s| s.address.is_some() && s.size.is_some()));
         let (heap_start, heap_bytes) = match heap_name {
             Some(n) => {
