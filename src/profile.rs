@@ -527,7 +527,10 @@ impl Profile {
         if h.word_bytes != 4 && h.word_bytes != 8 {
             return Err(format!("heap.word_bytes must be 4 or 8, found {}", h.word_bytes));
         }
-        if h.bytes_per_block == 0 || !h.bytes_per_block.is_power_of_two() || h.bytes_per_block % h.word_bytes != 0 {
+        if h.bytes_per_block == 0
+            || !h.bytes_per_block.is_power_of_two()
+            || !h.bytes_per_block.is_multiple_of(h.word_bytes)
+        {
             return Err(format!(
                 "heap.bytes_per_block must be a power of two and a multiple of the word size, found {}",
                 h.bytes_per_block

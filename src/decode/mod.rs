@@ -322,7 +322,7 @@ struct Scratch {
 /// The word at `offset` (from the profile) into the state at `state` (from the
 /// map): both are input, so the sum is checked, an overflow read as out of range.
 fn state_word(mem: &Memory, state: u64, offset: u64, what: &'static str) -> Result<u64, DecodeError> {
-    let at = state.checked_add(offset).unwrap_or(u64::MAX);
+    let at = state.saturating_add(offset);
     Ok(mem.word(at, what)?)
 }
 

@@ -39,7 +39,7 @@ pub(crate) fn candidates(data: &[u8], word_bytes: usize, align: u64, range: Rang
     }
     for (k, chunk) in data.chunks_exact(word_bytes).enumerate() {
         let v = le_word(chunk);
-        if v % align == 0 && fits(v) {
+        if v.is_multiple_of(align) && fits(v) {
             f(k, v);
         }
     }

@@ -234,7 +234,7 @@ impl TypeTree {
                 }
                 walk.leave();
             }
-            _ if t.byte_size == Some(word) && at % word == 0 && out.len() < MAX_ROOT_NAMES => {
+            _ if t.byte_size == Some(word) && at.is_multiple_of(word) && out.len() < MAX_ROOT_NAMES => {
                 out.push((at, path.to_string()));
             }
             _ => {}

@@ -292,7 +292,7 @@ impl<'s> GcSim<'s> {
 
     fn head_block(&self, ptr: u64) -> Option<u64> {
         let b = self.g.block_of(ptr)?;
-        (ptr % self.g.bytes_per_block == 0 && self.kind(b) == AT_HEAD).then_some(b)
+        (ptr.is_multiple_of(self.g.bytes_per_block) && self.kind(b) == AT_HEAD).then_some(b)
     }
 
     /// py/gc.c `gc_free`.

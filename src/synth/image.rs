@@ -495,7 +495,7 @@ impl Layout {
             at
         };
         let align = |flash: &mut Vec<u8>, a: usize| {
-            while flash.len() % a != 0 {
+            while !flash.len().is_multiple_of(a) {
                 flash.push(0);
             }
         };

@@ -814,7 +814,7 @@ impl<'a, 's> Program<'a, 's> {
         if self.mp() {
             self.current_objects(i)?;
         }
-        if i % 12 == 0 {
+        if i.is_multiple_of(12) {
             self.gc.collect();
         }
         Ok(())
@@ -874,10 +874,10 @@ impl<'a, 's> Program<'a, 's> {
                 self.list_pop(self.log_list, k);
             }
         }
-        if i % 97 == 0 {
+        if i.is_multiple_of(97) {
             self.gc.collect();
         }
-        if i % 601 == 0 {
+        if i.is_multiple_of(601) {
             // `burst = []; while True: burst.append(bytes(...))`, to MemoryError.
             let burst = self.new_list(4, false)?;
             self.push(burst);

@@ -98,7 +98,7 @@ impl<'f> TypeCounts<'f> {
     pub(crate) fn groups(&self) -> Vec<TypeGroup<'f>> {
         let group = |((kind, type_name, class), &id): (&GroupKey<'f>, &usize)| {
             let &(count, bytes) = self.counts.get(id)?;
-            (count > 0).then(|| TypeGroup { kind: *kind, type_name: *type_name, class: class.clone(), count, bytes })
+            (count > 0).then(|| TypeGroup { kind, type_name: *type_name, class: class.clone(), count, bytes })
         };
         self.ids.iter().filter_map(group).collect()
     }

@@ -134,8 +134,8 @@ fn mutated_capture(board: Board, n: u64, seed: u64) -> tempfile::TempDir {
         };
         // The module renamed every tenth snapshot (its links put back, should a
         // random write below have broken them).
-        if ram.len() / size % 10 == 0 {
-            let name = if ram.len() / size % 20 == 0 { main_name } else { other_name };
+        if (ram.len() / size).is_multiple_of(10) {
+            let name = if (ram.len() / size).is_multiple_of(20) { main_name } else { other_name };
             put(&mut snapshot, module + 4, dict as u32);
             put(&mut snapshot, dict + 4 * objects.dict_table_word as u64, table as u32);
             put(&mut snapshot, table, name_key);

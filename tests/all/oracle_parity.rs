@@ -327,7 +327,7 @@ fn inspect_prints_the_references_unable_to_find_lines_on_the_sample() {
     // The committed sample has snapshots logged between a `str` being made and
     // its data being allocated: the reference says so, and so does `inspect`.
     let sample = crate::common::repo().join("data/sample");
-    let inputs = heapvis::firmware::InputPaths::resolve(&[sample.clone()]).unwrap();
+    let inputs = heapvis::firmware::InputPaths::resolve(std::slice::from_ref(&sample)).unwrap();
     let work = tempfile::tempdir().unwrap();
     let Some(theirs) = oracle_facts(&inputs, work.path(), "inspect on the sample") else { return };
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_heapvis"))
