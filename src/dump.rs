@@ -75,6 +75,14 @@ impl Dump {
         let start = (index * self.snapshot_bytes) as usize;
         self.map.get(start..start + self.snapshot_bytes as usize)
     }
+
+    /// Lets the pages read through [`Dump::snapshot`] and [`Dump::bytes`] go
+    /// from the resident set: read from a dump on disk, the page cache holds it
+    /// in 2 MiB folios, and each sampled snapshot stayed mapped as 2 MiB (the
+    /// checks and the fingerprint sample 40 snapshots: 80 MiB of peak RSS).
+    pub fn release_pages(&self) {
+        crate::sys::unmap_touched_pages(&self.map);
+    }
 }
 
 /// Sequential reads, and huge pages where the kernel can: a dump read from disk

@@ -92,7 +92,10 @@ fn capture_fingerprint(dump: &Dump, span: u64) -> String {
     let mut h = Fnv::default();
     for k in 0..samples {
         let i = k * span / samples.max(1);
-        let snap = dump.snapshot(i).unwrap_or(&[]);
+        // Through a window of its own, unmapped at once: these samples must not
+        // stay in the run's resident set (see `Dump::release_pages`).
+        let window = dump.window(i..i + 1, crate::dump::Access::Sparse).ok();
+        let snap = window.as_ref().and_then(|w| w.snapshot(i)).unwrap_or(&[]);
         h.write(&snap[..snap.len().min(FINGERPRINT_SNAPSHOT_BYTES)]);
     }
     h.hex()

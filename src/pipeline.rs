@@ -287,6 +287,7 @@ impl Session {
     fn with_firmware(inputs: &InputPaths, profile: Profile, firmware: Firmware) -> Result<Self> {
         let dump = Dump::open(&inputs.ram, firmware.snapshot_bytes())?;
         crate::check::check_capture(&dump, &firmware, &profile, inputs.symbols_file())?;
+        dump.release_pages();
         let firmware_fingerprint = fingerprint_files(&inputs.firmware)?;
         Ok(Session { firmware, profile, dump, profile_source: ProfileSource::Given, firmware_fingerprint })
     }
@@ -394,6 +395,7 @@ impl Session {
             sink.prime(before);
         }
         let after = neighbour(range.end);
+        dump.release_pages();
         let snapshot_bytes = self.dump.snapshot_bytes();
         progress.start(range.end - range.start, (range.end - range.start) * snapshot_bytes);
 

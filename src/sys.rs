@@ -28,6 +28,18 @@ pub fn map_range(file: &File, offset: u64, len: usize) -> std::io::Result<Mmap> 
     unsafe { MmapOptions::new().offset(offset).len(len).map(file) }
 }
 
+/// Unmaps the pages of `map` a process has touched, so they no longer count in
+/// its resident set; the next read maps them again from the page cache.
+///
+/// # Safety argument
+/// `map` is a read-only shared mapping of a file: `MADV_DONTNEED` only drops
+/// the process's page-table entries, and every later read sees the file's
+/// bytes as before (no private copy exists that could be lost).
+pub fn unmap_touched_pages(map: &Mmap) {
+    // SAFETY: see above; a failure leaves the pages mapped, which is harmless.
+    let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+}
+
 /// Hands memory the allocator holds free back to the system (glibc only).
 pub fn malloc_trim() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
