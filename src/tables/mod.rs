@@ -13,6 +13,7 @@
 pub mod lifetimes;
 pub mod per_snapshot;
 pub mod summaries;
+mod table;
 pub mod writer;
 
 use std::ops::Range;
@@ -28,6 +29,7 @@ use crate::firmware::Firmware;
 use lifetimes::{AllocationRows, EdgeHistoryRows, LifetimeChanges, LifetimeRows, Lifetimes, QstrHistoryRows, Wanted};
 use per_snapshot::{arc, BlocksRows, EdgesRows, FreeRunsRows, IntColumn, QstrsRows, SnapshotsRows, StringsRows};
 use summaries::{FreeRunHistogramRows, TypeGroup, TypeHistogramRows};
+use table::{Input, RowTable, Rows, Table};
 pub use writer::{parse_part_name, OutputLayout};
 
 /// Every table a run can write from the dump (`symbols` aside), in a fixed order.
@@ -209,43 +211,25 @@ impl TableSet {
     }
 }
 
-struct Table<R> {
+/// A lifetime table's file: its rows live with the tracker (see [`Lifetimes`]).
+struct LifetimeFile {
     name: &'static str,
     schema: SchemaRef,
     file: TableFile,
-    rows: R,
-}
-
-macro_rules! flush_if {
-    ($t:expr, $force:expr, $through:expr) => {
-        if let Some(t) = $t.as_mut() {
-            if t.rows.due() || ($force && t.rows.pending() > 0) {
-                let cols = t.rows.finish();
-                let b = batch(t.name, &t.schema, cols)?;
-                t.file.write(&b, $through)?;
-            }
-        }
-    };
 }
 
 /// The single writer: receives snapshot outcomes in order and streams them into
 /// Parquet, diffing consecutive snapshots into lifetimes on the way.
 pub struct TableSink<'f> {
     firmware: &'f Firmware,
-    snapshots: Option<Table<SnapshotsRows>>,
-    blocks: Option<Table<BlocksRows>>,
-    edges: Option<Table<EdgesRows>>,
-    qstrs: Option<Table<QstrsRows>>,
-    strings: Option<Table<StringsRows>>,
-    free_runs: Option<Table<FreeRunsRows>>,
-    allocations: Option<Table<()>>,
-    edge_history: Option<Table<()>>,
-    qstr_history: Option<Table<()>>,
+    /// The tables written from each snapshot (see [`table`]), `snapshots` first.
+    tables: Vec<Box<dyn Table<'f> + Send + 'f>>,
+    allocations: Option<LifetimeFile>,
+    edge_history: Option<LifetimeFile>,
+    qstr_history: Option<LifetimeFile>,
     /// The trackers, and the rows of the three lifetime tables above.
     lifetimes: Lifetimes,
     set: TableSet,
-    type_histogram: Option<Table<TypeHistogramRows>>,
-    free_run_histogram: Option<Table<FreeRunHistogramRows>>,
     /// The snapshot being written: rows pushed now are rows of snapshots up to it.
     at: u64,
     pub written: u64,
@@ -263,18 +247,28 @@ struct Opener<'a> {
 }
 
 impl Opener<'_> {
-    fn open<R>(
-        &mut self,
+    fn file(&self, name: &str, schema: SchemaRef) -> Result<TableFile> {
+        TableFile::create(self.dir, name, schema, self.layout, self.range)
+    }
+
+    /// Table `R`, when `want`ed.
+    fn rows<'f, R: Rows + Send + 'f>(
+        &self,
         want: bool,
-        name: &'static str,
-        schema: SchemaRef,
-        rows: impl FnOnce() -> R,
-    ) -> Result<Option<Table<R>>> {
+        tables: &mut Vec<Box<dyn Table<'f> + Send + 'f>>,
+    ) -> Result<()> {
+        if want {
+            tables.push(Box::new(RowTable::<R>::open(|name, schema| self.file(name, schema))?));
+        }
+        Ok(())
+    }
+
+    fn lifetime(&self, want: bool, name: &'static str, schema: SchemaRef) -> Result<Option<LifetimeFile>> {
         if !want {
             return Ok(None);
         }
-        let file = TableFile::create(self.dir, name, Arc::clone(&schema), self.layout, self.range)?;
-        Ok(Some(Table { name, schema, file, rows: rows() }))
+        let file = self.file(name, Arc::clone(&schema))?;
+        Ok(Some(LifetimeFile { name, schema, file }))
     }
 }
 
@@ -288,28 +282,19 @@ impl<'f> TableSink<'f> {
         firmware: &'f Firmware,
     ) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let mut o = Opener { dir, layout, range };
-        let snapshots = o.open(true, "snapshots", per_snapshot::snapshots_schema(), SnapshotsRows::new)?;
-        let blocks = o.open(set.blocks, "blocks", per_snapshot::blocks_schema(), BlocksRows::default)?;
-        let edges = o.open(set.edges, "edges", per_snapshot::edges_schema(), || EdgesRows::new(|r| &r.edges))?;
-        let qstrs = o.open(set.qstrs, "qstrs", per_snapshot::qstrs_schema(), || QstrsRows::new(|r| &r.qstrs))?;
-        let strings = o.open(set.strings, "strings", per_snapshot::strings_schema(), StringsRows::default)?;
-        let free_runs = o.open(set.free_runs, "free_runs", per_snapshot::free_runs_schema(), FreeRunsRows::default)?;
-        let allocations = o.open(set.allocations, "allocations", lifetimes::allocations_schema(), || ())?;
-        let edge_history = o.open(set.edge_history, "edge_history", lifetimes::edge_history_schema(), || ())?;
-        let qstr_history = o.open(set.qstr_history, "qstr_history", lifetimes::qstr_history_schema(), || ())?;
-        let type_histogram = o.open(
-            set.type_histogram,
-            "type_histogram",
-            summaries::type_histogram_schema(),
-            TypeHistogramRows::default,
-        )?;
-        let free_run_histogram = o.open(
-            set.free_run_histogram,
-            "free_run_histogram",
-            summaries::free_run_histogram_schema(),
-            FreeRunHistogramRows::default,
-        )?;
+        let o = Opener { dir, layout, range };
+        let mut tables = Vec::new();
+        o.rows::<SnapshotsRows>(true, &mut tables)?;
+        o.rows::<BlocksRows>(set.blocks, &mut tables)?;
+        o.rows::<EdgesRows>(set.edges, &mut tables)?;
+        o.rows::<QstrsRows>(set.qstrs, &mut tables)?;
+        o.rows::<StringsRows>(set.strings, &mut tables)?;
+        o.rows::<FreeRunsRows>(set.free_runs, &mut tables)?;
+        o.rows::<TypeHistogramRows>(set.type_histogram, &mut tables)?;
+        o.rows::<FreeRunHistogramRows>(set.free_run_histogram, &mut tables)?;
+        let allocations = o.lifetime(set.allocations, "allocations", lifetimes::allocations_schema())?;
+        let edge_history = o.lifetime(set.edge_history, "edge_history", lifetimes::edge_history_schema())?;
+        let qstr_history = o.lifetime(set.qstr_history, "qstr_history", lifetimes::qstr_history_schema())?;
         let mut files = Vec::new();
         if set.symbols {
             // The symbol table is the same for every shard: one file, not parts.
@@ -319,19 +304,12 @@ impl<'f> TableSink<'f> {
         }
         Ok(TableSink {
             firmware,
-            snapshots,
-            blocks,
-            edges,
-            qstrs,
-            strings,
-            free_runs,
+            tables,
             allocations,
             edge_history,
             qstr_history,
             lifetimes: Lifetimes::new(set.lifetimes()),
             set,
-            type_histogram,
-            free_run_histogram,
             at: range.start,
             written: 0,
             failed: 0,
@@ -341,44 +319,16 @@ impl<'f> TableSink<'f> {
     }
 
     /// Stores one snapshot; calls must come in snapshot order.
-    pub fn write(&mut self, index: u64, dump_offset: u64, outcome: &PreparedOutcome) -> Result<()> {
+    pub fn write(&mut self, index: u64, dump_offset: u64, outcome: &PreparedOutcome<'f>) -> Result<()> {
         self.at = index;
-        if let Some(t) = self.snapshots.as_mut() {
-            t.rows.push(index, dump_offset, outcome.as_ref().map(|p| &p.report));
+        let input = Input { index, dump_offset, outcome, firmware: self.firmware };
+        for t in &mut self.tables {
+            t.write(&input)?;
         }
         match outcome {
             Ok(p) => {
-                let (r, fw) = (&p.report, self.firmware);
-                if let Some(t) = self.blocks.as_mut() {
-                    t.rows.push(r, fw);
-                }
-                if let Some(t) = self.edges.as_mut() {
-                    t.rows.push(r);
-                }
-                if let Some(t) = self.qstrs.as_mut() {
-                    t.rows.push(r);
-                }
-                if let Some(t) = self.strings.as_mut() {
-                    // Many rows can name one large text (hostile input can): the
-                    // buffered text is written out as it reaches a batch's worth.
-                    let mut from = t.rows.push_from(r, 0);
-                    while from < r.strings.len() {
-                        let b = batch(t.name, &t.schema, t.rows.finish())?;
-                        t.file.write_within(&b)?;
-                        from = t.rows.push_from(r, from);
-                    }
-                }
-                if let Some(t) = self.free_runs.as_mut() {
-                    t.rows.push(r);
-                }
                 if let Some(c) = &p.lifetimes {
-                    self.lifetimes.apply(index, r.geometry.bytes_per_block, c, fw);
-                }
-                if let Some(t) = self.type_histogram.as_mut() {
-                    t.rows.push(index, &p.type_groups);
-                }
-                if let Some(t) = self.free_run_histogram.as_mut() {
-                    t.rows.push(r);
+                    self.lifetimes.apply(index, p.report.geometry.bytes_per_block, c, self.firmware);
                 }
             }
             Err(e) => {
@@ -392,17 +342,12 @@ impl<'f> TableSink<'f> {
 
     fn flush(&mut self, force: bool) -> Result<()> {
         let at = self.at;
-        flush_if!(self.snapshots, force, at);
-        flush_if!(self.blocks, force, at);
-        flush_if!(self.edges, force, at);
-        flush_if!(self.qstrs, force, at);
-        flush_if!(self.strings, force, at);
-        flush_if!(self.free_runs, force, at);
+        for t in &mut self.tables {
+            t.flush(force, at)?;
+        }
         flush_rows(&mut self.allocations, self.lifetimes.allocation_rows(), force, at, AllocationRows::finish)?;
         flush_rows(&mut self.edge_history, self.lifetimes.edge_rows(), force, at, EdgeHistoryRows::finish)?;
         flush_rows(&mut self.qstr_history, self.lifetimes.qstr_rows(), force, at, QstrHistoryRows::finish)?;
-        flush_if!(self.type_histogram, force, at);
-        flush_if!(self.free_run_histogram, force, at);
         Ok(())
     }
 
@@ -424,21 +369,12 @@ impl<'f> TableSink<'f> {
         let next = next.map(|r| self.lifetime_rows(r));
         self.lifetimes.finish(next.as_ref(), self.firmware);
         self.flush(true)?;
-        let files = [
-            self.snapshots.map(|t| t.file),
-            self.blocks.map(|t| t.file),
-            self.edges.map(|t| t.file),
-            self.qstrs.map(|t| t.file),
-            self.strings.map(|t| t.file),
-            self.free_runs.map(|t| t.file),
-            self.allocations.map(|t| t.file),
-            self.edge_history.map(|t| t.file),
-            self.qstr_history.map(|t| t.file),
-            self.type_histogram.map(|t| t.file),
-            self.free_run_histogram.map(|t| t.file),
-        ];
-        for f in files.into_iter().flatten() {
-            self.files.extend(f.finish()?);
+        for t in self.tables {
+            self.files.extend(t.finish()?);
+        }
+        let lifetime_files = [self.allocations, self.edge_history, self.qstr_history];
+        for f in lifetime_files.into_iter().flatten() {
+            self.files.extend(f.file.finish()?);
         }
         Ok(self.files)
     }
@@ -447,7 +383,7 @@ impl<'f> TableSink<'f> {
 /// Writes a lifetime table's pending rows as a batch when there are enough (or
 /// any, when `force`d). The rows live with their tracker, the file here.
 fn flush_rows<R>(
-    table: &mut Option<Table<()>>,
+    table: &mut Option<LifetimeFile>,
     rows: Option<&mut R>,
     force: bool,
     at: u64,

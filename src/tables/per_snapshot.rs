@@ -11,6 +11,7 @@ use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
 use rustc_hash::FxHashMap;
 
 use super::lifetimes::AllocationSight;
+use super::table::{Input, Rows};
 use crate::decode::{EdgeRow, QstrRow, SnapshotReport};
 use crate::error::DecodeError;
 use crate::firmware::Firmware;
@@ -694,6 +695,126 @@ impl FreeRunsRows {
             arc(self.blocks.finish()),
             arc(self.bytes.finish()),
         ]
+    }
+}
+
+// The per-snapshot tables as the writer drives them (see `super::table`).
+
+/// The decoded snapshot of `input`, when it was decoded.
+fn report<'a>(input: &'a Input) -> Option<&'a SnapshotReport> {
+    input.outcome.as_ref().ok().map(|p| &p.report)
+}
+
+impl Rows for SnapshotsRows {
+    const NAME: &'static str = "snapshots";
+    fn schema() -> SchemaRef {
+        snapshots_schema()
+    }
+    fn new() -> Self {
+        SnapshotsRows::new()
+    }
+    fn push(&mut self, input: &Input, _from: usize) -> Option<usize> {
+        SnapshotsRows::push(self, input.index, input.dump_offset, input.outcome.as_ref().map(|p| &p.report));
+        None
+    }
+    fn finish(&mut self) -> Vec<ArrayRef> {
+        SnapshotsRows::finish(self)
+    }
+}
+
+impl Rows for BlocksRows {
+    const NAME: &'static str = "blocks";
+    fn schema() -> SchemaRef {
+        blocks_schema()
+    }
+    fn new() -> Self {
+        BlocksRows::default()
+    }
+    fn push(&mut self, input: &Input, _from: usize) -> Option<usize> {
+        if let Some(r) = report(input) {
+            BlocksRows::push(self, r, input.firmware);
+        }
+        None
+    }
+    fn finish(&mut self) -> Vec<ArrayRef> {
+        BlocksRows::finish(self)
+    }
+}
+
+impl Rows for EdgesRows {
+    const NAME: &'static str = "edges";
+    fn schema() -> SchemaRef {
+        edges_schema()
+    }
+    fn new() -> Self {
+        EdgesRows::new(|r| &r.edges)
+    }
+    fn push(&mut self, input: &Input, _from: usize) -> Option<usize> {
+        if let Some(r) = report(input) {
+            PerSnapshotRows::push(self, r);
+        }
+        None
+    }
+    fn finish(&mut self) -> Vec<ArrayRef> {
+        PerSnapshotRows::finish(self)
+    }
+}
+
+impl Rows for QstrsRows {
+    const NAME: &'static str = "qstrs";
+    fn schema() -> SchemaRef {
+        qstrs_schema()
+    }
+    fn new() -> Self {
+        QstrsRows::new(|r| &r.qstrs)
+    }
+    fn push(&mut self, input: &Input, _from: usize) -> Option<usize> {
+        if let Some(r) = report(input) {
+            PerSnapshotRows::push(self, r);
+        }
+        None
+    }
+    fn finish(&mut self) -> Vec<ArrayRef> {
+        PerSnapshotRows::finish(self)
+    }
+}
+
+impl Rows for StringsRows {
+    const NAME: &'static str = "strings";
+    fn schema() -> SchemaRef {
+        strings_schema()
+    }
+    fn new() -> Self {
+        StringsRows::default()
+    }
+    /// Stops when a batch's worth of text is buffered: many rows can name one
+    /// large text (hostile input can).
+    fn push(&mut self, input: &Input, from: usize) -> Option<usize> {
+        let r = report(input)?;
+        let stop = self.push_from(r, from);
+        (stop < r.strings.len()).then_some(stop)
+    }
+    fn finish(&mut self) -> Vec<ArrayRef> {
+        StringsRows::finish(self)
+    }
+}
+
+impl Rows for FreeRunsRows {
+    const NAME: &'static str = "free_runs";
+    fn schema() -> SchemaRef {
+        free_runs_schema()
+    }
+    fn new() -> Self {
+        FreeRunsRows::default()
+    }
+    fn push(&mut self, input: &Input, _from: usize) -> Option<usize> {
+        if let Some(r) = report(input) {
+            FreeRunsRows::push(self, r);
+        }
+        None
+    }
+    fn finish(&mut self) -> Vec<ArrayRef> {
+        FreeRunsRows::finish(self)
     }
 }
 

@@ -8,6 +8,7 @@ use arrow::array::ArrayRef;
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 
 use super::per_snapshot::{arc, dict, f, IntColumn, RecurringDict};
+use super::table::{Input, Rows};
 use crate::decode::{Category, SnapshotReport};
 use crate::firmware::Firmware;
 use crate::tables::writer::SUMMARY_BATCH_ROWS;
@@ -254,5 +255,44 @@ impl FreeRunHistogramRows {
                 col
             })
             .collect()
+    }
+}
+
+impl Rows for TypeHistogramRows {
+    const NAME: &'static str = "type_histogram";
+    fn schema() -> SchemaRef {
+        type_histogram_schema()
+    }
+    fn new() -> Self {
+        TypeHistogramRows::default()
+    }
+    /// The groups were counted by the worker that decoded the snapshot.
+    fn push(&mut self, input: &Input, _from: usize) -> Option<usize> {
+        if let Ok(p) = input.outcome {
+            TypeHistogramRows::push(self, input.index, &p.type_groups);
+        }
+        None
+    }
+    fn finish(&mut self) -> Vec<ArrayRef> {
+        TypeHistogramRows::finish(self)
+    }
+}
+
+impl Rows for FreeRunHistogramRows {
+    const NAME: &'static str = "free_run_histogram";
+    fn schema() -> SchemaRef {
+        free_run_histogram_schema()
+    }
+    fn new() -> Self {
+        FreeRunHistogramRows::default()
+    }
+    fn push(&mut self, input: &Input, _from: usize) -> Option<usize> {
+        if let Ok(p) = input.outcome {
+            FreeRunHistogramRows::push(self, &p.report);
+        }
+        None
+    }
+    fn finish(&mut self) -> Vec<ArrayRef> {
+        FreeRunHistogramRows::finish(self)
     }
 }
