@@ -333,6 +333,14 @@ fn refill<T: Clone>(mut v: Vec<T>, n: usize, x: T) -> Vec<T> {
     v
 }
 
+/// What the role stages make: the roles, the strings' rows, and each bytecode
+/// function with its bytecode's allocation.
+struct RoleOut {
+    roles: Roles,
+    strings: Vec<StringRow>,
+    bytecodes: Vec<(usize, usize)>,
+}
+
 /// The roles given by pointers, per allocation: the reference's category, and
 /// the detailed role with the address of the object that gave it.
 struct Roles {
@@ -389,6 +397,32 @@ impl Heap<'_> {
         let b = self.g.block_of(address)?;
         let i = *self.owner.get(b as usize)?;
         (i != NO_ALLOC).then_some(i as usize)
+    }
+}
+
+/// One snapshot as the decoding stages read it: its memory and allocations,
+/// with the lookups every stage makes.
+struct View<'a> {
+    mem: &'a Memory<'a>,
+    heap: &'a Heap<'a>,
+    word: u64,
+}
+
+impl View<'_> {
+    fn addr_of(&self, i: usize) -> u64 {
+        self.heap.g.block_address(self.heap.allocs[i].start_block)
+    }
+
+    /// Allocation `i`'s bytes (empty if they lie outside the snapshot).
+    fn bytes_of(&self, i: usize) -> &[u8] {
+        let a = self.heap.allocs[i];
+        let g = &self.heap.g;
+        self.mem.ram.slice(g.block_address(a.start_block), a.blocks * g.bytes_per_block).unwrap_or(&[])
+    }
+
+    /// Word `k` of `data`.
+    fn word_at(&self, data: &[u8], k: u64) -> Option<u64> {
+        data.get((k * self.word) as usize..((k + 1) * self.word) as usize).map(crate::memory::le_word)
     }
 }
 
@@ -674,135 +708,25 @@ impl<'f> Decoder<'f> {
         let ram_pools: Vec<qstr::PoolHeader> = qstrs.chain.iter().take_while(|h| in_ram(h.address)).copied().collect();
 
         // Base kind from the first word.
-        let t = &fw.types;
-        let is = |opt: Option<u64>, w: u64| opt == Some(w);
+        let view = View { mem: &mem, heap: &heap, word };
         let mut kinds = refill(std::mem::take(&mut scratch.kinds), allocs.len(), Category::Unknown);
         let mut type_addrs = refill(std::mem::take(&mut scratch.type_addrs), allocs.len(), None);
-        for (i, kind) in kinds.iter_mut().enumerate() {
-            if let Some(known) = focus.as_ref().and_then(|f| f.known[i]) {
-                (*kind, type_addrs[i]) = (known.kind, known.type_address);
-                continue;
-            }
-            let address = addr_of(i);
-            let w0 = word_at(bytes_of(i), 0).unwrap_or(0);
-            if ram_pools.iter().any(|p| p.address == address) {
-                *kind = Category::QstrPool;
-            } else if w0 != 0 && mem.in_flash(w0) {
-                type_addrs[i] = Some(w0);
-                *kind = if t.functions.contains(&w0) {
-                    Category::Function
-                } else if is(t.dict, w0) {
-                    Category::Dict
-                } else if is(t.property, w0) {
-                    Category::Property
-                } else if is(t.map, w0) {
-                    Category::Map
-                } else if is(t.type_type, w0) {
-                    Category::Type
-                } else if is(t.tuple, w0) {
-                    Category::Tuple
-                } else if is(t.str, w0) {
-                    Category::Str
-                } else if is(t.bytearray, w0) {
-                    Category::Bytearray
-                } else {
-                    Category::Unknown
-                };
-            } else if let Some(ti) = heap.head(w0) {
-                // An instance of a class defined at run time: its type is a heap
-                // object whose own type is `type`.
-                if word_at(bytes_of(ti), 0).is_some_and(|tw| is(t.type_type, tw)) {
-                    *kind = Category::Instance;
-                }
-            }
-        }
+        let known = focus.as_ref().map(|f| f.known.as_slice());
+        self.base_kinds(&view, &ram_pools, known, &mut kinds, &mut type_addrs);
+        let t = &fw.types;
 
-        // Roles given by pointers from other objects.
-        let mut roles = Roles {
+        // Roles given by pointers from other objects, and from the VM's state.
+        let roles = Roles {
             category: refill(std::mem::take(&mut scratch.roles), allocs.len(), Category::Unknown),
             detail: refill(std::mem::take(&mut scratch.details), allocs.len(), (Role::None, None)),
         };
-        let objects = &self.profile.objects;
-        let mut strings = Vec::new();
         let mut bytecodes = std::mem::take(&mut scratch.bytecodes); // (function, bytecode)
         bytecodes.clear();
-        for (i, kind) in kinds.iter().enumerate() {
-            let data = bytes_of(i);
-            let w = |k: u32| word_at(data, k as u64);
-            match kind {
-                Category::Dict => {
-                    if let Some(tb) = w(objects.dict_table_word).and_then(|p| heap.head(p)) {
-                        roles.give(tb, Category::MapTable, Role::DictTable, Some(addr_of(i)));
-                    }
-                }
-                Category::Instance => {
-                    if let Some(tb) = w(objects.instance_table_word).and_then(|p| heap.head(p)) {
-                        roles.give(tb, Category::MapTable, Role::InstanceTable, Some(addr_of(i)));
-                    }
-                }
-                Category::Str => {
-                    if let Some(sb) = w(objects.str_data_word).and_then(|p| heap.head(p)).filter(|&sb| derive(sb)) {
-                        roles.give(sb, Category::StringData, Role::StrData, Some(addr_of(i)));
-                        let len = w(objects.str_len_word).unwrap_or(0);
-                        let bytes = bytes_of(sb);
-                        let text = bytes.get(..len.min(bytes.len() as u64) as usize).unwrap_or(&[]);
-                        strings.push(StringRow {
-                            block: addr_of(sb),
-                            owner: Some(addr_of(i)),
-                            source: "str",
-                            length: len,
-                            text: cache.texts.text(text),
-                        });
-                    }
-                }
-                Category::Function => {
-                    if let Some(bb) = w(objects.fun_bc_bytecode_word).and_then(|p| heap.head(p)) {
-                        roles.give(bb, Category::Bytecode, Role::Bytecode, Some(addr_of(i)));
-                        bytecodes.push((i, bb));
-                    }
-                    self.give_owned_role(&mut roles, i, type_addrs[i], data, &heap, &type_addrs, addr_of(i));
-                }
-                _ => self.give_owned_role(&mut roles, i, type_addrs[i], data, &heap, &type_addrs, addr_of(i)),
-            }
-        }
-        for (offset, what) in [
-            (self.profile.state.dict_main_table, "vm.dict_main.map.table"),
-            (self.profile.state.loaded_modules_table, "vm.mp_loaded_modules_dict.map.table"),
-        ] {
-            let p = state_word(&mem, state, offset, what)?;
-            if let Some(tb) = heap.head(p) {
-                roles.give(tb, Category::MapTable, Role::DictTable, None);
-            } else if p != 0 && in_ram(p) {
-                report.notes.push(format!("{what} points at 0x{p:08x}, which is not an allocated block"));
-            }
-        }
-        // `sys.path` and `sys.argv` are lists inside the VM's state; their items
-        // arrays are on the heap.
-        for (offset, what) in [
-            (self.profile.state.sys_path_items, "vm.mp_sys_path_obj.items"),
-            (self.profile.state.sys_argv_items, "vm.mp_sys_argv_obj.items"),
-        ] {
-            if let Some(ib) = heap.head(state_word(&mem, state, offset, what)?) {
-                roles.give(ib, Category::Unknown, Role::ListItems, None);
-            }
-        }
-        if let Some(base) = self.profile.state.readline_hist {
-            for k in 0..self.profile.state.readline_hist_len as u64 {
-                let p = state_word(&mem, state, base.saturating_add(k * word), "vm.readline_hist")?;
-                if let Some(sb) = heap.head(p).filter(|&sb| derive(sb)) {
-                    roles.give(sb, Category::StringData, Role::ReadlineLine, None);
-                    let bytes = bytes_of(sb);
-                    let text = bytes.split(|b| *b == 0).next().unwrap_or(&[]);
-                    strings.push(StringRow {
-                        block: addr_of(sb),
-                        owner: None,
-                        source: "readline_hist",
-                        length: text.len() as u64,
-                        text: cache.texts.text(text),
-                    });
-                }
-            }
-        }
+        let mut out = RoleOut { roles, strings: Vec::new(), bytecodes };
+        self.object_roles(&view, &kinds, &type_addrs, &derive, &mut cache.texts, &mut out);
+        self.state_roles(&view, &derive, &mut cache.texts, &mut out, &mut report.notes)?;
+        let RoleOut { mut roles, strings, bytecodes } = out;
+        let objects = &self.profile.objects;
 
         // Qstrs in RAM pools, and the chunks holding their data; oldest pool first,
         // so the rows come out in id order. A focused decode knows the chunks.
@@ -999,6 +923,155 @@ impl<'f> Decoder<'f> {
             Scratch { owner: heap.owner, kinds, type_addrs, roles, details, names, preludes, derived, bytecodes };
         let facts = DecodeFacts { allocations: walk.allocations, finaliser, base, focus, root_words };
         Ok((report, facts))
+    }
+
+    /// Stage: the roles objects give the blocks they point at (a dict its
+    /// table, a str its data, a function its bytecode, ...), with the strings'
+    /// rows and the functions' bytecode on the way.
+    fn object_roles(
+        &self,
+        v: &View,
+        kinds: &[Category],
+        type_addrs: &[Option<u64>],
+        derive: &dyn Fn(usize) -> bool,
+        texts: &mut qstr::TextCache,
+        out: &mut RoleOut,
+    ) {
+        let objects = &self.profile.objects;
+        let head = |p: u64| v.heap.head(p);
+        for (i, kind) in kinds.iter().enumerate() {
+            let data = v.bytes_of(i);
+            let w = |k: u32| v.word_at(data, k as u64);
+            let roles = &mut out.roles;
+            match kind {
+                Category::Dict => {
+                    if let Some(tb) = w(objects.dict_table_word).and_then(head) {
+                        roles.give(tb, Category::MapTable, Role::DictTable, Some(v.addr_of(i)));
+                    }
+                }
+                Category::Instance => {
+                    if let Some(tb) = w(objects.instance_table_word).and_then(head) {
+                        roles.give(tb, Category::MapTable, Role::InstanceTable, Some(v.addr_of(i)));
+                    }
+                }
+                Category::Str => {
+                    if let Some(sb) = w(objects.str_data_word).and_then(head).filter(|&sb| derive(sb)) {
+                        roles.give(sb, Category::StringData, Role::StrData, Some(v.addr_of(i)));
+                        let len = w(objects.str_len_word).unwrap_or(0);
+                        let bytes = v.bytes_of(sb);
+                        let text = bytes.get(..len.min(bytes.len() as u64) as usize).unwrap_or(&[]);
+                        let (block, owner, text) = (v.addr_of(sb), Some(v.addr_of(i)), texts.text(text));
+                        out.strings.push(StringRow { block, owner, source: "str", length: len, text });
+                    }
+                }
+                Category::Function => {
+                    if let Some(bb) = w(objects.fun_bc_bytecode_word).and_then(head) {
+                        roles.give(bb, Category::Bytecode, Role::Bytecode, Some(v.addr_of(i)));
+                        out.bytecodes.push((i, bb));
+                    }
+                    self.give_owned_role(roles, i, type_addrs[i], data, v.heap, type_addrs, v.addr_of(i));
+                }
+                _ => self.give_owned_role(roles, i, type_addrs[i], data, v.heap, type_addrs, v.addr_of(i)),
+            }
+        }
+    }
+
+    /// Stage: the roles the VM's state gives: the tables of `__main__`'s and
+    /// the modules' dicts, the items of `sys.path` and `sys.argv`, the REPL's
+    /// history lines (with their strings' rows).
+    fn state_roles(
+        &self,
+        v: &View,
+        derive: &dyn Fn(usize) -> bool,
+        texts: &mut qstr::TextCache,
+        out: &mut RoleOut,
+        notes: &mut Vec<String>,
+    ) -> Result<(), DecodeError> {
+        let (state, s) = (self.firmware.state_address, &self.profile.state);
+        let in_ram = |w: u64| w > self.firmware.ram_start && w < self.firmware.ram_end;
+        for (offset, what) in
+            [(s.dict_main_table, "vm.dict_main.map.table"), (s.loaded_modules_table, "vm.mp_loaded_modules_dict.map.table")]
+        {
+            let p = state_word(v.mem, state, offset, what)?;
+            if let Some(tb) = v.heap.head(p) {
+                out.roles.give(tb, Category::MapTable, Role::DictTable, None);
+            } else if p != 0 && in_ram(p) {
+                notes.push(format!("{what} points at 0x{p:08x}, which is not an allocated block"));
+            }
+        }
+        // `sys.path` and `sys.argv` are lists inside the VM's state; their items
+        // arrays are on the heap.
+        for (offset, what) in
+            [(s.sys_path_items, "vm.mp_sys_path_obj.items"), (s.sys_argv_items, "vm.mp_sys_argv_obj.items")]
+        {
+            if let Some(ib) = v.heap.head(state_word(v.mem, state, offset, what)?) {
+                out.roles.give(ib, Category::Unknown, Role::ListItems, None);
+            }
+        }
+        let Some(base) = s.readline_hist else { return Ok(()) };
+        for k in 0..s.readline_hist_len as u64 {
+            let p = state_word(v.mem, state, base.saturating_add(k * v.word), "vm.readline_hist")?;
+            if let Some(sb) = v.heap.head(p).filter(|&sb| derive(sb)) {
+                out.roles.give(sb, Category::StringData, Role::ReadlineLine, None);
+                let text = v.bytes_of(sb).split(|b| *b == 0).next().unwrap_or(&[]);
+                let (block, length, text) = (v.addr_of(sb), text.len() as u64, texts.text(text));
+                out.strings.push(StringRow { block, owner: None, source: "readline_hist", length, text });
+            }
+        }
+        Ok(())
+    }
+
+    /// Stage: each allocation's category from its own first word (a type in
+    /// flash, a class on the heap, a qstr pool), or as the snapshot before had
+    /// it when a focused decode `known`s it; `type_addrs` gets the flash words.
+    fn base_kinds(
+        &self,
+        v: &View,
+        ram_pools: &[qstr::PoolHeader],
+        known: Option<&[Option<BaseKind>]>,
+        kinds: &mut [Category],
+        type_addrs: &mut [Option<u64>],
+    ) {
+        let t = &self.firmware.types;
+        let is = |opt: Option<u64>, w: u64| opt == Some(w);
+        for (i, kind) in kinds.iter_mut().enumerate() {
+            if let Some(k) = known.and_then(|k| k[i]) {
+                (*kind, type_addrs[i]) = (k.kind, k.type_address);
+                continue;
+            }
+            let address = v.addr_of(i);
+            let w0 = v.word_at(v.bytes_of(i), 0).unwrap_or(0);
+            if ram_pools.iter().any(|p| p.address == address) {
+                *kind = Category::QstrPool;
+            } else if w0 != 0 && v.mem.in_flash(w0) {
+                type_addrs[i] = Some(w0);
+                *kind = if t.functions.contains(&w0) {
+                    Category::Function
+                } else if is(t.dict, w0) {
+                    Category::Dict
+                } else if is(t.property, w0) {
+                    Category::Property
+                } else if is(t.map, w0) {
+                    Category::Map
+                } else if is(t.type_type, w0) {
+                    Category::Type
+                } else if is(t.tuple, w0) {
+                    Category::Tuple
+                } else if is(t.str, w0) {
+                    Category::Str
+                } else if is(t.bytearray, w0) {
+                    Category::Bytearray
+                } else {
+                    Category::Unknown
+                };
+            } else if let Some(ti) = v.heap.head(w0) {
+                // An instance of a class defined at run time: its type is a heap
+                // object whose own type is `type`.
+                if v.word_at(v.bytes_of(ti), 0).is_some_and(|tw| is(t.type_type, tw)) {
+                    *kind = Category::Instance;
+                }
+            }
+        }
     }
 
     /// The kind an allocation has by itself, before any role: from its category
