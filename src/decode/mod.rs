@@ -333,6 +333,9 @@ fn refill<T: Clone>(mut v: Vec<T>, n: usize, x: T) -> Vec<T> {
     v
 }
 
+/// An allocation's Python name, when it has one.
+type Name = Option<Arc<str>>;
+
 /// What the role stages make: the roles, the strings' rows, and each bytecode
 /// function with its bytecode's allocation.
 struct RoleOut {
@@ -406,6 +409,8 @@ struct View<'a> {
     mem: &'a Memory<'a>,
     heap: &'a Heap<'a>,
     word: u64,
+    /// Bytes of an `mp_obj_t` (a word, or 8 with NaN boxing on 32-bit).
+    obj_bytes: u64,
 }
 
 impl View<'_> {
@@ -423,6 +428,12 @@ impl View<'_> {
     /// Word `k` of `data`.
     fn word_at(&self, data: &[u8], k: u64) -> Option<u64> {
         data.get((k * self.word) as usize..((k + 1) * self.word) as usize).map(crate::memory::le_word)
+    }
+
+    /// `mp_obj_t` number `k` of `data`.
+    fn obj_at(&self, data: &[u8], k: u64) -> Option<u64> {
+        let n = self.obj_bytes;
+        data.get((k * n) as usize..((k + 1) * n) as usize).map(crate::memory::le_word)
     }
 }
 
@@ -689,17 +700,7 @@ impl<'f> Decoder<'f> {
             let a = allocs[i];
             mem.ram.slice(g.block_address(a.start_block), a.blocks * bpb).unwrap_or(&[])
         };
-        let word_at = |data: &[u8], k: u64| -> Option<u64> {
-            data.get((k * word) as usize..((k + 1) * word) as usize).map(crate::memory::le_word)
-        };
         let in_ram = |w: u64| w > fw.ram_start && w < fw.ram_end;
-        // `mp_obj_t`s are pointer-sized except with NaN boxing (8 bytes, 2 words on
-        // 32-bit): map tables are pairs of them.
-        let obj_bytes = self.profile.obj_bytes() as u64;
-        let obj_words = (obj_bytes / word).max(1);
-        let obj_at = |data: &[u8], k: u64| -> Option<u64> {
-            data.get((k * obj_bytes) as usize..((k + 1) * obj_bytes) as usize).map(crate::memory::le_word)
-        };
 
         // Qstr pools: the chain from vm.last_pool while it stays in RAM.
         let state = fw.state_address;
@@ -708,12 +709,13 @@ impl<'f> Decoder<'f> {
         let ram_pools: Vec<qstr::PoolHeader> = qstrs.chain.iter().take_while(|h| in_ram(h.address)).copied().collect();
 
         // Base kind from the first word.
-        let view = View { mem: &mem, heap: &heap, word };
+        // `mp_obj_t`s are pointer-sized except with NaN boxing (8 bytes, 2 words on
+        // 32-bit): map tables are pairs of them.
+        let view = View { mem: &mem, heap: &heap, word, obj_bytes: self.profile.obj_bytes() as u64 };
         let mut kinds = refill(std::mem::take(&mut scratch.kinds), allocs.len(), Category::Unknown);
         let mut type_addrs = refill(std::mem::take(&mut scratch.type_addrs), allocs.len(), None);
         let known = focus.as_ref().map(|f| f.known.as_slice());
         self.base_kinds(&view, &ram_pools, known, &mut kinds, &mut type_addrs);
-        let t = &fw.types;
 
         // Roles given by pointers from other objects, and from the VM's state.
         let roles = Roles {
@@ -760,121 +762,18 @@ impl<'f> Decoder<'f> {
             }
         }
 
-        // Names: classes by their name qstr, instances by their class, functions by
-        // the simple name in their bytecode.
+        // Names: classes by their name qstr, instances by their class, modules by
+        // their `__name__`, functions by the simple name in their bytecode.
         let mut names = refill(std::mem::take(&mut scratch.names), allocs.len(), None);
         let mut preludes = refill(std::mem::take(&mut scratch.preludes), allocs.len(), None);
-        let type_name = |i: usize, qstrs: &mut qstr::QstrReader, texts: &mut qstr::TextCache| {
-            let (at, size) = (objects.type_name_offset as usize, objects.type_name_bytes.min(8) as usize);
-            let q = bytes_of(i).get(at..at + size).map(crate::memory::le_word);
-            q.and_then(|q| qstrs.text(q, texts))
-        };
-        for &i in &derived {
-            if kinds[i] == Category::Type {
-                names[i] = type_name(i, &mut qstrs, &mut cache.texts);
-            }
-        }
-        for &i in &derived {
-            if kinds[i] == Category::Instance {
-                let ti = word_at(bytes_of(i), 0).and_then(|p| heap.head(p));
-                // (A focused decode names the classes it needs here; a class is a
-                // `type`, see `supports_focus`.)
-                names[i] = match ti {
-                    Some(ti) if !derive(ti) && kinds[ti] == Category::Type => {
-                        type_name(ti, &mut qstrs, &mut cache.texts)
-                    }
-                    Some(ti) => names[ti].clone(),
-                    None => None,
-                };
-            }
-        }
-        // Modules by their globals' `__name__` (mp_obj_module_t: base, globals).
-        for &i in &derived {
-            if type_addrs[i].is_none() || type_addrs[i] != t.module {
-                continue;
-            }
-            let globals = word_at(bytes_of(i), objects.module_globals_word as u64).and_then(|p| heap.head(p));
-            let Some(globals) = globals else { continue };
-            let Some(table) = word_at(bytes_of(globals), objects.dict_table_word as u64).and_then(|p| heap.head(p))
-            else {
-                continue;
-            };
-            let pairs = bytes_of(table).len() as u64 / (2 * obj_bytes);
-            for k in 0..pairs.min(1024) {
-                let key = obj_at(bytes_of(table), 2 * k).unwrap_or(0);
-                let Immediate::Qstr(kq) = self.profile.object_repr.decode(key, self.profile.heap.word_bytes) else {
-                    continue;
-                };
-                if qstrs.text(kq, &mut cache.texts).as_deref() != Some("__name__") {
-                    continue;
-                }
-                let value = obj_at(bytes_of(table), 2 * k + 1).unwrap_or(0);
-                if let Immediate::Qstr(vq) = self.profile.object_repr.decode(value, self.profile.heap.word_bytes) {
-                    names[i] = qstrs.text(vq, &mut cache.texts);
-                }
-                break;
-            }
-        }
-        for &(fi, bi) in &bytecodes {
-            if !derive(fi) && !derive(bi) {
-                continue;
-            }
-            let (p, q) = match objects.bytecode_prelude {
-                BytecodePrelude::Fixed => {
-                    let p = bytecode::parse_prelude(bytes_of(bi), objects.bytecode_qstr_bytes);
-                    (p, p.and_then(|p| p.simple_name))
-                }
-                BytecodePrelude::Packed => {
-                    let p = bytecode::parse_prelude_packed(bytes_of(bi));
-                    let name = p.and_then(|p| p.simple_name);
-                    (
-                        p,
-                        name.and_then(|n| {
-                            self.qstr_of_name(&mem, word_at(bytes_of(fi), objects.fun_bc_context_word as u64), n)
-                        }),
-                    )
-                }
-            };
-            preludes[bi] = p;
-            let name = q.and_then(|q| qstrs.text(q, &mut cache.texts));
-            names[fi] = name.clone();
-            names[bi] = name;
-        }
+        let texts = &mut cache.texts;
+        self.class_names(&view, &derived, &kinds, &derive, &mut qstrs, texts, &mut names);
+        self.module_names(&view, &derived, &type_addrs, &mut qstrs, texts, &mut names);
+        self.function_names(&view, &bytecodes, &derive, &mut qstrs, texts, (&mut names, &mut preludes));
 
         // Pointer edges: every word whose value is a block-aligned RAM address.
         report.edges.reserve(cache.edges);
-        // Only block-aligned RAM addresses (as `in_ram` has it): most words are not.
-        let ram = fw.ram_start.saturating_add(1)..fw.ram_end;
-        for &i in &derived {
-            let is_map_table = roles.category[i] == Category::MapTable;
-            let address = addr_of(i);
-            let data = bytes_of(i);
-            scan::candidates(data, word as usize, bpb, ram.clone(), |k, w| {
-                let k = k as u64;
-                let to = heap.containing(w);
-                let mut map_key = None;
-                // A value slot: the second `mp_obj_t` of a pair (its low word).
-                if is_map_table && k % (2 * obj_words) == obj_words {
-                    let key = obj_at(data, k / obj_words - 1).unwrap_or(0);
-                    // MP_OBJ_NULL and MP_OBJ_SENTINEL mark empty and deleted slots.
-                    if key != objects.map_empty_key && key != objects.map_deleted_key {
-                        map_key = Some(self.key_text(key, &mut qstrs, cache));
-                    }
-                }
-                report.edges.push(EdgeRow {
-                    from_address: Some(address),
-                    from_block: Some(allocs[i].start_block),
-                    from_word: Some(k as u32),
-                    root_address: None,
-                    root_name: None,
-                    to_address: w,
-                    to_alloc_address: to.map(addr_of),
-                    to_block: to.map(|j| allocs[j].start_block),
-                    to_is_head: heap.head(w).is_some(),
-                    map_key,
-                });
-            });
-        }
+        self.pointer_edges(&view, &derived, &roles.category, &mut qstrs, cache, &mut report.edges);
 
         // Roots: aligned words of RAM outside the heap that hold an allocation's address.
         let head = |w| heap.head(w).is_some();
@@ -923,6 +822,162 @@ impl<'f> Decoder<'f> {
             Scratch { owner: heap.owner, kinds, type_addrs, roles, details, names, preludes, derived, bytecodes };
         let facts = DecodeFacts { allocations: walk.allocations, finaliser, base, focus, root_words };
         Ok((report, facts))
+    }
+
+    /// Stage: the pointer edges of the `derived` allocations: every word whose
+    /// value is a block-aligned RAM address, with its map key when the word is a
+    /// value slot of a map table.
+    fn pointer_edges(
+        &self,
+        v: &View,
+        derived: &[usize],
+        categories: &[Category],
+        qstrs: &mut qstr::QstrReader,
+        cache: &mut DecodeCache,
+        edges: &mut Vec<EdgeRow>,
+    ) {
+        let (o, heap) = (&self.profile.objects, v.heap);
+        let obj_words = (v.obj_bytes / v.word).max(1);
+        // Only block-aligned RAM addresses (as `in_ram` has it): most words are not.
+        let ram = self.firmware.ram_start.saturating_add(1)..self.firmware.ram_end;
+        for &i in derived {
+            let is_map_table = categories[i] == Category::MapTable;
+            let (address, data) = (v.addr_of(i), v.bytes_of(i));
+            scan::candidates(data, v.word as usize, heap.g.bytes_per_block, ram.clone(), |k, w| {
+                let k = k as u64;
+                let to = heap.containing(w);
+                let mut map_key = None;
+                // A value slot: the second `mp_obj_t` of a pair (its low word).
+                if is_map_table && k % (2 * obj_words) == obj_words {
+                    let key = v.obj_at(data, k / obj_words - 1).unwrap_or(0);
+                    // MP_OBJ_NULL and MP_OBJ_SENTINEL mark empty and deleted slots.
+                    if key != o.map_empty_key && key != o.map_deleted_key {
+                        map_key = Some(self.key_text(key, qstrs, cache));
+                    }
+                }
+                edges.push(EdgeRow {
+                    from_address: Some(address),
+                    from_block: Some(heap.allocs[i].start_block),
+                    from_word: Some(k as u32),
+                    root_address: None,
+                    root_name: None,
+                    to_address: w,
+                    to_alloc_address: to.map(|j| v.addr_of(j)),
+                    to_block: to.map(|j| heap.allocs[j].start_block),
+                    to_is_head: heap.head(w).is_some(),
+                    map_key,
+                });
+            });
+        }
+    }
+
+    /// A class's name: the qstr in its `mp_obj_type_t.name`.
+    fn type_name(&self, v: &View, i: usize, qstrs: &mut qstr::QstrReader, texts: &mut qstr::TextCache) -> Name {
+        let o = &self.profile.objects;
+        let (at, size) = (o.type_name_offset as usize, o.type_name_bytes.min(8) as usize);
+        let q = v.bytes_of(i).get(at..at + size).map(crate::memory::le_word);
+        q.and_then(|q| qstrs.text(q, texts))
+    }
+
+    /// Stage: the names of the classes made at run time, and of their instances.
+    #[allow(clippy::too_many_arguments)]
+    fn class_names(
+        &self,
+        v: &View,
+        derived: &[usize],
+        kinds: &[Category],
+        derive: &dyn Fn(usize) -> bool,
+        qstrs: &mut qstr::QstrReader,
+        texts: &mut qstr::TextCache,
+        names: &mut [Name],
+    ) {
+        for &i in derived {
+            if kinds[i] == Category::Type {
+                names[i] = self.type_name(v, i, qstrs, texts);
+            }
+        }
+        for &i in derived {
+            if kinds[i] == Category::Instance {
+                let ti = v.word_at(v.bytes_of(i), 0).and_then(|p| v.heap.head(p));
+                // (A focused decode names the classes it needs here; a class is a
+                // `type`, see `supports_focus`.)
+                names[i] = match ti {
+                    Some(ti) if !derive(ti) && kinds[ti] == Category::Type => self.type_name(v, ti, qstrs, texts),
+                    Some(ti) => names[ti].clone(),
+                    None => None,
+                };
+            }
+        }
+    }
+
+    /// Stage: modules by the `__name__` in their globals' table (two pointers
+    /// away: the module's globals dict, then its table).
+    fn module_names(
+        &self,
+        v: &View,
+        derived: &[usize],
+        type_addrs: &[Option<u64>],
+        qstrs: &mut qstr::QstrReader,
+        texts: &mut qstr::TextCache,
+        names: &mut [Name],
+    ) {
+        let (o, module) = (&self.profile.objects, self.firmware.types.module);
+        let (repr, word_bytes) = (self.profile.object_repr, self.profile.heap.word_bytes);
+        for &i in derived {
+            if type_addrs[i].is_none() || type_addrs[i] != module {
+                continue;
+            }
+            let globals = v.word_at(v.bytes_of(i), o.module_globals_word as u64).and_then(|p| v.heap.head(p));
+            let table = globals.and_then(|g| v.word_at(v.bytes_of(g), o.dict_table_word as u64));
+            let Some(table) = table.and_then(|p| v.heap.head(p)) else { continue };
+            let pairs = v.bytes_of(table).len() as u64 / (2 * v.obj_bytes);
+            for k in 0..pairs.min(1024) {
+                let key = v.obj_at(v.bytes_of(table), 2 * k).unwrap_or(0);
+                let Immediate::Qstr(kq) = repr.decode(key, word_bytes) else { continue };
+                if qstrs.text(kq, texts).as_deref() != Some("__name__") {
+                    continue;
+                }
+                let value = v.obj_at(v.bytes_of(table), 2 * k + 1).unwrap_or(0);
+                if let Immediate::Qstr(vq) = repr.decode(value, word_bytes) {
+                    names[i] = qstrs.text(vq, texts);
+                }
+                break;
+            }
+        }
+    }
+
+    /// Stage: each bytecode function and its bytecode, named by the simple name
+    /// in the bytecode's prelude (parsed into `preludes`).
+    fn function_names(
+        &self,
+        v: &View,
+        bytecodes: &[(usize, usize)],
+        derive: &dyn Fn(usize) -> bool,
+        qstrs: &mut qstr::QstrReader,
+        texts: &mut qstr::TextCache,
+        (names, preludes): (&mut [Name], &mut [Option<Prelude>]),
+    ) {
+        let o = &self.profile.objects;
+        for &(fi, bi) in bytecodes {
+            if !derive(fi) && !derive(bi) {
+                continue;
+            }
+            let (p, q) = match o.bytecode_prelude {
+                BytecodePrelude::Fixed => {
+                    let p = bytecode::parse_prelude(v.bytes_of(bi), o.bytecode_qstr_bytes);
+                    (p, p.and_then(|p| p.simple_name))
+                }
+                BytecodePrelude::Packed => {
+                    let p = bytecode::parse_prelude_packed(v.bytes_of(bi));
+                    let context = v.word_at(v.bytes_of(fi), o.fun_bc_context_word as u64);
+                    (p, p.and_then(|p| p.simple_name).and_then(|n| self.qstr_of_name(v.mem, context, n)))
+                }
+            };
+            preludes[bi] = p;
+            let name = q.and_then(|q| qstrs.text(q, texts));
+            names[fi] = name.clone();
+            names[bi] = name;
+        }
     }
 
     /// Stage: the roles objects give the blocks they point at (a dict its
@@ -989,9 +1044,10 @@ impl<'f> Decoder<'f> {
     ) -> Result<(), DecodeError> {
         let (state, s) = (self.firmware.state_address, &self.profile.state);
         let in_ram = |w: u64| w > self.firmware.ram_start && w < self.firmware.ram_end;
-        for (offset, what) in
-            [(s.dict_main_table, "vm.dict_main.map.table"), (s.loaded_modules_table, "vm.mp_loaded_modules_dict.map.table")]
-        {
+        for (offset, what) in [
+            (s.dict_main_table, "vm.dict_main.map.table"),
+            (s.loaded_modules_table, "vm.mp_loaded_modules_dict.map.table"),
+        ] {
             let p = state_word(v.mem, state, offset, what)?;
             if let Some(tb) = v.heap.head(p) {
                 out.roles.give(tb, Category::MapTable, Role::DictTable, None);
