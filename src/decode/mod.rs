@@ -333,6 +333,13 @@ fn refill<T: Clone>(mut v: Vec<T>, n: usize, x: T) -> Vec<T> {
     v
 }
 
+/// The qstr pools a decode lists: those in RAM, newest first, unless a focused
+/// decode knows the chunks holding their text (by first block, sorted).
+struct QstrPools<'a> {
+    ram_pools: &'a [qstr::PoolHeader],
+    known_chunks: Option<&'a [u64]>,
+}
+
 /// An allocation's Python name, when it has one.
 type Name = Option<Arc<str>>;
 
@@ -695,11 +702,6 @@ impl<'f> Decoder<'f> {
         derived.clear();
         derived.extend((0..allocs.len()).filter(|&i| derive(i)));
         let heap = Heap { g: g.clone(), allocs, owner };
-        let addr_of = |i: usize| g.block_address(allocs[i].start_block);
-        let bytes_of = |i: usize| -> &[u8] {
-            let a = allocs[i];
-            mem.ram.slice(g.block_address(a.start_block), a.blocks * bpb).unwrap_or(&[])
-        };
         let in_ram = |w: u64| w > fw.ram_start && w < fw.ram_end;
 
         // Qstr pools: the chain from vm.last_pool while it stays in RAM.
@@ -728,39 +730,11 @@ impl<'f> Decoder<'f> {
         self.object_roles(&view, &kinds, &type_addrs, &derive, &mut cache.texts, &mut out);
         self.state_roles(&view, &derive, &mut cache.texts, &mut out, &mut report.notes)?;
         let RoleOut { mut roles, strings, bytecodes } = out;
-        let objects = &self.profile.objects;
 
-        // Qstrs in RAM pools, and the chunks holding their data; oldest pool first,
-        // so the rows come out in id order. A focused decode knows the chunks.
-        if let Some(f) = &focus {
-            for &i in &derived {
-                if f.qstr_chunks.binary_search(&allocs[i].start_block).is_ok() {
-                    roles.give(i, Category::QstrChunk, Role::QstrChunk, None);
-                }
-            }
-        }
-        for h in ram_pools.iter().rev().filter(|_| focus.is_none()) {
-            let Some(pi) = heap.head(h.address) else {
-                report.notes.push(format!("qstr pool 0x{:08x} is not an allocated block", h.address));
-                continue;
-            };
-            let capacity = (bytes_of(pi).len() as u64 / word).saturating_sub(objects.qstr_pool_header_words as u64);
-            for (id, d) in qstrs.entries(h, capacity) {
-                let chunk = heap.containing(d.address);
-                if let Some(ci) = chunk {
-                    roles.give(ci, Category::QstrChunk, Role::QstrChunk, None);
-                }
-                report.qstrs.push(QstrRow {
-                    pool: h.address,
-                    chunk: chunk.map(addr_of),
-                    id,
-                    address: d.address,
-                    hash: d.hash,
-                    length: d.text.len() as u64,
-                    text: cache.texts.text(d.text),
-                });
-            }
-        }
+        // Qstrs in RAM pools, and the chunks holding their data.
+        let pools = QstrPools { ram_pools: &ram_pools, known_chunks: focus.as_ref().map(|f| &f.qstr_chunks[..]) };
+        let mut qstr_out = (&mut report.qstrs, &mut report.notes);
+        self.qstr_rows(&view, &pools, &derived, &mut qstrs, &mut cache.texts, &mut roles, &mut qstr_out);
 
         // Names: classes by their name qstr, instances by their class, modules by
         // their `__name__`, functions by the simple name in their bytecode.
@@ -797,7 +771,7 @@ impl<'f> Decoder<'f> {
             let kind = detail.kind().unwrap_or_else(|| self.base_kind(kinds[i], type_addrs[i]));
             let has_finaliser = finaliser[i];
             report.blocks.push(BlockRow {
-                address: addr_of(i),
+                address: view.addr_of(i),
                 start_block: a.start_block,
                 blocks: a.blocks,
                 kind,
@@ -822,6 +796,54 @@ impl<'f> Decoder<'f> {
             Scratch { owner: heap.owner, kinds, type_addrs, roles, details, names, preludes, derived, bytecodes };
         let facts = DecodeFacts { allocations: walk.allocations, finaliser, base, focus, root_words };
         Ok((report, facts))
+    }
+
+    /// Stage: the qstrs of the pools in RAM, oldest pool first (so the rows come
+    /// out in id order), and the role of the chunks holding their text. A
+    /// focused decode lists no qstrs: the pools did not change, and it knows the
+    /// chunks.
+    #[allow(clippy::too_many_arguments)]
+    fn qstr_rows(
+        &self,
+        v: &View,
+        pools: &QstrPools,
+        derived: &[usize],
+        qstrs: &mut qstr::QstrReader,
+        texts: &mut qstr::TextCache,
+        roles: &mut Roles,
+        (rows, notes): &mut (&mut Vec<QstrRow>, &mut Vec<String>),
+    ) {
+        if let Some(chunks) = pools.known_chunks {
+            for &i in derived {
+                if chunks.binary_search(&v.heap.allocs[i].start_block).is_ok() {
+                    roles.give(i, Category::QstrChunk, Role::QstrChunk, None);
+                }
+            }
+            return;
+        }
+        let header_words = self.profile.objects.qstr_pool_header_words as u64;
+        for h in pools.ram_pools.iter().rev() {
+            let Some(pi) = v.heap.head(h.address) else {
+                notes.push(format!("qstr pool 0x{:08x} is not an allocated block", h.address));
+                continue;
+            };
+            let capacity = (v.bytes_of(pi).len() as u64 / v.word).saturating_sub(header_words);
+            for (id, d) in qstrs.entries(h, capacity) {
+                let chunk = v.heap.containing(d.address);
+                if let Some(ci) = chunk {
+                    roles.give(ci, Category::QstrChunk, Role::QstrChunk, None);
+                }
+                rows.push(QstrRow {
+                    pool: h.address,
+                    chunk: chunk.map(|c| v.addr_of(c)),
+                    id,
+                    address: d.address,
+                    hash: d.hash,
+                    length: d.text.len() as u64,
+                    text: texts.text(d.text),
+                });
+            }
+        }
     }
 
     /// Stage: the pointer edges of the `derived` allocations: every word whose
