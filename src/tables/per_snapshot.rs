@@ -701,7 +701,7 @@ impl FreeRunsRows {
 // The per-snapshot tables as the writer drives them (see `super::table`).
 
 /// The decoded snapshot of `input`, when it was decoded.
-fn report<'a>(input: &'a Input) -> Option<&'a SnapshotReport> {
+pub(crate) fn report<'a>(input: &'a Input) -> Option<&'a SnapshotReport> {
     input.outcome.as_ref().ok().map(|p| &p.report)
 }
 
@@ -722,62 +722,38 @@ impl Rows for SnapshotsRows {
     }
 }
 
-impl Rows for BlocksRows {
-    const NAME: &'static str = "blocks";
-    fn schema() -> SchemaRef {
-        blocks_schema()
-    }
-    fn new() -> Self {
-        BlocksRows::default()
-    }
-    fn push(&mut self, input: &Input, _from: usize) -> Option<usize> {
-        if let Some(r) = report(input) {
-            BlocksRows::push(self, r, input.firmware);
+/// `Rows` for a table of what a decoded snapshot holds (a failed one adds no
+/// rows): its name, schema, constructor, and how it adds a report's rows.
+macro_rules! decoded_rows {
+    ($rows:ty, $name:literal, $schema:path, $new:expr, |$this:ident, $r:ident, $input:ident| $push:expr) => {
+        impl Rows for $rows {
+            const NAME: &'static str = $name;
+            fn schema() -> SchemaRef {
+                $schema()
+            }
+            fn new() -> Self {
+                $new
+            }
+            fn push(&mut self, $input: &Input, _from: usize) -> Option<usize> {
+                let $this = self;
+                if let Some($r) = report($input) {
+                    $push;
+                }
+                None
+            }
+            fn finish(&mut self) -> Vec<ArrayRef> {
+                <$rows>::finish(self)
+            }
         }
-        None
-    }
-    fn finish(&mut self) -> Vec<ArrayRef> {
-        BlocksRows::finish(self)
-    }
+    };
 }
+pub(crate) use decoded_rows;
 
-impl Rows for EdgesRows {
-    const NAME: &'static str = "edges";
-    fn schema() -> SchemaRef {
-        edges_schema()
-    }
-    fn new() -> Self {
-        EdgesRows::new(|r| &r.edges)
-    }
-    fn push(&mut self, input: &Input, _from: usize) -> Option<usize> {
-        if let Some(r) = report(input) {
-            PerSnapshotRows::push(self, r);
-        }
-        None
-    }
-    fn finish(&mut self) -> Vec<ArrayRef> {
-        PerSnapshotRows::finish(self)
-    }
-}
-
-impl Rows for QstrsRows {
-    const NAME: &'static str = "qstrs";
-    fn schema() -> SchemaRef {
-        qstrs_schema()
-    }
-    fn new() -> Self {
-        QstrsRows::new(|r| &r.qstrs)
-    }
-    fn push(&mut self, input: &Input, _from: usize) -> Option<usize> {
-        if let Some(r) = report(input) {
-            PerSnapshotRows::push(self, r);
-        }
-        None
-    }
-    fn finish(&mut self) -> Vec<ArrayRef> {
-        PerSnapshotRows::finish(self)
-    }
-}
+decoded_rows!(BlocksRows, "blocks", blocks_schema, BlocksRows::default(), |rows, r, input| rows
+    .push(r, input.firmware));
+decoded_rows!(EdgesRows, "edges", edges_schema, EdgesRows::new(|r| &r.edges), |rows, r, _input| rows.push(r));
+decoded_rows!(QstrsRows, "qstrs", qstrs_schema, QstrsRows::new(|r| &r.qstrs), |rows, r, _input| rows.push(r));
+decoded_rows!(FreeRunsRows, "free_runs", free_runs_schema, FreeRunsRows::default(), |rows, r, _input| rows.push(r));
 
 impl Rows for StringsRows {
     const NAME: &'static str = "strings";
@@ -796,25 +772,6 @@ impl Rows for StringsRows {
     }
     fn finish(&mut self) -> Vec<ArrayRef> {
         StringsRows::finish(self)
-    }
-}
-
-impl Rows for FreeRunsRows {
-    const NAME: &'static str = "free_runs";
-    fn schema() -> SchemaRef {
-        free_runs_schema()
-    }
-    fn new() -> Self {
-        FreeRunsRows::default()
-    }
-    fn push(&mut self, input: &Input, _from: usize) -> Option<usize> {
-        if let Some(r) = report(input) {
-            FreeRunsRows::push(self, r);
-        }
-        None
-    }
-    fn finish(&mut self) -> Vec<ArrayRef> {
-        FreeRunsRows::finish(self)
     }
 }
 

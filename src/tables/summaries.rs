@@ -7,6 +7,7 @@ use std::sync::Arc;
 use arrow::array::ArrayRef;
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 
+use super::per_snapshot::report;
 use super::per_snapshot::{arc, dict, f, IntColumn, RecurringDict};
 use super::table::{Input, Rows};
 use crate::decode::{Category, SnapshotReport};
@@ -278,21 +279,10 @@ impl Rows for TypeHistogramRows {
     }
 }
 
-impl Rows for FreeRunHistogramRows {
-    const NAME: &'static str = "free_run_histogram";
-    fn schema() -> SchemaRef {
-        free_run_histogram_schema()
-    }
-    fn new() -> Self {
-        FreeRunHistogramRows::default()
-    }
-    fn push(&mut self, input: &Input, _from: usize) -> Option<usize> {
-        if let Ok(p) = input.outcome {
-            FreeRunHistogramRows::push(self, &p.report);
-        }
-        None
-    }
-    fn finish(&mut self) -> Vec<ArrayRef> {
-        FreeRunHistogramRows::finish(self)
-    }
-}
+super::per_snapshot::decoded_rows!(
+    FreeRunHistogramRows,
+    "free_run_histogram",
+    free_run_histogram_schema,
+    FreeRunHistogramRows::default(),
+    |rows, r, _input| rows.push(r)
+);
