@@ -333,6 +333,42 @@ fn refill<T: Clone>(mut v: Vec<T>, n: usize, x: T) -> Vec<T> {
     v
 }
 
+/// A table of a few bits a block, one per area, by the area's first block: the
+/// finaliser and collect tables.
+struct BitTables<'m> {
+    areas: Vec<(u64, &'m [u8])>,
+    /// Blocks a byte: 8, one bit each, for every build so far (the profile's).
+    per_byte: u64,
+}
+
+impl<'m> BitTables<'m> {
+    fn new(per_byte: u32) -> Self {
+        BitTables { areas: Vec::new(), per_byte: per_byte.clamp(1, 8) as u64 }
+    }
+
+    /// Block `b`'s bit, `None` when no area's table covers it.
+    fn bit(&self, b: u64) -> Option<bool> {
+        let &(first, t) = self.areas.iter().rev().find(|(first, _)| *first <= b)?;
+        let b = b - first;
+        let shift = (b % self.per_byte) * (8 / self.per_byte);
+        Some(t.get((b / self.per_byte) as usize).is_some_and(|byte| (byte >> shift) & 1 == 1))
+    }
+}
+
+/// Per pool block, the index of the allocation covering it ([`NO_ALLOC`]:
+/// none), in `reuse`'s memory.
+fn owners(allocs: &[Allocation], pool_blocks: u64, reuse: Vec<u32>) -> Vec<u32> {
+    let mut owner = refill(reuse, pool_blocks as usize, NO_ALLOC);
+    for (i, a) in allocs.iter().enumerate() {
+        for b in a.start_block..a.start_block + a.blocks {
+            if let Some(slot) = owner.get_mut(b as usize) {
+                *slot = i as u32;
+            }
+        }
+    }
+    owner
+}
+
 /// The qstr pools a decode lists: those in RAM, newest first, unless a focused
 /// decode knows the chunks holding their text (by first block, sorted).
 struct QstrPools<'a> {
@@ -657,41 +693,14 @@ impl<'f> Decoder<'f> {
         if self.options.metrics_only {
             return Ok((report, DecodeFacts::default()));
         }
-        // Each area's finaliser and collect tables, by the area's first block.
-        let mut ftbs: Vec<(u64, &[u8])> = Vec::new();
-        let mut ctbs: Vec<(u64, &[u8])> = Vec::new();
-        for a in g.areas() {
-            if let Some(start) = a.finaliser_table_start {
-                ftbs.push((a.first_block, mem.bytes(start, a.finaliser_table_bytes, "finaliser table")?));
-            }
-            if let Some(start) = a.collect_table_start {
-                let len = a.blocks(bpb).div_ceil(self.profile.heap.blocks_per_ctb.max(1) as u64);
-                ctbs.push((a.first_block, mem.bytes(start, len, "collect table")?));
-            }
-        }
-
+        // Each area's finaliser and collect tables; which allocation covers each block.
+        let (ftb, ctb) = self.bit_tables(&mem, &g)?;
         let allocs = &walk.allocations;
         let mut scratch = std::mem::take(&mut cache.scratch);
-        let mut owner = refill(std::mem::take(&mut scratch.owner), g.pool_blocks() as usize, NO_ALLOC);
-        for (i, a) in allocs.iter().enumerate() {
-            for b in a.start_block..a.start_block + a.blocks {
-                if let Some(slot) = owner.get_mut(b as usize) {
-                    *slot = i as u32;
-                }
-            }
-        }
-        // A block's bit in the table of its area, `per_byte` blocks a byte (the
-        // profile's: 8 for the finaliser and collect tables of every build so far).
-        let bit = |tables: &[(u64, &[u8])], per_byte: u32, b: u64| -> Option<bool> {
-            let &(first, t) = tables.iter().rev().find(|(first, _)| *first <= b)?;
-            let (b, per_byte) = (b - first, per_byte.clamp(1, 8) as u64);
-            let shift = (b % per_byte) * (8 / per_byte);
-            Some(t.get((b / per_byte) as usize).is_some_and(|byte| (byte >> shift) & 1 == 1))
-        };
-        let (per_ftb, per_ctb) = (self.profile.heap.blocks_per_ftb, self.profile.heap.blocks_per_ctb);
+        let owner = owners(allocs, g.pool_blocks(), std::mem::take(&mut scratch.owner));
         let mut finaliser = recycled.finaliser;
         finaliser.clear();
-        finaliser.extend(allocs.iter().map(|a| bit(&ftbs, per_ftb, a.start_block).unwrap_or(false)));
+        finaliser.extend(allocs.iter().map(|a| ftb.bit(a.start_block).unwrap_or(false)));
         report.finaliser_blocks = finaliser.iter().filter(|f| **f).count() as u64;
         let focus = plan(&PlanInput { ram, geometry: &g, allocations: allocs, owner: &owner, finaliser: &finaliser })
             .filter(|f| f.derive.len() == allocs.len() && f.known.len() == allocs.len());
@@ -780,7 +789,7 @@ impl<'f> Decoder<'f> {
                 type_address: type_addrs[i],
                 name: names[i].take(),
                 has_finaliser,
-                collect: bit(&ctbs, per_ctb, a.start_block),
+                collect: ctb.bit(a.start_block),
                 marked: a.marked,
                 prelude: preludes[i],
             });
@@ -796,6 +805,27 @@ impl<'f> Decoder<'f> {
             Scratch { owner: heap.owner, kinds, type_addrs, roles, details, names, preludes, derived, bytecodes };
         let facts = DecodeFacts { allocations: walk.allocations, finaliser, base, focus, root_words };
         Ok((report, facts))
+    }
+
+    /// Stage: each area's finaliser and collect tables, as tables of one bit a
+    /// block (empty when the build has none).
+    fn bit_tables<'m>(
+        &self,
+        mem: &Memory<'m>,
+        g: &HeapGeometry,
+    ) -> Result<(BitTables<'m>, BitTables<'m>), DecodeError> {
+        let h = &self.profile.heap;
+        let (mut ftb, mut ctb) = (BitTables::new(h.blocks_per_ftb), BitTables::new(h.blocks_per_ctb));
+        for a in g.areas() {
+            if let Some(start) = a.finaliser_table_start {
+                ftb.areas.push((a.first_block, mem.bytes(start, a.finaliser_table_bytes, "finaliser table")?));
+            }
+            if let Some(start) = a.collect_table_start {
+                let len = a.blocks(g.bytes_per_block).div_ceil(ctb.per_byte);
+                ctb.areas.push((a.first_block, mem.bytes(start, len, "collect table")?));
+            }
+        }
+        Ok((ftb, ctb))
     }
 
     /// Stage: the qstrs of the pools in RAM, oldest pool first (so the rows come
