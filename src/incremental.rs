@@ -3,35 +3,32 @@
 //! A soak test's consecutive snapshots differ by an allocation or two, yet a full
 //! decode reads, classifies and diffs every object of the heap each time. A
 //! [`RunDecoder`] keeps what it decoded of the snapshot before, allocation by
-//! allocation (base kind, lifetime row, edges, share of the type histogram), and
-//! for the next snapshot:
+//! allocation (base kind, role, lifetime row, edges, share of the type histogram,
+//! and the blocks its rows read), and for the next snapshot:
 //! 1. reads the allocation table and pairs each allocation with the previous
 //!    snapshot's at the same block: one with the same extent, table bits and
 //!    bytes is unchanged; the others (new, gone, resized, written to) changed;
-//! 2. decodes again only what could differ ([`plan`]): the changed allocations;
-//!    what they point to, now and before (the roles, texts and names they give);
-//!    what points into their blocks (a pointer's target, an instance's class, a
-//!    function's bytecode are read there); the targets of those whose first word
-//!    points there (their own kind, and so the roles they give, may change); and
-//!    the modules pointing at those (a module's name is read through its globals
-//!    and their table, two pointers away). Nothing else a decode says of an
-//!    allocation reads any further;
-//!    the sources of a change are looked up in an index of which allocations
-//!    point into each block, kept with the slots, not found by visiting them all;
+//! 2. decodes again ([`plan`]) the changed allocations and those whose rows read
+//!    a changed block. What a row read is not a rule kept here: the decoder
+//!    records every read as it makes the row ([`crate::decode::reads`]), and an
+//!    index of which allocations read each block finds them without visiting
+//!    every allocation. The roles objects give one another are made whole for
+//!    every snapshot, and an allocation whose role changed is made again too;
 //! 3. carries the other allocations' rows over as they were, and diffs only the
 //!    ones made again into the lifetime changes and the type histogram.
 //!
-//! The roots (RAM outside the heap) are sieved again only where their bytes
-//! changed ([`crate::decode::roots`]), and diffed word by word. What a decode reads that is not tracked this way
-//! (the heap's geometry, the VM's words, the qstr pools and their texts) must be
-//! unchanged, or the snapshot is decoded in full; so is a run's first snapshot,
-//! and one whose change reaches more than half of the heap. The tables are
-//! the same either way: the tests hold them byte for byte against full decodes,
-//! and `analyze --full-decode` turns this off.
+//! Reads made for every row (the qstr pools, the VM's words outside the heap)
+//! must be unchanged, or the snapshot is decoded whole; so is a run's first
+//! snapshot, one whose geometry changed, and one whose change reaches more than
+//! half of the heap. The roots (RAM outside the heap) are sieved again only
+//! where their bytes changed ([`crate::decode::roots`]), and diffed word by
+//! word. The tables are the same either way: the tests hold them byte for byte
+//! against whole decodes on every layout, and show that dropping a recorded read
+//! breaks that; `analyze --full-decode` turns this off.
 
 use crate::decode::{
-    Allocation, BaseKind, Category, DecodeCache, DecodeFacts, Decoder, EdgeRow, Focus, HeapGeometry, PlanInput,
-    QstrRow, RootWord, Roots, RootsBefore,
+    Allocation, BaseKind, DecodeCache, DecodeFacts, Decoder, EdgeRow, Focus, HeapGeometry, PlanInput, QstrRow,
+    RoleOf, RootWord, Roots, RootsBefore,
 };
 use crate::firmware::Firmware;
 use crate::memory::same_bytes;
@@ -50,12 +47,10 @@ struct Slot {
     sight: AllocationSight,
     /// Its pointer edges, in word order.
     edges: Vec<EdgeRow>,
-    /// The pool blocks they point into (what [`plan`] follows), compact.
-    targets: Vec<u32>,
+    /// The blocks its rows read (see [`crate::decode::reads::Reads`]).
+    reads: Vec<u32>,
     /// Its group in the type histogram ([`TypeCounts`]).
     group: usize,
-    /// The pool block its first word points into: its kind may depend on it.
-    first_target: Option<u32>,
 }
 
 /// Slots are boxed: most move on from one snapshot to the next unchanged.
@@ -67,21 +62,23 @@ struct Previous<'f, 'm> {
     geometry: HeapGeometry,
     allocations: Vec<Allocation>,
     finaliser: Vec<bool>,
+    collect: Vec<Option<bool>>,
     base: Vec<BaseKind>,
+    roles: Vec<RoleOf>,
     /// Per allocation; an unchanged allocation takes its slot on to the next snapshot.
     slots: Slots,
     /// Candidate roots, in address order (see [`crate::decode::roots`]).
     root_words: Vec<RootWord>,
-    /// Which allocations point into each block, from their slots.
-    pointed_by: PointedBy,
+    /// Which allocations read each block, from their slots.
+    read_by: ReadBy,
     /// Qstrs, sorted by key.
     qstrs: Vec<QstrRow>,
     /// Start blocks of the allocations holding qstr texts, sorted.
     qstr_chunks: Vec<u64>,
-    /// Start blocks of the qstr pools and of those chunks, sorted: a change there
-    /// takes a full decode.
-    qstr_blocks: Vec<u64>,
-    vm: Option<Vec<u64>>,
+    /// Pool blocks read for every row, sorted, and RAM outside the pools read
+    /// so (address ranges): a change there takes a whole decode.
+    global_blocks: Vec<u32>,
+    outside: Vec<(u64, u64)>,
     types: TypeCounts<'f>,
     /// A focused decode may start from this snapshot.
     usable: bool,
@@ -111,9 +108,9 @@ struct Spare {
 }
 
 impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
-    /// `None` when the tables or the firmware need every snapshot decoded whole:
-    /// per-snapshot rows (blocks, edges, qstrs, strings), nothing past the
-    /// allocation tables, or a layout whose reads are not tracked.
+    /// `None` when the tables need every snapshot decoded whole: per-snapshot
+    /// rows (blocks, edges, qstrs, strings), or nothing past the allocation
+    /// tables.
     pub fn new(decoder: &'d Decoder<'f>, set: TableSet) -> Option<Self> {
         Self::applies(decoder, set).then(|| RunDecoder {
             decoder,
@@ -143,16 +140,15 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
     /// [`crate::tables::Preparer::prepare`] does with a full decode.
     pub fn prepare(&mut self, index: u64, ram: &'m [u8]) -> PreparedOutcome<'f> {
         let decoder = self.decoder;
-        let vm = decoder.vm_words(ram);
         let mut prev = self.prev.take();
         let mut reuse = std::mem::take(&mut self.spare.reuse);
         let spare_focus = std::mem::take(&mut self.spare.focus);
         let before = prev.as_ref().map(|p| RootsBefore { ram: p.ram, geometry: &p.geometry, words: &p.root_words });
         let decoded = decoder.decode_focused(index, ram, &mut self.cache, Roots::Words(before), |cur| {
             let p = prev.as_ref().filter(|p| p.usable)?;
-            plan(decoder, p, cur, vm.as_deref()?, &mut reuse, spare_focus)
+            plan(decoder, p, cur, &mut reuse, spare_focus)
         });
-        let (mut report, facts) = match decoded {
+        let (mut report, mut facts) = match decoded {
             Ok(d) => d,
             Err(e) => {
                 // The next snapshot is diffed against the last one decoded.
@@ -191,13 +187,8 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
             let edges: Vec<EdgeRow> = heap_edges.by_ref().take(count).collect();
             let sight = AllocationSight::of(b, |block| lifetimes::text_of(&texts, block), fw);
             made.push(i);
-            let g = &report.geometry;
-            let targets = edges.iter().filter_map(|e| u32::try_from(g.block_of(e.to_address)?).ok()).collect();
-            let first_target = edges
-                .first()
-                .filter(|e| e.from_word == Some(0))
-                .and_then(|e| u32::try_from(g.block_of(e.to_address)?).ok());
-            slots.push(Some(Box::new(Slot { sight, edges, targets, group: usize::MAX, first_target })));
+            let reads = facts.reads.as_ref().map(|r| r.of(i).collect()).unwrap_or_default();
+            slots.push(Some(Box::new(Slot { sight, edges, reads, group: usize::MAX })));
         }
         drop(texts);
 
@@ -205,7 +196,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         let want = self.set.lifetimes();
         let collecting = report.marked_blocks > 0 || report.orphan_tail_blocks > 0;
         let new_qstrs = focus.is_none().then(|| lifetimes::sorted_unique(std::mem::take(&mut report.qstrs)));
-        let mut pointed_by = PointedBy::default();
+        let mut read_by = ReadBy::default();
         let (changes, types, qstrs, carried_qstr_blocks) = match prev.take() {
             // A run's first snapshot goes whole.
             None => {
@@ -225,15 +216,15 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
             Some(p) => {
                 // The index follows the slots: out with those not carried over,
                 // in with those made (all of them, after a whole decode).
-                pointed_by = p.pointed_by;
+                read_by = p.read_by;
                 if focus.is_some() {
                     for (a, s) in p.allocations.iter().zip(&p.slots) {
                         if let Some(s) = s {
-                            pointed_by.remove(a.start_block, &s.targets);
+                            read_by.remove(a.start_block, &s.reads);
                         }
                     }
                 } else {
-                    pointed_by.clear();
+                    read_by.clear();
                 }
                 // The previous snapshot's slots not carried over, by address.
                 let old = by_address(p.slots.iter().flatten().map(|s| &**s).collect());
@@ -270,7 +261,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
                     keep_changes(want.qstrs, qstr_changes),
                     collecting,
                 );
-                let carried = focus.is_some().then_some((p.qstr_chunks, p.qstr_blocks));
+                let carried = focus.is_some().then_some(p.qstr_chunks);
                 // The snapshot before is done with: its vectors serve the next.
                 let mut old_slots = p.slots;
                 old_slots.clear();
@@ -278,48 +269,49 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
                 self.cache.recycle(DecodeFacts {
                     allocations: p.allocations,
                     finaliser: p.finaliser,
+                    collect: p.collect,
                     base: p.base,
+                    roles: p.roles,
                     focus: None,
                     root_words: p.root_words,
+                    reads: None,
                 });
                 (changes, types, qstrs, carried)
             }
         };
         let type_groups = if self.set.type_histogram { types.groups() } else { Vec::new() };
-        pointed_by.fit(report.geometry.pool_blocks());
+        read_by.fit(report.geometry.pool_blocks());
         let (mut made_now, mut all) = (made.iter().copied(), 0..slots.len());
         let added: &mut dyn Iterator<Item = usize> = if focus.is_some() { &mut made_now } else { &mut all };
         for i in added {
             if let (Some(a), Some(Some(s))) = (facts.allocations.get(i), slots.get(i)) {
-                pointed_by.add(a.start_block, &s.targets);
+                read_by.add(a.start_block, &s.reads);
             }
         }
 
-        // What the next snapshot starts from. The qstr pools' blocks are found from
-        // the qstrs when they were decoded, else they are as they were.
-        let tracked = match carried_qstr_blocks {
-            Some(c) => Some(c),
-            None => qstr_blocks(decoder, &report.geometry, &facts.allocations, &facts.base, &qstrs),
+        // What the next snapshot starts from. The chunks holding qstr texts are
+        // found from the qstrs when they were decoded, else they are as they were.
+        let qstr_chunks = match carried_qstr_blocks {
+            Some(c) => c,
+            None => qstr_chunks(&report.geometry, &qstrs),
         };
-        let usable = report.geometry.more_areas.is_empty()
-            && report.notes.is_empty()
-            && vm.is_some()
-            && tracked.is_some()
-            && slots.iter().all(Option::is_some);
-        let (qstr_chunks, qstr_blocks) = tracked.unwrap_or_default();
+        let reads = facts.reads.take().unwrap_or_default();
+        let usable = report.notes.is_empty() && reads.complete && slots.iter().all(Option::is_some);
         self.prev = Some(Previous {
             ram,
             geometry: report.geometry.clone(),
             allocations: facts.allocations,
             finaliser: facts.finaliser,
+            collect: facts.collect,
             base: facts.base,
+            roles: facts.roles,
             slots,
             root_words: facts.root_words,
-            pointed_by,
+            read_by,
             qstrs,
             qstr_chunks,
-            qstr_blocks,
-            vm,
+            global_blocks: reads.global_blocks,
+            outside: reads.outside,
             types,
             usable,
         });
@@ -449,35 +441,12 @@ fn diff_roots(
     }
 }
 
-/// The start blocks of the allocations holding RAM qstrs' texts, and those with
-/// the qstr pools added, both sorted; `None` when a qstr in RAM lies outside an
-/// allocation (its text could change unseen).
-fn qstr_blocks(
-    decoder: &Decoder,
-    g: &HeapGeometry,
-    allocations: &[Allocation],
-    base: &[BaseKind],
-    qstrs: &[QstrRow],
-) -> Option<(Vec<u64>, Vec<u64>)> {
-    let (fw, q) = (decoder.firmware, &decoder.profile.qstr);
-    let header = (q.hash_bytes + q.len_bytes) as u64;
-    let mut chunks = Vec::new();
-    for r in qstrs.iter().filter(|r| r.address >= fw.ram_start && r.address < fw.ram_end) {
-        let block = g.block_of(r.chunk?)?;
-        let i = allocations.binary_search_by_key(&block, |a| a.start_block).ok()?;
-        let end = g.block_address(block + allocations[i].blocks);
-        if r.address.checked_add(header + r.length)? > end {
-            return None;
-        }
-        chunks.push(block);
-    }
+/// The start blocks of the allocations holding qstrs' texts (in RAM), sorted.
+fn qstr_chunks(g: &HeapGeometry, qstrs: &[QstrRow]) -> Vec<u64> {
+    let mut chunks: Vec<u64> = qstrs.iter().filter_map(|r| g.block_of(r.chunk?)).collect();
     chunks.sort_unstable();
     chunks.dedup();
-    let pools = allocations.iter().zip(base).filter(|(_, k)| k.kind == Category::QstrPool).map(|(a, _)| a.start_block);
-    let mut blocks: Vec<u64> = chunks.iter().copied().chain(pools).collect();
-    blocks.sort_unstable();
-    blocks.dedup();
-    Some((chunks, blocks))
+    chunks
 }
 
 /// Pool blocks, a bit each.
@@ -497,24 +466,17 @@ impl BlockSet {
         }
     }
 
-    fn insert_block(&mut self, b: u64) {
-        if let Some(w) = self.0.get_mut((b / 64) as usize) {
-            *w |= 1 << (b % 64);
-        }
-    }
-
     fn contains(&self, block: u64) -> bool {
         self.0.get((block / 64) as usize).is_some_and(|w| w >> (block % 64) & 1 == 1)
     }
 }
 
-/// Per pool block, the start blocks of the allocations pointing into it, once
-/// per pointer (so that removing one slot's targets takes out just its own): what
-/// [`plan`] asks to find the sources of a change without visiting every slot.
+/// Per pool block, the start blocks of the allocations whose rows read it: what
+/// [`plan`] asks to find what a change reaches without visiting every slot.
 #[derive(Default)]
-struct PointedBy(Vec<Vec<u32>>);
+struct ReadBy(Vec<Vec<u32>>);
 
-impl PointedBy {
+impl ReadBy {
     /// Empties the index, keeping its vectors.
     fn clear(&mut self) {
         self.0.iter_mut().for_each(Vec::clear);
@@ -545,8 +507,8 @@ impl PointedBy {
         }
     }
 
-    /// The start blocks of the allocations pointing into `a`'s blocks.
-    fn pointing_into(&self, a: &Allocation) -> impl Iterator<Item = u32> + '_ {
+    /// The start blocks of the allocations that read `a`'s blocks.
+    fn reading(&self, a: &Allocation) -> impl Iterator<Item = u32> + '_ {
         let (start, end) = (a.start_block as usize, a.start_block.saturating_add(a.blocks) as usize);
         self.0.get(start.min(self.0.len())..end.min(self.0.len())).unwrap_or(&[]).iter().flatten().copied()
     }
@@ -559,153 +521,113 @@ fn plan(
     decoder: &Decoder,
     p: &Previous,
     cur: &PlanInput,
-    vm: &[u64],
     reuse: &mut Vec<Option<usize>>,
     spare: Focus,
 ) -> Option<Focus> {
     let g = cur.geometry;
-    if p.geometry != *g || !g.more_areas.is_empty() || p.ram.len() != cur.ram.len() || p.vm.as_deref() != Some(vm) {
+    if p.geometry != *g || p.ram.len() != cur.ram.len() || !same_outside(decoder, p, cur.ram) {
         return None;
     }
-    let (ram_start, bpb, n) = (decoder.firmware.ram_start, g.bytes_per_block, cur.allocations.len());
-    let bytes = |ram: &'_ [u8], a: &Allocation| -> Option<usize> {
-        let start = g.block_address(a.start_block).checked_sub(ram_start)? as usize;
-        let end = start.checked_add(a.blocks.checked_mul(bpb)? as usize)?;
-        (end <= ram.len()).then_some(start)
-    };
-    let same_bytes = |a: &Allocation| -> bool {
-        let Some(start) = bytes(cur.ram, a) else { return false };
-        let len = (a.blocks * bpb) as usize;
-        match (cur.ram.get(start..start + len), p.ram.get(start..start + len)) {
-            (Some(x), Some(y)) => same_bytes(x, y),
-            _ => false,
+    let pairing = pair(decoder.firmware.ram_start, p, cur, reuse);
+    let n = cur.allocations.len();
+    let limit = n / MAX_FOCUS_SHARE + FOCUS_SLACK;
+    if pairing.dirty.len() > limit || p.global_blocks.iter().any(|&b| pairing.changed.contains(b as u64)) {
+        return None;
+    }
+    let Focus { derive: mut focus, mut known, mut roles, mut qstr_chunks } = spare;
+    focus.clear();
+    focus.resize(n, false);
+    for &i in &pairing.dirty {
+        focus[i] = true;
+    }
+    // The unchanged allocations whose rows read a changed block.
+    let old = &p.allocations;
+    let changed_extents = pairing.replaced.iter().map(|&j| &old[j]).chain(pairing.dirty.iter().map(|&i| &cur.allocations[i]));
+    let mut reached = pairing.dirty.len();
+    for a in changed_extents {
+        for s in p.read_by.reading(a) {
+            let Some(&i) = cur.owner.get(s as usize) else { continue };
+            let i = i as usize;
+            if cur.allocations.get(i).is_some_and(|c| c.start_block == s as u64) && reuse[i].is_some() && !focus[i] {
+                focus[i] = true;
+                reached += 1;
+            }
         }
-    };
+        if reached > limit {
+            return None;
+        }
+    }
+    let carried = |i: usize| if focus[i] { None } else { reuse[i] };
+    known.clear();
+    known.extend((0..n).map(|i| carried(i).and_then(|j| p.base.get(j).copied())));
+    roles.clear();
+    roles.extend((0..n).map(|i| carried(i).and_then(|j| p.roles.get(j).copied())));
+    qstr_chunks.clear();
+    qstr_chunks.extend_from_slice(&p.qstr_chunks);
+    Some(Focus { derive: focus, known, roles, qstr_chunks })
+}
 
-    // Pair the allocations with the previous snapshot's, block by block.
-    let mut changed = BlockSet::new(g.pool_blocks());
-    let mut dirty: Vec<usize> = Vec::new();
-    let mut replaced: Vec<usize> = Vec::new();
+/// Whether the RAM outside the pools that the snapshot before read for every
+/// row holds the same bytes in `ram`.
+fn same_outside(decoder: &Decoder, p: &Previous, ram: &[u8]) -> bool {
+    let ram_start = decoder.firmware.ram_start;
+    p.outside.iter().all(|&(s, e)| {
+        let (Some(s), Some(e)) = (s.checked_sub(ram_start), e.checked_sub(ram_start)) else { return false };
+        let r = s as usize..e as usize;
+        matches!((ram.get(r.clone()), p.ram.get(r)), (Some(x), Some(y)) if same_bytes(x, y))
+    })
+}
+
+/// The allocations of a snapshot paired with the snapshot before's.
+struct Pairing {
+    /// Indices of `cur`'s allocations that are new or changed.
+    dirty: Vec<usize>,
+    /// Indices of the previous snapshot's allocations that are gone or changed.
+    replaced: Vec<usize>,
+    /// The blocks of both.
+    changed: BlockSet,
+}
+
+/// Pairs `cur`'s allocations with `p`'s, block by block: an allocation with the
+/// same extent, table bits and bytes is unchanged (`reuse` says which one it
+/// continues).
+fn pair(ram_start: u64, p: &Previous, cur: &PlanInput, reuse: &mut Vec<Option<usize>>) -> Pairing {
+    let g = cur.geometry;
+    let bpb = g.bytes_per_block;
+    let same_bytes_at = |a: &Allocation| -> bool {
+        let Some(start) = g.block_address(a.start_block).checked_sub(ram_start) else { return false };
+        let Some(len) = a.blocks.checked_mul(bpb) else { return false };
+        let r = start as usize..(start as usize).saturating_add(len as usize);
+        matches!((cur.ram.get(r.clone()), p.ram.get(r)), (Some(x), Some(y)) if same_bytes(x, y))
+    };
+    let mut out = Pairing { dirty: Vec::new(), replaced: Vec::new(), changed: BlockSet::new(g.pool_blocks()) };
     reuse.clear();
-    reuse.resize(n, None);
+    reuse.resize(cur.allocations.len(), None);
     let old = &p.allocations;
     let mut j = 0;
     for (i, a) in cur.allocations.iter().enumerate() {
         while let Some(o) = old.get(j).filter(|o| o.start_block < a.start_block) {
-            replaced.push(j);
-            changed.insert(o);
+            out.replaced.push(j);
+            out.changed.insert(o);
             j += 1;
         }
         if let Some(o) = old.get(j).filter(|o| o.start_block == a.start_block) {
-            if o == a && p.finaliser.get(j) == cur.finaliser.get(i) && same_bytes(a) {
+            let bits = p.finaliser.get(j) == cur.finaliser.get(i) && p.collect.get(j) == cur.collect.get(i);
+            if o == a && bits && same_bytes_at(a) {
                 reuse[i] = Some(j);
                 j += 1;
                 continue;
             }
-            replaced.push(j);
-            changed.insert(o);
+            out.replaced.push(j);
+            out.changed.insert(o);
             j += 1;
         }
-        dirty.push(i);
-        changed.insert(a);
+        out.dirty.push(i);
+        out.changed.insert(a);
     }
     for (k, o) in old.iter().enumerate().skip(j) {
-        replaced.push(k);
-        changed.insert(o);
+        out.replaced.push(k);
+        out.changed.insert(o);
     }
-    let limit = n / MAX_FOCUS_SHARE + FOCUS_SLACK;
-    if dirty.len() > limit || replaced.iter().any(|&j| p.qstr_blocks.binary_search(&old[j].start_block).is_ok()) {
-        return None;
-    }
-
-    // What the change reaches (see the module doc): the changed allocations;
-    // what they point to, now and before (the roles, texts and names they give);
-    // what points into their blocks (a pointer's target, an instance's class, a
-    // function's bytecode are read there); the targets of those whose first word
-    // points there (their own kind, and so the roles they give, may change); and
-    // the modules pointing at those (a module's name is read two pointers away).
-    let owner_of = |address: u64| -> Option<usize> {
-        let i = *cur.owner.get(g.block_of(address)? as usize)?;
-        (i != u32::MAX).then_some(i as usize)
-    };
-    let owner_of_block = |b: u32| -> Option<usize> {
-        let i = *cur.owner.get(b as usize)?;
-        (i != u32::MAX).then_some(i as usize)
-    };
-    let slot = |i: usize| reuse[i].and_then(|j| p.slots.get(j)?.as_ref());
-    let Focus { derive: mut focus, mut known, mut qstr_chunks } = spare;
-    focus.clear();
-    focus.resize(n, false);
-    for &i in &dirty {
-        focus[i] = true;
-    }
-    let mut reached = dirty.len();
-    let mut mark = |i: usize, focus: &mut Vec<bool>| {
-        if !focus[i] {
-            focus[i] = true;
-            reached += 1;
-        }
-    };
-    let mut targets = Vec::with_capacity(64);
-    for &i in &dirty {
-        let a = &cur.allocations[i];
-        if let Some(start) = bytes(cur.ram, a) {
-            let data = &cur.ram[start..start + (a.blocks * bpb) as usize];
-            decoder.pointers_in(data, bpb, |w| targets.extend(owner_of(w)));
-        }
-    }
-    for &j in &replaced {
-        if let Some(s) = p.slots.get(j).and_then(Option::as_ref) {
-            targets.extend(s.targets.iter().filter_map(|&b| owner_of_block(b)));
-        }
-    }
-    // Unchanged allocations pointing into the blocks of `extents` (their edges
-    // are the previous snapshot's), among those `pick` takes, each once.
-    let mut seen = BlockSet::new(g.pool_blocks());
-    let mut sources = |extents: &[&Allocation], focus: &[bool], pick: &dyn Fn(usize) -> bool| {
-        let mut found = Vec::new();
-        for a in extents {
-            for s in p.pointed_by.pointing_into(a) {
-                let Some(i) = owner_of_block(s).filter(|&i| cur.allocations[i].start_block == s as u64) else {
-                    continue;
-                };
-                if reuse[i].is_some() && !focus[i] && !seen.contains(s as u64) && pick(i) {
-                    seen.insert_block(s as u64);
-                    found.push(i);
-                }
-            }
-        }
-        found
-    };
-    let changed_extents: Vec<&Allocation> =
-        replaced.iter().map(|&j| &old[j]).chain(dirty.iter().map(|&i| &cur.allocations[i])).collect();
-    let pointing = sources(&changed_extents, &focus, &|_| true);
-    let mut reach: Vec<&Allocation> = Vec::with_capacity(pointing.len());
-    for &i in &pointing {
-        reach.push(&cur.allocations[i]);
-        let Some(s) = slot(i) else { continue };
-        if s.first_target.is_some_and(|b| changed.contains(b as u64)) {
-            targets.extend(s.targets.iter().filter_map(|&b| owner_of_block(b)));
-        }
-    }
-    for i in pointing {
-        mark(i, &mut focus);
-    }
-    let module = decoder.firmware.types.module;
-    let is_module =
-        |i: usize| module.is_some() && reuse[i].and_then(|j| p.base.get(j)).is_some_and(|b| b.type_address == module);
-    for i in sources(&reach, &focus, &is_module) {
-        mark(i, &mut focus);
-    }
-    for i in targets {
-        mark(i, &mut focus);
-    }
-    if reached > limit {
-        return None;
-    }
-    known.clear();
-    known.extend((0..n).map(|i| if focus[i] { None } else { reuse[i].and_then(|j| p.base.get(j).copied()) }));
-    qstr_chunks.clear();
-    qstr_chunks.extend_from_slice(&p.qstr_chunks);
-    Some(Focus { derive: focus, known, qstr_chunks })
+    out
 }

@@ -5,6 +5,7 @@
 //! address space) or a [`Memory`] (RAM plus flash) for a word or a slice at a target
 //! address, and gets `None`/an error instead of a panic when the range is not there.
 
+use crate::decode::reads::Tracker;
 use crate::error::ReadError;
 
 /// One contiguous range of the target's address space backed by bytes we hold.
@@ -82,11 +83,14 @@ pub fn le_word(bytes: &[u8]) -> u64 {
 }
 
 /// What the decoder can read of the target: one RAM snapshot and the flash image.
+/// With a tracker, every read of RAM through it is written down (see
+/// [`crate::decode::reads`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Memory<'a> {
     pub ram: Region<'a>,
     pub flash: Region<'a>,
     pub word_bytes: u32,
+    pub tracker: Option<Tracker<'a>>,
 }
 
 impl<'a> Memory<'a> {
@@ -102,6 +106,11 @@ impl<'a> Memory<'a> {
     }
 
     pub fn bytes(&self, address: u64, len: u64, what: &'static str) -> Result<&'a [u8], ReadError> {
+        if let Some(t) = &self.tracker {
+            if self.ram.contains(address) {
+                t.record(address, len, what);
+            }
+        }
         self.region_of(address).and_then(|r| r.slice(address, len)).ok_or(ReadError { what, address, len })
     }
 
@@ -111,6 +120,22 @@ impl<'a> Memory<'a> {
 
     pub fn u8(&self, address: u64, what: &'static str) -> Result<u8, ReadError> {
         self.bytes(address, 1, what).map(|b| b.first().copied().unwrap_or(0))
+    }
+
+    /// The same memory, its reads pinned to `consumer` (see [`crate::decode::reads`]).
+    pub fn pinned(&self, consumer: u32) -> Memory<'a> {
+        let tracker = self.tracker.map(|t| Tracker { log: t.log, pinned: Some(consumer) });
+        Memory { tracker, ..*self }
+    }
+
+    /// Writes down a lookup of the allocation covering `address`: it depends on
+    /// that block as a read of it does.
+    pub fn note_lookup(&self, address: u64, what: &'static str) {
+        if let Some(t) = &self.tracker {
+            if self.ram.contains(address) {
+                t.record(address, 1, what);
+            }
+        }
     }
 
     pub fn in_ram(&self, address: u64) -> bool {

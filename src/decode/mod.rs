@@ -11,6 +11,7 @@ pub mod geometry;
 pub mod kinds;
 mod plausible;
 pub mod qstr;
+pub mod reads;
 pub mod roots;
 mod scan;
 
@@ -21,6 +22,7 @@ use rustc_hash::FxHashMap;
 use crate::error::DecodeError;
 use crate::firmware::Firmware;
 use crate::memory::{Memory, Region};
+use reads::{ReadLog, Reads, Tracker, GLOBAL, UNTRACKED};
 use crate::profile::{BytecodePrelude, Immediate, Profile};
 pub use alloc_table::{Allocation, FreeRun, GcInfo};
 pub use bytecode::Prelude;
@@ -224,14 +226,22 @@ pub struct BaseKind {
     pub type_address: Option<u64>,
 }
 
+/// The role pointers give an allocation: the reference's category, the detailed
+/// role and the object that gave it.
+pub type RoleOf = (Category, Role, Option<u64>);
+
 /// What a focused decode makes again (see [`crate::incremental`]): the other
 /// allocations' rows are known from the snapshot before.
 #[derive(Clone, Debug, Default)]
 pub struct Focus {
-    /// Per allocation of this snapshot: its block row and edges are made.
+    /// Per allocation of this snapshot: its block row and edges are made,
+    /// because something it read changed. The decode adds those whose role
+    /// differs from `roles`.
     pub derive: Vec<bool>,
     /// Per allocation: its base kind when known from the snapshot before.
     pub known: Vec<Option<BaseKind>>,
+    /// Per allocation: its role in the snapshot before, when carried over.
+    pub roles: Vec<Option<RoleOf>>,
     /// Start blocks of the allocations holding qstr texts: the qstr pools did not
     /// change, so neither did these (a focused decode lists no qstrs).
     pub qstr_chunks: Vec<u64>,
@@ -245,8 +255,10 @@ pub struct PlanInput<'a> {
     pub allocations: &'a [Allocation],
     /// Per pool block, the index of the allocation covering it (`u32::MAX`: none).
     pub owner: &'a [u32],
-    /// Per allocation: its finaliser bit.
+    /// Per allocation: its finaliser bit, and its collect bit (`None` when the
+    /// build has no collect table).
     pub finaliser: &'a [bool],
+    pub collect: &'a [Option<bool>],
 }
 
 /// Per-allocation facts a decode found, beside its report, for a run decoder to
@@ -255,11 +267,16 @@ pub struct PlanInput<'a> {
 pub struct DecodeFacts {
     pub allocations: Vec<Allocation>,
     pub finaliser: Vec<bool>,
+    pub collect: Vec<Option<bool>>,
     pub base: Vec<BaseKind>,
+    /// Per allocation: the role pointers gave it.
+    pub roles: Vec<RoleOf>,
     /// The focus the planner chose (`None`: every allocation was decoded).
     pub focus: Option<Focus>,
     /// The candidate roots, when asked for as words ([`Roots::Words`]).
     pub root_words: Vec<RootWord>,
+    /// What each allocation's rows read, for a run decoder ([`Roots::Words`]).
+    pub reads: Option<Reads>,
 }
 
 /// What to decode; the metrics-only path skips everything past the allocation table.
@@ -270,6 +287,10 @@ pub struct DecodeOptions {
     /// [`SnapshotReport::suspect`] (`inspect` shows such a snapshot); by default
     /// it is a [`DecodeError::Suspect`], and no rows of it are written.
     pub keep_suspect: bool,
+    /// Reads made for this purpose are not recorded ([`reads`]): what the
+    /// incremental tests use to show that a dropped read is caught.
+    #[doc(hidden)]
+    pub drop_read: Option<&'static str>,
 }
 
 pub struct Decoder<'f> {
@@ -316,6 +337,7 @@ struct Scratch {
     names: Vec<Option<Arc<str>>>,
     preludes: Vec<Option<Prelude>>,
     derived: Vec<usize>,
+    derive: Vec<bool>,
     bytecodes: Vec<(usize, usize)>,
 }
 
@@ -379,12 +401,31 @@ struct QstrPools<'a> {
 /// An allocation's Python name, when it has one.
 type Name = Option<Arc<str>>;
 
-/// What the role stages make: the roles, the strings' rows, and each bytecode
-/// function with its bytecode's allocation.
+/// What the role stages make: the roles, the REPL history's lines, and each
+/// bytecode function with its bytecode's allocation.
 struct RoleOut {
     roles: Roles,
-    strings: Vec<StringRow>,
+    readline: Vec<usize>,
     bytecodes: Vec<(usize, usize)>,
+}
+
+/// What the walk of the allocation table gives the stages after it.
+struct Walked<'m> {
+    report: SnapshotReport,
+    /// The facts' vectors to refill, the allocations filled.
+    recycled: DecodeFacts,
+    ftb: BitTables<'m>,
+    ctb: BitTables<'m>,
+}
+
+/// What the block rows are made from, per allocation.
+struct BlockRowsIn<'a> {
+    derived: &'a [usize],
+    kinds: &'a [Category],
+    type_addrs: &'a [Option<u64>],
+    roles: &'a Roles,
+    finaliser: &'a [bool],
+    collect: &'a [Option<bool>],
 }
 
 /// The roles given by pointers, per allocation: the reference's category, and
@@ -395,6 +436,12 @@ struct Roles {
 }
 
 impl Roles {
+    /// Allocation `i`'s role.
+    fn of(&self, i: usize) -> RoleOf {
+        let (category, (role, owner)) = (self.category[i], self.detail[i]);
+        (category, role, owner)
+    }
+
     /// Gives allocation `i` a role, unless it has one that ranks higher: the
     /// category's rank first (the reference's order), then the detailed role's.
     fn give(&mut self, i: usize, category: Category, role: Role, owner: Option<u64>) {
@@ -450,22 +497,37 @@ impl Heap<'_> {
 /// with the lookups every stage makes.
 struct View<'a> {
     mem: &'a Memory<'a>,
+    /// Where the reads are recorded, when they are.
+    log: &'a ReadLog,
     heap: &'a Heap<'a>,
     word: u64,
     /// Bytes of an `mp_obj_t` (a word, or 8 with NaN boxing on 32-bit).
     obj_bytes: u64,
 }
 
-impl View<'_> {
+impl<'a> View<'a> {
     fn addr_of(&self, i: usize) -> u64 {
         self.heap.g.block_address(self.heap.allocs[i].start_block)
     }
 
-    /// Allocation `i`'s bytes (empty if they lie outside the snapshot).
-    fn bytes_of(&self, i: usize) -> &[u8] {
+    /// Allocation `i`'s bytes (empty if they lie outside the snapshot), read
+    /// for `what` (see [`reads`]).
+    fn bytes_of(&self, i: usize, what: &'static str) -> &'a [u8] {
         let a = self.heap.allocs[i];
         let g = &self.heap.g;
-        self.mem.ram.slice(g.block_address(a.start_block), a.blocks * g.bytes_per_block).unwrap_or(&[])
+        self.mem.bytes(g.block_address(a.start_block), a.blocks * g.bytes_per_block, what).unwrap_or(&[])
+    }
+
+    /// Index of the allocation whose head is exactly `address`, looked up for `what`.
+    fn head(&self, address: u64, what: &'static str) -> Option<usize> {
+        self.mem.note_lookup(address, what);
+        self.heap.head(address)
+    }
+
+    /// Index of the allocation covering `address`, looked up for `what`.
+    fn containing(&self, address: u64, what: &'static str) -> Option<usize> {
+        self.mem.note_lookup(address, what);
+        self.heap.containing(address)
     }
 
     /// Word `k` of `data`.
@@ -511,6 +573,7 @@ impl<'f> Decoder<'f> {
             ram: Region::new(self.firmware.ram_start, ram),
             flash: Region::new(self.firmware.flash_base, &self.firmware.flash),
             word_bytes: self.profile.heap.word_bytes,
+            tracker: None,
         }
     }
 
@@ -588,48 +651,20 @@ impl<'f> Decoder<'f> {
         self.decode_focused(index, ram, cache, Roots::Rows, |_| None).map(|(report, _)| report)
     }
 
-    /// The words of the interpreter's state a decode reads besides the GC's
-    /// geometry (the qstr pool chain's head, the VM's tables and readline
-    /// history), in a fixed order; `None` if one lies outside the snapshot.
-    pub fn vm_words(&self, ram: &[u8]) -> Option<Vec<u64>> {
-        let mem = self.memory(ram);
-        let (state, s) = (self.firmware.state_address, &self.profile.state);
-        let word = self.profile.heap.word_bytes as u64;
-        let mut offsets =
-            vec![s.last_pool, s.dict_main_table, s.loaded_modules_table, s.sys_path_items, s.sys_argv_items];
-        if let Some(base) = s.readline_hist {
-            offsets.extend((0..s.readline_hist_len as u64).map(|k| base.saturating_add(k * word)));
-        }
-        offsets.into_iter().map(|o| mem.ram.word(state.checked_add(o)?, self.profile.heap.word_bytes)).collect()
-    }
-
-    /// Whether a run decoder may decode this firmware's snapshots from one another:
-    /// not when function names go through a module's qstr table, nor with qstr
-    /// pools whose hashes and lengths sit in separate arrays (what those read is
-    /// not tracked), nor when `type` is not in flash (then an instance's class
-    /// need not be a `type`, named by its own bytes alone), nor for metrics only.
+    /// Whether a run decoder may decode this firmware's snapshots from one
+    /// another: any layout, since what each row reads is recorded as it reads
+    /// ([`reads`]); not for metrics only, which makes no rows.
     pub fn supports_focus(&self) -> bool {
-        let flash = &self.firmware.flash;
-        let in_flash = |a: u64| a >= self.firmware.flash_base && a - self.firmware.flash_base < flash.len() as u64;
-        self.firmware.types.type_type.is_none_or(in_flash)
-            && self.profile.objects.context_qstr_table_word.is_none()
-            && self.profile.qstr.pool_format == crate::profile::QstrPoolFormat::Prefixed
-            && !self.options.metrics_only
-    }
-
-    /// Calls `f` with every word of `data` that a decode takes for a pointer edge:
-    /// a block-aligned RAM address.
-    pub fn pointers_in(&self, data: &[u8], bytes_per_block: u64, mut f: impl FnMut(u64)) {
-        let fw = self.firmware;
-        let word = self.profile.heap.word_bytes as usize;
-        scan::candidates(data, word, bytes_per_block, fw.ram_start.saturating_add(1)..fw.ram_end, |_, w| f(w));
+        !self.options.metrics_only
     }
 
     /// [`Decoder::decode_with`], where `plan` may narrow the decode once the
-    /// allocation table is read: with a [`Focus`], only its allocations get block
-    /// rows, edges and strings, the qstrs are not listed, and the base kinds it
-    /// knows are taken as they are. `roots` says how the roots come out: as edge
-    /// rows, or as words in the facts (see [`roots`]).
+    /// allocation table is read: with a [`Focus`], only its allocations (and
+    /// those whose role changed) get block rows, edges and strings, the qstrs are
+    /// not listed, and the base kinds it knows are taken as they are. `roots`
+    /// says how the roots come out: as edge rows, or as words in the facts (see
+    /// [`roots`]); with words, the decode is a run decoder's, and what each
+    /// allocation's rows read is recorded in the facts ([`reads`]).
     pub fn decode_focused(
         &self,
         index: u64,
@@ -638,12 +673,159 @@ impl<'f> Decoder<'f> {
         roots: Roots,
         plan: impl FnOnce(&PlanInput) -> Option<Focus>,
     ) -> Result<(SnapshotReport, DecodeFacts), DecodeError> {
+        let log = ReadLog::new(self.options.drop_read);
+        let mut mem = self.memory(ram);
+        if matches!(roots, Roots::Words(_)) {
+            mem.tracker = Some(Tracker { log: &log, pinned: None });
+        }
+        // The geometry, the allocation table and its bits are read whole for
+        // every snapshot, and the planner compares them with the snapshot before.
+        let walked = {
+            let _untracked = log.scope(UNTRACKED);
+            self.walk(index, &mem, cache)?
+        };
+        let Walked { mut report, mut recycled, ftb, ctb } = walked;
+        if self.options.metrics_only {
+            return Ok((report, DecodeFacts::default()));
+        }
+        let g = report.geometry.clone();
+        let allocs = &recycled.allocations;
+        let mut scratch = std::mem::take(&mut cache.scratch);
+        let owner = owners(allocs, g.pool_blocks(), std::mem::take(&mut scratch.owner));
+        let mut finaliser = std::mem::take(&mut recycled.finaliser);
+        finaliser.clear();
+        finaliser.extend(allocs.iter().map(|a| ftb.bit(a.start_block).unwrap_or(false)));
+        let mut collect = std::mem::take(&mut recycled.collect);
+        collect.clear();
+        collect.extend(allocs.iter().map(|a| ctb.bit(a.start_block)));
+        report.finaliser_blocks = finaliser.iter().filter(|f| **f).count() as u64;
+        let input = PlanInput { ram, geometry: &g, allocations: allocs, owner: &owner, finaliser: &finaliser, collect: &collect };
+        let n = allocs.len();
+        let focus = plan(&input).filter(|f| f.derive.len() == n && f.known.len() == n && f.roles.len() == n);
+        let heap = Heap { g: g.clone(), allocs, owner };
+        let view = View { mem: &mem, log: &log, heap: &heap, word: self.profile.heap.word_bytes as u64, obj_bytes: self.profile.obj_bytes() as u64 };
+        let mut derive = refill(std::mem::take(&mut scratch.derive), n, true);
+        if let Some(f) = &focus {
+            derive.copy_from_slice(&f.derive);
+        }
+
+        // Qstr pools: the chain from vm.last_pool while it stays in RAM. Every
+        // row may name a qstr: what the pools read is read for all of them.
+        let state = self.firmware.state_address;
+        let last_pool = state_word(&mem, state, self.profile.state.last_pool, "vm.last_pool")?;
+        let mut qstrs = qstr::QstrReader::new(mem.pinned(GLOBAL), self.profile, last_pool);
+        let in_ram = |w: u64| w > self.firmware.ram_start && w < self.firmware.ram_end;
+        let ram_pools: Vec<qstr::PoolHeader> = qstrs.chain.iter().take_while(|h| in_ram(h.address)).copied().collect();
+
+        // Base kind from the first word.
+        let mut kinds = refill(std::mem::take(&mut scratch.kinds), n, Category::Unknown);
+        let mut type_addrs = refill(std::mem::take(&mut scratch.type_addrs), n, None);
+        let known = focus.as_ref().map(|f| f.known.as_slice());
+        self.base_kinds(&view, &ram_pools, known, &mut kinds, &mut type_addrs);
+
+        // Roles given by pointers from other objects, from the VM's state and
+        // from the qstr pools: made whole for every snapshot.
+        let roles = Roles {
+            category: refill(std::mem::take(&mut scratch.roles), n, Category::Unknown),
+            detail: refill(std::mem::take(&mut scratch.details), n, (Role::None, None)),
+        };
+        let mut bytecodes = std::mem::take(&mut scratch.bytecodes); // (function, bytecode)
+        bytecodes.clear();
+        let mut out = RoleOut { roles, readline: Vec::new(), bytecodes };
+        {
+            let _untracked = log.scope(UNTRACKED);
+            self.object_roles(&view, &kinds, &type_addrs, &mut out);
+            self.state_roles(&view, &mut out, &mut report.notes)?;
+        }
+        let pools = QstrPools { ram_pools: &ram_pools, known_chunks: focus.as_ref().map(|f| &f.qstr_chunks[..]) };
+        let mut qstr_out = (&mut report.qstrs, &mut report.notes);
+        self.qstr_rows(&view, &pools, &mut qstrs, &mut cache.texts, &mut out.roles, &mut qstr_out);
+        let RoleOut { roles, readline, bytecodes } = out;
+
+        // What a changed role makes again: the role is in its rows.
+        if let Some(f) = &focus {
+            for i in 0..n {
+                if !derive[i] && f.roles[i] != Some(roles.of(i)) {
+                    derive[i] = true;
+                    // Its base kind was known; read again, its reads are its rows'.
+                    let _s = log.scope(i as u32);
+                    (kinds[i], type_addrs[i]) = self.base_kind_of(&view, i, &ram_pools);
+                }
+            }
+        }
+        let mut derived = std::mem::take(&mut scratch.derived);
+        derived.clear();
+        derived.extend((0..n).filter(|&i| derive[i]));
+
+        // Strings, names and edges of the allocations made.
+        report.strings = self.string_rows(&view, &derived, &roles, &readline, &mut cache.texts);
+        let mut names = refill(std::mem::take(&mut scratch.names), n, None);
+        let mut preludes = refill(std::mem::take(&mut scratch.preludes), n, None);
+        let texts = &mut cache.texts;
+        self.class_names(&view, &derived, &kinds, &mut qstrs, texts, &mut names);
+        self.module_names(&view, &derived, &type_addrs, &mut qstrs, texts, &mut names);
+        self.function_names(&view, &bytecodes, &derive, &roles, &mut qstrs, texts, (&mut names, &mut preludes));
+        report.edges.reserve(cache.edges);
+        self.pointer_edges(&view, &derived, &roles.category, &mut qstrs, cache, &mut report.edges);
+
+        // Roots: aligned words of RAM outside the heap that hold an allocation's
+        // address (diffed with the snapshot before's by a run decoder).
+        let mut root_words = std::mem::take(&mut recycled.root_words);
+        root_words.clear();
+        {
+            let _untracked = log.scope(UNTRACKED);
+            let head = |w| heap.head(w).is_some();
+            match &roots {
+                Roots::Rows => self.root_words(&mem, &g, None, head, |r| {
+                    if r.head {
+                        report.edges.push(self.root_edge(r.address, r.value, &g));
+                    }
+                }),
+                Roots::Words(before) => self.root_words(&mem, &g, before.as_ref(), head, |r| root_words.push(r)),
+            }
+        }
+
+        let rows = BlockRowsIn { derived: &derived, kinds: &kinds, type_addrs: &type_addrs, roles: &roles, finaliser: &finaliser, collect: &collect };
+        report.blocks = self.block_rows(&view, &rows, &mut names, &preludes);
+        cache.edges = report.edges.len();
+        let mut base = std::mem::take(&mut recycled.base);
+        base.clear();
+        base.extend(kinds.iter().zip(&type_addrs).map(|(&kind, &type_address)| BaseKind { kind, type_address }));
+        let mut role_list = std::mem::take(&mut recycled.roles);
+        role_list.clear();
+        role_list.extend((0..n).map(|i| roles.of(i)));
+        drop((view, qstrs));
+        let reads = mem.tracker.is_some().then(|| {
+            log.finish(&g, allocs, &heap.owner, (self.firmware.ram_start, self.firmware.ram_start.saturating_add(ram.len() as u64)))
+        });
+        names.clear();
+        let mut focus = focus;
+        if let Some(f) = &mut focus {
+            f.derive.copy_from_slice(&derive); // with the allocations whose role changed
+        }
+        let (roles, details) = (roles.category, roles.detail);
+        cache.scratch =
+            Scratch { owner: heap.owner, kinds, type_addrs, roles, details, names, preludes, derived, derive, bytecodes };
+        let facts = DecodeFacts {
+            allocations: recycled.allocations,
+            finaliser,
+            collect,
+            base,
+            roles: role_list,
+            focus,
+            root_words,
+            reads,
+        };
+        Ok((report, facts))
+    }
+
+    /// Stage: the geometry, the allocation table walk (free runs, `gc_info`),
+    /// the plausibility check and the finaliser and collect tables. The facts
+    /// returned are the recycled vectors, the allocations refilled.
+    fn walk<'m>(&self, index: u64, mem: &Memory<'m>, cache: &mut DecodeCache) -> Result<Walked<'m>, DecodeError> {
         let fw = self.firmware;
-        let mem = self.memory(ram);
         let mut notes = Vec::new();
-        let (g, geometry_source) = self.snapshot_geometry(&mem, &mut notes)?;
-        let word = self.profile.heap.word_bytes as u64;
-        let bpb = g.bytes_per_block;
+        let (g, geometry_source) = self.snapshot_geometry(mem, &mut notes)?;
         if g.heap_start < fw.ram_start || g.first.pool_end > mem.ram.end() {
             return Err(DecodeError::HeapOutsideRam {
                 start: g.heap_start,
@@ -660,19 +842,20 @@ impl<'f> Decoder<'f> {
         let mut recycled = std::mem::take(&mut cache.recycled);
         let walk = alloc_table::walk_areas_into(
             tables,
-            bpb,
+            g.bytes_per_block,
             !self.options.metrics_only,
             std::mem::take(&mut recycled.allocations),
         );
+        recycled.allocations = walk.allocations;
         let mut report = SnapshotReport {
             index,
-            geometry: g.clone(),
+            geometry: g,
             geometry_source,
             gc_info: walk.gc_info,
             marked_blocks: walk.marked_blocks,
             orphan_tail_blocks: walk.orphan_tail_blocks,
             finaliser_blocks: 0,
-            allocations: walk.allocations.len() as u64,
+            allocations: recycled.allocations.len() as u64,
             blocks: Vec::new(),
             edges: Vec::new(),
             qstrs: Vec::new(),
@@ -682,129 +865,80 @@ impl<'f> Decoder<'f> {
             suspect: None,
             metrics_only: self.options.metrics_only,
         };
-        if let Some(why) =
-            plausible::check(self.profile, &mem, fw.state_address, geometry_source, walk.orphan_tail_runs)
-        {
+        if let Some(why) = plausible::check(self.profile, mem, fw.state_address, geometry_source, walk.orphan_tail_runs) {
             if !self.options.keep_suspect {
                 return Err(why);
             }
             report.suspect = Some(why.to_string());
         }
-        if self.options.metrics_only {
-            return Ok((report, DecodeFacts::default()));
-        }
-        // Each area's finaliser and collect tables; which allocation covers each block.
-        let (ftb, ctb) = self.bit_tables(&mem, &g)?;
-        let allocs = &walk.allocations;
-        let mut scratch = std::mem::take(&mut cache.scratch);
-        let owner = owners(allocs, g.pool_blocks(), std::mem::take(&mut scratch.owner));
-        let mut finaliser = recycled.finaliser;
-        finaliser.clear();
-        finaliser.extend(allocs.iter().map(|a| ftb.bit(a.start_block).unwrap_or(false)));
-        report.finaliser_blocks = finaliser.iter().filter(|f| **f).count() as u64;
-        let focus = plan(&PlanInput { ram, geometry: &g, allocations: allocs, owner: &owner, finaliser: &finaliser })
-            .filter(|f| f.derive.len() == allocs.len() && f.known.len() == allocs.len());
-        let derive = |i: usize| focus.as_ref().is_none_or(|f| f.derive[i]);
-        // The allocations whose rows are made, in order: the loops below that only
-        // concern those go through this list, not every allocation.
-        let mut derived = std::mem::take(&mut scratch.derived);
-        derived.clear();
-        derived.extend((0..allocs.len()).filter(|&i| derive(i)));
-        let heap = Heap { g: g.clone(), allocs, owner };
-        let in_ram = |w: u64| w > fw.ram_start && w < fw.ram_end;
-
-        // Qstr pools: the chain from vm.last_pool while it stays in RAM.
-        let state = fw.state_address;
-        let last_pool = state_word(&mem, state, self.profile.state.last_pool, "vm.last_pool")?;
-        let mut qstrs = qstr::QstrReader::new(mem, self.profile, last_pool);
-        let ram_pools: Vec<qstr::PoolHeader> = qstrs.chain.iter().take_while(|h| in_ram(h.address)).copied().collect();
-
-        // Base kind from the first word.
-        // `mp_obj_t`s are pointer-sized except with NaN boxing (8 bytes, 2 words on
-        // 32-bit): map tables are pairs of them.
-        let view = View { mem: &mem, heap: &heap, word, obj_bytes: self.profile.obj_bytes() as u64 };
-        let mut kinds = refill(std::mem::take(&mut scratch.kinds), allocs.len(), Category::Unknown);
-        let mut type_addrs = refill(std::mem::take(&mut scratch.type_addrs), allocs.len(), None);
-        let known = focus.as_ref().map(|f| f.known.as_slice());
-        self.base_kinds(&view, &ram_pools, known, &mut kinds, &mut type_addrs);
-
-        // Roles given by pointers from other objects, and from the VM's state.
-        let roles = Roles {
-            category: refill(std::mem::take(&mut scratch.roles), allocs.len(), Category::Unknown),
-            detail: refill(std::mem::take(&mut scratch.details), allocs.len(), (Role::None, None)),
+        let (ftb, ctb) = if self.options.metrics_only {
+            (BitTables::new(1), BitTables::new(1))
+        } else {
+            self.bit_tables(mem, &report.geometry)?
         };
-        let mut bytecodes = std::mem::take(&mut scratch.bytecodes); // (function, bytecode)
-        bytecodes.clear();
-        let mut out = RoleOut { roles, strings: Vec::new(), bytecodes };
-        self.object_roles(&view, &kinds, &type_addrs, &derive, &mut cache.texts, &mut out);
-        self.state_roles(&view, &derive, &mut cache.texts, &mut out, &mut report.notes)?;
-        let RoleOut { mut roles, strings, bytecodes } = out;
+        Ok(Walked { report, recycled, ftb, ctb })
+    }
 
-        // Qstrs in RAM pools, and the chunks holding their data.
-        let pools = QstrPools { ram_pools: &ram_pools, known_chunks: focus.as_ref().map(|f| &f.qstr_chunks[..]) };
-        let mut qstr_out = (&mut report.qstrs, &mut report.notes);
-        self.qstr_rows(&view, &pools, &derived, &mut qstrs, &mut cache.texts, &mut roles, &mut qstr_out);
-
-        // Names: classes by their name qstr, instances by their class, modules by
-        // their `__name__`, functions by the simple name in their bytecode.
-        let mut names = refill(std::mem::take(&mut scratch.names), allocs.len(), None);
-        let mut preludes = refill(std::mem::take(&mut scratch.preludes), allocs.len(), None);
-        let texts = &mut cache.texts;
-        self.class_names(&view, &derived, &kinds, &derive, &mut qstrs, texts, &mut names);
-        self.module_names(&view, &derived, &type_addrs, &mut qstrs, texts, &mut names);
-        self.function_names(&view, &bytecodes, &derive, &mut qstrs, texts, (&mut names, &mut preludes));
-
-        // Pointer edges: every word whose value is a block-aligned RAM address.
-        report.edges.reserve(cache.edges);
-        self.pointer_edges(&view, &derived, &roles.category, &mut qstrs, cache, &mut report.edges);
-
-        // Roots: aligned words of RAM outside the heap that hold an allocation's address.
-        let head = |w| heap.head(w).is_some();
-        let mut root_words = recycled.root_words;
-        root_words.clear();
-        match &roots {
-            Roots::Rows => self.root_words(&mem, &g, None, head, |r| {
-                if r.head {
-                    report.edges.push(self.root_edge(r.address, r.value, &g));
-                }
-            }),
-            Roots::Words(before) => self.root_words(&mem, &g, before.as_ref(), head, |r| root_words.push(r)),
-        }
-
-        report.blocks.reserve_exact(derived.len());
-        for &i in &derived {
-            let a = &allocs[i];
-            let role = roles.category[i];
-            let category = if role != Category::Unknown { role } else { kinds[i] };
-            let (detail, owner) = roles.detail[i];
-            let kind = detail.kind().unwrap_or_else(|| self.base_kind(kinds[i], type_addrs[i]));
-            let has_finaliser = finaliser[i];
-            report.blocks.push(BlockRow {
-                address: view.addr_of(i),
+    /// Stage: the block rows of the `derived` allocations.
+    fn block_rows(&self, v: &View, r: &BlockRowsIn, names: &mut [Name], preludes: &[Option<Prelude>]) -> Vec<BlockRow> {
+        let mut rows = Vec::with_capacity(r.derived.len());
+        for &i in r.derived {
+            let a = &v.heap.allocs[i];
+            let (role, detail, owner) = r.roles.of(i);
+            let category = if role != Category::Unknown { role } else { r.kinds[i] };
+            let kind = detail.kind().unwrap_or_else(|| self.base_kind(r.kinds[i], r.type_addrs[i]));
+            rows.push(BlockRow {
+                address: v.addr_of(i),
                 start_block: a.start_block,
                 blocks: a.blocks,
                 kind,
                 category,
                 owner,
-                type_address: type_addrs[i],
+                type_address: r.type_addrs[i],
                 name: names[i].take(),
-                has_finaliser,
-                collect: ctb.bit(a.start_block),
+                has_finaliser: r.finaliser[i],
+                collect: r.collect[i],
                 marked: a.marked,
                 prelude: preludes[i],
             });
         }
-        report.strings = strings;
-        cache.edges = report.edges.len();
-        let mut base = recycled.base;
-        base.clear();
-        base.extend(kinds.iter().zip(&type_addrs).map(|(&kind, &type_address)| BaseKind { kind, type_address }));
-        names.clear();
-        let (roles, details) = (roles.category, roles.detail);
-        cache.scratch =
-            Scratch { owner: heap.owner, kinds, type_addrs, roles, details, names, preludes, derived, bytecodes };
-        let facts = DecodeFacts { allocations: walk.allocations, finaliser, base, focus, root_words };
-        Ok((report, facts))
+        rows
+    }
+
+    /// Stage: the strings' rows of the `derived` allocations holding string
+    /// data: a `str`'s (its length read from the `str` that gave the role) or a
+    /// REPL history line's (up to its NUL).
+    fn string_rows(
+        &self,
+        v: &View,
+        derived: &[usize],
+        roles: &Roles,
+        readline: &[usize],
+        texts: &mut qstr::TextCache,
+    ) -> Vec<StringRow> {
+        let objects = &self.profile.objects;
+        let mut rows = Vec::new();
+        for &sb in derived {
+            let (_, role, owner) = roles.of(sb);
+            let _s = v.log.scope(sb as u32);
+            let row = match (role, owner) {
+                (Role::StrData, Some(owner)) => {
+                    let Some(si) = v.head(owner, "str length") else { continue };
+                    let len = v.word_at(v.bytes_of(si, "str length"), objects.str_len_word as u64).unwrap_or(0);
+                    let bytes = v.bytes_of(sb, "own bytes");
+                    let text = bytes.get(..len.min(bytes.len() as u64) as usize).unwrap_or(&[]);
+                    StringRow { block: v.addr_of(sb), owner: Some(owner), source: "str", length: len, text: texts.text(text) }
+                }
+                (Role::ReadlineLine, _) if readline.contains(&sb) => {
+                    let text = v.bytes_of(sb, "own bytes").split(|b| *b == 0).next().unwrap_or(&[]);
+                    let (block, length, text) = (v.addr_of(sb), text.len() as u64, texts.text(text));
+                    StringRow { block, owner: None, source: "readline_hist", length, text }
+                }
+                _ => continue,
+            };
+            rows.push(row);
+        }
+        rows
     }
 
     /// Stage: each area's finaliser and collect tables, as tables of one bit a
@@ -830,22 +964,21 @@ impl<'f> Decoder<'f> {
 
     /// Stage: the qstrs of the pools in RAM, oldest pool first (so the rows come
     /// out in id order), and the role of the chunks holding their text. A
-    /// focused decode lists no qstrs: the pools did not change, and it knows the
-    /// chunks.
-    #[allow(clippy::too_many_arguments)]
+    /// focused decode lists no qstrs: the pools did not change (what they read
+    /// is read for every row), and it knows the chunks.
     fn qstr_rows(
         &self,
         v: &View,
         pools: &QstrPools,
-        derived: &[usize],
         qstrs: &mut qstr::QstrReader,
         texts: &mut qstr::TextCache,
         roles: &mut Roles,
         (rows, notes): &mut (&mut Vec<QstrRow>, &mut Vec<String>),
     ) {
+        let _global = v.log.scope(GLOBAL);
         if let Some(chunks) = pools.known_chunks {
-            for &i in derived {
-                if chunks.binary_search(&v.heap.allocs[i].start_block).is_ok() {
+            for &b in chunks {
+                if let Some(i) = v.head(v.heap.g.block_address(b), "qstr chunk") {
                     roles.give(i, Category::QstrChunk, Role::QstrChunk, None);
                 }
             }
@@ -853,13 +986,13 @@ impl<'f> Decoder<'f> {
         }
         let header_words = self.profile.objects.qstr_pool_header_words as u64;
         for h in pools.ram_pools.iter().rev() {
-            let Some(pi) = v.heap.head(h.address) else {
+            let Some(pi) = v.head(h.address, "qstr pool") else {
                 notes.push(format!("qstr pool 0x{:08x} is not an allocated block", h.address));
                 continue;
             };
-            let capacity = (v.bytes_of(pi).len() as u64 / v.word).saturating_sub(header_words);
+            let capacity = (v.bytes_of(pi, "qstr pool").len() as u64 / v.word).saturating_sub(header_words);
             for (id, d) in qstrs.entries(h, capacity) {
-                let chunk = v.heap.containing(d.address);
+                let chunk = v.containing(d.address, "qstr chunk");
                 if let Some(ci) = chunk {
                     roles.give(ci, Category::QstrChunk, Role::QstrChunk, None);
                 }
@@ -893,11 +1026,12 @@ impl<'f> Decoder<'f> {
         // Only block-aligned RAM addresses (as `in_ram` has it): most words are not.
         let ram = self.firmware.ram_start.saturating_add(1)..self.firmware.ram_end;
         for &i in derived {
+            let _s = v.log.scope(i as u32);
             let is_map_table = categories[i] == Category::MapTable;
-            let (address, data) = (v.addr_of(i), v.bytes_of(i));
+            let (address, data) = (v.addr_of(i), v.bytes_of(i, "own bytes"));
             scan::candidates(data, v.word as usize, heap.g.bytes_per_block, ram.clone(), |k, w| {
                 let k = k as u64;
-                let to = heap.containing(w);
+                let to = v.containing(w, "pointer target");
                 let mut map_key = None;
                 // A value slot: the second `mp_obj_t` of a pair (its low word).
                 if is_map_table && k % (2 * obj_words) == obj_words {
@@ -916,7 +1050,7 @@ impl<'f> Decoder<'f> {
                     to_address: w,
                     to_alloc_address: to.map(|j| v.addr_of(j)),
                     to_block: to.map(|j| heap.allocs[j].start_block),
-                    to_is_head: heap.head(w).is_some(),
+                    to_is_head: to.is_some_and(|j| v.addr_of(j) == w),
                     map_key,
                 });
             });
@@ -927,38 +1061,31 @@ impl<'f> Decoder<'f> {
     fn type_name(&self, v: &View, i: usize, qstrs: &mut qstr::QstrReader, texts: &mut qstr::TextCache) -> Name {
         let o = &self.profile.objects;
         let (at, size) = (o.type_name_offset as usize, o.type_name_bytes.min(8) as usize);
-        let q = v.bytes_of(i).get(at..at + size).map(crate::memory::le_word);
+        let q = v.bytes_of(i, "class name").get(at..at + size).map(crate::memory::le_word);
         q.and_then(|q| qstrs.text(q, texts))
     }
 
-    /// Stage: the names of the classes made at run time, and of their instances.
-    #[allow(clippy::too_many_arguments)]
+    /// Stage: the names of the classes made at run time, and of their instances
+    /// (their class's name, read there).
     fn class_names(
         &self,
         v: &View,
         derived: &[usize],
         kinds: &[Category],
-        derive: &dyn Fn(usize) -> bool,
         qstrs: &mut qstr::QstrReader,
         texts: &mut qstr::TextCache,
         names: &mut [Name],
     ) {
         for &i in derived {
-            if kinds[i] == Category::Type {
-                names[i] = self.type_name(v, i, qstrs, texts);
-            }
-        }
-        for &i in derived {
-            if kinds[i] == Category::Instance {
-                let ti = v.word_at(v.bytes_of(i), 0).and_then(|p| v.heap.head(p));
-                // (A focused decode names the classes it needs here; a class is a
-                // `type`, see `supports_focus`.)
-                names[i] = match ti {
-                    Some(ti) if !derive(ti) && kinds[ti] == Category::Type => self.type_name(v, ti, qstrs, texts),
-                    Some(ti) => names[ti].clone(),
-                    None => None,
-                };
-            }
+            let _s = v.log.scope(i as u32);
+            names[i] = match kinds[i] {
+                Category::Type => self.type_name(v, i, qstrs, texts),
+                Category::Instance => {
+                    let ti = v.word_at(v.bytes_of(i, "own bytes"), 0).and_then(|p| v.head(p, "instance's class"));
+                    ti.filter(|&ti| kinds[ti] == Category::Type).and_then(|ti| self.type_name(v, ti, qstrs, texts))
+                }
+                _ => continue,
+            };
         }
     }
 
@@ -979,17 +1106,20 @@ impl<'f> Decoder<'f> {
             if type_addrs[i].is_none() || type_addrs[i] != module {
                 continue;
             }
-            let globals = v.word_at(v.bytes_of(i), o.module_globals_word as u64).and_then(|p| v.heap.head(p));
-            let table = globals.and_then(|g| v.word_at(v.bytes_of(g), o.dict_table_word as u64));
-            let Some(table) = table.and_then(|p| v.heap.head(p)) else { continue };
-            let pairs = v.bytes_of(table).len() as u64 / (2 * v.obj_bytes);
+            let _s = v.log.scope(i as u32);
+            let own = v.bytes_of(i, "own bytes");
+            let globals = v.word_at(own, o.module_globals_word as u64).and_then(|p| v.head(p, "module globals"));
+            let table = globals.and_then(|g| v.word_at(v.bytes_of(g, "module globals"), o.dict_table_word as u64));
+            let Some(table) = table.and_then(|p| v.head(p, "globals table")) else { continue };
+            let table = v.bytes_of(table, "globals table");
+            let pairs = table.len() as u64 / (2 * v.obj_bytes);
             for k in 0..pairs.min(1024) {
-                let key = v.obj_at(v.bytes_of(table), 2 * k).unwrap_or(0);
+                let key = v.obj_at(table, 2 * k).unwrap_or(0);
                 let Immediate::Qstr(kq) = repr.decode(key, word_bytes) else { continue };
                 if qstrs.text(kq, texts).as_deref() != Some("__name__") {
                     continue;
                 }
-                let value = v.obj_at(v.bytes_of(table), 2 * k + 1).unwrap_or(0);
+                let value = v.obj_at(table, 2 * k + 1).unwrap_or(0);
                 if let Immediate::Qstr(vq) = repr.decode(value, word_bytes) {
                     names[i] = qstrs.text(vq, texts);
                 }
@@ -999,55 +1129,64 @@ impl<'f> Decoder<'f> {
     }
 
     /// Stage: each bytecode function and its bytecode, named by the simple name
-    /// in the bytecode's prelude (parsed into `preludes`).
+    /// in the bytecode's prelude (parsed into `preludes`). A bytecode shared by
+    /// several functions is named through the one that gave it its role.
+    #[allow(clippy::too_many_arguments)]
     fn function_names(
         &self,
         v: &View,
         bytecodes: &[(usize, usize)],
-        derive: &dyn Fn(usize) -> bool,
+        derive: &[bool],
+        roles: &Roles,
         qstrs: &mut qstr::QstrReader,
         texts: &mut qstr::TextCache,
         (names, preludes): (&mut [Name], &mut [Option<Prelude>]),
     ) {
-        let o = &self.profile.objects;
         for &(fi, bi) in bytecodes {
-            if !derive(fi) && !derive(bi) {
-                continue;
+            if derive[fi] {
+                let _s = v.log.scope(fi as u32);
+                names[fi] = self.bytecode_name(v, fi, bi, qstrs, texts).1;
             }
-            let (p, q) = match o.bytecode_prelude {
-                BytecodePrelude::Fixed => {
-                    let p = bytecode::parse_prelude(v.bytes_of(bi), o.bytecode_qstr_bytes);
-                    (p, p.and_then(|p| p.simple_name))
-                }
-                BytecodePrelude::Packed => {
-                    let p = bytecode::parse_prelude_packed(v.bytes_of(bi));
-                    let context = v.word_at(v.bytes_of(fi), o.fun_bc_context_word as u64);
-                    (p, p.and_then(|p| p.simple_name).and_then(|n| self.qstr_of_name(v.mem, context, n)))
-                }
-            };
-            preludes[bi] = p;
-            let name = q.and_then(|q| qstrs.text(q, texts));
-            names[fi] = name.clone();
-            names[bi] = name;
+            if derive[bi] && roles.of(bi).1 == Role::Bytecode && roles.of(bi).2 == Some(v.addr_of(fi)) {
+                let _s = v.log.scope(bi as u32);
+                (preludes[bi], names[bi]) = self.bytecode_name(v, fi, bi, qstrs, texts);
+            }
         }
     }
 
-    /// Stage: the roles objects give the blocks they point at (a dict its
-    /// table, a str its data, a function its bytecode, ...), with the strings'
-    /// rows and the functions' bytecode on the way.
-    fn object_roles(
+    /// The prelude of function `fi`'s bytecode `bi`, and the name it gives.
+    fn bytecode_name(
         &self,
         v: &View,
-        kinds: &[Category],
-        type_addrs: &[Option<u64>],
-        derive: &dyn Fn(usize) -> bool,
+        fi: usize,
+        bi: usize,
+        qstrs: &mut qstr::QstrReader,
         texts: &mut qstr::TextCache,
-        out: &mut RoleOut,
-    ) {
+    ) -> (Option<Prelude>, Name) {
+        let o = &self.profile.objects;
+        let (p, q) = match o.bytecode_prelude {
+            BytecodePrelude::Fixed => {
+                let p = bytecode::parse_prelude(v.bytes_of(bi, "bytecode"), o.bytecode_qstr_bytes);
+                (p, p.and_then(|p| p.simple_name))
+            }
+            BytecodePrelude::Packed => {
+                let p = bytecode::parse_prelude_packed(v.bytes_of(bi, "bytecode"));
+                let context = v.word_at(v.bytes_of(fi, "function context"), o.fun_bc_context_word as u64);
+                (p, p.and_then(|p| p.simple_name).and_then(|n| self.qstr_of_name(v.mem, context, n)))
+            }
+        };
+        (p, q.and_then(|q| qstrs.text(q, texts)))
+    }
+
+    /// Stage: the roles objects give the blocks they point at (a dict its
+    /// table, a str its data, a function its bytecode, ...), with the functions'
+    /// bytecode on the way. It runs whole for every snapshot (its reads are
+    /// not recorded: a run decoder compares the roles).
+    fn object_roles(&self, v: &View, kinds: &[Category], type_addrs: &[Option<u64>], out: &mut RoleOut) {
         let objects = &self.profile.objects;
         let head = |p: u64| v.heap.head(p);
         for (i, kind) in kinds.iter().enumerate() {
-            let data = v.bytes_of(i);
+            let data = v.bytes_of(i, "roles");
             let w = |k: u32| v.word_at(data, k as u64);
             let roles = &mut out.roles;
             match kind {
@@ -1062,13 +1201,8 @@ impl<'f> Decoder<'f> {
                     }
                 }
                 Category::Str => {
-                    if let Some(sb) = w(objects.str_data_word).and_then(head).filter(|&sb| derive(sb)) {
+                    if let Some(sb) = w(objects.str_data_word).and_then(head) {
                         roles.give(sb, Category::StringData, Role::StrData, Some(v.addr_of(i)));
-                        let len = w(objects.str_len_word).unwrap_or(0);
-                        let bytes = v.bytes_of(sb);
-                        let text = bytes.get(..len.min(bytes.len() as u64) as usize).unwrap_or(&[]);
-                        let (block, owner, text) = (v.addr_of(sb), Some(v.addr_of(i)), texts.text(text));
-                        out.strings.push(StringRow { block, owner, source: "str", length: len, text });
                     }
                 }
                 Category::Function => {
@@ -1085,15 +1219,8 @@ impl<'f> Decoder<'f> {
 
     /// Stage: the roles the VM's state gives: the tables of `__main__`'s and
     /// the modules' dicts, the items of `sys.path` and `sys.argv`, the REPL's
-    /// history lines (with their strings' rows).
-    fn state_roles(
-        &self,
-        v: &View,
-        derive: &dyn Fn(usize) -> bool,
-        texts: &mut qstr::TextCache,
-        out: &mut RoleOut,
-        notes: &mut Vec<String>,
-    ) -> Result<(), DecodeError> {
+    /// history lines. Like [`Decoder::object_roles`], it runs whole.
+    fn state_roles(&self, v: &View, out: &mut RoleOut, notes: &mut Vec<String>) -> Result<(), DecodeError> {
         let (state, s) = (self.firmware.state_address, &self.profile.state);
         let in_ram = |w: u64| w > self.firmware.ram_start && w < self.firmware.ram_end;
         for (offset, what) in [
@@ -1119,11 +1246,9 @@ impl<'f> Decoder<'f> {
         let Some(base) = s.readline_hist else { return Ok(()) };
         for k in 0..s.readline_hist_len as u64 {
             let p = state_word(v.mem, state, base.saturating_add(k * v.word), "vm.readline_hist")?;
-            if let Some(sb) = v.heap.head(p).filter(|&sb| derive(sb)) {
+            if let Some(sb) = v.heap.head(p) {
                 out.roles.give(sb, Category::StringData, Role::ReadlineLine, None);
-                let text = v.bytes_of(sb).split(|b| *b == 0).next().unwrap_or(&[]);
-                let (block, length, text) = (v.addr_of(sb), text.len() as u64, texts.text(text));
-                out.strings.push(StringRow { block, owner: None, source: "readline_hist", length, text });
+                out.readline.push(sb);
             }
         }
         Ok(())
@@ -1140,46 +1265,56 @@ impl<'f> Decoder<'f> {
         kinds: &mut [Category],
         type_addrs: &mut [Option<u64>],
     ) {
+        for i in 0..kinds.len() {
+            (kinds[i], type_addrs[i]) = match known.and_then(|k| k[i]) {
+                Some(k) => (k.kind, k.type_address),
+                None => {
+                    let _s = v.log.scope(i as u32);
+                    self.base_kind_of(v, i, ram_pools)
+                }
+            };
+        }
+    }
+
+    /// Allocation `i`'s category from its own first word, and that word when it
+    /// lies in flash.
+    fn base_kind_of(&self, v: &View, i: usize, ram_pools: &[qstr::PoolHeader]) -> (Category, Option<u64>) {
         let t = &self.firmware.types;
         let is = |opt: Option<u64>, w: u64| opt == Some(w);
-        for (i, kind) in kinds.iter_mut().enumerate() {
-            if let Some(k) = known.and_then(|k| k[i]) {
-                (*kind, type_addrs[i]) = (k.kind, k.type_address);
-                continue;
-            }
-            let address = v.addr_of(i);
-            let w0 = v.word_at(v.bytes_of(i), 0).unwrap_or(0);
-            if ram_pools.iter().any(|p| p.address == address) {
-                *kind = Category::QstrPool;
-            } else if w0 != 0 && v.mem.in_flash(w0) {
-                type_addrs[i] = Some(w0);
-                *kind = if t.functions.contains(&w0) {
-                    Category::Function
-                } else if is(t.dict, w0) {
-                    Category::Dict
-                } else if is(t.property, w0) {
-                    Category::Property
-                } else if is(t.map, w0) {
-                    Category::Map
-                } else if is(t.type_type, w0) {
-                    Category::Type
-                } else if is(t.tuple, w0) {
-                    Category::Tuple
-                } else if is(t.str, w0) {
-                    Category::Str
-                } else if is(t.bytearray, w0) {
-                    Category::Bytearray
-                } else {
-                    Category::Unknown
-                };
-            } else if let Some(ti) = v.heap.head(w0) {
-                // An instance of a class defined at run time: its type is a heap
-                // object whose own type is `type`.
-                if v.word_at(v.bytes_of(ti), 0).is_some_and(|tw| is(t.type_type, tw)) {
-                    *kind = Category::Instance;
-                }
-            }
+        let address = v.addr_of(i);
+        let w0 = v.word_at(v.bytes_of(i, "own bytes"), 0).unwrap_or(0);
+        if ram_pools.iter().any(|p| p.address == address) {
+            return (Category::QstrPool, None);
         }
+        if w0 != 0 && v.mem.in_flash(w0) {
+            let kind = if t.functions.contains(&w0) {
+                Category::Function
+            } else if is(t.dict, w0) {
+                Category::Dict
+            } else if is(t.property, w0) {
+                Category::Property
+            } else if is(t.map, w0) {
+                Category::Map
+            } else if is(t.type_type, w0) {
+                Category::Type
+            } else if is(t.tuple, w0) {
+                Category::Tuple
+            } else if is(t.str, w0) {
+                Category::Str
+            } else if is(t.bytearray, w0) {
+                Category::Bytearray
+            } else {
+                Category::Unknown
+            };
+            return (kind, Some(w0));
+        }
+        // An instance of a class defined at run time: its type is a heap object
+        // whose own type is `type`.
+        let ti = v.head(w0, "class's type word");
+        if ti.is_some_and(|ti| v.word_at(v.bytes_of(ti, "class's type word"), 0).is_some_and(|tw| is(t.type_type, tw))) {
+            return (Category::Instance, None);
+        }
+        (Category::Unknown, None)
     }
 
     /// The kind an allocation has by itself, before any role: from its category
@@ -1266,8 +1401,8 @@ impl<'f> Decoder<'f> {
         let objects = &self.profile.objects;
         let Some(table_word) = objects.context_qstr_table_word else { return Some(index) };
         let word = self.profile.heap.word_bytes as u64;
-        let table = mem.word(context?.checked_add(table_word as u64 * word)?, "qstr table").ok()?;
-        let entry = mem.bytes(table.checked_add(index.checked_mul(2)?)?, 2, "qstr table entry").ok()?;
+        let table = mem.word(context?.checked_add(table_word as u64 * word)?, "module qstr table").ok()?;
+        let entry = mem.bytes(table.checked_add(index.checked_mul(2)?)?, 2, "module qstr table").ok()?;
         Some(crate::memory::le_word(entry))
     }
 

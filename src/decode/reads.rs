@@ -1,0 +1,241 @@
+//! Which target memory each part of a decode read, recorded as it reads.
+//!
+//! A run decoder ([`crate::incremental`]) carries an allocation's rows over to
+//! the next snapshot when nothing they were made from changed. What they were made
+//! from is not a rule written beside the decoder: every read of RAM goes through
+//! [`crate::memory::Memory`] (or a lookup of the allocation covering an address),
+//! and with a [`ReadLog`] attached each read is written down for the consumer it
+//! is made for:
+//! - an allocation (its block row, edges, strings and names are being made);
+//! - [`GLOBAL`]: a read shared by every row (the qstr pools, the VM's words). A
+//!   change there takes a whole decode. Reads made outside any scope count as
+//!   global, so a read a stage forgets to scope costs speed, never correctness;
+//! - [`UNTRACKED`]: stages that run whole for every snapshot and whose results
+//!   are compared with the snapshot before's (the allocation table walk, the
+//!   finaliser and collect bits, the roles objects give one another, the roots).
+//!
+//! [`ReadLog::finish`] turns the reads into [`Reads`]: per allocation the blocks
+//! it depends on (an allocation by its first block, or a free block), the global
+//! pool blocks, and the RAM outside the pools read globally.
+
+use std::cell::{Cell, RefCell};
+
+use crate::decode::{Allocation, HeapGeometry};
+
+/// The consumer of reads whose change takes a whole decode.
+pub const GLOBAL: u32 = u32::MAX;
+/// The consumer of reads made by stages that run whole for every snapshot.
+pub const UNTRACKED: u32 = u32::MAX - 1;
+
+/// Reads kept per decode at most: past it the decode is not one a run decoder
+/// may start from (see [`Reads::complete`]).
+const MAX_READS: usize = 1 << 22;
+
+#[derive(Clone, Copy, Debug)]
+struct Read {
+    consumer: u32,
+    address: u64,
+    len: u64,
+}
+
+/// The reads of one decode, as they are made.
+#[derive(Debug)]
+pub struct ReadLog {
+    reads: RefCell<Vec<Read>>,
+    consumer: Cell<u32>,
+    overflowed: Cell<bool>,
+    /// A test's way to show a dropped read is caught: reads made for this
+    /// purpose are not written down.
+    drop_site: Option<&'static str>,
+}
+
+/// Where reads go: a log, and the consumer they are pinned to (else the log's
+/// current one).
+#[derive(Clone, Copy, Debug)]
+pub struct Tracker<'a> {
+    pub log: &'a ReadLog,
+    pub pinned: Option<u32>,
+}
+
+impl Tracker<'_> {
+    /// Writes down a read of `len` bytes at `address`, made for `what`.
+    pub fn record(&self, address: u64, len: u64, what: &'static str) {
+        let log = self.log;
+        let consumer = self.pinned.unwrap_or_else(|| log.consumer.get());
+        if consumer == UNTRACKED || log.drop_site == Some(what) {
+            return;
+        }
+        let mut reads = log.reads.borrow_mut();
+        if reads.len() >= MAX_READS {
+            log.overflowed.set(true);
+            return;
+        }
+        reads.push(Read { consumer, address, len });
+    }
+}
+
+/// Restores the log's consumer when dropped.
+pub struct Scope<'a> {
+    log: &'a ReadLog,
+    before: u32,
+}
+
+impl Drop for Scope<'_> {
+    fn drop(&mut self) {
+        self.log.consumer.set(self.before);
+    }
+}
+
+impl ReadLog {
+    pub fn new(drop_site: Option<&'static str>) -> Self {
+        ReadLog {
+            reads: RefCell::new(Vec::new()),
+            consumer: Cell::new(GLOBAL),
+            overflowed: Cell::new(false),
+            drop_site,
+        }
+    }
+
+    /// Reads until the scope ends are made for `consumer` (an allocation's
+    /// index, [`GLOBAL`] or [`UNTRACKED`]).
+    pub fn scope(&self, consumer: u32) -> Scope<'_> {
+        let before = self.consumer.replace(consumer);
+        Scope { log: self, before }
+    }
+
+    /// The reads, by consumer and block, for the heap `g` whose allocations are
+    /// `allocs` and whose blocks' allocations are `owner`.
+    pub fn finish(self, g: &HeapGeometry, allocs: &[Allocation], owner: &[u32], ram: (u64, u64)) -> Reads {
+        let mut deps: Vec<(u32, u32)> = Vec::new();
+        let mut global_blocks = Vec::new();
+        let mut outside = Vec::new();
+        let complete = !self.overflowed.get();
+        for r in self.reads.into_inner() {
+            let Some(end) = r.address.checked_add(r.len.max(1)) else { continue };
+            if r.address >= ram.1 || end <= ram.0 {
+                continue; // flash: the same for every snapshot
+            }
+            let mut a = r.address.max(ram.0);
+            let end = end.min(ram.1);
+            while a < end {
+                let Some(b) = g.block_of(a) else {
+                    // RAM outside the pools: up to the next pool, or the read's end.
+                    let next = g.areas().map(|p| p.pool_start).filter(|&s| s > a).min().unwrap_or(end).min(end);
+                    outside.push((a, next));
+                    a = next;
+                    continue;
+                };
+                let (dep, past) = match owner.get(b as usize).filter(|&&i| i != u32::MAX) {
+                    Some(&i) => {
+                        let al = allocs[i as usize];
+                        (al.start_block, g.block_address(al.start_block + al.blocks))
+                    }
+                    None => (b, g.block_address(b + 1)),
+                };
+                let Ok(dep) = u32::try_from(dep) else { break };
+                if r.consumer == GLOBAL {
+                    global_blocks.push(dep);
+                } else if allocs.get(r.consumer as usize).is_none_or(|c| c.start_block != dep as u64) {
+                    deps.push((r.consumer, dep));
+                }
+                if past <= a {
+                    break;
+                }
+                a = past;
+            }
+        }
+        deps.sort_unstable();
+        deps.dedup();
+        global_blocks.sort_unstable();
+        global_blocks.dedup();
+        outside.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(outside.len());
+        for (s, e) in outside {
+            match merged.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        Reads { deps, global_blocks, outside: merged, complete }
+    }
+}
+
+/// What a decode read, by consumer (see the module doc).
+#[derive(Clone, Debug, Default)]
+pub struct Reads {
+    /// (allocation index, block it read), sorted: a block is an allocation's
+    /// first block, or a free block. An allocation's reads of itself are left out.
+    pub deps: Vec<(u32, u32)>,
+    /// Pool blocks read for everything, sorted, in the same terms.
+    pub global_blocks: Vec<u32>,
+    /// RAM outside the pools read for everything, as merged address ranges.
+    pub outside: Vec<(u64, u64)>,
+    /// Every read was written down.
+    pub complete: bool,
+}
+
+impl Reads {
+    /// The blocks allocation `i` read (sorted).
+    pub fn of(&self, i: usize) -> impl Iterator<Item = u32> + '_ {
+        let i = i as u32;
+        let from = self.deps.partition_point(|&(c, _)| c < i);
+        self.deps[from..].iter().take_while(move |&&(c, _)| c == i).map(|&(_, b)| b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geometry() -> HeapGeometry {
+        use crate::decode::HeapArea;
+        let area = HeapArea {
+            alloc_table_start: 0x1000,
+            alloc_table_bytes: 4,
+            finaliser_table_start: None,
+            finaliser_table_bytes: 0,
+            collect_table_start: None,
+            pool_start: 0x1010,
+            pool_end: 0x1110,
+            first_block: 0,
+        };
+        HeapGeometry::from_area(&area, 16)
+    }
+
+    #[test]
+    fn reads_become_blocks_by_allocation() {
+        let g = geometry();
+        // Allocation 0 at blocks 0..3, allocation 1 at block 5; the rest free.
+        let allocs = [
+            Allocation { start_block: 0, blocks: 3, marked: false },
+            Allocation { start_block: 5, blocks: 1, marked: false },
+        ];
+        let mut owner = vec![u32::MAX; 16];
+        owner[..3].fill(0);
+        owner[5] = 1;
+        let log = ReadLog::new(Some("dropped"));
+        let t = Tracker { log: &log, pinned: None };
+        {
+            let _s = log.scope(1);
+            t.record(0x1010 + 20, 4, "a word in the middle of allocation 0");
+            t.record(0x1010 + 16 * 5, 16, "its own bytes");
+            t.record(0x1010 + 16 * 7, 20, "two free blocks");
+            t.record(0x1010 + 16 * 9, 4, "dropped");
+        }
+        {
+            let _s = log.scope(UNTRACKED);
+            t.record(0x1010, 4, "untracked");
+        }
+        t.record(0x1004, 8, "outside the pool, global");
+        t.record(0x1000, 4, "outside the pool, global");
+        Tracker { log: &log, pinned: Some(GLOBAL) }.record(0x1010 + 16 * 4, 1, "a free block, global");
+        t.record(0x8000_0000, 4, "flash");
+        let reads = log.finish(&g, &allocs, &owner, (0x1000, 0x2000));
+        assert_eq!(reads.deps, vec![(1, 0), (1, 7), (1, 8)]);
+        assert_eq!(reads.of(1).collect::<Vec<_>>(), vec![0, 7, 8]);
+        assert_eq!(reads.of(0).count(), 0);
+        assert_eq!(reads.global_blocks, vec![4]);
+        assert_eq!(reads.outside, vec![(0x1000, 0x100c)]);
+        assert!(reads.complete);
+    }
+}
