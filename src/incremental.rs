@@ -27,8 +27,8 @@
 //! breaks that; `analyze --full-decode` turns this off.
 
 use crate::decode::{
-    Allocation, BaseKind, DecodeCache, DecodeFacts, Decoder, EdgeRow, Focus, HeapGeometry, PlanInput, QstrRow,
-    RoleOf, RootWord, Roots, RootsBefore,
+    Allocation, BaseKind, DecodeCache, DecodeFacts, Decoder, EdgeRow, Focus, HeapGeometry, PlanInput, QstrRow, RoleOf,
+    RootWord, Roots, RootsBefore,
 };
 use crate::firmware::Firmware;
 use crate::memory::same_bytes;
@@ -197,7 +197,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         let collecting = report.marked_blocks > 0 || report.orphan_tail_blocks > 0;
         let new_qstrs = focus.is_none().then(|| lifetimes::sorted_unique(std::mem::take(&mut report.qstrs)));
         let mut read_by = ReadBy::default();
-        let (changes, types, qstrs, carried_qstr_blocks) = match prev.take() {
+        let (changes, types, qstrs, carried) = match prev.take() {
             // A run's first snapshot goes whole.
             None => {
                 let sights = lifetimes::sorted_unique(slots.iter().flatten().map(|s| s.sight.clone()).collect());
@@ -261,7 +261,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
                     keep_changes(want.qstrs, qstr_changes),
                     collecting,
                 );
-                let carried = focus.is_some().then_some(p.qstr_chunks);
+                let carried = focus.is_some().then_some((p.qstr_chunks, p.global_blocks, p.outside));
                 // The snapshot before is done with: its vectors serve the next.
                 let mut old_slots = p.slots;
                 old_slots.clear();
@@ -290,12 +290,17 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         }
 
         // What the next snapshot starts from. The chunks holding qstr texts are
-        // found from the qstrs when they were decoded, else they are as they were.
-        let qstr_chunks = match carried_qstr_blocks {
-            Some(c) => c,
+        // found from the qstrs when they were decoded, else they are as they
+        // were; so are the global reads of the whole decode that listed them
+        // (a focused decode reads just the qstrs it names).
+        let mut reads = facts.reads.take().unwrap_or_default();
+        let qstr_chunks = match carried {
+            Some((chunks, global_blocks, outside)) => {
+                reads.carry_global(global_blocks, outside);
+                chunks
+            }
             None => qstr_chunks(&report.geometry, &qstrs),
         };
-        let reads = facts.reads.take().unwrap_or_default();
         let usable = report.notes.is_empty() && reads.complete && slots.iter().all(Option::is_some);
         self.prev = Some(Previous {
             ram,
@@ -542,7 +547,8 @@ fn plan(
     }
     // The unchanged allocations whose rows read a changed block.
     let old = &p.allocations;
-    let changed_extents = pairing.replaced.iter().map(|&j| &old[j]).chain(pairing.dirty.iter().map(|&i| &cur.allocations[i]));
+    let changed_extents =
+        pairing.replaced.iter().map(|&j| &old[j]).chain(pairing.dirty.iter().map(|&i| &cur.allocations[i]));
     let mut reached = pairing.dirty.len();
     for a in changed_extents {
         for s in p.read_by.reading(a) {

@@ -61,6 +61,10 @@ pub struct AnalyzeOptions {
     /// Replace whatever heapvis wrote in the output folder before, even of
     /// another capture or with other options (see [`crate::outdir`]).
     pub overwrite: bool,
+    /// A read of this purpose is not recorded (see [`crate::decode::reads`]):
+    /// the incremental tests' way to show a dropped read is caught.
+    #[doc(hidden)]
+    pub drop_read: Option<&'static str>,
 }
 
 impl Default for AnalyzeOptions {
@@ -74,6 +78,7 @@ impl Default for AnalyzeOptions {
             layout: OutputLayout::default(),
             full_decode: false,
             overwrite: false,
+            drop_read: None,
         }
     }
 }
@@ -358,7 +363,13 @@ impl Session {
         }
         let metrics_only =
             !options.tables.needs_objects() && !options.tables.needs_free_runs() && options.render.is_none();
-        let decoder = self.decoder(DecodeOptions { metrics_only, ..DecodeOptions::default() });
+        let skip_edges = !options.tables.edges && !options.tables.edge_history;
+        let decoder = self.decoder(DecodeOptions {
+            metrics_only,
+            skip_edges,
+            drop_read: options.drop_read,
+            ..Default::default()
+        });
         // The metrics read each snapshot's allocation table and nothing else.
         let access = if metrics_only { Access::Sparse } else { Access::Whole };
         let pool = thread_pool(options.threads)?;

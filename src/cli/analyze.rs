@@ -112,6 +112,7 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
         threads: a.threads,
         full_decode: a.full_decode,
         overwrite: a.overwrite,
+        drop_read: None,
         render: (a.frames || a.movie.is_some()).then(|| RenderOptions {
             frames: a.frames,
             movie: a.movie.clone(),

@@ -22,12 +22,12 @@ use rustc_hash::FxHashMap;
 use crate::error::DecodeError;
 use crate::firmware::Firmware;
 use crate::memory::{Memory, Region};
-use reads::{ReadLog, Reads, Tracker, GLOBAL, UNTRACKED};
 use crate::profile::{BytecodePrelude, Immediate, Profile};
 pub use alloc_table::{Allocation, FreeRun, GcInfo};
 pub use bytecode::Prelude;
 pub use geometry::{AreaState, HeapArea, HeapGeometry};
 pub use kinds::Role;
+use reads::{ReadLog, Reads, Tracker, GLOBAL, UNTRACKED};
 pub use roots::{RootWord, Roots, RootsBefore};
 
 /// What a block holds, with the reference's categories (and its colours).
@@ -287,6 +287,8 @@ pub struct DecodeOptions {
     /// [`SnapshotReport::suspect`] (`inspect` shows such a snapshot); by default
     /// it is a [`DecodeError::Suspect`], and no rows of it are written.
     pub keep_suspect: bool,
+    /// Make no edges, of pointers or of roots: no table asks for them.
+    pub skip_edges: bool,
     /// Reads made for this purpose are not recorded ([`reads`]): what the
     /// incremental tests use to show that a dropped read is caught.
     #[doc(hidden)]
@@ -699,11 +701,24 @@ impl<'f> Decoder<'f> {
         collect.clear();
         collect.extend(allocs.iter().map(|a| ctb.bit(a.start_block)));
         report.finaliser_blocks = finaliser.iter().filter(|f| **f).count() as u64;
-        let input = PlanInput { ram, geometry: &g, allocations: allocs, owner: &owner, finaliser: &finaliser, collect: &collect };
+        let input = PlanInput {
+            ram,
+            geometry: &g,
+            allocations: allocs,
+            owner: &owner,
+            finaliser: &finaliser,
+            collect: &collect,
+        };
         let n = allocs.len();
         let focus = plan(&input).filter(|f| f.derive.len() == n && f.known.len() == n && f.roles.len() == n);
         let heap = Heap { g: g.clone(), allocs, owner };
-        let view = View { mem: &mem, log: &log, heap: &heap, word: self.profile.heap.word_bytes as u64, obj_bytes: self.profile.obj_bytes() as u64 };
+        let view = View {
+            mem: &mem,
+            log: &log,
+            heap: &heap,
+            word: self.profile.heap.word_bytes as u64,
+            obj_bytes: self.profile.obj_bytes() as u64,
+        };
         let mut derive = refill(std::mem::take(&mut scratch.derive), n, true);
         if let Some(f) = &focus {
             derive.copy_from_slice(&f.derive);
@@ -765,14 +780,16 @@ impl<'f> Decoder<'f> {
         self.class_names(&view, &derived, &kinds, &mut qstrs, texts, &mut names);
         self.module_names(&view, &derived, &type_addrs, &mut qstrs, texts, &mut names);
         self.function_names(&view, &bytecodes, &derive, &roles, &mut qstrs, texts, (&mut names, &mut preludes));
-        report.edges.reserve(cache.edges);
-        self.pointer_edges(&view, &derived, &roles.category, &mut qstrs, cache, &mut report.edges);
+        if !self.options.skip_edges {
+            report.edges.reserve(cache.edges);
+            self.pointer_edges(&view, &derived, &roles.category, &mut qstrs, cache, &mut report.edges);
+        }
 
         // Roots: aligned words of RAM outside the heap that hold an allocation's
         // address (diffed with the snapshot before's by a run decoder).
         let mut root_words = std::mem::take(&mut recycled.root_words);
         root_words.clear();
-        {
+        if !self.options.skip_edges {
             let _untracked = log.scope(UNTRACKED);
             let head = |w| heap.head(w).is_some();
             match &roots {
@@ -785,7 +802,14 @@ impl<'f> Decoder<'f> {
             }
         }
 
-        let rows = BlockRowsIn { derived: &derived, kinds: &kinds, type_addrs: &type_addrs, roles: &roles, finaliser: &finaliser, collect: &collect };
+        let rows = BlockRowsIn {
+            derived: &derived,
+            kinds: &kinds,
+            type_addrs: &type_addrs,
+            roles: &roles,
+            finaliser: &finaliser,
+            collect: &collect,
+        };
         report.blocks = self.block_rows(&view, &rows, &mut names, &preludes);
         cache.edges = report.edges.len();
         let mut base = std::mem::take(&mut recycled.base);
@@ -796,7 +820,12 @@ impl<'f> Decoder<'f> {
         role_list.extend((0..n).map(|i| roles.of(i)));
         drop((view, qstrs));
         let reads = mem.tracker.is_some().then(|| {
-            log.finish(&g, allocs, &heap.owner, (self.firmware.ram_start, self.firmware.ram_start.saturating_add(ram.len() as u64)))
+            log.finish(
+                &g,
+                allocs,
+                &heap.owner,
+                (self.firmware.ram_start, self.firmware.ram_start.saturating_add(ram.len() as u64)),
+            )
         });
         names.clear();
         let mut focus = focus;
@@ -804,8 +833,18 @@ impl<'f> Decoder<'f> {
             f.derive.copy_from_slice(&derive); // with the allocations whose role changed
         }
         let (roles, details) = (roles.category, roles.detail);
-        cache.scratch =
-            Scratch { owner: heap.owner, kinds, type_addrs, roles, details, names, preludes, derived, derive, bytecodes };
+        cache.scratch = Scratch {
+            owner: heap.owner,
+            kinds,
+            type_addrs,
+            roles,
+            details,
+            names,
+            preludes,
+            derived,
+            derive,
+            bytecodes,
+        };
         let facts = DecodeFacts {
             allocations: recycled.allocations,
             finaliser,
@@ -865,7 +904,8 @@ impl<'f> Decoder<'f> {
             suspect: None,
             metrics_only: self.options.metrics_only,
         };
-        if let Some(why) = plausible::check(self.profile, mem, fw.state_address, geometry_source, walk.orphan_tail_runs) {
+        if let Some(why) = plausible::check(self.profile, mem, fw.state_address, geometry_source, walk.orphan_tail_runs)
+        {
             if !self.options.keep_suspect {
                 return Err(why);
             }
@@ -927,7 +967,13 @@ impl<'f> Decoder<'f> {
                     let len = v.word_at(v.bytes_of(si, "str length"), objects.str_len_word as u64).unwrap_or(0);
                     let bytes = v.bytes_of(sb, "own bytes");
                     let text = bytes.get(..len.min(bytes.len() as u64) as usize).unwrap_or(&[]);
-                    StringRow { block: v.addr_of(sb), owner: Some(owner), source: "str", length: len, text: texts.text(text) }
+                    StringRow {
+                        block: v.addr_of(sb),
+                        owner: Some(owner),
+                        source: "str",
+                        length: len,
+                        text: texts.text(text),
+                    }
                 }
                 (Role::ReadlineLine, _) if readline.contains(&sb) => {
                     let text = v.bytes_of(sb, "own bytes").split(|b| *b == 0).next().unwrap_or(&[]);
@@ -1058,10 +1104,17 @@ impl<'f> Decoder<'f> {
     }
 
     /// A class's name: the qstr in its `mp_obj_type_t.name`.
-    fn type_name(&self, v: &View, i: usize, qstrs: &mut qstr::QstrReader, texts: &mut qstr::TextCache) -> Name {
+    fn type_name(
+        &self,
+        v: &View,
+        i: usize,
+        qstrs: &mut qstr::QstrReader,
+        texts: &mut qstr::TextCache,
+        what: &'static str,
+    ) -> Name {
         let o = &self.profile.objects;
         let (at, size) = (o.type_name_offset as usize, o.type_name_bytes.min(8) as usize);
-        let q = v.bytes_of(i, "class name").get(at..at + size).map(crate::memory::le_word);
+        let q = v.bytes_of(i, what).get(at..at + size).map(crate::memory::le_word);
         q.and_then(|q| qstrs.text(q, texts))
     }
 
@@ -1079,10 +1132,11 @@ impl<'f> Decoder<'f> {
         for &i in derived {
             let _s = v.log.scope(i as u32);
             names[i] = match kinds[i] {
-                Category::Type => self.type_name(v, i, qstrs, texts),
+                Category::Type => self.type_name(v, i, qstrs, texts, "own bytes"),
                 Category::Instance => {
                     let ti = v.word_at(v.bytes_of(i, "own bytes"), 0).and_then(|p| v.head(p, "instance's class"));
-                    ti.filter(|&ti| kinds[ti] == Category::Type).and_then(|ti| self.type_name(v, ti, qstrs, texts))
+                    let named = |ti: usize| self.type_name(v, ti, qstrs, texts, "instance's class");
+                    ti.filter(|&ti| kinds[ti] == Category::Type).and_then(named)
                 }
                 _ => continue,
             };
@@ -1310,8 +1364,8 @@ impl<'f> Decoder<'f> {
         }
         // An instance of a class defined at run time: its type is a heap object
         // whose own type is `type`.
-        let ti = v.head(w0, "class's type word");
-        if ti.is_some_and(|ti| v.word_at(v.bytes_of(ti, "class's type word"), 0).is_some_and(|tw| is(t.type_type, tw))) {
+        let ti = v.head(w0, "instance's class");
+        if ti.is_some_and(|ti| v.word_at(v.bytes_of(ti, "instance's class"), 0).is_some_and(|tw| is(t.type_type, tw))) {
             return (Category::Instance, None);
         }
         (Category::Unknown, None)

@@ -148,16 +148,21 @@ impl ReadLog {
         deps.dedup();
         global_blocks.sort_unstable();
         global_blocks.dedup();
-        outside.sort_unstable();
-        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(outside.len());
-        for (s, e) in outside {
-            match merged.last_mut() {
-                Some(last) if s <= last.1 => last.1 = last.1.max(e),
-                _ => merged.push((s, e)),
-            }
-        }
-        Reads { deps, global_blocks, outside: merged, complete }
+        Reads { deps, global_blocks, outside: merge_ranges(outside), complete }
     }
+}
+
+/// Address ranges sorted and merged where they touch or overlap.
+fn merge_ranges(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    ranges.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for (s, e) in ranges {
+        match merged.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => merged.push((s, e)),
+        }
+    }
+    merged
 }
 
 /// What a decode read, by consumer (see the module doc).
@@ -175,6 +180,15 @@ pub struct Reads {
 }
 
 impl Reads {
+    /// Adds the global reads of a decode before this one (still unchanged).
+    pub fn carry_global(&mut self, blocks: Vec<u32>, outside: Vec<(u64, u64)>) {
+        self.global_blocks.extend(blocks);
+        self.global_blocks.sort_unstable();
+        self.global_blocks.dedup();
+        self.outside.extend(outside);
+        self.outside = merge_ranges(std::mem::take(&mut self.outside));
+    }
+
     /// The blocks allocation `i` read (sorted).
     pub fn of(&self, i: usize) -> impl Iterator<Item = u32> + '_ {
         let i = i as u32;
