@@ -423,11 +423,57 @@ struct Walked<'m> {
 /// What the block rows are made from, per allocation.
 struct BlockRowsIn<'a> {
     derived: &'a [usize],
-    kinds: &'a [Category],
-    type_addrs: &'a [Option<u64>],
+    kinds: &'a Kinds,
     roles: &'a Roles,
     finaliser: &'a [bool],
     collect: &'a [Option<bool>],
+}
+
+/// Per allocation: its category from its own first word, and that word when
+/// it names a type in flash (its base kind).
+struct Kinds {
+    category: Vec<Category>,
+    type_addrs: Vec<Option<u64>>,
+}
+
+impl Kinds {
+    /// `n` unknown kinds, in the scratch's memory.
+    fn refill(scratch: &mut Scratch, n: usize) -> Self {
+        Kinds {
+            category: refill(std::mem::take(&mut scratch.kinds), n, Category::Unknown),
+            type_addrs: refill(std::mem::take(&mut scratch.type_addrs), n, None),
+        }
+    }
+
+    /// The base kinds as a list, in `into`'s memory.
+    fn base(&self, mut into: Vec<BaseKind>) -> Vec<BaseKind> {
+        into.clear();
+        into.extend(
+            self.category.iter().zip(&self.type_addrs).map(|(&kind, &type_address)| BaseKind { kind, type_address }),
+        );
+        into
+    }
+}
+
+/// Per allocation: its finaliser bit, and its collect bit (`None` without a
+/// collect table).
+struct TableBits {
+    finaliser: Vec<bool>,
+    collect: Vec<Option<bool>>,
+}
+
+/// Stage: the finaliser and collect bits of `allocs`, in the memory of `spare`.
+fn table_bits(
+    allocs: &[Allocation],
+    ftb: &BitTables,
+    ctb: &BitTables,
+    (mut finaliser, mut collect): (Vec<bool>, Vec<Option<bool>>),
+) -> TableBits {
+    finaliser.clear();
+    finaliser.extend(allocs.iter().map(|a| ftb.bit(a.start_block).unwrap_or(false)));
+    collect.clear();
+    collect.extend(allocs.iter().map(|a| ctb.bit(a.start_block)));
+    TableBits { finaliser, collect }
 }
 
 /// The roles given by pointers, per allocation: the reference's category, and
@@ -438,6 +484,13 @@ struct Roles {
 }
 
 impl Roles {
+    /// Every allocation's role, in `into`'s memory.
+    fn list(&self, mut into: Vec<RoleOf>) -> Vec<RoleOf> {
+        into.clear();
+        into.extend((0..self.category.len()).map(|i| self.of(i)));
+        into
+    }
+
     /// Allocation `i`'s role.
     fn of(&self, i: usize) -> RoleOf {
         let (category, (role, owner)) = (self.category[i], self.detail[i]);
@@ -691,171 +744,165 @@ impl<'f> Decoder<'f> {
             return Ok((report, DecodeFacts::default()));
         }
         let g = report.geometry.clone();
-        let allocs = &recycled.allocations;
         let mut scratch = std::mem::take(&mut cache.scratch);
+        let spare = (std::mem::take(&mut recycled.finaliser), std::mem::take(&mut recycled.collect));
+        let bits = table_bits(&recycled.allocations, &ftb, &ctb, spare);
+        report.finaliser_blocks = bits.finaliser.iter().filter(|f| **f).count() as u64;
+        let allocs = &recycled.allocations;
         let owner = owners(allocs, g.pool_blocks(), std::mem::take(&mut scratch.owner));
-        let mut finaliser = std::mem::take(&mut recycled.finaliser);
-        finaliser.clear();
-        finaliser.extend(allocs.iter().map(|a| ftb.bit(a.start_block).unwrap_or(false)));
-        let mut collect = std::mem::take(&mut recycled.collect);
-        collect.clear();
-        collect.extend(allocs.iter().map(|a| ctb.bit(a.start_block)));
-        report.finaliser_blocks = finaliser.iter().filter(|f| **f).count() as u64;
-        let input = PlanInput {
-            ram,
-            geometry: &g,
-            allocations: allocs,
-            owner: &owner,
-            finaliser: &finaliser,
-            collect: &collect,
-        };
+        let (finaliser, collect) = (&bits.finaliser, &bits.collect);
+        let input = PlanInput { ram, geometry: &g, allocations: allocs, owner: &owner, finaliser, collect };
         let n = allocs.len();
         let focus = plan(&input).filter(|f| f.derive.len() == n && f.known.len() == n && f.roles.len() == n);
         let heap = Heap { g: g.clone(), allocs, owner };
-        let view = View {
-            mem: &mem,
-            log: &log,
-            heap: &heap,
-            word: self.profile.heap.word_bytes as u64,
-            obj_bytes: self.profile.obj_bytes() as u64,
-        };
+        let (word, obj_bytes) = (self.profile.heap.word_bytes as u64, self.profile.obj_bytes() as u64);
+        let view = View { mem: &mem, log: &log, heap: &heap, word, obj_bytes };
         let mut derive = refill(std::mem::take(&mut scratch.derive), n, true);
         if let Some(f) = &focus {
             derive.copy_from_slice(&f.derive);
         }
+        let (mut qstrs, ram_pools) = self.qstr_pools(&mem)?;
 
-        // Qstr pools: the chain from vm.last_pool while it stays in RAM. Every
-        // row may name a qstr: what the pools read is read for all of them.
-        let state = self.firmware.state_address;
-        let last_pool = state_word(&mem, state, self.profile.state.last_pool, "vm.last_pool")?;
-        let mut qstrs = qstr::QstrReader::new(mem.pinned(GLOBAL), self.profile, last_pool);
-        let in_ram = |w: u64| w > self.firmware.ram_start && w < self.firmware.ram_end;
-        let ram_pools: Vec<qstr::PoolHeader> = qstrs.chain.iter().take_while(|h| in_ram(h.address)).copied().collect();
-
-        // Base kind from the first word.
-        let mut kinds = refill(std::mem::take(&mut scratch.kinds), n, Category::Unknown);
-        let mut type_addrs = refill(std::mem::take(&mut scratch.type_addrs), n, None);
-        let known = focus.as_ref().map(|f| f.known.as_slice());
-        self.base_kinds(&view, &ram_pools, known, &mut kinds, &mut type_addrs);
-
-        // Roles given by pointers from other objects, from the VM's state and
-        // from the qstr pools: made whole for every snapshot.
-        let roles = Roles {
-            category: refill(std::mem::take(&mut scratch.roles), n, Category::Unknown),
-            detail: refill(std::mem::take(&mut scratch.details), n, (Role::None, None)),
-        };
-        let mut bytecodes = std::mem::take(&mut scratch.bytecodes); // (function, bytecode)
-        bytecodes.clear();
-        let mut out = RoleOut { roles, readline: Vec::new(), bytecodes };
-        {
-            let _untracked = log.scope(UNTRACKED);
-            self.object_roles(&view, &kinds, &type_addrs, &mut out);
-            self.state_roles(&view, &mut out, &mut report.notes)?;
-        }
-        let pools = QstrPools { ram_pools: &ram_pools, known_chunks: focus.as_ref().map(|f| &f.qstr_chunks[..]) };
-        let mut qstr_out = (&mut report.qstrs, &mut report.notes);
-        self.qstr_rows(&view, &pools, &mut qstrs, &mut cache.texts, &mut out.roles, &mut qstr_out);
+        // Base kinds, then roles given by pointers (made whole every snapshot).
+        let mut kinds = Kinds::refill(&mut scratch, n);
+        self.base_kinds(&view, &ram_pools, focus.as_ref().map(|f| &f.known[..]), &mut kinds);
+        let chunks = focus.as_ref().map(|f| &f.qstr_chunks[..]);
+        let pools = QstrPools { ram_pools: &ram_pools, known_chunks: chunks };
+        let out = self.roles(&view, &kinds, &pools, &mut qstrs, &mut cache.texts, &mut report, &mut scratch)?;
         let RoleOut { roles, readline, bytecodes } = out;
-
-        // What a changed role makes again: the role is in its rows.
         if let Some(f) = &focus {
-            for i in 0..n {
-                if !derive[i] && f.roles[i] != Some(roles.of(i)) {
-                    derive[i] = true;
-                    // Its base kind was known; read again, its reads are its rows'.
-                    let _s = log.scope(i as u32);
-                    (kinds[i], type_addrs[i]) = self.base_kind_of(&view, i, &ram_pools);
-                }
-            }
+            self.rederive_changed_roles(&view, &f.roles, &roles, &ram_pools, &mut derive, &mut kinds);
         }
         let mut derived = std::mem::take(&mut scratch.derived);
         derived.clear();
         derived.extend((0..n).filter(|&i| derive[i]));
 
-        // Strings, names and edges of the allocations made.
+        // The rows of the allocations made: strings, names, edges, blocks.
         report.strings = self.string_rows(&view, &derived, &roles, &readline, &mut cache.texts);
         let mut names = refill(std::mem::take(&mut scratch.names), n, None);
         let mut preludes = refill(std::mem::take(&mut scratch.preludes), n, None);
         let texts = &mut cache.texts;
-        self.class_names(&view, &derived, &kinds, &mut qstrs, texts, &mut names);
-        self.module_names(&view, &derived, &type_addrs, &mut qstrs, texts, &mut names);
+        self.class_names(&view, &derived, &kinds.category, &mut qstrs, texts, &mut names);
+        self.module_names(&view, &derived, &kinds.type_addrs, &mut qstrs, texts, &mut names);
         self.function_names(&view, &bytecodes, &derive, &roles, &mut qstrs, texts, (&mut names, &mut preludes));
-        if !self.options.skip_edges {
-            report.edges.reserve(cache.edges);
-            self.pointer_edges(&view, &derived, &roles.category, &mut qstrs, cache, &mut report.edges);
-        }
-
-        // Roots: aligned words of RAM outside the heap that hold an allocation's
-        // address (diffed with the snapshot before's by a run decoder).
         let mut root_words = std::mem::take(&mut recycled.root_words);
         root_words.clear();
         if !self.options.skip_edges {
-            let _untracked = log.scope(UNTRACKED);
-            let head = |w| heap.head(w).is_some();
-            match &roots {
-                Roots::Rows => self.root_words(&mem, &g, None, head, |r| {
-                    if r.head {
-                        report.edges.push(self.root_edge(r.address, r.value, &g));
-                    }
-                }),
-                Roots::Words(before) => self.root_words(&mem, &g, before.as_ref(), head, |r| root_words.push(r)),
-            }
+            report.edges.reserve(cache.edges);
+            self.pointer_edges(&view, &derived, &roles.category, &mut qstrs, cache, &mut report.edges);
+            self.roots(&view, &roots, &mut report.edges, &mut root_words);
         }
-
-        let rows = BlockRowsIn {
-            derived: &derived,
-            kinds: &kinds,
-            type_addrs: &type_addrs,
-            roles: &roles,
-            finaliser: &finaliser,
-            collect: &collect,
-        };
+        let rows = BlockRowsIn { derived: &derived, kinds: &kinds, roles: &roles, finaliser, collect };
         report.blocks = self.block_rows(&view, &rows, &mut names, &preludes);
         cache.edges = report.edges.len();
-        let mut base = std::mem::take(&mut recycled.base);
-        base.clear();
-        base.extend(kinds.iter().zip(&type_addrs).map(|(&kind, &type_address)| BaseKind { kind, type_address }));
-        let mut role_list = std::mem::take(&mut recycled.roles);
-        role_list.clear();
-        role_list.extend((0..n).map(|i| roles.of(i)));
+
+        // What a run decoder carries to the next snapshot.
         drop((view, qstrs));
-        let reads = mem.tracker.is_some().then(|| {
-            log.finish(
-                &g,
-                allocs,
-                &heap.owner,
-                (self.firmware.ram_start, self.firmware.ram_start.saturating_add(ram.len() as u64)),
-            )
-        });
-        names.clear();
+        let ram_range = (self.firmware.ram_start, self.firmware.ram_start.saturating_add(ram.len() as u64));
+        let reads = mem.tracker.is_some().then(|| log.finish(&g, allocs, &heap.owner, ram_range));
         let mut focus = focus;
         if let Some(f) = &mut focus {
             f.derive.copy_from_slice(&derive); // with the allocations whose role changed
         }
+        let (base, role_list) =
+            (kinds.base(std::mem::take(&mut recycled.base)), roles.list(std::mem::take(&mut recycled.roles)));
+        names.clear();
         let (roles, details) = (roles.category, roles.detail);
-        cache.scratch = Scratch {
-            owner: heap.owner,
-            kinds,
-            type_addrs,
-            roles,
-            details,
-            names,
-            preludes,
-            derived,
-            derive,
-            bytecodes,
-        };
+        let (owner, (kinds, type_addrs)) = (heap.owner, (kinds.category, kinds.type_addrs));
+        cache.scratch =
+            Scratch { owner, kinds, type_addrs, roles, details, names, preludes, derived, derive, bytecodes };
         let facts = DecodeFacts {
-            allocations: recycled.allocations,
-            finaliser,
-            collect,
             base,
             roles: role_list,
+            allocations: recycled.allocations,
+            finaliser: bits.finaliser,
+            collect: bits.collect,
             focus,
             root_words,
             reads,
         };
         Ok((report, facts))
+    }
+
+    /// The qstr reader of a snapshot, at the chain from `vm.last_pool`, and the
+    /// pools of the chain in RAM. Every row may name a qstr: what the pools
+    /// read is read for all of them ([`GLOBAL`]).
+    fn qstr_pools<'m>(&self, mem: &Memory<'m>) -> Result<(qstr::QstrReader<'m>, Vec<qstr::PoolHeader>), DecodeError> {
+        let state = self.firmware.state_address;
+        let last_pool = state_word(mem, state, self.profile.state.last_pool, "vm.last_pool")?;
+        let qstrs = qstr::QstrReader::new(mem.pinned(GLOBAL), self.profile, last_pool);
+        let in_ram = |w: u64| w > self.firmware.ram_start && w < self.firmware.ram_end;
+        let ram_pools = qstrs.chain.iter().take_while(|h| in_ram(h.address)).copied().collect();
+        Ok((qstrs, ram_pools))
+    }
+
+    /// Stage: the roles pointers give, from other objects, from the VM's state
+    /// and from the qstr pools (with the qstrs' rows, in a whole decode).
+    #[allow(clippy::too_many_arguments)]
+    fn roles(
+        &self,
+        v: &View,
+        kinds: &Kinds,
+        pools: &QstrPools,
+        qstrs: &mut qstr::QstrReader,
+        texts: &mut qstr::TextCache,
+        report: &mut SnapshotReport,
+        scratch: &mut Scratch,
+    ) -> Result<RoleOut, DecodeError> {
+        let n = kinds.category.len();
+        let roles = Roles {
+            category: refill(std::mem::take(&mut scratch.roles), n, Category::Unknown),
+            detail: refill(std::mem::take(&mut scratch.details), n, (Role::None, None)),
+        };
+        let mut bytecodes = std::mem::take(&mut scratch.bytecodes);
+        bytecodes.clear();
+        let mut out = RoleOut { roles, readline: Vec::new(), bytecodes };
+        {
+            // Made whole for every snapshot: a run decoder compares the roles.
+            let _untracked = v.log.scope(UNTRACKED);
+            self.object_roles(v, &kinds.category, &kinds.type_addrs, &mut out);
+            self.state_roles(v, &mut out, &mut report.notes)?;
+        }
+        let mut qstr_out = (&mut report.qstrs, &mut report.notes);
+        self.qstr_rows(v, pools, qstrs, texts, &mut out.roles, &mut qstr_out);
+        Ok(out)
+    }
+
+    /// Stage (a focused decode): the allocations whose role differs from the
+    /// snapshot before's are made again; their base kind was known, and is read
+    /// again so that its reads are theirs.
+    fn rederive_changed_roles(
+        &self,
+        v: &View,
+        before: &[Option<RoleOf>],
+        roles: &Roles,
+        ram_pools: &[qstr::PoolHeader],
+        derive: &mut [bool],
+        kinds: &mut Kinds,
+    ) {
+        for i in 0..derive.len() {
+            if !derive[i] && before[i] != Some(roles.of(i)) {
+                derive[i] = true;
+                let _s = v.log.scope(i as u32);
+                (kinds.category[i], kinds.type_addrs[i]) = self.base_kind_of(v, i, ram_pools);
+            }
+        }
+    }
+
+    /// Stage: aligned words of RAM outside the heap that hold an allocation's
+    /// address, as edge rows or (a run decoder's, to diff with the snapshot
+    /// before's) as words.
+    fn roots(&self, v: &View, roots: &Roots, edges: &mut Vec<EdgeRow>, words: &mut Vec<RootWord>) {
+        let _untracked = v.log.scope(UNTRACKED);
+        let (g, head) = (&v.heap.g, |w| v.heap.head(w).is_some());
+        match roots {
+            Roots::Rows => self.root_words(v.mem, g, None, head, |r| {
+                if r.head {
+                    edges.push(self.root_edge(r.address, r.value, g));
+                }
+            }),
+            Roots::Words(before) => self.root_words(v.mem, g, before.as_ref(), head, |r| words.push(r)),
+        }
     }
 
     /// Stage: the geometry, the allocation table walk (free runs, `gc_info`),
@@ -925,8 +972,9 @@ impl<'f> Decoder<'f> {
         for &i in r.derived {
             let a = &v.heap.allocs[i];
             let (role, detail, owner) = r.roles.of(i);
-            let category = if role != Category::Unknown { role } else { r.kinds[i] };
-            let kind = detail.kind().unwrap_or_else(|| self.base_kind(r.kinds[i], r.type_addrs[i]));
+            let (base, type_address) = (r.kinds.category[i], r.kinds.type_addrs[i]);
+            let category = if role != Category::Unknown { role } else { base };
+            let kind = detail.kind().unwrap_or_else(|| self.base_kind(base, type_address));
             rows.push(BlockRow {
                 address: v.addr_of(i),
                 start_block: a.start_block,
@@ -934,7 +982,7 @@ impl<'f> Decoder<'f> {
                 kind,
                 category,
                 owner,
-                type_address: r.type_addrs[i],
+                type_address,
                 name: names[i].take(),
                 has_finaliser: r.finaliser[i],
                 collect: r.collect[i],
@@ -1316,11 +1364,10 @@ impl<'f> Decoder<'f> {
         v: &View,
         ram_pools: &[qstr::PoolHeader],
         known: Option<&[Option<BaseKind>]>,
-        kinds: &mut [Category],
-        type_addrs: &mut [Option<u64>],
+        kinds: &mut Kinds,
     ) {
-        for i in 0..kinds.len() {
-            (kinds[i], type_addrs[i]) = match known.and_then(|k| k[i]) {
+        for i in 0..kinds.category.len() {
+            (kinds.category[i], kinds.type_addrs[i]) = match known.and_then(|k| k[i]) {
                 Some(k) => (k.kind, k.type_address),
                 None => {
                     let _s = v.log.scope(i as u32);
