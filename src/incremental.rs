@@ -28,7 +28,7 @@
 
 use crate::decode::{
     Allocation, BaseKind, DecodeCache, DecodeFacts, Decoder, EdgeRow, Focus, HeapGeometry, PlanInput, QstrRow, RoleOf,
-    RootWord, Roots, RootsBefore,
+    RootWord, Roots, RootsBefore, SnapshotReport,
 };
 use crate::firmware::Firmware;
 use crate::memory::same_bytes;
@@ -157,14 +157,48 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
                 return Err(e);
             }
         };
-        let focus = facts.focus;
+        let focus = facts.focus.take();
         self.last_focused = focus.is_some();
         let carried = |i: usize| -> Option<usize> {
             let f = focus.as_ref()?;
             (!f.derive.get(i).copied().unwrap_or(true)).then(|| reuse.get(i).copied().flatten()).flatten()
         };
+        let (mut slots, made) = self.slots(&mut report, &facts, prev.as_mut(), carried);
+        let want = self.set.lifetimes();
+        let step = match prev {
+            // A run's first snapshot goes whole.
+            None => self.first_changes(&mut report, &facts, &mut slots),
+            Some(p) => self.changes_since(p, &mut report, &facts, &mut slots, &made, focus.is_some()),
+        };
+        let type_groups = if self.set.type_histogram { step.types.groups() } else { Vec::new() };
+        let mut read_by = step.read_by;
+        read_by.fit(report.geometry.pool_blocks());
+        let added: Vec<usize> = if focus.is_some() { made } else { (0..slots.len()).collect() };
+        for i in added {
+            if let (Some(a), Some(Some(s))) = (facts.allocations.get(i), slots.get(i)) {
+                read_by.add(a.start_block, &s.reads);
+            }
+        }
+        let kept = Kept { slots, read_by, qstrs: step.qstrs, types: step.types, carried: step.carried };
+        self.keep_previous(ram, &report, facts, kept);
+        report.blocks = Vec::new();
+        report.strings = Vec::new();
+        // The report waits for the writer with its run: only what it holds.
+        report.free_runs.shrink_to_fit();
+        self.spare.reuse = reuse;
+        self.spare.focus = focus.unwrap_or_default();
+        Ok(Prepared::new(report, want.any().then_some(step.changes), type_groups))
+    }
 
-        // This snapshot's slots: carried over, or made from the rows decoded.
+    /// This snapshot's slots, carried over from the snapshot before (`carried`
+    /// says which one) or made from the rows decoded; and the indices of those made.
+    fn slots(
+        &mut self,
+        report: &mut SnapshotReport,
+        facts: &DecodeFacts,
+        mut prev: Option<&mut Previous<'f, 'm>>,
+        carried: impl Fn(usize) -> Option<usize>,
+    ) -> (Slots, Vec<usize>) {
         let fw = self.firmware;
         let texts = lifetimes::texts_by_block(&report.strings);
         let mut heap_edges = std::mem::take(&mut report.edges).into_iter();
@@ -190,118 +224,107 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
             let reads = facts.reads.as_ref().map(|r| r.of(i).collect()).unwrap_or_default();
             slots.push(Some(Box::new(Slot { sight, edges, reads, group: usize::MAX })));
         }
-        drop(texts);
+        (slots, made)
+    }
 
-        let bpb = report.geometry.bytes_per_block;
+    /// The lifetime changes of a run's first snapshot: everything in it.
+    fn first_changes(&self, report: &mut SnapshotReport, facts: &DecodeFacts, slots: &mut Slots) -> Step<'f> {
         let want = self.set.lifetimes();
-        let collecting = report.marked_blocks > 0 || report.orphan_tail_blocks > 0;
-        let new_qstrs = focus.is_none().then(|| lifetimes::sorted_unique(std::mem::take(&mut report.qstrs)));
-        let mut read_by = ReadBy::default();
-        let (changes, types, qstrs, carried) = match prev.take() {
-            // A run's first snapshot goes whole.
-            None => {
-                let sights = lifetimes::sorted_unique(slots.iter().flatten().map(|s| s.sight.clone()).collect());
-                let mut edges: Vec<EdgeRow> = slots.iter().flatten().flat_map(|s| s.edges.iter().cloned()).collect();
-                let roots = facts.root_words.iter().filter(|w| w.head);
-                edges.extend(roots.map(|w| decoder.root_edge(w.address, w.value, &report.geometry)));
-                let qstrs = new_qstrs.unwrap_or_default();
-                let changes = LifetimeChanges::new(
-                    Changes::all(keep(want.allocations, sights)),
-                    Changes::all(keep(want.edges, lifetimes::sorted_unique(edges))),
-                    Changes::all(keep(want.qstrs, qstrs.clone())),
-                    collecting,
-                );
-                (changes, count_types(&mut slots, bpb, fw), qstrs, None)
-            }
-            Some(p) => {
-                // The index follows the slots: out with those not carried over,
-                // in with those made (all of them, after a whole decode).
-                read_by = p.read_by;
-                if focus.is_some() {
-                    for (a, s) in p.allocations.iter().zip(&p.slots) {
-                        if let Some(s) = s {
-                            read_by.remove(a.start_block, &s.reads);
-                        }
-                    }
-                } else {
-                    read_by.clear();
-                }
-                // The previous snapshot's slots not carried over, by address.
-                let old = by_address(p.slots.iter().flatten().map(|s| &**s).collect());
-                let (allocations, mut edges) = diff_slots(&old, &slots, &made);
-                diff_roots(decoder, &report.geometry, &p.root_words, &facts.root_words, &mut edges.0, &mut edges.1);
-                let (qstr_changes, qstrs) = match new_qstrs {
-                    Some(q) => (Changes::between(&p.qstrs, &q), q),
-                    None => (Changes::partial(Vec::new(), Vec::new()), p.qstrs),
-                };
-                let types = match &focus {
-                    // Out with the allocations not carried over, in with those made
-                    // (in the group of the one they replace, when it is the same).
-                    Some(_) => {
-                        let mut types = p.types;
-                        for o in &old {
-                            types.remove(o.group, o.sight.blocks() * bpb);
-                        }
-                        for &i in &made {
-                            let Some(s) = slots.get_mut(i).and_then(Option::as_mut) else { continue };
-                            let at = old.binary_search_by_key(&s.sight.key(), |o| o.sight.key()).ok();
-                            s.group = match at.map(|k| old[k]).filter(|o| same_group(o, s)) {
-                                Some(o) => o.group,
-                                None => types.group(s.sight.kind, s.sight.type_address, s.sight.class.as_ref(), fw),
-                            };
-                            types.add(s.group, s.sight.blocks() * bpb);
-                        }
-                        types
-                    }
-                    None => count_types(&mut slots, bpb, fw),
-                };
-                let changes = LifetimeChanges::new(
-                    keep_changes(want.allocations, Changes::partial(allocations.0, allocations.1)),
-                    keep_changes(want.edges, Changes::partial(edges.0, edges.1)),
-                    keep_changes(want.qstrs, qstr_changes),
-                    collecting,
-                );
-                let carried = focus.is_some().then_some((p.qstr_chunks, p.global_blocks, p.outside));
-                // The snapshot before is done with: its vectors serve the next.
-                let mut old_slots = p.slots;
-                old_slots.clear();
-                self.spare.slots = old_slots;
-                self.cache.recycle(DecodeFacts {
-                    allocations: p.allocations,
-                    finaliser: p.finaliser,
-                    collect: p.collect,
-                    base: p.base,
-                    roles: p.roles,
-                    focus: None,
-                    root_words: p.root_words,
-                    reads: None,
-                });
-                (changes, types, qstrs, carried)
-            }
-        };
-        let type_groups = if self.set.type_histogram { types.groups() } else { Vec::new() };
-        read_by.fit(report.geometry.pool_blocks());
-        let (mut made_now, mut all) = (made.iter().copied(), 0..slots.len());
-        let added: &mut dyn Iterator<Item = usize> = if focus.is_some() { &mut made_now } else { &mut all };
-        for i in added {
-            if let (Some(a), Some(Some(s))) = (facts.allocations.get(i), slots.get(i)) {
-                read_by.add(a.start_block, &s.reads);
-            }
-        }
+        let sights = lifetimes::sorted_unique(slots.iter().flatten().map(|s| s.sight.clone()).collect());
+        let mut edges: Vec<EdgeRow> = slots.iter().flatten().flat_map(|s| s.edges.iter().cloned()).collect();
+        let roots = facts.root_words.iter().filter(|w| w.head);
+        edges.extend(roots.map(|w| self.decoder.root_edge(w.address, w.value, &report.geometry)));
+        let qstrs = lifetimes::sorted_unique(std::mem::take(&mut report.qstrs));
+        let changes = LifetimeChanges::new(
+            Changes::all(keep(want.allocations, sights)),
+            Changes::all(keep(want.edges, lifetimes::sorted_unique(edges))),
+            Changes::all(keep(want.qstrs, qstrs.clone())),
+            collecting(report),
+        );
+        let types = count_types(slots, report.geometry.bytes_per_block, self.firmware);
+        Step { changes, types, qstrs, read_by: ReadBy::default(), carried: None }
+    }
 
-        // What the next snapshot starts from. The chunks holding qstr texts are
-        // found from the qstrs when they were decoded, else they are as they
-        // were; so are the global reads of the whole decode that listed them
-        // (a focused decode reads just the qstrs it names).
+    /// The lifetime changes since the snapshot before (`p`): between its slots
+    /// not carried over and this one's `made`, its roots and this one's, its
+    /// qstrs and this one's (listed only in a whole decode). `p`'s vectors go
+    /// back to the decode cache.
+    fn changes_since(
+        &mut self,
+        p: Previous<'f, 'm>,
+        report: &mut SnapshotReport,
+        facts: &DecodeFacts,
+        slots: &mut Slots,
+        made: &[usize],
+        focused: bool,
+    ) -> Step<'f> {
+        let want = self.set.lifetimes();
+        // The index follows the slots: out with those not carried over, in with
+        // those made (all of them, after a whole decode).
+        let mut read_by = p.read_by;
+        if focused {
+            for (a, s) in p.allocations.iter().zip(&p.slots) {
+                if let Some(s) = s {
+                    read_by.remove(a.start_block, &s.reads);
+                }
+            }
+        } else {
+            read_by.clear();
+        }
+        // The previous snapshot's slots not carried over, by address.
+        let old = by_address(p.slots.iter().flatten().map(|s| &**s).collect());
+        let (allocations, mut edges) = diff_slots(&old, slots, made);
+        diff_roots(self.decoder, &report.geometry, &p.root_words, &facts.root_words, &mut edges.0, &mut edges.1);
+        let (qstr_changes, qstrs) = if focused {
+            (Changes::partial(Vec::new(), Vec::new()), p.qstrs)
+        } else {
+            let q = lifetimes::sorted_unique(std::mem::take(&mut report.qstrs));
+            (Changes::between(&p.qstrs, &q), q)
+        };
+        let bpb = report.geometry.bytes_per_block;
+        let types = if focused {
+            update_types(p.types, &old, slots, made, bpb, self.firmware)
+        } else {
+            count_types(slots, bpb, self.firmware)
+        };
+        let changes = LifetimeChanges::new(
+            keep_changes(want.allocations, Changes::partial(allocations.0, allocations.1)),
+            keep_changes(want.edges, Changes::partial(edges.0, edges.1)),
+            keep_changes(want.qstrs, qstr_changes),
+            collecting(report),
+        );
+        let carried = focused.then_some((p.qstr_chunks, p.global_blocks, p.outside));
+        // The snapshot before is done with: its vectors serve the next.
+        let mut old_slots = p.slots;
+        old_slots.clear();
+        self.spare.slots = old_slots;
+        self.cache.recycle(DecodeFacts {
+            allocations: p.allocations,
+            finaliser: p.finaliser,
+            collect: p.collect,
+            base: p.base,
+            roles: p.roles,
+            focus: None,
+            root_words: p.root_words,
+            reads: None,
+        });
+        Step { changes, types, qstrs, read_by, carried }
+    }
+
+    /// Keeps what the next snapshot starts from. The chunks holding qstr texts
+    /// are found from the qstrs when they were decoded, else they are as they
+    /// were; so are the global reads of the whole decode that listed them (a
+    /// focused decode reads just the qstrs it names).
+    fn keep_previous(&mut self, ram: &'m [u8], report: &SnapshotReport, mut facts: DecodeFacts, kept: Kept<'f>) {
         let mut reads = facts.reads.take().unwrap_or_default();
-        let qstr_chunks = match carried {
+        let qstr_chunks = match kept.carried {
             Some((chunks, global_blocks, outside)) => {
                 reads.carry_global(global_blocks, outside);
                 chunks
             }
-            None => qstr_chunks(&report.geometry, &qstrs),
+            None => qstr_chunks(&report.geometry, &kept.qstrs),
         };
-        let usable = report.notes.is_empty() && reads.complete && slots.iter().all(Option::is_some);
+        let usable = report.notes.is_empty() && reads.complete && kept.slots.iter().all(Option::is_some);
         self.prev = Some(Previous {
             ram,
             geometry: report.geometry.clone(),
@@ -310,24 +333,71 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
             collect: facts.collect,
             base: facts.base,
             roles: facts.roles,
-            slots,
+            slots: kept.slots,
             root_words: facts.root_words,
-            read_by,
-            qstrs,
+            read_by: kept.read_by,
+            qstrs: kept.qstrs,
             qstr_chunks,
             global_blocks: reads.global_blocks,
             outside: reads.outside,
-            types,
+            types: kept.types,
             usable,
         });
-        report.blocks = Vec::new();
-        report.strings = Vec::new();
-        // The report waits for the writer with its run: only what it holds.
-        report.free_runs.shrink_to_fit();
-        self.spare.reuse = reuse;
-        self.spare.focus = focus.unwrap_or_default();
-        Ok(Prepared::new(report, want.any().then_some(changes), type_groups))
     }
+}
+
+/// What the global reads of a snapshot before carry: the qstr chunks, the pool
+/// blocks and the RAM outside the pools read for every row.
+type CarriedGlobals = (Vec<u64>, Vec<u32>, Vec<(u64, u64)>);
+
+/// A snapshot's lifetime changes, and what the next snapshot needs of them.
+struct Step<'f> {
+    changes: LifetimeChanges,
+    types: TypeCounts<'f>,
+    qstrs: Vec<QstrRow>,
+    read_by: ReadBy,
+    /// After a focused decode, the global reads carried over.
+    carried: Option<CarriedGlobals>,
+}
+
+/// What [`RunDecoder::keep_previous`] keeps besides the decode's facts.
+struct Kept<'f> {
+    slots: Slots,
+    read_by: ReadBy,
+    qstrs: Vec<QstrRow>,
+    types: TypeCounts<'f>,
+    carried: Option<CarriedGlobals>,
+}
+
+/// Whether the snapshot was taken during a collection.
+fn collecting(report: &SnapshotReport) -> bool {
+    report.marked_blocks > 0 || report.orphan_tail_blocks > 0
+}
+
+/// The type histogram of the snapshot before (`types`) with the allocations
+/// not carried over (`old`) taken out and those `made` put in (in the group of
+/// the one they replace, when it is the same).
+fn update_types<'f>(
+    mut types: TypeCounts<'f>,
+    old: &[&Slot],
+    slots: &mut Slots,
+    made: &[usize],
+    bytes_per_block: u64,
+    fw: &'f Firmware,
+) -> TypeCounts<'f> {
+    for o in old {
+        types.remove(o.group, o.sight.blocks() * bytes_per_block);
+    }
+    for &i in made {
+        let Some(s) = slots.get_mut(i).and_then(Option::as_mut) else { continue };
+        let at = old.binary_search_by_key(&s.sight.key(), |o| o.sight.key()).ok();
+        s.group = match at.map(|k| old[k]).filter(|o| same_group(o, s)) {
+            Some(o) => o.group,
+            None => types.group(s.sight.kind, s.sight.type_address, s.sight.class.as_ref(), fw),
+        };
+        types.add(s.group, s.sight.blocks() * bytes_per_block);
+    }
+    types
 }
 
 fn keep<T>(wanted: bool, rows: Vec<T>) -> Vec<T> {
