@@ -9,24 +9,23 @@
 //! the input: workers never write, runs start at fixed offsets, and the writer sees
 //! snapshots in order whatever the thread count.
 
-use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, Sender};
-use std::sync::{Condvar, Mutex};
 
 use rayon::prelude::*;
 
-use crate::decode::{DecodeCache, DecodeOptions, Decoder};
+mod workers;
+use workers::{Outputs, RunWork, Written};
+
+use crate::decode::{DecodeOptions, Decoder};
 use crate::dump::{Access, Dump, Selection};
 use crate::error::{Error, Result};
 use crate::firmware::{dwarf, Firmware, FirmwareFiles, InputPaths};
 use crate::incremental::RunDecoder;
 use crate::outdir::{CaptureId, Fnv, Identity, StagedRun};
 use crate::profile::{ObjectRepr, Profile};
-use crate::render::{self, Canvas, ChartPoint, FrameLayout, MovieSpec};
-use crate::tables::{OutputLayout, PreparedOutcome, Preparer, TableSet, TableSink};
+use crate::render::{self, ChartPoint, FrameLayout, MovieSpec};
+use crate::tables::{OutputLayout, TableSet, TableSink};
 
 /// Reports progress and warnings; the CLI draws them, tests ignore them.
 pub trait Progress: Sync {
@@ -100,122 +99,6 @@ impl Default for RenderOptions {
     fn default() -> Self {
         RenderOptions { frames: false, movie: None, scale: 8, step: 1, fps: 10 }
     }
-}
-
-/// Dump bytes written between two calls of [`release_free_memory`]. Each call
-/// unmaps pages on both cores (TLB shootdowns): every 128 MiB it cost 5% of a
-/// soak analysis, every GiB it costs nothing measurable and still holds the
-/// metrics-only path's resident set (where it crept most) to +3% from 1 GiB to
-/// 10 GiB (+16% without).
-const TRIM_EVERY_BYTES: u64 = 1 << 30;
-
-/// Hands memory the allocator holds free back to the system. Every run
-/// allocates and frees rows in several threads, and glibc keeps what is freed in
-/// per-thread arenas: without this the resident set creeps up over a long run
-/// though the live heap does not.
-fn release_free_memory() {
-    crate::sys::malloc_trim();
-}
-
-/// Snapshots per run (see [`AnalyzeOptions::run`]). A run decoded snapshot by
-/// snapshot from the one before (see [`crate::incremental`]) starts with a whole
-/// decode, so those runs are longer: about 8 MiB of dump, up to 128 snapshots
-/// (16 MiB runs were 3 to 4% faster, but the peak resident set of a 10 GiB run
-/// then drifted 10 to 15% above a 1 GiB run's). Runs that send the writer every
-/// row are about 4 MiB, up to 64 snapshots, since their rows wait for the
-/// writer. Each run's window stays mapped until the run is decoded (see
-/// `dump::advise_streaming`).
-fn default_run(snapshot_bytes: u64, incremental: bool) -> u64 {
-    let (bytes, most) = if incremental { (8u64 << 20, 128) } else { (4 << 20, 64) };
-    (bytes / snapshot_bytes.max(1)).clamp(4, most)
-}
-
-/// Frame memory a run may hold in all: frames wait with their runs for the
-/// writer, and a large frame (`--scale 64` on a SAMD51 is 92 MB) times the
-/// runs in flight would otherwise grow with the scale, not stay bounded.
-const FRAME_BUDGET_BYTES: u64 = 256 << 20;
-
-/// Snapshots per run when every `step`-th is rendered into frames of
-/// `frame_bytes` (pixels, one byte each, and as much again for the PNG at
-/// worst): the runs in flight (two per thread waiting, one per thread
-/// decoding) hold at most [`FRAME_BUDGET_BYTES`] of frames, or one frame each.
-fn frame_run(frame_bytes: u64, step: u64, threads: u64) -> u64 {
-    if frame_bytes == 0 {
-        return u64::MAX;
-    }
-    let frames_per_run = FRAME_BUDGET_BYTES / (2 * frame_bytes * 3 * threads);
-    frames_per_run.max(1).saturating_mul(step)
-}
-
-/// Where the writer sends a run's batch back to, to be freed by its worker.
-type Returns<'f> = Sender<Vec<Decoded<'f>>>;
-
-/// Keeps workers at most `ahead` runs ahead of the writer, and lets them go when
-/// the writer stops early.
-struct RunGate {
-    ahead: usize,
-    state: Mutex<GateState>,
-    moved: Condvar,
-}
-
-struct GateState {
-    written: usize,
-    stopped: bool,
-}
-
-impl RunGate {
-    fn new(ahead: usize) -> Self {
-        RunGate {
-            ahead: ahead.max(1),
-            state: Mutex::new(GateState { written: 0, stopped: false }),
-            moved: Condvar::new(),
-        }
-    }
-
-    /// Waits until run `k` may be decoded; `false` if the writer has stopped.
-    fn wait_for(&self, k: usize) -> bool {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        while !s.stopped && k >= s.written + self.ahead {
-            s = self.moved.wait(s).unwrap_or_else(|e| e.into_inner());
-        }
-        !s.stopped
-    }
-
-    /// The writer has written the first `runs` runs.
-    fn written(&self, runs: usize) {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).written = runs;
-        self.moved.notify_all();
-    }
-
-    fn stop(&self) {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).stopped = true;
-        self.moved.notify_all();
-    }
-}
-
-/// Stops the gate when the writer returns (whether it succeeded, failed or
-/// panicked), or when a worker panics: nobody is left waiting for the other.
-struct StopOnDrop<'a> {
-    gate: &'a RunGate,
-    only_on_panic: bool,
-}
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        if !self.only_on_panic || std::thread::panicking() {
-            self.gate.stop();
-        }
-    }
-}
-
-/// One snapshot's work as it leaves a worker: its rows, and its frame (pixels, and
-/// the PNG bytes when frame files are wanted).
-struct Decoded<'f> {
-    index: u64,
-    outcome: PreparedOutcome<'f>,
-    frame: Option<(Canvas, Option<Result<Vec<u8>>>)>,
-    /// Decoded from the snapshot before (see [`crate::incremental`]).
-    focused: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -410,154 +293,29 @@ impl Session {
         let snapshot_bytes = self.dump.snapshot_bytes();
         progress.start(range.end - range.start, (range.end - range.start) * snapshot_bytes);
 
-        // Work is cut into runs of consecutive snapshots, each decoded in order by
-        // one worker so it can send the writer only what changed since the
-        // snapshot before. Runs start at fixed offsets from the range's start, so
-        // the cut does not depend on the thread count. Each worker takes the next
-        // run as soon as it is done with one (no barrier between runs: a slow run
-        // does not leave the other cores idle), maps it on its own, and hands the
-        // result to the writer, which puts the runs back in order. A worker waits
-        // when its run would be more than two runs per thread ahead of the
-        // writer, so memory is bounded by that, not by the dump.
+        // Runs of consecutive snapshots (see [`workers`]), at fixed offsets.
         let incremental = !options.full_decode && layout.is_none() && RunDecoder::applies(&decoder, options.tables);
         let threads = pool.current_num_threads().max(1) as u64;
         let frame_bytes = layout.as_ref().map_or(0, |l| l.width as u64 * l.height as u64);
         let step = render.map_or(1, |r| r.step.max(1));
         let run_len = options.run.map_or_else(
-            || default_run(snapshot_bytes, incremental).min(frame_run(frame_bytes, step, threads)),
+            || workers::default_run(snapshot_bytes, incremental).min(workers::frame_run(frame_bytes, step, threads)),
             |r| r.max(1) as u64,
         );
-        let runs: Vec<Range<u64>> =
-            (range.start..range.end).step_by(run_len as usize).map(|a| a..(a + run_len).min(range.end)).collect();
-        let gate = RunGate::new(2 * threads as usize);
-        let next_run = AtomicUsize::new(0);
-        let tables = options.tables;
-        let firmware = &self.firmware;
-        let run_label = format!("of {}..={}", range.start, range.end.saturating_sub(1));
-        let decode_run = |run: &Range<u64>| -> Result<Vec<Decoded>> {
-            // Mapped (and faulted in) by its worker and unmapped when decoded: the
-            // rows own their data.
-            let mapped = dump.window(run.clone(), access)?;
-            // Each snapshot from the one before, where the tables allow it.
-            if let Some(mut run_decoder) = incremental.then(|| RunDecoder::new(&decoder, tables)).flatten() {
-                return Ok(run
-                    .clone()
-                    .map(|i| {
-                        let outcome = run_decoder.prepare(i, mapped.snapshot(i).unwrap_or(&[]));
-                        Decoded { index: i, outcome, frame: None, focused: run_decoder.last_focused() }
-                    })
-                    .collect());
-            }
-            let mut preparer = Preparer::new(tables, firmware);
-            let mut cache = DecodeCache::default();
-            Ok(run
-                .clone()
-                .map(|i| {
-                    let ram = mapped.snapshot(i).unwrap_or(&[]);
-                    let outcome = decoder.decode_with(i, ram, &mut cache);
-                    let frame = match (&layout, render) {
-                        (Some(l), Some(r)) if (i - range.start) % r.step.max(1) == 0 => {
-                            let canvas = match &outcome {
-                                Ok(report) => l.render(report, &run_label),
-                                Err(e) => l.render_error(i, &e.to_string()),
-                            };
-                            let png = r.frames.then(|| render::png_bytes(&canvas));
-                            Some((canvas, png))
-                        }
-                        _ => None,
-                    };
-                    Decoded { index: i, outcome: preparer.prepare(outcome), frame, focused: false }
-                })
-                .collect())
+        let runs = (range.start..range.end).step_by(run_len as usize).map(|a| a..(a + run_len).min(range.end));
+        let work = RunWork {
+            decoder: &decoder,
+            firmware: &self.firmware,
+            dump: &self.dump,
+            access,
+            tables: options.tables,
+            incremental,
+            render: render.zip(layout.as_ref()),
+            range: range.clone(),
+            runs: runs.collect(),
         };
-        // A batch goes back to the worker that made it, to be freed there: freed
-        // by the writer, its memory went back to the worker's malloc arena under
-        // that arena's lock, and the two threads waited on each other.
-        let (tx, rx) = channel::<(usize, Result<Vec<Decoded>>, Returns)>();
-        let movie_slot = &mut movie;
-        let result: Result<(TableSink, u64, u64)> = std::thread::scope(|scope| {
-            // Owned here, so that it is dropped even if a worker panics.
-            let tx = tx;
-            let (gate, runs) = (&gate, &runs);
-            let writer = std::thread::Builder::new().name("heapvis-writer".into()).spawn_scoped(
-                scope,
-                move || -> Result<(TableSink, u64, u64)> {
-                    // However the writer ends, no worker may wait for it any more.
-                    let _stop = StopOnDrop { gate, only_on_panic: false };
-                    let mut sink = sink;
-                    // Runs that arrived before the one the writer needs next.
-                    let mut early: BTreeMap<usize, (Result<Vec<Decoded>>, Returns)> = BTreeMap::new();
-                    let mut wanted = 0usize;
-                    let (mut focused, mut frames) = (0u64, 0u64);
-                    let mut trim_due = 0u64;
-                    for (k, batch, back) in rx {
-                        early.insert(k, (batch, back));
-                        while let Some((batch, back)) = early.remove(&wanted) {
-                            let batch = batch?;
-                            let n = batch.len() as u64;
-                            for d in &batch {
-                                if let Err(e) = &d.outcome {
-                                    progress.warn(&format!("snapshot {}: {}", d.index, e.status()));
-                                }
-                                focused += d.focused as u64;
-                                sink.write(d.index, dump.offset_of(d.index), &d.outcome)?;
-                                if let Some((canvas, png)) = &d.frame {
-                                    if let (Some(dir), Some(png)) = (&frames_dir, png) {
-                                        let path = dir.join(format!("heap_layout{:06}.png", d.index));
-                                        let png = png
-                                            .as_ref()
-                                            .map_err(|e| Error::Movie { path: path.clone(), message: e.to_string() })?;
-                                        std::fs::write(&path, png).map_err(|e| Error::io(&path, e))?;
-                                        frames += 1;
-                                    }
-                                    if let Some(m) = movie_slot.as_mut() {
-                                        m.push(canvas)?;
-                                    }
-                                }
-                            }
-                            // (If its worker is gone, it is freed here.)
-                            let _ = back.send(batch);
-                            wanted += 1;
-                            gate.written(wanted);
-                            progress.advance(n, n * snapshot_bytes);
-                            trim_due += n * snapshot_bytes;
-                            if trim_due >= TRIM_EVERY_BYTES {
-                                trim_due = 0;
-                                release_free_memory();
-                            }
-                        }
-                    }
-                    // Every worker has stopped: each run was written, or one failed.
-                    if wanted < runs.len() {
-                        return Err(early.into_values().find_map(|(b, _)| b.err()).unwrap_or(Error::WorkerStopped));
-                    }
-                    Ok((sink, focused, frames))
-                },
-            );
-            pool.broadcast(|_| {
-                let _stop = StopOnDrop { gate, only_on_panic: true };
-                let tx = tx.clone();
-                let (back, written) = channel::<Vec<Decoded>>();
-                loop {
-                    // Free what the writer is done with.
-                    written.try_iter().for_each(drop);
-                    let k = next_run.fetch_add(1, Ordering::Relaxed);
-                    if k >= runs.len() || !gate.wait_for(k) {
-                        break;
-                    }
-                    let batch = decode_run(&runs[k]);
-                    let failed = batch.is_err();
-                    // A failed run stops its worker; the writer reports it in turn.
-                    if tx.send((k, batch, back.clone())).is_err() || failed {
-                        break;
-                    }
-                }
-            });
-            drop(tx);
-            let writer = writer.map_err(|e| Error::io("writer thread", e))?;
-            writer.join().map_err(|_| Error::WriterPanicked)?
-        });
-        let (sink, focused, frames) = result?;
+        let outputs = Outputs { frames_dir, movie: &mut movie };
+        let Written { sink, focused, frames } = work.run(&pool, sink, outputs, progress)?;
         let (written, failed, suspect) = (sink.written, sink.failed, sink.suspect);
         let files = sink.finish(after)?;
         if let Some(m) = movie.take() {
@@ -722,64 +480,4 @@ fn fingerprint_files(files: &FirmwareFiles) -> Result<String> {
         }
     }
     Ok(h.hex())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::AtomicBool;
-    use std::time::Duration;
-
-    #[test]
-    fn the_gate_holds_workers_to_their_lead_and_frees_them_on_stop() {
-        let gate = RunGate::new(2);
-        assert!(gate.wait_for(0) && gate.wait_for(1), "within the lead: no wait");
-        let passed = AtomicBool::new(false);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                assert!(gate.wait_for(2));
-                passed.store(true, Ordering::SeqCst);
-            });
-            std::thread::sleep(Duration::from_millis(50));
-            assert!(!passed.load(Ordering::SeqCst), "run 2 waits until run 0 is written");
-            gate.written(1);
-        });
-        assert!(passed.load(Ordering::SeqCst));
-        std::thread::scope(|s| {
-            let waiter = s.spawn(|| gate.wait_for(10));
-            std::thread::sleep(Duration::from_millis(20));
-            {
-                let _writer_ends = StopOnDrop { gate: &gate, only_on_panic: false };
-            }
-            assert!(!waiter.join().unwrap(), "a stopped gate lets waiting workers go, with false");
-        });
-        assert!(!gate.wait_for(0), "and lets no more work start");
-    }
-
-    #[test]
-    fn frames_in_flight_stay_within_the_budget_whatever_the_scale() {
-        // A SAMD51 frame at --scale 64 (16,512 x 5,584) and at the default 8.
-        for (frame, step, threads) in [(16_512u64 * 5_584, 1, 2), (2_064 * 698, 1, 2), (2_064 * 698, 10, 8)] {
-            let run = frame_run(frame, step, threads);
-            let frames_per_run = run.div_ceil(step);
-            // Runs in flight: two per thread waiting for the writer, one decoding.
-            let in_flight = 3 * threads * frames_per_run * 2 * frame;
-            assert!(in_flight <= FRAME_BUDGET_BYTES || frames_per_run == 1, "{frame} px: {run} snapshots a run");
-        }
-        assert_eq!(frame_run(16_512 * 5_584, 1, 2), 1, "one frame a run when frames are huge");
-        assert_eq!(frame_run(0, 1, 2), u64::MAX, "no frames: no bound");
-    }
-
-    #[test]
-    fn a_worker_guard_stops_the_gate_only_when_it_panics() {
-        let gate = RunGate::new(1);
-        drop(StopOnDrop { gate: &gate, only_on_panic: true });
-        assert!(gate.wait_for(0));
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let _guard = StopOnDrop { gate: &gate, only_on_panic: true };
-            panic!("a worker panics");
-        }));
-        assert!(result.is_err());
-        assert!(!gate.wait_for(0));
-    }
 }
