@@ -6,14 +6,19 @@
 //! it finds, and returns rows for the single writer to store.
 
 pub mod alloc_table;
+mod base;
 pub mod bytecode;
 pub mod geometry;
 pub mod kinds;
+mod names;
 mod plausible;
 pub mod qstr;
 pub mod reads;
+mod roles;
 pub mod roots;
+mod rows;
 mod scan;
+mod view;
 
 use std::sync::Arc;
 
@@ -22,13 +27,18 @@ use rustc_hash::FxHashMap;
 use crate::error::DecodeError;
 use crate::firmware::Firmware;
 use crate::memory::{Memory, Region};
-use crate::profile::{BytecodePrelude, Immediate, Profile};
+use crate::profile::{BytecodePrelude, Immediate, ObjectLayout, Profile};
 pub use alloc_table::{Allocation, FreeRun, GcInfo};
+use base::Kinds;
 pub use bytecode::Prelude;
 pub use geometry::{AreaState, HeapArea, HeapGeometry};
 pub use kinds::Role;
+use names::Name;
 use reads::{ReadLog, Reads, Tracker, GLOBAL, UNTRACKED};
+use roles::{RoleOut, Roles};
 pub use roots::{RootWord, Roots, RootsBefore};
+use rows::BlockRowsIn;
+use view::{owners, BitTables, Heap, Struct, View};
 
 /// What a block holds, with the reference's categories (and its colours).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -357,58 +367,11 @@ fn refill<T: Clone>(mut v: Vec<T>, n: usize, x: T) -> Vec<T> {
     v
 }
 
-/// A table of a few bits a block, one per area, by the area's first block: the
-/// finaliser and collect tables.
-struct BitTables<'m> {
-    areas: Vec<(u64, &'m [u8])>,
-    /// Blocks a byte: 8, one bit each, for every build so far (the profile's).
-    per_byte: u64,
-}
-
-impl<'m> BitTables<'m> {
-    fn new(per_byte: u32) -> Self {
-        BitTables { areas: Vec::new(), per_byte: per_byte.clamp(1, 8) as u64 }
-    }
-
-    /// Block `b`'s bit, `None` when no area's table covers it.
-    fn bit(&self, b: u64) -> Option<bool> {
-        let &(first, t) = self.areas.iter().rev().find(|(first, _)| *first <= b)?;
-        let b = b - first;
-        let shift = (b % self.per_byte) * (8 / self.per_byte);
-        Some(t.get((b / self.per_byte) as usize).is_some_and(|byte| (byte >> shift) & 1 == 1))
-    }
-}
-
-/// Per pool block, the index of the allocation covering it ([`NO_ALLOC`]:
-/// none), in `reuse`'s memory.
-fn owners(allocs: &[Allocation], pool_blocks: u64, reuse: Vec<u32>) -> Vec<u32> {
-    let mut owner = refill(reuse, pool_blocks as usize, NO_ALLOC);
-    for (i, a) in allocs.iter().enumerate() {
-        for b in a.start_block..a.start_block + a.blocks {
-            if let Some(slot) = owner.get_mut(b as usize) {
-                *slot = i as u32;
-            }
-        }
-    }
-    owner
-}
-
 /// The qstr pools a decode lists: those in RAM, newest first, unless a focused
 /// decode knows the chunks holding their text (by first block, sorted).
 struct QstrPools<'a> {
     ram_pools: &'a [qstr::PoolHeader],
     known_chunks: Option<&'a [u64]>,
-}
-
-/// An allocation's Python name, when it has one.
-type Name = Option<Arc<str>>;
-
-/// What the role stages make: the roles, the REPL history's lines, and each
-/// bytecode function with its bytecode's allocation.
-struct RoleOut {
-    roles: Roles,
-    readline: Vec<usize>,
-    bytecodes: Vec<(usize, usize)>,
 }
 
 /// What the walk of the allocation table gives the stages after it.
@@ -418,41 +381,6 @@ struct Walked<'m> {
     recycled: DecodeFacts,
     ftb: BitTables<'m>,
     ctb: BitTables<'m>,
-}
-
-/// What the block rows are made from, per allocation.
-struct BlockRowsIn<'a> {
-    derived: &'a [usize],
-    kinds: &'a Kinds,
-    roles: &'a Roles,
-    finaliser: &'a [bool],
-    collect: &'a [Option<bool>],
-}
-
-/// Per allocation: its category from its own first word, and that word when
-/// it names a type in flash (its base kind).
-struct Kinds {
-    category: Vec<Category>,
-    type_addrs: Vec<Option<u64>>,
-}
-
-impl Kinds {
-    /// `n` unknown kinds, in the scratch's memory.
-    fn refill(scratch: &mut Scratch, n: usize) -> Self {
-        Kinds {
-            category: refill(std::mem::take(&mut scratch.kinds), n, Category::Unknown),
-            type_addrs: refill(std::mem::take(&mut scratch.type_addrs), n, None),
-        }
-    }
-
-    /// The base kinds as a list, in `into`'s memory.
-    fn base(&self, mut into: Vec<BaseKind>) -> Vec<BaseKind> {
-        into.clear();
-        into.extend(
-            self.category.iter().zip(&self.type_addrs).map(|(&kind, &type_address)| BaseKind { kind, type_address }),
-        );
-        into
-    }
 }
 
 /// Per allocation: its finaliser bit, and its collect bit (`None` without a
@@ -476,126 +404,8 @@ fn table_bits(
     TableBits { finaliser, collect }
 }
 
-/// The roles given by pointers, per allocation: the reference's category, and
-/// the detailed role with the address of the object that gave it.
-struct Roles {
-    category: Vec<Category>,
-    detail: Vec<(Role, Option<u64>)>,
-}
-
-impl Roles {
-    /// Every allocation's role, in `into`'s memory.
-    fn list(&self, mut into: Vec<RoleOf>) -> Vec<RoleOf> {
-        into.clear();
-        into.extend((0..self.category.len()).map(|i| self.of(i)));
-        into
-    }
-
-    /// Allocation `i`'s role.
-    fn of(&self, i: usize) -> RoleOf {
-        let (category, (role, owner)) = (self.category[i], self.detail[i]);
-        (category, role, owner)
-    }
-
-    /// Gives allocation `i` a role, unless it has one that ranks higher: the
-    /// category's rank first (the reference's order), then the detailed role's.
-    fn give(&mut self, i: usize, category: Category, role: Role, owner: Option<u64>) {
-        let (Some(c), Some(d)) = (self.category.get_mut(i), self.detail.get_mut(i)) else { return };
-        if (category.role_rank(), role) > (c.role_rank(), d.0) {
-            if category.role_rank() > c.role_rank() {
-                *c = category;
-            }
-            *d = (role, owner);
-        }
-    }
-}
-
-/// Words of a closure searched for its cells (`n_closed` is small: the
-/// variables one function closes over).
-const MAX_CLOSURE_WORDS: u64 = 256;
-
 /// Areas of a split heap followed at most (real heaps have a handful).
 const MAX_AREAS: usize = 256;
-
-/// Map keys formatted per run at most (see [`qstr::TextCache`]).
-const MAX_CACHED_KEYS: usize = 1 << 16;
-
-const NO_ALLOC: u32 = u32::MAX;
-
-/// Per-snapshot lookup from block number to the allocation covering it.
-struct Heap<'a> {
-    g: HeapGeometry,
-    allocs: &'a [Allocation],
-    owner: Vec<u32>,
-}
-
-impl Heap<'_> {
-    /// Index of the allocation whose head is exactly `address`.
-    fn head(&self, address: u64) -> Option<usize> {
-        let b = self.g.block_of(address)?;
-        if address != self.g.block_address(b) {
-            return None;
-        }
-        let i = *self.owner.get(b as usize)?;
-        (i != NO_ALLOC && self.allocs.get(i as usize)?.start_block == b).then_some(i as usize)
-    }
-
-    /// Index of the allocation covering `address` at any offset.
-    fn containing(&self, address: u64) -> Option<usize> {
-        let b = self.g.block_of(address)?;
-        let i = *self.owner.get(b as usize)?;
-        (i != NO_ALLOC).then_some(i as usize)
-    }
-}
-
-/// One snapshot as the decoding stages read it: its memory and allocations,
-/// with the lookups every stage makes.
-struct View<'a> {
-    mem: &'a Memory<'a>,
-    /// Where the reads are recorded, when they are.
-    log: &'a ReadLog,
-    heap: &'a Heap<'a>,
-    word: u64,
-    /// Bytes of an `mp_obj_t` (a word, or 8 with NaN boxing on 32-bit).
-    obj_bytes: u64,
-}
-
-impl<'a> View<'a> {
-    fn addr_of(&self, i: usize) -> u64 {
-        self.heap.g.block_address(self.heap.allocs[i].start_block)
-    }
-
-    /// Allocation `i`'s bytes (empty if they lie outside the snapshot), read
-    /// for `what` (see [`reads`]).
-    fn bytes_of(&self, i: usize, what: &'static str) -> &'a [u8] {
-        let a = self.heap.allocs[i];
-        let g = &self.heap.g;
-        self.mem.bytes(g.block_address(a.start_block), a.blocks * g.bytes_per_block, what).unwrap_or(&[])
-    }
-
-    /// Index of the allocation whose head is exactly `address`, looked up for `what`.
-    fn head(&self, address: u64, what: &'static str) -> Option<usize> {
-        self.mem.note_lookup(address, what);
-        self.heap.head(address)
-    }
-
-    /// Index of the allocation covering `address`, looked up for `what`.
-    fn containing(&self, address: u64, what: &'static str) -> Option<usize> {
-        self.mem.note_lookup(address, what);
-        self.heap.containing(address)
-    }
-
-    /// Word `k` of `data`.
-    fn word_at(&self, data: &[u8], k: u64) -> Option<u64> {
-        data.get((k * self.word) as usize..((k + 1) * self.word) as usize).map(crate::memory::le_word)
-    }
-
-    /// `mp_obj_t` number `k` of `data`.
-    fn obj_at(&self, data: &[u8], k: u64) -> Option<u64> {
-        let n = self.obj_bytes;
-        data.get((k * n) as usize..((k + 1) * n) as usize).map(crate::memory::le_word)
-    }
-}
 
 impl<'f> Decoder<'f> {
     pub fn new(firmware: &'f Firmware, profile: &'f Profile, options: DecodeOptions) -> Self {
@@ -756,7 +566,7 @@ impl<'f> Decoder<'f> {
         let focus = plan(&input).filter(|f| f.derive.len() == n && f.known.len() == n && f.roles.len() == n);
         let heap = Heap { g: g.clone(), allocs, owner };
         let (word, obj_bytes) = (self.profile.heap.word_bytes as u64, self.profile.obj_bytes() as u64);
-        let view = View { mem: &mem, log: &log, heap: &heap, word, obj_bytes };
+        let view = View { mem: &mem, log: &log, heap: &heap, word, obj_bytes, objects: &self.profile.objects };
         let mut derive = refill(std::mem::take(&mut scratch.derive), n, true);
         if let Some(f) = &focus {
             derive.copy_from_slice(&f.derive);
@@ -836,59 +646,6 @@ impl<'f> Decoder<'f> {
         Ok((qstrs, ram_pools))
     }
 
-    /// Stage: the roles pointers give, from other objects, from the VM's state
-    /// and from the qstr pools (with the qstrs' rows, in a whole decode).
-    #[allow(clippy::too_many_arguments)]
-    fn roles(
-        &self,
-        v: &View,
-        kinds: &Kinds,
-        pools: &QstrPools,
-        qstrs: &mut qstr::QstrReader,
-        texts: &mut qstr::TextCache,
-        report: &mut SnapshotReport,
-        scratch: &mut Scratch,
-    ) -> Result<RoleOut, DecodeError> {
-        let n = kinds.category.len();
-        let roles = Roles {
-            category: refill(std::mem::take(&mut scratch.roles), n, Category::Unknown),
-            detail: refill(std::mem::take(&mut scratch.details), n, (Role::None, None)),
-        };
-        let mut bytecodes = std::mem::take(&mut scratch.bytecodes);
-        bytecodes.clear();
-        let mut out = RoleOut { roles, readline: Vec::new(), bytecodes };
-        {
-            // Made whole for every snapshot: a run decoder compares the roles.
-            let _untracked = v.log.scope(UNTRACKED);
-            self.object_roles(v, &kinds.category, &kinds.type_addrs, &mut out);
-            self.state_roles(v, &mut out, &mut report.notes)?;
-        }
-        let mut qstr_out = (&mut report.qstrs, &mut report.notes);
-        self.qstr_rows(v, pools, qstrs, texts, &mut out.roles, &mut qstr_out);
-        Ok(out)
-    }
-
-    /// Stage (a focused decode): the allocations whose role differs from the
-    /// snapshot before's are made again; their base kind was known, and is read
-    /// again so that its reads are theirs.
-    fn rederive_changed_roles(
-        &self,
-        v: &View,
-        before: &[Option<RoleOf>],
-        roles: &Roles,
-        ram_pools: &[qstr::PoolHeader],
-        derive: &mut [bool],
-        kinds: &mut Kinds,
-    ) {
-        for i in 0..derive.len() {
-            if !derive[i] && before[i] != Some(roles.of(i)) {
-                derive[i] = true;
-                let _s = v.log.scope(i as u32);
-                (kinds.category[i], kinds.type_addrs[i]) = self.base_kind_of(v, i, ram_pools);
-            }
-        }
-    }
-
     /// Stage: aligned words of RAM outside the heap that hold an allocation's
     /// address, as edge rows or (a run decoder's, to diff with the snapshot
     /// before's) as words.
@@ -966,75 +723,6 @@ impl<'f> Decoder<'f> {
         Ok(Walked { report, recycled, ftb, ctb })
     }
 
-    /// Stage: the block rows of the `derived` allocations.
-    fn block_rows(&self, v: &View, r: &BlockRowsIn, names: &mut [Name], preludes: &[Option<Prelude>]) -> Vec<BlockRow> {
-        let mut rows = Vec::with_capacity(r.derived.len());
-        for &i in r.derived {
-            let a = &v.heap.allocs[i];
-            let (role, detail, owner) = r.roles.of(i);
-            let (base, type_address) = (r.kinds.category[i], r.kinds.type_addrs[i]);
-            let category = if role != Category::Unknown { role } else { base };
-            let kind = detail.kind().unwrap_or_else(|| self.base_kind(base, type_address));
-            rows.push(BlockRow {
-                address: v.addr_of(i),
-                start_block: a.start_block,
-                blocks: a.blocks,
-                kind,
-                category,
-                owner,
-                type_address,
-                name: names[i].take(),
-                has_finaliser: r.finaliser[i],
-                collect: r.collect[i],
-                marked: a.marked,
-                prelude: preludes[i],
-            });
-        }
-        rows
-    }
-
-    /// Stage: the strings' rows of the `derived` allocations holding string
-    /// data: a `str`'s (its length read from the `str` that gave the role) or a
-    /// REPL history line's (up to its NUL).
-    fn string_rows(
-        &self,
-        v: &View,
-        derived: &[usize],
-        roles: &Roles,
-        readline: &[usize],
-        texts: &mut qstr::TextCache,
-    ) -> Vec<StringRow> {
-        let objects = &self.profile.objects;
-        let mut rows = Vec::new();
-        for &sb in derived {
-            let (_, role, owner) = roles.of(sb);
-            let _s = v.log.scope(sb as u32);
-            let row = match (role, owner) {
-                (Role::StrData, Some(owner)) => {
-                    let Some(si) = v.head(owner, "str length") else { continue };
-                    let len = v.word_at(v.bytes_of(si, "str length"), objects.str_len_word as u64).unwrap_or(0);
-                    let bytes = v.bytes_of(sb, "own bytes");
-                    let text = bytes.get(..len.min(bytes.len() as u64) as usize).unwrap_or(&[]);
-                    StringRow {
-                        block: v.addr_of(sb),
-                        owner: Some(owner),
-                        source: "str",
-                        length: len,
-                        text: texts.text(text),
-                    }
-                }
-                (Role::ReadlineLine, _) if readline.contains(&sb) => {
-                    let text = v.bytes_of(sb, "own bytes").split(|b| *b == 0).next().unwrap_or(&[]);
-                    let (block, length, text) = (v.addr_of(sb), text.len() as u64, texts.text(text));
-                    StringRow { block, owner: None, source: "readline_hist", length, text }
-                }
-                _ => continue,
-            };
-            rows.push(row);
-        }
-        rows
-    }
-
     /// Stage: each area's finaliser and collect tables, as tables of one bit a
     /// block (empty when the build has none).
     fn bit_tables<'m>(
@@ -1054,474 +742,6 @@ impl<'f> Decoder<'f> {
             }
         }
         Ok((ftb, ctb))
-    }
-
-    /// Stage: the qstrs of the pools in RAM, oldest pool first (so the rows come
-    /// out in id order), and the role of the chunks holding their text. A
-    /// focused decode lists no qstrs: the pools did not change (what they read
-    /// is read for every row), and it knows the chunks.
-    fn qstr_rows(
-        &self,
-        v: &View,
-        pools: &QstrPools,
-        qstrs: &mut qstr::QstrReader,
-        texts: &mut qstr::TextCache,
-        roles: &mut Roles,
-        (rows, notes): &mut (&mut Vec<QstrRow>, &mut Vec<String>),
-    ) {
-        let _global = v.log.scope(GLOBAL);
-        if let Some(chunks) = pools.known_chunks {
-            for &b in chunks {
-                if let Some(i) = v.head(v.heap.g.block_address(b), "qstr chunk") {
-                    roles.give(i, Category::QstrChunk, Role::QstrChunk, None);
-                }
-            }
-            return;
-        }
-        let header_words = self.profile.objects.qstr_pool_header_words as u64;
-        for h in pools.ram_pools.iter().rev() {
-            let Some(pi) = v.head(h.address, "qstr pool") else {
-                notes.push(format!("qstr pool 0x{:08x} is not an allocated block", h.address));
-                continue;
-            };
-            let capacity = (v.bytes_of(pi, "qstr pool").len() as u64 / v.word).saturating_sub(header_words);
-            for (id, d) in qstrs.entries(h, capacity) {
-                let chunk = v.containing(d.address, "qstr chunk");
-                if let Some(ci) = chunk {
-                    roles.give(ci, Category::QstrChunk, Role::QstrChunk, None);
-                }
-                rows.push(QstrRow {
-                    pool: h.address,
-                    chunk: chunk.map(|c| v.addr_of(c)),
-                    id,
-                    address: d.address,
-                    hash: d.hash,
-                    length: d.text.len() as u64,
-                    text: texts.text(d.text),
-                });
-            }
-        }
-    }
-
-    /// Stage: the pointer edges of the `derived` allocations: every word whose
-    /// value is a block-aligned RAM address, with its map key when the word is a
-    /// value slot of a map table.
-    fn pointer_edges(
-        &self,
-        v: &View,
-        derived: &[usize],
-        categories: &[Category],
-        qstrs: &mut qstr::QstrReader,
-        cache: &mut DecodeCache,
-        edges: &mut Vec<EdgeRow>,
-    ) {
-        let (o, heap) = (&self.profile.objects, v.heap);
-        let obj_words = (v.obj_bytes / v.word).max(1);
-        // Only block-aligned RAM addresses (as `in_ram` has it): most words are not.
-        let ram = self.firmware.ram_start.saturating_add(1)..self.firmware.ram_end;
-        for &i in derived {
-            let _s = v.log.scope(i as u32);
-            let is_map_table = categories[i] == Category::MapTable;
-            let (address, data) = (v.addr_of(i), v.bytes_of(i, "own bytes"));
-            scan::candidates(data, v.word as usize, heap.g.bytes_per_block, ram.clone(), |k, w| {
-                let k = k as u64;
-                let to = v.containing(w, "pointer target");
-                let mut map_key = None;
-                // A value slot: the second `mp_obj_t` of a pair (its low word).
-                if is_map_table && k % (2 * obj_words) == obj_words {
-                    let key = v.obj_at(data, k / obj_words - 1).unwrap_or(0);
-                    // MP_OBJ_NULL and MP_OBJ_SENTINEL mark empty and deleted slots.
-                    if key != o.map_empty_key && key != o.map_deleted_key {
-                        map_key = Some(self.key_text(key, qstrs, cache));
-                    }
-                }
-                edges.push(EdgeRow {
-                    from_address: Some(address),
-                    from_block: Some(heap.allocs[i].start_block),
-                    from_word: Some(k as u32),
-                    root_address: None,
-                    root_name: None,
-                    to_address: w,
-                    to_alloc_address: to.map(|j| v.addr_of(j)),
-                    to_block: to.map(|j| heap.allocs[j].start_block),
-                    to_is_head: to.is_some_and(|j| v.addr_of(j) == w),
-                    map_key,
-                });
-            });
-        }
-    }
-
-    /// A class's name: the qstr in its `mp_obj_type_t.name`.
-    fn type_name(
-        &self,
-        v: &View,
-        i: usize,
-        qstrs: &mut qstr::QstrReader,
-        texts: &mut qstr::TextCache,
-        what: &'static str,
-    ) -> Name {
-        let o = &self.profile.objects;
-        let (at, size) = (o.type_name_offset as usize, o.type_name_bytes.min(8) as usize);
-        let q = v.bytes_of(i, what).get(at..at + size).map(crate::memory::le_word);
-        q.and_then(|q| qstrs.text(q, texts))
-    }
-
-    /// Stage: the names of the classes made at run time, and of their instances
-    /// (their class's name, read there).
-    fn class_names(
-        &self,
-        v: &View,
-        derived: &[usize],
-        kinds: &[Category],
-        qstrs: &mut qstr::QstrReader,
-        texts: &mut qstr::TextCache,
-        names: &mut [Name],
-    ) {
-        for &i in derived {
-            let _s = v.log.scope(i as u32);
-            names[i] = match kinds[i] {
-                Category::Type => self.type_name(v, i, qstrs, texts, "own bytes"),
-                Category::Instance => {
-                    let ti = v.word_at(v.bytes_of(i, "own bytes"), 0).and_then(|p| v.head(p, "instance's class"));
-                    let named = |ti: usize| self.type_name(v, ti, qstrs, texts, "instance's class");
-                    ti.filter(|&ti| kinds[ti] == Category::Type).and_then(named)
-                }
-                _ => continue,
-            };
-        }
-    }
-
-    /// Stage: modules by the `__name__` in their globals' table (two pointers
-    /// away: the module's globals dict, then its table).
-    fn module_names(
-        &self,
-        v: &View,
-        derived: &[usize],
-        type_addrs: &[Option<u64>],
-        qstrs: &mut qstr::QstrReader,
-        texts: &mut qstr::TextCache,
-        names: &mut [Name],
-    ) {
-        let (o, module) = (&self.profile.objects, self.firmware.types.module);
-        let (repr, word_bytes) = (self.profile.object_repr, self.profile.heap.word_bytes);
-        for &i in derived {
-            if type_addrs[i].is_none() || type_addrs[i] != module {
-                continue;
-            }
-            let _s = v.log.scope(i as u32);
-            let own = v.bytes_of(i, "own bytes");
-            let globals = v.word_at(own, o.module_globals_word as u64).and_then(|p| v.head(p, "module globals"));
-            let table = globals.and_then(|g| v.word_at(v.bytes_of(g, "module globals"), o.dict_table_word as u64));
-            let Some(table) = table.and_then(|p| v.head(p, "globals table")) else { continue };
-            let table = v.bytes_of(table, "globals table");
-            let pairs = table.len() as u64 / (2 * v.obj_bytes);
-            for k in 0..pairs.min(1024) {
-                let key = v.obj_at(table, 2 * k).unwrap_or(0);
-                let Immediate::Qstr(kq) = repr.decode(key, word_bytes) else { continue };
-                if qstrs.text(kq, texts).as_deref() != Some("__name__") {
-                    continue;
-                }
-                let value = v.obj_at(table, 2 * k + 1).unwrap_or(0);
-                if let Immediate::Qstr(vq) = repr.decode(value, word_bytes) {
-                    names[i] = qstrs.text(vq, texts);
-                }
-                break;
-            }
-        }
-    }
-
-    /// Stage: each bytecode function and its bytecode, named by the simple name
-    /// in the bytecode's prelude (parsed into `preludes`). A bytecode shared by
-    /// several functions is named through the one that gave it its role.
-    #[allow(clippy::too_many_arguments)]
-    fn function_names(
-        &self,
-        v: &View,
-        bytecodes: &[(usize, usize)],
-        derive: &[bool],
-        roles: &Roles,
-        qstrs: &mut qstr::QstrReader,
-        texts: &mut qstr::TextCache,
-        (names, preludes): (&mut [Name], &mut [Option<Prelude>]),
-    ) {
-        for &(fi, bi) in bytecodes {
-            if derive[fi] {
-                let _s = v.log.scope(fi as u32);
-                names[fi] = self.bytecode_name(v, fi, bi, qstrs, texts).1;
-            }
-            if derive[bi] && roles.of(bi).1 == Role::Bytecode && roles.of(bi).2 == Some(v.addr_of(fi)) {
-                let _s = v.log.scope(bi as u32);
-                (preludes[bi], names[bi]) = self.bytecode_name(v, fi, bi, qstrs, texts);
-            }
-        }
-    }
-
-    /// The prelude of function `fi`'s bytecode `bi`, and the name it gives.
-    fn bytecode_name(
-        &self,
-        v: &View,
-        fi: usize,
-        bi: usize,
-        qstrs: &mut qstr::QstrReader,
-        texts: &mut qstr::TextCache,
-    ) -> (Option<Prelude>, Name) {
-        let o = &self.profile.objects;
-        let (p, q) = match o.bytecode_prelude {
-            BytecodePrelude::Fixed => {
-                let p = bytecode::parse_prelude(v.bytes_of(bi, "bytecode"), o.bytecode_qstr_bytes);
-                (p, p.and_then(|p| p.simple_name))
-            }
-            BytecodePrelude::Packed => {
-                let p = bytecode::parse_prelude_packed(v.bytes_of(bi, "bytecode"));
-                let context = v.word_at(v.bytes_of(fi, "function context"), o.fun_bc_context_word as u64);
-                (p, p.and_then(|p| p.simple_name).and_then(|n| self.qstr_of_name(v.mem, context, n)))
-            }
-        };
-        (p, q.and_then(|q| qstrs.text(q, texts)))
-    }
-
-    /// Stage: the roles objects give the blocks they point at (a dict its
-    /// table, a str its data, a function its bytecode, ...), with the functions'
-    /// bytecode on the way. It runs whole for every snapshot (its reads are
-    /// not recorded: a run decoder compares the roles).
-    fn object_roles(&self, v: &View, kinds: &[Category], type_addrs: &[Option<u64>], out: &mut RoleOut) {
-        let objects = &self.profile.objects;
-        let head = |p: u64| v.heap.head(p);
-        for (i, kind) in kinds.iter().enumerate() {
-            let data = v.bytes_of(i, "roles");
-            let w = |k: u32| v.word_at(data, k as u64);
-            let roles = &mut out.roles;
-            match kind {
-                Category::Dict => {
-                    if let Some(tb) = w(objects.dict_table_word).and_then(head) {
-                        roles.give(tb, Category::MapTable, Role::DictTable, Some(v.addr_of(i)));
-                    }
-                }
-                Category::Instance => {
-                    if let Some(tb) = w(objects.instance_table_word).and_then(head) {
-                        roles.give(tb, Category::MapTable, Role::InstanceTable, Some(v.addr_of(i)));
-                    }
-                }
-                Category::Str => {
-                    if let Some(sb) = w(objects.str_data_word).and_then(head) {
-                        roles.give(sb, Category::StringData, Role::StrData, Some(v.addr_of(i)));
-                    }
-                }
-                Category::Function => {
-                    if let Some(bb) = w(objects.fun_bc_bytecode_word).and_then(head) {
-                        roles.give(bb, Category::Bytecode, Role::Bytecode, Some(v.addr_of(i)));
-                        out.bytecodes.push((i, bb));
-                    }
-                    self.give_owned_role(roles, i, type_addrs[i], data, v.heap, type_addrs, v.addr_of(i));
-                }
-                _ => self.give_owned_role(roles, i, type_addrs[i], data, v.heap, type_addrs, v.addr_of(i)),
-            }
-        }
-    }
-
-    /// Stage: the roles the VM's state gives: the tables of `__main__`'s and
-    /// the modules' dicts, the items of `sys.path` and `sys.argv`, the REPL's
-    /// history lines. Like [`Decoder::object_roles`], it runs whole.
-    fn state_roles(&self, v: &View, out: &mut RoleOut, notes: &mut Vec<String>) -> Result<(), DecodeError> {
-        let (state, s) = (self.firmware.state_address, &self.profile.state);
-        let in_ram = |w: u64| w > self.firmware.ram_start && w < self.firmware.ram_end;
-        for (offset, what) in [
-            (s.dict_main_table, "vm.dict_main.map.table"),
-            (s.loaded_modules_table, "vm.mp_loaded_modules_dict.map.table"),
-        ] {
-            let p = state_word(v.mem, state, offset, what)?;
-            if let Some(tb) = v.heap.head(p) {
-                out.roles.give(tb, Category::MapTable, Role::DictTable, None);
-            } else if p != 0 && in_ram(p) {
-                notes.push(format!("{what} points at 0x{p:08x}, which is not an allocated block"));
-            }
-        }
-        // `sys.path` and `sys.argv` are lists inside the VM's state; their items
-        // arrays are on the heap.
-        for (offset, what) in
-            [(s.sys_path_items, "vm.mp_sys_path_obj.items"), (s.sys_argv_items, "vm.mp_sys_argv_obj.items")]
-        {
-            if let Some(ib) = v.heap.head(state_word(v.mem, state, offset, what)?) {
-                out.roles.give(ib, Category::Unknown, Role::ListItems, None);
-            }
-        }
-        let Some(base) = s.readline_hist else { return Ok(()) };
-        for k in 0..s.readline_hist_len as u64 {
-            let p = state_word(v.mem, state, base.saturating_add(k * v.word), "vm.readline_hist")?;
-            if let Some(sb) = v.heap.head(p) {
-                out.roles.give(sb, Category::StringData, Role::ReadlineLine, None);
-                out.readline.push(sb);
-            }
-        }
-        Ok(())
-    }
-
-    /// Stage: each allocation's category from its own first word (a type in
-    /// flash, a class on the heap, a qstr pool), or as the snapshot before had
-    /// it when a focused decode `known`s it; `type_addrs` gets the flash words.
-    fn base_kinds(
-        &self,
-        v: &View,
-        ram_pools: &[qstr::PoolHeader],
-        known: Option<&[Option<BaseKind>]>,
-        kinds: &mut Kinds,
-    ) {
-        for i in 0..kinds.category.len() {
-            (kinds.category[i], kinds.type_addrs[i]) = match known.and_then(|k| k[i]) {
-                Some(k) => (k.kind, k.type_address),
-                None => {
-                    let _s = v.log.scope(i as u32);
-                    self.base_kind_of(v, i, ram_pools)
-                }
-            };
-        }
-    }
-
-    /// Allocation `i`'s category from its own first word, and that word when it
-    /// lies in flash.
-    fn base_kind_of(&self, v: &View, i: usize, ram_pools: &[qstr::PoolHeader]) -> (Category, Option<u64>) {
-        let t = &self.firmware.types;
-        let is = |opt: Option<u64>, w: u64| opt == Some(w);
-        let address = v.addr_of(i);
-        let w0 = v.word_at(v.bytes_of(i, "own bytes"), 0).unwrap_or(0);
-        if ram_pools.iter().any(|p| p.address == address) {
-            return (Category::QstrPool, None);
-        }
-        if w0 != 0 && v.mem.in_flash(w0) {
-            let kind = if t.functions.contains(&w0) {
-                Category::Function
-            } else if is(t.dict, w0) {
-                Category::Dict
-            } else if is(t.property, w0) {
-                Category::Property
-            } else if is(t.map, w0) {
-                Category::Map
-            } else if is(t.type_type, w0) {
-                Category::Type
-            } else if is(t.tuple, w0) {
-                Category::Tuple
-            } else if is(t.str, w0) {
-                Category::Str
-            } else if is(t.bytearray, w0) {
-                Category::Bytearray
-            } else {
-                Category::Unknown
-            };
-            return (kind, Some(w0));
-        }
-        // An instance of a class defined at run time: its type is a heap object
-        // whose own type is `type`.
-        let ti = v.head(w0, "instance's class");
-        if ti.is_some_and(|ti| v.word_at(v.bytes_of(ti, "instance's class"), 0).is_some_and(|tw| is(t.type_type, tw))) {
-            return (Category::Instance, None);
-        }
-        (Category::Unknown, None)
-    }
-
-    /// The kind an allocation has by itself, before any role: from its category
-    /// where that says (a qstr pool, an instance of a Python class), else from its
-    /// type in flash (see [`kinds`]).
-    fn base_kind(&self, category: Category, type_address: Option<u64>) -> &'static str {
-        match category {
-            Category::QstrPool => "qstr_pool",
-            Category::Instance => "instance",
-            _ => type_address.and_then(|t| self.firmware.type_kinds.get(&t).copied()).unwrap_or("unknown"),
-        }
-    }
-
-    /// The role an object of a built-in type without a reference category gives
-    /// the blocks it owns: a list its items, a set its table, a bytes object or an
-    /// array its data, a closure its cells. `data` is the object's own bytes.
-    #[allow(clippy::too_many_arguments)]
-    fn give_owned_role(
-        &self,
-        roles: &mut Roles,
-        i: usize,
-        type_address: Option<u64>,
-        data: &[u8],
-        heap: &Heap,
-        type_addrs: &[Option<u64>],
-        address: u64,
-    ) {
-        let (t, objects) = (&self.firmware.types, &self.profile.objects);
-        let Some(ta) = type_address else { return };
-        let word = self.profile.heap.word_bytes as u64;
-        let word_at = |k: u64| data.get((k * word) as usize..((k + 1) * word) as usize).map(crate::memory::le_word);
-        let head = |k: u32| word_at(k as u64).and_then(|p| heap.head(p));
-        let is = |opt: Option<u64>| opt == Some(ta);
-        let (at, role) = if is(t.list) {
-            (head(objects.list_items_word), Role::ListItems)
-        } else if is(t.set) || is(t.frozenset) {
-            (head(objects.set_table_word), Role::SetTable)
-        } else if is(t.bytearray) || is(t.array) {
-            (head(objects.array_items_word), Role::ArrayItems)
-        } else if is(t.bytes) {
-            (head(objects.str_data_word), Role::BytesData)
-        } else if is(t.fun_bc) {
-            // Current MicroPython: the raw code of inner functions, and the
-            // module context (typed when it is a module; the REPL's is not).
-            if let Some(c) = objects.fun_bc_child_table_word.and_then(head) {
-                roles.give(c, Category::Unknown, Role::ChildTable, Some(address));
-            }
-            let packed = objects.bytecode_prelude == BytecodePrelude::Packed;
-            let context = head(objects.fun_bc_context_word).filter(|&c| packed && type_addrs[c].is_none());
-            if let Some(c) = context {
-                roles.give(c, Category::Unknown, Role::ModuleContext, None);
-            }
-            return;
-        } else if is(t.int) {
-            (head(objects.int_digits_word), Role::IntDigits)
-        } else if self.firmware.type_kinds.get(&ta) == Some(&"exception") {
-            (objects.exception_traceback_word.and_then(head), Role::Traceback)
-        } else if is(t.module) && objects.context_qstr_table_word.is_some() {
-            // Current MicroPython allocates every module as an `mp_module_context_t`.
-            (objects.context_qstr_table_word.and_then(head), Role::QstrTable)
-        } else if is(t.closure) && t.cell.is_some() {
-            // `closed[]` follows `fun` and `n_closed`; the cells are the typed
-            // objects among the words after the first.
-            for k in 1..(data.len() as u64 / word).min(MAX_CLOSURE_WORDS) {
-                let cell = word_at(k).and_then(|p| heap.head(p)).filter(|&c| type_addrs[c] == t.cell);
-                if let Some(c) = cell {
-                    roles.give(c, Category::Unknown, Role::Cell, Some(address));
-                }
-            }
-            return;
-        } else {
-            return;
-        };
-        if let Some(target) = at.filter(|&b| b != i) {
-            roles.give(target, Category::Unknown, role, Some(address));
-        }
-    }
-
-    /// The qstr a packed prelude's name value stands for: the value itself, or (when
-    /// the build's bytecode indexes a table) entry `index` of the module context's
-    /// `constants.qstr_table`, a `qstr_short_t` (16-bit) array. `context` is the
-    /// function's `context` word; every pointer is read bounds-checked.
-    fn qstr_of_name(&self, mem: &Memory, context: Option<u64>, index: u64) -> Option<u64> {
-        let objects = &self.profile.objects;
-        let Some(table_word) = objects.context_qstr_table_word else { return Some(index) };
-        let word = self.profile.heap.word_bytes as u64;
-        let table = mem.word(context?.checked_add(table_word as u64 * word)?, "module qstr table").ok()?;
-        let entry = mem.bytes(table.checked_add(index.checked_mul(2)?)?, 2, "module qstr table").ok()?;
-        Some(crate::memory::le_word(entry))
-    }
-
-    /// A map key as the reference prints it; qstrs are looked up in this snapshot's
-    /// pools, other keys are formatted once per run.
-    fn key_text(&self, key: u64, qstrs: &mut qstr::QstrReader, cache: &mut DecodeCache) -> Arc<str> {
-        let repr = self.profile.object_repr;
-        if let Immediate::Qstr(q) = repr.decode(key, self.profile.heap.word_bytes) {
-            return qstrs.text(q, &mut cache.texts).unwrap_or_else(|| Arc::from(format!("<qstr {q}>")));
-        }
-        if let Some(t) = cache.keys.get(&key) {
-            return Arc::clone(t);
-        }
-        let t: Arc<str> = self.format_object(key, qstrs, &mut cache.texts).into();
-        if cache.keys.len() < MAX_CACHED_KEYS {
-            cache.keys.insert(key, Arc::clone(&t));
-        }
-        t
     }
 
     /// Which object representation the snapshot's `__main__` globals use: their

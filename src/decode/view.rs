@@ -1,0 +1,248 @@
+//! One snapshot as the decoding stages read it: which allocation covers each
+//! block, the allocations' bytes and words read through the tracked memory
+//! (see [`super::reads`]), and the finaliser and collect tables.
+
+use super::*;
+
+pub(super) const NO_ALLOC: u32 = u32::MAX;
+
+/// Per-snapshot lookup from block number to the allocation covering it.
+pub(super) struct Heap<'a> {
+    pub(super) g: HeapGeometry,
+    pub(super) allocs: &'a [Allocation],
+    pub(super) owner: Vec<u32>,
+}
+
+impl Heap<'_> {
+    /// Index of the allocation whose head is exactly `address`.
+    pub(super) fn head(&self, address: u64) -> Option<usize> {
+        let b = self.g.block_of(address)?;
+        if address != self.g.block_address(b) {
+            return None;
+        }
+        let i = *self.owner.get(b as usize)?;
+        (i != NO_ALLOC && self.allocs.get(i as usize)?.start_block == b).then_some(i as usize)
+    }
+
+    /// Index of the allocation covering `address` at any offset.
+    pub(super) fn containing(&self, address: u64) -> Option<usize> {
+        let b = self.g.block_of(address)?;
+        let i = *self.owner.get(b as usize)?;
+        (i != NO_ALLOC).then_some(i as usize)
+    }
+}
+
+/// One snapshot as the decoding stages read it: its memory and allocations,
+/// with the lookups every stage makes.
+pub(super) struct View<'a> {
+    pub(super) mem: &'a Memory<'a>,
+    /// Where the reads are recorded, when they are.
+    pub(super) log: &'a ReadLog,
+    pub(super) heap: &'a Heap<'a>,
+    pub(super) word: u64,
+    /// Bytes of an `mp_obj_t` (a word, or 8 with NaN boxing on 32-bit).
+    pub(super) obj_bytes: u64,
+    /// Where the fields of the firmware's structs are.
+    pub(super) objects: &'a ObjectLayout,
+}
+
+impl<'a> View<'a> {
+    pub(super) fn addr_of(&self, i: usize) -> u64 {
+        self.heap.g.block_address(self.heap.allocs[i].start_block)
+    }
+
+    /// Allocation `i`'s bytes (empty if they lie outside the snapshot), read
+    /// for `what` (see [`reads`]).
+    pub(super) fn bytes_of(&self, i: usize, what: &'static str) -> &'a [u8] {
+        let a = self.heap.allocs[i];
+        let g = &self.heap.g;
+        self.mem.bytes(g.block_address(a.start_block), a.blocks * g.bytes_per_block, what).unwrap_or(&[])
+    }
+
+    /// Index of the allocation whose head is exactly `address`, looked up for `what`.
+    pub(super) fn head(&self, address: u64, what: &'static str) -> Option<usize> {
+        self.mem.note_lookup(address, what);
+        self.heap.head(address)
+    }
+
+    /// Index of the allocation covering `address`, looked up for `what`.
+    pub(super) fn containing(&self, address: u64, what: &'static str) -> Option<usize> {
+        self.mem.note_lookup(address, what);
+        self.heap.containing(address)
+    }
+
+    /// Allocation `i` as one of the firmware's structs, its bytes and what its
+    /// fields point at read for `what`.
+    pub(super) fn object(&self, i: usize, what: &'static str) -> Struct<'_, 'a> {
+        Struct { v: self, data: self.bytes_of(i, what), what }
+    }
+
+    /// Word `k` of `data`.
+    pub(super) fn word_at(&self, data: &[u8], k: u64) -> Option<u64> {
+        data.get((k * self.word) as usize..((k + 1) * self.word) as usize).map(crate::memory::le_word)
+    }
+
+    /// `mp_obj_t` number `k` of `data`.
+    pub(super) fn obj_at(&self, data: &[u8], k: u64) -> Option<u64> {
+        let n = self.obj_bytes;
+        data.get((k * n) as usize..((k + 1) * n) as usize).map(crate::memory::le_word)
+    }
+}
+
+/// Per pool block, the index of the allocation covering it ([`NO_ALLOC`]:
+/// none), in `reuse`'s memory.
+pub(super) fn owners(allocs: &[Allocation], pool_blocks: u64, reuse: Vec<u32>) -> Vec<u32> {
+    let mut owner = refill(reuse, pool_blocks as usize, NO_ALLOC);
+    for (i, a) in allocs.iter().enumerate() {
+        for b in a.start_block..a.start_block + a.blocks {
+            if let Some(slot) = owner.get_mut(b as usize) {
+                *slot = i as u32;
+            }
+        }
+    }
+    owner
+}
+
+/// A table of a few bits a block, one per area, by the area's first block: the
+/// finaliser and collect tables.
+pub(super) struct BitTables<'m> {
+    pub(super) areas: Vec<(u64, &'m [u8])>,
+    /// Blocks a byte: 8, one bit each, for every build so far (the profile's).
+    pub(super) per_byte: u64,
+}
+
+impl<'m> BitTables<'m> {
+    pub(super) fn new(per_byte: u32) -> Self {
+        BitTables { areas: Vec::new(), per_byte: per_byte.clamp(1, 8) as u64 }
+    }
+
+    /// Block `b`'s bit, `None` when no area's table covers it.
+    pub(super) fn bit(&self, b: u64) -> Option<bool> {
+        let &(first, t) = self.areas.iter().rev().find(|(first, _)| *first <= b)?;
+        let b = b - first;
+        let shift = (b % self.per_byte) * (8 / self.per_byte);
+        Some(t.get((b / self.per_byte) as usize).is_some_and(|byte| (byte >> shift) & 1 == 1))
+    }
+}
+
+/// An allocation read as one of the firmware's structs (`mp_obj_dict_t`,
+/// `mp_obj_str_t`, `mp_obj_fun_bc_t`, ...): each field at the word the profile
+/// gives ([`ObjectLayout`]), and the allocation a pointer field points at.
+pub(super) struct Struct<'v, 'a> {
+    v: &'v View<'a>,
+    data: &'a [u8],
+    /// What the allocations its fields point at are looked up for.
+    what: &'static str,
+}
+
+impl Struct<'_, '_> {
+    /// The same struct, what its fields point at looked up for `what`.
+    pub(super) fn targets_for(self, what: &'static str) -> Self {
+        Struct { what, ..self }
+    }
+
+    /// Word `k`.
+    pub(super) fn word(&self, k: u32) -> Option<u64> {
+        self.v.word_at(self.data, k as u64)
+    }
+
+    /// The allocation whose head word `k` points at.
+    pub(super) fn points_at(&self, k: u32) -> Option<usize> {
+        self.word(k).and_then(|p| self.head_of(p))
+    }
+
+    /// The allocation whose head is `p`, a word read from this struct.
+    pub(super) fn head_of(&self, p: u64) -> Option<usize> {
+        self.v.head(p, self.what)
+    }
+
+    /// A pointer field the build may not have.
+    fn points_at_opt(&self, k: Option<u32>) -> Option<usize> {
+        k.and_then(|k| self.points_at(k))
+    }
+
+    /// Its words after the first (a closure's, searched for cells), at most `max`.
+    pub(super) fn words_after_first(&self, max: u64) -> impl Iterator<Item = u64> + '_ {
+        (1..(self.data.len() as u64 / self.v.word).min(max)).filter_map(|k| self.v.word_at(self.data, k))
+    }
+
+    /// The first word: a type, in flash or on the heap.
+    pub(super) fn type_word(&self) -> Option<u64> {
+        self.word(0)
+    }
+
+    /// A dict's (or a module's globals') `map.table`.
+    pub(super) fn dict_table(&self) -> Option<usize> {
+        self.points_at(self.v.objects.dict_table_word)
+    }
+
+    /// An instance's `members.table`.
+    pub(super) fn instance_table(&self) -> Option<usize> {
+        self.points_at(self.v.objects.instance_table_word)
+    }
+
+    /// A str's or a bytes object's data.
+    pub(super) fn str_data(&self) -> Option<usize> {
+        self.points_at(self.v.objects.str_data_word)
+    }
+
+    /// A str's length in bytes.
+    pub(super) fn str_len(&self) -> Option<u64> {
+        self.word(self.v.objects.str_len_word)
+    }
+
+    /// A bytecode function's bytecode.
+    pub(super) fn fun_bytecode(&self) -> Option<usize> {
+        self.points_at(self.v.objects.fun_bc_bytecode_word)
+    }
+
+    /// A bytecode function's `context` word (a module's context, or its globals).
+    pub(super) fn fun_context_word(&self) -> Option<u64> {
+        self.word(self.v.objects.fun_bc_context_word)
+    }
+
+    /// The allocation a bytecode function's `context` points at.
+    pub(super) fn fun_context(&self) -> Option<usize> {
+        self.points_at(self.v.objects.fun_bc_context_word)
+    }
+
+    /// A bytecode function's table of inner functions' raw code (current MicroPython).
+    pub(super) fn fun_child_table(&self) -> Option<usize> {
+        self.points_at_opt(self.v.objects.fun_bc_child_table_word)
+    }
+
+    /// A module's globals dict.
+    pub(super) fn module_globals(&self) -> Option<usize> {
+        self.points_at(self.v.objects.module_globals_word)
+    }
+
+    /// A module context's `constants.qstr_table` (current MicroPython).
+    pub(super) fn module_qstr_table(&self) -> Option<usize> {
+        self.points_at_opt(self.v.objects.context_qstr_table_word)
+    }
+
+    /// A list's items.
+    pub(super) fn list_items(&self) -> Option<usize> {
+        self.points_at(self.v.objects.list_items_word)
+    }
+
+    /// A set's table.
+    pub(super) fn set_table(&self) -> Option<usize> {
+        self.points_at(self.v.objects.set_table_word)
+    }
+
+    /// A bytearray's or an array's items.
+    pub(super) fn array_items(&self) -> Option<usize> {
+        self.points_at(self.v.objects.array_items_word)
+    }
+
+    /// A long int's digits.
+    pub(super) fn int_digits(&self) -> Option<usize> {
+        self.points_at(self.v.objects.int_digits_word)
+    }
+
+    /// An exception's traceback data.
+    pub(super) fn exception_traceback(&self) -> Option<usize> {
+        self.points_at_opt(self.v.objects.exception_traceback_word)
+    }
+}
