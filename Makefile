@@ -35,7 +35,7 @@ test-deps:
 # Criterion benches (decoding throughput per board).
 bench:
 	cargo build --release
-	cargo bench --bench decode --bench render --bench soak
+	cargo bench --bench decode --bench render --bench stages --bench soak
 
 # Regenerates the committed sample capture (deterministic: same bytes every time).
 sample:

@@ -130,6 +130,16 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         wanted && !whole_rows && decoder.supports_focus()
     }
 
+    /// Keeps the time spent per stage from now on (see [`crate::decode::stages`]).
+    pub fn time_stages(&mut self) {
+        self.cache.time_stages();
+    }
+
+    /// The time spent per stage so far, when kept.
+    pub fn stage_times(&self) -> Option<&crate::decode::stages::StageTimes> {
+        self.cache.stage_times.as_ref()
+    }
+
     /// Whether the last snapshot prepared was decoded from the one before it
     /// (rather than whole, or not at all).
     pub fn last_focused(&self) -> bool {
@@ -181,6 +191,9 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         }
         let kept = Kept { slots, read_by, qstrs: step.qstrs, types: step.types, carried: step.carried };
         self.keep_previous(ram, &report, facts, kept);
+        if let Some(t) = &mut self.cache.stage_times {
+            t.lap(crate::decode::stages::Stage::Diff);
+        }
         report.blocks = Vec::new();
         report.strings = Vec::new();
         // The report waits for the writer with its run: only what it holds.

@@ -18,6 +18,7 @@ mod roles;
 pub mod roots;
 mod rows;
 mod scan;
+pub mod stages;
 mod view;
 
 use std::sync::Arc;
@@ -38,6 +39,7 @@ use reads::{ReadLog, Reads, Tracker, GLOBAL, UNTRACKED};
 use roles::{RoleOut, Roles};
 pub use roots::{RootWord, Roots, RootsBefore};
 use rows::BlockRowsIn;
+use stages::{lap, Stage};
 use view::{owners, BitTables, Heap, Struct, View};
 
 /// What a block holds, with the reference's categories (and its colours).
@@ -329,9 +331,16 @@ pub struct DecodeCache {
     /// Vectors of a decode's facts handed back by a run decoder once it is done
     /// with them ([`DecodeCache::recycle`]), to be refilled.
     recycled: DecodeFacts,
+    /// Time per stage, when asked for ([`DecodeCache::time_stages`]).
+    pub stage_times: Option<stages::StageTimes>,
 }
 
 impl DecodeCache {
+    /// Keeps the time spent per stage from now on (see [`stages`]).
+    pub fn time_stages(&mut self) {
+        self.stage_times.get_or_insert_with(Default::default);
+    }
+
     /// Takes back the vectors of facts a decode returned, when their holder is
     /// done with them: the next decode refills them instead of allocating anew.
     pub fn recycle(&mut self, facts: DecodeFacts) {
@@ -538,6 +547,9 @@ impl<'f> Decoder<'f> {
         roots: Roots,
         plan: impl FnOnce(&PlanInput) -> Option<Focus>,
     ) -> Result<(SnapshotReport, DecodeFacts), DecodeError> {
+        if let Some(t) = &mut cache.stage_times {
+            t.start();
+        }
         let log = ReadLog::new(self.options.drop_read);
         let mut mem = self.memory(ram);
         if matches!(roots, Roots::Words(_)) {
@@ -553,6 +565,7 @@ impl<'f> Decoder<'f> {
         if self.options.metrics_only {
             return Ok((report, DecodeFacts::default()));
         }
+        lap(&mut cache.stage_times, Stage::Walk);
         let g = report.geometry.clone();
         let mut scratch = std::mem::take(&mut cache.scratch);
         let spare = (std::mem::take(&mut recycled.finaliser), std::mem::take(&mut recycled.collect));
@@ -563,6 +576,7 @@ impl<'f> Decoder<'f> {
         let (finaliser, collect) = (&bits.finaliser, &bits.collect);
         let input = PlanInput { ram, geometry: &g, allocations: allocs, owner: &owner, finaliser, collect };
         let n = allocs.len();
+        lap(&mut cache.stage_times, Stage::Owners);
         let focus = plan(&input).filter(|f| f.derive.len() == n && f.known.len() == n && f.roles.len() == n);
         let heap = Heap { g: g.clone(), allocs, owner };
         let (word, obj_bytes) = (self.profile.heap.word_bytes as u64, self.profile.obj_bytes() as u64);
@@ -571,11 +585,13 @@ impl<'f> Decoder<'f> {
         if let Some(f) = &focus {
             derive.copy_from_slice(&f.derive);
         }
+        lap(&mut cache.stage_times, Stage::Plan);
         let (mut qstrs, ram_pools) = self.qstr_pools(&mem)?;
 
         // Base kinds, then roles given by pointers (made whole every snapshot).
         let mut kinds = Kinds::refill(&mut scratch, n);
         self.base_kinds(&view, &ram_pools, focus.as_ref().map(|f| &f.known[..]), &mut kinds);
+        lap(&mut cache.stage_times, Stage::BaseKinds);
         let chunks = focus.as_ref().map(|f| &f.qstr_chunks[..]);
         let pools = QstrPools { ram_pools: &ram_pools, known_chunks: chunks };
         let out = self.roles(&view, &kinds, &pools, &mut qstrs, &mut cache.texts, &mut report, &mut scratch)?;
@@ -583,6 +599,7 @@ impl<'f> Decoder<'f> {
         if let Some(f) = &focus {
             self.rederive_changed_roles(&view, &f.roles, &roles, &ram_pools, &mut derive, &mut kinds);
         }
+        lap(&mut cache.stage_times, Stage::Roles);
         let mut derived = std::mem::take(&mut scratch.derived);
         derived.clear();
         derived.extend((0..n).filter(|&i| derive[i]));
@@ -595,6 +612,7 @@ impl<'f> Decoder<'f> {
         self.class_names(&view, &derived, &kinds.category, &mut qstrs, texts, &mut names);
         self.module_names(&view, &derived, &kinds.type_addrs, &mut qstrs, texts, &mut names);
         self.function_names(&view, &bytecodes, &derive, &roles, &mut qstrs, texts, (&mut names, &mut preludes));
+        lap(&mut cache.stage_times, Stage::Names);
         let mut root_words = std::mem::take(&mut recycled.root_words);
         root_words.clear();
         if !self.options.skip_edges {
@@ -602,6 +620,7 @@ impl<'f> Decoder<'f> {
             self.pointer_edges(&view, &derived, &roles.category, &mut qstrs, cache, &mut report.edges);
             self.roots(&view, &roots, &mut report.edges, &mut root_words);
         }
+        lap(&mut cache.stage_times, Stage::Edges);
         let rows = BlockRowsIn { derived: &derived, kinds: &kinds, roles: &roles, finaliser, collect };
         report.blocks = self.block_rows(&view, &rows, &mut names, &preludes);
         cache.edges = report.edges.len();
@@ -631,6 +650,7 @@ impl<'f> Decoder<'f> {
             root_words,
             reads,
         };
+        lap(&mut cache.stage_times, Stage::Rows);
         Ok((report, facts))
     }
 
