@@ -314,6 +314,7 @@ fn main() {
         let profile: Vec<&str> = case.profile().map(|p| vec!["--profile", p]).unwrap_or_default();
         let mut modes: Vec<(&str, Vec<&str>)> = vec![
             ("default tables", vec![]),
+            ("default tables, one thread", vec!["--threads", "1"]),
             ("default tables, whole decodes", vec!["--full-decode"]),
             ("metrics only", vec!["--metrics-only"]),
         ];
