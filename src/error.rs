@@ -47,6 +47,9 @@ pub enum Error {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 
+    #[error("{path}: line {line}: {message}")]
+    Sidecar { path: PathBuf, line: usize, message: String },
+
     #[error("{path}: not found (expected {expected})")]
     MissingInput { path: PathBuf, expected: &'static str },
 

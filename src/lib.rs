@@ -29,6 +29,8 @@ pub mod pipeline;
 
 pub mod profile;
 pub mod render;
+pub mod retain;
+pub mod sidecar;
 pub mod synth;
 pub mod sys;
 pub mod tables;

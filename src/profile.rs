@@ -154,6 +154,12 @@ pub struct StateOffsets {
     pub readline_hist_len: u32,
     /// The GC's geometry (`mem.gc_alloc_table_start`, …).
     pub gc: GcStateOffsets,
+    /// The root range `gc_collect_start` scans (py/gc.c): from `roots_start`
+    /// (0 up to MicroPython 1.9 and in CircuitPython 3.0; `thread.dict_locals`
+    /// since MicroPython 1.10) up to `roots_end` (`vm.qstr_last_chunk`).
+    /// `None`: unknown, and no reachability is computed.
+    pub roots_start: u64,
+    pub roots_end: Option<u64>,
     /// The words of `mp_state_ctx` by member path (`vm.dict_main.map.table`,
     /// `vm.readline_hist[3]`) and byte offset, as DWARF lists them, to name root
     /// pointers. Empty: the names follow from the offsets above.
@@ -353,6 +359,8 @@ impl Default for StateOffsets {
             readline_hist: Some(128),
             readline_hist_len: 8,
             gc: GcStateOffsets::default(),
+            roots_start: 0,
+            roots_end: Some(160),
             root_names: Default::default(),
         }
     }

@@ -361,6 +361,15 @@ pub fn derive_profile(data: &[u8], path: &Path, base: &Profile) -> Result<Derive
     found.push(format!("heap.word_bytes = {word} (pointer size)"));
 
     let member = |root: &str, path: &str| t.path(root, path).map(|(o, _)| o);
+    // The GC's root range: `thread.dict_locals` (MicroPython 1.10 on; a 1.9
+    // build starts at 0, before words that never hold a heap pointer) up to
+    // `vm.qstr_last_chunk`.
+    p.state.roots_start = member("mp_state_ctx_t", "thread.dict_locals").unwrap_or(0);
+    p.state.roots_end = member("mp_state_ctx_t", "vm.qstr_last_chunk");
+    match p.state.roots_end {
+        Some(end) => found.push(format!("state.roots = {}..{end}", p.state.roots_start)),
+        None => missing.push("state.roots_end".to_string()),
+    }
     let mut set = |field: &str, value: Option<u64>, target: &mut u64| match value {
         Some(v) => {
             *target = v;

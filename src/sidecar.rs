@@ -1,0 +1,175 @@
+//! The capture's sidecar: `<dump>.events.jsonl` beside the dump (`ram.events.jsonl`
+//! beside `ram.bin`), one JSON object per snapshot in dump order, written by the
+//! capture script. What the dump alone cannot say: the stack pointer at the
+//! snapshot (for the GC's roots), and the host time, the event that triggered
+//! the snapshot, the size requested, the innermost frames.
+//!
+//! Every line is input: a line that is not an object with an integer
+//! `snapshot` is an error naming its line, and no value is trusted to be in
+//! range (a stack pointer outside RAM is left out where it is used). Keys
+//! heapvis does not know are kept as they are.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+/// One snapshot's line.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Event {
+    pub snapshot: u64,
+    /// The stack pointer (a number, or a string such as `0x2001fe00`).
+    pub sp: Option<u64>,
+    /// Host time, seconds.
+    pub time: Option<f64>,
+    /// `alloc`, `collect_start`, `collect_marked`, `collect_end`, `memory_error`, ...
+    pub event: Option<String>,
+    pub requested_bytes: Option<u64>,
+    /// The innermost function names.
+    pub frames: Vec<String>,
+    /// Every other key, as written.
+    pub extra: Map<String, Value>,
+}
+
+/// The events of a capture, by snapshot.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Sidecar {
+    pub path: PathBuf,
+    /// Sorted by snapshot; one per snapshot (the last line wins).
+    events: Vec<Event>,
+}
+
+/// Lines longer than this are refused: a line is one snapshot's few keys.
+const MAX_LINE_BYTES: usize = 1 << 20;
+
+impl Sidecar {
+    /// Where the sidecar of `dump` sits.
+    pub fn path_for(dump: &Path) -> PathBuf {
+        let stem = dump.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        dump.with_file_name(format!("{stem}.events.jsonl"))
+    }
+
+    /// The sidecar beside `dump`, if there is one.
+    pub fn beside(dump: &Path) -> Result<Option<Sidecar>> {
+        let path = Self::path_for(dump);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        Self::parse(&path, &text).map(Some)
+    }
+
+    /// Parses the lines of `text` (blank lines are skipped).
+    pub fn parse(path: &Path, text: &str) -> Result<Sidecar> {
+        let bad = |line: usize, message: String| Error::Sidecar { path: path.to_path_buf(), line, message };
+        let mut events = Vec::new();
+        for (k, line) in text.lines().enumerate() {
+            let line_no = k + 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            if line.len() > MAX_LINE_BYTES {
+                return Err(bad(line_no, format!("longer than {MAX_LINE_BYTES} bytes")));
+            }
+            let value: Value = serde_json::from_str(line).map_err(|e| bad(line_no, e.to_string()))?;
+            let Value::Object(map) = value else { return Err(bad(line_no, "not a JSON object".into())) };
+            events.push(Event::from_map(map).map_err(|m| bad(line_no, m))?);
+        }
+        events.reverse();
+        events.sort_by_key(|e| e.snapshot); // stable: the last line of a snapshot first
+        events.dedup_by_key(|e| e.snapshot);
+        Ok(Sidecar { path: path.to_path_buf(), events })
+    }
+
+    /// The event of snapshot `snapshot`, if the sidecar has one.
+    pub fn get(&self, snapshot: u64) -> Option<&Event> {
+        self.events.binary_search_by_key(&snapshot, |e| e.snapshot).ok().map(|i| &self.events[i])
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+}
+
+impl Event {
+    fn from_map(mut map: Map<String, Value>) -> std::result::Result<Event, String> {
+        let snapshot = map.remove("snapshot").ok_or("no `snapshot`")?;
+        let snapshot = number(&snapshot).ok_or("`snapshot` is not a whole number")?;
+        let sp = match map.remove("sp") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(number(&v).ok_or("`sp` is not an address")?),
+        };
+        let time = map.remove("time").and_then(|v| v.as_f64());
+        let event = map.remove("event").and_then(|v| v.as_str().map(str::to_owned));
+        let requested_bytes = map.remove("requested_bytes").as_ref().and_then(number);
+        let frames = match map.remove("frames") {
+            Some(Value::Array(a)) => a.into_iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+            _ => Vec::new(),
+        };
+        Ok(Event { snapshot, sp, time, event, requested_bytes, frames, extra: map })
+    }
+}
+
+/// A whole number written as a JSON number or as a decimal or `0x` string.
+fn number(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+            Some(hex) => u64::from_str_radix(hex, 16).ok(),
+            None => s.parse().ok(),
+        },
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_become_events_by_snapshot() {
+        let text = r#"{"snapshot": 0, "sp": 536903600, "time": 1.5, "event": "alloc", "requested_bytes": 16, "frames": ["gc_alloc", "mp_obj_new_list"], "board": "x"}
+
+{"snapshot": 2, "sp": "0x2001fe00"}
+{"snapshot": 1}
+{"snapshot": 2, "sp": "0x2001fe08"}
+"#;
+        let s = Sidecar::parse(Path::new("ram.events.jsonl"), text).unwrap();
+        assert_eq!(s.len(), 3);
+        let e0 = s.get(0).unwrap();
+        assert_eq!(
+            (e0.sp, e0.time, e0.event.as_deref(), e0.requested_bytes),
+            (Some(0x2000_7fb0), Some(1.5), Some("alloc"), Some(16))
+        );
+        assert_eq!(e0.frames, ["gc_alloc", "mp_obj_new_list"]);
+        assert_eq!(e0.extra.get("board"), Some(&Value::String("x".into())));
+        assert_eq!(s.get(1).unwrap().sp, None);
+        assert_eq!(s.get(2).unwrap().sp, Some(0x2001_fe08), "the last line of a snapshot wins");
+        assert!(s.get(3).is_none());
+    }
+
+    #[test]
+    fn bad_lines_are_errors_naming_the_line() {
+        for (text, line, what) in [
+            ("{\"snapshot\": 0}\nnot json\n", 2, ""),
+            ("[1, 2]\n", 1, "not a JSON object"),
+            ("{\"sp\": 4}\n", 1, "no `snapshot`"),
+            ("{\"snapshot\": -1}\n", 1, "not a whole number"),
+            ("{\"snapshot\": 1, \"sp\": \"here\"}\n", 1, "not an address"),
+        ] {
+            let e = Sidecar::parse(Path::new("ram.events.jsonl"), text).unwrap_err().to_string();
+            assert!(e.contains(&format!("line {line}")) && e.contains(what), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_sidecar_sits_beside_the_dump() {
+        assert_eq!(Sidecar::path_for(Path::new("/x/ram.bin")), Path::new("/x/ram.events.jsonl"));
+        assert_eq!(Sidecar::path_for(Path::new("soak")), Path::new("soak.events.jsonl"));
+    }
+}
