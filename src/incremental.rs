@@ -545,6 +545,12 @@ impl BlockSet {
         BlockSet(vec![0; blocks.div_ceil(64) as usize])
     }
 
+    fn insert_block(&mut self, b: u64) {
+        if let Some(w) = self.0.get_mut((b / 64) as usize) {
+            *w |= 1 << (b % 64);
+        }
+    }
+
     fn insert(&mut self, a: &Allocation) {
         for b in a.start_block..a.start_block.saturating_add(a.blocks) {
             match self.0.get_mut((b / 64) as usize) {
@@ -557,6 +563,56 @@ impl BlockSet {
     fn contains(&self, block: u64) -> bool {
         self.0.get((block / 64) as usize).is_some_and(|w| w >> (block % 64) & 1 == 1)
     }
+
+    /// Whether a block of `start..start + len` is in the set (or lies past its end).
+    fn any_in(&self, start: u64, len: u64) -> bool {
+        let end = start.saturating_add(len);
+        if end.div_ceil(64) > self.0.len() as u64 {
+            return true;
+        }
+        (start..end).any(|b| self.contains(b))
+    }
+}
+
+/// The pool blocks whose bytes differ between `ram` and `before` (snapshots of
+/// the same geometry `g`; RAM starting at `ram_start`), compared 64 bytes at a
+/// time: a whole pool costs about what a copy of it does, where comparing each
+/// allocation's bytes on its own cost a call per allocation.
+fn written_blocks(ram_start: u64, g: &HeapGeometry, ram: &[u8], before: &[u8]) -> BlockSet {
+    const CHUNK: usize = 64;
+    let mut set = BlockSet::new(g.pool_blocks());
+    let bpb = g.bytes_per_block.max(1) as usize;
+    for area in g.areas() {
+        let Some(start) = area.pool_start.checked_sub(ram_start) else { continue };
+        let r = start as usize..(start as usize).saturating_add((area.pool_end - area.pool_start) as usize);
+        let (Some(x), Some(y)) = (ram.get(r.clone()), before.get(r)) else {
+            // Outside the snapshot: every block counts as written.
+            (0..area.blocks(g.bytes_per_block)).for_each(|b| set.insert_block(area.first_block + b));
+            continue;
+        };
+        // Within a stretch that differs, the blocks that do.
+        let mark = |set: &mut BlockSet, from: usize, len: usize| {
+            for b in from / bpb..(from + len).div_ceil(bpb) {
+                let r = b * bpb..((b + 1) * bpb).min(x.len());
+                if x.get(r.clone()) != y.get(r) {
+                    set.insert_block(area.first_block + b as u64);
+                }
+            }
+        };
+        let (cx, cy) = (x.chunks_exact(CHUNK), y.chunks_exact(CHUNK));
+        let tail = cx.remainder().len();
+        for (k, (a, b)) in cx.zip(cy).enumerate() {
+            // (As arrays, the compare is a few vector instructions, not a call.)
+            let (a, b) = (<&[u8; CHUNK]>::try_from(a).ok(), <&[u8; CHUNK]>::try_from(b).ok());
+            if a != b {
+                mark(&mut set, k * CHUNK, CHUNK);
+            }
+        }
+        if tail > 0 && x[x.len() - tail..] != y[y.len() - tail..] {
+            mark(&mut set, x.len() - tail, tail);
+        }
+    }
+    set
 }
 
 /// Per pool block, the start blocks of the allocations whose rows read it: what
@@ -682,13 +738,8 @@ struct Pairing {
 /// continues).
 fn pair(ram_start: u64, p: &Previous, cur: &PlanInput, reuse: &mut Vec<Option<usize>>) -> Pairing {
     let g = cur.geometry;
-    let bpb = g.bytes_per_block;
-    let same_bytes_at = |a: &Allocation| -> bool {
-        let Some(start) = g.block_address(a.start_block).checked_sub(ram_start) else { return false };
-        let Some(len) = a.blocks.checked_mul(bpb) else { return false };
-        let r = start as usize..(start as usize).saturating_add(len as usize);
-        matches!((cur.ram.get(r.clone()), p.ram.get(r)), (Some(x), Some(y)) if same_bytes(x, y))
-    };
+    let written = written_blocks(ram_start, g, cur.ram, p.ram);
+    let same_bytes_at = |a: &Allocation| !written.any_in(a.start_block, a.blocks);
     let mut out = Pairing { dirty: Vec::new(), replaced: Vec::new(), changed: BlockSet::new(g.pool_blocks()) };
     reuse.clear();
     reuse.resize(cur.allocations.len(), None);
@@ -719,4 +770,36 @@ fn pair(ram_start: u64, p: &Previous, cur: &PlanInput, reuse: &mut Vec<Option<us
         out.changed.insert(o);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::HeapArea;
+
+    #[test]
+    fn written_blocks_are_the_blocks_whose_bytes_differ() {
+        let area = HeapArea {
+            alloc_table_start: 0x100,
+            alloc_table_bytes: 16,
+            finaliser_table_start: None,
+            finaliser_table_bytes: 0,
+            collect_table_start: None,
+            pool_start: 0x110,
+            pool_end: 0x110 + 16 * 40,
+            first_block: 0,
+        };
+        let g = HeapGeometry::from_area(&area, 16);
+        let before = vec![0u8; 0x110 + 16 * 40];
+        let mut ram = before.clone();
+        // A byte of block 5, the last byte of block 39 (in the pool's tail,
+        // past the last whole 64 bytes), nothing in the blocks around them.
+        ram[0x110 + 16 * 5 + 3] = 1;
+        ram[0x110 + 16 * 40 - 1] = 1;
+        let set = written_blocks(0, &g, &ram, &before);
+        let written: Vec<u64> = (0..40).filter(|&b| set.contains(b)).collect();
+        assert_eq!(written, vec![5, 39]);
+        assert!(set.any_in(4, 2) && !set.any_in(6, 30) && set.any_in(39, 1));
+        assert!(set.any_in(39, 100), "past the end counts as written");
+    }
 }

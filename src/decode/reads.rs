@@ -59,6 +59,7 @@ pub struct Tracker<'a> {
 
 impl Tracker<'_> {
     /// Writes down a read of `len` bytes at `address`, made for `what`.
+    #[inline]
     pub fn record(&self, address: u64, len: u64, what: &'static str) {
         let log = self.log;
         let consumer = self.pinned.unwrap_or_else(|| log.consumer.get());
@@ -182,11 +183,26 @@ pub struct Reads {
 impl Reads {
     /// Adds the global reads of a decode before this one (still unchanged).
     pub fn carry_global(&mut self, blocks: Vec<u32>, outside: Vec<(u64, u64)>) {
-        self.global_blocks.extend(blocks);
-        self.global_blocks.sort_unstable();
-        self.global_blocks.dedup();
-        self.outside.extend(outside);
-        self.outside = merge_ranges(std::mem::take(&mut self.outside));
+        // Both sorted, and this decode's mostly among those carried: a merge.
+        let mine = std::mem::take(&mut self.global_blocks);
+        let mut merged = Vec::with_capacity(blocks.len() + mine.len());
+        let (mut a, mut b) = (blocks.into_iter().peekable(), mine.into_iter().peekable());
+        while let Some(x) = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if y < x => b.next(),
+            (Some(_), _) => a.next(),
+            (None, _) => b.next(),
+        } {
+            if merged.last() != Some(&x) {
+                merged.push(x);
+            }
+        }
+        self.global_blocks = merged;
+        if !self.outside.iter().all(|r| outside.contains(r)) {
+            self.outside.extend(outside);
+            self.outside = merge_ranges(std::mem::take(&mut self.outside));
+        } else {
+            self.outside = outside;
+        }
     }
 
     /// The blocks allocation `i` read (sorted).
@@ -251,5 +267,21 @@ mod tests {
         assert_eq!(reads.global_blocks, vec![4]);
         assert_eq!(reads.outside, vec![(0x1000, 0x100c)]);
         assert!(reads.complete);
+    }
+}
+
+#[cfg(test)]
+mod carry_tests {
+    use super::*;
+
+    #[test]
+    fn carried_global_reads_merge_with_this_decodes() {
+        let mut r = Reads { global_blocks: vec![2, 5, 9], outside: vec![(10, 20)], ..Reads::default() };
+        r.carry_global(vec![1, 2, 7, 9, 12], vec![(0, 4), (10, 20)]);
+        assert_eq!(r.global_blocks, vec![1, 2, 5, 7, 9, 12]);
+        assert_eq!(r.outside, vec![(0, 4), (10, 20)]);
+        let mut r = Reads { outside: vec![(3, 8)], ..Reads::default() };
+        r.carry_global(vec![], vec![(0, 4)]);
+        assert_eq!(r.outside, vec![(0, 8)]);
     }
 }

@@ -56,7 +56,12 @@ impl<'a> View<'a> {
     pub(super) fn bytes_of(&self, i: usize, what: &'static str) -> &'a [u8] {
         let a = self.heap.allocs[i];
         let g = &self.heap.g;
-        self.mem.bytes(g.block_address(a.start_block), a.blocks * g.bytes_per_block, what).unwrap_or(&[])
+        let (address, len) = (g.block_address(a.start_block), a.blocks * g.bytes_per_block);
+        // The pools are in RAM: no need to look in flash.
+        if let Some(t) = &self.mem.tracker {
+            t.record(address, len, what);
+        }
+        self.mem.ram.slice(address, len).unwrap_or(&[])
     }
 
     /// Index of the allocation whose head is exactly `address`, looked up for `what`.
@@ -118,8 +123,15 @@ impl<'m> BitTables<'m> {
 
     /// Block `b`'s bit, `None` when no area's table covers it.
     pub(super) fn bit(&self, b: u64) -> Option<bool> {
-        let &(first, t) = self.areas.iter().rev().find(|(first, _)| *first <= b)?;
+        let &(first, t) = match self.areas.as_slice() {
+            [one] if one.0 <= b => one,
+            areas => areas.iter().rev().find(|(first, _)| *first <= b)?,
+        };
         let b = b - first;
+        if self.per_byte == 8 {
+            // Every build so far: a shift, not a division.
+            return Some(t.get((b >> 3) as usize).is_some_and(|byte| (byte >> (b & 7)) & 1 == 1));
+        }
         let shift = (b % self.per_byte) * (8 / self.per_byte);
         Some(t.get((b / self.per_byte) as usize).is_some_and(|byte| (byte >> shift) & 1 == 1))
     }
