@@ -36,7 +36,7 @@ fn main() {
         run.time_stages();
         let mut focused = 0;
         for (i, ram) in snapshots.iter().enumerate() {
-            run.prepare(i as u64, ram).expect("decodable");
+            run.prepare(i as u64, ram, None).expect("decodable");
             focused += run.last_focused() as u64;
         }
         let share = focused as f64 / snapshots.len() as f64;

@@ -66,16 +66,22 @@ pub fn decode_snapshot(data: &[u8]) {
     }
     let keep = DecodeOptions { keep_suspect: true, ..DecodeOptions::default() };
     let d = Decoder::new(&base.firmware, &base.profile, keep);
-    let _ = d.decode(0, &snap);
+    // The stack pointer from the input too: in range or not.
+    let sp = rest.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64);
+    let roots = heapvis::retain::GcRoots::new(&base.firmware, &base.profile, sp);
+    if let (Ok(mut report), Some(roots)) = (d.decode(0, &snap), roots.as_ref()) {
+        heapvis::retain::attach(&mut report, roots);
+    }
     let _ = d.infer_object_repr(&snap);
     let _ = heapvis::inspect::mem_info(&d, &snap);
     let metrics = Decoder::new(&base.firmware, &base.profile, DecodeOptions { metrics_only: true, ..keep });
     let _ = metrics.decode(0, &snap);
     let plain = Decoder::new(&base.firmware, &base.profile, DecodeOptions::default());
-    if let Some(mut run) = RunDecoder::new(&plain, TableSet::ALL) {
-        let _ = run.prepare(0, &base.snapshot);
-        let _ = run.prepare(1, &snap);
-        let _ = run.prepare(2, &base.snapshot);
+    // (The default tables: per-snapshot rows take no run decoder.)
+    if let Some(mut run) = RunDecoder::new(&plain, TableSet::DEFAULT) {
+        let _ = run.prepare(0, &base.snapshot, roots.as_ref());
+        let _ = run.prepare(1, &snap, roots.as_ref());
+        let _ = run.prepare(2, &base.snapshot, roots.as_ref());
     }
 }
 

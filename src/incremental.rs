@@ -32,9 +32,11 @@ use crate::decode::{
 };
 use crate::firmware::Firmware;
 use crate::memory::same_bytes;
+use crate::retain::{self, GcRoots, MarkGraph};
 use crate::tables::lifetimes::{self, AllocationSight, Changes, EdgeKey, Lifetime, LifetimeChanges};
 use crate::tables::summaries::TypeCounts;
 use crate::tables::{Prepared, PreparedOutcome, TableSet};
+use std::sync::Arc;
 
 /// A change reaching more than one in this many of the heap's allocations (plus
 /// a few) is decoded in full: following it would cost more than it saves.
@@ -148,7 +150,9 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
 
     /// Decodes snapshot `index` and prepares it for the writer, as
     /// [`crate::tables::Preparer::prepare`] does with a full decode.
-    pub fn prepare(&mut self, index: u64, ram: &'m [u8]) -> PreparedOutcome<'f> {
+    /// With `roots`, each allocation's retention is computed from them (see
+    /// [`crate::retain`]).
+    pub fn prepare(&mut self, index: u64, ram: &'m [u8], roots: Option<&GcRoots>) -> PreparedOutcome<'f> {
         let decoder = self.decoder;
         let mut prev = self.prev.take();
         let mut reuse = std::mem::take(&mut self.spare.reuse);
@@ -174,11 +178,16 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
             (!f.derive.get(i).copied().unwrap_or(true)).then(|| reuse.get(i).copied().flatten()).flatten()
         };
         let (mut slots, made) = self.slots(&mut report, &facts, prev.as_mut(), carried);
+        // Retention changes reach allocations carried over unchanged: their rows go too.
+        let held_changed = match roots {
+            Some(r) => self.retain(&mut report, &facts, &mut slots, &made, r),
+            None => Vec::new(),
+        };
         let want = self.set.lifetimes();
         let step = match prev {
             // A run's first snapshot goes whole.
             None => self.first_changes(&mut report, &facts, &mut slots),
-            Some(p) => self.changes_since(p, &mut report, &facts, &mut slots, &made, focus.is_some()),
+            Some(p) => self.changes_since(p, &mut report, &facts, &mut slots, (&made, &held_changed), focus.is_some()),
         };
         let type_groups = if self.set.type_histogram { step.types.groups() } else { Vec::new() };
         let mut read_by = step.read_by;
@@ -240,6 +249,60 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         (slots, made)
     }
 
+    /// Computes the retention of the snapshot from `slots` (every allocation's
+    /// edges) and the root words `roots` keeps, gives each slot its own, and
+    /// puts the snapshot's figures in `report`. Returns the slots carried over
+    /// whose retention changed (sorted).
+    fn retain(
+        &self,
+        report: &mut SnapshotReport,
+        facts: &DecodeFacts,
+        slots: &mut Slots,
+        made: &[usize],
+        roots: &GcRoots,
+    ) -> Vec<usize> {
+        let g = &report.geometry;
+        let scanned: Vec<bool> = facts.collect.iter().map(|c| c.unwrap_or(true)).collect();
+        let graph =
+            MarkGraph { allocations: &facts.allocations, bytes_per_block: g.bytes_per_block, scanned: &scanned };
+        let heap = slots
+            .iter()
+            .flatten()
+            .flat_map(|s| s.edges.iter().filter(|e| e.to_is_head).filter_map(|e| Some((e.from_block?, e.to_block?))));
+        let stack: Arc<str> = Arc::from(retain::STACK);
+        let decoder = self.decoder;
+        let root_words = facts.root_words.iter().filter(|w| w.head).filter_map(|w| {
+            let root = roots.root_of(w.address, || decoder.root_name(w.address), &stack)?;
+            Some((root, g.block_of(w.value)?))
+        });
+        let retention = graph.retention(heap, root_words);
+        let several: Arc<str> = Arc::from(retain::SEVERAL_ROOTS);
+        let address = |j: usize| facts.allocations.get(j).map_or(0, |a| g.block_address(a.start_block));
+        let mut changed = Vec::new();
+        let mut made = made.iter().peekable();
+        for (i, slot) in slots.iter_mut().enumerate() {
+            let was_made = made.next_if_eq(&&i).is_some();
+            let Some(slot) = slot else { continue };
+            let held = Some(retention.held(i, &several, address));
+            if slot.sight.held != held {
+                slot.sight.held = held;
+                if !was_made {
+                    changed.push(i);
+                }
+            }
+        }
+        let (reachable_allocations, garbage_allocations, garbage_bytes) =
+            retention.counts(&facts.allocations, g.bytes_per_block);
+        report.reachability = Some(retain::Reachability {
+            stack_pointer: roots.stack_pointer,
+            exact: roots.exact(),
+            reachable_allocations,
+            garbage_allocations,
+            garbage_bytes,
+        });
+        changed
+    }
+
     /// The lifetime changes of a run's first snapshot: everything in it.
     fn first_changes(&self, report: &mut SnapshotReport, facts: &DecodeFacts, slots: &mut Slots) -> Step<'f> {
         let want = self.set.lifetimes();
@@ -268,7 +331,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         report: &mut SnapshotReport,
         facts: &DecodeFacts,
         slots: &mut Slots,
-        made: &[usize],
+        (made, held_changed): (&[usize], &[usize]),
         focused: bool,
     ) -> Step<'f> {
         let want = self.set.lifetimes();
@@ -286,7 +349,11 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         }
         // The previous snapshot's slots not carried over, by address.
         let old = by_address(p.slots.iter().flatten().map(|s| &**s).collect());
-        let (allocations, mut edges) = diff_slots(&old, slots, made);
+        let (mut allocations, mut edges) = diff_slots(&old, slots, made);
+        if !held_changed.is_empty() {
+            allocations.0.extend(held_changed.iter().filter_map(|&i| Some(slots.get(i)?.as_ref()?.sight.clone())));
+            allocations.0.sort_by_key(|s| s.key());
+        }
         diff_roots(self.decoder, &report.geometry, &p.root_words, &facts.root_words, &mut edges.0, &mut edges.1);
         let (qstr_changes, qstrs) = if focused {
             (Changes::partial(Vec::new(), Vec::new()), p.qstrs)

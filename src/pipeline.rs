@@ -25,6 +25,8 @@ use crate::incremental::RunDecoder;
 use crate::outdir::{CaptureId, Fnv, Identity, StagedRun};
 use crate::profile::{ObjectRepr, Profile};
 use crate::render::{self, ChartPoint, FrameLayout, MovieSpec};
+use crate::retain;
+use crate::sidecar::Sidecar;
 use crate::tables::{OutputLayout, TableSet, TableSink};
 
 /// Reports progress and warnings; the CLI draws them, tests ignore them.
@@ -64,6 +66,9 @@ pub struct AnalyzeOptions {
     /// the incremental tests' way to show a dropped read is caught.
     #[doc(hidden)]
     pub drop_read: Option<&'static str>,
+    /// Reachability, dominators and retained sizes from the GC's roots (see
+    /// [`crate::retain`]): on by default.
+    pub retention: bool,
 }
 
 impl Default for AnalyzeOptions {
@@ -78,6 +83,7 @@ impl Default for AnalyzeOptions {
             full_decode: false,
             overwrite: false,
             drop_read: None,
+            retention: true,
         }
     }
 }
@@ -132,6 +138,8 @@ pub struct Session {
     pub profile_source: ProfileSource,
     /// Fingerprint of the firmware files, for the output folder's manifest.
     pub firmware_fingerprint: String,
+    /// The capture's sidecar (`<dump>.events.jsonl`), when it has one.
+    pub sidecar: Option<Sidecar>,
 }
 
 /// Where the dump's snapshots start and end, when the user says so: a symbol or an
@@ -177,7 +185,9 @@ impl Session {
         crate::check::check_capture(&dump, &firmware, &profile, inputs.symbols_file())?;
         dump.release_pages();
         let firmware_fingerprint = fingerprint_files(&inputs.firmware)?;
-        Ok(Session { firmware, profile, dump, profile_source: ProfileSource::Given, firmware_fingerprint })
+        let sidecar = Sidecar::beside(&inputs.ram)?;
+        let source = ProfileSource::Given;
+        Ok(Session { firmware, profile, dump, profile_source: source, firmware_fingerprint, sidecar })
     }
 
     /// Opens a capture with the profile given, or — when none is and the firmware
@@ -229,12 +239,23 @@ impl Session {
         Decoder::new(&self.firmware, &self.profile, options)
     }
 
-    /// Fully decodes one snapshot; a failure is an error naming the snapshot.
+    /// Fully decodes one snapshot, with its retention; a failure is an error
+    /// naming the snapshot.
     pub fn decode_one(&self, index: u64) -> Result<crate::decode::SnapshotReport> {
         let ram = self.dump.snapshot(index).unwrap_or(&[]);
-        self.decoder(DecodeOptions::default())
+        let mut report = self
+            .decoder(DecodeOptions::default())
             .decode(index, ram)
-            .map_err(|source| Error::Snapshot { snapshot: index, source })
+            .map_err(|source| Error::Snapshot { snapshot: index, source })?;
+        if let Some(roots) = self.roots().of(index) {
+            retain::attach(&mut report, &roots);
+        }
+        Ok(report)
+    }
+
+    /// The GC's roots of each snapshot (the stack pointer from the sidecar).
+    pub fn roots(&self) -> retain::RootsOf<'_> {
+        retain::RootsOf { firmware: &self.firmware, profile: &self.profile, sidecar: self.sidecar.as_ref() }
     }
 
     /// Decodes the selected snapshots and writes the tables (and frames, and the
@@ -246,7 +267,7 @@ impl Session {
         }
         let metrics_only =
             !options.tables.needs_objects() && !options.tables.needs_free_runs() && options.render.is_none();
-        let skip_edges = !options.tables.edges && !options.tables.edge_history;
+        let skip_edges = !options.retention && !options.tables.edges && !options.tables.edge_history;
         let decoder = self.decoder(DecodeOptions {
             metrics_only,
             skip_edges,
@@ -284,7 +305,14 @@ impl Session {
 
         // Lead-in and look-ahead: the snapshots just outside the range tell the
         // lifetimes what started before it and how what is open at its end ended.
-        let neighbour = |i: u64| dump.snapshot(i).and_then(|ram| decoder.decode(i, ram).ok());
+        let roots = (options.retention && !metrics_only).then(|| self.roots());
+        let neighbour = |i: u64| {
+            let mut report = dump.snapshot(i).and_then(|ram| decoder.decode(i, ram).ok())?;
+            if let Some(r) = roots.and_then(|r| r.of(i)) {
+                retain::attach(&mut report, &r);
+            }
+            Some(report)
+        };
         if let Some(before) = range.start.checked_sub(1).and_then(neighbour) {
             sink.prime(before);
         }
@@ -311,6 +339,7 @@ impl Session {
             tables: options.tables,
             incremental,
             render: render.zip(layout.as_ref()),
+            roots,
             range: range.clone(),
             runs: runs.collect(),
         };

@@ -58,6 +58,11 @@ pub struct Args {
     /// tables of another capture or of other options (which are otherwise refused).
     #[arg(long)]
     pub overwrite: bool,
+    /// Leave out reachability, holders and retained sizes (`reachable`,
+    /// `holder_*`, `retained_bytes`): faster, for captures where who holds what
+    /// does not matter.
+    #[arg(long)]
+    pub no_retention: bool,
     /// Worker threads, 1 to 1024 (default: one per core).
     #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<usize>,
@@ -113,6 +118,7 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
         full_decode: a.full_decode,
         overwrite: a.overwrite,
         drop_read: None,
+        retention: !a.no_retention,
         render: (a.frames || a.movie.is_some()).then(|| RenderOptions {
             frames: a.frames,
             movie: a.movie.clone(),

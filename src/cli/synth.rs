@@ -43,6 +43,14 @@ pub struct Args {
     /// board that has been running a while.
     #[arg(long, default_value_t = 0)]
     pub start_after: u64,
+    /// Also write the capture's sidecar (`ram.events.jsonl`: each snapshot's
+    /// stack pointer and event), as a capture script writes it.
+    #[arg(long)]
+    pub events: bool,
+    /// Also take a snapshot at the end of each collection's mark phase (gdb at
+    /// `gc_collect_end`), whose MARK bits are what the GC reached.
+    #[arg(long)]
+    pub log_marks: bool,
 }
 
 fn parse_workload(s: &str) -> Result<Workload, String> {
@@ -71,6 +79,7 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
     config.workload = a.workload;
     config.every = a.every;
     config.start_after = a.start_after;
+    (config.events, config.log_marks) = (a.events, a.log_marks);
     if let Some(m) = a.heap_misalign {
         anyhow::ensure!(m % 4 == 0 && m < 16, "--heap-misalign must be 0, 4, 8 or 12, found {m}");
         config.heap_misalign = m;

@@ -228,6 +228,11 @@ pub struct SnapshotReport {
     /// and the block states' counts are known (no rows, no free-run list, no
     /// allocation count, no finaliser bits).
     pub metrics_only: bool,
+    /// Reachability and dominators of the blocks' allocations, when the pipeline
+    /// computed them for a whole decode (see [`crate::retain`]).
+    pub retention: Option<crate::retain::Retention>,
+    /// The snapshot's reachability figures, when computed.
+    pub reachability: Option<crate::retain::Reachability>,
 }
 
 /// An allocation's kind from its own first word (before roles given by pointers
@@ -438,7 +443,8 @@ impl<'f> Decoder<'f> {
         Decoder { firmware, profile, geometry, options, root_names }
     }
 
-    fn root_name(&self, address: u64) -> Arc<str> {
+    /// The name of a RAM word outside the heap (a root's).
+    pub fn root_name(&self, address: u64) -> Arc<str> {
         self.root_names.get(&address).cloned().unwrap_or_else(|| Arc::from(self.firmware.root_name(address)))
     }
 
@@ -727,6 +733,8 @@ impl<'f> Decoder<'f> {
             notes,
             suspect: None,
             metrics_only: self.options.metrics_only,
+            retention: None,
+            reachability: None,
         };
         if let Some(why) = plausible::check(self.profile, mem, fw.state_address, geometry_source, walk.orphan_tail_runs)
         {

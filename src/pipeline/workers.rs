@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::firmware::Firmware;
 use crate::incremental::RunDecoder;
 use crate::render::{self, Canvas, FrameLayout};
+use crate::retain::RootsOf;
 use crate::tables::{PreparedOutcome, Preparer, TableSet, TableSink};
 
 use super::{Progress, RenderOptions};
@@ -158,6 +159,8 @@ pub(super) struct RunWork<'a, 'f> {
     pub incremental: bool,
     /// Frames to render, and their layout.
     pub render: Option<(&'a RenderOptions, &'a FrameLayout)>,
+    /// The GC's roots of each snapshot, when retention is computed.
+    pub roots: Option<RootsOf<'a>>,
     pub range: Range<u64>,
     pub runs: Vec<Range<u64>>,
 }
@@ -237,7 +240,8 @@ impl<'a, 'f> RunWork<'a, 'f> {
             return Ok(run
                 .clone()
                 .map(|i| {
-                    let outcome = run_decoder.prepare(i, mapped.snapshot(i).unwrap_or(&[]));
+                    let roots = self.roots.and_then(|r| r.of(i));
+                    let outcome = run_decoder.prepare(i, mapped.snapshot(i).unwrap_or(&[]), roots.as_ref());
                     Decoded { index: i, outcome, frame: None, focused: run_decoder.last_focused() }
                 })
                 .collect());
@@ -248,7 +252,10 @@ impl<'a, 'f> RunWork<'a, 'f> {
         Ok(run
             .clone()
             .map(|i| {
-                let outcome = self.decoder.decode_with(i, mapped.snapshot(i).unwrap_or(&[]), &mut cache);
+                let mut outcome = self.decoder.decode_with(i, mapped.snapshot(i).unwrap_or(&[]), &mut cache);
+                if let (Ok(report), Some(roots)) = (&mut outcome, self.roots.and_then(|r| r.of(i))) {
+                    crate::retain::attach(report, &roots);
+                }
                 let frame = match self.render {
                     Some((r, l)) if (i - self.range.start).is_multiple_of(r.step.max(1)) => {
                         let canvas = match &outcome {

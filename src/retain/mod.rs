@@ -14,10 +14,170 @@
 
 pub mod dominators;
 
+use std::ops::Range;
 use std::sync::Arc;
 
-use crate::decode::Allocation;
+use crate::decode::{Allocation, EdgeRow};
+use crate::firmware::Firmware;
+use crate::profile::Profile;
 use dominators::{dominators, Graph, NONE};
+
+/// Where the GC looks for roots in one snapshot: `mp_state_ctx`'s root range,
+/// and the stack from the stack pointer to its top.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GcRoots {
+    pub state: Range<u64>,
+    pub stack: Range<u64>,
+    /// The stack pointer, from the capture's sidecar.
+    pub stack_pointer: Option<u64>,
+}
+
+/// The name of the stack's root.
+pub const STACK: &str = "stack";
+
+/// The GC's roots of each snapshot of a capture.
+#[derive(Clone, Copy)]
+pub struct RootsOf<'a> {
+    pub firmware: &'a Firmware,
+    pub profile: &'a Profile,
+    pub sidecar: Option<&'a crate::sidecar::Sidecar>,
+}
+
+impl RootsOf<'_> {
+    /// Snapshot `index`'s roots, its stack pointer from the sidecar.
+    pub fn of(&self, index: u64) -> Option<GcRoots> {
+        let sp = self.sidecar.and_then(|s| s.get(index)).and_then(|e| e.sp);
+        GcRoots::new(self.firmware, self.profile, sp)
+    }
+}
+
+impl GcRoots {
+    /// The roots of a snapshot whose stack pointer is `sp` (`None`: unknown, and
+    /// the whole stack region, from `_sstack` or `_ebss` up, is scanned: an
+    /// over-approximation, stale frames below the stack pointer hold old
+    /// pointers). `None` when the profile has no root range or the build no
+    /// `_estack`.
+    pub fn new(fw: &Firmware, profile: &Profile, sp: Option<u64>) -> Option<GcRoots> {
+        let s = &profile.state;
+        let state = fw.state_address.checked_add(s.roots_start)?..fw.state_address.checked_add(s.roots_end?)?;
+        let top = fw.symbols.address_of("_estack")?.min(fw.ram_end);
+        let bottom = fw.symbols.address_of("_sstack").or_else(|| fw.symbols.address_of("_ebss"))?;
+        // A stack pointer outside the stack region is not believed.
+        let sp = sp.filter(|&sp| sp >= bottom && sp <= top);
+        Some(GcRoots { state, stack: sp.unwrap_or(bottom)..top, stack_pointer: sp })
+    }
+
+    /// Whether the roots are the GC's own (the stack pointer is known).
+    pub fn exact(&self) -> bool {
+        self.stack_pointer.is_some()
+    }
+
+    /// The root a word at `address` belongs to, named by `name` in the state
+    /// (its field) or [`STACK`]; `None` when the GC does not scan it.
+    pub fn root_of(&self, address: u64, name: impl FnOnce() -> Arc<str>, stack: &Arc<str>) -> Option<Arc<str>> {
+        if self.state.contains(&address) {
+            Some(name())
+        } else if self.stack.contains(&address) {
+            Some(Arc::clone(stack))
+        } else {
+            None
+        }
+    }
+}
+
+/// What the tables say of an allocation's retention.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Held {
+    pub reachable: bool,
+    /// The immediate dominator when it is an allocation.
+    pub holder_address: Option<u64>,
+    /// The immediate dominator when it is a root (its name), or `roots` when
+    /// several roots hold it, none through another.
+    pub holder_root: Option<Arc<str>>,
+    /// Null for garbage.
+    pub retained_bytes: Option<u64>,
+}
+
+/// The name of the holder of what several roots hold.
+pub const SEVERAL_ROOTS: &str = "roots";
+
+impl Retention {
+    /// Allocation `i`'s retention; `address` gives an allocation's address.
+    pub fn held(&self, i: usize, several: &Arc<str>, address: impl Fn(usize) -> u64) -> Held {
+        let reachable = self.reachable.get(i).copied().unwrap_or(false);
+        let (holder_address, holder_root) = match self.idom.get(i).copied().unwrap_or(Holder::Garbage) {
+            Holder::Garbage => (None, None),
+            Holder::Roots => (None, Some(Arc::clone(several))),
+            Holder::Root(r) => (None, self.roots.get(r as usize).cloned()),
+            Holder::Allocation(j) => (Some(address(j as usize)), None),
+        };
+        let retained_bytes = reachable.then(|| self.retained_bytes.get(i).copied().unwrap_or(0));
+        Held { reachable, holder_address, holder_root, retained_bytes }
+    }
+
+    /// Allocations reachable, allocations that are garbage and their bytes.
+    pub fn counts(&self, allocations: &[Allocation], bytes_per_block: u64) -> (u64, u64, u64) {
+        let reachable = self.reachable.iter().filter(|r| **r).count() as u64;
+        let garbage = allocations.iter().zip(&self.reachable).filter(|(_, r)| !**r);
+        let garbage_bytes = garbage.clone().map(|(a, _)| a.blocks.saturating_mul(bytes_per_block)).sum();
+        (reachable, garbage.count() as u64, garbage_bytes)
+    }
+}
+
+/// One snapshot's figures of its retention, for the `snapshots` table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reachability {
+    pub stack_pointer: Option<u64>,
+    pub exact: bool,
+    pub reachable_allocations: u64,
+    pub garbage_allocations: u64,
+    pub garbage_bytes: u64,
+}
+
+/// Computes a whole decode's retention into `report` (see [`of_rows`]).
+pub fn attach(report: &mut crate::decode::SnapshotReport, roots: &GcRoots) {
+    if report.metrics_only {
+        return; // no rows: nothing to compute from
+    }
+    let bpb = report.geometry.bytes_per_block;
+    let retention = of_rows(&report.blocks, bpb, &report.edges, roots);
+    let allocations: Vec<Allocation> = report
+        .blocks
+        .iter()
+        .map(|b| Allocation { start_block: b.start_block, blocks: b.blocks, marked: b.marked })
+        .collect();
+    let (reachable_allocations, garbage_allocations, garbage_bytes) = retention.counts(&allocations, bpb);
+    report.reachability = Some(Reachability {
+        stack_pointer: roots.stack_pointer,
+        exact: roots.exact(),
+        reachable_allocations,
+        garbage_allocations,
+        garbage_bytes,
+    });
+    report.retention = Some(retention);
+}
+
+/// The retention of a snapshot decoded whole: its blocks in allocation order,
+/// its edges (heap pointers and the root words outside the heap).
+pub fn of_rows(
+    blocks: &[crate::decode::BlockRow],
+    bytes_per_block: u64,
+    edges: &[EdgeRow],
+    roots: &GcRoots,
+) -> Retention {
+    let allocations: Vec<Allocation> =
+        blocks.iter().map(|b| Allocation { start_block: b.start_block, blocks: b.blocks, marked: b.marked }).collect();
+    let scanned: Vec<bool> = blocks.iter().map(|b| b.collect.unwrap_or(true)).collect();
+    let graph = MarkGraph { allocations: &allocations, bytes_per_block, scanned: &scanned };
+    let heads = edges.iter().filter(|e| e.to_is_head);
+    let heap = heads.clone().filter_map(|e| Some((e.from_block?, e.to_block?)));
+    let stack: Arc<str> = Arc::from(STACK);
+    let root_words = heads.filter_map(|e| {
+        let name = || e.root_name.clone().unwrap_or_else(|| Arc::from(""));
+        Some((roots.root_of(e.root_address?, name, &stack)?, e.to_block?))
+    });
+    graph.retention(heap, root_words)
+}
 
 /// What holds an allocation: its immediate dominator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -65,6 +65,18 @@ pub struct GcSim<'s> {
     pub every: u64,
     pub start_after: u64,
     changes: u64,
+    /// Per snapshot taken, its stack pointer and event, when kept.
+    pub events: Option<Vec<SimEvent>>,
+    /// Take a snapshot when a collection has marked and not yet swept (a
+    /// breakpoint at `gc_collect_end`): its MARK bits are what the GC reached.
+    pub log_marks: bool,
+}
+
+/// What a sidecar line says of a snapshot the simulator took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SimEvent {
+    pub sp: Option<u64>,
+    pub event: &'static str,
 }
 
 impl<'s> GcSim<'s> {
@@ -92,6 +104,8 @@ impl<'s> GcSim<'s> {
             every: 1,
             start_after: 0,
             changes: 0,
+            events: None,
+            log_marks: false,
         };
         // gc_init (and gc_add) clear every area's tables: allocation table, gap
         // byte, finaliser, weakref and collect tables, up to the pool's start at most.
@@ -132,7 +146,9 @@ impl<'s> GcSim<'s> {
         self.ram[o..o + bytes.len()].copy_from_slice(bytes);
     }
 
-    fn log(&mut self) {
+    /// A heap change: a snapshot, when the cadence takes one, as gdb breaking
+    /// at the entry of the firmware's function (`event`) would take it.
+    fn log(&mut self, event: &'static str) {
         self.changes += 1;
         let Some(n) = self.changes.checked_sub(self.start_after + 1) else { return };
         if n % self.every.max(1) != 0 {
@@ -140,6 +156,10 @@ impl<'s> GcSim<'s> {
         }
         if !self.sink.full() {
             self.sink.snapshot(&self.ram, &self.live);
+            if let Some(events) = &mut self.events {
+                // The stack is the second root range, from the stack pointer up.
+                events.push(SimEvent { sp: self.roots.get(1).map(|r| r.0), event });
+            }
         }
     }
 
@@ -263,7 +283,7 @@ impl<'s> GcSim<'s> {
             }
             (found, found + n_free - 1)
         };
-        self.log();
+        self.log("alloc");
         self.set_kind(start, AT_HEAD);
         for b in start + 1..=end {
             self.set_kind(b, AT_TAIL);
@@ -303,7 +323,7 @@ impl<'s> GcSim<'s> {
         self.set_ftb(block, false);
         self.first_free_atb = self.first_free_atb.min(block / 4);
         self.last_free_atb = self.last_free_atb.max(block / 4);
-        self.log();
+        self.log("free");
         loop {
             self.set_kind(block, AT_FREE);
             block += 1;
@@ -328,7 +348,7 @@ impl<'s> GcSim<'s> {
             return Some(ptr);
         }
         if want < have {
-            self.log();
+            self.log("realloc");
             for b in block + want..block + have {
                 self.set_kind(b, AT_FREE);
             }
@@ -341,7 +361,7 @@ impl<'s> GcSim<'s> {
         let free_after = self.same_area(block, block + want - 1)
             && (block + have..block + want).all(|b| b < self.g.pool_blocks() && self.kind(b) == AT_FREE);
         if free_after {
-            self.log();
+            self.log("realloc");
             for b in block + have..block + want {
                 self.set_kind(b, AT_TAIL);
             }
@@ -399,6 +419,9 @@ impl<'s> GcSim<'s> {
                 }
             }
         }
+        if self.log_marks {
+            self.log("collect_marked");
+        }
         // Sweep, logging after each head is freed (its tails are freed as the loop
         // reaches them).
         let mut free_tail = false;
@@ -410,7 +433,7 @@ impl<'s> GcSim<'s> {
                     self.set_kind(block, AT_FREE);
                     let ptr = self.addr(block);
                     self.live.remove(&ptr);
-                    self.log();
+                    self.log("sweep");
                 }
                 AT_TAIL if free_tail => self.set_kind(block, AT_FREE),
                 AT_MARK => {

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use crate::decode::{HeapArea, HeapGeometry};
 use crate::error::{Error, Result};
-pub use gc::TruthBlock;
+pub use gc::{SimEvent, TruthBlock};
 pub use image::{Board, Flavor, Layout};
 use program::{Halt, Program};
 
@@ -38,6 +38,12 @@ pub struct SynthConfig {
     /// Heap changes before the first snapshot (gdb attached to a board that has
     /// been running for a while): benches start on a heap already busy.
     pub start_after: u64,
+    /// Write the capture's sidecar (`ram.events.jsonl`: each snapshot's stack
+    /// pointer and event), as the capture script does.
+    pub events: bool,
+    /// Also take a snapshot when a collection has marked and not swept (gdb at
+    /// `gc_collect_end`): its MARK bits are what the GC reached.
+    pub log_marks: bool,
 }
 
 impl SynthConfig {
@@ -51,6 +57,8 @@ impl SynthConfig {
             workload: Workload::Light,
             every: 1,
             start_after: 0,
+            events: false,
+            log_marks: false,
         }
     }
 }
@@ -85,6 +93,8 @@ pub struct SynthSummary {
     pub snapshot_bytes: u64,
     pub collections: u64,
     pub out_of_memory: u64,
+    /// Per snapshot, its stack pointer and event (with [`SynthConfig::events`]).
+    pub events: Vec<SimEvent>,
 }
 
 /// Snapshots kept in memory with the simulator's registry at each (for tests).
@@ -173,6 +183,8 @@ pub fn simulate(config: &SynthConfig, layout: &Layout, sink: &mut dyn gc::Snapsh
     let mut sim = sim;
     sim.every = config.every.max(1);
     sim.start_after = config.start_after;
+    sim.events = config.events.then(Vec::new);
+    sim.log_marks = config.log_marks;
     let mut program = Program::new(sim, layout, config.seed);
     program.busy = config.workload == Workload::Busy;
     let mut summary = SynthSummary { snapshot_bytes: layout.ram_end - layout.ram_start, ..Default::default() };
@@ -201,6 +213,7 @@ pub fn simulate(config: &SynthConfig, layout: &Layout, sink: &mut dyn gc::Snapsh
         }
     }
     summary.collections = program.gc.collections;
+    summary.events = program.gc.events.take().unwrap_or_default();
     drop(program);
     summary.snapshots = counted.count;
     Ok(summary)
@@ -242,5 +255,18 @@ pub fn write_dir(config: &SynthConfig, dir: &Path) -> Result<SynthSummary> {
         return Err(Error::io(&ram_path, e));
     }
     sink.out.flush().map_err(|e| Error::io(&ram_path, e))?;
+    if config.events {
+        write_sidecar(&crate::sidecar::Sidecar::path_for(&ram_path), &summary.events)?;
+    }
     Ok(summary)
+}
+
+/// The sidecar of the snapshots the simulator took, one JSON line each.
+fn write_sidecar(path: &Path, events: &[SimEvent]) -> Result<()> {
+    let mut text = String::new();
+    for (k, e) in events.iter().enumerate() {
+        let sp = e.sp.map_or("null".to_string(), |sp| sp.to_string());
+        text.push_str(&format!("{{\"snapshot\": {k}, \"sp\": {sp}, \"event\": \"{}\"}}\n", e.event));
+    }
+    std::fs::write(path, text).map_err(|e| Error::io(path, e))
 }

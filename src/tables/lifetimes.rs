@@ -28,6 +28,7 @@ use super::per_snapshot::{
 };
 use crate::decode::{BlockRow, Category, EdgeRow, QstrRow, SnapshotReport, StringRow};
 use crate::firmware::Firmware;
+use crate::retain::Held;
 
 /// One entity whose lifetime is tracked across snapshots.
 pub(crate) trait Lifetime: Clone + PartialEq {
@@ -246,6 +247,8 @@ pub(crate) struct AllocationSight {
     /// For string data: the text of the `str` pointing at it.
     text: Option<Arc<str>>,
     pub(crate) has_finaliser: bool,
+    /// Reachability and what holds it, when computed (see [`crate::retain`]).
+    pub(crate) held: Option<Held>,
 }
 
 /// Same object as far as its type tells: both typed alike, or one not yet typed
@@ -271,7 +274,14 @@ impl AllocationSight {
             class: if instance { b.name.clone() } else { None },
             text: (b.category == Category::StringData).then(|| text(b.address)).flatten(),
             has_finaliser: b.has_finaliser,
+            held: None,
         }
+    }
+
+    /// The same sight with its retention.
+    pub(crate) fn with_held(mut self, held: Option<Held>) -> Self {
+        self.held = held;
+        self
     }
 
     pub(crate) fn blocks(&self) -> u64 {
@@ -286,6 +296,15 @@ pub(crate) fn texts_by_block(strings: &[StringRow]) -> Vec<(u64, &Arc<str>)> {
     texts.sort_by_key(|t| t.0);
     texts.dedup_by_key(|t| t.0);
     texts
+}
+
+/// Per block row of a whole decode (by index), its retention, when computed.
+pub(crate) fn held_of(r: &SnapshotReport) -> impl Fn(usize) -> Option<Held> + '_ {
+    let several: Arc<str> = Arc::from(crate::retain::SEVERAL_ROOTS);
+    move |i| {
+        let ret = r.retention.as_ref()?;
+        Some(ret.held(i, &several, |j| r.blocks.get(j).map_or(0, |b| b.address)))
+    }
 }
 
 /// The text [`texts_by_block`] has for `block`.
@@ -320,6 +339,10 @@ impl Lifetime for AllocationSight {
             open.text = new.text.clone();
         }
         open.has_finaliser |= new.has_finaliser;
+        // Retention at the last sighting.
+        if new.held.is_some() {
+            open.held = new.held.clone();
+        }
     }
 }
 
@@ -409,7 +432,9 @@ impl LifetimeRows {
         let allocations = if want.allocations {
             // Texts by their data block; the last string row of a block wins.
             let texts = texts_by_block(&r.strings);
-            r.blocks.iter().map(|b| AllocationSight::of(b, |a| text_of(&texts, a), fw)).collect()
+            let held = held_of(r);
+            let sight = |(i, b)| AllocationSight::of(b, |a| text_of(&texts, a), fw).with_held(held(i));
+            r.blocks.iter().enumerate().map(sight).collect()
         } else {
             Vec::new()
         };

@@ -26,7 +26,7 @@ pub(crate) fn f(name: &str, t: DataType, nullable: bool) -> Field {
 
 /// The whole-number columns of `snapshots` after `status` and `geometry_source`,
 /// in order; `fragmentation` comes after the first [`SNAPSHOT_GC_COLUMNS`].
-const SNAPSHOT_INT_COLUMNS: [&str; 28] = [
+const SNAPSHOT_INT_COLUMNS: [&str; 32] = [
     "block_bytes",
     "heap_start",
     "heap_bytes",
@@ -56,6 +56,10 @@ const SNAPSHOT_INT_COLUMNS: [&str; 28] = [
     "orphan_tail_blocks",
     "finaliser_count",
     "heap_areas",
+    "stack_pointer",
+    "reachable_allocations",
+    "garbage_allocations",
+    "garbage_bytes",
 ];
 
 /// How many of [`SNAPSHOT_INT_COLUMNS`] come before `fragmentation`.
@@ -73,6 +77,7 @@ pub fn snapshots_schema() -> SchemaRef {
     fields.extend(ints.clone().take(SNAPSHOT_GC_COLUMNS));
     fields.push(f("fragmentation", Float64, true));
     fields.extend(ints.skip(SNAPSHOT_GC_COLUMNS));
+    fields.push(f("reachability", dict(), true));
     Arc::new(Schema::new(fields))
 }
 
@@ -109,6 +114,10 @@ pub(crate) fn allocation_fields() -> Vec<Field> {
         f("name", dict(), true),
         f("class", dict(), true),
         f("has_finaliser", Boolean, false),
+        f("reachable", Boolean, true),
+        f("holder_address", Int64, true),
+        f("holder_root", dict(), true),
+        f("retained_bytes", Int64, true),
     ]
 }
 
@@ -283,6 +292,7 @@ pub(crate) struct SnapshotsRows {
     status: StringBuilder,
     geometry_source: RecurringDict,
     fragmentation: Float64Builder,
+    reachability: RecurringDict,
 }
 
 /// The figures of [`SNAPSHOT_INT_COLUMNS`] of a decoded snapshot.
@@ -323,6 +333,10 @@ fn snapshot_figures(r: &SnapshotReport) -> [Option<u64>; SNAPSHOT_INT_COLUMNS.le
         Some(r.orphan_tail_blocks),
         full.then_some(r.finaliser_blocks),
         Some(1 + g.more_areas.len() as u64),
+        r.reachability.as_ref().and_then(|h| h.stack_pointer),
+        r.reachability.as_ref().map(|h| h.reachable_allocations),
+        r.reachability.as_ref().map(|h| h.garbage_allocations),
+        r.reachability.as_ref().map(|h| h.garbage_bytes),
     ]
 }
 
@@ -348,11 +362,14 @@ impl SnapshotsRows {
                 let free = r.gc_info.free;
                 let max_free = r.gc_info.max_free * r.geometry.bytes_per_block;
                 self.fragmentation.append_option((free > 0).then(|| 1.0 - max_free as f64 / free as f64));
+                let exact = r.reachability.as_ref().map(|h| h.exact);
+                self.reachability.append_option(exact.map(|e| if e { "exact" } else { "over_approximation" }));
             }
             Err(e) => {
                 self.status.append_value(e.status());
                 self.geometry_source.append_option(None);
                 self.fragmentation.append_null();
+                self.reachability.append_option(None);
             }
         }
         self.n += 1;
@@ -370,6 +387,7 @@ impl SnapshotsRows {
         cols.extend(ints[..SNAPSHOT_GC_COLUMNS].iter().cloned());
         cols.push(arc(self.fragmentation.finish()));
         cols.extend(ints[SNAPSHOT_GC_COLUMNS..].iter().cloned());
+        cols.push(self.reachability.finish());
         cols
     }
 }
@@ -387,6 +405,10 @@ pub(crate) struct AllocationColumns {
     name: RecurringDict,
     class: RecurringDict,
     has_finaliser: BooleanBuilder,
+    reachable: BooleanBuilder,
+    holder_address: IntColumn,
+    holder_root: RecurringDict,
+    retained_bytes: IntColumn,
 }
 
 impl AllocationColumns {
@@ -401,6 +423,11 @@ impl AllocationColumns {
         self.name.append_option(a.name.as_deref());
         self.class.append_option(a.class.as_deref());
         self.has_finaliser.append_value(a.has_finaliser);
+        let held = a.held.as_ref();
+        self.reachable.append_option(held.map(|h| h.reachable));
+        self.holder_address.append_option(held.and_then(|h| h.holder_address));
+        self.holder_root.append_option(held.and_then(|h| h.holder_root.as_deref()));
+        self.retained_bytes.append_option(held.and_then(|h| h.retained_bytes));
     }
 
     pub(crate) fn finish(&mut self, cols: &mut Vec<ArrayRef>) {
@@ -414,6 +441,10 @@ impl AllocationColumns {
         cols.push(self.name.finish());
         cols.push(self.class.finish());
         cols.push(arc(self.has_finaliser.finish()));
+        cols.push(arc(self.reachable.finish()));
+        cols.push(arc(self.holder_address.finish()));
+        cols.push(self.holder_root.finish());
+        cols.push(arc(self.retained_bytes.finish()));
     }
 }
 
@@ -438,11 +469,12 @@ pub(crate) struct BlocksRows {
 impl BlocksRows {
     pub(crate) fn push(&mut self, r: &SnapshotReport, fw: &Firmware) {
         let bpb = r.geometry.bytes_per_block;
-        for b in &r.blocks {
+        let held = super::lifetimes::held_of(r);
+        for (i, b) in r.blocks.iter().enumerate() {
             self.snapshot.append_value(r.index);
             self.address.append_value(b.address);
             self.block.append_value(b.start_block);
-            self.allocation.push(&AllocationSight::of(b, |_| None, fw), bpb, fw);
+            self.allocation.push(&AllocationSight::of(b, |_| None, fw).with_held(held(i)), bpb, fw);
             self.marked.append_value(b.marked);
             let p = b.prelude.as_ref();
             self.n_state.append_option(p.map(|p| p.n_state));

@@ -15,6 +15,7 @@ mod oracle_parity;
 mod output_safety;
 mod random_input;
 mod render;
+mod retention;
 mod schema;
 mod soak;
 mod synth_density;
