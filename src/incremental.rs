@@ -32,7 +32,7 @@ use crate::decode::{
 };
 use crate::firmware::Firmware;
 use crate::memory::same_bytes;
-use crate::retain::{self, GcRoots, MarkGraph};
+use crate::retain::{self, GcRoots, MarkGraph, StartIndex};
 use crate::tables::lifetimes::{self, AllocationSight, Changes, EdgeKey, Lifetime, LifetimeChanges};
 use crate::tables::summaries::TypeCounts;
 use crate::tables::{Prepared, PreparedOutcome, TableSet};
@@ -51,6 +51,9 @@ struct Slot {
     edges: Vec<EdgeRow>,
     /// The blocks its rows read (see [`crate::decode::reads::Reads`]).
     reads: Vec<u32>,
+    /// The first blocks of the allocations whose heads its words hold (what
+    /// the GC follows), compact.
+    heads: Vec<u32>,
     /// Its group in the type histogram ([`TypeCounts`]).
     group: usize,
 }
@@ -244,7 +247,8 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
             let sight = AllocationSight::of(b, |block| lifetimes::text_of(&texts, block), fw);
             made.push(i);
             let reads = facts.reads.as_ref().map(|r| r.of(i).collect()).unwrap_or_default();
-            slots.push(Some(Box::new(Slot { sight, edges, reads, group: usize::MAX })));
+            let heads = edges.iter().filter(|e| e.to_is_head).filter_map(|e| u32::try_from(e.to_block?).ok()).collect();
+            slots.push(Some(Box::new(Slot { sight, edges, reads, heads, group: usize::MAX })));
         }
         (slots, made)
     }
@@ -265,15 +269,16 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         let scanned: Vec<bool> = facts.collect.iter().map(|c| c.unwrap_or(true)).collect();
         let graph =
             MarkGraph { allocations: &facts.allocations, bytes_per_block: g.bytes_per_block, scanned: &scanned };
-        let heap = slots
-            .iter()
-            .flatten()
-            .flat_map(|s| s.edges.iter().filter(|e| e.to_is_head).filter_map(|e| Some((e.from_block?, e.to_block?))));
+        let index = &StartIndex::new(&facts.allocations, g.pool_blocks());
+        let heap = slots.iter().enumerate().flat_map(|(i, s)| {
+            let heads = s.as_ref().map_or(&[][..], |s| &s.heads[..]);
+            heads.iter().filter_map(move |&b| Some((i as u32, index.at(b as u64)?)))
+        });
         let stack: Arc<str> = Arc::from(retain::STACK);
         let decoder = self.decoder;
         let root_words = facts.root_words.iter().filter(|w| w.head).filter_map(|w| {
             let root = roots.root_of(w.address, || decoder.root_name(w.address), &stack)?;
-            Some((root, g.block_of(w.value)?))
+            Some((root, index.at(g.block_of(w.value)?)?))
         });
         let retention = graph.retention(heap, root_words);
         let several: Arc<str> = Arc::from(retain::SEVERAL_ROOTS);
@@ -283,12 +288,12 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         for (i, slot) in slots.iter_mut().enumerate() {
             let was_made = made.next_if_eq(&&i).is_some();
             let Some(slot) = slot else { continue };
-            let held = Some(retention.held(i, &several, address));
-            if slot.sight.held != held {
-                slot.sight.held = held;
-                if !was_made {
-                    changed.push(i);
-                }
+            if slot.sight.held.as_ref().is_some_and(|h| retention.is_held(i, h, address)) {
+                continue;
+            }
+            slot.sight.held = Some(retention.held(i, &several, address));
+            if !was_made {
+                changed.push(i);
             }
         }
         let (reachable_allocations, garbage_allocations, garbage_bytes) =

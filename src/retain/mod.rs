@@ -102,6 +102,22 @@ pub struct Held {
 pub const SEVERAL_ROOTS: &str = "roots";
 
 impl Retention {
+    /// Whether `held` is allocation `i`'s retention (without making it).
+    pub fn is_held(&self, i: usize, held: &Held, address: impl Fn(usize) -> u64) -> bool {
+        let reachable = self.reachable.get(i).copied().unwrap_or(false);
+        let retained = reachable.then(|| self.retained_bytes.get(i).copied().unwrap_or(0));
+        if held.reachable != reachable || held.retained_bytes != retained {
+            return false;
+        }
+        let same_root = |name: &Arc<str>| held.holder_root.as_ref().is_some_and(|h| Arc::ptr_eq(h, name) || h == name);
+        match self.idom.get(i).copied().unwrap_or(Holder::Garbage) {
+            Holder::Garbage => held.holder_address.is_none() && held.holder_root.is_none(),
+            Holder::Roots => held.holder_address.is_none() && held.holder_root.as_deref() == Some(SEVERAL_ROOTS),
+            Holder::Root(r) => held.holder_address.is_none() && self.roots.get(r as usize).is_some_and(same_root),
+            Holder::Allocation(j) => held.holder_root.is_none() && held.holder_address == Some(address(j as usize)),
+        }
+    }
+
     /// Allocation `i`'s retention; `address` gives an allocation's address.
     pub fn held(&self, i: usize, several: &Arc<str>, address: impl Fn(usize) -> u64) -> Held {
         let reachable = self.reachable.get(i).copied().unwrap_or(false);
@@ -169,12 +185,14 @@ pub fn of_rows(
         blocks.iter().map(|b| Allocation { start_block: b.start_block, blocks: b.blocks, marked: b.marked }).collect();
     let scanned: Vec<bool> = blocks.iter().map(|b| b.collect.unwrap_or(true)).collect();
     let graph = MarkGraph { allocations: &allocations, bytes_per_block, scanned: &scanned };
+    let pool_blocks = allocations.last().map_or(0, |a| a.start_block + 1);
+    let index = StartIndex::new(&allocations, pool_blocks);
     let heads = edges.iter().filter(|e| e.to_is_head);
-    let heap = heads.clone().filter_map(|e| Some((e.from_block?, e.to_block?)));
+    let heap = heads.clone().filter_map(|e| Some((index.at(e.from_block?)?, index.at(e.to_block?)?)));
     let stack: Arc<str> = Arc::from(STACK);
     let root_words = heads.filter_map(|e| {
         let name = || e.root_name.clone().unwrap_or_else(|| Arc::from(""));
-        Some((roots.root_of(e.root_address?, name, &stack)?, e.to_block?))
+        Some((roots.root_of(e.root_address?, name, &stack)?, index.at(e.to_block?)?))
     });
     graph.retention(heap, root_words)
 }
@@ -215,26 +233,44 @@ pub struct MarkGraph<'a> {
     pub scanned: &'a [bool],
 }
 
-impl MarkGraph<'_> {
-    /// The allocation starting at `block`.
-    fn at(&self, block: u64) -> Option<u32> {
-        self.allocations.binary_search_by_key(&block, |a| a.start_block).ok().map(|i| i as u32)
+/// Which allocation starts at each pool block: a lookup per pointer, where a
+/// search would cost a dozen steps.
+pub struct StartIndex(Vec<u32>);
+
+impl StartIndex {
+    /// The index of `allocations` (by first block) in a pool of `pool_blocks`.
+    pub fn new(allocations: &[Allocation], pool_blocks: u64) -> Self {
+        let mut index = vec![NONE; pool_blocks as usize];
+        for (i, a) in allocations.iter().enumerate() {
+            if let Some(slot) = index.get_mut(a.start_block as usize) {
+                *slot = i as u32;
+            }
+        }
+        StartIndex(index)
     }
 
-    /// Reachability and dominators, from `heap` pointers (the first block of the
-    /// allocation holding one, and the first block it points at) and `roots`
-    /// (a root's name, and the first block it points at). Pointers that are not
-    /// between allocations' heads are left out.
+    /// The allocation starting at `block`.
+    pub fn at(&self, block: u64) -> Option<u32> {
+        self.0.get(usize::try_from(block).ok()?).copied().filter(|&i| i != NONE)
+    }
+}
+
+impl MarkGraph<'_> {
+    /// Reachability and dominators, from `heap` pointers (the allocation holding
+    /// one and the allocation whose head it holds, by index) and `roots` (a
+    /// root's name, and the allocation whose head it holds).
     pub fn retention(
         &self,
-        heap: impl Iterator<Item = (u64, u64)>,
-        roots: impl Iterator<Item = (Arc<str>, u64)>,
+        heap: impl Iterator<Item = (u32, u32)>,
+        roots: impl Iterator<Item = (Arc<str>, u32)>,
     ) -> Retention {
         let n = self.allocations.len();
         let mut names: Vec<Arc<str>> = Vec::new();
         let mut root_edges: Vec<(u32, u32)> = Vec::new();
         for (name, to) in roots {
-            let Some(to) = self.at(to) else { continue };
+            if to as usize >= n {
+                continue;
+            }
             let r = match names.iter().position(|x| *x == name) {
                 Some(r) => r,
                 None => {
@@ -248,9 +284,8 @@ impl MarkGraph<'_> {
         let first = 1 + names.len() as u32;
         let mut edges: Vec<(u32, u32)> = (1..first).map(|r| (0, r)).collect();
         edges.extend(root_edges.iter().map(|&(r, to)| (1 + r, first + to)));
-        for (from, to) in heap {
-            let (Some(a), Some(b)) = (self.at(from), self.at(to)) else { continue };
-            if self.scanned.get(a as usize).copied().unwrap_or(true) {
+        for (a, b) in heap {
+            if (a as usize) < n && (b as usize) < n && self.scanned.get(a as usize).copied().unwrap_or(true) {
                 edges.push((first + a, first + b));
             }
         }
@@ -305,10 +340,11 @@ mod tests {
             [alloc(0, 4), alloc(4, 1), alloc(5, 2), alloc(7, 1), alloc(8, 1), alloc(9, 3), alloc(12, 1), alloc(13, 1)];
         let scanned = [true; 8];
         let g = MarkGraph { allocations: &allocations, bytes_per_block: 16, scanned: &scanned };
-        let heap = [(0, 4), (4, 5), (5, 7), (5, 8), (8, 9), (12, 13), (13, 12), (7, 6)];
+        // By allocation index.
+        let heap = [(0, 1), (1, 2), (2, 3), (2, 4), (4, 5), (6, 7), (7, 6)];
         let main: Arc<str> = Arc::from("mp_state_ctx.vm.dict_main.map.table");
         let stack: Arc<str> = Arc::from("stack");
-        let roots = [(main.clone(), 0), (stack.clone(), 9), (stack.clone(), 100)];
+        let roots = [(main.clone(), 0), (stack.clone(), 5), (stack.clone(), 100)];
         let r = g.retention(heap.into_iter(), roots.into_iter());
         assert_eq!(r.roots, vec![main, stack]);
         assert_eq!(r.reachable, [true, true, true, true, true, true, false, false]);
@@ -327,6 +363,8 @@ mod tests {
         let scanned = [true, false, true];
         let g = MarkGraph { allocations: &allocations, bytes_per_block: 16, scanned: &scanned };
         let r = g.retention([(0, 1), (1, 2)].into_iter(), [(Arc::from("stack"), 0)].into_iter());
+        assert_eq!(StartIndex::new(&allocations, 3).at(2), Some(2));
+        assert_eq!(StartIndex::new(&allocations, 3).at(9), None);
         assert_eq!(r.reachable, [true, true, false]);
         assert_eq!(r.retained_bytes, [32, 16, 0]);
     }
