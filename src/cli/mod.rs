@@ -7,6 +7,7 @@ mod inspect;
 mod profile;
 pub mod progress;
 mod synth;
+mod why;
 
 use std::path::PathBuf;
 
@@ -69,6 +70,9 @@ pub enum Command {
     Synth(synth::Args),
     /// Print the layout profile as TOML (the format `--profile` reads).
     Profile(profile::Args),
+    /// Why an allocation is alive: the shortest path from a GC root, its
+    /// dominators and what it retains, named as Python would.
+    Why(why::Args),
 }
 
 /// Process exit status: 0 all good, 1 some snapshots could not be decoded, 2 fatal.
@@ -84,6 +88,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Graph(a) => graph::run(a),
         Command::Synth(a) => synth::run(a),
         Command::Profile(a) => profile::run(a),
+        Command::Why(a) => why::run(a),
     }
 }
 

@@ -13,6 +13,7 @@
 //! bytes and those of every allocation it dominates.
 
 pub mod dominators;
+pub mod why;
 
 use std::ops::Range;
 use std::sync::Arc;

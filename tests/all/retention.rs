@@ -84,3 +84,73 @@ fn without_the_stack_pointer_the_stack_region_is_scanned_whole() {
     assert_eq!(rows[0][0], serde_json::json!(0), "scanning more of the stack never reaches less");
     assert!(rows[0][1].as_i64().unwrap() > 0, "stale frames hold something somewhere: {rows:?}");
 }
+
+/// `why` on the simulator's `history` list: each item is named as Python would
+/// (`__main__.history[k]`, its index in the list), the path runs from
+/// `__main__`'s table through the list and its items, the items' array is its
+/// nearest dominator, and what it retains is what the `blocks` table says.
+#[test]
+fn why_names_the_path_as_python_would() {
+    use heapvis::retain::why::why;
+    let (dir, s) = capture(Flavor::CircuitPython3, Board::Samd21, 3);
+    let last = s.dump.count() - 1;
+    let r = s.decode_one(last).unwrap();
+    let ret = r.retention.as_ref().unwrap();
+    let globals_word = s.profile.objects.module_globals_word;
+    let roots = s.roots().of(last).unwrap();
+    let why = |address| why(&r, &roots, address, globals_word);
+    let items = r.blocks.iter().find(|b| {
+        b.kind == "list_items" && {
+            let w = why(b.address).unwrap();
+            w.python.as_deref() == Some("__main__.history")
+        }
+    });
+    let items = items.expect("the history list's items");
+    // Its items, by their word in the array.
+    let bpb = r.geometry.bytes_per_block;
+    let held: Vec<_> = r
+        .edges
+        .iter()
+        .filter(|e| e.from_address == Some(items.address) && e.to_is_head)
+        .filter_map(|e| Some((e.from_word?, e.to_address)))
+        .collect();
+    assert!(held.len() > 3, "history holds readings: {held:?}");
+    let mut named = 0;
+    for (k, address) in held {
+        let w = why(address).unwrap();
+        assert!(w.reachable);
+        if w.path.len() == 1 {
+            // Also on the stack (the loop's last reading): held from there directly.
+            assert!(w.path[0].name.starts_with("stack (0x"), "{:?}", w.path);
+            continue;
+        }
+        named += 1;
+        assert_eq!(w.python.as_deref(), Some(format!("__main__.history[{k}]").as_str()), "{:?}", w.path);
+        let names: Vec<&str> = w.path.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names[names.len() - 3..], ["__main__.history", "(items)", &format!("[{k}]")]);
+        assert_eq!(w.path.last().unwrap().address, address);
+        let i = r.blocks.iter().position(|b| b.address == address).unwrap();
+        assert_eq!(w.retained_bytes, ret.retained_bytes[i]);
+        assert!(w.retained_bytes >= r.blocks[i].blocks * bpb);
+        // A reading held by the list alone: the items array is its nearest dominator.
+        if matches!(ret.idom[i], heapvis::retain::Holder::Allocation(j) if j as usize == r.blocks.iter().position(|b| b.address == items.address).unwrap())
+        {
+            assert!(w.dominators[0].contains(&format!("0x{:08x}", items.address)), "{:?}", w.dominators);
+        }
+    }
+    assert!(named > 3, "readings named through `history`: {named}");
+    // The command prints the same.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_heapvis"))
+        .args(["why", &format!("0x{:x}", items.address), "--snapshot", &last.to_string()])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("python: __main__.history\n") && text.contains("retains "), "{text}");
+    // Garbage is said to be garbage.
+    if let Some(g) = r.blocks.iter().zip(&ret.reachable).find(|(_, r)| !**r).map(|(b, _)| b) {
+        let w = why(g.address).unwrap();
+        assert!(!w.reachable && w.path.is_empty() && w.retained_bytes == 0);
+    }
+}
