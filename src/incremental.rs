@@ -296,6 +296,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
                 changed.push(i);
             }
         }
+        report.retainers = Some(self.retainers(facts, slots, &retention, roots, g));
         let (reachable_allocations, garbage_allocations, garbage_bytes) =
             retention.counts(&facts.allocations, g.bytes_per_block);
         report.reachability = Some(retain::Reachability {
@@ -306,6 +307,48 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
             garbage_bytes,
         });
         changed
+    }
+
+    /// The `retainers` rows of the snapshot (see [`retain::owners`]), from its slots.
+    fn retainers(
+        &self,
+        facts: &DecodeFacts,
+        slots: &Slots,
+        retention: &retain::Retention,
+        roots: &GcRoots,
+        g: &HeapGeometry,
+    ) -> Vec<retain::owners::Retained> {
+        let decoder = self.decoder;
+        let nodes: Vec<retain::owners::Node> = slots
+            .iter()
+            .zip(&facts.allocations)
+            .map(|(s, a)| match s {
+                Some(s) => retain::owners::Node {
+                    address: s.sight.key(),
+                    blocks: s.sight.blocks,
+                    kind: s.sight.kind,
+                    name: s.sight.name.as_ref(),
+                    owner: s.sight.owner,
+                    edges: &s.edges,
+                },
+                None => retain::owners::Node {
+                    address: g.block_address(a.start_block),
+                    blocks: a.blocks,
+                    kind: "unknown",
+                    name: None,
+                    owner: None,
+                    edges: &[],
+                },
+            })
+            .collect();
+        let main_tables: Vec<u64> = facts
+            .root_words
+            .iter()
+            .filter(|w| w.head && roots.state.contains(&w.address))
+            .filter(|w| retain::is_main_table_root(&decoder.root_name(w.address)))
+            .map(|w| w.value)
+            .collect();
+        retain::owners::retainers(retention, &nodes, &main_tables, roots.module_globals_word, g.bytes_per_block)
     }
 
     /// The lifetime changes of a run's first snapshot: everything in it.

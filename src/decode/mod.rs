@@ -233,6 +233,8 @@ pub struct SnapshotReport {
     pub retention: Option<crate::retain::Retention>,
     /// The snapshot's reachability figures, when computed.
     pub reachability: Option<crate::retain::Reachability>,
+    /// What each top-level owner retains, by kind, when computed.
+    pub retainers: Option<Vec<crate::retain::owners::Retained>>,
 }
 
 /// An allocation's kind from its own first word (before roles given by pointers
@@ -735,6 +737,7 @@ impl<'f> Decoder<'f> {
             metrics_only: self.options.metrics_only,
             retention: None,
             reachability: None,
+            retainers: None,
         };
         if let Some(why) = plausible::check(self.profile, mem, fw.state_address, geometry_source, walk.orphan_tail_runs)
         {

@@ -13,6 +13,7 @@
 //! bytes and those of every allocation it dominates.
 
 pub mod dominators;
+pub mod owners;
 pub mod why;
 
 use std::ops::Range;
@@ -31,6 +32,8 @@ pub struct GcRoots {
     pub stack: Range<u64>,
     /// The stack pointer, from the capture's sidecar.
     pub stack_pointer: Option<u64>,
+    /// `mp_obj_module_t.globals` (a word index): owners are named through it.
+    pub module_globals_word: u32,
 }
 
 /// The name of the stack's root.
@@ -65,7 +68,8 @@ impl GcRoots {
         let bottom = fw.symbols.address_of("_sstack").or_else(|| fw.symbols.address_of("_ebss"))?;
         // A stack pointer outside the stack region is not believed.
         let sp = sp.filter(|&sp| sp >= bottom && sp <= top);
-        Some(GcRoots { state, stack: sp.unwrap_or(bottom)..top, stack_pointer: sp })
+        let module_globals_word = profile.objects.module_globals_word;
+        Some(GcRoots { state, stack: sp.unwrap_or(bottom)..top, stack_pointer: sp, module_globals_word })
     }
 
     /// Whether the roots are the GC's own (the stack pointer is known).
@@ -171,7 +175,51 @@ pub fn attach(report: &mut crate::decode::SnapshotReport, roots: &GcRoots) {
         garbage_allocations,
         garbage_bytes,
     });
+    report.retainers = Some(retainers_of_rows(report, &retention, roots));
     report.retention = Some(retention);
+}
+
+/// The `retainers` rows of a whole decode (see [`owners`]).
+fn retainers_of_rows(
+    report: &crate::decode::SnapshotReport,
+    ret: &Retention,
+    roots: &GcRoots,
+) -> Vec<owners::Retained> {
+    // Heap edges come grouped by the allocation holding them.
+    let mut spans: std::collections::HashMap<u64, (usize, usize)> = std::collections::HashMap::new();
+    for (k, e) in report.edges.iter().enumerate() {
+        if let Some(from) = e.from_address {
+            spans.entry(from).and_modify(|s| s.1 = k + 1).or_insert((k, k + 1));
+        }
+    }
+    let nodes: Vec<owners::Node> = report
+        .blocks
+        .iter()
+        .map(|b| {
+            let (a, z) = spans.get(&b.address).copied().unwrap_or((0, 0));
+            owners::Node {
+                address: b.address,
+                blocks: b.blocks,
+                kind: b.kind,
+                name: b.name.as_ref(),
+                owner: b.owner,
+                edges: &report.edges[a..z],
+            }
+        })
+        .collect();
+    let main_tables: Vec<u64> = report
+        .edges
+        .iter()
+        .filter(|e| e.root_address.is_some_and(|a| roots.state.contains(&a)))
+        .filter(|e| e.root_name.as_deref().is_some_and(is_main_table_root))
+        .map(|e| e.to_address)
+        .collect();
+    owners::retainers(ret, &nodes, &main_tables, roots.module_globals_word, report.geometry.bytes_per_block)
+}
+
+/// Whether a root field is `__main__`'s globals table.
+pub fn is_main_table_root(name: &str) -> bool {
+    name.ends_with("dict_main.map.table")
 }
 
 /// The retention of a snapshot decoded whole: its blocks in allocation order,

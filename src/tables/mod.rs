@@ -28,12 +28,12 @@ use crate::error::{DecodeError, Error, Result};
 use crate::firmware::Firmware;
 use lifetimes::{AllocationRows, EdgeHistoryRows, LifetimeChanges, LifetimeRows, Lifetimes, QstrHistoryRows, Wanted};
 use per_snapshot::{arc, BlocksRows, EdgesRows, FreeRunsRows, IntColumn, QstrsRows, SnapshotsRows, StringsRows};
-use summaries::{FreeRunHistogramRows, TypeGroup, TypeHistogramRows};
+use summaries::{FreeRunHistogramRows, RetainersRows, TypeGroup, TypeHistogramRows};
 use table::{Input, RowTable, Rows, Table};
 pub use writer::{parse_part_name, OutputLayout};
 
 /// Every table a run can write from the dump (`symbols` aside), in a fixed order.
-pub const TABLE_NAMES: [&str; 11] = [
+pub const TABLE_NAMES: [&str; 12] = [
     "snapshots",
     "blocks",
     "edges",
@@ -45,6 +45,7 @@ pub const TABLE_NAMES: [&str; 11] = [
     "qstr_history",
     "type_histogram",
     "free_run_histogram",
+    "retainers",
 ];
 use writer::{batch, ParquetFile, TableFile, BATCH_ROWS, BATCH_TEXT_BYTES, SUMMARY_BATCH_ROWS};
 
@@ -130,6 +131,8 @@ pub struct TableSet {
     pub qstr_history: bool,
     pub type_histogram: bool,
     pub free_run_histogram: bool,
+    /// What each owner retains (empty without retention).
+    pub retainers: bool,
     pub symbols: bool,
 }
 
@@ -146,6 +149,7 @@ impl TableSet {
         qstr_history: true,
         type_histogram: true,
         free_run_histogram: true,
+        retainers: true,
         symbols: true,
     };
     /// Everything, including every row of every snapshot.
@@ -163,6 +167,7 @@ impl TableSet {
         qstr_history: false,
         type_histogram: false,
         free_run_histogram: false,
+        retainers: false,
         symbols: false,
     };
 
@@ -180,6 +185,7 @@ impl TableSet {
             self.qstr_history,
             self.type_histogram,
             self.free_run_histogram,
+            self.retainers,
         ];
         let mut names: Vec<String> =
             TABLE_NAMES.iter().zip(on).filter(|(_, on)| *on).map(|(n, _)| n.to_string()).collect();
@@ -199,6 +205,7 @@ impl TableSet {
             || self.edge_history
             || self.qstr_history
             || self.type_histogram
+            || self.retainers
     }
 
     pub(crate) fn lifetimes(&self) -> Wanted {
@@ -292,6 +299,7 @@ impl<'f> TableSink<'f> {
         o.rows::<FreeRunsRows>(set.free_runs, &mut tables)?;
         o.rows::<TypeHistogramRows>(set.type_histogram, &mut tables)?;
         o.rows::<FreeRunHistogramRows>(set.free_run_histogram, &mut tables)?;
+        o.rows::<RetainersRows>(set.retainers, &mut tables)?;
         let allocations = o.lifetime(set.allocations, "allocations", lifetimes::allocations_schema())?;
         let edge_history = o.lifetime(set.edge_history, "edge_history", lifetimes::edge_history_schema())?;
         let qstr_history = o.lifetime(set.qstr_history, "qstr_history", lifetimes::qstr_history_schema())?;
@@ -452,7 +460,7 @@ macro_rules! pending_rows {
     )*};
 }
 pending_rows!(SnapshotsRows, BlocksRows, FreeRunsRows);
-pending_rows!(summary: TypeHistogramRows, FreeRunHistogramRows);
+pending_rows!(summary: TypeHistogramRows, FreeRunHistogramRows, RetainersRows);
 pending_rows!(text: StringsRows, AllocationRows);
 
 impl<C: per_snapshot::Columns> PendingRows for per_snapshot::PerSnapshotRows<C> {

@@ -2,6 +2,7 @@
 //! count by kind, type and class (`type_histogram`), and free runs by size in
 //! powers of two of blocks (`free_run_histogram`).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::ArrayRef;
@@ -284,5 +285,76 @@ super::per_snapshot::decoded_rows!(
     "free_run_histogram",
     free_run_histogram_schema,
     FreeRunHistogramRows::default(),
+    |rows, r, _input| rows.push(r)
+);
+
+pub fn retainers_schema() -> SchemaRef {
+    use DataType::*;
+    Arc::new(Schema::new(vec![
+        f("snapshot", Int64, false),
+        f("owner", dict(), false),
+        f("kind", dict(), false),
+        f("allocations", Int64, false),
+        f("bytes", Int64, false),
+    ]))
+}
+
+/// `retainers`: what each top-level owner retains, by kind (see
+/// [`crate::retain::owners`]), written when it changes: a snapshot has a row
+/// for each (owner, kind) whose figures differ from the snapshot before's
+/// (all of them at the range's first snapshot), and a row of zeros for one that
+/// is gone. The figures at snapshot N are each pair's last row at or before N.
+#[derive(Default)]
+pub(crate) struct RetainersRows {
+    pub(crate) n: usize,
+    snapshot: IntColumn,
+    owner: RecurringDict,
+    kind: RecurringDict,
+    allocations: IntColumn,
+    bytes: IntColumn,
+    /// The figures as of the last snapshot written.
+    before: BTreeMap<OwnerKind, (u64, u64)>,
+}
+
+/// A `retainers` row's key: an owner and a kind.
+type OwnerKind = (Arc<str>, &'static str);
+
+impl RetainersRows {
+    pub(crate) fn push(&mut self, r: &SnapshotReport) {
+        let Some(rows) = &r.retainers else { return };
+        let now: BTreeMap<OwnerKind, (u64, u64)> =
+            rows.iter().map(|x| ((Arc::clone(&x.owner), x.kind), (x.allocations, x.bytes))).collect();
+        let gone = self.before.keys().filter(|k| !now.contains_key(*k)).map(|k| (k, (0, 0)));
+        let changed = now.iter().filter(|(k, v)| self.before.get(*k) != Some(*v)).map(|(k, v)| (k, *v));
+        let mut out: Vec<(&OwnerKind, (u64, u64))> = gone.chain(changed).collect();
+        out.sort_by(|a, b| a.0.cmp(b.0));
+        for ((owner, kind), (allocations, bytes)) in out {
+            self.snapshot.append_value(r.index);
+            self.owner.append_value(owner);
+            self.kind.append_value(kind);
+            self.allocations.append_value(allocations);
+            self.bytes.append_value(bytes);
+            self.n += 1;
+        }
+        self.before = now;
+    }
+
+    pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {
+        self.n = 0;
+        vec![
+            arc(self.snapshot.finish()),
+            self.owner.finish(),
+            self.kind.finish(),
+            arc(self.allocations.finish()),
+            arc(self.bytes.finish()),
+        ]
+    }
+}
+
+super::per_snapshot::decoded_rows!(
+    RetainersRows,
+    "retainers",
+    retainers_schema,
+    RetainersRows::default(),
     |rows, r, _input| rows.push(r)
 );

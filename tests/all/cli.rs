@@ -208,7 +208,7 @@ fn the_end_of_a_run_lists_everything_written_with_paths() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     let tables = format!(
-        "tables in {}: snapshots, allocations, edge_history, qstr_history, type_histogram, free_run_histogram, \
+        "tables in {}: snapshots, allocations, edge_history, qstr_history, type_histogram, free_run_histogram, retainers, \
          symbols ({} Parquet file(s))",
         out_dir.display(),
         crate::common::DECODED_TABLES.iter().map(|t| crate::common::table_files(&out_dir, t).len()).sum::<usize>() + 1

@@ -114,7 +114,7 @@ print(json.dumps([[v if isinstance(v, (int, float, str, bool)) or v is None else
 }
 
 /// Every table a run with `TableSet::ALL` writes from the dump (not `symbols`).
-pub const DECODED_TABLES: [&str; 11] = heapvis::tables::TABLE_NAMES;
+pub const DECODED_TABLES: [&str; 12] = heapvis::tables::TABLE_NAMES;
 
 /// A table's files under an output folder: `<t>.parquet`, or the part files of
 /// the folder `<t>/` in name (so snapshot) order. Empty if there is no such table.

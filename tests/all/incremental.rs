@@ -12,8 +12,8 @@ use heapvis::tables::TableSet;
 use crate::common::{assert_same_tables, capture, session};
 
 /// The tables a default run writes.
-const DEFAULT_TABLES: [&str; 6] =
-    ["snapshots", "allocations", "edge_history", "qstr_history", "type_histogram", "free_run_histogram"];
+const DEFAULT_TABLES: [&str; 7] =
+    ["snapshots", "allocations", "edge_history", "qstr_history", "type_histogram", "free_run_histogram", "retainers"];
 
 /// Analyses `dir` both ways with `options`, and holds the tables the same.
 fn same_both_ways(dir: &std::path::Path, options: &AnalyzeOptions, what: &str) {
