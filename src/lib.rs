@@ -15,6 +15,7 @@
 //!
 //! The library never prints and never exits; the `heapvis` binary does both.
 
+pub mod answers;
 pub mod check;
 pub mod decode;
 pub mod dump;

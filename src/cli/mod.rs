@@ -4,6 +4,7 @@
 mod analyze;
 mod graph;
 mod inspect;
+mod leaks;
 mod profile;
 pub mod progress;
 mod synth;
@@ -73,6 +74,9 @@ pub enum Command {
     /// Why an allocation is alive: the shortest path from a GC root, its
     /// dominators and what it retains, named as Python would.
     Why(why::Args),
+    /// Rank the owners whose retained bytes grow steadily after warm-up, from
+    /// an output folder's `retainers` table.
+    Leaks(leaks::Args),
 }
 
 /// Process exit status: 0 all good, 1 some snapshots could not be decoded, 2 fatal.
@@ -89,6 +93,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Synth(a) => synth::run(a),
         Command::Profile(a) => profile::run(a),
         Command::Why(a) => why::run(a),
+        Command::Leaks(a) => leaks::run(a),
     }
 }
 

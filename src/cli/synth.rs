@@ -51,6 +51,10 @@ pub struct Args {
     /// `gc_collect_end`), whose MARK bits are what the GC reached.
     #[arg(long)]
     pub log_marks: bool,
+    /// The busy program leaks, slowly: its global `history` list is never cut
+    /// and its global `cache` dict takes new keys (for trying `heapvis leaks`).
+    #[arg(long)]
+    pub leak: bool,
 }
 
 fn parse_workload(s: &str) -> Result<Workload, String> {
@@ -79,7 +83,7 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
     config.workload = a.workload;
     config.every = a.every;
     config.start_after = a.start_after;
-    (config.events, config.log_marks) = (a.events, a.log_marks);
+    (config.events, config.log_marks, config.leak) = (a.events, a.log_marks, a.leak);
     if let Some(m) = a.heap_misalign {
         anyhow::ensure!(m % 4 == 0 && m < 16, "--heap-misalign must be 0, 4, 8 or 12, found {m}");
         config.heap_misalign = m;

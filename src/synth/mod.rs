@@ -44,6 +44,9 @@ pub struct SynthConfig {
     /// Also take a snapshot when a collection has marked and not swept (gdb at
     /// `gc_collect_end`): its MARK bits are what the GC reached.
     pub log_marks: bool,
+    /// The busy program leaks, through its global `history` list (never cut)
+    /// and its global `cache` dict (new keys, never dropped).
+    pub leak: bool,
 }
 
 impl SynthConfig {
@@ -59,6 +62,7 @@ impl SynthConfig {
             start_after: 0,
             events: false,
             log_marks: false,
+            leak: false,
         }
     }
 }
@@ -187,6 +191,7 @@ pub fn simulate(config: &SynthConfig, layout: &Layout, sink: &mut dyn gc::Snapsh
     sim.log_marks = config.log_marks;
     let mut program = Program::new(sim, layout, config.seed);
     program.busy = config.workload == Workload::Busy;
+    program.leak = config.leak;
     let mut summary = SynthSummary { snapshot_bytes: layout.ram_end - layout.ram_start, ..Default::default() };
     match program.boot() {
         Ok(()) | Err(Halt::Done) => {}

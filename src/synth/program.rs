@@ -69,6 +69,9 @@ pub struct Program<'a, 's> {
     context: Option<(u64, u64, Vec<u64>)>,
     /// Run the busy main loop ([`Program::iterate_busy`]) instead of the light one.
     pub busy: bool,
+    /// The busy loop leaks: `history` is never cut, and `cache` takes a new key
+    /// now and then, never dropped.
+    pub leak: bool,
 }
 
 /// The classes the program defines, with their methods.
@@ -105,6 +108,7 @@ impl<'a, 's> Program<'a, 's> {
             classes: Vec::new(),
             log_list: 0,
             cache: 0,
+            leak: false,
             iteration: 0,
             context: None,
             busy: false,
@@ -835,7 +839,10 @@ impl<'a, 's> Program<'a, 's> {
         for _ in 0..self.rng.range(1, 4) {
             let r = self.reading(i)?;
             self.push(r);
-            self.list_append(self.log_list, r)?;
+            // (Leaking, a third of the readings is kept: a slow leak.)
+            if !self.leak || self.rng.chance(33) {
+                self.list_append(self.log_list, r)?;
+            }
         }
         for _ in 0..self.rng.range(2, 7) {
             // Shares after the real captures' type mix: numbers, text, lists,
@@ -853,7 +860,11 @@ impl<'a, 's> Program<'a, 's> {
         }
         // `cache[k] = ...` for a key of 256: an overwritten entry leaves a hole
         // wherever it was, which is what fragments a long-running heap.
-        let key = small_int(self.rng.below(256) as i64);
+        let key = match self.leak && self.rng.chance(25) {
+            // A key never seen before: the cache grows.
+            true => small_int(256 + i as i64),
+            false => small_int(self.rng.below(256) as i64),
+        };
         let value = if self.rng.chance(30) {
             let ci = self.rng.below(self.classes.len().max(1) as u64) as usize;
             self.new_instance(self.classes.get(ci).map_or(0, |c| c.address))?
@@ -866,7 +877,9 @@ impl<'a, 's> Program<'a, 's> {
         // survivors, and the holes between them, spread over the heap; now and
         // then the list is cut in half (a new list: `history[-n // 2:]`).
         let len = self.gc.word(self.log_list + 2 * w);
-        if len > self.history_cap() && self.rng.chance(3) {
+        if self.leak {
+            // Nothing leaves `history`.
+        } else if len > self.history_cap() && self.rng.chance(3) {
             self.keep_last(len / 2)?;
         } else if len > self.history_cap() * 4 / 5 {
             for _ in 0..self.rng.range(1, 4) {
@@ -877,7 +890,8 @@ impl<'a, 's> Program<'a, 's> {
         if i.is_multiple_of(97) {
             self.gc.collect();
         }
-        if i.is_multiple_of(601) {
+        // (A leaking program is left to leak, without the burst.)
+        if i.is_multiple_of(601) && !self.leak {
             // `burst = []; while True: burst.append(bytes(...))`, to MemoryError.
             let burst = self.new_list(4, false)?;
             self.push(burst);
@@ -1019,6 +1033,9 @@ impl<'a, 's> Program<'a, 's> {
     /// would; the busy one keeps less of its history each time in a row
     /// (`failures`, from 1) the heap still does not fit.
     pub fn recover(&mut self, failures: u32) {
+        if self.leak {
+            return; // it frees nothing: the run ends at MemoryError
+        }
         if self.busy {
             // `cache.clear(); history = history[-n // 2:]`: half the readings go.
             self.dict_clear(self.cache);

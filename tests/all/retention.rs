@@ -154,3 +154,39 @@ fn why_names_the_path_as_python_would() {
         assert!(!w.reachable && w.path.is_empty() && w.retained_bytes == 0);
     }
 }
+
+/// `leaks` on the simulator's leaking program (its global `history` list is
+/// never cut, its global `cache` dict takes new keys): the two suspects are
+/// those two, by their Python names, and nothing its start-up made ranks.
+#[test]
+fn the_leaks_are_the_growing_global_list_and_cache() {
+    for seed in [4, 5] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = SynthConfig::new(Board::Samd21, 1500, seed);
+        (config.workload, config.every, config.leak) = (Workload::Busy, 2, true);
+        synth::write_dir(&config, dir.path()).unwrap();
+        let inputs = heapvis::firmware::InputPaths::resolve(&[dir.path().to_path_buf()]).unwrap();
+        let s = Session::open_with(&inputs, None).unwrap();
+        let out = dir.path().join("out");
+        s.analyze(&out, &AnalyzeOptions::default(), &Silent).unwrap();
+        let (suspects, warm) = heapvis::answers::leaks::suspects(&out).unwrap();
+        assert!(warm > 0, "the warm-up ends at the first collection");
+        let mut top: Vec<&str> = suspects.iter().take(2).map(|s| s.owner.as_str()).collect();
+        top.sort();
+        assert_eq!(top, ["__main__.cache", "__main__.history"], "seed {seed}: {suspects:#?}");
+        assert_eq!(suspects.len(), 2, "nothing else grows steadily: {suspects:#?}");
+        for s in &suspects {
+            assert!(s.bytes_per_1000 > 0.0 && s.r2 >= heapvis::answers::leaks::MIN_R2 && s.bytes_to > s.bytes_from);
+        }
+        // The command says the same.
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_heapvis")).arg("leaks").arg(&out).output().unwrap();
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success() && text.contains(" 1. __main__.") && text.contains(" 2. __main__."), "{text}");
+    }
+    // A program that does not leak: its sawtooth `history` and bounded `cache` are no suspects.
+    let (dir, s) = capture(Flavor::CircuitPython3, Board::Samd21, 9);
+    let out = dir.path().join("steady");
+    s.analyze(&out, &AnalyzeOptions::default(), &Silent).unwrap();
+    let (suspects, _) = heapvis::answers::leaks::suspects(&out).unwrap();
+    assert!(suspects.iter().all(|s| s.owner != "__main__.cache"), "{suspects:#?}");
+}

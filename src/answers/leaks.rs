@@ -1,0 +1,199 @@
+//! Leak suspects: the owners whose retained bytes grow steadily after warm-up.
+//!
+//! For each top-level owner of the `retainers` table (a module global, a class
+//! attribute, a root field, the stack), its retained bytes are followed over
+//! the run, sampled evenly after the warm-up, and fitted by least squares: the
+//! slope is the growth, R² its steadiness. The warm-up is found from the data:
+//! it ends at the first snapshot showing a collection (MARK bits or a sweep's
+//! tails in `snapshots`), when the program has filled the heap once and what it
+//! made at start-up is in place. Owners that grow steadily (R² at least
+//! [`MIN_R2`]) rank by growth.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::{ints, read_table, texts};
+use crate::error::{Error, Result};
+
+/// The least steadiness a suspect's growth must have.
+pub const MIN_R2: f64 = 0.6;
+
+/// Samples of each owner's series fitted, at most.
+const SAMPLES: u64 = 512;
+
+/// One owner's growth.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Suspect {
+    pub owner: String,
+    /// Growth of retained bytes and allocations per 1,000 snapshots.
+    pub bytes_per_1000: f64,
+    pub allocations_per_1000: f64,
+    /// How steady the bytes' growth is (1: a straight line).
+    pub r2: f64,
+    /// Retained bytes at the end of the warm-up and at the last snapshot.
+    pub bytes_from: u64,
+    pub bytes_to: u64,
+    /// The kinds beneath it that grow, with their bytes per 1,000 snapshots.
+    pub growing_kinds: Vec<(String, f64)>,
+}
+
+/// The leak suspects of output folder `out`, most growth first, and the
+/// snapshot where the warm-up ended.
+pub fn suspects(out: &Path) -> Result<(Vec<Suspect>, u64)> {
+    let (last, warm) = run_span(out)?;
+    let changes = owner_changes(out)?;
+    let mut found = Vec::new();
+    for (owner, kinds) in &changes {
+        let total = total_series(kinds);
+        let Some((slope, r2)) = fit(&total, warm, last, |v| v.0 as f64) else { continue };
+        if slope <= 0.0 || r2 < MIN_R2 {
+            continue;
+        }
+        let (alloc_slope, _) = fit(&total, warm, last, |v| v.1 as f64).unwrap_or((0.0, 0.0));
+        let mut growing: Vec<(String, f64)> = kinds
+            .iter()
+            .filter_map(|(k, s)| Some((k.clone(), fit(s, warm, last, |v| v.0 as f64)?.0 * 1000.0)))
+            .filter(|(_, g)| *g > 0.0)
+            .collect();
+        growing.sort_by(|a, b| b.1.total_cmp(&a.1));
+        found.push(Suspect {
+            owner: owner.clone(),
+            bytes_per_1000: slope * 1000.0,
+            allocations_per_1000: alloc_slope * 1000.0,
+            r2,
+            bytes_from: value_at(&total, warm).0,
+            bytes_to: value_at(&total, last).0,
+            growing_kinds: growing,
+        });
+    }
+    found.sort_by(|a, b| b.bytes_per_1000.total_cmp(&a.bytes_per_1000).then(a.owner.cmp(&b.owner)));
+    Ok((found, warm))
+}
+
+/// A series: (snapshot, (bytes, allocations)) at each change, in order.
+type Series = Vec<(u64, (u64, u64))>;
+
+/// Per owner, per kind, its series from the `retainers` table.
+fn owner_changes(out: &Path) -> Result<BTreeMap<String, BTreeMap<String, Series>>> {
+    let mut changes: BTreeMap<String, BTreeMap<String, Series>> = BTreeMap::new();
+    for b in read_table(out, "retainers")? {
+        let (snap, owner, kind) = (ints(&b, "snapshot")?, texts(&b, "owner")?, texts(&b, "kind")?);
+        let (allocs, bytes) = (ints(&b, "allocations")?, ints(&b, "bytes")?);
+        for i in 0..b.num_rows() {
+            let (Some(s), Some(o), Some(k)) = (snap[i], &owner[i], &kind[i]) else { continue };
+            let v = (bytes[i].unwrap_or(0).max(0) as u64, allocs[i].unwrap_or(0).max(0) as u64);
+            changes.entry(o.clone()).or_default().entry(k.clone()).or_default().push((s.max(0) as u64, v));
+        }
+    }
+    for kinds in changes.values_mut() {
+        for s in kinds.values_mut() {
+            s.sort_by_key(|x| x.0);
+        }
+    }
+    Ok(changes)
+}
+
+/// An owner's total over its kinds, at each snapshot any of them changed.
+fn total_series(kinds: &BTreeMap<String, Series>) -> Series {
+    let mut at: Vec<u64> = kinds.values().flat_map(|s| s.iter().map(|x| x.0)).collect();
+    at.sort_unstable();
+    at.dedup();
+    at.into_iter()
+        .map(|snap| {
+            let (mut b, mut a) = (0u64, 0u64);
+            for s in kinds.values() {
+                let v = value_at(s, snap);
+                b = b.saturating_add(v.0);
+                a = a.saturating_add(v.1);
+            }
+            (snap, (b, a))
+        })
+        .collect()
+}
+
+/// A series' value at `snapshot`: its last change at or before it.
+fn value_at(series: &Series, snapshot: u64) -> (u64, u64) {
+    let k = series.partition_point(|x| x.0 <= snapshot);
+    if k == 0 {
+        (0, 0)
+    } else {
+        series[k - 1].1
+    }
+}
+
+/// Least-squares slope (per snapshot) and R² of `y` over the series sampled
+/// evenly in `from..=to`; `None` with fewer than 3 samples or no variance.
+fn fit(series: &Series, from: u64, to: u64, y: impl Fn((u64, u64)) -> f64) -> Option<(f64, f64)> {
+    if to <= from + 1 {
+        return None;
+    }
+    let n = SAMPLES.min(to - from + 1);
+    let points: Vec<(f64, f64)> = (0..n)
+        .map(|k| {
+            let s = from + (to - from) * k / (n - 1).max(1);
+            (s as f64, y(value_at(series, s)))
+        })
+        .collect();
+    let m = points.len() as f64;
+    let (mx, my) = (points.iter().map(|p| p.0).sum::<f64>() / m, points.iter().map(|p| p.1).sum::<f64>() / m);
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let syy: f64 = points.iter().map(|p| (p.1 - my).powi(2)).sum();
+    if sxx == 0.0 || syy == 0.0 {
+        return None;
+    }
+    Some((sxy / sxx, sxy * sxy / (sxx * syy)))
+}
+
+/// The run's last snapshot, and where its warm-up ended (the first snapshot
+/// showing a collection; the first snapshot if none does).
+fn run_span(out: &Path) -> Result<(u64, u64)> {
+    let (mut first, mut last, mut warm) = (u64::MAX, 0u64, None::<u64>);
+    for b in read_table(out, "snapshots")? {
+        let (snap, marked, orphans) =
+            (ints(&b, "snapshot")?, ints(&b, "marked_blocks")?, ints(&b, "orphan_tail_blocks")?);
+        for i in 0..b.num_rows() {
+            let Some(s) = snap[i].map(|s| s.max(0) as u64) else { continue };
+            first = first.min(s);
+            last = last.max(s);
+            if marked[i].unwrap_or(0) > 0 || orphans[i].unwrap_or(0) > 0 {
+                warm = Some(warm.map_or(s, |w: u64| w.min(s)));
+            }
+        }
+    }
+    if first == u64::MAX {
+        return Err(Error::WrongInput {
+            path: out.to_path_buf(),
+            expected: "an output folder with snapshots",
+            found: "an empty `snapshots` table".to_string(),
+        });
+    }
+    Ok((last, warm.unwrap_or(first)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_straight_line_fits_exactly_and_a_step_late_fits_badly() {
+        let line: Series = (0..100).map(|s| (s, (1000 + 8 * s, s))).collect();
+        let (slope, r2) = fit(&line, 10, 99, |v| v.0 as f64).unwrap();
+        assert!((slope - 8.0).abs() < 1e-9 && (r2 - 1.0).abs() < 1e-9, "{slope} {r2}");
+        // Flat, then one jump at the very end: growth, but not steady.
+        let step: Series = vec![(0, (100, 1)), (98, (5000, 2))];
+        let (_, r2) = fit(&step, 0, 99, |v| v.0 as f64).unwrap();
+        assert!(r2 < MIN_R2, "{r2}");
+        assert_eq!(value_at(&step, 50), (100, 1));
+        assert_eq!(value_at(&step, 99), (5000, 2));
+        assert!(fit(&step, 0, 1, |v| v.0 as f64).is_none());
+    }
+
+    #[test]
+    fn an_owners_total_sums_its_kinds_as_of_each_change() {
+        let mut kinds = BTreeMap::new();
+        kinds.insert("str".to_string(), vec![(0, (16, 1)), (5, (32, 2))]);
+        kinds.insert("list".to_string(), vec![(3, (64, 1))]);
+        assert_eq!(total_series(&kinds), vec![(0, (16, 1)), (3, (80, 2)), (5, (96, 3))]);
+    }
+}
