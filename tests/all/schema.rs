@@ -49,7 +49,7 @@ fn type_word(t: &DataType) -> &'static str {
 
 #[test]
 fn the_readme_table_reference_matches_the_schema_column_by_column() {
-    let schemas: [(&str, SchemaRef); 12] = [
+    let schemas: [(&str, SchemaRef); 13] = [
         ("snapshots", per_snapshot::snapshots_schema()),
         ("blocks", per_snapshot::blocks_schema()),
         ("edges", per_snapshot::edges_schema()),
@@ -61,6 +61,7 @@ fn the_readme_table_reference_matches_the_schema_column_by_column() {
         ("qstr_history", lifetimes::qstr_history_schema()),
         ("type_histogram", summaries::type_histogram_schema()),
         ("free_run_histogram", summaries::free_run_histogram_schema()),
+        ("retainers", summaries::retainers_schema()),
         ("symbols", symbols_schema()),
     ];
     let documented = readme_columns();
