@@ -315,6 +315,7 @@ fn main() {
         let mut modes: Vec<(&str, Vec<&str>)> = vec![
             ("default tables", vec![]),
             ("default tables, one thread", vec!["--threads", "1"]),
+            ("default tables, no retention", vec!["--no-retention"]),
             ("default tables, whole decodes", vec!["--full-decode"]),
             ("metrics only", vec!["--metrics-only"]),
         ];
