@@ -2,7 +2,8 @@
 //! layout (a board that has run 200,000 heap changes, a snapshot at every
 //! change): decoded each from the one before, as the default tables are, and
 //! whole. One thread, the tables' writer left out (its share is in
-//! `benches/soak.rs`'s end-to-end figures).
+//! `benches/soak.rs`'s end-to-end figures). From the one before, with the
+//! retention the default tables have (its cost is in `diff`); whole, without.
 //!
 //! `cargo bench --bench stages`; `HEAPVIS_STAGE_SNAPSHOTS` sets the snapshots
 //! per layout (default 1,000).
@@ -12,6 +13,7 @@ use std::time::Duration;
 use heapvis::decode::stages::{Stage, StageTimes};
 use heapvis::decode::{DecodeCache, DecodeOptions, Decoder};
 use heapvis::incremental::RunDecoder;
+use heapvis::retain::GcRoots;
 use heapvis::synth::{simulate_in_memory, Board, Flavor, SynthConfig, Workload};
 use heapvis::tables::TableSet;
 
@@ -23,6 +25,7 @@ fn main() {
     for flavor in [Flavor::CircuitPython3, Flavor::MicroPython, Flavor::MicroPython64, Flavor::CircuitPython10] {
         let mut config = SynthConfig::new(Board::Samd51, snapshots, 11);
         (config.flavor, config.workload, config.start_after) = (flavor, Workload::Busy, 200_000);
+        config.events = true;
         let capture = simulate_in_memory(&config).expect("synthetic capture");
         let profile = flavor.profile();
         let fw = capture.layout.firmware(&profile).expect("firmware");
@@ -35,8 +38,11 @@ fn main() {
         let mut run = RunDecoder::new(&decoder, TableSet::DEFAULT).expect("a run decoder");
         run.time_stages();
         let mut focused = 0;
+        // Retention from the GC's roots, the stack pointer from the simulator.
+        let sp = |i: usize| capture.summary.events.get(i).and_then(|e| e.sp);
         for (i, ram) in snapshots.iter().enumerate() {
-            run.prepare(i as u64, ram, None).expect("decodable");
+            let roots = GcRoots::new(&fw, &profile, sp(i));
+            run.prepare(i as u64, ram, roots.as_ref()).expect("decodable");
             focused += run.last_focused() as u64;
         }
         let share = focused as f64 / snapshots.len() as f64;

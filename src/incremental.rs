@@ -26,6 +26,7 @@
 //! against whole decodes on every layout, and show that dropping a recorded read
 //! breaks that; `analyze --full-decode` turns this off.
 
+use crate::decode::stages::Stage;
 use crate::decode::{
     Allocation, BaseKind, DecodeCache, DecodeFacts, Decoder, EdgeRow, Focus, HeapGeometry, PlanInput, QstrRow, RoleOf,
     RootWord, Roots, RootsBefore, SnapshotReport,
@@ -140,6 +141,12 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         self.cache.time_stages();
     }
 
+    fn lap(&mut self, stage: Stage) {
+        if let Some(t) = &mut self.cache.stage_times {
+            t.lap(stage);
+        }
+    }
+
     /// The time spent per stage so far, when kept.
     pub fn stage_times(&self) -> Option<&crate::decode::stages::StageTimes> {
         self.cache.stage_times.as_ref()
@@ -182,10 +189,12 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         };
         let (mut slots, made) = self.slots(&mut report, &facts, prev.as_mut(), carried);
         // Retention changes reach allocations carried over unchanged: their rows go too.
+        self.lap(Stage::Diff);
         let held_changed = match roots {
             Some(r) => self.retain(&mut report, &facts, &mut slots, &made, r),
             None => Vec::new(),
         };
+        self.lap(Stage::Retention);
         let want = self.set.lifetimes();
         let step = match prev {
             // A run's first snapshot goes whole.
@@ -203,9 +212,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         }
         let kept = Kept { slots, read_by, qstrs: step.qstrs, types: step.types, carried: step.carried };
         self.keep_previous(ram, &report, facts, kept);
-        if let Some(t) = &mut self.cache.stage_times {
-            t.lap(crate::decode::stages::Stage::Diff);
-        }
+        self.lap(Stage::Diff);
         report.blocks = Vec::new();
         report.strings = Vec::new();
         // The report waits for the writer with its run: only what it holds.

@@ -340,6 +340,7 @@ impl Session {
             incremental,
             render: render.zip(layout.as_ref()),
             roots,
+            sidecar: self.sidecar.as_ref(),
             range: range.clone(),
             runs: runs.collect(),
         };

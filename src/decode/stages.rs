@@ -26,10 +26,12 @@ pub enum Stage {
     Rows,
     /// A run decoder's diff into lifetime changes and the type histogram.
     Diff,
+    /// Reachability, dominators, retained sizes and owners (see [`crate::retain`]).
+    Retention,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 9] = [
+    pub const ALL: [Stage; 10] = [
         Stage::Walk,
         Stage::Owners,
         Stage::Plan,
@@ -39,6 +41,7 @@ impl Stage {
         Stage::Edges,
         Stage::Rows,
         Stage::Diff,
+        Stage::Retention,
     ];
 
     pub fn name(self) -> &'static str {
@@ -52,6 +55,7 @@ impl Stage {
             Stage::Edges => "edges, roots",
             Stage::Rows => "rows",
             Stage::Diff => "diff",
+            Stage::Retention => "retention",
         }
     }
 }

@@ -161,6 +161,8 @@ pub(super) struct RunWork<'a, 'f> {
     pub render: Option<(&'a RenderOptions, &'a FrameLayout)>,
     /// The GC's roots of each snapshot, when retention is computed.
     pub roots: Option<RootsOf<'a>>,
+    /// The capture's sidecar: its fields go into `snapshots`.
+    pub sidecar: Option<&'a crate::sidecar::Sidecar>,
     pub range: Range<u64>,
     pub runs: Vec<Range<u64>>,
 }
@@ -299,7 +301,8 @@ impl<'a, 'f> RunWork<'a, 'f> {
                         progress.warn(&format!("snapshot {}: {}", d.index, e.status()));
                     }
                     focused += d.focused as u64;
-                    sink.write(d.index, self.dump.offset_of(d.index), &d.outcome)?;
+                    let event = self.sidecar.and_then(|s| s.get(d.index));
+                    sink.write(d.index, self.dump.offset_of(d.index), &d.outcome, event)?;
                     frames += write_frame(d, &mut outputs)?;
                 }
                 // (If its worker is gone, it is freed here.)

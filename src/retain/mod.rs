@@ -186,7 +186,7 @@ fn retainers_of_rows(
     roots: &GcRoots,
 ) -> Vec<owners::Retained> {
     // Heap edges come grouped by the allocation holding them.
-    let mut spans: std::collections::HashMap<u64, (usize, usize)> = std::collections::HashMap::new();
+    let mut spans: rustc_hash::FxHashMap<u64, (usize, usize)> = Default::default();
     for (k, e) in report.edges.iter().enumerate() {
         if let Some(from) = e.from_address {
             spans.entry(from).and_modify(|s| s.1 = k + 1).or_insert((k, k + 1));

@@ -6,8 +6,9 @@
 //! chain: what would be freed with it. Summed per owner and kind, these are the
 //! `retainers` table's rows, small enough for every snapshot of a night.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use crate::decode::EdgeRow;
 
@@ -46,61 +47,78 @@ pub fn retainers(
     bytes_per_block: u64,
 ) -> Vec<Retained> {
     let scopes = scopes(nodes, main_tables, module_globals_word);
-    let several: Arc<str> = Arc::from(SEVERAL_ROOTS);
-    // The name an allocation takes as an owner, if it is one.
-    let named = |v: usize| -> Option<Arc<str>> {
+    // Owners by index into `names`: an allocation's owner is found once per
+    // snapshot, and counted without touching a string.
+    let mut names: Vec<Arc<str>> = ret.roots.clone();
+    let several = names.len() as u32;
+    names.push(Arc::from(SEVERAL_ROOTS));
+    let mut named_at: FxHashMap<(u64, u64), u32> = FxHashMap::default();
+    let mut named = |v: usize| -> Option<u32> {
         match ret.idom.get(v).copied()? {
-            Holder::Root(r) => ret.roots.get(r as usize).cloned(),
-            Holder::Roots => Some(Arc::clone(&several)),
+            Holder::Root(r) => Some(r),
+            Holder::Roots => Some(several),
             Holder::Allocation(t) => {
                 let table = nodes.get(t as usize)?;
                 let scope = scopes.get(&table.address)?;
-                let key =
-                    table.edges.iter().find(|e| e.to_alloc_address == Some(nodes[v].address))?.map_key.as_ref()?;
-                Some(Arc::from(format!("{scope}.{key}")))
+                let to = nodes[v].address;
+                if let Some(&k) = named_at.get(&(table.address, to)) {
+                    return Some(k);
+                }
+                let key = table.edges.iter().find(|e| e.to_alloc_address == Some(to))?.map_key.as_ref()?;
+                names.push(Arc::from(format!("{scope}.{key}")));
+                let k = names.len() as u32 - 1;
+                named_at.insert((table.address, to), k);
+                Some(k)
             }
             Holder::Garbage => None,
         }
     };
-    // Per allocation, its owner, found once: a walk up the chain stops at the
-    // first allocation whose owner is known.
+    // Per allocation, its owner: a walk up the chain stops at the first
+    // allocation whose owner is known, or at the first named one.
+    const UNKNOWN: u32 = u32::MAX;
+    const NOBODY: u32 = u32::MAX - 1;
     let n = nodes.len();
-    let mut owner: Vec<Option<Option<Arc<str>>>> = vec![None; n];
+    let mut owner = vec![UNKNOWN; n];
     let mut walk = Vec::new();
     for v in 0..n {
         let mut u = v;
         let found = loop {
-            if let Some(o) = &owner[u] {
-                break o.clone();
+            if owner[u] != UNKNOWN {
+                break owner[u];
             }
             walk.push(u);
-            if let Some(name) = named(u) {
-                break Some(name);
+            if let Some(k) = named(u) {
+                break k;
             }
             match ret.idom.get(u).copied() {
                 Some(Holder::Allocation(j)) if (j as usize) < n && walk.len() <= n => u = j as usize,
-                _ => break None,
+                _ => break NOBODY,
             }
         };
-        // Each allocation walked is owned by the first named one above it (the
-        // walk stopped there: none below it is named).
+        // None below the first named one is named (the walk stopped there).
         for w in walk.drain(..) {
-            owner[w] = Some(found.clone());
+            owner[w] = found;
         }
     }
-    let mut sums: HashMap<(Arc<str>, &'static str), (u64, u64)> = HashMap::new();
+    // (owner, kind) → (allocations, bytes); kinds are static, keyed by address.
+    let mut sums: FxHashMap<(u32, usize), (&'static str, u64, u64)> = FxHashMap::default();
     for (v, node) in nodes.iter().enumerate() {
-        if !ret.reachable.get(v).copied().unwrap_or(false) {
+        let o = owner[v];
+        if o >= NOBODY || !ret.reachable.get(v).copied().unwrap_or(false) {
             continue;
         }
-        let Some(Some(o)) = &owner[v] else { continue };
-        let e = sums.entry((Arc::clone(o), node.kind)).or_default();
-        e.0 += 1;
-        e.1 += node.blocks.saturating_mul(bytes_per_block);
+        let e = sums.entry((o, node.kind.as_ptr() as usize)).or_insert((node.kind, 0, 0));
+        e.1 += 1;
+        e.2 += node.blocks.saturating_mul(bytes_per_block);
     }
     let mut rows: Vec<Retained> = sums
         .into_iter()
-        .map(|((owner, kind), (allocations, bytes))| Retained { owner, kind, allocations, bytes })
+        .map(|((o, _), (kind, allocations, bytes))| Retained {
+            owner: Arc::clone(&names[o as usize]),
+            kind,
+            allocations,
+            bytes,
+        })
         .collect();
     rows.sort();
     rows
@@ -108,10 +126,10 @@ pub fn retainers(
 
 /// Tables holding names, by the table's address: `__main__`'s, a module's
 /// globals (named by the module), a class's attributes (named by the class).
-fn scopes(nodes: &[Node], main_tables: &[u64], module_globals_word: u32) -> HashMap<u64, Arc<str>> {
+fn scopes(nodes: &[Node], main_tables: &[u64], module_globals_word: u32) -> FxHashMap<u64, Arc<str>> {
     // Dicts first: a module's globals dict, a dict a class points at.
-    let mut dicts: HashMap<u64, Arc<str>> = HashMap::new();
-    for n in nodes {
+    let mut dicts: FxHashMap<u64, Arc<str>> = FxHashMap::default();
+    for n in nodes.iter().filter(|n| n.kind == "module" || n.kind == "type") {
         let Some(name) = n.name else { continue };
         for e in n.edges.iter().filter(|e| e.to_is_head) {
             let Some(to) = e.to_alloc_address else { continue };
@@ -122,7 +140,7 @@ fn scopes(nodes: &[Node], main_tables: &[u64], module_globals_word: u32) -> Hash
             }
         }
     }
-    let mut tables: HashMap<u64, Arc<str>> = HashMap::new();
+    let mut tables: FxHashMap<u64, Arc<str>> = FxHashMap::default();
     let main: Arc<str> = Arc::from("__main__");
     for n in nodes.iter().filter(|n| n.kind == "dict_table") {
         if main_tables.contains(&n.address) {

@@ -327,9 +327,17 @@ impl<'f> TableSink<'f> {
     }
 
     /// Stores one snapshot; calls must come in snapshot order.
-    pub fn write(&mut self, index: u64, dump_offset: u64, outcome: &PreparedOutcome<'f>) -> Result<()> {
+    /// Writes snapshot `index`'s rows; `event` is its line of the capture's
+    /// sidecar, when it has one.
+    pub fn write(
+        &mut self,
+        index: u64,
+        dump_offset: u64,
+        outcome: &PreparedOutcome<'f>,
+        event: Option<&crate::sidecar::Event>,
+    ) -> Result<()> {
         self.at = index;
-        let input = Input { index, dump_offset, outcome, firmware: self.firmware };
+        let input = Input { index, dump_offset, outcome, firmware: self.firmware, event };
         for t in &mut self.tables {
             t.write(&input)?;
         }

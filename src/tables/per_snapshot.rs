@@ -78,6 +78,7 @@ pub fn snapshots_schema() -> SchemaRef {
     fields.push(f("fragmentation", Float64, true));
     fields.extend(ints.skip(SNAPSHOT_GC_COLUMNS));
     fields.push(f("reachability", dict(), true));
+    fields.extend([f("time", Float64, true), f("event", dict(), true), f("requested_bytes", Int64, true)]);
     Arc::new(Schema::new(fields))
 }
 
@@ -293,6 +294,9 @@ pub(crate) struct SnapshotsRows {
     geometry_source: RecurringDict,
     fragmentation: Float64Builder,
     reachability: RecurringDict,
+    time: Float64Builder,
+    event: RecurringDict,
+    requested_bytes: IntColumn,
 }
 
 /// The figures of [`SNAPSHOT_INT_COLUMNS`] of a decoded snapshot.
@@ -388,6 +392,7 @@ impl SnapshotsRows {
         cols.push(arc(self.fragmentation.finish()));
         cols.extend(ints[SNAPSHOT_GC_COLUMNS..].iter().cloned());
         cols.push(self.reachability.finish());
+        cols.extend([arc(self.time.finish()) as ArrayRef, self.event.finish(), arc(self.requested_bytes.finish())]);
         cols
     }
 }
@@ -747,6 +752,9 @@ impl Rows for SnapshotsRows {
     }
     fn push(&mut self, input: &Input, _from: usize) -> Option<usize> {
         SnapshotsRows::push(self, input.index, input.dump_offset, input.outcome.as_ref().map(|p| &p.report));
+        self.time.append_option(input.event.and_then(|e| e.time));
+        self.event.append_option(input.event.and_then(|e| e.event.as_deref()));
+        self.requested_bytes.append_option(input.event.and_then(|e| e.requested_bytes));
         None
     }
     fn finish(&mut self) -> Vec<ArrayRef> {

@@ -2,7 +2,6 @@
 //! count by kind, type and class (`type_histogram`), and free runs by size in
 //! powers of two of blocks (`free_run_histogram`).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::ArrayRef;
@@ -13,6 +12,7 @@ use super::per_snapshot::{arc, dict, f, IntColumn, RecurringDict};
 use super::table::{Input, Rows};
 use crate::decode::{Category, SnapshotReport};
 use crate::firmware::Firmware;
+use crate::retain::owners::Retained;
 use crate::tables::writer::SUMMARY_BATCH_ROWS;
 
 pub fn type_histogram_schema() -> SchemaRef {
@@ -312,31 +312,42 @@ pub(crate) struct RetainersRows {
     kind: RecurringDict,
     allocations: IntColumn,
     bytes: IntColumn,
-    /// The figures as of the last snapshot written.
-    before: BTreeMap<OwnerKind, (u64, u64)>,
+    /// The figures as of the last snapshot written, sorted.
+    before: Vec<Retained>,
 }
-
-/// A `retainers` row's key: an owner and a kind.
-type OwnerKind = (Arc<str>, &'static str);
 
 impl RetainersRows {
     pub(crate) fn push(&mut self, r: &SnapshotReport) {
-        let Some(rows) = &r.retainers else { return };
-        let now: BTreeMap<OwnerKind, (u64, u64)> =
-            rows.iter().map(|x| ((Arc::clone(&x.owner), x.kind), (x.allocations, x.bytes))).collect();
-        let gone = self.before.keys().filter(|k| !now.contains_key(*k)).map(|k| (k, (0, 0)));
-        let changed = now.iter().filter(|(k, v)| self.before.get(*k) != Some(*v)).map(|(k, v)| (k, *v));
-        let mut out: Vec<(&OwnerKind, (u64, u64))> = gone.chain(changed).collect();
-        out.sort_by(|a, b| a.0.cmp(b.0));
-        for ((owner, kind), (allocations, bytes)) in out {
+        let Some(now) = &r.retainers else { return };
+        // Both sorted by (owner, kind): a merge.
+        let (mut old, mut new) = (self.before.iter().peekable(), now.iter().peekable());
+        loop {
+            let row = match (old.peek(), new.peek()) {
+                (Some(o), Some(n)) if (&o.owner, o.kind) == (&n.owner, n.kind) => {
+                    let (o, n) = (old.next(), new.next());
+                    match (o, n) {
+                        (Some(o), Some(n)) if o != n => n.clone(),
+                        _ => continue,
+                    }
+                }
+                (Some(o), n) if n.is_none_or(|n| (&o.owner, o.kind) < (&n.owner, n.kind)) => {
+                    let Some(o) = old.next() else { break };
+                    Retained { allocations: 0, bytes: 0, ..o.clone() }
+                }
+                (_, Some(_)) => match new.next() {
+                    Some(n) => n.clone(),
+                    None => break,
+                },
+                _ => break,
+            };
             self.snapshot.append_value(r.index);
-            self.owner.append_value(owner);
-            self.kind.append_value(kind);
-            self.allocations.append_value(allocations);
-            self.bytes.append_value(bytes);
+            self.owner.append_value(&row.owner);
+            self.kind.append_value(row.kind);
+            self.allocations.append_value(row.allocations);
+            self.bytes.append_value(row.bytes);
             self.n += 1;
         }
-        self.before = now;
+        self.before.clone_from(now);
     }
 
     pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {

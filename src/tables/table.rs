@@ -26,6 +26,8 @@ pub(crate) struct Input<'a, 'f> {
     /// The decoded snapshot, ready for the writer, or why it was not decoded.
     pub outcome: &'a PreparedOutcome<'f>,
     pub firmware: &'f Firmware,
+    /// The snapshot's line of the capture's sidecar, when it has one.
+    pub event: Option<&'a crate::sidecar::Event>,
 }
 
 /// The rows of one table, as Arrow builders.

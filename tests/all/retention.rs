@@ -72,6 +72,10 @@ fn without_the_stack_pointer_the_stack_region_is_scanned_whole() {
     assert_eq!(q(&exact, "distinct reachability")[0][0], serde_json::json!("exact"));
     assert_eq!(q(&over, "distinct reachability")[0][0], serde_json::json!("over_approximation"));
     assert!(q(&exact, "count(*) filter (where stack_pointer is null)")[0][0] == serde_json::json!(0));
+    // The sidecar's fields, joined: every snapshot has its event.
+    assert_eq!(q(&exact, "count(*) filter (where event is null)")[0][0], serde_json::json!(0));
+    let events = q(&exact, "string_agg(distinct event::varchar, ',' order by event::varchar)");
+    assert!(events[0][0].as_str().unwrap().contains("alloc"), "{events:?}");
     // Every snapshot: at least as much reachable, and more somewhere (stale
     // frames below the stack pointer hold old pointers).
     let both = dir.path();
