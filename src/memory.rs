@@ -107,7 +107,8 @@ impl<'a> Memory<'a> {
 
     pub fn bytes(&self, address: u64, len: u64, what: &'static str) -> Result<&'a [u8], ReadError> {
         if let Some(t) = &self.tracker {
-            if self.ram.contains(address) {
+            // Only reads that succeed read anything (and are bounded by RAM).
+            if self.ram.slice(address, len).is_some() {
                 t.record(address, len, what);
             }
         }

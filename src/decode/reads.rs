@@ -31,6 +31,10 @@ pub const UNTRACKED: u32 = u32::MAX - 1;
 /// may start from (see [`Reads::complete`]).
 const MAX_READS: usize = 1 << 22;
 
+/// Blocks [`ReadLog::finish`] visits at most (reads of long stretches of free
+/// blocks, on a hostile snapshot): past it, as past [`MAX_READS`].
+const MAX_FINISH_STEPS: u64 = 1 << 26;
+
 #[derive(Clone, Copy, Debug)]
 struct Read {
     consumer: u32,
@@ -110,7 +114,8 @@ impl ReadLog {
         let mut deps: Vec<(u32, u32)> = Vec::new();
         let mut global_blocks = Vec::new();
         let mut outside = Vec::new();
-        let complete = !self.overflowed.get();
+        let mut complete = !self.overflowed.get();
+        let mut steps = 0u64;
         for r in self.reads.into_inner() {
             let Some(end) = r.address.checked_add(r.len.max(1)) else { continue };
             if r.address >= ram.1 || end <= ram.0 {
@@ -119,6 +124,11 @@ impl ReadLog {
             let mut a = r.address.max(ram.0);
             let end = end.min(ram.1);
             while a < end {
+                steps += 1;
+                if steps > MAX_FINISH_STEPS {
+                    complete = false;
+                    break;
+                }
                 let Some(b) = g.block_of(a) else {
                     // RAM outside the pools: up to the next pool, or the read's end.
                     let next = g.areas().map(|p| p.pool_start).filter(|&s| s > a).min().unwrap_or(end).min(end);
