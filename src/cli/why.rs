@@ -38,9 +38,8 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
         report.retention.is_some(),
         "snapshot {index}: no GC roots to start from (the profile has no `state.roots_end`, or the build no `_estack`)"
     );
-    let globals_word = session.profile.objects.module_globals_word;
     let roots = session.roots().of(index).ok_or_else(|| anyhow::anyhow!("snapshot {index}: no GC roots"))?;
-    let Some(w) = why(&report, &roots, a.address, globals_word) else {
+    let Some(w) = why(&report, &roots, a.address) else {
         anyhow::bail!("snapshot {index}: no allocation covers 0x{:08x}", a.address);
     };
     print!("{}", render(index, &w));

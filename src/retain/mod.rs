@@ -161,12 +161,8 @@ pub fn attach(report: &mut crate::decode::SnapshotReport, roots: &GcRoots) {
         return; // no rows: nothing to compute from
     }
     let bpb = report.geometry.bytes_per_block;
-    let retention = of_rows(&report.blocks, bpb, &report.edges, roots);
-    let allocations: Vec<Allocation> = report
-        .blocks
-        .iter()
-        .map(|b| Allocation { start_block: b.start_block, blocks: b.blocks, marked: b.marked })
-        .collect();
+    let allocations = allocations_of(&report.blocks);
+    let retention = of_rows(&report.blocks, &allocations, bpb, &report.edges, roots);
     let (reachable_allocations, garbage_allocations, garbage_bytes) = retention.counts(&allocations, bpb);
     report.reachability = Some(Reachability {
         stack_pointer: roots.stack_pointer,
@@ -175,16 +171,19 @@ pub fn attach(report: &mut crate::decode::SnapshotReport, roots: &GcRoots) {
         garbage_allocations,
         garbage_bytes,
     });
-    report.retainers = Some(retainers_of_rows(report, &retention, roots));
+    let nodes = nodes_of_rows(report);
+    let main_tables = main_tables_of_rows(report, roots);
+    report.retainers = Some(owners::retainers(&retention, &nodes, &main_tables, roots.module_globals_word, bpb));
     report.retention = Some(retention);
 }
 
-/// The `retainers` rows of a whole decode (see [`owners`]).
-fn retainers_of_rows(
-    report: &crate::decode::SnapshotReport,
-    ret: &Retention,
-    roots: &GcRoots,
-) -> Vec<owners::Retained> {
+/// The allocations of a whole decode's block rows.
+fn allocations_of(blocks: &[crate::decode::BlockRow]) -> Vec<Allocation> {
+    blocks.iter().map(|b| Allocation { start_block: b.start_block, blocks: b.blocks, marked: b.marked }).collect()
+}
+
+/// What [`owners`] needs of a whole decode's allocations, in block-row order.
+pub fn nodes_of_rows(report: &crate::decode::SnapshotReport) -> Vec<owners::Node<'_>> {
     // Heap edges come grouped by the allocation holding them.
     let mut spans: rustc_hash::FxHashMap<u64, (usize, usize)> = Default::default();
     for (k, e) in report.edges.iter().enumerate() {
@@ -192,7 +191,7 @@ fn retainers_of_rows(
             spans.entry(from).and_modify(|s| s.1 = k + 1).or_insert((k, k + 1));
         }
     }
-    let nodes: Vec<owners::Node> = report
+    report
         .blocks
         .iter()
         .map(|b| {
@@ -206,15 +205,18 @@ fn retainers_of_rows(
                 edges: &report.edges[a..z],
             }
         })
-        .collect();
-    let main_tables: Vec<u64> = report
+        .collect()
+}
+
+/// The tables `mp_state_ctx.vm.dict_main.map.table` points at in a whole decode.
+pub fn main_tables_of_rows(report: &crate::decode::SnapshotReport, roots: &GcRoots) -> Vec<u64> {
+    report
         .edges
         .iter()
         .filter(|e| e.root_address.is_some_and(|a| roots.state.contains(&a)))
         .filter(|e| e.root_name.as_deref().is_some_and(is_main_table_root))
         .map(|e| e.to_address)
-        .collect();
-    owners::retainers(ret, &nodes, &main_tables, roots.module_globals_word, report.geometry.bytes_per_block)
+        .collect()
 }
 
 /// Whether a root field is `__main__`'s globals table.
@@ -226,16 +228,15 @@ pub fn is_main_table_root(name: &str) -> bool {
 /// its edges (heap pointers and the root words outside the heap).
 pub fn of_rows(
     blocks: &[crate::decode::BlockRow],
+    allocations: &[Allocation],
     bytes_per_block: u64,
     edges: &[EdgeRow],
     roots: &GcRoots,
 ) -> Retention {
-    let allocations: Vec<Allocation> =
-        blocks.iter().map(|b| Allocation { start_block: b.start_block, blocks: b.blocks, marked: b.marked }).collect();
     let scanned: Vec<bool> = blocks.iter().map(|b| b.collect.unwrap_or(true)).collect();
-    let graph = MarkGraph { allocations: &allocations, bytes_per_block, scanned: &scanned };
+    let graph = MarkGraph { allocations, bytes_per_block, scanned: &scanned };
     let pool_blocks = allocations.last().map_or(0, |a| a.start_block + 1);
-    let index = StartIndex::new(&allocations, pool_blocks);
+    let index = StartIndex::new(allocations, pool_blocks);
     let heads = edges.iter().filter(|e| e.to_is_head);
     let heap = heads.clone().filter_map(|e| Some((index.at(e.from_block?)?, index.at(e.to_block?)?)));
     let stack: Arc<str> = Arc::from(STACK);

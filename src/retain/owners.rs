@@ -126,7 +126,7 @@ pub fn retainers(
 
 /// Tables holding names, by the table's address: `__main__`'s, a module's
 /// globals (named by the module), a class's attributes (named by the class).
-fn scopes(nodes: &[Node], main_tables: &[u64], module_globals_word: u32) -> FxHashMap<u64, Arc<str>> {
+pub fn scopes(nodes: &[Node], main_tables: &[u64], module_globals_word: u32) -> FxHashMap<u64, Arc<str>> {
     // Dicts first: a module's globals dict, a dict a class points at.
     let mut dicts: FxHashMap<u64, Arc<str>> = FxHashMap::default();
     for n in nodes.iter().filter(|n| n.kind == "module" || n.kind == "type") {

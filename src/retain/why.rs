@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use crate::decode::{BlockRow, EdgeRow, SnapshotReport};
 
-use super::{GcRoots, Holder, Retention, SEVERAL_ROOTS, STACK};
+use rustc_hash::FxHashMap;
+
+use super::{owners, GcRoots, Holder, Retention, SEVERAL_ROOTS, STACK};
 
 /// One allocation on a path or a chain, and how the step into it is named.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,13 +49,13 @@ const MAX_VISITS: usize = 1 << 24;
 
 /// Why the allocation covering `address` in `report` is alive. `None` when no
 /// allocation covers it, or the report has no retention.
-pub fn why(report: &SnapshotReport, roots: &GcRoots, address: u64, module_globals_word: u32) -> Option<Why> {
+pub fn why(report: &SnapshotReport, roots: &GcRoots, address: u64) -> Option<Why> {
     let ret = report.retention.as_ref()?;
     let blocks = &report.blocks;
     let bpb = report.geometry.bytes_per_block;
     let target = blocks.iter().position(|b| address >= b.address && address < b.address + b.blocks * bpb)?;
     let index: HashMap<u64, usize> = blocks.iter().enumerate().map(|(i, b)| (b.start_block, i)).collect();
-    let names = Names::new(report, &index, roots, module_globals_word);
+    let names = Names::new(report, roots);
     let step = |i: usize, name: String| Step {
         name,
         address: blocks[i].address,
@@ -143,48 +145,24 @@ fn shortest_path<'r>(
     Some((root, steps))
 }
 
-/// What the steps' names need: which tables hold a module's globals or a
-/// class's attributes, and each allocation by its first block.
+/// What the steps' names need: which tables hold names (`__main__`'s, a
+/// module's globals, a class's attributes: [`owners::scopes`]), and each
+/// allocation by its address.
 struct Names<'r> {
     blocks: &'r [BlockRow],
     by_address: HashMap<u64, usize>,
-    /// Dict address → the module whose globals it is, or the class whose
-    /// attributes it holds.
-    scopes: HashMap<u64, String>,
-    /// Tables `mp_state_ctx.vm.dict_main` points at: `__main__`'s globals.
-    main_tables: Vec<u64>,
+    /// Table address → the scope whose names it holds.
+    scopes: FxHashMap<u64, Arc<str>>,
     roots: &'r GcRoots,
 }
 
 impl<'r> Names<'r> {
-    fn new(
-        report: &'r SnapshotReport,
-        index: &HashMap<u64, usize>,
-        roots: &'r GcRoots,
-        module_globals_word: u32,
-    ) -> Self {
-        let blocks = &report.blocks;
-        let by_address = blocks.iter().enumerate().map(|(i, b)| (b.address, i)).collect();
-        let mut scopes = HashMap::new();
-        for e in report.edges.iter().filter(|e| e.to_is_head) {
-            let Some(&from) = e.from_block.and_then(|b| index.get(&b)) else { continue };
-            let Some(to) = e.to_alloc_address else { continue };
-            let from = &blocks[from];
-            let name = from.name.as_deref().unwrap_or("?");
-            // A module's globals dict; a dict a class points at: its locals.
-            if from.kind == "module" && e.from_word == Some(module_globals_word) {
-                scopes.insert(to, name.to_string());
-            } else if from.kind == "type" {
-                scopes.entry(to).or_insert_with(|| name.to_string());
-            }
-        }
-        let main_tables = report
-            .edges
-            .iter()
-            .filter(|e| e.root_name.as_deref().is_some_and(|n| n.ends_with("dict_main.map.table")))
-            .map(|e| e.to_address)
-            .collect();
-        Names { blocks, by_address, scopes, main_tables, roots }
+    fn new(report: &'r SnapshotReport, roots: &'r GcRoots) -> Self {
+        let nodes = super::nodes_of_rows(report);
+        let main_tables = super::main_tables_of_rows(report, roots);
+        let scopes = owners::scopes(&nodes, &main_tables, roots.module_globals_word);
+        let by_address = report.blocks.iter().enumerate().map(|(i, b)| (b.address, i)).collect();
+        Names { blocks: &report.blocks, by_address, scopes, roots }
     }
 
     /// How the step along edge `e` is named.
@@ -216,19 +194,15 @@ impl<'r> Names<'r> {
     /// A value slot of a map table with key `key`: a global, a class or an
     /// instance attribute, or a dict's item.
     fn key_step(&self, table: &BlockRow, key: &Arc<str>) -> String {
-        if self.main_tables.contains(&table.address) {
-            return format!("__main__.{key}");
+        if let Some(scope) = self.scopes.get(&table.address) {
+            return format!("{scope}.{key}");
         }
         let owner = table.owner.and_then(|o| self.by_address.get(&o)).map(|&i| &self.blocks[i]);
         match owner {
             Some(o) if o.kind == "instance" => {
                 format!("<{} instance at 0x{:08x}>.{key}", o.name.as_deref().unwrap_or("?"), o.address)
             }
-            Some(o) => match self.scopes.get(&o.address) {
-                Some(scope) => format!("{scope}.{key}"),
-                None => subscript(key),
-            },
-            None => subscript(key),
+            _ => subscript(key),
         }
     }
 }

@@ -100,9 +100,8 @@ fn why_names_the_path_as_python_would() {
     let last = s.dump.count() - 1;
     let r = s.decode_one(last).unwrap();
     let ret = r.retention.as_ref().unwrap();
-    let globals_word = s.profile.objects.module_globals_word;
     let roots = s.roots().of(last).unwrap();
-    let why = |address| why(&r, &roots, address, globals_word);
+    let why = |address| why(&r, &roots, address);
     let items = r.blocks.iter().find(|b| {
         b.kind == "list_items" && {
             let w = why(b.address).unwrap();
