@@ -18,11 +18,12 @@ use crate::error::{Error, Result};
 /// How `mp_obj_t` encodes immediates (MicroPython's `MICROPY_OBJ_REPR_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ObjectRepr {
-    /// small int `(v<<1)|1`, qstr `(i<<2)|2`.
+    /// small int `(v<<1)|1`, qstr `(i<<2)|2` (`(i<<3)|2` with immediate objects).
     A,
-    /// small int `(v<<2)|1`, qstr `(i<<2)|3`.
+    /// small int `(v<<2)|1`, qstr `(i<<2)|3` (`(i<<3)|3` with immediate objects).
     B,
-    /// small int `(v<<1)|1`, qstr `(i<<3)|6` (30-bit floats in the other slots).
+    /// small int `(v<<1)|1`, qstr `(i<<3)|6` (`(i<<4)|6` with immediate
+    /// objects; 30-bit floats in the other slots).
     C,
     /// 64-bit NaN boxing (`mp_obj_t` is a `uint64_t` whatever the pointer size):
     /// top 16 bits 0x0001 a small int `(v<<1)|1`, 0x0002 a qstr `(i<<1)|1`, 0x0003
@@ -39,7 +40,12 @@ pub enum Immediate {
 }
 
 impl ObjectRepr {
-    pub fn decode(self, word: u64, word_bytes: u32) -> Immediate {
+    /// `word` as an `mp_obj_t` of this representation. `immediate_objects`:
+    /// the build has MicroPython 1.13's immediate objects (`None`, `True`,
+    /// `False` in the word itself), which moved every qstr one bit up
+    /// (`MICROPY_OBJ_IMMEDIATE_OBJS`, on in every representation but D).
+    pub fn decode(self, word: u64, word_bytes: u32, immediate_objects: bool) -> Immediate {
+        let q = u32::from(immediate_objects);
         let bits = word_bytes * 8;
         let sign_extend = |v: u64, width: u32| -> i64 {
             let shift = 64 - width;
@@ -47,12 +53,14 @@ impl ObjectRepr {
         };
         match self {
             ObjectRepr::A if word & 1 == 1 => Immediate::SmallInt(sign_extend(word, bits) >> 1),
-            ObjectRepr::A if word & 3 == 2 => Immediate::Qstr(word >> 2),
+            ObjectRepr::A if word & ((4 << q) - 1) == 2 => Immediate::Qstr(word >> (2 + q)),
             ObjectRepr::B if word & 3 == 1 => Immediate::SmallInt(sign_extend(word, bits) >> 2),
-            ObjectRepr::B if word & 3 == 3 => Immediate::Qstr(word >> 2),
+            ObjectRepr::B if word & ((4 << q) - 1) == 3 => Immediate::Qstr(word >> (2 + q)),
             ObjectRepr::C if word & 1 == 1 => Immediate::SmallInt(sign_extend(word, bits) >> 1),
             // MP_OBJ_IS_QSTR in repr C: the top 9 bits clear rule out the float encoding.
-            ObjectRepr::C if word & 0xff80_0007 == 6 && word >> 32 == 0 => Immediate::Qstr(word >> 3),
+            ObjectRepr::C if word & (0xff80_0000 | ((8 << q) - 1)) == 6 && word >> 32 == 0 => {
+                Immediate::Qstr(word >> (3 + q))
+            }
             ObjectRepr::D if word >> 48 == 1 => Immediate::SmallInt(((word << 16) as i64) >> 17),
             ObjectRepr::D if word >> 48 == 2 => Immediate::Qstr((word as u32 >> 1) as u64),
             _ => Immediate::Object(word),
@@ -311,6 +319,10 @@ pub struct TypeSymbols {
 pub struct Profile {
     pub name: String,
     pub object_repr: ObjectRepr,
+    /// MicroPython 1.13 and later (CircuitPython 6 and later): `None`, `True`
+    /// and `False` are immediate objects, and qstrs sit one bit higher in an
+    /// `mp_obj_t` (see [`ObjectRepr::decode`]). False for CircuitPython 3.0.
+    pub immediate_objects: bool,
     pub heap: HeapLayout,
     pub qstr: QstrLayout,
     pub symbols: SymbolNames,
@@ -494,6 +506,7 @@ impl Profile {
         Profile {
             name: "circuitpython-3.0-atmel-samd".into(),
             object_repr: ObjectRepr::C,
+            immediate_objects: false,
             heap: HeapLayout::default(),
             qstr: QstrLayout::default(),
             symbols: SymbolNames::default(),
@@ -637,27 +650,41 @@ mod tests {
     #[test]
     fn repr_c_immediates_match_micropython() {
         let r = ObjectRepr::C;
-        assert_eq!(r.decode((5 << 1) | 1, 4), Immediate::SmallInt(5));
-        assert_eq!(r.decode(0xffff_ffff, 4), Immediate::SmallInt(-1));
-        assert_eq!(r.decode((300 << 3) | 6, 4), Immediate::Qstr(300));
-        assert_eq!(r.decode(0x2000_0010, 4), Immediate::Object(0x2000_0010));
+        assert_eq!(r.decode((5 << 1) | 1, 4, false), Immediate::SmallInt(5));
+        assert_eq!(r.decode(0xffff_ffff, 4, false), Immediate::SmallInt(-1));
+        assert_eq!(r.decode((300 << 3) | 6, 4, false), Immediate::Qstr(300));
+        assert_eq!(r.decode(0x2000_0010, 4, false), Immediate::Object(0x2000_0010));
         // Above the qstr range in repr C (top bits set): a boxed float, not a qstr.
-        assert_eq!(r.decode(0xff80_0006, 4), Immediate::Object(0xff80_0006));
-        assert_eq!(ObjectRepr::A.decode((7 << 2) | 2, 4), Immediate::Qstr(7));
-        assert_eq!(ObjectRepr::B.decode((7 << 2) | 3, 4), Immediate::Qstr(7));
+        assert_eq!(r.decode(0xff80_0006, 4, false), Immediate::Object(0xff80_0006));
+        assert_eq!(ObjectRepr::A.decode((7 << 2) | 2, 4, false), Immediate::Qstr(7));
+        assert_eq!(ObjectRepr::B.decode((7 << 2) | 3, 4, false), Immediate::Qstr(7));
+    }
+
+    #[test]
+    fn immediate_objects_move_qstrs_one_bit_up_as_in_micropython_1_13() {
+        // py/obj.h since 1.13: A qstr (q << 3) | 2, None (0 << 3) | 6; B (q << 3) | 3;
+        // C (q << 4) | 6 under the mask 0xff80000f.
+        let (a, b, c) = (ObjectRepr::A, ObjectRepr::B, ObjectRepr::C);
+        assert_eq!(a.decode((675 << 3) | 2, 4, true), Immediate::Qstr(675));
+        assert_eq!(a.decode(6, 4, true), Immediate::Object(6));
+        assert_eq!(a.decode((675 << 3) | 2, 4, false), Immediate::Qstr(1350), "the old rule reads it twice as high");
+        assert_eq!(b.decode((675 << 3) | 3, 4, true), Immediate::Qstr(675));
+        assert_eq!(c.decode((675 << 4) | 6, 4, true), Immediate::Qstr(675));
+        assert_eq!(c.decode((1 << 4) | 0xe, 4, true), Immediate::Object(0x1e), "an immediate object");
+        assert_eq!(a.decode((5 << 1) | 1, 8, true), Immediate::SmallInt(5));
     }
 
     #[test]
     fn repr_d_immediates_match_micropython() {
         // MP_OBJ_NEW_SMALL_INT(v) = ((v & 0x7fff_ffff_ffff) << 1) | 0x0001_0000_0000_0001.
         let r = ObjectRepr::D;
-        assert_eq!(r.decode(0x0001_0000_0000_000b, 4), Immediate::SmallInt(5));
-        assert_eq!(r.decode(0x0001_ffff_ffff_ffff, 4), Immediate::SmallInt(-1));
+        assert_eq!(r.decode(0x0001_0000_0000_000b, 4, false), Immediate::SmallInt(5));
+        assert_eq!(r.decode(0x0001_ffff_ffff_ffff, 4, false), Immediate::SmallInt(-1));
         // MP_OBJ_NEW_QSTR(q) = (q << 1) | 0x0002_0000_0000_0001.
-        assert_eq!(r.decode(0x0002_0000_0000_0259, 4), Immediate::Qstr(300));
-        assert_eq!(r.decode(0x2000_0010, 4), Immediate::Object(0x2000_0010));
+        assert_eq!(r.decode(0x0002_0000_0000_0259, 4, false), Immediate::Qstr(300));
+        assert_eq!(r.decode(0x2000_0010, 4, false), Immediate::Object(0x2000_0010));
         // A double (1.0 is 0x3ff0...) is no qstr, int or pointer the GC follows.
-        assert_eq!(r.decode(0x3ff0_0000_0000_0000, 4), Immediate::Object(0x3ff0_0000_0000_0000));
+        assert_eq!(r.decode(0x3ff0_0000_0000_0000, 4, false), Immediate::Object(0x3ff0_0000_0000_0000));
         let p = Profile { object_repr: ObjectRepr::D, ..Profile::default() };
         assert_eq!((p.obj_bytes(), p.heap.word_bytes), (8, 4));
     }

@@ -801,7 +801,7 @@ impl<'f> Decoder<'f> {
                 continue;
             }
             for (repr, hits) in [(ObjectRepr::A, &mut a), (ObjectRepr::C, &mut c)] {
-                if let crate::profile::Immediate::Qstr(id) = repr.decode(key, self.profile.heap.word_bytes) {
+                if let crate::profile::Immediate::Qstr(id) = repr.decode(key, self.profile.heap.word_bytes, self.profile.immediate_objects) {
                     if id < total {
                         *hits += 1;
                     }
@@ -818,7 +818,7 @@ impl<'f> Decoder<'f> {
     /// An `mp_obj_t` as the reference prints a dict key: small ints in decimal,
     /// qstrs as their text, anything else as a hex address.
     pub fn format_object(&self, obj: u64, qstrs: &mut qstr::QstrReader, texts: &mut qstr::TextCache) -> String {
-        match self.profile.object_repr.decode(obj, self.profile.heap.word_bytes) {
+        match self.profile.object_repr.decode(obj, self.profile.heap.word_bytes, self.profile.immediate_objects) {
             Immediate::SmallInt(v) => v.to_string(),
             Immediate::Qstr(q) => qstrs.text(q, texts).map_or_else(|| format!("<qstr {q}>"), |t| t.to_string()),
             Immediate::Object(p) => format!("0x{p:08x}"),

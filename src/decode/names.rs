@@ -60,7 +60,7 @@ impl Decoder<'_> {
         names: &mut [Name],
     ) {
         let module = self.firmware.types.module;
-        let (repr, word_bytes) = (self.profile.object_repr, self.profile.heap.word_bytes);
+        let (repr, word_bytes, imm) = (self.profile.object_repr, self.profile.heap.word_bytes, self.profile.immediate_objects);
         for &i in derived {
             if type_addrs[i].is_none() || type_addrs[i] != module {
                 continue;
@@ -72,12 +72,12 @@ impl Decoder<'_> {
             let pairs = table.len() as u64 / (2 * v.obj_bytes);
             for k in 0..pairs.min(1024) {
                 let key = v.obj_at(table, 2 * k).unwrap_or(0);
-                let Immediate::Qstr(kq) = repr.decode(key, word_bytes) else { continue };
+                let Immediate::Qstr(kq) = repr.decode(key, word_bytes, imm) else { continue };
                 if qstrs.text(kq, texts).as_deref() != Some("__name__") {
                     continue;
                 }
                 let value = v.obj_at(table, 2 * k + 1).unwrap_or(0);
-                if let Immediate::Qstr(vq) = repr.decode(value, word_bytes) {
+                if let Immediate::Qstr(vq) = repr.decode(value, word_bytes, imm) {
                     names[i] = qstrs.text(vq, texts);
                 }
                 break;

@@ -189,7 +189,7 @@ impl Decoder<'_> {
     /// pools, other keys are formatted once per run.
     pub(super) fn key_text(&self, key: u64, qstrs: &mut qstr::QstrReader, cache: &mut DecodeCache) -> Arc<str> {
         let repr = self.profile.object_repr;
-        if let Immediate::Qstr(q) = repr.decode(key, self.profile.heap.word_bytes) {
+        if let Immediate::Qstr(q) = repr.decode(key, self.profile.heap.word_bytes, self.profile.immediate_objects) {
             return qstrs.text(q, &mut cache.texts).unwrap_or_else(|| Arc::from(format!("<qstr {q}>")));
         }
         if let Some(t) = cache.keys.get(&key) {

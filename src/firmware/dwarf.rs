@@ -596,6 +596,16 @@ pub fn derive_profile(data: &[u8], path: &Path, base: &Profile) -> Result<Derive
             p.symbols.ram_start = "_sdata".into();
             found.push("symbols.ram_start = _sdata (no _srelocate in the symbol table)".to_string());
         }
+        // MicroPython 1.13's immediate objects (`None`, `True`, `False` in the
+        // word, and qstrs one bit higher) left no `mp_const_none_obj` behind.
+        if p.object_repr != crate::profile::ObjectRepr::D {
+            p.immediate_objects = !has("mp_const_none_obj");
+            found.push(format!(
+                "immediate_objects = {} ({} mp_const_none_obj in the symbol table)",
+                p.immediate_objects,
+                if p.immediate_objects { "no" } else { "an" }
+            ));
+        }
         // A fixed (1.9) prelude stores names as two bytes only with persistent
         // code (MICROPY_PERSISTENT_CODE: .mpy loading or saving, frozen .mpy),
         // whose functions the symbol table shows; else as a base-128 uint.

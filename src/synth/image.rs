@@ -273,16 +273,19 @@ impl Flavor {
     /// A qstr as an `mp_obj_t`.
     pub fn qstr_obj(self, id: u64) -> u64 {
         match self {
-            Flavor::CircuitPython3 | Flavor::CircuitPython10 => (id << 3) | 6,
-            Flavor::MicroPython | Flavor::MicroPython64 => (id << 2) | 2,
+            // Current firmware has immediate objects: qstrs one bit higher.
+            Flavor::CircuitPython3 => (id << 3) | 6,
+            Flavor::CircuitPython10 => (id << 4) | 6,
+            Flavor::MicroPython | Flavor::MicroPython64 => (id << 3) | 2,
         }
     }
 
     /// The qstr id in an `mp_obj_t`, if it is one.
     pub fn qstr_id(self, obj: u64) -> Option<u64> {
         match self {
-            Flavor::CircuitPython3 | Flavor::CircuitPython10 => (obj & 7 == 6).then_some(obj >> 3),
-            Flavor::MicroPython | Flavor::MicroPython64 => (obj & 3 == 2).then_some(obj >> 2),
+            Flavor::CircuitPython3 => (obj & 7 == 6).then_some(obj >> 3),
+            Flavor::CircuitPython10 => (obj & 0xf == 6).then_some(obj >> 4),
+            Flavor::MicroPython | Flavor::MicroPython64 => (obj & 7 == 2).then_some(obj >> 3),
         }
     }
 

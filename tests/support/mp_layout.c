@@ -126,6 +126,11 @@ qstr_pool_t *heapvis_layout_pool;
 char mp_raw_code_load[4];
 #endif
 
+/* CircuitPython 3 predates MicroPython 1.13's immediate objects: `None` is an object
+ * in flash, `mp_const_none_obj` (py/objnone.c), and qstrs are `(q << 3) | 6` in repr C.
+ * (Here only its name matters: left in .bss, it adds no section with contents.) */
+struct { const void *type; } mp_const_none_obj;
+
 #ifdef PRINT_OFFSETS
 #include <stdio.h>
 int main(void) {
