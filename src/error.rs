@@ -90,6 +90,9 @@ pub enum Error {
     #[error("{dir}: {found}; {advice}")]
     OutputConflict { dir: PathBuf, found: String, advice: String },
 
+    #[error("condition `{condition}`: {why}")]
+    BadCondition { condition: String, why: String },
+
     #[error("snapshot selection `{spec}`: {reason}")]
     BadSelection { spec: String, reason: String },
 

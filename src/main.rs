@@ -1,5 +1,6 @@
 //! The `heapvis` binary: parse arguments, run one command, map the outcome to an
-//! exit code (0 ok, 1 some snapshots failed, 2 fatal). All work is in the library.
+//! exit code (0 ok, 1 some snapshots failed, 2 fatal, 3 a
+//! `summary --fail-if` condition held). All work is in the library.
 
 mod cli;
 
@@ -12,6 +13,7 @@ fn main() -> ExitCode {
     match cli::run(args) {
         Ok(cli::Outcome::Ok) => ExitCode::SUCCESS,
         Ok(cli::Outcome::SomeSnapshotsFailed) => ExitCode::from(1),
+        Ok(cli::Outcome::GateFailed) => ExitCode::from(3),
         Err(e) => {
             // A closed pipe (`heapvis inspect | head`) is not an error.
             if e.chain().any(|c| {

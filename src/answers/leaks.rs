@@ -7,12 +7,16 @@
 //! it ends at the first snapshot showing a collection (MARK bits or a sweep's
 //! tails in `snapshots`), when the program has filled the heap once and what it
 //! made at start-up is in place. Owners that grow steadily (R² at least
-//! [`MIN_R2`]) rank by growth.
+//! [`MIN_R2`]) rank by growth. When the capture's sidecar gives each
+//! snapshot's host time, the same samples are fitted over time too: the growth
+//! per hour of the soak test.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{ints, read_table, texts};
+use serde::Serialize;
+
+use super::{floats, ints, read_columns, read_table, texts};
 use crate::error::{Error, Result};
 
 /// The least steadiness a suspect's growth must have.
@@ -22,11 +26,13 @@ pub const MIN_R2: f64 = 0.6;
 const SAMPLES: u64 = 512;
 
 /// One owner's growth.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Suspect {
     pub owner: String,
     /// Growth of retained bytes and allocations per 1,000 snapshots.
     pub bytes_per_1000: f64,
+    /// Growth of retained bytes per hour of host time (`None` without times).
+    pub bytes_per_hour: Option<f64>,
     pub allocations_per_1000: f64,
     /// How steady the bytes' growth is (1: a straight line).
     pub r2: f64,
@@ -40,25 +46,29 @@ pub struct Suspect {
 /// The leak suspects of output folder `out`, most growth first, and the
 /// snapshot where the warm-up ended.
 pub fn suspects(out: &Path) -> Result<(Vec<Suspect>, u64)> {
-    let (last, warm) = run_span(out)?;
+    let (last, warm, times) = run_span(out)?;
     let changes = owner_changes(out)?;
+    let by_index = |s: u64| Some(s as f64);
+    let by_time = |s: u64| times.get(times.partition_point(|t| t.0 < s)).filter(|t| t.0 == s).map(|t| t.1);
     let mut found = Vec::new();
     for (owner, kinds) in &changes {
         let total = total_series(kinds);
-        let Some((slope, r2)) = fit(&total, warm, last, |v| v.0 as f64) else { continue };
+        let Some((slope, r2)) = fit(&total, warm, last, by_index, |v| v.0 as f64) else { continue };
         if slope <= 0.0 || r2 < MIN_R2 {
             continue;
         }
-        let (alloc_slope, _) = fit(&total, warm, last, |v| v.1 as f64).unwrap_or((0.0, 0.0));
+        let (alloc_slope, _) = fit(&total, warm, last, by_index, |v| v.1 as f64).unwrap_or((0.0, 0.0));
+        let per_second = fit(&total, warm, last, by_time, |v| v.0 as f64).map(|(s, _)| s);
         let mut growing: Vec<(String, f64)> = kinds
             .iter()
-            .filter_map(|(k, s)| Some((k.clone(), fit(s, warm, last, |v| v.0 as f64)?.0 * 1000.0)))
+            .filter_map(|(k, s)| Some((k.clone(), fit(s, warm, last, by_index, |v| v.0 as f64)?.0 * 1000.0)))
             .filter(|(_, g)| *g > 0.0)
             .collect();
         growing.sort_by(|a, b| b.1.total_cmp(&a.1));
         found.push(Suspect {
             owner: owner.clone(),
             bytes_per_1000: slope * 1000.0,
+            bytes_per_hour: per_second.map(|s| s * 3600.0),
             allocations_per_1000: alloc_slope * 1000.0,
             r2,
             bytes_from: value_at(&total, warm).0,
@@ -121,19 +131,30 @@ fn value_at(series: &Series, snapshot: u64) -> (u64, u64) {
     }
 }
 
-/// Least-squares slope (per snapshot) and R² of `y` over the series sampled
-/// evenly in `from..=to`; `None` with fewer than 3 samples or no variance.
-fn fit(series: &Series, from: u64, to: u64, y: impl Fn((u64, u64)) -> f64) -> Option<(f64, f64)> {
+/// Least-squares slope (of `y` per unit of `x`) and R² of the series sampled
+/// evenly in snapshots `from..=to` (`x` of a snapshot: its index, or its time;
+/// samples without one are left out); `None` with fewer than 3 samples or no
+/// variance.
+fn fit(
+    series: &Series,
+    from: u64,
+    to: u64,
+    x: impl Fn(u64) -> Option<f64>,
+    y: impl Fn((u64, u64)) -> f64,
+) -> Option<(f64, f64)> {
     if to <= from + 1 {
         return None;
     }
     let n = SAMPLES.min(to - from + 1);
     let points: Vec<(f64, f64)> = (0..n)
-        .map(|k| {
+        .filter_map(|k| {
             let s = from + (to - from) * k / (n - 1).max(1);
-            (s as f64, y(value_at(series, s)))
+            Some((x(s).filter(|x| x.is_finite())?, y(value_at(series, s))))
         })
         .collect();
+    if points.len() < 3 {
+        return None;
+    }
     let m = points.len() as f64;
     let (mx, my) = (points.iter().map(|p| p.0).sum::<f64>() / m, points.iter().map(|p| p.1).sum::<f64>() / m);
     let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
@@ -145,17 +166,24 @@ fn fit(series: &Series, from: u64, to: u64, y: impl Fn((u64, u64)) -> f64) -> Op
     Some((sxy / sxx, sxy * sxy / (sxx * syy)))
 }
 
-/// The run's last snapshot, and where its warm-up ended (the first snapshot
-/// showing a collection; the first snapshot if none does).
-fn run_span(out: &Path) -> Result<(u64, u64)> {
+/// The run's last snapshot, where its warm-up ended (the first snapshot
+/// showing a collection; the first snapshot if none does), and the host time
+/// of each snapshot that has one, by snapshot.
+fn run_span(out: &Path) -> Result<(u64, u64, Vec<(u64, f64)>)> {
     let (mut first, mut last, mut warm) = (u64::MAX, 0u64, None::<u64>);
-    for b in read_table(out, "snapshots")? {
+    let mut times = Vec::new();
+    let columns = ["snapshot", "marked_blocks", "orphan_tail_blocks", "time"];
+    for b in read_columns(out, "snapshots", Some(&columns))? {
         let (snap, marked, orphans) =
             (ints(&b, "snapshot")?, ints(&b, "marked_blocks")?, ints(&b, "orphan_tail_blocks")?);
+        let time = floats(&b, "time")?;
         for i in 0..b.num_rows() {
             let Some(s) = snap[i].map(|s| s.max(0) as u64) else { continue };
             first = first.min(s);
             last = last.max(s);
+            if let Some(t) = time[i] {
+                times.push((s, t));
+            }
             if marked[i].unwrap_or(0) > 0 || orphans[i].unwrap_or(0) > 0 {
                 warm = Some(warm.map_or(s, |w: u64| w.min(s)));
             }
@@ -168,7 +196,8 @@ fn run_span(out: &Path) -> Result<(u64, u64)> {
             found: "an empty `snapshots` table".to_string(),
         });
     }
-    Ok((last, warm.unwrap_or(first)))
+    times.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok((last, warm.unwrap_or(first), times))
 }
 
 #[cfg(test)]
@@ -178,15 +207,20 @@ mod tests {
     #[test]
     fn a_straight_line_fits_exactly_and_a_step_late_fits_badly() {
         let line: Series = (0..100).map(|s| (s, (1000 + 8 * s, s))).collect();
-        let (slope, r2) = fit(&line, 10, 99, |v| v.0 as f64).unwrap();
+        let idx = |s: u64| Some(s as f64);
+        let (slope, r2) = fit(&line, 10, 99, idx, |v| v.0 as f64).unwrap();
         assert!((slope - 8.0).abs() < 1e-9 && (r2 - 1.0).abs() < 1e-9, "{slope} {r2}");
         // Flat, then one jump at the very end: growth, but not steady.
         let step: Series = vec![(0, (100, 1)), (98, (5000, 2))];
-        let (_, r2) = fit(&step, 0, 99, |v| v.0 as f64).unwrap();
+        let (_, r2) = fit(&step, 0, 99, idx, |v| v.0 as f64).unwrap();
         assert!(r2 < MIN_R2, "{r2}");
         assert_eq!(value_at(&step, 50), (100, 1));
         assert_eq!(value_at(&step, 99), (5000, 2));
-        assert!(fit(&step, 0, 1, |v| v.0 as f64).is_none());
+        assert!(fit(&step, 0, 1, idx, |v| v.0 as f64).is_none());
+        // Over time: two snapshots a second, 8 bytes a snapshot: 16 bytes a second.
+        let (per_second, _) = fit(&line, 10, 99, |s| Some(s as f64 / 2.0), |v| v.0 as f64).unwrap();
+        assert!((per_second - 16.0).abs() < 1e-9, "{per_second}");
+        assert!(fit(&line, 10, 99, |_| None, |v| v.0 as f64).is_none());
     }
 
     #[test]

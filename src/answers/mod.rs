@@ -1,12 +1,15 @@
 //! Answers from an output folder's tables, after the run: what a soak test's
-//! engineer asks the morning after (`heapvis leaks`). They read the Parquet
-//! files heapvis wrote, never the dump.
+//! engineer asks the morning after (`heapvis summary`, `heapvis leaks`). They
+//! read the Parquet files heapvis wrote, never the dump.
 
+pub mod culprits;
+pub mod gate;
 pub mod leaks;
+pub mod summary;
 
 use std::path::{Path, PathBuf};
 
-use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow::array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::DataType;
 
 use crate::error::{Error, Result};
@@ -33,6 +36,12 @@ pub fn table_files(out: &Path, name: &str) -> Result<Vec<PathBuf>> {
 
 /// Every batch of table `name` in `out`.
 pub fn read_table(out: &Path, name: &str) -> Result<Vec<RecordBatch>> {
+    read_columns(out, name, None)
+}
+
+/// Every batch of table `name` in `out`, with only the columns `columns` (all
+/// with `None`): a long run's tables are read without their text.
+pub fn read_columns(out: &Path, name: &str, columns: Option<&[&str]>) -> Result<Vec<RecordBatch>> {
     let mut batches = Vec::new();
     for path in table_files(out, name)? {
         let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
@@ -41,10 +50,19 @@ pub fn read_table(out: &Path, name: &str) -> Result<Vec<RecordBatch>> {
             expected: "a Parquet file heapvis wrote",
             found: e.to_string(),
         };
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(bad)?
-            .build()
-            .map_err(bad)?;
+        let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).map_err(bad)?;
+        let builder = match columns {
+            Some(names) => {
+                let schema = builder.parquet_schema();
+                let wanted: Vec<usize> = (0..schema.num_columns())
+                    .filter(|&i| names.contains(&schema.column(i).name()))
+                    .collect();
+                let mask = parquet::arrow::ProjectionMask::leaves(schema, wanted);
+                builder.with_projection(mask)
+            }
+            None => builder,
+        };
+        let reader = builder.build().map_err(bad)?;
         for b in reader {
             batches.push(b.map_err(|e| Error::WrongInput {
                 path: path.clone(),
@@ -60,6 +78,20 @@ pub fn read_table(out: &Path, name: &str) -> Result<Vec<RecordBatch>> {
 pub fn ints(batch: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
     let col = column(batch, name)?;
     let a = col.as_any().downcast_ref::<Int64Array>().ok_or_else(|| wrong_type(name, col.data_type()))?;
+    Ok((0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i))).collect())
+}
+
+/// Column `name` of `batch`, as real numbers (nulls as `None`).
+pub fn floats(batch: &RecordBatch, name: &str) -> Result<Vec<Option<f64>>> {
+    let col = column(batch, name)?;
+    let a = col.as_any().downcast_ref::<Float64Array>().ok_or_else(|| wrong_type(name, col.data_type()))?;
+    Ok((0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i))).collect())
+}
+
+/// Column `name` of `batch`, as booleans (nulls as `None`).
+pub fn bools(batch: &RecordBatch, name: &str) -> Result<Vec<Option<bool>>> {
+    let col = column(batch, name)?;
+    let a = col.as_any().downcast_ref::<BooleanArray>().ok_or_else(|| wrong_type(name, col.data_type()))?;
     Ok((0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i))).collect())
 }
 

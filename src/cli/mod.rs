@@ -7,6 +7,7 @@ mod inspect;
 mod leaks;
 mod profile;
 pub mod progress;
+mod summary;
 mod synth;
 mod why;
 
@@ -77,12 +78,18 @@ pub enum Command {
     /// Rank the owners whose retained bytes grow steadily after warm-up, from
     /// an output folder's `retainers` table.
     Leaks(leaks::Args),
+    /// The run on one screen: how full the heap got, how close it came to a
+    /// MemoryError, collections, leak suspects, fragmentation culprits; with
+    /// --fail-if, a CI gate.
+    Summary(summary::Args),
 }
 
-/// Process exit status: 0 all good, 1 some snapshots could not be decoded, 2 fatal.
+/// Process exit status: 0 all good, 1 some snapshots could not be decoded, 2
+/// fatal, 3 a `--fail-if` condition held.
 pub enum Outcome {
     Ok,
     SomeSnapshotsFailed,
+    GateFailed,
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
@@ -94,6 +101,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Profile(a) => profile::run(a),
         Command::Why(a) => why::run(a),
         Command::Leaks(a) => leaks::run(a),
+        Command::Summary(a) => summary::run(a),
     }
 }
 

@@ -1,0 +1,198 @@
+//! Fragmentation culprits: at a snapshot, the allocations that split the free
+//! space, and how long a free run their going would make.
+//!
+//! A snapshot's live allocations are the `allocations` rows whose lifetime
+//! covers it; the free runs are the gaps between them in the pool. Taking away
+//! K allocations next to one another merges the gaps around them into one run:
+//! for each K up to [`MAX_K`], the K whose going makes the longest run are the
+//! culprits ("if these K were gone, the largest free run would be X bytes").
+//! The longest gap is checked against the snapshot's own longest free run; a
+//! disagreement (an allocation the table does not have) is said, not hidden.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::summary::SnapshotFigures;
+use super::{bools, ints, read_columns, texts};
+use crate::error::Result;
+
+/// Culprit sets are listed for 1 to this many allocations.
+pub const MAX_K: usize = 3;
+
+/// One allocation in the way.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Culprit {
+    pub address: u64,
+    pub bytes: u64,
+    pub kind: String,
+    pub type_name: Option<String>,
+    /// Its Python name or class, when known.
+    pub name: Option<String>,
+    /// Snapshots since it was made (at least this many when `age_at_least`:
+    /// it was there before the analysed range).
+    pub age_snapshots: u64,
+    pub age_at_least: bool,
+    /// What held it at its last sighting: a root's name, or the holding
+    /// allocation's kind and address.
+    pub holder: Option<String>,
+}
+
+/// Removing `allocations` would make a free run of `largest_free_bytes_if_gone`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Removal {
+    pub allocations: Vec<Culprit>,
+    pub largest_free_bytes_if_gone: u64,
+}
+
+/// The culprits of one snapshot.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Culprits {
+    pub snapshot: u64,
+    pub free_bytes: u64,
+    pub largest_free_bytes: u64,
+    /// For 1, 2, … [`MAX_K`] allocations.
+    pub removals: Vec<Removal>,
+    /// Set when the answer may not be the whole truth (a split heap's later
+    /// areas, gaps that disagree with the snapshot's own figures).
+    pub note: Option<String>,
+}
+
+/// An `allocations` row, as far as culprits need it.
+#[derive(Clone, Debug, Default)]
+struct Row {
+    address: u64,
+    bytes: u64,
+    kind: String,
+    type_name: Option<String>,
+    name: Option<String>,
+    holder_address: Option<u64>,
+    holder_root: Option<String>,
+    first: u64,
+    last: u64,
+    open_start: bool,
+}
+
+const COLUMNS: &[&str] = &[
+    "address",
+    "bytes",
+    "kind",
+    "type_name",
+    "name",
+    "class",
+    "holder_address",
+    "holder_root",
+    "first_snapshot",
+    "last_snapshot",
+    "open_start",
+];
+
+fn rows(out: &Path) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let u = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
+    for b in read_columns(out, "allocations", Some(COLUMNS))? {
+        let (address, bytes, kind) = (ints(&b, "address")?, ints(&b, "bytes")?, texts(&b, "kind")?);
+        let (type_name, name, class) = (texts(&b, "type_name")?, texts(&b, "name")?, texts(&b, "class")?);
+        let (holder_address, holder_root) = (ints(&b, "holder_address")?, texts(&b, "holder_root")?);
+        let (first, last, open) = (ints(&b, "first_snapshot")?, ints(&b, "last_snapshot")?, bools(&b, "open_start")?);
+        for i in 0..b.num_rows() {
+            rows.push(Row {
+                address: u(address[i]),
+                bytes: u(bytes[i]),
+                kind: kind[i].clone().unwrap_or_default(),
+                type_name: type_name[i].clone(),
+                name: name[i].clone().or_else(|| class[i].clone()),
+                holder_address: holder_address[i].map(|a| a.max(0) as u64),
+                holder_root: holder_root[i].clone(),
+                first: u(first[i]),
+                last: u(last[i]),
+                open_start: open[i].unwrap_or(false),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// The culprits at each of `snapshots` (those of `figures` only).
+pub fn at_snapshots(out: &Path, figures: &[SnapshotFigures], snapshots: &[u64]) -> Result<Vec<Culprits>> {
+    let wanted: Vec<&SnapshotFigures> = figures.iter().filter(|f| snapshots.contains(&f.snapshot)).collect();
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let all = rows(out)?;
+    Ok(wanted.into_iter().map(|f| at(&all, f)).collect())
+}
+
+/// The culprits of snapshot `f`, from every allocation row.
+fn at(all: &[Row], f: &SnapshotFigures) -> Culprits {
+    let s = f.snapshot;
+    let area = f.pool_start..f.pool_end;
+    let mut live: Vec<&Row> =
+        all.iter().filter(|r| r.first <= s && s <= r.last && area.contains(&r.address)).collect();
+    live.sort_by_key(|r| r.address);
+    // gaps[i] is the free run before live[i]; the last one runs to the pool's end.
+    let mut gaps = Vec::with_capacity(live.len() + 1);
+    let mut at = f.pool_start;
+    for r in &live {
+        gaps.push(r.address.saturating_sub(at));
+        at = at.max(r.address.saturating_add(r.bytes));
+    }
+    gaps.push(f.pool_end.saturating_sub(at));
+    let largest = gaps.iter().copied().max().unwrap_or(0);
+    let mut notes = Vec::new();
+    if f.heap_areas > 1 {
+        notes.push(format!("the first of {} heap areas only", f.heap_areas));
+    }
+    if largest != f.largest_free {
+        notes.push(format!(
+            "the allocations table leaves a longest gap of {largest} bytes where the snapshot's longest free run is {}",
+            f.largest_free
+        ));
+    }
+    let removals = (1..=MAX_K.min(live.len())).map(|k| best_window(&live, &gaps, k, largest, f)).collect();
+    Culprits {
+        snapshot: s,
+        free_bytes: f.free,
+        largest_free_bytes: largest,
+        removals,
+        note: (!notes.is_empty()).then(|| notes.join("; ")),
+    }
+}
+
+/// The `k` consecutive live allocations whose going makes the longest run.
+fn best_window(live: &[&Row], gaps: &[u64], k: usize, largest: u64, f: &SnapshotFigures) -> Removal {
+    // The run made by removing live[i..i + k]: the gaps around and between
+    // them and their own bytes, summed as a sliding window.
+    let run_at = |i: usize| -> u64 {
+        let bytes: u64 = live[i..i + k].iter().map(|r| r.bytes).sum();
+        let between: u64 = gaps[i..=i + k].iter().sum();
+        bytes + between
+    };
+    let (best, run) = (0..=live.len() - k).map(|i| (i, run_at(i))).fold((0, 0), |a, b| if b.1 > a.1 { b } else { a });
+    let by_address = |a: u64| live.binary_search_by_key(&a, |r| r.address).ok().map(|i| live[i]);
+    let allocations = live[best..best + k]
+        .iter()
+        .map(|r| Culprit {
+            address: r.address,
+            bytes: r.bytes,
+            kind: r.kind.clone(),
+            type_name: r.type_name.clone(),
+            name: r.name.clone(),
+            age_snapshots: f.snapshot - r.first,
+            age_at_least: r.open_start,
+            holder: holder(r, &by_address),
+        })
+        .collect();
+    Removal { allocations, largest_free_bytes_if_gone: run.max(largest) }
+}
+
+fn holder<'a>(r: &Row, by_address: &dyn Fn(u64) -> Option<&'a Row>) -> Option<String> {
+    if let Some(root) = &r.holder_root {
+        return Some(root.clone());
+    }
+    let a = r.holder_address?;
+    Some(match by_address(a) {
+        Some(h) => format!("{} at 0x{a:08x}", h.kind),
+        None => format!("0x{a:08x}"),
+    })
+}
