@@ -127,8 +127,7 @@ pub fn at_snapshots(out: &Path, figures: &[SnapshotFigures], snapshots: &[u64]) 
 fn at(all: &[Row], f: &SnapshotFigures) -> Culprits {
     let s = f.snapshot;
     let area = f.pool_start..f.pool_end;
-    let mut live: Vec<&Row> =
-        all.iter().filter(|r| r.first <= s && s <= r.last && area.contains(&r.address)).collect();
+    let mut live: Vec<&Row> = all.iter().filter(|r| r.first <= s && s <= r.last && area.contains(&r.address)).collect();
     live.sort_by_key(|r| r.address);
     // gaps[i] is the free run before live[i]; the last one runs to the pool's end.
     let mut gaps = Vec::with_capacity(live.len() + 1);
@@ -195,4 +194,43 @@ fn holder<'a>(r: &Row, by_address: &dyn Fn(u64) -> Option<&'a Row>) -> Option<St
         Some(h) => format!("{} at 0x{a:08x}", h.kind),
         None => format!("0x{a:08x}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(address: u64, bytes: u64, first: u64) -> Row {
+        Row { address, bytes, kind: "str".into(), first, last: 10, ..Row::default() }
+    }
+
+    /// A pool of 160 bytes at 0x1000 (16-byte blocks), worked by hand:
+    /// | free 16 | A 16 | free 16 | B 32 | free 32 | C 16 | free 32 |.
+    #[test]
+    fn a_hand_worked_heap() {
+        let all = vec![row(0x1010, 16, 1), row(0x1030, 32, 2), row(0x1070, 16, 3), row(0x2000, 16, 0)];
+        let f = SnapshotFigures {
+            snapshot: 5,
+            free: 96,
+            largest_free: 32,
+            pool_start: 0x1000,
+            pool_end: 0x10a0,
+            heap_areas: 1,
+            ..SnapshotFigures::default()
+        };
+        let c = at(&all, &f);
+        assert_eq!((c.largest_free_bytes, c.note.as_deref()), (32, None));
+        let runs: Vec<u64> = c.removals.iter().map(|r| r.largest_free_bytes_if_gone).collect();
+        // Without B: 16 + 32 + 32 = 80 (without C: 32 + 16 + 32 = 80 too; the
+        // first wins). Without A and B: 16+16+16+32+32 = 112; without B and C:
+        // 16+32+32+16+32 = 128. All three: the whole pool, 160.
+        assert_eq!(runs, [80, 128, 160]);
+        let addresses: Vec<Vec<u64>> =
+            c.removals.iter().map(|r| r.allocations.iter().map(|a| a.address).collect()).collect();
+        assert_eq!(addresses, [vec![0x1030], vec![0x1030, 0x1070], vec![0x1010, 0x1030, 0x1070]]);
+        assert_eq!(c.removals[0].allocations[0].age_snapshots, 3);
+        // A snapshot whose own figures disagree with the table says so.
+        let c = at(&all, &SnapshotFigures { largest_free: 48, ..f });
+        assert!(c.note.is_some_and(|n| n.contains("48")));
+    }
 }

@@ -54,9 +54,8 @@ pub fn read_columns(out: &Path, name: &str, columns: Option<&[&str]>) -> Result<
         let builder = match columns {
             Some(names) => {
                 let schema = builder.parquet_schema();
-                let wanted: Vec<usize> = (0..schema.num_columns())
-                    .filter(|&i| names.contains(&schema.column(i).name()))
-                    .collect();
+                let wanted: Vec<usize> =
+                    (0..schema.num_columns()).filter(|&i| names.contains(&schema.column(i).name())).collect();
                 let mask = parquet::arrow::ProjectionMask::leaves(schema, wanted);
                 builder.with_projection(mask)
             }

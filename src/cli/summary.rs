@@ -58,7 +58,12 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
 
 /// The conditions that failed, as written.
 fn failed(conditions: &[Condition], verdicts: &[Verdict]) -> Vec<String> {
-    conditions.iter().zip(verdicts).filter(|(_, v)| !matches!(v, Verdict::Passed(_))).map(|(c, _)| c.to_string()).collect()
+    conditions
+        .iter()
+        .zip(verdicts)
+        .filter(|(_, v)| !matches!(v, Verdict::Passed(_)))
+        .map(|(c, _)| c.to_string())
+        .collect()
 }
 
 fn number(x: f64) -> String {

@@ -801,7 +801,9 @@ impl<'f> Decoder<'f> {
                 continue;
             }
             for (repr, hits) in [(ObjectRepr::A, &mut a), (ObjectRepr::C, &mut c)] {
-                if let crate::profile::Immediate::Qstr(id) = repr.decode(key, self.profile.heap.word_bytes, self.profile.immediate_objects) {
+                if let crate::profile::Immediate::Qstr(id) =
+                    repr.decode(key, self.profile.heap.word_bytes, self.profile.immediate_objects)
+                {
                     if id < total {
                         *hits += 1;
                     }

@@ -60,7 +60,8 @@ impl Decoder<'_> {
         names: &mut [Name],
     ) {
         let module = self.firmware.types.module;
-        let (repr, word_bytes, imm) = (self.profile.object_repr, self.profile.heap.word_bytes, self.profile.immediate_objects);
+        let (repr, word_bytes, imm) =
+            (self.profile.object_repr, self.profile.heap.word_bytes, self.profile.immediate_objects);
         for &i in derived {
             if type_addrs[i].is_none() || type_addrs[i] != module {
                 continue;

@@ -73,11 +73,18 @@ pub struct GcSim<'s> {
 }
 
 /// What a sidecar line says of a snapshot the simulator took.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SimEvent {
     pub sp: Option<u64>,
     pub event: &'static str,
+    /// The simulated host time: a heap change every [`SECONDS_PER_CHANGE`].
+    pub time: f64,
+    /// What an allocation (or a failing one) asked for.
+    pub requested_bytes: Option<u64>,
 }
+
+/// Host seconds between two heap changes of the simulated board.
+pub const SECONDS_PER_CHANGE: f64 = 0.002;
 
 impl<'s> GcSim<'s> {
     pub fn new(
@@ -149,16 +156,23 @@ impl<'s> GcSim<'s> {
     /// A heap change: a snapshot, when the cadence takes one, as gdb breaking
     /// at the entry of the firmware's function (`event`) would take it.
     fn log(&mut self, event: &'static str) {
+        self.log_asking(event, None);
+    }
+
+    /// [`Self::log`], for an event that asked for `requested` bytes.
+    fn log_asking(&mut self, event: &'static str, requested_bytes: Option<u64>) {
         self.changes += 1;
         let Some(n) = self.changes.checked_sub(self.start_after + 1) else { return };
-        if n % self.every.max(1) != 0 {
+        // A capture script takes every MemoryError, whatever its cadence.
+        if n % self.every.max(1) != 0 && event != "memory_error" {
             return;
         }
         if !self.sink.full() {
             self.sink.snapshot(&self.ram, &self.live);
             if let Some(events) = &mut self.events {
                 // The stack is the second root range, from the stack pointer up.
-                events.push(SimEvent { sp: self.roots.get(1).map(|r| r.0), event });
+                let (sp, time) = (self.roots.get(1).map(|r| r.0), self.changes as f64 * SECONDS_PER_CHANGE);
+                events.push(SimEvent { sp, event, time, requested_bytes });
             }
         }
     }
@@ -267,6 +281,11 @@ impl<'s> GcSim<'s> {
                 break (f, n_free);
             }
             if collected {
+                // A capture with a sidecar also breaks where the build raises
+                // MemoryError (`m_malloc_fail`).
+                if self.events.is_some() {
+                    self.log_asking("memory_error", Some(n_bytes));
+                }
                 return None;
             }
             self.collect();
@@ -283,7 +302,7 @@ impl<'s> GcSim<'s> {
             }
             (found, found + n_free - 1)
         };
-        self.log("alloc");
+        self.log_asking("alloc", Some(n_bytes));
         self.set_kind(start, AT_HEAD);
         for b in start + 1..=end {
             self.set_kind(b, AT_TAIL);

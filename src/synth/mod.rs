@@ -271,7 +271,11 @@ fn write_sidecar(path: &Path, events: &[SimEvent]) -> Result<()> {
     let mut text = String::new();
     for (k, e) in events.iter().enumerate() {
         let sp = e.sp.map_or("null".to_string(), |sp| sp.to_string());
-        text.push_str(&format!("{{\"snapshot\": {k}, \"sp\": {sp}, \"event\": \"{}\"}}\n", e.event));
+        let asked = e.requested_bytes.map(|n| format!(", \"requested_bytes\": {n}")).unwrap_or_default();
+        text.push_str(&format!(
+            "{{\"snapshot\": {k}, \"time\": {:.3}, \"sp\": {sp}, \"event\": \"{}\"{asked}}}\n",
+            e.time, e.event
+        ));
     }
     std::fs::write(path, text).map_err(|e| Error::io(path, e))
 }

@@ -18,6 +18,7 @@ mod render;
 mod retention;
 mod schema;
 mod soak;
+mod summary;
 mod synth_density;
 mod synth_truth;
 mod tables;
