@@ -26,8 +26,9 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
     }
     println!("leak suspects, most growth first (per 1,000 snapshots; R² 1 is a straight line):");
     for (k, s) in found.iter().take(a.top).enumerate() {
+        let hour = s.bytes_per_hour.map(|h| format!(", +{h:.0} bytes per hour")).unwrap_or_default();
         println!(
-            "{:>2}. {}: +{:.0} bytes, +{:.1} allocations per 1,000 snapshots (R² {:.2}; {} → {} bytes)",
+            "{:>2}. {}: +{:.0} bytes, +{:.1} allocations per 1,000 snapshots{hour} (R² {:.2}; {} → {} bytes)",
             k + 1,
             s.owner,
             s.bytes_per_1000,

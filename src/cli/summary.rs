@@ -97,8 +97,14 @@ fn render(s: &Summary) -> String {
     let _ = writeln!(o, "collections: {} (from {})", s.collections, s.collections_from);
     memory_errors(&mut o, s);
     leaks(&mut o, s);
-    for c in &s.culprits {
+    // The tightest and most fragmented moments and the first MemoryError;
+    // the rest are in --json.
+    const SHOWN: usize = 3;
+    for c in s.culprits.iter().take(SHOWN) {
         culprits(&mut o, c);
+    }
+    if s.culprits.len() > SHOWN {
+        let _ = writeln!(o, "({} more moments' culprits with --json)", s.culprits.len() - SHOWN);
     }
     o
 }
