@@ -62,7 +62,7 @@ pub fn why(report: &SnapshotReport, roots: &GcRoots, address: u64) -> Option<Why
         kind: blocks[i].kind,
         bytes: blocks[i].blocks * bpb,
     };
-    let (root, path) = match shortest_path(report, &index, ret, target) {
+    let (root, path) = match shortest_path(report, &index, ret, roots, target) {
         Some((root, edges)) => (Some(root), edges.into_iter().map(|(i, e)| step(i, names.step(e))).collect()),
         None => (None, Vec::new()),
     };
@@ -89,6 +89,7 @@ fn shortest_path<'r>(
     report: &'r SnapshotReport,
     index: &HashMap<u64, usize>,
     ret: &Retention,
+    gc_roots: &GcRoots,
     target: usize,
 ) -> Option<(String, Vec<(usize, &'r EdgeRow)>)> {
     if !ret.reachable[target] {
@@ -104,11 +105,19 @@ fn shortest_path<'r>(
     // Each allocation's edge in, from the first root (in address order) reaching it.
     let mut came: HashMap<usize, &EdgeRow> = HashMap::new();
     let mut queue = VecDeque::new();
-    let mut roots: Vec<&EdgeRow> = report.edges.iter().filter(|e| e.to_is_head && e.root_address.is_some()).collect();
+    // Only the roots the GC scans: a word of the state's root range or of the
+    // stack above the stack pointer. The edges also hold words the GC does not
+    // scan (stale frames below the stack pointer, the rest of RAM); a path
+    // from one of those would contradict the dominators.
+    let scanned_root = |a: u64| gc_roots.state.contains(&a) || gc_roots.stack.contains(&a);
+    let mut roots: Vec<&EdgeRow> = report
+        .edges
+        .iter()
+        .filter(|e| e.to_is_head && e.root_address.is_some_and(scanned_root))
+        .collect();
     roots.sort_by_key(|e| e.root_address);
     for e in roots {
         let Some(&to) = e.to_block.and_then(|b| index.get(&b)) else { continue };
-        // Only the roots the GC scans: what its retention counts as held.
         if ret.reachable[to] && !came.contains_key(&to) {
             came.insert(to, e);
             queue.push_back(to);

@@ -158,6 +158,50 @@ fn why_names_the_path_as_python_would() {
     }
 }
 
+/// Every path `why` gives starts at a root the GC scans and passes through each
+/// of the target's dominators (a dominator lies on every path from the roots):
+/// for every reachable allocation of the last snapshot, on every layout. A path
+/// from a stale stack word below the stack pointer would break this.
+#[test]
+fn why_paths_start_at_scanned_roots_and_pass_through_every_dominator() {
+    use heapvis::retain::{why::why, Holder};
+    for (flavor, seed) in [(Flavor::CircuitPython3, 5), (Flavor::MicroPython, 6), (Flavor::CircuitPython10, 7)] {
+        let (_dir, s) = capture(flavor, Board::Samd21, seed);
+        let last = s.dump.count() - 1;
+        let r = s.decode_one(last).unwrap();
+        let ret = r.retention.as_ref().unwrap();
+        let roots = s.roots().of(last).unwrap();
+        assert!(roots.exact(), "the sidecar gives the stack pointer");
+        let mut checked = 0;
+        for (i, b) in r.blocks.iter().enumerate().filter(|(i, _)| ret.reachable[*i]) {
+            let w = why(&r, &roots, b.address).unwrap();
+            assert_eq!(w.path.last().map(|p| p.address), Some(b.address), "{flavor:?}: {:?}", w.path);
+            let first = r.edges.iter().find(|e| {
+                e.root_address.is_some() && e.to_address == w.path[0].address && e.to_is_head
+            });
+            let root = first.and_then(|e| e.root_address).unwrap();
+            // The first step is named after a scanned root word.
+            let named = &w.path[0].name;
+            assert!(
+                roots.state.contains(&root) || roots.stack.contains(&root) || !named.starts_with("0x"),
+                "{flavor:?}: path from an unscanned word {named}"
+            );
+            let on_path: Vec<u64> = w.path.iter().map(|p| p.address).collect();
+            let mut d = ret.idom[i];
+            let mut hops = 0;
+            while let Holder::Allocation(j) = d {
+                let a = r.blocks[j as usize].address;
+                assert!(on_path.contains(&a), "{flavor:?}: dominator 0x{a:08x} of 0x{:08x} off its path {:?}", b.address, w.path);
+                d = ret.idom[j as usize];
+                hops += 1;
+                assert!(hops <= r.blocks.len());
+            }
+            checked += 1;
+        }
+        assert!(checked > 100, "{flavor:?}: a busy heap's reachable allocations: {checked}");
+    }
+}
+
 /// `leaks` on the simulator's leaking program (its global `history` list is
 /// never cut, its global `cache` dict takes new keys): the two suspects are
 /// those two, by their Python names, and nothing its start-up made ranks.
