@@ -137,6 +137,59 @@ struct Manifest {
     in_progress: Vec<InProgress>,
 }
 
+/// What a finished output folder holds, as its manifest says: for the
+/// answers that read it (`diff`, `summary`), without taking its lock.
+#[derive(Clone, Debug)]
+pub struct Contents {
+    pub identity: Identity,
+    /// Snapshot ranges (half-open) whose tables are complete.
+    pub complete: Vec<Range<u64>>,
+}
+
+impl Contents {
+    /// The manifest of `out`; an error when there is none or it is unreadable.
+    pub fn read(out: &Path) -> Result<Self> {
+        let path = out.join(MANIFEST);
+        let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::MissingInput {
+                path: path.clone(),
+                expected: "the manifest of an output folder (run `heapvis analyze` first)",
+            },
+            _ => Error::io(&path, e),
+        })?;
+        let m: Manifest = toml::from_str(&text).map_err(|e| Error::WrongInput {
+            path: path.clone(),
+            expected: "a manifest this heapvis can read",
+            found: e.message().to_string(),
+        })?;
+        let complete = m.complete.iter().map(|r| r[0]..r[1]).collect();
+        Ok(Contents { identity: m.identity, complete })
+    }
+
+    /// Whether snapshot `s` lies in a complete range.
+    pub fn covers(&self, s: u64) -> bool {
+        self.complete.iter().any(|r| r.contains(&s))
+    }
+}
+
+impl Identity {
+    /// Why `dump`, the firmware fingerprint and the profile id given are not
+    /// the capture, firmware and profile this identity describes, or `None`
+    /// when they are.
+    pub fn differs_from(&self, dump: &Dump, firmware: &str, profile: &str) -> Option<String> {
+        if !self.capture.matches(dump) {
+            return Some(format!("the dump is not the capture of the folder (which was {})", self.capture.dump));
+        }
+        if self.firmware != firmware {
+            return Some("the firmware files differ from the folder's".to_string());
+        }
+        if self.profile != profile {
+            return Some(format!("the layout profile differs from the folder's ({})", self.profile));
+        }
+        None
+    }
+}
+
 /// A run writing into the folder (or one whose process died).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

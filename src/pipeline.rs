@@ -372,13 +372,25 @@ impl Session {
     }
 
     /// What the output folder holds after this run (see [`crate::outdir`]).
-    fn identity(&self, options: &AnalyzeOptions) -> Identity {
+    /// The profile as an output folder's manifest names it: its name and a
+    /// fingerprint of all its fields.
+    pub fn profile_id(&self) -> String {
         let mut profile = Fnv::default();
         profile.write(self.profile.to_toml().as_bytes());
+        format!("{} {}", self.profile.name, profile.hex())
+    }
+
+    /// Why this session is not the capture an output folder holds (another
+    /// dump, firmware or profile), or `None` when it is.
+    pub fn differs_from(&self, identity: &Identity) -> Option<String> {
+        identity.differs_from(&self.dump, &self.firmware_fingerprint, &self.profile_id())
+    }
+
+    fn identity(&self, options: &AnalyzeOptions) -> Identity {
         Identity {
             capture: CaptureId::of(&self.dump),
             firmware: self.firmware_fingerprint.clone(),
-            profile: format!("{} {}", self.profile.name, profile.hex()),
+            profile: self.profile_id(),
             tables: options.tables.names(),
             layout: match options.layout {
                 OutputLayout::Parts { .. } => "parts".to_string(),

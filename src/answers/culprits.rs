@@ -14,7 +14,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::summary::SnapshotFigures;
-use super::{bools, ints, read_columns, texts};
+use super::instances::{instances, Instance};
 use crate::error::Result;
 
 /// Culprit sets are listed for 1 to this many allocations.
@@ -58,76 +58,21 @@ pub struct Culprits {
     pub note: Option<String>,
 }
 
-/// An `allocations` row, as far as culprits need it.
-#[derive(Clone, Debug, Default)]
-struct Row {
-    address: u64,
-    bytes: u64,
-    kind: String,
-    type_name: Option<String>,
-    name: Option<String>,
-    holder_address: Option<u64>,
-    holder_root: Option<String>,
-    first: u64,
-    last: u64,
-    open_start: bool,
-}
-
-const COLUMNS: &[&str] = &[
-    "address",
-    "bytes",
-    "kind",
-    "type_name",
-    "name",
-    "class",
-    "holder_address",
-    "holder_root",
-    "first_snapshot",
-    "last_snapshot",
-    "open_start",
-];
-
-fn rows(out: &Path) -> Result<Vec<Row>> {
-    let mut rows = Vec::new();
-    let u = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
-    for b in read_columns(out, "allocations", Some(COLUMNS))? {
-        let (address, bytes, kind) = (ints(&b, "address")?, ints(&b, "bytes")?, texts(&b, "kind")?);
-        let (type_name, name, class) = (texts(&b, "type_name")?, texts(&b, "name")?, texts(&b, "class")?);
-        let (holder_address, holder_root) = (ints(&b, "holder_address")?, texts(&b, "holder_root")?);
-        let (first, last, open) = (ints(&b, "first_snapshot")?, ints(&b, "last_snapshot")?, bools(&b, "open_start")?);
-        for i in 0..b.num_rows() {
-            rows.push(Row {
-                address: u(address[i]),
-                bytes: u(bytes[i]),
-                kind: kind[i].clone().unwrap_or_default(),
-                type_name: type_name[i].clone(),
-                name: name[i].clone().or_else(|| class[i].clone()),
-                holder_address: holder_address[i].map(|a| a.max(0) as u64),
-                holder_root: holder_root[i].clone(),
-                first: u(first[i]),
-                last: u(last[i]),
-                open_start: open[i].unwrap_or(false),
-            });
-        }
-    }
-    Ok(rows)
-}
-
 /// The culprits at each of `snapshots` (those of `figures` only).
 pub fn at_snapshots(out: &Path, figures: &[SnapshotFigures], snapshots: &[u64]) -> Result<Vec<Culprits>> {
     let wanted: Vec<&SnapshotFigures> = figures.iter().filter(|f| snapshots.contains(&f.snapshot)).collect();
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
-    let all = rows(out)?;
+    let all = instances(out)?;
     Ok(wanted.into_iter().map(|f| at(&all, f)).collect())
 }
 
 /// The culprits of snapshot `f`, from every allocation row.
-fn at(all: &[Row], f: &SnapshotFigures) -> Culprits {
+fn at(all: &[Instance], f: &SnapshotFigures) -> Culprits {
     let s = f.snapshot;
     let area = f.pool_start..f.pool_end;
-    let mut live: Vec<&Row> = all.iter().filter(|r| r.first <= s && s <= r.last && area.contains(&r.address)).collect();
+    let mut live: Vec<&Instance> = all.iter().filter(|r| r.alive_at(s) && area.contains(&r.address)).collect();
     live.sort_by_key(|r| r.address);
     // gaps[i] is the free run before live[i]; the last one runs to the pool's end.
     let mut gaps = Vec::with_capacity(live.len() + 1);
@@ -159,7 +104,7 @@ fn at(all: &[Row], f: &SnapshotFigures) -> Culprits {
 }
 
 /// The `k` consecutive live allocations whose going makes the longest run.
-fn best_window(live: &[&Row], gaps: &[u64], k: usize, largest: u64, f: &SnapshotFigures) -> Removal {
+fn best_window(live: &[&Instance], gaps: &[u64], k: usize, largest: u64, f: &SnapshotFigures) -> Removal {
     // The run made by removing live[i..i + k]: the gaps around and between
     // them and their own bytes, summed as a sliding window.
     let run_at = |i: usize| -> u64 {
@@ -176,7 +121,7 @@ fn best_window(live: &[&Row], gaps: &[u64], k: usize, largest: u64, f: &Snapshot
             bytes: r.bytes,
             kind: r.kind.clone(),
             type_name: r.type_name.clone(),
-            name: r.name.clone(),
+            name: r.label().map(str::to_string),
             age_snapshots: f.snapshot - r.first,
             age_at_least: r.open_start,
             holder: holder(r, &by_address),
@@ -185,7 +130,7 @@ fn best_window(live: &[&Row], gaps: &[u64], k: usize, largest: u64, f: &Snapshot
     Removal { allocations, largest_free_bytes_if_gone: run.max(largest) }
 }
 
-fn holder<'a>(r: &Row, by_address: &dyn Fn(u64) -> Option<&'a Row>) -> Option<String> {
+fn holder<'a>(r: &Instance, by_address: &dyn Fn(u64) -> Option<&'a Instance>) -> Option<String> {
     if let Some(root) = &r.holder_root {
         return Some(root.clone());
     }
@@ -200,8 +145,8 @@ fn holder<'a>(r: &Row, by_address: &dyn Fn(u64) -> Option<&'a Row>) -> Option<St
 mod tests {
     use super::*;
 
-    fn row(address: u64, bytes: u64, first: u64) -> Row {
-        Row { address, bytes, kind: "str".into(), first, last: 10, ..Row::default() }
+    fn row(address: u64, bytes: u64, first: u64) -> Instance {
+        Instance { address, bytes, blocks: bytes / 16, kind: "str".into(), first, last: 10, ..Instance::default() }
     }
 
     /// A pool of 160 bytes at 0x1000 (16-byte blocks), worked by hand:

@@ -2,8 +2,11 @@
 //! engineer asks the morning after (`heapvis summary`, `heapvis leaks`). They
 //! read the Parquet files heapvis wrote, never the dump.
 
+pub mod capture;
 pub mod culprits;
+pub mod diff;
 pub mod gate;
+pub mod instances;
 pub mod leaks;
 pub mod summary;
 

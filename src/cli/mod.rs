@@ -2,6 +2,7 @@
 //! only place that prints; everything it calls returns values or typed errors.
 
 mod analyze;
+mod diff;
 mod graph;
 mod inspect;
 mod leaks;
@@ -82,6 +83,9 @@ pub enum Command {
     /// MemoryError, collections, leak suspects, fragmentation culprits; with
     /// --fail-if, a CI gate.
     Summary(summary::Args),
+    /// What changed between snapshots A and B: allocations made and freed by
+    /// kind and by owner, and the largest new survivors with their paths.
+    Diff(diff::Args),
 }
 
 /// Process exit status: 0 all good, 1 some snapshots could not be decoded, 2
@@ -102,6 +106,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Why(a) => why::run(a),
         Command::Leaks(a) => leaks::run(a),
         Command::Summary(a) => summary::run(a),
+        Command::Diff(a) => diff::run(a),
     }
 }
 
