@@ -4,8 +4,8 @@
 //! ends `continues`, the next starts `open_start` at the following snapshot
 //! (README, "Shards"). The answers must not see two allocations there, nor a
 //! new one at a shard's start, so they read instances: runs of such rows of one
-//! (address, blocks), joined. An instance's description (kind, type, holder)
-//! is its last row's, as the table keeps the last known.
+//! (address, blocks), joined by the rules one run's lifetimes follow, so a
+//! sharded folder answers as one run's does.
 
 use std::path::Path;
 
@@ -82,13 +82,29 @@ pub fn instances(out: &Path) -> Result<Vec<Instance>> {
                     && (prev.instance.address, prev.instance.blocks) == (i.address, i.blocks)
                     && prev.instance.last.checked_add(1) == Some(i.first) =>
             {
-                let (first, open_start) = (prev.instance.first, prev.instance.open_start);
-                *prev = Piece { instance: Instance { first, open_start, ..p.instance }, continues: p.continues };
+                join(&mut prev.instance, p.instance);
+                prev.continues = p.continues;
             }
             _ => joined.push(p),
         }
     }
     Ok(joined.into_iter().map(|p| p.instance).collect())
+}
+
+/// Joins `next`, the following piece of one lifetime, onto `open`, by the
+/// rules one run's lifetimes follow (`tables::lifetimes`): the first type;
+/// the latest kind, but not `unknown` over a kind it had (a str's data
+/// outlives its str until the sweep); the latest name, class and holder.
+fn join(open: &mut Instance, next: Instance) {
+    open.last = next.last;
+    open.type_name = open.type_name.take().or(next.type_name);
+    if next.kind != "unknown" || open.kind == "unknown" {
+        open.kind = next.kind;
+    }
+    open.name = next.name.or(open.name.take());
+    open.class = next.class.or(open.class.take());
+    (open.holder_address, open.holder_root) = (next.holder_address, next.holder_root);
+    open.bytes = next.bytes;
 }
 
 fn pieces(out: &Path) -> Result<Vec<Piece>> {

@@ -3,6 +3,7 @@
 mod bad_input;
 mod cli;
 mod common;
+mod diff;
 mod dwarf;
 mod elf;
 mod fixtures;
