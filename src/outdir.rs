@@ -430,7 +430,8 @@ fn check_fits(
 
 /// Every table name heapvis writes, `symbols` included.
 fn table_names() -> impl Iterator<Item = &'static str> {
-    crate::tables::TABLE_NAMES.iter().copied().chain(["symbols"])
+    // With the answers' tables (`answers::export`), rewritten after each run.
+    crate::tables::TABLE_NAMES.iter().copied().chain(["symbols", "culprits", "memory_errors"])
 }
 
 fn holds_tables(out: &Path) -> bool {
@@ -567,4 +568,36 @@ fn move_into_place(staging: &Path, out: &Path, files: &[PathBuf]) -> Result<Vec<
 
 fn rename(from: &Path, to: &Path) -> Result<()> {
     std::fs::rename(from, to).map_err(|e| Error::io(to, e))
+}
+
+/// A file written under a hidden temporary name beside its final path, and
+/// renamed to it when complete; removed if dropped before that.
+pub struct TempFile {
+    pub path: PathBuf,
+    done: bool,
+}
+
+impl TempFile {
+    /// `.NAME.heapvis-PID.EXT` beside `path` (the extension kept, as it names
+    /// the format).
+    pub fn beside(path: &Path) -> Self {
+        let name = path.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let ext = path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+        let tmp = path.with_file_name(format!(".{name}.heapvis-{}{ext}", std::process::id()));
+        TempFile { path: tmp, done: false }
+    }
+
+    pub fn persist(mut self, path: &Path) -> Result<()> {
+        std::fs::rename(&self.path, path).map_err(|e| Error::io(path, e))?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }

@@ -22,7 +22,7 @@ use crate::dump::{Access, Dump, Selection};
 use crate::error::{Error, Result};
 use crate::firmware::{dwarf, Firmware, FirmwareFiles, InputPaths};
 use crate::incremental::RunDecoder;
-use crate::outdir::{CaptureId, Fnv, Identity, StagedRun};
+use crate::outdir::{CaptureId, Fnv, Identity, StagedRun, TempFile};
 use crate::profile::{ObjectRepr, Profile};
 use crate::render::{self, ChartPoint, FrameLayout, MovieSpec};
 use crate::retain;
@@ -469,38 +469,6 @@ fn open_movie_at(
         fps: r.fps,
         frames: (range.end - range.start).div_ceil(r.step.max(1)),
     })
-}
-
-/// A file written under a hidden temporary name beside its final path, and
-/// renamed to it when complete; removed if dropped before that.
-struct TempFile {
-    path: PathBuf,
-    done: bool,
-}
-
-impl TempFile {
-    /// `.NAME.heapvis-PID.EXT` beside `path` (the extension kept, as it names
-    /// the format).
-    fn beside(path: &Path) -> Self {
-        let name = path.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let ext = path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
-        let tmp = path.with_file_name(format!(".{name}.heapvis-{}{ext}", std::process::id()));
-        TempFile { path: tmp, done: false }
-    }
-
-    fn persist(mut self, path: &Path) -> Result<()> {
-        std::fs::rename(&self.path, path).map_err(|e| Error::io(path, e))?;
-        self.done = true;
-        Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
 }
 
 /// Fingerprint of a build's files, as read now.

@@ -13,8 +13,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::summary::SnapshotFigures;
 use super::instances::{instances, Instance};
+use super::summary::SnapshotFigures;
 use crate::error::Result;
 
 /// Culprit sets are listed for 1 to this many allocations.
@@ -49,6 +49,9 @@ pub struct Removal {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Culprits {
     pub snapshot: u64,
+    /// Why this snapshot: `tightest` (the smallest largest free run),
+    /// `most_fragmented`, `memory_error`.
+    pub moments: Vec<&'static str>,
     pub free_bytes: u64,
     pub largest_free_bytes: u64,
     /// For 1, 2, … [`MAX_K`] allocations.
@@ -96,6 +99,7 @@ fn at(all: &[Instance], f: &SnapshotFigures) -> Culprits {
     let removals = (1..=MAX_K.min(live.len())).map(|k| best_window(&live, &gaps, k, largest, f)).collect();
     Culprits {
         snapshot: s,
+        moments: Vec::new(),
         free_bytes: f.free,
         largest_free_bytes: largest,
         removals,

@@ -252,8 +252,7 @@ pub fn add_paths(d: &mut Diff, session: &Session) -> Result<()> {
             s.path = Some("(unreachable: garbage at B)".to_string());
         }
     }
-    d.paths_note = (!roots.exact()).then(|| {
-        "no stack pointer at B: the whole stack region was scanned, stale frames too".to_string()
-    });
+    d.paths_note = (!roots.exact())
+        .then(|| "no stack pointer at B: the whole stack region was scanned, stale frames too".to_string());
     Ok(())
 }

@@ -166,10 +166,13 @@ fn fit(
     Some((sxy / sxx, sxy * sxy / (sxx * syy)))
 }
 
+/// Host seconds of each snapshot that has a time, by snapshot.
+type Times = Vec<(u64, f64)>;
+
 /// The run's last snapshot, where its warm-up ended (the first snapshot
 /// showing a collection; the first snapshot if none does), and the host time
 /// of each snapshot that has one, by snapshot.
-fn run_span(out: &Path) -> Result<(u64, u64, Vec<(u64, f64)>)> {
+fn run_span(out: &Path) -> Result<(u64, u64, Times)> {
     let (mut first, mut last, mut warm) = (u64::MAX, 0u64, None::<u64>);
     let mut times = Vec::new();
     let columns = ["snapshot", "marked_blocks", "orphan_tail_blocks", "time"];
@@ -196,7 +199,7 @@ fn run_span(out: &Path) -> Result<(u64, u64, Vec<(u64, f64)>)> {
             found: "an empty `snapshots` table".to_string(),
         });
     }
-    times.sort_by(|a, b| a.0.cmp(&b.0));
+    times.sort_by_key(|t| t.0);
     Ok((last, warm.unwrap_or(first), times))
 }
 

@@ -5,6 +5,7 @@
 pub mod capture;
 pub mod culprits;
 pub mod diff;
+pub mod export;
 pub mod gate;
 pub mod instances;
 pub mod leaks;

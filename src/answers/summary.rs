@@ -211,35 +211,16 @@ pub fn summary(out: &Path) -> Result<Summary> {
             found: format!("no snapshot with status `ok` ({bad} not decoded)"),
         });
     };
-    let best = |key: &dyn Fn(&SnapshotFigures) -> u64, most: bool| {
-        let pick = rows.iter().reduce(|a, b| {
-            let better = if most { key(b) > key(a) } else { key(b) < key(a) };
-            if better {
-                b
-            } else {
-                a
-            }
-        });
-        pick.map(|r| At { value: key(r), snapshot: r.snapshot }).unwrap_or(At { value: 0, snapshot: 0 })
-    };
+    let best = |key: &dyn Fn(&SnapshotFigures) -> u64, most: bool| best(&rows, key, most);
     let tightest = best(&|r| r.largest_free, false);
-    let worst_fragmented = rows
-        .iter()
-        .filter_map(|r| Some((r.fragmentation?, r)))
-        .reduce(|a, b| if b.0 > a.0 { b } else { a })
-        .map(|(f, r)| At { value: f, snapshot: r.snapshot });
+    let worst_fragmented = most_fragmented(&rows);
     let memory_errors = memory_errors(&rows);
     let (leak_suspects, warm_up_until) = match leaks::suspects(out) {
         Ok((s, warm)) => (Some(s.into_iter().take(TOP).collect()), Some(warm)),
         Err(Error::MissingInput { .. }) => (None, None),
         Err(e) => return Err(e),
     };
-    let mut worst: Vec<u64> = worst_fragmented.iter().map(|w| w.snapshot).collect();
-    worst.push(tightest.snapshot);
-    worst.extend(memory_errors.iter().flatten().map(|m| m.snapshot).take(TOP));
-    worst.sort_unstable();
-    worst.dedup();
-    let culprits = culprits::at_snapshots(out, &rows, &worst)?;
+    let culprits = worst_moments_culprits(out, &rows, memory_errors.as_deref().unwrap_or(&[]), TOP)?;
     let (collections, collections_from) = collections(&rows);
     Ok(Summary {
         snapshots: rows.len() as u64,
@@ -261,6 +242,62 @@ pub fn summary(out: &Path) -> Result<Summary> {
         warm_up_until,
         culprits,
     })
+}
+
+/// The first snapshot of `rows` where `key` is least (or most), and its value.
+fn best(rows: &[SnapshotFigures], key: &dyn Fn(&SnapshotFigures) -> u64, most: bool) -> At<u64> {
+    let pick = rows.iter().reduce(|a, b| {
+        let better = if most { key(b) > key(a) } else { key(b) < key(a) };
+        if better {
+            b
+        } else {
+            a
+        }
+    });
+    pick.map(|r| At { value: key(r), snapshot: r.snapshot }).unwrap_or(At { value: 0, snapshot: 0 })
+}
+
+/// The first snapshot where fragmentation is highest.
+fn most_fragmented(rows: &[SnapshotFigures]) -> Option<At<f64>> {
+    rows.iter()
+        .filter_map(|r| Some((r.fragmentation?, r)))
+        .reduce(|a, b| if b.0 > a.0 { b } else { a })
+        .map(|(f, r)| At { value: f, snapshot: r.snapshot })
+}
+
+/// The culprits at the run's worst moments: the tightest (smallest largest
+/// free run), the most fragmented, and the first `max_errors` MemoryErrors;
+/// each says which of these it is.
+pub fn worst_moments_culprits(
+    out: &Path,
+    rows: &[SnapshotFigures],
+    errors: &[MemoryError],
+    max_errors: usize,
+) -> Result<Vec<Culprits>> {
+    let mut worst: Vec<(u64, &'static str)> = vec![(best(rows, &|r| r.largest_free, false).snapshot, "tightest")];
+    worst.extend(most_fragmented(rows).map(|w| (w.snapshot, "most_fragmented")));
+    worst.extend(errors.iter().take(max_errors).map(|m| (m.snapshot, "memory_error")));
+    let mut snapshots: Vec<u64> = worst.iter().map(|w| w.0).collect();
+    snapshots.sort_unstable();
+    snapshots.dedup();
+    let mut found = culprits::at_snapshots(out, rows, &snapshots)?;
+    for c in &mut found {
+        c.moments = worst.iter().filter(|w| w.0 == c.snapshot).map(|w| w.1).collect();
+    }
+    Ok(found)
+}
+
+/// Every MemoryError of output folder `out`, and the culprits at the run's
+/// worst moments (see [`worst_moments_culprits`]): what the `memory_errors`
+/// and `culprits` tables hold.
+pub fn forensics(out: &Path) -> Result<(Option<Vec<MemoryError>>, Vec<Culprits>)> {
+    let (rows, _) = snapshot_figures(out)?;
+    if rows.is_empty() {
+        return Ok((None, Vec::new()));
+    }
+    let errors = memory_errors(&rows);
+    let culprits = worst_moments_culprits(out, &rows, errors.as_deref().unwrap_or(&[]), usize::MAX)?;
+    Ok((errors, culprits))
 }
 
 /// Collections: the sidecar's `collect_start` events when it names events,

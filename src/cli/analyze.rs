@@ -157,7 +157,24 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
             100.0 * summary.focused as f64 / summary.snapshots.max(1) as f64
         );
     }
+    answer_tables(&a.out, a.quiet);
     Ok(if summary.failed > 0 { Outcome::SomeSnapshotsFailed } else { Outcome::Ok })
+}
+
+/// Rewrites the answers' tables from the folder's tables, now this run is in.
+/// The run's own tables are committed whatever happens here, so a failure is
+/// a warning, not the run's failure.
+fn answer_tables(out: &std::path::Path, quiet: bool) {
+    let started = std::time::Instant::now();
+    match heapvis::answers::export::write(out) {
+        Ok(files) if !quiet && !files.is_empty() => {
+            let names: Vec<String> =
+                files.iter().filter_map(|f| Some(f.file_stem()?.to_string_lossy().into_owned())).collect();
+            eprintln!("answers in {}: {} ({:.1} s)", out.display(), names.join(", "), started.elapsed().as_secs_f64());
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: the answers' tables (culprits, memory_errors) were not written: {e}"),
+    }
 }
 
 /// What a run wrote, a line per kind of output, with paths.

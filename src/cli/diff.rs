@@ -44,7 +44,8 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
     let contents = Contents::read(&a.out)?;
     let mut d = diff(&a.out, &contents, a.a, a.b, a.top)?;
     if !a.no_paths && !d.survivors.is_empty() {
-        let source = CaptureSource { inputs: a.capture.clone(), profile: load_profile(&a.profile)?, ..Default::default() };
+        let source =
+            CaptureSource { inputs: a.capture.clone(), profile: load_profile(&a.profile)?, ..Default::default() };
         match reopen(&a.out, &contents, &source) {
             Ok(session) => add_paths(&mut d, &session)?,
             // The tables' answer stands without the paths; say why they are missing.

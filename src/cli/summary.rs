@@ -159,8 +159,11 @@ fn leaks(o: &mut String, s: &Summary) {
 fn culprits(o: &mut String, c: &Culprits) {
     let _ = writeln!(
         o,
-        "fragmentation at snapshot {}: {} bytes free, longest free run {} bytes",
-        c.snapshot, c.free_bytes, c.largest_free_bytes
+        "fragmentation at snapshot {} ({}): {} bytes free, longest free run {} bytes",
+        c.snapshot,
+        c.moments.join(", ").replace('_', " "),
+        c.free_bytes,
+        c.largest_free_bytes
     );
     if let Some(note) = &c.note {
         let _ = writeln!(o, "  (note: {note})");

@@ -110,11 +110,8 @@ fn shortest_path<'r>(
     // scan (stale frames below the stack pointer, the rest of RAM); a path
     // from one of those would contradict the dominators.
     let scanned_root = |a: u64| gc_roots.state.contains(&a) || gc_roots.stack.contains(&a);
-    let mut roots: Vec<&EdgeRow> = report
-        .edges
-        .iter()
-        .filter(|e| e.to_is_head && e.root_address.is_some_and(scanned_root))
-        .collect();
+    let mut roots: Vec<&EdgeRow> =
+        report.edges.iter().filter(|e| e.to_is_head && e.root_address.is_some_and(scanned_root)).collect();
     roots.sort_by_key(|e| e.root_address);
     for e in roots {
         let Some(&to) = e.to_block.and_then(|b| index.get(&b)) else { continue };

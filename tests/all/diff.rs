@@ -95,7 +95,10 @@ fn the_diff_agrees_with_duckdb_and_shards_do_not_change_it() {
         assert_eq!(have, want, "{a}..{b}");
         // Cut into shards, the folder gives the same answer.
         let p = answer(&parts, a, b);
-        assert_eq!((p.alive_at_a, p.alive_at_b, p.new, p.freed, p.transient), (d.alive_at_a, d.alive_at_b, d.new, d.freed, d.transient));
+        assert_eq!(
+            (p.alive_at_a, p.alive_at_b, p.new, p.freed, p.transient),
+            (d.alive_at_a, d.alive_at_b, d.new, d.freed, d.transient)
+        );
         assert_eq!((&p.by_kind, &p.survivors, &p.by_owner), (&d.by_kind, &d.survivors, &d.by_owner), "{a}..{b}");
     }
 }

@@ -176,9 +176,8 @@ fn why_paths_start_at_scanned_roots_and_pass_through_every_dominator() {
         for (i, b) in r.blocks.iter().enumerate().filter(|(i, _)| ret.reachable[*i]) {
             let w = why(&r, &roots, b.address).unwrap();
             assert_eq!(w.path.last().map(|p| p.address), Some(b.address), "{flavor:?}: {:?}", w.path);
-            let first = r.edges.iter().find(|e| {
-                e.root_address.is_some() && e.to_address == w.path[0].address && e.to_is_head
-            });
+            let first =
+                r.edges.iter().find(|e| e.root_address.is_some() && e.to_address == w.path[0].address && e.to_is_head);
             let root = first.and_then(|e| e.root_address).unwrap();
             // The first step is named after a scanned root word.
             let named = &w.path[0].name;
@@ -191,7 +190,12 @@ fn why_paths_start_at_scanned_roots_and_pass_through_every_dominator() {
             let mut hops = 0;
             while let Holder::Allocation(j) = d {
                 let a = r.blocks[j as usize].address;
-                assert!(on_path.contains(&a), "{flavor:?}: dominator 0x{a:08x} of 0x{:08x} off its path {:?}", b.address, w.path);
+                assert!(
+                    on_path.contains(&a),
+                    "{flavor:?}: dominator 0x{a:08x} of 0x{:08x} off its path {:?}",
+                    b.address,
+                    w.path
+                );
                 d = ret.idom[j as usize];
                 hops += 1;
                 assert!(hops <= r.blocks.len());

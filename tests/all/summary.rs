@@ -159,3 +159,74 @@ fn without_a_sidecar_what_it_would_say_is_unknown_and_fails_a_gate() {
     assert_eq!(o.status.code(), Some(3), "{text}");
     assert!(text.contains("cannot know leak_bytes_per_hour") && text.contains("MemoryErrors: unknown"), "{text}");
 }
+
+/// The answers as tables: `analyze` writes `culprits` and `memory_errors` from
+/// the folder's tables; read back with DuckDB they hold what the summary says,
+/// every MemoryError of the sidecar and every culprit at every moment.
+#[test]
+fn the_answer_tables_hold_what_the_summary_says() {
+    let (dir, out) = analysed(true);
+    // The CLI writes them after its run.
+    let o = Command::new(env!("CARGO_BIN_EXE_heapvis"))
+        .args(["analyze", "-q", "--overwrite", "-o"])
+        .arg(&out)
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (errors, culprits) = heapvis::answers::summary::forensics(&out).unwrap();
+    let errors = errors.unwrap();
+    let rows = duck("select snapshot, requested_bytes, free_bytes, largest_free_bytes, cause from '{d}/memory_errors.parquet' order by snapshot", &out);
+    assert_eq!(rows.len(), errors.len());
+    let sidecar = std::fs::read_to_string(dir.path().join("ram.events.jsonl")).unwrap();
+    let in_sidecar = sidecar.lines().filter(|l| l.contains("\"memory_error\"")).count();
+    assert_eq!(rows.len(), in_sidecar, "every MemoryError, not the summary's first few");
+    for (r, m) in rows.iter().zip(&errors) {
+        assert_eq!(
+            (int(&r[0]), int(&r[1]), int(&r[2]), int(&r[3])),
+            (m.snapshot, m.requested_bytes.unwrap(), m.free_bytes, m.largest_free_bytes)
+        );
+        assert_eq!(r[4], m.cause);
+    }
+    // One row per allocation of each removal; the moments named.
+    let rows =
+        duck("select snapshot, moments, k, largest_free_bytes_if_gone, address from '{d}/culprits.parquet'", &out);
+    let want: Vec<(u64, String, u64, u64, u64)> = culprits
+        .iter()
+        .flat_map(|c| {
+            c.removals.iter().flat_map(move |r| {
+                r.allocations.iter().map(move |a| {
+                    (
+                        c.snapshot,
+                        c.moments.join(","),
+                        r.allocations.len() as u64,
+                        r.largest_free_bytes_if_gone,
+                        a.address,
+                    )
+                })
+            })
+        })
+        .collect();
+    let have: Vec<(u64, String, u64, u64, u64)> = rows
+        .iter()
+        .map(|r| (int(&r[0]), r[1].as_str().unwrap().to_string(), int(&r[2]), int(&r[3]), int(&r[4])))
+        .collect();
+    assert_eq!(have, want);
+    let s = summary(&out).unwrap();
+    let tightest = duck("select distinct snapshot from '{d}/culprits.parquet' where moments like '%tightest%'", &out);
+    assert_eq!(int(&tightest[0][0]), s.min_largest_free_bytes.snapshot);
+    let at_errors =
+        duck("select count(distinct snapshot) from '{d}/culprits.parquet' where moments like '%memory_error%'", &out);
+    assert_eq!(
+        int(&at_errors[0][0]),
+        errors.iter().map(|e| e.snapshot).collect::<std::collections::BTreeSet<_>>().len() as u64
+    );
+
+    // Without a sidecar, MemoryErrors are unknown: no table says there were none.
+    let (_d2, out2) = analysed(false);
+    let files = heapvis::answers::export::write(&out2).unwrap();
+    assert!(
+        files.iter().all(|f| !f.ends_with("memory_errors.parquet")) && !out2.join("memory_errors.parquet").exists()
+    );
+    assert!(out2.join("culprits.parquet").is_file());
+}
