@@ -49,7 +49,7 @@ fn type_word(t: &DataType) -> &'static str {
 
 #[test]
 fn the_readme_table_reference_matches_the_schema_column_by_column() {
-    let schemas: [(&str, SchemaRef); 13] = [
+    let schemas: [(&str, SchemaRef); 15] = [
         ("snapshots", per_snapshot::snapshots_schema()),
         ("blocks", per_snapshot::blocks_schema()),
         ("edges", per_snapshot::edges_schema()),
@@ -63,6 +63,8 @@ fn the_readme_table_reference_matches_the_schema_column_by_column() {
         ("free_run_histogram", summaries::free_run_histogram_schema()),
         ("retainers", summaries::retainers_schema()),
         ("symbols", symbols_schema()),
+        ("culprits", heapvis::answers::export::culprits_schema()),
+        ("memory_errors", heapvis::answers::export::memory_errors_schema()),
     ];
     let documented = readme_columns();
     let names: Vec<&str> = schemas.iter().map(|(n, _)| *n).collect();
@@ -353,6 +355,7 @@ fn every_query_in_the_readme_runs_on_the_sample() {
     let s = Session::open(&InputPaths::resolve(&[sample]).unwrap(), heapvis::profile::Profile::default()).unwrap();
     let options = AnalyzeOptions { tables: TableSet::ALL, ..AnalyzeOptions::default() };
     s.analyze(&out, &options, &Silent).unwrap();
+    heapvis::answers::export::write(&out).unwrap();
     let sql = readme_blocks("sql");
     assert!(sql.len() >= 2, "the README's SQL blocks");
     let statements: Vec<String> = sql
