@@ -11,11 +11,15 @@
 //! - [`incremental`] decodes a run of snapshots each from the one before it;
 //! - [`pipeline`] ties them together: parallel decode, ordered write, progress;
 //! - [`inspect`] prints one snapshot the way the reference did;
-//! - [`synth`] simulates CircuitPython's allocator to make realistic test dumps.
+//! - [`synth`] simulates CircuitPython's allocator to make realistic test dumps;
+//! - [`retain`] finds what the GC reaches, dominators and retained sizes;
+//! - [`answers`] answers from a finished folder's tables (summary, leaks, diff);
+//! - [`capture`] writes the gdb script that makes a capture and its sidecar.
 //!
 //! The library never prints and never exits; the `heapvis` binary does both.
 
 pub mod answers;
+pub mod capture;
 pub mod check;
 pub mod decode;
 pub mod dump;

@@ -151,7 +151,7 @@ pub struct RamBounds {
 }
 
 impl RamBounds {
-    fn apply(&self, p: &mut Profile) {
+    pub fn apply(&self, p: &mut Profile) {
         if let Some(s) = &self.start {
             p.symbols.ram_start = s.clone();
         }

@@ -3,6 +3,7 @@
 
 mod analyze;
 mod diff;
+mod gdb_script;
 mod graph;
 mod inspect;
 mod leaks;
@@ -86,6 +87,9 @@ pub enum Command {
     /// What changed between snapshots A and B: allocations made and freed by
     /// kind and by owner, and the largest new survivors with their paths.
     Diff(diff::Args),
+    /// Write the gdb Python script that captures a board's RAM at heap changes,
+    /// with the sidecar (time, event, request size, stack pointer) heapvis reads.
+    GdbScript(gdb_script::Args),
 }
 
 /// Process exit status: 0 all good, 1 some snapshots could not be decoded, 2
@@ -107,6 +111,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Leaks(a) => leaks::run(a),
         Command::Summary(a) => summary::run(a),
         Command::Diff(a) => diff::run(a),
+        Command::GdbScript(a) => gdb_script::run(a),
     }
 }
 

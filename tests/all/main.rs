@@ -1,6 +1,7 @@
 //! heapvis integration tests: one binary, one module per area.
 
 mod bad_input;
+mod capture;
 mod cli;
 mod common;
 mod diff;

@@ -1,0 +1,84 @@
+//! `heapvis gdb-script firmware.elf`: the gdb Python script that captures a
+//! board's RAM at heap changes, with the sidecar heapvis reads.
+
+use std::path::PathBuf;
+
+use heapvis::capture::gdb_script::{gdb_script, ScriptOptions};
+use heapvis::pipeline::RamBounds;
+
+use super::{load_profile, Outcome};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The build's ELF file (with -g, the size of each request is in the sidecar).
+    #[arg(value_name = "FIRMWARE_ELF")]
+    pub elf: PathBuf,
+    /// A snapshot at every Nth allocation (MemoryErrors and collections always
+    /// have one).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub every: u64,
+    /// Also a snapshot at the end of each collection's mark phase (its MARK
+    /// bits: what the GC reached).
+    #[arg(long)]
+    pub collections: bool,
+    /// The dump the script writes; the sidecar goes beside it (ram.events.jsonl).
+    #[arg(long, default_value = "ram.bin", value_name = "DUMP")]
+    pub out: PathBuf,
+    /// Where the script writes itself (default: standard output).
+    #[arg(short = 'o', long = "script", value_name = "FILE")]
+    pub script: Option<PathBuf>,
+    /// Connect to this target first: 'extended-remote :3333' (OpenOCD),
+    /// 'remote :2331' (J-Link), 'remote :1337' (probe-rs), 'remote :1234' (qemu).
+    /// Default: gdb is connected already.
+    #[arg(long, value_name = "TARGET")]
+    pub target: Option<String>,
+    /// Start the program under gdb (`run`) instead of continuing a target: a
+    /// build for the host, such as MicroPython's unix port.
+    #[arg(long, conflicts_with = "target")]
+    pub run: bool,
+    /// Innermost frames named on each sidecar line.
+    #[arg(long, default_value_t = 4)]
+    pub frames: u32,
+    /// Layout profile (default: derived from the ELF as `analyze` derives it).
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+    /// Where each snapshot starts: a symbol or an address.
+    #[arg(long, value_name = "SYMBOL|ADDRESS")]
+    pub ram_start: Option<String>,
+    /// Where each snapshot ends.
+    #[arg(long, value_name = "SYMBOL|ADDRESS")]
+    pub ram_end: Option<String>,
+}
+
+pub fn run(a: Args) -> anyhow::Result<Outcome> {
+    let options = ScriptOptions {
+        every: a.every.max(1),
+        collections: a.collections,
+        dump: a.out.clone(),
+        target: a.target.clone(),
+        run: a.run,
+        frames: a.frames,
+    };
+    let ram = RamBounds { start: a.ram_start.clone(), end: a.ram_end.clone() };
+    let script = gdb_script(&a.elf, load_profile(&a.profile)?, &ram, &options)?;
+    for note in &script.notes {
+        eprintln!("note: {note}");
+    }
+    match &a.script {
+        Some(path) => {
+            let tmp = heapvis::outdir::TempFile::beside(path);
+            std::fs::write(&tmp.path, &script.text).map_err(|e| heapvis::Error::io(&tmp.path, e))?;
+            tmp.persist(path)?;
+            eprintln!(
+                "wrote {}: each snapshot appends {} bytes to {}; run it with: gdb -batch -x {} {}",
+                path.display(),
+                script.snapshot_bytes,
+                a.out.display(),
+                path.display(),
+                a.elf.display()
+            );
+        }
+        None => print!("{}", script.text),
+    }
+    Ok(Outcome::Ok)
+}
