@@ -86,6 +86,9 @@ pub struct Survivor {
     pub path: Option<String>,
     /// What would be freed at B if it went (with the capture).
     pub retained_bytes: Option<u64>,
+    /// Whether B's roots reach it (with the capture): an unreachable one is
+    /// garbage the next collection frees.
+    pub reachable: Option<bool>,
 }
 
 /// The change from snapshot `a` to snapshot `b`.
@@ -191,6 +194,7 @@ fn survivor(i: &Instance) -> Survivor {
         first_snapshot: i.first,
         path: None,
         retained_bytes: None,
+        reachable: None,
     }
 }
 
@@ -242,14 +246,13 @@ pub fn add_paths(d: &mut Diff, session: &Session) -> Result<()> {
     };
     for s in &mut d.survivors {
         let Some(w) = why(&report, &roots, s.address) else { continue };
+        s.reachable = Some(w.reachable);
         if w.reachable {
             s.path = w.python.clone().or_else(|| {
                 let steps: Vec<&str> = w.path.iter().map(|p| p.name.as_str()).collect();
                 (!steps.is_empty()).then(|| steps.join(" -> "))
             });
             s.retained_bytes = Some(w.retained_bytes);
-        } else {
-            s.path = Some("(unreachable: garbage at B)".to_string());
         }
     }
     d.paths_note = (!roots.exact())

@@ -104,6 +104,25 @@ class Capture:
                 f.close()
 
 
+def registers():
+    """The stopped frame's general registers, as a tuple."""
+    frame = gdb.selected_frame()
+    try:
+        names = [r.name for r in frame.architecture().registers("general")]
+    except (AttributeError, gdb.error):  # gdb before 12
+        names = ["pc", "sp"]
+    values = []
+    for name in names:
+        try:
+            values.append(int(frame.read_register(name)))
+        except (gdb.error, ValueError):
+            values.append(None)
+    return tuple(values)
+
+
+last_hit = None
+
+
 class Stop(gdb.Breakpoint):
     """A breakpoint that takes a snapshot (or notes something) and goes on."""
 
@@ -112,6 +131,15 @@ class Stop(gdb.Breakpoint):
         self.action = action
 
     def stop(self):
+        global last_hit
+        # Some gdb servers (qemu's, seen on a Cortex-M) report a breakpoint
+        # twice for one call: stepping off it, the target re-runs the
+        # instruction. Nothing has run between the two, so every register is
+        # the same; a real second call differs at least in one.
+        hit = (self.number, registers())
+        if hit == last_hit:
+            return False
+        last_hit = hit
         try:
             self.action()
         except Exception as e:  # shown, and the target stays stopped

@@ -137,7 +137,11 @@ fn survivors(o: &mut String, d: &Diff) {
     for s in &d.survivors {
         let what = s.name.as_ref().or(s.type_name.as_ref()).map(|n| format!(" {n}")).unwrap_or_default();
         let retained = s.retained_bytes.map(|r| format!(", retains {r}")).unwrap_or_default();
-        let path = s.path.as_ref().map(|p| format!("\n      held by {p}")).unwrap_or_default();
+        let path = match (s.reachable, &s.path) {
+            (Some(false), _) => "\n      unreachable at B: garbage the next collection frees".to_string(),
+            (_, Some(p)) => format!("\n      held by {p}"),
+            _ => String::new(),
+        };
         let _ = writeln!(
             o,
             "  0x{:08x} {}{what} ({} bytes{retained}), made at snapshot {}{path}",

@@ -6,7 +6,7 @@
 
 For every `collect_end` snapshot of the sidecar whose marks are complete (gdb at
 gc_collect_end's entry, nothing swept, the mark stack did not overflow:
-capture.gdb.py), the allocations heapvis calls reachable must be exactly the
+`heapvis gdb-script --collections`), the allocations heapvis calls reachable must be exactly the
 MARK-ed ones. (The simulator's `collect_marked` snapshots count too.) Prints
 the agreement per snapshot and in all; exits 1 on any disagreement.
 """
