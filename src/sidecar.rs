@@ -28,6 +28,10 @@ pub struct Event {
     pub requested_bytes: Option<u64>,
     /// The innermost function names.
     pub frames: Vec<String>,
+    /// The events the capture broke at, comma-separated (`alloc,collect_start,
+    /// memory_error`): what a line's first `watched` says, for every line. An
+    /// event not watched is unknown, not absent.
+    pub watched: Option<std::sync::Arc<str>>,
     /// Every other key, as written.
     pub extra: Map<String, Value>,
 }
@@ -79,6 +83,11 @@ impl Sidecar {
         events.reverse();
         events.sort_by_key(|e| e.snapshot); // stable: the last line of a snapshot first
         events.dedup_by_key(|e| e.snapshot);
+        let watched = events.iter_mut().find_map(|e| e.extra.remove("watched")).map(|v| watched_list(&v));
+        if let Some(w) = watched {
+            let w: std::sync::Arc<str> = w.map_err(|m| bad(0, m))?.into();
+            events.iter_mut().for_each(|e| e.watched = Some(std::sync::Arc::clone(&w)));
+        }
         Ok(Sidecar { path: path.to_path_buf(), events })
     }
 
@@ -111,8 +120,15 @@ impl Event {
             Some(Value::Array(a)) => a.into_iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
             _ => Vec::new(),
         };
-        Ok(Event { snapshot, sp, time, event, requested_bytes, frames, extra: map })
+        Ok(Event { snapshot, sp, time, event, requested_bytes, frames, watched: None, extra: map })
     }
+}
+
+/// `watched`: an array of event names, as one comma-separated text.
+fn watched_list(v: &Value) -> std::result::Result<String, String> {
+    let names: Option<Vec<&str>> = v.as_array().and_then(|a| a.iter().map(Value::as_str).collect());
+    let names = names.ok_or("`watched` is not an array of event names")?;
+    Ok(names.join(","))
 }
 
 /// A whole number written as a JSON number or as a decimal or `0x` string.

@@ -131,6 +131,8 @@ pub struct SnapshotFigures {
     pub time: Option<f64>,
     pub event: Option<String>,
     pub requested: Option<u64>,
+    /// The events the capture broke at (the sidecar's `watched`).
+    pub watched: Option<String>,
     pub pool_start: u64,
     pub pool_end: u64,
     pub block_bytes: u64,
@@ -151,6 +153,7 @@ const SNAPSHOT_COLUMNS: &[&str] = &[
     "time",
     "event",
     "requested_bytes",
+    "watched",
     "pool_start",
     "pool_end",
     "block_bytes",
@@ -167,7 +170,7 @@ pub fn snapshot_figures(out: &Path) -> Result<(Vec<SnapshotFigures>, u64)> {
         let (gc_max, longest) = (ints(&b, "gc_max_free_bytes")?, ints(&b, "longest_free_run_bytes")?);
         let (marked, orphans) = (ints(&b, "marked_blocks")?, ints(&b, "orphan_tail_blocks")?);
         let (frag, time) = (floats(&b, "fragmentation")?, floats(&b, "time")?);
-        let (event, requested) = (texts(&b, "event")?, ints(&b, "requested_bytes")?);
+        let (event, requested, watched) = (texts(&b, "event")?, ints(&b, "requested_bytes")?, texts(&b, "watched")?);
         let (pool_start, pool_end) = (ints(&b, "pool_start")?, ints(&b, "pool_end")?);
         let (block_bytes, areas) = (ints(&b, "block_bytes")?, ints(&b, "heap_areas")?);
         for i in 0..b.num_rows() {
@@ -187,6 +190,7 @@ pub fn snapshot_figures(out: &Path) -> Result<(Vec<SnapshotFigures>, u64)> {
                 time: time[i],
                 event: event[i].clone(),
                 requested: requested[i].map(|r| r.max(0) as u64),
+                watched: watched[i].clone(),
                 pool_start: u(pool_start[i]),
                 pool_end: u(pool_end[i]),
                 block_bytes: u(block_bytes[i]),
@@ -300,14 +304,21 @@ pub fn forensics(out: &Path) -> Result<(Option<Vec<MemoryError>>, Vec<Culprits>)
     Ok((errors, culprits))
 }
 
+/// Whether the capture would show each `event`: one is there, or its sidecar
+/// says it watched for them. A capture script that did not break there shows
+/// none, and none is then unknown, not 0.
+fn seen(rows: &[SnapshotFigures], event: &str) -> bool {
+    rows.iter().any(|r| {
+        r.event.as_deref() == Some(event) || r.watched.as_deref().is_some_and(|w| w.split(',').any(|e| e == event))
+    })
+}
+
 /// Collections: the sidecar's `collect_start` events when it names events,
 /// else the runs of consecutive snapshots logged during one.
 fn collections(rows: &[SnapshotFigures]) -> (u64, &'static str) {
-    if rows.iter().any(|r| r.event.is_some()) {
+    if seen(rows, "collect_start") {
         let n = rows.iter().filter(|r| r.event.as_deref() == Some("collect_start")).count() as u64;
-        if n > 0 || rows.iter().all(|r| !r.in_collection) {
-            return (n, "sidecar");
-        }
+        return (n, "sidecar");
     }
     let mut runs = 0;
     let mut before: Option<&SnapshotFigures> = None;
@@ -323,7 +334,7 @@ fn collections(rows: &[SnapshotFigures]) -> (u64, &'static str) {
 
 /// The sidecar's `memory_error` events, each with its cause.
 fn memory_errors(rows: &[SnapshotFigures]) -> Option<Vec<MemoryError>> {
-    if rows.iter().all(|r| r.event.is_none()) {
+    if !seen(rows, "memory_error") {
         return None;
     }
     let errors = rows.iter().filter(|r| r.event.as_deref() == Some("memory_error"));
@@ -359,4 +370,36 @@ fn requests_over_largest_free(rows: &[SnapshotFigures]) -> Option<u64> {
         return None;
     }
     Some(known.iter().filter(|(n, largest)| n > largest).count() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(snapshot: u64, event: &str, watched: Option<&str>) -> SnapshotFigures {
+        SnapshotFigures {
+            snapshot,
+            event: Some(event.to_string()),
+            watched: watched.map(str::to_string),
+            in_collection: snapshot == 3,
+            ..SnapshotFigures::default()
+        }
+    }
+
+    /// An event the capture did not watch for is unknown, not 0: a sidecar of
+    /// allocations only says nothing of MemoryErrors or collections.
+    #[test]
+    fn an_event_not_watched_is_unknown() {
+        let allocs_only: Vec<_> = (0..5).map(|s| row(s, "alloc", None)).collect();
+        assert_eq!(memory_errors(&allocs_only), None);
+        assert_eq!(collections(&allocs_only), (1, "marks"));
+        let watched = Some("alloc,collect_start,memory_error");
+        let all: Vec<_> = (0..5).map(|s| row(s, "alloc", watched)).collect();
+        assert_eq!(memory_errors(&all), Some(Vec::new()));
+        assert_eq!(collections(&all), (0, "sidecar"));
+        // One seen is enough to know the capture shows them.
+        let mut one = allocs_only.clone();
+        one[2] = row(2, "memory_error", None);
+        assert_eq!(memory_errors(&one).map(|m| m.len()), Some(1));
+    }
 }

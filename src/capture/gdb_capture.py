@@ -92,6 +92,10 @@ class Capture:
         self.dump.flush()
         line = {"snapshot": self.snapshots, "time": time.time(), "event": event, "sp": sp}
         line.update(extra)
+        if self.snapshots == 0:
+            # What this capture breaks at: an event not listed is unknown to
+            # heapvis, not absent.
+            line["watched"] = WATCHED
         line["frames"] = frames()
         # After the dump: the sidecar never names a snapshot the dump lacks.
         self.events.write(json.dumps(line) + "\n")
@@ -149,6 +153,7 @@ class Stop(gdb.Breakpoint):
 
 
 capture = None
+WATCHED = []
 
 
 def on_alloc():
@@ -203,12 +208,15 @@ def main():
     if CONFIG["target"]:
         gdb.execute("target " + CONFIG["target"])
     capture = Capture()
+    WATCHED.extend(["alloc", "collect_start"])
     Stop(CONFIG["alloc"], on_alloc)
     Stop(CONFIG["collect_start"], on_collect_start)
     if CONFIG["memory_error"]:
         Stop(CONFIG["memory_error"], on_memory_error)
+        WATCHED.append("memory_error")
     if CONFIG["collect_end"]:
         Stop(CONFIG["collect_end"], on_collect_end)
+        WATCHED.append("collect_end")
         if CONFIG["collect_root"]:
             Stop(CONFIG["collect_root"], on_collect_root)
     gdb.events.exited.connect(lambda _: capture.close())

@@ -86,7 +86,8 @@ pub fn gdb_script(
     let data = elf::read_elf_file(elf_path)?;
     let mut profile = match profile {
         Some(p) => p,
-        None => dwarf::derive_profile(&data, elf_path, &Profile::default()).map_or_else(|_| Profile::default(), |d| d.profile),
+        None => dwarf::derive_profile(&data, elf_path, &Profile::default())
+            .map_or_else(|_| Profile::default(), |d| d.profile),
     };
     ram.apply(&mut profile);
     let (symbols, _) = elf::parse(&data, elf_path, &profile)?;
@@ -98,7 +99,8 @@ pub fn gdb_script(
             hint: "give the RAM bounds with --ram-start and --ram-end (a symbol or an address)".to_string(),
         })
     };
-    let (ram_start, ram_end) = (bound(&profile.symbols.ram_start, "the start of RAM")?, bound(&profile.symbols.ram_end, "the end of RAM")?);
+    let (ram_start, ram_end) =
+        (bound(&profile.symbols.ram_start, "the start of RAM")?, bound(&profile.symbols.ram_end, "the end of RAM")?);
     if ram_end <= ram_start {
         return Err(Error::BadRamBounds {
             map: elf_path.to_path_buf(),
@@ -124,7 +126,8 @@ pub fn gdb_script(
     if memory_error.is_none() {
         notes.push("the build has no m_malloc_fail: MemoryErrors will not be in the sidecar".to_string());
     }
-    let collect_end = if options.collections { Some(need("gc_collect_end", "the end of a collection's mark phase")?) } else { None };
+    let collect_end =
+        if options.collections { Some(need("gc_collect_end", "the end of a collection's mark phase")?) } else { None };
     let collect_root = collect_end.as_ref().and_then(|_| function("gc_collect_root"));
     if collect_end.is_some() && collect_root.is_none() {
         notes.push("the build has no gc_collect_root: collect_end snapshots take $sp as the stack pointer".to_string());

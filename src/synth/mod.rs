@@ -261,19 +261,27 @@ pub fn write_dir(config: &SynthConfig, dir: &Path) -> Result<SynthSummary> {
     }
     sink.out.flush().map_err(|e| Error::io(&ram_path, e))?;
     if config.events {
-        write_sidecar(&crate::sidecar::Sidecar::path_for(&ram_path), &summary.events)?;
+        write_sidecar(&crate::sidecar::Sidecar::path_for(&ram_path), &summary.events, config.log_marks)?;
     }
     Ok(summary)
 }
 
 /// The sidecar of the snapshots the simulator took, one JSON line each.
-fn write_sidecar(path: &Path, events: &[SimEvent]) -> Result<()> {
+/// The first line also says which events the simulator logs (`watched`): a
+/// MemoryError it does not log is not there, one it logs is.
+fn write_sidecar(path: &Path, events: &[SimEvent], log_marks: bool) -> Result<()> {
     let mut text = String::new();
+    let mut watched = vec!["alloc", "free", "realloc", "sweep", "memory_error"];
+    if log_marks {
+        watched.push("collect_marked");
+    }
+    let watched = format!(", \"watched\": {}", serde_json::json!(watched));
     for (k, e) in events.iter().enumerate() {
         let sp = e.sp.map_or("null".to_string(), |sp| sp.to_string());
         let asked = e.requested_bytes.map(|n| format!(", \"requested_bytes\": {n}")).unwrap_or_default();
+        let watched = if k == 0 { watched.as_str() } else { "" };
         text.push_str(&format!(
-            "{{\"snapshot\": {k}, \"time\": {:.3}, \"sp\": {sp}, \"event\": \"{}\"{asked}}}\n",
+            "{{\"snapshot\": {k}, \"time\": {:.3}, \"sp\": {sp}, \"event\": \"{}\"{asked}{watched}}}\n",
             e.time, e.event
         ));
     }

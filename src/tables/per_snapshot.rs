@@ -78,7 +78,12 @@ pub fn snapshots_schema() -> SchemaRef {
     fields.push(f("fragmentation", Float64, true));
     fields.extend(ints.skip(SNAPSHOT_GC_COLUMNS));
     fields.push(f("reachability", dict(), true));
-    fields.extend([f("time", Float64, true), f("event", dict(), true), f("requested_bytes", Int64, true)]);
+    fields.extend([
+        f("time", Float64, true),
+        f("event", dict(), true),
+        f("requested_bytes", Int64, true),
+        f("watched", dict(), true),
+    ]);
     Arc::new(Schema::new(fields))
 }
 
@@ -297,6 +302,7 @@ pub(crate) struct SnapshotsRows {
     time: Float64Builder,
     event: RecurringDict,
     requested_bytes: IntColumn,
+    watched: RecurringDict,
 }
 
 /// The figures of [`SNAPSHOT_INT_COLUMNS`] of a decoded snapshot.
@@ -392,7 +398,12 @@ impl SnapshotsRows {
         cols.push(arc(self.fragmentation.finish()));
         cols.extend(ints[SNAPSHOT_GC_COLUMNS..].iter().cloned());
         cols.push(self.reachability.finish());
-        cols.extend([arc(self.time.finish()) as ArrayRef, self.event.finish(), arc(self.requested_bytes.finish())]);
+        cols.extend([
+            arc(self.time.finish()) as ArrayRef,
+            self.event.finish(),
+            arc(self.requested_bytes.finish()),
+            self.watched.finish(),
+        ]);
         cols
     }
 }
@@ -755,6 +766,7 @@ impl Rows for SnapshotsRows {
         self.time.append_option(input.event.and_then(|e| e.time));
         self.event.append_option(input.event.and_then(|e| e.event.as_deref()));
         self.requested_bytes.append_option(input.event.and_then(|e| e.requested_bytes));
+        self.watched.append_option(input.event.and_then(|e| e.watched.as_deref()));
         None
     }
     fn finish(&mut self) -> Vec<ArrayRef> {

@@ -15,7 +15,8 @@ fn build(dir: &Path, pie: bool) -> std::path::PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/gdb_target.c");
     let prog = dir.join("prog");
     let pie_flags: &[&str] = if pie { &["-fpie", "-pie"] } else { &["-fno-pie", "-no-pie"] };
-    let o = Command::new("gcc").args(["-g", "-O1"]).args(pie_flags).arg(&src).arg("-o").arg(&prog).output().expect("gcc");
+    let o =
+        Command::new("gcc").args(["-g", "-O1"]).args(pie_flags).arg(&src).arg("-o").arg(&prog).output().expect("gcc");
     assert!(o.status.success(), "gcc: {}", String::from_utf8_lossy(&o.stderr));
     prog
 }
@@ -107,6 +108,14 @@ fn the_script_captures_every_heap_change_with_its_sidecar() {
             assert_eq!(&seen, done, "snapshot {k} ({event}): RAM as it was before the call");
         }
         assert_eq!(sidecar.get(want.len() as u64), None, "no line past the dump");
+        // The events it breaks at are said, so a MemoryError it would have seen
+        // and did not is 0, not unknown.
+        let watched = if collections {
+            "alloc,collect_start,memory_error,collect_end"
+        } else {
+            "alloc,collect_start,memory_error"
+        };
+        assert_eq!(sidecar.get(3).and_then(|e| e.watched.as_deref()), Some(watched));
         // A second run never appends to the first capture.
         let o = capture(dir.path(), &prog, &args);
         let log = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);

@@ -179,7 +179,10 @@ fn the_answer_tables_hold_what_the_summary_says() {
     let rows = duck("select snapshot, requested_bytes, free_bytes, largest_free_bytes, cause from '{d}/memory_errors.parquet' order by snapshot", &out);
     assert_eq!(rows.len(), errors.len());
     let sidecar = std::fs::read_to_string(dir.path().join("ram.events.jsonl")).unwrap();
-    let in_sidecar = sidecar.lines().filter(|l| l.contains("\"memory_error\"")).count();
+    let in_sidecar = sidecar
+        .lines()
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["event"] == "memory_error")
+        .count();
     assert_eq!(rows.len(), in_sidecar, "every MemoryError, not the summary's first few");
     for (r, m) in rows.iter().zip(&errors) {
         assert_eq!(
