@@ -24,12 +24,14 @@ test: test-deps
 	@grep -h '^SKIPPED' target/test.log || true
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "heapvis tests: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0) }' target/test.log
 
-# ffmpeg (MP4/WebM tests, ffprobe), Graphviz (ownership graph) and gdb (the
-# capture script, run on a host program) from Debian;
+# ffmpeg (MP4/WebM tests, ffprobe), Graphviz (ownership graph), gdb (the
+# capture script, run on a host program) and Chromium (the HTML report, opened
+# headless) from Debian;
 # click, DuckDB and Polars from PyPI.
 test-deps:
-	@if ! command -v ffmpeg >/dev/null || ! command -v dot >/dev/null || ! command -v gdb >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg graphviz gdb >/dev/null; \
+	@if ! command -v ffmpeg >/dev/null || ! command -v dot >/dev/null || ! command -v gdb >/dev/null \
+			|| ! command -v chromium >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg graphviz gdb chromium >/dev/null; \
 	fi
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r requirements-test.txt
 

@@ -14,6 +14,7 @@
 //! - [`synth`] simulates CircuitPython's allocator to make realistic test dumps;
 //! - [`retain`] finds what the GC reaches, dominators and retained sizes;
 //! - [`answers`] answers from a finished folder's tables (summary, leaks, diff);
+//! - [`report`] draws them as one self-contained HTML page;
 //! - [`capture`] writes the gdb script that makes a capture and its sidecar.
 //!
 //! The library never prints and never exits; the `heapvis` binary does both.
@@ -34,6 +35,7 @@ pub mod pipeline;
 
 pub mod profile;
 pub mod render;
+pub mod report;
 pub mod retain;
 pub mod sidecar;
 pub mod synth;

@@ -19,6 +19,8 @@ pub struct Instance {
     pub blocks: u64,
     pub bytes: u64,
     pub kind: String,
+    /// The reference's category (what the frames colour it by).
+    pub category: String,
     pub type_name: Option<String>,
     /// Its Python name (a function's, a class's, a module's), when known.
     pub name: Option<String>,
@@ -50,6 +52,7 @@ const COLUMNS: &[&str] = &[
     "blocks",
     "bytes",
     "kind",
+    "category",
     "type_name",
     "name",
     "class",
@@ -99,7 +102,7 @@ fn join(open: &mut Instance, next: Instance) {
     open.last = next.last;
     open.type_name = open.type_name.take().or(next.type_name);
     if next.kind != "unknown" || open.kind == "unknown" {
-        open.kind = next.kind;
+        (open.kind, open.category) = (next.kind, next.category);
     }
     open.name = next.name.or(open.name.take());
     open.class = next.class.or(open.class.take());
@@ -114,6 +117,7 @@ fn pieces(out: &Path) -> Result<Vec<Piece>> {
         let (address, blocks, bytes) = (ints(&b, "address")?, ints(&b, "blocks")?, ints(&b, "bytes")?);
         let (kind, type_name, name, class) =
             (texts(&b, "kind")?, texts(&b, "type_name")?, texts(&b, "name")?, texts(&b, "class")?);
+        let category = texts(&b, "category")?;
         let (holder_address, holder_root) = (ints(&b, "holder_address")?, texts(&b, "holder_root")?);
         let (first, last) = (ints(&b, "first_snapshot")?, ints(&b, "last_snapshot")?);
         let (end, open) = (texts(&b, "end")?, bools(&b, "open_start")?);
@@ -123,6 +127,7 @@ fn pieces(out: &Path) -> Result<Vec<Piece>> {
                 blocks: u(blocks[i]),
                 bytes: u(bytes[i]),
                 kind: kind[i].clone().unwrap_or_default(),
+                category: category[i].clone().unwrap_or_default(),
                 type_name: type_name[i].clone(),
                 name: name[i].clone(),
                 class: class[i].clone(),

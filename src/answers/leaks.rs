@@ -81,10 +81,10 @@ pub fn suspects(out: &Path) -> Result<(Vec<Suspect>, u64)> {
 }
 
 /// A series: (snapshot, (bytes, allocations)) at each change, in order.
-pub(super) type Series = Vec<(u64, (u64, u64))>;
+pub(crate) type Series = Vec<(u64, (u64, u64))>;
 
 /// Per owner, per kind, its series from the `retainers` table.
-pub(super) fn owner_changes(out: &Path) -> Result<BTreeMap<String, BTreeMap<String, Series>>> {
+pub(crate) fn owner_changes(out: &Path) -> Result<BTreeMap<String, BTreeMap<String, Series>>> {
     let mut changes: BTreeMap<String, BTreeMap<String, Series>> = BTreeMap::new();
     for b in read_table(out, "retainers")? {
         let (snap, owner, kind) = (ints(&b, "snapshot")?, texts(&b, "owner")?, texts(&b, "kind")?);
@@ -122,7 +122,7 @@ fn total_series(kinds: &BTreeMap<String, Series>) -> Series {
 }
 
 /// A series' value at `snapshot`: its last change at or before it.
-pub(super) fn value_at(series: &Series, snapshot: u64) -> (u64, u64) {
+pub(crate) fn value_at(series: &Series, snapshot: u64) -> (u64, u64) {
     let k = series.partition_point(|x| x.0 <= snapshot);
     if k == 0 {
         (0, 0)

@@ -47,6 +47,22 @@ pub fn read_table(out: &Path, name: &str) -> Result<Vec<RecordBatch>> {
 /// with `None`): a long run's tables are read without their text.
 pub fn read_columns(out: &Path, name: &str, columns: Option<&[&str]>) -> Result<Vec<RecordBatch>> {
     let mut batches = Vec::new();
+    for_each_batch(out, name, columns, |b| {
+        batches.push(b);
+        Ok(())
+    })?;
+    Ok(batches)
+}
+
+/// Calls `f` on each batch of table `name` in `out` in turn (only the columns
+/// `columns`, all with `None`), holding one batch at a time: for the tables
+/// that grow with the run.
+pub fn for_each_batch(
+    out: &Path,
+    name: &str,
+    columns: Option<&[&str]>,
+    mut f: impl FnMut(RecordBatch) -> Result<()>,
+) -> Result<()> {
     for path in table_files(out, name)? {
         let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
         let bad = |e: parquet::errors::ParquetError| Error::WrongInput {
@@ -67,14 +83,14 @@ pub fn read_columns(out: &Path, name: &str, columns: Option<&[&str]>) -> Result<
         };
         let reader = builder.build().map_err(bad)?;
         for b in reader {
-            batches.push(b.map_err(|e| Error::WrongInput {
+            f(b.map_err(|e| Error::WrongInput {
                 path: path.clone(),
                 expected: "a Parquet file heapvis wrote",
                 found: e.to_string(),
-            })?);
+            })?)?;
         }
     }
-    Ok(batches)
+    Ok(())
 }
 
 /// Column `name` of `batch`, as whole numbers (nulls as `None`).

@@ -9,6 +9,7 @@ mod inspect;
 mod leaks;
 mod profile;
 pub mod progress;
+mod report;
 mod summary;
 mod synth;
 mod why;
@@ -90,6 +91,9 @@ pub enum Command {
     /// Write the gdb Python script that captures a board's RAM at heap changes,
     /// with the sidecar (time, event, request size, stack pointer) heapvis reads.
     GdbScript(gdb_script::Args),
+    /// Write the run as one self-contained HTML page: summary, charts, leak
+    /// suspects, fragmentation culprits and a heap-layout view to scrub through.
+    Report(report::Args),
 }
 
 /// Process exit status: 0 all good, 1 some snapshots could not be decoded, 2
@@ -112,6 +116,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Summary(a) => summary::run(a),
         Command::Diff(a) => diff::run(a),
         Command::GdbScript(a) => gdb_script::run(a),
+        Command::Report(a) => report::run(a),
     }
 }
 

@@ -17,6 +17,7 @@ mod oracle_parity;
 mod output_safety;
 mod random_input;
 mod render;
+mod report;
 mod retention;
 mod schema;
 mod soak;

@@ -1,0 +1,33 @@
+//! `heapvis report OUT -o report.html`: the run as one self-contained HTML page.
+
+use std::path::PathBuf;
+
+use heapvis::report::{report, ReportOptions};
+
+use super::Outcome;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The output folder of `heapvis analyze`.
+    #[arg(value_name = "OUT")]
+    pub out: PathBuf,
+    /// Where to write the page.
+    #[arg(short = 'o', long = "output", value_name = "FILE", default_value = "report.html")]
+    pub output: PathBuf,
+    /// Snapshots plotted per chart, at most (spread evenly over the run).
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(2..=100_000))]
+    pub max_points: u64,
+    /// Heap-layout frames to scrub through, at most (plus the worst moments).
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=5_000))]
+    pub max_frames: u64,
+}
+
+pub fn run(a: Args) -> anyhow::Result<Outcome> {
+    let options = ReportOptions { max_points: a.max_points as usize, max_frames: a.max_frames as usize };
+    let page = report(&a.out, &options)?;
+    let tmp = heapvis::outdir::TempFile::beside(&a.output);
+    std::fs::write(&tmp.path, &page).map_err(|e| heapvis::Error::io(&tmp.path, e))?;
+    tmp.persist(&a.output)?;
+    eprintln!("wrote {} ({} KiB)", a.output.display(), page.len().div_ceil(1024));
+    Ok(Outcome::Ok)
+}
