@@ -155,7 +155,7 @@ fn open(f: &Frame, top: f64) -> String {
     let _ = writeln!(svg, r#"<svg class="chart" id="{}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img">"#, f.id);
     x_axis(&mut svg, f);
     let h = HEIGHT - TOP - BOTTOM;
-    for t in ticks(0.0, nice_top(top, f.y_unit), 5) {
+    for t in ticks_in(0.0, nice_top(top, f.y_unit), 5, f.y_unit) {
         let y = TOP + h - t / nice_top(top, f.y_unit) * h;
         let _ =
             writeln!(svg, r##"<line class="grid" x1="{LEFT}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}"/>"##, WIDTH - RIGHT);
@@ -226,11 +226,19 @@ fn polyline(svg: &mut String, f: &Frame, top: f64, s: &Series, values: &[f64]) {
     );
 }
 
+/// Legend text longer than this is cut, whole in its tooltip.
+const LEGEND_CHARS: usize = 22;
+
 fn legend(svg: &mut String, k: usize, name: &str, color: &str) {
     let y = TOP + 8.0 + k as f64 * 18.0;
     let x = WIDTH - RIGHT + 12.0;
+    let shown: String = if name.chars().count() > LEGEND_CHARS {
+        name.chars().take(LEGEND_CHARS - 1).chain(['…']).collect()
+    } else {
+        name.to_string()
+    };
     let _ = writeln!(svg, r#"<rect x="{x:.1}" y="{:.1}" width="12" height="12" fill="{color}"/>"#, y - 10.0);
-    let _ = writeln!(svg, r#"<text class="legend" x="{:.1}" y="{y:.1}">{name}</text>"#, x + 18.0);
+    let _ = writeln!(svg, r#"<text class="legend" x="{:.1}" y="{y:.1}"><title>{name}</title>{shown}</text>"#, x + 18.0);
 }
 
 fn point(f: &Frame, top: f64, x: f64, y: f64) -> String {
@@ -264,8 +272,19 @@ fn nice_top(top: f64, unit: Unit) -> f64 {
     if top <= 0.0 {
         return 1.0;
     }
-    let step = nice_step(top / 5.0);
+    let step = step_for(top / 5.0, unit);
     (top / step).ceil() * step
+}
+
+/// A round step of at least `raw`: in bytes, round in KiB or MiB (4 KiB, not
+/// 5,000 bytes).
+fn step_for(raw: f64, unit: Unit) -> f64 {
+    let scale = match unit {
+        Unit::Bytes if raw >= 512.0 * 1024.0 => 1024.0 * 1024.0,
+        Unit::Bytes if raw >= 512.0 => 1024.0,
+        _ => 1.0,
+    };
+    nice_step(raw / scale) * scale
 }
 
 /// 1, 2 or 5 times a power of ten, at least `raw`.
@@ -276,11 +295,16 @@ fn nice_step(raw: f64) -> f64 {
 
 /// Round ticks from `lo` to `hi`, about `n` of them.
 pub fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
+    ticks_in(lo, hi, n, Unit::Count)
+}
+
+/// The same, round in `unit`.
+fn ticks_in(lo: f64, hi: f64, n: usize, unit: Unit) -> Vec<f64> {
     // (Also when either is NaN.)
     if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
         return vec![lo];
     }
-    let step = nice_step((hi - lo) / n.max(1) as f64);
+    let step = step_for((hi - lo) / n.max(1) as f64, unit);
     let first = (lo / step).ceil() * step;
     (0..=n * 3).map(|k| first + k as f64 * step).take_while(|t| *t <= hi + step * 1e-9).collect()
 }
@@ -290,10 +314,15 @@ pub fn format_value(unit: Unit, v: f64) -> String {
     match unit {
         Unit::Ratio => format!("{v:.2}"),
         Unit::Count => format!("{v:.0}"),
-        Unit::Bytes if v >= 1024.0 * 1024.0 => format!("{:.1} MiB", v / 1024.0 / 1024.0),
-        Unit::Bytes if v >= 1024.0 => format!("{:.1} KiB", v / 1024.0),
+        Unit::Bytes if v >= 1024.0 * 1024.0 => trim(format!("{:.1}", v / 1024.0 / 1024.0)) + " MiB",
+        Unit::Bytes if v >= 1024.0 => trim(format!("{:.1}", v / 1024.0)) + " KiB",
         Unit::Bytes => format!("{v:.0} B"),
     }
+}
+
+/// `20.0` as `20`.
+fn trim(s: String) -> String {
+    s.strip_suffix(".0").map_or(s.clone(), str::to_string)
 }
 
 fn format_x(axis: XAxis, t: f64) -> String {
@@ -313,8 +342,11 @@ mod tests {
     fn ticks_are_round_and_cover_the_range() {
         assert_eq!(ticks(0.0, 100.0, 5), [0.0, 20.0, 40.0, 60.0, 80.0, 100.0]);
         assert_eq!(ticks(3.0, 17.0, 3), [5.0, 10.0, 15.0]);
-        assert_eq!(nice_top(19_000.0, Unit::Bytes), 20_000.0);
-        assert_eq!(format_value(Unit::Bytes, 20_480.0), "20.0 KiB");
+        // Bytes step in whole KiB: 19,968 bytes tops at 20 KiB, ticked every 5 KiB.
+        assert_eq!(nice_top(19_968.0, Unit::Bytes), 20_480.0);
+        assert_eq!(ticks_in(0.0, 20_480.0, 5, Unit::Bytes)[1], 5120.0);
+        assert_eq!(format_value(Unit::Bytes, 20_480.0), "20 KiB");
+        assert_eq!(format_value(Unit::Bytes, 1536.0), "1.5 KiB");
     }
 
     #[test]
