@@ -21,7 +21,8 @@ fn bench_board(c: &mut Criterion, board: Board, snapshots: u64) {
         .iter()
         .map(|r| ChartPoint { snapshot: r.index, free: r.gc_info.free, largest_free: r.gc_info.max_free * 16 })
         .collect();
-    let layout = FrameLayout::new(&reports[0].geometry, 8, &chart);
+    let style = heapvis::render::FrameStyle::new(8, 0..reports.len() as u64, reports.len() as u64);
+    let layout = FrameLayout::new(&reports[0].geometry, &style, &chart);
     let last = snaps.len() - 1;
 
     let mut g = c.benchmark_group(format!("frame/{}", board.name()));

@@ -96,6 +96,8 @@ pub struct RenderOptions {
     pub movie: Option<PathBuf>,
     /// Pixels per block (height; the width is twice that).
     pub scale: u32,
+    /// Columns sized to fill the frame, or the reference's 64 blocks.
+    pub arrangement: render::Arrangement,
     /// Render every `step`-th selected snapshot.
     pub step: u64,
     pub fps: u32,
@@ -103,7 +105,7 @@ pub struct RenderOptions {
 
 impl Default for RenderOptions {
     fn default() -> Self {
-        RenderOptions { frames: false, movie: None, scale: 8, step: 1, fps: 10 }
+        RenderOptions { frames: false, movie: None, scale: 8, arrangement: render::Arrangement::Fill, step: 1, fps: 10 }
     }
 }
 
@@ -418,33 +420,50 @@ impl Session {
         }
         let metrics = self.decoder(DecodeOptions { metrics_only: true, ..DecodeOptions::default() });
         let geometry = metrics.geometry.clone().map_err(|source| Error::Snapshot { snapshot: range.start, source })?;
-        let dump = &self.dump;
-        // Window by window, each mapped on its own, as in the main pass.
-        let mut points: Vec<ChartPoint> = Vec::new();
-        let step = ((8u64 << 20) / dump.snapshot_bytes().max(1)).max(64);
-        let mut start = range.start;
-        while start < range.end {
-            let end = (start + step).min(range.end);
-            let window = dump.window(start..end, Access::Sparse)?;
+        let points = self.chart_points(&metrics, &range, pool)?;
+        let style =
+            render::FrameStyle { scale: r.scale, arrangement: r.arrangement, dump_snapshots: self.dump.count(), range };
+        Ok(FrameLayout::new(&geometry, &style, &points))
+    }
+
+    /// Free and largest free space for the frames' strip chart, which covers
+    /// the whole dump: every snapshot of the run's range (up to
+    /// [`CHART_RANGE_POINTS`]) and [`CHART_DUMP_POINTS`] spread over the dump,
+    /// each read from its allocation table alone.
+    fn chart_points(&self, metrics: &Decoder, range: &Range<u64>, pool: &rayon::ThreadPool) -> Result<Vec<ChartPoint>> {
+        let spread = |r: Range<u64>, n: u64| {
+            let len = r.end.saturating_sub(r.start);
+            (0..len.min(n)).map(move |k| r.start + k * len.saturating_sub(1) / (len.min(n) - 1).max(1))
+        };
+        let mut wanted: Vec<u64> =
+            spread(range.clone(), CHART_RANGE_POINTS).chain(spread(0..self.dump.count(), CHART_DUMP_POINTS)).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut points = Vec::with_capacity(wanted.len());
+        // A window per chunk, each mapped on its own and read sparsely.
+        for chunk in wanted.chunks(256) {
+            let (Some(&a), Some(&b)) = (chunk.first(), chunk.last()) else { continue };
+            let window = self.dump.window(a..b + 1, Access::Sparse)?;
             let part: Vec<ChartPoint> = pool.install(|| {
-                (start..end)
-                    .into_par_iter()
-                    .filter_map(|i| {
+                chunk
+                    .par_iter()
+                    .filter_map(|&i| {
                         let rep = metrics.decode(i, window.snapshot(i)?).ok()?;
-                        Some(ChartPoint {
-                            snapshot: i,
-                            free: rep.gc_info.free,
-                            largest_free: rep.gc_info.max_free * rep.geometry.bytes_per_block,
-                        })
+                        let largest_free = rep.gc_info.max_free * rep.geometry.bytes_per_block;
+                        Some(ChartPoint { snapshot: i, free: rep.gc_info.free, largest_free })
                     })
                     .collect()
             });
             points.extend(part);
-            start = end;
         }
-        Ok(FrameLayout::new(&geometry, r.scale, &points))
+        Ok(points)
     }
 }
+
+/// Snapshots of a run's range on the frames' chart, at most.
+const CHART_RANGE_POINTS: u64 = 4096;
+/// Snapshots spread over the whole dump on the frames' chart.
+const CHART_DUMP_POINTS: u64 = 2048;
 
 /// The worker threads: `threads`, or one per core.
 fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {

@@ -43,6 +43,11 @@ pub struct Args {
     /// Pixels per block in frames (a block is twice as wide as it is tall), 1 to 64.
     #[arg(long, default_value_t = 8, value_name = "PX", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub scale: u32,
+    /// How frames arrange the pool's blocks: `fill` (columns as tall as make
+    /// the map about 16:9) or `reference` (64 blocks per column, as the
+    /// reference drew them).
+    #[arg(long, default_value = "fill", value_name = "ARRANGEMENT", value_parser = parse_arrangement)]
+    pub frame_layout: heapvis::render::Arrangement,
     /// Render every K-th selected snapshot (K at least 1).
     #[arg(long, default_value_t = 1, value_name = "K", value_parser = parse_at_least_one)]
     pub frame_step: u64,
@@ -123,6 +128,7 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
             frames: a.frames,
             movie: a.movie.clone(),
             scale: a.scale,
+            arrangement: a.frame_layout,
             step: a.frame_step,
             fps: a.fps,
         }),
@@ -203,6 +209,14 @@ fn parse_at_least_one(text: &str) -> Result<u64, String> {
         Ok(0) => Err("must be at least 1".to_string()),
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+fn parse_arrangement(text: &str) -> Result<heapvis::render::Arrangement, String> {
+    match text {
+        "fill" => Ok(heapvis::render::Arrangement::Fill),
+        "reference" => Ok(heapvis::render::Arrangement::Reference),
+        other => Err(format!("`{other}`: give fill or reference")),
     }
 }
 

@@ -9,4 +9,4 @@ pub mod palette;
 
 pub use canvas::Canvas;
 pub use encode::{open_movie, png_bytes, MovieFormat, MovieSpec, MovieWriter};
-pub use frame::{ChartPoint, FrameLayout};
+pub use frame::{Arrangement, ChartPoint, FrameLayout, FrameStyle};

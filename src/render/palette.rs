@@ -14,9 +14,10 @@ pub const CHART_FREE: u8 = 6;
 pub const CHART_LARGEST: u8 = 7;
 pub const CURSOR: u8 = 8;
 pub const CHART_AXIS: u8 = 9;
+pub const CHART_RANGE: u8 = 10;
 const KIND_BASE: u8 = 16;
 
-const UI: [[u8; 3]; 10] = [
+const UI: [[u8; 3]; 11] = [
     [255, 255, 255], // background
     [252, 252, 252], // free block
     [214, 214, 214], // grid between free blocks
@@ -27,6 +28,7 @@ const UI: [[u8; 3]; 10] = [
     [220, 80, 30],   // chart: largest free run
     [0, 0, 0],       // chart cursor
     [150, 150, 150], // chart axis
+    [255, 243, 196], // chart: the run's selected range
 ];
 
 /// X11 colour of the reference's Graphviz name for each kind.

@@ -10,7 +10,7 @@ use std::process::Command;
 use arrow::array::{Array, Float64Array, Int64Array};
 use heapvis::decode::Category;
 use heapvis::pipeline::{AnalyzeOptions, RenderOptions, Silent};
-use heapvis::render::{Canvas, FrameLayout};
+use heapvis::render::{Arrangement, Canvas, FrameLayout, FrameStyle};
 use heapvis::synth::Board;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -53,39 +53,131 @@ fn render_options() -> RenderOptions {
     RenderOptions { frames: true, ..RenderOptions::default() }
 }
 
+/// Blocks per column of the default arrangement, worked out independently:
+/// columns twice as wide as a block is tall, a map of 16:9 wants
+/// `2·(blocks / per_column) / per_column = 16 / 9`, rounded up to 8.
+fn fill_column(blocks: u64) -> u64 {
+    let exact = (blocks as f64 * 9.0 * 2.0 / 16.0).sqrt();
+    ((exact.ceil() as u64).div_ceil(8) * 8).max(16)
+}
+
 #[test]
 fn frame_pixels_show_each_kind_where_its_block_is_and_free_runs_empty() {
     let c = capture(Board::Samd21, 260, 4, 0);
     let s = session(&c.inputs);
-    let out = c.dir.path().join("out");
-    let options = AnalyzeOptions { render: Some(render_options()), ..AnalyzeOptions::default() };
-    s.analyze(&out, &options, &Silent).unwrap();
     let reports = decode_all(&s);
     let last = reports.last().unwrap();
-    let (w, h, pixels, palette) = read_png(&out.join(format!("frames/heap_layout{:06}.png", last.index)));
-    // The documented layout: 64 blocks per column, first block top-left, a block
-    // cell 2·scale wide and scale tall plus a grid line; block 0 at (map_x, map_y).
-    let layout = FrameLayout::new(&last.geometry, 8, &[]);
-    assert_eq!((w, h), (layout.width, layout.height));
-    let (cw, ch) = (16, 8);
-    let at = |b: u64| -> [u8; 3] {
-        let (col, row) = ((b / 64) as u32, (b % 64) as u32);
-        let (x, y) = (layout.map_x + col * cw + cw / 2, layout.map_y + row * ch + ch / 2);
-        palette[pixels[(y * w + x) as usize] as usize]
-    };
-    let mut kinds_seen = 0;
-    for kind in Category::ALL {
-        if let Some(b) = last.blocks.iter().find(|b| b.category == kind) {
-            for block in b.start_block..b.start_block + b.blocks {
-                assert_eq!(at(block), x11(kind), "{kind:?} block {block} of allocation 0x{:08x}", b.address);
+    let blocks = last.geometry.pool_blocks();
+    for (arrangement, per_column) in [(Arrangement::Reference, 64), (Arrangement::Fill, fill_column(blocks))] {
+        let out = c.dir.path().join(format!("out-{arrangement:?}"));
+        let options = AnalyzeOptions {
+            render: Some(RenderOptions { arrangement, ..render_options() }),
+            ..AnalyzeOptions::default()
+        };
+        s.analyze(&out, &options, &Silent).unwrap();
+        let (w, h, pixels, palette) = read_png(&out.join(format!("frames/heap_layout{:06}.png", last.index)));
+        // The documented layout: `per_column` blocks per column, first block
+        // top-left, a block cell 2·scale wide and scale tall plus a grid line;
+        // block 0 at (map_x, map_y).
+        let style = FrameStyle { arrangement, ..FrameStyle::new(8, 0..260, 260) };
+        let layout = FrameLayout::new(&last.geometry, &style, &[]);
+        assert_eq!((w, h, layout.per_column), (layout.width, layout.height, per_column));
+        let (cw, ch) = (16, 8);
+        let cell = |b: u64| ((b / per_column) as u32 * cw + layout.map_x, (b % per_column) as u32 * ch + layout.map_y);
+        let at = |(x, y): (u32, u32)| -> [u8; 3] { palette[pixels[(y * w + x) as usize] as usize] };
+        let centre = |b: u64| at((cell(b).0 + cw / 2, cell(b).1 + ch / 2));
+        let mut kinds_seen = 0;
+        for kind in Category::ALL {
+            if let Some(b) = last.blocks.iter().find(|b| b.category == kind) {
+                for block in b.start_block..b.start_block + b.blocks {
+                    assert_eq!(centre(block), x11(kind), "{kind:?} block {block} of allocation 0x{:08x}", b.address);
+                }
+                kinds_seen += 1;
             }
-            kinds_seen += 1;
         }
+        assert!(kinds_seen >= 10, "the snapshot shows most kinds ({kinds_seen})");
+        // The longest free run: empty cells, outlined in the chart's colour
+        // for the largest free run (its first cell's top edge, its last cell's
+        // bottom edge).
+        let free = last.free_runs.iter().reduce(|a, b| if b.blocks > a.blocks { b } else { a }).unwrap();
+        for block in free.start_block..free.start_block + free.blocks {
+            assert_eq!(centre(block), [252, 252, 252], "free block {block}");
+        }
+        let orange = palette[heapvis::render::palette::CHART_LARGEST as usize];
+        let first = cell(free.start_block);
+        assert_eq!(at((first.0 + cw / 2, first.1)), orange, "{arrangement:?}: the run's top edge");
+        let end = cell(free.start_block + free.blocks - 1);
+        assert_eq!(at((end.0 + cw / 2, end.1 + ch)), orange, "{arrangement:?}: the run's bottom edge");
     }
-    assert!(kinds_seen >= 10, "the snapshot shows most kinds ({kinds_seen})");
-    let free = last.free_runs.iter().max_by_key(|r| r.blocks).unwrap();
-    for block in free.start_block..free.start_block + free.blocks {
-        assert_eq!(at(block), [252, 252, 252], "free block {block}");
+}
+
+/// A SAMD51 heap fills a frame of about 16:9 in the default arrangement, and
+/// the reference's 64-block columns remain an option.
+#[test]
+fn a_large_heap_fills_the_frame() {
+    let c = capture(Board::Samd51, 3, 1, 0);
+    let s = session(&c.inputs);
+    let g = &decode_all(&s)[0].geometry;
+    let fill = FrameLayout::new(g, &FrameStyle::new(4, 0..3, 3), &[]);
+    let map_w = g.pool_blocks().div_ceil(fill.per_column) * 8;
+    let map_h = fill.per_column * 4;
+    let aspect = map_w as f64 / map_h as f64;
+    assert!((1.5..2.0).contains(&aspect), "fill: {map_w}×{map_h}");
+    let reference =
+        FrameLayout::new(g, &FrameStyle { arrangement: Arrangement::Reference, ..FrameStyle::new(4, 0..3, 3) }, &[]);
+    assert_eq!(reference.per_column, 64);
+    let ref_w = g.pool_blocks().div_ceil(64) * 8;
+    assert!(ref_w as f64 / (64.0 * 4.0) > 3.5 && reference.width > fill.width, "the reference's strip: {ref_w} wide");
+}
+
+/// The strip chart covers the whole dump whatever the range rendered: a run of
+/// one snapshot draws the free-space curve across the chart, its range shaded
+/// at the cursor, with y values and x ticks read back as text.
+#[test]
+fn the_strip_chart_covers_the_whole_dump_with_axes() {
+    let c = capture(Board::Samd21, 200, 9, 0);
+    let s = session(&c.inputs);
+    let out = c.dir.path().join("out");
+    let options = AnalyzeOptions {
+        selection: "150..151".parse().unwrap(),
+        render: Some(render_options()),
+        ..AnalyzeOptions::default()
+    };
+    s.analyze(&out, &options, &Silent).unwrap();
+    let (w, h, pixels, _) = read_png(&out.join("frames/heap_layout000150.png"));
+    let g = &decode_all(&s)[0].geometry;
+    let layout = FrameLayout::new(g, &FrameStyle::new(8, 150..151, 200), &[]);
+    let canvas = Canvas { width: w, height: h, pixels };
+    // (Where free and largest free are equal, the second curve covers the first.)
+    let curves = [heapvis::render::palette::CHART_FREE, heapvis::render::palette::CHART_LARGEST];
+    let columns_with_curve = (layout.chart_x..layout.chart_x + layout.chart_w)
+        .filter(|&x| {
+            (layout.chart_y..layout.chart_y + layout.chart_h)
+                .any(|y| canvas.get(x, y).is_some_and(|p| curves.contains(&p)))
+        })
+        .count() as u32;
+    assert!(
+        columns_with_curve > layout.chart_w * 9 / 10,
+        "the curve spans the dump: {columns_with_curve} of {}",
+        layout.chart_w
+    );
+    let cursor = layout.chart_x_of(150);
+    assert_eq!(canvas.get(cursor, layout.chart_y + 1), Some(heapvis::render::palette::CURSOR));
+    // y values: the pool's size at the top; x ticks: 0 and round numbers.
+    let top = canvas.read_text(
+        layout.chart_x - 8 * 8 - 4 + (8 * 8 - 8 * heapvis::render::frame::bytes_label(g.pool_bytes()).len() as u32),
+        layout.chart_y,
+        6,
+        heapvis::render::palette::TEXT,
+    );
+    assert!(top.starts_with(&heapvis::render::frame::bytes_label(g.pool_bytes())), "{top:?}");
+    // Snapshots 0..=199 in about six steps: every 50, centred on its tick.
+    for t in [0u64, 50, 100, 150] {
+        let label = t.to_string();
+        let x = layout.chart_x_of(t).saturating_sub(label.len() as u32 * 4).max(layout.chart_x);
+        let text =
+            canvas.read_text(x, layout.chart_y + layout.chart_h + 4, label.len(), heapvis::render::palette::TEXT);
+        assert_eq!(text, label, "tick {t}");
     }
 }
 
