@@ -46,7 +46,7 @@ sample:
 
 # The pictures in the README, from the committed sample.
 docs: build
-	target/release/heapvis analyze $(SAMPLE) -o target/docs -q --frames --frame-step 6 --movie docs/sample.gif
+	target/release/heapvis analyze $(SAMPLE) -o target/docs -q --overwrite --frames --frame-step 6 --movie docs/sample.gif
 	cp target/docs/frames/heap_layout000234.png docs/frame.png
 	target/release/heapvis graph $(SAMPLE) --snapshot 239 -o docs/ownership.svg
 
