@@ -32,7 +32,8 @@ fn analysed() -> (PathBuf, PathBuf) {
         let snapshots = 10 * (1u64 << 30) / Board::Samd51.ram_bytes() * 14 / 10;
         eprintln!("generating {} (up to {snapshots} snapshots)...", dir.display());
         let mut config = SynthConfig::new(Board::Samd51, snapshots, 3);
-        (config.flavor, config.workload, config.leak, config.events) = (Flavor::MicroPython, Workload::Busy, true, true);
+        (config.flavor, config.workload, config.leak, config.events) =
+            (Flavor::MicroPython, Workload::Busy, true, true);
         synth::write_dir(&config, &dir).expect("synthetic dump");
         std::fs::write(&done, "").expect("marker");
     }
@@ -50,10 +51,13 @@ fn analysed() -> (PathBuf, PathBuf) {
     (dir, out)
 }
 
-/// Wall seconds and peak RSS (MiB) of one `heapvis report` run.
+/// Wall seconds and peak RSS (MiB) of one `heapvis report` run. The child is
+/// waited for by `wait4`, which also gives its own peak RSS.
+#[allow(clippy::zombie_processes)]
 fn report_once(out: &Path, page: &Path) -> (f64, f64) {
     let start = Instant::now();
-    let child = Command::new(binary()).arg("report").arg(out).arg("-o").arg(page).stderr(Stdio::null()).spawn().unwrap();
+    let child =
+        Command::new(binary()).arg("report").arg(out).arg("-o").arg(page).stderr(Stdio::null()).spawn().unwrap();
     let mut status = 0;
     // SAFETY: an all-zero rusage is a valid value to fill; wait4 writes it for this child only.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };

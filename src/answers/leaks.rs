@@ -41,6 +41,19 @@ pub struct Suspect {
     pub bytes_to: u64,
     /// The kinds beneath it that grow, with their bytes per 1,000 snapshots.
     pub growing_kinds: Vec<(String, f64)>,
+    /// One allocation it holds at the last snapshot, of the kind that grows
+    /// most, with the path that holds it (see [`add_examples`]).
+    pub example: Option<Example>,
+}
+
+/// An allocation a suspect holds, and how.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Example {
+    pub snapshot: u64,
+    pub address: u64,
+    pub kind: String,
+    /// As Python would write it (`__main__.history[77]`).
+    pub path: String,
 }
 
 /// The leak suspects of output folder `out`, most growth first, and the
@@ -74,10 +87,48 @@ pub fn suspects(out: &Path) -> Result<(Vec<Suspect>, u64)> {
             bytes_from: value_at(&total, warm).0,
             bytes_to: value_at(&total, last).0,
             growing_kinds: growing,
+            example: None,
         });
     }
     found.sort_by(|a, b| b.bytes_per_1000.total_cmp(&a.bytes_per_1000).then(a.owner.cmp(&b.owner)));
     Ok((found, warm))
+}
+
+/// Candidates tried per suspect for an example, at most (each is a search
+/// from the roots).
+const EXAMPLE_TRIES: usize = 256;
+
+/// Gives each suspect an example: at the folder's last decoded snapshot, an
+/// allocation of the kind that grows most beneath it whose path from the
+/// roots starts at the suspect (`__main__.history[77]` for
+/// `__main__.history`), newest first. `session` is the folder's capture (see
+/// [`super::capture::reopen`]). Owners that are no Python name (`stack`,
+/// `roots`) get none.
+pub fn add_examples(out: &Path, suspects: &mut [Suspect], session: &crate::pipeline::Session) -> Result<()> {
+    let (rows, _) = super::summary::snapshot_figures(out)?;
+    let Some(last) = rows.last().map(|r| r.snapshot) else { return Ok(()) };
+    let report = session.decode_one(last)?;
+    let (Some(roots), Some(ret)) = (session.roots().of(last), report.retention.as_ref()) else { return Ok(()) };
+    for s in suspects.iter_mut() {
+        let Some((kind, _)) = s.growing_kinds.first() else { continue };
+        let mut candidates: Vec<usize> =
+            (0..report.blocks.len()).filter(|&i| report.blocks[i].kind == kind.as_str() && ret.reachable[i]).collect();
+        // The newest are last in a growing list: try from the top of the heap down.
+        candidates.sort_by_key(|&i| std::cmp::Reverse(report.blocks[i].address));
+        for i in candidates.into_iter().take(EXAMPLE_TRIES) {
+            let Some(w) = crate::retain::why::why(&report, &roots, report.blocks[i].address) else { continue };
+            let Some(path) = w.python.filter(|p| held_by(p, &s.owner)) else { continue };
+            s.example = Some(Example { snapshot: last, address: w.target.address, kind: kind.clone(), path });
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Whether Python path `path` starts at owner `owner` (`__main__.history[3]`
+/// at `__main__.history`, not at `__main__.h`).
+fn held_by(path: &str, owner: &str) -> bool {
+    path.strip_prefix(owner).is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
 }
 
 /// A series: (snapshot, (bytes, allocations)) at each change, in order.
@@ -206,6 +257,15 @@ fn run_span(out: &Path) -> Result<(u64, u64, Times)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_example_path_starts_at_its_owner() {
+        assert!(held_by("__main__.history[3]", "__main__.history"));
+        assert!(held_by("__main__.history", "__main__.history"));
+        assert!(held_by("Sensor.readings.x", "Sensor.readings"));
+        assert!(!held_by("__main__.history2[0]", "__main__.history"));
+        assert!(!held_by("__main__.cache['k']", "__main__.history"));
+    }
 
     #[test]
     fn a_straight_line_fits_exactly_and_a_step_late_fits_badly() {

@@ -5,11 +5,10 @@
 use std::fmt::Write;
 use std::path::PathBuf;
 
-use heapvis::answers::capture::{reopen, CaptureSource};
 use heapvis::answers::diff::{add_paths, diff, Count, Diff};
 use heapvis::outdir::Contents;
 
-use super::{load_profile, Outcome};
+use super::{CaptureArgs, Outcome};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -28,28 +27,19 @@ pub struct Args {
     /// Print the answer as one JSON object.
     #[arg(long)]
     pub json: bool,
-    /// The capture the folder was made from, for the survivors' paths (as
-    /// `analyze` takes it). Default: the folder of the dump the manifest names.
-    #[arg(long, num_args = 1..=3, value_name = "INPUTS")]
-    pub capture: Vec<PathBuf>,
-    /// The profile the folder was made with, if `analyze` was given one.
-    #[arg(long, value_name = "FILE")]
-    pub profile: Option<PathBuf>,
-    /// Answer from the tables alone: no paths, the capture is not read.
-    #[arg(long)]
-    pub no_paths: bool,
+    /// The capture, for the survivors' paths.
+    #[command(flatten)]
+    pub capture: CaptureArgs,
 }
 
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
     let contents = Contents::read(&a.out)?;
     let mut d = diff(&a.out, &contents, a.a, a.b, a.top)?;
-    if !a.no_paths && !d.survivors.is_empty() {
-        let source =
-            CaptureSource { inputs: a.capture.clone(), profile: load_profile(&a.profile)?, ..Default::default() };
-        match reopen(&a.out, &contents, &source) {
+    if !d.survivors.is_empty() {
+        match a.capture.reopen(&a.out) {
             Ok(session) => add_paths(&mut d, &session)?,
             // The tables' answer stands without the paths; say why they are missing.
-            Err(e) => d.paths_note = Some(format!("{e:#}")),
+            Err(why) => d.paths_note = Some(why),
         }
     }
     if a.json {

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use heapvis::answers::leaks::{suspects, MIN_R2};
+use heapvis::answers::leaks::{add_examples, suspects, MIN_R2};
 
-use super::Outcome;
+use super::{CaptureArgs, Outcome};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -15,17 +15,25 @@ pub struct Args {
     /// How many suspects to show.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
+    /// The capture, for each suspect's example path.
+    #[command(flatten)]
+    pub capture: CaptureArgs,
 }
 
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
-    let (found, warm) = suspects(&a.out)?;
+    let (mut found, warm) = suspects(&a.out)?;
+    found.truncate(a.top);
+    let no_examples = match a.capture.reopen(&a.out) {
+        Ok(session) => add_examples(&a.out, &mut found, &session).err().map(|e| e.to_string()),
+        Err(why) => Some(why),
+    };
     println!("warm-up: until snapshot {warm} (the first collection)");
     if found.is_empty() {
         println!("no owner's retained bytes grow steadily after it (R² ≥ {MIN_R2})");
         return Ok(Outcome::Ok);
     }
     println!("leak suspects, most growth first (per 1,000 snapshots; R² 1 is a straight line):");
-    for (k, s) in found.iter().take(a.top).enumerate() {
+    for (k, s) in found.iter().enumerate() {
         let hour = s.bytes_per_hour.map(|h| format!(", +{h:.0} bytes per hour")).unwrap_or_default();
         println!(
             "{:>2}. {}: +{:.0} bytes, +{:.1} allocations per 1,000 snapshots{hour} (R² {:.2}; {} → {} bytes)",
@@ -41,8 +49,12 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
         if !kinds.is_empty() {
             println!("    growing beneath it: {}", kinds.join(", "));
         }
-        let example = s.growing_kinds.first().map(|(k, _)| k.as_str()).unwrap_or("?");
-        println!("    example path: {} → {example} (`heapvis why ADDRESS` for one of them)", s.owner);
+        if let Some(e) = &s.example {
+            println!("    example: {} ({} at 0x{:08x}, snapshot {})", e.path, e.kind, e.address, e.snapshot);
+        }
+    }
+    if let Some(why) = no_examples {
+        println!("(no example paths: {why})");
     }
     Ok(Outcome::Ok)
 }

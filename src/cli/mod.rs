@@ -63,6 +63,37 @@ pub struct SnapshotArgs {
     pub snapshot: String,
 }
 
+/// The capture an output folder was made from, for the answers that need a
+/// snapshot's pointers with their names (`diff`'s and `leaks`'s paths).
+#[derive(clap::Args, Debug, Clone)]
+pub struct CaptureArgs {
+    /// The capture the folder was made from (as `analyze` takes it). Default:
+    /// the folder of the dump the manifest names.
+    #[arg(long, num_args = 1..=3, value_name = "INPUTS")]
+    pub capture: Vec<PathBuf>,
+    /// The profile the folder was made with, if `analyze` was given one.
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+    /// Answer from the tables alone: no paths, the capture is not read.
+    #[arg(long)]
+    pub no_paths: bool,
+}
+
+impl CaptureArgs {
+    /// The folder's capture, reopened and checked against its manifest; the
+    /// reason there is none (to print) otherwise.
+    pub fn reopen(&self, out: &std::path::Path) -> Result<heapvis::pipeline::Session, String> {
+        if self.no_paths {
+            return Err("the capture was not read (--no-paths)".to_string());
+        }
+        let contents = heapvis::outdir::Contents::read(out).map_err(|e| e.to_string())?;
+        let profile = load_profile(&self.profile).map_err(|e| format!("{e:#}"))?;
+        let source =
+            heapvis::answers::capture::CaptureSource { inputs: self.capture.clone(), profile, ..Default::default() };
+        heapvis::answers::capture::reopen(out, &contents, &source).map_err(|e| e.to_string())
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Decode every selected snapshot and write Parquet tables.

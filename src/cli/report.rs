@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use heapvis::report::{report, ReportOptions};
 
-use super::Outcome;
+use super::{CaptureArgs, Outcome};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -20,11 +20,18 @@ pub struct Args {
     /// Heap-layout frames to scrub through, at most (plus the worst moments).
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=5_000))]
     pub max_frames: u64,
+    /// The capture, for the leak suspects' example paths.
+    #[command(flatten)]
+    pub capture: CaptureArgs,
 }
 
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
     let options = ReportOptions { max_points: a.max_points as usize, max_frames: a.max_frames as usize };
-    let page = report(&a.out, &options)?;
+    let session = a.capture.reopen(&a.out);
+    if let Err(why) = &session {
+        eprintln!("note: no example paths for the leak suspects: {why}");
+    }
+    let page = report(&a.out, &options, session.as_ref().ok())?;
     let tmp = heapvis::outdir::TempFile::beside(&a.output);
     std::fs::write(&tmp.path, &page).map_err(|e| heapvis::Error::io(&tmp.path, e))?;
     tmp.persist(&a.output)?;

@@ -40,9 +40,14 @@ impl Default for ReportOptions {
     }
 }
 
-/// The report of output folder `out`, as HTML text.
-pub fn report(out: &Path, options: &ReportOptions) -> Result<String> {
-    let s = summary(out)?;
+/// The report of output folder `out`, as HTML text. With the folder's capture
+/// (see [`crate::answers::capture::reopen`]), each leak suspect gets an
+/// example path.
+pub fn report(out: &Path, options: &ReportOptions, capture: Option<&crate::pipeline::Session>) -> Result<String> {
+    let mut s = summary(out)?;
+    if let (Some(session), Some(suspects)) = (capture, s.leak_suspects.as_mut()) {
+        crate::answers::leaks::add_examples(out, suspects, session)?;
+    }
     let (rows, _) = snapshot_figures(out)?;
     let t = data::timeline(&rows, options.max_points);
     let moments: Vec<(u64, String, Vec<u64>)> =
@@ -213,20 +218,27 @@ fn leaks_section(page: &mut String, s: &Summary) {
         page,
         "<p>Owners whose retained bytes grow steadily{warm}, most first. The owner is the path that holds them.</p>"
     );
-    let _ = writeln!(page, "<table class=\"leaks\"><tr><th>owner (path)</th><th>bytes per 1,000 snapshots</th><th>per hour</th><th>R²</th><th>retained</th><th>growing</th></tr>");
+    let _ = writeln!(page, "<table class=\"leaks\"><tr><th>owner (path)</th><th>bytes per 1,000 snapshots</th><th>per hour</th><th>R²</th><th>retained</th><th>growing</th><th>example</th></tr>");
     for x in suspects {
         let hour = x.bytes_per_hour.map_or("?".to_string(), |h| format!("{h:.0}"));
         let kinds: Vec<String> =
             x.growing_kinds.iter().take(4).map(|(k, g)| format!("{} +{g:.0}", escape(k))).collect();
         let _ = writeln!(
             page,
-            "<tr><td><code>{}</code></td><td class=\"num\">+{:.0}</td><td class=\"num\">{hour}</td><td class=\"num\">{:.2}</td><td class=\"num\">{} → {}</td><td>{}</td></tr>",
+            "<tr><td><code>{}</code></td><td class=\"num\">+{:.0}</td><td class=\"num\">{hour}</td><td class=\"num\">{:.2}</td><td class=\"num\">{} → {}</td><td>{}</td><td>{}</td></tr>",
             escape(&x.owner),
             x.bytes_per_1000,
             x.r2,
             x.bytes_from,
             x.bytes_to,
-            kinds.join(", ")
+            kinds.join(", "),
+            x.example.as_ref().map_or(String::new(), |e| format!(
+                "<code>{}</code> ({} at 0x{:08x}, snapshot {})",
+                escape(&e.path),
+                escape(&e.kind),
+                e.address,
+                e.snapshot
+            ))
         );
     }
     let _ = writeln!(page, "</table>");

@@ -164,11 +164,11 @@ fn the_report_opens_in_a_browser_and_draws_what_the_tables_hold() {
 fn a_long_run_is_sampled_not_dumped() {
     let (_dir, out, _) = reported();
     let options = heapvis::report::ReportOptions { max_points: 100, max_frames: 10 };
-    let html = heapvis::report::report(&out, &options).unwrap();
+    let html = heapvis::report::report(&out, &options, None).unwrap();
     for chunk in html.split("<polyline class=\"series\"").skip(1) {
         let points = chunk.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
         assert_eq!(points.split(' ').count(), 100);
     }
-    let full = heapvis::report::report(&out, &heapvis::report::ReportOptions::default()).unwrap();
+    let full = heapvis::report::report(&out, &heapvis::report::ReportOptions::default(), None).unwrap();
     assert!(html.len() * 2 < full.len(), "{} vs {}", html.len(), full.len());
 }

@@ -233,6 +233,20 @@ fn the_leaks_are_the_growing_global_list_and_cache() {
         let o = std::process::Command::new(env!("CARGO_BIN_EXE_heapvis")).arg("leaks").arg(&out).output().unwrap();
         let text = String::from_utf8_lossy(&o.stdout);
         assert!(o.status.success() && text.contains(" 1. __main__.") && text.contains(" 2. __main__."), "{text}");
+        // Each with an example at the last snapshot, held through the owner:
+        // `why` on that address names the same path, and the allocation is of
+        // the kind that grows most beneath the owner.
+        let mut examples = suspects.clone();
+        heapvis::answers::leaks::add_examples(&out, &mut examples, &s).unwrap();
+        for x in &examples {
+            let e = x.example.as_ref().unwrap_or_else(|| panic!("an example for {}", x.owner));
+            assert!(e.path.starts_with(&format!("{}[", x.owner)) || e.path == x.owner, "{} vs {}", e.path, x.owner);
+            assert_eq!(e.kind, x.growing_kinds[0].0);
+            assert!(text.contains(&format!("example: {} ({} at 0x{:08x}", e.path, e.kind, e.address)), "{text}");
+            let r = s.decode_one(e.snapshot).unwrap();
+            let w = heapvis::retain::why::why(&r, &s.roots().of(e.snapshot).unwrap(), e.address).unwrap();
+            assert_eq!((w.python.as_deref(), w.target.kind), (Some(e.path.as_str()), e.kind.as_str()));
+        }
     }
     // A program that does not leak: its sawtooth `history` and bounded `cache` are no suspects.
     let (dir, s) = capture(Flavor::CircuitPython3, Board::Samd21, 9);
