@@ -109,6 +109,10 @@ pub struct SymbolNames {
     /// Names tried, in order, when the map has no `heap` symbol with a size
     /// (MicroPython's ports call the array `gc_heap`).
     pub heap_fallbacks: Vec<String>,
+    /// What else the port's `gc_collect` scans, outside `mp_state_ctx` and the
+    /// stack (`gc_collect_root` on a static array, a driver's buffer): each a
+    /// symbol (its whole object) or `START..END` (symbols or addresses).
+    pub port_roots: Vec<String>,
 }
 
 /// Where the GC keeps its own geometry inside `mp_state_ctx` (`mem.gc_*`).
@@ -354,6 +358,7 @@ impl Default for SymbolNames {
             heap: "heap".into(),
             state: "mp_state_ctx".into(),
             heap_fallbacks: vec!["gc_heap".into()],
+            port_roots: Vec::new(),
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod map;
 pub mod symbols;
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -195,6 +196,40 @@ pub struct Firmware {
     pub type_kinds: rustc_hash::FxHashMap<u64, &'static str>,
     /// Type symbols the profile names but the map lacks (their kinds cannot be told).
     pub missing_types: Vec<String>,
+    /// The port's own GC roots (the profile's `symbols.port_roots`), resolved.
+    pub port_roots: Vec<Range<u64>>,
+}
+
+/// The ranges `entries` name (a symbol with a size, or `START..END` of symbols
+/// or addresses), each within RAM.
+fn port_roots(symbols: &SymbolTable, entries: &[String], map: &Path, ram: Range<u64>) -> Result<Vec<Range<u64>>> {
+    let bad = |entry: &str, why: String| Error::BadProfile {
+        path: map.to_path_buf(),
+        message: format!("symbols.port_roots `{entry}`: {why}"),
+    };
+    let at = |entry: &str, name: &str| {
+        parse_address(name.trim())
+            .or_else(|| symbols.address_of(name.trim()))
+            .ok_or_else(|| bad(entry, format!("no symbol `{}` with an address", name.trim())))
+    };
+    let mut ranges = Vec::new();
+    for entry in entries {
+        let range = match entry.split_once("..") {
+            Some((a, b)) => at(entry, a)?..at(entry, b)?,
+            None => {
+                let s = symbols.get(entry.trim()).ok_or_else(|| bad(entry, "no such symbol".into()))?;
+                let (Some(a), Some(n)) = (s.address, s.size) else {
+                    return Err(bad(entry, "the symbol has no address and size: give START..END".into()));
+                };
+                a..a.saturating_add(n)
+            }
+        };
+        if range.start >= range.end || range.start < ram.start || range.end > ram.end {
+            return Err(bad(entry, format!("0x{:x}..0x{:x} is not a range inside RAM", range.start, range.end)));
+        }
+        ranges.push(range);
+    }
+    Ok(ranges)
 }
 
 impl Firmware {
@@ -366,6 +401,7 @@ impl Firmware {
                 return Err(Error::AddressTooHigh { map: map_path.to_path_buf(), what, end });
             }
         }
+        let port_roots = port_roots(&symbols, &names.port_roots, map_path, ram_start..ram_end)?;
         let flash_names: rustc_hash::FxHashMap<u64, String> =
             symbols.names_by_address().into_iter().filter(|(a, _)| *a >= flash_base && *a < flash_end).collect();
         Ok(Firmware {
@@ -387,6 +423,7 @@ impl Firmware {
                 .collect(),
             flash_names,
             missing_types,
+            port_roots,
         })
     }
 

@@ -34,6 +34,8 @@ pub struct GcRoots {
     pub stack_pointer: Option<u64>,
     /// `mp_obj_module_t.globals` (a word index): owners are named through it.
     pub module_globals_word: u32,
+    /// What else the port's `gc_collect` scans (the profile's `port_roots`).
+    pub port: Vec<Range<u64>>,
 }
 
 /// The name of the stack's root.
@@ -69,7 +71,13 @@ impl GcRoots {
         // A stack pointer outside the stack region is not believed.
         let sp = sp.filter(|&sp| sp >= bottom && sp <= top);
         let module_globals_word = profile.objects.module_globals_word;
-        Some(GcRoots { state, stack: sp.unwrap_or(bottom)..top, stack_pointer: sp, module_globals_word })
+        let port = fw.port_roots.clone();
+        Some(GcRoots { state, stack: sp.unwrap_or(bottom)..top, stack_pointer: sp, module_globals_word, port })
+    }
+
+    /// Whether the GC scans the word at `address` as a root.
+    pub fn scans(&self, address: u64) -> bool {
+        self.state.contains(&address) || self.stack.contains(&address) || self.port.iter().any(|r| r.contains(&address))
     }
 
     /// Whether the roots are the GC's own (the stack pointer is known).
@@ -80,7 +88,7 @@ impl GcRoots {
     /// The root a word at `address` belongs to, named by `name` in the state
     /// (its field) or [`STACK`]; `None` when the GC does not scan it.
     pub fn root_of(&self, address: u64, name: impl FnOnce() -> Arc<str>, stack: &Arc<str>) -> Option<Arc<str>> {
-        if self.state.contains(&address) {
+        if self.state.contains(&address) || self.port.iter().any(|r| r.contains(&address)) {
             Some(name())
         } else if self.stack.contains(&address) {
             Some(Arc::clone(stack))

@@ -109,7 +109,7 @@ fn shortest_path<'r>(
     // stack above the stack pointer. The edges also hold words the GC does not
     // scan (stale frames below the stack pointer, the rest of RAM); a path
     // from one of those would contradict the dominators.
-    let scanned_root = |a: u64| gc_roots.state.contains(&a) || gc_roots.stack.contains(&a);
+    let scanned_root = |a: u64| gc_roots.scans(a);
     let mut roots: Vec<&EdgeRow> =
         report.edges.iter().filter(|e| e.to_is_head && e.root_address.is_some_and(scanned_root)).collect();
     roots.sort_by_key(|e| e.root_address);

@@ -255,3 +255,55 @@ fn the_leaks_are_the_growing_global_list_and_cache() {
     let (suspects, _) = heapvis::answers::leaks::suspects(&out).unwrap();
     assert!(suspects.iter().all(|s| s.owner != "__main__.cache"), "{suspects:#?}");
 }
+
+/// A root the port declares outside `mp_state_ctx` and the stack (a static
+/// buffer its `gc_collect` scans): an allocation only it points to is garbage
+/// without it in the profile, and held by it with it, in a whole decode and in
+/// the run's tables alike. A port root the build lacks is refused.
+#[test]
+fn a_port_root_holds_what_only_it_points_to() {
+    let (dir, s) = capture(Flavor::CircuitPython3, Board::Samd21, 12);
+    let last = s.dump.count() - 1;
+    let r = s.decode_one(last).unwrap();
+    let ret = r.retention.as_ref().unwrap();
+    let g = r.blocks.iter().zip(&ret.reachable).find(|(_, reach)| !**reach).map(|(b, _)| b.clone());
+    let g = g.expect("garbage at the last snapshot of a busy heap");
+    // The board's USB buffer (.bss, outside the state and the stack) points at it.
+    let buf = s.firmware.symbols.address_of("usb_rx_buf").unwrap();
+    let patched = tempfile::tempdir().unwrap();
+    for f in ["firmware.bin", "firmware.map", "ram.events.jsonl"] {
+        std::fs::copy(dir.path().join(f), patched.path().join(f)).unwrap();
+    }
+    let mut ram = std::fs::read(dir.path().join("ram.bin")).unwrap();
+    let at = (last * s.dump.snapshot_bytes() + (buf - s.firmware.ram_start)) as usize;
+    ram[at..at + 4].copy_from_slice(&(g.address as u32).to_le_bytes());
+    std::fs::write(patched.path().join("ram.bin"), &ram).unwrap();
+    let inputs = heapvis::firmware::InputPaths::resolve(&[patched.path().to_path_buf()]).unwrap();
+    let held = |profile: heapvis::profile::Profile, name: &str| {
+        let s = Session::open_with(&inputs, Some(profile)).unwrap();
+        let r = s.decode_one(last).unwrap();
+        let ret = r.retention.as_ref().unwrap();
+        let i = r.blocks.iter().position(|b| b.address == g.address).unwrap();
+        let several: std::sync::Arc<str> = std::sync::Arc::from(heapvis::retain::SEVERAL_ROOTS);
+        let h = ret.held(i, &several, |j| r.blocks[j].address);
+        let whole = (h.reachable, h.holder_root.as_deref().map(str::to_string));
+        let out = patched.path().join(name);
+        s.analyze(&out, &AnalyzeOptions::default(), &Silent).unwrap();
+        let row = &duck(&format!("select reachable, holder_root from read_parquet('{{d}}/allocations/*.parquet') where address = {} and last_snapshot = {last}", g.address), &out)[0];
+        (whole, (row[0].as_bool().unwrap(), row[1].as_str().map(str::to_string)))
+    };
+    let plain = Flavor::CircuitPython3.profile();
+    assert_eq!(held(plain.clone(), "plain"), ((false, None), (false, None)), "no port root: garbage");
+    for (k, entry) in ["usb_rx_buf".to_string(), format!("usb_rx_buf..0x{:x}", buf + 64)].into_iter().enumerate() {
+        let mut p = plain.clone();
+        p.symbols.port_roots = vec![entry.clone()];
+        let ((reach, holder), (row_reach, row_holder)) = held(p, &format!("port-{k}"));
+        assert!(reach && row_reach, "{entry}: held");
+        assert!(holder.as_deref().is_some_and(|h| h.starts_with("usb_rx_buf")), "{entry}: {holder:?}");
+        assert_eq!(holder, row_holder, "{entry}: the tables say the same");
+    }
+    let mut p = plain.clone();
+    p.symbols.port_roots = vec!["no_such_buffer".into()];
+    let e = Session::open_with(&inputs, Some(p)).err().expect("refused").to_string();
+    assert!(e.contains("port_roots `no_such_buffer`"), "{e}");
+}
