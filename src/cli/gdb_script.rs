@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use heapvis::capture::gdb_script::{gdb_script, ScriptOptions};
-use heapvis::pipeline::RamBounds;
 
 use super::{load_profile, Outcome};
 
@@ -39,15 +38,9 @@ pub struct Args {
     /// Innermost frames named on each sidecar line.
     #[arg(long, default_value_t = 4)]
     pub frames: u32,
-    /// Layout profile (default: derived from the ELF as `analyze` derives it).
-    #[arg(long, value_name = "FILE")]
-    pub profile: Option<PathBuf>,
-    /// Where each snapshot starts: a symbol or an address.
-    #[arg(long, value_name = "SYMBOL|ADDRESS")]
-    pub ram_start: Option<String>,
-    /// Where each snapshot ends.
-    #[arg(long, value_name = "SYMBOL|ADDRESS")]
-    pub ram_end: Option<String>,
+    /// The layout (default: derived from the ELF as `analyze` derives it).
+    #[command(flatten)]
+    pub layout: super::LayoutArgs,
 }
 
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
@@ -59,8 +52,7 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
         run: a.run,
         frames: a.frames,
     };
-    let ram = RamBounds { start: a.ram_start.clone(), end: a.ram_end.clone() };
-    let script = gdb_script(&a.elf, load_profile(&a.profile)?, &ram, &options)?;
+    let script = gdb_script(&a.elf, load_profile(&a.layout.profile)?, &a.layout.ram(), &options)?;
     for note in &script.notes {
         eprintln!("note: {note}");
     }

@@ -37,6 +37,13 @@ pub struct InputArgs {
     /// firmware.map or with firmware.elf.
     #[arg(required = true, num_args = 1..=3, value_name = "INPUTS")]
     pub inputs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub layout: LayoutArgs,
+}
+
+/// Which firmware layout to read a build with, and where its RAM is.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LayoutArgs {
     /// TOML file overriding any field of the layout profile (see `heapvis
     /// profile`), or the name of a shipped one (`circuitpython-10-synthetic`).
     /// Default: derived from the ELF's debug info when there is one, else
@@ -51,6 +58,13 @@ pub struct InputArgs {
     /// place of the profile's (`_estack`).
     #[arg(long, value_name = "SYMBOL|ADDRESS")]
     pub ram_end: Option<String>,
+}
+
+impl LayoutArgs {
+    /// The RAM bounds given, for the library.
+    pub fn ram(&self) -> heapvis::pipeline::RamBounds {
+        heapvis::pipeline::RamBounds { start: self.ram_start.clone(), end: self.ram_end.clone() }
+    }
 }
 
 /// A capture and one snapshot of it (`inspect`, `graph`).
@@ -193,8 +207,8 @@ pub fn open_session(
          no table of this run was published",
         inputs.ram.display()
     ));
-    let ram = heapvis::pipeline::RamBounds { start: input.ram_start.clone(), end: input.ram_end.clone() };
-    let session = heapvis::pipeline::Session::open_with_ram(&inputs, load_profile(&input.profile)?, &ram)?;
+    let session =
+        heapvis::pipeline::Session::open_with_ram(&inputs, load_profile(&input.layout.profile)?, &input.layout.ram())?;
     if !quiet {
         match &session.profile_source {
             heapvis::pipeline::ProfileSource::Dwarf { missing } if !missing.is_empty() => eprintln!(

@@ -126,13 +126,7 @@ pub fn heatmap(f: &Frame, rows: &[(String, Vec<f64>)]) -> String {
             );
         }
     }
-    let _ = writeln!(
-        svg,
-        r#"<text class="axis-label" x="14" y="{:.1}" transform="rotate(-90 14 {:.1})" text-anchor="middle">{}</text>"#,
-        TOP + h / 2.0,
-        TOP + h / 2.0,
-        f.y_label
-    );
+    y_label(&mut svg, f.y_label);
     let _ = writeln!(
         svg,
         r#"<text class="legend" x="{:.1}" y="{:.1}">darker: more bytes free</text>"#,
@@ -167,14 +161,17 @@ fn open(f: &Frame, top: f64) -> String {
             format_value(f.y_unit, t)
         );
     }
+    y_label(&mut svg, f.y_label);
+    svg
+}
+
+/// The y axis' label, turned along it.
+fn y_label(svg: &mut String, label: &str) {
+    let mid = TOP + (HEIGHT - TOP - BOTTOM) / 2.0;
     let _ = writeln!(
         svg,
-        r#"<text class="axis-label" x="14" y="{:.1}" transform="rotate(-90 14 {:.1})" text-anchor="middle">{}</text>"#,
-        TOP + h / 2.0,
-        TOP + h / 2.0,
-        f.y_label
+        r#"<text class="axis-label" x="14" y="{mid:.1}" transform="rotate(-90 14 {mid:.1})" text-anchor="middle">{label}</text>"#
     );
-    svg
 }
 
 fn x_axis(svg: &mut String, f: &Frame) {
