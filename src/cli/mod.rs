@@ -85,9 +85,9 @@ pub struct CaptureArgs {
     /// the folder of the dump the manifest names.
     #[arg(long, num_args = 1..=3, value_name = "INPUTS")]
     pub capture: Vec<PathBuf>,
-    /// The profile the folder was made with, if `analyze` was given one.
-    #[arg(long, value_name = "FILE")]
-    pub profile: Option<PathBuf>,
+    /// The layout the folder was made with, if `analyze` was given one.
+    #[command(flatten)]
+    pub layout: LayoutArgs,
     /// Answer from the tables alone: no paths, the capture is not read.
     #[arg(long)]
     pub no_paths: bool,
@@ -101,9 +101,9 @@ impl CaptureArgs {
             return Err("the capture was not read (--no-paths)".to_string());
         }
         let contents = heapvis::outdir::Contents::read(out).map_err(|e| e.to_string())?;
-        let profile = load_profile(&self.profile).map_err(|e| format!("{e:#}"))?;
+        let profile = load_profile(&self.layout.profile).map_err(|e| format!("{e:#}"))?;
         let source =
-            heapvis::answers::capture::CaptureSource { inputs: self.capture.clone(), profile, ..Default::default() };
+            heapvis::answers::capture::CaptureSource { inputs: self.capture.clone(), profile, ram: self.layout.ram() };
         heapvis::answers::capture::reopen(out, &contents, &source).map_err(|e| e.to_string())
     }
 }
