@@ -42,7 +42,10 @@ pub fn reopen(out: &Path, contents: &Contents, source: &CaptureSource) -> Result
         return Err(Error::CaptureMismatch {
             path: inputs.ram.clone(),
             found: why,
-            advice: format!("give the capture, firmware and --profile that {} was made with", out.display()),
+            advice: format!(
+                "give the capture, firmware, --profile and --ram-start/--ram-end that {} was made with",
+                out.display()
+            ),
         });
     }
     Ok(session)
