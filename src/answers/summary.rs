@@ -73,6 +73,9 @@ pub struct Summary {
     pub warm_up_until: Option<u64>,
     /// The allocations splitting the free space at the worst snapshots.
     pub culprits: Vec<Culprits>,
+    /// Why there are no culprits, when the folder cannot tell them (no
+    /// `allocations` table: `--metrics-only`).
+    pub culprits_unknown: Option<String>,
 }
 
 impl Summary {
@@ -226,7 +229,14 @@ pub fn summary(out: &Path) -> Result<Summary> {
         Err(Error::MissingInput { .. }) => (None, None),
         Err(e) => return Err(e),
     };
-    let culprits = worst_moments_culprits(out, &rows, memory_errors.as_deref().unwrap_or(&[]), TOP)?;
+    let (culprits, culprits_unknown) =
+        match worst_moments_culprits(out, &rows, memory_errors.as_deref().unwrap_or(&[]), TOP) {
+            Ok(c) => (c, None),
+            Err(Error::MissingInput { .. }) => {
+                (Vec::new(), Some("the folder has no `allocations` table (a --metrics-only run)".to_string()))
+            }
+            Err(e) => return Err(e),
+        };
     let (collections, collections_from) = collections(&rows);
     Ok(Summary {
         snapshots: rows.len() as u64,
@@ -247,6 +257,7 @@ pub fn summary(out: &Path) -> Result<Summary> {
         leak_suspects,
         warm_up_until,
         culprits,
+        culprits_unknown,
     })
 }
 

@@ -100,6 +100,9 @@ fn render(s: &Summary) -> String {
     // The tightest and most fragmented moments and the first MemoryError;
     // the rest are in --json.
     const SHOWN: usize = 3;
+    if let Some(why) = &s.culprits_unknown {
+        let _ = writeln!(o, "fragmentation culprits: unknown ({why})");
+    }
     for c in s.culprits.iter().take(SHOWN) {
         culprits(&mut o, c);
     }
@@ -133,7 +136,8 @@ fn memory_errors(o: &mut String, s: &Summary) {
 
 fn leaks(o: &mut String, s: &Summary) {
     let Some(suspects) = &s.leak_suspects else {
-        let _ = writeln!(o, "leak suspects: unknown (no `retainers` table: the run had --no-retention)");
+        let _ =
+            writeln!(o, "leak suspects: unknown (no `retainers` table: the run had --no-retention or --metrics-only)");
         return;
     };
     let warm = s.warm_up_until.map(|w| format!(" after warm-up (until snapshot {w})")).unwrap_or_default();

@@ -52,7 +52,12 @@ pub fn report(out: &Path, options: &ReportOptions, capture: Option<&crate::pipel
     let t = data::timeline(&rows, options.max_points);
     let moments: Vec<(u64, String, Vec<u64>)> =
         s.culprits.iter().map(|c| (c.snapshot, c.moments.join(", ").replace('_', " "), culprit_addresses(c))).collect();
-    let layout = data::layout(&instances(out)?, &rows, &moments, options.max_frames);
+    let all = match instances(out) {
+        Ok(all) => all,
+        Err(Error::MissingInput { .. }) => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    let layout = data::layout(&all, &rows, &moments, options.max_frames);
     let json = serde_json::to_string(&layout).map_err(|e| Error::WrongInput {
         path: out.to_path_buf(),
         expected: "tables whose answers serialise",
@@ -64,7 +69,7 @@ pub fn report(out: &Path, options: &ReportOptions, capture: Option<&crate::pipel
     charts(&mut page, out, &t)?;
     layout_section(&mut page, &layout);
     leaks_section(&mut page, &s);
-    culprits_section(&mut page, &s.culprits);
+    culprits_section(&mut page, &s);
     // `</` would end the script element early: JSON allows `<\/`.
     let _ =
         writeln!(page, r#"<script type="application/json" id="layout-data">{}</script>"#, json.replace("</", "<\\/"));
@@ -169,8 +174,16 @@ fn charts(page: &mut String, out: &Path, t: &Timeline) -> Result<()> {
         &frame("chart-fragmentation", Unit::Ratio, "fragmentation"),
         &[series("fragmentation", "#9467bd", col(|r| r.fragmentation.unwrap_or(0.0)))],
     ));
-    let _ = writeln!(page, "<p>Allocated bytes by kind, stacked.</p>");
-    page.push_str(&chart::stacked(&frame("chart-kinds", Unit::Bytes, "bytes"), &escaped(data::by_kind(out, t, 8)?)));
+    match known(data::by_kind(out, t, 8))? {
+        Some(kinds) => {
+            let _ = writeln!(page, "<p>Allocated bytes by kind, stacked.</p>");
+            page.push_str(&chart::stacked(&frame("chart-kinds", Unit::Bytes, "bytes"), &escaped(kinds)));
+        }
+        None => {
+            let _ =
+                writeln!(page, "<p>Allocated bytes by kind: not in this folder (no <code>type_histogram</code>).</p>");
+        }
+    }
     match data::by_owner(out, t, 6)? {
         Some(owners) => {
             let _ = writeln!(page, "<p>Retained bytes of the top owners (what each would free if it went).</p>");
@@ -179,13 +192,30 @@ fn charts(page: &mut String, out: &Path, t: &Timeline) -> Result<()> {
         None => {
             let _ = writeln!(
                 page,
-                "<p>Retained bytes by owner: not in this folder (the run had <code>--no-retention</code>).</p>"
+                "<p>Retained bytes by owner: not in this folder (the run had <code>--no-retention</code> or <code>--metrics-only</code>).</p>"
             );
         }
     }
-    let _ = writeln!(page, "<p>Free bytes by the size of the run they are in, over the run.</p>");
-    page.push_str(&chart::heatmap(&frame("chart-free-runs", Unit::Bytes, "free run size"), &data::free_runs(out, t)?));
+    match known(data::free_runs(out, t))? {
+        Some(rows) => {
+            let _ = writeln!(page, "<p>Free bytes by the size of the run they are in, over the run.</p>");
+            page.push_str(&chart::heatmap(&frame("chart-free-runs", Unit::Bytes, "free run size"), &rows));
+        }
+        None => {
+            let _ =
+                writeln!(page, "<p>Free runs by size: not in this folder (no <code>free_run_histogram</code>).</p>");
+        }
+    }
     Ok(())
+}
+
+/// A chart's data, or `None` when the folder lacks its table.
+fn known<T>(r: Result<T>) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(Error::MissingInput { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 fn escaped(mut series: Vec<Series>) -> Vec<Series> {
@@ -205,7 +235,7 @@ fn leaks_section(page: &mut String, s: &Summary) {
     let Some(suspects) = &s.leak_suspects else {
         let _ = writeln!(
             page,
-            "<p>Unknown: no <code>retainers</code> table (the run had <code>--no-retention</code>).</p>"
+            "<p>Unknown: no <code>retainers</code> table (the run had <code>--no-retention</code> or <code>--metrics-only</code>).</p>"
         );
         return;
     };
@@ -244,8 +274,13 @@ fn leaks_section(page: &mut String, s: &Summary) {
     let _ = writeln!(page, "</table>");
 }
 
-fn culprits_section(page: &mut String, all: &[Culprits]) {
+fn culprits_section(page: &mut String, s: &Summary) {
     let _ = writeln!(page, "<h2 id=\"culprits\">Fragmentation culprits</h2>");
+    if let Some(why) = &s.culprits_unknown {
+        let _ = writeln!(page, "<p>Unknown: {}.</p>", escape(why));
+        return;
+    }
+    let all = &s.culprits;
     let _ = writeln!(page, "<p>At the worst moments: the neighbouring allocations whose going would make the longest free run. <em>Show</em> opens the moment in the heap layout below, culprits outlined in red.</p>");
     for c in all {
         let _ = writeln!(

@@ -233,3 +233,27 @@ fn the_answer_tables_hold_what_the_summary_says() {
     );
     assert!(out2.join("culprits.parquet").is_file());
 }
+
+/// A `--metrics-only` folder has no allocations, retainers or histograms:
+/// the summary and the report still answer, and say what they cannot know.
+#[test]
+fn a_metrics_only_folder_answers_what_it_can() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = SynthConfig::new(Board::Samd21, 600, 2);
+    (config.workload, config.events) = (Workload::Busy, true);
+    synth::write_dir(&config, dir.path()).unwrap();
+    let out = dir.path().join("out");
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_heapvis")).args(args).output().unwrap();
+    let o = run(&["analyze", "-q", "--metrics-only", "-o", out.to_str().unwrap(), dir.path().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = summary(&out).unwrap();
+    assert!(s.culprits.is_empty() && s.culprits_unknown.is_some() && s.leak_suspects.is_none());
+    assert!(s.memory_errors.is_some(), "the sidecar still tells the MemoryErrors");
+    let text = String::from_utf8_lossy(&heapvis(&[], &out).stdout).into_owned();
+    assert!(text.contains("fragmentation culprits: unknown"), "{text}");
+    let page = dir.path().join("r.html");
+    let o = run(&["report", out.to_str().unwrap(), "-o", page.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("id=\"chart-heap\"") && html.contains("Unknown: the folder has no `allocations` table"));
+}
