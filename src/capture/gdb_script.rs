@@ -91,6 +91,43 @@ pub fn gdb_script(
     };
     ram.apply(&mut profile);
     let (symbols, _) = elf::parse(&data, elf_path, &profile)?;
+    let (ram_start, ram_end) = ram_bounds(&symbols, &profile, elf_path)?;
+    let mut notes = Vec::new();
+    let f = functions(&symbols, options.collections, elf_path, &mut notes)?;
+    let stack_bottom = ["_sstack", "_ebss"].iter().find_map(|s| symbols.address_of(s)).unwrap_or(ram_start);
+    let stack_top = symbols.address_of("_estack").unwrap_or(ram_end);
+    let config = Config {
+        dump: options.dump.display().to_string(),
+        sidecar: Sidecar::path_for(&options.dump).display().to_string(),
+        ram_start,
+        ram_end,
+        address_mask: if is_64(&data) { u64::MAX } else { u64::from(u32::MAX) },
+        every: options.every.max(1),
+        alloc: f.alloc,
+        alloc_size_args: ["n_bytes", "n"],
+        memory_error: f.memory_error,
+        memory_error_size_args: ["num_bytes", "n"],
+        collect_start: f.collect_start,
+        collect_end: f.collect_end,
+        collect_root: f.collect_root,
+        stack_bottom,
+        stack_top,
+        stack_overflow: "mp_state_ctx.mem.gc_stack_overflow",
+        check_symbols: check_symbols(&symbols, &profile),
+        target: options.target.clone(),
+        run: options.run,
+        frames: options.frames,
+    };
+    let json = serde_json::to_string(&config).map_err(|e| Error::WrongInput {
+        path: elf_path.to_path_buf(),
+        expected: "settings that serialise",
+        found: e.to_string(),
+    })?;
+    Ok(GdbScript { text: TEMPLATE.replace("@CONFIG@", &json), notes, snapshot_bytes: ram_end - ram_start })
+}
+
+/// Where each snapshot starts and ends, as `analyze` will read them.
+fn ram_bounds(symbols: &SymbolTable, profile: &Profile, elf_path: &Path) -> Result<(u64, u64)> {
     let bound = |name: &str, what: &'static str| -> Result<u64> {
         parse_address(name).or_else(|| symbols.address_of(name)).ok_or_else(|| Error::MissingSymbol {
             map: elf_path.to_path_buf(),
@@ -99,18 +136,33 @@ pub fn gdb_script(
             hint: "give the RAM bounds with --ram-start and --ram-end (a symbol or an address)".to_string(),
         })
     };
-    let (ram_start, ram_end) =
-        (bound(&profile.symbols.ram_start, "the start of RAM")?, bound(&profile.symbols.ram_end, "the end of RAM")?);
-    if ram_end <= ram_start {
+    let names = &profile.symbols;
+    let (start, end) = (bound(&names.ram_start, "the start of RAM")?, bound(&names.ram_end, "the end of RAM")?);
+    if end <= start {
         return Err(Error::BadRamBounds {
             map: elf_path.to_path_buf(),
-            start_symbol: profile.symbols.ram_start.clone(),
-            start: ram_start,
-            end_symbol: profile.symbols.ram_end.clone(),
-            end: ram_end,
+            start_symbol: names.ram_start.clone(),
+            start,
+            end_symbol: names.ram_end.clone(),
+            end,
         });
     }
-    let mut notes = Vec::new();
+    Ok((start, end))
+}
+
+/// The functions the script breaks at, by name.
+struct Functions {
+    alloc: String,
+    collect_start: String,
+    memory_error: Option<String>,
+    collect_end: Option<String>,
+    collect_root: Option<String>,
+}
+
+/// The build's functions the script breaks at: the allocator and a
+/// collection's start must be there; without the others a part of the
+/// capture is missing, said in `notes`.
+fn functions(symbols: &SymbolTable, collections: bool, elf_path: &Path, notes: &mut Vec<String>) -> Result<Functions> {
     let function = |name: &str| symbols.address_of(name).map(|_| name.to_string());
     let need = |name: &str, purpose: &'static str| {
         function(name).ok_or_else(|| Error::MissingSymbol {
@@ -127,41 +179,12 @@ pub fn gdb_script(
         notes.push("the build has no m_malloc_fail: MemoryErrors will not be in the sidecar".to_string());
     }
     let collect_end =
-        if options.collections { Some(need("gc_collect_end", "the end of a collection's mark phase")?) } else { None };
+        if collections { Some(need("gc_collect_end", "the end of a collection's mark phase")?) } else { None };
     let collect_root = collect_end.as_ref().and_then(|_| function("gc_collect_root"));
     if collect_end.is_some() && collect_root.is_none() {
         notes.push("the build has no gc_collect_root: collect_end snapshots take $sp as the stack pointer".to_string());
     }
-    let stack_bottom = ["_sstack", "_ebss"].iter().find_map(|s| symbols.address_of(s)).unwrap_or(ram_start);
-    let stack_top = symbols.address_of("_estack").unwrap_or(ram_end);
-    let config = Config {
-        dump: options.dump.display().to_string(),
-        sidecar: Sidecar::path_for(&options.dump).display().to_string(),
-        ram_start,
-        ram_end,
-        address_mask: if is_64(&data) { u64::MAX } else { u64::from(u32::MAX) },
-        every: options.every.max(1),
-        alloc,
-        alloc_size_args: ["n_bytes", "n"],
-        memory_error,
-        memory_error_size_args: ["num_bytes", "n"],
-        collect_start,
-        collect_end,
-        collect_root,
-        stack_bottom,
-        stack_top,
-        stack_overflow: "mp_state_ctx.mem.gc_stack_overflow",
-        check_symbols: check_symbols(&symbols, &profile),
-        target: options.target.clone(),
-        run: options.run,
-        frames: options.frames,
-    };
-    let json = serde_json::to_string(&config).map_err(|e| Error::WrongInput {
-        path: elf_path.to_path_buf(),
-        expected: "settings that serialise",
-        found: e.to_string(),
-    })?;
-    Ok(GdbScript { text: TEMPLATE.replace("@CONFIG@", &json), notes, snapshot_bytes: ram_end - ram_start })
+    Ok(Functions { alloc, collect_start, memory_error, collect_end, collect_root })
 }
 
 /// Whether the ELF is of a 64-bit target (its addresses and stack pointer).
