@@ -23,6 +23,22 @@ pub fn capture(board: Board, snapshots: u64, seed: u64, heap_misalign: u64) -> C
     Capture { dir, inputs }
 }
 
+/// A leaking busy SAMD21 capture (`snapshots` heap changes, a snapshot every
+/// second one, with its sidecar when `events`) written by `config`'s seed and
+/// analysed with the default tables into `OUT = dir/out`: what the answers
+/// (`summary`, `diff`, `report`) read.
+pub fn leaking_busy(snapshots: u64, seed: u64, events: bool) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = SynthConfig::new(Board::Samd21, snapshots, seed);
+    (config.workload, config.every, config.leak, config.events) = (synth::Workload::Busy, 2, true, events);
+    synth::write_dir(&config, dir.path()).expect("synth");
+    let inputs = InputPaths::resolve(&[dir.path().to_path_buf()]).expect("inputs");
+    let s = Session::open_with(&inputs, None).expect("session");
+    let out = dir.path().join("out");
+    s.analyze(&out, &heapvis::pipeline::AnalyzeOptions::default(), &heapvis::pipeline::Silent).expect("analyze");
+    (dir, out)
+}
+
 pub fn session(inputs: &InputPaths) -> Session {
     Session::open(inputs, Profile::default()).expect("session")
 }

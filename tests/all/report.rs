@@ -8,9 +8,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use heapvis::pipeline::{AnalyzeOptions, Session, Silent};
-use heapvis::synth::{self, Board, SynthConfig, Workload};
-
 use crate::common::duck;
 
 fn chromium() -> String {
@@ -50,14 +47,7 @@ fn attribute(dom: &str, marker: &str, name: &str) -> Option<String> {
 
 /// A leaking busy capture with its sidecar, analysed, and its report.
 fn reported() -> (tempfile::TempDir, PathBuf, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = SynthConfig::new(Board::Samd21, 1800, 11);
-    (config.workload, config.every, config.leak, config.events) = (Workload::Busy, 2, true, true);
-    synth::write_dir(&config, dir.path()).unwrap();
-    let inputs = heapvis::firmware::InputPaths::resolve(&[dir.path().to_path_buf()]).unwrap();
-    let s = Session::open_with(&inputs, None).unwrap();
-    let out = dir.path().join("out");
-    s.analyze(&out, &AnalyzeOptions::default(), &Silent).unwrap();
+    let (dir, out) = crate::common::leaking_busy(1800, 11, true);
     let page = dir.path().join("report.html");
     let o = Command::new(env!("CARGO_BIN_EXE_heapvis")).arg("report").arg(&out).arg("-o").arg(&page).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -5,22 +5,14 @@
 use std::process::Command;
 
 use heapvis::answers::summary::{summary, Summary};
-use heapvis::pipeline::{AnalyzeOptions, Session, Silent};
+
 use heapvis::synth::{self, Board, SynthConfig, Workload};
 
 use crate::common::duck;
 
 /// A leaking busy SAMD21 capture with its sidecar (time, requests, MemoryErrors), analysed.
 fn analysed(events: bool) -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = SynthConfig::new(Board::Samd21, 2400, 4);
-    (config.workload, config.every, config.leak, config.events) = (Workload::Busy, 2, true, events);
-    synth::write_dir(&config, dir.path()).unwrap();
-    let inputs = heapvis::firmware::InputPaths::resolve(&[dir.path().to_path_buf()]).unwrap();
-    let s = Session::open_with(&inputs, None).unwrap();
-    let out = dir.path().join("out");
-    s.analyze(&out, &AnalyzeOptions::default(), &Silent).unwrap();
-    (dir, out)
+    crate::common::leaking_busy(2400, 4, events)
 }
 
 /// A whole number from DuckDB's JSON (which may spell one `144.0`).
