@@ -120,6 +120,8 @@ pub enum Error {
     #[error("cannot start {threads} worker thread(s): {message}")]
     ThreadPool { threads: usize, message: String },
 
+    #[error("{what}: {why}")]
+    Unsupported { what: String, why: String },
     #[error("output writer thread failed")]
     WriterPanicked,
 

@@ -10,6 +10,7 @@
 //! - [`outdir`] keeps the output folder whole: manifest, staging, commit;
 //! - [`incremental`] decodes a run of snapshots each from the one before it;
 //! - [`pipeline`] ties them together: parallel decode, ordered write, progress;
+//! - [`follow`] runs it on a dump still being written, publishing as it grows;
 //! - [`inspect`] prints one snapshot the way the reference did;
 //! - [`synth`] simulates CircuitPython's allocator to make realistic test dumps;
 //! - [`retain`] finds what the GC reaches, dominators and retained sizes;
@@ -26,6 +27,7 @@ pub mod decode;
 pub mod dump;
 pub mod error;
 pub mod firmware;
+pub mod follow;
 pub mod incremental;
 pub mod inspect;
 

@@ -27,7 +27,7 @@ use crate::profile::{ObjectRepr, Profile};
 use crate::render::{self, ChartPoint, FrameLayout, MovieSpec};
 use crate::retain;
 use crate::sidecar::Sidecar;
-use crate::tables::{OutputLayout, TableSet, TableSink};
+use crate::tables::{After, OutputLayout, TableSet, TableSink};
 
 /// Reports progress and warnings; the CLI draws them, tests ignore them.
 pub trait Progress: Sync {
@@ -69,6 +69,9 @@ pub struct AnalyzeOptions {
     /// Reachability, dominators and retained sizes from the GC's roots (see
     /// [`crate::retain`]): on by default.
     pub retention: bool,
+    /// The dump is still being written (`--follow`): what is open at the end of
+    /// a range that reaches the dump's end `continues`, not `live`.
+    pub growing: bool,
 }
 
 impl Default for AnalyzeOptions {
@@ -84,6 +87,7 @@ impl Default for AnalyzeOptions {
             overwrite: false,
             drop_read: None,
             retention: true,
+            growing: false,
         }
     }
 }
@@ -237,6 +241,29 @@ impl Session {
         Ok(s)
     }
 
+    /// Maps the dump again if it has grown, and reads its sidecar again (its
+    /// whole lines): for a dump still being written (`analyze --follow`).
+    pub fn refresh(&mut self) -> Result<()> {
+        let path = self.dump.path().to_path_buf();
+        let len = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
+        if len != self.dump.len_bytes() {
+            if len < self.dump.len_bytes() {
+                return Err(Error::CaptureMismatch {
+                    path,
+                    found: format!(
+                        "the dump shrank from {} to {len} bytes while it was followed",
+                        self.dump.len_bytes()
+                    ),
+                    advice: "a capture only grows: was it restarted? follow it into a new folder".into(),
+                });
+            }
+            self.dump = Dump::open(&path, self.dump.snapshot_bytes())?;
+            self.dump.release_pages();
+        }
+        self.sidecar = Sidecar::beside_growing(&path)?;
+        Ok(())
+    }
+
     pub fn decoder(&self, options: DecodeOptions) -> Decoder<'_> {
         Decoder::new(&self.firmware, &self.profile, options)
     }
@@ -318,7 +345,11 @@ impl Session {
         if let Some(before) = range.start.checked_sub(1).and_then(neighbour) {
             sink.prime(before);
         }
-        let after = neighbour(range.end);
+        let after = match neighbour(range.end) {
+            Some(report) => After::Snapshot(report),
+            None if options.growing && range.end >= dump.count() => After::Growing,
+            None => After::DumpEnd,
+        };
         dump.release_pages();
         let snapshot_bytes = self.dump.snapshot_bytes();
         progress.start(range.end - range.start, (range.end - range.start) * snapshot_bytes);

@@ -64,6 +64,23 @@ impl Sidecar {
         Self::parse(&path, &text).map(Some)
     }
 
+    /// The sidecar beside a dump still being written: its whole lines only (the
+    /// last may be half written).
+    pub fn beside_growing(dump: &Path) -> Result<Option<Sidecar>> {
+        let path = Self::path_for(dump);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let whole = text.rfind('\n').map_or("", |end| &text[..=end]);
+        Self::parse(&path, whole).map(Some)
+    }
+
+    /// The last snapshot with a line.
+    pub fn last_snapshot(&self) -> Option<u64> {
+        self.events.last().map(|e| e.snapshot)
+    }
+
     /// Parses the lines of `text` (blank lines are skipped).
     pub fn parse(path: &Path, text: &str) -> Result<Sidecar> {
         let bad = |line: usize, message: String| Error::Sidecar { path: path.to_path_buf(), line, message };

@@ -1,6 +1,7 @@
 //! Every `unsafe` call of the crate, each with its `# Safety` argument: the
-//! dump's memory maps, glibc's `malloc_trim`, and the SIGBUS handler that turns
-//! a dump truncated under a mapping into a message instead of a crash.
+//! dump's memory maps, glibc's `malloc_trim`, the SIGBUS handler that turns
+//! a dump truncated under a mapping into a message instead of a crash, the
+//! inotify watch `--follow` sleeps on, and its Ctrl-C flag.
 
 use std::fs::File;
 use std::sync::OnceLock;
@@ -86,4 +87,73 @@ extern "C" fn on_sigbus(_signal: libc::c_int) {
     }
     // SAFETY: as above.
     unsafe { libc::_exit(2) }
+}
+
+/// A watch on a folder (Linux inotify): [`FolderWatch::wait`] sleeps until a
+/// file in it is written, created or moved in, or the time is up. `--follow`
+/// sleeps on it rather than polling the disk.
+pub struct FolderWatch {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl FolderWatch {
+    /// Watches `dir`; `None` where inotify is not available (the caller then
+    /// polls with back-off).
+    pub fn new(dir: &std::path::Path) -> Option<Self> {
+        use std::os::fd::FromRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+        // SAFETY: inotify_init1 takes flags only; a non-negative result is a new
+        // descriptor this process owns, handed to OwnedFd at once.
+        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: as above.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let mask = libc::IN_MODIFY | libc::IN_CREATE | libc::IN_MOVED_TO | libc::IN_CLOSE_WRITE | libc::IN_ATTRIB;
+        use std::os::fd::AsRawFd;
+        // SAFETY: `path` is a NUL-terminated string that outlives the call.
+        let wd = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), path.as_ptr(), mask) };
+        (wd >= 0).then_some(FolderWatch { fd })
+    }
+
+    /// Sleeps until something in the folder changed (`true`) or `timeout` went
+    /// by, or a signal came (`false`); drains the pending events either way.
+    pub fn wait(&self, timeout: std::time::Duration) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut poll = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one pollfd, valid for the call.
+        let ready = unsafe { libc::poll(&mut poll, 1, ms) } > 0;
+        let mut buf = [0u8; 4096];
+        // SAFETY: reads into a buffer of the length given; the descriptor is
+        // non-blocking, so this returns at once when nothing is pending.
+        while unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+        ready
+    }
+}
+
+/// Set by the first SIGINT or SIGTERM once [`stop_on_interrupt`] ran.
+static STOP_REQUESTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on the first Ctrl-C (SIGINT) or SIGTERM sets the returned flag
+/// instead of killing the process, so a `--follow` run can finish what it has
+/// and publish it; a second one kills as usual. For the binary to call.
+pub fn stop_on_interrupt() -> &'static std::sync::atomic::AtomicBool {
+    // SAFETY: the handler only stores to an atomic (async-signal-safe);
+    // SA_RESETHAND restores the default action for the second signal.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_stop_signal as *const () as usize;
+        action.sa_flags = libc::SA_RESETHAND;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
+        libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+    }
+    &STOP_REQUESTED
+}
+
+extern "C" fn on_stop_signal(_signal: libc::c_int) {
+    STOP_REQUESTED.store(true, std::sync::atomic::Ordering::SeqCst);
 }

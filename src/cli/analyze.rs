@@ -79,6 +79,19 @@ pub struct Args {
     /// No progress bar or warnings on stderr.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Follow the dump while gdb appends to it: decode snapshots as they are
+    /// written (never a partial one) and publish them as shards the folder's
+    /// readers see at once. Stops on Ctrl-C or after --idle; run again, it
+    /// resumes where it had published.
+    #[arg(long, conflicts_with_all = ["frames", "movie", "snapshots"])]
+    pub follow: bool,
+    /// With --follow: stop once the dump has not grown for this many seconds.
+    #[arg(long, value_name = "SECONDS", requires = "follow", value_parser = parse_seconds)]
+    pub idle: Option<std::time::Duration>,
+    /// With --follow: publish at most this long after a snapshot is appended
+    /// (`1s`, `500ms`), or every N snapshots (`100`).
+    #[arg(long, value_name = "TIME|N", default_value = "1s", requires = "follow")]
+    pub publish_every: heapvis::follow::Publish,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,9 +102,16 @@ pub enum Layout {
 
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
     let selection: Selection = a.snapshots.parse()?;
-    let (inputs, session) = open_session(&a.input, a.quiet)?;
+    let stop = a.follow.then(heapvis::sys::stop_on_interrupt);
+    let (inputs, mut session) = match stop {
+        Some(stop) => match super::follow::open_when_written(&a.input, a.quiet, a.idle, stop)? {
+            Some(opened) => opened,
+            None => return Ok(Outcome::Ok),
+        },
+        None => open_session(&a.input, a.quiet)?,
+    };
     let bar = Bar::new(a.quiet);
-    if session.dump.trailing_bytes() > 0 && !a.quiet {
+    if session.dump.trailing_bytes() > 0 && !a.quiet && !a.follow {
         eprintln!(
             "warning: {}: the last {} byte(s) are not a whole snapshot of {} bytes and are ignored",
             inputs.ram.display(),
@@ -135,6 +155,15 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
         ..AnalyzeOptions::default()
     };
     let started = std::time::Instant::now();
+    if let Some(stop) = stop {
+        let follow = heapvis::follow::FollowOptions { publish: a.publish_every, idle: a.idle };
+        let live = super::follow::Live::new(bar, a.quiet);
+        let summary = heapvis::follow::follow(&mut session, &a.out, &options, &follow, stop, &live)
+            .with_context(|| format!("following {}", inputs.ram.display()))?;
+        live.done(&a.out, &summary);
+        answer_tables(&a.out, a.quiet);
+        return Ok(if summary.failed > 0 { Outcome::SomeSnapshotsFailed } else { Outcome::Ok });
+    }
     let summary =
         session.analyze(&a.out, &options, &bar).with_context(|| format!("analysing {}", inputs.ram.display()))?;
     if !a.quiet {
@@ -217,6 +246,13 @@ fn parse_arrangement(text: &str) -> Result<heapvis::render::Arrangement, String>
         "fill" => Ok(heapvis::render::Arrangement::Fill),
         "reference" => Ok(heapvis::render::Arrangement::Reference),
         other => Err(format!("`{other}`: give fill or reference")),
+    }
+}
+
+fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s <= 1e7 => Ok(std::time::Duration::from_secs_f64(s)),
+        _ => Err(format!("`{text}`: give a number of seconds above 0")),
     }
 }
 

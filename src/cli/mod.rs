@@ -3,6 +3,7 @@
 
 mod analyze;
 mod diff;
+mod follow;
 mod gdb_script;
 mod graph;
 mod inspect;

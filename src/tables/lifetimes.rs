@@ -97,6 +97,33 @@ impl<T: Lifetime> Changes<T> {
 }
 
 /// How an open instance left the tracker.
+/// What follows a run's range: the snapshot after it, the dump's end, or
+/// nothing yet (a dump still being written: `analyze --follow`).
+#[derive(Clone, Copy, Debug)]
+pub enum After<T> {
+    Snapshot(T),
+    DumpEnd,
+    Growing,
+}
+
+impl<T> After<T> {
+    pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> After<U> {
+        match self {
+            After::Snapshot(t) => After::Snapshot(f(t)),
+            After::DumpEnd => After::DumpEnd,
+            After::Growing => After::Growing,
+        }
+    }
+
+    pub(crate) fn as_ref(&self) -> After<&T> {
+        match self {
+            After::Snapshot(t) => After::Snapshot(t),
+            After::DumpEnd => After::DumpEnd,
+            After::Growing => After::Growing,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Ending {
     /// Absent from a later snapshot of the run, or from the snapshot after it.
@@ -207,17 +234,22 @@ impl<T: Lifetime> Tracker<T> {
     }
 
     /// Ends the run: with `next` (the snapshot after the range, sorted) what is gone
-    /// there ended and the rest continues; without it (the dump's end) what is left
-    /// is live. Instances come out in key order.
-    pub(crate) fn finish(&mut self, next: Option<&[T]>, mut ended: impl FnMut(&Open<T>, u64, Ending)) {
-        let mut there = next.unwrap_or(&[]).iter().peekable();
+    /// there ended and the rest continues; at the dump's end what is left is
+    /// live; at the end of a dump still growing it continues (the next
+    /// snapshot is not written yet). Instances come out in key order.
+    pub(crate) fn finish(&mut self, next: After<&[T]>, mut ended: impl FnMut(&Open<T>, u64, Ending)) {
+        let mut there = match next {
+            After::Snapshot(rows) => rows.iter().peekable(),
+            _ => [].iter().peekable(),
+        };
         for (key, o) in std::mem::take(&mut self.open) {
             if !o.seen {
                 continue;
             }
             let how = match next {
-                None => Ending::Live,
-                Some(_) => {
+                After::DumpEnd => Ending::Live,
+                After::Growing => Ending::Continues,
+                After::Snapshot(_) => {
                     while there.next_if(|t| t.key() < key).is_some() {}
                     match there.peek() {
                         Some(t) if t.key() == key && T::continues(&o.item, t) => Ending::Continues,
@@ -557,9 +589,10 @@ impl Lifetimes {
         self.prev_collecting = c.collecting;
     }
 
-    /// Ends every open lifetime, looking at `next` (the snapshot after the range).
-    pub(crate) fn finish(&mut self, next: Option<&LifetimeRows>, fw: &Firmware) {
-        let freed = end_name(next.is_some_and(|n| n.collecting) || self.prev_collecting);
+    /// Ends every open lifetime, looking at `next` (what follows the range).
+    pub(crate) fn finish(&mut self, next: After<&LifetimeRows>, fw: &Firmware) {
+        let next_collecting = matches!(next, After::Snapshot(n) if n.collecting);
+        let freed = end_name(next_collecting || self.prev_collecting);
         let bpb = self.bytes_per_block;
         if let Some((t, rows)) = self.allocations.as_mut() {
             t.finish(next.map(|n| &n.allocations[..]), |o, last, how| {

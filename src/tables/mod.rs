@@ -26,6 +26,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use crate::decode::SnapshotReport;
 use crate::error::{DecodeError, Error, Result};
 use crate::firmware::Firmware;
+pub use lifetimes::After;
 use lifetimes::{AllocationRows, EdgeHistoryRows, LifetimeChanges, LifetimeRows, Lifetimes, QstrHistoryRows, Wanted};
 use per_snapshot::{arc, BlocksRows, EdgesRows, FreeRunsRows, IntColumn, QstrsRows, SnapshotsRows, StringsRows};
 use summaries::{FreeRunHistogramRows, RetainersRows, TypeGroup, TypeHistogramRows};
@@ -379,9 +380,9 @@ impl<'f> TableSink<'f> {
         self.lifetimes.prime(index, &rows);
     }
 
-    /// Ends every lifetime still open, looking at `next` (the snapshot after the
-    /// range, `None` at the end of the dump), then flushes and closes every file.
-    pub fn finish(mut self, next: Option<SnapshotReport>) -> Result<Vec<PathBuf>> {
+    /// Ends every lifetime still open, looking at `next` (what follows the
+    /// range), then flushes and closes every file.
+    pub fn finish(mut self, next: After<SnapshotReport>) -> Result<Vec<PathBuf>> {
         let next = next.map(|r| self.lifetime_rows(r));
         self.lifetimes.finish(next.as_ref(), self.firmware);
         self.flush(true)?;
