@@ -10,8 +10,9 @@
 //!
 //! A run that was killed resumes from the end of what it published: the
 //! published shards are complete runs, and the one in progress is discarded
-//! (see `outdir`). Not yet done: rewriting the shards, when following stops,
-//! into the files one batch run writes (see docs/follow.md).
+//! (see `outdir`). When following stops (Ctrl-C, `--idle`), the shards are
+//! rewritten as one run's tables ([`crate::tables::compact`]), byte-identical
+//! to a batch run of the whole file, without decoding anything again.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -91,6 +92,8 @@ pub struct FollowSummary {
     /// Where it started: snapshots already published by an earlier run.
     pub resumed_at: u64,
     pub publishes: u64,
+    /// The table files of the one run the shards were rewritten into.
+    pub files: Vec<std::path::PathBuf>,
 }
 
 /// Reports a follow's progress (besides [`Progress`] for each publish's decode).
@@ -136,6 +139,9 @@ pub fn follow(
             break;
         }
         clock.sleep(watch.as_ref(), follow, ready > status.published);
+    }
+    if summary.publishes > 0 {
+        summary.files = session.compact(out, options)?;
     }
     Ok(summary)
 }

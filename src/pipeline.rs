@@ -404,6 +404,22 @@ impl Session {
         })
     }
 
+    /// Rewrites the shards in `out` (complete ranges that tile `0..N`) as the
+    /// files one run over `0..N` writes, without decoding again (see
+    /// [`crate::tables::compact`]); `options` must be the shards' own. What is
+    /// open at `N` is `live` when `N` is the dump's end.
+    pub fn compact(&self, out: &Path, options: &AnalyzeOptions) -> Result<Vec<PathBuf>> {
+        let mut shards = crate::outdir::Contents::read(out)?.complete;
+        shards.sort_by_key(|r| r.start);
+        let end = shards.last().map_or(0, |r| r.end);
+        let identity = self.identity(options);
+        let (staged, _) = StagedRun::begin(out, &identity, &self.dump, 0..end, options.layout, false)?;
+        let dump_end = end >= self.dump.count();
+        let files =
+            crate::tables::compact::rewrite(out, staged.dir(), &shards, options.tables, options.layout, dump_end)?;
+        staged.commit(&identity, &self.dump, &files)
+    }
+
     /// What the output folder holds after this run (see [`crate::outdir`]).
     /// The profile as an output folder's manifest names it: its name and a
     /// fingerprint of all its fields.

@@ -10,6 +10,7 @@
 //! Addresses are `Int64` integers (so joins on addresses work and hex is a
 //! formatting choice); kinds and names are dictionary-encoded strings.
 
+pub mod compact;
 pub mod lifetimes;
 pub mod per_snapshot;
 pub mod summaries;
