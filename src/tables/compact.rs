@@ -46,7 +46,7 @@ pub fn rewrite(
     let history = History::read(out, &range)?;
     let mut files = Vec::new();
     let o = Out { out, staging, layout, range: &range };
-    let per_snapshot: [(&str, bool, usize, Option<&str>, fn() -> SchemaRef); 8] = [
+    let per_snapshot: [PerSnapshot; 8] = [
         ("snapshots", true, BATCH_ROWS, None, super::per_snapshot::snapshots_schema),
         ("blocks", set.blocks, BATCH_ROWS, None, super::per_snapshot::blocks_schema),
         ("edges", set.edges, BATCH_ROWS, None, super::per_snapshot::edges_schema),
@@ -79,6 +79,10 @@ pub fn rewrite(
     }
     Ok(files)
 }
+
+/// A per-snapshot table: its name, whether the set has it, the rows of a
+/// batch, the column whose text counts, and its schema.
+type PerSnapshot = (&'static str, bool, usize, Option<&'static str>, fn() -> SchemaRef);
 
 /// The range `shards` tile, from snapshot 0 with no gap or overlap.
 fn tiled(out: &Path, shards: &[Range<u64>]) -> Result<Range<u64>> {
