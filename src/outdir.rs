@@ -275,6 +275,46 @@ impl StagedRun {
     }
 }
 
+impl StagedRun {
+    /// Commits a run that replaces every table of the folder at once (the
+    /// rewrite of `--follow`'s shards as one run): each table's folder is
+    /// swapped with the staged one in one step, so a reader listing it finds
+    /// either every shard or the one run's parts, never both nor neither.
+    pub fn commit_exchanging(mut self, identity: &Identity, dump: &Dump, files: &[PathBuf]) -> Result<Vec<PathBuf>> {
+        let (out, range, layout) = (self.out.clone(), self.range.clone(), self.layout);
+        let finals = with_manifest(&out, |manifest| {
+            let m = manifest.get_or_insert_with(|| Manifest::new(identity));
+            check_fits(&out, m, identity, dump, &range, layout)?;
+            let covers_all = m.complete.iter().all(|r| within(r, &range));
+            if !covers_all || !matches!(layout, OutputLayout::Parts { .. }) {
+                return Err(conflict(&out, "the rewrite does not cover all it holds".into(), "run it again"));
+            }
+            for entry in std::fs::read_dir(&self.staging).map_err(|e| Error::io(&self.staging, e))?.flatten() {
+                let (staged, there) = (entry.path(), out.join(entry.file_name()));
+                if !staged.is_dir() || entry.file_name().to_string_lossy().starts_with('.') {
+                    continue;
+                }
+                if there.is_dir() {
+                    crate::sys::exchange(&staged, &there).map_err(|e| Error::io(&there, e))?;
+                } else {
+                    rename(&staged, &there)?;
+                }
+            }
+            m.complete = vec![[range.start, range.end]];
+            let name = file_name(&self.staging);
+            m.in_progress.retain(|p| p.run != name);
+            Ok(files
+                .iter()
+                .map(|f| f.strip_prefix(&self.staging).map_or_else(|_| f.clone(), |rel| out.join(rel)))
+                .collect())
+        })?;
+        self.committed = true;
+        // (The staging folder now holds the shards' folders.)
+        let _ = std::fs::remove_dir_all(&self.staging);
+        Ok(finals)
+    }
+}
+
 impl Drop for StagedRun {
     /// A run that failed or was abandoned leaves nothing behind. (One that is
     /// killed leaves its staging folder and entry, cleared by the next run.)

@@ -417,7 +417,7 @@ impl Session {
         let dump_end = end >= self.dump.count();
         let files =
             crate::tables::compact::rewrite(out, staged.dir(), &shards, options.tables, options.layout, dump_end)?;
-        staged.commit(&identity, &self.dump, &files)
+        staged.commit_exchanging(&identity, &self.dump, &files)
     }
 
     /// What the output folder holds after this run (see [`crate::outdir`]).

@@ -157,3 +157,23 @@ pub fn stop_on_interrupt() -> &'static std::sync::atomic::AtomicBool {
 extern "C" fn on_stop_signal(_signal: libc::c_int) {
     STOP_REQUESTED.store(true, std::sync::atomic::Ordering::SeqCst);
 }
+
+/// Swaps two paths in one step (Linux `renameat2` with `RENAME_EXCHANGE`):
+/// a reader that lists either path sees all of one or all of the other.
+/// Fails where the file system or kernel cannot (the caller falls back).
+pub fn exchange(a: &std::path::Path, b: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &std::path::Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+    };
+    let (a, b) = (c(a)?, c(b)?);
+    // SAFETY: both are NUL-terminated paths that outlive the call; AT_FDCWD
+    // resolves them as given.
+    let r = unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_EXCHANGE) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}

@@ -45,6 +45,7 @@ pub fn open_when_written(
 fn not_written_yet(e: &anyhow::Error) -> bool {
     e.chain().any(|c| match c.downcast_ref::<heapvis::Error>() {
         Some(heapvis::Error::DumpTooShort { .. }) => true,
+        Some(heapvis::Error::MissingInput { expected, .. }) => expected.contains("RAM dump"),
         Some(heapvis::Error::Io { source, .. }) => source.kind() == std::io::ErrorKind::NotFound,
         _ => false,
     })

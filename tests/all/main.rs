@@ -8,6 +8,7 @@ mod diff;
 mod dwarf;
 mod elf;
 mod fixtures;
+mod follow;
 mod fuzz_regressions;
 mod gc_state;
 mod hostile_dwarf;

@@ -1,0 +1,190 @@
+//! `analyze --follow`: a dump appended to while it is read, in bursts with
+//! partial snapshots and pauses (`tests/support/append_capture.py`, a process
+//! of its own, as gdb is), must end in the same bytes as one batch run of the
+//! whole file; killed and started again, too; and a reader querying the folder
+//! meanwhile never fails nor sees a snapshot twice.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use heapvis::pipeline::{AnalyzeOptions, Silent};
+use heapvis::synth::{self, Board, SynthConfig};
+
+use crate::common::{assert_same_tables, python, repo, table_files, DECODED_TABLES};
+
+/// A busy, leaking SAMD21 capture with its sidecar and the mark phase's
+/// snapshots, in `dir/src`, and `dir/live` holding only its firmware files.
+fn source(snapshots: u64, seed: u64) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, live) = (dir.path().join("src"), dir.path().join("live"));
+    let mut config = SynthConfig::new(Board::Samd21, snapshots, seed);
+    (config.workload, config.every, config.leak, config.events, config.log_marks) =
+        (synth::Workload::Busy, 2, true, true, true);
+    synth::write_dir(&config, &src).unwrap();
+    std::fs::create_dir_all(&live).unwrap();
+    for f in ["firmware.bin", "firmware.map"] {
+        std::fs::copy(src.join(f), live.join(f)).unwrap();
+    }
+    (dir, src, live)
+}
+
+/// Starts appending `src`'s capture to `live`'s.
+fn writer(src: &Path, live: &Path, seed: u64) -> Child {
+    Command::new(python())
+        .arg(repo().join("tests/support/append_capture.py"))
+        .args([src, live])
+        .args([seed.to_string(), "32768".to_string()])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("python3 runs the capture writer")
+}
+
+fn follow(live: &Path, out: &Path, idle: Option<&str>) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_heapvis"));
+    c.args(["analyze", "--follow", "--publish-every", "20ms", "-o"]).arg(out).arg(live);
+    if let Some(idle) = idle {
+        c.args(["--idle", idle]);
+    }
+    c
+}
+
+/// The tables of one batch run over `src`'s whole dump.
+fn batch(src: &Path, out: &Path, per_snapshot: bool) {
+    let inputs = heapvis::firmware::InputPaths::resolve(&[src.to_path_buf()]).unwrap();
+    let s = heapvis::pipeline::Session::open_with(&inputs, None).unwrap();
+    let tables = if per_snapshot { heapvis::tables::TableSet::ALL } else { heapvis::tables::TableSet::DEFAULT };
+    s.analyze(out, &AnalyzeOptions { tables, ..Default::default() }, &Silent).unwrap();
+}
+
+fn tables_of(out: &Path) -> Vec<&'static str> {
+    DECODED_TABLES.iter().copied().chain(["symbols"]).filter(|t| !table_files(out, t).is_empty()).collect()
+}
+
+/// How many publishes the follow's last line says it made.
+fn publishes(stderr: &[u8]) -> u64 {
+    let text = String::from_utf8_lossy(stderr);
+    let line = text.lines().find(|l| l.starts_with("followed for")).unwrap_or_else(|| panic!("{text}"));
+    line.split(" published in ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap()
+}
+
+#[test]
+fn following_a_growing_dump_ends_in_one_batch_runs_tables() {
+    for (seed, per_snapshot) in [(3, false), (4, true)] {
+        let (dir, src, live) = source(if per_snapshot { 160 } else { 300 }, seed);
+        let mut w = writer(&src, &live, seed);
+        let out = dir.path().join("out");
+        let mut cmd = follow(&live, &out, Some("2"));
+        if per_snapshot {
+            cmd.arg("--per-snapshot");
+        }
+        let run = cmd.output().unwrap();
+        assert!(w.wait().unwrap().success());
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        assert!(publishes(&run.stderr) > 2, "the dump grew while followed: {}", String::from_utf8_lossy(&run.stderr));
+        let whole = dir.path().join("batch");
+        batch(&live, &whole, per_snapshot);
+        assert_same_tables(&whole, &out, &tables_of(&whole), "a followed dump and one batch run");
+    }
+}
+
+#[test]
+fn a_follow_killed_and_started_again_ends_in_the_same_tables() {
+    let (dir, src, live) = source(300, 11);
+    let mut w = writer(&src, &live, 11);
+    let out = dir.path().join("out");
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..5 {
+        let mut run = follow(&live, &out, None).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_millis(150 + rng % 700));
+        run.kill().unwrap(); // SIGKILL
+        run.wait().unwrap();
+    }
+    assert!(w.wait().unwrap().success());
+    let last = follow(&live, &out, Some("1")).output().unwrap();
+    let text = String::from_utf8_lossy(&last.stderr);
+    assert!(last.status.success(), "{text}");
+    let resumed: u64 = text.split("resumed at ").nth(1).and_then(|r| r.split(')').next()).unwrap().parse().unwrap();
+    assert!(resumed > 0, "the last run resumed where the killed ones had published: {text}");
+    let whole = dir.path().join("batch");
+    batch(&live, &whole, false);
+    assert_same_tables(&whole, &out, &tables_of(&whole), "a follow killed five times and one batch run");
+}
+
+#[test]
+fn shards_of_separate_runs_rewrite_as_one_run() {
+    // Shards cut by `--snapshots` (each decodes the snapshot after it, so its
+    // lifetimes end `continues` or ended there), rewritten without decoding.
+    let (dir, src, _) = source(300, 7);
+    let inputs = heapvis::firmware::InputPaths::resolve(&[src.clone()]).unwrap();
+    let s = heapvis::pipeline::Session::open_with(&inputs, None).unwrap();
+    let out = dir.path().join("shards");
+    for range in ["0..97", "150..300", "97..150"] {
+        let options = AnalyzeOptions { selection: range.parse().unwrap(), ..Default::default() };
+        s.analyze(&out, &options, &Silent).unwrap();
+    }
+    s.compact(&out, &AnalyzeOptions::default()).unwrap();
+    let whole = dir.path().join("batch");
+    batch(&src, &whole, false);
+    assert_same_tables(&whole, &out, &tables_of(&whole), "three shards rewritten, and one run");
+}
+
+#[test]
+fn a_reader_during_the_run_never_fails_nor_sees_a_snapshot_twice() {
+    let (dir, src, live) = source(300, 5);
+    let out = dir.path().join("out");
+    let mut run = follow(&live, &out, None).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut w = writer(&src, &live, 5);
+    // The reader: every table's snapshots, in a loop, until the writer is done
+    // and the folder holds them all.
+    let script = r#"
+import sys, time, os, duckdb
+out, total = sys.argv[1], int(sys.argv[2])
+queries = seen = 0
+last = -1
+deadline = time.time() + 120
+while time.time() < deadline:
+    if not os.path.exists(os.path.join(out, "heapvis-manifest.toml")):
+        time.sleep(0.01); continue
+    # The other tables first: publishes only add, so the snapshots read after
+    # them must cover whatever they hold.
+    ahead = [duckdb.sql(f"select coalesce(max(snapshot), -1) from '{out}/{t}/*.parquet'").fetchall()[0][0]
+             for t in ["type_histogram", "free_run_histogram"]]
+    (ends,) = duckdb.sql(f"select coalesce(max(last_snapshot), -1) from '{out}/allocations/*.parquet'").fetchall()[0]
+    n, distinct, top = duckdb.sql(f"select count(*), count(distinct snapshot), max(snapshot) from '{out}/snapshots/*.parquet'").fetchall()[0]
+    assert n == distinct, f"a snapshot twice: {n} rows, {distinct} snapshots"
+    assert top is None or n == top + 1, f"a gap: {n} rows up to {top}"
+    assert n >= last, f"went back from {last} to {n}"
+    assert max(ahead) < n and ends < n, f"tables ahead of snapshots: {ahead}, {ends} >= {n}"
+    last = n
+    queries += 1
+    if n == total:
+        break
+print(queries, last)
+"#;
+    let reader = Command::new(python()).args(["-c", script]).arg(&out).arg("300").output().unwrap();
+    assert!(w.wait().unwrap().success());
+    let said = String::from_utf8_lossy(&reader.stdout);
+    assert!(reader.status.success(), "the reader failed: {}{said}", String::from_utf8_lossy(&reader.stderr));
+    let (queries, last) = said.trim().split_once(' ').unwrap();
+    assert_eq!(last, "300", "the reader saw every snapshot published");
+    assert!(queries.parse::<u64>().unwrap() > 5, "{said}");
+    // Ctrl-C: the run rewrites its shards and stops cleanly.
+    let started = Instant::now();
+    unsafe_sigint(run.id());
+    let status = run.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let whole = dir.path().join("batch");
+    batch(&live, &whole, false);
+    assert_same_tables(&whole, &out, &tables_of(&whole), "a followed dump stopped by Ctrl-C");
+}
+
+/// Sends SIGINT (what Ctrl-C sends) to process `pid`.
+fn unsafe_sigint(pid: u32) {
+    let ok = Command::new("kill").args(["-INT", &pid.to_string()]).status().unwrap();
+    assert!(ok.success());
+}
