@@ -586,7 +586,12 @@ fn remove_replaced(out: &Path, staging: &Path, range: &Range<u64>, layout: Outpu
 fn move_into_place(staging: &Path, out: &Path, files: &[PathBuf]) -> Result<Vec<PathBuf>> {
     // (Hidden names are files still being written: none are left at a commit.)
     let visible = |e: &std::fs::DirEntry| !e.file_name().to_string_lossy().starts_with('.');
-    for entry in std::fs::read_dir(staging).map_err(|e| Error::io(staging, e))?.filter_map(|e| e.ok()) {
+    let mut entries: Vec<std::fs::DirEntry> =
+        std::fs::read_dir(staging).map_err(|e| Error::io(staging, e))?.filter_map(|e| e.ok()).collect();
+    // `snapshots` last: a reader that finds a snapshot there finds every
+    // other table's rows of it (a run following a dump publishes while read).
+    entries.sort_by_key(|e| (e.file_name() == "snapshots", e.file_name()));
+    for entry in entries {
         if !visible(&entry) {
             continue;
         }
