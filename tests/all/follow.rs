@@ -117,19 +117,38 @@ fn a_follow_killed_and_started_again_ends_in_the_same_tables() {
 #[test]
 fn shards_of_separate_runs_rewrite_as_one_run() {
     // Shards cut by `--snapshots` (each decodes the snapshot after it, so its
-    // lifetimes end `continues` or ended there), rewritten without decoding.
+    // lifetimes end `continues` or ended there), rewritten without decoding;
+    // then with snapshots that cannot be decoded at and beside the cuts.
+    for broken in [&[][..], &[96, 97, 149, 200]] {
+        shards_rewrite_as_one_run(broken);
+    }
+}
+
+fn shards_rewrite_as_one_run(broken: &[u64]) {
     let (dir, src, _) = source(300, 7);
+    let mut ram = std::fs::read(src.join("ram.bin")).unwrap();
+    for &b in broken {
+        ram[(b * 32768) as usize..((b + 1) * 32768) as usize].fill(0xa5);
+    }
+    std::fs::write(src.join("ram.bin"), ram).unwrap();
     let inputs = heapvis::firmware::InputPaths::resolve(std::slice::from_ref(&src)).unwrap();
     let s = heapvis::pipeline::Session::open_with(&inputs, None).unwrap();
     let out = dir.path().join("shards");
-    for range in ["0..97", "150..300", "97..150"] {
+    for range in ["0..97", "150..201", "97..150", "201..300"] {
         let options = AnalyzeOptions { selection: range.parse().unwrap(), ..Default::default() };
         s.analyze(&out, &options, &Silent).unwrap();
     }
     s.compact(&out, &AnalyzeOptions::default()).unwrap();
     let whole = dir.path().join("batch");
     batch(&src, &whole, false);
-    assert_same_tables(&whole, &out, &tables_of(&whole), "three shards rewritten, and one run");
+    let failed = crate::common::duck("select count(*) from '{d}/snapshots/*.parquet' where status != 'ok'", &whole);
+    assert_eq!(failed[0][0], broken.len() as i64, "the broken snapshots are not decoded");
+    assert_same_tables(
+        &whole,
+        &out,
+        &tables_of(&whole),
+        &format!("three shards rewritten, and one run; broken {broken:?}"),
+    );
 }
 
 #[test]
