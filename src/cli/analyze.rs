@@ -92,6 +92,11 @@ pub struct Args {
     /// (`1s`, `500ms`), or every N snapshots (`100`).
     #[arg(long, value_name = "TIME|N", default_value = "1s", requires = "follow")]
     pub publish_every: heapvis::follow::Publish,
+    /// With --follow: keep this HTML report (`heapvis report`) and the
+    /// answers' tables up to date as the run goes; the page reloads itself
+    /// while the run is live.
+    #[arg(long, value_name = "FILE", requires = "follow")]
+    pub report: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,7 +161,8 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
     };
     let started = std::time::Instant::now();
     if let Some(stop) = stop {
-        let follow = heapvis::follow::FollowOptions { publish: a.publish_every, idle: a.idle };
+        let follow =
+            heapvis::follow::FollowOptions { publish: a.publish_every, idle: a.idle, report: a.report.clone() };
         let live = super::follow::Live::new(bar, a.quiet);
         let summary = heapvis::follow::follow(&mut session, &a.out, &options, &follow, stop, &live)
             .with_context(|| format!("following {}", inputs.ram.display()))?;

@@ -26,7 +26,8 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
-    let options = ReportOptions { max_points: a.max_points as usize, max_frames: a.max_frames as usize };
+    let options =
+        ReportOptions { max_points: a.max_points as usize, max_frames: a.max_frames as usize, ..Default::default() };
     let session = a.capture.reopen(&a.out);
     if let Err(why) = &session {
         eprintln!("note: no example paths for the leak suspects: {why}");

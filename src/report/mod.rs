@@ -32,11 +32,14 @@ pub struct ReportOptions {
     pub max_points: usize,
     /// Heap-layout frames, at most (plus the worst moments).
     pub max_frames: usize,
+    /// The run is still going (`analyze --follow --report`): the page says so
+    /// and reloads itself every this many seconds.
+    pub live_reload: Option<u32>,
 }
 
 impl Default for ReportOptions {
     fn default() -> Self {
-        ReportOptions { max_points: 2000, max_frames: 120 }
+        ReportOptions { max_points: 2000, max_frames: 120, live_reload: None }
     }
 }
 
@@ -64,7 +67,7 @@ pub fn report(out: &Path, options: &ReportOptions, capture: Option<&crate::pipel
         found: e.to_string(),
     })?;
     let mut page = String::with_capacity(json.len() + (1 << 20));
-    head(&mut page, out, &s);
+    head(&mut page, out, &s, options.live_reload);
     summary_section(&mut page, &s);
     charts(&mut page, out, &t)?;
     layout_section(&mut page, &layout);
@@ -89,14 +92,21 @@ pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-fn head(page: &mut String, out: &Path, s: &Summary) {
+fn head(page: &mut String, out: &Path, s: &Summary, live_reload: Option<u32>) {
+    let reload = live_reload.map_or(String::new(), |n| format!("<meta http-equiv=\"refresh\" content=\"{n}\">\n"));
     let _ = write!(
         page,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>heapvis report: {}</title>\n<style>\n{}</style>\n</head>\n<body>\n",
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n{reload}<title>heapvis report: {}</title>\n<style>\n{}</style>\n</head>\n<body>\n",
         escape(&out.display().to_string()),
         include_str!("report.css")
     );
     let _ = writeln!(page, "<h1>heapvis report</h1>");
+    if let Some(n) = live_reload {
+        let _ = writeln!(
+            page,
+            "<p class=\"live\" id=\"live\">Live: the run is following its dump; this page reloads every {n} s.</p>"
+        );
+    }
     let _ = writeln!(
         page,
         "<p class=\"sub\">{}: snapshots {}–{} ({} decoded{}), heapvis {}</p>",

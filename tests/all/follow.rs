@@ -155,7 +155,10 @@ fn shards_rewrite_as_one_run(broken: &[u64]) {
 fn a_reader_during_the_run_never_fails_nor_sees_a_snapshot_twice() {
     let (dir, src, live) = source(300, 5);
     let out = dir.path().join("out");
-    let mut run = follow(&live, &out, None).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let page = dir.path().join("report.html");
+    let mut command = follow(&live, &out, None);
+    command.arg("--report").arg(&page).stdout(Stdio::null()).stderr(Stdio::null());
+    let mut run = command.spawn().unwrap();
     let mut w = writer(&src, &live, 5);
     // The reader: every table's snapshots, in a loop, until the writer is done
     // and the folder holds them all.
@@ -191,12 +194,21 @@ print(queries, last)
     let (queries, last) = said.trim().split_once(' ').unwrap();
     assert_eq!(last, "300", "the reader saw every snapshot published");
     assert!(queries.parse::<u64>().unwrap() > 5, "{said}");
+    // The report while live reloads itself (refreshed at most every 5 s).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&page).is_ok_and(|p| p.contains("snapshots 0–299")) {
+        assert!(Instant::now() < deadline, "the live report reached every snapshot");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(std::fs::read_to_string(&page).unwrap().contains(r#"<meta http-equiv="refresh" content="5">"#));
     // Ctrl-C: the run rewrites its shards and stops cleanly.
     let started = Instant::now();
     unsafe_sigint(run.id());
     let status = run.wait().unwrap();
     assert!(status.success(), "{status:?}");
     assert!(started.elapsed() < Duration::from_secs(60));
+    let last = std::fs::read_to_string(&page).unwrap();
+    assert!(last.contains("snapshots 0–299") && !last.contains("http-equiv"), "the last report is not live");
     let whole = dir.path().join("batch");
     batch(&live, &whole, false);
     assert_same_tables(&whole, &out, &tables_of(&whole), "a followed dump stopped by Ctrl-C");

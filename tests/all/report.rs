@@ -153,7 +153,7 @@ fn the_report_opens_in_a_browser_and_draws_what_the_tables_hold() {
 #[test]
 fn a_long_run_is_sampled_not_dumped() {
     let (_dir, out, _) = reported();
-    let options = heapvis::report::ReportOptions { max_points: 100, max_frames: 10 };
+    let options = heapvis::report::ReportOptions { max_points: 100, max_frames: 10, ..Default::default() };
     let html = heapvis::report::report(&out, &options, None).unwrap();
     for chunk in html.split("<polyline class=\"series\"").skip(1) {
         let points = chunk.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
