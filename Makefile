@@ -38,7 +38,7 @@ test-deps:
 # Criterion benches (decoding throughput per board).
 bench:
 	cargo build --release
-	cargo bench --bench decode --bench render --bench stages --bench soak --bench report
+	cargo bench --bench decode --bench render --bench stages --bench soak --bench report --bench follow
 
 # Regenerates the committed sample capture (deterministic: same bytes every time).
 sample:
