@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crate::dump::Selection;
 use crate::error::{Error, Result};
 use crate::outdir::Contents;
-use crate::pipeline::{AnalyzeOptions, Progress, Session};
+use crate::pipeline::{AnalyzeOptions, Progress, Session, SharedMovie};
 
 /// When the tables are published.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -102,6 +102,9 @@ pub struct FollowSummary {
     pub publishes: u64,
     /// The table files of the one run the shards were rewritten into.
     pub files: Vec<std::path::PathBuf>,
+    /// Frame files written, and the movie, where it was written.
+    pub frames: u64,
+    pub movie: Option<std::path::PathBuf>,
 }
 
 /// Reports a follow's progress (besides [`Progress`] for each publish's decode).
@@ -127,6 +130,8 @@ pub fn follow(
     let watch = crate::sys::FolderWatch::new(session.dump.path().parent().unwrap_or(Path::new(".")));
     let mut clock = Clock::new();
     let (mut refreshed, mut stale): (Option<Instant>, bool) = (None, false);
+    let movie = options.render.as_ref().and_then(|r| r.movie.as_deref()).map(SharedMovie::new).transpose()?;
+    let mut shards = Shards { out, options, progress, movie };
     loop {
         if stale && refreshed.is_none_or(|t| t.elapsed() >= REFRESH_EVERY) {
             refreshed = Some(refresh(session, out, follow, true, progress));
@@ -140,8 +145,7 @@ pub fn follow(
         }
         let ready = publishable(session, status.published, stopping, &clock);
         if ready > status.published && (stopping || clock.due(follow.publish, ready - status.published)) {
-            let first = options.overwrite && summary.publishes == 0;
-            publish(session, out, options, status.published..ready, first, progress, &mut summary)?;
+            shards.publish(session, status.published..ready, &mut summary)?;
             status.rate = (ready - status.published) as f64 / clock.published().as_secs_f64().max(1e-6);
             status.published = ready;
             status.latest = latest_heap(session, ready - 1);
@@ -157,15 +161,14 @@ pub fn follow(
     if summary.publishes > 0 {
         summary.files = session.compact(out, options)?;
     }
+    summary.movie = shards.movie.map(SharedMovie::finish).transpose()?.flatten();
     refresh(session, out, follow, false, progress);
     Ok(summary)
 }
 
 /// What `--follow` cannot do yet, refused before anything is written.
 fn refuse_unsupported(options: &AnalyzeOptions) -> Result<()> {
-    let why = if options.render.is_some() {
-        Some("frames and movies are not rendered while following yet: run `heapvis analyze --frames` after it")
-    } else if matches!(options.layout, crate::tables::OutputLayout::Files) {
+    let why = if matches!(options.layout, crate::tables::OutputLayout::Files) {
         Some("one file per table cannot grow while it is read: follow with the parts layout")
     } else if !matches!(options.selection, Selection::All) {
         Some("--follow takes the whole dump as it grows, not a --snapshots selection")
@@ -222,27 +225,30 @@ fn publishable(session: &Session, published: u64, stopping: bool, clock: &Clock)
 /// How long a snapshot may wait for its sidecar line before it is published without one.
 const SIDECAR_SETTLE: Duration = Duration::from_millis(500);
 
-/// Decodes `range` as a shard of its own and commits it.
-fn publish(
-    session: &Session,
-    out: &Path,
-    options: &AnalyzeOptions,
-    range: std::ops::Range<u64>,
-    overwrite: bool,
-    progress: &dyn LiveProgress,
-    summary: &mut FollowSummary,
-) -> Result<()> {
-    let shard = AnalyzeOptions {
-        selection: Selection::Range { start: range.start, end: Some(range.end) },
-        overwrite,
-        growing: true,
-        ..options.clone()
-    };
-    let run = session.analyze(out, &shard, progress)?;
-    summary.snapshots += run.snapshots;
-    summary.failed += run.failed;
-    summary.publishes += 1;
-    Ok(())
+/// Where the shards go, and the movie their frames go to.
+struct Shards<'a> {
+    out: &'a Path,
+    options: &'a AnalyzeOptions,
+    progress: &'a dyn LiveProgress,
+    movie: Option<SharedMovie>,
+}
+
+impl Shards<'_> {
+    /// Decodes `range` as a shard of its own and commits it.
+    fn publish(&mut self, session: &Session, range: std::ops::Range<u64>, summary: &mut FollowSummary) -> Result<()> {
+        let shard = AnalyzeOptions {
+            selection: Selection::Range { start: range.start, end: Some(range.end) },
+            overwrite: self.options.overwrite && summary.publishes == 0,
+            growing: true,
+            ..self.options.clone()
+        };
+        let run = session.analyze_with(self.out, &shard, self.progress, self.movie.as_mut())?;
+        summary.snapshots += run.snapshots;
+        summary.failed += run.failed;
+        summary.frames += run.frames;
+        summary.publishes += 1;
+        Ok(())
+    }
 }
 
 /// Rewrites the answers' tables and the report (when asked for): a failure

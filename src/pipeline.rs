@@ -104,12 +104,23 @@ pub struct RenderOptions {
     pub arrangement: render::Arrangement,
     /// Render every `step`-th selected snapshot.
     pub step: u64,
+    /// The snapshot the steps count from: the range's start when `None`
+    /// (`--follow` counts from 0, whatever each publish's range).
+    pub step_origin: Option<u64>,
     pub fps: u32,
 }
 
 impl Default for RenderOptions {
     fn default() -> Self {
-        RenderOptions { frames: false, movie: None, scale: 8, arrangement: render::Arrangement::Fill, step: 1, fps: 10 }
+        RenderOptions {
+            frames: false,
+            movie: None,
+            scale: 8,
+            arrangement: render::Arrangement::Fill,
+            step: 1,
+            step_origin: None,
+            fps: 10,
+        }
     }
 }
 
@@ -290,6 +301,19 @@ impl Session {
     /// Decodes the selected snapshots and writes the tables (and frames, and the
     /// movie) into `out_dir`.
     pub fn analyze(&self, out_dir: &Path, options: &AnalyzeOptions, progress: &dyn Progress) -> Result<RunSummary> {
+        self.analyze_with(out_dir, options, progress, None)
+    }
+
+    /// [`Session::analyze`], appending the frames to `shared`, a movie kept
+    /// open across analyses (`--follow`: one per publish), rather than to a
+    /// movie of its own.
+    pub fn analyze_with(
+        &self,
+        out_dir: &Path,
+        options: &AnalyzeOptions,
+        progress: &dyn Progress,
+        mut shared: Option<&mut SharedMovie>,
+    ) -> Result<RunSummary> {
         let (range, note) = options.selection.resolve(self.dump.count())?;
         if let Some(note) = note {
             progress.warn(&note);
@@ -326,9 +350,10 @@ impl Session {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
         let mut sink = TableSink::create(staged.dir(), options.tables, options.layout, &range, &self.firmware)?;
-        let movie_tmp = render.and_then(|r| r.movie.as_deref()).map(TempFile::beside);
-        let mut movie = match (render, &layout, &movie_tmp) {
-            (Some(r), Some(l), Some(tmp)) => Some(open_movie_at(&tmp.path, r, l, &range)?),
+        let movie_tmp = render.and_then(|r| r.movie.as_deref()).filter(|_| shared.is_none()).map(TempFile::beside);
+        let mut movie = match (render, &layout, &movie_tmp, shared.as_deref_mut()) {
+            (Some(r), Some(l), Some(tmp), _) => Some(open_movie_at(&tmp.path, r, l, &range)?),
+            (Some(r), Some(l), _, Some(s)) => Some(s.writer(r, l)?),
             _ => None,
         };
 
@@ -381,8 +406,10 @@ impl Session {
         let Written { sink, focused, frames } = work.run(&pool, sink, outputs, progress)?;
         let (written, failed, suspect) = (sink.written, sink.failed, sink.suspect);
         let files = sink.finish(after)?;
-        if let Some(m) = movie.take() {
-            m.finish()?;
+        match (movie.take(), shared) {
+            (Some(m), Some(s)) => s.open = Some(m),
+            (Some(m), None) => m.finish()?,
+            _ => {}
         }
         let files = staged.commit(&identity, &self.dump, &files)?;
         let mut movie_path = None;
@@ -504,6 +531,58 @@ impl Session {
             points.extend(part);
         }
         Ok(points)
+    }
+}
+
+/// A movie kept open across several analyses of one dump (`--follow`: one
+/// per publish), written under a temporary name until [`SharedMovie::finish`].
+pub struct SharedMovie {
+    path: PathBuf,
+    tmp: TempFile,
+    open: Option<Box<dyn render::MovieWriter>>,
+    size: Option<(u32, u32)>,
+}
+
+impl SharedMovie {
+    /// A movie at `path` (.gif, .mp4 or .webm: an APNG must know its frame
+    /// count before the first frame).
+    pub fn new(path: &Path) -> Result<Self> {
+        let format = render::MovieFormat::from_path(path)?;
+        if matches!(format, render::MovieFormat::Apng) {
+            return Err(Error::Unsupported {
+                what: format!("{}", path.display()),
+                why: "an APNG must know its frame count at its start: follow into .gif, .mp4 or .webm".into(),
+            });
+        }
+        format.check_available(path)?;
+        Ok(SharedMovie { path: path.to_path_buf(), tmp: TempFile::beside(path), open: None, size: None })
+    }
+
+    /// The writer, opened at the first analysis; the frames of every analysis
+    /// must be of the first one's size.
+    fn writer(&mut self, r: &RenderOptions, l: &FrameLayout) -> Result<Box<dyn render::MovieWriter>> {
+        if *self.size.get_or_insert((l.width, l.height)) != (l.width, l.height) {
+            let message = "the frames changed size while following".to_string();
+            return Err(Error::Movie { path: self.path.clone(), message });
+        }
+        match self.open.take() {
+            Some(m) => Ok(m),
+            None => render::open_movie(&MovieSpec {
+                path: self.tmp.path.clone(),
+                width: l.width,
+                height: l.height,
+                fps: r.fps,
+                frames: u64::MAX,
+            }),
+        }
+    }
+
+    /// Closes the movie and moves it into place; `None` when no frame came.
+    pub fn finish(mut self) -> Result<Option<PathBuf>> {
+        let Some(m) = self.open.take() else { return Ok(None) };
+        m.finish()?;
+        self.tmp.persist(&self.path)?;
+        Ok(Some(self.path))
     }
 }
 

@@ -83,7 +83,7 @@ pub struct Args {
     /// written (never a partial one) and publish them as shards the folder's
     /// readers see at once. Stops on Ctrl-C or after --idle; run again, it
     /// resumes where it had published.
-    #[arg(long, conflicts_with_all = ["frames", "movie", "snapshots"])]
+    #[arg(long, conflicts_with_all = ["snapshots", "layout"])]
     pub follow: bool,
     /// With --follow: stop once the dump has not grown for this many seconds.
     #[arg(long, value_name = "SECONDS", requires = "follow", value_parser = parse_seconds)]
@@ -155,6 +155,7 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
             scale: a.scale,
             arrangement: a.frame_layout,
             step: a.frame_step,
+            step_origin: a.follow.then_some(0),
             fps: a.fps,
         }),
         ..AnalyzeOptions::default()

@@ -88,6 +88,12 @@ impl Live {
                 s.failed,
                 out.display()
             );
+            if s.frames > 0 {
+                eprintln!("frames in {}: {} PNG file(s)", out.join("frames").display(), s.frames);
+            }
+            if let Some(movie) = &s.movie {
+                eprintln!("movie: {}", movie.display());
+            }
         }
     }
 }

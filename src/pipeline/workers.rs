@@ -259,7 +259,7 @@ impl<'a, 'f> RunWork<'a, 'f> {
                     crate::retain::attach(report, &roots);
                 }
                 let frame = match self.render {
-                    Some((r, l)) if (i - self.range.start).is_multiple_of(r.step.max(1)) => {
+                    Some((r, l)) if rendered(i, r, &self.range) => {
                         let canvas = match &outcome {
                             Ok(report) => l.render(report, &label),
                             Err(e) => l.render_error(i, &e.to_string()),
@@ -323,6 +323,13 @@ impl<'a, 'f> RunWork<'a, 'f> {
         }
         Ok(Written { sink, focused, frames })
     }
+}
+
+/// Whether snapshot `i` of `range` gets a frame: every `step`-th from the
+/// range's start, or from `step_origin`.
+fn rendered(i: u64, r: &RenderOptions, range: &Range<u64>) -> bool {
+    let origin = r.step_origin.unwrap_or(range.start);
+    i.checked_sub(origin).is_some_and(|k| k.is_multiple_of(r.step.max(1)))
 }
 
 /// Writes a snapshot's frame, if it has one: its file (the number written) and

@@ -227,3 +227,44 @@ fn unsafe_sigint(pid: u32) {
     let ok = Command::new("kill").args(["-INT", &pid.to_string()]).status().unwrap();
     assert!(ok.success());
 }
+
+#[test]
+fn frames_and_the_movie_are_rendered_as_the_dump_grows() {
+    let (dir, src, live) = source(120, 8);
+    let mut w = writer(&src, &live, 8);
+    let out = dir.path().join("out");
+    let movie = dir.path().join("heap.gif");
+    let run = follow(&live, &out, Some("2")).args(["--frames", "--frame-step", "3", "--movie"]).arg(&movie).output();
+    let run = run.unwrap();
+    assert!(w.wait().unwrap().success());
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(publishes(&run.stderr) > 2);
+    // Every third snapshot from 0, whatever each publish's range, as one run renders them.
+    let mut frames: Vec<String> = std::fs::read_dir(out.join("frames"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    frames.sort();
+    let expected: Vec<String> = (0..120).step_by(3).map(|i| format!("heap_layout{i:06}.png")).collect();
+    assert_eq!(frames, expected);
+    // One movie over every publish, a frame per frame file, all of one size.
+    let mut options = gif::DecodeOptions::new();
+    options.set_color_output(gif::ColorOutput::Indexed);
+    let mut decoder = options.read_info(std::fs::File::open(&movie).unwrap()).unwrap();
+    let (width, height) = (decoder.width(), decoder.height());
+    let mut count = 0;
+    while let Some(frame) = decoder.read_next_frame().unwrap() {
+        assert_eq!((frame.width, frame.height), (width, height));
+        count += 1;
+    }
+    assert_eq!(count, expected.len());
+    let png =
+        png::Decoder::new(std::io::BufReader::new(std::fs::File::open(out.join("frames").join(&frames[0])).unwrap()));
+    let info = png.read_info().unwrap();
+    assert_eq!((info.info().width, info.info().height), (width as u32, height as u32));
+    // An APNG must know its frame count before its first frame: refused.
+    let apng = follow(&live, &dir.path().join("o2"), Some("1")).arg("--movie").arg(dir.path().join("m.png")).output();
+    let apng = apng.unwrap();
+    assert!(!apng.status.success());
+    assert!(String::from_utf8_lossy(&apng.stderr).contains("frame count"), "{}", String::from_utf8_lossy(&apng.stderr));
+}
