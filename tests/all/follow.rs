@@ -171,7 +171,7 @@ fn a_reader_during_the_run_never_fails_nor_sees_a_snapshot_twice() {
     // The reader: every table's snapshots, in a loop, until the writer is done
     // and the folder holds them all.
     let script = r#"
-import sys, time, os, duckdb
+import sys, time, os, duckdb, polars as pl
 out, total = sys.argv[1], int(sys.argv[2])
 queries = seen = 0
 last = -1
@@ -187,6 +187,8 @@ while time.time() < deadline:
     # Read after `snapshots` (committed last), every table has its snapshots' rows.
     (k,) = duckdb.sql(f"select count(distinct snapshot) from '{out}/type_histogram/*.parquet' where snapshot < {n}").fetchall()[0]
     assert k == busy, f"type_histogram holds {k} of the {busy} snapshots published with allocations"
+    rows = pl.read_parquet(f"{out}/snapshots/*.parquet")
+    assert rows.height >= n and rows["snapshot"].n_unique() == rows.height, "Polars: a snapshot twice"
     (twice,) = duckdb.sql(f"select count(*) - count(distinct (address, first_snapshot)) from '{out}/allocations/*.parquet'").fetchall()[0]
     assert twice == 0, f"{twice} lifetime piece(s) twice"
     last = n
