@@ -159,7 +159,12 @@ pub fn follow(
         clock.sleep(watch.as_ref(), follow, ready > status.published);
     }
     if summary.publishes > 0 {
-        summary.files = session.compact(out, options)?;
+        match session.compact(out, options) {
+            Ok(files) => summary.files = files,
+            // The shards stay: they are whole, and every answer joins them.
+            Err(e @ Error::Unsupported { .. }) => progress.warn(&e.to_string()),
+            Err(e) => return Err(e),
+        }
     }
     summary.movie = shards.movie.map(SharedMovie::finish).transpose()?.flatten();
     refresh(session, out, follow, false, progress);

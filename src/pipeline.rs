@@ -367,7 +367,10 @@ impl Session {
             }
             Some(report)
         };
-        if let Some(before) = range.start.checked_sub(1).and_then(neighbour) {
+        // The lead-in is the last snapshot before the range that decodes, as
+        // one run's lifetimes carry on from the last snapshot they applied.
+        let lead_in = (range.start.saturating_sub(LEAD_IN_SEARCH)..range.start).rev().find_map(neighbour);
+        if let Some(before) = lead_in {
             sink.prime(before);
         }
         let after = match neighbour(range.end) {
@@ -585,6 +588,11 @@ impl SharedMovie {
         Ok(Some(self.path))
     }
 }
+
+/// Snapshots before a range searched for one that decodes, its lead-in: a
+/// longer run of snapshots that do not leaves the range unprimed (its
+/// lifetimes start at its start), and a rewrite of its shards is refused.
+pub const LEAD_IN_SEARCH: u64 = 256;
 
 /// Snapshots of a run's range on the frames' chart, at most.
 const CHART_RANGE_POINTS: u64 = 4096;

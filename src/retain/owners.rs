@@ -121,6 +121,17 @@ pub fn retainers(
         })
         .collect();
     rows.sort();
+    // One row per (owner, kind): two owners may bear one name (two classes
+    // named alike, a key bound in two scopes of one name), and the table
+    // names owners by their names.
+    rows.dedup_by(|later, kept| {
+        let same = (&later.owner, later.kind) == (&kept.owner, kept.kind);
+        if same {
+            kept.allocations += later.allocations;
+            kept.bytes += later.bytes;
+        }
+        same
+    });
     rows
 }
 

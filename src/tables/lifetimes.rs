@@ -267,8 +267,13 @@ impl<T: Lifetime> Tracker<T> {
 pub(crate) struct AllocationSight {
     address: u64,
     pub(crate) blocks: u64,
-    /// The first word when it names a type in flash.
+    /// The first word when it names a type in flash (the first such, once
+    /// folded over sightings).
     pub(crate) type_address: Option<u64>,
+    /// The latest sighting's `type_address`: what the next sighting is held
+    /// to. Only the snapshot before decides whether an allocation goes on, so
+    /// a shard primed with it decides as one run does.
+    last_type: Option<u64>,
     pub(crate) kind: &'static str,
     pub(crate) category: &'static str,
     pub(crate) owner: Option<u64>,
@@ -299,6 +304,7 @@ impl AllocationSight {
             address: b.address,
             blocks: b.blocks,
             type_address: b.type_address.filter(|a| fw.flash_names.contains_key(a)),
+            last_type: b.type_address.filter(|a| fw.flash_names.contains_key(a)),
             kind: b.kind,
             category: b.category.name(),
             owner: b.owner,
@@ -350,10 +356,11 @@ impl Lifetime for AllocationSight {
         self.address
     }
     fn continues(open: &Self, new: &Self) -> bool {
-        open.blocks == new.blocks && same_type(open.type_address, new.type_address)
+        open.blocks == new.blocks && same_type(open.last_type, new.type_address)
     }
     fn update(open: &mut Self, new: &Self) {
         open.type_address = open.type_address.or(new.type_address);
+        open.last_type = new.type_address;
         // The latest kind and name (a role can come later: a table once its dict
         // exists), but not `unknown` over a kind it had: a str's data outlives
         // the str until the sweep, and is still its data. The first text; a
@@ -736,3 +743,62 @@ impl<C: Columns> HistoryRows<C> {
 
 pub(crate) type EdgeHistoryRows = HistoryRows<EdgeColumns>;
 pub(crate) type QstrHistoryRows = HistoryRows<QstrColumns>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sight(type_address: Option<u64>) -> AllocationSight {
+        AllocationSight {
+            address: 0x2000_0100,
+            blocks: 2,
+            type_address,
+            last_type: type_address,
+            kind: "unknown",
+            category: "unknown",
+            owner: None,
+            name: None,
+            class: None,
+            text: None,
+            has_finaliser: false,
+            held: None,
+        }
+    }
+
+    /// (first, last, primed) of each instance a tracker ends, from `from` on,
+    /// primed with the sighting before it.
+    fn pieces(types: &[Option<u64>], from: usize) -> Vec<(u64, u64, bool)> {
+        let mut t = Tracker::new();
+        let mut out = Vec::new();
+        if from > 0 {
+            t.prime(from as u64 - 1, &[sight(types[from - 1])]);
+        }
+        for (i, ty) in types.iter().enumerate().skip(from) {
+            t.apply(i as u64, &Changes::all(vec![sight(*ty)]), |o, last, _| out.push((o.first, last, o.primed)));
+        }
+        t.finish(After::DumpEnd, |o, last, _| out.push((o.first, last, o.primed)));
+        out
+    }
+
+    #[test]
+    fn whether_an_allocation_goes_on_depends_on_the_sighting_before_only() {
+        // A first word that names a type, then none (overwritten), then
+        // another type: a shard starting anywhere must cut where one run cuts.
+        let (a, b) = (Some(0x1000), Some(0x2000));
+        for types in [vec![a, None, b, b], vec![a, a, None, a, b], vec![None, a, None, None, b, a]] {
+            let whole = pieces(&types, 0);
+            for from in 1..types.len() {
+                let shard = pieces(&types, from);
+                // The shard's first piece went on from before it exactly when one
+                // run's piece spans the cut.
+                let spans = whole.iter().any(|&(f, l, _)| f < from as u64 && l >= from as u64);
+                assert_eq!(shard[0].2, spans, "{types:?} cut at {from}: {whole:?} vs {shard:?}");
+                // And the run cuts the rest where the shard does.
+                let after: Vec<(u64, u64)> =
+                    whole.iter().filter(|p| p.1 >= from as u64).map(|p| (p.0.max(from as u64), p.1)).collect();
+                let theirs: Vec<(u64, u64)> = shard.iter().map(|p| (p.0, p.1)).collect();
+                assert_eq!(after, theirs, "{types:?} cut at {from}");
+            }
+        }
+    }
+}

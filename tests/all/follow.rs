@@ -270,3 +270,25 @@ fn frames_and_the_movie_are_rendered_as_the_dump_grows() {
     assert!(!apng.status.success());
     assert!(String::from_utf8_lossy(&apng.stderr).contains("frame count"), "{}", String::from_utf8_lossy(&apng.stderr));
 }
+
+#[test]
+fn shards_of_every_layout_with_random_changes_rewrite_as_one_run() {
+    // Pointers, types, tables and texts changed at random between snapshots
+    // (`incremental::mutated_capture`): allocations whose first word names
+    // another type now and then, so which sighting goes on decides the pieces.
+    for (k, (flavor, workload, board)) in crate::incremental::LAYOUTS.into_iter().enumerate() {
+        let dir = crate::incremental::mutated_capture(flavor, workload, board, 200, k as u64 + 1, false);
+        let inputs = heapvis::firmware::InputPaths::resolve(&[dir.path().to_path_buf()]).unwrap();
+        let s = heapvis::pipeline::Session::open_with(&inputs, Some(flavor.profile())).unwrap();
+        let n = s.dump.count();
+        let out = dir.path().join("shards");
+        for range in [format!("{}..{n}", n / 2), format!("0..{}", n / 3), format!("{}..{}", n / 3, n / 2)] {
+            let options = AnalyzeOptions { selection: range.parse().unwrap(), ..Default::default() };
+            s.analyze(&out, &options, &Silent).unwrap();
+        }
+        s.compact(&out, &AnalyzeOptions::default()).unwrap();
+        let whole = dir.path().join("batch");
+        s.analyze(&whole, &AnalyzeOptions::default(), &Silent).unwrap();
+        assert_same_tables(&whole, &out, &tables_of(&whole), &format!("{flavor:?}: three shards and one run"));
+    }
+}

@@ -173,7 +173,7 @@ impl Words {
 /// module's qstr table, the qstrs' texts. A `quiet` capture leaves alone what
 /// every row reads (the VM's words, the qstr pools) but for a qstr's text now
 /// and then: it is mostly decoded from the snapshot before.
-fn mutated_capture(
+pub(crate) fn mutated_capture(
     flavor: Flavor,
     workload: Workload,
     board: Board,
@@ -415,7 +415,7 @@ fn mutated_capture(
 
 /// Every layout, its heap as the simulator leaves it: light on the small
 /// board, busy (thousands of objects, instances and strings) on the big one.
-const LAYOUTS: [(Flavor, Workload, Board); 5] = [
+pub(crate) const LAYOUTS: [(Flavor, Workload, Board); 5] = [
     (Flavor::CircuitPython3, Workload::Light, Board::Samd21),
     (Flavor::CircuitPython3, Workload::Busy, Board::Samd21),
     (Flavor::MicroPython, Workload::Busy, Board::Samd21),

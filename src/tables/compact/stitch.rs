@@ -67,9 +67,6 @@ struct Life {
     unknown_kind: bool,
     typed: bool,
     text_len: Option<usize>,
-    /// What the tracker compares to tell a continuation from a new instance
-    /// at the same key: an allocation's blocks and type, a qstr's text.
-    same: (i64, Option<i64>, Option<String>),
 }
 
 /// Column positions in a lifetime table's schema.
@@ -120,8 +117,6 @@ struct Read {
     keys: Vec<Key>,
     kind: Option<StringArray>,
     finaliser: Option<BooleanArray>,
-    entity: Entity,
-    qstr_text: Option<StringArray>,
 }
 
 impl Read {
@@ -138,24 +133,9 @@ impl Read {
             open_start: bools("open_start")?,
             kind: (entity == Entity::Allocation).then(|| plain_text(&b, "kind")).transpose()?,
             finaliser: (entity == Entity::Allocation).then(|| bools("has_finaliser")).transpose()?,
-            qstr_text: (entity == Entity::Qstr).then(|| plain_text(&b, "text")).transpose()?,
-            entity,
             keys,
             batch: Arc::new(b),
         })
-    }
-
-    fn same(&self, i: usize) -> (i64, Option<i64>, Option<String>) {
-        let b = &self.batch;
-        let int = |name: &str| {
-            let c = b.column_by_name(name)?.as_primitive_opt::<arrow::datatypes::Int64Type>()?;
-            c.is_valid(i).then(|| c.value(i))
-        };
-        match self.entity {
-            Entity::Allocation => (int("blocks").unwrap_or(0), int("type_address"), None),
-            Entity::Edge => (0, None, None),
-            Entity::Qstr => (0, None, self.qstr_text.as_ref().map(|t| t.value(i).to_string())),
-        }
     }
 
     fn life(&self, i: usize) -> Life {
@@ -177,7 +157,6 @@ impl Read {
             unknown_kind: self.kind.as_ref().is_some_and(|k| k.value(i) == "unknown"),
             typed: valid("type_address"),
             text_len,
-            same: self.same(i),
         }
     }
 }
@@ -210,14 +189,6 @@ fn keys(b: &RecordBatch, entity: Entity) -> Result<Vec<Key>> {
     })
 }
 
-/// Whether `later`, first seen where `earlier` was open, is the same instance
-/// (the tracker's `continues`): the same blocks and a type not contradicting
-/// it, or the same qstr text; an edge always is.
-fn continues(earlier: &Life, later: &Life) -> bool {
-    let same_type = earlier.same.1.is_none() || later.same.1.is_none() || earlier.same.1 == later.same.1;
-    earlier.same.0 == later.same.0 && same_type && earlier.same.2 == later.same.2
-}
-
 /// `earlier` continued by `later` (the next shard's first piece): the
 /// tracker's fold of sightings, column by column.
 fn join(earlier: Life, later: Life, entity: Entity, cols: &Columns) -> Life {
@@ -226,7 +197,6 @@ fn join(earlier: Life, later: Life, entity: Entity, cols: &Columns) -> Life {
     if entity == Entity::Qstr {
         // A qstr is its first sighting.
         out.from = earlier.from;
-        out.same = earlier.same;
         return out;
     }
     if entity == Entity::Edge {
@@ -248,7 +218,6 @@ fn join(earlier: Life, later: Life, entity: Entity, cols: &Columns) -> Life {
     if earlier.typed {
         keep_earlier(&["type_address", "type_name"]);
         out.typed = true;
-        out.same.1 = earlier.same.1;
     }
     if earlier.text_len.is_some() {
         keep_earlier(&["text"]);
@@ -392,13 +361,24 @@ impl Out<'_> {
             let Some(shard_last) = shard_last else { continue };
             let resumed_at = last_decoded.and_then(|l| history.next_decoded(l));
             let reads = read_all(&files, entity, &schema)?;
-            // A shard whose snapshot before could not be decoded was not primed
-            // with it: what continues there starts anew in its rows.
-            let primed = shard.start.checked_sub(1).is_some_and(|b| history.decoded[b as usize]);
+            // The shard was primed with the last snapshot before it that decodes
+            // (within LEAD_IN_SEARCH): its tracker decided what goes on at its
+            // first decoded snapshot as one run's does, and said so in `open_start`.
+            let primed = last_decoded.is_some_and(|l| shard.start - l <= crate::pipeline::LEAD_IN_SEARCH);
+            if !primed && !carried.is_empty() {
+                return Err(Error::Unsupported {
+                    what: format!("rewriting the shards of {} as one run", self.out.display()),
+                    why: format!(
+                        "no snapshot of the {} before shard {}..{} decodes, so its lifetimes cannot be joined \
+                         to the ones before it; the shards are kept",
+                        crate::pipeline::LEAD_IN_SEARCH,
+                        shard.start,
+                        shard.end
+                    ),
+                });
+            }
             let joins = |life: &Life, carried: &BTreeMap<Key, Life>| {
-                resumed_at == Some(life.first as u64)
-                    && life.open_start == primed
-                    && carried.get(&life.key).is_some_and(|c| primed || continues(c, life))
+                life.open_start && resumed_at == Some(life.first as u64) && carried.contains_key(&life.key)
             };
             if let Some(at) = resumed_at {
                 let continuing: HashSet<Key> = reads
