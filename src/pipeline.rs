@@ -382,16 +382,9 @@ impl Session {
         let snapshot_bytes = self.dump.snapshot_bytes();
         progress.start(range.end - range.start, (range.end - range.start) * snapshot_bytes);
 
-        // Runs of consecutive snapshots (see [`workers`]), at fixed offsets.
         let incremental = !options.full_decode && layout.is_none() && RunDecoder::applies(&decoder, options.tables);
         let threads = pool.current_num_threads().max(1) as u64;
-        let frame_bytes = layout.as_ref().map_or(0, |l| l.width as u64 * l.height as u64);
-        let step = render.map_or(1, |r| r.step.max(1));
-        let run_len = options.run.map_or_else(
-            || workers::default_run(snapshot_bytes, incremental).min(workers::frame_run(frame_bytes, step, threads)),
-            |r| r.max(1) as u64,
-        );
-        let runs = (range.start..range.end).step_by(run_len as usize).map(|a| a..(a + run_len).min(range.end));
+        let runs = runs_of(&range, options, layout.as_ref(), snapshot_bytes, incremental, threads);
         let work = RunWork {
             decoder: &decoder,
             firmware: &self.firmware,
@@ -403,7 +396,7 @@ impl Session {
             roots,
             sidecar: self.sidecar.as_ref(),
             range: range.clone(),
-            runs: runs.collect(),
+            runs,
         };
         let outputs = Outputs { frames_dir, movie: &mut movie };
         let Written { sink, focused, frames } = work.run(&pool, sink, outputs, progress)?;
@@ -598,6 +591,25 @@ pub const LEAD_IN_SEARCH: u64 = 256;
 const CHART_RANGE_POINTS: u64 = 4096;
 /// Snapshots spread over the whole dump on the frames' chart.
 const CHART_DUMP_POINTS: u64 = 2048;
+
+/// `range` cut into runs of consecutive snapshots (see [`workers`]), at fixed
+/// offsets from its start: `options.run` long, or by snapshot and frame size.
+fn runs_of(
+    range: &Range<u64>,
+    options: &AnalyzeOptions,
+    layout: Option<&FrameLayout>,
+    snapshot_bytes: u64,
+    incremental: bool,
+    threads: u64,
+) -> Vec<Range<u64>> {
+    let frame_bytes = layout.map_or(0, |l| l.width as u64 * l.height as u64);
+    let step = options.render.as_ref().map_or(1, |r| r.step.max(1));
+    let run_len = options.run.map_or_else(
+        || workers::default_run(snapshot_bytes, incremental).min(workers::frame_run(frame_bytes, step, threads)),
+        |r| r.max(1) as u64,
+    );
+    (range.start..range.end).step_by(run_len as usize).map(|a| a..(a + run_len).min(range.end)).collect()
+}
 
 /// The worker threads: `threads`, or one per core.
 fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {

@@ -276,21 +276,26 @@ fn conform(b: RecordBatch, schema: &SchemaRef, name: &'static str) -> Result<Rec
 /// Calls `f` on every batch of table `name`'s part files, in range order.
 fn for_each_batch(out: &Path, name: &str, mut f: impl FnMut(&RecordBatch) -> Result<()>) -> Result<()> {
     for (_, path) in parts(out, name)? {
-        let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-        let bad = |e: parquet::errors::ParquetError| Error::WrongInput {
-            path: path.clone(),
-            expected: "a Parquet file heapvis wrote",
-            found: e.to_string(),
-        };
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(bad)?
-            .with_batch_size(BATCH_ROWS)
-            .build()
-            .map_err(bad)?;
-        for b in reader {
-            let b = b.map_err(|source| Error::Arrow { table: "compact", source })?;
-            f(&b)?;
-        }
+        batches_of(&path, |b| f(&b))?;
+    }
+    Ok(())
+}
+
+/// Calls `f` on every batch of the Parquet file at `path`.
+fn batches_of(path: &Path, mut f: impl FnMut(RecordBatch) -> Result<()>) -> Result<()> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let bad = |e: parquet::errors::ParquetError| Error::WrongInput {
+        path: path.to_path_buf(),
+        expected: "a Parquet file heapvis wrote",
+        found: e.to_string(),
+    };
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(bad)?
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(bad)?;
+    for b in reader {
+        f(b.map_err(|source| Error::Arrow { table: "compact", source })?)?;
     }
     Ok(())
 }

@@ -467,21 +467,10 @@ fn out_of_order(entity: Entity) -> Error {
 fn read_all(files: &[&PathBuf], entity: Entity, schema: &SchemaRef) -> Result<Vec<Read>> {
     let mut reads = Vec::new();
     for path in files {
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let bad = |e: parquet::errors::ParquetError| Error::WrongInput {
-            path: (*path).clone(),
-            expected: "a Parquet file heapvis wrote",
-            found: e.to_string(),
-        };
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(bad)?
-            .with_batch_size(BATCH_ROWS)
-            .build()
-            .map_err(bad)?;
-        for b in reader {
-            let b = b.map_err(|source| Error::Arrow { table: entity.name(), source })?;
+        super::batches_of(path, |b| {
             reads.push(Read::new(b, entity, schema)?);
-        }
+            Ok(())
+        })?;
     }
     Ok(reads)
 }
