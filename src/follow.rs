@@ -158,7 +158,9 @@ pub fn follow(
         }
         clock.sleep(watch.as_ref(), follow, ready > status.published);
     }
-    if summary.publishes > 0 {
+    // Also when this run published nothing: a run killed before it had
+    // rewritten its shards leaves them to the next (a rewrite is idempotent).
+    if summary.publishes > 0 || !Contents::read(out).map(|c| c.complete).unwrap_or_default().is_empty() {
         match session.compact(out, options) {
             Ok(files) => summary.files = files,
             // The shards stay: they are whole, and every answer joins them.
@@ -202,7 +204,11 @@ fn resume_point(session: &Session, out: &Path, options: &AnalyzeOptions) -> Resu
             advice: "pass --overwrite to start again, or choose another folder".into(),
         });
     }
-    let mut ranges = contents.complete.clone();
+    if crate::tables::compact::interrupted(out) {
+        // A run killed while it rewrote its shards: finish that first.
+        session.compact(out, options)?;
+    }
+    let mut ranges = Contents::read(out)?.complete;
     ranges.sort_by_key(|r| r.start);
     let mut end = 0;
     for r in ranges {

@@ -440,7 +440,9 @@ impl Session {
         let dump_end = end >= self.dump.count();
         let files =
             crate::tables::compact::rewrite(out, staged.dir(), &shards, options.tables, options.layout, dump_end)?;
-        staged.commit_exchanging(&identity, &self.dump, &files)
+        let files = staged.commit_exchanging(&identity, &self.dump, &files)?;
+        crate::tables::compact::clear_marks(out);
+        Ok(files)
     }
 
     /// What the output folder holds after this run (see [`crate::outdir`]).

@@ -45,7 +45,8 @@ pub fn rewrite(
     let range = tiled(out, shards)?;
     let history = History::read(out, &range)?;
     let mut files = Vec::new();
-    let o = Out { out, staging, layout, range: &range };
+    let token = mark_of(shards);
+    let o = Out { out, staging, layout, range: &range, token: &token };
     let per_snapshot: [PerSnapshot; 8] = [
         ("snapshots", true, BATCH_ROWS, None, super::per_snapshot::snapshots_schema),
         ("blocks", set.blocks, BATCH_ROWS, None, super::per_snapshot::blocks_schema),
@@ -63,18 +64,18 @@ pub fn rewrite(
         ),
     ];
     for (name, on, batch_rows, text, schema) in per_snapshot {
-        if on {
-            files.extend(o.rows(name, schema(), Cut { batch_rows, text })?);
+        if on && !o.rewritten(name) {
+            files.extend(o.marked(name, o.rows(name, schema(), Cut { batch_rows, text })?)?);
         }
     }
-    if set.retainers {
-        files.extend(o.retainers(shards, &history)?);
+    if set.retainers && !o.rewritten("retainers") {
+        files.extend(o.marked("retainers", o.retainers(shards, &history)?)?);
     }
     let lifetimes =
         [(Entity::Allocation, set.allocations), (Entity::Edge, set.edge_history), (Entity::Qstr, set.qstr_history)];
     for (entity, on) in lifetimes {
-        if on {
-            files.extend(o.lifetimes(entity, shards, &history, dump_end)?);
+        if on && !o.rewritten(entity.name()) {
+            files.extend(o.marked(entity.name(), o.lifetimes(entity, shards, &history, dump_end)?)?);
         }
     }
     Ok(files)
@@ -154,6 +155,38 @@ struct Out<'a> {
     staging: &'a Path,
     layout: OutputLayout,
     range: &'a Range<u64>,
+    /// Names this rewrite: its shards.
+    token: &'a str,
+}
+
+/// A hidden file in a rewritten table's folder naming the rewrite: a rewrite
+/// cut short after swapping some tables' folders (the process killed) is
+/// finished by the next without rewriting those again from what is no longer
+/// shards.
+const REWRITE_MARK: &str = ".heapvis-rewrite";
+
+/// What a rewritten table's mark holds: the shards rewritten. (Not whether
+/// the rewrite reaches the dump's end: one finished after the dump grew ends
+/// its remaining tables `continues`, which the next rewrite joins all the same.)
+#[doc(hidden)]
+pub fn mark_of(shards: &[Range<u64>]) -> String {
+    format!("{shards:?}\n")
+}
+
+/// The mark's file name in a table's folder.
+#[doc(hidden)]
+pub const MARK_FILE: &str = REWRITE_MARK;
+
+/// Whether a rewrite of `out` was cut short: some table is marked.
+pub fn interrupted(out: &Path) -> bool {
+    super::TABLE_NAMES.iter().any(|t| out.join(t).join(REWRITE_MARK).is_file())
+}
+
+/// Removes the marks of a finished rewrite from `out`'s tables.
+pub fn clear_marks(out: &Path) {
+    for t in super::TABLE_NAMES {
+        let _ = std::fs::remove_file(out.join(t).join(REWRITE_MARK));
+    }
 }
 
 /// Rows waiting to be written as one batch, as slices of the batches read.
@@ -196,6 +229,18 @@ fn cast_to(col: ArrayRef, t: &DataType, table: &'static str) -> Result<ArrayRef>
 }
 
 impl Out<'_> {
+    /// Whether table `name` in the folder is already this rewrite's.
+    fn rewritten(&self, name: &str) -> bool {
+        std::fs::read_to_string(self.out.join(name).join(REWRITE_MARK)).is_ok_and(|t| t == self.token)
+    }
+
+    /// Marks the staged table `name` as this rewrite's; passes its files on.
+    fn marked(&self, name: &str, files: Vec<PathBuf>) -> Result<Vec<PathBuf>> {
+        let mark = self.staging.join(name).join(REWRITE_MARK);
+        std::fs::write(&mark, self.token).map_err(|e| Error::io(&mark, e))?;
+        Ok(files)
+    }
+
     fn file(&self, name: &str, schema: SchemaRef) -> Result<TableFile> {
         TableFile::create(self.staging, name, schema, self.layout, self.range)
     }

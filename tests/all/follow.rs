@@ -112,11 +112,21 @@ fn a_follow_killed_and_started_again_ends_in_the_same_tables() {
         run.wait().unwrap();
     }
     assert!(w.wait().unwrap().success());
+    // Killed once more after publishing all: the next run has nothing to
+    // publish, and still rewrites the shards.
+    let mut run = follow(&live, &out, None).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !heapvis::outdir::Contents::read(&out).is_ok_and(|c| c.complete.iter().any(|r| r.end == 300)) {
+        assert!(Instant::now() < deadline, "the run published every snapshot");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    run.kill().unwrap();
+    run.wait().unwrap();
     let last = follow(&live, &out, Some("1")).output().unwrap();
     let text = String::from_utf8_lossy(&last.stderr);
     assert!(last.status.success(), "{text}");
     let resumed: u64 = text.split("resumed at ").nth(1).and_then(|r| r.split(')').next()).unwrap().parse().unwrap();
-    assert!(resumed > 0, "the last run resumed where the killed ones had published: {text}");
+    assert_eq!(resumed, 300, "the last run resumed where the killed ones had published: {text}");
     let whole = dir.path().join("batch");
     batch(&live, &whole, false);
     assert_same_tables(&whole, &out, &tables_of(&whole), "a follow killed five times and one batch run");
@@ -290,5 +300,53 @@ fn shards_of_every_layout_with_random_changes_rewrite_as_one_run() {
         let whole = dir.path().join("batch");
         s.analyze(&whole, &AnalyzeOptions::default(), &Silent).unwrap();
         assert_same_tables(&whole, &out, &tables_of(&whole), &format!("{flavor:?}: three shards and one run"));
+    }
+}
+
+#[test]
+fn a_rewrite_cut_short_is_finished_by_the_next_run() {
+    // The state a kill leaves in the middle of the final rewrite: some tables'
+    // folders already swapped for the rewrite (and marked), the others still
+    // shards, the manifest still listing the shards.
+    let (dir, src, _) = source(200, 13);
+    let inputs = heapvis::firmware::InputPaths::resolve(std::slice::from_ref(&src)).unwrap();
+    let s = heapvis::pipeline::Session::open_with(&inputs, None).unwrap();
+    let out = src.join("out");
+    let shards = [0..70, 70..140, 140..200];
+    for r in &shards {
+        let options =
+            AnalyzeOptions { selection: format!("{}..{}", r.start, r.end).parse().unwrap(), ..Default::default() };
+        s.analyze(&out, &options, &Silent).unwrap();
+    }
+    let rewritten = dir.path().join("rewritten");
+    copy_dir(&out, &rewritten);
+    s.compact(&rewritten, &AnalyzeOptions::default()).unwrap();
+    for t in ["snapshots", "allocations", "retainers"] {
+        std::fs::remove_dir_all(out.join(t)).unwrap();
+        copy_dir(&rewritten.join(t), &out.join(t));
+        std::fs::write(
+            out.join(t).join(heapvis::tables::compact::MARK_FILE),
+            heapvis::tables::compact::mark_of(&shards),
+        )
+        .unwrap();
+    }
+    // The next run, with nothing new to publish, finishes the rewrite.
+    let run = follow(&src, &out, Some("0.2")).output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let whole = dir.path().join("batch");
+    batch(&src, &whole, false);
+    assert_same_tables(&whole, &out, &tables_of(&whole), "a rewrite cut short, then finished");
+    assert!(!heapvis::tables::compact::interrupted(&out), "no mark is left");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
     }
 }

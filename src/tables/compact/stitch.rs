@@ -23,7 +23,7 @@ pub(in crate::tables) enum Entity {
 }
 
 impl Entity {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Entity::Allocation => "allocations",
             Entity::Edge => "edge_history",
