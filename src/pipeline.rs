@@ -271,7 +271,10 @@ impl Session {
             self.dump = Dump::open(&path, self.dump.snapshot_bytes())?;
             self.dump.release_pages();
         }
-        self.sidecar = Sidecar::beside_growing(&path)?;
+        match self.sidecar.as_mut() {
+            Some(s) => s.grow()?,
+            None => self.sidecar = Sidecar::beside_growing(&path)?,
+        }
         Ok(())
     }
 

@@ -42,6 +42,10 @@ pub struct Sidecar {
     pub path: PathBuf,
     /// Sorted by snapshot; one per snapshot (the last line wins).
     events: Vec<Event>,
+    /// Of a sidecar still being written: the bytes and lines read so far
+    /// (whole lines only), from which [`Sidecar::grow`] reads on.
+    read_bytes: u64,
+    read_lines: usize,
 }
 
 /// Lines longer than this are refused: a line is one snapshot's few keys.
@@ -71,9 +75,48 @@ impl Sidecar {
         if !path.is_file() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let whole = text.rfind('\n').map_or("", |end| &text[..=end]);
-        Self::parse(&path, whole).map(Some)
+        let mut s = Sidecar { path, ..Default::default() };
+        s.grow()?;
+        Ok(Some(s))
+    }
+
+    /// Reads the whole lines appended since the last read (all of it again if
+    /// the file shrank): a sidecar written alongside a dump being followed is
+    /// parsed once, not at every look.
+    pub fn grow(&mut self) -> Result<()> {
+        use std::io::{Read, Seek};
+        let path = self.path.clone();
+        let mut file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+        if len < self.read_bytes {
+            *self = Sidecar { path: path.clone(), ..Default::default() };
+        }
+        if len == self.read_bytes {
+            return Ok(());
+        }
+        file.seek(std::io::SeekFrom::Start(self.read_bytes)).map_err(|e| Error::io(&path, e))?;
+        let mut bytes = Vec::new();
+        file.take(len - self.read_bytes).read_to_end(&mut bytes).map_err(|e| Error::io(&path, e))?;
+        let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |end| end + 1);
+        let text = std::str::from_utf8(&bytes[..whole]).map_err(|e| Error::Sidecar {
+            path: path.clone(),
+            line: self.read_lines + 1,
+            message: e.to_string(),
+        })?;
+        let more = Self::parse_from(&path, text, self.read_lines)?;
+        let watched = self.events.first().and_then(|e| e.watched.clone());
+        let mut events = more.events;
+        if let Some(w) = watched {
+            events.iter_mut().for_each(|e| e.watched = Some(std::sync::Arc::clone(&w)));
+        }
+        // The new lines first: for a snapshot written twice, the last line wins.
+        events.append(&mut self.events);
+        events.sort_by_key(|e| e.snapshot);
+        events.dedup_by_key(|e| e.snapshot);
+        self.events = events;
+        self.read_bytes += whole as u64;
+        self.read_lines += text.lines().count();
+        Ok(())
     }
 
     /// The last snapshot with a line.
@@ -83,10 +126,16 @@ impl Sidecar {
 
     /// Parses the lines of `text` (blank lines are skipped).
     pub fn parse(path: &Path, text: &str) -> Result<Sidecar> {
+        Self::parse_from(path, text, 0)
+    }
+
+    /// [`Sidecar::parse`] of lines that follow `lines_before` others (for the
+    /// line numbers of errors).
+    fn parse_from(path: &Path, text: &str, lines_before: usize) -> Result<Sidecar> {
         let bad = |line: usize, message: String| Error::Sidecar { path: path.to_path_buf(), line, message };
         let mut events = Vec::new();
         for (k, line) in text.lines().enumerate() {
-            let line_no = k + 1;
+            let line_no = lines_before + k + 1;
             if line.trim().is_empty() {
                 continue;
             }
@@ -105,7 +154,7 @@ impl Sidecar {
             let w: std::sync::Arc<str> = w.map_err(|m| bad(0, m))?.into();
             events.iter_mut().for_each(|e| e.watched = Some(std::sync::Arc::clone(&w)));
         }
-        Ok(Sidecar { path: path.to_path_buf(), events })
+        Ok(Sidecar { path: path.to_path_buf(), events, ..Default::default() })
     }
 
     /// The event of snapshot `snapshot`, if the sidecar has one.
@@ -163,6 +212,33 @@ fn number(v: &Value) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_growing_sidecar_is_read_a_whole_line_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let dump = dir.path().join("ram.bin");
+        let path = Sidecar::path_for(&dump);
+        let line = |i: u64| format!("{{\"snapshot\": {i}, \"sp\": {}}}\n", 1000 + i);
+        let first = format!("{{\"snapshot\": 0, \"watched\": [\"alloc\"]}}\n{}", line(1));
+        std::fs::write(&path, format!("{first}{}", &line(2)[..7])).unwrap();
+        let mut s = Sidecar::beside_growing(&dump).unwrap().unwrap();
+        assert_eq!((s.len(), s.last_snapshot()), (2, Some(1)), "the half-written line waits");
+        std::fs::write(&path, format!("{first}{}{}{}", line(2), line(3), line(2).replace("1002", "7"))).unwrap();
+        s.grow().unwrap();
+        assert_eq!((s.len(), s.last_snapshot()), (4, Some(3)));
+        assert_eq!(s.get(2).unwrap().sp, Some(7), "the last line of a snapshot wins across reads");
+        assert_eq!(
+            s.get(3).unwrap().watched.as_deref(),
+            Some("alloc"),
+            "the first line's `watched` holds for later lines"
+        );
+        std::fs::write(&path, format!("{first}{{\"snapshot\": 9, \"sp\": \"0x10\"}}\n")).unwrap();
+        s.grow().unwrap();
+        assert_eq!(s.last_snapshot(), Some(9), "a file that shrank is read again from its start");
+        std::fs::write(&path, format!("{first}not json\n")).unwrap();
+        let e = Sidecar::beside_growing(&dump).unwrap_err().to_string();
+        assert!(e.contains("line 3"), "{e}");
+    }
 
     #[test]
     fn lines_become_events_by_snapshot() {

@@ -46,6 +46,8 @@ fn not_written_yet(e: &anyhow::Error) -> bool {
     e.chain().any(|c| match c.downcast_ref::<heapvis::Error>() {
         Some(heapvis::Error::DumpTooShort { .. }) => true,
         Some(heapvis::Error::MissingInput { expected, .. }) => expected.contains("RAM dump"),
+        // The sidecar's last line half written: it is, a moment later.
+        Some(heapvis::Error::Sidecar { .. }) => true,
         Some(heapvis::Error::Io { source, .. }) => source.kind() == std::io::ErrorKind::NotFound,
         _ => false,
     })
