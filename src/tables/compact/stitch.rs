@@ -342,102 +342,150 @@ impl Out<'_> {
         dump_end: bool,
     ) -> Result<Vec<PathBuf>> {
         let schema = entity.schema();
-        let mut file = self.file(entity.name(), Arc::clone(&schema))?;
+        let file = self.file(entity.name(), Arc::clone(&schema))?;
         let cols = Columns::of(&schema);
-        let mut pending = Pending { entity, schema: Arc::clone(&schema), cols, rows: Vec::new(), text: 0, at: None };
+        let pending = Pending { entity, schema: Arc::clone(&schema), cols, rows: Vec::new(), text: 0, at: None };
+        let mut st = Stitcher {
+            entity,
+            history,
+            file,
+            pending,
+            carried: BTreeMap::new(),
+            ended_at_boundary: Vec::new(),
+            last_decoded: None,
+        };
         let all_parts = parts(self.out, entity.name())?;
-        // Still there at the end of the shard before, by key; and what ended
-        // right at it (emitted when the next snapshot is decoded).
-        let mut carried: BTreeMap<Key, Life> = BTreeMap::new();
-        let mut ended_at_boundary: Vec<Life> = Vec::new();
-        let mut last_decoded: Option<u64> = None;
         for shard in shards {
-            let files: Vec<&PathBuf> = all_parts
-                .iter()
-                .filter(|(r, _)| r.start >= shard.start && r.end <= shard.end)
-                .map(|(_, p)| p)
-                .collect();
-            let shard_last = (shard.start..shard.end).rev().find(|s| history.decoded[*s as usize]);
-            let Some(shard_last) = shard_last else { continue };
-            let resumed_at = last_decoded.and_then(|l| history.next_decoded(l));
-            let reads = read_all(&files, entity, &schema)?;
-            // The shard was primed with the last snapshot before it that decodes
-            // (within LEAD_IN_SEARCH): its tracker decided what goes on at its
-            // first decoded snapshot as one run's does, and said so in `open_start`.
-            let primed = last_decoded.is_some_and(|l| shard.start - l <= crate::pipeline::LEAD_IN_SEARCH);
-            if !primed && !carried.is_empty() {
-                return Err(Error::Unsupported {
-                    what: format!("rewriting the shards of {} as one run", self.out.display()),
-                    why: format!(
-                        "no snapshot of the {} before shard {}..{} decodes, so its lifetimes cannot be joined \
-                         to the ones before it; the shards are kept",
-                        crate::pipeline::LEAD_IN_SEARCH,
-                        shard.start,
-                        shard.end
-                    ),
-                });
-            }
-            let joins = |life: &Life, carried: &BTreeMap<Key, Life>| {
-                life.open_start && resumed_at == Some(life.first as u64) && carried.contains_key(&life.key)
+            let within = |r: &Range<u64>| r.start >= shard.start && r.end <= shard.end;
+            let files: Vec<&PathBuf> = all_parts.iter().filter(|(r, _)| within(r)).map(|(_, p)| p).collect();
+            let Some(shard_last) = (shard.start..shard.end).rev().find(|s| history.decoded[*s as usize]) else {
+                continue;
             };
-            if let Some(at) = resumed_at {
-                let continuing: HashSet<Key> = reads
-                    .iter()
-                    .flat_map(|r| (0..r.batch.num_rows()).map(|i| r.life(i)))
-                    .filter(|l| joins(l, &carried))
-                    .map(|l| l.key)
-                    .collect();
-                let orphans: Vec<Key> = carried.keys().filter(|k| !continuing.contains(k)).copied().collect();
-                for k in orphans {
-                    if let Some(mut life) = carried.remove(&k) {
-                        life.end = ended_name(entity, history, life.last as u64, at).to_string();
-                        ended_at_boundary.push(life);
-                    }
-                }
-                ended_at_boundary.sort_by_key(|l| l.key);
-                for life in ended_at_boundary.drain(..) {
-                    pending.emit(&mut file, at, life)?;
-                }
-            }
-            let mut at_finish = Vec::new();
-            for r in &reads {
-                for i in 0..r.batch.num_rows() {
-                    let mut life = r.life(i);
-                    if joins(&life, &carried) {
-                        if let Some(before) = carried.remove(&life.key) {
-                            life = join(before, life, entity, &pending.cols);
-                        }
-                    }
-                    if life.last as u64 == shard_last {
-                        at_finish.push(life);
-                    } else {
-                        let e = history.next_decoded(life.last as u64).ok_or_else(|| out_of_order(entity))?;
-                        pending.emit(&mut file, e, life)?;
-                    }
-                }
-            }
-            for life in at_finish {
-                if open_at_end(&life.end) {
-                    carried.insert(life.key, life);
-                } else {
-                    ended_at_boundary.push(life);
-                }
-            }
-            last_decoded = Some(shard_last);
+            let reads = read_all(&files, entity, &schema)?;
+            st.check_primed(self.out, shard)?;
+            st.resume(&reads)?;
+            st.shard(&reads, shard_last)?;
         }
-        // The run's end: what is still open is there at the dump's end.
-        pending.flush_due(&mut file)?;
-        let mut finish: Vec<Life> = carried.into_values().collect();
+        st.finish(dump_end, self.range.end.saturating_sub(1))
+    }
+}
+
+/// One lifetime table's rewrite, shard by shard.
+struct Stitcher<'h> {
+    entity: Entity,
+    history: &'h History,
+    file: TableFile,
+    pending: Pending,
+    /// Still there at the end of the shards so far, by key.
+    carried: BTreeMap<Key, Life>,
+    /// What ended right at the end of the shards so far: emitted when the
+    /// next snapshot is decoded.
+    ended_at_boundary: Vec<Life>,
+    last_decoded: Option<u64>,
+}
+
+impl Stitcher<'_> {
+    /// The first decoded snapshot after the shards so far.
+    fn resumed_at(&self) -> Option<u64> {
+        self.last_decoded.and_then(|l| self.history.next_decoded(l))
+    }
+
+    /// Refuses a shard that was not primed while lifetimes are open before it.
+    /// A shard is primed with the last snapshot before it that decodes (within
+    /// LEAD_IN_SEARCH): its tracker then decided what goes on at its first
+    /// decoded snapshot as one run's does, and said so in `open_start`.
+    fn check_primed(&self, out: &std::path::Path, shard: &Range<u64>) -> Result<()> {
+        let primed = self.last_decoded.is_some_and(|l| shard.start - l <= crate::pipeline::LEAD_IN_SEARCH);
+        if primed || self.carried.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Unsupported {
+            what: format!("rewriting the shards of {} as one run", out.display()),
+            why: format!(
+                "no snapshot of the {} before shard {}..{} decodes, so its lifetimes cannot be joined to the ones \
+                 before it; the shards are kept",
+                crate::pipeline::LEAD_IN_SEARCH,
+                shard.start,
+                shard.end
+            ),
+        })
+    }
+
+    /// Whether `life` is the next shard's piece of a carried lifetime.
+    fn joins(&self, life: &Life) -> bool {
+        life.open_start && self.resumed_at() == Some(life.first as u64) && self.carried.contains_key(&life.key)
+    }
+
+    /// At the next shard's first decoded snapshot: what nothing there
+    /// continues ended before it, and goes out with what ended at the cut.
+    fn resume(&mut self, reads: &[Read]) -> Result<()> {
+        let Some(at) = self.resumed_at() else { return Ok(()) };
+        let continuing: HashSet<Key> = reads
+            .iter()
+            .flat_map(|r| (0..r.batch.num_rows()).map(|i| r.life(i)))
+            .filter(|l| self.joins(l))
+            .map(|l| l.key)
+            .collect();
+        let orphans: Vec<Key> = self.carried.keys().filter(|k| !continuing.contains(k)).copied().collect();
+        for k in orphans {
+            if let Some(mut life) = self.carried.remove(&k) {
+                life.end = ended_name(self.entity, self.history, life.last as u64, at).to_string();
+                self.ended_at_boundary.push(life);
+            }
+        }
+        self.ended_at_boundary.sort_by_key(|l| l.key);
+        for life in std::mem::take(&mut self.ended_at_boundary) {
+            self.pending.emit(&mut self.file, at, life)?;
+        }
+        Ok(())
+    }
+
+    /// A shard's rows: each joined to the piece it continues, emitted when one
+    /// run emits it, or (at the shard's last decoded snapshot) kept for the next.
+    fn shard(&mut self, reads: &[Read], shard_last: u64) -> Result<()> {
+        let mut at_finish = Vec::new();
+        for r in reads {
+            for i in 0..r.batch.num_rows() {
+                let mut life = r.life(i);
+                if self.joins(&life) {
+                    if let Some(before) = self.carried.remove(&life.key) {
+                        life = join(before, life, self.entity, &self.pending.cols);
+                    }
+                }
+                if life.last as u64 == shard_last {
+                    at_finish.push(life);
+                } else {
+                    let e = self.history.next_decoded(life.last as u64).ok_or_else(|| out_of_order(self.entity))?;
+                    self.pending.emit(&mut self.file, e, life)?;
+                }
+            }
+        }
+        for life in at_finish {
+            if open_at_end(&life.end) {
+                self.carried.insert(life.key, life);
+            } else {
+                self.ended_at_boundary.push(life);
+            }
+        }
+        self.last_decoded = Some(shard_last);
+        Ok(())
+    }
+
+    /// The run's end: what is still open is there at the dump's end (`live`
+    /// with `dump_end`), written with the rest at `last`, the range's last.
+    fn finish(mut self, dump_end: bool, last: u64) -> Result<Vec<PathBuf>> {
+        self.pending.flush_due(&mut self.file)?;
+        let mut finish: Vec<Life> = std::mem::take(&mut self.carried).into_values().collect();
         if dump_end {
             finish.iter_mut().for_each(|l| l.end = "live".to_string());
         }
-        finish.append(&mut ended_at_boundary);
+        finish.append(&mut self.ended_at_boundary);
         finish.sort_by_key(|l| l.key);
-        finish.into_iter().for_each(|l| pending.push(l));
-        if !pending.rows.is_empty() {
-            file.write(&pending.take()?, self.range.end.saturating_sub(1))?;
+        finish.into_iter().for_each(|l| self.pending.push(l));
+        if !self.pending.rows.is_empty() {
+            self.file.write(&self.pending.take()?, last)?;
         }
-        file.finish()
+        self.file.finish()
     }
 }
 
