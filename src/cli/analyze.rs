@@ -81,8 +81,9 @@ pub struct Args {
     pub quiet: bool,
     /// Follow the dump while gdb appends to it: decode snapshots as they are
     /// written (never a partial one) and publish them as shards the folder's
-    /// readers see at once. Stops on Ctrl-C or after --idle; run again, it
-    /// resumes where it had published.
+    /// readers see at once. Stops on Ctrl-C or after --idle, and then rewrites
+    /// the shards as the tables one run over the whole file writes. Killed, it
+    /// resumes where it had published when run again.
     #[arg(long, conflicts_with_all = ["snapshots", "layout"])]
     pub follow: bool,
     /// With --follow: stop once the dump has not grown for this many seconds.
