@@ -116,7 +116,6 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
         },
         None => open_session(&a.input, a.quiet)?,
     };
-    let bar = Bar::new(a.quiet);
     if session.dump.trailing_bytes() > 0 && !a.quiet && !a.follow {
         eprintln!(
             "warning: {}: the last {} byte(s) are not a whole snapshot of {} bytes and are ignored",
@@ -165,13 +164,14 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
     if let Some(stop) = stop {
         let follow =
             heapvis::follow::FollowOptions { publish: a.publish_every, idle: a.idle, report: a.report.clone() };
-        let live = super::follow::Live::new(bar, a.quiet);
+        let live = super::follow::Live::new(a.quiet);
         let summary = heapvis::follow::follow(&mut session, &a.out, &options, &follow, stop, &live)
             .with_context(|| format!("following {}", inputs.ram.display()))?;
         live.done(&a.out, &summary);
         answer_tables(&a.out, a.quiet);
         return Ok(if summary.failed > 0 { Outcome::SomeSnapshotsFailed } else { Outcome::Ok });
     }
+    let bar = Bar::new(a.quiet);
     let summary =
         session.analyze(&a.out, &options, &bar).with_context(|| format!("analysing {}", inputs.ram.display()))?;
     if !a.quiet {

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use heapvis::follow::{FollowSummary, LiveProgress, LiveStatus};
 use heapvis::pipeline::Progress;
 
-use super::{open_session, progress::Bar, InputArgs};
+use super::{open_session, InputArgs};
 
 /// Opens the capture once its dump holds a whole snapshot (gdb may not have
 /// written one yet); `None` when stopped (Ctrl-C, or `idle` without one).
@@ -63,7 +63,7 @@ pub struct Live {
 }
 
 impl Live {
-    pub fn new(_bar: Bar, quiet: bool) -> Self {
+    pub fn new(quiet: bool) -> Self {
         let target = if !quiet && std::io::stderr().is_terminal() {
             ProgressDrawTarget::stderr()
         } else {

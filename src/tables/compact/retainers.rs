@@ -5,7 +5,7 @@
 //! lists only what changed there: its rows are made again as the change
 //! from the figures the shards before left.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -92,9 +92,7 @@ impl Replay<'_> {
     /// The rows one run writes at `s` for the full listing `now` (sorted by pair).
     fn changes(&self, s: u64, now: Vec<Row>) -> Vec<Row> {
         let now: BTreeMap<(String, String), (i64, i64)> = now.into_iter().map(|(_, p, f)| (p, f)).collect();
-        let pairs: HashSet<&(String, String)> = self.before.keys().chain(now.keys()).collect();
-        let mut pairs: Vec<&(String, String)> = pairs.into_iter().collect();
-        pairs.sort();
+        let pairs: BTreeSet<&(String, String)> = self.before.keys().chain(now.keys()).collect();
         pairs
             .into_iter()
             .filter_map(|p| match (self.before.get(p), now.get(p)) {

@@ -411,9 +411,10 @@ impl Stitcher<'_> {
         })
     }
 
-    /// Whether `life` is the next shard's piece of a carried lifetime.
-    fn joins(&self, life: &Life) -> bool {
-        life.open_start && self.resumed_at() == Some(life.first as u64) && self.carried.contains_key(&life.key)
+    /// Whether row `i` of `r` is the next shard's piece of a carried lifetime,
+    /// the shard's first decoded snapshot being `resumed_at`.
+    fn joins(&self, r: &Read, i: usize, resumed_at: Option<u64>) -> bool {
+        r.open_start.value(i) && resumed_at == Some(r.first.value(i) as u64) && self.carried.contains_key(&r.keys[i])
     }
 
     /// At the next shard's first decoded snapshot: what nothing there
@@ -422,9 +423,7 @@ impl Stitcher<'_> {
         let Some(at) = self.resumed_at() else { return Ok(()) };
         let continuing: HashSet<Key> = reads
             .iter()
-            .flat_map(|r| (0..r.batch.num_rows()).map(|i| r.life(i)))
-            .filter(|l| self.joins(l))
-            .map(|l| l.key)
+            .flat_map(|r| (0..r.batch.num_rows()).filter(|&i| self.joins(r, i, Some(at))).map(|i| r.keys[i]))
             .collect();
         let orphans: Vec<Key> = self.carried.keys().filter(|k| !continuing.contains(k)).copied().collect();
         for k in orphans {
@@ -444,10 +443,12 @@ impl Stitcher<'_> {
     /// run emits it, or (at the shard's last decoded snapshot) kept for the next.
     fn shard(&mut self, reads: &[Read], shard_last: u64) -> Result<()> {
         let mut at_finish = Vec::new();
+        let resumed_at = self.resumed_at();
         for r in reads {
             for i in 0..r.batch.num_rows() {
+                let joins = self.joins(r, i, resumed_at);
                 let mut life = r.life(i);
-                if self.joins(&life) {
+                if joins {
                     if let Some(before) = self.carried.remove(&life.key) {
                         life = join(before, life, self.entity, &self.pending.cols);
                     }
