@@ -127,7 +127,9 @@ pub fn follow(
     refuse_unsupported(options)?;
     let mut summary = FollowSummary { resumed_at: resume_point(session, out, options)?, ..Default::default() };
     let mut status = LiveStatus { published: summary.resumed_at, ..Default::default() };
-    let watch = crate::sys::FolderWatch::new(session.dump.path().parent().unwrap_or(Path::new(".")));
+    // (`ram.bin`'s parent is the empty path: the current folder.)
+    let folder = session.dump.path().parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let watch = crate::sys::FolderWatch::new(folder);
     let mut clock = Clock::new();
     let (mut refreshed, mut stale): (Option<Instant>, bool) = (None, false);
     let movie = options.render.as_ref().and_then(|r| r.movie.as_deref()).map(SharedMovie::new).transpose()?;
@@ -160,7 +162,7 @@ pub fn follow(
     }
     // Also when this run published nothing: a run killed before it had
     // rewritten its shards leaves them to the next (a rewrite is idempotent).
-    if summary.publishes > 0 || !Contents::read(out).map(|c| c.complete).unwrap_or_default().is_empty() {
+    if !Contents::read(out).map(|c| c.complete).unwrap_or_default().is_empty() {
         match session.compact(out, options) {
             Ok(files) => summary.files = files,
             // The shards stay: they are whole, and every answer joins them.
