@@ -20,6 +20,7 @@ build:
 test: test-deps
 	mkdir -p target
 	cargo test --release --all-targets 2>&1 | tee target/test.log
+	cargo test --release --doc 2>&1 | tee -a target/test.log
 	cargo test --tests 2>&1 | tee -a target/test.log
 	@grep -h '^SKIPPED' target/test.log || true
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "heapvis tests: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0) }' target/test.log

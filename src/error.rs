@@ -130,6 +130,25 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error and each cause beneath it on one line, each said once (a
+    /// cause's text is often already in its parent's): what the CLI prints
+    /// after `heapvis: `, and the Python package's exception message.
+    pub fn line(&self) -> String {
+        let mut line = String::new();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(c) = cause {
+            let text = c.to_string();
+            if !line.contains(&text) {
+                if !line.is_empty() {
+                    line.push_str(": ");
+                }
+                line.push_str(&text);
+            }
+            cause = c.source();
+        }
+        line
+    }
+
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
     }

@@ -19,7 +19,12 @@
 //! - [`capture`] writes the gdb script that makes a capture and its sidecar.
 //!
 //! The library never prints and never exits; the `heapvis` binary does both.
+//!
+//! A program (and the Python package) starts from [`Capture`]: open a capture,
+//! decode a [`Snapshot`] into Arrow batches, or [`Capture::analyze`] it into an
+//! output folder and read the answers back ([`summary`], [`leaks`], [`diff`]).
 
+mod api;
 pub mod answers;
 pub mod capture;
 pub mod check;
@@ -44,4 +49,8 @@ pub mod synth;
 pub mod sys;
 pub mod tables;
 
+pub use api::{diff, leaks, summary, Capture, FirmwareSource, Leaks, Snapshot, SnapshotTable};
+pub use dump::Selection;
 pub use error::{DecodeError, Error, Result};
+pub use pipeline::{AnalyzeOptions, Progress, RenderOptions, RunSummary, Silent};
+pub use tables::{OutputLayout, TableSet};

@@ -521,6 +521,18 @@ impl Profile {
         }
     }
 
+    /// `--profile`'s argument: a TOML file, or the name of a shipped profile
+    /// (`data/profiles/NAME.toml`) when no such file exists.
+    pub fn from_file_or_shipped(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            let name = path.to_string_lossy();
+            if let Some((_, shipped)) = shipped().find(|(n, _)| *n == name) {
+                return Ok(shipped);
+            }
+        }
+        Self::from_toml_file(path)
+    }
+
     /// Reads a TOML profile; fields it does not mention keep the default.
     pub fn from_toml_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;

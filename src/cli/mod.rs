@@ -187,14 +187,7 @@ pub fn error_line(e: &anyhow::Error) -> String {
 /// The `--profile` given: a TOML file, or the name of a shipped profile
 /// (`data/profiles/NAME.toml`) when no such file exists.
 pub fn load_profile(path: &Option<PathBuf>) -> anyhow::Result<Option<heapvis::profile::Profile>> {
-    let Some(p) = path else { return Ok(None) };
-    if !p.exists() {
-        let name = p.to_string_lossy();
-        if let Some((_, shipped)) = heapvis::profile::shipped().find(|(n, _)| *n == name) {
-            return Ok(Some(shipped));
-        }
-    }
-    Ok(Some(heapvis::profile::Profile::from_toml_file(p)?))
+    Ok(path.as_deref().map(heapvis::profile::Profile::from_file_or_shipped).transpose()?)
 }
 
 /// Opens the capture, telling the user where the layout came from when it matters.

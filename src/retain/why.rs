@@ -14,7 +14,7 @@ use rustc_hash::FxHashMap;
 use super::{owners, GcRoots, Holder, Retention, SEVERAL_ROOTS, STACK};
 
 /// One allocation on a path or a chain, and how the step into it is named.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Step {
     pub name: String,
     pub address: u64,
@@ -23,7 +23,7 @@ pub struct Step {
 }
 
 /// The answer for one allocation of one snapshot.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Why {
     /// The allocation asked about.
     pub target: Step,

@@ -12,6 +12,7 @@
 
 pub mod compact;
 pub mod lifetimes;
+pub mod one;
 pub mod per_snapshot;
 pub mod summaries;
 mod table;
