@@ -274,3 +274,9 @@ pub fn leaks(out: &Path) -> Result<Leaks> {
 pub fn diff(out: &Path, a: u64, b: u64, top: usize) -> Result<answers::diff::Diff> {
     answers::diff::diff(out, &Contents::read(out)?, a, b, top)
 }
+
+/// Writes the answers' tables of `out` (`culprits`, `memory_errors`) from the
+/// tables in it, as `heapvis analyze` does after a run.
+pub fn write_answers(out: &Path) -> Result<Vec<PathBuf>> {
+    answers::export::write(out)
+}

@@ -49,7 +49,9 @@ pub mod synth;
 pub mod sys;
 pub mod tables;
 
-pub use api::{diff, leaks, summary, Capture, FirmwareSource, Leaks, Snapshot, SnapshotTable};
+pub use api::{diff, leaks, summary, write_answers, Capture, FirmwareSource, Leaks, Snapshot, SnapshotTable};
+pub use profile::Profile;
+pub use render::Arrangement;
 pub use dump::Selection;
 pub use error::{DecodeError, Error, Result};
 pub use pipeline::{AnalyzeOptions, Progress, RenderOptions, RunSummary, Silent};

@@ -92,6 +92,36 @@ impl Default for AnalyzeOptions {
     }
 }
 
+/// Most worker threads a run starts: more is a typo, not a machine (each
+/// thread holds its own window of the dump).
+pub const MAX_THREADS: usize = 1024;
+/// Pixels per block a frame may use, and movie frames per second.
+pub const SCALES: std::ops::RangeInclusive<u32> = 1..=64;
+pub const FPS: std::ops::RangeInclusive<u32> = 1..=1000;
+
+impl AnalyzeOptions {
+    /// Refuses options no run can honour, before anything is opened or written
+    /// (the CLI's parser checks the same limits as it reads them).
+    pub fn check(&self) -> Result<()> {
+        let bad = |what: &str, why: String| Err(Error::Unsupported { what: what.to_string(), why });
+        if let Some(n) = self.threads.filter(|n| !(1..=MAX_THREADS).contains(n)) {
+            return bad("threads", format!("{n} is not in 1..={MAX_THREADS}"));
+        }
+        if let Some(r) = &self.render {
+            if !SCALES.contains(&r.scale) {
+                return bad("scale", format!("{} pixels per block is not in 1..=64", r.scale));
+            }
+            if !FPS.contains(&r.fps) {
+                return bad("fps", format!("{} frames per second is not in 1..=1000", r.fps));
+            }
+            if r.step == 0 {
+                return bad("frame_step", "must be at least 1".to_string());
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RenderOptions {
     /// Write `OUT/frames/heap_layoutNNNNNN.png` files.

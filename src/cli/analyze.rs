@@ -237,10 +237,6 @@ fn written(out: &std::path::Path, options: &AnalyzeOptions, summary: &heapvis::p
     lines
 }
 
-/// Most worker threads a run starts: more than this is a typo, not a machine
-/// (each thread holds its own window of the dump).
-const MAX_THREADS: usize = 1024;
-
 fn parse_at_least_one(text: &str) -> Result<u64, String> {
     match text.parse::<u64>() {
         Ok(0) => Err("must be at least 1".to_string()),
@@ -266,10 +262,11 @@ fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
 
 fn parse_threads(text: &str) -> Result<usize, String> {
     let n: usize = text.parse().map_err(|e| format!("{e}"))?;
-    if (1..=MAX_THREADS).contains(&n) {
+    let max = heapvis::pipeline::MAX_THREADS;
+    if (1..=max).contains(&n) {
         Ok(n)
     } else {
-        Err(format!("{n} is not in 1..={MAX_THREADS}"))
+        Err(format!("{n} is not in 1..={max}"))
     }
 }
 
