@@ -4,7 +4,7 @@ SHELL := bash
 PYTHON ?= python3
 SAMPLE := data/sample
 
-.PHONY: all build test test-deps bench sample docs run-sample fmt lint clean
+.PHONY: all build test test-python test-deps bench sample docs run-sample fmt lint clean
 
 all: build
 
@@ -22,13 +22,20 @@ test: test-deps
 	cargo test --release --all-targets 2>&1 | tee target/test.log
 	cargo test --release --doc 2>&1 | tee -a target/test.log
 	cargo test --tests 2>&1 | tee -a target/test.log
+	$(MAKE) --no-print-directory test-python
 	@grep -h '^SKIPPED' target/test.log || true
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "heapvis tests: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0) }' target/test.log
+
+# The Python package: `pip install .` (maturin builds the binding into the
+# shared target/), then its pytest suite, which holds it to the CLI.
+test-python:
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --force-reinstall --no-deps .
+	HEAPVIS_BIN=$(CURDIR)/target/release/heapvis $(PYTHON) -m pytest -q -p no:cacheprovider 2>&1 | tee -a target/test.log
 
 # ffmpeg (MP4/WebM tests, ffprobe), Graphviz (ownership graph), gdb (the
 # capture script, run on a host program) and Chromium (the HTML report, opened
 # headless) from Debian;
-# click, DuckDB and Polars from PyPI.
+# click, DuckDB, Polars, pyarrow, pandas, Dask and pytest from PyPI.
 test-deps:
 	@if ! command -v ffmpeg >/dev/null || ! command -v dot >/dev/null || ! command -v gdb >/dev/null \
 			|| ! command -v chromium >/dev/null; then \

@@ -52,6 +52,7 @@ pub mod tables;
 pub use api::{diff, leaks, summary, write_answers, Capture, FirmwareSource, Leaks, Snapshot, SnapshotTable};
 pub use profile::Profile;
 pub use render::Arrangement;
+pub use synth::{write_dir as write_synthetic, Board, Flavor, SynthConfig, SynthSummary, Workload};
 pub use dump::Selection;
 pub use error::{DecodeError, Error, Result};
 pub use pipeline::{AnalyzeOptions, Progress, RenderOptions, RunSummary, Silent};

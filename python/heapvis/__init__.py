@@ -34,6 +34,7 @@ __all__ = [
     "leaks",
     "open",
     "summary",
+    "synth",
     "why",
 ]
 
@@ -280,3 +281,17 @@ def why(capture: Union[Capture, PathLike], address: int, snapshot: int = -1) -> 
     if not 0 <= index < len(cap):
         raise IndexError(f"snapshot {snapshot}: the capture holds {len(cap)} snapshot(s)")
     return json.loads(cap._inner.why(index, address))
+
+
+def synth(out: PathLike, *, board: str = "samd21", layout: str = "circuitpython3", snapshots: int = 100,
+          seed: int = 1, workload: str = "light", every: int = 1, start_after: int = 0, events: bool = False,
+          log_marks: bool = False, leak: bool = False) -> dict[str, Any]:
+    """Writes a synthetic capture (``ram.bin``, ``firmware.bin``,
+    ``firmware.map``) into ``out``, as ``heapvis synth`` does: ``board``
+    samd21 or samd51; ``layout`` circuitpython3, micropython, micropython64
+    or circuitpython10; ``workload`` light or busy (thousands of small
+    objects, a heap mostly full, MemoryErrors); ``leak`` makes the busy
+    program leak through its global ``history`` list and ``cache`` dict;
+    ``events`` writes the sidecar with each snapshot's stack pointer."""
+    return json.loads(_heapvis.synth(os.fspath(out), board, layout, snapshots, seed, workload, every, start_after,
+                                     events, log_marks, leak))

@@ -96,3 +96,17 @@ def diff(
     out: PathLike, a: int, b: int, top: int = 10, capture: Optional[Union[Capture, PathLike]] = None
 ) -> dict[str, Any]: ...
 def why(capture: Union[Capture, PathLike], address: int, snapshot: int = -1) -> dict[str, Any]: ...
+def synth(
+    out: PathLike,
+    *,
+    board: Literal["samd21", "samd51"] = "samd21",
+    layout: Literal["circuitpython3", "micropython", "micropython64", "circuitpython10"] = "circuitpython3",
+    snapshots: int = 100,
+    seed: int = 1,
+    workload: Literal["light", "busy"] = "light",
+    every: int = 1,
+    start_after: int = 0,
+    events: bool = False,
+    log_marks: bool = False,
+    leak: bool = False,
+) -> dict[str, Any]: ...

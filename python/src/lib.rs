@@ -349,6 +349,44 @@ fn write_answers(py: Python<'_>, out: PathBuf) -> PyResult<Vec<PathBuf>> {
     py.detach(|| heapvis::write_answers(&out)).map_err(err)
 }
 
+/// Writes a synthetic capture into `out` (as `heapvis synth`); returns its
+/// figures as JSON.
+#[pyfunction]
+#[pyo3(signature = (out, board, layout, snapshots, seed, workload, every, start_after, events, log_marks, leak))]
+#[allow(clippy::too_many_arguments)]
+fn synth(
+    py: Python<'_>,
+    out: PathBuf,
+    board: &str,
+    layout: &str,
+    snapshots: u64,
+    seed: u64,
+    workload: &str,
+    every: u64,
+    start_after: u64,
+    events: bool,
+    log_marks: bool,
+    leak: bool,
+) -> PyResult<String> {
+    let bad = |what: &str, why: String| HeapvisError::new_err(format!("{what}: {why}"));
+    let mut config = heapvis::SynthConfig::new(board.parse().map_err(|e| bad("board", e))?, snapshots, seed);
+    config.flavor = layout.parse().map_err(|e| bad("layout", e))?;
+    config.workload = workload.parse().map_err(|e| bad("workload", e))?;
+    if every == 0 {
+        return Err(bad("every", "must be at least 1".into()));
+    }
+    (config.every, config.start_after) = (every, start_after);
+    (config.events, config.log_marks, config.leak) = (events, log_marks, leak);
+    let s = py.detach(|| heapvis::write_synthetic(&config, &out)).map_err(err)?;
+    Ok(serde_json::json!({
+        "snapshots": s.snapshots,
+        "snapshot_bytes": s.snapshot_bytes,
+        "collections": s.collections,
+        "memory_errors": s.out_of_memory,
+    })
+    .to_string())
+}
+
 #[pymodule]
 fn _heapvis(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("HeapvisError", m.py().get_type::<HeapvisError>())?;
@@ -360,5 +398,6 @@ fn _heapvis(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(leaks, m)?)?;
     m.add_function(wrap_pyfunction!(diff, m)?)?;
     m.add_function(wrap_pyfunction!(write_answers, m)?)?;
+    m.add_function(wrap_pyfunction!(synth, m)?)?;
     Ok(())
 }

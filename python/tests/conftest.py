@@ -45,3 +45,14 @@ def busy(synth):
     """A busy samd51 heap (thousands of small objects, mostly full), with its sidecar."""
     return synth("busy", "--board", "samd51", "--workload", "busy", "--snapshots", "300", "--seed", "7",
                  "--events", "--leak", "--start-after", "50000", "--every", "4")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """A closing line in cargo's format, for `make test`'s total of every suite."""
+    stats = terminalreporter.stats
+    count = lambda *keys: sum(len(stats.get(k, [])) for k in keys)  # noqa: E731
+    passed, failed = count("passed"), count("failed", "error")
+    status = "ok" if failed == 0 else "FAILED"
+    terminalreporter.write_line(
+        f"test result: {status}. {passed} passed; {failed} failed; {count('skipped')} ignored; "
+        "0 measured; 0 filtered out (pytest, python/tests)")
