@@ -30,7 +30,7 @@ test: test-deps
 # shared target/), then its pytest suite, which holds it to the CLI.
 test-python:
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --force-reinstall --no-deps .
-	HEAPVIS_BIN=$(CURDIR)/target/release/heapvis $(PYTHON) -m pytest -q -p no:cacheprovider 2>&1 | tee -a target/test.log
+	HEAPVIS_BIN=$(CURDIR)/target/release/heapvis $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) 2>&1 | tee -a target/test.log
 
 # ffmpeg (MP4/WebM tests, ffprobe), Graphviz (ownership graph), gdb (the
 # capture script, run on a host program) and Chromium (the HTML report, opened
@@ -47,6 +47,8 @@ test-deps:
 bench:
 	cargo build --release
 	cargo bench --bench decode --bench render --bench stages --bench soak --bench report --bench follow
+	$(MAKE) --no-print-directory test-python PYTEST_ARGS=--co >/dev/null
+	$(PYTHON) benches/dask_fanout.py
 
 # Regenerates the committed sample capture (deterministic: same bytes every time).
 sample:

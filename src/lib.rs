@@ -55,5 +55,6 @@ pub use render::Arrangement;
 pub use synth::{write_dir as write_synthetic, Board, Flavor, SynthConfig, SynthSummary, Workload};
 pub use dump::Selection;
 pub use error::{DecodeError, Error, Result};
+pub use sys::set_mmap_threshold;
 pub use pipeline::{AnalyzeOptions, Progress, RenderOptions, RunSummary, Silent};
 pub use tables::{OutputLayout, TableSet};

@@ -387,6 +387,14 @@ fn synth(
     .to_string())
 }
 
+/// Serves allocations under `bytes` from the heap, not each from its own
+/// mmap: for worker processes whose malloc settings (Dask's) make glibc map
+/// every large buffer afresh (see `heapvis::set_mmap_threshold`).
+#[pyfunction]
+fn set_mmap_threshold(bytes: usize) {
+    heapvis::set_mmap_threshold(bytes);
+}
+
 #[pymodule]
 fn _heapvis(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("HeapvisError", m.py().get_type::<HeapvisError>())?;
@@ -399,5 +407,6 @@ fn _heapvis(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(diff, m)?)?;
     m.add_function(wrap_pyfunction!(write_answers, m)?)?;
     m.add_function(wrap_pyfunction!(synth, m)?)?;
+    m.add_function(wrap_pyfunction!(set_mmap_threshold, m)?)?;
     Ok(())
 }
