@@ -4,7 +4,7 @@ SHELL := bash
 PYTHON ?= python3
 SAMPLE := data/sample
 
-.PHONY: all build test test-python test-deps bench sample docs run-sample fmt lint clean
+.PHONY: all build test test-python python-package test-deps bench sample docs run-sample fmt lint clean
 
 all: build
 
@@ -28,9 +28,11 @@ test: test-deps
 
 # The Python package: `pip install .` (maturin builds the binding into the
 # shared target/), then its pytest suite, which holds it to the CLI.
-test-python:
+test-python: python-package
+	HEAPVIS_BIN=$(CURDIR)/target/release/heapvis $(PYTHON) -m pytest -q -p no:cacheprovider 2>&1 | tee -a target/test.log
+
+python-package:
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --force-reinstall --no-deps .
-	HEAPVIS_BIN=$(CURDIR)/target/release/heapvis $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) 2>&1 | tee -a target/test.log
 
 # ffmpeg (MP4/WebM tests, ffprobe), Graphviz (ownership graph), gdb (the
 # capture script, run on a host program) and Chromium (the HTML report, opened
@@ -47,7 +49,7 @@ test-deps:
 bench:
 	cargo build --release
 	cargo bench --bench decode --bench render --bench stages --bench soak --bench report --bench follow
-	$(MAKE) --no-print-directory test-python PYTEST_ARGS=--co >/dev/null
+	$(MAKE) --no-print-directory python-package
 	$(PYTHON) benches/dask_fanout.py
 
 # Regenerates the committed sample capture (deterministic: same bytes every time).
