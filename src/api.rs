@@ -113,8 +113,11 @@ impl Capture {
         Self::open_with(dump, firmware, None)
     }
 
-    /// [`Capture::open`] with the firmware's layout given as a profile.
-    pub fn open_with(dump: impl AsRef<Path>, firmware: &FirmwareSource, profile: Option<Profile>) -> Result<Self> {
+    /// [`Capture::open`] with the firmware's layout given by a profile: a
+    /// TOML file, or the name of a shipped one (`micropython-1.2x-synthetic`),
+    /// as `--profile` takes it.
+    pub fn open_with(dump: impl AsRef<Path>, firmware: &FirmwareSource, profile: Option<&Path>) -> Result<Self> {
+        let profile = profile.map(Profile::from_file_or_shipped).transpose()?;
         let dump = dump.as_ref().to_path_buf();
         let inputs = match firmware {
             FirmwareSource::Beside => InputPaths::resolve(std::slice::from_ref(&dump))?,
@@ -144,9 +147,14 @@ impl Capture {
         self.session.dump.path()
     }
 
-    /// The layout profile in use (derived, given or the default).
-    pub fn profile(&self) -> &Profile {
-        &self.session.profile
+    /// The name of the layout profile in use (derived, given or the default).
+    pub fn profile_name(&self) -> &str {
+        &self.session.profile.name
+    }
+
+    /// The layout profile in use, as the TOML `--profile` reads.
+    pub fn profile_toml(&self) -> String {
+        self.session.profile.to_toml()
     }
 
     /// Decodes snapshot `index` whole, with reachability and retained sizes
@@ -279,4 +287,12 @@ pub fn diff(out: &Path, a: u64, b: u64, top: usize) -> Result<answers::diff::Dif
 /// tables in it, as `heapvis analyze` does after a run.
 pub fn write_answers(out: &Path) -> Result<Vec<PathBuf>> {
     answers::export::write(out)
+}
+
+/// Serves allocations under `bytes` from the heap rather than each from its
+/// own `mmap` (glibc): for a host process whose malloc settings make every
+/// large per-snapshot buffer a fresh mapping, as Dask's workers' do (see
+/// the README's Dask figures). Process-wide; the fan-out's tasks call it.
+pub fn set_mmap_threshold(bytes: usize) {
+    crate::sys::set_mmap_threshold(bytes);
 }

@@ -36,6 +36,7 @@ impl Dump {
         Ok(Dump { path: path.into(), file, map, snapshot_bytes, count: len / snapshot_bytes })
     }
 
+    /// The dump's path.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -45,10 +46,12 @@ impl Dump {
         &self.map
     }
 
+    /// The dump's size.
     pub fn len_bytes(&self) -> u64 {
         self.map.len() as u64
     }
 
+    /// Bytes per snapshot.
     pub fn snapshot_bytes(&self) -> u64 {
         self.snapshot_bytes
     }
@@ -63,6 +66,7 @@ impl Dump {
         self.len_bytes() - self.count * self.snapshot_bytes
     }
 
+    /// Where snapshot `index` starts in the dump.
     pub fn offset_of(&self, index: u64) -> u64 {
         index * self.snapshot_bytes
     }
@@ -161,10 +165,19 @@ impl Dump {
 /// (`A..` to the end, `..B` from the start, `A..=B` inclusive).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Selection {
+    /// Every snapshot.
     All,
+    /// The last snapshot.
     Last,
+    /// One snapshot.
     One(u64),
-    Range { start: u64, end: Option<u64> },
+    /// Snapshots `start..end` (to the dump's end when `end` is `None`).
+    Range {
+        /// The first snapshot.
+        start: u64,
+        /// The snapshot after the last, or the dump's end.
+        end: Option<u64>,
+    },
 }
 
 impl FromStr for Selection {

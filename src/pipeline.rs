@@ -31,10 +31,13 @@ use crate::tables::{After, OutputLayout, TableSet, TableSink};
 
 /// Reports progress and warnings; the CLI draws them, tests ignore them.
 pub trait Progress: Sync {
+    /// A run of `snapshots` snapshots (`bytes` of dump) begins.
     fn start(&self, _snapshots: u64, _bytes: u64) {}
+    /// `snapshots` more snapshots (`bytes` of dump) were written.
     fn advance(&self, _snapshots: u64, _bytes: u64) {}
     /// A snapshot that could not be decoded (it is still written, with its error).
     fn warn(&self, _message: &str) {}
+    /// The run has ended.
     fn finish(&self) {}
 }
 
@@ -43,8 +46,11 @@ pub struct Silent;
 impl Progress for Silent {}
 
 #[derive(Clone, Debug)]
+/// What a run writes and how (the CLI's `analyze` options).
 pub struct AnalyzeOptions {
+    /// The snapshots to analyse.
     pub selection: Selection,
+    /// The tables to write.
     pub tables: TableSet,
     /// Worker threads; `None` uses one per core.
     pub threads: Option<usize>,
@@ -97,6 +103,7 @@ impl Default for AnalyzeOptions {
 pub const MAX_THREADS: usize = 1024;
 /// Pixels per block a frame may use, and movie frames per second.
 pub const SCALES: std::ops::RangeInclusive<u32> = 1..=64;
+/// Movie frames per second.
 pub const FPS: std::ops::RangeInclusive<u32> = 1..=1000;
 
 impl AnalyzeOptions {
@@ -123,6 +130,7 @@ impl AnalyzeOptions {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+/// Heap-layout frames and the movie of a run.
 pub struct RenderOptions {
     /// Write `OUT/frames/heap_layoutNNNNNN.png` files.
     pub frames: bool,
@@ -137,6 +145,7 @@ pub struct RenderOptions {
     /// The snapshot the steps count from: the range's start when `None`
     /// (`--follow` counts from 0, whatever each publish's range).
     pub step_origin: Option<u64>,
+    /// Movie frames per second.
     pub fps: u32,
 }
 
@@ -155,12 +164,15 @@ impl Default for RenderOptions {
 }
 
 #[derive(Clone, Debug, Default)]
+/// What a run did.
 pub struct RunSummary {
+    /// Snapshots written.
     pub snapshots: u64,
     /// Snapshots not decoded or not plausible, suspect ones included.
     pub failed: u64,
     /// Snapshots that failed a plausibility check.
     pub suspect: u64,
+    /// Bytes of dump those snapshots span.
     pub bytes: u64,
     /// Bytes after the last whole snapshot, which were ignored.
     pub trailing_bytes: u64,
@@ -179,9 +191,13 @@ pub struct RunSummary {
 ///
 /// (Frames: see [`Session::prepare_frames`].)
 pub struct Session {
+    /// The firmware: symbols, flash and the layout they give.
     pub firmware: Firmware,
+    /// The layout profile in use.
     pub profile: Profile,
+    /// The mapped dump.
     pub dump: Dump,
+    /// Where the profile came from.
     pub profile_source: ProfileSource,
     /// Fingerprint of the firmware files, for the output folder's manifest.
     pub firmware_fingerprint: String,
@@ -193,11 +209,14 @@ pub struct Session {
 /// address each, in place of the profile's `symbols.ram_start` / `ram_end`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RamBounds {
+    /// The start: a symbol or an address.
     pub start: Option<String>,
+    /// The end: a symbol or an address.
     pub end: Option<String>,
 }
 
 impl RamBounds {
+    /// Puts the bounds given into the profile.
     pub fn apply(&self, p: &mut Profile) {
         if let Some(s) = &self.start {
             p.symbols.ram_start = s.clone();
@@ -214,12 +233,21 @@ pub enum ProfileSource {
     /// Given by the caller (`--profile`).
     Given,
     /// Derived from the ELF's DWARF; `missing` kept the default.
-    Dwarf { missing: Vec<String> },
+    /// Derived from the ELF's DWARF; `missing` kept the default.
+    Dwarf {
+        /// The fields the debug info did not give.
+        missing: Vec<String>,
+    },
     /// The built-in default (CircuitPython 3.0), and why nothing better was used.
-    Default { why: Option<String> },
+    /// The built-in default (CircuitPython 3.0), and why nothing better was used.
+    Default {
+        /// Why (no ELF, no debug info, …), when there is something to say.
+        why: Option<String>,
+    },
 }
 
 impl Session {
+    /// Loads the firmware with `profile` and checks the dump against both.
     pub fn open(inputs: &InputPaths, profile: Profile) -> Result<Self> {
         let firmware = Firmware::load_files(&inputs.firmware, &profile)?;
         Self::with_firmware(inputs, profile, firmware)
@@ -308,6 +336,7 @@ impl Session {
         Ok(())
     }
 
+    /// A decoder of this session's snapshots.
     pub fn decoder(&self, options: DecodeOptions) -> Decoder<'_> {
         Decoder::new(&self.firmware, &self.profile, options)
     }

@@ -230,7 +230,7 @@ impl Capture {
 
     #[getter]
     fn profile(&self) -> String {
-        self.inner.profile().name.clone()
+        self.inner.profile_name().to_string()
     }
 
     /// Snapshot `index` (from the end when negative), decoded whole.
@@ -311,10 +311,7 @@ fn open(
         (None, Some(bin), Some(map)) => FirmwareSource::BinMap { bin, map },
         _ => return Err(HeapvisError::new_err("give elf, or firmware_bin with firmware_map, or neither")),
     };
-    let inner = py.detach(|| {
-        let profile = profile.as_deref().map(heapvis::Profile::from_file_or_shipped).transpose()?;
-        heapvis::Capture::open_with(&path, &firmware, profile)
-    });
+    let inner = py.detach(|| heapvis::Capture::open_with(&path, &firmware, profile.as_deref()));
     Ok(Capture { inner: inner.map_err(err)? })
 }
 

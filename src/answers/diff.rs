@@ -25,7 +25,9 @@ use crate::retain::why::why;
 /// How many allocations, and their bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Count {
+    /// How many.
     pub allocations: u64,
+    /// Their bytes.
     pub bytes: u64,
 }
 
@@ -39,8 +41,11 @@ impl Count {
 /// The allocations of one kind, type and class made and freed between A and B.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct KindChange {
+    /// The kind (`str`, `list_items`, …).
     pub kind: String,
+    /// The type's symbol, when the allocation has one.
     pub type_name: Option<String>,
+    /// The class of an instance, when known.
     pub class: Option<String>,
     /// Made after A, alive at B.
     pub new: Count,
@@ -60,12 +65,16 @@ impl KindChange {
 /// What one owner retained at A and at B.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct OwnerChange {
+    /// The owner, as Python would name it (`__main__.history`).
     pub owner: String,
+    /// What it retained at A.
     pub at_a: Count,
+    /// What it retained at B.
     pub at_b: Count,
 }
 
 impl OwnerChange {
+    /// Bytes retained at B less bytes at A.
     pub fn net_bytes(&self) -> i64 {
         self.at_b.bytes as i64 - self.at_a.bytes as i64
     }
@@ -74,12 +83,17 @@ impl OwnerChange {
 /// An allocation made after A and still alive at B.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Survivor {
+    /// Its address.
     pub address: u64,
+    /// Its size.
     pub bytes: u64,
+    /// Its kind.
     pub kind: String,
+    /// Its type's symbol, when it has one.
     pub type_name: Option<String>,
     /// Its Python name or class, when known.
     pub name: Option<String>,
+    /// The snapshot it was first seen at.
     pub first_snapshot: u64,
     /// How B's GC roots reach it, as Python would write it
     /// (`__main__.history[3]`), when the capture was read (see [`add_paths`]).
@@ -94,12 +108,19 @@ pub struct Survivor {
 /// The change from snapshot `a` to snapshot `b`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Diff {
+    /// The earlier snapshot.
     pub a: u64,
+    /// The later snapshot.
     pub b: u64,
+    /// Allocations alive at A.
     pub alive_at_a: Count,
+    /// Allocations alive at B.
     pub alive_at_b: Count,
+    /// Made after A and alive at B.
     pub new: Count,
+    /// Alive at A and gone by B.
     pub freed: Count,
+    /// Made after A and gone by B.
     pub transient: Count,
     /// By kind, type and class, the largest net change first.
     pub by_kind: Vec<KindChange>,

@@ -28,16 +28,19 @@ const SAMPLES: u64 = 512;
 /// One owner's growth.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Suspect {
+    /// The owner, as Python would name it (`__main__.history`, `stack`).
     pub owner: String,
     /// Growth of retained bytes and allocations per 1,000 snapshots.
     pub bytes_per_1000: f64,
     /// Growth of retained bytes per hour of host time (`None` without times).
     pub bytes_per_hour: Option<f64>,
+    /// Growth of retained allocations per 1,000 snapshots.
     pub allocations_per_1000: f64,
     /// How steady the bytes' growth is (1: a straight line).
     pub r2: f64,
     /// Retained bytes at the end of the warm-up and at the last snapshot.
     pub bytes_from: u64,
+    /// Retained bytes at the last snapshot.
     pub bytes_to: u64,
     /// The kinds beneath it that grow, with their bytes per 1,000 snapshots.
     pub growing_kinds: Vec<(String, f64)>,
@@ -49,8 +52,11 @@ pub struct Suspect {
 /// An allocation a suspect holds, and how.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Example {
+    /// The snapshot it is held at (the last).
     pub snapshot: u64,
+    /// Its address.
     pub address: u64,
+    /// Its kind.
     pub kind: String,
     /// As Python would write it (`__main__.history[77]`).
     pub path: String,

@@ -17,17 +17,22 @@ use crate::error::{Error, Result};
 /// A figure and the snapshot it was seen at.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct At<T> {
+    /// The figure.
     pub value: T,
+    /// The snapshot where it was reached.
     pub snapshot: u64,
 }
 
 /// A MemoryError of the run (from the capture's sidecar) and what caused it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MemoryError {
+    /// The snapshot the capture took when the allocation failed.
     pub snapshot: u64,
     /// The size the failing allocation asked for, when the sidecar says.
     pub requested_bytes: Option<u64>,
+    /// Free bytes then.
     pub free_bytes: u64,
+    /// The largest run of free blocks then, in bytes.
     pub largest_free_bytes: u64,
     /// `fragmentation` (enough was free, not in one run), `exhaustion` (not
     /// enough was free at all) or `unknown` (the request's size is not known).
@@ -39,14 +44,19 @@ pub struct MemoryError {
 pub struct Summary {
     /// Snapshots decoded (`ok`), and the range they span.
     pub snapshots: u64,
+    /// The first decoded snapshot.
     pub first_snapshot: u64,
+    /// The last decoded snapshot.
     pub last_snapshot: u64,
     /// Snapshots that could not be decoded, or were suspect.
     pub bad_snapshots: u64,
     /// Host seconds from the first snapshot to the last (from the sidecar).
     pub time_span_seconds: Option<f64>,
+    /// The heap's size (its blocks' bytes).
     pub heap_bytes: u64,
+    /// The most bytes in use.
     pub peak_used_bytes: At<u64>,
+    /// The fewest bytes free.
     pub min_free_bytes: At<u64>,
     /// The smallest largest run of free blocks: the biggest allocation the
     /// heap could have given at its worst moment (before a collection).
@@ -56,6 +66,7 @@ pub struct Summary {
     pub smallest_failing_request_bytes: u64,
     /// `1 − largest free / free` at its highest.
     pub max_fragmentation: Option<At<f64>>,
+    /// Garbage collections during the run.
     pub collections: u64,
     /// Where `collections` was counted: `sidecar` (its `collect_start` events)
     /// or `marks` (runs of snapshots logged during a collection).
@@ -121,24 +132,36 @@ impl Summary {
 /// One decoded snapshot's row of `snapshots`, as far as the summary needs it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SnapshotFigures {
+    /// Its index.
     pub snapshot: u64,
+    /// The heap's bytes.
     pub total: u64,
+    /// Bytes in use.
     pub used: u64,
+    /// Bytes free.
     pub free: u64,
     /// The longest run of FREE blocks (the firmware's own count without a
     /// listing of free runs, `--metrics-only`).
     pub largest_free: u64,
+    /// `1 − largest free / free`.
     pub fragmentation: Option<f64>,
     /// Logged during a collection (MARK heads or a sweep's orphan tails).
     pub in_collection: bool,
+    /// Host seconds (the sidecar's `time`).
     pub time: Option<f64>,
+    /// The event the capture broke at (`alloc`, `memory_error`, …).
     pub event: Option<String>,
+    /// The size the allocation asked for, when the sidecar says.
     pub requested: Option<u64>,
     /// The events the capture broke at (the sidecar's `watched`).
     pub watched: Option<String>,
+    /// The pool's first address.
     pub pool_start: u64,
+    /// The address just past the pool.
     pub pool_end: u64,
+    /// Bytes per block.
     pub block_bytes: u64,
+    /// How many heap areas (more than one: a split heap).
     pub heap_areas: u64,
 }
 

@@ -31,8 +31,11 @@ const MIN_WIDTH: u32 = 640;
 /// Free and largest free space of one snapshot, in bytes, for the strip chart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChartPoint {
+    /// The snapshot.
     pub snapshot: u64,
+    /// Its free bytes.
     pub free: u64,
+    /// Its largest free run, in bytes.
     pub largest_free: u64,
 }
 
@@ -51,6 +54,7 @@ pub enum Arrangement {
 pub struct FrameStyle {
     /// Height of a block in pixels (its width is twice that).
     pub scale: u32,
+    /// How the pool's blocks are arranged in columns.
     pub arrangement: Arrangement,
     /// Snapshots in the whole dump: the chart's x axis.
     pub dump_snapshots: u64,
@@ -68,21 +72,31 @@ impl FrameStyle {
 /// Where everything sits in a frame; built once per run.
 #[derive(Clone, Debug)]
 pub struct FrameLayout {
+    /// The frame's width in pixels.
     pub width: u32,
+    /// The frame's height in pixels.
     pub height: u32,
     /// Pixel width and height of one block cell (grid line included).
     pub cell_w: u32,
+    /// A block's height in pixels.
     pub cell_h: u32,
     /// Blocks in a column.
     pub per_column: u64,
     /// Top-left corner of block 0.
     pub map_x: u32,
+    /// Where the block map starts (pixels from the top).
     pub map_y: u32,
+    /// Where the header's text starts.
     pub header_y: u32,
+    /// The strip chart's left edge.
     pub chart_x: u32,
+    /// The strip chart's top edge.
     pub chart_y: u32,
+    /// The strip chart's width.
     pub chart_w: u32,
+    /// The strip chart's height.
     pub chart_h: u32,
+    /// Blocks in the pool.
     pub blocks: u64,
     /// The chart's x axis: snapshots 0 to this, exclusive.
     dump_snapshots: u64,
@@ -112,6 +126,7 @@ pub fn per_column(blocks: u64, a: Arrangement) -> u64 {
 }
 
 impl FrameLayout {
+    /// The layout of frames of `geometry` in `style`, with the run's `chart`.
     pub fn new(geometry: &HeapGeometry, style: &FrameStyle, chart: &[ChartPoint]) -> Self {
         let scale = style.scale.clamp(2, 64);
         let (cell_w, cell_h) = (2 * scale, scale);

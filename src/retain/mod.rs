@@ -12,7 +12,9 @@
 //! The retained size of an allocation is what would be freed if it went: its
 //! bytes and those of every allocation it dominates.
 
+#[doc(hidden)]
 pub mod dominators;
+#[doc(hidden)]
 pub mod owners;
 pub mod why;
 
@@ -28,7 +30,9 @@ use dominators::{dominators, Graph, NONE};
 /// and the stack from the stack pointer to its top.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GcRoots {
+    /// `mp_state_ctx`'s root range.
     pub state: Range<u64>,
+    /// The stack scanned: from the stack pointer (else its bottom) to its top.
     pub stack: Range<u64>,
     /// The stack pointer, from the capture's sidecar.
     pub stack_pointer: Option<u64>,
@@ -44,8 +48,11 @@ pub const STACK: &str = "stack";
 /// The GC's roots of each snapshot of a capture.
 #[derive(Clone, Copy)]
 pub struct RootsOf<'a> {
+    /// The build.
     pub firmware: &'a Firmware,
+    /// Its layout.
     pub profile: &'a Profile,
+    /// The capture's sidecar: each snapshot's stack pointer.
     pub sidecar: Option<&'a crate::sidecar::Sidecar>,
 }
 
@@ -101,6 +108,7 @@ impl GcRoots {
 /// What the tables say of an allocation's retention.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Held {
+    /// Whether the GC's roots reach it.
     pub reachable: bool,
     /// The immediate dominator when it is an allocation.
     pub holder_address: Option<u64>,
@@ -156,10 +164,15 @@ impl Retention {
 /// One snapshot's figures of its retention, for the `snapshots` table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reachability {
+    /// The stack pointer, when the sidecar gives it.
     pub stack_pointer: Option<u64>,
+    /// Whether the stack was scanned from the stack pointer (else its whole region).
     pub exact: bool,
+    /// Allocations the roots reach.
     pub reachable_allocations: u64,
+    /// Allocations nothing reaches: garbage the next collection frees.
     pub garbage_allocations: u64,
+    /// Their bytes.
     pub garbage_bytes: u64,
 }
 
@@ -285,6 +298,7 @@ pub struct Retention {
 pub struct MarkGraph<'a> {
     /// The allocations, by first block.
     pub allocations: &'a [Allocation],
+    /// Bytes per block.
     pub bytes_per_block: u64,
     /// Per allocation: the mark phase scans its words (false where a collect
     /// table says the block holds no pointers).

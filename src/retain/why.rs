@@ -16,9 +16,13 @@ use super::{owners, GcRoots, Holder, Retention, SEVERAL_ROOTS, STACK};
 /// One allocation on a path or a chain, and how the step into it is named.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Step {
+    /// The step as Python would write it (`.history`, `[3]`, `['key']`).
     pub name: String,
+    /// The allocation's address.
     pub address: u64,
+    /// Its kind.
     pub kind: &'static str,
+    /// Its size.
     pub bytes: u64,
 }
 
@@ -27,19 +31,23 @@ pub struct Step {
 pub struct Why {
     /// The allocation asked about.
     pub target: Step,
+    /// Whether the GC's roots reach it.
     pub reachable: bool,
     /// The stack was scanned from the stack pointer (else: the whole region).
     pub exact: bool,
-    /// The root the shortest path starts at, and the steps from it to the target.
+    /// The root the shortest path starts at.
     pub root: Option<String>,
+    /// The steps of that path, from the root's to the target.
     pub path: Vec<Step>,
     /// The target as a Python expression, from the last named step.
     pub python: Option<String>,
     /// Its dominators, nearest first, ending at the root (or `roots`).
     pub dominators: Vec<String>,
-    /// What it retains: bytes and allocations, and by kind (allocations, bytes).
+    /// The bytes it retains (what would be freed if it went), its own included.
     pub retained_bytes: u64,
+    /// The allocations it retains, itself included.
     pub retained_allocations: u64,
+    /// What it retains by kind: (kind, allocations, bytes).
     pub retained_by_kind: Vec<(&'static str, u64, u64)>,
 }
 

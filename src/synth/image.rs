@@ -8,13 +8,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::rng::Rng;
+pub use super::{Board, Flavor};
 
-/// A board the simulator can build for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Board {
-    Samd21,
-    Samd51,
-}
 
 impl std::str::FromStr for Board {
     type Err = String;
@@ -58,24 +53,6 @@ impl Board {
 
 pub const RAM_START: u64 = 0x2000_0000;
 
-/// Which firmware the simulator builds: its struct layouts and data formats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Flavor {
-    /// CircuitPython 3.0 (commit 619b0ec164), the reference's target: repr C,
-    /// qstrs prefixed with hash and length, the GC state in `mem`.
-    CircuitPython3,
-    /// A current MicroPython (1.2x): repr A, qstr pools with hash and length
-    /// arrays, the GC state in `mem.area`, a gap byte after the allocation table,
-    /// a weakref table, the type name as a 16-bit field.
-    MicroPython,
-    /// A current MicroPython on a 64-bit port: the MicroPython flavour with 8-byte
-    /// words and 32-byte blocks (`MICROPY_BYTES_PER_GC_BLOCK` = 4 words).
-    MicroPython64,
-    /// A current CircuitPython (9.x/10.x): MicroPython 1.2x's formats with repr C,
-    /// a split heap (a second area added at run time, chained from `mem.area.next`),
-    /// the selective-collect table after the finaliser table, no weakref table.
-    CircuitPython10,
-}
 
 impl std::str::FromStr for Flavor {
     type Err = String;

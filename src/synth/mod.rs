@@ -4,9 +4,13 @@
 //! the source of the tests' independent expectations (the simulator's own registry
 //! of live objects).
 
+#[doc(hidden)]
 pub mod gc;
+#[doc(hidden)]
 pub mod image;
+#[doc(hidden)]
 pub mod program;
+#[doc(hidden)]
 pub mod rng;
 
 use std::collections::BTreeMap;
@@ -17,15 +21,19 @@ use std::path::Path;
 use crate::decode::{HeapArea, HeapGeometry};
 use crate::error::{Error, Result};
 pub use gc::{SimEvent, TruthBlock};
-pub use image::{Board, Flavor, Layout};
+pub use image::Layout;
 use program::{Halt, Program};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+/// What to simulate: the board, the firmware, the program and the capture.
 pub struct SynthConfig {
+    /// Which board: its RAM and heap.
     pub board: Board,
     /// Which firmware's layouts and formats to simulate.
     pub flavor: Flavor,
+    /// Snapshots to write.
     pub snapshots: u64,
+    /// The seed of the simulated program: the same seed, the same bytes.
     pub seed: u64,
     /// Bytes the heap array sits past a 16-byte boundary (0, 4, 8 or 12).
     pub heap_misalign: u64,
@@ -50,6 +58,7 @@ pub struct SynthConfig {
 }
 
 impl SynthConfig {
+    /// A light program on `board`, `snapshots` snapshots, one per heap change.
     pub fn new(board: Board, snapshots: u64, seed: u64) -> Self {
         SynthConfig {
             board,
@@ -65,6 +74,34 @@ impl SynthConfig {
             leak: false,
         }
     }
+}
+
+/// A board the simulator can build for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Board {
+    /// A SAMD21 (as the Circuit Playground Express): 32 KiB of RAM, a 20 KiB heap.
+    Samd21,
+    /// A SAMD51 (as the Metro M4): 192 KiB of RAM, a 128 KiB heap.
+    Samd51,
+}
+
+/// Which firmware the simulator builds: its struct layouts and data formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// CircuitPython 3.0 (commit 619b0ec164), the reference's target: repr C,
+    /// qstrs prefixed with hash and length, the GC state in `mem`.
+    CircuitPython3,
+    /// A current MicroPython (1.2x): repr A, qstr pools with hash and length
+    /// arrays, the GC state in `mem.area`, a gap byte after the allocation table,
+    /// a weakref table, the type name as a 16-bit field.
+    MicroPython,
+    /// A current MicroPython on a 64-bit port: the MicroPython flavour with 8-byte
+    /// words and 32-byte blocks (`MICROPY_BYTES_PER_GC_BLOCK` = 4 words).
+    MicroPython64,
+    /// A current CircuitPython (9.x/10.x): MicroPython 1.2x's formats with repr C,
+    /// a split heap (a second area added at run time, chained from `mem.area.next`),
+    /// the selective-collect table after the finaliser table, no weakref table.
+    CircuitPython10,
 }
 
 /// The program the simulated board runs.
@@ -93,9 +130,13 @@ impl std::str::FromStr for Workload {
 /// What a run of the simulator produced besides the files.
 #[derive(Clone, Debug, Default)]
 pub struct SynthSummary {
+    /// Snapshots written.
     pub snapshots: u64,
+    /// Bytes per snapshot.
     pub snapshot_bytes: u64,
+    /// Collections the program ran.
     pub collections: u64,
+    /// MemoryErrors it met.
     pub out_of_memory: u64,
     /// Per snapshot, its stack pointer and event (with [`SynthConfig::events`]).
     pub events: Vec<SimEvent>,
@@ -104,7 +145,9 @@ pub struct SynthSummary {
 /// Snapshots kept in memory with the simulator's registry at each (for tests).
 #[derive(Default)]
 pub struct MemorySink {
+    /// The snapshots, one after the other.
     pub ram: Vec<u8>,
+    /// Per snapshot, every allocation as the simulator made it.
     pub truth: Vec<Vec<TruthBlock>>,
 }
 
@@ -234,11 +277,13 @@ pub fn simulate_in_memory(config: &SynthConfig) -> Result<InMemoryCapture> {
 
 /// A capture held in memory, with the simulator's registry at every snapshot.
 pub struct InMemoryCapture {
+    /// The firmware's layout.
     pub layout: Layout,
     /// All snapshots, back to back, as `ram.bin` would hold them.
     pub ram: Vec<u8>,
     /// Live allocations at each snapshot, by address.
     pub truth: Vec<Vec<TruthBlock>>,
+    /// What was simulated.
     pub summary: SynthSummary,
 }
 

@@ -10,12 +10,18 @@
 //! Addresses are `Int64` integers (so joins on addresses work and hex is a
 //! formatting choice); kinds and names are dictionary-encoded strings.
 
+#[doc(hidden)]
 pub mod compact;
+#[doc(hidden)]
 pub mod lifetimes;
+#[doc(hidden)]
 pub mod one;
+#[doc(hidden)]
 pub mod per_snapshot;
+#[doc(hidden)]
 pub mod summaries;
 mod table;
+#[doc(hidden)]
 pub mod writer;
 
 use std::ops::Range;
@@ -65,6 +71,7 @@ pub struct Prepared<'f> {
     type_groups: Vec<TypeGroup<'f>>,
 }
 
+/// A snapshot made ready for the writer, or why it was not decoded.
 pub type PreparedOutcome<'f> = std::result::Result<Prepared<'f>, DecodeError>;
 
 impl<'f> Prepared<'f> {
@@ -88,10 +95,12 @@ pub struct Preparer<'f> {
 }
 
 impl<'f> Preparer<'f> {
+    /// A preparer for the tables of `set`.
     pub fn new(set: TableSet, firmware: &'f Firmware) -> Self {
         Preparer { set, firmware, prev: None }
     }
 
+    /// Makes `outcome` ready for the writer, diffing it against the one before.
     pub fn prepare(&mut self, outcome: SnapshotOutcome) -> PreparedOutcome<'f> {
         let mut report = outcome?;
         let set = self.set;
@@ -124,18 +133,29 @@ impl<'f> Preparer<'f> {
 /// Which tables a run writes (`snapshots` is always written).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TableSet {
+    /// `blocks`: every allocation of every snapshot.
     pub blocks: bool,
+    /// `edges`: every pointer of every snapshot.
     pub edges: bool,
+    /// `qstrs`: every qstr of every snapshot.
     pub qstrs: bool,
+    /// `strings`: every string's text of every snapshot.
     pub strings: bool,
+    /// `free_runs`: every free run of every snapshot.
     pub free_runs: bool,
+    /// `allocations`: each allocation's lifetime.
     pub allocations: bool,
+    /// `edge_history`: each pointer's lifetime.
     pub edge_history: bool,
+    /// `qstr_history`: each RAM qstr and when it appeared.
     pub qstr_history: bool,
+    /// `type_histogram`: allocations by kind, type and class, per snapshot.
     pub type_histogram: bool,
+    /// `free_run_histogram`: free runs by size, per snapshot.
     pub free_run_histogram: bool,
     /// What each owner retains (empty without retention).
     pub retainers: bool,
+    /// `symbols`: the firmware's symbol table.
     pub symbols: bool,
 }
 
@@ -242,11 +262,13 @@ pub struct TableSink<'f> {
     set: TableSet,
     /// The snapshot being written: rows pushed now are rows of snapshots up to it.
     at: u64,
+    /// Snapshots written.
     pub written: u64,
     /// Snapshots not decoded or not plausible (their `status` says which).
     pub failed: u64,
     /// Of those, the snapshots that failed a plausibility check.
     pub suspect: u64,
+    /// The table files written.
     pub files: Vec<PathBuf>,
 }
 
@@ -486,6 +508,7 @@ impl<C: per_snapshot::Columns> PendingRows for lifetimes::HistoryRows<C> {
     }
 }
 
+/// The schema of `symbols`.
 pub fn symbols_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("name", DataType::Utf8, false),
