@@ -36,12 +36,13 @@ python-package:
 
 # ffmpeg (MP4/WebM tests, ffprobe), Graphviz (ownership graph), gdb (the
 # capture script, run on a host program) and Chromium (the HTML report, opened
-# headless) from Debian;
-# click, DuckDB, Polars, pyarrow, pandas, Dask and pytest from PyPI.
+# headless) and a Java runtime (Spark reads the Dask fan-out's dataset) from Debian;
+# click, DuckDB, Polars, pyarrow, pandas, Dask, PySpark and pytest from PyPI.
 test-deps:
 	@if ! command -v ffmpeg >/dev/null || ! command -v dot >/dev/null || ! command -v gdb >/dev/null \
-			|| ! command -v chromium >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg graphviz gdb chromium >/dev/null; \
+			|| ! command -v chromium >/dev/null || ! command -v java >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg graphviz gdb chromium \
+			default-jre-headless >/dev/null; \
 	fi
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r requirements-test.txt
 

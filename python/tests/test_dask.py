@@ -68,20 +68,35 @@ def assert_same_as_single(out, single, captures):
             assert ours[f] == theirs[f], f"capture {name}: {f}"
 
 
-def test_the_fan_out_writes_what_single_runs_write(client, captures, single, tmp_path):
-    out = tmp_path / "night"
-    result = heapvis.dask.analyze(captures, out, client=client, snapshots_per_task=70)
+@pytest.fixture(scope="module")
+def night(client, captures, tmp_path_factory):
+    """The three captures fanned out over the cluster, 70 snapshots a task."""
+    out = tmp_path_factory.mktemp("fan-out") / "night"
+    return out, heapvis.dask.analyze(captures, out, client=client, snapshots_per_task=70)
+
+
+def row_counts(single, captures, table):
+    return {name: duckdb.sql(f"SELECT count(*) FROM read_parquet('{single / name}/{table}/*.parquet')")
+            .fetchall()[0][0] for name in captures}
+
+
+def test_the_fan_out_writes_what_single_runs_write(client, night, captures, single):
+    out, result = night
     assert {n: r["shards"] for n, r in result.items()} == {"cp3": 8, "mp": 6, "cp10": 5}
     assert all(r["failed"] == 0 for r in result.values())
     assert {n: r["snapshots"] for n, r in result.items()} == {"cp3": 500, "mp": 400, "cp10": 300}
     assert_same_as_single(out, single, captures)
     # Both workers took shards.
     assert len({w for w in client.run(os.getpid).values()}) == 2
+    # The answers of each capture are there, as a single run leaves them.
+    for name in captures:
+        assert heapvis.summary(out / f"capture={name}") == heapvis.summary(single / name)
 
-    # One table across the night, `capture` a column, in each engine.
+
+def test_duckdb_polars_and_pyarrow_read_the_night_as_one_table(night, captures, single):
+    out, _ = night
     for table in TABLES:
-        counts = {name: duckdb.sql(f"SELECT count(*) FROM read_parquet('{single / name}/{table}/*.parquet')")
-                  .fetchall()[0][0] for name in captures}
+        counts = row_counts(single, captures, table)
         hive = duckdb.sql(f"SELECT capture, count(*) FROM read_parquet('{out}/capture=*/{table}/*.parquet', "
                           f"hive_partitioning = true) GROUP BY capture").fetchall()
         assert dict(hive) == counts, table
@@ -90,9 +105,21 @@ def test_the_fan_out_writes_what_single_runs_write(client, captures, single, tmp
         arrow = heapvis.dask.read(out, table)
         assert dict(pl.from_arrow(arrow).group_by("capture").len().iter_rows()) == counts, table
 
-    # The answers of each capture are there, as a single run leaves them.
-    for name in captures:
-        assert heapvis.summary(out / f"capture={name}") == heapvis.summary(single / name)
+
+def test_spark_reads_the_night_as_one_table(night, captures, single):
+    from pyspark.sql import SparkSession
+
+    out, _ = night
+    spark = (SparkSession.builder.master("local[1]").appName("heapvis-test").config("spark.ui.enabled", "false")
+             .getOrCreate())
+    try:
+        for table in ("snapshots", "allocations", "retainers"):
+            frame = spark.read.option("basePath", str(out)).parquet(f"{out}/capture=*/{table}")
+            got = {r["capture"]: r["count"] for r in frame.groupBy("capture").count().collect()}
+            assert got == row_counts(single, captures, table), table
+            assert frame.columns[-1] == "capture"
+    finally:
+        spark.stop()
 
 
 class KillOnce(WorkerPlugin):
@@ -114,7 +141,10 @@ class KillOnce(WorkerPlugin):
         def kill():
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
-                if os.path.isdir(self.folder) and any(e.startswith(".heapvis-run-") for e in os.listdir(self.folder)):
+                # This process's own run (`.heapvis-run-HOST-PID-NANOS`), not the other worker's.
+                ours = f"-{os.getpid()}-"
+                if os.path.isdir(self.folder) and any(e.startswith(".heapvis-run-") and ours in e
+                                                      for e in os.listdir(self.folder)):
                     os._exit(1)
                 time.sleep(0.001)
 
