@@ -20,6 +20,8 @@ build:
 test: test-deps
 	mkdir -p target
 	cargo test --release --all-targets 2>&1 | tee target/test.log
+	@# The binary alone, as users build it: the library's API only, no `internals`.
+	cargo build --release --bin heapvis
 	cargo test --release --doc 2>&1 | tee -a target/test.log
 	cargo test --tests 2>&1 | tee -a target/test.log
 	$(MAKE) --no-print-directory test-python

@@ -58,7 +58,9 @@ impl std::str::FromStr for Publish {
 }
 
 #[derive(Clone, Debug)]
+/// How a follow publishes and when it stops.
 pub struct FollowOptions {
+    /// When the tables are published.
     pub publish: Publish,
     /// Stop once the dump has not grown for this long.
     pub idle: Option<Duration>,
@@ -95,20 +97,25 @@ pub struct LiveStatus {
 /// What a follow did.
 #[derive(Clone, Debug, Default)]
 pub struct FollowSummary {
+    /// Snapshots published by this run.
     pub snapshots: u64,
+    /// Of those, snapshots not decoded or suspect.
     pub failed: u64,
     /// Where it started: snapshots already published by an earlier run.
     pub resumed_at: u64,
+    /// Publishes made.
     pub publishes: u64,
     /// The table files of the one run the shards were rewritten into.
     pub files: Vec<std::path::PathBuf>,
-    /// Frame files written, and the movie, where it was written.
+    /// Frame files written.
     pub frames: u64,
+    /// The movie, where it was written.
     pub movie: Option<std::path::PathBuf>,
 }
 
 /// Reports a follow's progress (besides [`Progress`] for each publish's decode).
 pub trait LiveProgress: Progress {
+    /// After each publish: how the follow is going.
     fn live(&self, _status: &LiveStatus) {}
     /// Waiting for the dump to hold a first snapshot, or to grow.
     fn waiting(&self, _status: &LiveStatus) {}

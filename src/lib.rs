@@ -19,8 +19,10 @@
 //! ```
 //!
 //! The modules documented here hold the types that surface takes and returns.
-//! The others are hidden from these docs: they are how the `heapvis` binary,
-//! the tests and the benches reach the parts, and they change as the parts do.
+//! The others are the parts, private to the crate. This crate's own tests,
+//! benches and fuzz targets test them one by one through the `internals`
+//! feature, which makes them public but hidden; a program should not turn it
+//! on: the parts change as they need to.
 //!
 //! # How the crate is laid out
 //!
@@ -44,48 +46,73 @@
 //!
 //! The library never prints and never exits; the `heapvis` binary does both.
 
+/// Declares modules that are the library's parts, not its API: crate-private, or,
+/// with the `internals` feature (on for this crate's own tests, benches and
+/// fuzz targets, which test the parts one by one), public but hidden from the
+/// docs.
+macro_rules! internal {
+    ($($(#[$doc:meta])* $name:ident;)*) => {$(
+        $(#[$doc])*
+        #[cfg(feature = "internals")]
+        #[doc(hidden)]
+        pub mod $name;
+        $(#[$doc])*
+        #[cfg(not(feature = "internals"))]
+        #[allow(dead_code, unused_imports)]
+        pub(crate) mod $name;
+    )*};
+}
+pub(crate) use internal;
+
+/// Re-exports of the parts' items beside an API module's own, on the same
+/// terms as [`internal!`] modules: public and hidden with `internals`,
+/// crate-private without.
+macro_rules! internal_use {
+    ($($path:path),* $(,)?) => {$(
+        #[cfg(feature = "internals")]
+        #[doc(hidden)]
+        pub use $path;
+        #[cfg(not(feature = "internals"))]
+        #[allow(unused_imports)]
+        pub(crate) use $path;
+    )*};
+}
+pub(crate) use internal_use;
+
 mod api;
 pub mod answers;
-#[doc(hidden)]
 pub mod capture;
-#[doc(hidden)]
-pub mod check;
-#[doc(hidden)]
-pub mod decode;
 pub mod dump;
 pub mod error;
-#[doc(hidden)]
-pub mod firmware;
-#[doc(hidden)]
 pub mod follow;
-#[doc(hidden)]
-pub mod incremental;
-#[doc(hidden)]
-pub mod inspect;
-
-#[doc(hidden)]
-pub mod memory;
-#[doc(hidden)]
-pub mod outdir;
 pub mod pipeline;
-
-#[doc(hidden)]
-pub mod profile;
 pub mod render;
-#[doc(hidden)]
 pub mod report;
 pub mod retain;
-#[doc(hidden)]
-pub mod sidecar;
 pub mod synth;
-#[doc(hidden)]
-pub mod sys;
 pub mod tables;
 
-pub use api::{diff, leaks, set_mmap_threshold, summary, write_answers, Capture, FirmwareSource, Leaks, Snapshot, SnapshotTable};
-pub use render::Arrangement;
-pub use synth::{write_dir as write_synthetic, Board, Flavor, SynthConfig, SynthSummary, Workload};
+internal! {
+    check;
+    decode;
+    firmware;
+    incremental;
+    inspect;
+    memory;
+    outdir;
+    profile;
+    sidecar;
+    sys;
+}
+
+pub use api::{
+    diff, exit_on_sigbus, gdb_script, leaks, profile_toml, render_dot, report_page, set_mmap_threshold,
+    shipped_profiles, stop_on_interrupt, summary, write_answers, write_replacing, Capture, FirmwareSource, Inspection,
+    Leaks, OpenOptions, Snapshot, SnapshotTable,
+};
 pub use dump::Selection;
 pub use error::{DecodeError, Error, Result};
 pub use pipeline::{AnalyzeOptions, Progress, RenderOptions, RunSummary, Silent};
+pub use render::Arrangement;
+pub use synth::{write_dir as write_synthetic, Board, Flavor, SynthConfig, SynthSummary, Workload};
 pub use tables::{OutputLayout, TableSet};

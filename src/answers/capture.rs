@@ -25,8 +25,9 @@ pub struct CaptureSource {
     pub ram: RamBounds,
 }
 
-/// The capture output folder `out` was made from, checked against its manifest.
-pub fn reopen(out: &Path, contents: &Contents, source: &CaptureSource) -> Result<Session> {
+/// The capture output folder `out` was made from, checked against its
+/// manifest, and the inputs it was opened from.
+pub fn reopen(out: &Path, contents: &Contents, source: &CaptureSource) -> Result<(Session, InputPaths)> {
     let inputs = if source.inputs.is_empty() {
         let dump = PathBuf::from(&contents.identity.capture.dump);
         let dir = dump.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -48,5 +49,5 @@ pub fn reopen(out: &Path, contents: &Contents, source: &CaptureSource) -> Result
             ),
         });
     }
-    Ok(session)
+    Ok((session, inputs))
 }

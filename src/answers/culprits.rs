@@ -23,15 +23,20 @@ pub const MAX_K: usize = 3;
 /// One allocation in the way.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Culprit {
+    /// Its address.
     pub address: u64,
+    /// Its size.
     pub bytes: u64,
+    /// Its kind.
     pub kind: String,
+    /// Its type's symbol, when it has one.
     pub type_name: Option<String>,
     /// Its Python name or class, when known.
     pub name: Option<String>,
     /// Snapshots since it was made (at least this many when `age_at_least`:
     /// it was there before the analysed range).
     pub age_snapshots: u64,
+    /// Whether it was already there at the first analysed snapshot.
     pub age_at_least: bool,
     /// What held it at its last sighting: a root's name, or the holding
     /// allocation's kind and address.
@@ -41,18 +46,23 @@ pub struct Culprit {
 /// Removing `allocations` would make a free run of `largest_free_bytes_if_gone`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Removal {
+    /// The allocations (1 to [`MAX_K`]).
     pub allocations: Vec<Culprit>,
+    /// The largest free run, in bytes, were they gone.
     pub largest_free_bytes_if_gone: u64,
 }
 
 /// The culprits of one snapshot.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Culprits {
+    /// The snapshot.
     pub snapshot: u64,
     /// Why this snapshot: `tightest` (the smallest largest free run),
     /// `most_fragmented`, `memory_error`.
     pub moments: Vec<&'static str>,
+    /// Its free bytes.
     pub free_bytes: u64,
+    /// Its largest free run, in bytes.
     pub largest_free_bytes: u64,
     /// For 1, 2, … [`MAX_K`] allocations.
     pub removals: Vec<Removal>,

@@ -12,11 +12,17 @@ use crate::error::{Error, Result};
 /// A comparison.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
+    /// `<`
     Lt,
+    /// `<=`
     Le,
+    /// `>`
     Gt,
+    /// `>=`
     Ge,
+    /// `==`
     Eq,
+    /// `!=`
     Ne,
 }
 
@@ -44,8 +50,11 @@ impl Op {
 /// One `--fail-if` condition: the run fails when `figure op value` holds.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Condition {
+    /// The figure's name, as `Summary::figures` names it (`min_largest_free_bytes`).
     pub figure: String,
+    /// The comparison.
     pub op: Op,
+    /// The value compared with.
     pub value: f64,
 }
 

@@ -2,19 +2,16 @@
 //! engineer asks the morning after (`heapvis summary`, `heapvis leaks`). They
 //! read the Parquet files heapvis wrote, never the dump.
 
-#[doc(hidden)]
-pub mod capture;
-#[doc(hidden)]
 pub mod culprits;
 pub mod diff;
-#[doc(hidden)]
-pub mod export;
-#[doc(hidden)]
 pub mod gate;
-#[doc(hidden)]
-pub mod instances;
 pub mod leaks;
 pub mod summary;
+crate::internal! {
+    capture;
+    export;
+    instances;
+}
 
 use std::path::{Path, PathBuf};
 

@@ -44,7 +44,9 @@ pub struct ScriptOptions {
 /// The script, and what the user should know about it.
 #[derive(Clone, Debug)]
 pub struct GdbScript {
+    /// The script (gdb's Python).
     pub text: String,
+    /// What the user should know (a missing symbol, what the sidecar will lack).
     pub notes: Vec<String>,
     /// Bytes each snapshot appends.
     pub snapshot_bytes: u64,

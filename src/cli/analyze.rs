@@ -7,7 +7,7 @@ use heapvis::dump::Selection;
 use heapvis::pipeline::{AnalyzeOptions, RenderOptions};
 use heapvis::tables::{OutputLayout, TableSet};
 
-use super::{open_session, progress::Bar, InputArgs, Outcome};
+use super::{open_capture, progress::Bar, InputArgs, Outcome};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -108,27 +108,27 @@ pub enum Layout {
 
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
     let selection: Selection = a.snapshots.parse()?;
-    let stop = a.follow.then(heapvis::sys::stop_on_interrupt);
-    let (inputs, mut session) = match stop {
+    let stop = a.follow.then(heapvis::stop_on_interrupt);
+    let mut capture = match stop {
         Some(stop) => match super::follow::open_when_written(&a.input, a.quiet, a.idle, stop)? {
             Some(opened) => opened,
             None => return Ok(Outcome::Ok),
         },
-        None => open_session(&a.input, a.quiet)?,
+        None => open_capture(&a.input, a.quiet)?,
     };
-    if session.dump.trailing_bytes() > 0 && !a.quiet && !a.follow {
+    if capture.trailing_bytes() > 0 && !a.quiet && !a.follow {
         eprintln!(
             "warning: {}: the last {} byte(s) are not a whole snapshot of {} bytes and are ignored",
-            inputs.ram.display(),
-            session.dump.trailing_bytes(),
-            session.dump.snapshot_bytes()
+            capture.dump_path().display(),
+            capture.trailing_bytes(),
+            capture.snapshot_bytes()
         );
     }
-    if !session.firmware.missing_types.is_empty() && !a.quiet {
+    if !capture.missing_types().is_empty() && !a.quiet {
         eprintln!(
             "warning: {}: no symbol for {}; blocks of those types get kind `unknown`",
-            inputs.symbols_file().display(),
-            session.firmware.missing_types.join(", ")
+            capture.symbols_file().display(),
+            capture.missing_types().join(", ")
         );
     }
     let options = AnalyzeOptions {
@@ -165,15 +165,18 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
         let follow =
             heapvis::follow::FollowOptions { publish: a.publish_every, idle: a.idle, report: a.report.clone() };
         let live = super::follow::Live::new(a.quiet);
-        let summary = heapvis::follow::follow(&mut session, &a.out, &options, &follow, stop, &live)
-            .with_context(|| format!("following {}", inputs.ram.display()))?;
+        let dump = capture.dump_path().to_path_buf();
+        let summary = capture
+            .follow(&a.out, &options, &follow, stop, &live)
+            .with_context(|| format!("following {}", dump.display()))?;
         live.done(&a.out, &summary);
         answer_tables(&a.out, a.quiet);
         return Ok(if summary.failed > 0 { Outcome::SomeSnapshotsFailed } else { Outcome::Ok });
     }
     let bar = Bar::new(a.quiet);
-    let summary =
-        session.analyze(&a.out, &options, &bar).with_context(|| format!("analysing {}", inputs.ram.display()))?;
+    let summary = capture
+        .analyze(&a.out, &options, &bar)
+        .with_context(|| format!("analysing {}", capture.dump_path().display()))?;
     if !a.quiet {
         eprintln!(
             "{} snapshot(s), {} not decoded, {} suspect",
@@ -209,7 +212,7 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
 /// a warning, not the run's failure.
 fn answer_tables(out: &std::path::Path, quiet: bool) {
     let started = std::time::Instant::now();
-    match heapvis::answers::export::write(out) {
+    match heapvis::write_answers(out) {
         Ok(files) if !quiet && !files.is_empty() => {
             let names: Vec<String> =
                 files.iter().filter_map(|f| Some(f.file_stem()?.to_string_lossy().into_owned())).collect();

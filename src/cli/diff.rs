@@ -5,8 +5,7 @@
 use std::fmt::Write;
 use std::path::PathBuf;
 
-use heapvis::answers::diff::{add_paths, diff, Count, Diff};
-use heapvis::outdir::Contents;
+use heapvis::answers::diff::{Count, Diff};
 
 use super::{CaptureArgs, Outcome};
 
@@ -33,11 +32,10 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
-    let contents = Contents::read(&a.out)?;
-    let mut d = diff(&a.out, &contents, a.a, a.b, a.top)?;
+    let mut d = heapvis::diff(&a.out, a.a, a.b, a.top)?;
     if !d.survivors.is_empty() {
         match a.capture.reopen(&a.out) {
-            Ok(session) => add_paths(&mut d, &session)?,
+            Ok(capture) => capture.add_paths(&a.out, &mut d)?,
             // The tables' answer stands without the paths; say why they are missing.
             Err(why) => d.paths_note = Some(why),
         }

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use heapvis::follow::{FollowSummary, LiveProgress, LiveStatus};
 use heapvis::pipeline::Progress;
 
-use super::{open_session, InputArgs};
+use super::{open_capture, InputArgs};
 
 /// Opens the capture once its dump holds a whole snapshot (gdb may not have
 /// written one yet); `None` when stopped (Ctrl-C, or `idle` without one).
@@ -20,11 +20,11 @@ pub fn open_when_written(
     quiet: bool,
     idle: Option<Duration>,
     stop: &AtomicBool,
-) -> anyhow::Result<Option<(heapvis::firmware::InputPaths, heapvis::pipeline::Session)>> {
+) -> anyhow::Result<Option<heapvis::Capture>> {
     let started = Instant::now();
     let mut told = false;
     loop {
-        match open_session(input, quiet) {
+        match open_capture(input, quiet) {
             Ok(opened) => return Ok(Some(opened)),
             Err(e) if not_written_yet(&e) => {
                 if !quiet && !told {

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use heapvis::capture::gdb_script::{gdb_script, ScriptOptions};
+use heapvis::capture::gdb_script::ScriptOptions;
 
-use super::{load_profile, Outcome};
+use super::Outcome;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -52,15 +52,13 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
         run: a.run,
         frames: a.frames,
     };
-    let script = gdb_script(&a.elf, load_profile(&a.layout.profile)?, &a.layout.ram(), &options)?;
+    let script = heapvis::gdb_script(&a.elf, a.layout.profile.as_deref(), &a.layout.ram(), &options)?;
     for note in &script.notes {
         eprintln!("note: {note}");
     }
     match &a.script {
         Some(path) => {
-            let tmp = heapvis::outdir::TempFile::beside(path);
-            std::fs::write(&tmp.path, &script.text).map_err(|e| heapvis::Error::io(&tmp.path, e))?;
-            tmp.persist(path)?;
+            heapvis::write_replacing(path, script.text.as_bytes())?;
             eprintln!(
                 "wrote {}: each snapshot appends {} bytes to {}; run it with: gdb -batch -x {} {}",
                 path.display(),

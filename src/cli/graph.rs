@@ -2,10 +2,8 @@
 
 use std::path::PathBuf;
 
-use heapvis::dump::Selection;
-use heapvis::render::dot;
 
-use super::{open_session, Outcome, SnapshotArgs};
+use super::{open_capture, Outcome, SnapshotArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -18,24 +16,15 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
-    let (_inputs, session) = open_session(&a.at.input, false)?;
-    let selection: Selection = a.at.snapshot.parse()?;
-    let (range, _) = selection.resolve(session.dump.count())?;
-    if range.end - range.start != 1 {
-        anyhow::bail!(
-            "--snapshot {}: a graph is of one snapshot; give N or last (the dump holds snapshots 0..={})",
-            a.at.snapshot,
-            session.dump.count().saturating_sub(1)
-        );
-    }
-    let index = range.start;
-    let report = session.decode_one(index)?;
-    let text = dot::ownership_dot(&report);
+    let capture = open_capture(&a.at.input, false)?;
+    let last = capture.len().saturating_sub(1);
+    let index = a.at.one(&capture, &format!("a graph is of one snapshot; give N or last (the dump holds snapshots 0..={last})"))?;
+    let text = capture.ownership_dot(index)?;
     let out = a.out.unwrap_or_else(|| PathBuf::from(format!("heap_ownership{index:06}.dot")));
     let dot_path = out.with_extension("dot");
     std::fs::write(&dot_path, &text).map_err(|e| heapvis::Error::io(&dot_path, e))?;
     if out != dot_path {
-        dot::render_with_dot(&text, &out)?;
+        heapvis::render_dot(&text, &out)?;
         eprintln!("snapshot {index}: wrote {} and {}", dot_path.display(), out.display());
     } else {
         eprintln!("snapshot {index}: wrote {}", dot_path.display());

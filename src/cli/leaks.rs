@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use heapvis::answers::leaks::{add_examples, suspects, MIN_R2};
+use heapvis::answers::leaks::MIN_R2;
 
 use super::{CaptureArgs, Outcome};
 
@@ -21,10 +21,10 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
-    let (mut found, warm) = suspects(&a.out)?;
+    let heapvis::Leaks { suspects: mut found, warm_up_until: warm } = heapvis::leaks(&a.out)?;
     found.truncate(a.top);
     let no_examples = match a.capture.reopen(&a.out) {
-        Ok(session) => add_examples(&a.out, &mut found, &session).err().map(|e| e.to_string()),
+        Ok(capture) => capture.add_examples(&a.out, &mut found).err().map(|e| e.to_string()),
         Err(why) => Some(why),
     };
     println!("warm-up: until snapshot {warm} (the first collection)");

@@ -66,6 +66,11 @@ impl LayoutArgs {
     pub fn ram(&self) -> heapvis::pipeline::RamBounds {
         heapvis::pipeline::RamBounds { start: self.ram_start.clone(), end: self.ram_end.clone() }
     }
+
+    /// The profile and RAM bounds given, for opening a capture.
+    pub fn options(&self) -> heapvis::OpenOptions {
+        heapvis::OpenOptions { profile: self.profile.clone(), ram: self.ram() }
+    }
 }
 
 /// A capture and one snapshot of it (`inspect`, `graph`).
@@ -76,6 +81,16 @@ pub struct SnapshotArgs {
     /// Which snapshot: N or last (`inspect` also takes a range, A..B).
     #[arg(long, default_value = "last", value_name = "N")]
     pub snapshot: String,
+}
+
+impl SnapshotArgs {
+    /// The one snapshot `--snapshot` selects; `several` says why one is needed.
+    pub fn one(&self, capture: &heapvis::Capture, several: &str) -> anyhow::Result<u64> {
+        let selection: heapvis::Selection = self.snapshot.parse()?;
+        let (range, _) = selection.resolve(capture.len())?;
+        anyhow::ensure!(range.end - range.start == 1, "--snapshot {}: {several}", self.snapshot);
+        Ok(range.start)
+    }
 }
 
 /// The capture an output folder was made from, for the answers that need a
@@ -97,15 +112,11 @@ pub struct CaptureArgs {
 impl CaptureArgs {
     /// The folder's capture, reopened and checked against its manifest; the
     /// reason there is none (to print) otherwise.
-    pub fn reopen(&self, out: &std::path::Path) -> Result<heapvis::pipeline::Session, String> {
+    pub fn reopen(&self, out: &std::path::Path) -> Result<heapvis::Capture, String> {
         if self.no_paths {
             return Err("the capture was not read (--no-paths)".to_string());
         }
-        let contents = heapvis::outdir::Contents::read(out).map_err(|e| e.to_string())?;
-        let profile = load_profile(&self.layout.profile).map_err(|e| format!("{e:#}"))?;
-        let source =
-            heapvis::answers::capture::CaptureSource { inputs: self.capture.clone(), profile, ram: self.layout.ram() };
-        heapvis::answers::capture::reopen(out, &contents, &source).map_err(|e| e.to_string())
+        heapvis::Capture::of_folder(out, &self.capture, &self.layout.options()).map_err(|e| e.line())
     }
 }
 
@@ -184,30 +195,19 @@ pub fn error_line(e: &anyhow::Error) -> String {
     line
 }
 
-/// The `--profile` given: a TOML file, or the name of a shipped profile
-/// (`data/profiles/NAME.toml`) when no such file exists.
-pub fn load_profile(path: &Option<PathBuf>) -> anyhow::Result<Option<heapvis::profile::Profile>> {
-    Ok(path.as_deref().map(heapvis::profile::Profile::from_file_or_shipped).transpose()?)
-}
-
 /// Opens the capture, telling the user where the layout came from when it matters.
-pub fn open_session(
-    input: &InputArgs,
-    quiet: bool,
-) -> anyhow::Result<(heapvis::firmware::InputPaths, heapvis::pipeline::Session)> {
-    let inputs = heapvis::firmware::InputPaths::resolve(&input.inputs)?;
-    heapvis::sys::exit_on_sigbus(format!(
+pub fn open_capture(input: &InputArgs, quiet: bool) -> anyhow::Result<heapvis::Capture> {
+    let capture = heapvis::Capture::open_inputs(&input.inputs, &input.layout.options())?;
+    heapvis::exit_on_sigbus(format!(
         "heapvis: {}: the dump became shorter while it was read (truncated or replaced); \
          no table of this run was published",
-        inputs.ram.display()
+        capture.dump_path().display()
     ));
-    let session =
-        heapvis::pipeline::Session::open_with_ram(&inputs, load_profile(&input.layout.profile)?, &input.layout.ram())?;
     if !quiet {
-        match &session.profile_source {
+        match capture.profile_source() {
             heapvis::pipeline::ProfileSource::Dwarf { missing } if !missing.is_empty() => eprintln!(
                 "note: layout derived from {}'s debug info; kept the default for {}",
-                inputs.symbols_file().display(),
+                capture.symbols_file().display(),
                 missing.join(", ")
             ),
             heapvis::pipeline::ProfileSource::Default { why: Some(why) } => {
@@ -216,7 +216,7 @@ pub fn open_session(
             _ => {}
         }
     }
-    Ok((inputs, session))
+    Ok(capture)
 }
 
 #[cfg(test)]

@@ -4,9 +4,7 @@
 
 use std::path::PathBuf;
 
-use heapvis::firmware::dwarf;
-
-use super::{load_profile, Outcome};
+use super::Outcome;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -24,7 +22,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
     if a.list {
-        for (name, about) in heapvis::profile::shipped_summaries() {
+        for (name, about) in heapvis::shipped_profiles() {
             println!("{name}");
             for line in about {
                 println!("    {line}");
@@ -32,23 +30,6 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
         }
         return Ok(Outcome::Ok);
     }
-    let base = load_profile(&a.profile)?.unwrap_or_default();
-    let mut text = String::new();
-    let profile = match &a.elf {
-        Some(elf) => {
-            let data = heapvis::firmware::elf::read_elf_file(elf)?;
-            let d = dwarf::derive_profile(&data, elf, &base)?;
-            for f in &d.found {
-                text.push_str(&format!("# from DWARF: {f}\n"));
-            }
-            for m in &d.missing {
-                text.push_str(&format!("# not in the debug info, kept: {m}\n"));
-            }
-            d.profile
-        }
-        None => base,
-    };
-    text.push_str(&profile.to_toml());
-    print!("{text}");
+    print!("{}", heapvis::profile_toml(a.profile.as_deref(), a.elf.as_deref())?);
     Ok(Outcome::Ok)
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use heapvis::report::{report, ReportOptions};
+use heapvis::report::ReportOptions;
 
 use super::{CaptureArgs, Outcome};
 
@@ -28,14 +28,14 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
     let options =
         ReportOptions { max_points: a.max_points as usize, max_frames: a.max_frames as usize, ..Default::default() };
-    let session = a.capture.reopen(&a.out);
-    if let Err(why) = &session {
-        eprintln!("note: no example paths for the leak suspects: {why}");
-    }
-    let page = report(&a.out, &options, session.as_ref().ok())?;
-    let tmp = heapvis::outdir::TempFile::beside(&a.output);
-    std::fs::write(&tmp.path, &page).map_err(|e| heapvis::Error::io(&tmp.path, e))?;
-    tmp.persist(&a.output)?;
+    let page = match a.capture.reopen(&a.out) {
+        Ok(capture) => capture.report(&a.out, &options)?,
+        Err(why) => {
+            eprintln!("note: no example paths for the leak suspects: {why}");
+            heapvis::report_page(&a.out, &options)?
+        }
+    };
+    heapvis::write_replacing(&a.output, page.as_bytes())?;
     eprintln!("wrote {} ({} KiB)", a.output.display(), page.len().div_ceil(1024));
     Ok(Outcome::Ok)
 }

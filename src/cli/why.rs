@@ -1,10 +1,9 @@
 //! `heapvis why ADDRESS`: why one allocation of one snapshot is alive: the
 //! shortest path to it from a GC root, its dominators, what it retains.
 
-use heapvis::dump::Selection;
-use heapvis::retain::why::{why, Why};
+use heapvis::retain::why::Why;
 
-use super::{open_session, Outcome, SnapshotArgs};
+use super::{open_capture, Outcome, SnapshotArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -24,24 +23,9 @@ fn parse_address(s: &str) -> Result<u64, String> {
 }
 
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
-    let (_inputs, session) = open_session(&a.at.input, false)?;
-    let selection: Selection = a.at.snapshot.parse()?;
-    let (range, _) = selection.resolve(session.dump.count())?;
-    anyhow::ensure!(
-        range.end - range.start == 1,
-        "--snapshot {}: `why` looks at one snapshot; give N or last",
-        a.at.snapshot
-    );
-    let index = range.start;
-    let report = session.decode_one(index)?;
-    anyhow::ensure!(
-        report.retention.is_some(),
-        "snapshot {index}: no GC roots to start from (the profile has no `state.roots_end`, or the build no `_estack`)"
-    );
-    let roots = session.roots().of(index).ok_or_else(|| anyhow::anyhow!("snapshot {index}: no GC roots"))?;
-    let Some(w) = why(&report, &roots, a.address) else {
-        anyhow::bail!("snapshot {index}: no allocation covers 0x{:08x}", a.address);
-    };
+    let capture = open_capture(&a.at.input, false)?;
+    let index = a.at.one(&capture, "`why` looks at one snapshot; give N or last")?;
+    let w = capture.why(index, a.address)?;
     print!("{}", render(index, &w));
     Ok(Outcome::Ok)
 }

@@ -11,8 +11,10 @@
 //! [`ReportOptions::max_frames`] frames and [`data::MAX_FRAME_ENTRIES`]
 //! allocations in all.
 
-pub mod chart;
-pub mod data;
+crate::internal! {
+    chart;
+    data;
+}
 
 use std::fmt::Write;
 use std::path::Path;

@@ -12,11 +12,11 @@
 //! The retained size of an allocation is what would be freed if it went: its
 //! bytes and those of every allocation it dominates.
 
-#[doc(hidden)]
-pub mod dominators;
-#[doc(hidden)]
-pub mod owners;
 pub mod why;
+crate::internal! {
+    dominators;
+    owners;
+}
 
 use std::ops::Range;
 use std::sync::Arc;

@@ -23,12 +23,14 @@ impl std::str::FromStr for Board {
 }
 
 impl Board {
+    /// The board's name (`samd21`).
     pub fn name(self) -> &'static str {
         match self {
             Board::Samd21 => "samd21",
             Board::Samd51 => "samd51",
         }
     }
+    /// The RAM each snapshot holds.
     pub fn ram_bytes(self) -> u64 {
         match self {
             Board::Samd21 => 32 * 1024,
@@ -196,6 +198,7 @@ impl StateMap {
 }
 
 impl Flavor {
+    /// Where the firmware keeps its state (the GC's and the VM's) in this flavour.
     pub fn state_map(self) -> StateMap {
         match self {
             Flavor::CircuitPython3 => StateMap::CIRCUITPYTHON3,

@@ -4,14 +4,13 @@
 //! the source of the tests' independent expectations (the simulator's own registry
 //! of live objects).
 
-#[doc(hidden)]
-pub mod gc;
-#[doc(hidden)]
-pub mod image;
-#[doc(hidden)]
-pub mod program;
-#[doc(hidden)]
-pub mod rng;
+crate::internal! {
+    gc;
+    image;
+    program;
+    rng;
+}
+
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -20,8 +19,7 @@ use std::path::Path;
 
 use crate::decode::{HeapArea, HeapGeometry};
 use crate::error::{Error, Result};
-pub use gc::{SimEvent, TruthBlock};
-pub use image::Layout;
+crate::internal_use!(gc::SimEvent, gc::TruthBlock, image::Layout);
 use program::{Halt, Program};
 
 #[derive(Clone, Debug, PartialEq, Eq)]

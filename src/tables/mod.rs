@@ -10,19 +10,15 @@
 //! Addresses are `Int64` integers (so joins on addresses work and hex is a
 //! formatting choice); kinds and names are dictionary-encoded strings.
 
-#[doc(hidden)]
-pub mod compact;
-#[doc(hidden)]
-pub mod lifetimes;
-#[doc(hidden)]
-pub mod one;
-#[doc(hidden)]
-pub mod per_snapshot;
-#[doc(hidden)]
-pub mod summaries;
 mod table;
-#[doc(hidden)]
-pub mod writer;
+crate::internal! {
+    compact;
+    lifetimes;
+    one;
+    per_snapshot;
+    summaries;
+    writer;
+}
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -34,12 +30,12 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use crate::decode::SnapshotReport;
 use crate::error::{DecodeError, Error, Result};
 use crate::firmware::Firmware;
-pub use lifetimes::After;
+crate::internal_use!(lifetimes::After, writer::parse_part_name);
 use lifetimes::{AllocationRows, EdgeHistoryRows, LifetimeChanges, LifetimeRows, Lifetimes, QstrHistoryRows, Wanted};
 use per_snapshot::{arc, BlocksRows, EdgesRows, FreeRunsRows, IntColumn, QstrsRows, SnapshotsRows, StringsRows};
 use summaries::{FreeRunHistogramRows, RetainersRows, TypeGroup, TypeHistogramRows};
 use table::{Input, RowTable, Rows, Table};
-pub use writer::{parse_part_name, OutputLayout};
+pub use writer::OutputLayout;
 
 /// Every table a run can write from the dump (`symbols` aside), in a fixed order.
 pub const TABLE_NAMES: [&str; 12] = [

@@ -42,7 +42,10 @@ pub enum OutputLayout {
     /// ([`PART_ROW_GROUPS`] by default). Several processes can each write a range
     /// of one dump into one folder, and DuckDB, Polars, Spark or Trino read each
     /// folder as one table.
-    Parts { row_groups: usize },
+    Parts {
+        /// Row groups per part file.
+        row_groups: usize,
+    },
     /// `OUT/<table>.parquet`, one file however long the dump. Its footer (about
     /// 5 KB per batch of rows) stays in memory until the end of the run.
     Files,
