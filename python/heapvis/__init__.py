@@ -219,7 +219,9 @@ def _progress_callback(progress: Union[bool, Callable[[int, int], None]]) -> tup
 
 
 def analyze(capture: Union[Capture, PathLike], out: PathLike, *,
-            progress: Union[bool, Callable[[int, int], None]] = True, **options: Any) -> dict[str, Any]:
+            progress: Union[bool, Callable[[int, int], None]] = True, follow: bool = False,
+            idle: Optional[float] = None, publish_every: str = "1s", report: Optional[PathLike] = None,
+            **options: Any) -> dict[str, Any]:
     """Decodes the capture's snapshots into Parquet tables in ``out``, as
     ``heapvis analyze`` does, then writes the answers' tables. Options are the
     CLI's flags: ``snapshots`` ('all', 'last', N, range(A, B)), ``per_snapshot``,
@@ -228,17 +230,34 @@ def analyze(capture: Union[Capture, PathLike], out: PathLike, *,
     ``scale``, ``frame_layout``, ``frame_step``, ``fps``. ``progress``: a bar
     (True), none (False) or a callable ``(done, total)``.
 
+    ``follow=True`` follows a dump gdb is still writing (``analyze --follow``):
+    the tables are published every ``publish_every`` (``"1s"``, ``"500ms"``,
+    or a number of snapshots, ``"100"``) and can be read meanwhile, ``report``
+    is kept up to date, and it stops once the dump has been idle for ``idle``
+    seconds, or at Ctrl-C (a notebook's interrupt), then leaves one run's
+    tables. The dump must hold a first snapshot.
+
     Returns the run's figures; snapshots that did not decode are counted in
     ``failed`` and each gives a :class:`HeapvisWarning`."""
     cap = _capture(capture)
     callback, close = _progress_callback(progress)
     try:
-        text, notes = cap._inner.analyze(os.fspath(out), _options(options), callback)
+        if follow:
+            report_path = None if report is None else os.fspath(report)
+            text, notes, interrupted = cap._inner.follow(os.fspath(out), _options(options), publish_every, idle,
+                                                         report_path, callback)
+        else:
+            if idle is not None or report is not None:
+                raise TypeError("idle and report go with follow=True")
+            text, notes = cap._inner.analyze(os.fspath(out), _options(options), callback)
+            interrupted = False
     finally:
         close()
     for note in notes:
         warnings.warn(note, HeapvisWarning, stacklevel=2)
     result = json.loads(text)
+    if follow:
+        result["interrupted"] = interrupted
     try:
         _heapvis.write_answers(os.fspath(out))
     except HeapvisError as e:

@@ -105,7 +105,8 @@ def _stitch(source: dict[str, Any], folder: str, options: dict[str, Any], shards
 def _check_options(options: dict[str, Any]) -> dict[str, Any]:
     refused = {"snapshots": "each task takes a range; the fan-out covers every snapshot",
                "frames": "frames are rendered by a single run", "movie": "a movie is made by a single run",
-               "overwrite": "each capture's folder must be new or hold the same capture's shards"}
+               "overwrite": "each capture's folder must be new or hold the same capture's shards",
+               "follow": "a fan-out takes finished captures; follow a growing one with heapvis.analyze"}
     for key, why in refused.items():
         if options.get(key):
             raise ValueError(f"heapvis.dask.analyze: {key}: {why}")

@@ -9,9 +9,6 @@
 //! - Errors are `heapvis.HeapvisError` carrying the CLI's message.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
 use arrow::ffi_stream::FFI_ArrowArrayStream;
@@ -21,9 +18,19 @@ use pyo3::exceptions::{PyException, PyIndexError};
 use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
 
+mod follow;
+mod progress;
+
+use progress::PyProgress;
+
 use heapvis::{AnalyzeOptions, FirmwareSource, OutputLayout, RenderOptions, Selection, SnapshotTable, TableSet};
 
-create_exception!(_heapvis, HeapvisError, PyException, "A capture, firmware, option or output folder heapvis cannot use.");
+create_exception!(
+    _heapvis,
+    HeapvisError,
+    PyException,
+    "A capture, firmware, option or output folder heapvis cannot use."
+);
 
 fn err(e: heapvis::Error) -> PyErr {
     HeapvisError::new_err(e.line())
@@ -37,6 +44,8 @@ fn to_json<T: serde::Serialize>(value: &T) -> PyResult<String> {
 #[pyclass(module = "heapvis._heapvis", name = "Capture", frozen)]
 struct Capture {
     inner: heapvis::Capture,
+    /// How it was opened: a follow opens it again, as its own to refresh.
+    source: (PathBuf, FirmwareSource, Option<PathBuf>),
 }
 
 /// One decoded snapshot's tables.
@@ -86,63 +95,6 @@ impl Snapshot {
         let batches = self.inner.table(table).to_vec();
         let schema = batches.first().map(|b| b.schema()).ok_or_else(|| HeapvisError::new_err("no batch"))?;
         Ok(ArrowStream { schema, batches })
-    }
-}
-
-/// Reports a run's progress to a Python callable `(done, total)`, at most ten
-/// times a second, and keeps the warnings for the caller.
-struct PyProgress {
-    callback: Option<Py<PyAny>>,
-    total: AtomicU64,
-    done: AtomicU64,
-    last: Mutex<Option<Instant>>,
-    warnings: Mutex<Vec<String>>,
-}
-
-impl PyProgress {
-    fn new(callback: Option<Py<PyAny>>) -> Self {
-        PyProgress {
-            callback,
-            total: AtomicU64::new(0),
-            done: AtomicU64::new(0),
-            last: Mutex::new(None),
-            warnings: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn report(&self, force: bool) {
-        let Some(callback) = &self.callback else { return };
-        {
-            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-            if !force && last.is_some_and(|t| t.elapsed() < Duration::from_millis(100)) {
-                return;
-            }
-            *last = Some(Instant::now());
-        }
-        let (done, total) = (self.done.load(Ordering::Relaxed), self.total.load(Ordering::Relaxed));
-        Python::attach(|py| {
-            // A failing progress bar must not fail the run: Python is told.
-            if let Err(e) = callback.call1(py, (done, total)) {
-                e.write_unraisable(py, None);
-            }
-        });
-    }
-}
-
-impl heapvis::Progress for PyProgress {
-    fn start(&self, snapshots: u64, _bytes: u64) {
-        self.total.fetch_add(snapshots, Ordering::Relaxed);
-        self.report(true);
-    }
-    fn advance(&self, snapshots: u64, _bytes: u64) {
-        self.done.fetch_add(snapshots, Ordering::Relaxed);
-        self.report(false);
-    }
-    fn warn(&self, message: &str) {
-        self.warnings.lock().unwrap_or_else(|p| p.into_inner()).push(message.to_string());
-    }
-    fn finish(&self) {
-        self.report(true);
     }
 }
 
@@ -237,9 +189,9 @@ impl Capture {
     fn snapshot(&self, py: Python<'_>, index: i64) -> PyResult<Snapshot> {
         let len = self.inner.len();
         let at = if index < 0 { len.checked_sub(index.unsigned_abs()) } else { Some(index as u64) };
-        let at = at.filter(|&i| i < len).ok_or_else(|| {
-            PyIndexError::new_err(format!("snapshot {index}: the capture holds {len} snapshot(s)"))
-        })?;
+        let at = at
+            .filter(|&i| i < len)
+            .ok_or_else(|| PyIndexError::new_err(format!("snapshot {index}: the capture holds {len} snapshot(s)")))?;
         let inner = py.detach(|| self.inner.snapshot(at)).map_err(err)?;
         Ok(Snapshot { inner })
     }
@@ -269,6 +221,22 @@ impl Capture {
         });
         let warnings = progress.warnings.into_inner().unwrap_or_else(|p| p.into_inner());
         Ok((summary.to_string(), warnings))
+    }
+
+    /// Follows the dump into `out` (see `follow::follow`).
+    #[pyo3(signature = (out, options, publish_every, idle, report, progress))]
+    #[allow(clippy::too_many_arguments)]
+    fn follow(
+        &self,
+        py: Python<'_>,
+        out: PathBuf,
+        options: Options,
+        publish_every: &str,
+        idle: Option<f64>,
+        report: Option<PathBuf>,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<(String, Vec<String>, bool)> {
+        follow::follow(self, py, out, options, publish_every, idle, report, progress)
     }
 
     /// Rewrites the shards in `out` as one run's files (see `heapvis::Capture::stitch`).
@@ -312,7 +280,7 @@ fn open(
         _ => return Err(HeapvisError::new_err("give elf, or firmware_bin with firmware_map, or neither")),
     };
     let inner = py.detach(|| heapvis::Capture::open_with(&path, &firmware, profile.as_deref()));
-    Ok(Capture { inner: inner.map_err(err)? })
+    Ok(Capture { inner: inner.map_err(err)?, source: (path, firmware, profile) })
 }
 
 /// The answers from the tables in `out`, as JSON.
