@@ -208,14 +208,18 @@ def _progress_callback(progress: Union[bool, Callable[[int, int], None]]) -> tup
         return None, lambda: None
     from tqdm.auto import tqdm  # a widget in notebooks, a bar in terminals
 
-    bar = tqdm(total=0, unit="snapshot", desc="heapvis")
+    bars: list = []  # made at the first report, when the total is known
 
     def update(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit="snapshot", desc="heapvis"))
+        bar = bars[0]
         if bar.total != total:
-            bar.total = total
+            bar.total = total  # a followed dump grows
+            bar.refresh()
         bar.update(done - bar.n)
 
-    return update, bar.close
+    return update, lambda: bars and bars[0].close()
 
 
 def analyze(capture: Union[Capture, PathLike], out: PathLike, *,
