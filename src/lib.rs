@@ -79,8 +79,8 @@ macro_rules! internal_use {
 }
 pub(crate) use internal_use;
 
-mod api;
 pub mod answers;
+mod api;
 pub mod capture;
 pub mod dump;
 pub mod error;

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::firmware::InputPaths;
 use crate::follow::{FollowOptions, FollowSummary, LiveProgress};
 use crate::outdir::Contents;
-use crate::pipeline::{AnalyzeOptions, Progress, ProfileSource, RamBounds, RunSummary, Session};
+use crate::pipeline::{AnalyzeOptions, ProfileSource, Progress, RamBounds, RunSummary, Session};
 use crate::profile::Profile;
 
 /// Where a capture's firmware is.

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-
 use super::{open_capture, Outcome, SnapshotArgs};
 
 #[derive(clap::Args, Debug)]
@@ -18,7 +17,9 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
     let capture = open_capture(&a.at.input, false)?;
     let last = capture.len().saturating_sub(1);
-    let index = a.at.one(&capture, &format!("a graph is of one snapshot; give N or last (the dump holds snapshots 0..={last})"))?;
+    let index = a
+        .at
+        .one(&capture, &format!("a graph is of one snapshot; give N or last (the dump holds snapshots 0..={last})"))?;
     let text = capture.ownership_dot(index)?;
     let out = a.out.unwrap_or_else(|| PathBuf::from(format!("heap_ownership{index:06}.dot")));
     let dot_path = out.with_extension("dot");

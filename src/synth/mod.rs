@@ -11,7 +11,6 @@ crate::internal! {
     rng;
 }
 
-
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
