@@ -54,7 +54,8 @@ struct Snapshot {
     inner: heapvis::Snapshot,
 }
 
-/// One table's batches, exported once through the Arrow C stream interface.
+/// One table's batches, for the Arrow C stream interface (each call a new
+/// stream over the same buffers).
 #[pyclass(module = "heapvis._heapvis", name = "ArrowStream", frozen)]
 struct ArrowStream {
     schema: SchemaRef,
