@@ -33,7 +33,7 @@ use crate::decode::{
 };
 use crate::firmware::Firmware;
 use crate::memory::same_bytes;
-use crate::retain::{self, GcRoots, MarkGraph, StartIndex};
+use crate::retain::{self, GcRoots, MarkGraph, RetentionScratch, StartIndex};
 use crate::tables::lifetimes::{self, AllocationSight, Changes, EdgeKey, Lifetime, LifetimeChanges};
 use crate::tables::summaries::TypeCounts;
 use crate::tables::{Prepared, PreparedOutcome, TableSet};
@@ -111,6 +111,63 @@ struct Spare {
     reuse: Vec<Option<usize>>,
     focus: Focus,
     slots: Slots,
+    scanned: Vec<bool>,
+    start_index: StartIndex,
+    retention: RetentionScratch,
+    owners: OwnersRoom,
+}
+
+/// What the `retainers` rows of one snapshot are made in, kept for the next.
+#[derive(Default)]
+struct OwnersRoom {
+    names: retain::owners::OwnerNames,
+    /// The owners' view of the allocations, emptied: only its room is kept.
+    nodes: Vec<retain::owners::Node<'static>>,
+}
+
+impl OwnersRoom {
+    /// The `retainers` rows of the snapshot (see [`retain::owners`]), from its
+    /// slots; `main` are the GC's roots and the tables of `__main__`'s globals.
+    fn rows(
+        &mut self,
+        facts: &DecodeFacts,
+        slots: &Slots,
+        retention: &retain::Retention,
+        (roots, main_tables): (&GcRoots, &[u64]),
+        g: &HeapGeometry,
+    ) -> Vec<retain::owners::Retained> {
+        let mut nodes = recycle(std::mem::take(&mut self.nodes));
+        nodes.extend(slots.iter().zip(&facts.allocations).map(|(s, a)| match s {
+            Some(s) => retain::owners::Node {
+                address: s.sight.key(),
+                blocks: s.sight.blocks,
+                kind: s.sight.kind,
+                name: s.sight.name.as_ref(),
+                owner: s.sight.owner,
+                edges: &s.edges,
+            },
+            None => retain::owners::Node {
+                address: g.block_address(a.start_block),
+                blocks: a.blocks,
+                kind: "unknown",
+                name: None,
+                owner: None,
+                edges: &[],
+            },
+        }));
+        let (mgw, bpb) = (roots.module_globals_word, g.bytes_per_block);
+        let rows = retain::owners::retainers(retention, &nodes, main_tables, mgw, bpb, &mut self.names);
+        self.nodes = recycle(nodes);
+        rows
+    }
+}
+
+/// An empty vector of another lifetime in `v`'s room: what a vector of
+/// borrows keeps from one snapshot to the next. (Collected in place: the
+/// element types have one layout, so the allocation is reused.)
+fn recycle<'a, 'b>(mut v: Vec<retain::owners::Node<'a>>) -> Vec<retain::owners::Node<'b>> {
+    v.clear();
+    v.into_iter().map(|_| unreachable!("emptied")).collect()
 }
 
 impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
@@ -265,7 +322,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
     /// puts the snapshot's figures in `report`. Returns the slots carried over
     /// whose retention changed (sorted).
     fn retain(
-        &self,
+        &mut self,
         report: &mut SnapshotReport,
         facts: &DecodeFacts,
         slots: &mut Slots,
@@ -273,10 +330,13 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         roots: &GcRoots,
     ) -> Vec<usize> {
         let g = &report.geometry;
-        let scanned: Vec<bool> = facts.collect.iter().map(|c| c.unwrap_or(true)).collect();
+        let spare = &mut self.spare;
+        spare.scanned.clear();
+        spare.scanned.extend(facts.collect.iter().map(|c| c.unwrap_or(true)));
         let graph =
-            MarkGraph { allocations: &facts.allocations, bytes_per_block: g.bytes_per_block, scanned: &scanned };
-        let index = &StartIndex::new(&facts.allocations, g.pool_blocks());
+            MarkGraph { allocations: &facts.allocations, bytes_per_block: g.bytes_per_block, scanned: &spare.scanned };
+        spare.start_index.refill(&facts.allocations, g.pool_blocks());
+        let index = &spare.start_index;
         let heap = slots.iter().enumerate().flat_map(|(i, s)| {
             let heads = s.as_ref().map_or(&[][..], |s| &s.heads[..]);
             heads.iter().filter_map(move |&b| Some((i as u32, index.at(b as u64)?)))
@@ -287,7 +347,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
             let root = roots.root_of(w.address, || decoder.root_name(w.address), &stack)?;
             Some((root, index.at(g.block_of(w.value)?)?))
         });
-        let retention = graph.retention(heap, root_words);
+        let retention = graph.retention_in(heap, root_words, &mut spare.retention);
         let several: Arc<str> = Arc::from(retain::SEVERAL_ROOTS);
         let address = |j: usize| facts.allocations.get(j).map_or(0, |a| g.block_address(a.start_block));
         let mut changed = Vec::new();
@@ -303,7 +363,15 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
                 changed.push(i);
             }
         }
-        report.retainers = Some(self.retainers(facts, slots, &retention, roots, g));
+        let decoder = self.decoder;
+        let main_tables: Vec<u64> = facts
+            .root_words
+            .iter()
+            .filter(|w| w.head && roots.state.contains(&w.address))
+            .filter(|w| retain::is_main_table_root(&decoder.root_name(w.address)))
+            .map(|w| w.value)
+            .collect();
+        report.retainers = Some(self.spare.owners.rows(facts, slots, &retention, (roots, &main_tables), g));
         let (reachable_allocations, garbage_allocations, garbage_bytes) =
             retention.counts(&facts.allocations, g.bytes_per_block);
         report.reachability = Some(retain::Reachability {
@@ -314,48 +382,6 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
             garbage_bytes,
         });
         changed
-    }
-
-    /// The `retainers` rows of the snapshot (see [`retain::owners`]), from its slots.
-    fn retainers(
-        &self,
-        facts: &DecodeFacts,
-        slots: &Slots,
-        retention: &retain::Retention,
-        roots: &GcRoots,
-        g: &HeapGeometry,
-    ) -> Vec<retain::owners::Retained> {
-        let decoder = self.decoder;
-        let nodes: Vec<retain::owners::Node> = slots
-            .iter()
-            .zip(&facts.allocations)
-            .map(|(s, a)| match s {
-                Some(s) => retain::owners::Node {
-                    address: s.sight.key(),
-                    blocks: s.sight.blocks,
-                    kind: s.sight.kind,
-                    name: s.sight.name.as_ref(),
-                    owner: s.sight.owner,
-                    edges: &s.edges,
-                },
-                None => retain::owners::Node {
-                    address: g.block_address(a.start_block),
-                    blocks: a.blocks,
-                    kind: "unknown",
-                    name: None,
-                    owner: None,
-                    edges: &[],
-                },
-            })
-            .collect();
-        let main_tables: Vec<u64> = facts
-            .root_words
-            .iter()
-            .filter(|w| w.head && roots.state.contains(&w.address))
-            .filter(|w| retain::is_main_table_root(&decoder.root_name(w.address)))
-            .map(|w| w.value)
-            .collect();
-        retain::owners::retainers(retention, &nodes, &main_tables, roots.module_globals_word, g.bytes_per_block)
     }
 
     /// The lifetime changes of a run's first snapshot: everything in it.
@@ -724,7 +750,7 @@ fn written_blocks(ram_start: u64, g: &HeapGeometry, ram: &[u8], before: &[u8]) -
         let (cx, cy) = (x.chunks_exact(CHUNK), y.chunks_exact(CHUNK));
         let tail = cx.remainder().len();
         for (k, (a, b)) in cx.zip(cy).enumerate() {
-            // (As arrays, the compare is a few vector instructions, not a call.)
+            // (As arrays, the compare is a few vector instructions and a call.)
             let (a, b) = (<&[u8; CHUNK]>::try_from(a).ok(), <&[u8; CHUNK]>::try_from(b).ok());
             if a != b {
                 mark(&mut set, k * CHUNK, CHUNK);
@@ -923,5 +949,13 @@ mod tests {
         assert_eq!(written, vec![5, 39]);
         assert!(set.any_in(4, 2) && !set.any_in(6, 30) && set.any_in(39, 1));
         assert!(set.any_in(39, 100), "past the end counts as written");
+        // Every byte of a chunk counts.
+        for at in 0..16 * 40 {
+            let mut ram = before.clone();
+            ram[0x110 + at] = 0x80;
+            let set = written_blocks(0, &g, &ram, &before);
+            let written: Vec<u64> = (0..40).filter(|&b| set.contains(b)).collect();
+            assert_eq!(written, vec![at as u64 / 16]);
+        }
     }
 }

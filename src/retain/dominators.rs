@@ -1,9 +1,19 @@
-//! Immediate dominators of a graph's nodes from node 0, by Lengauer and
-//! Tarjan's algorithm ("A fast algorithm for finding dominators in a
-//! flowgraph", 1979) with path compression: O(E log N) whatever the graph, so a
-//! heap whose pointers are laid out to be slow costs no more than a real one.
-//! Every step is a loop (no recursion): the depth of a heap's pointer chains
-//! is input.
+//! Immediate dominators of a graph's nodes from node 0.
+//!
+//! First by Cooper, Harvey and Kennedy's iteration ("A simple, fast dominance
+//! algorithm", 2001) over the nodes in reverse postorder: a heap is nearly a
+//! tree, most allocations have one holder, and the iteration settles in two
+//! passes of a few steps a pointer. Its worst case is quadratic, though, and a
+//! heap is input: past a budget of steps proportional to the graph it gives up,
+//! and Lengauer and Tarjan's algorithm ("A fast algorithm for finding
+//! dominators in a flowgraph", 1979) with path compression, O(E log N) whatever
+//! the graph, computes the same tree (a graph has one dominator tree). Every
+//! step is a loop (no recursion): the depth of a heap's pointer chains is
+//! input.
+//!
+//! The work is done on the nodes' depth-first numbers, in arrays kept in a
+//! [`Scratch`] from one snapshot to the next: a snapshot's graph is computed
+//! without allocating, and the arrays are walked in order rather than by node.
 
 /// A node no path from node 0 reaches, or the absence of a node.
 pub const NONE: u32 = u32::MAX;
@@ -20,22 +30,16 @@ impl Graph {
     /// A graph of `nodes` nodes from `(from, to)` pairs (any order; pairs naming
     /// a node past the last are dropped).
     pub fn from_edges(nodes: usize, edges: &[(u32, u32)]) -> Self {
-        let mut start = vec![0u32; nodes + 1];
+        let mut g = Graph::default();
+        g.refill(nodes, edges);
+        g
+    }
+
+    /// Makes this graph the one of `nodes` nodes and `edges`, in its own room.
+    pub fn refill(&mut self, nodes: usize, edges: &[(u32, u32)]) {
         let n = nodes as u32;
         let valid = || edges.iter().filter(|&&(a, b)| a < n && b < n);
-        for &(a, _) in valid() {
-            start[a as usize + 1] += 1;
-        }
-        for k in 1..start.len() {
-            start[k] += start[k - 1];
-        }
-        let mut fill = start.clone();
-        let mut succ = vec![0u32; start[nodes] as usize];
-        for &(a, b) in valid() {
-            succ[fill[a as usize] as usize] = b;
-            fill[a as usize] += 1;
-        }
-        Graph { start, succ }
+        fill_rows(&mut self.start, &mut self.succ, nodes, valid().map(|&(a, _)| a), valid().copied());
     }
 
     pub fn nodes(&self) -> usize {
@@ -48,118 +52,297 @@ impl Graph {
     }
 }
 
+/// Compressed rows of `nodes` rows: counts the `sources` (each edge's row),
+/// then places each `(row, value)` pair.
+fn fill_rows(
+    start: &mut Vec<u32>,
+    values: &mut Vec<u32>,
+    nodes: usize,
+    sources: impl Iterator<Item = u32>,
+    pairs: impl Iterator<Item = (u32, u32)>,
+) {
+    start.clear();
+    start.resize(nodes + 1, 0);
+    for a in sources {
+        start[a as usize + 1] += 1;
+    }
+    for k in 1..start.len() {
+        start[k] += start[k - 1];
+    }
+    values.clear();
+    values.resize(start[nodes] as usize, 0);
+    // Each row is filled from its end, counting `start[r + 1]` down to row
+    // `r`'s start; then the bounds move back one place.
+    for (a, b) in pairs {
+        let at = &mut start[a as usize + 1];
+        *at -= 1;
+        values[*at as usize] = b;
+    }
+    for r in 0..nodes {
+        start[r] = start[r + 1];
+    }
+    start[nodes] = values.len() as u32;
+}
+
 /// What the dominator computation gives: per node, its immediate dominator
 /// ([`NONE`] for node 0 and for nodes node 0 does not reach), and the nodes
-/// reached in depth-first preorder (a dominator comes before what it
-/// dominates).
+/// reached in an order in which a dominator comes before what it dominates
+/// (reverse postorder, or preorder when the iteration gave up).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Dominators {
     pub idom: Vec<u32>,
-    pub preorder: Vec<u32>,
+    pub order: Vec<u32>,
+}
+
+/// The working arrays of [`dominators_into`], by depth-first number, kept
+/// from one graph to the next.
+#[derive(Default)]
+pub struct Scratch {
+    dfnum: Vec<u32>,
+    parent: Vec<u32>,
+    postorder: Vec<u32>,
+    rank: Vec<u32>,
+    semi: Vec<u32>,
+    label: Vec<u32>,
+    ancestor: Vec<u32>,
+    idom: Vec<u32>,
+    bucket_head: Vec<u32>,
+    bucket_next: Vec<u32>,
+    pred_start: Vec<u32>,
+    pred: Vec<u32>,
+    stack: Vec<(u32, u32)>,
+    path: Vec<u32>,
+    /// Per node, its predecessors counted up to 2.
+    indegree: Vec<u8>,
+    /// The leaves reached (see [`depth_first`]) and the node holding each.
+    leaves: Vec<(u32, u32)>,
+    /// The edges between reached nodes but the leaves, as the search met them.
+    edges: Vec<(u32, u32)>,
 }
 
 /// The immediate dominators of `g`'s nodes from node 0.
 pub fn dominators(g: &Graph) -> Dominators {
+    let mut out = Dominators::default();
+    dominators_into(g, &mut Scratch::default(), &mut out);
+    out
+}
+
+/// Steps the iteration may take per reached node and edge before it gives up.
+const STEPS_PER_ITEM: usize = 16;
+
+/// [`dominators`], in `scratch`'s and `out`'s room.
+pub fn dominators_into(g: &Graph, scratch: &mut Scratch, out: &mut Dominators) {
+    dominators_within(g, scratch, out, STEPS_PER_ITEM)
+}
+
+/// [`dominators_into`], the iteration allowed `steps` per node and edge.
+fn dominators_within(g: &Graph, scratch: &mut Scratch, out: &mut Dominators, steps: usize) {
     let n = g.nodes();
+    out.idom.clear();
+    out.order.clear();
     if n == 0 {
-        return Dominators::default();
+        return;
     }
-    let (preorder, parent, dfnum) = depth_first(g);
-    let preds = predecessors(g, &dfnum);
-    let mut semi: Vec<u32> = dfnum.clone();
-    let mut label: Vec<u32> = (0..n as u32).collect();
-    let mut ancestor = vec![NONE; n];
-    let mut idom = vec![NONE; n];
-    let mut bucket_head = vec![NONE; n];
-    let mut bucket_next = vec![NONE; n];
-    let mut path = Vec::new();
-    for k in (1..preorder.len()).rev() {
-        let w = preorder[k] as usize;
-        for &v in preds.successors(w as u32) {
-            let u = eval(v as usize, &mut ancestor, &mut label, &semi, &mut path);
-            semi[w] = semi[w].min(semi[u as usize]);
+    out.idom.resize(n, NONE);
+    let mut preorder = std::mem::take(&mut out.order);
+    depth_first(g, scratch, &mut preorder);
+    if iterate(n, scratch, steps) {
+        out.order = preorder;
+        out.order.clear();
+        out.order.extend(scratch.postorder.iter().rev());
+    } else {
+        predecessors(scratch, preorder.len());
+        semidominators(scratch, preorder.len());
+        out.order = preorder;
+    }
+    let s = &*scratch;
+    // Numbers back to nodes; node 0 has none.
+    for (k, &v) in out.order.iter().enumerate().skip(1) {
+        out.idom[v as usize] = out.order[s.idom[k] as usize];
+    }
+    for &(leaf, holder) in &s.leaves {
+        out.idom[leaf as usize] = holder;
+        out.order.push(leaf);
+    }
+}
+
+/// Cooper, Harvey and Kennedy's iteration, by reverse postorder number, into
+/// `s.idom`; false when it took more than `steps` per node and edge.
+fn iterate(nodes: usize, s: &mut Scratch, steps: usize) -> bool {
+    let reached = s.postorder.len();
+    s.rank.clear();
+    s.rank.resize(nodes, NONE);
+    for (k, &v) in s.postorder.iter().rev().enumerate() {
+        s.rank[v as usize] = k as u32;
+    }
+    let rank = &s.rank;
+    let sources = s.edges.iter().map(|&(_, w)| rank[w as usize]);
+    let pairs = s.edges.iter().map(|&(v, w)| (rank[w as usize], rank[v as usize]));
+    fill_rows(&mut s.pred_start, &mut s.pred, reached, sources, pairs);
+    s.idom.clear();
+    s.idom.resize(reached, NONE);
+    s.idom[0] = 0;
+    let mut budget = steps.saturating_mul(reached + s.pred.len());
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for w in 1..reached {
+            let mut new = NONE;
+            for &p in &s.pred[s.pred_start[w] as usize..s.pred_start[w + 1] as usize] {
+                if s.idom[p as usize] == NONE {
+                    continue; // not reached by this pass yet
+                }
+                new = if new == NONE { p } else { intersect(&s.idom, p, new, &mut budget) };
+            }
+            if budget == 0 {
+                return false;
+            }
+            if s.idom[w] != new {
+                s.idom[w] = new;
+                changed = true;
+            }
+        }
+    }
+    true
+}
+
+/// The nearest common ancestor of `a` and `b` in the tree `idom` gives so far
+/// (a parent's number is below its child's, so the larger number moves up),
+/// each step taken from `budget`; once that is spent, an answer to discard.
+fn intersect(idom: &[u32], mut a: u32, mut b: u32, budget: &mut usize) -> u32 {
+    while a != b && *budget > 0 {
+        *budget -= 1;
+        if a > b {
+            a = idom[a as usize];
+        } else {
+            b = idom[b as usize];
+        }
+    }
+    a
+}
+
+/// A number for nodes reached as leaves (see [`depth_first`]).
+const LEAF: u32 = NONE - 1;
+
+/// Depth-first preorder from node 0 into `preorder`; each reached node's
+/// number (`dfnum`, [`NONE`]: not reached), its tree parent's number, and the
+/// postorder.
+///
+/// A node with one predecessor and no successors (a heap's strings, floats,
+/// item arrays of numbers: most of its allocations) is dominated by that
+/// predecessor and dominates nothing: it is set aside in `s.leaves`, numbered
+/// [`LEAF`], and the algorithms run on the rest of the graph.
+fn depth_first(g: &Graph, s: &mut Scratch, preorder: &mut Vec<u32>) {
+    let n = g.nodes();
+    s.indegree.clear();
+    s.indegree.resize(n, 0);
+    for &w in &g.succ {
+        let d = &mut s.indegree[w as usize];
+        *d = d.saturating_add(1).min(2);
+    }
+    let leaf = |w: u32| s.indegree[w as usize] == 1 && w != 0 && g.successors(w).is_empty();
+    s.dfnum.clear();
+    s.dfnum.resize(n, NONE);
+    s.parent.clear();
+    s.postorder.clear();
+    s.leaves.clear();
+    s.edges.clear();
+    s.stack.clear();
+    // (node, index of its next successor to visit)
+    s.stack.push((0, 0));
+    s.dfnum[0] = 0;
+    s.parent.push(NONE);
+    preorder.push(0);
+    while let Some(&mut (v, ref mut next)) = s.stack.last_mut() {
+        if let Some(&w) = g.successors(v).get(*next as usize) {
+            *next += 1;
+            if s.dfnum[w as usize] == NONE && leaf(w) {
+                s.dfnum[w as usize] = LEAF;
+                s.leaves.push((w, v));
+                continue;
+            }
+            s.edges.push((v, w));
+            if s.dfnum[w as usize] != NONE {
+                continue;
+            }
+            s.dfnum[w as usize] = preorder.len() as u32;
+            s.parent.push(s.dfnum[v as usize]);
+            preorder.push(w);
+            s.stack.push((w, 0));
+        } else {
+            s.postorder.push(v);
+            s.stack.pop();
+        }
+    }
+}
+
+/// The predecessors of each reached node but the leaves, by number.
+fn predecessors(s: &mut Scratch, reached: usize) {
+    let dfnum = &s.dfnum;
+    let sources = s.edges.iter().map(|&(_, w)| dfnum[w as usize]);
+    let pairs = s.edges.iter().map(|&(v, w)| (dfnum[w as usize], dfnum[v as usize]));
+    fill_rows(&mut s.pred_start, &mut s.pred, reached, sources, pairs);
+}
+
+/// Semidominators by Lengauer and Tarjan's first pass, then the immediate
+/// dominators by their second, all by number, into `s.idom`.
+fn semidominators(s: &mut Scratch, reached: usize) {
+    for v in [&mut s.semi, &mut s.label] {
+        v.clear();
+        v.extend(0..reached as u32);
+    }
+    for v in [&mut s.ancestor, &mut s.idom, &mut s.bucket_head, &mut s.bucket_next] {
+        v.clear();
+        v.resize(reached, NONE);
+    }
+    for w in (1..reached).rev() {
+        let (a, b) = (s.pred_start[w] as usize, s.pred_start[w + 1] as usize);
+        for i in a..b {
+            let u = eval(s.pred[i], &mut s.ancestor, &mut s.label, &s.semi, &mut s.path);
+            s.semi[w] = s.semi[w].min(s.semi[u as usize]);
         }
         // w joins the bucket of its semidominator.
-        let s = preorder[semi[w] as usize] as usize;
-        bucket_next[w] = bucket_head[s];
-        bucket_head[s] = w as u32;
-        let p = parent[w] as usize;
-        ancestor[w] = p as u32;
-        let mut v = std::mem::replace(&mut bucket_head[p], NONE);
+        let sd = s.semi[w] as usize;
+        s.bucket_next[w] = s.bucket_head[sd];
+        s.bucket_head[sd] = w as u32;
+        let p = s.parent[w];
+        s.ancestor[w] = p;
+        let mut v = std::mem::replace(&mut s.bucket_head[p as usize], NONE);
         while v != NONE {
-            let u = eval(v as usize, &mut ancestor, &mut label, &semi, &mut path);
-            idom[v as usize] = if semi[u as usize] < semi[v as usize] { u } else { p as u32 };
-            v = bucket_next[v as usize];
+            let u = eval(v, &mut s.ancestor, &mut s.label, &s.semi, &mut s.path);
+            s.idom[v as usize] = if s.semi[u as usize] < s.semi[v as usize] { u } else { p };
+            v = s.bucket_next[v as usize];
         }
     }
-    for &w in preorder.iter().skip(1) {
-        let w = w as usize;
-        if idom[w] != preorder[semi[w] as usize] {
-            idom[w] = idom[idom[w] as usize];
+    for w in 1..reached {
+        if s.idom[w] != s.semi[w] {
+            s.idom[w] = s.idom[s.idom[w] as usize];
         }
     }
-    Dominators { idom, preorder }
 }
 
-/// Depth-first preorder from node 0, each reached node's tree parent and its
-/// preorder number ([`NONE`]: not reached).
-fn depth_first(g: &Graph) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
-    let n = g.nodes();
-    let (mut preorder, mut parent, mut dfnum) = (Vec::with_capacity(n), vec![NONE; n], vec![NONE; n]);
-    // (node, index of its next successor to visit)
-    let mut stack: Vec<(u32, u32)> = vec![(0, 0)];
-    dfnum[0] = 0;
-    preorder.push(0);
-    while let Some(&mut (v, ref mut next)) = stack.last_mut() {
-        let succ = g.successors(v);
-        if let Some(&w) = succ.get(*next as usize) {
-            *next += 1;
-            if dfnum[w as usize] == NONE {
-                dfnum[w as usize] = preorder.len() as u32;
-                parent[w as usize] = v;
-                preorder.push(w);
-                stack.push((w, 0));
-            }
-        } else {
-            stack.pop();
-        }
-    }
-    (preorder, parent, dfnum)
-}
-
-/// The predecessors of each reached node, among the reached nodes.
-fn predecessors(g: &Graph, dfnum: &[u32]) -> Graph {
-    let mut edges = Vec::with_capacity(g.succ.len());
-    for v in 0..g.nodes() as u32 {
-        if dfnum[v as usize] == NONE {
-            continue;
-        }
-        edges.extend(g.successors(v).iter().map(|&w| (w, v)));
-    }
-    Graph::from_edges(g.nodes(), &edges)
-}
-
-/// The node of least semidominator on the forest path above `v` (`v` itself
+/// The number of least semidominator on the forest path above `v` (`v` itself
 /// when it is a forest root), compressing the path as it goes.
-fn eval(v: usize, ancestor: &mut [u32], label: &mut [u32], semi: &[u32], path: &mut Vec<usize>) -> u32 {
-    if ancestor[v] == NONE {
-        return v as u32;
+fn eval(v: u32, ancestor: &mut [u32], label: &mut [u32], semi: &[u32], path: &mut Vec<u32>) -> u32 {
+    if ancestor[v as usize] == NONE {
+        return v;
     }
     compress(v, ancestor, label, semi, path);
-    label[v]
+    label[v as usize]
 }
 
-/// Path compression, as a loop: from the node nearest the forest root down to
-/// `v`, each takes its ancestor's label when that has a smaller semidominator,
-/// and its ancestor's ancestor as its own.
-fn compress(v: usize, ancestor: &mut [u32], label: &mut [u32], semi: &[u32], path: &mut Vec<usize>) {
+/// Path compression, as a loop: from the number nearest the forest root down
+/// to `v`, each takes its ancestor's label when that has a smaller
+/// semidominator, and its ancestor's ancestor as its own.
+fn compress(v: u32, ancestor: &mut [u32], label: &mut [u32], semi: &[u32], path: &mut Vec<u32>) {
     path.clear();
-    let mut x = v;
+    let mut x = v as usize;
     while ancestor[ancestor[x] as usize] != NONE {
-        path.push(x);
+        path.push(x as u32);
         x = ancestor[x] as usize;
     }
     while let Some(y) = path.pop() {
+        let y = y as usize;
         let a = ancestor[y] as usize;
         if semi[label[a] as usize] < semi[label[y] as usize] {
             label[y] = label[a];
@@ -251,7 +434,7 @@ mod tests {
         let g = Graph::from_edges(5, &[(0, 1), (1, 1), (1, 2), (3, 4), (4, 3), (9, 1)]);
         let d = dominators(&g);
         assert_eq!(d.idom, vec![NONE, 0, 1, NONE, NONE]);
-        assert_eq!(d.preorder, vec![0, 1, 2]);
+        assert_eq!(d.order, vec![0, 1, 2]);
     }
 
     #[test]
@@ -271,7 +454,44 @@ mod tests {
         ) {
             let g = Graph::from_edges(n, &edges);
             let d = dominators(&g);
+            for (k, &v) in d.order.iter().enumerate().skip(1) {
+                // A dominator comes first in the order.
+                prop_assert!(d.order[..k].contains(&d.idom[v as usize]));
+            }
             prop_assert_eq!(d.idom, brute_force(&g));
+        }
+
+        #[test]
+        fn lengauer_tarjan_alone_agrees_too(
+            n in 1usize..14,
+            edges in proptest::collection::vec((0u32..14, 0u32..14), 0..40),
+        ) {
+            // No steps for the iteration: it gives up at once.
+            let g = Graph::from_edges(n, &edges);
+            let mut d = Dominators::default();
+            dominators_within(&g, &mut Scratch::default(), &mut d, 0);
+            prop_assert_eq!(&d.idom, &brute_force(&g));
+            let first: Vec<u32> = d.order.iter().map(|&v| d.idom[v as usize]).collect();
+            for (k, up) in first.iter().enumerate().skip(1) {
+                // A dominator comes first in the order.
+                prop_assert!(d.order[..k].contains(up));
+            }
+        }
+
+        #[test]
+        fn arrays_kept_from_another_graph_change_nothing(
+            a in proptest::collection::vec((0u32..20, 0u32..20), 0..60),
+            b in proptest::collection::vec((0u32..14, 0u32..14), 0..40),
+        ) {
+            // A larger graph first, then a smaller one, in the same room.
+            let (mut scratch, mut out, mut g) = (Scratch::default(), Dominators::default(), Graph::default());
+            g.refill(20, &a);
+            dominators_into(&g, &mut scratch, &mut out);
+            prop_assert_eq!(&out.idom, &brute_force(&g));
+            g.refill(14, &b);
+            dominators_into(&g, &mut scratch, &mut out);
+            prop_assert_eq!(&out, &dominators(&Graph::from_edges(14, &b)));
+            prop_assert_eq!(&out.idom, &brute_force(&g));
         }
     }
 }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use crate::decode::{Allocation, EdgeRow};
 use crate::firmware::Firmware;
 use crate::profile::Profile;
-use dominators::{dominators, Graph, NONE};
+use dominators::{dominators_into, Dominators, Graph, NONE};
 
 /// Where the GC looks for roots in one snapshot: `mp_state_ctx`'s root range,
 /// and the stack from the stack pointer to its top.
@@ -194,7 +194,8 @@ pub fn attach(report: &mut crate::decode::SnapshotReport, roots: &GcRoots) {
     });
     let nodes = nodes_of_rows(report);
     let main_tables = main_tables_of_rows(report, roots);
-    report.retainers = Some(owners::retainers(&retention, &nodes, &main_tables, roots.module_globals_word, bpb));
+    let names = &mut owners::OwnerNames::default();
+    report.retainers = Some(owners::retainers(&retention, &nodes, &main_tables, roots.module_globals_word, bpb, names));
     report.retention = Some(retention);
 }
 
@@ -292,6 +293,8 @@ pub struct Retention {
     pub retained_bytes: Vec<u64>,
     /// The roots: a root field's name, or `stack`.
     pub roots: Vec<Arc<str>>,
+    /// The reachable allocations, each after its immediate dominator.
+    pub order: Vec<u32>,
 }
 
 /// One snapshot's heap as the mark phase sees it.
@@ -307,24 +310,43 @@ pub struct MarkGraph<'a> {
 
 /// Which allocation starts at each pool block: a lookup per pointer, where a
 /// search would cost a dozen steps.
+#[derive(Default)]
 pub struct StartIndex(Vec<u32>);
 
 impl StartIndex {
     /// The index of `allocations` (by first block) in a pool of `pool_blocks`.
     pub fn new(allocations: &[Allocation], pool_blocks: u64) -> Self {
-        let mut index = vec![NONE; pool_blocks as usize];
+        let mut index = StartIndex(Vec::new());
+        index.refill(allocations, pool_blocks);
+        index
+    }
+
+    /// Makes this the index of `allocations`, in its own room.
+    pub fn refill(&mut self, allocations: &[Allocation], pool_blocks: u64) {
+        self.0.clear();
+        self.0.resize(pool_blocks as usize, NONE);
         for (i, a) in allocations.iter().enumerate() {
-            if let Some(slot) = index.get_mut(a.start_block as usize) {
+            if let Some(slot) = self.0.get_mut(a.start_block as usize) {
                 *slot = i as u32;
             }
         }
-        StartIndex(index)
     }
 
     /// The allocation starting at `block`.
     pub fn at(&self, block: u64) -> Option<u32> {
         self.0.get(usize::try_from(block).ok()?).copied().filter(|&i| i != NONE)
     }
+}
+
+/// The room [`MarkGraph::retention_in`] works in, kept from one snapshot to
+/// the next: a snapshot's retention then allocates only what it returns.
+#[derive(Default)]
+pub struct RetentionScratch {
+    edges: Vec<(u32, u32)>,
+    graph: Graph,
+    scratch: dominators::Scratch,
+    dominators: Dominators,
+    retained: Vec<u64>,
 }
 
 impl MarkGraph<'_> {
@@ -336,62 +358,76 @@ impl MarkGraph<'_> {
         heap: impl Iterator<Item = (u32, u32)>,
         roots: impl Iterator<Item = (Arc<str>, u32)>,
     ) -> Retention {
+        self.retention_in(heap, roots, &mut RetentionScratch::default())
+    }
+
+    /// [`Self::retention`], working in `room`.
+    pub fn retention_in(
+        &self,
+        heap: impl Iterator<Item = (u32, u32)>,
+        roots: impl Iterator<Item = (Arc<str>, u32)>,
+        room: &mut RetentionScratch,
+    ) -> Retention {
         let n = self.allocations.len();
+        // Node 0 is the super-root, 1..=R the roots, then the allocations; the
+        // roots' numbers are known once they are all named.
         let mut names: Vec<Arc<str>> = Vec::new();
-        let mut root_edges: Vec<(u32, u32)> = Vec::new();
+        room.edges.clear();
         for (name, to) in roots {
             if to as usize >= n {
                 continue;
             }
-            let r = match names.iter().position(|x| *x == name) {
+            // Names are mostly shared: the pointer is checked before the text.
+            let r = match names.iter().position(|x| Arc::ptr_eq(x, &name) || *x == name) {
                 Some(r) => r,
                 None => {
                     names.push(name);
                     names.len() - 1
                 }
             };
-            root_edges.push((r as u32, to));
+            room.edges.push((1 + r as u32, to));
         }
-        // Node 0 is the super-root, 1..=R the roots, then the allocations.
         let first = 1 + names.len() as u32;
-        let mut edges: Vec<(u32, u32)> = (1..first).map(|r| (0, r)).collect();
-        edges.extend(root_edges.iter().map(|&(r, to)| (1 + r, first + to)));
+        for e in room.edges.iter_mut() {
+            e.1 += first;
+        }
+        room.edges.extend((1..first).map(|r| (0, r)));
         for (a, b) in heap {
             if (a as usize) < n && (b as usize) < n && self.scanned.get(a as usize).copied().unwrap_or(true) {
-                edges.push((first + a, first + b));
+                room.edges.push((first + a, first + b));
             }
         }
-        let graph = Graph::from_edges(first as usize + n, &edges);
-        let d = dominators(&graph);
+        room.graph.refill(first as usize + n, &room.edges);
+        dominators_into(&room.graph, &mut room.scratch, &mut room.dominators);
+        let d = &room.dominators;
         let holder = |node: u32| match node {
             NONE => Holder::Garbage,
             0 => Holder::Roots,
             r if r < first => Holder::Root(r - 1),
             a => Holder::Allocation(a - first),
         };
-        let mut retention = Retention {
-            reachable: (0..n).map(|i| d.idom[first as usize + i] != NONE).collect(),
-            idom: (0..n).map(|i| holder(d.idom[first as usize + i])).collect(),
-            retained_bytes: vec![0; n],
-            roots: names,
-        };
-        // A dominator comes before what it dominates in preorder: sum backwards.
-        let mut retained: Vec<u64> = vec![0; graph.nodes()];
-        for (i, a) in self.allocations.iter().enumerate() {
-            retained[first as usize + i] = a.blocks.saturating_mul(self.bytes_per_block);
-        }
-        for &v in d.preorder.iter().skip(1).rev() {
+        let allocation_idom = &d.idom[first as usize..];
+        // A dominator comes before what it dominates: sum backwards.
+        let retained = &mut room.retained;
+        retained.clear();
+        retained.resize(first as usize, 0);
+        retained.extend(self.allocations.iter().map(|a| a.blocks.saturating_mul(self.bytes_per_block)));
+        for &v in d.order.iter().skip(1).rev() {
             let up = d.idom[v as usize];
             if up != NONE {
                 retained[up as usize] = retained[up as usize].saturating_add(retained[v as usize]);
             }
         }
-        for i in 0..n {
-            if retention.reachable[i] {
-                retention.retained_bytes[i] = retained[first as usize + i];
-            }
+        let reachable: Vec<bool> = allocation_idom.iter().map(|&i| i != NONE).collect();
+        let retained_bytes = reachable.iter().zip(&retained[first as usize..]).map(|(&r, &b)| if r { b } else { 0 });
+        let order = d.order.iter().filter_map(|&v| v.checked_sub(first)).collect();
+        Retention {
+            order,
+            retained_bytes: retained_bytes.collect(),
+            reachable,
+            idom: allocation_idom.iter().map(|&i| holder(i)).collect(),
+            roots: names,
         }
-        retention
     }
 }
 

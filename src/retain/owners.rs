@@ -37,69 +37,65 @@ pub struct Retained {
     pub bytes: u64,
 }
 
+/// Owner names kept from one snapshot to the next: a global's name
+/// (`__main__.history`) is made once, not at every snapshot.
+#[derive(Default)]
+pub struct OwnerNames {
+    main: Option<Arc<str>>,
+    several: Option<Arc<str>>,
+    /// By the addresses of the scope's and the key's texts, which the entry
+    /// holds (so no other text takes those addresses while it is kept).
+    joined: FxHashMap<(usize, usize), (Arc<str>, Arc<str>, Arc<str>)>,
+}
+
+/// Joined names kept at most: past this the cache starts again.
+const MAX_JOINED: usize = 1 << 16;
+
+impl OwnerNames {
+    fn main(&mut self) -> Arc<str> {
+        Arc::clone(self.main.get_or_insert_with(|| Arc::from("__main__")))
+    }
+
+    fn several(&mut self) -> Arc<str> {
+        Arc::clone(self.several.get_or_insert_with(|| Arc::from(SEVERAL_ROOTS)))
+    }
+
+    /// `scope.key`.
+    fn joined(&mut self, scope: &Arc<str>, key: &Arc<str>) -> Arc<str> {
+        let at = (Arc::as_ptr(scope) as *const u8 as usize, Arc::as_ptr(key) as *const u8 as usize);
+        if let Some((_, _, name)) = self.joined.get(&at) {
+            return Arc::clone(name);
+        }
+        if self.joined.len() >= MAX_JOINED {
+            self.joined.clear();
+        }
+        let name: Arc<str> = Arc::from(format!("{scope}.{key}"));
+        self.joined.insert(at, (Arc::clone(scope), Arc::clone(key), Arc::clone(&name)));
+        name
+    }
+}
+
+/// An allocation's owner not yet known, and one held by nobody named.
+const UNKNOWN: u32 = u32::MAX;
+const NOBODY: u32 = u32::MAX - 1;
+
 /// The rows of one snapshot, sorted by owner and kind. `main_tables` are the
-/// tables the root `mp_state_ctx.vm.dict_main.map.table` points at.
+/// tables the root `mp_state_ctx.vm.dict_main.map.table` points at; `nodes`
+/// are in address order.
 pub fn retainers(
     ret: &Retention,
     nodes: &[Node],
     main_tables: &[u64],
     module_globals_word: u32,
     bytes_per_block: u64,
+    kept: &mut OwnerNames,
 ) -> Vec<Retained> {
-    let scopes = scopes(nodes, main_tables, module_globals_word);
     // Owners by index into `names`: an allocation's owner is found once per
     // snapshot, and counted without touching a string.
     let mut names: Vec<Arc<str>> = ret.roots.clone();
-    let several = names.len() as u32;
-    names.push(Arc::from(SEVERAL_ROOTS));
-    let mut named_at: FxHashMap<(u64, u64), u32> = FxHashMap::default();
-    let mut named = |v: usize| -> Option<u32> {
-        match ret.idom.get(v).copied()? {
-            Holder::Root(r) => Some(r),
-            Holder::Roots => Some(several),
-            Holder::Allocation(t) => {
-                let table = nodes.get(t as usize)?;
-                let scope = scopes.get(&table.address)?;
-                let to = nodes[v].address;
-                if let Some(&k) = named_at.get(&(table.address, to)) {
-                    return Some(k);
-                }
-                let key = table.edges.iter().find(|e| e.to_alloc_address == Some(to))?.map_key.as_ref()?;
-                names.push(Arc::from(format!("{scope}.{key}")));
-                let k = names.len() as u32 - 1;
-                named_at.insert((table.address, to), k);
-                Some(k)
-            }
-            Holder::Garbage => None,
-        }
-    };
-    // Per allocation, its owner: a walk up the chain stops at the first
-    // allocation whose owner is known, or at the first named one.
-    const UNKNOWN: u32 = u32::MAX;
-    const NOBODY: u32 = u32::MAX - 1;
-    let n = nodes.len();
-    let mut owner = vec![UNKNOWN; n];
-    let mut walk = Vec::new();
-    for v in 0..n {
-        let mut u = v;
-        let found = loop {
-            if owner[u] != UNKNOWN {
-                break owner[u];
-            }
-            walk.push(u);
-            if let Some(k) = named(u) {
-                break k;
-            }
-            match ret.idom.get(u).copied() {
-                Some(Holder::Allocation(j)) if (j as usize) < n && walk.len() <= n => u = j as usize,
-                _ => break NOBODY,
-            }
-        };
-        // None below the first named one is named (the walk stopped there).
-        for w in walk.drain(..) {
-            owner[w] = found;
-        }
-    }
+    names.push(kept.several());
+    let named = named_children(ret, nodes, main_tables, module_globals_word, kept, &mut names);
+    let owner = owners(ret, &named);
     // (owner, kind) → (allocations, bytes); kinds are static, keyed by address.
     let mut sums: FxHashMap<(u32, usize), (&'static str, u64, u64)> = FxHashMap::default();
     for (v, node) in nodes.iter().enumerate() {
@@ -135,9 +131,91 @@ pub fn retainers(
     rows
 }
 
+/// Per allocation, the owner it is by itself (an index into `names`, to which
+/// it adds the names it makes), [`UNKNOWN`] when it is none: a root's, or a
+/// key's of a scope's table whose entry holds it alone (the first of the
+/// table's words pointing into it is a value under a key).
+fn named_children(
+    ret: &Retention,
+    nodes: &[Node],
+    main_tables: &[u64],
+    module_globals_word: u32,
+    kept: &mut OwnerNames,
+    names: &mut Vec<Arc<str>>,
+) -> Vec<u32> {
+    let several = names.len() as u32 - 1;
+    let mut named: Vec<u32> = ret
+        .idom
+        .iter()
+        .map(|h| match h {
+            Holder::Root(r) => *r,
+            Holder::Roots => several,
+            _ => UNKNOWN,
+        })
+        .collect();
+    named.resize(nodes.len(), UNKNOWN);
+    // A child of a scope's table is named by the table's first word into it.
+    let mut seen: Vec<bool> = vec![false; nodes.len()];
+    let index = by_address(nodes);
+    for (t, scope) in scope_tables(nodes, main_tables, module_globals_word, kept.main()) {
+        for e in nodes[t].edges {
+            let Some(c) = e.to_alloc_address.and_then(&index) else {
+                continue;
+            };
+            if ret.idom.get(c) != Some(&Holder::Allocation(t as u32)) || std::mem::replace(&mut seen[c], true) {
+                continue;
+            }
+            if let Some(key) = &e.map_key {
+                names.push(kept.joined(&scope, key));
+                named[c] = names.len() as u32 - 1;
+            }
+        }
+    }
+    named
+}
+
+/// The index of the node at an address: a search when the nodes are in
+/// address order (a split heap's areas may not be), else a map.
+fn by_address<'a>(nodes: &'a [Node]) -> impl Fn(u64) -> Option<usize> + 'a {
+    let sorted = nodes.windows(2).all(|w| w[0].address < w[1].address);
+    let map: FxHashMap<u64, usize> =
+        if sorted { FxHashMap::default() } else { nodes.iter().enumerate().map(|(i, n)| (n.address, i)).collect() };
+    move |a| if sorted { nodes.binary_search_by_key(&a, |n| n.address).ok() } else { map.get(&a).copied() }
+}
+
+/// Per allocation, its owner: its own name, else its immediate dominator's
+/// owner (dominators come first in the retention's order); [`UNKNOWN`] for
+/// garbage.
+fn owners(ret: &Retention, named: &[u32]) -> Vec<u32> {
+    let mut owner = vec![UNKNOWN; named.len()];
+    for &v in &ret.order {
+        let v = v as usize;
+        let up = match ret.idom.get(v) {
+            Some(Holder::Allocation(j)) => owner.get(*j as usize).copied().unwrap_or(NOBODY),
+            _ => NOBODY,
+        };
+        if let Some(o) = owner.get_mut(v) {
+            *o = named.get(v).copied().filter(|&k| k != UNKNOWN).unwrap_or(up);
+        }
+    }
+    owner
+}
+
 /// Tables holding names, by the table's address: `__main__`'s, a module's
 /// globals (named by the module), a class's attributes (named by the class).
 pub fn scopes(nodes: &[Node], main_tables: &[u64], module_globals_word: u32) -> FxHashMap<u64, Arc<str>> {
+    let main = Arc::from("__main__");
+    let tables = scope_tables(nodes, main_tables, module_globals_word, main);
+    tables.into_iter().map(|(t, scope)| (nodes[t].address, scope)).collect()
+}
+
+/// [`scopes`], by the table's index in `nodes`, `__main__` named by `main`.
+fn scope_tables(
+    nodes: &[Node],
+    main_tables: &[u64],
+    module_globals_word: u32,
+    main: Arc<str>,
+) -> Vec<(usize, Arc<str>)> {
     // Dicts first: a module's globals dict, a dict a class points at.
     let mut dicts: FxHashMap<u64, Arc<str>> = FxHashMap::default();
     for n in nodes.iter().filter(|n| n.kind == "module" || n.kind == "type") {
@@ -151,13 +229,12 @@ pub fn scopes(nodes: &[Node], main_tables: &[u64], module_globals_word: u32) -> 
             }
         }
     }
-    let mut tables: FxHashMap<u64, Arc<str>> = FxHashMap::default();
-    let main: Arc<str> = Arc::from("__main__");
-    for n in nodes.iter().filter(|n| n.kind == "dict_table") {
+    let mut tables = Vec::new();
+    for (t, n) in nodes.iter().enumerate().filter(|(_, n)| n.kind == "dict_table") {
         if main_tables.contains(&n.address) {
-            tables.insert(n.address, Arc::clone(&main));
+            tables.push((t, Arc::clone(&main)));
         } else if let Some(scope) = n.owner.and_then(|d| dicts.get(&d)) {
-            tables.insert(n.address, Arc::clone(scope));
+            tables.push((t, Arc::clone(scope)));
         }
     }
     tables
