@@ -45,7 +45,14 @@ pub struct OwnerNames {
     several: Option<Arc<str>>,
     /// By the addresses of the scope's and the key's texts, which the entry
     /// holds (so no other text takes those addresses while it is kept).
-    joined: FxHashMap<(usize, usize), (Arc<str>, Arc<str>, Arc<str>)>,
+    joined: FxHashMap<(usize, usize), Joined>,
+}
+
+/// A joined name, with the scope's and the key's texts it was made of.
+struct Joined {
+    _scope: Arc<str>,
+    _key: Arc<str>,
+    name: Arc<str>,
 }
 
 /// Joined names kept at most: past this the cache starts again.
@@ -63,14 +70,14 @@ impl OwnerNames {
     /// `scope.key`.
     fn joined(&mut self, scope: &Arc<str>, key: &Arc<str>) -> Arc<str> {
         let at = (Arc::as_ptr(scope) as *const u8 as usize, Arc::as_ptr(key) as *const u8 as usize);
-        if let Some((_, _, name)) = self.joined.get(&at) {
-            return Arc::clone(name);
+        if let Some(j) = self.joined.get(&at) {
+            return Arc::clone(&j.name);
         }
         if self.joined.len() >= MAX_JOINED {
             self.joined.clear();
         }
         let name: Arc<str> = Arc::from(format!("{scope}.{key}"));
-        self.joined.insert(at, (Arc::clone(scope), Arc::clone(key), Arc::clone(&name)));
+        self.joined.insert(at, Joined { _scope: Arc::clone(scope), _key: Arc::clone(key), name: Arc::clone(&name) });
         name
     }
 }
