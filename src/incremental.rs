@@ -62,6 +62,45 @@ struct Slot {
 /// Slots are boxed: most move on from one snapshot to the next unchanged.
 type Slots = Vec<Option<Box<Slot>>>;
 
+/// Every allocation's heads ([`Slot::heads`]) in one vector, by allocation
+/// index: what the retention's graph is made of. Kept with the snapshot
+/// before, so the next snapshot's graph copies the heads of the allocations
+/// carried over from it and reads only the slots made again, rather than
+/// visiting every slot.
+#[derive(Default)]
+struct FlatHeads {
+    start: Vec<u32>,
+    heads: Vec<u32>,
+}
+
+impl FlatHeads {
+    /// Allocation `i`'s heads (`None` past the last, or when none were kept).
+    fn of(&self, i: usize) -> Option<&[u32]> {
+        let (a, b) = (*self.start.get(i)? as usize, *self.start.get(i + 1)? as usize);
+        self.heads.get(a..b)
+    }
+
+    /// The heads of `slots`: a slot carried over from allocation `j` of the
+    /// snapshot before (`came_from`) takes that one's from `before`.
+    fn refill(&mut self, slots: &Slots, came_from: &[Option<u32>], before: Option<&FlatHeads>) {
+        self.start.clear();
+        self.heads.clear();
+        self.heads.reserve(before.map_or(0, |b| b.heads.len()));
+        self.start.push(0);
+        for (i, slot) in slots.iter().enumerate() {
+            let j = came_from.get(i).copied().flatten();
+            let heads = match (j.and_then(|j| before?.of(j as usize)), slot) {
+                (Some(kept), _) => kept,
+                (None, Some(s)) => &s.heads[..],
+                (None, None) => &[],
+            };
+            // (Most hold a head or two: pushed, not copied by a call.)
+            heads.iter().for_each(|&h| self.heads.push(h));
+            self.start.push(self.heads.len() as u32);
+        }
+    }
+}
+
 /// The snapshot before, as far as the next decode needs it.
 struct Previous<'f, 'm> {
     ram: &'m [u8],
@@ -86,6 +125,8 @@ struct Previous<'f, 'm> {
     global_blocks: Vec<u32>,
     outside: Vec<(u64, u64)>,
     types: TypeCounts<'f>,
+    /// Its allocations' heads, when its retention was computed.
+    heads: FlatHeads,
     /// A focused decode may start from this snapshot.
     usable: bool,
 }
@@ -115,6 +156,11 @@ struct Spare {
     start_index: StartIndex,
     retention: RetentionScratch,
     owners: OwnersRoom,
+    /// Per allocation of the snapshot, the one of the snapshot before its slot
+    /// was carried over from.
+    came_from: Vec<Option<u32>>,
+    /// The heads of the snapshot before the one before, for their room.
+    heads: FlatHeads,
 }
 
 /// What the `retainers` rows of one snapshot are made in, kept for the next.
@@ -247,10 +293,14 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         let (mut slots, made) = self.slots(&mut report, &facts, prev.as_mut(), carried);
         // Retention changes reach allocations carried over unchanged: their rows go too.
         self.lap(Stage::Diff);
-        let held_changed = match roots {
-            Some(r) => self.retain(&mut report, &facts, &mut slots, &made, r),
-            None => Vec::new(),
+        let before = prev.as_mut().map(|p| std::mem::take(&mut p.heads));
+        let (held_changed, heads) = match roots {
+            Some(r) => self.retain(&mut report, (&facts, &made), &mut slots, r, before.as_ref()),
+            None => (Vec::new(), FlatHeads::default()),
         };
+        if let Some(room) = before {
+            self.spare.heads = room;
+        }
         self.lap(Stage::Retention);
         let want = self.set.lifetimes();
         let step = match prev {
@@ -267,7 +317,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
                 read_by.add(a.start_block, &s.reads);
             }
         }
-        let kept = Kept { slots, read_by, qstrs: step.qstrs, types: step.types, carried: step.carried };
+        let kept = Kept { slots, read_by, qstrs: step.qstrs, types: step.types, carried: step.carried, heads };
         self.keep_previous(ram, &report, facts, kept);
         self.lap(Stage::Diff);
         report.blocks = Vec::new();
@@ -295,8 +345,12 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         let mut slots: Slots = std::mem::take(&mut self.spare.slots);
         slots.reserve(facts.allocations.len());
         let mut made: Vec<usize> = Vec::with_capacity(report.blocks.len());
+        let came_from = &mut self.spare.came_from;
+        came_from.clear();
         for (i, a) in facts.allocations.iter().enumerate() {
-            let from_prev = carried(i).and_then(|j| prev.as_mut()?.slots.get_mut(j)?.take());
+            let j = carried(i);
+            let from_prev = j.and_then(|j| prev.as_mut()?.slots.get_mut(j)?.take());
+            came_from.push(j.filter(|_| from_prev.is_some()).map(|j| j as u32));
             if let Some(slot) = from_prev {
                 slots.push(Some(slot));
                 continue;
@@ -324,11 +378,11 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
     fn retain(
         &mut self,
         report: &mut SnapshotReport,
-        facts: &DecodeFacts,
+        (facts, made): (&DecodeFacts, &[usize]),
         slots: &mut Slots,
-        made: &[usize],
         roots: &GcRoots,
-    ) -> Vec<usize> {
+        before: Option<&FlatHeads>,
+    ) -> (Vec<usize>, FlatHeads) {
         let g = &report.geometry;
         let spare = &mut self.spare;
         spare.scanned.clear();
@@ -337,8 +391,11 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
             MarkGraph { allocations: &facts.allocations, bytes_per_block: g.bytes_per_block, scanned: &spare.scanned };
         spare.start_index.refill(&facts.allocations, g.pool_blocks());
         let index = &spare.start_index;
-        let heap = slots.iter().enumerate().flat_map(|(i, s)| {
-            let heads = s.as_ref().map_or(&[][..], |s| &s.heads[..]);
+        let mut flat = std::mem::take(&mut spare.heads);
+        flat.refill(slots, &spare.came_from, before);
+        let flat_heads = &flat;
+        let heap = (0..slots.len()).flat_map(|i| {
+            let heads = flat_heads.of(i).unwrap_or_default();
             heads.iter().filter_map(move |&b| Some((i as u32, index.at(b as u64)?)))
         });
         let stack: Arc<str> = Arc::from(retain::STACK);
@@ -381,7 +438,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
             garbage_allocations,
             garbage_bytes,
         });
-        changed
+        (changed, flat)
     }
 
     /// The lifetime changes of a run's first snapshot: everything in it.
@@ -502,6 +559,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
             global_blocks: reads.global_blocks,
             outside: reads.outside,
             types: kept.types,
+            heads: kept.heads,
             usable,
         });
     }
@@ -524,6 +582,7 @@ struct Step<'f> {
 /// What [`RunDecoder::keep_previous`] keeps besides the decode's facts.
 struct Kept<'f> {
     slots: Slots,
+    heads: FlatHeads,
     read_by: ReadBy,
     qstrs: Vec<QstrRow>,
     types: TypeCounts<'f>,
