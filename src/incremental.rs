@@ -340,7 +340,8 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
     ) -> (Slots, Vec<usize>) {
         let fw = self.firmware;
         let texts = lifetimes::texts_by_block(&report.strings);
-        let mut heap_edges = std::mem::take(&mut report.edges).into_iter();
+        let mut all_edges = std::mem::take(&mut report.edges);
+        let mut heap_edges = all_edges.drain(..);
         let mut rows = report.blocks.iter();
         let mut slots: Slots = std::mem::take(&mut self.spare.slots);
         slots.reserve(facts.allocations.len());
@@ -368,6 +369,8 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
             let heads = edges.iter().filter(|e| e.to_is_head).filter_map(|e| u32::try_from(e.to_block?).ok()).collect();
             slots.push(Some(Box::new(Slot { sight, edges, reads, heads, group: usize::MAX })));
         }
+        drop(heap_edges);
+        self.cache.recycle_edges(all_edges);
         (slots, made)
     }
 

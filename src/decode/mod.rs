@@ -338,6 +338,9 @@ pub struct DecodeCache {
     /// Vectors of a decode's facts handed back by a run decoder once it is done
     /// with them ([`DecodeCache::recycle`]), to be refilled.
     recycled: DecodeFacts,
+    /// The room of a report's edges, handed back emptied
+    /// ([`DecodeCache::recycle_edges`]).
+    edges_room: Vec<EdgeRow>,
     /// Time per stage, when asked for ([`DecodeCache::time_stages`]).
     pub stage_times: Option<stages::StageTimes>,
 }
@@ -352,6 +355,15 @@ impl DecodeCache {
     /// done with them: the next decode refills them instead of allocating anew.
     pub fn recycle(&mut self, facts: DecodeFacts) {
         self.recycled = facts;
+    }
+
+    /// Takes back a report's edge vector, once emptied: a snapshot's edges
+    /// can take more than the allocator keeps for reuse (128 KiB), and a
+    /// vector that size made and freed at every snapshot is mapped and
+    /// unmapped each time.
+    pub fn recycle_edges(&mut self, mut edges: Vec<EdgeRow>) {
+        edges.clear();
+        self.edges_room = edges;
     }
 }
 
@@ -624,6 +636,7 @@ impl<'f> Decoder<'f> {
         let mut root_words = std::mem::take(&mut recycled.root_words);
         root_words.clear();
         if !self.options.skip_edges {
+            report.edges = std::mem::take(&mut cache.edges_room);
             report.edges.reserve(cache.edges);
             self.pointer_edges(&view, &derived, &roles.category, &mut qstrs, cache, &mut report.edges);
             self.roots(&view, &roots, &mut report.edges, &mut root_words);
