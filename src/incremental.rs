@@ -68,12 +68,39 @@ type Slots = Vec<Option<Box<Slot>>>;
 /// carried over from it and reads only the slots made again, rather than
 /// visiting every slot.
 #[derive(Default)]
-struct FlatHeads {
+struct FlatRetention {
     start: Vec<u32>,
     heads: Vec<u32>,
+    /// Each allocation's retention, as [`held_key`] gives it: a slot carried
+    /// over whose key is the one its allocation had before keeps its
+    /// [`AllocationSight::held`] without being visited.
+    held: Vec<HeldKey>,
+    /// The root names the keys point at, kept alive with them (so no other
+    /// name takes their addresses while the keys are compared).
+    roots: Vec<Arc<str>>,
+    /// Each allocation's kind ([`AllocationSight::kind`]): the owners read the
+    /// slots of the few kinds that name owners only.
+    kinds: Vec<&'static str>,
 }
 
-impl FlatHeads {
+/// An allocation's retention, comparable from one snapshot to the next:
+/// (what holds it: 0 garbage, 1 several roots, 2 a root, 3 an allocation;
+/// the root name's address or the holder's first block; its retained bytes).
+type HeldKey = (u8, u64, u64);
+
+/// Allocation `i`'s [`HeldKey`] in `retention`.
+fn held_key(retention: &retain::Retention, i: usize, allocations: &[Allocation]) -> HeldKey {
+    use retain::Holder;
+    let retained = retention.retained_bytes.get(i).copied().unwrap_or(0);
+    match retention.idom.get(i).copied().unwrap_or(Holder::Garbage) {
+        Holder::Garbage => (0, 0, 0),
+        Holder::Roots => (1, 0, retained),
+        Holder::Root(r) => (2, retention.roots.get(r as usize).map_or(0, |n| Arc::as_ptr(n) as *const u8 as u64), retained),
+        Holder::Allocation(j) => (3, allocations.get(j as usize).map_or(u64::MAX, |a| a.start_block), retained),
+    }
+}
+
+impl FlatRetention {
     /// Allocation `i`'s heads (`None` past the last, or when none were kept).
     fn of(&self, i: usize) -> Option<&[u32]> {
         let (a, b) = (*self.start.get(i)? as usize, *self.start.get(i + 1)? as usize);
@@ -82,21 +109,24 @@ impl FlatHeads {
 
     /// The heads of `slots`: a slot carried over from allocation `j` of the
     /// snapshot before (`came_from`) takes that one's from `before`.
-    fn refill(&mut self, slots: &Slots, came_from: &[Option<u32>], before: Option<&FlatHeads>) {
+    fn refill(&mut self, slots: &Slots, came_from: &[Option<u32>], before: Option<&FlatRetention>) {
         self.start.clear();
         self.heads.clear();
         self.heads.reserve(before.map_or(0, |b| b.heads.len()));
         self.start.push(0);
+        self.kinds.clear();
         for (i, slot) in slots.iter().enumerate() {
-            let j = came_from.get(i).copied().flatten();
-            let heads = match (j.and_then(|j| before?.of(j as usize)), slot) {
+            let j = came_from.get(i).copied().flatten().map(|j| j as usize);
+            let kept = j.and_then(|j| Some((before?.of(j)?, *before?.kinds.get(j)?)));
+            let (heads, kind) = match (kept, slot) {
                 (Some(kept), _) => kept,
-                (None, Some(s)) => &s.heads[..],
-                (None, None) => &[],
+                (None, Some(s)) => (&s.heads[..], s.sight.kind),
+                (None, None) => (&[][..], "unknown"),
             };
             // (Most hold a head or two: pushed, not copied by a call.)
             heads.iter().for_each(|&h| self.heads.push(h));
             self.start.push(self.heads.len() as u32);
+            self.kinds.push(kind);
         }
     }
 }
@@ -126,7 +156,7 @@ struct Previous<'f, 'm> {
     outside: Vec<(u64, u64)>,
     types: TypeCounts<'f>,
     /// Its allocations' heads, when its retention was computed.
-    heads: FlatHeads,
+    heads: FlatRetention,
     /// A focused decode may start from this snapshot.
     usable: bool,
 }
@@ -160,7 +190,9 @@ struct Spare {
     /// was carried over from.
     came_from: Vec<Option<u32>>,
     /// The heads of the snapshot before the one before, for their room.
-    heads: FlatHeads,
+    heads: FlatRetention,
+    /// The stack root's name.
+    stack: Option<Arc<str>>,
 }
 
 /// What the `retainers` rows of one snapshot are made in, kept for the next.
@@ -181,9 +213,11 @@ impl OwnersRoom {
         retention: &retain::Retention,
         (roots, main_tables): (&GcRoots, &[u64]),
         g: &HeapGeometry,
+        kinds: &[&'static str],
     ) -> Vec<retain::owners::Retained> {
         let mut nodes = recycle(std::mem::take(&mut self.nodes));
-        nodes.extend(slots.iter().zip(&facts.allocations).map(|(s, a)| match s {
+        let slots = slots.iter().zip(kinds).map(|(s, k)| s.as_ref().filter(|_| retain::owners::names_owners(k)));
+        nodes.extend(slots.zip(&facts.allocations).zip(kinds).map(|((s, a), &kind)| match s {
             Some(s) => retain::owners::Node {
                 address: s.sight.key(),
                 blocks: s.sight.blocks,
@@ -192,10 +226,11 @@ impl OwnersRoom {
                 owner: s.sight.owner,
                 edges: &s.edges,
             },
+            // Only the kind and the extent count.
             None => retain::owners::Node {
                 address: g.block_address(a.start_block),
                 blocks: a.blocks,
-                kind: "unknown",
+                kind,
                 name: None,
                 owner: None,
                 edges: &[],
@@ -296,7 +331,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         let before = prev.as_mut().map(|p| std::mem::take(&mut p.heads));
         let (held_changed, heads) = match roots {
             Some(r) => self.retain(&mut report, (&facts, &made), &mut slots, r, before.as_ref()),
-            None => (Vec::new(), FlatHeads::default()),
+            None => (Vec::new(), FlatRetention::default()),
         };
         if let Some(room) = before {
             self.spare.heads = room;
@@ -384,8 +419,8 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         (facts, made): (&DecodeFacts, &[usize]),
         slots: &mut Slots,
         roots: &GcRoots,
-        before: Option<&FlatHeads>,
-    ) -> (Vec<usize>, FlatHeads) {
+        before: Option<&FlatRetention>,
+    ) -> (Vec<usize>, FlatRetention) {
         let g = &report.geometry;
         let spare = &mut self.spare;
         spare.scanned.clear();
@@ -401,7 +436,8 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
             let heads = flat_heads.of(i).unwrap_or_default();
             heads.iter().filter_map(move |&b| Some((i as u32, index.at(b as u64)?)))
         });
-        let stack: Arc<str> = Arc::from(retain::STACK);
+        // One name for the stack for the whole run: keys compare it by address.
+        let stack: Arc<str> = Arc::clone(spare.stack.get_or_insert_with(|| Arc::from(retain::STACK)));
         let decoder = self.decoder;
         let root_words = facts.root_words.iter().filter(|w| w.head).filter_map(|w| {
             let root = roots.root_of(w.address, || decoder.root_name(w.address), &stack)?;
@@ -410,10 +446,18 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         let retention = graph.retention_in(heap, root_words, &mut spare.retention);
         let several: Arc<str> = Arc::from(retain::SEVERAL_ROOTS);
         let address = |j: usize| facts.allocations.get(j).map_or(0, |a| g.block_address(a.start_block));
+        flat.held.clear();
+        flat.held.extend((0..slots.len()).map(|i| held_key(&retention, i, &facts.allocations)));
+        flat.roots.clone_from(&retention.roots);
         let mut changed = Vec::new();
         let mut made = made.iter().peekable();
         for (i, slot) in slots.iter_mut().enumerate() {
             let was_made = made.next_if_eq(&&i).is_some();
+            let j = spare.came_from.get(i).copied().flatten();
+            let before_key = j.and_then(|j| before?.held.get(j as usize));
+            if !was_made && before_key.is_some() && before_key == flat.held.get(i) {
+                continue; // as it was: the slot's retention is still right
+            }
             let Some(slot) = slot else { continue };
             if slot.sight.held.as_ref().is_some_and(|h| retention.is_held(i, h, address)) {
                 continue;
@@ -431,7 +475,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
             .filter(|w| retain::is_main_table_root(&decoder.root_name(w.address)))
             .map(|w| w.value)
             .collect();
-        report.retainers = Some(self.spare.owners.rows(facts, slots, &retention, (roots, &main_tables), g));
+        report.retainers = Some(self.spare.owners.rows(facts, slots, &retention, (roots, &main_tables), g, &flat.kinds));
         let (reachable_allocations, garbage_allocations, garbage_bytes) =
             retention.counts(&facts.allocations, g.bytes_per_block);
         report.reachability = Some(retain::Reachability {
@@ -585,7 +629,7 @@ struct Step<'f> {
 /// What [`RunDecoder::keep_previous`] keeps besides the decode's facts.
 struct Kept<'f> {
     slots: Slots,
-    heads: FlatHeads,
+    heads: FlatRetention,
     read_by: ReadBy,
     qstrs: Vec<QstrRow>,
     types: TypeCounts<'f>,

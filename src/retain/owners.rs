@@ -37,6 +37,13 @@ pub struct Retained {
     pub bytes: u64,
 }
 
+/// Whether an allocation of `kind` names owners: a module or a class (whose
+/// dict is a scope) or a dict's table (a scope's, or `__main__`'s). Of the
+/// others, the owners need only the kind and the extent.
+pub fn names_owners(kind: &str) -> bool {
+    matches!(kind, "module" | "type" | "dict_table")
+}
+
 /// Owner names kept from one snapshot to the next: a global's name
 /// (`__main__.history`) is made once, not at every snapshot.
 #[derive(Default)]
@@ -225,6 +232,8 @@ fn scope_tables(
 ) -> Vec<(usize, Arc<str>)> {
     // Dicts first: a module's globals dict, a dict a class points at.
     let mut dicts: FxHashMap<u64, Arc<str>> = FxHashMap::default();
+    // (The kinds whose names, owners and edges are read here are those of
+    // `names_owners`: a run decoder fills in only theirs.)
     for n in nodes.iter().filter(|n| n.kind == "module" || n.kind == "type") {
         let Some(name) = n.name else { continue };
         for e in n.edges.iter().filter(|e| e.to_is_head) {
