@@ -62,11 +62,11 @@ struct Slot {
 /// Slots are boxed: most move on from one snapshot to the next unchanged.
 type Slots = Vec<Option<Box<Slot>>>;
 
-/// Every allocation's heads ([`Slot::heads`]) in one vector, by allocation
-/// index: what the retention's graph is made of. Kept with the snapshot
-/// before, so the next snapshot's graph copies the heads of the allocations
-/// carried over from it and reads only the slots made again, rather than
-/// visiting every slot.
+/// What the retention needs of every allocation, flat, by allocation index:
+/// its heads ([`Slot::heads`], the graph's edges), its retention key and its
+/// kind. Kept with the snapshot before, so that the next snapshot copies them
+/// for the allocations carried over from it and reads only the slots made
+/// again, rather than visiting every boxed slot.
 #[derive(Default)]
 struct FlatRetention {
     start: Vec<u32>,
@@ -155,7 +155,8 @@ struct Previous<'f, 'm> {
     global_blocks: Vec<u32>,
     outside: Vec<(u64, u64)>,
     types: TypeCounts<'f>,
-    /// Its allocations' heads, when its retention was computed.
+    /// Its allocations' heads, retention keys and kinds, when its retention
+    /// was computed.
     heads: FlatRetention,
     /// A focused decode may start from this snapshot.
     usable: bool,
@@ -189,7 +190,7 @@ struct Spare {
     /// Per allocation of the snapshot, the one of the snapshot before its slot
     /// was carried over from.
     came_from: Vec<Option<u32>>,
-    /// The heads of the snapshot before the one before, for their room.
+    /// The flat retention of the snapshot before the one before, for its room.
     heads: FlatRetention,
     /// The stack root's name.
     stack: Option<Arc<str>>,
