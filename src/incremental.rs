@@ -157,7 +157,7 @@ struct Previous<'f, 'm> {
     types: TypeCounts<'f>,
     /// Its allocations' heads, retention keys and kinds, when its retention
     /// was computed.
-    heads: FlatRetention,
+    flat: FlatRetention,
     /// A focused decode may start from this snapshot.
     usable: bool,
 }
@@ -191,7 +191,7 @@ struct Spare {
     /// was carried over from.
     came_from: Vec<Option<u32>>,
     /// The flat retention of the snapshot before the one before, for its room.
-    heads: FlatRetention,
+    flat: FlatRetention,
     /// The stack root's name.
     stack: Option<Arc<str>>,
 }
@@ -329,13 +329,13 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         let (mut slots, made) = self.slots(&mut report, &facts, prev.as_mut(), carried);
         // Retention changes reach allocations carried over unchanged: their rows go too.
         self.lap(Stage::Diff);
-        let before = prev.as_mut().map(|p| std::mem::take(&mut p.heads));
-        let (held_changed, heads) = match roots {
+        let before = prev.as_mut().map(|p| std::mem::take(&mut p.flat));
+        let (held_changed, flat) = match roots {
             Some(r) => self.retain(&mut report, (&facts, &made), &mut slots, r, before.as_ref()),
             None => (Vec::new(), FlatRetention::default()),
         };
         if let Some(room) = before {
-            self.spare.heads = room;
+            self.spare.flat = room;
         }
         self.lap(Stage::Retention);
         let want = self.set.lifetimes();
@@ -353,7 +353,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
                 read_by.add(a.start_block, &s.reads);
             }
         }
-        let kept = Kept { slots, read_by, qstrs: step.qstrs, types: step.types, carried: step.carried, heads };
+        let kept = Kept { slots, read_by, qstrs: step.qstrs, types: step.types, carried: step.carried, flat };
         self.keep_previous(ram, &report, facts, kept);
         self.lap(Stage::Diff);
         report.blocks = Vec::new();
@@ -430,7 +430,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
             MarkGraph { allocations: &facts.allocations, bytes_per_block: g.bytes_per_block, scanned: &spare.scanned };
         spare.start_index.refill(&facts.allocations, g.pool_blocks());
         let index = &spare.start_index;
-        let mut flat = std::mem::take(&mut spare.heads);
+        let mut flat = std::mem::take(&mut spare.flat);
         flat.refill(slots, &spare.came_from, before);
         let flat_heads = &flat;
         let heap = (0..slots.len()).flat_map(|i| {
@@ -607,7 +607,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
             global_blocks: reads.global_blocks,
             outside: reads.outside,
             types: kept.types,
-            heads: kept.heads,
+            flat: kept.flat,
             usable,
         });
     }
@@ -630,7 +630,7 @@ struct Step<'f> {
 /// What [`RunDecoder::keep_previous`] keeps besides the decode's facts.
 struct Kept<'f> {
     slots: Slots,
-    heads: FlatRetention,
+    flat: FlatRetention,
     read_by: ReadBy,
     qstrs: Vec<QstrRow>,
     types: TypeCounts<'f>,
