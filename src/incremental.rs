@@ -33,6 +33,7 @@ use crate::decode::{
 };
 use crate::firmware::Firmware;
 use crate::memory::same_bytes;
+use crate::retain::owners::KindIds;
 use crate::retain::{self, GcRoots, MarkGraph, RetentionScratch, StartIndex};
 use crate::tables::lifetimes::{self, AllocationSight, Changes, EdgeKey, Lifetime, LifetimeChanges};
 use crate::tables::summaries::TypeCounts;
@@ -78,9 +79,12 @@ struct FlatRetention {
     /// The root names the keys point at, kept alive with them (so no other
     /// name takes their addresses while the keys are compared).
     roots: Vec<Arc<str>>,
-    /// Each allocation's kind ([`AllocationSight::kind`]): the owners read the
-    /// slots of the few kinds that name owners only.
-    kinds: Vec<&'static str>,
+    /// Each allocation's kind ([`AllocationSight::kind`]), by its number in
+    /// the run's [`KindIds`].
+    kinds: Vec<u32>,
+    /// The allocations whose kinds name owners: the owners read only their
+    /// slots.
+    namers: Vec<u32>,
 }
 
 /// An allocation's retention, comparable from one snapshot to the next:
@@ -109,24 +113,30 @@ impl FlatRetention {
 
     /// The heads of `slots`: a slot carried over from allocation `j` of the
     /// snapshot before (`came_from`) takes that one's from `before`.
-    fn refill(&mut self, slots: &Slots, came_from: &[Option<u32>], before: Option<&FlatRetention>) {
+    /// Kinds are numbered in `kind_ids`, the run's.
+    fn refill(&mut self, slots: &Slots, came_from: &[Option<u32>], before: Option<&FlatRetention>, kind_ids: &mut KindIds) {
         self.start.clear();
         self.heads.clear();
         self.heads.reserve(before.map_or(0, |b| b.heads.len()));
         self.start.push(0);
         self.kinds.clear();
+        self.namers.clear();
+        let unknown = kind_ids.id("unknown");
         for (i, slot) in slots.iter().enumerate() {
             let j = came_from.get(i).copied().flatten().map(|j| j as usize);
             let kept = j.and_then(|j| Some((before?.of(j)?, *before?.kinds.get(j)?)));
             let (heads, kind) = match (kept, slot) {
                 (Some(kept), _) => kept,
-                (None, Some(s)) => (&s.heads[..], s.sight.kind),
-                (None, None) => (&[][..], "unknown"),
+                (None, Some(s)) => (&s.heads[..], kind_ids.id(s.sight.kind)),
+                (None, None) => (&[][..], unknown),
             };
             // (Most hold a head or two: pushed, not copied by a call.)
             heads.iter().for_each(|&h| self.heads.push(h));
             self.start.push(self.heads.len() as u32);
             self.kinds.push(kind);
+            if kind_ids.names_owners(kind) {
+                self.namers.push(i as u32);
+            }
         }
     }
 }
@@ -200,45 +210,50 @@ struct Spare {
 #[derive(Default)]
 struct OwnersRoom {
     names: retain::owners::OwnerNames,
-    /// The owners' view of the allocations, emptied: only its room is kept.
+    /// The run's kinds by number.
+    kind_ids: KindIds,
+    /// The owners' view of the allocations naming owners, emptied: only its
+    /// room is kept.
     nodes: Vec<retain::owners::Node<'static>>,
 }
 
 impl OwnersRoom {
     /// The `retainers` rows of the snapshot (see [`retain::owners`]), from its
-    /// slots; `main` are the GC's roots and the tables of `__main__`'s globals.
+    /// slots and `flat`; `main` are the GC's roots and the tables of
+    /// `__main__`'s globals; `index` finds an allocation by its first block.
     fn rows(
         &mut self,
-        facts: &DecodeFacts,
-        slots: &Slots,
-        retention: &retain::Retention,
+        (facts, slots): (&DecodeFacts, &Slots),
+        (retention, flat): (&retain::Retention, &FlatRetention),
         (roots, main_tables): (&GcRoots, &[u64]),
         g: &HeapGeometry,
-        kinds: &[&'static str],
+        index: &StartIndex,
     ) -> Vec<retain::owners::Retained> {
         let mut nodes = recycle(std::mem::take(&mut self.nodes));
-        let slots = slots.iter().zip(kinds).map(|(s, k)| s.as_ref().filter(|_| retain::owners::names_owners(k)));
-        nodes.extend(slots.zip(&facts.allocations).zip(kinds).map(|((s, a), &kind)| match s {
-            Some(s) => retain::owners::Node {
-                address: s.sight.key(),
-                blocks: s.sight.blocks,
-                kind: s.sight.kind,
-                name: s.sight.name.as_ref(),
-                owner: s.sight.owner,
-                edges: &s.edges,
-            },
-            // Only the kind and the extent count.
-            None => retain::owners::Node {
-                address: g.block_address(a.start_block),
-                blocks: a.blocks,
-                kind,
-                name: None,
-                owner: None,
-                edges: &[],
-            },
+        let namers = flat.namers.iter().filter_map(|&i| Some((i, slots.get(i as usize)?.as_ref()?)));
+        nodes.extend(namers.map(|(i, s)| retain::owners::Node {
+            index: i,
+            address: s.sight.key(),
+            kind: s.sight.kind,
+            name: s.sight.name.as_ref(),
+            owner: s.sight.owner,
+            edges: &s.edges,
         }));
-        let (mgw, bpb) = (roots.module_globals_word, g.bytes_per_block);
-        let rows = retain::owners::retainers(retention, &nodes, main_tables, mgw, bpb, &mut self.names);
+        let at = |address: u64| {
+            let block = g.block_of(address).filter(|&b| g.block_address(b) == address)?;
+            index.at(block).map(|i| i as usize)
+        };
+        let heap = retain::owners::Heap {
+            allocations: &facts.allocations,
+            kinds: &flat.kinds,
+            kind_names: &self.kind_ids,
+            bytes_per_block: g.bytes_per_block,
+            nodes: &nodes,
+            at: &at,
+            main_tables,
+            module_globals_word: roots.module_globals_word,
+        };
+        let rows = retain::owners::retainers(retention, &heap, &mut self.names);
         self.nodes = recycle(nodes);
         rows
     }
@@ -431,7 +446,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         spare.start_index.refill(&facts.allocations, g.pool_blocks());
         let index = &spare.start_index;
         let mut flat = std::mem::take(&mut spare.flat);
-        flat.refill(slots, &spare.came_from, before);
+        flat.refill(slots, &spare.came_from, before, &mut spare.owners.kind_ids);
         let flat_heads = &flat;
         let heap = (0..slots.len()).flat_map(|i| {
             let heads = flat_heads.of(i).unwrap_or_default();
@@ -448,15 +463,16 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         let several: Arc<str> = Arc::from(retain::SEVERAL_ROOTS);
         let address = |j: usize| facts.allocations.get(j).map_or(0, |a| g.block_address(a.start_block));
         flat.held.clear();
-        flat.held.extend((0..slots.len()).map(|i| held_key(&retention, i, &facts.allocations)));
         flat.roots.clone_from(&retention.roots);
         let mut changed = Vec::new();
         let mut made = made.iter().peekable();
         for (i, slot) in slots.iter_mut().enumerate() {
+            let key = held_key(&retention, i, &facts.allocations);
+            flat.held.push(key);
             let was_made = made.next_if_eq(&&i).is_some();
             let j = spare.came_from.get(i).copied().flatten();
             let before_key = j.and_then(|j| before?.held.get(j as usize));
-            if !was_made && before_key.is_some() && before_key == flat.held.get(i) {
+            if !was_made && before_key == Some(&key) {
                 continue; // as it was: the slot's retention is still right
             }
             let Some(slot) = slot else { continue };
@@ -476,7 +492,9 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
             .filter(|w| retain::is_main_table_root(&decoder.root_name(w.address)))
             .map(|w| w.value)
             .collect();
-        report.retainers = Some(self.spare.owners.rows(facts, slots, &retention, (roots, &main_tables), g, &flat.kinds));
+        let spare = &mut self.spare;
+        let (tables, index) = ((roots, &main_tables[..]), &spare.start_index);
+        report.retainers = Some(spare.owners.rows((facts, slots), (&retention, &flat), tables, g, index));
         let (reachable_allocations, garbage_allocations, garbage_bytes) =
             retention.counts(&facts.allocations, g.bytes_per_block);
         report.reachability = Some(retain::Reachability {

@@ -194,8 +194,21 @@ pub fn attach(report: &mut crate::decode::SnapshotReport, roots: &GcRoots) {
     });
     let nodes = nodes_of_rows(report);
     let main_tables = main_tables_of_rows(report, roots);
-    let names = &mut owners::OwnerNames::default();
-    report.retainers = Some(owners::retainers(&retention, &nodes, &main_tables, roots.module_globals_word, bpb, names));
+    let mut kind_names = owners::KindIds::default();
+    let kinds: Vec<u32> = report.blocks.iter().map(|b| kind_names.id(b.kind)).collect();
+    let addresses: Vec<u64> = report.blocks.iter().map(|b| b.address).collect();
+    let at = owners::by_address(&addresses);
+    let heap = owners::Heap {
+        allocations: &allocations,
+        kinds: &kinds,
+        kind_names: &kind_names,
+        bytes_per_block: bpb,
+        nodes: &nodes,
+        at: &at,
+        main_tables: &main_tables,
+        module_globals_word: roots.module_globals_word,
+    };
+    report.retainers = Some(owners::retainers(&retention, &heap, &mut owners::OwnerNames::default()));
     report.retention = Some(retention);
 }
 
@@ -204,7 +217,7 @@ fn allocations_of(blocks: &[crate::decode::BlockRow]) -> Vec<Allocation> {
     blocks.iter().map(|b| Allocation { start_block: b.start_block, blocks: b.blocks, marked: b.marked }).collect()
 }
 
-/// What [`owners`] needs of a whole decode's allocations, in block-row order.
+/// The allocations of a whole decode that name owners ([`owners::Node`]).
 pub fn nodes_of_rows(report: &crate::decode::SnapshotReport) -> Vec<owners::Node<'_>> {
     // Heap edges come grouped by the allocation holding them.
     let mut spans: rustc_hash::FxHashMap<u64, (usize, usize)> = Default::default();
@@ -213,14 +226,13 @@ pub fn nodes_of_rows(report: &crate::decode::SnapshotReport) -> Vec<owners::Node
             spans.entry(from).and_modify(|s| s.1 = k + 1).or_insert((k, k + 1));
         }
     }
-    report
-        .blocks
-        .iter()
-        .map(|b| {
+    let namers = report.blocks.iter().enumerate().filter(|(_, b)| owners::names_owners(b.kind));
+    namers
+        .map(|(i, b)| {
             let (a, z) = spans.get(&b.address).copied().unwrap_or((0, 0));
             owners::Node {
+                index: i as u32,
                 address: b.address,
-                blocks: b.blocks,
                 kind: b.kind,
                 name: b.name.as_ref(),
                 owner: b.owner,
@@ -421,6 +433,7 @@ impl MarkGraph<'_> {
         let reachable: Vec<bool> = allocation_idom.iter().map(|&i| i != NONE).collect();
         let retained_bytes = reachable.iter().zip(&retained[first as usize..]).map(|(&r, &b)| if r { b } else { 0 });
         let order = d.order.iter().filter_map(|&v| v.checked_sub(first)).collect();
+
         Retention {
             order,
             retained_bytes: retained_bytes.collect(),

@@ -10,14 +10,16 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use crate::decode::EdgeRow;
+use crate::decode::{Allocation, EdgeRow};
 
 use super::{Holder, Retention, SEVERAL_ROOTS};
 
-/// What the owners need of one allocation.
+/// What the owners need of an allocation whose kind names owners
+/// ([`names_owners`]).
 pub struct Node<'a> {
+    /// Its index among the snapshot's allocations.
+    pub index: u32,
     pub address: u64,
-    pub blocks: u64,
     pub kind: &'static str,
     /// A module's or a class's name.
     pub name: Option<&'a Arc<str>>,
@@ -25,6 +27,69 @@ pub struct Node<'a> {
     pub owner: Option<u64>,
     /// Its pointer edges.
     pub edges: &'a [EdgeRow],
+}
+
+/// What the owners need of one snapshot's allocations: every one's kind and
+/// extent, and the few whose kinds name owners in full.
+pub struct Heap<'a> {
+    /// Per allocation: its extent.
+    pub allocations: &'a [Allocation],
+    /// Per allocation: its kind, by its number in `kind_names`.
+    pub kinds: &'a [u32],
+    pub kind_names: &'a KindIds,
+    pub bytes_per_block: u64,
+    /// The allocations that name owners, by index.
+    pub nodes: &'a [Node<'a>],
+    /// The index of the allocation whose head is at an address.
+    pub at: &'a dyn Fn(u64) -> Option<usize>,
+    /// The tables `mp_state_ctx.vm.dict_main.map.table` points at.
+    pub main_tables: &'a [u64],
+    /// `mp_obj_module_t.globals` (a word index).
+    pub module_globals_word: u32,
+}
+
+/// Kinds by number, numbered as first met: sums per owner and kind then go in
+/// an array, not a map. (A run's kinds are the few the decoder names.)
+#[derive(Default)]
+pub struct KindIds {
+    /// By the kind's address: kinds are static texts.
+    ids: FxHashMap<usize, u32>,
+    kinds: Vec<&'static str>,
+    /// Per kind: whether it names owners ([`names_owners`]).
+    namers: Vec<bool>,
+}
+
+impl KindIds {
+    /// `kind`'s number.
+    pub fn id(&mut self, kind: &'static str) -> u32 {
+        let next = self.kinds.len() as u32;
+        let id = *self.ids.entry(kind.as_ptr() as usize).or_insert(next);
+        if id == next {
+            self.kinds.push(kind);
+            self.namers.push(names_owners(kind));
+        }
+        id
+    }
+
+    /// Whether the kind numbered `id` names owners.
+    pub fn names_owners(&self, id: u32) -> bool {
+        self.namers.get(id as usize).copied().unwrap_or(false)
+    }
+
+    /// The kind numbered `id` (`unknown` for none).
+    pub fn kind(&self, id: u32) -> &'static str {
+        self.kinds.get(id as usize).copied().unwrap_or("unknown")
+    }
+
+    /// How many kinds are numbered.
+    pub fn len(&self) -> usize {
+        self.kinds.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.kinds.is_empty()
+    }
 }
 
 /// One row of the `retainers` table for one snapshot: what an owner retains of
@@ -89,47 +154,46 @@ impl OwnerNames {
     }
 }
 
-/// An allocation's owner not yet known, and one held by nobody named.
+/// An allocation's owner not yet known, one held by nobody named, and a
+/// scope table's child whose entry names no key.
 const UNKNOWN: u32 = u32::MAX;
 const NOBODY: u32 = u32::MAX - 1;
+const UNNAMED: u32 = u32::MAX - 2;
 
-/// The rows of one snapshot, sorted by owner and kind. `main_tables` are the
-/// tables the root `mp_state_ctx.vm.dict_main.map.table` points at; `nodes`
-/// are in address order.
-pub fn retainers(
-    ret: &Retention,
-    nodes: &[Node],
-    main_tables: &[u64],
-    module_globals_word: u32,
-    bytes_per_block: u64,
-    kept: &mut OwnerNames,
-) -> Vec<Retained> {
+/// The rows of one snapshot, sorted by owner and kind.
+pub fn retainers(ret: &Retention, heap: &Heap, kept: &mut OwnerNames) -> Vec<Retained> {
     // Owners by index into `names`: an allocation's owner is found once per
     // snapshot, and counted without touching a string.
     let mut names: Vec<Arc<str>> = ret.roots.clone();
     names.push(kept.several());
-    let named = named_children(ret, nodes, main_tables, module_globals_word, kept, &mut names);
-    let owner = owners(ret, &named);
-    // (owner, kind) → (allocations, bytes); kinds are static, keyed by address.
-    let mut sums: FxHashMap<(u32, usize), (&'static str, u64, u64)> = FxHashMap::default();
-    for (v, node) in nodes.iter().enumerate() {
-        let o = owner[v];
-        if o >= NOBODY || !ret.reachable.get(v).copied().unwrap_or(false) {
-            continue;
+    let several = names.len() as u32 - 1;
+    let named = named_children(ret, heap, kept, &mut names);
+    let owner = owners(ret, &named, several);
+    // Per owner met, a run of sums (allocations, bytes), one per kind.
+    let kinds = heap.kind_names.len().max(1);
+    let mut run_of: Vec<u32> = vec![UNKNOWN; names.len()];
+    let mut sums: Vec<(u64, u64)> = Vec::new();
+    for ((&o, &kind), a) in owner.iter().zip(heap.kinds).zip(heap.allocations) {
+        let Some(run) = run_of.get_mut(o as usize) else { continue }; // garbage, or held by no name
+        if *run == UNKNOWN {
+            *run = (sums.len() / kinds) as u32;
+            sums.resize(sums.len() + kinds, (0, 0));
         }
-        let e = sums.entry((o, node.kind.as_ptr() as usize)).or_insert((node.kind, 0, 0));
-        e.1 += 1;
-        e.2 += node.blocks.saturating_mul(bytes_per_block);
+        if let Some(s) = sums.get_mut(*run as usize * kinds + kind as usize) {
+            s.0 += 1;
+            s.1 += a.blocks.saturating_mul(heap.bytes_per_block);
+        }
     }
-    let mut rows: Vec<Retained> = sums
-        .into_iter()
-        .map(|((o, _), (kind, allocations, bytes))| Retained {
-            owner: Arc::clone(&names[o as usize]),
-            kind,
+    let mut rows = Vec::new();
+    for (o, &run) in run_of.iter().enumerate().filter(|(_, &r)| r != UNKNOWN) {
+        let of_owner = sums.iter().skip(run as usize * kinds).take(kinds).enumerate();
+        rows.extend(of_owner.filter(|(_, s)| s.0 > 0).map(|(k, &(allocations, bytes))| Retained {
+            owner: Arc::clone(&names[o]),
+            kind: heap.kind_names.kind(k as u32),
             allocations,
             bytes,
-        })
-        .collect();
+        }));
+    }
     rows.sort();
     // One row per (owner, kind): two owners may bear one name (two classes
     // named alike, a key bound in two scopes of one name), and the table
@@ -145,71 +209,62 @@ pub fn retainers(
     rows
 }
 
-/// Per allocation, the owner it is by itself (an index into `names`, to which
-/// it adds the names it makes), [`UNKNOWN`] when it is none: a root's, or a
-/// key's of a scope's table whose entry holds it alone (the first of the
-/// table's words pointing into it is a value under a key).
-fn named_children(
-    ret: &Retention,
-    nodes: &[Node],
-    main_tables: &[u64],
-    module_globals_word: u32,
-    kept: &mut OwnerNames,
-    names: &mut Vec<Arc<str>>,
-) -> Vec<u32> {
-    let several = names.len() as u32 - 1;
-    let mut named: Vec<u32> = ret
-        .idom
-        .iter()
-        .map(|h| match h {
-            Holder::Root(r) => *r,
-            Holder::Roots => several,
-            _ => UNKNOWN,
-        })
-        .collect();
-    named.resize(nodes.len(), UNKNOWN);
-    // A child of a scope's table is named by the table's first word into it.
-    let mut seen: Vec<bool> = vec![false; nodes.len()];
-    let index = by_address(nodes);
-    for (t, scope) in scope_tables(nodes, main_tables, module_globals_word, kept.main()) {
-        for e in nodes[t].edges {
-            let Some(c) = e.to_alloc_address.and_then(&index) else {
+/// Per allocation, the owner it is by itself as a scope table's child (an
+/// index into `names`, to which it adds the names it makes), else
+/// [`UNKNOWN`] (or [`UNNAMED`]): a key's of a scope's table whose entry holds
+/// it alone (the first of the table's words pointing into it is a value under
+/// a key).
+fn named_children(ret: &Retention, heap: &Heap, kept: &mut OwnerNames, names: &mut Vec<Arc<str>>) -> Vec<u32> {
+    let mut named: Vec<u32> = vec![UNKNOWN; heap.allocations.len()];
+    for (t, scope) in scope_tables(heap.nodes, heap.main_tables, heap.module_globals_word, kept.main()) {
+        let table = &heap.nodes[t];
+        for e in table.edges {
+            let Some(c) = e.to_alloc_address.and_then(heap.at) else {
                 continue;
             };
-            if ret.idom.get(c) != Some(&Holder::Allocation(t as u32)) || std::mem::replace(&mut seen[c], true) {
+            if ret.idom.get(c) != Some(&Holder::Allocation(table.index)) || named[c] != UNKNOWN {
                 continue;
             }
-            if let Some(key) = &e.map_key {
-                names.push(kept.joined(&scope, key));
-                named[c] = names.len() as u32 - 1;
-            }
+            named[c] = match &e.map_key {
+                Some(key) => {
+                    names.push(kept.joined(&scope, key));
+                    names.len() as u32 - 1
+                }
+                None => UNNAMED,
+            };
         }
     }
     named
 }
 
-/// The index of the node at an address: a search when the nodes are in
-/// address order (a split heap's areas may not be), else a map.
-fn by_address<'a>(nodes: &'a [Node]) -> impl Fn(u64) -> Option<usize> + 'a {
-    let sorted = nodes.windows(2).all(|w| w[0].address < w[1].address);
+/// The index of the node at an address: a search when the addresses are in
+/// order (a split heap's areas may not be), else a map.
+pub fn by_address(addresses: &[u64]) -> impl Fn(u64) -> Option<usize> + '_ {
+    let sorted = addresses.windows(2).all(|w| w[0] < w[1]);
     let map: FxHashMap<u64, usize> =
-        if sorted { FxHashMap::default() } else { nodes.iter().enumerate().map(|(i, n)| (n.address, i)).collect() };
-    move |a| if sorted { nodes.binary_search_by_key(&a, |n| n.address).ok() } else { map.get(&a).copied() }
+        if sorted { FxHashMap::default() } else { addresses.iter().enumerate().map(|(i, &a)| (a, i)).collect() };
+    move |a| if sorted { addresses.binary_search(&a).ok() } else { map.get(&a).copied() }
 }
 
-/// Per allocation, its owner: its own name, else its immediate dominator's
-/// owner (dominators come first in the retention's order); [`UNKNOWN`] for
-/// garbage.
-fn owners(ret: &Retention, named: &[u32]) -> Vec<u32> {
+/// Per allocation, its owner: a root's when a root holds it, its own name as
+/// a scope's child, else its immediate dominator's owner (dominators come
+/// first in the retention's order); [`UNKNOWN`] for garbage. `several` is the
+/// name of what several roots hold.
+fn owners(ret: &Retention, named: &[u32], several: u32) -> Vec<u32> {
     let mut owner = vec![UNKNOWN; named.len()];
     for &v in &ret.order {
         let v = v as usize;
-        let up = match ret.idom.get(v) {
-            Some(Holder::Allocation(j)) => owner.get(*j as usize).copied().unwrap_or(NOBODY),
+        let own = match ret.idom.get(v) {
+            Some(Holder::Root(r)) => *r,
+            Some(Holder::Roots) => several,
+            Some(Holder::Allocation(j)) => match named.get(v).copied().unwrap_or(UNKNOWN) {
+                UNKNOWN | UNNAMED => owner.get(*j as usize).copied().unwrap_or(NOBODY),
+                name => name,
+            },
             _ => NOBODY,
         };
         if let Some(o) = owner.get_mut(v) {
-            *o = named.get(v).copied().filter(|&k| k != UNKNOWN).unwrap_or(up);
+            *o = own;
         }
     }
     owner

@@ -307,3 +307,58 @@ fn a_port_root_holds_what_only_it_points_to() {
     let e = Session::open_with(&inputs, Some(p)).err().expect("refused").to_string();
     assert!(e.contains("port_roots `no_such_buffer`"), "{e}");
 }
+
+/// The `retainers` rows hold every reachable allocation once, each under the
+/// nearest owner on its dominator chain; an allocation a root holds directly
+/// (or several roots, none through another) is that root's own, whatever the
+/// scopes name. Counted independently from each whole decode's dominators,
+/// and, for the run's tables, against the `snapshots` table's reachable count.
+#[test]
+fn retainers_count_each_reachable_allocation_once_under_its_root() {
+    for (k, flavor) in [Flavor::CircuitPython3, Flavor::MicroPython, Flavor::MicroPython64, Flavor::CircuitPython10]
+        .into_iter()
+        .enumerate()
+    {
+        let (dir, s) = capture(flavor, Board::Samd21, 20 + k as u64);
+        let last = s.dump.count() - 1;
+        let mut several_seen = false;
+        for i in [0, last / 3, last] {
+            let r = s.decode_one(i).unwrap();
+            let ret = r.retention.as_ref().unwrap();
+            let rows = r.retainers.as_ref().unwrap();
+            let total: u64 = rows.iter().map(|x| x.allocations).sum();
+            assert_eq!(total, ret.reachable.iter().filter(|&&x| x).count() as u64, "{flavor:?} snapshot {i}");
+            let mut direct: std::collections::HashMap<&str, u64> = Default::default();
+            for h in &ret.idom {
+                match h {
+                    heapvis::retain::Holder::Root(r) => *direct.entry(&ret.roots[*r as usize]).or_default() += 1,
+                    heapvis::retain::Holder::Roots => *direct.entry(heapvis::retain::SEVERAL_ROOTS).or_default() += 1,
+                    _ => {}
+                }
+            }
+            several_seen |= direct.contains_key(heapvis::retain::SEVERAL_ROOTS);
+            for (owner, held) in direct {
+                let counted: u64 = rows.iter().filter(|x| &*x.owner == owner).map(|x| x.allocations).sum();
+                assert!(counted >= held, "{flavor:?} snapshot {i}: {owner} holds {held} directly, {counted} counted");
+            }
+        }
+        assert!(several_seen, "{flavor:?}: some allocation is held by several roots");
+        let out = dir.path().join("out");
+        s.analyze(&out, &AnalyzeOptions::default(), &Silent).unwrap();
+        // The table holds changes: the figures at N are each pair's last row at or before N.
+        let sql = "with r as (select * from read_parquet('{d}/retainers/*.parquet')),
+            s as (select snapshot, reachable_allocations from read_parquet('{d}/snapshots/*.parquet')),
+            grid as (select s.snapshot, p.owner, p.kind from s, (select distinct owner, kind from r) p),
+            t as (select g.snapshot, sum(x.allocations) n from grid g asof left join r x
+                  on g.owner = x.owner and g.kind = x.kind and g.snapshot >= x.snapshot group by 1)
+            select count(*) filter (where s.reachable_allocations is distinct from coalesce(t.n, 0)), count(*)
+            from s left join t using (snapshot)";
+        let row = &duck(sql, &out)[0];
+        let (wrong, all) = (row[0].as_i64(), row[1].as_i64());
+        assert_eq!(
+            (wrong, all),
+            (Some(0), Some(s.dump.count() as i64)),
+            "{flavor:?}: retainers sum to the reachable count"
+        );
+    }
+}
