@@ -669,7 +669,14 @@ fn runs_of(
     let frame_bytes = layout.map_or(0, |l| l.width as u64 * l.height as u64);
     let step = options.render.as_ref().map_or(1, |r| r.step.max(1));
     let run_len = options.run.map_or_else(
-        || workers::default_run(snapshot_bytes, incremental).min(workers::frame_run(frame_bytes, step, threads)),
+        || {
+            let kind = match (incremental, options.tables.per_snapshot_rows()) {
+                (true, _) => workers::RunKind::Incremental,
+                (false, false) => workers::RunKind::Whole,
+                (false, true) => workers::RunKind::EveryRow,
+            };
+            workers::default_run(snapshot_bytes, kind).min(workers::frame_run(frame_bytes, step, threads))
+        },
         |r| r.max(1) as u64,
     );
     (range.start..range.end).step_by(run_len as usize).map(|a| a..(a + run_len).min(range.end)).collect()

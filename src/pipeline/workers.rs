@@ -8,7 +8,8 @@
 //! barrier between runs: a slow run does not leave the other cores idle), maps
 //! it on its own, and hands the result to the writer, which puts the runs back in
 //! order. A worker waits when its run would be more than two runs per thread
-//! ahead of the writer, so memory is bounded by that, not by the dump.
+//! (one, when every row is sent) ahead of the writer, so memory is bounded by
+//! that, not by the dump.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -43,16 +44,38 @@ pub(super) fn release_free_memory() {
     crate::sys::malloc_trim();
 }
 
-/// Snapshots per run (see [`AnalyzeOptions::run`]). A run decoded snapshot by
-/// snapshot from the one before (see [`crate::incremental`]) starts with a whole
-/// decode, so those runs are longer: about 8 MiB of dump, up to 128 snapshots
-/// (16 MiB runs were 3 to 4% faster, but the peak resident set of a 10 GiB run
-/// then drifted 10 to 15% above a 1 GiB run's). Runs that send the writer every
-/// row are about 4 MiB, up to 64 snapshots, since their rows wait for the
-/// writer. Each run's window stays mapped until the run is decoded (see
+/// How a run's snapshots are decoded, and so what they send the writer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum RunKind {
+    /// Each from the one before (see [`crate::incremental`]): what changed.
+    Incremental,
+    /// Whole, sending what changed.
+    Whole,
+    /// Whole, sending every row of every snapshot (`--per-snapshot`).
+    EveryRow,
+}
+
+/// Snapshots per run (see [`AnalyzeOptions::run`]).
+/// - A run decoded snapshot by snapshot from the one before starts with a
+///   whole decode, so those runs are longer: about 8 MiB of dump, up to 128
+///   snapshots (16 MiB runs were 3 to 4% faster, but the peak resident set of
+///   a 10 GiB run then drifted 10 to 15% above a 1 GiB run's).
+/// - Runs decoded whole are about 4 MiB, up to 64 snapshots.
+/// - Runs that send every row are about 1 MiB, up to 16 snapshots: their rows
+///   wait for the writer, which sets the pace, and the runs in flight hold
+///   them all (see [`RunWork::run`] too). On busy SAMD51 heaps, 4 MiB runs
+///   peaked at 360 to 415 MiB; 1 MiB runs at 131 to 150 MiB, at the same
+///   speed; 512 KiB runs (4 snapshots) 5 to 9% slower, each run's first
+///   snapshot sending its lifetimes whole.
+///
+/// Each run's window stays mapped until the run is decoded (see
 /// `dump::advise_streaming`).
-pub(super) fn default_run(snapshot_bytes: u64, incremental: bool) -> u64 {
-    let (bytes, most) = if incremental { (8u64 << 20, 128) } else { (4 << 20, 64) };
+pub(super) fn default_run(snapshot_bytes: u64, kind: RunKind) -> u64 {
+    let (bytes, most) = match kind {
+        RunKind::Incremental => (8u64 << 20, 128),
+        RunKind::Whole => (4 << 20, 64),
+        RunKind::EveryRow => (1 << 20, 16),
+    };
     (bytes / snapshot_bytes.max(1)).clamp(4, most)
 }
 
@@ -191,7 +214,11 @@ impl<'a, 'f> RunWork<'a, 'f> {
         outputs: Outputs,
         progress: &dyn Progress,
     ) -> Result<Written<'f>> {
-        let gate = RunGate::new(2 * pool.current_num_threads().max(1));
+        // Runs of every row wait for the writer, which is ten times slower than
+        // the workers: one run a thread ahead keeps it fed, and holds fewer rows
+        // (1 MiB runs peaked at 131 to 150 MiB two ahead, 102 to 118 MiB one).
+        let ahead = if self.tables.per_snapshot_rows() { 1 } else { 2 };
+        let gate = RunGate::new(ahead * pool.current_num_threads().max(1));
         let next_run = AtomicUsize::new(0);
         // A batch goes back to the worker that made it, to be freed there: freed
         // by the writer, its memory went back to the worker's malloc arena under

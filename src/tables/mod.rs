@@ -214,6 +214,12 @@ impl TableSet {
         names
     }
 
+    /// Whether rows of every snapshot are wanted (`--per-snapshot`), not only
+    /// what changed.
+    pub fn per_snapshot_rows(&self) -> bool {
+        self.blocks || self.edges || self.qstrs || self.strings || self.free_runs
+    }
+
     /// Whether anything past the allocation table must be decoded.
     pub fn needs_objects(&self) -> bool {
         self.blocks
