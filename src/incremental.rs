@@ -285,9 +285,8 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
 
     /// Whether a run decoder can serve `set` with `decoder` (see [`RunDecoder::new`]).
     pub fn applies(decoder: &Decoder, set: TableSet) -> bool {
-        let whole_rows = set.blocks || set.edges || set.qstrs || set.strings;
         let wanted = set.lifetimes().any() || set.type_histogram;
-        wanted && !whole_rows && decoder.supports_focus()
+        wanted && !set.object_rows() && decoder.supports_focus()
     }
 
     /// Keeps the time spent per stage from now on (see [`crate::decode::stages`]).

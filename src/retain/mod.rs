@@ -433,7 +433,6 @@ impl MarkGraph<'_> {
         let reachable: Vec<bool> = allocation_idom.iter().map(|&i| i != NONE).collect();
         let retained_bytes = reachable.iter().zip(&retained[first as usize..]).map(|(&r, &b)| if r { b } else { 0 });
         let order = d.order.iter().filter_map(|&v| v.checked_sub(first)).collect();
-
         Retention {
             order,
             retained_bytes: retained_bytes.collect(),

@@ -214,10 +214,16 @@ impl TableSet {
         names
     }
 
+    /// Whether rows of every object of every snapshot are wanted: only a whole
+    /// decode makes them.
+    pub fn object_rows(&self) -> bool {
+        self.blocks || self.edges || self.qstrs || self.strings
+    }
+
     /// Whether rows of every snapshot are wanted (`--per-snapshot`), not only
     /// what changed.
     pub fn per_snapshot_rows(&self) -> bool {
-        self.blocks || self.edges || self.qstrs || self.strings || self.free_runs
+        self.object_rows() || self.free_runs
     }
 
     /// Whether anything past the allocation table must be decoded.
