@@ -244,13 +244,11 @@ impl<'a, 'f> RunWork<'a, 'f> {
         let _stop = StopOnDrop { gate, only_on_panic: true };
         let (back, written) = channel::<Vec<Decoded>>();
         loop {
-            // Free what the writer is done with.
-            written.try_iter().for_each(drop);
             let k = next_run.fetch_add(1, Ordering::Relaxed);
             if k >= self.runs.len() || !gate.wait_for(k) {
                 break;
             }
-            let batch = self.decode_run(&self.runs[k]);
+            let batch = self.decode_run(&self.runs[k], &written);
             let failed = batch.is_err();
             // A failed run stops its worker; the writer reports it in turn.
             if tx.send((k, batch, back.clone())).is_err() || failed {
@@ -261,7 +259,9 @@ impl<'a, 'f> RunWork<'a, 'f> {
 
     /// One run's snapshots, decoded in order: each from the one before where
     /// the tables allow it, else whole (with its frame, when frames are made).
-    fn decode_run(&self, run: &Range<u64>) -> Result<Vec<Decoded<'f>>> {
+    /// Before each, the runs the writer has handed back are freed: waiting for
+    /// the next run would keep one or two more runs' rows in memory.
+    fn decode_run(&self, run: &Range<u64>, written: &Receiver<Vec<Decoded<'f>>>) -> Result<Vec<Decoded<'f>>> {
         // Mapped (and faulted in) by its worker and unmapped when decoded: the
         // rows own their data.
         let mapped = self.dump.window(run.clone(), self.access)?;
@@ -269,6 +269,7 @@ impl<'a, 'f> RunWork<'a, 'f> {
             return Ok(run
                 .clone()
                 .map(|i| {
+                    written.try_iter().for_each(drop);
                     let roots = self.roots.and_then(|r| r.of(i));
                     let outcome = run_decoder.prepare(i, mapped.snapshot(i).unwrap_or(&[]), roots.as_ref());
                     Decoded { index: i, outcome, frame: None, focused: run_decoder.last_focused() }
@@ -281,6 +282,7 @@ impl<'a, 'f> RunWork<'a, 'f> {
         Ok(run
             .clone()
             .map(|i| {
+                written.try_iter().for_each(drop);
                 let mut outcome = self.decoder.decode_with(i, mapped.snapshot(i).unwrap_or(&[]), &mut cache);
                 if let (Ok(report), Some(roots)) = (&mut outcome, self.roots.and_then(|r| r.of(i))) {
                     crate::retain::attach(report, &roots);

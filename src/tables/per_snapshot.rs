@@ -775,11 +775,17 @@ impl Rows for SnapshotsRows {
 }
 
 /// `Rows` for a table of what a decoded snapshot holds (a failed one adds no
-/// rows): its name, schema, constructor, and how it adds a report's rows.
+/// rows): its name, schema, constructor, and how it adds a report's rows. With
+/// `own_encoder:` first, its batches are encoded on a thread of its own
+/// ([`Rows::OWN_ENCODER`]).
 macro_rules! decoded_rows {
-    ($rows:ty, $name:literal, $schema:path, $new:expr, |$this:ident, $r:ident, $input:ident| $push:expr) => {
+    (own_encoder: $($table:tt)*) => {
+        $crate::tables::per_snapshot::decoded_rows!(@ true, $($table)*);
+    };
+    (@ $own:literal, $rows:ty, $name:literal, $schema:path, $new:expr, |$this:ident, $r:ident, $input:ident| $push:expr) => {
         impl Rows for $rows {
             const NAME: &'static str = $name;
+            const OWN_ENCODER: bool = $own;
             fn schema() -> SchemaRef {
                 $schema()
             }
@@ -798,17 +804,21 @@ macro_rules! decoded_rows {
             }
         }
     };
+    ($($table:tt)*) => {
+        $crate::tables::per_snapshot::decoded_rows!(@ false, $($table)*);
+    };
 }
 pub(crate) use decoded_rows;
 
-decoded_rows!(BlocksRows, "blocks", blocks_schema, BlocksRows::default(), |rows, r, input| rows
+decoded_rows!(own_encoder: BlocksRows, "blocks", blocks_schema, BlocksRows::default(), |rows, r, input| rows
     .push(r, input.firmware));
-decoded_rows!(EdgesRows, "edges", edges_schema, EdgesRows::new(|r| &r.edges), |rows, r, _input| rows.push(r));
+decoded_rows!(own_encoder: EdgesRows, "edges", edges_schema, EdgesRows::new(|r| &r.edges), |rows, r, _input| rows.push(r));
 decoded_rows!(QstrsRows, "qstrs", qstrs_schema, QstrsRows::new(|r| &r.qstrs), |rows, r, _input| rows.push(r));
 decoded_rows!(FreeRunsRows, "free_runs", free_runs_schema, FreeRunsRows::default(), |rows, r, _input| rows.push(r));
 
 impl Rows for StringsRows {
     const NAME: &'static str = "strings";
+    const OWN_ENCODER: bool = true;
     fn schema() -> SchemaRef {
         strings_schema()
     }

@@ -34,6 +34,10 @@ pub(crate) struct Input<'a, 'f> {
 pub(crate) trait Rows: PendingRows {
     /// The table's name: its folder (or file) in the output.
     const NAME: &'static str;
+    /// Whether the table's batches are encoded on a thread of its own
+    /// ([`TableFile::on_own_thread`]): for the tables with a row per
+    /// allocation, edge or string of every snapshot.
+    const OWN_ENCODER: bool = false;
     fn schema() -> SchemaRef;
     fn new() -> Self;
     /// Adds snapshot `input`'s rows from its `from`-th on; returns where it
@@ -66,7 +70,10 @@ pub(crate) struct RowTable<R: Rows> {
 impl<R: Rows> RowTable<R> {
     pub(crate) fn open(file: impl FnOnce(&'static str, SchemaRef) -> Result<TableFile>) -> Result<Self> {
         let schema = R::schema();
-        let file = file(R::NAME, Arc::clone(&schema))?;
+        let mut file = file(R::NAME, Arc::clone(&schema))?;
+        if R::OWN_ENCODER {
+            file = file.on_own_thread(R::NAME)?;
+        }
         Ok(RowTable { schema, file, rows: R::new() })
     }
 }
