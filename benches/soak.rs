@@ -113,8 +113,8 @@ fn run(cmd: &mut Command) -> f64 {
 /// Runs `heapvis analyze --stats` three times and returns the fastest time and the
 /// highest peak RSS (MiB). The machine is shared: the best of three is the least
 /// disturbed run, and the highest peak is the safe figure for memory.
-fn analyze(dir: &Path, extra: &[&str]) -> Run {
-    let runs: Vec<Run> = (0..3).map(|_| analyze_once(dir, extra)).collect();
+fn analyze(dir: &Path, extra: &[&str], cores: Cores) -> Run {
+    let runs: Vec<Run> = (0..3).map(|_| analyze_once(dir, extra, cores)).collect();
     let peak = runs.iter().map(|r| r.peak_rss).fold(0.0, f64::max);
     let fastest = runs.into_iter().min_by(|a, b| a.secs.total_cmp(&b.secs)).expect("three runs");
     Run { peak_rss: peak, ..fastest }
@@ -131,20 +131,31 @@ struct Run {
     focused: f64,
 }
 
+/// The cores a run may use.
+#[derive(Clone, Copy, PartialEq)]
+enum Cores {
+    All,
+    /// The first only (`taskset -c 0`): its worker and its writer thread share
+    /// it, as on a one-core machine. With `--threads 1` alone, the writer
+    /// thread still has the second core to itself.
+    One,
+}
+
 /// One run. The figures come from the child itself (`VmHWM`, `/proc/self/stat`):
 /// a parent's rusage would include the memory a forked child inherits before exec.
-fn analyze_once(dir: &Path, extra: &[&str]) -> Run {
+fn analyze_once(dir: &Path, extra: &[&str], cores: Cores) -> Run {
     let out = repo().join("bench-data/out");
     let _ = std::fs::remove_dir_all(&out);
     let start = Instant::now();
-    let o = Command::new(binary())
-        .arg("analyze")
-        .arg(dir)
-        .args(["-q", "--stats", "-o"])
-        .arg(&out)
-        .args(extra)
-        .output()
-        .unwrap();
+    let mut command = match cores {
+        Cores::All => Command::new(binary()),
+        Cores::One => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", "0"]).arg(binary());
+            c
+        }
+    };
+    let o = command.arg("analyze").arg(dir).args(["-q", "--stats", "-o"]).arg(&out).args(extra).output().unwrap();
     let secs = start.elapsed().as_secs_f64();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let err = String::from_utf8_lossy(&o.stderr);
@@ -312,19 +323,19 @@ fn main() {
             read / snapshot
         );
         let profile: Vec<&str> = case.profile().map(|p| vec!["--profile", p]).unwrap_or_default();
-        let mut modes: Vec<(&str, Vec<&str>)> = vec![
-            ("default tables", vec![]),
-            ("default tables, one thread", vec!["--threads", "1"]),
-            ("default tables, no retention", vec!["--no-retention"]),
-            ("default tables, whole decodes", vec!["--full-decode"]),
-            ("metrics only", vec!["--metrics-only"]),
+        let mut modes: Vec<(&str, Vec<&str>, Cores)> = vec![
+            ("default tables", vec![], Cores::All),
+            ("default tables, one core", vec!["--threads", "1"], Cores::One),
+            ("default tables, no retention", vec!["--no-retention"], Cores::All),
+            ("default tables, whole decodes", vec!["--full-decode"], Cores::All),
+            ("metrics only", vec!["--metrics-only"], Cores::All),
         ];
         if case.workload == Workload::Busy && case.every == 1 {
-            modes.push(("--per-snapshot", vec!["--per-snapshot"]));
+            modes.push(("--per-snapshot", vec!["--per-snapshot"], Cores::All));
         }
-        for (label, extra) in modes {
+        for (label, extra, cores) in modes {
             let args: Vec<&str> = profile.iter().chain(&extra).copied().collect();
-            let Run { secs, peak_rss, user, system, focused } = analyze(&dir, &args);
+            let Run { secs, peak_rss, user, system, focused } = analyze(&dir, &args, cores);
             let vs_reference = reference.map_or("-".to_string(), |r| format!("{:.0}×", r / (secs / snapshots)));
             println!(
                 "| {name} | {label} | {secs:.2} | {:.0} | {:.0} | {peak_rss:.1} MiB | {:.0} + {:.0} µs | {:.2} | {vs_reference} | {focused:.0} % |",
