@@ -465,284 +465,49 @@ impl Layout {
     pub fn with_flavor(board: Board, heap_misalign: u64, seed: u64, flavor: Flavor) -> Self {
         let state_map = flavor.state_map();
         let mp = flavor.current();
-        let wb = flavor.word_bytes() as usize;
-        // A little-endian word of the target.
-        let word = move |v: u64| -> Vec<u8> { v.to_le_bytes()[..wb].to_vec() };
         let mut rng = Rng::new(seed ^ 0x1a7e_5eed);
-        let flash_start = board.flash_start();
-        let mut flash: Vec<u8> = Vec::new();
-        let mut sections: Vec<Section> = Vec::new();
-        let push = |flash: &mut Vec<u8>, bytes: &[u8]| {
-            let at = flash_start + flash.len() as u64;
-            flash.extend_from_slice(bytes);
-            at
-        };
-        let align = |flash: &mut Vec<u8>, a: usize| {
-            while !flash.len().is_multiple_of(a) {
-                flash.push(0);
-            }
-        };
-
-        // Vector table, then some code.
-        let vectors: Vec<u8> = (0..45u32).flat_map(|i| (0x2000_0000u32 + i * 0x11).to_le_bytes()).collect();
-        let at = push(&mut flash, &vectors);
-        sections.push(Section {
-            kind: ".vectors",
-            name: ".vectors".into(),
-            address: at,
-            size: vectors.len() as u64,
-            file: "build-board/asf4/samd/gcc/gcc/startup_samd.o".into(),
-            symbols: vec![(at, "exception_table".into())],
-        });
-        for f in [
-            "gc_alloc",
-            "gc_free",
-            "gc_realloc",
-            "gc_collect",
-            "gc_info",
-            "qstr_from_strn",
-            "mp_execute_bytecode",
-            "mp_obj_new_str",
-            "mp_obj_new_dict",
-            "mp_map_lookup",
-            "mp_call_function_n_kw",
-            "readline_process_char",
-            "common_hal_busio_i2c_construct",
-            "main",
-        ] {
-            align(&mut flash, 4);
-            let n = rng.range(40, 400) as usize & !1;
-            let code: Vec<u8> = (0..n).map(|_| rng.below(256) as u8).collect();
-            let at = push(&mut flash, &code);
-            let file = format!("build-board/py/{}.o", f.split('_').next().unwrap_or("main"));
-            sections.push(Section {
-                kind: ".text",
-                name: format!(".text.{f}"),
-                address: at,
-                size: n as u64,
-                file,
-                symbols: vec![(at, f.to_string())],
-            });
-        }
-
-        // ROM qstr data: hash, len, bytes, NUL (MicroPython: bytes, NUL; the hash and
-        // length go in the pool's arrays).
-        let mut rom_qstrs: Vec<String> = vec![String::new(), String::new()];
-        rom_qstrs.extend(ROM_QSTRS.iter().map(|s| s.to_string()));
-        rom_qstrs.extend(type_names(mp).map(|s| type_python_name(s).to_string()));
-        rom_qstrs.dedup();
-        let mut seen = std::collections::HashSet::new();
-        rom_qstrs.retain(|q| q.is_empty() || seen.insert(q.clone()));
-        align(&mut flash, 4);
-        let str_start = flash_start + flash.len() as u64;
-        let mut qstr_addrs = Vec::new();
-        for q in &rom_qstrs {
-            let mut b = if mp { Vec::new() } else { vec![qstr_hash(q.as_bytes(), 1) as u8, q.len() as u8] };
-            b.extend_from_slice(q.as_bytes());
-            b.push(0);
-            qstr_addrs.push(push(&mut flash, &b));
-        }
-        sections.push(Section {
-            kind: ".rodata",
-            name: ".rodata.str1.1".into(),
-            address: str_start,
-            size: flash_start + flash.len() as u64 - str_start,
-            file: "build-board/py/qstr.o".into(),
-            symbols: vec![],
-        });
-
-        // Type objects: base.type, name qstr, then slots pointing into code.
-        align(&mut flash, 4);
-        let first_type = flash_start + flash.len() as u64;
-        let type_bytes = 0x38u64 / 4 * wb as u64;
-        let mut types = BTreeMap::new();
-        for (i, name) in type_names(mp).enumerate() {
-            types.insert(name, first_type + i as u64 * type_bytes);
-        }
-        for name in type_names(mp) {
-            let mut b = Vec::new();
-            b.extend_from_slice(&word(types["mp_type_type"]));
-            let qid = rom_qstrs.iter().position(|q| q == type_python_name(name)).unwrap_or(0) as u32;
-            if mp {
-                // uint16_t flags, uint16_t name, then four slot indices (padded to a word).
-                b.extend_from_slice(&(qid << 16).to_le_bytes());
-                b.extend_from_slice(&[1, 2, 0, 0]);
-                b.resize(3 * wb, 0);
-            } else {
-                b.extend_from_slice(&qid.to_le_bytes());
-            }
-            while (b.len() as u64) < type_bytes {
-                let slot = if rng.chance(50) { 0 } else { (flash_start + 0x100 + rng.below(0x400)) | 1 };
-                b.extend_from_slice(&word(slot));
-            }
-            let at = push(&mut flash, &b);
-            let (section_name, file) =
-                (format!(".rodata.{name}"), format!("build-board/py/obj{}.o", type_python_name(name)));
-            sections.push(Section {
-                kind: ".rodata",
-                name: section_name,
-                address: at,
-                size: type_bytes,
-                file,
-                symbols: vec![(at, name.to_string())],
-            });
-        }
-
-        // The ROM qstr pool: prev NULL, total_prev_len 0, alloc 10 (so the first RAM
-        // pool holds 20), len, then pointers to the data above.
-        align(&mut flash, 4);
-        let mut b = Vec::new();
-        let n = rom_qstrs.len() as u64;
-        if mp {
-            // prev, total_prev_len 0 with is_sorted set, alloc, len, hashes, lengths,
-            // qstrs[], then the two arrays.
-            let here = flash_start + flash.len() as u64;
-            let hashes = here + 6 * wb as u64 + wb as u64 * n;
-            for w in [0, 1 << (8 * wb - 1), 10, n, hashes, hashes + n] {
-                b.extend_from_slice(&word(w));
-            }
-        } else {
-            for w in [0u32, 0, 10, n as u32] {
-                b.extend_from_slice(&w.to_le_bytes());
-            }
-        }
-        for a in &qstr_addrs {
-            b.extend_from_slice(&word(*a));
-        }
-        if mp {
-            b.extend(rom_qstrs.iter().map(|q| qstr_hash(q.as_bytes(), 1) as u8));
-            b.extend(rom_qstrs.iter().map(|q| q.len() as u8));
-        }
-        let rom_pool = push(&mut flash, &b);
-        sections.push(Section {
-            kind: ".rodata",
-            name: ".rodata.mp_qstr_const_pool".into(),
-            address: rom_pool,
-            size: b.len() as u64,
-            file: "build-board/py/qstr.o".into(),
-            symbols: vec![(rom_pool, "mp_qstr_const_pool".into())],
-        });
-        align(&mut flash, 4);
-        let etext = flash_start + flash.len() as u64;
-
-        // RAM: .data, then .bss (state in COMMON, the heap, buffers), then the stack.
-        let ram_start = RAM_START;
-        let ram_end = ram_start + board.ram_bytes();
-        let mut ram_sections = Vec::new();
-        let data_vars = [("SystemCoreClock", 4u64), ("autoreload_delay_ms", 4), ("usb_serial_connected", 4)];
-        let mut cursor = ram_start;
-        for (name, size) in data_vars {
-            ram_sections.push(Section {
-                kind: ".data",
-                name: format!(".data.{name}"),
-                address: cursor,
-                size,
-                file: "build-board/supervisor/shared/serial.o".into(),
-                symbols: vec![],
-            });
-            cursor += size;
-        }
-        let data_end = cursor;
-        // .bss
-        cursor = (cursor + 15) & !15;
-        let bss_start = cursor;
-        ram_sections.push(Section {
-            kind: ".bss",
-            name: ".bss.usb_rx_buf".into(),
-            address: cursor,
-            size: 0x40,
-            file: "build-board/supervisor/shared/usb.o".into(),
-            symbols: vec![(cursor, "usb_rx_buf".into())],
-        });
-        cursor += 0x40;
-        // The heap array: aligned as the linker may place a char array.
-        let heap_start = ((cursor + 15) & !15) + (heap_misalign & 12);
-        let second_bytes = flavor.second_area_bytes(board);
-        let heap_bytes = board.heap_bytes() - second_bytes;
-        ram_sections.push(Section {
-            kind: ".bss",
-            name: ".bss.heap.lto_priv.0".into(),
-            address: heap_start,
-            size: heap_bytes,
-            file: "/tmp/ccAbCdEf.ltrans0.ltrans.o".into(),
-            symbols: vec![],
-        });
-        cursor = heap_start + heap_bytes;
-        let mut second_region = None;
-        if second_bytes > 0 {
-            // The area CircuitPython adds when the first fills (gc_add from the
-            // supervisor's allocator), here at a fixed place in .bss.
-            cursor = (cursor + 0x3f) & !0x3f;
-            ram_sections.push(Section {
-                kind: ".bss",
-                name: ".bss.supervisor_heap".into(),
-                address: cursor,
-                size: second_bytes,
-                file: "build-board/supervisor/shared/memory.o".into(),
-                symbols: vec![(cursor, "supervisor_heap".into())],
-            });
-            second_region = Some((cursor, second_bytes));
-            cursor += second_bytes;
-        }
-        cursor = (cursor + wb as u64 - 1) & !(wb as u64 - 1);
-        let state = cursor;
-        cursor += state_map.size;
-        ram_sections.push(Section {
-            kind: "COMMON",
-            name: "COMMON".into(),
-            address: state,
-            size: state_map.size,
-            file: "build-board/py/mpstate.o".into(),
-            symbols: vec![(state, "mp_state_ctx".into())],
-        });
-        ram_sections.push(Section {
-            kind: ".bss",
-            name: ".bss.filesystem_flash".into(),
-            address: cursor,
-            size: 0x80,
-            file: "build-board/supervisor/internal_flash.o".into(),
-            symbols: vec![],
-        });
-        cursor += 0x80;
-        let bss_end = cursor;
-        let stack_bytes = 0x800u64.min(ram_end - bss_end);
-        let stack_top = ram_end;
-
+        let mut flash = FlashImage { start: board.flash_start(), bytes: Vec::new(), sections: Vec::new(), word_bytes: flavor.word_bytes() as usize };
+        flash.code(&mut rng);
+        let (rom_qstrs, qstr_addrs) = flash.rom_qstr_texts(mp);
+        let types = flash.type_objects(&mut rng, mp, &rom_qstrs);
+        let rom_pool = flash.rom_qstr_pool(mp, &rom_qstrs, &qstr_addrs);
+        flash.align(4);
+        let etext = flash.here();
+        let ram = RamLayout::new(board, flavor, heap_misalign, state_map.size);
         // .data's initial values live in flash after the text (_sidata).
-        let data_image: Vec<u8> = (0..(data_end - ram_start)).map(|_| rng.below(8) as u8).collect();
-        flash.extend_from_slice(&data_image);
-
+        let data_image: Vec<u8> = (0..(ram.data_end - RAM_START)).map(|_| rng.below(8) as u8).collect();
+        flash.bytes.extend_from_slice(&data_image);
         let map = write_map(MapParts {
             board,
             state_size: state_map.size,
             ram_start_symbol: flavor.ram_start_symbol(),
-            flash_start,
+            flash_start: flash.start,
             etext,
-            sections: &sections,
-            ram_start,
-            ram_end,
-            data_end,
-            bss_start,
-            bss_end,
-            ram_sections: &ram_sections,
+            sections: &flash.sections,
+            ram_start: RAM_START,
+            ram_end: ram.end,
+            data_end: ram.data_end,
+            bss_start: ram.bss_start,
+            bss_end: ram.bss_end,
+            ram_sections: &ram.sections,
         });
         Layout {
             board,
             flavor,
             state_map,
-            ram_start,
-            ram_end,
-            flash_start,
-            state,
-            heap_start,
-            heap_bytes,
-            second_region,
-            stack_top,
-            stack_bytes,
+            ram_start: RAM_START,
+            ram_end: ram.end,
+            flash_start: flash.start,
+            state: ram.state,
+            heap_start: ram.heap_start,
+            heap_bytes: ram.heap_bytes,
+            second_region: ram.second_region,
+            stack_top: ram.end,
+            stack_bytes: 0x800u64.min(ram.end - ram.bss_end),
             types,
             rom_pool,
             rom_qstrs,
-            flash,
+            flash: flash.bytes,
             map,
         }
     }
@@ -763,6 +528,230 @@ impl Layout {
 pub fn type_python_name(symbol: &str) -> &str {
     symbol.strip_prefix("mp_type_").or_else(|| symbol.strip_suffix("_type")).unwrap_or(symbol)
 }
+
+/// The flash image being laid out: its bytes from `start`, and the input
+/// sections the map lists for them.
+struct FlashImage {
+    start: u64,
+    bytes: Vec<u8>,
+    sections: Vec<Section>,
+    /// The target's word size.
+    word_bytes: usize,
+}
+
+impl FlashImage {
+    /// The address of the next byte.
+    fn here(&self) -> u64 {
+        self.start + self.bytes.len() as u64
+    }
+
+    /// Appends `bytes`; their address.
+    fn push(&mut self, bytes: &[u8]) -> u64 {
+        let at = self.here();
+        self.bytes.extend_from_slice(bytes);
+        at
+    }
+
+    fn align(&mut self, a: usize) {
+        while !self.bytes.len().is_multiple_of(a) {
+            self.bytes.push(0);
+        }
+    }
+
+    /// A little-endian word of the target.
+    fn word(&self, v: u64) -> Vec<u8> {
+        v.to_le_bytes()[..self.word_bytes].to_vec()
+    }
+
+    /// Appends `bytes` as an input section of `kind` from `file`, the symbol
+    /// `symbol` (if any) at its start; its address.
+    fn section(&mut self, kind: &'static str, name: String, file: String, symbol: Option<&str>, bytes: &[u8]) -> u64 {
+        let at = self.push(bytes);
+        let symbols = symbol.map(|s| vec![(at, s.to_string())]).unwrap_or_default();
+        self.sections.push(Section { kind, name, address: at, size: bytes.len() as u64, file, symbols });
+        at
+    }
+
+    /// The vector table, then some functions of random code.
+    fn code(&mut self, rng: &mut Rng) {
+        let vectors: Vec<u8> = (0..45u32).flat_map(|i| (0x2000_0000u32 + i * 0x11).to_le_bytes()).collect();
+        let file = "build-board/asf4/samd/gcc/gcc/startup_samd.o".to_string();
+        self.section(".vectors", ".vectors".into(), file, Some("exception_table"), &vectors);
+        for f in CODE_SYMBOLS {
+            self.align(4);
+            let n = rng.range(40, 400) as usize & !1;
+            let code: Vec<u8> = (0..n).map(|_| rng.below(256) as u8).collect();
+            let file = format!("build-board/py/{}.o", f.split('_').next().unwrap_or("main"));
+            self.section(".text", format!(".text.{f}"), file, Some(f), &code);
+        }
+    }
+
+    /// The ROM qstrs' data: hash, len, bytes, NUL (MicroPython: bytes, NUL; the
+    /// hash and length go in the pool's arrays). The qstrs, and each one's address.
+    fn rom_qstr_texts(&mut self, mp: bool) -> (Vec<String>, Vec<u64>) {
+        let mut rom_qstrs: Vec<String> = vec![String::new(), String::new()];
+        rom_qstrs.extend(ROM_QSTRS.iter().map(|s| s.to_string()));
+        rom_qstrs.extend(type_names(mp).map(|s| type_python_name(s).to_string()));
+        rom_qstrs.dedup();
+        let mut seen = std::collections::HashSet::new();
+        rom_qstrs.retain(|q| q.is_empty() || seen.insert(q.clone()));
+        self.align(4);
+        let str_start = self.here();
+        let mut qstr_addrs = Vec::new();
+        for q in &rom_qstrs {
+            let mut b = if mp { Vec::new() } else { vec![qstr_hash(q.as_bytes(), 1) as u8, q.len() as u8] };
+            b.extend_from_slice(q.as_bytes());
+            b.push(0);
+            qstr_addrs.push(self.push(&b));
+        }
+        self.sections.push(Section {
+            kind: ".rodata",
+            name: ".rodata.str1.1".into(),
+            address: str_start,
+            size: self.here() - str_start,
+            file: "build-board/py/qstr.o".into(),
+            symbols: vec![],
+        });
+        (rom_qstrs, qstr_addrs)
+    }
+
+    /// Type objects: base.type, name qstr, then slots pointing into code. Each
+    /// type's address by its symbol.
+    fn type_objects(&mut self, rng: &mut Rng, mp: bool, rom_qstrs: &[String]) -> BTreeMap<&'static str, u64> {
+        self.align(4);
+        let first_type = self.here();
+        let type_bytes = 0x38u64 / 4 * self.word_bytes as u64;
+        let types: BTreeMap<_, _> =
+            type_names(mp).enumerate().map(|(i, name)| (name, first_type + i as u64 * type_bytes)).collect();
+        for name in type_names(mp) {
+            let mut b = self.word(types["mp_type_type"]);
+            let qid = rom_qstrs.iter().position(|q| q == type_python_name(name)).unwrap_or(0) as u32;
+            if mp {
+                // uint16_t flags, uint16_t name, then four slot indices (padded to a word).
+                b.extend_from_slice(&(qid << 16).to_le_bytes());
+                b.extend_from_slice(&[1, 2, 0, 0]);
+                b.resize(3 * self.word_bytes, 0);
+            } else {
+                b.extend_from_slice(&qid.to_le_bytes());
+            }
+            while (b.len() as u64) < type_bytes {
+                let slot = if rng.chance(50) { 0 } else { (self.start + 0x100 + rng.below(0x400)) | 1 };
+                b.extend_from_slice(&self.word(slot));
+            }
+            let file = format!("build-board/py/obj{}.o", type_python_name(name));
+            self.section(".rodata", format!(".rodata.{name}"), file, Some(name), &b);
+        }
+        types
+    }
+
+    /// The ROM qstr pool: prev NULL, total_prev_len 0, alloc 10 (so the first
+    /// RAM pool holds 20), len, then pointers to the texts at `qstr_addrs`;
+    /// its address.
+    fn rom_qstr_pool(&mut self, mp: bool, rom_qstrs: &[String], qstr_addrs: &[u64]) -> u64 {
+        self.align(4);
+        let mut b = Vec::new();
+        let n = rom_qstrs.len() as u64;
+        if mp {
+            // prev, total_prev_len 0 with is_sorted set, alloc, len, hashes, lengths,
+            // qstrs[], then the two arrays.
+            let wb = self.word_bytes as u64;
+            let hashes = self.here() + 6 * wb + wb * n;
+            for w in [0, 1 << (8 * wb - 1), 10, n, hashes, hashes + n] {
+                b.extend_from_slice(&self.word(w));
+            }
+        } else {
+            for w in [0u32, 0, 10, n as u32] {
+                b.extend_from_slice(&w.to_le_bytes());
+            }
+        }
+        for a in qstr_addrs {
+            b.extend_from_slice(&self.word(*a));
+        }
+        if mp {
+            b.extend(rom_qstrs.iter().map(|q| qstr_hash(q.as_bytes(), 1) as u8));
+            b.extend(rom_qstrs.iter().map(|q| q.len() as u8));
+        }
+        let (name, file) = (".rodata.mp_qstr_const_pool".to_string(), "build-board/py/qstr.o".to_string());
+        self.section(".rodata", name, file, Some("mp_qstr_const_pool"), &b)
+    }
+}
+
+/// The functions the simulated build's code holds, each its own section.
+const CODE_SYMBOLS: [&str; 14] = [
+    "gc_alloc",
+    "gc_free",
+    "gc_realloc",
+    "gc_collect",
+    "gc_info",
+    "qstr_from_strn",
+    "mp_execute_bytecode",
+    "mp_obj_new_str",
+    "mp_obj_new_dict",
+    "mp_map_lookup",
+    "mp_call_function_n_kw",
+    "readline_process_char",
+    "common_hal_busio_i2c_construct",
+    "main",
+];
+
+/// RAM as the simulated build lays it out: .data, then .bss (buffers, the
+/// heap, CircuitPython's second heap area, the interpreter state in COMMON),
+/// then the stack up to the end.
+struct RamLayout {
+    sections: Vec<Section>,
+    end: u64,
+    data_end: u64,
+    bss_start: u64,
+    bss_end: u64,
+    heap_start: u64,
+    heap_bytes: u64,
+    second_region: Option<(u64, u64)>,
+    state: u64,
+}
+
+impl RamLayout {
+    fn new(board: Board, flavor: Flavor, heap_misalign: u64, state_size: u64) -> Self {
+        let wb = flavor.word_bytes();
+        let mut sections = Vec::new();
+        let mut add = |kind, name: &str, address, size, file: &str, symbol: Option<&str>| {
+            let symbols = symbol.map(|s| vec![(address, s.to_string())]).unwrap_or_default();
+            sections.push(Section { kind, name: name.into(), address, size, file: file.into(), symbols });
+        };
+        let mut cursor = RAM_START;
+        for (name, size) in [("SystemCoreClock", 4u64), ("autoreload_delay_ms", 4), ("usb_serial_connected", 4)] {
+            add(".data", &format!(".data.{name}"), cursor, size, "build-board/supervisor/shared/serial.o", None);
+            cursor += size;
+        }
+        let data_end = cursor;
+        let bss_start = (cursor + 15) & !15;
+        add(".bss", ".bss.usb_rx_buf", bss_start, 0x40, "build-board/supervisor/shared/usb.o", Some("usb_rx_buf"));
+        cursor = bss_start + 0x40;
+        // The heap array: aligned as the linker may place a char array.
+        let heap_start = ((cursor + 15) & !15) + (heap_misalign & 12);
+        let second_bytes = flavor.second_area_bytes(board);
+        let heap_bytes = board.heap_bytes() - second_bytes;
+        add(".bss", ".bss.heap.lto_priv.0", heap_start, heap_bytes, "/tmp/ccAbCdEf.ltrans0.ltrans.o", None);
+        cursor = heap_start + heap_bytes;
+        let mut second_region = None;
+        if second_bytes > 0 {
+            // The area CircuitPython adds when the first fills (gc_add from the
+            // supervisor's allocator), here at a fixed place in .bss.
+            cursor = (cursor + 0x3f) & !0x3f;
+            let file = "build-board/supervisor/shared/memory.o";
+            add(".bss", ".bss.supervisor_heap", cursor, second_bytes, file, Some("supervisor_heap"));
+            second_region = Some((cursor, second_bytes));
+            cursor += second_bytes;
+        }
+        let state = (cursor + wb - 1) & !(wb - 1);
+        add("COMMON", "COMMON", state, state_size, "build-board/py/mpstate.o", Some("mp_state_ctx"));
+        cursor = state + state_size;
+        add(".bss", ".bss.filesystem_flash", cursor, 0x80, "build-board/supervisor/internal_flash.o", None);
+        let bss_end = cursor + 0x80;
+        let end = RAM_START + board.ram_bytes();
+        RamLayout { sections, end, data_end, bss_start, bss_end, heap_start, heap_bytes, second_region, state }
+    }
+}
+
 
 struct MapParts<'a> {
     board: Board,
