@@ -11,7 +11,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::profile::Profile;
+use crate::profile::{Profile, SymbolNames, TypeSymbols};
 pub use symbols::{AddressNames, Symbol, SymbolTable};
 
 /// Where a build's symbols and flash contents come from.
@@ -276,118 +276,18 @@ impl Firmware {
         }
     }
 
+    /// The build from its map's symbols and its flash image, with `profile`'s
+    /// names: RAM, the heap and the interpreter state checked to be where a
+    /// snapshot holds them.
     pub fn from_parts(symbols: SymbolTable, flash: Vec<u8>, map_path: &Path, profile: &Profile) -> Result<Self> {
         let names = &profile.symbols;
-        let need = |symbol: &str, purpose: &'static str| -> Result<&Symbol> {
-            symbols.get(symbol).ok_or_else(|| Error::MissingSymbol {
-                map: map_path.to_path_buf(),
-                symbol: symbol.to_string(),
-                purpose,
-                hint: missing_symbol_hint(&symbols, symbol, map_path),
-            })
-        };
-        let address = |symbol: &str, purpose: &'static str| -> Result<u64> {
-            // An address may stand for a symbol (`--ram-end 0x20040000`).
-            if let Some(a) = parse_address(symbol) {
-                return Ok(a);
-            }
-            need(symbol, purpose)?.address.ok_or_else(|| Error::SymbolWithoutAddress {
-                map: map_path.to_path_buf(),
-                symbol: symbol.to_string(),
-                purpose,
-            })
-        };
-        let ram_start = address(&names.ram_start, "the start of RAM, where each snapshot begins")?;
-        let ram_end = address(&names.ram_end, "the end of RAM, which fixes the snapshot size")?;
-        if ram_end <= ram_start {
-            return Err(Error::BadRamBounds {
-                map: map_path.to_path_buf(),
-                start_symbol: names.ram_start.clone(),
-                start: ram_start,
-                end_symbol: names.ram_end.clone(),
-                end: ram_end,
-            });
-        }
-        let flash_base = address(&names.flash_start, "the address where the flash image starts")?;
-        // The heap array: the profile's name, else its fall-backs (MicroPython's
-        // usual `gc_heap`).
-        // When the build has neither but the GC state is read from each snapshot,
-        // the heap symbol is not needed (there is just no fall-back geometry).
-        let heap_name = std::iter::once(&names.heap)
-            .chain(&names.heap_fallbacks)
-            .map(String::as_str)
-            .find(|n| symbols.get(n).is_some_and(|s| s.address.is_some() && s.size.is_some()));
-        let (heap_start, heap_bytes) = match heap_name {
-            Some(n) => {
-                let s = need(n, "the GC heap")?;
-                (s.address.unwrap_or(ram_start), s.size.unwrap_or(0))
-            }
-            None if profile.state.gc.read && symbols.get(&names.heap).is_none() => (ram_start, 0),
-            None => {
-                let _ = address(&names.heap, "the GC heap's start")?;
-                return Err(Error::SymbolWithoutAddress {
-                    map: map_path.to_path_buf(),
-                    symbol: format!("{} (size)", names.heap),
-                    purpose: "the GC heap's size",
-                });
-            }
-        };
-        let heap_end = heap_start.saturating_add(heap_bytes);
-        if heap_start < ram_start || heap_end > ram_end {
-            return Err(Error::HeapOutsideRam {
-                map: map_path.to_path_buf(),
-                symbol: names.heap.clone(),
-                start: heap_start,
-                end: heap_end,
-                ram_start,
-                ram_end,
-            });
-        }
-        let state = need(&names.state, "the interpreter state (qstr pools, root pointers)")?;
-        let state_address = address(&names.state, "the interpreter state (qstr pools, root pointers)")?;
-        let state_bytes = state.size;
-        let state_end = state_address.saturating_add(state_bytes.unwrap_or(0));
-        if state_address < ram_start || state_end > ram_end {
-            return Err(Error::StateOutsideRam {
-                map: map_path.to_path_buf(),
-                symbol: names.state.clone(),
-                address: state_address,
-                size: state_bytes.unwrap_or(0),
-                ram_start,
-                ram_end,
-            });
-        }
-
-        let t = &profile.types;
-        let mut missing_types = Vec::new();
-        let mut ty = |name: &str| {
-            let a = symbols.address_of(name);
-            if a.is_none() {
-                missing_types.push(name.to_string());
-            }
-            a
-        };
-        let types = TypeAddresses {
-            str: ty(&t.str),
-            dict: ty(&t.dict),
-            map: ty(&t.map),
-            type_type: ty(&t.type_type),
-            tuple: ty(&t.tuple),
-            property: ty(&t.property),
-            bytearray: ty(&t.bytearray),
-            fun_bc: ty(&t.fun_bc),
-            module: ty(&t.module),
-            functions: t.functions.iter().filter_map(|n| ty(n)).collect(),
-            list: symbols.address_of(&t.list),
-            set: symbols.address_of(&t.set),
-            frozenset: symbols.address_of(&t.frozenset),
-            bytes: symbols.address_of(&t.bytes),
-            array: symbols.address_of(&t.array),
-            closure: symbols.address_of(&t.closure),
-            cell: symbols.address_of(&t.cell),
-            int: symbols.address_of(&t.int),
-        };
-        let ram_names = symbols.address_names(ram_start, ram_end);
+        let lookup = Lookup { symbols: &symbols, map_path };
+        let ram = lookup.ram_bounds(names)?;
+        let flash_base = lookup.address(&names.flash_start, "the address where the flash image starts")?;
+        let (heap_start, heap_bytes) = lookup.heap(profile, &ram)?;
+        let (state_address, state_bytes) = lookup.state(names, &ram)?;
+        let (types, missing_types) = type_addresses(&symbols, &profile.types);
+        let ram_names = symbols.address_names(ram.start, ram.end);
         let state_names = profile
             .state_root_names()
             .into_iter()
@@ -396,20 +296,20 @@ impl Firmware {
         let flash_end = flash_base.saturating_add(flash.len() as u64);
         // Every address a table holds lies in RAM or flash: below 2^63, it is an
         // `int64` exactly (see `tables::per_snapshot::IntColumn`).
-        for (what, end) in [("RAM", ram_end), ("the flash image", flash_end)] {
+        for (what, end) in [("RAM", ram.end), ("the flash image", flash_end)] {
             if end > i64::MAX as u64 {
                 return Err(Error::AddressTooHigh { map: map_path.to_path_buf(), what, end });
             }
         }
-        let port_roots = port_roots(&symbols, &names.port_roots, map_path, ram_start..ram_end)?;
+        let port_roots = port_roots(&symbols, &names.port_roots, map_path, ram.clone())?;
         let flash_names: rustc_hash::FxHashMap<u64, String> =
             symbols.names_by_address().into_iter().filter(|(a, _)| *a >= flash_base && *a < flash_end).collect();
         Ok(Firmware {
             symbols,
             flash_base,
             flash,
-            ram_start,
-            ram_end,
+            ram_start: ram.start,
+            ram_end: ram.end,
             heap_start,
             heap_bytes,
             state_address,
@@ -444,6 +344,144 @@ impl Firmware {
             None => format!("0x{address:08x}"),
         }
     }
+}
+
+/// The map's symbols, looked up for what the firmware needs of them: a missing
+/// one is an error that says what it was needed for.
+struct Lookup<'a> {
+    symbols: &'a SymbolTable,
+    map_path: &'a Path,
+}
+
+impl Lookup<'_> {
+    fn need(&self, symbol: &str, purpose: &'static str) -> Result<&Symbol> {
+        self.symbols.get(symbol).ok_or_else(|| Error::MissingSymbol {
+            map: self.map_path.to_path_buf(),
+            symbol: symbol.to_string(),
+            purpose,
+            hint: missing_symbol_hint(self.symbols, symbol, self.map_path),
+        })
+    }
+
+    /// A symbol's address; an address may stand for a symbol (`--ram-end 0x20040000`).
+    fn address(&self, symbol: &str, purpose: &'static str) -> Result<u64> {
+        if let Some(a) = parse_address(symbol) {
+            return Ok(a);
+        }
+        self.need(symbol, purpose)?.address.ok_or_else(|| Error::SymbolWithoutAddress {
+            map: self.map_path.to_path_buf(),
+            symbol: symbol.to_string(),
+            purpose,
+        })
+    }
+
+    /// RAM, from its start and end symbols: each snapshot's bytes.
+    fn ram_bounds(&self, names: &SymbolNames) -> Result<Range<u64>> {
+        let start = self.address(&names.ram_start, "the start of RAM, where each snapshot begins")?;
+        let end = self.address(&names.ram_end, "the end of RAM, which fixes the snapshot size")?;
+        if end <= start {
+            return Err(Error::BadRamBounds {
+                map: self.map_path.to_path_buf(),
+                start_symbol: names.ram_start.clone(),
+                start,
+                end_symbol: names.ram_end.clone(),
+                end,
+            });
+        }
+        Ok(start..end)
+    }
+
+    /// The heap array's start and size: the profile's name, else its fall-backs
+    /// (MicroPython's usual `gc_heap`). When the build has neither but the GC
+    /// state is read from each snapshot, the heap symbol is not needed (there
+    /// is just no fall-back geometry).
+    fn heap(&self, profile: &Profile, ram: &Range<u64>) -> Result<(u64, u64)> {
+        let names = &profile.symbols;
+        let heap_name = std::iter::once(&names.heap)
+            .chain(&names.heap_fallbacks)
+            .map(String::as_str)
+            .find(|n| self.symbols.get(n).is_some_and(|s| s.address.is_some() && s.size.is_some()));
+        let (start, bytes) = match heap_name {
+            Some(n) => {
+                let s = self.need(n, "the GC heap")?;
+                (s.address.unwrap_or(ram.start), s.size.unwrap_or(0))
+            }
+            None if profile.state.gc.read && self.symbols.get(&names.heap).is_none() => (ram.start, 0),
+            None => {
+                let _ = self.address(&names.heap, "the GC heap's start")?;
+                return Err(Error::SymbolWithoutAddress {
+                    map: self.map_path.to_path_buf(),
+                    symbol: format!("{} (size)", names.heap),
+                    purpose: "the GC heap's size",
+                });
+            }
+        };
+        let end = start.saturating_add(bytes);
+        if start < ram.start || end > ram.end {
+            return Err(Error::HeapOutsideRam {
+                map: self.map_path.to_path_buf(),
+                symbol: names.heap.clone(),
+                start,
+                end,
+                ram_start: ram.start,
+                ram_end: ram.end,
+            });
+        }
+        Ok((start, bytes))
+    }
+
+    /// The interpreter state's address and size (if the map gives it), in RAM.
+    fn state(&self, names: &SymbolNames, ram: &Range<u64>) -> Result<(u64, Option<u64>)> {
+        let purpose = "the interpreter state (qstr pools, root pointers)";
+        let size = self.need(&names.state, purpose)?.size;
+        let address = self.address(&names.state, purpose)?;
+        let end = address.saturating_add(size.unwrap_or(0));
+        if address < ram.start || end > ram.end {
+            return Err(Error::StateOutsideRam {
+                map: self.map_path.to_path_buf(),
+                symbol: names.state.clone(),
+                address,
+                size: size.unwrap_or(0),
+                ram_start: ram.start,
+                ram_end: ram.end,
+            });
+        }
+        Ok((address, size))
+    }
+}
+
+/// The addresses of the type objects the decoder compares against, and the
+/// names of the required ones the build lacks.
+fn type_addresses(symbols: &SymbolTable, t: &TypeSymbols) -> (TypeAddresses, Vec<String>) {
+    let mut missing = Vec::new();
+    let mut required = |name: &str| {
+        let a = symbols.address_of(name);
+        if a.is_none() {
+            missing.push(name.to_string());
+        }
+        a
+    };
+    let types = TypeAddresses {
+        str: required(&t.str),
+        dict: required(&t.dict),
+        map: required(&t.map),
+        type_type: required(&t.type_type),
+        tuple: required(&t.tuple),
+        property: required(&t.property),
+        bytearray: required(&t.bytearray),
+        fun_bc: required(&t.fun_bc),
+        module: required(&t.module),
+        functions: t.functions.iter().filter_map(|n| required(n)).collect(),
+        list: symbols.address_of(&t.list),
+        set: symbols.address_of(&t.set),
+        frozenset: symbols.address_of(&t.frozenset),
+        bytes: symbols.address_of(&t.bytes),
+        array: symbols.address_of(&t.array),
+        closure: symbols.address_of(&t.closure),
+        cell: symbols.address_of(&t.cell),
+        int: symbols.address_of(&t.int),
+    };
+    (types, missing)
 }
 
 /// What to do when a symbol the default (CircuitPython 3.0) profile names is
