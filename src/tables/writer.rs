@@ -33,7 +33,9 @@ use crate::error::{Error, Result};
 pub const BATCH_ROWS: usize = 16 * 1024;
 /// The same for the narrow per-snapshot summaries, a few dozen rows a snapshot:
 /// each row group's column chunks start a compressor of their own, which costs
-/// more than encoding a few thousand such rows.
+/// more than encoding a few thousand such rows. (Kept apart from [`BATCH_ROWS`],
+/// which was 4,096 when this was chosen, because their batches are sized by
+/// their own reserve, `summaries::BATCH_ROOM`.)
 pub const SUMMARY_BATCH_ROWS: usize = 16 * 1024;
 /// Text (string contents) buffered before the rows become a batch however few.
 pub const BATCH_TEXT_BYTES: usize = 8 << 20;
