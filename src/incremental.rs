@@ -85,6 +85,12 @@ struct FlatRetention {
     /// The allocations whose kinds name owners: the owners read only their
     /// slots.
     namers: Vec<u32>,
+    /// The retention computed from these heads, and the roots' edges it was
+    /// computed from (the root's name, the first block of the allocation it
+    /// holds): the next snapshot carries it over when its changes reach no
+    /// reachable allocation (see [`carried_retention`]).
+    retention: Option<retain::Retention>,
+    root_edges: Vec<(Arc<str>, u64)>,
 }
 
 /// An allocation's retention, comparable from one snapshot to the next:
@@ -141,6 +147,72 @@ impl FlatRetention {
     }
 }
 
+/// The snapshot before's retention, numbered for this snapshot, when this
+/// snapshot's changes reach no allocation reachable before; `None` when they
+/// may (then the retention is computed afresh).
+///
+/// The roots holding the same allocations (by first block) as before, and
+/// every allocation reachable before still there with the same extent,
+/// collect bit and heads (carried over unchanged, or decoded again to the
+/// same), the GC reaches the same allocations through the same pointers: the
+/// same dominators and retained sizes. A carried-over allocation's heads are
+/// those of the snapshot before, and still heads: a change at a block it
+/// pointed at would have had it decoded again (its reads are recorded).
+/// What changed was unreachable before and is unreachable now. In a capture
+/// taken at every heap change, that is about half the snapshots: an
+/// allocation not yet stored anywhere, a garbage block freed.
+fn carried_retention(
+    now: RetentionInputs,
+    before: RetentionInputs,
+    root_edges: &[(Arc<str>, u32)],
+    came_from: &[Option<u32>],
+    carried_old: &mut Vec<bool>,
+) -> Option<retain::Retention> {
+    let RetentionInputs { allocations, scanned, flat, index } = now;
+    let RetentionInputs { allocations: old_allocations, scanned: old_scanned, flat: before, index: old_index } = before;
+    let old = before.retention.as_ref()?;
+    let start_of = |i: u32| allocations.get(i as usize).map(|a| a.start_block);
+    let same_roots = root_edges.len() == before.root_edges.len()
+        && root_edges.iter().zip(&before.root_edges).all(|((name, i), (old_name, old_start))| {
+            (Arc::ptr_eq(name, old_name) || name == old_name) && start_of(*i) == Some(*old_start)
+        });
+    if !same_roots {
+        return None;
+    }
+    carried_old.clear();
+    carried_old.resize(old_allocations.len(), false);
+    for &j in came_from.iter().flatten() {
+        *carried_old.get_mut(j as usize)? = true;
+    }
+    // Every allocation reachable before and not carried over must be there
+    // again, pointing at the same heads.
+    let changed_reachable = (0..old_allocations.len()).filter(|&j| !carried_old[j] && old.reachable.get(j) == Some(&true));
+    for j in changed_reachable {
+        let was = &old_allocations[j];
+        let i = index.at(was.start_block)? as usize;
+        let same_extent = allocations.get(i)?.blocks == was.blocks;
+        let same_scan = scanned.get(i).is_some() && scanned.get(i) == old_scanned.get(j);
+        let heads = flat.of(i)?;
+        let same_heads = heads == before.of(j)?
+            && heads.iter().all(|&b| index.at(b as u64).is_some() == old_index.at(b as u64).is_some());
+        if !(same_extent && same_scan && same_heads) {
+            return None;
+        }
+    }
+    old.renumbered(old_allocations, index, allocations.len())
+}
+
+/// What a snapshot's retention is computed from, besides its roots: its
+/// allocations, which of them the mark phase scans, their heads (and the
+/// retention computed, once it is) and the allocations by first block.
+#[derive(Clone, Copy)]
+struct RetentionInputs<'a> {
+    allocations: &'a [Allocation],
+    scanned: &'a [bool],
+    flat: &'a FlatRetention,
+    index: &'a StartIndex,
+}
+
 /// The snapshot before, as far as the next decode needs it.
 struct Previous<'f, 'm> {
     ram: &'m [u8],
@@ -195,6 +267,11 @@ struct Spare {
     slots: Slots,
     scanned: Vec<bool>,
     start_index: StartIndex,
+    /// The snapshot before's `start_index` and `scanned`.
+    start_before: StartIndex,
+    scanned_before: Vec<bool>,
+    /// Per allocation of the snapshot before: carried over into this one.
+    carried_old: Vec<bool>,
     retention: RetentionScratch,
     owners: OwnersRoom,
     /// Per allocation of the snapshot, the one of the snapshot before its slot
@@ -344,8 +421,10 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         // Retention changes reach allocations carried over unchanged: their rows go too.
         self.lap(Stage::Diff);
         let before = prev.as_mut().map(|p| std::mem::take(&mut p.flat));
+        // Only a decode from the snapshot before keeps the heap's geometry.
+        let old = prev.as_ref().filter(|_| focus.is_some()).map(|p| &p.allocations[..]);
         let (held_changed, flat) = match roots {
-            Some(r) => self.retain(&mut report, (&facts, &made), &mut slots, r, before.as_ref()),
+            Some(r) => self.retain(&mut report, (&facts, &made), &mut slots, r, before.as_ref().zip(old)),
             None => (Vec::new(), FlatRetention::default()),
         };
         if let Some(room) = before {
@@ -434,10 +513,14 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         (facts, made): (&DecodeFacts, &[usize]),
         slots: &mut Slots,
         roots: &GcRoots,
-        before: Option<&FlatRetention>,
+        with_old: Option<(&FlatRetention, &[Allocation])>,
     ) -> (Vec<usize>, FlatRetention) {
+        let before = with_old.map(|(b, _)| b);
         let g = &report.geometry;
         let spare = &mut self.spare;
+        // The snapshot before's index and scan flags, kept for the comparison.
+        std::mem::swap(&mut spare.start_index, &mut spare.start_before);
+        std::mem::swap(&mut spare.scanned, &mut spare.scanned_before);
         spare.scanned.clear();
         spare.scanned.extend(facts.collect.iter().map(|c| c.unwrap_or(true)));
         let graph =
@@ -454,11 +537,26 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         // One name for the stack for the whole run: keys compare it by address.
         let stack: Arc<str> = Arc::clone(spare.stack.get_or_insert_with(|| Arc::from(retain::STACK)));
         let decoder = self.decoder;
-        let root_words = facts.root_words.iter().filter(|w| w.head).filter_map(|w| {
-            let root = roots.root_of(w.address, || decoder.root_name(w.address), &stack)?;
-            Some((root, index.at(g.block_of(w.value)?)?))
+        let root_edges: Vec<(Arc<str>, u32)> = (facts.root_words.iter().filter(|w| w.head))
+            .filter_map(|w| {
+                let root = roots.root_of(w.address, || decoder.root_name(w.address), &stack)?;
+                Some((root, index.at(g.block_of(w.value)?)?))
+            })
+            .collect();
+        let (scanned, index) = (&spare.scanned[..], &spare.start_index);
+        let now = RetentionInputs { allocations: &facts.allocations, scanned, flat: &flat, index };
+        let carried = with_old.and_then(|(flat, allocations)| {
+            let (scanned, index) = (&spare.scanned_before[..], &spare.start_before);
+            let before = RetentionInputs { allocations, scanned, flat, index };
+            carried_retention(now, before, &root_edges, &spare.came_from, &mut spare.carried_old)
         });
-        let retention = graph.retention_in(heap, root_words, &mut spare.retention);
+        let retention = match carried {
+            Some(r) => r,
+            None => graph.retention_in(heap, root_edges.iter().cloned(), &mut spare.retention),
+        };
+        let start_of = |i: u32| facts.allocations.get(i as usize).map_or(u64::MAX, |a| a.start_block);
+        flat.root_edges.clear();
+        flat.root_edges.extend(root_edges.into_iter().map(|(name, i)| (name, start_of(i))));
         let several: Arc<str> = Arc::from(retain::SEVERAL_ROOTS);
         let address = |j: usize| facts.allocations.get(j).map_or(0, |a| g.block_address(a.start_block));
         flat.held.clear();
@@ -503,6 +601,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
             garbage_allocations,
             garbage_bytes,
         });
+        flat.retention = Some(retention);
         (changed, flat)
     }
 

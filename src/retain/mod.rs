@@ -309,6 +309,36 @@ pub struct Retention {
     pub order: Vec<u32>,
 }
 
+impl Retention {
+    /// This retention for the allocations of the next snapshot, found by
+    /// their first blocks in `index` (the next snapshot's): for a snapshot
+    /// whose changes reach no reachable allocation, the GC's graph is the same
+    /// graph, numbered anew. `None` when a reachable allocation is not in
+    /// `index` (the caller checked it is, so that is a bug, and the caller
+    /// computes the retention afresh).
+    pub fn renumbered(&self, starts: &[Allocation], index: &StartIndex, now: usize) -> Option<Retention> {
+        let new_of = |j: u32| index.at(starts.get(j as usize)?.start_block).filter(|&i| (i as usize) < now);
+        let mut next = Retention {
+            reachable: vec![false; now],
+            idom: vec![Holder::Garbage; now],
+            retained_bytes: vec![0; now],
+            roots: self.roots.clone(),
+            order: Vec::with_capacity(self.order.len()),
+        };
+        for &j in &self.order {
+            let i = new_of(j)? as usize;
+            next.reachable[i] = true;
+            next.idom[i] = match *self.idom.get(j as usize)? {
+                Holder::Allocation(k) => Holder::Allocation(new_of(k)?),
+                other => other,
+            };
+            next.retained_bytes[i] = *self.retained_bytes.get(j as usize)?;
+            next.order.push(i as u32);
+        }
+        Some(next)
+    }
+}
+
 /// One snapshot's heap as the mark phase sees it.
 pub struct MarkGraph<'a> {
     /// The allocations, by first block.
@@ -475,6 +505,43 @@ mod tests {
         // By hand: the table 64 + list 16 + items 32 + strs 16 + 16; the data (48)
         // is not retained by the table (the stack holds it too).
         assert_eq!(r.retained_bytes, [144, 80, 64, 16, 16, 48, 0, 0]);
+    }
+
+    /// The next snapshot of the hand-built heap: a new allocation nothing
+    /// holds yet (block 6, between the list and its items) and a garbage
+    /// block gone (13). Carried over, the retention is the one computed afresh.
+    #[test]
+    fn a_retention_renumbered_for_the_next_snapshot_is_the_one_computed_afresh() {
+        let before =
+            [alloc(0, 4), alloc(4, 1), alloc(5, 1), alloc(7, 1), alloc(8, 1), alloc(9, 3), alloc(12, 1), alloc(13, 1)];
+        let after =
+            [alloc(0, 4), alloc(4, 1), alloc(5, 1), alloc(6, 1), alloc(7, 1), alloc(8, 1), alloc(9, 3), alloc(12, 1)];
+        let main: Arc<str> = Arc::from("mp_state_ctx.vm.dict_main.map.table");
+        let stack: Arc<str> = Arc::from("stack");
+        let retention = |allocations: &[Allocation], heap: &[(u32, u32)], data: u32| {
+            let scanned = vec![true; allocations.len()];
+            let g = MarkGraph { allocations, bytes_per_block: 16, scanned: &scanned };
+            g.retention(heap.iter().copied(), [(main.clone(), 0), (stack.clone(), data)].into_iter())
+        };
+        let old = retention(&before, &[(0, 1), (1, 2), (2, 3), (2, 4), (4, 5), (6, 7), (7, 6)], 5);
+        // The same pointers, by index in the next snapshot; the new block (3)
+        // points at the list; the cycle's survivor (7) points at nothing.
+        let fresh = retention(&after, &[(0, 1), (1, 2), (2, 4), (2, 5), (5, 6), (3, 1)], 6);
+        let carried =
+            old.renumbered(&before, &StartIndex::new(&after, 14), after.len()).expect("all reachable ones are there");
+        assert_eq!(carried.reachable, fresh.reachable);
+        assert_eq!(carried.idom, fresh.idom);
+        assert_eq!(carried.retained_bytes, fresh.retained_bytes);
+        assert_eq!(carried.roots, fresh.roots);
+        assert_eq!(carried.reachable, [true, true, true, false, true, true, true, false]);
+        // The order is the snapshot before's, renumbered: a dominator first.
+        for (k, &v) in carried.order.iter().enumerate() {
+            if let Holder::Allocation(d) = carried.idom[v as usize] {
+                assert!(carried.order[..k].contains(&d), "{v} before its dominator {d}");
+            }
+        }
+        // A reachable allocation gone: nothing to carry over.
+        assert_eq!(old.renumbered(&before, &StartIndex::new(&after[..4], 14), 4), None);
     }
 
     #[test]
