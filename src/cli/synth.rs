@@ -89,6 +89,22 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
         config.heap_misalign = m;
     }
     let s = synth::write_dir(&config, &a.out)?;
+    // The program stops when it keeps running out of memory, as a leaking
+    // board does. A capture shorter than asked for is said; one with no
+    // snapshot at all is no capture.
+    let stopped = format!(
+        "the simulated program stopped after {} of the {} snapshot(s) asked for: it kept running out of memory \
+         ({} MemoryError(s), {} collection(s))",
+        s.snapshots, a.snapshots, s.out_of_memory, s.collections
+    );
+    anyhow::ensure!(
+        s.snapshots > 0,
+        "{}: {stopped}. A larger board, a smaller --start-after or no --leak gets further",
+        a.out.display()
+    );
+    if s.snapshots < a.snapshots {
+        eprintln!("{}: {stopped}", a.out.display());
+    }
     eprintln!(
         "{}: {} snapshot(s) of {} bytes, {} collection(s), {} MemoryError(s)",
         a.out.display(),

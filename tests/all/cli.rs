@@ -63,6 +63,31 @@ fn synth_rejects_an_unknown_board() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("samd21 or samd51"));
 }
 
+/// A leaking busy program on the small board runs out of memory for good,
+/// as a leaking board does: `synth` says how many of the snapshots asked for
+/// it wrote, and fails when that is none.
+#[test]
+fn synth_says_when_the_program_stops_before_the_snapshots_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let leaking = ["--board", "samd21", "--workload", "busy", "--leak", "--seed", "4", "--every", "2"];
+    let out = run(&[&["synth", d, "--start-after", "20000", "--snapshots", "50"][..], &leaking[..]].concat());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("stopped after 0 of the 50 snapshot(s) asked for"), "{err}");
+    // From the start, it gets some way: what it wrote is a capture, and said to be short.
+    let out = run(&[&["synth", d, "--snapshots", "1500"][..], &leaking[..]].concat());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let written = std::fs::metadata(dir.path().join("ram.bin")).unwrap().len() / Board::Samd21.ram_bytes();
+    assert!((1..1500).contains(&written), "{written}");
+    assert!(err.contains(&format!("stopped after {written} of the 1500 snapshot(s) asked for")), "{err}");
+    // With room to run, all of them, and nothing said.
+    let ok = run(&["synth", d, "--board", "samd51", "--workload", "busy", "--snapshots", "50"]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(!String::from_utf8_lossy(&ok.stderr).contains("stopped"));
+}
+
 #[test]
 fn the_shipped_reference_profile_is_the_default() {
     let path = crate::common::repo().join("data/profiles/circuitpython-3.0-atmel-samd.toml");
