@@ -6,7 +6,8 @@
 //! reporting MB/s of dump,
 //! snapshots/s and peak RSS (best time and highest peak of three runs). Two
 //! baselines are measured in the same run: a plain sequential read of the same
-//! mmap (the memory-bandwidth limit here), and the reference analyser's seconds
+//! mmap (the memory-bandwidth limit here) and a plain `cat` of the file, and the
+//! reference analyser's seconds
 //! per snapshot, its analysis alone (measured on snapshots spread through the same
 //! dump, start-up subtracted). Each dump is dropped from the page cache before
 //! its runs, so that they read it as a dump from disk is read (see
@@ -183,6 +184,15 @@ fn sequential_read(path: &Path) -> f64 {
     (0..3).map(|_| sequential_read_once(path)).fold(0.0, f64::max)
 }
 
+/// `cat` of the dump into `/dev/null`, in bytes a second, the best of three:
+/// the plain read the first figures were measured against. It copies
+/// each page out of the page cache, so it runs slower than the mapped read.
+fn cat_read(path: &Path) -> f64 {
+    let bytes = std::fs::metadata(path).unwrap().len() as f64;
+    let once = || bytes / run(Command::new("cat").arg(path));
+    (0..3).map(|_| once()).fold(0.0, f64::max)
+}
+
 fn sequential_read_once(path: &Path) -> f64 {
     let file = std::fs::File::open(path).unwrap();
     // SAFETY: read-only private mapping of a file this process does not modify.
@@ -321,6 +331,14 @@ fn main() {
             bytes / read,
             read / 1e6,
             read / snapshot
+        );
+        let cat = cat_read(&ram);
+        println!(
+            "| {name} | plain `cat` | {:.2} | {:.0} | {:.0} | - | - | {:.2} | - | - |",
+            bytes / cat,
+            cat / 1e6,
+            cat / snapshot,
+            cat / read
         );
         let profile: Vec<&str> = case.profile().map(|p| vec!["--profile", p]).unwrap_or_default();
         let mut modes: Vec<(&str, Vec<&str>, Cores)> = vec![
