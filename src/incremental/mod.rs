@@ -40,6 +40,8 @@ use crate::tables::{Prepared, PreparedOutcome, TableSet};
 use std::sync::Arc;
 
 mod retention;
+mod runs;
+use runs::CarriedRuns;
 use retention::{FlatRetention, OwnersRoom};
 
 /// A change reaching more than one in this many of the heap's allocations (plus
@@ -122,13 +124,13 @@ struct Spare {
     /// The snapshot before's `start_index` and `scanned`.
     start_before: StartIndex,
     scanned_before: Vec<bool>,
-    /// Per allocation of the snapshot before: carried over into this one.
-    carried_old: Vec<bool>,
     retention: RetentionScratch,
     owners: OwnersRoom,
     /// Per allocation of the snapshot, the one of the snapshot before its slot
     /// was carried over from.
     came_from: Vec<Option<u32>>,
+    /// The same, as runs.
+    runs: CarriedRuns,
     /// The flat retention of the snapshot before the one before, for its room.
     flat: FlatRetention,
     /// The stack root's name.
@@ -266,12 +268,16 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         let mut slots: Slots = std::mem::take(&mut self.spare.slots);
         slots.reserve(facts.allocations.len());
         let mut made: Vec<usize> = Vec::with_capacity(report.blocks.len());
-        let came_from = &mut self.spare.came_from;
+        let (came_from, runs) = (&mut self.spare.came_from, &mut self.spare.runs);
         came_from.clear();
+        runs.clear();
         for (i, a) in facts.allocations.iter().enumerate() {
             let j = carried(i);
             let from_prev = j.and_then(|j| prev.as_mut()?.slots.get_mut(j)?.take());
             came_from.push(j.filter(|_| from_prev.is_some()).map(|j| j as u32));
+            if let Some(j) = came_from.last().copied().flatten() {
+                runs.push(i as u32, j);
+            }
             if let Some(slot) = from_prev {
                 slots.push(Some(slot));
                 continue;

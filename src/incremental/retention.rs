@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::runs::{CarriedRun, CarriedRuns};
 use super::{RunDecoder, Slots};
 use crate::decode::{Allocation, DecodeFacts, HeapGeometry, SnapshotReport};
 use crate::tables::lifetimes::Lifetime;
@@ -22,11 +23,10 @@ pub(super) struct FlatRetention {
     heads: Vec<u32>,
     /// Each allocation's retention, as [`held_key`] gives it: a slot carried
     /// over whose key is the one its allocation had before keeps its
-    /// [`AllocationSight::held`] without being visited.
+    /// [`AllocationSight::held`] without being visited. (The root names the
+    /// keys point at are kept alive by `retention`, so no other name takes
+    /// their addresses while the keys are compared.)
     held: Vec<HeldKey>,
-    /// The root names the keys point at, kept alive with them (so no other
-    /// name takes their addresses while the keys are compared).
-    roots: Vec<Arc<str>>,
     /// Each allocation's kind ([`AllocationSight::kind`]), by its number in
     /// the run's [`KindIds`].
     kinds: Vec<u32>,
@@ -39,6 +39,10 @@ pub(super) struct FlatRetention {
     /// reachable allocation (see [`carried_retention`]).
     retention: Option<retain::Retention>,
     root_edges: Vec<(Arc<str>, u64)>,
+    /// The `retainers` rows made from this retention, and the tables of
+    /// `__main__`'s globals they were made with (see [`same_retainers`]).
+    retainers: Option<Vec<retain::owners::Retained>>,
+    main_tables: Vec<u64>,
 }
 
 /// An allocation's retention, comparable from one snapshot to the next:
@@ -66,32 +70,77 @@ impl FlatRetention {
     }
 
     /// The heads of `slots`: a slot carried over from allocation `j` of the
-    /// snapshot before (`came_from`) takes that one's from `before`.
-    /// Kinds are numbered in `kind_ids`, the run's.
-    fn refill(&mut self, slots: &Slots, came_from: &[Option<u32>], before: Option<&FlatRetention>, kind_ids: &mut KindIds) {
+    /// snapshot before (`came_from`, and as `runs`) takes that one's from
+    /// `before`, a run at a time. Kinds are numbered in `kind_ids`, the run's.
+    pub(super) fn refill(
+        &mut self,
+        slots: &Slots,
+        (came_from, runs): (&[Option<u32>], &CarriedRuns),
+        before: Option<&FlatRetention>,
+        kind_ids: &mut KindIds,
+    ) {
         self.start.clear();
         self.heads.clear();
         self.heads.reserve(before.map_or(0, |b| b.heads.len()));
         self.start.push(0);
         self.kinds.clear();
         self.namers.clear();
-        let unknown = kind_ids.id("unknown");
-        for (i, slot) in slots.iter().enumerate() {
-            let j = came_from.get(i).copied().flatten().map(|j| j as usize);
-            let kept = j.and_then(|j| Some((before?.of(j)?, *before?.kinds.get(j)?)));
-            let (heads, kind) = match (kept, slot) {
-                (Some(kept), _) => kept,
-                (None, Some(s)) => (&s.heads[..], kind_ids.id(s.sight.kind)),
-                (None, None) => (&[][..], unknown),
-            };
-            // (Most hold a head or two: pushed, not copied by a call.)
-            heads.iter().for_each(|&h| self.heads.push(h));
-            self.start.push(self.heads.len() as u32);
-            self.kinds.push(kind);
-            if kind_ids.names_owners(kind) {
-                self.namers.push(i as u32);
+        let mut i = 0;
+        for run in runs.iter() {
+            for k in i..run.now as usize {
+                self.push_one(k, slots, came_from, before, kind_ids);
             }
+            if !before.is_some_and(|b| self.copy_run(b, run)) {
+                run.now_range().for_each(|k| self.push_one(k, slots, came_from, before, kind_ids));
+            }
+            i = run.now_range().end;
         }
+        (i..slots.len()).for_each(|k| self.push_one(k, slots, came_from, before, kind_ids));
+    }
+
+    /// Allocation `i`'s heads and kind, from the snapshot before's allocation
+    /// it carries over, else from its slot.
+    fn push_one(
+        &mut self,
+        i: usize,
+        slots: &Slots,
+        came_from: &[Option<u32>],
+        before: Option<&FlatRetention>,
+        kind_ids: &mut KindIds,
+    ) {
+        let j = came_from.get(i).copied().flatten().map(|j| j as usize);
+        let kept = j.and_then(|j| Some((before?.of(j)?, *before?.kinds.get(j)?)));
+        let (heads, kind) = match (kept, slots.get(i).and_then(Option::as_ref)) {
+            (Some(kept), _) => kept,
+            (None, Some(s)) => (&s.heads[..], kind_ids.id(s.sight.kind)),
+            (None, None) => (&[][..], kind_ids.id("unknown")),
+        };
+        // (Most hold a head or two: pushed, not copied by a call.)
+        heads.iter().for_each(|&h| self.heads.push(h));
+        self.start.push(self.heads.len() as u32);
+        self.kinds.push(kind);
+        if kind_ids.names_owners(kind) {
+            self.namers.push(i as u32);
+        }
+    }
+
+    /// Copies `run`'s heads, kinds and namers from `before`; false (having
+    /// copied nothing) when `before` does not hold them all.
+    fn copy_run(&mut self, before: &FlatRetention, run: &CarriedRun) -> bool {
+        let was = run.before_range();
+        let (Some(starts), Some(kinds)) = (before.start.get(was.start..=was.end), before.kinds.get(was.clone())) else {
+            return false;
+        };
+        let (first, last) = (starts[0], starts[starts.len() - 1]);
+        let Some(heads) = before.heads.get(first as usize..last as usize) else { return false };
+        // The heads are copied whole, so each start moves by one offset.
+        let base = self.heads.len() as u32;
+        self.heads.extend_from_slice(heads);
+        self.start.extend(starts[1..].iter().map(|&s| s - first + base));
+        self.kinds.extend_from_slice(kinds);
+        let (lo, hi) = (before.namers.partition_point(|&n| n < run.before), before.namers.partition_point(|&n| (n as usize) < was.end));
+        self.namers.extend(before.namers[lo..hi].iter().map(|&n| n - run.before + run.now));
+        true
     }
 }
 
@@ -113,8 +162,7 @@ pub(super) fn carried_retention(
     now: RetentionInputs,
     before: RetentionInputs,
     root_edges: &[(Arc<str>, u32)],
-    came_from: &[Option<u32>],
-    carried_old: &mut Vec<bool>,
+    runs: &CarriedRuns,
 ) -> Option<retain::Retention> {
     let RetentionInputs { allocations, scanned, flat, index } = now;
     let RetentionInputs { allocations: old_allocations, scanned: old_scanned, flat: before, index: old_index } = before;
@@ -127,16 +175,11 @@ pub(super) fn carried_retention(
     if !same_roots {
         return None;
     }
-    carried_old.clear();
-    carried_old.resize(old_allocations.len(), false);
-    for &j in came_from.iter().flatten() {
-        *carried_old.get_mut(j as usize)? = true;
-    }
     // Every allocation reachable before and not carried over must be there
     // again, pointing at the same heads.
-    let changed_reachable = (0..old_allocations.len()).filter(|&j| !carried_old[j] && old.reachable.get(j) == Some(&true));
-    for j in changed_reachable {
-        let was = &old_allocations[j];
+    let not_carried = runs.gaps_before(old_allocations.len())?.flatten();
+    for j in not_carried.filter(|&j| old.reachable.get(j) == Some(&true)) {
+        let was = old_allocations.get(j)?;
         let i = index.at(was.start_block)? as usize;
         let same_extent = allocations.get(i)?.blocks == was.blocks;
         let same_scan = scanned.get(i).is_some() && scanned.get(i) == old_scanned.get(j);
@@ -248,7 +291,7 @@ impl<'f, 'm> RunDecoder<'_, 'f, 'm> {
         spare.start_index.refill(&facts.allocations, g.pool_blocks());
         let index = &spare.start_index;
         let mut flat = std::mem::take(&mut spare.flat);
-        flat.refill(slots, &spare.came_from, before, &mut spare.owners.kind_ids);
+        flat.refill(slots, (&spare.came_from, &spare.runs), before, &mut spare.owners.kind_ids);
         let flat_heads = &flat;
         let heap = (0..slots.len()).flat_map(|i| {
             let heads = flat_heads.of(i).unwrap_or_default();
@@ -268,8 +311,9 @@ impl<'f, 'm> RunDecoder<'_, 'f, 'm> {
         let carried = with_old.and_then(|(flat, allocations)| {
             let (scanned, index) = (&spare.scanned_before[..], &spare.start_before);
             let before = RetentionInputs { allocations, scanned, flat, index };
-            carried_retention(now, before, &root_edges, &spare.came_from, &mut spare.carried_old)
+            carried_retention(now, before, &root_edges, &spare.runs)
         });
+        let is_carried = carried.is_some();
         let retention = match carried {
             Some(r) => r,
             None => graph.retention_in(heap, root_edges.iter().cloned(), &mut spare.retention),
@@ -277,30 +321,9 @@ impl<'f, 'm> RunDecoder<'_, 'f, 'm> {
         let start_of = |i: u32| facts.allocations.get(i as usize).map_or(u64::MAX, |a| a.start_block);
         flat.root_edges.clear();
         flat.root_edges.extend(root_edges.into_iter().map(|(name, i)| (name, start_of(i))));
-        let several: Arc<str> = Arc::from(retain::SEVERAL_ROOTS);
-        let address = |j: usize| facts.allocations.get(j).map_or(0, |a| g.block_address(a.start_block));
-        flat.held.clear();
-        flat.roots.clone_from(&retention.roots);
-        let mut changed = Vec::new();
-        let mut made = made.iter().peekable();
-        for (i, slot) in slots.iter_mut().enumerate() {
-            let key = held_key(&retention, i, &facts.allocations);
-            flat.held.push(key);
-            let was_made = made.next_if_eq(&&i).is_some();
-            let j = spare.came_from.get(i).copied().flatten();
-            let before_key = j.and_then(|j| before?.held.get(j as usize));
-            if !was_made && before_key == Some(&key) {
-                continue; // as it was: the slot's retention is still right
-            }
-            let Some(slot) = slot else { continue };
-            if slot.sight.held.as_ref().is_some_and(|h| retention.is_held(i, h, address)) {
-                continue;
-            }
-            slot.sight.held = Some(retention.held(i, &several, address));
-            if !was_made {
-                changed.push(i);
-            }
-        }
+        let held = HeldInputs { retention: &retention, allocations: &facts.allocations, geometry: g, made };
+        let came = (&spare.came_from[..], &spare.runs);
+        let changed = give_held(slots, &mut flat, held, came, (before, is_carried));
         let decoder = self.decoder;
         let main_tables: Vec<u64> = facts
             .root_words
@@ -311,7 +334,14 @@ impl<'f, 'm> RunDecoder<'_, 'f, 'm> {
             .collect();
         let spare = &mut self.spare;
         let (tables, index) = ((roots, &main_tables[..]), &spare.start_index);
-        report.retainers = Some(spare.owners.rows((facts, slots), (&retention, &flat), tables, g, index));
+        let unchanged = is_carried && before.is_some_and(|b| same_retainers((&flat, b), &main_tables, (&retention, &facts.allocations), spare));
+        let rows = match before.and_then(|b| b.retainers.as_ref()).filter(|_| unchanged) {
+            Some(rows) => rows.clone(),
+            None => spare.owners.rows((facts, slots), (&retention, &flat), tables, g, index),
+        };
+        flat.retainers = Some(rows.clone());
+        report.retainers = Some(rows);
+        flat.main_tables = main_tables;
         let (reachable_allocations, garbage_allocations, garbage_bytes) =
             retention.counts(&facts.allocations, g.bytes_per_block);
         report.reachability = Some(retain::Reachability {
@@ -324,4 +354,118 @@ impl<'f, 'm> RunDecoder<'_, 'f, 'm> {
         flat.retention = Some(retention);
         (changed, flat)
     }
+}
+
+/// What gives each allocation its retention: the snapshot's retention, its
+/// allocations and geometry, and the allocations decoded again (sorted).
+#[derive(Clone, Copy)]
+struct HeldInputs<'a> {
+    retention: &'a retain::Retention,
+    allocations: &'a [Allocation],
+    geometry: &'a HeapGeometry,
+    made: &'a [usize],
+}
+
+/// Gives each slot whose retention changed its own, and fills `flat.held`;
+/// returns the slots carried over whose retention changed (sorted).
+/// With the retention `carried` over from the snapshot `before`, a run's
+/// keys are the ones it had there, and are copied a run at a time (only the
+/// allocations between runs are visited).
+fn give_held(
+    slots: &mut Slots,
+    flat: &mut FlatRetention,
+    held: HeldInputs,
+    (came_from, runs): (&[Option<u32>], &CarriedRuns),
+    (before, carried): (Option<&FlatRetention>, bool),
+) -> Vec<usize> {
+    let mut giver = HeldGiver { held, several: Arc::from(retain::SEVERAL_ROOTS), made: 0, changed: Vec::new() };
+    flat.held.clear();
+    let mut i = 0;
+    for run in runs.iter().filter(|_| carried) {
+        (i..run.now as usize).for_each(|k| giver.one(k, slots, flat, came_from, before));
+        match before.and_then(|b| b.held.get(run.before_range())) {
+            Some(keys) => {
+                debug_assert!(run.now_range().zip(keys).all(|(k, key)| held_key(held.retention, k, held.allocations) == *key));
+                flat.held.extend_from_slice(keys);
+            }
+            None => run.now_range().for_each(|k| giver.one(k, slots, flat, came_from, before)),
+        }
+        i = run.now_range().end;
+    }
+    (i..slots.len()).for_each(|k| giver.one(k, slots, flat, came_from, before));
+    giver.changed
+}
+
+/// [`give_held`] one allocation at a time.
+struct HeldGiver<'a> {
+    held: HeldInputs<'a>,
+    several: Arc<str>,
+    /// How far through `held.made` the allocations visited are.
+    made: usize,
+    changed: Vec<usize>,
+}
+
+impl HeldGiver<'_> {
+    fn one(&mut self, i: usize, slots: &mut Slots, flat: &mut FlatRetention, came_from: &[Option<u32>], before: Option<&FlatRetention>) {
+        let HeldInputs { retention, allocations, geometry: g, made } = self.held;
+        let key = held_key(retention, i, allocations);
+        flat.held.push(key);
+        while made.get(self.made).is_some_and(|&m| m < i) {
+            self.made += 1;
+        }
+        let was_made = made.get(self.made) == Some(&i);
+        let j = came_from.get(i).copied().flatten();
+        let before_key = j.and_then(|j| before?.held.get(j as usize));
+        if !was_made && before_key == Some(&key) {
+            return; // as it was: the slot's retention is still right
+        }
+        let Some(Some(slot)) = slots.get_mut(i) else { return };
+        let address = |j: usize| allocations.get(j).map_or(0, |a| g.block_address(a.start_block));
+        if slot.sight.held.as_ref().is_some_and(|h| retention.is_held(i, h, address)) {
+            return;
+        }
+        slot.sight.held = Some(retention.held(i, &self.several, address));
+        if !was_made {
+            self.changed.push(i);
+        }
+    }
+}
+
+/// Whether this snapshot's `retainers` rows are the snapshot before's, its
+/// retention having been carried over (the same allocations reachable, held
+/// by the same). The rows are then sums over the same allocations, and differ
+/// only when:
+/// - the tables of `__main__`'s globals differ;
+/// - an allocation that names owners (a module, a class, a dict's table:
+///   their names, keys and edges name the owners) was decoded again, came or
+///   went, in either snapshot;
+/// - a reachable allocation decoded again changed kind.
+fn same_retainers(
+    (flat, before): (&FlatRetention, &FlatRetention),
+    main_tables: &[u64],
+    (retention, allocations): (&retain::Retention, &[Allocation]),
+    spare: &super::Spare,
+) -> bool {
+    let kind_ids = &spare.owners.kind_ids;
+    if main_tables != before.main_tables {
+        return false;
+    }
+    let (Some(now_gaps), Some(old_gaps)) = (spare.runs.gaps_now(flat.kinds.len()), spare.runs.gaps_before(before.kinds.len()))
+    else {
+        return false;
+    };
+    let old_names = old_gaps.flatten().any(|j| before.kinds.get(j).is_none_or(|&k| kind_ids.names_owners(k)));
+    if old_names {
+        return false;
+    }
+    now_gaps.flatten().all(|i| {
+        let Some(&kind) = flat.kinds.get(i) else { return false };
+        if kind_ids.names_owners(kind) {
+            return false;
+        }
+        // Reachable now, it was before, at the same first block.
+        let reachable = retention.reachable.get(i).copied().unwrap_or(true);
+        let old_kind = || before.kinds.get(spare.start_before.at(allocations.get(i)?.start_block)? as usize).copied();
+        !reachable || old_kind() == Some(kind)
+    })
 }
