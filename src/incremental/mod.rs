@@ -49,6 +49,39 @@ use retention::{FlatRetention, OwnersRoom};
 const MAX_FOCUS_SHARE: usize = 2;
 const FOCUS_SLACK: usize = 8;
 
+/// Makes the slots of the allocations decoded again, from the decode's rows
+/// (one per allocation decoded, in allocation order, each followed by its
+/// edges).
+struct SlotMaker<'a, 'e, 'f> {
+    fw: &'f Firmware,
+    texts: &'a [(u64, &'a Arc<str>)],
+    rows: std::slice::Iter<'a, crate::decode::BlockRow>,
+    edges: std::vec::Drain<'e, EdgeRow>,
+    facts: &'a DecodeFacts,
+    /// The allocations whose slots were made.
+    made: Vec<usize>,
+}
+
+impl SlotMaker<'_, '_, '_> {
+    /// Allocation `i`'s slot from its row (none when it has no row), pushed
+    /// with `came_from` saying it was not carried over.
+    fn make(&mut self, i: usize, slots: &mut Slots, came_from: &mut Vec<Option<u32>>) {
+        came_from.push(None);
+        let start = self.facts.allocations.get(i).map(|a| a.start_block);
+        let Some(b) = self.rows.next().filter(|b| Some(b.start_block) == start) else {
+            slots.push(None);
+            return;
+        };
+        let count = self.edges.as_slice().iter().take_while(|e| e.from_address == Some(b.address)).count();
+        let edges: Vec<EdgeRow> = self.edges.by_ref().take(count).collect();
+        let sight = AllocationSight::of(b, |block| lifetimes::text_of(self.texts, block), self.fw);
+        self.made.push(i);
+        let reads = self.facts.reads.as_ref().map(|r| r.of(i).collect()).unwrap_or_default();
+        let heads = edges.iter().filter(|e| e.to_is_head).filter_map(|e| u32::try_from(e.to_block?).ok()).collect();
+        slots.push(Some(Box::new(Slot { sight, edges, reads, heads, group: usize::MAX })));
+    }
+}
+
 /// What one allocation of the snapshot before decoded to.
 #[derive(Clone, Debug)]
 struct Slot {
@@ -252,51 +285,63 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
     }
 
     /// This snapshot's slots, carried over from the snapshot before (`carried`
-    /// says which one) or made from the rows decoded; and the indices of those made.
+    /// says which one) or made from the rows decoded; and the indices of those
+    /// made. Which are carried over is found first, as runs; a run's slots are
+    /// then moved over together.
     fn slots(
         &mut self,
         report: &mut SnapshotReport,
         facts: &DecodeFacts,
-        mut prev: Option<&mut Previous<'f, 'm>>,
+        prev: Option<&mut Previous<'f, 'm>>,
         carried: impl Fn(usize) -> Option<usize>,
     ) -> (Slots, Vec<usize>) {
-        let fw = self.firmware;
         let texts = lifetimes::texts_by_block(&report.strings);
         let mut all_edges = std::mem::take(&mut report.edges);
-        let mut heap_edges = all_edges.drain(..);
-        let mut rows = report.blocks.iter();
         let mut slots: Slots = std::mem::take(&mut self.spare.slots);
         slots.reserve(facts.allocations.len());
-        let mut made: Vec<usize> = Vec::with_capacity(report.blocks.len());
         let (came_from, runs) = (&mut self.spare.came_from, &mut self.spare.runs);
         came_from.clear();
         runs.clear();
-        for (i, a) in facts.allocations.iter().enumerate() {
-            let j = carried(i);
-            let from_prev = j.and_then(|j| prev.as_mut()?.slots.get_mut(j)?.take());
-            came_from.push(j.filter(|_| from_prev.is_some()).map(|j| j as u32));
-            if let Some(j) = came_from.last().copied().flatten() {
-                runs.push(i as u32, j);
-            }
-            if let Some(slot) = from_prev {
-                slots.push(Some(slot));
-                continue;
-            }
-            // Rows come in allocation order, one per allocation decoded.
-            let Some(b) = rows.next().filter(|b| b.start_block == a.start_block) else {
-                slots.push(None);
-                continue;
-            };
-            let count = heap_edges.as_slice().iter().take_while(|e| e.from_address == Some(b.address)).count();
-            let edges: Vec<EdgeRow> = heap_edges.by_ref().take(count).collect();
-            let sight = AllocationSight::of(b, |block| lifetimes::text_of(&texts, block), fw);
-            made.push(i);
-            let reads = facts.reads.as_ref().map(|r| r.of(i).collect()).unwrap_or_default();
-            let heads = edges.iter().filter(|e| e.to_is_head).filter_map(|e| u32::try_from(e.to_block?).ok()).collect();
-            slots.push(Some(Box::new(Slot { sight, edges, reads, heads, group: usize::MAX })));
+        let mut no_slots = Vec::new();
+        let prev_slots = prev.map_or(&mut no_slots, |p| &mut p.slots);
+        if !prev_slots.is_empty() {
+            (0..facts.allocations.len()).for_each(|i| carried(i).into_iter().for_each(|j| runs.push(i as u32, j as u32)));
         }
-        drop(heap_edges);
+        let mut maker = SlotMaker {
+            fw: self.firmware,
+            texts: &texts,
+            rows: report.blocks.iter(),
+            edges: all_edges.drain(..),
+            facts,
+            made: Vec::with_capacity(report.blocks.len()),
+        };
+        let (mut moved, mut missing) = (0, false);
+        for run in runs.iter() {
+            (moved..run.now as usize).for_each(|i| maker.make(i, &mut slots, came_from));
+            for (i, j) in run.now_range().zip(run.before_range()) {
+                match prev_slots.get_mut(j).and_then(Option::take) {
+                    Some(slot) => {
+                        slots.push(Some(slot));
+                        came_from.push(Some(j as u32));
+                    }
+                    None => {
+                        missing = true;
+                        maker.make(i, &mut slots, came_from);
+                    }
+                }
+            }
+            moved = run.now_range().end;
+        }
+        (moved..facts.allocations.len()).for_each(|i| maker.make(i, &mut slots, came_from));
+        let made = std::mem::take(&mut maker.made);
+        drop(maker);
         self.cache.recycle_edges(all_edges);
+        if missing {
+            // A slot the runs named that the snapshot before no longer had
+            // (not expected: the pairing is one to one) was made instead.
+            runs.clear();
+            came_from.iter().enumerate().for_each(|(i, c)| c.iter().for_each(|&j| runs.push(i as u32, j)));
+        }
         (slots, made)
     }
 
