@@ -100,9 +100,27 @@ struct Slot {
 /// Slots are boxed: most move on from one snapshot to the next unchanged.
 type Slots = Vec<Option<Box<Slot>>>;
 
+/// The bytes of the snapshot before: in the run's mapped window, or copied
+/// out of it when the decoder goes on to the next run (another window).
+enum Ram<'m> {
+    Mapped(&'m [u8]),
+    Copied(Box<[u8]>),
+}
+
+impl std::ops::Deref for Ram<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Ram::Mapped(ram) => ram,
+            Ram::Copied(ram) => ram,
+        }
+    }
+}
+
 /// The snapshot before, as far as the next decode needs it.
 struct Previous<'f, 'm> {
-    ram: &'m [u8],
+    ram: Ram<'m>,
     geometry: HeapGeometry,
     allocations: Vec<Allocation>,
     finaliser: Vec<bool>,
@@ -131,8 +149,34 @@ struct Previous<'f, 'm> {
     usable: bool,
 }
 
+impl<'f> Previous<'f, '_> {
+    /// This snapshot with its bytes copied: what outlives its run's window.
+    fn copied(self) -> Previous<'f, 'static> {
+        Previous {
+            ram: Ram::Copied(self.ram.to_vec().into_boxed_slice()),
+            geometry: self.geometry,
+            allocations: self.allocations,
+            finaliser: self.finaliser,
+            collect: self.collect,
+            base: self.base,
+            roles: self.roles,
+            slots: self.slots,
+            root_words: self.root_words,
+            read_by: self.read_by,
+            qstrs: self.qstrs,
+            qstr_chunks: self.qstr_chunks,
+            global_blocks: self.global_blocks,
+            outside: self.outside,
+            types: self.types,
+            flat: self.flat,
+            usable: self.usable,
+        }
+    }
+}
+
 /// Decodes and prepares the snapshots of one run, in order (one per worker and
-/// run), each from the one before when it can.
+/// run), each from the one before when it can; a worker that goes on to the
+/// next run keeps it ([`RunDecoder::into_next_run`]).
 pub struct RunDecoder<'d, 'f, 'm> {
     decoder: &'d Decoder<'f>,
     firmware: &'f Firmware,
@@ -186,6 +230,14 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         })
     }
 
+    /// This decoder for the run that follows its run (in another window of
+    /// the dump): the last snapshot is copied out of its window, so the next
+    /// run's first snapshot is decoded from it rather than whole.
+    pub fn into_next_run(self) -> RunDecoder<'d, 'f, 'static> {
+        let RunDecoder { decoder, firmware, set, cache, prev, spare, last_focused } = self;
+        RunDecoder { decoder, firmware, set, cache, prev: prev.map(Previous::copied), spare, last_focused }
+    }
+
     /// Whether a run decoder can serve `set` with `decoder` (see [`RunDecoder::new`]).
     pub fn applies(decoder: &Decoder, set: TableSet) -> bool {
         let wanted = set.lifetimes().any() || set.type_histogram;
@@ -223,7 +275,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         let mut prev = self.prev.take();
         let mut reuse = std::mem::take(&mut self.spare.reuse);
         let spare_focus = std::mem::take(&mut self.spare.focus);
-        let before = prev.as_ref().map(|p| RootsBefore { ram: p.ram, geometry: &p.geometry, words: &p.root_words });
+        let before = prev.as_ref().map(|p| RootsBefore { ram: &p.ram, geometry: &p.geometry, words: &p.root_words });
         let decoded = decoder.decode_focused(index, ram, &mut self.cache, Roots::Words(before), |cur| {
             let p = prev.as_ref().filter(|p| p.usable)?;
             plan(decoder, p, cur, &mut reuse, spare_focus)
@@ -448,7 +500,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         };
         let usable = report.notes.is_empty() && reads.complete && kept.slots.iter().all(Option::is_some);
         self.prev = Some(Previous {
-            ram,
+            ram: Ram::Mapped(ram),
             geometry: report.geometry.clone(),
             allocations: facts.allocations,
             finaliser: facts.finaliser,
@@ -849,7 +901,7 @@ struct Pairing {
 /// continues).
 fn pair(ram_start: u64, p: &Previous, cur: &PlanInput, reuse: &mut Vec<Option<usize>>) -> Pairing {
     let g = cur.geometry;
-    let written = written_blocks(ram_start, g, cur.ram, p.ram);
+    let written = written_blocks(ram_start, g, cur.ram, &p.ram);
     let same_bytes_at = |a: &Allocation| !written.any_in(a.start_block, a.blocks);
     let mut out = Pairing { dirty: Vec::new(), replaced: Vec::new(), changed: BlockSet::new(g.pool_blocks()) };
     reuse.clear();

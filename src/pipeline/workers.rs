@@ -20,7 +20,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::decode::{DecodeCache, Decoder};
-use crate::dump::{Access, Dump};
+use crate::dump::{Access, Dump, Window};
 use crate::error::{Error, Result};
 use crate::firmware::Firmware;
 use crate::incremental::RunDecoder;
@@ -107,6 +107,14 @@ pub(super) fn default_run(snapshot_bytes: u64, kind: RunKind) -> u64 {
     };
     (bytes / snapshot_bytes.max(1)).clamp(4, most)
 }
+
+/// Consecutive runs a worker takes at once when each snapshot is decoded from
+/// the one before: it keeps its decoder from one run to the next, so only the
+/// first run's first snapshot is decoded whole (that decode costs seven or
+/// eight of the others, and every 8 MiB run began with one). The gate still
+/// holds each run to its place behind the writer, so memory is as bounded as
+/// with one run a claim.
+const RUNS_PER_CLAIM: usize = 4;
 
 /// Frame memory a run may hold in all: frames wait with their runs for the
 /// writer, and a large frame (`--scale 64` on a SAMD51 is 92 MB) times the
@@ -267,21 +275,32 @@ impl<'a, 'f> RunWork<'a, 'f> {
         })
     }
 
-    /// A worker: takes the next run while there is one and the writer is not
-    /// too far behind, decodes it and sends it to the writer.
-    fn work(&self, next_run: &AtomicUsize, gate: &RunGate, tx: Sender<Batch<'f>>) {
+    /// A worker: takes the next runs while there are some and the writer is
+    /// not too far behind, decodes each and sends it to the writer. Decoded
+    /// each from the one before, it takes [`RUNS_PER_CLAIM`] consecutive runs
+    /// at once and keeps its decoder from one to the next, so only the first
+    /// run's first snapshot is decoded whole.
+    fn work(&self, next_claim: &AtomicUsize, gate: &RunGate, tx: Sender<Batch<'f>>) {
         let _stop = StopOnDrop { gate, only_on_panic: true };
         let (back, written) = channel::<Vec<Decoded>>();
+        let per_claim = if self.incremental { RUNS_PER_CLAIM } else { 1 };
         loop {
-            let k = next_run.fetch_add(1, Ordering::Relaxed);
-            if k >= self.runs.len() || !gate.wait_for(k) {
-                break;
+            let first = next_claim.fetch_add(1, Ordering::Relaxed).saturating_mul(per_claim);
+            let mut carried = None;
+            for k in first..first.saturating_add(per_claim).min(self.runs.len()) {
+                if !gate.wait_for(k) {
+                    return;
+                }
+                let (batch, kept) = self.decode_run(&self.runs[k], &written, carried.take());
+                carried = kept;
+                let failed = batch.is_err();
+                // A failed run stops its worker; the writer reports it in turn.
+                if tx.send((k, batch, back.clone())).is_err() || failed {
+                    return;
+                }
             }
-            let batch = self.decode_run(&self.runs[k], &written);
-            let failed = batch.is_err();
-            // A failed run stops its worker; the writer reports it in turn.
-            if tx.send((k, batch, back.clone())).is_err() || failed {
-                break;
+            if first >= self.runs.len() {
+                return;
             }
         }
     }
@@ -290,26 +309,50 @@ impl<'a, 'f> RunWork<'a, 'f> {
     /// the tables allow it, else whole (with its frame, when frames are made).
     /// Before each, the runs the writer has handed back are freed: waiting for
     /// the next run would keep one or two more runs' rows in memory.
-    fn decode_run(&self, run: &Range<u64>, written: &Receiver<Vec<Decoded<'f>>>) -> Result<Vec<Decoded<'f>>> {
+    ///
+    /// A run decoder `carried` from the run before goes on from its last
+    /// snapshot, and is returned for the run after.
+    fn decode_run(
+        &self,
+        run: &Range<u64>,
+        written: &Receiver<Vec<Decoded<'f>>>,
+        carried: Option<RunDecoder<'a, 'f, 'static>>,
+    ) -> (Result<Vec<Decoded<'f>>>, Option<RunDecoder<'a, 'f, 'static>>) {
         // Mapped (and faulted in) by its worker and unmapped when decoded: the
         // rows own their data.
-        let mapped = self.dump.window(run.clone(), self.access)?;
-        if let Some(mut run_decoder) = self.incremental.then(|| RunDecoder::new(self.decoder, self.tables)).flatten() {
-            return Ok(run
-                .clone()
-                .map(|i| {
-                    written.try_iter().for_each(drop);
-                    let roots = self.roots.and_then(|r| r.of(i));
-                    let outcome = run_decoder.prepare(i, mapped.snapshot(i).unwrap_or(&[]), roots.as_ref());
-                    Decoded { index: i, outcome, frame: None, focused: run_decoder.last_focused() }
-                })
-                .collect());
+        let mapped = match self.dump.window(run.clone(), self.access) {
+            Ok(mapped) => mapped,
+            Err(e) => return (Err(e), None),
+        };
+        let new = || self.incremental.then(|| RunDecoder::new(self.decoder, self.tables)).flatten();
+        match carried.or_else(new) {
+            Some(mut run_decoder) => {
+                let decoded = run
+                    .clone()
+                    .map(|i| {
+                        written.try_iter().for_each(drop);
+                        let roots = self.roots.and_then(|r| r.of(i));
+                        let outcome = run_decoder.prepare(i, mapped.snapshot(i).unwrap_or(&[]), roots.as_ref());
+                        Decoded { index: i, outcome, frame: None, focused: run_decoder.last_focused() }
+                    })
+                    .collect();
+                (Ok(decoded), Some(run_decoder.into_next_run()))
+            }
+            None => (Ok(self.decode_whole(run, &mapped, written)), None),
         }
+    }
+
+    /// [`Self::decode_run`] for a run whose snapshots are each decoded whole.
+    fn decode_whole(
+        &self,
+        run: &Range<u64>,
+        mapped: &Window,
+        written: &Receiver<Vec<Decoded<'f>>>,
+    ) -> Vec<Decoded<'f>> {
         let mut preparer = Preparer::new(self.tables, self.firmware);
         let mut cache = DecodeCache::default();
         let label = format!("of {}..={}", self.range.start, self.range.end.saturating_sub(1));
-        Ok(run
-            .clone()
+        run.clone()
             .map(|i| {
                 written.try_iter().for_each(drop);
                 let mut outcome = self.decoder.decode_with(i, mapped.snapshot(i).unwrap_or(&[]), &mut cache);
@@ -329,7 +372,7 @@ impl<'a, 'f> RunWork<'a, 'f> {
                 };
                 Decoded { index: i, outcome: preparer.prepare(outcome), frame, focused: false }
             })
-            .collect())
+            .collect()
     }
 
     /// The writer: puts the runs back in order as they arrive and writes them.
