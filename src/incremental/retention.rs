@@ -366,11 +366,17 @@ struct HeldInputs<'a> {
     made: &'a [usize],
 }
 
+/// Keys compared at once between a run and the snapshot before: only the
+/// slots of a stretch that differs are visited one by one.
+const KEYS_AT_ONCE: usize = 64;
+
 /// Gives each slot whose retention changed its own, and fills `flat.held`;
 /// returns the slots carried over whose retention changed (sorted).
-/// With the retention `carried` over from the snapshot `before`, a run's
-/// keys are the ones it had there, and are copied a run at a time (only the
-/// allocations between runs are visited).
+/// - With the retention `carried` over from the snapshot `before`, a run's
+///   keys are the ones it had there, and are copied a run at a time (only the
+///   allocations between runs are visited).
+/// - Else every key is made, and a run's keys are compared with the snapshot
+///   before's [`KEYS_AT_ONCE`] at a time.
 fn give_held(
     slots: &mut Slots,
     flat: &mut FlatRetention,
@@ -379,20 +385,39 @@ fn give_held(
     (before, carried): (Option<&FlatRetention>, bool),
 ) -> Vec<usize> {
     let mut giver = HeldGiver { held, several: Arc::from(retain::SEVERAL_ROOTS), made: 0, changed: Vec::new() };
+    let HeldInputs { retention, allocations, .. } = held;
     flat.held.clear();
     let mut i = 0;
-    for run in runs.iter().filter(|_| carried) {
-        (i..run.now as usize).for_each(|k| giver.one(k, slots, flat, came_from, before));
-        match before.and_then(|b| b.held.get(run.before_range())) {
-            Some(keys) => {
-                debug_assert!(run.now_range().zip(keys).all(|(k, key)| held_key(held.retention, k, held.allocations) == *key));
-                flat.held.extend_from_slice(keys);
+    if carried {
+        for run in runs.iter() {
+            (i..run.now as usize).for_each(|k| giver.one(k, slots, flat, came_from, before));
+            match before.and_then(|b| b.held.get(run.before_range())) {
+                Some(keys) => {
+                    debug_assert!(run.now_range().zip(keys).all(|(k, key)| held_key(retention, k, allocations) == *key));
+                    flat.held.extend_from_slice(keys);
+                }
+                None => run.now_range().for_each(|k| giver.one(k, slots, flat, came_from, before)),
             }
-            None => run.now_range().for_each(|k| giver.one(k, slots, flat, came_from, before)),
+            i = run.now_range().end;
+        }
+        (i..slots.len()).for_each(|k| giver.one(k, slots, flat, came_from, before));
+        return giver.changed;
+    }
+    flat.held.extend((0..slots.len()).map(|k| held_key(retention, k, allocations)));
+    let keys = &flat.held[..];
+    for run in runs.iter() {
+        (i..run.now as usize).for_each(|k| giver.visit(k, slots, keys, came_from, before));
+        let old = before.and_then(|b| b.held.get(run.before_range()));
+        for from in run.now_range().step_by(KEYS_AT_ONCE) {
+            let to = (from + KEYS_AT_ONCE).min(run.now_range().end);
+            let at = from - run.now as usize..to - run.now as usize;
+            if old.and_then(|o| o.get(at)) != keys.get(from..to) {
+                (from..to).for_each(|k| giver.visit(k, slots, keys, came_from, before));
+            }
         }
         i = run.now_range().end;
     }
-    (i..slots.len()).for_each(|k| giver.one(k, slots, flat, came_from, before));
+    (i..slots.len()).for_each(|k| giver.visit(k, slots, keys, came_from, before));
     giver.changed
 }
 
@@ -406,10 +431,17 @@ struct HeldGiver<'a> {
 }
 
 impl HeldGiver<'_> {
+    /// Allocation `i`'s key, pushed to `flat.held`, and its slot visited.
     fn one(&mut self, i: usize, slots: &mut Slots, flat: &mut FlatRetention, came_from: &[Option<u32>], before: Option<&FlatRetention>) {
+        flat.held.push(held_key(self.held.retention, i, self.held.allocations));
+        self.visit(i, slots, &flat.held, came_from, before);
+    }
+
+    /// Allocation `i`'s slot given its retention, unless its key (in `keys`)
+    /// is the one its allocation had in the snapshot `before`.
+    fn visit(&mut self, i: usize, slots: &mut Slots, keys: &[HeldKey], came_from: &[Option<u32>], before: Option<&FlatRetention>) {
         let HeldInputs { retention, allocations, geometry: g, made } = self.held;
-        let key = held_key(retention, i, allocations);
-        flat.held.push(key);
+        let Some(&key) = keys.get(i) else { return };
         while made.get(self.made).is_some_and(|&m| m < i) {
             self.made += 1;
         }
