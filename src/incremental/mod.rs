@@ -18,11 +18,12 @@
 //!    ones made again into the lifetime changes and the type histogram.
 //!
 //! Reads made for every row (the qstr pools, the VM's words outside the heap)
-//! must be unchanged, or the snapshot is decoded whole; so is a run's first
-//! snapshot, one whose geometry changed, and one whose change reaches more than
-//! half of the heap. The roots (RAM outside the heap) are sieved again only
-//! where their bytes changed ([`crate::decode::roots`]), and diffed word by
-//! word. The tables are the same either way: the tests hold them byte for byte
+//! must be unchanged, or the snapshot is decoded whole; so is the first
+//! snapshot a decoder meets (a worker carries its decoder over the runs it
+//! takes together: [`RunDecoder::into_next_run`]), one whose geometry changed,
+//! and one whose change reaches more than half of the heap. The roots (RAM
+//! outside the heap) are sieved again only where their bytes changed
+//! ([`crate::decode::roots`]), and diffed word by word. The tables are the same either way: the tests hold them byte for byte
 //! against whole decodes on every layout, and show that dropping a recorded read
 //! breaks that; `analyze --full-decode` turns this off.
 
@@ -311,7 +312,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         self.lap(Stage::Retention);
         let want = self.set.lifetimes();
         let step = match prev {
-            // A run's first snapshot goes whole.
+            // A decoder's first snapshot goes whole.
             None => self.first_changes(&mut report, &facts, &mut slots),
             Some(p) => self.changes_since(p, &mut report, &facts, &mut slots, (&made, &held_changed), focus.is_some()),
         };
@@ -397,7 +398,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         (slots, made)
     }
 
-    /// The lifetime changes of a run's first snapshot: everything in it.
+    /// The lifetime changes of a decoder's first snapshot: everything in it.
     fn first_changes(&self, report: &mut SnapshotReport, facts: &DecodeFacts, slots: &mut Slots) -> Step<'f> {
         let want = self.set.lifetimes();
         let sights = lifetimes::sorted_unique(slots.iter().flatten().map(|s| s.sight.clone()).collect());

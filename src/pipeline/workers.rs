@@ -7,9 +7,11 @@
 //! count. Each worker takes the next run as soon as it is done with one (no
 //! barrier between runs: a slow run does not leave the other cores idle), maps
 //! it on its own, and hands the result to the writer, which puts the runs back in
-//! order. A worker waits when its run would be more than two runs per thread
-//! (one, when every row is sent) ahead of the writer, so memory is bounded by
-//! that, not by the dump.
+//! order. When each snapshot is decoded from the one before, a worker takes
+//! four consecutive runs at once and carries its decoder from one to the next
+//! ([`RUNS_PER_CLAIM`]). A worker waits when its run would be more than two
+//! runs, or two claims, per thread (one run, when every row is sent) ahead of
+//! the writer, so memory is bounded by that, not by the dump.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
