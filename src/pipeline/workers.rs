@@ -113,10 +113,9 @@ pub(super) fn default_run(snapshot_bytes: u64, kind: RunKind) -> u64 {
 /// Consecutive runs a worker takes at once when each snapshot is decoded from
 /// the one before: it keeps its decoder from one run to the next, so only the
 /// first run's first snapshot is decoded whole (that decode costs seven or
-/// eight of the others, and every 8 MiB run began with one). The workers may
-/// then be a claim a thread further ahead of the writer than two runs a
-/// thread (see [`RunWork::run`]): runs of snapshots decoded from the one
-/// before hold little, and memory stays bounded by that lead, not the dump.
+/// eight of the others, and every 8 MiB run began with one). The gate still
+/// holds each run to its place behind the writer, so memory is as bounded as
+/// with one run a claim.
 const RUNS_PER_CLAIM: usize = 4;
 
 /// Frame memory a run may hold in all: frames wait with their runs for the
@@ -257,12 +256,8 @@ impl<'a, 'f> RunWork<'a, 'f> {
         // Runs of every row wait for the writer, which is ten times slower than
         // the workers: one run a thread ahead keeps it fed, and holds fewer rows
         // (1 MiB runs peaked at 131 to 150 MiB two ahead, 102 to 118 MiB one).
-        // A worker's claim of consecutive runs counts whole against the lead:
-        // with two runs a thread and claims of four, the worker on the next
-        // claim waited on the one before at every run (1.67 times one core on
-        // two instead of 1.8 and more).
         let ahead = if self.tables.per_snapshot_rows() { 1 } else { 2 };
-        let gate = RunGate::new(ahead * pool.current_num_threads().max(1) * self.runs_per_claim());
+        let gate = RunGate::new(ahead * pool.current_num_threads().max(1));
         let next_run = AtomicUsize::new(0);
         // A batch goes back to the worker that made it, to be freed there: freed
         // by the writer, its memory went back to the worker's malloc arena under
@@ -290,7 +285,7 @@ impl<'a, 'f> RunWork<'a, 'f> {
     fn work(&self, next_claim: &AtomicUsize, gate: &RunGate, tx: Sender<Batch<'f>>) {
         let _stop = StopOnDrop { gate, only_on_panic: true };
         let (back, written) = channel::<Vec<Decoded>>();
-        let per_claim = self.runs_per_claim();
+        let per_claim = if self.incremental { RUNS_PER_CLAIM } else { 1 };
         loop {
             let first = next_claim.fetch_add(1, Ordering::Relaxed).saturating_mul(per_claim);
             let mut carried = None;
@@ -309,15 +304,6 @@ impl<'a, 'f> RunWork<'a, 'f> {
             if first >= self.runs.len() {
                 return;
             }
-        }
-    }
-
-    /// Consecutive runs a worker takes at once (see [`RUNS_PER_CLAIM`]).
-    fn runs_per_claim(&self) -> usize {
-        if self.incremental {
-            RUNS_PER_CLAIM
-        } else {
-            1
         }
     }
 
