@@ -85,6 +85,21 @@ fn the_tables_are_those_of_whole_decodes() {
     }
 }
 
+/// A worker takes consecutive runs together and carries its decoder from one
+/// to the next: with runs of 5 snapshots, far more than 4 snapshots in 5 are
+/// decoded from the one before (a decoder not carried over decodes each run's
+/// first snapshot whole), on one thread and on several, and the tables are
+/// still those of whole decodes.
+#[test]
+fn a_worker_carries_its_decoder_across_the_runs_it_takes() {
+    let c = capture(Board::Samd51, 300, 8, 0);
+    for threads in [1, 3] {
+        let options = AnalyzeOptions { run: Some(5), threads: Some(threads), ..AnalyzeOptions::default() };
+        let share = same_both_ways_with(c.dir.path(), &options, Flavor::CircuitPython3, &format!("{threads} threads"));
+        assert!(share > 0.85, "{threads} threads: only {:.0} % decoded from the snapshot before", share * 100.0);
+    }
+}
+
 /// Every layout decodes most snapshots of a busy heap from the one before, and
 /// gives the tables of whole decodes.
 #[test]
