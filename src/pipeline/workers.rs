@@ -263,7 +263,7 @@ impl<'a, 'f> RunWork<'a, 'f> {
         // core on the busy captures; with it, 1.82 to 1.88).
         let claim = self.runs_per_claim();
         let gate = RunGate::new(ahead * pool.current_num_threads().max(1) + claim - 1);
-        let next_run = AtomicUsize::new(0);
+        let next_claim = AtomicUsize::new(0);
         // A batch goes back to the worker that made it, to be freed there: freed
         // by the writer, its memory went back to the worker's malloc arena under
         // that arena's lock, and the two threads waited on each other.
@@ -275,7 +275,7 @@ impl<'a, 'f> RunWork<'a, 'f> {
             let writer = std::thread::Builder::new()
                 .name("heapvis-writer".into())
                 .spawn_scoped(scope, move || self.write(sink, outputs, rx, gate, progress));
-            pool.broadcast(|_| self.work(&next_run, gate, tx.clone()));
+            pool.broadcast(|_| self.work(&next_claim, gate, tx.clone()));
             drop(tx);
             let writer = writer.map_err(|e| Error::io("writer thread", e))?;
             writer.join().map_err(|_| Error::WriterPanicked)?
