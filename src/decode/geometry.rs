@@ -29,6 +29,25 @@ pub struct HeapGeometry {
     pub more_areas: Vec<HeapArea>,
 }
 
+/// Which of an area's tables a [`TableSpan`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Table {
+    Allocation,
+    Finaliser,
+    Collect,
+}
+
+/// One of an area's tables: `bytes` bytes at `address`, describing
+/// `blocks_per_byte` blocks a byte from the area's `first_block`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableSpan {
+    pub table: Table,
+    pub address: u64,
+    pub bytes: u64,
+    pub first_block: u64,
+    pub blocks_per_byte: u64,
+}
+
 /// One area of the heap: its tables and its pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HeapArea {
@@ -98,6 +117,31 @@ impl HeapGeometry {
             bytes_per_block,
             more_areas: Vec::new(),
         }
+    }
+
+    /// Every area's tables, each area's allocation table first, then its
+    /// finaliser and collect tables when the build has them (`per_ftb` and
+    /// `per_ctb`: the profile's blocks a byte, 0 for none).
+    pub fn table_spans(&self, per_ftb: u32, per_ctb: u32) -> Vec<TableSpan> {
+        let mut spans = Vec::with_capacity(3 * (1 + self.more_areas.len()));
+        for a in self.areas() {
+            let span = |table, address, bytes, per_byte: u32| TableSpan {
+                table,
+                address,
+                bytes,
+                first_block: a.first_block,
+                blocks_per_byte: u64::from(per_byte.clamp(1, 8)),
+            };
+            spans.push(span(Table::Allocation, a.alloc_table_start, a.alloc_table_bytes, 4));
+            if let Some(start) = a.finaliser_table_start {
+                spans.push(span(Table::Finaliser, start, a.finaliser_table_bytes, per_ftb));
+            }
+            if let Some(start) = a.collect_table_start {
+                let bytes = a.blocks(self.bytes_per_block).div_ceil(u64::from(per_ctb.clamp(1, 8)));
+                spans.push(span(Table::Collect, start, bytes, per_ctb));
+            }
+        }
+        spans
     }
 
     /// Every area, the first one first.

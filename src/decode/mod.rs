@@ -32,7 +32,7 @@ use crate::profile::{BytecodePrelude, Immediate, ObjectLayout, Profile};
 pub use alloc_table::{Allocation, FreeRun, GcInfo};
 use base::Kinds;
 pub use bytecode::Prelude;
-pub use geometry::{AreaState, HeapArea, HeapGeometry};
+pub use geometry::{AreaState, HeapArea, HeapGeometry, Table, TableSpan};
 pub use kinds::Role;
 use names::Name;
 use reads::{ReadLog, Reads, Tracker, GLOBAL, UNTRACKED};
@@ -776,14 +776,13 @@ impl<'f> Decoder<'f> {
     ) -> Result<(BitTables<'m>, BitTables<'m>), DecodeError> {
         let h = &self.profile.heap;
         let (mut ftb, mut ctb) = (BitTables::new(h.blocks_per_ftb), BitTables::new(h.blocks_per_ctb));
-        for a in g.areas() {
-            if let Some(start) = a.finaliser_table_start {
-                ftb.areas.push((a.first_block, mem.bytes(start, a.finaliser_table_bytes, "finaliser table")?));
-            }
-            if let Some(start) = a.collect_table_start {
-                let len = a.blocks(g.bytes_per_block).div_ceil(ctb.per_byte);
-                ctb.areas.push((a.first_block, mem.bytes(start, len, "collect table")?));
-            }
+        for t in g.table_spans(h.blocks_per_ftb, h.blocks_per_ctb) {
+            let (into, what) = match t.table {
+                Table::Allocation => continue,
+                Table::Finaliser => (&mut ftb, "finaliser table"),
+                Table::Collect => (&mut ctb, "collect table"),
+            };
+            into.areas.push((t.first_block, mem.bytes(t.address, t.bytes, what)?));
         }
         Ok((ftb, ctb))
     }

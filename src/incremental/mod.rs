@@ -40,8 +40,10 @@ use crate::tables::summaries::TypeCounts;
 use crate::tables::{Prepared, PreparedOutcome, TableSet};
 use std::sync::Arc;
 
+mod pairing;
 mod retention;
 mod runs;
+use pairing::{PairIn, Side};
 use runs::CarriedRuns;
 use retention::{FlatRetention, OwnersRoom};
 
@@ -64,10 +66,8 @@ struct SlotMaker<'a, 'e, 'f> {
 }
 
 impl SlotMaker<'_, '_, '_> {
-    /// Allocation `i`'s slot from its row (none when it has no row), pushed
-    /// with `came_from` saying it was not carried over.
-    fn make(&mut self, i: usize, slots: &mut Slots, came_from: &mut Vec<Option<u32>>) {
-        came_from.push(None);
+    /// Allocation `i`'s slot from its row (none when it has no row).
+    fn make(&mut self, i: usize, slots: &mut Slots) {
         let start = self.facts.allocations.get(i).map(|a| a.start_block);
         let Some(b) = self.rows.next().filter(|b| Some(b.start_block) == start) else {
             slots.push(None);
@@ -204,10 +204,10 @@ struct Spare {
     scanned_before: Vec<bool>,
     retention: RetentionScratch,
     owners: OwnersRoom,
-    /// Per allocation of the snapshot, the one of the snapshot before its slot
-    /// was carried over from.
-    came_from: Vec<Option<u32>>,
-    /// The same, as runs.
+    /// The allocations paired with the snapshot before's (see [`plan`]).
+    paired: CarriedRuns,
+    /// The allocations whose slots are carried over from the snapshot before:
+    /// those paired, less those decoded again.
     runs: CarriedRuns,
     /// The flat retention of the snapshot before the one before, for its room.
     flat: FlatRetention,
@@ -275,11 +275,13 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         let decoder = self.decoder;
         let mut prev = self.prev.take();
         let mut reuse = std::mem::take(&mut self.spare.reuse);
+        let mut paired = std::mem::take(&mut self.spare.paired);
+        paired.clear();
         let spare_focus = std::mem::take(&mut self.spare.focus);
         let before = prev.as_ref().map(|p| RootsBefore { ram: &p.ram, geometry: &p.geometry, words: &p.root_words });
         let decoded = decoder.decode_focused(index, ram, &mut self.cache, Roots::Words(before), |cur| {
             let p = prev.as_ref().filter(|p| p.usable)?;
-            plan(decoder, p, cur, &mut reuse, spare_focus)
+            plan(decoder, p, cur, (&mut reuse, &mut paired), spare_focus)
         });
         let (mut report, mut facts) = match decoded {
             Ok(d) => d,
@@ -292,18 +294,20 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         };
         let focus = facts.focus.take();
         self.last_focused = focus.is_some();
-        let carried = |i: usize| -> Option<usize> {
-            let f = focus.as_ref()?;
-            (!f.derive.get(i).copied().unwrap_or(true)).then(|| reuse.get(i).copied().flatten()).flatten()
-        };
-        let (mut slots, made) = self.slots(&mut report, &facts, prev.as_mut(), carried);
+        // Carried over: the allocations paired, less those decoded again.
+        match &focus {
+            Some(f) => paired.split_into(&f.derive, &mut self.spare.runs),
+            None => self.spare.runs.clear(),
+        }
+        self.spare.paired = paired;
+        let (mut slots, made) = self.slots(&mut report, &facts, prev.as_mut());
         // Retention changes reach allocations carried over unchanged: their rows go too.
         self.lap(Stage::Diff);
-        let before = prev.as_mut().map(|p| std::mem::take(&mut p.flat));
+        let mut before = prev.as_mut().map(|p| std::mem::take(&mut p.flat));
         // Only a decode from the snapshot before keeps the heap's geometry.
         let old = prev.as_ref().filter(|_| focus.is_some()).map(|p| &p.allocations[..]);
         let (held_changed, flat) = match roots {
-            Some(r) => self.retain(&mut report, (&facts, &made), &mut slots, r, before.as_ref().zip(old)),
+            Some(r) => self.retain(&mut report, (&facts, &made), &mut slots, r, before.as_mut().zip(old)),
             None => (Vec::new(), FlatRetention::default()),
         };
         if let Some(room) = before {
@@ -337,28 +341,22 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         Ok(Prepared::new(report, want.any().then_some(step.changes), type_groups))
     }
 
-    /// This snapshot's slots, carried over from the snapshot before (`carried`
-    /// says which one) or made from the rows decoded; and the indices of those
-    /// made. Which are carried over is found first, as runs; a run's slots are
-    /// then moved over together.
-    fn slots(
-        &mut self,
-        report: &mut SnapshotReport,
-        facts: &DecodeFacts,
-        prev: Option<&mut Previous<'f, 'm>>,
-        carried: impl Fn(usize) -> Option<usize>,
-    ) -> (Slots, Vec<usize>) {
+    /// This snapshot's slots, carried over from the snapshot before (the
+    /// runs in `spare.runs`) or made from the rows decoded; and the indices of
+    /// those made. A run's slots are moved over together.
+    fn slots(&mut self, report: &mut SnapshotReport, facts: &DecodeFacts, prev: Option<&mut Previous<'f, 'm>>) -> (Slots, Vec<usize>) {
         let texts = lifetimes::texts_by_block(&report.strings);
         let mut all_edges = std::mem::take(&mut report.edges);
         let mut slots: Slots = std::mem::take(&mut self.spare.slots);
         slots.reserve(facts.allocations.len());
-        let (came_from, runs) = (&mut self.spare.came_from, &mut self.spare.runs);
-        came_from.clear();
-        runs.clear();
+        let runs = &mut self.spare.runs;
         let mut no_slots = Vec::new();
         let prev_slots = prev.map_or(&mut no_slots, |p| &mut p.slots);
-        if !prev_slots.is_empty() {
-            (0..facts.allocations.len()).for_each(|i| carried(i).into_iter().for_each(|j| runs.push(i as u32, j as u32)));
+        // A snapshot decoded from has every slot (else it is not usable): a
+        // check, so that a run never names a slot that is not there.
+        let all_there = |r: &runs::CarriedRun| prev_slots.get(r.before_range()).is_some_and(|s| s.iter().all(Option::is_some));
+        if !runs.iter().all(all_there) {
+            runs.clear();
         }
         let mut maker = SlotMaker {
             fw: self.firmware,
@@ -368,33 +366,16 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
             facts,
             made: Vec::with_capacity(report.blocks.len()),
         };
-        let (mut moved, mut missing) = (0, false);
+        let mut moved = 0;
         for run in runs.iter() {
-            (moved..run.now as usize).for_each(|i| maker.make(i, &mut slots, came_from));
-            for (i, j) in run.now_range().zip(run.before_range()) {
-                match prev_slots.get_mut(j).and_then(Option::take) {
-                    Some(slot) => {
-                        slots.push(Some(slot));
-                        came_from.push(Some(j as u32));
-                    }
-                    None => {
-                        missing = true;
-                        maker.make(i, &mut slots, came_from);
-                    }
-                }
-            }
+            (moved..run.now as usize).for_each(|i| maker.make(i, &mut slots));
+            slots.extend(prev_slots[run.before_range()].iter_mut().map(Option::take));
             moved = run.now_range().end;
         }
-        (moved..facts.allocations.len()).for_each(|i| maker.make(i, &mut slots, came_from));
+        (moved..facts.allocations.len()).for_each(|i| maker.make(i, &mut slots));
         let made = std::mem::take(&mut maker.made);
         drop(maker);
         self.cache.recycle_edges(all_edges);
-        if missing {
-            // A slot the runs named that the snapshot before no longer had
-            // (not expected: the pairing is one to one) was made instead.
-            runs.clear();
-            came_from.iter().enumerate().for_each(|(i, c)| c.iter().for_each(|&j| runs.push(i as u32, j)));
-        }
         (slots, made)
     }
 
@@ -701,86 +682,6 @@ fn qstr_chunks(g: &HeapGeometry, qstrs: &[QstrRow]) -> Vec<u64> {
     chunks
 }
 
-/// Pool blocks, a bit each.
-struct BlockSet(Vec<u64>);
-
-impl BlockSet {
-    fn new(blocks: u64) -> Self {
-        BlockSet(vec![0; blocks.div_ceil(64) as usize])
-    }
-
-    fn insert_block(&mut self, b: u64) {
-        if let Some(w) = self.0.get_mut((b / 64) as usize) {
-            *w |= 1 << (b % 64);
-        }
-    }
-
-    fn insert(&mut self, a: &Allocation) {
-        for b in a.start_block..a.start_block.saturating_add(a.blocks) {
-            match self.0.get_mut((b / 64) as usize) {
-                Some(w) => *w |= 1 << (b % 64),
-                None => break,
-            }
-        }
-    }
-
-    fn contains(&self, block: u64) -> bool {
-        self.0.get((block / 64) as usize).is_some_and(|w| w >> (block % 64) & 1 == 1)
-    }
-
-    /// Whether a block of `start..start + len` is in the set (or lies past its end).
-    fn any_in(&self, start: u64, len: u64) -> bool {
-        let end = start.saturating_add(len);
-        if end.div_ceil(64) > self.0.len() as u64 {
-            return true;
-        }
-        (start..end).any(|b| self.contains(b))
-    }
-}
-
-/// The pool blocks whose bytes differ between `ram` and `before` (snapshots of
-/// the same geometry `g`; RAM starting at `ram_start`), compared 64 bytes at a
-/// time: a whole pool costs about what a copy of it does, where comparing each
-/// allocation's bytes on its own cost a call per allocation. (Comparing a KiB
-/// at a time first, by `memcmp`, was no faster: 16 to 24 µs a busy SAMD51
-/// snapshot either way, the time it takes to bring a snapshot into the cache.)
-fn written_blocks(ram_start: u64, g: &HeapGeometry, ram: &[u8], before: &[u8]) -> BlockSet {
-    const CHUNK: usize = 64;
-    let mut set = BlockSet::new(g.pool_blocks());
-    let bpb = g.bytes_per_block.max(1) as usize;
-    for area in g.areas() {
-        let Some(start) = area.pool_start.checked_sub(ram_start) else { continue };
-        let r = start as usize..(start as usize).saturating_add((area.pool_end - area.pool_start) as usize);
-        let (Some(x), Some(y)) = (ram.get(r.clone()), before.get(r)) else {
-            // Outside the snapshot: every block counts as written.
-            (0..area.blocks(g.bytes_per_block)).for_each(|b| set.insert_block(area.first_block + b));
-            continue;
-        };
-        // Within a stretch that differs, the blocks that do.
-        let mark = |set: &mut BlockSet, from: usize, len: usize| {
-            for b in from / bpb..(from + len).div_ceil(bpb) {
-                let r = b * bpb..((b + 1) * bpb).min(x.len());
-                if x.get(r.clone()) != y.get(r) {
-                    set.insert_block(area.first_block + b as u64);
-                }
-            }
-        };
-        let (cx, cy) = (x.chunks_exact(CHUNK), y.chunks_exact(CHUNK));
-        let tail = cx.remainder().len();
-        for (k, (a, b)) in cx.zip(cy).enumerate() {
-            // (As arrays, the compare is a few vector instructions and a call.)
-            let (a, b) = (<&[u8; CHUNK]>::try_from(a).ok(), <&[u8; CHUNK]>::try_from(b).ok());
-            if a != b {
-                mark(&mut set, k * CHUNK, CHUNK);
-            }
-        }
-        if tail > 0 && x[x.len() - tail..] != y[y.len() - tail..] {
-            mark(&mut set, x.len() - tail, tail);
-        }
-    }
-    set
-}
-
 /// Per pool block, the start blocks of the allocations whose rows read it: what
 /// [`plan`] asks to find what a change reaches without visiting every slot.
 #[derive(Default)]
@@ -831,14 +732,20 @@ fn plan(
     decoder: &Decoder,
     p: &Previous,
     cur: &PlanInput,
-    reuse: &mut Vec<Option<usize>>,
+    (reuse, paired): (&mut Vec<Option<usize>>, &mut CarriedRuns),
     spare: Focus,
 ) -> Option<Focus> {
     let g = cur.geometry;
+    paired.clear();
     if p.geometry != *g || p.ram.len() != cur.ram.len() || !same_outside(decoder, p, cur.ram) {
         return None;
     }
-    let pairing = pair(decoder.firmware.ram_start, p, cur, reuse);
+    let h = &decoder.profile.heap;
+    let spans = g.table_spans(h.blocks_per_ftb, h.blocks_per_ctb);
+    let inp = PairIn { ram_start: decoder.firmware.ram_start, geometry: g, spans: &spans };
+    let before = Side { ram: &p.ram, allocations: &p.allocations, finaliser: &p.finaliser, collect: &p.collect };
+    let now = Side { ram: cur.ram, allocations: cur.allocations, finaliser: cur.finaliser, collect: cur.collect };
+    let pairing = pairing::pair(inp, before, now, reuse, std::mem::take(paired));
     let n = cur.allocations.len();
     let limit = n / MAX_FOCUS_SHARE + FOCUS_SLACK;
     if pairing.dirty.len() > limit || p.global_blocks.iter().any(|&b| pairing.changed.contains(b as u64)) {
@@ -872,6 +779,7 @@ fn plan(
     // reaches are decoded again, from nothing known.
     carry_runs(&pairing.runs, &p.base, (&mut known, n));
     carry_runs(&pairing.runs, &p.roles, (&mut roles, n));
+    *paired = pairing.runs;
     for &i in &reached {
         (known[i], roles[i]) = (None, None);
     }
@@ -901,103 +809,4 @@ fn same_outside(decoder: &Decoder, p: &Previous, ram: &[u8]) -> bool {
         let r = s as usize..e as usize;
         matches!((ram.get(r.clone()), p.ram.get(r)), (Some(x), Some(y)) if same_bytes(x, y))
     })
-}
-
-/// The allocations of a snapshot paired with the snapshot before's.
-struct Pairing {
-    /// Indices of `cur`'s allocations that are new or changed.
-    dirty: Vec<usize>,
-    /// Indices of the previous snapshot's allocations that are gone or changed.
-    replaced: Vec<usize>,
-    /// The blocks of both.
-    changed: BlockSet,
-    /// The unchanged allocations (those `reuse` names), as runs.
-    runs: CarriedRuns,
-}
-
-/// Pairs `cur`'s allocations with `p`'s, block by block: an allocation with the
-/// same extent, table bits and bytes is unchanged (`reuse` says which one it
-/// continues).
-fn pair(ram_start: u64, p: &Previous, cur: &PlanInput, reuse: &mut Vec<Option<usize>>) -> Pairing {
-    let g = cur.geometry;
-    let written = written_blocks(ram_start, g, cur.ram, &p.ram);
-    let same_bytes_at = |a: &Allocation| !written.any_in(a.start_block, a.blocks);
-    let changed = BlockSet::new(g.pool_blocks());
-    let mut out = Pairing { dirty: Vec::new(), replaced: Vec::new(), changed, runs: CarriedRuns::default() };
-    out.runs.clear();
-    reuse.clear();
-    reuse.resize(cur.allocations.len(), None);
-    let old = &p.allocations;
-    let mut j = 0;
-    for (i, a) in cur.allocations.iter().enumerate() {
-        while let Some(o) = old.get(j).filter(|o| o.start_block < a.start_block) {
-            out.replaced.push(j);
-            out.changed.insert(o);
-            j += 1;
-        }
-        if let Some(o) = old.get(j).filter(|o| o.start_block == a.start_block) {
-            let bits = p.finaliser.get(j) == cur.finaliser.get(i) && p.collect.get(j) == cur.collect.get(i);
-            if o == a && bits && same_bytes_at(a) {
-                reuse[i] = Some(j);
-                out.runs.push(i as u32, j as u32);
-                j += 1;
-                continue;
-            }
-            out.replaced.push(j);
-            out.changed.insert(o);
-            j += 1;
-        }
-        out.dirty.push(i);
-        out.changed.insert(a);
-    }
-    for (k, o) in old.iter().enumerate().skip(j) {
-        out.replaced.push(k);
-        out.changed.insert(o);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::decode::HeapArea;
-
-    #[test]
-    fn written_blocks_are_the_blocks_whose_bytes_differ() {
-        // 99 blocks of 16 bytes: 24 stretches of 64 bytes, then 48 bytes.
-        const BLOCKS: u64 = 99;
-        let area = HeapArea {
-            alloc_table_start: 0x100,
-            alloc_table_bytes: 32,
-            finaliser_table_start: None,
-            finaliser_table_bytes: 0,
-            collect_table_start: None,
-            pool_start: 0x120,
-            pool_end: 0x120 + 16 * BLOCKS,
-            first_block: 0,
-        };
-        let g = HeapGeometry::from_area(&area, 16);
-        let before = vec![0u8; 0x120 + 16 * BLOCKS as usize];
-        let mut ram = before.clone();
-        // A byte of block 5, the first of block 64, the last byte of block 98
-        // (in the pool's tail, past the last whole 64 bytes), nothing around
-        // them.
-        ram[0x120 + 16 * 5 + 3] = 1;
-        ram[0x120 + 16 * 64] = 1;
-        ram[0x120 + 16 * BLOCKS as usize - 1] = 1;
-        let set = written_blocks(0, &g, &ram, &before);
-        let written: Vec<u64> = (0..BLOCKS).filter(|&b| set.contains(b)).collect();
-        assert_eq!(written, vec![5, 64, 98]);
-        assert!(set.any_in(4, 2) && !set.any_in(6, 30) && set.any_in(98, 1));
-        assert!(set.any_in(98, 100), "past the end counts as written");
-        // Every byte of the pool counts.
-        for at in 0..16 * BLOCKS as usize {
-            let mut ram = before.clone();
-            ram[0x120 + at] = 0x80;
-            let set = written_blocks(0, &g, &ram, &before);
-            let written: Vec<u64> = (0..BLOCKS).filter(|&b| set.contains(b)).collect();
-            assert_eq!(written, vec![at as u64 / 16]);
-        }
-    }
-
 }

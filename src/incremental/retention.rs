@@ -69,13 +69,13 @@ impl FlatRetention {
         self.heads.get(a..b)
     }
 
-    /// The heads of `slots`: a slot carried over from allocation `j` of the
-    /// snapshot before (`came_from`, and as `runs`) takes that one's from
-    /// `before`, a run at a time. Kinds are numbered in `kind_ids`, the run's.
+    /// The heads of `slots`: a slot carried over from the snapshot before (in
+    /// one of `runs`) takes its allocation's there from `before`, a run at a
+    /// time. Kinds are numbered in `kind_ids`, the run's.
     pub(super) fn refill(
         &mut self,
         slots: &Slots,
-        (came_from, runs): (&[Option<u32>], &CarriedRuns),
+        runs: &CarriedRuns,
         before: Option<&FlatRetention>,
         kind_ids: &mut KindIds,
     ) {
@@ -88,27 +88,19 @@ impl FlatRetention {
         let mut i = 0;
         for run in runs.iter() {
             for k in i..run.now as usize {
-                self.push_one(k, slots, came_from, before, kind_ids);
+                self.push_one((k, None), slots, before, kind_ids);
             }
             if !before.is_some_and(|b| self.copy_run(b, run)) {
-                run.now_range().for_each(|k| self.push_one(k, slots, came_from, before, kind_ids));
+                run.now_range().zip(run.before_range()).for_each(|(k, j)| self.push_one((k, Some(j)), slots, before, kind_ids));
             }
             i = run.now_range().end;
         }
-        (i..slots.len()).for_each(|k| self.push_one(k, slots, came_from, before, kind_ids));
+        (i..slots.len()).for_each(|k| self.push_one((k, None), slots, before, kind_ids));
     }
 
     /// Allocation `i`'s heads and kind, from the snapshot before's allocation
-    /// it carries over, else from its slot.
-    fn push_one(
-        &mut self,
-        i: usize,
-        slots: &Slots,
-        came_from: &[Option<u32>],
-        before: Option<&FlatRetention>,
-        kind_ids: &mut KindIds,
-    ) {
-        let j = came_from.get(i).copied().flatten().map(|j| j as usize);
+    /// `j` it carries over, else from its slot.
+    fn push_one(&mut self, (i, j): (usize, Option<usize>), slots: &Slots, before: Option<&FlatRetention>, kind_ids: &mut KindIds) {
         let kept = j.and_then(|j| Some((before?.of(j)?, *before?.kinds.get(j)?)));
         let (heads, kind) = match (kept, slots.get(i).and_then(Option::as_ref)) {
             (Some(kept), _) => kept,
@@ -268,80 +260,51 @@ pub(super) fn recycle<'a, 'b>(mut v: Vec<retain::owners::Node<'a>>) -> Vec<retai
 impl<'f, 'm> RunDecoder<'_, 'f, 'm> {
     /// Computes the retention of the snapshot from `slots` (every allocation's
     /// edges) and the root words `roots` keeps, gives each slot its own, and
-    /// puts the snapshot's figures in `report`. Returns the slots carried over
-    /// whose retention changed (sorted).
+    /// puts the snapshot's figures in `report`. With the snapshot before's flat
+    /// retention and allocations (when decoded from it), the retention and the
+    /// `retainers` rows are carried over where they may be; its rows are taken
+    /// from it then. Returns the slots carried over whose retention changed
+    /// (sorted), and this snapshot's flat retention.
     pub(super) fn retain(
         &mut self,
         report: &mut SnapshotReport,
         (facts, made): (&DecodeFacts, &[usize]),
         slots: &mut Slots,
         roots: &GcRoots,
-        with_old: Option<(&FlatRetention, &[Allocation])>,
+        mut with_old: Option<(&mut FlatRetention, &[Allocation])>,
     ) -> (Vec<usize>, FlatRetention) {
-        let before = with_old.map(|(b, _)| b);
         let g = &report.geometry;
+        self.spare.index_and_scan(facts, g);
+        let mut flat = std::mem::take(&mut self.spare.flat);
+        let before = with_old.as_ref().map(|(b, _)| &**b);
+        flat.refill(slots, &self.spare.runs, before, &mut self.spare.owners.kind_ids);
+        let root_edges = self.root_edges(facts, roots, g);
         let spare = &mut self.spare;
-        // The snapshot before's index and scan flags, kept for the comparison.
-        std::mem::swap(&mut spare.start_index, &mut spare.start_before);
-        std::mem::swap(&mut spare.scanned, &mut spare.scanned_before);
-        spare.scanned.clear();
-        spare.scanned.extend(facts.collect.iter().map(|c| c.unwrap_or(true)));
-        let graph =
-            MarkGraph { allocations: &facts.allocations, bytes_per_block: g.bytes_per_block, scanned: &spare.scanned };
-        spare.start_index.refill(&facts.allocations, g.pool_blocks());
-        let index = &spare.start_index;
-        let mut flat = std::mem::take(&mut spare.flat);
-        flat.refill(slots, (&spare.came_from, &spare.runs), before, &mut spare.owners.kind_ids);
-        let flat_heads = &flat;
-        let heap = (0..slots.len()).flat_map(|i| {
-            let heads = flat_heads.of(i).unwrap_or_default();
-            heads.iter().filter_map(move |&b| Some((i as u32, index.at(b as u64)?)))
-        });
-        // One name for the stack for the whole run: keys compare it by address.
-        let stack: Arc<str> = Arc::clone(spare.stack.get_or_insert_with(|| Arc::from(retain::STACK)));
-        let decoder = self.decoder;
-        let root_edges: Vec<(Arc<str>, u32)> = (facts.root_words.iter().filter(|w| w.head))
-            .filter_map(|w| {
-                let root = roots.root_of(w.address, || decoder.root_name(w.address), &stack)?;
-                Some((root, index.at(g.block_of(w.value)?)?))
-            })
-            .collect();
         let (scanned, index) = (&spare.scanned[..], &spare.start_index);
         let now = RetentionInputs { allocations: &facts.allocations, scanned, flat: &flat, index };
-        let carried = with_old.and_then(|(flat, allocations)| {
+        let carried = with_old.as_ref().and_then(|(flat, allocations)| {
             let (scanned, index) = (&spare.scanned_before[..], &spare.start_before);
             let before = RetentionInputs { allocations, scanned, flat, index };
             carried_retention(now, before, &root_edges, &spare.runs)
         });
         let is_carried = carried.is_some();
-        let retention = match carried {
-            Some(r) => r,
-            None => graph.retention_in(heap, root_edges.iter().cloned(), &mut spare.retention),
-        };
+        let retention = carried.unwrap_or_else(|| {
+            let graph = MarkGraph { allocations: &facts.allocations, bytes_per_block: g.bytes_per_block, scanned };
+            let heap = (0..slots.len()).flat_map(|i| {
+                let heads = flat.of(i).unwrap_or_default();
+                heads.iter().filter_map(move |&b| Some((i as u32, index.at(b as u64)?)))
+            });
+            graph.retention_in(heap, root_edges.iter().cloned(), &mut spare.retention)
+        });
         let start_of = |i: u32| facts.allocations.get(i as usize).map_or(u64::MAX, |a| a.start_block);
         flat.root_edges.clear();
         flat.root_edges.extend(root_edges.into_iter().map(|(name, i)| (name, start_of(i))));
         let held = HeldInputs { retention: &retention, allocations: &facts.allocations, geometry: g, made };
-        let came = (&spare.came_from[..], &spare.runs);
-        let changed = give_held(slots, &mut flat, held, came, (before, is_carried));
-        let decoder = self.decoder;
-        let main_tables: Vec<u64> = facts
-            .root_words
-            .iter()
-            .filter(|w| w.head && roots.state.contains(&w.address))
-            .filter(|w| retain::is_main_table_root(&decoder.root_name(w.address)))
-            .map(|w| w.value)
-            .collect();
-        let spare = &mut self.spare;
-        let (tables, index) = ((roots, &main_tables[..]), &spare.start_index);
-        let unchanged = is_carried && before.is_some_and(|b| same_retainers((&flat, b), &main_tables, (&retention, &facts.allocations), spare));
-        let rows = match before.and_then(|b| b.retainers.as_ref()).filter(|_| unchanged) {
-            Some(rows) => rows.clone(),
-            None => spare.owners.rows((facts, slots), (&retention, &flat), tables, g, index),
-        };
-        flat.retainers = Some(rows.clone());
-        report.retainers = Some(rows);
-        flat.main_tables = main_tables;
+        let changed = give_held(slots, &mut flat, held, &spare.runs, (before, is_carried));
+        let before = with_old.as_mut().filter(|_| is_carried).map(|(b, _)| &mut **b);
+        let rows = self.retainers((facts, slots), (&retention, &mut flat), roots, g, before);
+        report.retainers = Some(rows.clone());
+        flat.retainers = Some(rows);
         let (reachable_allocations, garbage_allocations, garbage_bytes) =
             retention.counts(&facts.allocations, g.bytes_per_block);
         report.reachability = Some(retain::Reachability {
@@ -353,6 +316,60 @@ impl<'f, 'm> RunDecoder<'_, 'f, 'm> {
         });
         flat.retention = Some(retention);
         (changed, flat)
+    }
+
+    /// The roots' edges of the snapshot: each root word holding a head, named
+    /// (the stack by one name for the whole run: keys compare it by address),
+    /// and the allocation it holds.
+    fn root_edges(&mut self, facts: &DecodeFacts, roots: &GcRoots, g: &HeapGeometry) -> Vec<(Arc<str>, u32)> {
+        let stack: Arc<str> = Arc::clone(self.spare.stack.get_or_insert_with(|| Arc::from(retain::STACK)));
+        let (decoder, index) = (self.decoder, &self.spare.start_index);
+        (facts.root_words.iter().filter(|w| w.head))
+            .filter_map(|w| {
+                let root = roots.root_of(w.address, || decoder.root_name(w.address), &stack)?;
+                Some((root, index.at(g.block_of(w.value)?)?))
+            })
+            .collect()
+    }
+
+    /// The `retainers` rows of the snapshot: taken from the snapshot `before`
+    /// (given when its retention was carried over) when [`same_retainers`]
+    /// says they are the same, else made afresh. The tables of `__main__`'s
+    /// globals they are made with are kept in `flat`.
+    fn retainers(
+        &mut self,
+        (facts, slots): (&DecodeFacts, &Slots),
+        (retention, flat): (&retain::Retention, &mut FlatRetention),
+        roots: &GcRoots,
+        g: &HeapGeometry,
+        before: Option<&mut FlatRetention>,
+    ) -> Vec<retain::owners::Retained> {
+        let decoder = self.decoder;
+        let main_tables: Vec<u64> = (facts.root_words.iter())
+            .filter(|w| w.head && roots.state.contains(&w.address))
+            .filter(|w| retain::is_main_table_root(&decoder.root_name(w.address)))
+            .map(|w| w.value)
+            .collect();
+        let spare = &mut self.spare;
+        let same = |b: &&mut FlatRetention| same_retainers((flat, b), &main_tables, (retention, &facts.allocations), spare);
+        let rows = match before.filter(same).and_then(|b| b.retainers.take()) {
+            Some(rows) => rows,
+            None => spare.owners.rows((facts, slots), (retention, flat), (roots, &main_tables), g, &spare.start_index),
+        };
+        flat.main_tables = main_tables;
+        rows
+    }
+}
+
+impl super::Spare {
+    /// The snapshot's index by first block and the allocations the mark phase
+    /// scans; the snapshot before's are kept for the comparison.
+    fn index_and_scan(&mut self, facts: &DecodeFacts, g: &HeapGeometry) {
+        std::mem::swap(&mut self.start_index, &mut self.start_before);
+        std::mem::swap(&mut self.scanned, &mut self.scanned_before);
+        self.scanned.clear();
+        self.scanned.extend(facts.collect.iter().map(|c| c.unwrap_or(true)));
+        self.start_index.refill(&facts.allocations, g.pool_blocks());
     }
 }
 
@@ -381,7 +398,7 @@ fn give_held(
     slots: &mut Slots,
     flat: &mut FlatRetention,
     held: HeldInputs,
-    (came_from, runs): (&[Option<u32>], &CarriedRuns),
+    runs: &CarriedRuns,
     (before, carried): (Option<&FlatRetention>, bool),
 ) -> Vec<usize> {
     let mut giver = HeldGiver { held, several: Arc::from(retain::SEVERAL_ROOTS), made: 0, changed: Vec::new() };
@@ -390,34 +407,35 @@ fn give_held(
     let mut i = 0;
     if carried {
         for run in runs.iter() {
-            (i..run.now as usize).for_each(|k| giver.one(k, slots, flat, came_from, before));
+            (i..run.now as usize).for_each(|k| giver.one((k, None), slots, flat, before));
             match before.and_then(|b| b.held.get(run.before_range())) {
                 Some(keys) => {
                     debug_assert!(run.now_range().zip(keys).all(|(k, key)| held_key(retention, k, allocations) == *key));
                     flat.held.extend_from_slice(keys);
                 }
-                None => run.now_range().for_each(|k| giver.one(k, slots, flat, came_from, before)),
+                None => run.now_range().zip(run.before_range()).for_each(|(k, j)| giver.one((k, Some(j)), slots, flat, before)),
             }
             i = run.now_range().end;
         }
-        (i..slots.len()).for_each(|k| giver.one(k, slots, flat, came_from, before));
+        (i..slots.len()).for_each(|k| giver.one((k, None), slots, flat, before));
         return giver.changed;
     }
     flat.held.extend((0..slots.len()).map(|k| held_key(retention, k, allocations)));
     let keys = &flat.held[..];
     for run in runs.iter() {
-        (i..run.now as usize).for_each(|k| giver.visit(k, slots, keys, came_from, before));
+        (i..run.now as usize).for_each(|k| giver.visit((k, None), slots, keys, before));
         let old = before.and_then(|b| b.held.get(run.before_range()));
+        let before_of = |k: usize| run.before as usize + (k - run.now as usize);
         for from in run.now_range().step_by(KEYS_AT_ONCE) {
             let to = (from + KEYS_AT_ONCE).min(run.now_range().end);
             let at = from - run.now as usize..to - run.now as usize;
             if old.and_then(|o| o.get(at)) != keys.get(from..to) {
-                (from..to).for_each(|k| giver.visit(k, slots, keys, came_from, before));
+                (from..to).for_each(|k| giver.visit((k, Some(before_of(k))), slots, keys, before));
             }
         }
         i = run.now_range().end;
     }
-    (i..slots.len()).for_each(|k| giver.visit(k, slots, keys, came_from, before));
+    (i..slots.len()).for_each(|k| giver.visit((k, None), slots, keys, before));
     giver.changed
 }
 
@@ -431,23 +449,23 @@ struct HeldGiver<'a> {
 }
 
 impl HeldGiver<'_> {
-    /// Allocation `i`'s key, pushed to `flat.held`, and its slot visited.
-    fn one(&mut self, i: usize, slots: &mut Slots, flat: &mut FlatRetention, came_from: &[Option<u32>], before: Option<&FlatRetention>) {
+    /// Allocation `i`'s key, pushed to `flat.held`, and its slot visited
+    /// (`j`: the allocation of the snapshot before it carries over).
+    fn one(&mut self, (i, j): (usize, Option<usize>), slots: &mut Slots, flat: &mut FlatRetention, before: Option<&FlatRetention>) {
         flat.held.push(held_key(self.held.retention, i, self.held.allocations));
-        self.visit(i, slots, &flat.held, came_from, before);
+        self.visit((i, j), slots, &flat.held, before);
     }
 
     /// Allocation `i`'s slot given its retention, unless its key (in `keys`)
-    /// is the one its allocation had in the snapshot `before`.
-    fn visit(&mut self, i: usize, slots: &mut Slots, keys: &[HeldKey], came_from: &[Option<u32>], before: Option<&FlatRetention>) {
+    /// is the one its allocation `j` had in the snapshot `before`.
+    fn visit(&mut self, (i, j): (usize, Option<usize>), slots: &mut Slots, keys: &[HeldKey], before: Option<&FlatRetention>) {
         let HeldInputs { retention, allocations, geometry: g, made } = self.held;
         let Some(&key) = keys.get(i) else { return };
         while made.get(self.made).is_some_and(|&m| m < i) {
             self.made += 1;
         }
         let was_made = made.get(self.made) == Some(&i);
-        let j = came_from.get(i).copied().flatten();
-        let before_key = j.and_then(|j| before?.held.get(j as usize));
+        let before_key = j.and_then(|j| before?.held.get(j));
         if !was_made && before_key == Some(&key) {
             return; // as it was: the slot's retention is still right
         }

@@ -48,15 +48,38 @@ impl CarriedRuns {
 
     /// Allocation `now` carries over allocation `before` of the snapshot before.
     pub(super) fn push(&mut self, now: u32, before: u32) {
+        self.push_run(now, before, 1);
+    }
+
+    /// Allocations `now..now + len` carry over `before..before + len` of the
+    /// snapshot before.
+    pub(super) fn push_run(&mut self, now: u32, before: u32, len: u32) {
+        if len == 0 {
+            return;
+        }
         if let Some(last) = self.runs.last_mut() {
             let (end_now, end_before) = (last.now.saturating_add(last.len), last.before.saturating_add(last.len));
             if now == end_now && before == end_before {
-                last.len += 1;
+                last.len += len;
                 return;
             }
             self.ordered &= now >= end_now && before >= end_before;
         }
-        self.runs.push(CarriedRun { now, before, len: 1 });
+        self.runs.push(CarriedRun { now, before, len });
+    }
+
+    /// These runs into `into`, split at the allocations `split` names (by
+    /// their index in this snapshot), which are left out.
+    pub(super) fn split_into(&self, split: &[bool], into: &mut CarriedRuns) {
+        into.clear();
+        for run in &self.runs {
+            let (mut k, end) = (run.now as usize, run.now_range().end);
+            while k < end {
+                let stop = split.get(k..end).and_then(|s| s.iter().position(|&x| x)).map_or(end, |p| k + p);
+                into.push_run(k as u32, run.before + (k as u32 - run.now), (stop - k) as u32);
+                k = stop + 1;
+            }
+        }
     }
 
     /// The runs, in this snapshot's order.
@@ -115,5 +138,24 @@ mod tests {
     fn runs_out_of_order_have_no_gaps() {
         let runs = runs_of(&[(0, 5), (1, 2)]);
         assert!(runs.gaps_before(8).is_none() && runs.gaps_now(2).is_none());
+    }
+
+    #[test]
+    fn runs_split_at_the_allocations_named_leave_them_out() {
+        let mut runs = CarriedRuns::default();
+        runs.clear();
+        runs.push_run(0, 0, 3);
+        runs.push_run(3, 3, 2); // continues the first
+        runs.push_run(6, 7, 4);
+        let whole: Vec<CarriedRun> = runs.iter().copied().collect();
+        assert_eq!(whole, vec![CarriedRun { now: 0, before: 0, len: 5 }, CarriedRun { now: 6, before: 7, len: 4 }]);
+        // 0, 2, 7 and 9 split (9 ends a run); 5 is in no run anyway.
+        let split: Vec<bool> = (0..10).map(|k| [0, 2, 5, 7, 9].contains(&k)).collect();
+        let mut into = CarriedRuns::default();
+        runs.split_into(&split, &mut into);
+        let got: Vec<CarriedRun> = into.iter().copied().collect();
+        let run = |now, before, len| CarriedRun { now, before, len };
+        assert_eq!(got, vec![run(1, 1, 1), run(3, 3, 2), run(6, 7, 1), run(8, 9, 1)]);
+        assert_eq!(into.gaps_now(10).unwrap().collect::<Vec<_>>(), vec![0..1, 2..3, 5..6, 7..8, 9..10]);
     }
 }
