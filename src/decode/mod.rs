@@ -9,6 +9,7 @@ pub mod alloc_table;
 mod base;
 pub mod bytecode;
 pub mod geometry;
+mod gifts;
 pub mod kinds;
 mod names;
 mod plausible;
@@ -33,6 +34,7 @@ pub use alloc_table::{Allocation, FreeRun, GcInfo};
 use base::Kinds;
 pub use bytecode::Prelude;
 pub use geometry::{AreaState, HeapArea, HeapGeometry, Table, TableSpan};
+pub use gifts::GiftBook;
 pub use kinds::Role;
 use names::Name;
 use reads::{ReadLog, Reads, Tracker, GLOBAL, UNTRACKED};
@@ -264,6 +266,9 @@ pub struct Focus {
     /// Start blocks of the allocations holding qstr texts: the qstr pools did not
     /// change, so neither did these (a focused decode lists no qstrs).
     pub qstr_chunks: Vec<u64>,
+    /// First blocks of the snapshot before's allocations whose gifts of roles
+    /// go: those gone or changed, and those decoded again (see [`GiftBook`]).
+    pub regive: Vec<u64>,
 }
 
 /// What a planner sees of a snapshot before anything past its allocation table
@@ -343,6 +348,9 @@ pub struct DecodeCache {
     edges_room: Vec<EdgeRow>,
     /// Time per stage, when asked for ([`DecodeCache::time_stages`]).
     pub stage_times: Option<stages::StageTimes>,
+    /// The roles the last snapshot decoded (by a run decoder) gave, for the
+    /// next one decoded from it; none after a decode that failed.
+    gifts: Option<GiftBook>,
 }
 
 impl DecodeCache {
@@ -614,10 +622,36 @@ impl<'f> Decoder<'f> {
         lap(&mut cache.stage_times, Stage::BaseKinds);
         let chunks = focus.as_ref().map(|f| &f.qstr_chunks[..]);
         let pools = QstrPools { ram_pools: &ram_pools, known_chunks: chunks };
-        let out = self.roles(&view, &kinds, &pools, &mut qstrs, &mut cache.texts, &mut report, &mut scratch)?;
-        let RoleOut { roles, readline, bytecodes } = out;
+        // A run decoder's roles: from the book of the snapshot before when
+        // decoded from it, else whole into a new book.
+        let tracked = mem.tracker.is_some();
+        let mut book = cache.gifts.take().filter(|_| tracked);
+        let texts = &mut cache.texts;
+        let (out, remade) = match (&focus, book.as_mut()) {
+            (Some(f), Some(b)) => {
+                let (out, remade) =
+                    self.roles_from_book(&view, &kinds, &pools, &mut qstrs, texts, (&mut report, &mut scratch), (f, b))?;
+                (out, Some(remade))
+            }
+            _ => {
+                let mut fresh = tracked.then(GiftBook::default);
+                let out = self.roles(&view, &kinds, &pools, &mut qstrs, texts, &mut report, &mut scratch, fresh.as_mut())?;
+                book = fresh;
+                (out, None)
+            }
+        };
+        let RoleOut { roles, readline, mut bytecodes } = out;
         if let Some(f) = &focus {
-            self.rederive_changed_roles(&view, &f.roles, &roles, &ram_pools, &mut derive, &mut kinds);
+            let all: Vec<usize>;
+            let remade = match &remade {
+                Some(r) => &r[..],
+                None => {
+                    all = (0..n).collect();
+                    &all[..]
+                }
+            };
+            let before = (&f.roles[..], remade);
+            self.rederive_changed_roles(&view, before, &roles, &ram_pools, &mut derive, &mut kinds, &mut bytecodes);
         }
         lap(&mut cache.stage_times, Stage::Roles);
         let mut derived = std::mem::take(&mut scratch.derived);
@@ -631,7 +665,7 @@ impl<'f> Decoder<'f> {
         let texts = &mut cache.texts;
         self.class_names(&view, &derived, &kinds.category, &mut qstrs, texts, &mut names);
         self.module_names(&view, &derived, &kinds.type_addrs, &mut qstrs, texts, &mut names);
-        self.function_names(&view, &bytecodes, &derive, &roles, &mut qstrs, texts, (&mut names, &mut preludes));
+        self.function_names(&view, (&bytecodes, &derived), &derive, &roles, &mut qstrs, texts, (&mut names, &mut preludes));
         lap(&mut cache.stage_times, Stage::Names);
         let mut root_words = std::mem::take(&mut recycled.root_words);
         root_words.clear();
@@ -671,6 +705,7 @@ impl<'f> Decoder<'f> {
             root_words,
             reads,
         };
+        cache.gifts = book;
         lap(&mut cache.stage_times, Stage::Rows);
         Ok((report, facts))
     }

@@ -86,14 +86,15 @@ impl Decoder<'_> {
         }
     }
 
-    /// Stage: each bytecode function and its bytecode, named by the simple name
-    /// in the bytecode's prelude (parsed into `preludes`). A bytecode shared by
-    /// several functions is named through the one that gave it its role.
+    /// Stage: each bytecode function decoded (`derive`) and each bytecode
+    /// among `derived`, named by the simple name in the bytecode's prelude
+    /// (parsed into `preludes`). A bytecode is named through the function that
+    /// gave it its role (one of several that may share it): the role's owner.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn function_names(
         &self,
         v: &View,
-        bytecodes: &[(usize, usize)],
+        (bytecodes, derived): (&[(usize, usize)], &[usize]),
         derive: &[bool],
         roles: &Roles,
         qstrs: &mut qstr::QstrReader,
@@ -105,10 +106,13 @@ impl Decoder<'_> {
                 let _s = v.log.scope(fi as u32);
                 names[fi] = self.bytecode_name(v, fi, bi, qstrs, texts).1;
             }
-            if derive[bi] && roles.of(bi).1 == Role::Bytecode && roles.of(bi).2 == Some(v.addr_of(fi)) {
-                let _s = v.log.scope(bi as u32);
-                (preludes[bi], names[bi]) = self.bytecode_name(v, fi, bi, qstrs, texts);
-            }
+        }
+        for &bi in derived {
+            let (_, role, owner) = roles.of(bi);
+            // (The owner of a bytecode's role is a function's head.)
+            let Some(fi) = owner.filter(|_| role == Role::Bytecode).and_then(|a| v.heap.head(a)) else { continue };
+            let _s = v.log.scope(bi as u32);
+            (preludes[bi], names[bi]) = self.bytecode_name(v, fi, bi, qstrs, texts);
         }
     }
 

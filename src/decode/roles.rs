@@ -1,8 +1,10 @@
 //! Stage: the roles pointers give the blocks they point at (a dict its table,
-//! a list its items, the VM's state `__main__`'s table, ...). The stage runs
-//! whole for every snapshot; a run decoder compares the roles with the
-//! snapshot before's instead of recording what they read.
+//! a list its items, the VM's state `__main__`'s table, ...). Made whole, the
+//! stage visits every allocation; a run decoder keeps the gifts in a
+//! [`GiftBook`] and, from the snapshot before, gives again only the gifts of
+//! the allocations decoded again ([`super::gifts`]).
 
+use super::gifts::{Gift, GiftBook, Giving};
 use super::*;
 
 /// Words of a closure searched for its cells (`n_closed` is small: the
@@ -25,6 +27,31 @@ pub(super) struct Roles {
 }
 
 impl Roles {
+    /// `n` allocations with no role yet.
+    #[cfg(test)]
+    pub(super) fn new(n: usize) -> Self {
+        Roles { category: vec![Category::Unknown; n], detail: vec![(Role::None, None); n] }
+    }
+
+    /// Roles carried over from the snapshot before (`None`: none yet), in
+    /// `scratch`'s room.
+    fn carried(before: &[Option<RoleOf>], scratch: &mut Scratch) -> Self {
+        let mut category = std::mem::take(&mut scratch.roles);
+        let mut detail = std::mem::take(&mut scratch.details);
+        category.clear();
+        detail.clear();
+        category.extend(before.iter().map(|r| r.map_or(Category::Unknown, |r| r.0)));
+        detail.extend(before.iter().map(|r| r.map_or((Role::None, None), |r| (r.1, r.2))));
+        Roles { category, detail }
+    }
+
+    /// Allocation `i` without a role.
+    pub(super) fn reset(&mut self, i: usize) {
+        if let (Some(c), Some(d)) = (self.category.get_mut(i), self.detail.get_mut(i)) {
+            (*c, *d) = (Category::Unknown, (Role::None, None));
+        }
+    }
+
     /// Every allocation's role, in `into`'s memory.
     pub(super) fn list(&self, mut into: Vec<RoleOf>) -> Vec<RoleOf> {
         into.clear();
@@ -53,7 +80,9 @@ impl Roles {
 
 impl Decoder<'_> {
     /// Stage: the roles pointers give, from other objects, from the VM's state
-    /// and from the qstr pools (with the qstrs' rows, in a whole decode).
+    /// and from the qstr pools (with the qstrs' rows, in a whole decode),
+    /// every allocation visited. With a `book` (a run decoder's), each object's
+    /// reads are recorded as its own and its gifts kept in the book.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn roles(
         &self,
@@ -64,87 +93,168 @@ impl Decoder<'_> {
         texts: &mut qstr::TextCache,
         report: &mut SnapshotReport,
         scratch: &mut Scratch,
+        mut book: Option<&mut GiftBook>,
     ) -> Result<RoleOut, DecodeError> {
         let n = kinds.category.len();
         let roles = Roles {
             category: refill(std::mem::take(&mut scratch.roles), n, Category::Unknown),
             detail: refill(std::mem::take(&mut scratch.details), n, (Role::None, None)),
         };
-        let mut bytecodes = std::mem::take(&mut scratch.bytecodes);
-        bytecodes.clear();
-        let mut out = RoleOut { roles, readline: Vec::new(), bytecodes };
-        {
-            // Made whole for every snapshot: a run decoder compares the roles.
-            let _untracked = v.log.scope(UNTRACKED);
-            self.object_roles(v, &kinds.category, &kinds.type_addrs, &mut out);
-            self.state_roles(v, &mut out, &mut report.notes)?;
+        let mut out = RoleOut { roles, readline: Vec::new(), bytecodes: std::mem::take(&mut scratch.bytecodes) };
+        out.bytecodes.clear();
+        if let Some(b) = book.as_deref_mut() {
+            *b = GiftBook::default();
         }
+        for i in 0..n {
+            let _s = v.log.scope(if book.is_some() { i as u32 } else { UNTRACKED });
+            let giver = v.heap.allocs.get(i).map_or(0, |a| a.start_block);
+            let mut giving =
+                Giving { roles: Some(&mut out.roles), book: book.as_deref_mut(), giver, starts: v.heap.allocs, touched: None };
+            self.object_gifts(v, i, (&kinds.category, &kinds.type_addrs), &mut giving, &mut out.bytecodes);
+        }
+        let mut globals = Vec::new();
+        self.state_roles(v, &mut globals, &mut out.readline, &mut report.notes)?;
         let mut qstr_out = (&mut report.qstrs, &mut report.notes);
-        self.qstr_rows(v, pools, qstrs, texts, &mut out.roles, &mut qstr_out);
+        self.qstr_rows(v, pools, qstrs, texts, &mut globals, &mut qstr_out);
+        for &(i, g) in &globals {
+            out.roles.give(i, g.category, g.role, g.owner);
+        }
+        if let Some(b) = book {
+            b.replace_globals(by_block(v, &globals), &mut Vec::new());
+        }
         Ok(out)
     }
 
-    /// Stage (a focused decode): the allocations whose role differs from the
-    /// snapshot before's are made again; their base kind was known, and is read
-    /// again so that its reads are theirs.
+    /// Stage (a focused decode, with the `book` of the snapshot before): the
+    /// gifts of the allocations of the snapshot before that changed or are
+    /// decoded again (`focus.regive`) are dropped, those decoded again
+    /// (`focus.derive`) give theirs, and the roles of the allocations not
+    /// carried over, and of those the gifts went to, are made again from the
+    /// book. Returns them too, sorted: the others are the snapshot before's.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn roles_from_book(
+        &self,
+        v: &View,
+        kinds: &Kinds,
+        pools: &QstrPools,
+        qstrs: &mut qstr::QstrReader,
+        texts: &mut qstr::TextCache,
+        (report, scratch): (&mut SnapshotReport, &mut Scratch),
+        (focus, book): (&Focus, &mut GiftBook),
+    ) -> Result<(RoleOut, Vec<usize>), DecodeError> {
+        let mut out = RoleOut {
+            roles: Roles::carried(&focus.roles, scratch),
+            readline: Vec::new(),
+            bytecodes: std::mem::take(&mut scratch.bytecodes),
+        };
+        out.bytecodes.clear();
+        let mut touched = Vec::new();
+        for &giver in &focus.regive {
+            book.drop_giver(giver, &mut touched);
+        }
+        let allocs = v.heap.allocs;
+        for (i, a) in allocs.iter().enumerate().filter(|&(i, _)| focus.derive.get(i) == Some(&true)) {
+            let _s = v.log.scope(i as u32);
+            let mut giving =
+                Giving { roles: None, book: Some(&mut *book), giver: a.start_block, starts: allocs, touched: Some(&mut touched) };
+            self.object_gifts(v, i, (&kinds.category, &kinds.type_addrs), &mut giving, &mut out.bytecodes);
+        }
+        let mut globals = Vec::new();
+        self.state_roles(v, &mut globals, &mut out.readline, &mut report.notes)?;
+        let mut qstr_out = (&mut report.qstrs, &mut report.notes);
+        self.qstr_rows(v, pools, qstrs, texts, &mut globals, &mut qstr_out);
+        book.replace_globals(by_block(v, &globals), &mut touched);
+        let mut remade: Vec<usize> = (0..allocs.len()).filter(|&i| focus.roles.get(i).is_none_or(Option::is_none)).collect();
+        remade.extend(touched.iter().filter_map(|&b| v.heap.head(v.heap.g.block_address(b))));
+        remade.sort_unstable();
+        remade.dedup();
+        for &i in &remade {
+            book.role_of(i, allocs[i].start_block, &mut out.roles);
+        }
+        Ok((out, remade))
+    }
+
+    /// Stage (a focused decode): the allocations among `remade` whose role
+    /// differs from the snapshot before's are made again; their base kind was
+    /// known, and is read again so that its reads are theirs, and so are what
+    /// they read to give their roles (the gifts are the same: their bytes
+    /// and what they point at are).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn rederive_changed_roles(
         &self,
         v: &View,
-        before: &[Option<RoleOf>],
+        (before, remade): (&[Option<RoleOf>], &[usize]),
         roles: &Roles,
         ram_pools: &[qstr::PoolHeader],
         derive: &mut [bool],
         kinds: &mut Kinds,
+        bytecodes: &mut Vec<(usize, usize)>,
     ) {
-        for i in 0..derive.len() {
+        for &i in remade {
             if !derive[i] && before[i] != Some(roles.of(i)) {
                 derive[i] = true;
                 let _s = v.log.scope(i as u32);
                 (kinds.category[i], kinds.type_addrs[i]) = self.base_kind_of(v, i, ram_pools);
+                let mut giving = Giving { roles: None, book: None, giver: 0, starts: v.heap.allocs, touched: None };
+                self.object_gifts(v, i, (&kinds.category, &kinds.type_addrs), &mut giving, bytecodes);
             }
         }
     }
 
-    /// Stage: the roles objects give the blocks they point at (a dict its
-    /// table, a str its data, a function its bytecode, ...), with the functions'
-    /// bytecode on the way. It runs whole for every snapshot (its reads are
-    /// not recorded: a run decoder compares the roles).
-    pub(super) fn object_roles(&self, v: &View, kinds: &[Category], type_addrs: &[Option<u64>], out: &mut RoleOut) {
-        for (i, kind) in kinds.iter().enumerate() {
-            let obj = v.object(i, "roles");
-            let (roles, address) = (&mut out.roles, Some(v.addr_of(i)));
-            match kind {
-                Category::Dict => {
-                    if let Some(tb) = obj.dict_table() {
-                        roles.give(tb, Category::MapTable, Role::DictTable, address);
-                    }
+    /// The roles object `i` gives the blocks it points at (a dict its table, a
+    /// str its data, a function its bytecode, ...), with a function's bytecode
+    /// pushed to `bytecodes`.
+    pub(super) fn object_gifts(
+        &self,
+        v: &View,
+        i: usize,
+        (kinds, type_addrs): (&[Category], &[Option<u64>]),
+        giving: &mut Giving,
+        bytecodes: &mut Vec<(usize, usize)>,
+    ) {
+        let Some(&kind) = kinds.get(i) else { return };
+        let obj = v.object(i, "roles").targets_for("role target");
+        let address = Some(v.addr_of(i));
+        match kind {
+            Category::Dict => {
+                if let Some(tb) = obj.dict_table() {
+                    giving.give(tb, Category::MapTable, Role::DictTable, address);
                 }
-                Category::Instance => {
-                    if let Some(tb) = obj.instance_table() {
-                        roles.give(tb, Category::MapTable, Role::InstanceTable, address);
-                    }
-                }
-                Category::Str => {
-                    if let Some(sb) = obj.str_data() {
-                        roles.give(sb, Category::StringData, Role::StrData, address);
-                    }
-                }
-                Category::Function => {
-                    if let Some(bb) = obj.fun_bytecode() {
-                        roles.give(bb, Category::Bytecode, Role::Bytecode, address);
-                        out.bytecodes.push((i, bb));
-                    }
-                    self.give_owned_role(roles, i, &obj, type_addrs, v.addr_of(i));
-                }
-                _ => self.give_owned_role(roles, i, &obj, type_addrs, v.addr_of(i)),
             }
+            Category::Instance => {
+                if let Some(tb) = obj.instance_table() {
+                    giving.give(tb, Category::MapTable, Role::InstanceTable, address);
+                }
+            }
+            Category::Str => {
+                if let Some(sb) = obj.str_data() {
+                    giving.give(sb, Category::StringData, Role::StrData, address);
+                }
+            }
+            Category::Function => {
+                if let Some(bb) = obj.fun_bytecode() {
+                    giving.give(bb, Category::Bytecode, Role::Bytecode, address);
+                    bytecodes.push((i, bb));
+                }
+                self.give_owned_role(giving, i, &obj, type_addrs, v.addr_of(i));
+            }
+            _ => self.give_owned_role(giving, i, &obj, type_addrs, v.addr_of(i)),
         }
     }
 
     /// Stage: the roles the VM's state gives: the tables of `__main__`'s and
     /// the modules' dicts, the items of `sys.path` and `sys.argv`, the REPL's
-    /// history lines. Like [`Decoder::object_roles`], it runs whole.
-    pub(super) fn state_roles(&self, v: &View, out: &mut RoleOut, notes: &mut Vec<String>) -> Result<(), DecodeError> {
+    /// history lines, as global gifts: given after the objects', made whole
+    /// for every snapshot (a few words of the VM's state).
+    pub(super) fn state_roles(
+        &self,
+        v: &View,
+        globals: &mut Vec<(usize, Gift)>,
+        readline: &mut Vec<usize>,
+        notes: &mut Vec<String>,
+    ) -> Result<(), DecodeError> {
+        let _untracked = v.log.scope(UNTRACKED);
+        let mut give = |i: usize, category, role| globals.push((i, Gift { category, role, owner: None }));
         let (state, s) = (self.firmware.state_address, &self.profile.state);
         let in_ram = |w: u64| w > self.firmware.ram_start && w < self.firmware.ram_end;
         for (offset, what) in [
@@ -153,7 +263,7 @@ impl Decoder<'_> {
         ] {
             let p = state_word(v.mem, state, offset, what)?;
             if let Some(tb) = v.heap.head(p) {
-                out.roles.give(tb, Category::MapTable, Role::DictTable, None);
+                give(tb, Category::MapTable, Role::DictTable);
             } else if p != 0 && in_ram(p) {
                 notes.push(format!("{what} points at 0x{p:08x}, which is not an allocated block"));
             }
@@ -164,15 +274,15 @@ impl Decoder<'_> {
             [(s.sys_path_items, "vm.mp_sys_path_obj.items"), (s.sys_argv_items, "vm.mp_sys_argv_obj.items")]
         {
             if let Some(ib) = v.heap.head(state_word(v.mem, state, offset, what)?) {
-                out.roles.give(ib, Category::Unknown, Role::ListItems, None);
+                give(ib, Category::Unknown, Role::ListItems);
             }
         }
         let Some(base) = s.readline_hist else { return Ok(()) };
         for k in 0..s.readline_hist_len as u64 {
             let p = state_word(v.mem, state, base.saturating_add(k * v.word), "vm.readline_hist")?;
             if let Some(sb) = v.heap.head(p) {
-                out.roles.give(sb, Category::StringData, Role::ReadlineLine, None);
-                out.readline.push(sb);
+                give(sb, Category::StringData, Role::ReadlineLine);
+                readline.push(sb);
             }
         }
         Ok(())
@@ -183,7 +293,7 @@ impl Decoder<'_> {
     /// array its data, a closure its cells. `obj` is allocation `i`.
     pub(super) fn give_owned_role(
         &self,
-        roles: &mut Roles,
+        roles: &mut Giving,
         i: usize,
         obj: &Struct,
         type_addrs: &[Option<u64>],
@@ -234,4 +344,9 @@ impl Decoder<'_> {
             roles.give(target, Category::Unknown, role, Some(address));
         }
     }
+}
+
+/// Global gifts by their target's first block, for the book.
+fn by_block(v: &View, globals: &[(usize, Gift)]) -> Vec<(u64, Gift)> {
+    globals.iter().filter_map(|&(i, g)| Some((v.heap.allocs.get(i)?.start_block, g))).collect()
 }

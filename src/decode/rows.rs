@@ -1,6 +1,7 @@
 //! Stage: the rows of the allocations made: block rows, strings' rows, qstrs'
 //! rows and pointer edges.
 
+use super::gifts::Gift;
 use super::*;
 
 /// Map keys formatted per run at most (see [`qstr::TextCache`]).
@@ -100,14 +101,15 @@ impl Decoder<'_> {
         pools: &QstrPools,
         qstrs: &mut qstr::QstrReader,
         texts: &mut qstr::TextCache,
-        roles: &mut Roles,
+        globals: &mut Vec<(usize, Gift)>,
         (rows, notes): &mut (&mut Vec<QstrRow>, &mut Vec<String>),
     ) {
+        let chunk_gift = Gift { category: Category::QstrChunk, role: Role::QstrChunk, owner: None };
         let _global = v.log.scope(GLOBAL);
         if let Some(chunks) = pools.known_chunks {
             for &b in chunks {
                 if let Some(i) = v.head(v.heap.g.block_address(b), "qstr chunk") {
-                    roles.give(i, Category::QstrChunk, Role::QstrChunk, None);
+                    globals.push((i, chunk_gift));
                 }
             }
             return;
@@ -122,7 +124,7 @@ impl Decoder<'_> {
             for (id, d) in qstrs.entries(h, capacity) {
                 let chunk = v.containing(d.address, "qstr chunk");
                 if let Some(ci) = chunk {
-                    roles.give(ci, Category::QstrChunk, Role::QstrChunk, None);
+                    globals.push((ci, chunk_gift));
                 }
                 rows.push(QstrRow {
                     pool: h.address,

@@ -751,7 +751,7 @@ fn plan(
     if pairing.dirty.len() > limit || p.global_blocks.iter().any(|&b| pairing.changed.contains(b as u64)) {
         return None;
     }
-    let Focus { derive: mut focus, mut known, mut roles, mut qstr_chunks } = spare;
+    let Focus { derive: mut focus, mut known, mut roles, mut qstr_chunks, mut regive } = spare;
     focus.clear();
     focus.resize(n, false);
     for &i in &pairing.dirty {
@@ -785,7 +785,12 @@ fn plan(
     }
     qstr_chunks.clear();
     qstr_chunks.extend_from_slice(&p.qstr_chunks);
-    Some(Focus { derive: focus, known, roles, qstr_chunks })
+    // The gifts of roles that go: those of the allocations gone or changed,
+    // and of those decoded again.
+    regive.clear();
+    regive.extend(pairing.replaced.iter().filter_map(|&j| Some(old.get(j)?.start_block)));
+    regive.extend(reached.iter().filter_map(|&i| Some(cur.allocations.get(i)?.start_block)));
+    Some(Focus { derive: focus, known, roles, qstr_chunks, regive })
 }
 
 /// `into` made `n` long, holding per allocation of `runs` what `was` holds

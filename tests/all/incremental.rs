@@ -118,7 +118,7 @@ fn every_layout_decodes_from_the_snapshot_before() {
 
 /// What the decoder reads of one allocation for another's rows, by purpose
 /// (see `heapvis::decode::reads`), and what reads the qstr pools for all.
-const CROSS_READS: [&str; 9] = [
+const CROSS_READS: [&str; 10] = [
     "instance's class",
     "module globals",
     "globals table",
@@ -128,6 +128,7 @@ const CROSS_READS: [&str; 9] = [
     "str length",
     "pointer target",
     "qstr data",
+    "role target",
 ];
 
 /// The tests above would fail if the decoder dropped a read: with each read
