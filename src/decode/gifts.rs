@@ -109,6 +109,9 @@ impl Giving<'_> {
         if let Some(r) = self.roles.as_deref_mut() {
             r.give(i, category, role, owner);
         }
+        if self.book.is_none() && self.touched.is_none() {
+            return;
+        }
         let Some(target) = self.starts.get(i).map(|a| a.start_block) else { return };
         if let Some(book) = self.book.as_deref_mut() {
             book.give(self.giver, target, Gift { category, role, owner });

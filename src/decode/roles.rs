@@ -105,13 +105,16 @@ impl Decoder<'_> {
         if let Some(b) = book.as_deref_mut() {
             *b = GiftBook::default();
         }
-        for i in 0..n {
-            let _s = v.log.scope(if book.is_some() { i as u32 } else { UNTRACKED });
-            let giver = v.heap.allocs.get(i).map_or(0, |a| a.start_block);
-            let mut giving =
-                Giving { roles: Some(&mut out.roles), book: book.as_deref_mut(), giver, starts: v.heap.allocs, touched: None };
-            self.object_gifts(v, i, (&kinds.category, &kinds.type_addrs), &mut giving, &mut out.bytecodes);
+        let tracked = book.is_some();
+        let untracked = (!tracked).then(|| v.log.scope(UNTRACKED));
+        let (roles, bytecodes) = (&mut out.roles, &mut out.bytecodes);
+        let mut giving = Giving { roles: Some(roles), book: book.as_deref_mut(), giver: 0, starts: v.heap.allocs, touched: None };
+        for (i, a) in v.heap.allocs.iter().enumerate() {
+            let _s = tracked.then(|| v.log.scope(i as u32));
+            giving.giver = a.start_block;
+            self.object_gifts(v, i, (&kinds.category, &kinds.type_addrs), &mut giving, bytecodes);
         }
+        drop(untracked);
         let mut globals = Vec::new();
         self.state_roles(v, &mut globals, &mut out.readline, &mut report.notes)?;
         let mut qstr_out = (&mut report.qstrs, &mut report.notes);
@@ -203,7 +206,9 @@ impl Decoder<'_> {
 
     /// The roles object `i` gives the blocks it points at (a dict its table, a
     /// str its data, a function its bytecode, ...), with a function's bytecode
-    /// pushed to `bytecodes`.
+    /// pushed to `bytecodes`. (Inlined: the loop over a whole heap's
+    /// allocations calls it for each.)
+    #[inline]
     pub(super) fn object_gifts(
         &self,
         v: &View,
@@ -213,7 +218,9 @@ impl Decoder<'_> {
         bytecodes: &mut Vec<(usize, usize)>,
     ) {
         let Some(&kind) = kinds.get(i) else { return };
-        let obj = v.object(i, "roles").targets_for("role target");
+        // (Its own words are read as "role target" too: a read of its own
+        // bytes is never recorded.)
+        let obj = v.object(i, "role target");
         let address = Some(v.addr_of(i));
         match kind {
             Category::Dict => {

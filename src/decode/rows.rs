@@ -124,7 +124,10 @@ impl Decoder<'_> {
             for (id, d) in qstrs.entries(h, capacity) {
                 let chunk = v.containing(d.address, "qstr chunk");
                 if let Some(ci) = chunk {
-                    globals.push((ci, chunk_gift));
+                    // (A chunk's qstrs follow one another: it is given its role once.)
+                    if globals.last() != Some(&(ci, chunk_gift)) {
+                        globals.push((ci, chunk_gift));
+                    }
                 }
                 rows.push(QstrRow {
                     pool: h.address,
