@@ -434,9 +434,11 @@ fn table_bits(
     (mut finaliser, mut collect): (Vec<bool>, Vec<Option<bool>>),
 ) -> TableBits {
     finaliser.clear();
-    finaliser.extend(allocs.iter().map(|a| ftb.bit(a.start_block).unwrap_or(false)));
+    finaliser.reserve(allocs.len());
+    ftb.each_bit(allocs, |bit| finaliser.push(bit.unwrap_or(false)));
     collect.clear();
-    collect.extend(allocs.iter().map(|a| ctb.bit(a.start_block)));
+    collect.reserve(allocs.len());
+    ctb.each_bit(allocs, |bit| collect.push(bit));
     TableBits { finaliser, collect }
 }
 

@@ -290,11 +290,8 @@ impl<'f, 'm> RunDecoder<'_, 'f, 'm> {
         let is_carried = carried.is_some();
         let retention = carried.unwrap_or_else(|| {
             let graph = MarkGraph { allocations: &facts.allocations, bytes_per_block: g.bytes_per_block, scanned };
-            let heap = (0..slots.len()).flat_map(|i| {
-                let heads = flat.of(i).unwrap_or_default();
-                heads.iter().filter_map(move |&b| Some((i as u32, index.at(b as u64)?)))
-            });
-            graph.retention_in(heap, root_edges.iter().cloned(), &mut spare.retention)
+            let heads = |i: usize| flat.of(i).unwrap_or_default();
+            graph.retention_of_heads(heads, index, root_edges.iter().cloned(), &mut spare.retention)
         });
         let start_of = |i: u32| facts.allocations.get(i as usize).map_or(u64::MAX, |a| a.start_block);
         flat.root_edges.clear();

@@ -36,10 +36,24 @@ impl Graph {
     }
 
     /// Makes this graph the one of `nodes` nodes and `edges`, in its own room.
+    /// (Each row's edges come out last first.)
     pub fn refill(&mut self, nodes: usize, edges: &[(u32, u32)]) {
-        let n = nodes as u32;
-        let valid = || edges.iter().filter(|&&(a, b)| a < n && b < n);
-        fill_rows(&mut self.start, &mut self.succ, nodes, valid().map(|&(a, _)| a), valid().copied());
+        self.refill_rows(nodes, nodes, edges);
+    }
+
+    /// Makes this graph's first `rows` rows those of `edges`, whose targets
+    /// may be any of `nodes` nodes: the rows after are pushed
+    /// ([`Graph::push_row`]).
+    pub fn refill_rows(&mut self, rows: usize, nodes: usize, edges: &[(u32, u32)]) {
+        let (r, n) = (rows as u32, nodes as u32);
+        let valid = || edges.iter().filter(|&&(a, b)| a < r && b < n);
+        fill_rows(&mut self.start, &mut self.succ, rows, valid().map(|&(a, _)| a), valid().copied());
+    }
+
+    /// Appends the next node's row.
+    pub fn push_row(&mut self, successors: impl Iterator<Item = u32>) {
+        self.succ.extend(successors);
+        self.start.push(self.succ.len() as u32);
     }
 
     pub fn nodes(&self) -> usize {

@@ -411,28 +411,7 @@ impl MarkGraph<'_> {
         room: &mut RetentionScratch,
     ) -> Retention {
         let n = self.allocations.len();
-        // Node 0 is the super-root, 1..=R the roots, then the allocations; the
-        // roots' numbers are known once they are all named.
-        let mut names: Vec<Arc<str>> = Vec::new();
-        room.edges.clear();
-        for (name, to) in roots {
-            if to as usize >= n {
-                continue;
-            }
-            // Names are mostly shared: the pointer is checked before the text.
-            let r = match names.iter().position(|x| Arc::ptr_eq(x, &name) || *x == name) {
-                Some(r) => r,
-                None => {
-                    names.push(name);
-                    names.len() - 1
-                }
-            };
-            room.edges.push((1 + r as u32, to));
-        }
-        let first = 1 + names.len() as u32;
-        for e in room.edges.iter_mut() {
-            e.1 += first;
-        }
+        let (names, first) = root_rows(roots, n, room);
         room.edges.extend((1..first).map(|r| (0, r)));
         for (a, b) in heap {
             if (a as usize) < n && (b as usize) < n && self.scanned.get(a as usize).copied().unwrap_or(true) {
@@ -440,6 +419,37 @@ impl MarkGraph<'_> {
             }
         }
         room.graph.refill(first as usize + n, &room.edges);
+        self.dominated(names, first, room)
+    }
+
+    /// [`Self::retention_in`], each allocation's pointers its `heads` (the
+    /// first blocks of the allocations they point at, found in `index`): the
+    /// graph's rows are filled straight from them, in the order
+    /// [`Graph::refill`] gives (each row's edges last first), without an edge
+    /// list.
+    pub fn retention_of_heads<'h>(
+        &self,
+        heads: impl Fn(usize) -> &'h [u32],
+        index: &StartIndex,
+        roots: impl Iterator<Item = (Arc<str>, u32)>,
+        room: &mut RetentionScratch,
+    ) -> Retention {
+        let n = self.allocations.len();
+        let (names, first) = root_rows(roots, n, room);
+        // The roots' rows alone, then node 0's and the allocations' after them.
+        room.edges.extend((1..first).map(|r| (0, r)));
+        room.graph.refill_rows(first as usize, first as usize + n, &room.edges);
+        for i in 0..n {
+            let scanned = self.scanned.get(i).copied().unwrap_or(true);
+            let targets = heads(i).iter().rev().filter(|_| scanned).filter_map(|&b| index.at(b as u64));
+            room.graph.push_row(targets.filter(|&j| (j as usize) < n).map(|j| first + j));
+        }
+        self.dominated(names, first, room)
+    }
+
+    /// The retention from the graph in `room` (node 0 the super-root, then the
+    /// `names`' roots, the allocations from `first` on).
+    fn dominated(&self, names: Vec<Arc<str>>, first: u32, room: &mut RetentionScratch) -> Retention {
         dominators_into(&room.graph, &mut room.scratch, &mut room.dominators);
         let d = &room.dominators;
         let holder = |node: u32| match node {
@@ -473,12 +483,77 @@ impl MarkGraph<'_> {
     }
 }
 
+/// Numbers the roots' names (node 1 on, in order met) and puts their edges
+/// in `room.edges` (emptied first), each to an allocation numbered after the
+/// roots; returns the names and the number of the first allocation's node.
+/// Edges to an allocation past the `n`th are dropped.
+fn root_rows(
+    roots: impl Iterator<Item = (Arc<str>, u32)>,
+    n: usize,
+    room: &mut RetentionScratch,
+) -> (Vec<Arc<str>>, u32) {
+    let mut names: Vec<Arc<str>> = Vec::new();
+    room.edges.clear();
+    for (name, to) in roots {
+        if to as usize >= n {
+            continue;
+        }
+        // Names are mostly shared: the pointer is checked before the text.
+        let r = match names.iter().position(|x| Arc::ptr_eq(x, &name) || *x == name) {
+            Some(r) => r,
+            None => {
+                names.push(name);
+                names.len() - 1
+            }
+        };
+        room.edges.push((1 + r as u32, to));
+    }
+    let first = 1 + names.len() as u32;
+    for e in room.edges.iter_mut() {
+        e.1 += first;
+    }
+    (names, first)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn alloc(start_block: u64, blocks: u64) -> Allocation {
         Allocation { start_block, blocks, marked: false }
+    }
+
+    /// The graph filled from each allocation's heads is the one built from an
+    /// edge list, to the order of each row: the same retention, order too.
+    #[test]
+    fn a_retention_from_heads_is_the_one_from_edges() {
+        use crate::synth::rng::Rng;
+        for seed in 0..300 {
+            let mut rng = Rng::new(seed);
+            let n = rng.range(1, 60) as usize;
+            let allocations: Vec<Allocation> = (0..n as u64).map(|k| alloc(2 * k, 1 + k % 2)).collect();
+            let index = StartIndex::new(&allocations, 2 * n as u64 + 4);
+            // Heads: first blocks of allocations, some not a head (odd), some past the pool.
+            let heads: Vec<Vec<u32>> =
+                (0..n).map(|_| (0..rng.below(4)).map(|_| rng.below(2 * n as u64 + 6) as u32).collect()).collect();
+            let scanned: Vec<bool> = (0..n).map(|_| !rng.chance(10)).collect();
+            let names: Vec<Arc<str>> =
+                ["stack", "mp_state_ctx.vm.dict_main.map.table", "other"].map(Arc::from).to_vec();
+            let roots: Vec<(Arc<str>, u32)> = (0..rng.range(1, 6))
+                .map(|_| (names[rng.below(3) as usize].clone(), rng.below(n as u64 + 2) as u32))
+                .collect();
+            let g = MarkGraph { allocations: &allocations, bytes_per_block: 16, scanned: &scanned };
+            let idx = &index;
+            let pairs = (0..n).flat_map(|i| heads[i].iter().filter_map(move |&b| Some((i as u32, idx.at(b as u64)?))));
+            let from_edges = g.retention(pairs, roots.iter().cloned());
+            let from_heads = g.retention_of_heads(
+                |i| &heads[i][..],
+                &index,
+                roots.iter().cloned(),
+                &mut RetentionScratch::default(),
+            );
+            assert_eq!(from_heads, from_edges, "seed {seed}");
+        }
     }
 
     /// A hand-built heap: `__main__`'s table (0) holds a list (1) whose items (2)
