@@ -12,8 +12,10 @@
 //!    a changed block. What a row read is not a rule kept here: the decoder
 //!    records every read as it makes the row ([`crate::decode::reads`]), and an
 //!    index of which allocations read each block finds them without visiting
-//!    every allocation. The roles objects give one another are made whole for
-//!    every snapshot, and an allocation whose role changed is made again too;
+//!    every allocation. The roles objects give one another are kept in a book
+//!    ([`crate::decode::GiftBook`]): only the gifts of the allocations decoded
+//!    again are given again, and an allocation whose role changed is made
+//!    again too;
 //! 3. carries the other allocations' rows over as they were, and diffs only the
 //!    ones made again into the lifetime changes and the type histogram.
 //!
