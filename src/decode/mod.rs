@@ -38,7 +38,7 @@ pub use gifts::GiftBook;
 pub use kinds::Role;
 use names::Name;
 use reads::{ReadLog, Reads, Tracker, GLOBAL, UNTRACKED};
-use roles::{RoleOut, Roles};
+use roles::{RoleOut, Roles, RolesIn};
 pub use roots::{RootWord, Roots, RootsBefore};
 use rows::BlockRowsIn;
 use stages::{lap, Stage};
@@ -624,37 +624,13 @@ impl<'f> Decoder<'f> {
         lap(&mut cache.stage_times, Stage::BaseKinds);
         let chunks = focus.as_ref().map(|f| &f.qstr_chunks[..]);
         let pools = QstrPools { ram_pools: &ram_pools, known_chunks: chunks };
-        // A run decoder's roles: from the book of the snapshot before when
-        // decoded from it, else whole into a new book.
-        let tracked = mem.tracker.is_some();
-        let mut book = cache.gifts.take().filter(|_| tracked);
-        let texts = &mut cache.texts;
-        let (out, remade) = match (&focus, book.as_mut()) {
-            (Some(f), Some(b)) => {
-                let (out, remade) =
-                    self.roles_from_book(&view, &kinds, &pools, &mut qstrs, texts, (&mut report, &mut scratch), (f, b))?;
-                (out, Some(remade))
-            }
-            _ => {
-                let mut fresh = tracked.then(GiftBook::default);
-                let out = self.roles(&view, &kinds, &pools, &mut qstrs, texts, &mut report, &mut scratch, fresh.as_mut())?;
-                book = fresh;
-                (out, None)
-            }
-        };
-        let RoleOut { roles, readline, mut bytecodes } = out;
-        if let Some(f) = &focus {
-            let all: Vec<usize>;
-            let remade = match &remade {
-                Some(r) => &r[..],
-                None => {
-                    all = (0..n).collect();
-                    &all[..]
-                }
-            };
-            let before = (&f.roles[..], remade);
-            self.rederive_changed_roles(&view, before, &roles, &ram_pools, &mut derive, &mut kinds, &mut bytecodes);
-        }
+        // A run decoder keeps the roles given in a book (`tracked`).
+        let book = cache.gifts.take().filter(|_| mem.tracker.is_some());
+        let reading = (&mut qstrs, &mut cache.texts);
+        let working = (&mut report, &mut scratch);
+        let stage = RolesIn { focus: focus.as_ref(), book, tracked: mem.tracker.is_some() };
+        let (RoleOut { roles, readline, bytecodes }, book) =
+            self.roles_stage(&view, (&mut kinds, &pools), reading, working, stage, &mut derive)?;
         lap(&mut cache.stage_times, Stage::Roles);
         let mut derived = std::mem::take(&mut scratch.derived);
         derived.clear();

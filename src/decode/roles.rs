@@ -78,7 +78,48 @@ impl Roles {
     }
 }
 
+/// What the roles stage starts from: the plan's focus, and a run decoder's
+/// book of the snapshot before (`tracked`: the decode is a run decoder's).
+pub(super) struct RolesIn<'a> {
+    pub(super) focus: Option<&'a Focus>,
+    pub(super) book: Option<GiftBook>,
+    pub(super) tracked: bool,
+}
+
 impl Decoder<'_> {
+    /// Stage: the roles, from the book of the snapshot before when decoded
+    /// from it, else whole (into a new book, for a run decoder); then, with a
+    /// focus, the allocations whose role changed are decoded again (they are
+    /// added to `derive`). Returns the roles and the book for the next
+    /// snapshot.
+    pub(super) fn roles_stage(
+        &self,
+        v: &View,
+        (kinds, pools): (&mut Kinds, &QstrPools),
+        (qstrs, texts): (&mut qstr::QstrReader, &mut qstr::TextCache),
+        (report, scratch): (&mut SnapshotReport, &mut Scratch),
+        RolesIn { focus, book, tracked }: RolesIn,
+        derive: &mut [bool],
+    ) -> Result<(RoleOut, Option<GiftBook>), DecodeError> {
+        let (mut out, remade, book) = match (focus, book) {
+            (Some(f), Some(mut b)) => {
+                let (out, remade) = self.roles_from_book(v, kinds, pools, qstrs, texts, (report, scratch), (f, &mut b))?;
+                (out, Some(remade), Some(b))
+            }
+            _ => {
+                let mut fresh = tracked.then(GiftBook::default);
+                let out = self.roles(v, kinds, pools, qstrs, texts, report, scratch, fresh.as_mut())?;
+                (out, None, fresh)
+            }
+        };
+        if let Some(f) = focus {
+            let remade = remade.unwrap_or_else(|| (0..derive.len()).collect());
+            let before = (&f.roles[..], &remade[..]);
+            self.rederive_changed_roles(v, before, &out.roles, pools.ram_pools, derive, kinds, &mut out.bytecodes);
+        }
+        Ok((out, book))
+    }
+
     /// Stage: the roles pointers give, from other objects, from the VM's state
     /// and from the qstr pools (with the qstrs' rows, in a whole decode),
     /// every allocation visited. With a `book` (a run decoder's), each object's
@@ -115,10 +156,7 @@ impl Decoder<'_> {
             self.object_gifts(v, i, (&kinds.category, &kinds.type_addrs), &mut giving, bytecodes);
         }
         drop(untracked);
-        let mut globals = Vec::new();
-        self.state_roles(v, &mut globals, &mut out.readline, &mut report.notes)?;
-        let mut qstr_out = (&mut report.qstrs, &mut report.notes);
-        self.qstr_rows(v, pools, qstrs, texts, &mut globals, &mut qstr_out);
+        let globals = self.global_gifts(v, pools, (qstrs, texts), report, &mut out.readline)?;
         for &(i, g) in &globals {
             out.roles.give(i, g.category, g.role, g.owner);
         }
@@ -162,10 +200,7 @@ impl Decoder<'_> {
                 Giving { roles: None, book: Some(&mut *book), giver: a.start_block, starts: allocs, touched: Some(&mut touched) };
             self.object_gifts(v, i, (&kinds.category, &kinds.type_addrs), &mut giving, &mut out.bytecodes);
         }
-        let mut globals = Vec::new();
-        self.state_roles(v, &mut globals, &mut out.readline, &mut report.notes)?;
-        let mut qstr_out = (&mut report.qstrs, &mut report.notes);
-        self.qstr_rows(v, pools, qstrs, texts, &mut globals, &mut qstr_out);
+        let globals = self.global_gifts(v, pools, (qstrs, texts), report, &mut out.readline)?;
         book.replace_globals(by_block(v, &globals), &mut touched);
         let mut remade: Vec<usize> = (0..allocs.len()).filter(|&i| focus.roles.get(i).is_none_or(Option::is_none)).collect();
         remade.extend(touched.iter().filter_map(|&b| v.heap.head(v.heap.g.block_address(b))));
@@ -247,6 +282,24 @@ impl Decoder<'_> {
             }
             _ => self.give_owned_role(giving, i, &obj, type_addrs, v.addr_of(i)),
         }
+    }
+
+    /// The roles the VM's state and the qstr pools give, in order (with the
+    /// REPL's history lines in `readline`, and the qstrs' rows in a whole
+    /// decode).
+    fn global_gifts(
+        &self,
+        v: &View,
+        pools: &QstrPools,
+        (qstrs, texts): (&mut qstr::QstrReader, &mut qstr::TextCache),
+        report: &mut SnapshotReport,
+        readline: &mut Vec<usize>,
+    ) -> Result<Vec<(usize, Gift)>, DecodeError> {
+        let mut globals = Vec::new();
+        self.state_roles(v, &mut globals, readline, &mut report.notes)?;
+        let mut qstr_out = (&mut report.qstrs, &mut report.notes);
+        self.qstr_rows(v, pools, qstrs, texts, &mut globals, &mut qstr_out);
+        Ok(globals)
     }
 
     /// Stage: the roles the VM's state gives: the tables of `__main__`'s and

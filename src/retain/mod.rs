@@ -412,7 +412,6 @@ impl MarkGraph<'_> {
     ) -> Retention {
         let n = self.allocations.len();
         let (names, first) = root_rows(roots, n, room);
-        room.edges.extend((1..first).map(|r| (0, r)));
         for (a, b) in heap {
             if (a as usize) < n && (b as usize) < n && self.scanned.get(a as usize).copied().unwrap_or(true) {
                 room.edges.push((first + a, first + b));
@@ -436,8 +435,7 @@ impl MarkGraph<'_> {
     ) -> Retention {
         let n = self.allocations.len();
         let (names, first) = root_rows(roots, n, room);
-        // The roots' rows alone, then node 0's and the allocations' after them.
-        room.edges.extend((1..first).map(|r| (0, r)));
+        // Node 0's and the roots' rows, then the allocations' after them.
         room.graph.refill_rows(first as usize, first as usize + n, &room.edges);
         for i in 0..n {
             let scanned = self.scanned.get(i).copied().unwrap_or(true);
@@ -485,8 +483,9 @@ impl MarkGraph<'_> {
 
 /// Numbers the roots' names (node 1 on, in order met) and puts their edges
 /// in `room.edges` (emptied first), each to an allocation numbered after the
-/// roots; returns the names and the number of the first allocation's node.
-/// Edges to an allocation past the `n`th are dropped.
+/// roots, then the super-root's (node 0) to each root; returns the names and
+/// the number of the first allocation's node. Edges to an allocation past the
+/// `n`th are dropped.
 fn root_rows(
     roots: impl Iterator<Item = (Arc<str>, u32)>,
     n: usize,
@@ -512,6 +511,7 @@ fn root_rows(
     for e in room.edges.iter_mut() {
         e.1 += first;
     }
+    room.edges.extend((1..first).map(|r| (0, r)));
     (names, first)
 }
 
