@@ -87,7 +87,7 @@ pub(super) fn written_blocks(ram_start: u64, g: &HeapGeometry, ram: &[u8], befor
         let r = start as usize..(start as usize).saturating_add((area.pool_end - area.pool_start) as usize);
         let (Some(x), Some(y)) = (ram.get(r.clone()), before.get(r)) else {
             // Outside the snapshot: every block counts as written.
-            set.insert_range(area.first_block..area.first_block + area.blocks(g.bytes_per_block));
+            set.insert_range(area.first_block..area.first_block.saturating_add(area.blocks(g.bytes_per_block)));
             continue;
         };
         // Within a stretch that differs, the blocks that do.
@@ -134,7 +134,10 @@ fn dirty_blocks(ram_start: u64, spans: &[TableSpan], (ram, before): (&[u8], &[u8
             Some((ram.get(r.clone())?, before.get(r)?))
         });
         let Some((x, y)) = at else {
-            (0..t.bytes).for_each(&mut mark);
+            // (Not expected: the decode read every table from the snapshot.
+            // Marked as one range, which the set bounds.)
+            let end = t.first_block.saturating_add(t.bytes.saturating_mul(per));
+            set.insert_range(t.first_block.saturating_sub(before_too)..end);
             continue;
         };
         if x == y {
