@@ -454,6 +454,7 @@ impl Session {
             access,
             tables: options.tables,
             incremental,
+            carry_walk: !options.full_decode,
             render: render.zip(layout.as_ref()),
             roots,
             sidecar: self.sidecar.as_ref(),

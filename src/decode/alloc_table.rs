@@ -54,7 +54,7 @@ pub struct TableWalk {
 
 /// The states of every block, one byte each: both walks below read each state
 /// several times, and a flat array is cheaper than shifting the packed table.
-fn unpack(atb: &[u8], out: &mut Vec<u8>) {
+pub(super) fn unpack(atb: &[u8], out: &mut Vec<u8>) {
     out.clear();
     out.reserve(atb.len() * 4);
     for b in atb {
@@ -115,13 +115,62 @@ fn walk_into(
     })
 }
 
-/// [`walk_into`] on the unpacked states.
+/// Where a walk reports the two running lengths py/gc.c `gc_info()` holds
+/// against its maxima, each time it does: a whole walk keeps the largest, a
+/// walk carried to the next snapshot counts them all (see [`super::kept_walk`]).
+pub(super) trait Maxima {
+    /// An allocation's length, counted where an allocation may end.
+    fn block(&mut self, len: u64);
+    /// The free length, where a HEAD (or the end) closes it.
+    fn free(&mut self, len: u64);
+}
+
+/// The largest of each length: what `gc_info()` reports.
+#[derive(Default)]
+struct Largest {
+    block: u64,
+    free: u64,
+}
+
+impl Maxima for Largest {
+    #[inline]
+    fn block(&mut self, len: u64) {
+        self.block = self.block.max(len);
+    }
+    #[inline]
+    fn free(&mut self, len: u64) {
+        self.free = self.free.max(len);
+    }
+}
+
+/// [`walk_into`] on the unpacked states, gc_info's maxima those of
+/// [`Largest`].
 fn walk_states(
     states: &[u8],
     bytes_per_block: u64,
     pool_bytes: u64,
     want_rows: bool,
+    allocations: Vec<Allocation>,
+) -> TableWalk {
+    let mut largest = Largest::default();
+    let mut w = walk_states_with(states, want_rows, allocations, &mut largest);
+    let info = &mut w.gc_info;
+    info.total = pool_bytes;
+    info.used *= bytes_per_block;
+    info.free *= bytes_per_block;
+    (info.max_block, info.max_free) = (largest.block, largest.free);
+    w
+}
+
+/// The walk of `states`, its `gc_info` in blocks without `total` or the
+/// maxima: the lengths go to `maxima`. A walk of a stretch that starts at a
+/// HEAD (or an area's start) and ends before one (or at the area's end) is
+/// that stretch's share of the whole walk: nothing carries across a HEAD.
+pub(super) fn walk_states_with(
+    states: &[u8],
+    want_rows: bool,
     mut allocations: Vec<Allocation>,
+    maxima: &mut impl Maxima,
 ) -> TableWalk {
     let n = states.len();
     allocations.clear();
@@ -133,7 +182,7 @@ fn walk_states(
         w.free_runs.reserve(n / 32);
     }
     let mut current: Option<Allocation> = None;
-    let mut info = GcInfo { total: pool_bytes, ..GcInfo::default() };
+    let mut info = GcInfo::default();
     // gc_info's running lengths: of the allocation, of the free space.
     let (mut len, mut len_free) = (0u64, 0u64);
     let mut i = 0;
@@ -191,9 +240,9 @@ fn walk_states(
                 2 => info.num_2block += 1,
                 _ => {}
             }
-            info.max_block = info.max_block.max(len);
+            maxima.block(len);
             if finish || next == AT_HEAD {
-                info.max_free = info.max_free.max(len_free);
+                maxima.free(len_free);
                 len_free = 0;
             }
         }
@@ -203,8 +252,6 @@ fn walk_states(
             w.allocations.push(a);
         }
     }
-    info.used *= bytes_per_block;
-    info.free *= bytes_per_block;
     w.gc_info = info;
     w
 }

@@ -11,6 +11,7 @@ pub mod bytecode;
 pub mod geometry;
 mod gifts;
 pub mod kinds;
+pub mod kept_walk;
 mod names;
 mod plausible;
 pub mod qstr;
@@ -36,13 +37,14 @@ pub use bytecode::Prelude;
 pub use geometry::{AreaState, HeapArea, HeapGeometry, Table, TableSpan};
 pub use gifts::GiftBook;
 pub use kinds::Role;
+use kept_walk::KeptWalk;
 use names::Name;
 use reads::{ReadLog, Reads, Tracker, GLOBAL, UNTRACKED};
 use roles::{RoleOut, Roles, RolesIn};
 pub use roots::{RootWord, Roots, RootsBefore};
 use rows::BlockRowsIn;
 use stages::{lap, Stage};
-use view::{owners, BitTables, Heap, Struct, View};
+use view::{owners, owners_carried, BitTables, Heap, Struct, View};
 
 /// What a block holds, with the reference's categories (and its colours).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -351,9 +353,23 @@ pub struct DecodeCache {
     /// The roles the last snapshot decoded (by a run decoder) gave, for the
     /// next one decoded from it; none after a decode that failed.
     gifts: Option<GiftBook>,
+    /// Whether the allocation-table walk is carried from one snapshot to the
+    /// next ([`DecodeCache::carry_walk`]), and the last walk.
+    carry_walk: bool,
+    walk: Option<KeptWalk>,
+    /// The walk whose allocations the owners' index kept in `scratch` is of
+    /// ([`KeptWalk::generation`]).
+    owner_walk: Option<u64>,
 }
 
 impl DecodeCache {
+    /// Walks each snapshot's allocation tables from the last one's walk,
+    /// again only where they differ ([`kept_walk`]): the same walk, cheaper.
+    /// Off by default, so that a decode asked to be whole is whole.
+    pub fn carry_walk(&mut self) {
+        self.carry_walk = true;
+    }
+
     /// Keeps the time spent per stage from now on (see [`stages`]).
     pub fn time_stages(&mut self) {
         self.stage_times.get_or_insert_with(Default::default);
@@ -602,7 +618,14 @@ impl<'f> Decoder<'f> {
         let bits = table_bits(&recycled.allocations, &ftb, &ctb, spare);
         report.finaliser_blocks = bits.finaliser.iter().filter(|f| **f).count() as u64;
         let allocs = &recycled.allocations;
-        let owner = owners(allocs, g.pool_blocks(), std::mem::take(&mut scratch.owner));
+        let before = std::mem::take(&mut scratch.owner);
+        // The index of the walk before, followed through this walk's changes.
+        let owner = match (&cache.walk, cache.owner_walk) {
+            (Some(w), Some(of)) if w.carried_from == Some(of) => {
+                owners_carried(allocs, g.pool_blocks(), before, &w.stretches)
+            }
+            _ => owners(allocs, g.pool_blocks(), before),
+        };
         let (finaliser, collect) = (&bits.finaliser, &bits.collect);
         let input = PlanInput { ram, geometry: &g, allocations: allocs, owner: &owner, finaliser, collect };
         let n = allocs.len();
@@ -673,6 +696,7 @@ impl<'f> Decoder<'f> {
         let (owner, (kinds, type_addrs)) = (heap.owner, (kinds.category, kinds.type_addrs));
         cache.scratch =
             Scratch { owner, kinds, type_addrs, roles, details, names, preludes, derived, derive, bytecodes };
+        cache.owner_walk = cache.walk.as_ref().map(|w| w.generation);
         let facts = DecodeFacts {
             base,
             roles: role_list,
@@ -737,12 +761,15 @@ impl<'f> Decoder<'f> {
             tables.push((atb, a.first_block, a.pool_end - a.pool_start));
         }
         let mut recycled = std::mem::take(&mut cache.recycled);
-        let walk = alloc_table::walk_areas_into(
-            tables,
-            g.bytes_per_block,
-            !self.options.metrics_only,
-            std::mem::take(&mut recycled.allocations),
-        );
+        let (bpb, want_rows, room) =
+            (g.bytes_per_block, !self.options.metrics_only, std::mem::take(&mut recycled.allocations));
+        let walk = if cache.carry_walk {
+            let (walk, kept) = KeptWalk::walk(cache.walk.take(), &tables, bpb, want_rows, room);
+            cache.walk = Some(kept);
+            walk
+        } else {
+            alloc_table::walk_areas_into(tables, bpb, want_rows, room)
+        };
         recycled.allocations = walk.allocations;
         let mut report = SnapshotReport {
             index,

@@ -109,6 +109,50 @@ pub(super) fn owners(allocs: &[Allocation], pool_blocks: u64, reuse: Vec<u32>) -
     owner
 }
 
+/// [`owners`] of `allocs` from `before`, the index of the walk `stretches`
+/// were carried from ([`super::kept_walk::Stretch`]): a stretch's blocks are
+/// filled again, and outside them an allocation keeps its blocks, its index
+/// moved by the allocations the stretches before it added. `before` of
+/// another length is filled whole.
+pub(super) fn owners_carried(
+    allocs: &[Allocation],
+    pool_blocks: u64,
+    mut before: Vec<u32>,
+    stretches: &[super::kept_walk::Stretch],
+) -> Vec<u32> {
+    let n = before.len();
+    if n as u64 != pool_blocks {
+        return owners(allocs, pool_blocks, before);
+    }
+    let block = |b: u64| usize::try_from(b).unwrap_or(n).min(n);
+    let (mut at, mut shift) = (0usize, 0i64);
+    for s in stretches {
+        let (from, to) = (block(s.from).max(at), block(s.to).max(at));
+        shift_indices(&mut before[at..from], shift);
+        before[from..to].fill(NO_ALLOC);
+        let first = allocs.partition_point(|a| a.start_block < s.from);
+        for (i, a) in allocs.iter().enumerate().skip(first).take_while(|(_, a)| a.start_block < s.to) {
+            let (lo, hi) = (block(a.start_block), block(a.start_block.saturating_add(a.blocks)));
+            before[lo..hi.max(lo)].fill(i as u32);
+        }
+        shift += s.more;
+        at = to;
+    }
+    shift_indices(&mut before[at..], shift);
+    before
+}
+
+/// Adds `shift` to each index of `owner` but [`NO_ALLOC`].
+fn shift_indices(owner: &mut [u32], shift: i64) {
+    if shift == 0 {
+        return;
+    }
+    let by = shift as u32; // two's complement: wrapping_add subtracts
+    for x in owner.iter_mut() {
+        *x = if *x == NO_ALLOC { NO_ALLOC } else { x.wrapping_add(by) };
+    }
+}
+
 /// A table of a few bits a block, one per area, by the area's first block: the
 /// finaliser and collect tables.
 pub(super) struct BitTables<'m> {

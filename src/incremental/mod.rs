@@ -222,11 +222,13 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
     /// rows (blocks, edges, qstrs, strings), or nothing past the allocation
     /// tables.
     pub fn new(decoder: &'d Decoder<'f>, set: TableSet) -> Option<Self> {
+        let mut cache = DecodeCache::default();
+        cache.carry_walk();
         Self::applies(decoder, set).then(|| RunDecoder {
             decoder,
             firmware: decoder.firmware,
             set,
-            cache: DecodeCache::default(),
+            cache,
             prev: None,
             spare: Spare::default(),
             last_focused: false,

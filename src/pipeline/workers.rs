@@ -219,6 +219,10 @@ pub(super) struct RunWork<'a, 'f> {
     pub tables: TableSet,
     /// Each snapshot from the one before, where the tables allow it.
     pub incremental: bool,
+    /// Each snapshot decoded whole but for its allocation-table walk, carried
+    /// from the one before ([`DecodeCache::carry_walk`]): all but
+    /// `--full-decode`.
+    pub carry_walk: bool,
     /// Frames to render, and their layout.
     pub render: Option<(&'a RenderOptions, &'a FrameLayout)>,
     /// The GC's roots of each snapshot, when retention is computed.
@@ -367,6 +371,9 @@ impl<'a, 'f> RunWork<'a, 'f> {
     ) -> Vec<Decoded<'f>> {
         let mut preparer = Preparer::new(self.tables, self.firmware);
         let mut cache = DecodeCache::default();
+        if self.carry_walk {
+            cache.carry_walk();
+        }
         let label = format!("of {}..={}", self.range.start, self.range.end.saturating_sub(1));
         run.clone()
             .map(|i| {
