@@ -42,6 +42,7 @@ use crate::tables::summaries::TypeCounts;
 use crate::tables::{Prepared, PreparedOutcome, TableSet};
 use std::sync::Arc;
 
+mod local_retention;
 mod pairing;
 mod retention;
 mod runs;
@@ -205,6 +206,8 @@ struct Spare {
     start_before: StartIndex,
     scanned_before: Vec<bool>,
     retention: RetentionScratch,
+    /// The room of a retention made again only where changes reach.
+    local: local_retention::LocalRoom,
     owners: OwnersRoom,
     /// The allocations paired with the snapshot before's (see [`plan`]).
     paired: CarriedRuns,

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::local_retention::local_retention;
 use super::runs::{CarriedRun, CarriedRuns};
 use super::{RunDecoder, Slots};
 use crate::decode::{Allocation, DecodeFacts, HeapGeometry, SnapshotReport};
@@ -19,8 +20,8 @@ use crate::retain::{self, GcRoots, MarkGraph, StartIndex};
 /// again, rather than visiting every boxed slot.
 #[derive(Default)]
 pub(super) struct FlatRetention {
-    start: Vec<u32>,
-    heads: Vec<u32>,
+    pub(super) start: Vec<u32>,
+    pub(super) heads: Vec<u32>,
     /// Each allocation's retention, as [`held_key`] gives it: a slot carried
     /// over whose key is the one its allocation had before keeps its
     /// [`AllocationSight::held`] without being visited. (The root names the
@@ -37,8 +38,8 @@ pub(super) struct FlatRetention {
     /// computed from (the root's name, the first block of the allocation it
     /// holds): the next snapshot carries it over when its changes reach no
     /// reachable allocation (see [`carried_retention`]).
-    retention: Option<retain::Retention>,
-    root_edges: Vec<(Arc<str>, u64)>,
+    pub(super) retention: Option<retain::Retention>,
+    pub(super) root_edges: Vec<(Arc<str>, u64)>,
     /// The `retainers` rows made from this retention, and the tables of
     /// `__main__`'s globals they were made with (see [`same_retainers`]).
     retainers: Option<Vec<retain::owners::Retained>>,
@@ -64,7 +65,7 @@ pub(super) fn held_key(retention: &retain::Retention, i: usize, allocations: &[A
 
 impl FlatRetention {
     /// Allocation `i`'s heads (`None` past the last, or when none were kept).
-    fn of(&self, i: usize) -> Option<&[u32]> {
+    pub(super) fn of(&self, i: usize) -> Option<&[u32]> {
         let (a, b) = (*self.start.get(i)? as usize, *self.start.get(i + 1)? as usize);
         self.heads.get(a..b)
     }
@@ -190,10 +191,10 @@ pub(super) fn carried_retention(
 /// retention computed, once it is) and the allocations by first block.
 #[derive(Clone, Copy)]
 pub(super) struct RetentionInputs<'a> {
-    allocations: &'a [Allocation],
-    scanned: &'a [bool],
-    flat: &'a FlatRetention,
-    index: &'a StartIndex,
+    pub(super) allocations: &'a [Allocation],
+    pub(super) scanned: &'a [bool],
+    pub(super) flat: &'a FlatRetention,
+    pub(super) index: &'a StartIndex,
 }
 
 /// What the `retainers` rows of one snapshot are made in, kept for the next.
@@ -288,11 +289,27 @@ impl<'f, 'm> RunDecoder<'_, 'f, 'm> {
             carried_retention(now, before, &root_edges, &spare.runs)
         });
         let is_carried = carried.is_some();
-        let retention = carried.unwrap_or_else(|| {
+        let local = || {
+            let (flat, allocations) = with_old.as_ref()?;
+            let (scanned, index) = (&spare.scanned_before[..], &spare.start_before);
+            let before = RetentionInputs { allocations, scanned, flat, index };
+            let room = (g.bytes_per_block, &mut spare.local);
+            local_retention(now, before, &root_edges, &spare.runs, room)
+        };
+        let local = carried.is_none().then(local).flatten();
+        let whole = |room: &mut retain::RetentionScratch| {
             let graph = MarkGraph { allocations: &facts.allocations, bytes_per_block: g.bytes_per_block, scanned };
             let heads = |i: usize| flat.of(i).unwrap_or_default();
-            graph.retention_of_heads(heads, index, root_edges.iter().cloned(), &mut spare.retention)
-        });
+            graph.retention_of_heads(heads, index, root_edges.iter().cloned(), room)
+        };
+        // A debug build holds the region's retention to the whole one.
+        #[cfg(debug_assertions)]
+        if let Some(local) = &local {
+            let w = whole(&mut spare.retention);
+            let key = |r: &retain::Retention| (r.idom.clone(), r.reachable.clone(), r.retained_bytes.clone(), r.roots.clone());
+            assert_eq!(key(local), key(&w), "the retention made where changes reach is the whole one");
+        }
+        let retention = carried.or(local).unwrap_or_else(|| whole(&mut spare.retention));
         let start_of = |i: u32| facts.allocations.get(i as usize).map_or(u64::MAX, |a| a.start_block);
         flat.root_edges.clear();
         flat.root_edges.extend(root_edges.into_iter().map(|(name, i)| (name, start_of(i))));

@@ -374,6 +374,16 @@ impl StartIndex {
         }
     }
 
+    /// The pool blocks indexed.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no block is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// The allocation starting at `block`.
     pub fn at(&self, block: u64) -> Option<u32> {
         self.0.get(usize::try_from(block).ok()?).copied().filter(|&i| i != NONE)
