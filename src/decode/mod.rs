@@ -370,6 +370,16 @@ impl DecodeCache {
         self.carry_walk = true;
     }
 
+    /// Per pool block, the allocation covering it: the index of the walk
+    /// before (`before`, kept in the scratch) followed through this walk's
+    /// changes when this walk was carried from it, else made whole.
+    fn owners(&self, allocs: &[Allocation], pool_blocks: u64, before: Vec<u32>) -> Vec<u32> {
+        match (&self.walk, self.owner_walk) {
+            (Some(w), Some(of)) if w.carried_from == Some(of) => owners_carried(allocs, pool_blocks, before, &w.stretches),
+            _ => owners(allocs, pool_blocks, before),
+        }
+    }
+
     /// Keeps the time spent per stage from now on (see [`stages`]).
     pub fn time_stages(&mut self) {
         self.stage_times.get_or_insert_with(Default::default);
@@ -618,14 +628,7 @@ impl<'f> Decoder<'f> {
         let bits = table_bits(&recycled.allocations, &ftb, &ctb, spare);
         report.finaliser_blocks = bits.finaliser.iter().filter(|f| **f).count() as u64;
         let allocs = &recycled.allocations;
-        let before = std::mem::take(&mut scratch.owner);
-        // The index of the walk before, followed through this walk's changes.
-        let owner = match (&cache.walk, cache.owner_walk) {
-            (Some(w), Some(of)) if w.carried_from == Some(of) => {
-                owners_carried(allocs, g.pool_blocks(), before, &w.stretches)
-            }
-            _ => owners(allocs, g.pool_blocks(), before),
-        };
+        let owner = cache.owners(allocs, g.pool_blocks(), std::mem::take(&mut scratch.owner));
         let (finaliser, collect) = (&bits.finaliser, &bits.collect);
         let input = PlanInput { ram, geometry: &g, allocations: allocs, owner: &owner, finaliser, collect };
         let n = allocs.len();

@@ -266,7 +266,7 @@ fn build_graph(
         let Some(to) = region_node(room, v, first) else { continue };
         // The allocation whose heads hold this one.
         let u = start.partition_point(|&s| s as usize <= at).checked_sub(1)?;
-        if now.scanned.get(u) == Some(&false) {
+        if u >= n || now.scanned.get(u) == Some(&false) {
             continue;
         }
         if let Some(from) = chains.node(u as u32, room)? {
