@@ -53,7 +53,7 @@ pub(super) struct LocalRoom {
 }
 
 /// The region may hold at most this share of the allocations (1 in ...).
-const MOST_REGION_SHARE: usize = 2;
+const MOST_REGION_SHARE: usize = 4;
 
 /// The retention of `now` from `before`'s, made again only for the region its
 /// changes reach (see the module's notes); `None` when the snapshot before
