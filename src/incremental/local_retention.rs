@@ -26,7 +26,7 @@ use std::sync::Arc;
 use super::retention::RetentionInputs;
 use super::runs::CarriedRuns;
 use crate::retain::dominators::{dominators_into, Dominators, Graph, Scratch, NONE};
-use crate::retain::{Holder, Retention};
+use crate::retain::{number_root, root_number, Holder, Retention};
 
 /// The roots' edges: a root's name, the allocation it holds (by index).
 type RootEdges<'a> = &'a [(Arc<str>, u32)];
@@ -214,9 +214,7 @@ fn reach(now: RetentionInputs, before: RetentionInputs, seeds: Vec<u64>, room: &
 fn root_names(root_edges: RootEdges) -> Vec<Arc<str>> {
     let mut names: Vec<Arc<str>> = Vec::new();
     for (name, _) in root_edges {
-        if !names.iter().any(|x| Arc::ptr_eq(x, name) || x == name) {
-            names.push(Arc::clone(name));
-        }
+        number_root(&mut names, Arc::clone(name));
     }
     names
 }
@@ -250,7 +248,7 @@ fn build_graph(
         room.allocation_of.push(i);
         room.in_region.push(true);
     }
-    let root_of = |name: &Arc<str>| names.iter().position(|x| Arc::ptr_eq(x, name) || x == name).map(|r| 1 + r as u32);
+    let root_of = |name: &Arc<str>| root_number(names, name).map(|r| 1 + r as u32);
     for (name, i) in root_edges {
         if let Some(to) = region_node(room, *i, first) {
             room.edges.push((root_of(name)?, to));
@@ -354,7 +352,7 @@ impl Chains<'_> {
     /// Root `r` of the retention before, as a node of the small graph.
     fn root(&self, r: u32) -> Option<u32> {
         let name = self.inputs.old.roots.get(r as usize)?;
-        self.names.iter().position(|x| Arc::ptr_eq(x, name) || x == name).map(|k| 1 + k as u32)
+        root_number(self.names, name).map(|k| 1 + k as u32)
     }
 }
 

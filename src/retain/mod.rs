@@ -491,6 +491,21 @@ impl MarkGraph<'_> {
     }
 }
 
+/// Root `name`'s number among `names` (a retention's roots).
+pub fn root_number(names: &[Arc<str>], name: &Arc<str>) -> Option<usize> {
+    // Names are mostly shared: the pointer is checked before the text.
+    names.iter().position(|x| Arc::ptr_eq(x, name) || x == name)
+}
+
+/// Root `name`'s number among `names`, added last when it is not there: the
+/// order roots are met in numbers them, in a retention made whole or not.
+pub fn number_root(names: &mut Vec<Arc<str>>, name: Arc<str>) -> usize {
+    root_number(names, &name).unwrap_or_else(|| {
+        names.push(name);
+        names.len() - 1
+    })
+}
+
 /// Numbers the roots' names (node 1 on, in order met) and puts their edges
 /// in `room.edges` (emptied first), each to an allocation numbered after the
 /// roots, then the super-root's (node 0) to each root; returns the names and
@@ -507,14 +522,7 @@ fn root_rows(
         if to as usize >= n {
             continue;
         }
-        // Names are mostly shared: the pointer is checked before the text.
-        let r = match names.iter().position(|x| Arc::ptr_eq(x, &name) || *x == name) {
-            Some(r) => r,
-            None => {
-                names.push(name);
-                names.len() - 1
-            }
-        };
+        let r = number_root(&mut names, name);
         room.edges.push((1 + r as u32, to));
     }
     let first = 1 + names.len() as u32;
