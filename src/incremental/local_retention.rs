@@ -72,7 +72,7 @@ pub(super) fn local_retention(
     let region = reach(now, before, seeds, room, n / MOST_REGION_SHARE + 16);
     let result = region.and_then(|region| {
         let names = root_names(root_edges);
-        let old_to_new = old_to_new(now, before, runs)?;
+        let old_to_new = runs.old_to_new(before.allocations, now.index)?;
         let inputs = Inputs { now, before, old, old_to_new: &old_to_new };
         let first = build_graph(&inputs, (root_edges, &names), &region, room)?;
         dominators_into(&room.graph, &mut room.scratch, &mut room.dominators);
@@ -98,20 +98,6 @@ struct Inputs<'a> {
     /// Per allocation of the snapshot before, the allocation at its first
     /// block now ([`NONE`]: none).
     old_to_new: &'a [u32],
-}
-
-/// Per allocation of the snapshot before, the allocation at its first block
-/// now: a run at a time where carried over, else found by its first block.
-fn old_to_new(now: RetentionInputs, before: RetentionInputs, runs: &CarriedRuns) -> Option<Vec<u32>> {
-    let mut map = vec![NONE; before.allocations.len()];
-    for run in runs.iter() {
-        let (to, from) = (map.get_mut(run.before_range())?, run.now_range().start as u32);
-        to.iter_mut().zip(from..).for_each(|(x, i)| *x = i);
-    }
-    for j in runs.gaps_before(before.allocations.len())?.flatten() {
-        map[j] = now.index.at(before.allocations.get(j)?.start_block).unwrap_or(NONE);
-    }
-    Some(map)
 }
 
 /// The first blocks the changed pointers lead to: the heads, in either

@@ -183,7 +183,7 @@ pub(super) fn carried_retention(
             return None;
         }
     }
-    old.renumbered(old_allocations, index, allocations.len())
+    old.renumbered(&runs.old_to_new(old_allocations, index)?, allocations.len())
 }
 
 /// What a snapshot's retention is computed from, besides its roots: its

@@ -8,6 +8,9 @@
 
 use std::ops::Range;
 
+use crate::decode::Allocation;
+use crate::retain::StartIndex;
+
 /// `len` allocations of this snapshot from `now` on, continuing those of the
 /// snapshot before from `before` on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +83,22 @@ impl CarriedRuns {
                 k = stop + 1;
             }
         }
+    }
+
+    /// Per allocation of the snapshot before (`before`), the allocation at its
+    /// first block in this snapshot (`u32::MAX`: none): a run at a time where
+    /// carried over, else found by its first block in `index` (this
+    /// snapshot's). `None` when the runs are out of order.
+    pub(super) fn old_to_new(&self, before: &[Allocation], index: &StartIndex) -> Option<Vec<u32>> {
+        let mut map = vec![u32::MAX; before.len()];
+        for run in self.iter() {
+            let (to, from) = (map.get_mut(run.before_range())?, run.now);
+            to.iter_mut().zip(from..).for_each(|(x, i)| *x = i);
+        }
+        for j in self.gaps_before(before.len())?.flatten() {
+            map[j] = index.at(before.get(j)?.start_block).unwrap_or(u32::MAX);
+        }
+        Some(map)
     }
 
     /// The runs, in this snapshot's order.

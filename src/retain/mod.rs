@@ -310,14 +310,15 @@ pub struct Retention {
 }
 
 impl Retention {
-    /// This retention for the allocations of the next snapshot, found by
-    /// their first blocks in `index` (the next snapshot's): for a snapshot
-    /// whose changes reach no reachable allocation, the GC's graph is the same
-    /// graph, numbered anew. `None` when a reachable allocation is not in
-    /// `index` (the caller checked it is, so that is a bug, and the caller
-    /// computes the retention afresh).
-    pub fn renumbered(&self, starts: &[Allocation], index: &StartIndex, now: usize) -> Option<Retention> {
-        let new_of = |j: u32| index.at(starts.get(j as usize)?.start_block).filter(|&i| (i as usize) < now);
+    /// This retention for the allocations of the next snapshot (`now` of
+    /// them): `new_of` gives, per allocation here, the allocation at its
+    /// first block there (none when not below `now`). For a snapshot whose
+    /// changes reach no reachable allocation, the GC's graph is the same
+    /// graph, numbered anew. `None` when a reachable allocation has no
+    /// allocation there (the caller checked it has, so that is a bug, and the
+    /// caller computes the retention afresh).
+    pub fn renumbered(&self, new_of: &[u32], now: usize) -> Option<Retention> {
+        let at = |j: u32| new_of.get(j as usize).copied().filter(|&i| (i as usize) < now);
         let mut next = Retention {
             reachable: vec![false; now],
             idom: vec![Holder::Garbage; now],
@@ -325,17 +326,20 @@ impl Retention {
             roots: self.roots.clone(),
             order: Vec::with_capacity(self.order.len()),
         };
-        for &j in &self.order {
-            let i = new_of(j)? as usize;
-            next.reachable[i] = true;
-            next.idom[i] = match *self.idom.get(j as usize)? {
-                Holder::Allocation(k) => Holder::Allocation(new_of(k)?),
+        // In the allocations' order (the new numbers rise with the old, but
+        // where an allocation came or went): reads and writes in sequence.
+        let old = self.reachable.iter().zip(&self.idom).zip(&self.retained_bytes);
+        for (j, ((&reachable, &idom), &retained)) in old.enumerate().filter(|(_, ((&r, _), _))| r) {
+            let i = at(j as u32)? as usize;
+            next.reachable[i] = reachable;
+            next.retained_bytes[i] = retained;
+            next.idom[i] = match idom {
+                Holder::Allocation(k) => Holder::Allocation(at(k)?),
                 other => other,
             };
-            next.retained_bytes[i] = *self.retained_bytes.get(j as usize)?;
-            next.order.push(i as u32);
         }
-        Some(next)
+        next.order.extend(self.order.iter().filter_map(|&j| at(j)));
+        (next.order.len() == self.order.len()).then_some(next)
     }
 }
 
@@ -620,8 +624,11 @@ mod tests {
         // The same pointers, by index in the next snapshot; the new block (3)
         // points at the list; the cycle's survivor (7) points at nothing.
         let fresh = retention(&after, &[(0, 1), (1, 2), (2, 4), (2, 5), (5, 6), (3, 1)], 6);
-        let carried =
-            old.renumbered(&before, &StartIndex::new(&after, 14), after.len()).expect("all reachable ones are there");
+        let new_of = |after: &[Allocation]| {
+            let index = StartIndex::new(after, 14);
+            before.iter().map(|a| index.at(a.start_block).unwrap_or(u32::MAX)).collect::<Vec<u32>>()
+        };
+        let carried = old.renumbered(&new_of(&after), after.len()).expect("all reachable ones are there");
         assert_eq!(carried.reachable, fresh.reachable);
         assert_eq!(carried.idom, fresh.idom);
         assert_eq!(carried.retained_bytes, fresh.retained_bytes);
@@ -634,7 +641,7 @@ mod tests {
             }
         }
         // A reachable allocation gone: nothing to carry over.
-        assert_eq!(old.renumbered(&before, &StartIndex::new(&after[..4], 14), 4), None);
+        assert_eq!(old.renumbered(&new_of(&after[..4]), 4), None);
     }
 
     #[test]
