@@ -56,16 +56,18 @@ pub(super) struct LocalRoom {
 const MOST_REGION_SHARE: usize = 4;
 
 /// The retention of `now` from `before`'s, made again only for the region its
-/// changes reach (see the module's notes); `None` when the snapshot before
-/// has none, the runs are out of order, or the region is too large.
-/// `root_edges` are this snapshot's (a root's name, the allocation it holds).
+/// changes reach (see the module's notes), and the allocations whose
+/// retention may differ from what their allocations had before ([`Moved`]);
+/// `None` when the snapshot before has none, the runs are out of order, or
+/// the region is too large. `root_edges` are this snapshot's (a root's name,
+/// the allocation it holds).
 pub(super) fn local_retention(
     now: RetentionInputs,
     before: RetentionInputs,
     root_edges: RootEdges,
     runs: &CarriedRuns,
     (bytes_per_block, room): (u64, &mut LocalRoom),
-) -> Option<Retention> {
+) -> Option<(Retention, Moved)> {
     let old = before.flat.retention.as_ref()?;
     let n = now.allocations.len();
     let seeds = seeds(now, before, root_edges, runs)?;
@@ -342,14 +344,22 @@ impl Chains<'_> {
     }
 }
 
+/// This snapshot's allocations (sorted) whose retention may differ from the
+/// one their allocations had in the snapshot before: the region's, and those
+/// outside it whose retained bytes changed (a dominator of the region's) or
+/// whose root is named by another text. Every other allocation is held as
+/// before, by the same, retaining as much.
+pub(super) type Moved = Vec<u32>;
+
 /// The retention: the snapshot before's outside the region (numbered anew),
-/// the small graph's dominators in it, retained sizes summed again.
+/// the small graph's dominators in it, retained sizes summed again; and the
+/// allocations whose retention [`Moved`].
 fn assemble(
     inputs: &Inputs,
     (names, first): (Vec<Arc<str>>, u32),
     room: &LocalRoom,
     bytes_per_block: u64,
-) -> Option<Retention> {
+) -> Option<(Retention, Moved)> {
     let (now, old) = (inputs.now, inputs.old);
     let n = now.allocations.len();
     let chains = Chains { inputs, names: &names, first };
@@ -360,6 +370,7 @@ fn assemble(
         roots: Vec::new(),
         order: Vec::with_capacity(old.order.len() + room.allocation_of.len()),
     };
+    let mut moved: Moved = (room.allocation_of.iter().zip(&room.in_region).filter(|(_, &r)| r).map(|(&i, _)| i)).collect();
     // Outside the region, as before.
     for &j in &old.order {
         let i = *inputs.old_to_new.get(j as usize)?;
@@ -367,7 +378,13 @@ fn assemble(
             continue;
         }
         next.idom[i as usize] = match chains.holder_before(j)? {
-            Holder::Root(r) => Holder::Root(chains.root(r)? - 1),
+            Holder::Root(r) => {
+                let now_r = chains.root(r)? - 1;
+                if !Arc::ptr_eq(old.roots.get(r as usize)?, names.get(now_r as usize)?) {
+                    moved.push(i);
+                }
+                Holder::Root(now_r)
+            }
             other => other,
         };
         next.reachable[i as usize] = true;
@@ -390,8 +407,25 @@ fn assemble(
         next.reachable[i as usize] = true;
         next.order.push(i);
     }
-    // Each allocation's bytes, then added to its dominator's, last first.
-    for (i, a) in now.allocations.iter().enumerate() {
+    sum_retained(&mut next, now.allocations, bytes_per_block)?;
+    // Outside the region, the dominators of what changed retain otherwise.
+    for &j in &old.order {
+        let i = *inputs.old_to_new.get(j as usize)?;
+        let differs = |i: u32| next.retained_bytes.get(i as usize) != old.retained_bytes.get(j as usize);
+        if i != NONE && region_node(room, i, first).is_none() && differs(i) {
+            moved.push(i);
+        }
+    }
+    moved.sort_unstable();
+    moved.dedup();
+    next.roots = names;
+    Some((next, moved))
+}
+
+/// Each reachable allocation's bytes, then added to its dominator's, last
+/// first.
+fn sum_retained(next: &mut Retention, allocations: &[crate::decode::Allocation], bytes_per_block: u64) -> Option<()> {
+    for (i, a) in allocations.iter().enumerate() {
         if next.reachable[i] {
             next.retained_bytes[i] = a.blocks.saturating_mul(bytes_per_block);
         }
@@ -403,6 +437,5 @@ fn assemble(
             *up = up.saturating_add(add);
         }
     }
-    next.roots = names;
-    Some(next)
+    Some(())
 }

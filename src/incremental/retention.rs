@@ -304,17 +304,23 @@ impl<'f, 'm> RunDecoder<'_, 'f, 'm> {
         };
         // A debug build holds the region's retention to the whole one.
         #[cfg(debug_assertions)]
-        if let Some(local) = &local {
+        if let Some((local, _)) = &local {
             let w = whole(&mut spare.retention);
             let key = |r: &retain::Retention| (r.idom.clone(), r.reachable.clone(), r.retained_bytes.clone(), r.roots.clone());
             assert_eq!(key(local), key(&w), "the retention made where changes reach is the whole one");
         }
-        let retention = carried.or(local).unwrap_or_else(|| whole(&mut spare.retention));
+        // What may hold otherwise than before: nothing when carried over,
+        // what the region's retention says moved, or anything.
+        let (retention, moved) = match (carried, local) {
+            (Some(carried), _) => (carried, Some(Vec::new())),
+            (None, Some((local, moved))) => (local, Some(moved)),
+            (None, None) => (whole(&mut spare.retention), None),
+        };
         let start_of = |i: u32| facts.allocations.get(i as usize).map_or(u64::MAX, |a| a.start_block);
         flat.root_edges.clear();
         flat.root_edges.extend(root_edges.into_iter().map(|(name, i)| (name, start_of(i))));
         let held = HeldInputs { retention: &retention, allocations: &facts.allocations, geometry: g, made };
-        let changed = give_held(slots, &mut flat, held, &spare.runs, (before, is_carried));
+        let changed = give_held(slots, &mut flat, held, &spare.runs, (before, moved.as_deref()));
         let before = with_old.as_mut().filter(|_| is_carried).map(|(b, _)| &mut **b);
         let rows = self.retainers((facts, slots), (&retention, &mut flat), roots, g, before);
         report.retainers = Some(rows.clone());
@@ -403,9 +409,10 @@ const KEYS_AT_ONCE: usize = 64;
 
 /// Gives each slot whose retention changed its own, and fills `flat.held`;
 /// returns the slots carried over whose retention changed (sorted).
-/// - With the retention `carried` over from the snapshot `before`, a run's
-///   keys are the ones it had there, and are copied a run at a time (only the
-///   allocations between runs are visited).
+/// - With the allocations whose retention may have `moved` (none when the
+///   retention was carried over from the snapshot `before`), a run's keys
+///   are the ones it had there, copied a run at a time: only the allocations
+///   between runs and those that moved are visited.
 /// - Else every key is made, and a run's keys are compared with the snapshot
 ///   before's [`KEYS_AT_ONCE`] at a time.
 fn give_held(
@@ -413,44 +420,66 @@ fn give_held(
     flat: &mut FlatRetention,
     held: HeldInputs,
     runs: &CarriedRuns,
-    (before, carried): (Option<&FlatRetention>, bool),
+    (before, moved): (Option<&FlatRetention>, Option<&[u32]>),
 ) -> Vec<usize> {
     let mut giver = HeldGiver { held, several: Arc::from(retain::SEVERAL_ROOTS), made: 0, changed: Vec::new() };
-    let HeldInputs { retention, allocations, .. } = held;
     flat.held.clear();
-    let mut i = 0;
-    if carried {
+    match moved {
+        Some(moved) => giver.copying(slots, flat, runs, (before, moved)),
+        None => giver.comparing(slots, flat, runs, before),
+    }
+    giver.changed
+}
+
+impl HeldGiver<'_> {
+    /// [`give_held`] from the snapshot before's keys, where only the
+    /// allocations between runs and those that `moved` may differ.
+    fn copying(&mut self, slots: &mut Slots, flat: &mut FlatRetention, runs: &CarriedRuns, (before, moved): (Option<&FlatRetention>, &[u32])) {
+        let HeldInputs { retention, allocations, .. } = self.held;
+        let mut moved = moved.iter().map(|&k| k as usize).peekable();
+        let mut i = 0;
         for run in runs.iter() {
-            (i..run.now as usize).for_each(|k| giver.one((k, None), slots, flat, before));
+            (i..run.now as usize).for_each(|k| self.one((k, None), slots, flat, before));
+            let now = run.now_range();
+            while moved.next_if(|&k| k < now.start).is_some() {}
             match before.and_then(|b| b.held.get(run.before_range())) {
                 Some(keys) => {
-                    debug_assert!(run.now_range().zip(keys).all(|(k, key)| held_key(retention, k, allocations) == *key));
                     flat.held.extend_from_slice(keys);
+                    let before_of = |k: usize| run.before as usize + (k - now.start);
+                    while let Some(k) = moved.next_if(|&k| k < now.end) {
+                        flat.held[k] = held_key(retention, k, allocations);
+                        self.visit((k, Some(before_of(k))), slots, &flat.held, before);
+                    }
+                    debug_assert!(now.clone().all(|k| held_key(retention, k, allocations) == flat.held[k]));
                 }
-                None => run.now_range().zip(run.before_range()).for_each(|(k, j)| giver.one((k, Some(j)), slots, flat, before)),
+                None => now.zip(run.before_range()).for_each(|(k, j)| self.one((k, Some(j)), slots, flat, before)),
             }
             i = run.now_range().end;
         }
-        (i..slots.len()).for_each(|k| giver.one((k, None), slots, flat, before));
-        return giver.changed;
+        (i..slots.len()).for_each(|k| self.one((k, None), slots, flat, before));
     }
-    flat.held.extend((0..slots.len()).map(|k| held_key(retention, k, allocations)));
-    let keys = &flat.held[..];
-    for run in runs.iter() {
-        (i..run.now as usize).for_each(|k| giver.visit((k, None), slots, keys, before));
-        let old = before.and_then(|b| b.held.get(run.before_range()));
-        let before_of = |k: usize| run.before as usize + (k - run.now as usize);
-        for from in run.now_range().step_by(KEYS_AT_ONCE) {
-            let to = (from + KEYS_AT_ONCE).min(run.now_range().end);
-            let at = from - run.now as usize..to - run.now as usize;
-            if old.and_then(|o| o.get(at)) != keys.get(from..to) {
-                (from..to).for_each(|k| giver.visit((k, Some(before_of(k))), slots, keys, before));
+
+    /// [`give_held`] with every key made and compared.
+    fn comparing(&mut self, slots: &mut Slots, flat: &mut FlatRetention, runs: &CarriedRuns, before: Option<&FlatRetention>) {
+        let HeldInputs { retention, allocations, .. } = self.held;
+        flat.held.extend((0..slots.len()).map(|k| held_key(retention, k, allocations)));
+        let keys = &flat.held[..];
+        let mut i = 0;
+        for run in runs.iter() {
+            (i..run.now as usize).for_each(|k| self.visit((k, None), slots, keys, before));
+            let old = before.and_then(|b| b.held.get(run.before_range()));
+            let before_of = |k: usize| run.before as usize + (k - run.now as usize);
+            for from in run.now_range().step_by(KEYS_AT_ONCE) {
+                let to = (from + KEYS_AT_ONCE).min(run.now_range().end);
+                let at = from - run.now as usize..to - run.now as usize;
+                if old.and_then(|o| o.get(at)) != keys.get(from..to) {
+                    (from..to).for_each(|k| self.visit((k, Some(before_of(k))), slots, keys, before));
+                }
             }
+            i = run.now_range().end;
         }
-        i = run.now_range().end;
+        (i..slots.len()).for_each(|k| self.visit((k, None), slots, keys, before));
     }
-    (i..slots.len()).for_each(|k| giver.visit((k, None), slots, keys, before));
-    giver.changed
 }
 
 /// [`give_held`] one allocation at a time.
