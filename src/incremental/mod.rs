@@ -801,15 +801,26 @@ fn plan(
 }
 
 /// `into` made `n` long, holding per allocation of `runs` what `was` holds
-/// for the allocation it continues, and `None` for the others.
+/// for the allocation it continues, and `None` for the others. (Written once
+/// each, in order: `None` up to a run, then the run's.)
 fn carry_runs<T: Copy>(runs: &CarriedRuns, was: &[T], (into, n): (&mut Vec<Option<T>>, usize)) {
     into.clear();
-    into.resize(n, None);
+    into.reserve(n);
     for run in runs.iter() {
-        if let (Some(now), Some(was)) = (into.get_mut(run.now_range()), was.get(run.before_range())) {
-            now.iter_mut().zip(was).for_each(|(now, was)| *now = Some(*was));
+        let (now, Some(was)) = (run.now_range(), was.get(run.before_range())) else { continue };
+        if now.end > n {
+            continue;
+        }
+        if now.start >= into.len() {
+            into.resize(now.start, None);
+            into.extend(was.iter().map(|&w| Some(w)));
+        } else {
+            // Out of order (a pairing keeps the order: not expected).
+            into.resize(into.len().max(now.end), None);
+            into[now].iter_mut().zip(was).for_each(|(x, &w)| *x = Some(w));
         }
     }
+    into.resize(n, None);
 }
 
 /// Whether the RAM outside the pools that the snapshot before read for every
@@ -821,4 +832,44 @@ fn same_outside(decoder: &Decoder, p: &Previous, ram: &[u8]) -> bool {
         let r = s as usize..e as usize;
         matches!((ram.get(r.clone()), p.ram.get(r)), (Some(x), Some(y)) if same_bytes(x, y))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs::CarriedRuns;
+    use super::carry_runs;
+
+    /// Each allocation's value carried one at a time, as the runs say (a run
+    /// not wholly in `was` or in `n` carries nothing).
+    fn carried_one_by_one(runs: &CarriedRuns, was: &[u32], n: usize) -> Vec<Option<u32>> {
+        let mut into = vec![None; n];
+        for run in runs.iter().filter(|r| r.before_range().end <= was.len() && r.now_range().end <= n) {
+            for (i, j) in run.now_range().zip(run.before_range()) {
+                into[i] = Some(was[j]);
+            }
+        }
+        into
+    }
+
+    #[test]
+    fn runs_carry_their_values_and_leave_the_rest_empty() {
+        let was: Vec<u32> = (100..110).collect();
+        let cases: [&[(u32, u32, u32)]; 5] = [
+            &[(1, 0, 3), (5, 4, 2)],
+            &[],
+            &[(0, 0, 10)],
+            &[(6, 7, 2), (1, 0, 2)], // out of order: both still carried
+            &[(2, 8, 4), (0, 0, 1)], // the first past `was`: none of it carried
+        ];
+        for (k, pairs) in cases.iter().enumerate() {
+            let mut runs = CarriedRuns::default();
+            runs.clear();
+            pairs.iter().for_each(|&(now, before, len)| runs.push_run(now, before, len));
+            for n in [0, 3, 8, 12] {
+                let mut into = vec![Some(7); 2];
+                carry_runs(&runs, &was, (&mut into, n));
+                assert_eq!(into, carried_one_by_one(&runs, &was, n), "case {k}, {n} allocations");
+            }
+        }
+    }
 }
