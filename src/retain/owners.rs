@@ -310,3 +310,45 @@ fn scope_tables(
     }
     tables
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Four allocations held by three roots, two of them named alike; two of
+    /// the kinds are named alike too (distinct texts of one name).
+    #[test]
+    fn owners_and_kinds_of_one_name_make_one_row_in_name_order() {
+        let (a1, a2, b): (Arc<str>, Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("a"), Arc::from("b"));
+        let list_too: &'static str = String::from("list").leak();
+        let mut kind_names = KindIds::default();
+        let kinds = [kind_names.id("list"), kind_names.id(list_too), kind_names.id("dict"), kind_names.id("tuple")];
+        assert_eq!(kind_names.len(), 4, "the two lists are numbered apart");
+        let ret = Retention {
+            reachable: vec![true; 5],
+            idom: vec![Holder::Root(0), Holder::Root(1), Holder::Root(2), Holder::Allocation(2), Holder::Garbage],
+            retained_bytes: vec![0; 5],
+            roots: vec![b, a2, a1],
+            order: vec![0, 1, 2, 3],
+        };
+        let alloc = |start_block, blocks| Allocation { start_block, blocks, marked: false };
+        let allocations = [alloc(0, 1), alloc(1, 2), alloc(3, 4), alloc(7, 1), alloc(8, 1)];
+        let heap = Heap {
+            allocations: &allocations,
+            kinds: &[kinds[2], kinds[0], kinds[1], kinds[3], kinds[0]],
+            kind_names: &kind_names,
+            bytes_per_block: 16,
+            nodes: &[],
+            at: &|_| None,
+            main_tables: &[],
+            module_globals_word: 1,
+        };
+        let rows = retainers(&ret, &heap, &mut OwnerNames::default());
+        let got: Vec<(&str, &str, u64, u64)> =
+            rows.iter().map(|r| (&*r.owner, r.kind, r.allocations, r.bytes)).collect();
+        // Root 0 ("b") holds a dict; root 1 ("a") a list of 2 blocks; root 2
+        // ("a" again) a list of 4 blocks and, through it, a tuple. The
+        // garbage list counts for no one.
+        assert_eq!(got, [("a", "list", 2, 96), ("a", "tuple", 1, 16), ("b", "dict", 1, 16)]);
+    }
+}
