@@ -75,7 +75,7 @@ pub(super) fn local_retention(
     let result = region.and_then(|region| {
         let names = root_names(root_edges);
         let old_to_new = runs.old_to_new(before.allocations, now.index)?;
-        let inputs = Inputs { now, before, old, old_to_new: &old_to_new };
+        let inputs = Inputs { now, before, old, old_to_new: &old_to_new, runs };
         let first = build_graph(&inputs, (root_edges, &names), &region, room)?;
         dominators_into(&room.graph, &mut room.scratch, &mut room.dominators);
         assemble(&inputs, (names, first), room, bytes_per_block)
@@ -100,6 +100,8 @@ struct Inputs<'a> {
     /// Per allocation of the snapshot before, the allocation at its first
     /// block now ([`NONE`]: none).
     old_to_new: &'a [u32],
+    /// The allocations carried over from the snapshot before.
+    runs: &'a CarriedRuns,
 }
 
 /// The first blocks the changed pointers lead to: the heads, in either
@@ -345,11 +347,15 @@ impl Chains<'_> {
 }
 
 /// This snapshot's allocations (sorted) whose retention may differ from the
-/// one their allocations had in the snapshot before: the region's, and those
-/// outside it whose retained bytes changed (a dominator of the region's) or
-/// whose root is named by another text. Every other allocation is held as
-/// before, by the same, retaining as much.
+/// one their allocations had in the snapshot before, of those carried over
+/// (the others are given theirs again anyway): the region's, those whose
+/// retained bytes changed (a dominator of the region's) and those held by a
+/// root named by another text. Every other allocation carried over is held
+/// as before, by the same, retaining as much.
 pub(super) type Moved = Vec<u32>;
+
+/// Retained sizes compared at once between a run and the snapshot before.
+const RETAINED_AT_ONCE: usize = 64;
 
 /// The retention: the snapshot before's outside the region (numbered anew),
 /// the small graph's dominators in it, retained sizes summed again; and the
@@ -371,6 +377,14 @@ fn assemble(
         order: Vec::with_capacity(old.order.len() + room.allocation_of.len()),
     };
     let mut moved: Moved = (room.allocation_of.iter().zip(&room.in_region).filter(|(_, &r)| r).map(|(&i, _)| i)).collect();
+    // Each root of the retention before: its number now, and whether it is
+    // named by the same text (the keys compare names by address).
+    let mut root_now = Vec::with_capacity(old.roots.len());
+    for (r, name) in old.roots.iter().enumerate() {
+        let now_r = chains.root(r as u32).map(|k| k - 1);
+        let same = now_r.and_then(|k| names.get(k as usize)).is_some_and(|now| Arc::ptr_eq(name, now));
+        root_now.push((now_r, same));
+    }
     // Outside the region, as before.
     for &j in &old.order {
         let i = *inputs.old_to_new.get(j as usize)?;
@@ -379,11 +393,11 @@ fn assemble(
         }
         next.idom[i as usize] = match chains.holder_before(j)? {
             Holder::Root(r) => {
-                let now_r = chains.root(r)? - 1;
-                if !Arc::ptr_eq(old.roots.get(r as usize)?, names.get(now_r as usize)?) {
+                let (now_r, same) = *root_now.get(r as usize)?;
+                if !same {
                     moved.push(i);
                 }
-                Holder::Root(now_r)
+                Holder::Root(now_r?)
             }
             other => other,
         };
@@ -408,12 +422,16 @@ fn assemble(
         next.order.push(i);
     }
     sum_retained(&mut next, now.allocations, bytes_per_block)?;
-    // Outside the region, the dominators of what changed retain otherwise.
-    for &j in &old.order {
-        let i = *inputs.old_to_new.get(j as usize)?;
-        let differs = |i: u32| next.retained_bytes.get(i as usize) != old.retained_bytes.get(j as usize);
-        if i != NONE && region_node(room, i, first).is_none() && differs(i) {
-            moved.push(i);
+    // Of the allocations carried over (the others are given their retention
+    // again anyway), the dominators of what changed retain otherwise:
+    // compared a stretch at a time, and one at a time where a stretch differs.
+    for run in inputs.runs.iter() {
+        let (Some(now), Some(was)) = (next.retained_bytes.get(run.now_range()), old.retained_bytes.get(run.before_range())) else {
+            return None;
+        };
+        for (k, (a, b)) in now.chunks(RETAINED_AT_ONCE).zip(was.chunks(RETAINED_AT_ONCE)).enumerate().filter(|(_, (a, b))| a != b) {
+            let from = run.now + (k * RETAINED_AT_ONCE) as u32;
+            moved.extend(a.iter().zip(b).zip(from..).filter(|((x, y), _)| x != y).map(|(_, i)| i));
         }
     }
     moved.sort_unstable();
