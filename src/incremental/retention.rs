@@ -447,10 +447,12 @@ impl HeldGiver<'_> {
                     flat.held.extend_from_slice(keys);
                     let before_of = |k: usize| run.before as usize + (k - now.start);
                     while let Some(k) = moved.next_if(|&k| k < now.end) {
-                        flat.held[k] = held_key(retention, k, allocations);
-                        self.visit((k, Some(before_of(k))), slots, &flat.held, before);
+                        if let Some(key) = flat.held.get_mut(k) {
+                            *key = held_key(retention, k, allocations);
+                            self.visit((k, Some(before_of(k))), slots, &flat.held, before);
+                        }
                     }
-                    debug_assert!(now.clone().all(|k| held_key(retention, k, allocations) == flat.held[k]));
+                    debug_assert!(now.clone().all(|k| flat.held.get(k) == Some(&held_key(retention, k, allocations))));
                 }
                 None => now.zip(run.before_range()).for_each(|(k, j)| self.one((k, Some(j)), slots, flat, before)),
             }
