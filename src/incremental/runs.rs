@@ -9,6 +9,7 @@
 use std::ops::Range;
 
 use crate::decode::Allocation;
+use crate::retain::dominators::NONE;
 use crate::retain::StartIndex;
 
 /// `len` allocations of this snapshot from `now` on, continuing those of the
@@ -86,17 +87,18 @@ impl CarriedRuns {
     }
 
     /// Per allocation of the snapshot before (`before`), the allocation at its
-    /// first block in this snapshot (`u32::MAX`: none): a run at a time where
+    /// first block in this snapshot ([`NONE`], the number the retention's
+    /// nodes use for none, when there is none): a run at a time where
     /// carried over, else found by its first block in `index` (this
     /// snapshot's). `None` when the runs are out of order.
     pub(super) fn old_to_new(&self, before: &[Allocation], index: &StartIndex) -> Option<Vec<u32>> {
-        let mut map = vec![u32::MAX; before.len()];
+        let mut map = vec![NONE; before.len()];
         for run in self.iter() {
             let (to, from) = (map.get_mut(run.before_range())?, run.now);
             to.iter_mut().zip(from..).for_each(|(x, i)| *x = i);
         }
         for j in self.gaps_before(before.len())?.flatten() {
-            map[j] = index.at(before.get(j)?.start_block).unwrap_or(u32::MAX);
+            map[j] = index.at(before.get(j)?.start_block).unwrap_or(NONE);
         }
         Some(map)
     }
