@@ -137,11 +137,13 @@ impl WordHash {
 
     fn write(&mut self, bytes: &[u8]) {
         let mut quads = bytes.chunks_exact(32);
+        let [mut a, mut b, mut c, mut d] = self.lanes;
         for quad in &mut quads {
-            for (lane, word) in self.lanes.iter_mut().zip(quad.chunks_exact(8)) {
-                *lane = Self::step(*lane, word);
-            }
+            let (ab, cd) = quad.split_at(16);
+            let ((w0, w1), (w2, w3)) = (ab.split_at(8), cd.split_at(8));
+            (a, b, c, d) = (Self::step(a, w0), Self::step(b, w1), Self::step(c, w2), Self::step(d, w3));
         }
+        self.lanes = [a, b, c, d];
         // The tail, zero-padded; the length (below) tells it from zeros.
         let mut tail = [0u8; 32];
         let rest = quads.remainder();
