@@ -460,11 +460,9 @@ fn table_bits(
     (mut finaliser, mut collect): (Vec<bool>, Vec<Option<bool>>),
 ) -> TableBits {
     finaliser.clear();
-    finaliser.reserve(allocs.len());
-    ftb.each_bit(allocs, |bit| finaliser.push(bit.unwrap_or(false)));
+    ftb.each_bit(allocs, &mut finaliser, |bit| bit.unwrap_or(false));
     collect.clear();
-    collect.reserve(allocs.len());
-    ctb.each_bit(allocs, |bit| collect.push(bit));
+    ctb.each_bit(allocs, &mut collect, |bit| bit);
     TableBits { finaliser, collect }
 }
 

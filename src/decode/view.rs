@@ -169,13 +169,16 @@ impl<'m> BitTables<'m> {
     /// The bit of each of `allocs` (by first block), in order, as [`Self::bit`]
     /// gives it: one area's table of a bit a block (every build but a split
     /// heap's) read in one pass, without finding the area each time.
-    pub(super) fn each_bit(&self, allocs: &[Allocation], mut push: impl FnMut(Option<bool>)) {
+    /// Each is appended to `out` as `f` makes it: by `extend`, whose loop
+    /// checks no capacity per bit, and without a look at all when no table is
+    /// there (MicroPython has no collect table).
+    pub(super) fn each_bit<T: Clone>(&self, allocs: &[Allocation], out: &mut Vec<T>, f: impl Fn(Option<bool>) -> T) {
         match self.areas.as_slice() {
-            [(first, t)] if self.per_byte == 8 => allocs.iter().for_each(|a| {
-                let bit = a.start_block.checked_sub(*first).map(|b| t.get((b >> 3) as usize).is_some_and(|x| x >> (b & 7) & 1 == 1));
-                push(bit);
-            }),
-            _ => allocs.iter().for_each(|a| push(self.bit(a.start_block))),
+            [] => out.resize(out.len() + allocs.len(), f(None)),
+            [(first, t)] if self.per_byte == 8 => out.extend(allocs.iter().map(|a| {
+                f(a.start_block.checked_sub(*first).map(|b| t.get((b >> 3) as usize).is_some_and(|x| x >> (b & 7) & 1 == 1)))
+            })),
+            _ => out.extend(allocs.iter().map(|a| f(self.bit(a.start_block)))),
         }
     }
 
@@ -330,7 +333,7 @@ mod tests {
         for areas in areas {
             let t = BitTables { areas, per_byte: 8 };
             let mut got = Vec::new();
-            t.each_bit(&allocs, |bit| got.push(bit));
+            t.each_bit(&allocs, &mut got, |bit| bit);
             let want: Vec<Option<bool>> = allocs.iter().map(|a| t.bit(a.start_block)).collect();
             assert_eq!(got, want);
             assert!(t.areas.is_empty() || got.contains(&Some(true)) && got.contains(&Some(false)));
