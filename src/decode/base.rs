@@ -4,10 +4,13 @@
 use super::*;
 
 /// Per allocation: its category from its own first word, and that word when
-/// it names a type in flash (its base kind).
-pub(super) struct Kinds {
-    pub(super) category: Vec<Category>,
-    pub(super) type_addrs: Vec<Option<u64>>,
+/// it names a type in flash (its base kind). Kept as these columns from the
+/// stage to the next snapshot's decode, which takes over the unchanged
+/// allocations' a run at a time.
+#[derive(Clone, Debug, Default)]
+pub struct Kinds {
+    pub category: Vec<Category>,
+    pub type_addrs: Vec<Option<u64>>,
 }
 
 impl Kinds {
@@ -19,35 +22,30 @@ impl Kinds {
         }
     }
 
-    /// The base kinds as a list, in `into`'s memory.
-    pub(super) fn base(&self, mut into: Vec<BaseKind>) -> Vec<BaseKind> {
-        into.clear();
-        into.extend(
-            self.category.iter().zip(&self.type_addrs).map(|(&kind, &type_address)| BaseKind { kind, type_address }),
-        );
-        into
+    /// Whether it holds `n` allocations' kinds.
+    pub fn holds(&self, n: usize) -> bool {
+        self.category.len() == n && self.type_addrs.len() == n
     }
 }
 
 impl Decoder<'_> {
     /// Stage: each allocation's category from its own first word (a type in
-    /// flash, a class on the heap, a qstr pool), or as the snapshot before had
-    /// it when a focused decode `known`s it; `type_addrs` gets the flash words.
+    /// flash, a class on the heap, a qstr pool); `type_addrs` gets the flash
+    /// words. In a focused decode, the allocations `carried` over already hold
+    /// the snapshot before's in `kinds`.
     pub(super) fn base_kinds(
         &self,
         v: &View,
         ram_pools: &[qstr::PoolHeader],
-        known: Option<&[Option<BaseKind>]>,
+        carried: Option<&[bool]>,
         kinds: &mut Kinds,
     ) {
         for i in 0..kinds.category.len() {
-            (kinds.category[i], kinds.type_addrs[i]) = match known.and_then(|k| k[i]) {
-                Some(k) => (k.kind, k.type_address),
-                None => {
-                    let _s = v.log.scope(i as u32);
-                    self.base_kind_of(v, i, ram_pools)
-                }
-            };
+            if carried.is_some_and(|c| c.get(i) == Some(&true)) {
+                continue; // the snapshot before's, already in `kinds`
+            }
+            let _s = v.log.scope(i as u32);
+            (kinds.category[i], kinds.type_addrs[i]) = self.base_kind_of(v, i, ram_pools);
         }
     }
 

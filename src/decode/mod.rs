@@ -32,7 +32,7 @@ use crate::firmware::Firmware;
 use crate::memory::{Memory, Region};
 use crate::profile::{BytecodePrelude, Immediate, ObjectLayout, Profile};
 pub use alloc_table::{Allocation, FreeRun, GcInfo};
-use base::Kinds;
+pub use base::Kinds;
 pub use bytecode::Prelude;
 pub use geometry::{AreaState, HeapArea, HeapGeometry, Table, TableSpan};
 pub use gifts::GiftBook;
@@ -40,7 +40,8 @@ pub use kinds::Role;
 use kept_walk::KeptWalk;
 use names::Name;
 use reads::{ReadLog, Reads, Tracker, GLOBAL, UNTRACKED};
-use roles::{RoleOut, Roles, RolesIn};
+use roles::{RoleOut, RolesIn};
+pub use roles::Roles;
 pub use roots::{RootWord, Roots, RootsBefore};
 use rows::BlockRowsIn;
 use stages::{lap, Stage};
@@ -241,14 +242,6 @@ pub struct SnapshotReport {
     pub retainers: Option<Vec<crate::retain::owners::Retained>>,
 }
 
-/// An allocation's kind from its own first word (before roles given by pointers
-/// to it), and that word when it names a type in flash.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BaseKind {
-    pub kind: Category,
-    pub type_address: Option<u64>,
-}
-
 /// The role pointers give an allocation: the reference's category, the detailed
 /// role and the object that gave it.
 pub type RoleOf = (Category, Role, Option<u64>);
@@ -261,10 +254,11 @@ pub struct Focus {
     /// because something it read changed. The decode adds those whose role
     /// differs from `roles`.
     pub derive: Vec<bool>,
-    /// Per allocation: its base kind when known from the snapshot before.
-    pub known: Vec<Option<BaseKind>>,
-    /// Per allocation: its role in the snapshot before, when carried over.
-    pub roles: Vec<Option<RoleOf>>,
+    /// Per allocation: its base kind and role are carried over from the
+    /// snapshot before (in `base` and `roles`; the others hold none).
+    pub carried: Vec<bool>,
+    pub base: Kinds,
+    pub roles: Roles,
     /// Start blocks of the allocations holding qstr texts: the qstr pools did not
     /// change, so neither did these (a focused decode lists no qstrs).
     pub qstr_chunks: Vec<u64>,
@@ -294,9 +288,10 @@ pub struct DecodeFacts {
     pub allocations: Vec<Allocation>,
     pub finaliser: Vec<bool>,
     pub collect: Vec<Option<bool>>,
-    pub base: Vec<BaseKind>,
+    /// Per allocation: its base kind.
+    pub base: Kinds,
     /// Per allocation: the role pointers gave it.
-    pub roles: Vec<RoleOf>,
+    pub roles: Roles,
     /// The focus the planner chose (`None`: every allocation was decoded).
     pub focus: Option<Focus>,
     /// The candidate roots, when asked for as words ([`Roots::Words`]).
@@ -413,6 +408,19 @@ struct Scratch {
     derived: Vec<usize>,
     derive: Vec<bool>,
     bytecodes: Vec<(usize, usize)>,
+}
+
+impl Scratch {
+    /// A focused decode's kinds, and the snapshot before's roles, taken out
+    /// of the focus `f`, which gets this scratch's room in their place (the
+    /// focus goes back to the planner for the next snapshot).
+    fn take_carried(&mut self, f: &mut Focus) -> (Kinds, Option<Roles>) {
+        use std::mem::{replace, take};
+        let room = Kinds { category: take(&mut self.kinds), type_addrs: take(&mut self.type_addrs) };
+        let base = replace(&mut f.base, room);
+        let room = Roles { category: take(&mut self.roles), detail: take(&mut self.details) };
+        (base, Some(replace(&mut f.roles, room)))
+    }
 }
 
 /// The word at `offset` (from the profile) into the state at `state` (from the
@@ -631,7 +639,8 @@ impl<'f> Decoder<'f> {
         let input = PlanInput { ram, geometry: &g, allocations: allocs, owner: &owner, finaliser, collect };
         let n = allocs.len();
         lap(&mut cache.stage_times, Stage::Owners);
-        let focus = plan(&input).filter(|f| f.derive.len() == n && f.known.len() == n && f.roles.len() == n);
+        let holds = |f: &Focus| f.derive.len() == n && f.carried.len() == n && f.base.holds(n) && f.roles.holds(n);
+        let mut focus = plan(&input).filter(holds);
         let heap = Heap { g: g.clone(), allocs, owner };
         let (word, obj_bytes) = (self.profile.heap.word_bytes as u64, self.profile.obj_bytes() as u64);
         let view = View { mem: &mem, log: &log, heap: &heap, word, obj_bytes, objects: &self.profile.objects };
@@ -643,8 +652,11 @@ impl<'f> Decoder<'f> {
         let (mut qstrs, ram_pools) = self.qstr_pools(&mem)?;
 
         // Base kinds, then roles given by pointers (made whole every snapshot).
-        let mut kinds = Kinds::refill(&mut scratch, n);
-        self.base_kinds(&view, &ram_pools, focus.as_ref().map(|f| &f.known[..]), &mut kinds);
+        let (mut kinds, before_roles) = match focus.as_mut() {
+            Some(f) => scratch.take_carried(f),
+            None => (Kinds::refill(&mut scratch, n), None),
+        };
+        self.base_kinds(&view, &ram_pools, focus.as_ref().map(|f| &f.carried[..]), &mut kinds);
         lap(&mut cache.stage_times, Stage::BaseKinds);
         let chunks = focus.as_ref().map(|f| &f.qstr_chunks[..]);
         let pools = QstrPools { ram_pools: &ram_pools, known_chunks: chunks };
@@ -652,7 +664,7 @@ impl<'f> Decoder<'f> {
         let book = cache.gifts.take().filter(|_| mem.tracker.is_some());
         let reading = (&mut qstrs, &mut cache.texts);
         let working = (&mut report, &mut scratch);
-        let stage = RolesIn { focus: focus.as_ref(), book, tracked: mem.tracker.is_some() };
+        let stage = RolesIn { focus: focus.as_ref(), before: before_roles, book, tracked: mem.tracker.is_some() };
         let (RoleOut { roles, readline, bytecodes }, book) =
             self.roles_stage(&view, (&mut kinds, &pools), reading, working, stage, &mut derive)?;
         lap(&mut cache.stage_times, Stage::Roles);
@@ -690,11 +702,13 @@ impl<'f> Decoder<'f> {
         if let Some(f) = &mut focus {
             f.derive.copy_from_slice(&derive); // with the allocations whose role changed
         }
-        let (base, role_list) =
-            (kinds.base(std::mem::take(&mut recycled.base)), roles.list(std::mem::take(&mut recycled.roles)));
         names.clear();
-        let (roles, details) = (roles.category, roles.detail);
-        let (owner, (kinds, type_addrs)) = (heap.owner, (kinds.category, kinds.type_addrs));
+        // The kinds and roles go on with the facts; the snapshot before's
+        // before that (recycled) give their room to the next decode.
+        let (base, role_list) = (kinds, roles);
+        let Kinds { category: kinds, type_addrs } = std::mem::take(&mut recycled.base);
+        let Roles { category: roles, detail: details } = std::mem::take(&mut recycled.roles);
+        let owner = heap.owner;
         cache.scratch =
             Scratch { owner, kinds, type_addrs, roles, details, names, preludes, derived, derive, bytecodes };
         cache.owner_walk = cache.walk.as_ref().map(|w| w.generation);

@@ -11,6 +11,16 @@ use super::*;
 /// variables one function closes over).
 pub(super) const MAX_CLOSURE_WORDS: u64 = 256;
 
+/// Allocations whose roles were made again, each with the role it had in the
+/// snapshot before when carried over.
+pub(super) type Compared = Vec<(usize, Option<RoleOf>)>;
+
+/// Allocation `i`'s role in `roles` when `focus` carried it over from the
+/// snapshot before.
+fn carried_role(focus: &Focus, roles: &Roles, i: usize) -> Option<RoleOf> {
+    (focus.carried.get(i) == Some(&true)).then(|| roles.get(i)).flatten()
+}
+
 /// What the role stages make: the roles, the REPL history's lines, and each
 /// bytecode function with its bytecode's allocation.
 pub(super) struct RoleOut {
@@ -21,9 +31,10 @@ pub(super) struct RoleOut {
 
 /// The roles given by pointers, per allocation: the reference's category, and
 /// the detailed role with the address of the object that gave it.
-pub(super) struct Roles {
-    pub(super) category: Vec<Category>,
-    pub(super) detail: Vec<(Role, Option<u64>)>,
+#[derive(Clone, Debug, Default)]
+pub struct Roles {
+    pub category: Vec<Category>,
+    pub detail: Vec<(Role, Option<u64>)>,
 }
 
 impl Roles {
@@ -33,16 +44,9 @@ impl Roles {
         Roles { category: vec![Category::Unknown; n], detail: vec![(Role::None, None); n] }
     }
 
-    /// Roles carried over from the snapshot before (`None`: none yet), in
-    /// `scratch`'s room.
-    fn carried(before: &[Option<RoleOf>], scratch: &mut Scratch) -> Self {
-        let mut category = std::mem::take(&mut scratch.roles);
-        let mut detail = std::mem::take(&mut scratch.details);
-        category.clear();
-        detail.clear();
-        category.extend(before.iter().map(|r| r.map_or(Category::Unknown, |r| r.0)));
-        detail.extend(before.iter().map(|r| r.map_or((Role::None, None), |r| (r.1, r.2))));
-        Roles { category, detail }
+    /// Whether it holds `n` allocations' roles.
+    pub fn holds(&self, n: usize) -> bool {
+        self.category.len() == n && self.detail.len() == n
     }
 
     /// Allocation `i` without a role.
@@ -52,17 +56,16 @@ impl Roles {
         }
     }
 
-    /// Every allocation's role, in `into`'s memory.
-    pub(super) fn list(&self, mut into: Vec<RoleOf>) -> Vec<RoleOf> {
-        into.clear();
-        into.extend((0..self.category.len()).map(|i| self.of(i)));
-        into
-    }
-
     /// Allocation `i`'s role.
     pub(super) fn of(&self, i: usize) -> RoleOf {
         let (category, (role, owner)) = (self.category[i], self.detail[i]);
         (category, role, owner)
+    }
+
+    /// Allocation `i`'s role, `None` past the allocations.
+    pub(super) fn get(&self, i: usize) -> Option<RoleOf> {
+        let (&category, &(role, owner)) = (self.category.get(i)?, self.detail.get(i)?);
+        Some((category, role, owner))
     }
 
     /// Gives allocation `i` a role, unless it has one that ranks higher: the
@@ -82,6 +85,9 @@ impl Roles {
 /// book of the snapshot before (`tracked`: the decode is a run decoder's).
 pub(super) struct RolesIn<'a> {
     pub(super) focus: Option<&'a Focus>,
+    /// With a focus: the snapshot before's roles, where `focus.carried` says
+    /// (taken out of the focus, to be given again where they change).
+    pub(super) before: Option<Roles>,
     pub(super) book: Option<GiftBook>,
     pub(super) tracked: bool,
 }
@@ -98,24 +104,26 @@ impl Decoder<'_> {
         (kinds, pools): (&mut Kinds, &QstrPools),
         (qstrs, texts): (&mut qstr::QstrReader, &mut qstr::TextCache),
         (report, scratch): (&mut SnapshotReport, &mut Scratch),
-        RolesIn { focus, book, tracked }: RolesIn,
+        RolesIn { focus, before, book, tracked }: RolesIn,
         derive: &mut [bool],
     ) -> Result<(RoleOut, Option<GiftBook>), DecodeError> {
-        let (mut out, remade, book) = match (focus, book) {
-            (Some(f), Some(mut b)) => {
-                let (out, remade) = self.roles_from_book(v, kinds, pools, qstrs, texts, (report, scratch), (f, &mut b))?;
-                (out, Some(remade), Some(b))
+        let (mut out, compared, book) = match (focus, before, book) {
+            (Some(f), Some(before), Some(mut b)) => {
+                let working = (report, scratch);
+                let (out, compared) = self.roles_from_book(v, kinds, pools, qstrs, texts, working, (f, before, &mut b))?;
+                (out, Some(compared), Some(b))
             }
-            _ => {
+            (focus, before, _) => {
                 let mut fresh = tracked.then(GiftBook::default);
                 let out = self.roles(v, kinds, pools, qstrs, texts, report, scratch, fresh.as_mut())?;
-                (out, None, fresh)
+                // With a focus, every allocation is compared with what it had.
+                let was = |f: &Focus, i: usize| before.as_ref().and_then(|b| carried_role(f, b, i));
+                let compared = focus.map(|f| (0..derive.len()).map(|i| (i, was(f, i))).collect::<Vec<_>>());
+                (out, compared, fresh)
             }
         };
-        if let Some(f) = focus {
-            let remade = remade.unwrap_or_else(|| (0..derive.len()).collect());
-            let before = (&f.roles[..], &remade[..]);
-            self.rederive_changed_roles(v, before, &out.roles, pools.ram_pools, derive, kinds, &mut out.bytecodes);
+        if let Some(compared) = compared {
+            self.rederive_changed_roles(v, &compared, &out.roles, pools.ram_pools, derive, kinds, &mut out.bytecodes);
         }
         Ok((out, book))
     }
@@ -181,13 +189,9 @@ impl Decoder<'_> {
         qstrs: &mut qstr::QstrReader,
         texts: &mut qstr::TextCache,
         (report, scratch): (&mut SnapshotReport, &mut Scratch),
-        (focus, book): (&Focus, &mut GiftBook),
-    ) -> Result<(RoleOut, Vec<usize>), DecodeError> {
-        let mut out = RoleOut {
-            roles: Roles::carried(&focus.roles, scratch),
-            readline: Vec::new(),
-            bytecodes: std::mem::take(&mut scratch.bytecodes),
-        };
+        (focus, before, book): (&Focus, Roles, &mut GiftBook),
+    ) -> Result<(RoleOut, Compared), DecodeError> {
+        let mut out = RoleOut { roles: before, readline: Vec::new(), bytecodes: std::mem::take(&mut scratch.bytecodes) };
         out.bytecodes.clear();
         let mut touched = Vec::new();
         for &giver in &focus.regive {
@@ -202,18 +206,19 @@ impl Decoder<'_> {
         }
         let globals = self.global_gifts(v, pools, (qstrs, texts), report, &mut out.readline)?;
         book.replace_globals(by_block(v, &globals), &mut touched);
-        let mut remade: Vec<usize> = (0..allocs.len()).filter(|&i| focus.roles.get(i).is_none_or(Option::is_none)).collect();
+        let mut remade: Vec<usize> = (0..allocs.len()).filter(|&i| focus.carried.get(i) != Some(&true)).collect();
         remade.extend(touched.iter().filter_map(|&b| v.heap.head(v.heap.g.block_address(b))));
         remade.sort_unstable();
         remade.dedup();
-        for &i in &remade {
+        let compared: Compared = remade.iter().map(|&i| (i, carried_role(focus, &out.roles, i))).collect();
+        for &(i, _) in &compared {
             book.role_of(i, allocs[i].start_block, &mut out.roles);
         }
-        Ok((out, remade))
+        Ok((out, compared))
     }
 
-    /// Stage (a focused decode): the allocations among `remade` whose role
-    /// differs from the snapshot before's are made again; their base kind was
+    /// Stage (a focused decode): the allocations `compared` whose role differs
+    /// from the snapshot before's are made again; their base kind was
     /// known, and is read again so that its reads are theirs, and so are what
     /// they read to give their roles (the gifts are the same: their bytes
     /// and what they point at are).
@@ -221,15 +226,15 @@ impl Decoder<'_> {
     pub(super) fn rederive_changed_roles(
         &self,
         v: &View,
-        (before, remade): (&[Option<RoleOf>], &[usize]),
+        compared: &[(usize, Option<RoleOf>)],
         roles: &Roles,
         ram_pools: &[qstr::PoolHeader],
         derive: &mut [bool],
         kinds: &mut Kinds,
         bytecodes: &mut Vec<(usize, usize)>,
     ) {
-        for &i in remade {
-            if !derive[i] && before[i] != Some(roles.of(i)) {
+        for &(i, before) in compared {
+            if !derive[i] && before != roles.get(i) {
                 derive[i] = true;
                 let _s = v.log.scope(i as u32);
                 (kinds.category[i], kinds.type_addrs[i]) = self.base_kind_of(v, i, ram_pools);

@@ -31,8 +31,8 @@
 
 use crate::decode::stages::Stage;
 use crate::decode::{
-    Allocation, BaseKind, DecodeCache, DecodeFacts, Decoder, EdgeRow, Focus, HeapGeometry, PlanInput, QstrRow, RoleOf,
-    RootWord, Roots, RootsBefore, SnapshotReport,
+    Allocation, Category, DecodeCache, DecodeFacts, Decoder, EdgeRow, Focus, HeapGeometry, Kinds, PlanInput, QstrRow,
+    Role, Roles, RootWord, Roots, RootsBefore, SnapshotReport,
 };
 use crate::firmware::Firmware;
 use crate::memory::same_bytes;
@@ -129,8 +129,8 @@ struct Previous<'f, 'm> {
     allocations: Vec<Allocation>,
     finaliser: Vec<bool>,
     collect: Vec<Option<bool>>,
-    base: Vec<BaseKind>,
-    roles: Vec<RoleOf>,
+    base: Kinds,
+    roles: Roles,
     /// Per allocation; an unchanged allocation takes its slot on to the next snapshot.
     slots: Slots,
     /// Candidate roots, in address order (see [`crate::decode::roots`]).
@@ -758,7 +758,11 @@ fn plan(
     if pairing.dirty.len() > limit || p.global_blocks.iter().any(|&b| pairing.changed.contains(b as u64)) {
         return None;
     }
-    let Focus { derive: mut focus, mut known, mut roles, mut qstr_chunks, mut regive } = spare;
+    let before_len = p.allocations.len();
+    if !p.base.holds(before_len) || !p.roles.holds(before_len) {
+        return None; // (not expected: the decode makes them so)
+    }
+    let Focus { derive: mut focus, mut carried, mut base, mut roles, mut qstr_chunks, mut regive } = spare;
     focus.clear();
     focus.resize(n, false);
     for &i in &pairing.dirty {
@@ -784,11 +788,17 @@ fn plan(
     }
     // What the unchanged allocations were, a run at a time; those a change
     // reaches are decoded again, from nothing known.
-    carry_runs(&pairing.runs, &p.base, (&mut known, n));
-    carry_runs(&pairing.runs, &p.roles, (&mut roles, n));
+    let runs = &pairing.runs;
+    carried_mask(runs, before_len, (&mut carried, n));
+    carry_runs(runs, &p.base.category, (&mut base.category, n), Category::Unknown);
+    carry_runs(runs, &p.base.type_addrs, (&mut base.type_addrs, n), None);
+    carry_runs(runs, &p.roles.category, (&mut roles.category, n), Category::Unknown);
+    carry_runs(runs, &p.roles.detail, (&mut roles.detail, n), (Role::None, None));
     *paired = pairing.runs;
     for &i in &reached {
-        (known[i], roles[i]) = (None, None);
+        if let Some(c) = carried.get_mut(i) {
+            *c = false;
+        }
     }
     qstr_chunks.clear();
     qstr_chunks.extend_from_slice(&p.qstr_chunks);
@@ -797,30 +807,49 @@ fn plan(
     regive.clear();
     regive.extend(pairing.replaced.iter().filter_map(|&j| Some(old.get(j)?.start_block)));
     regive.extend(reached.iter().filter_map(|&i| Some(cur.allocations.get(i)?.start_block)));
-    Some(Focus { derive: focus, known, roles, qstr_chunks, regive })
+    Some(Focus { derive: focus, carried, base, roles, qstr_chunks, regive })
 }
 
 /// `into` made `n` long, holding per allocation of `runs` what `was` holds
-/// for the allocation it continues, and `None` for the others. (Written once
-/// each, in order: `None` up to a run, then the run's.)
-fn carry_runs<T: Copy>(runs: &CarriedRuns, was: &[T], (into, n): (&mut Vec<Option<T>>, usize)) {
+/// for the allocation it continues, and `empty` for the others: a column of
+/// the snapshot before carried over, a run at a time (a copy of its bytes).
+/// Written once each, in order: `empty` up to a run, then the run's. Only
+/// the runs [`carried_mask`] marks are carried (those within `was` and `n`).
+fn carry_runs<T: Copy>(runs: &CarriedRuns, was: &[T], (into, n): (&mut Vec<T>, usize), empty: T) {
     into.clear();
     into.reserve(n);
-    for run in runs.iter() {
+    for run in runs_within(runs, was.len(), n) {
         let (now, Some(was)) = (run.now_range(), was.get(run.before_range())) else { continue };
-        if now.end > n {
-            continue;
-        }
         if now.start >= into.len() {
-            into.resize(now.start, None);
-            into.extend(was.iter().map(|&w| Some(w)));
-        } else {
+            into.resize(now.start, empty);
+            into.extend_from_slice(was);
+        } else if let Some(to) = {
             // Out of order (a pairing keeps the order: not expected).
-            into.resize(into.len().max(now.end), None);
-            into[now].iter_mut().zip(was).for_each(|(x, &w)| *x = Some(w));
+            into.resize(into.len().max(now.end), empty);
+            into.get_mut(now)
+        } {
+            to.copy_from_slice(was);
         }
     }
-    into.resize(n, None);
+    into.resize(n, empty);
+}
+
+/// `into` made `n` long: per allocation, whether [`carry_runs`] carries it
+/// (a run of `runs` continues it, within `before_len` and `n`).
+fn carried_mask(runs: &CarriedRuns, before_len: usize, (into, n): (&mut Vec<bool>, usize)) {
+    into.clear();
+    into.resize(n, false);
+    for run in runs_within(runs, before_len, n) {
+        if let Some(to) = into.get_mut(run.now_range()) {
+            to.fill(true);
+        }
+    }
+}
+
+/// The runs whose allocations are within `before_len` in the snapshot before
+/// and `n` in this one (every run of a pairing of the two).
+fn runs_within(runs: &CarriedRuns, before_len: usize, n: usize) -> impl Iterator<Item = &runs::CarriedRun> {
+    runs.iter().filter(move |r| r.before_range().end <= before_len && r.now_range().end <= n)
 }
 
 /// Whether the RAM outside the pools that the snapshot before read for every
@@ -837,7 +866,7 @@ fn same_outside(decoder: &Decoder, p: &Previous, ram: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::runs::CarriedRuns;
-    use super::carry_runs;
+    use super::{carried_mask, carry_runs};
 
     /// Each allocation's value carried one at a time, as the runs say (a run
     /// not wholly in `was` or in `n` carries nothing).
@@ -866,9 +895,12 @@ mod tests {
             runs.clear();
             pairs.iter().for_each(|&(now, before, len)| runs.push_run(now, before, len));
             for n in [0, 3, 8, 12] {
-                let mut into = vec![Some(7); 2];
-                carry_runs(&runs, &was, (&mut into, n));
-                assert_eq!(into, carried_one_by_one(&runs, &was, n), "case {k}, {n} allocations");
+                let (mut into, mut mask) = (vec![7; 2], vec![true; 3]);
+                carry_runs(&runs, &was, (&mut into, n), 0);
+                carried_mask(&runs, was.len(), (&mut mask, n));
+                let got: Vec<Option<u32>> = into.iter().zip(&mask).map(|(&v, &m)| m.then_some(v)).collect();
+                assert_eq!(got, carried_one_by_one(&runs, &was, n), "case {k}, {n} allocations");
+                assert!(into.iter().zip(&mask).all(|(&v, &m)| m || v == 0), "the others hold `empty`");
             }
         }
     }
