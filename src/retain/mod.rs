@@ -155,9 +155,13 @@ impl Retention {
     /// Allocations reachable, allocations that are garbage and their bytes.
     pub fn counts(&self, allocations: &[Allocation], bytes_per_block: u64) -> (u64, u64, u64) {
         let reachable = self.reachable.iter().filter(|r| **r).count() as u64;
-        let garbage = allocations.iter().zip(&self.reachable).filter(|(_, r)| !**r);
-        let garbage_bytes = garbage.clone().map(|(a, _)| a.blocks.saturating_mul(bytes_per_block)).sum();
-        (reachable, garbage.count() as u64, garbage_bytes)
+        // Garbage counted and summed in one pass, branch-free.
+        let (garbage, garbage_blocks) =
+            allocations.iter().zip(&self.reachable).fold((0u64, 0u64), |(n, blocks), (a, &r)| {
+                let g = u64::from(!r);
+                (n + g, blocks.saturating_add(a.blocks * g))
+            });
+        (reachable, garbage, garbage_blocks.saturating_mul(bytes_per_block))
     }
 }
 
@@ -543,6 +547,17 @@ mod tests {
 
     fn alloc(start_block: u64, blocks: u64) -> Allocation {
         Allocation { start_block, blocks, marked: false }
+    }
+
+    /// Reachable allocations counted, garbage counted and its bytes summed.
+    #[test]
+    fn counts_are_the_reachable_the_garbage_and_its_bytes() {
+        let allocations = [alloc(0, 1), alloc(1, 2), alloc(3, 3), alloc(6, 1)];
+        let ret = Retention { reachable: vec![true, false, false, true], ..Retention::default() };
+        // Garbage: 2 + 3 blocks of 16 bytes.
+        assert_eq!(ret.counts(&allocations, 16), (2, 2, 80));
+        let none = Retention { reachable: vec![false; 4], ..Retention::default() };
+        assert_eq!(none.counts(&allocations, 16), (0, 4, 112));
     }
 
     /// The graph filled from each allocation's heads is the one built from an
