@@ -194,7 +194,8 @@ pub fn retainers(ret: &Retention, heap: &Heap, kept: &mut OwnerNames) -> Vec<Ret
             bytes,
         }));
     }
-    rows.sort();
+    // (Unstable: rows equal in every field are interchangeable.)
+    rows.sort_unstable();
     // One row per (owner, kind): two owners may bear one name (two classes
     // named alike, a key bound in two scopes of one name), and the table
     // names owners by their names.
