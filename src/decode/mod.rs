@@ -698,7 +698,6 @@ impl<'f> Decoder<'f> {
         drop((view, qstrs));
         let ram_range = (self.firmware.ram_start, self.firmware.ram_start.saturating_add(ram.len() as u64));
         let reads = mem.tracker.is_some().then(|| log.finish(&g, allocs, &heap.owner, ram_range));
-        let mut focus = focus;
         if let Some(f) = &mut focus {
             f.derive.copy_from_slice(&derive); // with the allocations whose role changed
         }
