@@ -267,6 +267,13 @@ pub struct Focus {
     pub regive: Vec<u64>,
 }
 
+impl Focus {
+    /// Whether it is a focus for `n` allocations (every column `n` long).
+    fn fits(&self, n: usize) -> bool {
+        self.derive.len() == n && self.carried.len() == n && self.base.holds(n) && self.roles.holds(n)
+    }
+}
+
 /// What a planner sees of a snapshot before anything past its allocation table
 /// is decoded.
 pub struct PlanInput<'a> {
@@ -411,6 +418,16 @@ struct Scratch {
 }
 
 impl Scratch {
+    /// The kinds the base-kinds stage fills, and the snapshot before's roles:
+    /// with a focus, taken out of it ([`Scratch::take_carried`]); else `n`
+    /// unknown kinds in this scratch's room, and no roles.
+    fn kinds_for(&mut self, focus: Option<&mut Focus>, n: usize) -> (Kinds, Option<Roles>) {
+        match focus {
+            Some(f) => self.take_carried(f),
+            None => (Kinds::refill(self, n), None),
+        }
+    }
+
     /// A focused decode's kinds, and the snapshot before's roles, taken out
     /// of the focus `f`, which gets this scratch's room in their place (the
     /// focus goes back to the planner for the next snapshot).
@@ -639,8 +656,7 @@ impl<'f> Decoder<'f> {
         let input = PlanInput { ram, geometry: &g, allocations: allocs, owner: &owner, finaliser, collect };
         let n = allocs.len();
         lap(&mut cache.stage_times, Stage::Owners);
-        let holds = |f: &Focus| f.derive.len() == n && f.carried.len() == n && f.base.holds(n) && f.roles.holds(n);
-        let mut focus = plan(&input).filter(holds);
+        let mut focus = plan(&input).filter(|f| f.fits(n));
         let heap = Heap { g: g.clone(), allocs, owner };
         let (word, obj_bytes) = (self.profile.heap.word_bytes as u64, self.profile.obj_bytes() as u64);
         let view = View { mem: &mem, log: &log, heap: &heap, word, obj_bytes, objects: &self.profile.objects };
@@ -652,10 +668,7 @@ impl<'f> Decoder<'f> {
         let (mut qstrs, ram_pools) = self.qstr_pools(&mem)?;
 
         // Base kinds, then roles given by pointers (made whole every snapshot).
-        let (mut kinds, before_roles) = match focus.as_mut() {
-            Some(f) => scratch.take_carried(f),
-            None => (Kinds::refill(&mut scratch, n), None),
-        };
+        let (mut kinds, before_roles) = scratch.kinds_for(focus.as_mut(), n);
         self.base_kinds(&view, &ram_pools, focus.as_ref().map(|f| &f.carried[..]), &mut kinds);
         lap(&mut cache.stage_times, Stage::BaseKinds);
         let chunks = focus.as_ref().map(|f| &f.qstr_chunks[..]);
