@@ -820,16 +820,16 @@ fn carry_runs<T: Copy>(runs: &CarriedRuns, was: &[T], (into, n): (&mut Vec<T>, u
     into.reserve(n);
     for run in runs_within(runs, was.len(), n) {
         let (now, Some(was)) = (run.now_range(), was.get(run.before_range())) else { continue };
-        if now.start >= into.len() {
-            into.resize(now.start, empty);
-            into.extend_from_slice(was);
-        } else if let Some(to) = {
+        if now.start < into.len() {
             // Out of order (a pairing keeps the order: not expected).
             into.resize(into.len().max(now.end), empty);
-            into.get_mut(now)
-        } {
-            to.copy_from_slice(was);
+            if let Some(to) = into.get_mut(now) {
+                to.copy_from_slice(was);
+            }
+            continue;
         }
+        into.resize(now.start, empty);
+        into.extend_from_slice(was);
     }
     into.resize(n, empty);
 }
