@@ -115,6 +115,30 @@ fn slow_run(inputs: &Path, out: &Path, layout: &str) -> Child {
         .unwrap()
 }
 
+/// Starts slow runs until one is killed mid-run: after it registered (its
+/// staging folder, named after its process, is there) and before it finished
+/// (it died of the signal). Fixed delays cannot promise that on every machine.
+fn kill_once_started(inputs: &Path, out: &Path, layout: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    for _attempt in 0..10 {
+        let mut child = slow_run(inputs, out, layout);
+        let marker = format!("-{}-", child.id());
+        while child.try_wait().unwrap().is_none() {
+            let started =
+                std::fs::read_dir(out).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains(&marker));
+            if started {
+                child.kill().unwrap();
+                if child.wait().unwrap().signal() == Some(9) {
+                    return;
+                }
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+    panic!("{layout}: no run of ten was caught between starting and finishing");
+}
+
 #[test]
 fn a_run_killed_at_any_moment_leaves_only_complete_files_and_rerunning_completes_it() {
     let c = capture(Board::Samd21, 1200, 5, 0);
@@ -131,6 +155,9 @@ fn a_run_killed_at_any_moment_leaves_only_complete_files_and_rerunning_completes
             assert_readable(&now);
             assert_eq!(now, finished, "{layout}, killed after {delay_ms} ms: the complete result stands");
         }
+        // The fixed delays may all miss on a fast machine; this kill lands mid-run.
+        kill_once_started(c.dir.path(), &out, layout);
+        assert_eq!(visible_files(&out), finished, "{layout}, killed mid-run: the complete result stands");
         // The manifest shows the killed run; the next run says so, clears it,
         // and completes.
         let o = heapvis().arg("analyze").arg(c.dir.path()).arg("-o").arg(&out).args(["--layout", layout]).output();
