@@ -1,13 +1,13 @@
 //! The retention of a snapshot made again only where its changes reach.
 //!
 //! An allocation's dominators are decided by the paths from the roots to it.
-//! The paths to an allocation that no changed pointer leads to (a pointer of
-//! an allocation made, gone or whose heads changed, or a root's) are the same
-//! paths in both snapshots, so its dominators are too. So only the
+//! The paths to an allocation that no changed pointer leads to (a pointer
+//! one snapshot has and the other has not, of an allocation or a root) are
+//! the same paths in both snapshots, so its dominators are too. So only the
 //! allocations reachable from a changed pointer's target, in either
 //! snapshot's graph (the *region*), may be held otherwise; in a capture taken
 //! at every heap change that is a handful: a new object and what it points
-//! at, the object a stack slot let go.
+//! at, the object a stack slot let go, the item a list gained.
 //!
 //! The region's dominators are those of a small graph: the region, the roots,
 //! and for each allocation outside it that points into it, the chain of its
@@ -70,7 +70,7 @@ pub(super) fn local_retention(
 ) -> Option<(Retention, Moved)> {
     let old = before.flat.retention.as_ref()?;
     let n = now.allocations.len();
-    let seeds = seeds(now, before, root_edges, runs)?;
+    let seeds = seeds(now, before, old, root_edges, runs)?;
     let region = reach(now, before, seeds, room, n / MOST_REGION_SHARE + 16);
     let result = region.and_then(|region| {
         let names = root_names(root_edges);
@@ -104,33 +104,37 @@ struct Inputs<'a> {
     runs: &'a CarriedRuns,
 }
 
-/// The first blocks the changed pointers lead to: the heads, in either
-/// snapshot, of each allocation not carried over whose heads or collect bit
-/// are not its allocation's before (an allocation made where none was is a
-/// target itself); the heads before of an allocation gone; the allocations
-/// a root holds in one snapshot and not the other. (A carried-over
-/// allocation's heads are those of the snapshot before, and still heads: a
-/// change at a block it points at has it decoded again.)
-fn seeds(now: RetentionInputs, before: RetentionInputs, root_edges: RootEdges, runs: &CarriedRuns) -> Option<Vec<u64>> {
+/// The first blocks the changed pointers lead to: of each allocation not
+/// carried over, the heads it has in one snapshot and not the other (all of
+/// them, in both, when its collect bit changed); the heads before of an
+/// allocation gone; the allocations a root holds in one snapshot and not the
+/// other. (A carried-over allocation's heads are those of the snapshot
+/// before, and still heads: a change at a block it points at has it decoded
+/// again.)
+///
+/// Only the pointers of an allocation reachable before are seeds. One that
+/// was not (an allocation made where none was, or garbage) changes nothing if
+/// nothing reachable holds it now; and if something does, the first changed
+/// pointer on the path to it is one of a reachable allocation's, or a root's,
+/// so [`reach`] comes to it and follows its pointers. This keeps a region small
+/// when an array's copy is made before anything points at it (`gc_realloc`
+/// copies a long list's items into a new allocation before the list holds it).
+fn seeds(now: RetentionInputs, before: RetentionInputs, old: &Retention, root_edges: RootEdges, runs: &CarriedRuns) -> Option<Vec<u64>> {
     let mut seeds = Vec::new();
+    let reachable_before = |j: usize| old.reachable.get(j).copied().unwrap_or(true);
     for i in runs.gaps_now(now.allocations.len())?.flatten() {
         let a = now.allocations.get(i)?;
-        let heads = now.flat.of(i)?;
-        match before.index.at(a.start_block) {
-            Some(j) => {
-                let (j, old_heads) = (j as usize, before.flat.of(j as usize)?);
-                let same = heads == old_heads && now.scanned.get(i) == before.scanned.get(j);
-                if !same {
-                    seeds.extend(heads.iter().chain(old_heads).map(|&b| b as u64));
-                }
-            }
-            None => {
-                seeds.push(a.start_block);
-                seeds.extend(heads.iter().map(|&b| b as u64));
-            }
+        let Some(j) = before.index.at(a.start_block).map(|j| j as usize).filter(|&j| reachable_before(j)) else {
+            continue;
+        };
+        let (heads, old_heads) = (now.flat.of(i)?, before.flat.of(j)?);
+        if now.scanned.get(i) != before.scanned.get(j) {
+            seeds.extend(heads.iter().chain(old_heads).map(|&b| b as u64));
+        } else if heads != old_heads {
+            differing(heads, old_heads, &mut seeds);
         }
     }
-    for j in runs.gaps_before(before.allocations.len())?.flatten() {
+    for j in runs.gaps_before(before.allocations.len())?.flatten().filter(|&j| reachable_before(j)) {
         let a = before.allocations.get(j)?;
         if now.index.at(a.start_block).is_none() {
             seeds.extend(before.flat.of(j)?.iter().map(|&b| b as u64));
@@ -156,6 +160,36 @@ fn seeds(now: RetentionInputs, before: RetentionInputs, root_edges: RootEdges, r
         }
     }
     Some(seeds)
+}
+
+/// Adds to `seeds` the heads in one of `a` and `b` and not in the other. A
+/// pointer in both leads where it led, so it is not a seed: a list's item
+/// array that gained or lost an item (the heap's longest, in a program that
+/// keeps a history) seeds that item, not the 1,300 the array holds. What the
+/// two share at the start and at the end is skipped at once; the rest is
+/// compared sorted, since removing an item moves the ones after it.
+fn differing(a: &[u32], b: &[u32], seeds: &mut Vec<u64>) {
+    let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let (a, b) = (&a[prefix..], &b[prefix..]);
+    let suffix = a.iter().rev().zip(b.iter().rev()).take_while(|(x, y)| x == y).count();
+    let (mut a, mut b) = (a[..a.len() - suffix].to_vec(), b[..b.len() - suffix].to_vec());
+    a.sort_unstable();
+    b.sort_unstable();
+    let (mut x, mut y) = (a.iter().peekable(), b.iter().peekable());
+    loop {
+        let one = match (x.peek(), y.peek()) {
+            (Some(p), Some(q)) if p == q => {
+                x.next();
+                y.next();
+                continue;
+            }
+            (Some(p), Some(q)) if p < q => x.next(),
+            (Some(_), Some(_)) | (None, Some(_)) => y.next(),
+            (Some(_), None) => x.next(),
+            (None, None) => break,
+        };
+        seeds.extend(one.map(|&h| h as u64));
+    }
 }
 
 /// The allocations of this snapshot reached from `seeds` (first blocks)
@@ -456,4 +490,30 @@ fn sum_retained(next: &mut Retention, allocations: &[crate::decode::Allocation],
         }
     }
     Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::differing;
+
+    fn seeds_of(a: &[u32], b: &[u32]) -> Vec<u64> {
+        let mut seeds = Vec::new();
+        differing(a, b, &mut seeds);
+        seeds.sort_unstable();
+        seeds
+    }
+
+    #[test]
+    fn only_the_heads_one_list_has_and_the_other_has_not_are_seeds() {
+        // An item appended, an item removed from the middle (the rest moved
+        // down), both at once, and a repeat.
+        assert_eq!(seeds_of(&[7, 3, 9, 4], &[7, 3, 9]), vec![4]);
+        assert_eq!(seeds_of(&[7, 9, 4], &[7, 3, 9, 4]), vec![3]);
+        assert_eq!(seeds_of(&[7, 9, 4, 5], &[7, 3, 9, 4]), vec![3, 5]);
+        assert_eq!(seeds_of(&[2, 2, 8], &[2, 8]), vec![2]);
+        assert_eq!(seeds_of(&[], &[6, 1]), vec![1, 6]);
+        assert!(seeds_of(&[5, 1, 5], &[5, 1, 5]).is_empty());
+        // A list reversed holds the same heads: no pointer changed.
+        assert!(seeds_of(&[1, 2, 3, 4], &[4, 3, 2, 1]).is_empty());
+    }
 }
