@@ -84,6 +84,20 @@ impl CaptureId {
             && dump.count() >= self.fingerprint_snapshots
             && self.fingerprint == fingerprint_as(dump, self.fingerprint_snapshots, &self.fingerprint)
     }
+
+    /// [`Self::matches`] for the `dump` whose identity is `ours`: when this
+    /// fingerprint was made as `ours` was, over as many snapshots, the two are
+    /// compared as they are, where the dump would be read again. (A run checks
+    /// its folder at its start and at its commit; reading the samples each
+    /// time cost a few ms of one core while the other waited.)
+    fn matches_ours(&self, ours: &CaptureId, dump: &Dump) -> bool {
+        let made_alike = self.fingerprint_snapshots == ours.fingerprint_snapshots
+            && self.fingerprint.starts_with(WORD_HASH_TAG) == ours.fingerprint.starts_with(WORD_HASH_TAG);
+        if made_alike && self.snapshot_bytes == ours.snapshot_bytes {
+            return self.fingerprint == ours.fingerprint;
+        }
+        self.matches(dump)
+    }
 }
 
 /// The tag of a fingerprint made by [`WordHash`]. A fingerprint without it is
@@ -510,7 +524,7 @@ fn check_fits(
     let differs = |what: &str, a: &str, b: &str| {
         conflict(out, format!("it holds tables {what} {a}, where this run's are {b}"), REPLACE)
     };
-    if !theirs.capture.matches(dump) {
+    if !theirs.capture.matches_ours(&ours.capture, dump) {
         let c = &theirs.capture;
         let found = format!(
             "it holds the tables of another capture ({}, {} bytes in snapshots of {} bytes, fingerprint {})",
@@ -793,5 +807,16 @@ mod tests {
         let id = CaptureId::of(&a);
         assert!(id.matches(&a));
         assert!(!id.matches(&b));
+        // Against a run's own identity, compared as made, without reading.
+        let (ours_a, ours_b) = (CaptureId::of(&a), CaptureId::of(&b));
+        assert!(id.matches_ours(&ours_a, &a));
+        assert!(!id.matches_ours(&ours_b, &b));
+        // Made otherwise (FNV-1a, or over fewer snapshots): read again.
+        let mut fnv = Fnv::default();
+        for_each_sample(&a, 5, |bytes| fnv.write(bytes));
+        let older = CaptureId { fingerprint: fnv.hex(), ..id.clone() };
+        assert!(older.matches_ours(&ours_a, &a) && !older.matches_ours(&ours_b, &b));
+        let fewer = CaptureId { fingerprint_snapshots: 4, fingerprint: capture_fingerprint(&a, 4), ..id };
+        assert!(fewer.matches_ours(&ours_a, &a) && !fewer.matches_ours(&ours_b, &b));
     }
 }

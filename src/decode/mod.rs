@@ -23,7 +23,8 @@ mod scan;
 pub mod stages;
 mod view;
 
-use std::sync::Arc;
+use std::ops::Range;
+use std::sync::{Arc, OnceLock};
 
 use rustc_hash::FxHashMap;
 
@@ -328,9 +329,54 @@ pub struct Decoder<'f> {
     pub profile: &'f Profile,
     pub geometry: Result<HeapGeometry, DecodeError>,
     pub options: DecodeOptions,
-    /// Names of the RAM words outside the heap (where roots sit), made once: the
-    /// same few roots recur in every snapshot.
-    root_names: FxHashMap<u64, Arc<str>>,
+    root_names: RootNames,
+}
+
+/// Names of the RAM words outside the heap (where roots sit), each made the
+/// first time a root is met there and then kept: the same few roots recur in
+/// every snapshot, and the keys compare their names by address. Naming every
+/// word when the decoder was made cost a run 5 ms before its first snapshot
+/// and 2 ms more freeing the names, on one core while the other waited, for
+/// the few hundred words that ever hold a root.
+struct RootNames {
+    /// The first word's address, the word size, and where the heap's words
+    /// (which have no slot) start and end.
+    first: u64,
+    word: u64,
+    heap: Range<u64>,
+    slots: Vec<OnceLock<Arc<str>>>,
+}
+
+/// Words of RAM outside the heap whose names are kept (6 MB of slots); a
+/// root past them is named each time it is met.
+const MAX_KEPT_ROOT_NAMES: u64 = 1 << 18;
+
+impl RootNames {
+    fn new(ram: Range<u64>, heap: Range<u64>, word: u64) -> Self {
+        let word = word.max(1);
+        let first = ram.start.div_ceil(word).saturating_mul(word);
+        // Both ends on a word, so that the words past the heap keep their
+        // alignment once its length is taken off (each address has one slot).
+        let align = |a: u64| a.div_ceil(word).saturating_mul(word);
+        let start = align(heap.start.max(first));
+        let heap = start..align(heap.end).max(start);
+        let outside = ram.end.saturating_sub(first).saturating_sub(heap.end - heap.start) / word;
+        let slots = (0..outside.min(MAX_KEPT_ROOT_NAMES)).map(|_| OnceLock::new()).collect();
+        RootNames { first, word, heap, slots }
+    }
+
+    /// The slot of the word at `address`, if it has one.
+    fn slot(&self, address: u64) -> Option<&OnceLock<Arc<str>>> {
+        let below_heap = if address >= self.heap.end {
+            address - (self.heap.end - self.heap.start)
+        } else if address < self.heap.start {
+            address
+        } else {
+            return None;
+        };
+        let at = below_heap.checked_sub(self.first).filter(|d| d % self.word == 0)? / self.word;
+        self.slots.get(usize::try_from(at).ok()?)
+    }
 }
 
 /// What one worker carries from a snapshot to the next of its run: texts already
@@ -497,28 +543,18 @@ const MAX_AREAS: usize = 256;
 impl<'f> Decoder<'f> {
     pub fn new(firmware: &'f Firmware, profile: &'f Profile, options: DecodeOptions) -> Self {
         let geometry = HeapGeometry::from_gc_init(firmware.heap_start, firmware.heap_bytes, &profile.heap);
-        let mut root_names = FxHashMap::default();
-        if let Ok(g) = &geometry {
-            let word = profile.heap.word_bytes as u64;
-            let mut a = firmware.ram_start.div_ceil(word).saturating_mul(word);
-            while a.checked_add(word).is_some_and(|e| e <= firmware.ram_end) {
-                if a >= g.heap_start && a < g.first.pool_end {
-                    a = g.first.pool_end.div_ceil(word).saturating_mul(word);
-                    continue;
-                }
-                if root_names.len() as u64 >= crate::firmware::symbols::MAX_NAMED_WORDS {
-                    break; // the rest are named when met (see `root_name`)
-                }
-                root_names.insert(a, Arc::from(firmware.root_name(a)));
-                a += word;
-            }
-        }
+        let heap = geometry.as_ref().map_or(0..0, |g| g.heap_start..g.first.pool_end);
+        let root_names = RootNames::new(firmware.ram_start..firmware.ram_end, heap, profile.heap.word_bytes as u64);
         Decoder { firmware, profile, geometry, options, root_names }
     }
 
     /// The name of a RAM word outside the heap (a root's).
     pub fn root_name(&self, address: u64) -> Arc<str> {
-        self.root_names.get(&address).cloned().unwrap_or_else(|| Arc::from(self.firmware.root_name(address)))
+        let make = || Arc::from(self.firmware.root_name(address));
+        match self.root_names.slot(address) {
+            Some(slot) => Arc::clone(slot.get_or_init(make)),
+            None => make(),
+        }
     }
 
     fn memory<'a>(&'a self, ram: &'a [u8]) -> Memory<'a> {
@@ -903,6 +939,36 @@ impl<'f> Decoder<'f> {
             Immediate::SmallInt(v) => v.to_string(),
             Immediate::Qstr(q) => qstrs.text(q, texts).map_or_else(|| format!("<qstr {q}>"), |t| t.to_string()),
             Immediate::Object(p) => format!("0x{p:08x}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RootNames;
+
+    /// Every word of RAM outside the heap has a slot of its own, in order;
+    /// the heap's words, a word not on a word boundary and one past RAM
+    /// have none, whether the heap starts on a word or not.
+    #[test]
+    fn each_word_outside_the_heap_has_a_slot_of_its_own() {
+        for (heap, word) in [(0x2000_0100..0x2000_0200, 4), (0x2000_0106..0x2000_01fe, 4), (0x2000_0100..0x2000_0200, 8)] {
+            let ram = 0x2000_0000..0x2000_0400u64;
+            let names = RootNames::new(ram.clone(), heap.clone(), word);
+            let slot_of = |a: u64| names.slot(a).map(|s| s as *const _ as usize);
+            let outside: Vec<u64> = ram
+                .clone()
+                .step_by(word as usize)
+                .filter(|&a| a < heap.start || a >= heap.end.div_ceil(word) * word)
+                .collect();
+            let slots: Vec<usize> = outside.iter().map(|&a| slot_of(a).expect("a slot")).collect();
+            assert!(slots.windows(2).all(|w| w[1] > w[0]), "one slot each, in order");
+            assert_eq!(slots.len(), names.slots.len());
+            for a in ram.clone().filter(|a| !outside.contains(a)) {
+                assert_eq!(slot_of(a), None, "{a:#x}");
+            }
+            assert_eq!(slot_of(ram.end), None);
+            assert_eq!(slot_of(ram.start - word), None);
         }
     }
 }
