@@ -103,13 +103,27 @@ impl<'d> Recurrence<'d> {
     /// as far as the dump goes: a few bad snapshots (each flagged on its own
     /// later) must not make the period look like another.
     fn every(&self, d: u64) -> bool {
-        let at = |k: u64| self.base.checked_add(d.checked_mul(k)?).and_then(|a| self.words_at(a));
-        // No vector per candidate: up to 4M candidates are tried on a dump
-        // whose state never recurs.
-        let (mut seen, mut matches) = (0u32, 0u32);
-        for w in (1..=CONFIRMATIONS).map_while(at) {
-            seen += 1;
-            matches += (w == self.pattern) as u32;
+        let at = |k: u64| self.base.checked_add(d.checked_mul(k)?);
+        let region = Region::new(0, self.dump);
+        let word = self.word as u32;
+        // The positions the dump holds whole: its farthest word is readable.
+        let farthest = self.offsets.iter().copied().max().unwrap_or(0);
+        let holds = |k: &u64| at(*k).and_then(|a| region.word(a.checked_add(farthest)?, word)).is_some();
+        let seen = (1..=CONFIRMATIONS).take_while(holds).count() as u64;
+        // Up to 4M candidates are tried on a dump whose state never recurs, so
+        // each is dropped once it can no longer have a majority, and a
+        // position's first word is read before the rest (most differ there).
+        let (mut matches, mut missed) = (0u64, 0u64);
+        for a in (1..=seen).filter_map(at) {
+            let first = a.checked_add(self.offsets[0]).and_then(|f| region.word(f, word));
+            if first == Some(self.pattern[0]) && self.words_at(a) == Some(self.pattern) {
+                matches += 1;
+            } else {
+                missed += 1;
+                if 2 * (seen - missed) <= seen {
+                    return false;
+                }
+            }
         }
         matches > 0 && 2 * matches > seen
     }
@@ -236,4 +250,50 @@ fn bounds_advice(ram_start: u64, period: Option<u64>) -> String {
 
 fn mismatch(dump: &Dump, found: String, advice: String) -> Error {
     Error::CaptureMismatch { path: dump.path().to_path_buf(), found, advice }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Recurrence, CONFIRMATIONS};
+
+    /// [`Recurrence::every`] as first written: every position read whole.
+    fn every_plainly(r: &Recurrence, d: u64) -> bool {
+        let at = |k: u64| r.base.checked_add(d.checked_mul(k)?).and_then(|a| r.words_at(a));
+        let (mut seen, mut matches) = (0u32, 0u32);
+        for w in (1..=CONFIRMATIONS).map_while(at) {
+            seen += 1;
+            matches += (w == r.pattern) as u32;
+        }
+        matches > 0 && 2 * matches > seen
+    }
+
+    /// A state recurring every 64 bytes among noise, two of its next eight
+    /// places spoiled (one in its first word, one in a later word): found at
+    /// 64, and each candidate judged as reading every position whole judges it.
+    #[test]
+    fn the_period_is_the_majority_one_and_each_candidate_is_judged_as_plainly() {
+        let (period, base, offsets) = (64u64, 8u64, [0u64, 4, 12, 20]);
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut dump: Vec<u8> = (0..period * 12)
+            .map(|_| {
+                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                (x >> 56) as u8
+            })
+            .collect();
+        let pattern: [u32; 4] = [0x2000_1000, 0x0000_0400, 0x2000_1400, 0x2001_f000];
+        for k in 0..12 {
+            for (o, w) in offsets.iter().zip(pattern) {
+                let at = (base + k * period + o) as usize;
+                dump[at..at + 4].copy_from_slice(&w.to_le_bytes());
+            }
+        }
+        dump[(base + 3 * period) as usize] ^= 0xff;
+        dump[(base + 7 * period + 12) as usize] ^= 0xff;
+        let mut r = Recurrence { dump: &dump, base, word: 4, offsets, pattern: [0; 4] };
+        r.pattern = r.words_at(base).expect("the state");
+        for d in (4..=dump.len() as u64 + 8).step_by(4) {
+            assert_eq!(r.every(d), every_plainly(&r, d), "distance {d}");
+        }
+        assert_eq!(r.period(), Some(period));
+    }
 }

@@ -134,10 +134,6 @@ impl SymbolTable {
     }
 }
 
-/// Words of RAM the decoder names ahead of time at most (16 MiB of RAM; an MCU
-/// has far less); it names the others when it meets them.
-pub const MAX_NAMED_WORDS: u64 = 1 << 22;
-
 /// Address → (symbol index, offset) inside one window of the address space.
 ///
 /// A definition names the words 4 bytes apart from its start, so the window is
