@@ -169,10 +169,17 @@ fn seeds(now: RetentionInputs, before: RetentionInputs, old: &Retention, root_ed
 /// two share at the start and at the end is skipped at once; the rest is
 /// compared sorted, since removing an item moves the ones after it.
 fn differing(a: &[u32], b: &[u32], seeds: &mut Vec<u64>) {
+    const FEW_HEADS: usize = 16;
     let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
     let (a, b) = (&a[prefix..], &b[prefix..]);
     let suffix = a.iter().rev().zip(b.iter().rev()).take_while(|(x, y)| x == y).count();
-    let (mut a, mut b) = (a[..a.len() - suffix].to_vec(), b[..b.len() - suffix].to_vec());
+    let (a, b) = (&a[..a.len() - suffix], &b[..b.len() - suffix]);
+    if a.len() + b.len() <= FEW_HEADS {
+        // A few: all of them, which is what differs and perhaps a little more.
+        seeds.extend(a.iter().chain(b).map(|&h| h as u64));
+        return;
+    }
+    let (mut a, mut b) = (a.to_vec(), b.to_vec());
     a.sort_unstable();
     b.sort_unstable();
     let (mut x, mut y) = (a.iter().peekable(), b.iter().peekable());
@@ -505,15 +512,36 @@ mod tests {
 
     #[test]
     fn only_the_heads_one_list_has_and_the_other_has_not_are_seeds() {
-        // An item appended, an item removed from the middle (the rest moved
-        // down), both at once, and a repeat.
-        assert_eq!(seeds_of(&[7, 3, 9, 4], &[7, 3, 9]), vec![4]);
-        assert_eq!(seeds_of(&[7, 9, 4], &[7, 3, 9, 4]), vec![3]);
-        assert_eq!(seeds_of(&[7, 9, 4, 5], &[7, 3, 9, 4]), vec![3, 5]);
-        assert_eq!(seeds_of(&[2, 2, 8], &[2, 8]), vec![2]);
-        assert_eq!(seeds_of(&[], &[6, 1]), vec![1, 6]);
+        // Long lists (an item array): an item appended, one removed from the
+        // middle (the rest moved down), both at once, a repeat dropped.
+        let items: Vec<u32> = (100..140).collect();
+        let with = |f: &dyn Fn(&mut Vec<u32>)| {
+            let mut v = items.clone();
+            f(&mut v);
+            v
+        };
+        assert_eq!(seeds_of(&with(&|v| v.push(7)), &items), vec![7]);
+        assert_eq!(seeds_of(&with(&|v| v.retain(|&h| h != 103)), &items), vec![103]);
+        assert_eq!(
+            seeds_of(
+                &with(&|v| {
+                    v.retain(|&h| h != 103);
+                    v.push(7);
+                }),
+                &items
+            ),
+            vec![7, 103]
+        );
+        assert_eq!(seeds_of(&with(&|v| v.insert(20, 120)), &items), vec![120]);
+        assert!(seeds_of(&items, &items).is_empty());
+        // Reversed, it holds the same heads: no pointer changed.
+        assert!(seeds_of(&with(&|v| v.reverse()), &items).is_empty());
+        // Short ones: what differs, and perhaps a little more.
+        for (a, b, differ) in [(&[7, 9, 4, 5][..], &[7, 3, 9, 4][..], &[3, 5][..]), (&[], &[6, 1], &[1, 6])] {
+            let seeds = seeds_of(a, b);
+            assert!(differ.iter().all(|h| seeds.contains(&(*h as u64))), "{a:?} {b:?}: {seeds:?}");
+            assert!(seeds.iter().all(|&h| a.contains(&(h as u32)) || b.contains(&(h as u32))));
+        }
         assert!(seeds_of(&[5, 1, 5], &[5, 1, 5]).is_empty());
-        // A list reversed holds the same heads: no pointer changed.
-        assert!(seeds_of(&[1, 2, 3, 4], &[4, 3, 2, 1]).is_empty());
     }
 }
