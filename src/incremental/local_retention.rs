@@ -116,9 +116,8 @@ struct Inputs<'a> {
 /// was not (an allocation made where none was, or garbage) changes nothing if
 /// nothing reachable holds it now; and if something does, the first changed
 /// pointer on the path to it is one of a reachable allocation's, or a root's,
-/// so [`reach`] comes to it and follows its pointers. This keeps a region small
-/// when an array's copy is made before anything points at it (`gc_realloc`
-/// copies a long list's items into a new allocation before the list holds it).
+/// so [`reach`] comes to it and follows its pointers. (A copy made before
+/// anything holds it, as `gc_realloc` makes one, then seeds nothing.)
 fn seeds(now: RetentionInputs, before: RetentionInputs, old: &Retention, root_edges: RootEdges, runs: &CarriedRuns) -> Option<Vec<u64>> {
     let mut seeds = Vec::new();
     let reachable_before = |j: usize| old.reachable.get(j).copied().unwrap_or(true);
