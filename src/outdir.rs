@@ -137,9 +137,9 @@ fn for_each_sample(dump: &Dump, span: u64, mut f: impl FnMut(&[u8])) {
 
 /// A stable 64-bit hash of bytes read as little-endian words, four lanes at a
 /// time so that their multiplies overlap. FNV-1a's one multiply per byte, one
-/// after the other, took about 10 ms per fingerprint of a busy capture, and a
-/// run makes three (its identity, and the checks at its start and commit):
-/// a few percent of a gigabyte's run, on one core while the other waits.
+/// after the other, took about 10 ms per fingerprint of a busy capture, on
+/// one core while the other waits (a run makes one, for its identity; a folder
+/// written by an earlier release has its FNV-1a one made again to compare).
 #[derive(Default)]
 struct WordHash {
     lanes: [u64; 4],
