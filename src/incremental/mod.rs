@@ -285,11 +285,18 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         let mut paired = std::mem::take(&mut self.spare.paired);
         paired.clear();
         let spare_focus = std::mem::take(&mut self.spare.focus);
+        // The snapshot before's kinds and roles, which a plan makes this
+        // one's in place (handing back the spare focus's room for them).
+        let mut kinds_before = prev.as_mut().map(|p| (std::mem::take(&mut p.base), std::mem::take(&mut p.roles)));
         let before = prev.as_ref().map(|p| RootsBefore { ram: &p.ram, geometry: &p.geometry, words: &p.root_words });
         let decoded = decoder.decode_focused(index, ram, &mut self.cache, Roots::Words(before), |cur| {
             let p = prev.as_ref().filter(|p| p.usable)?;
-            plan(decoder, p, cur, (&mut reuse, &mut paired), spare_focus)
+            let (base, roles) = kinds_before.as_mut()?;
+            plan(decoder, (p, base, roles), cur, (&mut reuse, &mut paired), spare_focus)
         });
+        if let (Some(p), Some((base, roles))) = (prev.as_mut(), kinds_before) {
+            (p.base, p.roles) = (base, roles);
+        }
         let (mut report, mut facts) = match decoded {
             Ok(d) => d,
             Err(e) => {
@@ -732,12 +739,14 @@ impl ReadBy {
     }
 }
 
-/// What to decode again in `cur`, given the snapshot before (`p`), or `None` for
-/// a full decode. Fills `reuse`: per allocation of `cur`, the unchanged one of
-/// `p` it continues.
+/// What to decode again in `cur`, given the snapshot before (`p`, whose kinds
+/// and roles are `base_before` and `roles_before`), or `None` for a full
+/// decode. Fills `reuse`: per allocation of `cur`, the unchanged one of `p` it
+/// continues. A focus takes the kinds and roles before, made this snapshot's,
+/// and leaves the spare focus's room for them in their place.
 fn plan(
     decoder: &Decoder,
-    p: &Previous,
+    (p, base_before, roles_before): (&Previous, &mut Kinds, &mut Roles),
     cur: &PlanInput,
     (reuse, paired): (&mut Vec<Option<usize>>, &mut CarriedRuns),
     spare: Focus,
@@ -759,7 +768,7 @@ fn plan(
         return None;
     }
     let before_len = p.allocations.len();
-    if !p.base.holds(before_len) || !p.roles.holds(before_len) {
+    if !base_before.holds(before_len) || !roles_before.holds(before_len) {
         return None; // (not expected: the decode makes them so)
     }
     let Focus { derive: mut focus, mut carried, mut base, mut roles, mut qstr_chunks, mut regive } = spare;
@@ -790,10 +799,12 @@ fn plan(
     // reaches are decoded again, from nothing known.
     let runs = &pairing.runs;
     carried_mask(runs, before_len, (&mut carried, n));
-    carry_runs(runs, &p.base.category, (&mut base.category, n), Category::Unknown);
-    carry_runs(runs, &p.base.type_addrs, (&mut base.type_addrs, n), None);
-    carry_runs(runs, &p.roles.category, (&mut roles.category, n), Category::Unknown);
-    carry_runs(runs, &p.roles.detail, (&mut roles.detail, n), (Role::None, None));
+    std::mem::swap(&mut base, base_before);
+    std::mem::swap(&mut roles, roles_before);
+    carry_runs_in_place(runs, &mut base.category, n, Category::Unknown);
+    carry_runs_in_place(runs, &mut base.type_addrs, n, None);
+    carry_runs_in_place(runs, &mut roles.category, n, Category::Unknown);
+    carry_runs_in_place(runs, &mut roles.detail, n, (Role::None, None));
     *paired = pairing.runs;
     for &i in &reached {
         if let Some(c) = carried.get_mut(i) {
@@ -834,6 +845,39 @@ fn carry_runs<T: Copy>(runs: &CarriedRuns, was: &[T], (into, n): (&mut Vec<T>, u
     into.resize(n, empty);
 }
 
+/// [`carry_runs`] done in place: `column`, the snapshot before's, made this
+/// snapshot's. Only what moves is moved (a change near the heap's end moves
+/// little), in one buffer, where a copy reads one and writes another whole.
+///
+/// The runs are in order in both snapshots, so a run moving to a lower index
+/// lands only on places whose values were moved already or are not carried,
+/// when the runs are moved first to last; and one moving higher likewise when
+/// they are moved last to first. Out of order (not expected), it copies.
+fn carry_runs_in_place<T: Copy>(runs: &CarriedRuns, column: &mut Vec<T>, n: usize, empty: T) {
+    if !runs.ordered() {
+        let was = std::mem::take(column);
+        return carry_runs(runs, &was, (column, n), empty);
+    }
+    let before_len = column.len();
+    if n > before_len {
+        column.resize(n, empty);
+    }
+    let within = || runs_within(runs, before_len, n);
+    for run in within().filter(|r| r.now < r.before) {
+        column.copy_within(run.before_range(), run.now as usize);
+    }
+    for run in within().rev().filter(|r| r.now > r.before) {
+        column.copy_within(run.before_range(), run.now as usize);
+    }
+    let mut end = 0;
+    for run in within() {
+        column.get_mut(end..run.now as usize).into_iter().flatten().for_each(|v| *v = empty);
+        end = run.now_range().end;
+    }
+    column.truncate(n);
+    column.get_mut(end..).into_iter().flatten().for_each(|v| *v = empty);
+}
+
 /// `into` made `n` long: per allocation, whether [`carry_runs`] carries it
 /// (a run of `runs` continues it, within `before_len` and `n`).
 fn carried_mask(runs: &CarriedRuns, before_len: usize, (into, n): (&mut Vec<bool>, usize)) {
@@ -848,7 +892,7 @@ fn carried_mask(runs: &CarriedRuns, before_len: usize, (into, n): (&mut Vec<bool
 
 /// The runs whose allocations are within `before_len` in the snapshot before
 /// and `n` in this one (every run of a pairing of the two).
-fn runs_within(runs: &CarriedRuns, before_len: usize, n: usize) -> impl Iterator<Item = &runs::CarriedRun> {
+fn runs_within(runs: &CarriedRuns, before_len: usize, n: usize) -> impl DoubleEndedIterator<Item = &runs::CarriedRun> {
     runs.iter().filter(move |r| r.before_range().end <= before_len && r.now_range().end <= n)
 }
 
@@ -866,7 +910,7 @@ fn same_outside(decoder: &Decoder, p: &Previous, ram: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::runs::CarriedRuns;
-    use super::{carried_mask, carry_runs};
+    use super::{carried_mask, carry_runs, carry_runs_in_place};
 
     /// Each allocation's value carried one at a time, as the runs say (a run
     /// not wholly in `was` or in `n` carries nothing).
@@ -901,6 +945,43 @@ mod tests {
                 let got: Vec<Option<u32>> = into.iter().zip(&mask).map(|(&v, &m)| m.then_some(v)).collect();
                 assert_eq!(got, carried_one_by_one(&runs, &was, n), "case {k}, {n} allocations");
                 assert!(into.iter().zip(&mask).all(|(&v, &m)| m || v == 0), "the others hold `empty`");
+                let mut in_place = was.clone();
+                carry_runs_in_place(&runs, &mut in_place, n, 0);
+                assert_eq!(in_place, into, "case {k}, {n} allocations, in place");
+            }
+        }
+    }
+
+    /// In place, the runs of random pairings (allocations kept, dropped and
+    /// made, so runs move both ways in one snapshot) carry what a copy does.
+    #[test]
+    fn carrying_in_place_moves_what_a_copy_carries() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = |below: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % below
+        };
+        for case in 0..2000 {
+            let before_len = next(40) as u32;
+            let (mut runs, mut now, mut before) = (CarriedRuns::default(), 0u32, 0u32);
+            runs.clear();
+            while before < before_len {
+                // Some dropped, some made, then some kept.
+                before += next(3) as u32;
+                now += next(3) as u32;
+                let len = (next(6) as u32).min(before_len.saturating_sub(before));
+                runs.push_run(now, before, len);
+                (now, before) = (now + len, before + len);
+            }
+            let was: Vec<u32> = (1000..1000 + before_len).collect();
+            for n in [now + next(3) as u32, now.saturating_sub(next(3) as u32)] {
+                let mut copied = vec![9; 3];
+                carry_runs(&runs, &was, (&mut copied, n as usize), 0);
+                let mut in_place = was.clone();
+                carry_runs_in_place(&runs, &mut in_place, n as usize, 0);
+                assert_eq!(in_place, copied, "case {case}: {} allocations before, {n} now", was.len());
             }
         }
     }

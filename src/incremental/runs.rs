@@ -103,8 +103,14 @@ impl CarriedRuns {
         Some(map)
     }
 
+    /// Whether every run comes after the one before in both snapshots (a
+    /// pairing's runs do).
+    pub(super) fn ordered(&self) -> bool {
+        self.ordered
+    }
+
     /// The runs, in this snapshot's order.
-    pub(super) fn iter(&self) -> impl Iterator<Item = &CarriedRun> {
+    pub(super) fn iter(&self) -> impl DoubleEndedIterator<Item = &CarriedRun> {
         self.runs.iter()
     }
 
