@@ -111,7 +111,7 @@ impl ReadLog {
     /// The reads, by consumer and block, for the heap `g` whose allocations are
     /// `allocs` and whose blocks' allocations are `owner`.
     pub fn finish(self, g: &HeapGeometry, allocs: &[Allocation], owner: &[u32], ram: (u64, u64)) -> Reads {
-        let mut deps: Vec<(u32, u32)> = Vec::new();
+        let mut deps: Vec<u64> = Vec::new();
         let mut global_blocks = Vec::new();
         let mut outside = Vec::new();
         let mut complete = !self.overflowed.get();
@@ -146,8 +146,12 @@ impl ReadLog {
                 let Ok(dep) = u32::try_from(dep) else { break };
                 if r.consumer == GLOBAL {
                     global_blocks.push(dep);
-                } else if allocs.get(r.consumer as usize).is_none_or(|c| c.start_block != dep as u64) {
-                    deps.push((r.consumer, dep));
+                } else if allocs.get(r.consumer as usize).is_none_or(|c| c.start_block != dep as u64)
+                    && deps.last() != Some(&pack(r.consumer, dep))
+                {
+                    // (A row's reads come together, and often read one
+                    // allocation word after word: those repeats go at once.)
+                    deps.push(pack(r.consumer, dep));
                 }
                 if past <= a {
                     break;
@@ -155,12 +159,19 @@ impl ReadLog {
                 a = past;
             }
         }
+        // (Packed, the pairs sort as plain integers, in the pairs' order.)
         deps.sort_unstable();
         deps.dedup();
+        let deps = deps.into_iter().map(|d| ((d >> 32) as u32, d as u32)).collect();
         global_blocks.sort_unstable();
         global_blocks.dedup();
         Reads { deps, global_blocks, outside: merge_ranges(outside), complete }
     }
+}
+
+/// A (consumer, block) pair as one integer ordered as the pair is.
+fn pack(consumer: u32, block: u32) -> u64 {
+    (consumer as u64) << 32 | block as u64
 }
 
 /// Address ranges sorted and merged where they touch or overlap.
