@@ -398,6 +398,8 @@ pub struct DecodeCache {
     edges_room: Vec<EdgeRow>,
     /// Time per stage, when asked for ([`DecodeCache::time_stages`]).
     pub stage_times: Option<stages::StageTimes>,
+    /// The room of the last decode's read log.
+    read_room: reads::ReadRoom,
     /// The roles the last snapshot decoded (by a run decoder) gave, for the
     /// next one decoded from it; none after a decode that failed.
     gifts: Option<GiftBook>,
@@ -665,7 +667,7 @@ impl<'f> Decoder<'f> {
         if let Some(t) = &mut cache.stage_times {
             t.start();
         }
-        let log = ReadLog::new(self.options.drop_read);
+        let log = ReadLog::new(self.options.drop_read, std::mem::take(&mut cache.read_room));
         let mut mem = self.memory(ram);
         if matches!(roots, Roots::Words(_)) {
             mem.tracker = Some(Tracker { log: &log, pinned: None });
@@ -746,7 +748,11 @@ impl<'f> Decoder<'f> {
         // What a run decoder carries to the next snapshot.
         drop((view, qstrs));
         let ram_range = (self.firmware.ram_start, self.firmware.ram_start.saturating_add(ram.len() as u64));
-        let reads = mem.tracker.is_some().then(|| log.finish(&g, allocs, &heap.owner, ram_range));
+        let reads = mem.tracker.is_some().then(|| {
+            let (reads, room) = log.finish(&g, allocs, &heap.owner, ram_range);
+            cache.read_room = room;
+            reads
+        });
         if let Some(f) = &mut focus {
             f.derive.copy_from_slice(&derive); // with the allocations whose role changed
         }

@@ -42,6 +42,11 @@ struct Read {
     len: u64,
 }
 
+/// The room a log's reads are written in, kept from one decode to the next
+/// (a busy heap's snapshot makes thousands).
+#[derive(Debug, Default)]
+pub struct ReadRoom(Vec<Read>);
+
 /// The reads of one decode, as they are made.
 #[derive(Debug)]
 pub struct ReadLog {
@@ -92,9 +97,12 @@ impl Drop for Scope<'_> {
 }
 
 impl ReadLog {
-    pub fn new(drop_site: Option<&'static str>) -> Self {
+    /// A log writing its reads in `room` (emptied first).
+    pub fn new(drop_site: Option<&'static str>, room: ReadRoom) -> Self {
+        let mut reads = room.0;
+        reads.clear();
         ReadLog {
-            reads: RefCell::new(Vec::new()),
+            reads: RefCell::new(reads),
             consumer: Cell::new(GLOBAL),
             overflowed: Cell::new(false),
             drop_site,
@@ -109,14 +117,15 @@ impl ReadLog {
     }
 
     /// The reads, by consumer and block, for the heap `g` whose allocations are
-    /// `allocs` and whose blocks' allocations are `owner`.
-    pub fn finish(self, g: &HeapGeometry, allocs: &[Allocation], owner: &[u32], ram: (u64, u64)) -> Reads {
+    /// `allocs` and whose blocks' allocations are `owner`; and the log's room.
+    pub fn finish(self, g: &HeapGeometry, allocs: &[Allocation], owner: &[u32], ram: (u64, u64)) -> (Reads, ReadRoom) {
         let mut deps: Vec<u64> = Vec::new();
         let mut global_blocks = Vec::new();
         let mut outside = Vec::new();
         let mut complete = !self.overflowed.get();
         let mut steps = 0u64;
-        for r in self.reads.into_inner() {
+        let reads = self.reads.into_inner();
+        for r in &reads {
             let Some(end) = r.address.checked_add(r.len.max(1)) else { continue };
             if r.address >= ram.1 || end <= ram.0 {
                 continue; // flash: the same for every snapshot
@@ -165,7 +174,7 @@ impl ReadLog {
         let deps = deps.into_iter().map(|d| ((d >> 32) as u32, d as u32)).collect();
         global_blocks.sort_unstable();
         global_blocks.dedup();
-        Reads { deps, global_blocks, outside: merge_ranges(outside), complete }
+        (Reads { deps, global_blocks, outside: merge_ranges(outside), complete }, ReadRoom(reads))
     }
 }
 
@@ -264,7 +273,7 @@ mod tests {
         let mut owner = vec![u32::MAX; 16];
         owner[..3].fill(0);
         owner[5] = 1;
-        let log = ReadLog::new(Some("dropped"));
+        let log = ReadLog::new(Some("dropped"), ReadRoom::default());
         let t = Tracker { log: &log, pinned: None };
         {
             let _s = log.scope(1);
@@ -281,7 +290,7 @@ mod tests {
         t.record(0x1000, 4, "outside the pool, global");
         Tracker { log: &log, pinned: Some(GLOBAL) }.record(0x1010 + 16 * 4, 1, "a free block, global");
         t.record(0x8000_0000, 4, "flash");
-        let reads = log.finish(&g, &allocs, &owner, (0x1000, 0x2000));
+        let (reads, _) = log.finish(&g, &allocs, &owner, (0x1000, 0x2000));
         assert_eq!(reads.deps, vec![(1, 0), (1, 7), (1, 8)]);
         assert_eq!(reads.of(1).collect::<Vec<_>>(), vec![0, 7, 8]);
         assert_eq!(reads.of(0).count(), 0);
