@@ -43,6 +43,7 @@ use crate::tables::{Prepared, PreparedOutcome, TableSet};
 use std::sync::Arc;
 
 mod local_retention;
+mod owners;
 mod pairing;
 mod retention;
 mod runs;

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use super::local_retention::local_retention;
+use super::owners::{Changed, KeptOwners, OwnerIds, OwnersIn};
 use super::runs::{CarriedRun, CarriedRuns};
 use super::{RunDecoder, Slots};
 use crate::decode::{Allocation, DecodeFacts, HeapGeometry, SnapshotReport};
@@ -41,9 +42,11 @@ pub(super) struct FlatRetention {
     pub(super) retention: Option<retain::Retention>,
     pub(super) root_edges: Vec<(Arc<str>, u64)>,
     /// The `retainers` rows made from this retention, and the tables of
-    /// `__main__`'s globals they were made with (see [`same_retainers`]).
+    /// `__main__`'s globals they were made with (see [`same_names`]).
     retainers: Option<Vec<retain::owners::Retained>>,
     main_tables: Vec<u64>,
+    /// The owners the rows were summed from, for the next snapshot's.
+    owners: KeptOwners,
 }
 
 /// An allocation's retention, comparable from one snapshot to the next:
@@ -206,20 +209,16 @@ pub(super) struct OwnersRoom {
     /// The owners' view of the allocations naming owners, emptied: only its
     /// room is kept.
     nodes: Vec<retain::owners::Node<'static>>,
+    /// Owners numbered by their names for the run.
+    ids: OwnerIds,
 }
 
 impl OwnersRoom {
-    /// The `retainers` rows of the snapshot (see [`retain::owners`]), from its
+    /// `make` of the snapshot's owners (see [`retain::owners`]), from its
     /// slots and `flat`; `main` are the GC's roots and the tables of
     /// `__main__`'s globals; `index` finds an allocation by its first block.
-    fn rows(
-        &mut self,
-        (facts, slots): (&DecodeFacts, &Slots),
-        (retention, flat): (&retain::Retention, &FlatRetention),
-        (roots, main_tables): (&GcRoots, &[u64]),
-        g: &HeapGeometry,
-        index: &StartIndex,
-    ) -> Vec<retain::owners::Retained> {
+    fn with_owners<R>(&mut self, from: OwnersFrom, make: impl FnOnce(OwnersIn) -> R) -> R {
+        let ((facts, slots), (retention, flat), (roots, main_tables), (g, index)) = from;
         let mut nodes = recycle(std::mem::take(&mut self.nodes));
         let namers = flat.namers.iter().filter_map(|&i| Some((i, slots.get(i as usize)?.as_ref()?)));
         nodes.extend(namers.map(|(i, s)| retain::owners::Node {
@@ -244,11 +243,21 @@ impl OwnersRoom {
             main_tables,
             module_globals_word: roots.module_globals_word,
         };
-        let rows = retain::owners::retainers(retention, &heap, &mut self.names);
+        let made = make(OwnersIn { retention, heap: &heap, names: &mut self.names, ids: &mut self.ids });
         self.nodes = recycle(nodes);
-        rows
+        made
     }
 }
+
+/// What a snapshot's owners are found from: its facts and slots, its
+/// retention and flat retention, its GC roots and the tables of `__main__`'s
+/// globals, its geometry and its index by first block.
+type OwnersFrom<'a> = (
+    (&'a DecodeFacts, &'a Slots),
+    (&'a retain::Retention, &'a FlatRetention),
+    (&'a GcRoots, &'a [u64]),
+    (&'a HeapGeometry, &'a StartIndex),
+);
 
 /// An empty vector of another lifetime in `v`'s room: what a vector of
 /// borrows keeps from one snapshot to the next. (Collected in place: the
@@ -288,7 +297,6 @@ impl<'f, 'm> RunDecoder<'_, 'f, 'm> {
             let before = RetentionInputs { allocations, scanned, flat, index };
             carried_retention(now, before, &root_edges, &spare.runs)
         });
-        let is_carried = carried.is_some();
         let local = || {
             let (flat, allocations) = with_old.as_ref()?;
             let (scanned, index) = (&spare.scanned_before[..], &spare.start_before);
@@ -321,7 +329,7 @@ impl<'f, 'm> RunDecoder<'_, 'f, 'm> {
         flat.root_edges.extend(root_edges.into_iter().map(|(name, i)| (name, start_of(i))));
         let held = HeldInputs { retention: &retention, allocations: &facts.allocations, geometry: g, made };
         let changed = give_held(slots, &mut flat, held, &spare.runs, (before, moved.as_deref()));
-        let before = with_old.as_mut().filter(|_| is_carried).map(|(b, _)| &mut **b);
+        let before = with_old.as_mut().zip(moved.as_deref()).map(|((b, old), moved)| (&mut **b, *old, moved));
         let rows = self.retainers((facts, slots), (&retention, &mut flat), roots, g, before);
         report.retainers = Some(rows.clone());
         flat.retainers = Some(rows);
@@ -352,17 +360,18 @@ impl<'f, 'm> RunDecoder<'_, 'f, 'm> {
             .collect()
     }
 
-    /// The `retainers` rows of the snapshot: taken from the snapshot `before`
-    /// (given when its retention was carried over) when [`same_retainers`]
-    /// says they are the same, else made afresh. The tables of `__main__`'s
-    /// globals they are made with are kept in `flat`.
+    /// The `retainers` rows of the snapshot: from the snapshot `before`'s
+    /// owners and rows (with its allocations, and what `moved` since), where
+    /// [`same_names`] says the owners' names are the same; else made afresh.
+    /// The tables of `__main__`'s globals they are made with are kept in
+    /// `flat`.
     fn retainers(
         &mut self,
         (facts, slots): (&DecodeFacts, &Slots),
         (retention, flat): (&retain::Retention, &mut FlatRetention),
         roots: &GcRoots,
         g: &HeapGeometry,
-        before: Option<&mut FlatRetention>,
+        before: Option<(&mut FlatRetention, &[Allocation], &[u32])>,
     ) -> Vec<retain::owners::Retained> {
         let decoder = self.decoder;
         let main_tables: Vec<u64> = (facts.root_words.iter())
@@ -371,11 +380,28 @@ impl<'f, 'm> RunDecoder<'_, 'f, 'm> {
             .map(|w| w.value)
             .collect();
         let spare = &mut self.spare;
-        let same = |b: &&mut FlatRetention| same_retainers((flat, b), &main_tables, (retention, &facts.allocations), spare);
-        let rows = match before.filter(same).and_then(|b| b.retainers.take()) {
-            Some(rows) => rows,
-            None => spare.owners.rows((facts, slots), (retention, flat), (roots, &main_tables), g, &spare.start_index),
-        };
+        let before = before.filter(|(b, ..)| same_names((flat, b), &main_tables, spare));
+        let mut owners = std::mem::take(&mut flat.owners);
+        let runs = &spare.runs;
+        let from = ((facts, slots), (retention, &*flat), (roots, &main_tables[..]), (g, &spare.start_index));
+        let rows = spare.owners.with_owners(from, |o| {
+            if let Some((b, allocations, moved)) = before {
+                let (mut kept, mut rows) = (std::mem::take(&mut b.owners), b.retainers.take().unwrap_or_default());
+                let changed = Changed { runs, moved, allocations, kinds: &b.kinds };
+                let o = OwnersIn { retention: o.retention, heap: o.heap, names: &mut *o.names, ids: &mut *o.ids };
+                if kept.delta(o, changed, &mut rows).is_some() {
+                    owners = kept;
+                    return rows;
+                }
+            }
+            owners.whole(o)
+        });
+        // A debug build holds the rows to those made afresh.
+        #[cfg(debug_assertions)]
+        spare.owners.with_owners(from, |o| {
+            assert_eq!(rows, retain::owners::retainers(o.retention, o.heap, o.names), "the retainers rows kept are made afresh");
+        });
+        flat.owners = owners;
         flat.main_tables = main_tables;
         rows
     }
@@ -526,21 +552,14 @@ impl HeldGiver<'_> {
     }
 }
 
-/// Whether this snapshot's `retainers` rows are the snapshot before's, its
-/// retention having been carried over (the same allocations reachable, held
-/// by the same). The rows are then sums over the same allocations, and differ
-/// only when:
-/// - the tables of `__main__`'s globals differ;
-/// - an allocation that names owners (a module, a class, a dict's table:
-///   their names, keys and edges name the owners) was decoded again, came or
-///   went, in either snapshot;
-/// - a reachable allocation decoded again changed kind.
-fn same_retainers(
-    (flat, before): (&FlatRetention, &FlatRetention),
-    main_tables: &[u64],
-    (retention, allocations): (&retain::Retention, &[Allocation]),
-    spare: &super::Spare,
-) -> bool {
+/// Whether the owners of this snapshot go by the names they went by in the
+/// snapshot before (`before`), so that only the allocations not carried over
+/// and those whose retention moved may have other owners
+/// ([`KeptOwners::delta`]): the tables of `__main__`'s globals are the same,
+/// and no allocation that names owners (a module, a class, a dict's table:
+/// their names, keys and edges name the owners) was decoded again, came or
+/// went, in either snapshot.
+fn same_names((flat, before): (&FlatRetention, &FlatRetention), main_tables: &[u64], spare: &super::Spare) -> bool {
     let kind_ids = &spare.owners.kind_ids;
     if main_tables != before.main_tables {
         return false;
@@ -549,18 +568,6 @@ fn same_retainers(
     else {
         return false;
     };
-    let old_names = old_gaps.flatten().any(|j| before.kinds.get(j).is_none_or(|&k| kind_ids.names_owners(k)));
-    if old_names {
-        return false;
-    }
-    now_gaps.flatten().all(|i| {
-        let Some(&kind) = flat.kinds.get(i) else { return false };
-        if kind_ids.names_owners(kind) {
-            return false;
-        }
-        // Reachable now, it was before, at the same first block.
-        let reachable = retention.reachable.get(i).copied().unwrap_or(true);
-        let old_kind = || before.kinds.get(spare.start_before.at(allocations.get(i)?.start_block)? as usize).copied();
-        !reachable || old_kind() == Some(kind)
-    })
+    let names = |kinds: &[u32], i: usize| kinds.get(i).is_none_or(|&k| kind_ids.names_owners(k));
+    !old_gaps.flatten().any(|j| names(&before.kinds, j)) && !now_gaps.flatten().any(|i| names(&flat.kinds, i))
 }

@@ -162,13 +162,36 @@ const UNNAMED: u32 = u32::MAX - 2;
 
 /// The rows of one snapshot, sorted by owner and kind.
 pub fn retainers(ret: &Retention, heap: &Heap, kept: &mut OwnerNames) -> Vec<Retained> {
-    // Owners by index into `names`: an allocation's owner is found once per
-    // snapshot, and counted without touching a string.
+    let naming = naming(ret, heap, kept);
+    let owner = owners(ret, &naming.named, naming.several);
+    rows(&owner, heap, &naming.names)
+}
+
+/// The names owners go by in one snapshot, and which allocations are named
+/// by themselves. Owners are numbered by their index in `names` (an
+/// allocation's owner is found once per snapshot, and counted without
+/// touching a string): the retention's roots first, then what several roots
+/// hold (`several`), then the names of scope tables' children.
+pub struct Naming {
+    pub names: Vec<Arc<str>>,
+    pub several: u32,
+    /// Per allocation, its name as a scope table's child (see
+    /// [`named_children`]); a number past `names` for none.
+    pub named: Vec<u32>,
+}
+
+/// The [`Naming`] of the snapshot whose retention is `ret`.
+pub fn naming(ret: &Retention, heap: &Heap, kept: &mut OwnerNames) -> Naming {
     let mut names: Vec<Arc<str>> = ret.roots.clone();
     names.push(kept.several());
     let several = names.len() as u32 - 1;
     let named = named_children(ret, heap, kept, &mut names);
-    let owner = owners(ret, &named, several);
+    Naming { names, several, named }
+}
+
+/// The rows of the allocations whose owners are `owner` (by number in
+/// `names`; a number past them counts for no one), sorted by owner and kind.
+pub fn rows(owner: &[u32], heap: &Heap, names: &[Arc<str>]) -> Vec<Retained> {
     // Per owner met, a run of sums (allocations, bytes), one per kind.
     let kinds = heap.kind_names.len().max(1);
     let mut run_of: Vec<u32> = vec![UNKNOWN; names.len()];
@@ -251,7 +274,7 @@ pub fn by_address(addresses: &[u64]) -> impl Fn(u64) -> Option<usize> + '_ {
 /// a scope's child, else its immediate dominator's owner (dominators come
 /// first in the retention's order); [`UNKNOWN`] for garbage. `several` is the
 /// name of what several roots hold.
-fn owners(ret: &Retention, named: &[u32], several: u32) -> Vec<u32> {
+pub fn owners(ret: &Retention, named: &[u32], several: u32) -> Vec<u32> {
     let mut owner = vec![UNKNOWN; named.len()];
     for &v in &ret.order {
         let v = v as usize;

@@ -1,0 +1,316 @@
+//! The `retainers` rows kept from one snapshot to the next: each allocation's
+//! owner, and the sums per owner and kind ([`KeptOwners`]), changed only by the
+//! allocations whose owner may differ, where finding every allocation's owner
+//! again and summing them all cost a pass over every allocation.
+//!
+//! An allocation's owner is the nearest name on its dominator chain
+//! ([`crate::retain::owners`]). Between two snapshots it can differ only for:
+//! - an allocation not carried over (decoded again, or new);
+//! - one whose retention moved (the retention's region, made again where
+//!   changes reach, and what a root holds under another name): the dominators
+//!   of every other allocation are what they were, and so are theirs, all
+//!   outside the region;
+//!
+//! provided the names are the same: no allocation that names owners (a module,
+//! a class, a dict's table) came, went or was decoded again, and `__main__`'s
+//! tables are the same ([`KeptOwners::delta`]'s caller checks both). Owners are
+//! numbered by their text for the whole run ([`OwnerIds`]), so an owner keeps
+//! its number whatever its place among a snapshot's names.
+
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+use super::runs::CarriedRuns;
+use crate::decode::Allocation;
+use crate::retain::owners::{self, Heap, OwnerNames, Retained};
+use crate::retain::{Holder, Retention};
+
+/// No owner: garbage, or held by nothing named.
+const NO_OWNER: u32 = u32::MAX;
+/// An owner not found yet.
+const PENDING: u32 = u32::MAX - 1;
+/// Owner texts numbered at most in a run: past it the numbering starts again
+/// (hostile input can make a new name at every snapshot).
+const MAX_OWNER_IDS: usize = 1 << 16;
+
+/// Owner names numbered by their text for a whole run.
+#[derive(Default)]
+pub(super) struct OwnerIds {
+    ids: FxHashMap<Arc<str>, u32>,
+    names: Vec<Arc<str>>,
+    /// Bumped when the numbering starts again: owners kept under another
+    /// generation are numbered otherwise.
+    generation: u64,
+}
+
+impl OwnerIds {
+    fn id(&mut self, name: &Arc<str>) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.ids.insert(Arc::clone(name), id);
+        self.names.push(Arc::clone(name));
+        id
+    }
+
+    /// Starts the numbering again when it is full.
+    fn make_room(&mut self) {
+        if self.names.len() >= MAX_OWNER_IDS {
+            self.ids.clear();
+            self.names.clear();
+            self.generation += 1;
+        }
+    }
+}
+
+/// One snapshot's owners: per allocation its owner's number in [`OwnerIds`],
+/// and what each owner retains of each kind.
+#[derive(Default)]
+pub(super) struct KeptOwners {
+    owner: Vec<u32>,
+    /// Per owner number, its run in `sums` ([`NO_OWNER`] for none yet).
+    run_of: Vec<u32>,
+    /// Per run, `kinds` sums (allocations, bytes), one per kind number.
+    sums: Vec<(u64, u64)>,
+    kinds: usize,
+    /// The [`OwnerIds`] generation the numbers are of; `None` when nothing
+    /// is kept.
+    generation: Option<u64>,
+}
+
+/// What a snapshot's owners are made of: its retention, its allocations as
+/// the owners see them, the names kept for the run, and the owners' numbers.
+pub(super) struct OwnersIn<'a, 'h> {
+    pub(super) retention: &'a Retention,
+    pub(super) heap: &'a Heap<'h>,
+    pub(super) names: &'a mut OwnerNames,
+    pub(super) ids: &'a mut OwnerIds,
+}
+
+/// What changed since the snapshot before, whose owners are kept: the
+/// allocations carried over (`runs`), those whose retention moved (sorted),
+/// and the snapshot before's allocations and kinds.
+pub(super) struct Changed<'a> {
+    pub(super) runs: &'a CarriedRuns,
+    pub(super) moved: &'a [u32],
+    pub(super) allocations: &'a [Allocation],
+    pub(super) kinds: &'a [u32],
+}
+
+impl KeptOwners {
+    /// Every allocation's owner found and summed: the snapshot's rows, sorted.
+    pub(super) fn whole(&mut self, o: OwnersIn) -> Vec<Retained> {
+        let naming = owners::naming(o.retention, o.heap, o.names);
+        let owner = owners::owners(o.retention, &naming.named, naming.several);
+        o.ids.make_room();
+        let mut id_of = vec![PENDING; naming.names.len()];
+        self.owner.clear();
+        self.run_of.clear();
+        self.sums.clear();
+        self.kinds = o.heap.kind_names.len().max(1);
+        self.generation = Some(o.ids.generation);
+        for (v, &by) in owner.iter().enumerate() {
+            let id = match (id_of.get_mut(by as usize), naming.names.get(by as usize)) {
+                (Some(id), Some(name)) => *id.get_or_insert_pending(|| o.ids.id(name)),
+                _ => NO_OWNER,
+            };
+            self.owner.push(id);
+            self.add(id, o.heap, v);
+        }
+        self.rows_from_sums(o.heap, o.ids)
+    }
+
+    /// This snapshot's rows from the snapshot before's owners (`self`, made
+    /// this snapshot's) and rows (`rows`, made this snapshot's in place):
+    /// the owners found again only for the allocations not carried over and
+    /// those whose retention `moved`. `None` (having changed what is kept)
+    /// when the owners kept are not of this run's numbering, or do not add up.
+    pub(super) fn delta(&mut self, o: OwnersIn, c: Changed, rows: &mut Vec<Retained>) -> Option<()> {
+        if self.generation != Some(o.ids.generation) || self.owner.len() != c.allocations.len() {
+            return None;
+        }
+        let mut touched: Vec<(u32, u32)> = Vec::new();
+        // Out with what the allocations gone, and those that moved, held.
+        let bpb = o.heap.bytes_per_block;
+        let mut take = |kept: &mut Self, j: usize| -> Option<()> {
+            let (&id, &kind, a) = (kept.owner.get(j)?, c.kinds.get(j)?, c.allocations.get(j)?);
+            touched.push((id, kind));
+            kept.change(id, kind, a.blocks.saturating_mul(bpb), false)
+        };
+        for j in c.runs.gaps_before(self.owner.len())?.flatten() {
+            take(self, j)?;
+        }
+        let moved_before = moved_carried(c.runs, c.moved);
+        for (_, j) in moved_before {
+            take(self, j)?;
+        }
+        // Numbered for this snapshot: those not carried over and those that
+        // moved are found again, dominators first.
+        let n = o.heap.allocations.len();
+        super::carry_runs_in_place(c.runs, &mut self.owner, n, PENDING);
+        let mut again: Vec<usize> = c.runs.gaps_now(n)?.flatten().collect();
+        again.extend(c.moved.iter().map(|&i| i as usize));
+        again.sort_unstable();
+        again.dedup();
+        for &v in &again {
+            *self.owner.get_mut(v)? = PENDING;
+        }
+        let naming = owners::naming(o.retention, o.heap, o.names);
+        for &v in &again {
+            if self.owner.get(v) == Some(&PENDING) {
+                self.find(v, o.retention, &naming, o.ids, again.len())?;
+            }
+            let (id, kind) = (*self.owner.get(v)?, *o.heap.kinds.get(v)?);
+            touched.push((id, kind));
+            self.add(id, o.heap, v)?;
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for &(id, kind) in touched.iter().filter(|t| t.0 != NO_OWNER) {
+            self.patch(rows, (id, o.heap.kind_names.kind(kind)), o.heap, o.ids)?;
+        }
+        Some(())
+    }
+
+    /// Finds allocation `v`'s owner, and those of the allocations up its
+    /// dominator chain whose owners are [`PENDING`] (at most `most` of them).
+    fn find(&mut self, v: usize, ret: &Retention, naming: &owners::Naming, ids: &mut OwnerIds, most: usize) -> Option<()> {
+        let name = |k: u32, ids: &mut OwnerIds| naming.names.get(k as usize).map(|n| ids.id(n));
+        let mut chain = Vec::new();
+        let mut at = v;
+        let found = loop {
+            if chain.len() > most {
+                return None; // a cycle: not a dominator tree
+            }
+            let own = match *ret.idom.get(at)? {
+                Holder::Garbage => NO_OWNER,
+                Holder::Roots => name(naming.several, ids)?,
+                Holder::Root(r) => name(r, ids)?,
+                Holder::Allocation(j) => match name(*naming.named.get(at)?, ids) {
+                    Some(own) => own,
+                    None => match *self.owner.get(j as usize)? {
+                        PENDING => {
+                            chain.push(at);
+                            at = j as usize;
+                            continue;
+                        }
+                        own => own,
+                    },
+                },
+            };
+            break own;
+        };
+        *self.owner.get_mut(at)? = found;
+        for k in chain {
+            *self.owner.get_mut(k)? = found;
+        }
+        Some(())
+    }
+
+    /// `rows`' row of owner `id` and kind `kind` made what the sums say
+    /// (added, changed, or gone at zero).
+    fn patch(&self, rows: &mut Vec<Retained>, (id, kind): (u32, &'static str), heap: &Heap, ids: &OwnerIds) -> Option<()> {
+        let owner = ids.names.get(id as usize)?;
+        let (allocations, bytes) = self.retained(id, kind, heap);
+        match (rows.binary_search_by(|r| (&*r.owner, r.kind).cmp(&(&**owner, kind))), allocations) {
+            (Ok(i), 0) => drop(rows.remove(i)),
+            (Ok(i), _) => (rows[i].allocations, rows[i].bytes) = (allocations, bytes),
+            (Err(_), 0) => {}
+            (Err(i), _) => rows.insert(i, Retained { owner: Arc::clone(owner), kind, allocations, bytes }),
+        }
+        Some(())
+    }
+
+    /// Allocation `v`'s bytes and kind added to its owner `id`'s sums.
+    fn add(&mut self, id: u32, heap: &Heap, v: usize) -> Option<()> {
+        let (&kind, a) = (heap.kinds.get(v)?, heap.allocations.get(v)?);
+        self.change(id, kind, a.blocks.saturating_mul(heap.bytes_per_block), true)
+    }
+
+    /// One allocation of `kind` and `bytes` added to (or taken from) owner
+    /// `id`'s sums. `None` when taking what is not there, or past the kinds
+    /// the sums are made for.
+    fn change(&mut self, id: u32, kind: u32, bytes: u64, add: bool) -> Option<()> {
+        if id == NO_OWNER {
+            return Some(());
+        }
+        if kind as usize >= self.kinds {
+            return None;
+        }
+        if self.run_of.len() <= id as usize {
+            self.run_of.resize(id as usize + 1, NO_OWNER);
+        }
+        let run = &mut self.run_of[id as usize];
+        if *run == NO_OWNER {
+            *run = (self.sums.len() / self.kinds) as u32;
+            self.sums.resize(self.sums.len() + self.kinds, (0, 0));
+        }
+        let s = self.sums.get_mut(*run as usize * self.kinds + kind as usize)?;
+        *s = match add {
+            true => (s.0 + 1, s.1.saturating_add(bytes)),
+            false => (s.0.checked_sub(1)?, s.1.checked_sub(bytes)?),
+        };
+        Some(())
+    }
+
+    /// What owner `id` retains of every kind named `kind` (kinds are numbered
+    /// by their texts' addresses: two texts may name one kind).
+    fn retained(&self, id: u32, kind: &str, heap: &Heap) -> (u64, u64) {
+        let Some(&run) = self.run_of.get(id as usize).filter(|&&r| r != NO_OWNER) else { return (0, 0) };
+        let of_owner = self.sums.iter().skip(run as usize * self.kinds).take(self.kinds).enumerate();
+        let same_kind = of_owner.filter(|(k, _)| heap.kind_names.kind(*k as u32) == kind);
+        same_kind.fold((0, 0), |(a, b), (_, s)| (a + s.0, b.saturating_add(s.1)))
+    }
+
+    /// The rows of the sums: one per owner and kind named, sorted.
+    fn rows_from_sums(&self, heap: &Heap, ids: &OwnerIds) -> Vec<Retained> {
+        let mut rows = Vec::new();
+        for (id, &run) in self.run_of.iter().enumerate().filter(|(_, &r)| r != NO_OWNER) {
+            let Some(owner) = ids.names.get(id) else { continue };
+            let of_owner = self.sums.iter().skip(run as usize * self.kinds).take(self.kinds).enumerate();
+            rows.extend(of_owner.filter(|(_, s)| s.0 > 0).map(|(k, &(allocations, bytes))| Retained {
+                owner: Arc::clone(owner),
+                kind: heap.kind_names.kind(k as u32),
+                allocations,
+                bytes,
+            }));
+        }
+        rows.sort_unstable();
+        // Two kind numbers of one text make one row.
+        rows.dedup_by(|later, kept| {
+            let same = (&later.owner, later.kind) == (&kept.owner, kept.kind);
+            if same {
+                kept.allocations += later.allocations;
+                kept.bytes += later.bytes;
+            }
+            same
+        });
+        rows
+    }
+}
+
+/// Of the allocations that `moved` (sorted), those carried over: (their
+/// index now, their index in the snapshot before).
+fn moved_carried<'a>(runs: &'a CarriedRuns, moved: &'a [u32]) -> impl Iterator<Item = (usize, usize)> + 'a {
+    runs.iter().flat_map(move |run| {
+        let now = run.now_range();
+        let (lo, hi) = (moved.partition_point(|&k| (k as usize) < now.start), moved.partition_point(|&k| (k as usize) < now.end));
+        moved[lo..hi].iter().map(move |&k| (k as usize, run.before as usize + (k as usize - now.start)))
+    })
+}
+
+/// A `u32` slot that is [`PENDING`] until first asked for.
+trait Pending {
+    fn get_or_insert_pending(&mut self, make: impl FnOnce() -> u32) -> &mut u32;
+}
+
+impl Pending for u32 {
+    fn get_or_insert_pending(&mut self, make: impl FnOnce() -> u32) -> &mut u32 {
+        if *self == PENDING {
+            *self = make();
+        }
+        self
+    }
+}
