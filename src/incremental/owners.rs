@@ -105,20 +105,29 @@ impl KeptOwners {
         let naming = owners::naming(o.retention, o.heap, o.names);
         let owner = owners::owners(o.retention, &naming.named, naming.several);
         o.ids.make_room();
-        let mut id_of = vec![PENDING; naming.names.len()];
         self.owner.clear();
         self.run_of.clear();
         self.sums.clear();
         self.kinds = o.heap.kind_names.len().max(1);
         self.generation = Some(o.ids.generation);
-        for (v, &by) in owner.iter().enumerate() {
-            let id = match (id_of.get_mut(by as usize), naming.names.get(by as usize)) {
-                (Some(id), Some(name)) => *id.get_or_insert_pending(|| o.ids.id(name)),
-                _ => NO_OWNER,
+        // Per name met: its owner number, and the start of its run of sums.
+        let mut met: Vec<(u32, usize)> = vec![(PENDING, 0); naming.names.len()];
+        let heap = o.heap;
+        for ((&by, &kind), a) in owner.iter().zip(heap.kinds).zip(heap.allocations) {
+            let Some(m) = met.get_mut(by as usize) else {
+                self.owner.push(NO_OWNER);
+                continue;
             };
-            self.owner.push(id);
-            self.add(id, o.heap, v);
+            if m.0 == PENDING {
+                let id = o.ids.id(&naming.names[by as usize]);
+                *m = (id, self.run_start(id));
+            }
+            self.owner.push(m.0);
+            if let Some(s) = self.sums.get_mut(m.1 + kind as usize).filter(|_| (kind as usize) < self.kinds) {
+                *s = (s.0 + 1, s.1.saturating_add(a.blocks.saturating_mul(heap.bytes_per_block)));
+            }
         }
+        self.owner.resize(heap.allocations.len(), NO_OWNER);
         self.rows_from_sums(o.heap, o.ids)
     }
 
@@ -239,6 +248,17 @@ impl KeptOwners {
         if kind as usize >= self.kinds {
             return None;
         }
+        let start = self.run_start(id);
+        let s = self.sums.get_mut(start + kind as usize)?;
+        *s = match add {
+            true => (s.0 + 1, s.1.saturating_add(bytes)),
+            false => (s.0.checked_sub(1)?, s.1.checked_sub(bytes)?),
+        };
+        Some(())
+    }
+
+    /// Where owner `id`'s run of sums starts (made, of zeros, if it had none).
+    fn run_start(&mut self, id: u32) -> usize {
         if self.run_of.len() <= id as usize {
             self.run_of.resize(id as usize + 1, NO_OWNER);
         }
@@ -247,12 +267,7 @@ impl KeptOwners {
             *run = (self.sums.len() / self.kinds) as u32;
             self.sums.resize(self.sums.len() + self.kinds, (0, 0));
         }
-        let s = self.sums.get_mut(*run as usize * self.kinds + kind as usize)?;
-        *s = match add {
-            true => (s.0 + 1, s.1.saturating_add(bytes)),
-            false => (s.0.checked_sub(1)?, s.1.checked_sub(bytes)?),
-        };
-        Some(())
+        *run as usize * self.kinds
     }
 
     /// What owner `id` retains of every kind named `kind` (kinds are numbered
@@ -299,18 +314,4 @@ fn moved_carried<'a>(runs: &'a CarriedRuns, moved: &'a [u32]) -> impl Iterator<I
         let (lo, hi) = (moved.partition_point(|&k| (k as usize) < now.start), moved.partition_point(|&k| (k as usize) < now.end));
         moved[lo..hi].iter().map(move |&k| (k as usize, run.before as usize + (k as usize - now.start)))
     })
-}
-
-/// A `u32` slot that is [`PENDING`] until first asked for.
-trait Pending {
-    fn get_or_insert_pending(&mut self, make: impl FnOnce() -> u32) -> &mut u32;
-}
-
-impl Pending for u32 {
-    fn get_or_insert_pending(&mut self, make: impl FnOnce() -> u32) -> &mut u32 {
-        if *self == PENDING {
-            *self = make();
-        }
-        self
-    }
 }
