@@ -16,7 +16,7 @@
 //!   merged against the tracker's state: both paths end in the same per-key rule,
 //!   so the tables do not depend on how snapshots were split among workers.
 
-use std::collections::BTreeMap;
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanBuilder, StringBuilder};
@@ -32,7 +32,7 @@ use crate::retain::Held;
 
 /// One entity whose lifetime is tracked across snapshots.
 pub(crate) trait Lifetime: Clone + PartialEq {
-    type Key: Ord + Clone;
+    type Key: Ord + Clone + std::hash::Hash;
     fn key(&self) -> Self::Key;
     /// Whether `new`, seen at the open instance's key, is the same instance.
     fn continues(open: &Self, new: &Self) -> bool;
@@ -142,6 +142,8 @@ pub(crate) struct Open<T> {
     pub(crate) primed: bool,
     /// Seen inside the run's range (a primed instance gone at once is not).
     seen: bool,
+    /// The last whole snapshot that had it ([`Tracker::apply_whole`]'s count).
+    stamp: u64,
 }
 
 /// The instances open after the last snapshot applied, by key.
@@ -152,21 +154,29 @@ pub(crate) struct Open<T> {
 /// `continues` into the next part). Only the dump's last snapshot leaves instances
 /// `live`. Parts therefore stitch exactly. Every open instance was in the last
 /// snapshot applied, so its last snapshot is that one: it is not stored.
+///
+/// The instances are hashed by key, not kept in order: a snapshot's few
+/// changes are looked up where an ordered map shifted its nodes' entries
+/// (an edge's is a hundred bytes) at every insertion and removal. What
+/// comes out still comes in key order: the changes are sorted, and the
+/// passes over every open instance sort their keys first.
 pub(crate) struct Tracker<T: Lifetime> {
-    open: BTreeMap<T::Key, Open<T>>,
+    open: FxHashMap<T::Key, Open<T>>,
     last: u64,
+    /// Whole snapshots applied.
+    wholes: u64,
 }
 
 impl<T: Lifetime> Open<T> {
     /// An instance first seen as `row` in snapshot `index`.
     fn new(row: &T, index: u64) -> Self {
-        Open { item: row.clone(), first: index, primed: false, seen: true }
+        Open { item: row.clone(), first: index, primed: false, seen: true, stamp: 0 }
     }
 }
 
 impl<T: Lifetime> Tracker<T> {
     pub(crate) fn new() -> Self {
-        Tracker { open: BTreeMap::new(), last: 0 }
+        Tracker { open: FxHashMap::default(), last: 0, wholes: 0 }
     }
 
     /// Takes the snapshot before the run's range as the starting state.
@@ -226,34 +236,50 @@ impl<T: Lifetime> Tracker<T> {
         }
     }
 
-    /// [`Tracker::apply`] of a whole snapshot (`rows`, sorted by key): one
-    /// walk of the open instances beside the rows, in key order, rather than
-    /// a lookup per row (a busy heap's 9,000 rows cost the one writer 2 ms
-    /// looked up one by one, at every worker's first snapshot).
+    /// [`Tracker::apply`] of a whole snapshot (`rows`, sorted by key): each
+    /// row looked up, and what ended (gone, or replaced by another instance
+    /// at its key) closed in key order once every row is seen.
     fn apply_whole(&mut self, index: u64, rows: &[T], close: &mut impl FnMut(&Open<T>)) {
-        let mut rows = rows.iter().peekable();
-        let (mut fresh, mut gone) = (Vec::new(), Vec::new());
-        for (key, o) in self.open.iter_mut() {
-            while let Some(row) = rows.next_if(|r| r.key() < *key) {
-                fresh.push(row);
+        self.wholes += 1;
+        let stamp = self.wholes;
+        // Ended: the key, and the row replacing it (none when gone).
+        let (mut ended, mut fresh): (Vec<(T::Key, Option<&T>)>, Vec<(T::Key, &T)>) = (Vec::new(), Vec::new());
+        for row in rows {
+            let key = row.key();
+            match self.open.get_mut(&key) {
+                // (A key repeated among the rows, which `sorted_unique` rules
+                // out, keeps its first row.)
+                Some(o) if o.stamp == stamp => {}
+                Some(o) if T::continues(&o.item, row) => {
+                    Self::seen_again(o, row, index);
+                    o.stamp = stamp;
+                }
+                Some(o) => {
+                    o.stamp = stamp;
+                    ended.push((key, Some(row)));
+                }
+                None => fresh.push((key, row)),
             }
-            match rows.next_if(|r| r.key() == *key) {
-                Some(row) if T::continues(&o.item, row) => Self::seen_again(o, row, index),
+        }
+        ended.extend(self.open.iter().filter(|(_, o)| o.stamp != stamp).map(|(k, _)| (k.clone(), None)));
+        ended.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (key, replaced_by) in ended {
+            match replaced_by {
                 Some(row) => {
-                    close(o);
-                    *o = Open::new(row, index);
+                    if let Some(o) = self.open.get_mut(&key) {
+                        close(o);
+                        *o = Open { stamp, ..Open::new(row, index) };
+                    }
                 }
                 None => {
-                    close(o);
-                    gone.push(key.clone());
+                    if let Some(o) = self.open.remove(&key) {
+                        close(&o);
+                    }
                 }
             }
         }
-        gone.iter().for_each(|k| drop(self.open.remove(k)));
-        // (A key repeated among the rows, which `sorted_unique` rules out,
-        // keeps its first row.)
-        for row in fresh.into_iter().chain(rows) {
-            self.open.entry(row.key()).or_insert_with(|| Open::new(row, index));
+        for (key, row) in fresh {
+            self.open.entry(key).or_insert_with(|| Open { stamp, ..Open::new(row, index) });
         }
     }
 
@@ -276,7 +302,9 @@ impl<T: Lifetime> Tracker<T> {
             After::Snapshot(rows) => rows.iter().peekable(),
             _ => [].iter().peekable(),
         };
-        for (key, o) in std::mem::take(&mut self.open) {
+        let mut open: Vec<(T::Key, Open<T>)> = std::mem::take(&mut self.open).into_iter().collect();
+        open.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (key, o) in open {
             if !o.seen {
                 continue;
             }
@@ -420,7 +448,7 @@ impl Lifetime for AllocationSight {
 }
 
 /// An edge's identity: where the pointer sits and what it holds.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct EdgeKey {
     is_root: bool,
     from: u64,
