@@ -243,7 +243,8 @@ impl<T: Lifetime> Tracker<T> {
         self.wholes += 1;
         let stamp = self.wholes;
         // Ended: the key, and the row replacing it (none when gone).
-        let (mut ended, mut fresh): (Vec<(T::Key, Option<&T>)>, Vec<(T::Key, &T)>) = (Vec::new(), Vec::new());
+        let mut ended: Vec<(T::Key, Option<&T>)> = Vec::new();
+        let mut fresh: Vec<(T::Key, &T)> = Vec::new();
         for row in rows {
             let key = row.key();
             match self.open.get_mut(&key) {
