@@ -386,13 +386,20 @@ impl Chains<'_> {
     }
 }
 
-/// This snapshot's allocations (sorted) whose retention may differ from the
-/// one their allocations had in the snapshot before, of those carried over
-/// (the others are given theirs again anyway): the region's, those whose
-/// retained bytes changed (a dominator of the region's) and those held by a
-/// root named by another text. Every other allocation carried over is held
-/// as before, by the same, retaining as much.
-pub(super) type Moved = Vec<u32>;
+/// What may be held otherwise than before.
+pub(super) struct Moved {
+    /// This snapshot's allocations (sorted) whose retention may differ from
+    /// the one their allocations had in the snapshot before, of those carried
+    /// over (the others are given theirs again anyway): the region's, those
+    /// whose retained bytes changed (a dominator of the region's) and those
+    /// held by a root named by another text. Every other allocation carried
+    /// over is held as before, by the same, retaining as much.
+    pub(super) allocations: Vec<u32>,
+    /// Whether a root holding an allocation outside the region is named by
+    /// another text: what that allocation dominates is held as before, but
+    /// its owner ([`crate::retain::owners`]) goes by the root's name.
+    pub(super) renamed_root: bool,
+}
 
 /// Retained sizes compared at once between a run and the snapshot before.
 const RETAINED_AT_ONCE: usize = 64;
@@ -416,7 +423,8 @@ fn assemble(
         roots: Vec::new(),
         order: Vec::with_capacity(old.order.len() + room.allocation_of.len()),
     };
-    let mut moved: Moved = (room.allocation_of.iter().zip(&room.in_region).filter(|(_, &r)| r).map(|(&i, _)| i)).collect();
+    let mut moved: Vec<u32> = (room.allocation_of.iter().zip(&room.in_region).filter(|(_, &r)| r).map(|(&i, _)| i)).collect();
+    let mut renamed_root = false;
     // Each root of the retention before: its number now, and whether it is
     // named by the same text (the keys compare names by address).
     let mut root_now = Vec::with_capacity(old.roots.len());
@@ -436,6 +444,7 @@ fn assemble(
                 let (now_r, same) = *root_now.get(r as usize)?;
                 if !same {
                     moved.push(i);
+                    renamed_root = true;
                 }
                 Holder::Root(now_r?)
             }
@@ -477,7 +486,7 @@ fn assemble(
     moved.sort_unstable();
     moved.dedup();
     next.roots = names;
-    Some((next, moved))
+    Some((next, Moved { allocations: moved, renamed_root }))
 }
 
 /// Each reachable allocation's bytes, then added to its dominator's, last

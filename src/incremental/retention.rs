@@ -319,17 +319,20 @@ impl<'f, 'm> RunDecoder<'_, 'f, 'm> {
         }
         // What may hold otherwise than before: nothing when carried over,
         // what the region's retention says moved, or anything.
-        let (retention, moved) = match (carried, local) {
-            (Some(carried), _) => (carried, Some(Vec::new())),
-            (None, Some((local, moved))) => (local, Some(moved)),
-            (None, None) => (whole(&mut spare.retention), None),
+        let (retention, moved, renamed_root) = match (carried, local) {
+            (Some(carried), _) => (carried, Some(Vec::new()), false),
+            (None, Some((local, moved))) => (local, Some(moved.allocations), moved.renamed_root),
+            (None, None) => (whole(&mut spare.retention), None, false),
         };
         let start_of = |i: u32| facts.allocations.get(i as usize).map_or(u64::MAX, |a| a.start_block);
         flat.root_edges.clear();
         flat.root_edges.extend(root_edges.into_iter().map(|(name, i)| (name, start_of(i))));
         let held = HeldInputs { retention: &retention, allocations: &facts.allocations, geometry: g, made };
         let changed = give_held(slots, &mut flat, held, &spare.runs, (before, moved.as_deref()));
-        let before = with_old.as_mut().zip(moved.as_deref()).map(|((b, old), moved)| (&mut **b, *old, moved));
+        // (A root renamed changes the owner of all it dominates, not only of
+        // what moved: the owners are found whole then.)
+        let moved_owners = moved.as_deref().filter(|_| !renamed_root);
+        let before = with_old.as_mut().zip(moved_owners).map(|((b, old), moved)| (&mut **b, *old, moved));
         let rows = self.retainers((facts, slots), (&retention, &mut flat), roots, g, before);
         report.retainers = Some(rows.clone());
         flat.retainers = Some(rows);
