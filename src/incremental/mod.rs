@@ -289,11 +289,14 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         // The snapshot before's kinds and roles, which a plan makes this
         // one's in place (handing back the spare focus's room for them).
         let mut kinds_before = prev.as_mut().map(|p| (std::mem::take(&mut p.base), std::mem::take(&mut p.roles)));
+        let mut planned = false;
         let before = prev.as_ref().map(|p| RootsBefore { ram: &p.ram, geometry: &p.geometry, words: &p.root_words });
         let decoded = decoder.decode_focused(index, ram, &mut self.cache, Roots::Words(before), |cur| {
             let p = prev.as_ref().filter(|p| p.usable)?;
             let (base, roles) = kinds_before.as_mut()?;
-            plan(decoder, (p, base, roles), cur, (&mut reuse, &mut paired), spare_focus)
+            let focus = plan(decoder, (p, base, roles), cur, (&mut reuse, &mut paired), spare_focus);
+            planned = focus.is_some();
+            focus
         });
         if let (Some(p), Some((base, roles))) = (prev.as_mut(), kinds_before) {
             (p.base, p.roles) = (base, roles);
@@ -301,7 +304,12 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         let (mut report, mut facts) = match decoded {
             Ok(d) => d,
             Err(e) => {
-                // The next snapshot is diffed against the last one decoded.
+                // The next snapshot is diffed against the last one decoded;
+                // not planned from it, if this plan took its kinds and roles
+                // (they went with the failed decode).
+                if let Some(p) = prev.as_mut().filter(|_| planned) {
+                    p.usable = false;
+                }
                 self.last_focused = false;
                 self.prev = prev;
                 return Err(e);

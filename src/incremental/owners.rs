@@ -32,8 +32,9 @@ const NO_OWNER: u32 = u32::MAX;
 /// An owner not found yet.
 const PENDING: u32 = u32::MAX - 1;
 /// Owner texts numbered at most in a run: past it the numbering starts again
-/// (hostile input can make a new name at every snapshot).
-const MAX_OWNER_IDS: usize = 1 << 16;
+/// (hostile input can make a new name at every snapshot, and each owner met
+/// keeps a run of sums, one per kind).
+const MAX_OWNER_IDS: usize = 1 << 14;
 
 /// Owner names numbered by their text for a whole run.
 #[derive(Default)]
@@ -138,7 +139,8 @@ impl KeptOwners {
     /// those whose retention `moved`. `None` (having changed what is kept)
     /// when the owners kept are not of this run's numbering, or do not add up.
     pub(super) fn delta(&mut self, o: OwnersIn, c: Changed, rows: &mut Vec<Retained>) -> Option<()> {
-        if self.generation != Some(o.ids.generation) || self.owner.len() != c.allocations.len() {
+        let full = o.ids.names.len() >= MAX_OWNER_IDS;
+        if full || self.generation != Some(o.ids.generation) || self.owner.len() != c.allocations.len() {
             return None;
         }
         let mut touched: Vec<(u32, u32)> = Vec::new();
