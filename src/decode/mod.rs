@@ -748,11 +748,7 @@ impl<'f> Decoder<'f> {
         // What a run decoder carries to the next snapshot.
         drop((view, qstrs));
         let ram_range = (self.firmware.ram_start, self.firmware.ram_start.saturating_add(ram.len() as u64));
-        let reads = mem.tracker.is_some().then(|| {
-            let (reads, room) = log.finish(&g, allocs, &heap.owner, ram_range);
-            cache.read_room = room;
-            reads
-        });
+        let reads = mem.tracker.is_some().then(|| log.finish((&g, allocs, &heap.owner), ram_range, &mut cache.read_room));
         if let Some(f) = &mut focus {
             f.derive.copy_from_slice(&derive); // with the allocations whose role changed
         }

@@ -117,8 +117,9 @@ impl ReadLog {
     }
 
     /// The reads, by consumer and block, for the heap `g` whose allocations are
-    /// `allocs` and whose blocks' allocations are `owner`; and the log's room.
-    pub fn finish(self, g: &HeapGeometry, allocs: &[Allocation], owner: &[u32], ram: (u64, u64)) -> (Reads, ReadRoom) {
+    /// `allocs` and whose blocks' allocations are `owner`; the log's room goes
+    /// back to `room`.
+    pub fn finish(self, (g, allocs, owner): (&HeapGeometry, &[Allocation], &[u32]), ram: (u64, u64), room: &mut ReadRoom) -> Reads {
         let mut deps: Vec<u64> = Vec::new();
         let mut global_blocks = Vec::new();
         let mut outside = Vec::new();
@@ -174,7 +175,8 @@ impl ReadLog {
         let deps = deps.into_iter().map(|d| ((d >> 32) as u32, d as u32)).collect();
         global_blocks.sort_unstable();
         global_blocks.dedup();
-        (Reads { deps, global_blocks, outside: merge_ranges(outside), complete }, ReadRoom(reads))
+        room.0 = reads;
+        Reads { deps, global_blocks, outside: merge_ranges(outside), complete }
     }
 }
 
@@ -290,7 +292,7 @@ mod tests {
         t.record(0x1000, 4, "outside the pool, global");
         Tracker { log: &log, pinned: Some(GLOBAL) }.record(0x1010 + 16 * 4, 1, "a free block, global");
         t.record(0x8000_0000, 4, "flash");
-        let (reads, _) = log.finish(&g, &allocs, &owner, (0x1000, 0x2000));
+        let reads = log.finish((&g, &allocs, &owner), (0x1000, 0x2000), &mut ReadRoom::default());
         assert_eq!(reads.deps, vec![(1, 0), (1, 7), (1, 8)]);
         assert_eq!(reads.of(1).collect::<Vec<_>>(), vec![0, 7, 8]);
         assert_eq!(reads.of(0).count(), 0);
