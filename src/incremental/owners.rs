@@ -284,28 +284,9 @@ impl KeptOwners {
 
     /// The rows of the sums: one per owner and kind named, sorted.
     fn rows_from_sums(&self, heap: &Heap, ids: &OwnerIds) -> Vec<Retained> {
-        let mut rows = Vec::new();
-        for (id, &run) in self.run_of.iter().enumerate().filter(|(_, &r)| r != NO_OWNER) {
-            let Some(owner) = ids.names.get(id) else { continue };
-            let of_owner = self.sums.iter().skip(run as usize * self.kinds).take(self.kinds).enumerate();
-            rows.extend(of_owner.filter(|(_, s)| s.0 > 0).map(|(k, &(allocations, bytes))| Retained {
-                owner: Arc::clone(owner),
-                kind: heap.kind_names.kind(k as u32),
-                allocations,
-                bytes,
-            }));
-        }
-        rows.sort_unstable();
-        // Two kind numbers of one text make one row.
-        rows.dedup_by(|later, kept| {
-            let same = (&later.owner, later.kind) == (&kept.owner, kept.kind);
-            if same {
-                kept.allocations += later.allocations;
-                kept.bytes += later.bytes;
-            }
-            same
-        });
-        rows
+        let runs = self.run_of.iter().enumerate().filter(|(_, &r)| r != NO_OWNER);
+        let runs = runs.filter_map(|(id, &run)| Some((ids.names.get(id)?, run as usize * self.kinds)));
+        owners::rows_of_sums(runs, (&self.sums, self.kinds), heap.kind_names)
     }
 }
 

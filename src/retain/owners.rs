@@ -207,12 +207,24 @@ pub fn rows(owner: &[u32], heap: &Heap, names: &[Arc<str>]) -> Vec<Retained> {
             s.1 += a.blocks.saturating_mul(heap.bytes_per_block);
         }
     }
+    let runs = run_of.iter().enumerate().filter(|(_, &r)| r != UNKNOWN);
+    rows_of_sums(runs.map(|(o, &run)| (&names[o], run as usize * kinds)), (&sums, kinds), heap.kind_names)
+}
+
+/// The rows of sums kept per owner, each owner's a run of `kinds` sums
+/// (allocations, bytes), one per kind number: `runs` gives each owner's name
+/// and where its run starts in `sums`. Sorted by owner and kind.
+pub fn rows_of_sums<'a>(
+    runs: impl Iterator<Item = (&'a Arc<str>, usize)>,
+    (sums, kinds): (&[(u64, u64)], usize),
+    kind_names: &KindIds,
+) -> Vec<Retained> {
     let mut rows = Vec::new();
-    for (o, &run) in run_of.iter().enumerate().filter(|(_, &r)| r != UNKNOWN) {
-        let of_owner = sums.iter().skip(run as usize * kinds).take(kinds).enumerate();
+    for (owner, start) in runs {
+        let of_owner = sums.iter().skip(start).take(kinds).enumerate();
         rows.extend(of_owner.filter(|(_, s)| s.0 > 0).map(|(k, &(allocations, bytes))| Retained {
-            owner: Arc::clone(&names[o]),
-            kind: heap.kind_names.kind(k as u32),
+            owner: Arc::clone(owner),
+            kind: kind_names.kind(k as u32),
             allocations,
             bytes,
         }));
