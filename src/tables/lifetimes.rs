@@ -158,8 +158,9 @@ pub(crate) struct Open<T> {
 /// The instances are hashed by key, not kept in order: a snapshot's few
 /// changes are looked up where an ordered map shifted its nodes' entries
 /// (an edge's is a hundred bytes) at every insertion and removal. What
-/// comes out still comes in key order: the changes are sorted, and the
-/// passes over every open instance sort their keys first.
+/// comes out still comes in key order: the changes are sorted, a whole
+/// snapshot sorts what it ends before closing it, and the run's end sorts
+/// every instance still open.
 pub(crate) struct Tracker<T: Lifetime> {
     open: FxHashMap<T::Key, Open<T>>,
     last: u64,
