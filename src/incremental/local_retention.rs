@@ -56,9 +56,9 @@ pub(super) struct LocalRoom {
 const MOST_REGION_SHARE: usize = 4;
 
 /// The retention of `now` from `before`'s, made again only for the region its
-/// changes reach (see the module's notes), and the allocations whose
-/// retention may differ from what their allocations had before ([`Moved`]);
-/// `None` when the snapshot before has none, the runs are out of order, or
+/// changes reach (see the module's notes), in `into`'s room; and the
+/// allocations whose retention may differ from what their allocations had
+/// before ([`Moved`]); `None` (and `into` left undefined) when the snapshot before has none, the runs are out of order, or
 /// the region is too large. `root_edges` are this snapshot's (a root's name,
 /// the allocation it holds).
 pub(super) fn local_retention(
@@ -67,7 +67,8 @@ pub(super) fn local_retention(
     root_edges: RootEdges,
     runs: &CarriedRuns,
     (bytes_per_block, room): (u64, &mut LocalRoom),
-) -> Option<(Retention, Moved)> {
+    into: &mut Retention,
+) -> Option<Moved> {
     let old = before.flat.retention.as_ref()?;
     let n = now.allocations.len();
     let seeds = seeds(now, before, old, root_edges, runs)?;
@@ -78,7 +79,7 @@ pub(super) fn local_retention(
         let inputs = Inputs { now, before, old, old_to_new: &old_to_new, runs };
         let first = build_graph(&inputs, (root_edges, &names), &region, room)?;
         dominators_into(&room.graph, &mut room.scratch, &mut room.dominators);
-        assemble(&inputs, (names, first), room, bytes_per_block)
+        assemble(&inputs, (names, first), room, (bytes_per_block, into))
     });
     // The room's marks cleared for the next snapshot.
     for &b in &room.reached {
@@ -411,18 +412,14 @@ fn assemble(
     inputs: &Inputs,
     (names, first): (Vec<Arc<str>>, u32),
     room: &LocalRoom,
-    bytes_per_block: u64,
-) -> Option<(Retention, Moved)> {
+    (bytes_per_block, next): (u64, &mut Retention),
+) -> Option<Moved> {
     let (now, old) = (inputs.now, inputs.old);
-    let n = now.allocations.len();
     let chains = Chains { inputs, names: &names, first };
-    let mut next = Retention {
-        reachable: vec![false; n],
-        idom: vec![Holder::Garbage; n],
-        retained_bytes: vec![0; n],
-        roots: Vec::new(),
-        order: Vec::with_capacity(old.order.len() + room.allocation_of.len()),
-    };
+    next.reset(now.allocations.len());
+    // A reachable allocation's own bytes, as it is found reachable: what
+    // [`sum_retained`] adds up.
+    let own_bytes = |i: u32| Some(now.allocations.get(i as usize)?.blocks.saturating_mul(bytes_per_block));
     let mut moved: Vec<u32> = (room.allocation_of.iter().zip(&room.in_region).filter(|(_, &r)| r).map(|(&i, _)| i)).collect();
     let mut renamed_root = false;
     // Each root of the retention before: its number now, and whether it is
@@ -451,6 +448,7 @@ fn assemble(
             other => other,
         };
         next.reachable[i as usize] = true;
+        next.retained_bytes[i as usize] = own_bytes(i)?;
         next.order.push(i);
     }
     // The region, dominators first.
@@ -468,9 +466,10 @@ fn assemble(
             a => Holder::Allocation(room.allocation_of[(a - first) as usize]),
         };
         next.reachable[i as usize] = true;
+        next.retained_bytes[i as usize] = own_bytes(i)?;
         next.order.push(i);
     }
-    sum_retained(&mut next, now.allocations, bytes_per_block)?;
+    sum_retained(next)?;
     // Of the allocations carried over (the others are given their retention
     // again anyway), the dominators of what changed retain otherwise:
     // compared a stretch at a time, and one at a time where a stretch differs.
@@ -486,17 +485,12 @@ fn assemble(
     moved.sort_unstable();
     moved.dedup();
     next.roots = names;
-    Some((next, Moved { allocations: moved, renamed_root }))
+    Some(Moved { allocations: moved, renamed_root })
 }
 
-/// Each reachable allocation's bytes, then added to its dominator's, last
-/// first.
-fn sum_retained(next: &mut Retention, allocations: &[crate::decode::Allocation], bytes_per_block: u64) -> Option<()> {
-    for (i, a) in allocations.iter().enumerate() {
-        if next.reachable[i] {
-            next.retained_bytes[i] = a.blocks.saturating_mul(bytes_per_block);
-        }
-    }
+/// Each reachable allocation's bytes (its own, to start with) added to its
+/// dominator's, last first.
+fn sum_retained(next: &mut Retention) -> Option<()> {
     for &v in next.order.iter().rev() {
         if let Holder::Allocation(up) = next.idom[v as usize] {
             let add = next.retained_bytes[v as usize];

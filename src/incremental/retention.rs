@@ -159,7 +159,8 @@ pub(super) fn carried_retention(
     before: RetentionInputs,
     root_edges: &[(Arc<str>, u32)],
     runs: &CarriedRuns,
-) -> Option<retain::Retention> {
+    into: &mut retain::Retention,
+) -> Option<()> {
     let RetentionInputs { allocations, scanned, flat, index } = now;
     let RetentionInputs { allocations: old_allocations, scanned: old_scanned, flat: before, index: old_index } = before;
     let old = before.retention.as_ref()?;
@@ -186,7 +187,7 @@ pub(super) fn carried_retention(
             return None;
         }
     }
-    old.renumbered(&runs.old_to_new(old_allocations, index)?, allocations.len())
+    old.renumber_into(&runs.old_to_new(old_allocations, index)?, allocations.len(), into)
 }
 
 /// What a snapshot's retention is computed from, besides its roots: its
@@ -286,6 +287,9 @@ impl<'f, 'm> RunDecoder<'_, 'f, 'm> {
         let g = &report.geometry;
         self.spare.index_and_scan(facts, g);
         let mut flat = std::mem::take(&mut self.spare.flat);
+        // The retention of the snapshot before the one before: the room this
+        // one's is made in when carried over or made where changes reach.
+        let mut room = flat.retention.take().unwrap_or_default();
         let before = with_old.as_ref().map(|(b, _)| &**b);
         flat.refill(slots, &self.spare.runs, before, &mut self.spare.owners.kind_ids);
         let root_edges = self.root_edges(facts, roots, g);
@@ -295,14 +299,14 @@ impl<'f, 'm> RunDecoder<'_, 'f, 'm> {
         let carried = with_old.as_ref().and_then(|(flat, allocations)| {
             let (scanned, index) = (&spare.scanned_before[..], &spare.start_before);
             let before = RetentionInputs { allocations, scanned, flat, index };
-            carried_retention(now, before, &root_edges, &spare.runs)
+            carried_retention(now, before, &root_edges, &spare.runs, &mut room)
         });
         let local = || {
             let (flat, allocations) = with_old.as_ref()?;
             let (scanned, index) = (&spare.scanned_before[..], &spare.start_before);
             let before = RetentionInputs { allocations, scanned, flat, index };
-            let room = (g.bytes_per_block, &mut spare.local);
-            local_retention(now, before, &root_edges, &spare.runs, room)
+            let local_room = (g.bytes_per_block, &mut spare.local);
+            local_retention(now, before, &root_edges, &spare.runs, local_room, &mut room)
         };
         let local = carried.is_none().then(local).flatten();
         let whole = |room: &mut retain::RetentionScratch| {
@@ -312,16 +316,16 @@ impl<'f, 'm> RunDecoder<'_, 'f, 'm> {
         };
         // A debug build holds the region's retention to the whole one.
         #[cfg(debug_assertions)]
-        if let Some((local, _)) = &local {
+        if local.is_some() {
             let w = whole(&mut spare.retention);
             let key = |r: &retain::Retention| (r.idom.clone(), r.reachable.clone(), r.retained_bytes.clone(), r.roots.clone());
-            assert_eq!(key(local), key(&w), "the retention made where changes reach is the whole one");
+            assert_eq!(key(&room), key(&w), "the retention made where changes reach is the whole one");
         }
         // What may hold otherwise than before: nothing when carried over,
         // what the region's retention says moved, or anything.
         let (retention, moved, renamed_root) = match (carried, local) {
-            (Some(carried), _) => (carried, Some(Vec::new()), false),
-            (None, Some((local, moved))) => (local, Some(moved.allocations), moved.renamed_root),
+            (Some(()), _) => (room, Some(Vec::new()), false),
+            (None, Some(moved)) => (room, Some(moved.allocations), moved.renamed_root),
             (None, None) => (whole(&mut spare.retention), None, false),
         };
         let start_of = |i: u32| facts.allocations.get(i as usize).map_or(u64::MAX, |a| a.start_block);

@@ -322,28 +322,45 @@ impl Retention {
     /// allocation there (the caller checked it has, so that is a bug, and the
     /// caller computes the retention afresh).
     pub fn renumbered(&self, new_of: &[u32], now: usize) -> Option<Retention> {
+        let mut next = Retention::default();
+        self.renumber_into(new_of, now, &mut next)?;
+        Some(next)
+    }
+
+    /// [`Self::renumbered`], made in `next`'s room (its contents replaced).
+    pub fn renumber_into(&self, new_of: &[u32], now: usize, next: &mut Retention) -> Option<()> {
         let at = |j: u32| new_of.get(j as usize).copied().filter(|&i| (i as usize) < now);
-        let mut next = Retention {
-            reachable: vec![false; now],
-            idom: vec![Holder::Garbage; now],
-            retained_bytes: vec![0; now],
-            roots: self.roots.clone(),
-            order: Vec::with_capacity(self.order.len()),
-        };
-        // In the allocations' order (the new numbers rise with the old, but
-        // where an allocation came or went): reads and writes in sequence.
-        let old = self.reachable.iter().zip(&self.idom).zip(&self.retained_bytes);
-        for (j, ((&reachable, &idom), &retained)) in old.enumerate().filter(|(_, ((&r, _), _))| r) {
-            let i = at(j as u32)? as usize;
-            next.reachable[i] = reachable;
-            next.retained_bytes[i] = retained;
-            next.idom[i] = match idom {
-                Holder::Allocation(k) => Holder::Allocation(at(k)?),
+        next.reset(now);
+        next.roots.clone_from(&self.roots);
+        // `order` holds exactly the reachable allocations, each after its
+        // dominator: one pass over it carries them all, in that order.
+        debug_assert_eq!(self.order.len(), self.reachable.iter().filter(|&&r| r).count());
+        for &j in &self.order {
+            let i = at(j)?;
+            let (idom, retained) = (*self.idom.get(j as usize)?, *self.retained_bytes.get(j as usize)?);
+            let k = i as usize;
+            // (`at` keeps `i` below `now`, the columns' length.)
+            next.reachable[k] = true;
+            next.retained_bytes[k] = retained;
+            next.idom[k] = match idom {
+                Holder::Allocation(d) => Holder::Allocation(at(d)?),
                 other => other,
             };
+            next.order.push(i);
         }
-        next.order.extend(self.order.iter().filter_map(|&j| at(j)));
-        (next.order.len() == self.order.len()).then_some(next)
+        Some(())
+    }
+
+    /// Emptied for `n` allocations, none of them reachable, in its own room.
+    pub fn reset(&mut self, n: usize) {
+        self.reachable.clear();
+        self.reachable.resize(n, false);
+        self.idom.clear();
+        self.idom.resize(n, Holder::Garbage);
+        self.retained_bytes.clear();
+        self.retained_bytes.resize(n, 0);
+        self.roots.clear();
+        self.order.clear();
     }
 }
 
