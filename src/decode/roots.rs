@@ -134,7 +134,6 @@ impl Decoder<'_> {
             to_address: to,
             to_alloc_address: Some(to),
             to_block: g.block_of(to),
-            to_is_head: true,
             map_key: None,
         }
     }

@@ -183,7 +183,6 @@ impl Decoder<'_> {
                     to_address: w,
                     to_alloc_address: to.map(|j| v.addr_of(j)),
                     to_block: to.map(|j| heap.allocs[j].start_block),
-                    to_is_head: to.is_some_and(|j| v.addr_of(j) == w),
                     map_key,
                 });
             });

@@ -82,7 +82,7 @@ impl SlotMaker<'_, '_, '_> {
         let sight = AllocationSight::of(b, |block| lifetimes::text_of(self.texts, block), self.fw);
         self.made.push(i);
         let reads = self.facts.reads.as_ref().map(|r| r.of(i).collect()).unwrap_or_default();
-        let heads = edges.iter().filter(|e| e.to_is_head).filter_map(|e| u32::try_from(e.to_block?).ok()).collect();
+        let heads = edges.iter().filter(|e| e.to_is_head()).filter_map(|e| u32::try_from(e.to_block?).ok()).collect();
         slots.push(Some(Box::new(Slot { sight, edges, reads, heads, group: usize::MAX })));
     }
 }

@@ -275,7 +275,7 @@ pub fn of_rows(
     let graph = MarkGraph { allocations, bytes_per_block, scanned: &scanned };
     let pool_blocks = allocations.last().map_or(0, |a| a.start_block + 1);
     let index = StartIndex::new(allocations, pool_blocks);
-    let heads = edges.iter().filter(|e| e.to_is_head);
+    let heads = edges.iter().filter(|e| e.to_is_head());
     let heap = heads.clone().filter_map(|e| Some((index.at(e.from_block?)?, index.at(e.to_block?)?)));
     let stack: Arc<str> = Arc::from(STACK);
     let root_words = heads.filter_map(|e| {

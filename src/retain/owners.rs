@@ -327,7 +327,7 @@ fn scope_tables(
     // `names_owners`: a run decoder fills in only theirs.)
     for n in nodes.iter().filter(|n| n.kind == "module" || n.kind == "type") {
         let Some(name) = n.name else { continue };
-        for e in n.edges.iter().filter(|e| e.to_is_head) {
+        for e in n.edges.iter().filter(|e| e.to_is_head()) {
             let Some(to) = e.to_alloc_address else { continue };
             if n.kind == "module" && e.from_word == Some(module_globals_word) {
                 dicts.insert(to, Arc::clone(name));

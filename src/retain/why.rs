@@ -104,7 +104,7 @@ fn shortest_path<'r>(
         return None;
     }
     let mut out: HashMap<usize, Vec<&EdgeRow>> = HashMap::new();
-    for e in report.edges.iter().filter(|e| e.to_is_head && e.from_block.is_some()) {
+    for e in report.edges.iter().filter(|e| e.to_is_head() && e.from_block.is_some()) {
         if let Some(&from) = e.from_block.and_then(|b| index.get(&b)) {
             out.entry(from).or_default().push(e);
         }
@@ -119,7 +119,7 @@ fn shortest_path<'r>(
     // from one of those would contradict the dominators.
     let scanned_root = |a: u64| gc_roots.scans(a);
     let mut roots: Vec<&EdgeRow> =
-        report.edges.iter().filter(|e| e.to_is_head && e.root_address.is_some_and(scanned_root)).collect();
+        report.edges.iter().filter(|e| e.to_is_head() && e.root_address.is_some_and(scanned_root)).collect();
     roots.sort_by_key(|e| e.root_address);
     for e in roots {
         let Some(&to) = e.to_block.and_then(|b| index.get(&b)) else { continue };

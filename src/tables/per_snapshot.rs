@@ -549,7 +549,7 @@ impl EdgeColumns {
         self.to_address.append_value(e.to_address);
         self.to_alloc_address.append_option(e.to_alloc_address);
         self.to_block.append_option(e.to_block);
-        self.to_is_head.append_value(e.to_is_head);
+        self.to_is_head.append_value(e.to_is_head());
         self.map_key.append_option(e.map_key.as_deref());
     }
 

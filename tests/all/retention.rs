@@ -114,7 +114,7 @@ fn why_names_the_path_as_python_would() {
     let held: Vec<_> = r
         .edges
         .iter()
-        .filter(|e| e.from_address == Some(items.address) && e.to_is_head)
+        .filter(|e| e.from_address == Some(items.address) && e.to_is_head())
         .filter_map(|e| Some((e.from_word?, e.to_address)))
         .collect();
     assert!(held.len() > 3, "history holds readings: {held:?}");
@@ -176,8 +176,10 @@ fn why_paths_start_at_scanned_roots_and_pass_through_every_dominator() {
         for (i, b) in r.blocks.iter().enumerate().filter(|(i, _)| ret.reachable[*i]) {
             let w = why(&r, &roots, b.address).unwrap();
             assert_eq!(w.path.last().map(|p| p.address), Some(b.address), "{flavor:?}: {:?}", w.path);
-            let first =
-                r.edges.iter().find(|e| e.root_address.is_some() && e.to_address == w.path[0].address && e.to_is_head);
+            let first = r
+                .edges
+                .iter()
+                .find(|e| e.root_address.is_some() && e.to_address == w.path[0].address && e.to_is_head());
             let root = first.and_then(|e| e.root_address).unwrap();
             // The first step is named after a scanned root word.
             let named = &w.path[0].name;
