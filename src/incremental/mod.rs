@@ -81,9 +81,15 @@ impl SlotMaker<'_, '_, '_> {
         let edges: Vec<EdgeRow> = self.edges.by_ref().take(count).collect();
         let sight = AllocationSight::of(b, |block| lifetimes::text_of(self.texts, block), self.fw);
         self.made.push(i);
-        let reads = self.facts.reads.as_ref().map(|r| r.of(i).collect()).unwrap_or_default();
-        let heads = edges.iter().filter(|e| e.to_is_head()).filter_map(|e| u32::try_from(e.to_block?).ok()).collect();
-        slots.push(Some(Box::new(Slot { sight, edges, reads, heads, group: usize::MAX })));
+        // Its reads, then its heads, in one vector: counted first, so that
+        // it is allocated once.
+        let reads = || self.facts.reads.as_ref().map(|r| r.of(i)).into_iter().flatten();
+        let heads = || edges.iter().filter(|e| e.to_is_head()).filter_map(|e| u32::try_from(e.to_block?).ok());
+        let mut words = Vec::with_capacity(reads().count() + heads().count());
+        words.extend(reads());
+        let heads_from = words.len();
+        words.extend(heads());
+        slots.push(Some(Box::new(Slot { sight, edges, words, heads_from, group: usize::MAX })));
     }
 }
 
@@ -93,13 +99,25 @@ struct Slot {
     sight: AllocationSight,
     /// Its pointer edges, in word order.
     edges: Vec<EdgeRow>,
-    /// The blocks its rows read (see [`crate::decode::reads::Reads`]).
-    reads: Vec<u32>,
-    /// The first blocks of the allocations whose heads its words hold (what
-    /// the GC follows), compact.
-    heads: Vec<u32>,
+    /// The blocks its rows read (see [`crate::decode::reads::Reads`]), then
+    /// from `heads_from` on the first blocks of the allocations whose heads
+    /// its words hold (what the GC follows): one allocation for both.
+    words: Vec<u32>,
+    heads_from: usize,
     /// Its group in the type histogram ([`TypeCounts`]).
     group: usize,
+}
+
+impl Slot {
+    /// The blocks its rows read.
+    fn reads(&self) -> &[u32] {
+        self.words.get(..self.heads_from).unwrap_or_default()
+    }
+
+    /// The first blocks of the allocations whose heads its words hold.
+    fn heads(&self) -> &[u32] {
+        self.words.get(self.heads_from..).unwrap_or_default()
+    }
 }
 
 /// Slots are boxed: most move on from one snapshot to the next unchanged.
@@ -349,7 +367,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         let added: Vec<usize> = if focus.is_some() { made } else { (0..slots.len()).collect() };
         for i in added {
             if let (Some(a), Some(Some(s))) = (facts.allocations.get(i), slots.get(i)) {
-                read_by.add(a.start_block, &s.reads);
+                read_by.add(a.start_block, s.reads());
             }
         }
         let kept = Kept { slots, read_by, qstrs: step.qstrs, types: step.types, carried: step.carried, flat };
@@ -440,7 +458,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         if focused {
             for (a, s) in p.allocations.iter().zip(&p.slots) {
                 if let Some(s) = s {
-                    read_by.remove(a.start_block, &s.reads);
+                    read_by.remove(a.start_block, s.reads());
                 }
             }
         } else {

@@ -108,7 +108,7 @@ impl FlatRetention {
         let kept = j.and_then(|j| Some((before?.of(j)?, *before?.kinds.get(j)?)));
         let (heads, kind) = match (kept, slots.get(i).and_then(Option::as_ref)) {
             (Some(kept), _) => kept,
-            (None, Some(s)) => (&s.heads[..], kind_ids.id(s.sight.kind)),
+            (None, Some(s)) => (s.heads(), kind_ids.id(s.sight.kind)),
             (None, None) => (&[][..], kind_ids.id("unknown")),
         };
         // (Most hold a head or two: pushed, not copied by a call.)
