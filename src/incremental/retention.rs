@@ -290,6 +290,8 @@ impl<'f, 'm> RunDecoder<'_, 'f, 'm> {
         // The retention of the snapshot before the one before: the room this
         // one's is made in when carried over or made where changes reach.
         let mut room = flat.retention.take().unwrap_or_default();
+        // The snapshot before's keys, which [`give_held`] makes this one's.
+        let before_held = with_old.as_mut().map(|(b, _)| std::mem::take(&mut b.held)).unwrap_or_default();
         let before = with_old.as_ref().map(|(b, _)| &**b);
         flat.refill(slots, &self.spare.runs, before, &mut self.spare.owners.kind_ids);
         let root_edges = self.root_edges(facts, roots, g);
@@ -332,7 +334,7 @@ impl<'f, 'm> RunDecoder<'_, 'f, 'm> {
         flat.root_edges.clear();
         flat.root_edges.extend(root_edges.into_iter().map(|(name, i)| (name, start_of(i))));
         let held = HeldInputs { retention: &retention, allocations: &facts.allocations, geometry: g, made };
-        let changed = give_held(slots, &mut flat, held, &spare.runs, (before, moved.as_deref()));
+        let changed = give_held(slots, &mut flat, held, &spare.runs, (before_held, moved.as_deref()));
         // (A root renamed changes the owner of all it dominates, not only of
         // what moved: the owners are found whole then.)
         let moved_owners = moved.as_deref().filter(|_| !renamed_root);
@@ -442,10 +444,11 @@ const KEYS_AT_ONCE: usize = 64;
 
 /// Gives each slot whose retention changed its own, and fills `flat.held`;
 /// returns the slots carried over whose retention changed (sorted).
+/// `before_held` are the keys of the snapshot before, by its allocations.
 /// - With the allocations whose retention may have `moved` (none when the
-///   retention was carried over from the snapshot `before`), a run's keys
-///   are the ones it had there, copied a run at a time: only the allocations
-///   between runs and those that moved are visited.
+///   retention was carried over from the snapshot before), a run's keys are
+///   the ones it had there, moved in place a run at a time: only the
+///   allocations between runs and those that moved are visited.
 /// - Else every key is made, and a run's keys are compared with the snapshot
 ///   before's [`KEYS_AT_ONCE`] at a time.
 fn give_held(
@@ -453,67 +456,76 @@ fn give_held(
     flat: &mut FlatRetention,
     held: HeldInputs,
     runs: &CarriedRuns,
-    (before, moved): (Option<&FlatRetention>, Option<&[u32]>),
+    (before_held, moved): (Vec<HeldKey>, Option<&[u32]>),
 ) -> Vec<usize> {
     let mut giver = HeldGiver { held, several: Arc::from(retain::SEVERAL_ROOTS), made: 0, changed: Vec::new() };
-    flat.held.clear();
     match moved {
-        Some(moved) => giver.copying(slots, flat, runs, (before, moved)),
-        None => giver.comparing(slots, flat, runs, before),
+        Some(moved) => giver.moving(slots, flat, runs, (before_held, moved)),
+        None => {
+            flat.held.clear();
+            giver.comparing(slots, flat, runs, &before_held)
+        }
     }
     giver.changed
 }
 
+/// The key of an allocation not carried over, until it is made.
+const NO_KEY: HeldKey = (u8::MAX, 0, 0);
+
 impl HeldGiver<'_> {
-    /// [`give_held`] from the snapshot before's keys, where only the
-    /// allocations between runs and those that `moved` may differ.
-    fn copying(&mut self, slots: &mut Slots, flat: &mut FlatRetention, runs: &CarriedRuns, (before, moved): (Option<&FlatRetention>, &[u32])) {
+    /// [`give_held`] from the snapshot before's keys (`held`, made this
+    /// snapshot's in place), where only the allocations between runs and
+    /// those that `moved` may differ.
+    fn moving(&mut self, slots: &mut Slots, flat: &mut FlatRetention, runs: &CarriedRuns, (mut held, moved): (Vec<HeldKey>, &[u32])) {
         let HeldInputs { retention, allocations, .. } = self.held;
+        let (before_len, n) = (held.len(), slots.len());
+        super::carry_runs_in_place(runs, &mut held, n, NO_KEY);
+        flat.held = held;
         let mut moved = moved.iter().map(|&k| k as usize).peekable();
         let mut i = 0;
         for run in runs.iter() {
-            (i..run.now as usize).for_each(|k| self.one((k, None), slots, flat, before));
+            (i..run.now as usize).for_each(|k| self.made_again(k, slots, flat));
             let now = run.now_range();
-            while moved.next_if(|&k| k < now.start).is_some() {}
-            match before.and_then(|b| b.held.get(run.before_range())) {
-                Some(keys) => {
-                    flat.held.extend_from_slice(keys);
-                    let before_of = |k: usize| run.before as usize + (k - now.start);
-                    while let Some(k) = moved.next_if(|&k| k < now.end) {
-                        if let Some(key) = flat.held.get_mut(k) {
-                            *key = held_key(retention, k, allocations);
-                            self.visit((k, Some(before_of(k))), slots, &flat.held, before);
-                        }
+            if run.before_range().end <= before_len && now.end <= n {
+                // Carried over: only what moved is made again.
+                while moved.next_if(|&k| k < now.start).is_some() {}
+                while let Some(k) = moved.next_if(|&k| k < now.end) {
+                    if let Some(key) = flat.held.get_mut(k) {
+                        let was = std::mem::replace(key, held_key(retention, k, allocations));
+                        let key = *key;
+                        self.visit(k, (key, Some(was)), slots);
                     }
-                    debug_assert!(now.clone().all(|k| flat.held.get(k) == Some(&held_key(retention, k, allocations))));
                 }
-                None => now.zip(run.before_range()).for_each(|(k, j)| self.one((k, Some(j)), slots, flat, before)),
+                debug_assert!(now.clone().all(|k| flat.held.get(k) == Some(&held_key(retention, k, allocations))));
+            } else {
+                now.clone().for_each(|k| self.made_again(k, slots, flat));
             }
-            i = run.now_range().end;
+            i = now.end;
         }
-        (i..slots.len()).for_each(|k| self.one((k, None), slots, flat, before));
+        (i..n).for_each(|k| self.made_again(k, slots, flat));
     }
 
     /// [`give_held`] with every key made and compared.
-    fn comparing(&mut self, slots: &mut Slots, flat: &mut FlatRetention, runs: &CarriedRuns, before: Option<&FlatRetention>) {
+    fn comparing(&mut self, slots: &mut Slots, flat: &mut FlatRetention, runs: &CarriedRuns, before_held: &[HeldKey]) {
         let HeldInputs { retention, allocations, .. } = self.held;
         flat.held.extend((0..slots.len()).map(|k| held_key(retention, k, allocations)));
         let keys = &flat.held[..];
+        let key = |k: usize| keys.get(k).copied();
         let mut i = 0;
         for run in runs.iter() {
-            (i..run.now as usize).for_each(|k| self.visit((k, None), slots, keys, before));
-            let old = before.and_then(|b| b.held.get(run.before_range()));
+            (i..run.now as usize).for_each(|k| self.visit_key(k, (key(k), None), slots));
+            let old = before_held.get(run.before_range());
             let before_of = |k: usize| run.before as usize + (k - run.now as usize);
             for from in run.now_range().step_by(KEYS_AT_ONCE) {
                 let to = (from + KEYS_AT_ONCE).min(run.now_range().end);
                 let at = from - run.now as usize..to - run.now as usize;
                 if old.and_then(|o| o.get(at)) != keys.get(from..to) {
-                    (from..to).for_each(|k| self.visit((k, Some(before_of(k))), slots, keys, before));
+                    (from..to).for_each(|k| self.visit_key(k, (key(k), before_held.get(before_of(k)).copied()), slots));
                 }
             }
             i = run.now_range().end;
         }
-        (i..slots.len()).for_each(|k| self.visit((k, None), slots, keys, before));
+        (i..slots.len()).for_each(|k| self.visit_key(k, (key(k), None), slots));
     }
 }
 
@@ -527,24 +539,32 @@ struct HeldGiver<'a> {
 }
 
 impl HeldGiver<'_> {
-    /// Allocation `i`'s key, pushed to `flat.held`, and its slot visited
-    /// (`j`: the allocation of the snapshot before it carries over).
-    fn one(&mut self, (i, j): (usize, Option<usize>), slots: &mut Slots, flat: &mut FlatRetention, before: Option<&FlatRetention>) {
-        flat.held.push(held_key(self.held.retention, i, self.held.allocations));
-        self.visit((i, j), slots, &flat.held, before);
+    /// Allocation `i`'s key made in `flat.held` (which holds a place for
+    /// it), and its slot visited.
+    fn made_again(&mut self, i: usize, slots: &mut Slots, flat: &mut FlatRetention) {
+        let Some(place) = flat.held.get_mut(i) else { return };
+        *place = held_key(self.held.retention, i, self.held.allocations);
+        let key = *place;
+        self.visit(i, (key, None), slots);
     }
 
-    /// Allocation `i`'s slot given its retention, unless its key (in `keys`)
-    /// is the one its allocation `j` had in the snapshot `before`.
-    fn visit(&mut self, (i, j): (usize, Option<usize>), slots: &mut Slots, keys: &[HeldKey], before: Option<&FlatRetention>) {
+    /// [`Self::visit`] for a key that may be missing (`keys` shorter than
+    /// the slots: not expected).
+    fn visit_key(&mut self, i: usize, (key, was): (Option<HeldKey>, Option<HeldKey>), slots: &mut Slots) {
+        if let Some(key) = key {
+            self.visit(i, (key, was), slots);
+        }
+    }
+
+    /// Allocation `i`'s slot given its retention, unless its `key` is the
+    /// one its allocation had in the snapshot before (`was`).
+    fn visit(&mut self, i: usize, (key, was): (HeldKey, Option<HeldKey>), slots: &mut Slots) {
         let HeldInputs { retention, allocations, geometry: g, made } = self.held;
-        let Some(&key) = keys.get(i) else { return };
         while made.get(self.made).is_some_and(|&m| m < i) {
             self.made += 1;
         }
         let was_made = made.get(self.made) == Some(&i);
-        let before_key = j.and_then(|j| before?.held.get(j));
-        if !was_made && before_key == Some(&key) {
+        if !was_made && was == Some(key) {
             return; // as it was: the slot's retention is still right
         }
         let Some(Some(slot)) = slots.get_mut(i) else { return };
