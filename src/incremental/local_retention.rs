@@ -58,9 +58,9 @@ const MOST_REGION_SHARE: usize = 4;
 /// The retention of `now` from `before`'s, made again only for the region its
 /// changes reach (see the module's notes), in `into`'s room; and the
 /// allocations whose retention may differ from what their allocations had
-/// before ([`Moved`]); `None` (and `into` left undefined) when the snapshot before has none, the runs are out of order, or
-/// the region is too large. `root_edges` are this snapshot's (a root's name,
-/// the allocation it holds).
+/// before ([`Moved`]); `None` (and `into` left undefined) when the snapshot
+/// before has none, the runs are out of order, or the region is too large.
+/// `root_edges` are this snapshot's (a root's name, the allocation it holds).
 pub(super) fn local_retention(
     now: RetentionInputs,
     before: RetentionInputs,
