@@ -332,23 +332,21 @@ impl Retention {
         let at = |j: u32| new_of.get(j as usize).copied().filter(|&i| (i as usize) < now);
         next.reset(now);
         next.roots.clone_from(&self.roots);
-        // `order` holds exactly the reachable allocations, each after its
-        // dominator: one pass over it carries them all, in that order.
-        debug_assert_eq!(self.order.len(), self.reachable.iter().filter(|&&r| r).count());
-        for &j in &self.order {
-            let i = at(j)?;
-            let (idom, retained) = (*self.idom.get(j as usize)?, *self.retained_bytes.get(j as usize)?);
-            let k = i as usize;
+        // In the allocations' order (the new numbers rise with the old, but
+        // where an allocation came or went): reads and writes in sequence.
+        let old = self.reachable.iter().zip(&self.idom).zip(&self.retained_bytes);
+        for (j, ((&reachable, &idom), &retained)) in old.enumerate().filter(|(_, ((&r, _), _))| r) {
             // (`at` keeps `i` below `now`, the columns' length.)
-            next.reachable[k] = true;
-            next.retained_bytes[k] = retained;
-            next.idom[k] = match idom {
-                Holder::Allocation(d) => Holder::Allocation(at(d)?),
+            let i = at(j as u32)? as usize;
+            next.reachable[i] = reachable;
+            next.retained_bytes[i] = retained;
+            next.idom[i] = match idom {
+                Holder::Allocation(k) => Holder::Allocation(at(k)?),
                 other => other,
             };
-            next.order.push(i);
         }
-        Some(())
+        next.order.extend(self.order.iter().filter_map(|&j| at(j)));
+        (next.order.len() == self.order.len()).then_some(())
     }
 
     /// Emptied for `n` allocations, none of them reachable, in its own room.
