@@ -672,9 +672,9 @@ fn runs_of(
     let run_len = options.run.map_or_else(
         || {
             let kind = match (incremental, options.tables.per_snapshot_rows()) {
-                (true, _) => workers::RunKind::Incremental,
+                (_, true) => workers::RunKind::EveryRow,
+                (true, false) => workers::RunKind::Incremental,
                 (false, false) => workers::RunKind::Whole,
-                (false, true) => workers::RunKind::EveryRow,
             };
             workers::default_run(snapshot_bytes, kind).min(workers::frame_run(frame_bytes, step, threads))
         },

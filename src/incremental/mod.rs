@@ -4,7 +4,8 @@
 //! decode reads, classifies and diffs every object of the heap each time. A
 //! [`RunDecoder`] keeps what it decoded of the snapshot before, allocation by
 //! allocation (base kind, role, lifetime row, edges, share of the type histogram,
-//! and the blocks its rows read), and for the next snapshot:
+//! the blocks its rows read, and with `--per-snapshot` its `blocks` and
+//! `strings` rows: [`object_rows`]), and for the next snapshot:
 //! 1. reads the allocation table and pairs each allocation with the previous
 //!    snapshot's at the same block: one with the same extent, table bits and
 //!    bytes is unchanged; the others (new, gone, resized, written to) changed;
@@ -32,7 +33,7 @@
 use crate::decode::stages::Stage;
 use crate::decode::{
     Allocation, Category, DecodeCache, DecodeFacts, Decoder, EdgeRow, Focus, HeapGeometry, Kinds, PlanInput, QstrRow,
-    Role, Roles, RootWord, Roots, RootsBefore, SnapshotReport,
+    Role, Roles, RootWord, Roots, RootsBefore, SnapshotReport, StringRow,
 };
 use crate::firmware::Firmware;
 use crate::memory::same_bytes;
@@ -43,6 +44,7 @@ use crate::tables::{Prepared, PreparedOutcome, TableSet};
 use std::sync::Arc;
 
 mod local_retention;
+mod object_rows;
 mod owners;
 mod pairing;
 mod retention;
@@ -63,6 +65,9 @@ struct SlotMaker<'a, 'e, 'f> {
     fw: &'f Firmware,
     texts: &'a [(u64, &'a Arc<str>)],
     rows: std::slice::Iter<'a, crate::decode::BlockRow>,
+    /// The decode's string rows, in allocation order too (at most one an
+    /// allocation), when slots keep their per-snapshot rows.
+    strings: Option<std::iter::Peekable<std::slice::Iter<'a, StringRow>>>,
     edges: std::vec::Drain<'e, EdgeRow>,
     facts: &'a DecodeFacts,
     /// The allocations whose slots were made.
@@ -80,6 +85,10 @@ impl SlotMaker<'_, '_, '_> {
         let count = self.edges.as_slice().iter().take_while(|e| e.from_address == Some(b.address)).count();
         let edges: Vec<EdgeRow> = self.edges.by_ref().take(count).collect();
         let sight = AllocationSight::of(b, |block| lifetimes::text_of(self.texts, block), self.fw);
+        let rows = self.strings.as_mut().map(|strings| {
+            let string = strings.next_if(|s| s.block == b.address).cloned();
+            Box::new(object_rows::ObjectRows { block: b.clone(), string })
+        });
         self.made.push(i);
         // Its reads, then its heads, in one vector: counted first, so that
         // it is allocated once.
@@ -89,7 +98,7 @@ impl SlotMaker<'_, '_, '_> {
         words.extend(reads());
         let heads_from = words.len();
         words.extend(heads());
-        slots.push(Some(Box::new(Slot { sight, edges, words, heads_from, group: usize::MAX })));
+        slots.push(Some(Box::new(Slot { sight, edges, words, heads_from, group: usize::MAX, rows })));
     }
 }
 
@@ -106,6 +115,8 @@ struct Slot {
     heads_from: usize,
     /// Its group in the type histogram ([`TypeCounts`]).
     group: usize,
+    /// Its per-snapshot rows, when they are wanted ([`object_rows`]).
+    rows: Option<Box<object_rows::ObjectRows>>,
 }
 
 impl Slot {
@@ -158,6 +169,9 @@ struct Previous<'f, 'm> {
     read_by: ReadBy,
     /// Qstrs, sorted by key.
     qstrs: Vec<QstrRow>,
+    /// The `qstrs` rows of the last whole decode, in its order, when they
+    /// are wanted ([`object_rows`]).
+    qstr_rows: Vec<QstrRow>,
     /// Start blocks of the allocations holding qstr texts, sorted.
     qstr_chunks: Vec<u64>,
     /// Pool blocks read for every row, sorted, and RAM outside the pools read
@@ -187,6 +201,7 @@ impl<'f> Previous<'f, '_> {
             root_words: self.root_words,
             read_by: self.read_by,
             qstrs: self.qstrs,
+            qstr_rows: self.qstr_rows,
             qstr_chunks: self.qstr_chunks,
             global_blocks: self.global_blocks,
             outside: self.outside,
@@ -240,9 +255,8 @@ struct Spare {
 }
 
 impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
-    /// `None` when the tables need every snapshot decoded whole: per-snapshot
-    /// rows (blocks, edges, qstrs, strings), or nothing past the allocation
-    /// tables.
+    /// `None` when the tables need nothing past the allocation tables, or
+    /// the decoder cannot decode from the snapshot before.
     pub fn new(decoder: &'d Decoder<'f>, set: TableSet) -> Option<Self> {
         let mut cache = DecodeCache::default();
         cache.carry_walk();
@@ -267,8 +281,8 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
 
     /// Whether a run decoder can serve `set` with `decoder` (see [`RunDecoder::new`]).
     pub fn applies(decoder: &Decoder, set: TableSet) -> bool {
-        let wanted = set.lifetimes().any() || set.type_histogram;
-        wanted && !set.object_rows() && decoder.supports_focus()
+        let wanted = set.lifetimes().any() || set.type_histogram || set.object_rows();
+        wanted && decoder.supports_focus()
     }
 
     /// Keeps the time spent per stage from now on (see [`crate::decode::stages`]).
@@ -356,6 +370,13 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
         }
         self.lap(Stage::Retention);
         let want = self.set.lifetimes();
+        // The qstrs' rows: a focused decode lists none, the pools being as
+        // the last whole decode listed them.
+        let qstr_rows = match prev.as_mut().filter(|_| focus.is_some()) {
+            _ if !self.set.qstrs => Vec::new(),
+            Some(p) => std::mem::take(&mut p.qstr_rows),
+            None => report.qstrs.clone(),
+        };
         let step = match prev {
             // A decoder's first snapshot goes whole.
             None => self.first_changes(&mut report, &facts, &mut slots),
@@ -370,11 +391,14 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
                 read_by.add(a.start_block, s.reads());
             }
         }
-        let kept = Kept { slots, read_by, qstrs: step.qstrs, types: step.types, carried: step.carried, flat };
+        let (qstrs, types, carried) = (step.qstrs, step.types, step.carried);
+        let kept = Kept { slots, read_by, qstrs, qstr_rows, types, carried, flat };
         self.keep_previous(ram, &report, facts, kept);
         self.lap(Stage::Diff);
-        report.blocks = Vec::new();
-        report.strings = Vec::new();
+        match self.prev.as_ref().filter(|_| self.set.object_rows()) {
+            Some(p) => object_rows::fill(&mut report, p, decoder, self.set),
+            None => (report.blocks, report.strings) = (Vec::new(), Vec::new()),
+        }
         // The report waits for the writer with its run: only what it holds.
         report.free_runs.shrink_to_fit();
         self.spare.reuse = reuse;
@@ -403,6 +427,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
             fw: self.firmware,
             texts: &texts,
             rows: report.blocks.iter(),
+            strings: object_rows::kept_for(self.set).then(|| report.strings.iter().peekable()),
             edges: all_edges.drain(..),
             facts,
             made: Vec::with_capacity(report.blocks.len()),
@@ -534,6 +559,7 @@ impl<'d, 'f, 'm> RunDecoder<'d, 'f, 'm> {
             root_words: facts.root_words,
             read_by: kept.read_by,
             qstrs: kept.qstrs,
+            qstr_rows: kept.qstr_rows,
             qstr_chunks,
             global_blocks: reads.global_blocks,
             outside: reads.outside,
@@ -564,6 +590,7 @@ struct Kept<'f> {
     flat: FlatRetention,
     read_by: ReadBy,
     qstrs: Vec<QstrRow>,
+    qstr_rows: Vec<QstrRow>,
     types: TypeCounts<'f>,
     carried: Option<CarriedGlobals>,
 }

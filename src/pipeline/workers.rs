@@ -82,7 +82,8 @@ pub(super) enum RunKind {
     Incremental,
     /// Whole, sending what changed.
     Whole,
-    /// Whole, sending every row of every snapshot (`--per-snapshot`).
+    /// Sending every row of every snapshot (`--per-snapshot`), whole or
+    /// from the one before.
     EveryRow,
 }
 
@@ -260,13 +261,17 @@ impl<'a, 'f> RunWork<'a, 'f> {
         // Runs of every row wait for the writer, which is ten times slower than
         // the workers: one run a thread ahead keeps it fed, and holds fewer rows
         // (1 MiB runs peaked at 131 to 150 MiB two ahead, 102 to 118 MiB one).
-        let ahead = if self.tables.per_snapshot_rows() { 1 } else { 2 };
         // A claim of runs takes its runs in order, so the worker on the next
         // claim may run a claim ahead of the one before: the lead grows by the
         // rest of a claim (without it, two cores gave 1.53 to 1.76 times one
-        // core on the busy captures; with it, 1.82 to 1.88).
-        let claim = self.runs_per_claim();
-        let gate = RunGate::new(ahead * pool.current_num_threads().max(1) + claim - 1);
+        // core on the busy captures; with it, 1.82 to 1.88). Not for runs of
+        // every row: the writer sets their pace, and the lead's rows would
+        // wait in memory (peaks of 161 MiB with it, against 105).
+        let threads = pool.current_num_threads().max(1);
+        let gate = match self.tables.per_snapshot_rows() {
+            true => RunGate::new(threads),
+            false => RunGate::new(2 * threads + self.runs_per_claim() - 1),
+        };
         let next_claim = AtomicUsize::new(0);
         // A batch goes back to the worker that made it, to be freed there: freed
         // by the writer, its memory went back to the worker's malloc arena under

@@ -1,9 +1,10 @@
 //! Decoding each snapshot from the one before (the default) gives byte for byte
-//! the tables of decoding every snapshot whole (`full_decode`): on the simulator's
-//! captures, on every firmware flavour (most fall back to whole decodes), with
-//! short runs and with shards, and on captures whose consecutive snapshots were
-//! changed at random (pointers, allocation-table bits, roots, the VM's words) and
-//! on purpose (a module renamed through its globals' table).
+//! the tables of decoding every snapshot whole (`full_decode`), the default
+//! tables and `--per-snapshot`'s: on the simulator's captures, on every
+//! firmware flavour, with short runs and with shards, and on captures whose
+//! consecutive snapshots were changed at random (pointers, allocation-table
+//! bits, roots, the VM's words) and on purpose (a module renamed through its
+//! globals' table).
 
 use heapvis::pipeline::{AnalyzeOptions, Silent};
 use heapvis::synth::{self, Board, Flavor, SynthConfig, Workload};
@@ -15,6 +16,11 @@ use crate::common::{assert_same_tables, capture, session};
 const DEFAULT_TABLES: [&str; 7] =
     ["snapshots", "allocations", "edge_history", "qstr_history", "type_histogram", "free_run_histogram", "retainers"];
 
+/// The tables `options` writes, less `symbols` (the build's, either way).
+fn tables_written(options: &AnalyzeOptions) -> Vec<String> {
+    options.tables.names().into_iter().filter(|t| t != "symbols").collect()
+}
+
 /// Analyses `dir` both ways with `options`, and holds the tables the same.
 fn same_both_ways(dir: &std::path::Path, options: &AnalyzeOptions, what: &str) {
     same_both_ways_with(dir, options, Flavor::CircuitPython3, what);
@@ -25,7 +31,8 @@ fn same_both_ways(dir: &std::path::Path, options: &AnalyzeOptions, what: &str) {
 fn same_both_ways_with(dir: &std::path::Path, options: &AnalyzeOptions, flavor: Flavor, what: &str) -> f64 {
     let (focused, whole) = (dir.join("focused"), dir.join("whole"));
     let share = analyze_both_ways(dir, options, flavor);
-    assert_same_tables(&focused, &whole, &DEFAULT_TABLES, what);
+    let tables = tables_written(options);
+    assert_same_tables(&focused, &whole, &tables.iter().map(String::as_str).collect::<Vec<_>>(), what);
     let _ = std::fs::remove_dir_all(&focused);
     let _ = std::fs::remove_dir_all(&whole);
     share
@@ -72,6 +79,8 @@ fn the_tables_are_those_of_whole_decodes() {
         // A shard: primed with the snapshot before it, finished with the one after.
         let options = AnalyzeOptions { selection: "100..250".parse().unwrap(), ..AnalyzeOptions::default() };
         same_both_ways(c.dir.path(), &options, &format!("{board:?} shard"));
+        let options = AnalyzeOptions { tables: TableSet::ALL, ..options };
+        same_both_ways(c.dir.path(), &options, &format!("{board:?} shard, every row"));
         // Only some of the tables.
         let tables = TableSet { edge_history: false, qstr_history: false, ..TableSet::DEFAULT };
         let dir = c.dir.path();
@@ -101,7 +110,8 @@ fn a_worker_carries_its_decoder_across_the_runs_it_takes() {
 }
 
 /// Every layout decodes most snapshots of a busy heap from the one before, and
-/// gives the tables of whole decodes.
+/// gives the tables of whole decodes: the default ones and every row of every
+/// snapshot (`--per-snapshot`).
 #[test]
 fn every_layout_decodes_from_the_snapshot_before() {
     for flavor in [Flavor::CircuitPython3, Flavor::MicroPython, Flavor::CircuitPython10, Flavor::MicroPython64] {
@@ -111,8 +121,12 @@ fn every_layout_decodes_from_the_snapshot_before() {
         // With the stack pointers: the retention columns are the GC's own.
         config.events = true;
         synth::write_dir(&config, dir.path()).unwrap();
-        let share = same_both_ways_with(dir.path(), &AnalyzeOptions::default(), flavor, &format!("{flavor:?}"));
-        assert!(share >= 0.9, "{flavor:?}: only {:.0} % of snapshots decoded from the one before", share * 100.0);
+        for tables in [TableSet::DEFAULT, TableSet::ALL] {
+            let options = AnalyzeOptions { tables, ..AnalyzeOptions::default() };
+            let what = format!("{flavor:?}, {} tables", tables.names().len());
+            let share = same_both_ways_with(dir.path(), &options, flavor, &what);
+            assert!(share >= 0.9, "{what}: only {:.0} % of snapshots decoded from the one before", share * 100.0);
+        }
     }
 }
 
@@ -443,9 +457,10 @@ pub(crate) const LAYOUTS: [(Flavor, Workload, Board); 5] = [
 fn random_changes_between_snapshots_give_the_same_tables() {
     for (k, (flavor, workload, board)) in LAYOUTS.into_iter().enumerate() {
         let dir = mutated_capture(flavor, workload, board, 200, k as u64 + 1, false);
-        for run in [None, Some(7)] {
-            let options = AnalyzeOptions { run, ..AnalyzeOptions::default() };
-            same_both_ways_with(dir.path(), &options, flavor, &format!("{flavor:?} {workload:?} mutated, run {run:?}"));
+        for (run, tables) in [(None, TableSet::DEFAULT), (Some(7), TableSet::DEFAULT), (None, TableSet::ALL)] {
+            let options = AnalyzeOptions { run, tables, ..AnalyzeOptions::default() };
+            let what = format!("{flavor:?} {workload:?} mutated, run {run:?}, {} tables", tables.names().len());
+            same_both_ways_with(dir.path(), &options, flavor, &what);
         }
     }
 }
