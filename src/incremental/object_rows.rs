@@ -32,13 +32,18 @@ pub(super) fn kept_for(set: TableSet) -> bool {
 /// snapshot as the run decoder keeps it for the next.
 pub(super) fn fill(report: &mut SnapshotReport, p: &Previous, decoder: &Decoder, set: TableSet) {
     let slots = || p.slots.iter().flatten();
+    // (Collected through a filter, a vector would grow by doubling, each
+    // time copied: sized first.)
     if set.blocks {
-        report.blocks = slots().filter_map(|s| Some(s.rows.as_ref()?.block.clone())).collect();
+        report.blocks = Vec::with_capacity(p.slots.len());
+        report.blocks.extend(slots().filter_map(|s| Some(s.rows.as_ref()?.block.clone())));
         // The blocks' retention columns read it, by allocation.
         report.retention = p.flat.retention.clone();
     }
     if set.strings {
-        report.strings = slots().filter_map(|s| s.rows.as_ref()?.string.clone()).collect();
+        let strings = slots().filter(|s| s.rows.as_ref().is_some_and(|r| r.string.is_some()));
+        report.strings = Vec::with_capacity(strings.clone().count());
+        report.strings.extend(slots().filter_map(|s| s.rows.as_ref()?.string.clone()));
     }
     if set.edges {
         let roots = p.root_words.iter().filter(|w| w.head);

@@ -490,7 +490,10 @@ impl BlocksRows {
             self.snapshot.append_value(r.index);
             self.address.append_value(b.address);
             self.block.append_value(b.start_block);
-            self.allocation.push(&AllocationSight::of(b, |_| None, fw).with_held(held(i)), bpb, fw);
+            // (Set in place: `with_held` moved the whole sight.)
+            let mut sight = AllocationSight::of(b, |_| None, fw);
+            sight.held = held(i);
+            self.allocation.push(&sight, bpb, fw);
             self.marked.append_value(b.marked);
             let p = b.prelude.as_ref();
             self.n_state.append_option(p.map(|p| p.n_state));
