@@ -31,6 +31,9 @@ pub(super) fn kept_for(set: TableSet) -> bool {
 /// Fills the per-snapshot rows `set` wants into `report`, from `p`: this
 /// snapshot as the run decoder keeps it for the next.
 pub(super) fn fill(report: &mut SnapshotReport, p: &Previous, decoder: &Decoder, set: TableSet) {
+    // Every allocation has a slot: each decoded has a row, and the others
+    // are carried from a snapshot that had them all (see `RunDecoder::slots`).
+    debug_assert!(p.slots.iter().all(Option::is_some), "a slot is missing");
     let slots = || p.slots.iter().flatten();
     // (Collected through a filter, a vector would grow by doubling, each
     // time copied: sized first.)

@@ -268,9 +268,10 @@ impl<'a, 'f> RunWork<'a, 'f> {
         // every row: the writer sets their pace, and the lead's rows would
         // wait in memory (peaks of 161 MiB with it, against 105).
         let threads = pool.current_num_threads().max(1);
-        let gate = match self.tables.per_snapshot_rows() {
-            true => RunGate::new(threads),
-            false => RunGate::new(2 * threads + self.runs_per_claim() - 1),
+        let gate = if self.tables.per_snapshot_rows() {
+            RunGate::new(threads)
+        } else {
+            RunGate::new(2 * threads + self.runs_per_claim() - 1)
         };
         let next_claim = AtomicUsize::new(0);
         // A batch goes back to the worker that made it, to be freed there: freed
