@@ -364,11 +364,12 @@ impl AllocationSight {
     pub(crate) fn of(b: &BlockRow, text: impl FnOnce(u64) -> Option<Arc<str>>, fw: &Firmware) -> Self {
         // The decoder names an instance by its class: here that is `class`.
         let instance = b.category == Category::Instance;
+        let type_address = b.type_address.filter(|a| fw.flash_names.contains_key(a));
         AllocationSight {
             address: b.address,
             blocks: b.blocks,
-            type_address: b.type_address.filter(|a| fw.flash_names.contains_key(a)),
-            last_type: b.type_address.filter(|a| fw.flash_names.contains_key(a)),
+            type_address,
+            last_type: type_address,
             kind: b.kind,
             category: b.category.name(),
             owner: b.owner,
