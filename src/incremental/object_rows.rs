@@ -36,7 +36,7 @@ pub(super) fn fill(report: &mut SnapshotReport, p: &Previous, decoder: &Decoder,
     debug_assert!(p.slots.iter().all(Option::is_some), "a slot is missing");
     let slots = || p.slots.iter().flatten();
     // (Collected through a filter, a vector would grow by doubling, each
-    // time copied: sized first.)
+    // time copied: the large ones are sized first.)
     if set.blocks {
         report.blocks = Vec::with_capacity(p.slots.len());
         report.blocks.extend(slots().filter_map(|s| Some(s.rows.as_ref()?.block.clone())));
@@ -44,9 +44,7 @@ pub(super) fn fill(report: &mut SnapshotReport, p: &Previous, decoder: &Decoder,
         report.retention = p.flat.retention.clone();
     }
     if set.strings {
-        let strings = slots().filter(|s| s.rows.as_ref().is_some_and(|r| r.string.is_some()));
-        report.strings = Vec::with_capacity(strings.clone().count());
-        report.strings.extend(slots().filter_map(|s| s.rows.as_ref()?.string.clone()));
+        report.strings = slots().filter_map(|s| s.rows.as_ref()?.string.clone()).collect();
     }
     if set.edges {
         let roots = p.root_words.iter().filter(|w| w.head);
