@@ -147,6 +147,9 @@ pub struct SnapshotFigures {
     pub fragmentation: Option<f64>,
     /// Logged during a collection (MARK heads or a sweep's orphan tails).
     pub in_collection: bool,
+    /// Logged mid-sweep: it has orphan tails, blocks neither free nor in an
+    /// allocation, a heap no allocation sees (the sweep ends first).
+    pub sweeping: bool,
     /// Host seconds (the sidecar's `time`).
     pub time: Option<f64>,
     /// The event the capture broke at (`alloc`, `memory_error`, …).
@@ -215,6 +218,7 @@ pub fn snapshot_figures(out: &Path) -> Result<(Vec<SnapshotFigures>, u64)> {
                 largest_free: u(longest[i].or(gc_max[i])),
                 fragmentation: frag[i],
                 in_collection: u(marked[i]) > 0 || u(orphans[i]) > 0,
+                sweeping: u(orphans[i]) > 0,
                 time: time[i],
                 event: event[i].clone(),
                 requested: requested[i].map(|r| r.max(0) as u64),
@@ -244,7 +248,7 @@ pub fn summary(out: &Path) -> Result<Summary> {
         });
     };
     let best = |key: &dyn Fn(&SnapshotFigures) -> u64, most: bool| best(&rows, key, most);
-    let tightest = best(&|r| r.largest_free, false);
+    let tightest = tightest(&rows);
     let worst_fragmented = most_fragmented(&rows);
     let memory_errors = memory_errors(&rows);
     let (leak_suspects, warm_up_until) = match leaks::suspects(out) {
@@ -297,9 +301,23 @@ fn best(rows: &[SnapshotFigures], key: &dyn Fn(&SnapshotFigures) -> u64, most: b
     pick.map(|r| At { value: key(r), snapshot: r.snapshot }).unwrap_or(At { value: 0, snapshot: 0 })
 }
 
-/// The first snapshot where fragmentation is highest.
+/// The snapshots an allocation could have met: those not logged mid-sweep
+/// (all of them when every one is).
+fn outside_sweeps(rows: &[SnapshotFigures]) -> impl Iterator<Item = &SnapshotFigures> {
+    let all_sweeping = rows.iter().all(|r| r.sweeping);
+    rows.iter().filter(move |r| all_sweeping || !r.sweeping)
+}
+
+/// The first snapshot outside a sweep where the largest free run is least.
+fn tightest(rows: &[SnapshotFigures]) -> At<u64> {
+    outside_sweeps(rows)
+        .reduce(|a, b| if b.largest_free < a.largest_free { b } else { a })
+        .map_or(At { value: 0, snapshot: 0 }, |r| At { value: r.largest_free, snapshot: r.snapshot })
+}
+
+/// The first snapshot outside a sweep where fragmentation is highest.
 fn most_fragmented(rows: &[SnapshotFigures]) -> Option<At<f64>> {
-    rows.iter()
+    outside_sweeps(rows)
         .filter_map(|r| Some((r.fragmentation?, r)))
         .reduce(|a, b| if b.0 > a.0 { b } else { a })
         .map(|(f, r)| At { value: f, snapshot: r.snapshot })
@@ -314,7 +332,7 @@ pub fn worst_moments_culprits(
     errors: &[MemoryError],
     max_errors: usize,
 ) -> Result<Vec<Culprits>> {
-    let mut worst: Vec<(u64, &'static str)> = vec![(best(rows, &|r| r.largest_free, false).snapshot, "tightest")];
+    let mut worst: Vec<(u64, &'static str)> = vec![(tightest(rows).snapshot, "tightest")];
     worst.extend(most_fragmented(rows).map(|w| (w.snapshot, "most_fragmented")));
     worst.extend(errors.iter().take(max_errors).map(|m| (m.snapshot, "memory_error")));
     let mut snapshots: Vec<u64> = worst.iter().map(|w| w.0).collect();
@@ -420,6 +438,26 @@ mod tests {
             in_collection: snapshot == 3,
             ..SnapshotFigures::default()
         }
+    }
+
+    /// A snapshot logged mid-sweep (orphan tails: blocks neither free nor in
+    /// an allocation) is no moment an allocation met: the tightest and most
+    /// fragmented are taken outside sweeps, unless every snapshot is in one.
+    #[test]
+    fn the_worst_moments_are_outside_sweeps() {
+        let at = |snapshot, largest_free, fragmentation, sweeping| SnapshotFigures {
+            snapshot,
+            largest_free,
+            fragmentation: Some(fragmentation),
+            sweeping,
+            ..SnapshotFigures::default()
+        };
+        let rows = vec![at(0, 400, 0.5, false), at(1, 96, 0.9, true), at(2, 160, 0.7, false), at(3, 320, 0.6, false)];
+        assert_eq!(tightest(&rows), At { value: 160, snapshot: 2 });
+        assert_eq!(most_fragmented(&rows).map(|m| m.snapshot), Some(2));
+        let all_sweeping: Vec<_> = rows.iter().map(|r| SnapshotFigures { sweeping: true, ..r.clone() }).collect();
+        assert_eq!(tightest(&all_sweeping), At { value: 96, snapshot: 1 });
+        assert_eq!(most_fragmented(&all_sweeping).map(|m| m.snapshot), Some(1));
     }
 
     /// An event the capture did not watch for is unknown, not 0: a sidecar of
