@@ -257,6 +257,7 @@ pub fn simulate(config: &SynthConfig, layout: &Layout, sink: &mut dyn gc::Snapsh
             }
         }
     }
+    summary.out_of_memory += program.memory_errors_caught;
     summary.collections = program.gc.collections;
     summary.events = program.gc.events.take().unwrap_or_default();
     drop(program);

@@ -72,6 +72,8 @@ pub struct Program<'a, 's> {
     /// The busy loop leaks: `history` is never cut, and `cache` takes a new key
     /// now and then, never dropped.
     pub leak: bool,
+    /// MemoryErrors the program caught itself (its bursts).
+    pub memory_errors_caught: u64,
 }
 
 /// The classes the program defines, with their methods.
@@ -109,6 +111,7 @@ impl<'a, 's> Program<'a, 's> {
             log_list: 0,
             cache: 0,
             leak: false,
+            memory_errors_caught: 0,
             iteration: 0,
             context: None,
             busy: false,
@@ -826,14 +829,18 @@ impl<'a, 's> Program<'a, 's> {
 
     /// One pass of a busy main loop, shaped after the real captures of
     /// `../shared/real-heaps.md`: thousands of small objects live, most of them
-    /// one block. A few readings a pass (a long int, a float, their text, a
-    /// tuple of the three) go into the global `history`, which grows to a share
-    /// of the heap and is then cut in half (`history = history[-n // 2:]`, a new
-    /// list); each pass also leaves temporaries behind (formatted text, floats,
-    /// bytes, small lists) that only a collection frees. The GC runs when an
-    /// allocation finds no room, as the firmware's does, and every 97th pass as
-    /// `gc.collect()`; every 601st pass a burst of bytes objects runs into
-    /// MemoryError. So the heap fills with garbage between collections.
+    /// one block, and a few dozen arrays of 9 to 32 blocks holding a large
+    /// share of the bytes, as there. A few readings a pass (a number, its
+    /// text, a tuple of them, a short list of samples) go into the global
+    /// `history`, which grows to a share of the heap and is then cut in half
+    /// (`history = history[-n // 2:]`, a new list); the `cache` dict keeps
+    /// instances, readings and windows of dozens of samples, overwritten at
+    /// random; each pass also leaves temporaries behind (formatted text,
+    /// numbers, bytes, lists short and long) that only a collection frees. The
+    /// GC runs when an allocation finds no room, as the firmware's does, and
+    /// every 211th pass as `gc.collect()`; every 601st pass a burst of bytes
+    /// objects runs into a MemoryError the program catches. So the heap fills
+    /// with garbage between collections.
     fn iterate_busy(&mut self, i: u64) -> Step<()> {
         let w = self.wb();
         for _ in 0..self.rng.range(1, 4) {
@@ -849,27 +856,45 @@ impl<'a, 's> Program<'a, 's> {
             // bytes, tuples.
             let (which, n) = (self.rng.below(20), self.rng.range(1, 48));
             let t = match which {
-                0..8 => self.new_number(i + n)?,
-                8..13 => self.new_str(&format!("t={i} v={}", n * 2081))?,
-                13..16 => self.new_list(1 + n % 4, false)?,
+                0..4 => self.new_number(i + n)?,
+                4..9 => self.new_str(&format!("t={i} v={}", n * 2081))?,
+                // A list of a few items, now and then of dozens.
+                9..15 => self.new_list(
+                    match n {
+                        ..34 => 1 + n % 4,
+                        34..40 => 4 * (n - 29),
+                        _ => 36 + 4 * (n - 40),
+                    },
+                    false,
+                )?,
+                15 => self.new_bytearray(16 + n * 3)?,
                 16..18 if self.mp() => self.new_bytes(8 + n)?,
                 18 => self.new_bytearray(80 + n * 9)?,
                 _ => self.new_tuple(&[small_int(i as i64), small_int(n as i64)])?,
             };
             self.push(t);
         }
-        // `cache[k] = ...` for a key of 256: an overwritten entry leaves a hole
-        // wherever it was, which is what fragments a long-running heap.
+        // `cache[k] = ...` for a key of 120: an overwritten entry leaves a hole
+        // wherever it was, which is what fragments a long-running heap. (120
+        // keys fit a table of 127 slots; more would need one of 255, 2 to 4 KiB
+        // in one piece, which a heap this fragmented seldom has.)
         let key = match self.leak && self.rng.chance(25) {
             // A key never seen before: the cache grows.
             true => small_int(256 + i as i64),
-            false => small_int(self.rng.below(256) as i64),
+            false => small_int(self.rng.below(120) as i64),
         };
-        let value = if self.rng.chance(30) {
-            let ci = self.rng.below(self.classes.len().max(1) as u64) as usize;
-            self.new_instance(self.classes.get(ci).map_or(0, |c| c.address))?
-        } else {
-            self.reading(i)?
+        let value = match self.rng.below(10) {
+            0..3 => {
+                let ci = self.rng.below(self.classes.len().max(1) as u64) as usize;
+                self.new_instance(self.classes.get(ci).map_or(0, |c| c.address))?
+            }
+            // A window of dozens of samples: its item array 9 to 32 blocks,
+            // the large arrays that hold half a real heap's bytes.
+            3..8 => {
+                let n = self.rng.range(20, 72);
+                self.samples(i, n)?
+            }
+            _ => self.reading(i)?,
         };
         self.push(value);
         self.map_store(self.cache + w, key, value, false)?;
@@ -887,39 +912,64 @@ impl<'a, 's> Program<'a, 's> {
                 self.list_pop(self.log_list, k);
             }
         }
-        if i.is_multiple_of(97) {
+        if i.is_multiple_of(211) {
             self.gc.collect();
         }
         // (A leaking program is left to leak, without the burst.)
         if i.is_multiple_of(601) && !self.leak {
-            // `burst = []; while True: burst.append(bytes(...))`, to MemoryError.
-            let burst = self.new_list(4, false)?;
-            self.push(burst);
-            loop {
-                let frame = self.depth();
-                let n = self.rng.range(64, 264);
-                let b = self.new_bytes(n)?;
-                self.push(b);
-                self.list_append(burst, b)?;
-                self.pop_to(frame);
-            }
+            self.burst()?;
         }
         Ok(())
     }
 
+    /// `burst = []; while True: burst.append(bytes(...))` in a `try` that
+    /// catches the MemoryError: the burst is dropped and the loop goes on with
+    /// what it kept (an uncaught MemoryError is [`Program::recover`]ed from).
+    fn burst(&mut self) -> Step<()> {
+        let frame = self.depth();
+        let burst = self.new_list(4, false)?;
+        self.push(burst);
+        let caught = loop {
+            let inner = self.depth();
+            let n = self.rng.range(64, 264);
+            if let Err(halt) = self.new_bytes(n).and_then(|b| self.list_append(burst, b)) {
+                break halt;
+            }
+            self.pop_to(inner);
+        };
+        self.pop_to(frame);
+        match caught {
+            Halt::OutOfMemory => {
+                self.memory_errors_caught += 1;
+                Ok(())
+            }
+            done => Err(done),
+        }
+    }
+
     /// How long `history` grows before it is cut: a share of the heap (a reading
-    /// is four or five allocations, six to eight blocks).
+    /// is one to a dozen allocations). Its item array then stays under 2 KiB
+    /// (32-bit), which a fragmented heap still finds room for when it doubles.
     fn history_cap(&self) -> u64 {
-        self.gc.g.pool_blocks() / 5
+        self.gc.g.pool_blocks() / 16
     }
 
     /// A sensor reading: its text `"s2,1234,56.789"`, and now and then the
     /// tuple `(t, value, text)`, with the value a long int or a float where the
     /// build boxes them.
     fn reading(&mut self, i: u64) -> Step<u64> {
+        let which = self.rng.below(20);
+        if which < 5 {
+            return self.new_number(i);
+        }
+        if which < 8 {
+            // `[v0, v1, …]`: a few samples.
+            let n = self.rng.range(1, 12);
+            return self.samples(i, n);
+        }
         let (whole, frac) = (self.rng.below(100), self.rng.below(1000));
         let text = self.new_str(&format!("s{},{i},{whole}.{frac:03}", i % 4))?;
-        if self.rng.chance(70) {
+        if which < 15 {
             return Ok(text);
         }
         self.push(text);
@@ -928,12 +978,26 @@ impl<'a, 's> Program<'a, 's> {
         self.new_tuple(&[small_int(i as i64), v, text])
     }
 
+    /// A list of `n` samples, each a number (boxed or small): built as
+    /// `[read() for _ in range(n)]`, its item array sized to fit.
+    fn samples(&mut self, i: u64, n: u64) -> Step<u64> {
+        let frame = self.depth();
+        let list = self.new_list(n.max(1), false)?;
+        self.push(list);
+        for k in 0..n {
+            let v = if self.rng.chance(15) { self.new_number(i + k)? } else { small_int((i + k) as i64 % 512) };
+            self.list_append(list, v)?;
+        }
+        self.pop_to(frame);
+        Ok(list)
+    }
+
     /// A number as a script makes them: a boxed float (`mp_obj_float_t`) under
     /// representation A, else a long int (`mp_obj_int_t`: base, the mpz's
     /// bits and length, its digits in a block of their own), or a small int.
     fn new_number(&mut self, i: u64) -> Step<u64> {
         let w = self.wb();
-        if self.mp() && self.l.flavor != Flavor::CircuitPython10 && self.rng.chance(50) {
+        if self.mp() && self.l.flavor != Flavor::CircuitPython10 && self.rng.chance(40) {
             let f = self.alloc(w + 8, false, false, Category::Unknown)?;
             self.w(f, &[self.ty("mp_type_float")]);
             self.gc.set_bytes(f + 8.max(w), &(i as f64 * 0.37).to_le_bytes());
