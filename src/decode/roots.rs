@@ -14,7 +14,7 @@
 
 use crate::decode::scan;
 use crate::decode::{Decoder, EdgeRow, HeapGeometry};
-use crate::memory::{same_bytes, Memory, Region};
+use crate::memory::{each_differing, Memory, Region};
 
 /// A word of RAM outside the heap holding a block-aligned address in the pools.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,30 +95,34 @@ impl Decoder<'_> {
                 sieve(bytes, lo, &mut emit);
                 continue;
             };
-            // Stretches in order: a changed run of them is sieved at once, an
-            // unchanged one takes the candidates it had (re-asking `head`).
-            let mut changed_from: Option<usize> = None;
-            let mut at = 0;
-            while at < bytes.len() {
-                let end = (at + STRETCH).min(bytes.len());
-                let same = same_bytes(&bytes[at..end], &old[at..end]);
-                if same {
-                    if let Some(from) = changed_from.take() {
-                        sieve(&bytes[from..at], lo + from as u64, &mut emit);
-                    }
-                    let (from, to) = (lo + at as u64, lo + end as u64);
-                    while old_words.next_if(|w| w.address < from).is_some() {}
-                    while let Some(w) = old_words.next_if(|w| w.address < to) {
-                        emit(RootWord { head: head(w.value), ..*w });
-                    }
-                } else if changed_from.is_none() {
-                    changed_from = Some(at);
+            // Stretches in order: a changed run of them is sieved at once, the
+            // unchanged bytes between take the candidates they had (re-asking
+            // `head`).
+            let mut unchanged = |from: usize, to: usize, emit: &mut dyn FnMut(RootWord)| {
+                let (from, to) = (lo + from as u64, lo + to as u64);
+                while old_words.next_if(|w| w.address < from).is_some() {}
+                while let Some(w) = old_words.next_if(|w| w.address < to) {
+                    emit(RootWord { head: head(w.value), ..*w });
                 }
-                at = end;
+            };
+            let mut changed: Option<(usize, usize)> = None;
+            let mut done = 0;
+            each_differing(bytes, old, STRETCH, |from, len| match &mut changed {
+                Some((_, to)) if *to == from => *to = from + len,
+                _ => {
+                    if let Some((a, b)) = changed.replace((from, from + len)) {
+                        unchanged(done, a, &mut emit);
+                        sieve(&bytes[a..b], lo + a as u64, &mut emit);
+                        done = b;
+                    }
+                }
+            });
+            if let Some((a, b)) = changed {
+                unchanged(done, a, &mut emit);
+                sieve(&bytes[a..b], lo + a as u64, &mut emit);
+                done = b;
             }
-            if let Some(from) = changed_from {
-                sieve(&bytes[from..], lo + from as u64, &mut emit);
-            }
+            unchanged(done, bytes.len(), &mut emit);
         }
     }
 

@@ -13,6 +13,7 @@ use std::ops::Range;
 
 use super::runs::CarriedRuns;
 use crate::decode::{Allocation, HeapGeometry, Table, TableSpan};
+use crate::memory::each_differing;
 
 /// Pool blocks, a bit each.
 #[derive(Clone)]
@@ -73,11 +74,10 @@ impl BlockSet {
 }
 
 /// The pool blocks whose bytes differ between `ram` and `before` (snapshots of
-/// the same geometry `g`; RAM starting at `ram_start`), compared 64 bytes at a
-/// time: a whole pool costs about what a copy of it does, where comparing each
-/// allocation's bytes on its own cost a call per allocation. (Comparing a KiB
-/// at a time first, by `memcmp`, was no faster: 16 to 24 µs a busy SAMD51
-/// snapshot either way, the time it takes to bring a snapshot into the cache.)
+/// the same geometry `g`; RAM starting at `ram_start`), found 64 bytes at a
+/// time where a longer stretch differs ([`each_differing`]): a whole pool
+/// costs about what reading it does, where comparing each allocation's bytes
+/// on its own cost a call per allocation.
 pub(super) fn written_blocks(ram_start: u64, g: &HeapGeometry, ram: &[u8], before: &[u8]) -> BlockSet {
     const CHUNK: usize = 64;
     let mut set = BlockSet::new(g.pool_blocks());
@@ -99,18 +99,7 @@ pub(super) fn written_blocks(ram_start: u64, g: &HeapGeometry, ram: &[u8], befor
                 }
             }
         };
-        let (cx, cy) = (x.chunks_exact(CHUNK), y.chunks_exact(CHUNK));
-        let tail = cx.remainder().len();
-        for (k, (a, b)) in cx.zip(cy).enumerate() {
-            // (As arrays, the compare is a few vector instructions and a call.)
-            let (a, b) = (<&[u8; CHUNK]>::try_from(a).ok(), <&[u8; CHUNK]>::try_from(b).ok());
-            if a != b {
-                mark(&mut set, k * CHUNK, CHUNK);
-            }
-        }
-        if tail > 0 && x[x.len() - tail..] != y[y.len() - tail..] {
-            mark(&mut set, x.len() - tail, tail);
-        }
+        each_differing(x, y, CHUNK, |from, len| mark(&mut set, from, len));
     }
     set
 }
