@@ -42,7 +42,8 @@ impl SnapshotSink for Density {
         let used: u64 = live.values().map(|t| t.blocks).sum();
         self.allocations += live.len() as f64;
         self.used += used as f64 / self.pool_blocks as f64;
-        let share = |of: &dyn Fn(u64) -> bool| live.values().filter(|t| of(t.blocks)).count() as f64 / live.len().max(1) as f64;
+        let share =
+            |of: &dyn Fn(u64) -> bool| live.values().filter(|t| of(t.blocks)).count() as f64 / live.len().max(1) as f64;
         self.one_block += share(&|b| b == 1);
         self.two_blocks += share(&|b| b == 2);
         self.large += share(&|b| (9..=32).contains(&b));
@@ -98,7 +99,10 @@ fn busy_simulated_heaps_are_as_full_and_as_small_grained_as_real_ones() {
         // Close to the real figures; a 64-bit port's objects take half as many
         // blocks of twice the size, so it holds fewer.
         let fewest = if flavor == Flavor::MicroPython64 { 0.5 } else { 0.85 };
-        assert!(allocations >= fewest * REAL_ALLOCATIONS.start() && allocations <= 1.2 * REAL_ALLOCATIONS.end(), "{what}");
+        assert!(
+            allocations >= fewest * REAL_ALLOCATIONS.start() && allocations <= 1.2 * REAL_ALLOCATIONS.end(),
+            "{what}"
+        );
         assert!(used >= REAL_USED.start() - 0.1 && used <= REAL_USED.end() + 0.1, "{what}");
         assert!((one_block - REAL_ONE_BLOCK.start()).abs() < 0.03, "{what}");
         assert!((two_blocks - REAL_TWO_BLOCKS.start()).abs() < 0.03, "{what}");
