@@ -183,6 +183,10 @@ pub fn diff(out: &Path, contents: &Contents, a: u64, b: u64, top: usize) -> Resu
     d.by_kind.sort_by_key(|g| std::cmp::Reverse(g.net_bytes().unsigned_abs()));
     new.sort_by_key(|i| (std::cmp::Reverse(i.bytes), i.address));
     d.survivors = new.into_iter().take(top).map(survivor).collect();
+    if d.survivors.is_empty() {
+        // No survivor, no path missing: nothing to say, read or not.
+        d.paths_note = None;
+    }
     Ok(d)
 }
 
@@ -260,6 +264,9 @@ fn owners(out: &Path, a: u64, b: u64) -> Result<Option<Vec<OwnerChange>>> {
 /// decoding snapshot B of `session` (the folder's capture, see
 /// [`super::capture::reopen`]).
 pub fn add_paths(d: &mut Diff, session: &Session) -> Result<()> {
+    if d.survivors.is_empty() {
+        return Ok(());
+    }
     let report = session.decode_one(d.b)?;
     let Some(roots) = session.roots().of(d.b) else {
         d.paths_note = Some("the build gives no GC roots (no `state.roots_end` or `_estack`)".to_string());

@@ -77,6 +77,10 @@ fn the_diff_agrees_with_duckdb_and_shards_do_not_change_it() {
         let got: Vec<u64> = got.iter().flat_map(|c| [c.allocations, c.bytes]).collect();
         assert_eq!(got, row, "{a}..{b}");
         assert!(d.new.allocations + d.freed.allocations > 0 || b - a == 1, "{a}..{b}: something is made or freed");
+        // Without the capture, the survivors' paths are missing, and said to
+        // be; without survivors nothing is missing (as the CLI and the Python
+        // API both say, whether they read the capture or not).
+        assert_eq!(d.paths_note.is_some(), !d.survivors.is_empty(), "{a}..{b}: {:?}", d.paths_note);
         // Alive at B is alive at A, plus new, less freed.
         assert_eq!(d.alive_at_b.bytes + d.freed.bytes, d.alive_at_a.bytes + d.new.bytes);
         // By kind sums to the totals.
