@@ -44,7 +44,7 @@ def synth(cli, tmp_path_factory):
 def busy(synth):
     """A busy samd51 heap (thousands of small objects, mostly full), with its sidecar."""
     return synth("busy", "--board", "samd51", "--workload", "busy", "--snapshots", "300", "--seed", "7",
-                 "--events", "--leak", "--start-after", "50000", "--every", "4")
+                 "--events", "--leak", "--start-after", "14000", "--every", "4")
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -28,11 +28,11 @@ def parquet_files(folder):
 
 @pytest.fixture(scope="module")
 def captures(synth):
-    """Three captures of three layouts, busy heaps, one with MemoryErrors and a leak."""
+    """Three captures of three layouts, busy heaps, one of them leaking."""
     profiles = REPO / "data" / "profiles"
     return {
         "cp3": {"path": synth("cp3", "--board", "samd51", "--workload", "busy", "--snapshots", "500",
-                              "--seed", "3", "--events", "--leak", "--start-after", "50000")},
+                              "--seed", "3", "--events", "--leak", "--start-after", "10000")},
         "mp": {"path": synth("mp", "--board", "samd51", "--layout", "micropython", "--workload", "busy",
                              "--snapshots", "400", "--seed", "4", "--start-after", "30000"),
                "profile": profiles / "micropython-1.2x-synthetic.toml"},

@@ -878,12 +878,20 @@ impl<'a, 's> Program<'a, 's> {
         // wherever it was, which is what fragments a long-running heap. (120
         // keys fit a table of 127 slots; more would need one of 255, 2 to 4 KiB
         // in one piece, which a heap this fragmented seldom has.)
-        let key = match self.leak && self.rng.chance(25) {
+        let fresh = self.leak && self.rng.chance(25);
+        let key = match fresh {
             // A key never seen before: the cache grows.
             true => small_int(256 + i as i64),
             false => small_int(self.rng.below(120) as i64),
         };
-        let value = match self.rng.below(10) {
+        let which = match fresh {
+            // A new key keeps an instance or a reading: a leak of windows
+            // would end the run within a few thousand passes.
+            true if self.rng.chance(30) => 0,
+            true => 9,
+            false => self.rng.below(10),
+        };
+        let value = match which {
             0..3 => {
                 let ci = self.rng.below(self.classes.len().max(1) as u64) as usize;
                 self.new_instance(self.classes.get(ci).map_or(0, |c| c.address))?
