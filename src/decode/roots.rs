@@ -105,19 +105,13 @@ impl Decoder<'_> {
                     emit(RootWord { head: head(w.value), ..*w });
                 }
             };
-            let mut changed: Option<(usize, usize)> = None;
-            let mut done = 0;
-            each_differing(bytes, old, STRETCH, |from, len| match &mut changed {
+            let mut changed: Vec<(usize, usize)> = Vec::new();
+            each_differing(bytes, old, STRETCH, |from, len| match changed.last_mut() {
                 Some((_, to)) if *to == from => *to = from + len,
-                _ => {
-                    if let Some((a, b)) = changed.replace((from, from + len)) {
-                        unchanged(done, a, &mut emit);
-                        sieve(&bytes[a..b], lo + a as u64, &mut emit);
-                        done = b;
-                    }
-                }
+                _ => changed.push((from, from + len)),
             });
-            if let Some((a, b)) = changed {
+            let mut done = 0;
+            for (a, b) in changed {
                 unchanged(done, a, &mut emit);
                 sieve(&bytes[a..b], lo + a as u64, &mut emit);
                 done = b;
