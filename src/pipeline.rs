@@ -464,7 +464,8 @@ impl Session {
         let outputs = Outputs { frames_dir, movie: &mut movie };
         let Written { sink, focused, frames } = work.run(&pool, sink, outputs, progress)?;
         let (written, failed, suspect) = (sink.written, sink.failed, sink.suspect);
-        let files = sink.finish(after)?;
+        // (On the run's pool: its tables are closed side by side.)
+        let files = pool.install(|| sink.finish(after))?;
         match (movie.take(), shared) {
             (Some(m), Some(s)) => s.open = Some(m),
             (Some(m), None) => m.finish()?,

@@ -688,6 +688,16 @@ impl Lifetimes {
     pub(crate) fn qstr_rows(&mut self) -> Option<&mut QstrHistoryRows> {
         self.qstrs.as_mut().map(|(_, r)| r)
     }
+    /// The rows of all three tables at once, to be written side by side.
+    pub(crate) fn all_rows(
+        &mut self,
+    ) -> (Option<&mut AllocationRows>, Option<&mut EdgeHistoryRows>, Option<&mut QstrHistoryRows>) {
+        (
+            self.allocations.as_mut().map(|(_, r)| r),
+            self.edges.as_mut().map(|(_, r)| r),
+            self.qstrs.as_mut().map(|(_, r)| r),
+        )
+    }
 }
 
 /// Lifetime columns appended to an entity's own columns.

@@ -52,6 +52,7 @@ pub const TABLE_NAMES: [&str; 12] = [
     "free_run_histogram",
     "retainers",
 ];
+use rayon::prelude::*;
 use writer::{batch, ParquetFile, TableFile, BATCH_ROWS, BATCH_TEXT_BYTES, SUMMARY_BATCH_ROWS};
 
 /// One snapshot's outcome, as it leaves the decoder.
@@ -394,9 +395,9 @@ impl<'f> TableSink<'f> {
         for t in &mut self.tables {
             t.flush(force, at)?;
         }
-        flush_rows(&mut self.allocations, self.lifetimes.allocation_rows(), force, at, AllocationRows::finish)?;
-        flush_rows(&mut self.edge_history, self.lifetimes.edge_rows(), force, at, EdgeHistoryRows::finish)?;
-        flush_rows(&mut self.qstr_history, self.lifetimes.qstr_rows(), force, at, QstrHistoryRows::finish)?;
+        flush_rows(self.allocations.as_mut(), self.lifetimes.allocation_rows(), force, at, AllocationRows::finish)?;
+        flush_rows(self.edge_history.as_mut(), self.lifetimes.edge_rows(), force, at, EdgeHistoryRows::finish)?;
+        flush_rows(self.qstr_history.as_mut(), self.lifetimes.qstr_rows(), force, at, QstrHistoryRows::finish)?;
         Ok(())
     }
 
@@ -414,25 +415,52 @@ impl<'f> TableSink<'f> {
 
     /// Ends every lifetime still open, looking at `next` (what follows the
     /// range), then flushes and closes every file.
+    ///
+    /// Each table's last batch and footer concern its file alone, so they are
+    /// written side by side on the current rayon pool. They are most of a
+    /// run's serial end: a busy 1 GiB capture's `snapshots` and `allocations`
+    /// fit in one batch each, encoded here while the other core would idle.
     pub fn finish(mut self, next: After<SnapshotReport>) -> Result<Vec<PathBuf>> {
         let next = next.map(|r| self.lifetime_rows(r));
         self.lifetimes.finish(next.as_ref(), self.firmware);
-        self.flush(true)?;
-        for t in self.tables {
-            self.files.extend(t.finish()?);
+        let at = self.at;
+        let (allocation_rows, edge_rows, qstr_rows) = self.lifetimes.all_rows();
+        let mut closing: Vec<Box<dyn FnOnce() -> Result<Vec<PathBuf>> + Send + '_>> = Vec::new();
+        for mut t in self.tables {
+            closing.push(Box::new(move || {
+                t.flush(true, at)?;
+                t.finish()
+            }));
         }
-        let lifetime_files = [self.allocations, self.edge_history, self.qstr_history];
-        for f in lifetime_files.into_iter().flatten() {
-            self.files.extend(f.file.finish()?);
-        }
+        push_closing(&mut closing, self.allocations, allocation_rows, at, AllocationRows::finish);
+        push_closing(&mut closing, self.edge_history, edge_rows, at, EdgeHistoryRows::finish);
+        push_closing(&mut closing, self.qstr_history, qstr_rows, at, QstrHistoryRows::finish);
+        let written: Vec<Vec<PathBuf>> = closing.into_par_iter().map(|close| close()).collect::<Result<_>>()?;
+        self.files.extend(written.into_iter().flatten());
         Ok(self.files)
     }
+}
+
+/// Adds to `closing` the step that writes a lifetime table's last rows and
+/// closes its file.
+fn push_closing<'a, R: PendingRows + Send + 'a>(
+    closing: &mut Vec<Box<dyn FnOnce() -> Result<Vec<PathBuf>> + Send + 'a>>,
+    table: Option<LifetimeFile>,
+    rows: Option<&'a mut R>,
+    at: u64,
+    finish: fn(&mut R) -> Vec<ArrayRef>,
+) {
+    let Some(mut table) = table else { return };
+    closing.push(Box::new(move || {
+        flush_rows(Some(&mut table), rows, true, at, finish)?;
+        table.file.finish()
+    }));
 }
 
 /// Writes a lifetime table's pending rows as a batch when there are enough (or
 /// any, when `force`d). The rows live with their tracker, the file here.
 fn flush_rows<R>(
-    table: &mut Option<LifetimeFile>,
+    table: Option<&mut LifetimeFile>,
     rows: Option<&mut R>,
     force: bool,
     at: u64,
@@ -441,7 +469,7 @@ fn flush_rows<R>(
 where
     R: PendingRows,
 {
-    if let (Some(t), Some(rows)) = (table.as_mut(), rows) {
+    if let (Some(t), Some(rows)) = (table, rows) {
         if rows.due() || (force && rows.pending() > 0) {
             let b = batch(t.name, &t.schema, finish(rows))?;
             t.file.write(&b, at)?;
