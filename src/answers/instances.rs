@@ -115,10 +115,12 @@ fn pieces(out: &Path) -> Result<Vec<Piece>> {
     let u = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
     for b in read_columns(out, "allocations", Some(COLUMNS))? {
         let (address, blocks, bytes) = (ints(&b, "address")?, ints(&b, "blocks")?, ints(&b, "bytes")?);
-        let (kind, type_name, name, class) =
+        // (Texts are taken out of their columns, not copied: a row's texts are
+        // its own.)
+        let (mut kind, mut type_name, mut name, mut class) =
             (texts(&b, "kind")?, texts(&b, "type_name")?, texts(&b, "name")?, texts(&b, "class")?);
-        let category = texts(&b, "category")?;
-        let (holder_address, holder_root) = (ints(&b, "holder_address")?, texts(&b, "holder_root")?);
+        let mut category = texts(&b, "category")?;
+        let (holder_address, mut holder_root) = (ints(&b, "holder_address")?, texts(&b, "holder_root")?);
         let (first, last) = (ints(&b, "first_snapshot")?, ints(&b, "last_snapshot")?);
         let (end, open) = (texts(&b, "end")?, bools(&b, "open_start")?);
         for i in 0..b.num_rows() {
@@ -126,13 +128,13 @@ fn pieces(out: &Path) -> Result<Vec<Piece>> {
                 address: u(address[i]),
                 blocks: u(blocks[i]),
                 bytes: u(bytes[i]),
-                kind: kind[i].clone().unwrap_or_default(),
-                category: category[i].clone().unwrap_or_default(),
-                type_name: type_name[i].clone(),
-                name: name[i].clone(),
-                class: class[i].clone(),
+                kind: kind[i].take().unwrap_or_default(),
+                category: category[i].take().unwrap_or_default(),
+                type_name: type_name[i].take(),
+                name: name[i].take(),
+                class: class[i].take(),
                 holder_address: holder_address[i].map(|a| a.max(0) as u64),
-                holder_root: holder_root[i].clone(),
+                holder_root: holder_root[i].take(),
                 first: u(first[i]),
                 last: u(last[i]),
                 open_start: open[i].unwrap_or(false),

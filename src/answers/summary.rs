@@ -199,9 +199,9 @@ pub fn snapshot_figures(out: &Path) -> Result<(Vec<SnapshotFigures>, u64)> {
         let (gc_max, longest) = (ints(&b, "gc_max_free_bytes")?, ints(&b, "longest_free_run_bytes")?);
         let (marked, orphans) = (ints(&b, "marked_blocks")?, ints(&b, "orphan_tail_blocks")?);
         let (frag, time) = (floats(&b, "fragmentation")?, floats(&b, "time")?);
-        let (event, requested) = (texts(&b, "event")?, ints(&b, "requested_bytes")?);
+        let (mut event, requested) = (texts(&b, "event")?, ints(&b, "requested_bytes")?);
         // Folders of heapvis before `watched` have no such column: none said.
-        let watched = texts(&b, "watched").unwrap_or_else(|_| vec![None; b.num_rows()]);
+        let mut watched = texts(&b, "watched").unwrap_or_else(|_| vec![None; b.num_rows()]);
         let (pool_start, pool_end) = (ints(&b, "pool_start")?, ints(&b, "pool_end")?);
         let (block_bytes, areas) = (ints(&b, "block_bytes")?, ints(&b, "heap_areas")?);
         for i in 0..b.num_rows() {
@@ -220,9 +220,9 @@ pub fn snapshot_figures(out: &Path) -> Result<(Vec<SnapshotFigures>, u64)> {
                 in_collection: u(marked[i]) > 0 || u(orphans[i]) > 0,
                 sweeping: u(orphans[i]) > 0,
                 time: time[i],
-                event: event[i].clone(),
+                event: event[i].take(),
                 requested: requested[i].map(|r| r.max(0) as u64),
-                watched: watched[i].clone(),
+                watched: watched[i].take(),
                 pool_start: u(pool_start[i]),
                 pool_end: u(pool_end[i]),
                 block_bytes: u(block_bytes[i]),

@@ -249,8 +249,11 @@ pub struct SnapshotReport {
     pub retention: Option<crate::retain::Retention>,
     /// The snapshot's reachability figures, when computed.
     pub reachability: Option<crate::retain::Reachability>,
-    /// What each top-level owner retains, by kind, when computed.
-    pub retainers: Option<Vec<crate::retain::owners::Retained>>,
+    /// What each top-level owner retains, by kind, when computed. Shared: an
+    /// incremental decode keeps the rows for the next snapshot's, and the
+    /// writer keeps them to compare the next snapshot's with (each a clone of
+    /// a hundred owner names otherwise).
+    pub retainers: Option<std::sync::Arc<Vec<crate::retain::owners::Retained>>>,
 }
 
 /// The role pointers give an allocation: the reference's category, the detailed

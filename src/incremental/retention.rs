@@ -43,7 +43,7 @@ pub(super) struct FlatRetention {
     pub(super) root_edges: Vec<(Arc<str>, u64)>,
     /// The `retainers` rows made from this retention, and the tables of
     /// `__main__`'s globals they were made with (see [`same_names`]).
-    retainers: Option<Vec<retain::owners::Retained>>,
+    retainers: Option<Arc<Vec<retain::owners::Retained>>>,
     main_tables: Vec<u64>,
     /// The owners the rows were summed from, for the next snapshot's.
     owners: KeptOwners,
@@ -340,7 +340,8 @@ impl<'f, 'm> RunDecoder<'_, 'f, 'm> {
         let moved_owners = moved.as_deref().filter(|_| !renamed_root);
         let before = with_old.as_mut().zip(moved_owners).map(|((b, old), moved)| (&mut **b, *old, moved));
         let rows = self.retainers((facts, slots), (&retention, &mut flat), roots, g, before);
-        report.retainers = Some(rows.clone());
+        let rows = Arc::new(rows);
+        report.retainers = Some(Arc::clone(&rows));
         flat.retainers = Some(rows);
         let (reachable_allocations, garbage_allocations, garbage_bytes) =
             retention.counts(&facts.allocations, g.bytes_per_block);
@@ -395,7 +396,9 @@ impl<'f, 'm> RunDecoder<'_, 'f, 'm> {
         let from = ((facts, slots), (retention, &*flat), (roots, &main_tables[..]), (g, &spare.start_index));
         let rows = spare.owners.with_owners(from, |o| {
             if let Some((b, allocations, moved)) = before {
-                let (mut kept, mut rows) = (std::mem::take(&mut b.owners), b.retainers.take().unwrap_or_default());
+                // (The report's share of the rows is most often still held.)
+                let rows = b.retainers.take().map(|r| Arc::try_unwrap(r).unwrap_or_else(|r| (*r).clone()));
+                let (mut kept, mut rows) = (std::mem::take(&mut b.owners), rows.unwrap_or_default());
                 let changed = Changed { runs, moved, allocations, kinds: &b.kinds };
                 let o = OwnersIn { retention: o.retention, heap: o.heap, names: &mut *o.names, ids: &mut *o.ids };
                 if kept.delta(o, changed, &mut rows).is_some() {

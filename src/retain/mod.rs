@@ -212,7 +212,7 @@ pub fn attach(report: &mut crate::decode::SnapshotReport, roots: &GcRoots) {
         main_tables: &main_tables,
         module_globals_word: roots.module_globals_word,
     };
-    report.retainers = Some(owners::retainers(&retention, &heap, &mut owners::OwnerNames::default()));
+    report.retainers = Some(Arc::new(owners::retainers(&retention, &heap, &mut owners::OwnerNames::default())));
     report.retention = Some(retention);
 }
 

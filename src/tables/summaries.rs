@@ -313,7 +313,7 @@ pub(crate) struct RetainersRows {
     allocations: IntColumn,
     bytes: IntColumn,
     /// The figures as of the last snapshot written, sorted.
-    before: Vec<Retained>,
+    before: Arc<Vec<Retained>>,
 }
 
 impl RetainersRows {
@@ -347,7 +347,7 @@ impl RetainersRows {
             self.bytes.append_value(row.bytes);
             self.n += 1;
         }
-        self.before.clone_from(now);
+        self.before = Arc::clone(now);
     }
 
     pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {
