@@ -190,7 +190,9 @@ pub struct Firmware {
     pub ram_names: AddressNames,
     pub state_names: HashMap<String, String>,
     /// Flash address → symbol starting there (type objects and other constants).
-    pub flash_names: rustc_hash::FxHashMap<u64, String>,
+    /// Shared, so that the writer's dictionaries can hold a name and find it
+    /// by address (see `tables::per_snapshot::RecurringDict`).
+    pub flash_names: rustc_hash::FxHashMap<u64, std::sync::Arc<str>>,
     /// Flash address → the kind of an object whose type is there, for the
     /// symbols that name types (see [`crate::decode::kinds`]).
     pub type_kinds: rustc_hash::FxHashMap<u64, &'static str>,
@@ -302,8 +304,10 @@ impl Firmware {
             }
         }
         let port_roots = port_roots(&symbols, &names.port_roots, map_path, ram.clone())?;
-        let flash_names: rustc_hash::FxHashMap<u64, String> =
-            symbols.names_by_address().into_iter().filter(|(a, _)| *a >= flash_base && *a < flash_end).collect();
+        let flash_names: rustc_hash::FxHashMap<u64, std::sync::Arc<str>> = (symbols.names_by_address().into_iter())
+            .filter(|(a, _)| *a >= flash_base && *a < flash_end)
+            .map(|(a, name)| (a, std::sync::Arc::from(name)))
+            .collect();
         Ok(Firmware {
             symbols,
             flash_base,

@@ -43,14 +43,14 @@ pub(crate) struct TypeHistogramRows {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct TypeGroup<'f> {
     kind: &'static str,
-    type_name: Option<&'f str>,
+    type_name: Option<&'f Arc<str>>,
     class: Option<Arc<str>>,
     count: u64,
     bytes: u64,
 }
 
 /// A group's key: kind, type name, class; rows come out in this order.
-type GroupKey<'f> = (&'static str, Option<&'f str>, Option<Arc<str>>);
+type GroupKey<'f> = (&'static str, Option<&'f Arc<str>>, Option<Arc<str>>);
 
 /// The type histogram kept up to date one allocation at a time, for a run decoded
 /// from one snapshot to the next: the same rows as [`type_groups`] on the whole
@@ -73,7 +73,7 @@ impl<'f> TypeCounts<'f> {
         class: Option<&Arc<str>>,
         fw: &'f Firmware,
     ) -> usize {
-        let type_name = type_address.and_then(|t| fw.flash_names.get(&t)).map(String::as_str);
+        let type_name = type_address.and_then(|t| fw.flash_names.get(&t));
         let key = (kind, type_name, class.cloned());
         let next = self.counts.len();
         let id = *self.ids.entry(key).or_insert(next);
@@ -131,7 +131,7 @@ pub(crate) fn type_groups<'f>(r: &SnapshotReport, fw: &'f Firmware) -> Vec<TypeG
                 g.3.bytes += b.blocks * bpb;
             }
             None => {
-                let type_name = b.type_address.and_then(|t| fw.flash_names.get(&t)).map(String::as_str);
+                let type_name = b.type_address.and_then(|t| fw.flash_names.get(&t));
                 let group =
                     TypeGroup { kind: b.kind, type_name, class: class.cloned(), count: 1, bytes: b.blocks * bpb };
                 groups.push((key.0, key.1, key.2, group));
@@ -160,9 +160,15 @@ impl TypeHistogramRows {
         for g in groups {
             self.snapshot.append_value(index);
             // '' for no type or no class: a group key without NULLs joins as is.
-            self.kind.append_value(g.kind);
-            self.type_name.append_value(g.type_name.unwrap_or(""));
-            self.class.append_value(g.class.as_deref().unwrap_or(""));
+            self.kind.append_static(g.kind);
+            match g.type_name {
+                Some(type_name) => self.type_name.append_shared(Some(type_name)),
+                None => self.type_name.append_value(""),
+            }
+            match &g.class {
+                Some(class) => self.class.append_shared(Some(class)),
+                None => self.class.append_value(""),
+            }
             self.count.append_value(g.count);
             self.bytes.append_value(g.bytes);
             self.n += 1;
@@ -341,8 +347,8 @@ impl RetainersRows {
                 _ => break,
             };
             self.snapshot.append_value(r.index);
-            self.owner.append_value(&row.owner);
-            self.kind.append_value(row.kind);
+            self.owner.append_shared(Some(&row.owner));
+            self.kind.append_static(row.kind);
             self.allocations.append_value(row.allocations);
             self.bytes.append_value(row.bytes);
             self.n += 1;

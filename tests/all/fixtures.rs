@@ -80,7 +80,7 @@ fn hand_built_heap_decodes_to_hand_computed_rows() {
         r.blocks.iter().map(|b| (b.address, b.blocks, b.category, b.has_finaliser)).collect();
     assert_eq!(blocks, vec![(0x2000_0140, 1, Category::Dict, true), (0x2000_0150, 2, Category::MapTable, false)]);
     assert_eq!(r.blocks[0].type_address, Some(FLASH + 0x10));
-    assert_eq!(fw.flash_names.get(&(FLASH + 0x10)).map(String::as_str), Some("mp_type_dict"));
+    assert_eq!(fw.flash_names.get(&(FLASH + 0x10)).map(|t| &**t), Some("mp_type_dict"));
     // One free run: blocks 3..124.
     assert_eq!(r.free_runs.len(), 1);
     assert_eq!((r.free_runs[0].start_block, r.free_runs[0].blocks), (3, 121));
@@ -221,7 +221,7 @@ fn modules_are_named_by_their_globals() {
     let r = d.decode(0, &ram).unwrap();
     let module = &r.blocks[0];
     assert_eq!(module.name.as_deref(), Some("mymod"));
-    assert_eq!(fw.flash_names.get(&module.type_address.unwrap()).map(String::as_str), Some("mp_type_module"));
+    assert_eq!(fw.flash_names.get(&module.type_address.unwrap()).map(|t| &**t), Some("mp_type_module"));
 }
 
 /// A 64-bit port, by hand: 8-byte words, 32-byte blocks, representation A. Every

@@ -204,7 +204,8 @@ print(j.height, largest, s["longest_free_run_bytes"].max())
     let groups = |r: &SnapshotReport| {
         let mut g: BTreeMap<(String, String, String), (i64, i64)> = BTreeMap::new();
         for b in &r.blocks {
-            let type_name = b.type_address.and_then(|t| s.firmware.flash_names.get(&t)).cloned().unwrap_or_default();
+            let type_name =
+                b.type_address.and_then(|t| s.firmware.flash_names.get(&t)).map(|t| t.to_string()).unwrap_or_default();
             let class = if b.kind == "instance" { b.name.as_deref().unwrap_or("").to_string() } else { String::new() };
             let e = g.entry((b.kind.to_string(), type_name, class)).or_default();
             e.0 += 1;

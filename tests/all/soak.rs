@@ -140,7 +140,7 @@ fn the_usual_questions_answered_with_duckdb_and_polars() {
         let now: BTreeSet<(u64, u64, String)> = r
             .blocks
             .iter()
-            .filter_map(|b| Some((b.address, b.blocks, s.firmware.flash_names.get(&b.type_address?)?.clone())))
+            .filter_map(|b| Some((b.address, b.blocks, s.firmware.flash_names.get(&b.type_address?)?.to_string())))
             .collect();
         open.retain(|k, first| {
             let keep = now.contains(k);
@@ -182,7 +182,8 @@ fn the_usual_questions_answered_with_duckdb_and_polars() {
     for r in &reports {
         let mut here: BTreeMap<(String, String, String), f64> = BTreeMap::new();
         for b in &r.blocks {
-            let t = b.type_address.and_then(|a| s.firmware.flash_names.get(&a)).cloned().unwrap_or_default();
+            let t =
+                b.type_address.and_then(|a| s.firmware.flash_names.get(&a)).map(|t| t.to_string()).unwrap_or_default();
             let class = if b.category == heapvis::decode::Category::Instance {
                 b.name.as_deref().unwrap_or_default().to_string()
             } else {
