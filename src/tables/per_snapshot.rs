@@ -938,7 +938,8 @@ mod tests {
         d.append_option(Some(owned.as_str()));
         d.append_shared(Some(&again));
         d.append_static("");
-        d.append_value(&String::new());
+        let empty = String::with_capacity(8); // "" at an address of its own
+        d.append_value(&empty);
         d.append_shared(None);
         d.append_value("Blinker");
         let a = d.finish();
