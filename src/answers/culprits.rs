@@ -73,12 +73,16 @@ pub struct Culprits {
 
 /// The culprits at each of `snapshots` (those of `figures` only).
 pub fn at_snapshots(out: &Path, figures: &[SnapshotFigures], snapshots: &[u64]) -> Result<Vec<Culprits>> {
-    let wanted: Vec<&SnapshotFigures> = figures.iter().filter(|f| snapshots.contains(&f.snapshot)).collect();
-    if wanted.is_empty() {
+    if !figures.iter().any(|f| snapshots.contains(&f.snapshot)) {
         return Ok(Vec::new());
     }
-    let all = instances(out)?;
-    Ok(wanted.into_iter().map(|f| at(&all, f)).collect())
+    Ok(among(&instances(out)?, figures, snapshots))
+}
+
+/// [`at_snapshots`], from the folder's allocation instances `all`.
+pub fn among(all: &[Instance], figures: &[SnapshotFigures], snapshots: &[u64]) -> Vec<Culprits> {
+    let wanted = figures.iter().filter(|f| snapshots.contains(&f.snapshot));
+    wanted.map(|f| at(all, f)).collect()
 }
 
 /// The culprits of snapshot `f`, from every allocation row.
