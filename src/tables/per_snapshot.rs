@@ -249,32 +249,32 @@ impl RecurringDict {
             self.keys.append_null();
             return;
         };
-        let at = (s.as_ptr() as usize, s.len());
-        let key = match self.by_shared.get(&at) {
-            Some(&k) => k,
-            None => {
-                let k = self.key_of_text(s);
-                self.by_shared.insert(at, k);
-                self.shared.push(Arc::clone(s));
-                k
-            }
-        };
-        self.keys.append_value(key);
+        if self.append_by_address(s) {
+            self.shared.push(Arc::clone(s));
+        }
     }
 
     /// [`RecurringDict::append_value`] for a text that is never freed, so its
     /// address names it: found by address alone.
     pub(crate) fn append_static(&mut self, s: &'static str) {
+        self.append_by_address(s);
+    }
+
+    /// Appends the key of `s`, found by its address alone (the caller makes
+    /// sure the address names `s` until the batch is finished); whether the
+    /// address was new.
+    fn append_by_address(&mut self, s: &str) -> bool {
         let at = (s.as_ptr() as usize, s.len());
-        let key = match self.by_shared.get(&at) {
-            Some(&k) => k,
+        let (key, new) = match self.by_shared.get(&at) {
+            Some(&k) => (k, false),
             None => {
                 let k = self.key_of_text(s);
                 self.by_shared.insert(at, k);
-                k
+                (k, true)
             }
         };
         self.keys.append_value(key);
+        new
     }
 
     /// The key of text `s`, a new one if it is new.
